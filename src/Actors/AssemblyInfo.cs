@@ -1,0 +1,1 @@
+namespace ActorRing.Actors;

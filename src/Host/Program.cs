@@ -1,0 +1,48 @@
+using ActorRing.Host.Cli;
+
+namespace ActorRing.Host;
+
+public static class Program
+{
+    private const string Usage = """
+        actorring: tensor-parallel LLM serving over a plain TCP ring
+
+        usage:
+          actorring generate [--model DIR] (--prompt TEXT | --prompt-ids 1,403,...) [--max-tokens N]
+                             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--world-size N] [--json]
+          actorring serve [--model DIR] [--ring-config FILE] [--interactive]
+          actorring bench allreduce --world-size N [--sizes 16KiB,256KiB,4MiB,64MiB] [--dtype f32|bf16|f16]
+          actorring bench decode --preset llama-160m|tinyllama-1.1b [--world-size N] [--threads T] [--tokens 32]
+
+        Every verb that takes --model defaults to the bundled stories260K model.
+        """;
+
+    /// <summary>Verb name to handler. Each handler receives the arguments after the verb.</summary>
+    private static readonly Dictionary<string, Func<string[], Task<int>>> Verbs = new(StringComparer.Ordinal)
+    {
+    };
+
+    public static async Task<int> Main(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        {
+            Console.Out.WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+        if (!Verbs.TryGetValue(args[0], out var handler))
+        {
+            Console.Error.WriteLine($"error: unknown command '{args[0]}'");
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+        try
+        {
+            return await handler(args[1..]);
+        }
+        catch (UsageException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+    }
+}
