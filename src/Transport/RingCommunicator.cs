@@ -44,6 +44,12 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     public RingConfig Config => _config;
     public RingOptions Options => _options;
 
+    /// <summary>
+    /// Overrides <see cref="RingOptions.Algorithm"/> for later all-reduces (benchmarks and tests measure both
+    /// paths on one ring). Every rank must set the same value, or frames will not match (a desync error).
+    /// </summary>
+    public AllReduceAlgorithm? AlgorithmOverride { get; set; }
+
     /// <summary>True once an operation failed; the ring must be formed again.</summary>
     public bool IsFaulted => _fault is not null;
 
@@ -83,7 +89,7 @@ public sealed unsafe partial class RingCommunicator : ICollectives
         // For small S the α term dominates and the latency path wins; SmallMessageMaxBytes is where the two
         // measured curves cross (see RingOptions). The latency path is also capped by what the kernel can
         // buffer, since it sends a whole message before receiving.
-        bool latency = _options.Algorithm switch
+        bool latency = (AlgorithmOverride ?? _options.Algorithm) switch
         {
             AllReduceAlgorithm.Latency => true,
             AllReduceAlgorithm.Ring => count == 0,
