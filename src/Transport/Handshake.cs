@@ -135,8 +135,15 @@ internal static class Handshake
         try
         {
             await SendAsync(socket, msg, ct);
+            // Close gracefully and wait briefly for the peer to close too: closing with its unread bytes still
+            // queued would send a reset, which discards our refusal (and its reason) on the peer's side.
+            socket.Shutdown(SocketShutdown.Send);
+            using var linger = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            linger.CancelAfter(TimeSpan.FromSeconds(1));
+            var sink = new byte[256];
+            while (await socket.ReceiveAsync(sink, SocketFlags.None, linger.Token) > 0) { }
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
         {
             // The peer may already be gone; the refusal is still logged on this side.
         }

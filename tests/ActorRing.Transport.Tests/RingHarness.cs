@@ -73,4 +73,12 @@ internal sealed class ListLogger : ILogger
         Func<TState, Exception?, string> formatter) => Lines.Enqueue($"{logLevel}: {formatter(state, exception)}");
 
     public bool Contains(string text) => Lines.Any(l => l.Contains(text, StringComparison.Ordinal));
+
+    /// <summary>Log lines are written by another task, so wait (bounded) for the line to appear.</summary>
+    public async Task<bool> WaitFor(string text)
+    {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        while (!Contains(text) && sw.Elapsed < TimeSpan.FromSeconds(20)) await Task.Delay(20);
+        return Contains(text);
+    }
 }
