@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Reflection;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using ActorRing.Transport;
 
@@ -22,8 +23,8 @@ public sealed class RankProcessLauncher : IDisposable
 
     private readonly List<Process> _processes = [];
     private readonly string _configDirectory;
-    private readonly ConsoleCancelEventHandler _onCancel;
     private readonly EventHandler _onExit;
+    private readonly List<PosixSignalRegistration> _signals = [];
     private int _disposed;
 
     private RankProcessLauncher(IReadOnlyList<RingConfig> configs, string configDirectory, string secret)
@@ -31,10 +32,12 @@ public sealed class RankProcessLauncher : IDisposable
         Configs = configs;
         _configDirectory = configDirectory;
         Secret = secret;
-        _onCancel = (_, _) => KillAll();
         _onExit = (_, _) => KillAll();
-        Console.CancelKeyPress += _onCancel;
         AppDomain.CurrentDomain.ProcessExit += _onExit;
+        // Ctrl-C, kill, a closed terminal: kill the ranks first, then let the default action end this process
+        // (the handler does not set Cancel). ProcessExit alone is not raised for every one of these.
+        foreach (var signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT })
+            _signals.Add(PosixSignalRegistration.Create(signal, _ => KillAll()));
     }
 
     public IReadOnlyList<RingConfig> Configs { get; }
@@ -139,14 +142,17 @@ public sealed class RankProcessLauncher : IDisposable
     /// <summary>Kills every rank process and its descendants (idempotent, never throws).</summary>
     public void KillAll()
     {
-        foreach (var p in _processes) Kill(p);
+        // Finding descendants scans /proc and takes seconds on a loaded machine, so first stop the ranks
+        // themselves with one signal each, which is what matters when the parent is being terminated.
+        foreach (var p in _processes) Kill(p, tree: false);
+        foreach (var p in _processes) Kill(p, tree: true);
     }
 
-    private static void Kill(Process p)
+    private static void Kill(Process p, bool tree = true)
     {
         try
         {
-            if (!p.HasExited) p.Kill(entireProcessTree: true);
+            if (!p.HasExited) p.Kill(entireProcessTree: tree);
         }
         catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception or NotSupportedException)
         {
@@ -170,7 +176,7 @@ public sealed class RankProcessLauncher : IDisposable
             }
             p.Dispose();
         }
-        Console.CancelKeyPress -= _onCancel;
+        foreach (var registration in _signals) registration.Dispose();
         AppDomain.CurrentDomain.ProcessExit -= _onExit;
         try
         {
