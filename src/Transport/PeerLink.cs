@@ -211,6 +211,29 @@ internal sealed unsafe partial class PeerLink : IDisposable
     }
 
     /// <summary>
+    /// Reads what has arrived into the rest of a 16-byte header and, in the same system call, into the
+    /// payload destination (at most <paramref name="payloadLength"/> bytes, so never past it); 0 when nothing
+    /// is there yet. The caller checks the header as soon as it is complete; a bad frame can only have written
+    /// inside the destination the operation was going to overwrite anyway.
+    /// </summary>
+    public long TryReceiveHeaderAndPayload(byte* header, long headerGot, byte* payload, long payloadLength, in OpContext op)
+    {
+        Iovec* iov = stackalloc Iovec[2];
+        iov[0] = new Iovec { Base = header + headerGot, Len = (nuint)(FrameHeader.Size - headerGot) };
+        iov[1] = new Iovec { Base = payload, Len = (nuint)payloadLength };
+        while (true)
+        {
+            nint n = readv(_fd, iov, payloadLength > 0 ? 2 : 1);
+            if (n > 0) return n;
+            if (n == 0) throw Closed(op, "closed the connection");
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return 0;
+            throw Closed(op, $"receive failed (errno {errno}: {Marshal.GetPInvokeErrorMessage(errno)})");
+        }
+    }
+
+    /// <summary>
     /// Sleeps until <paramref name="sendTo"/> can take data or <paramref name="receiveFrom"/> has data (either
     /// may be null), or throws a timeout naming the side(s) that stalled at the operation deadline.
     /// </summary>
@@ -278,6 +301,9 @@ internal sealed unsafe partial class PeerLink : IDisposable
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint writev(int fd, Iovec* iov, int iovcnt);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint readv(int fd, Iovec* iov, int iovcnt);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint recv(int fd, void* buf, nuint len, int flags);

@@ -85,13 +85,16 @@ internal sealed unsafe class RingPump
                     long n;
                     if (recvGot < FrameHeader.Size)
                     {
-                        n = left.TryReceive(recvHeader + recvGot, FrameHeader.Size - recvGot, op);
+                        // One readv for header and payload saves a system call per frame (it matters for the
+                        // few-KiB decode messages).
+                        n = left.TryReceiveHeaderAndPayload(recvHeader, recvGot, recvDst, recvLength, op);
                         if (n == 0) break;
+                        long before = recvGot;
                         recvGot += n;
                         progressed = true;
                         if (recvGot < FrameHeader.Size) continue;
-                        // The header is checked before a single payload byte is read into the destination.
-                        left.CheckHeader(new ReadOnlySpan<byte>(recvHeader, FrameHeader.Size), expected, op);
+                        if (before < FrameHeader.Size)
+                            left.CheckHeader(new ReadOnlySpan<byte>(recvHeader, FrameHeader.Size), expected, op);
                     }
                     else
                     {
