@@ -46,6 +46,14 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     /// </summary>
     public AllReduceAlgorithm? AlgorithmOverride { get; set; }
 
+    /// <summary>Whether an all-reduce of <paramref name="bytes"/> takes the latency path on this ring.</summary>
+    public bool UsesLatencyPath(long bytes) => (AlgorithmOverride ?? _options.Algorithm) switch
+    {
+        AllReduceAlgorithm.Latency => true,
+        AllReduceAlgorithm.Ring => bytes == 0,
+        _ => bytes <= _options.SmallMessageMaxBytesFor(WorldSize),
+    };
+
     /// <summary>True once an operation failed; the ring must be formed again.</summary>
     public bool IsFaulted => _fault is not null;
 
@@ -85,12 +93,7 @@ public sealed unsafe partial class RingCommunicator : ICollectives
         // For small S the α term dominates and the latency path wins; SmallMessageMaxBytes is where the two
         // measured curves cross (see RingOptions). Both paths run on the non-blocking RingPump, so neither
         // can deadlock on full socket buffers, whatever their size.
-        bool latency = (AlgorithmOverride ?? _options.Algorithm) switch
-        {
-            AllReduceAlgorithm.Latency => true,
-            AllReduceAlgorithm.Ring => count == 0,
-            _ => bytes <= _options.SmallMessageMaxBytes,
-        };
+        bool latency = UsesLatencyPath(bytes);
         try
         {
             if (latency) LatencyAllReduce(data, count, dtype, op);
