@@ -27,9 +27,13 @@ public sealed record SamplingOptions(
     public IReadOnlyList<string> GetErrors()
     {
         var errors = new List<string>();
-        if (!(Temperature >= 0) || float.IsPositiveInfinity(Temperature))
+        if (!(Temperature >= 0))
         {
-            errors.Add($"temperature must be >= 0 and finite, got {F(Temperature)}");
+            errors.Add($"temperature must be >= 0, got {F(Temperature)}");
+        }
+        else if (float.IsPositiveInfinity(Temperature))
+        {
+            errors.Add($"temperature must be finite, got {F(Temperature)}");
         }
 
         if (TopK < 0)
@@ -66,7 +70,7 @@ public sealed record SamplingOptions(
         return errors;
     }
 
-    /// <summary>Throws an <see cref="ArgumentException"/> listing every problem, e.g. "temperature must be >= 0 and finite, got -1".</summary>
+    /// <summary>Throws an <see cref="ArgumentException"/> listing every problem, e.g. "temperature must be >= 0, got -1"; returns this when valid.</summary>
     public SamplingOptions Validate()
     {
         var errors = GetErrors();

@@ -116,6 +116,13 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
     public IReadOnlyList<int> Encode(string text, bool addBos)
     {
         ArgumentNullException.ThrowIfNull(text);
+        if (text.Length == 0)
+        {
+            // The library returns no ids at all for empty text, even when asked for BOS; a BOS-only prompt is how
+            // unconditional generation (llama2.c's default) starts, so it must survive.
+            return addBos ? [BosId] : [];
+        }
+
         return _tokenizer.EncodeToIds(text, addBeginningOfSentence: addBos, addEndOfSentence: false);
     }
 
