@@ -16,21 +16,36 @@ namespace ActorRing.Model;
 /// </summary>
 public sealed class ShardedLlama : IDisposable
 {
+    /// <summary>An [in, out] weight, whole, or cut by output columns into one contiguous block per split worker.</summary>
+    private sealed class SplitMatrix(Tensor[] blocks)
+    {
+        public readonly Tensor[] Blocks = blocks;
+        public readonly long[] Offsets = Prefix(blocks);
+        public long Out => Offsets[^1];
+
+        private static long[] Prefix(Tensor[] blocks)
+        {
+            var o = new long[blocks.Length + 1];
+            for (int i = 0; i < blocks.Length; i++) o[i + 1] = o[i] + blocks[i].shape[1];
+            return o;
+        }
+    }
+
     private sealed class Layer
     {
         public required Tensor InputNorm;
         public required Tensor PostNorm;
         /// <summary>Fused [q; k; v] of this rank, transposed to [hidden, q + 2kv]: one product per layer instead of three.</summary>
-        public required Tensor Wqkv;
+        public required SplitMatrix Wqkv;
         public Tensor? Bqkv;
         /// <summary>o_proj columns of this rank's heads, transposed: [localHeads·headDim, hidden].</summary>
-        public required Tensor Wo;
+        public required SplitMatrix Wo;
         /// <summary>Full o_proj bias, added once after the all-reduce.</summary>
         public Tensor? Bo;
         /// <summary>Fused [gate; up] rows of this rank's FFN block, transposed: [hidden, 2·localFfn].</summary>
-        public required Tensor Wgu;
+        public required SplitMatrix Wgu;
         /// <summary>down_proj columns of this rank's FFN block, transposed: [localFfn, hidden].</summary>
-        public required Tensor Wdown;
+        public required SplitMatrix Wdown;
         public required Tensor KCache; // [slots, localKv, context, headDim]
         public required Tensor VCache;
     }
@@ -40,7 +55,8 @@ public sealed class ShardedLlama : IDisposable
     private readonly Layer[] _layers;
     private readonly Tensor _embed;
     private readonly Tensor _finalNorm;
-    private readonly Tensor _lmHead;
+    private readonly SplitMatrix _lmHead;
+    private readonly SplitWorkers? _workers;
     private readonly Tensor _cos, _sin; // [context, headDim/2], compute dtype
     private readonly ScalarType _dtype;
     private readonly DType _wireDType;
@@ -109,7 +125,13 @@ public sealed class ShardedLlama : IDisposable
         _wireDType = options.DType == ComputeDType.BF16 ? Transport.DType.BF16 : Transport.DType.F32;
         _slotLength = new int?[Slots];
         _threads = options.Threads;
-        if (_threads is int t) torch.set_num_threads(t);
+        if (_threads is int t)
+        {
+            // More than one thread per rank: split every product by output columns over our own helpers, each
+            // with one libtorch thread (libtorch's own threading does not speed up matrix-vector products).
+            torch.set_num_threads(t > 1 ? 1 : t);
+            if (t > 1) _workers = new SplitWorkers(t);
+        }
 
         var p = Plan;
         int d = c.HeadDim, h = c.HiddenSize;
@@ -145,14 +167,14 @@ public sealed class ShardedLlama : IDisposable
                 {
                     InputNorm = Own(LoadFull(reader, pre + "input_layernorm.weight", 1, h).view(h)),
                     PostNorm = Own(LoadFull(reader, pre + "post_attention_layernorm.weight", 1, h).view(h)),
-                    Wqkv = Own(wqkv),
+                    Wqkv = Split(wqkv),
                     Bqkv = bqkv,
-                    Wo = Own(LoadTransposed(reader, h, c.NumHeads * d, (pre + "self_attn.o_proj.weight", 0, h, qRow0, _qDim))),
+                    Wo = Split(LoadTransposed(reader, h, c.NumHeads * d, (pre + "self_attn.o_proj.weight", 0, h, qRow0, _qDim))),
                     Bo = c.OProjBias ? Own(LoadFull(reader, pre + "self_attn.o_proj.bias", 1, h).view(h)) : null,
-                    Wgu = Own(LoadTransposed(reader, c.IntermediateSize, h,
+                    Wgu = Split(LoadTransposed(reader, c.IntermediateSize, h,
                         (pre + "mlp.gate_proj.weight", p.FfnStart, p.LocalFfn, 0, h),
                         (pre + "mlp.up_proj.weight", p.FfnStart, p.LocalFfn, 0, h))),
-                    Wdown = Own(LoadTransposed(reader, h, c.IntermediateSize, (pre + "mlp.down_proj.weight", 0, h, p.FfnStart, p.LocalFfn))),
+                    Wdown = Split(LoadTransposed(reader, h, c.IntermediateSize, (pre + "mlp.down_proj.weight", 0, h, p.FfnStart, p.LocalFfn))),
                     KCache = Own(torch.zeros(new long[] { Slots, p.LocalKvHeads, context, d }, _dtype)),
                     VCache = Own(torch.zeros(new long[] { Slots, p.LocalKvHeads, context, d }, _dtype)),
                 };
@@ -165,13 +187,13 @@ public sealed class ShardedLlama : IDisposable
                 // A tied head is this rank's vocabulary rows of the (replicated) embedding, transposed for the
                 // decode fast path (one extra copy of 1/N of the embedding).
                 using var rows = _embed.narrow(0, p.VocabStart, p.LocalVocab);
-                _lmHead = Own(rows.t().contiguous());
+                _lmHead = Split(rows.t().contiguous());
             }
             else
             {
                 if (!reader.Contains("lm_head.weight"))
                     throw new ModelLoadException($"{reader.Source}: tie_word_embeddings is false but lm_head.weight is missing");
-                _lmHead = Own(LoadTransposed(reader, c.VocabSize, h, ("lm_head.weight", p.VocabStart, p.LocalVocab, 0, h)));
+                _lmHead = Split(LoadTransposed(reader, c.VocabSize, h, ("lm_head.weight", p.VocabStart, p.LocalVocab, 0, h)));
             }
             Advance();
             var (cos, sin) = RotaryTables.Build(c, context);
@@ -182,12 +204,30 @@ public sealed class ShardedLlama : IDisposable
         catch
         {
             foreach (var o in _owned) o.Dispose();
+            _workers?.Dispose();
             throw;
         }
 
         long elem = _dtype == ScalarType.Float32 ? 4 : 2;
+        // Counted from the config, not the tensors: what a decode step must stream from memory.
         long perLayer = (long)(_qDim + 2 * _kvDim) * h + (long)h * _qDim + 2L * p.LocalFfn * h + (long)h * p.LocalFfn + 2L * h;
         WeightBytesPerToken = elem * (c.NumLayers * perLayer + (long)p.LocalVocab * h + h);
+    }
+
+    private SplitMatrix Split(Tensor w)
+    {
+        int parts = _workers?.Parts ?? 1;
+        long outDim = w.shape[1];
+        if (parts == 1 || outDim < parts) return new SplitMatrix([Own(w)]);
+        var blocks = new Tensor[parts];
+        for (int i = 0; i < parts; i++)
+        {
+            var (start, count) = ShardPlan.EvenSplit((int)outDim, parts, i);
+            using var view = w.narrow(1, start, count);
+            blocks[i] = Own(view.contiguous());
+        }
+        w.Dispose();
+        return new SplitMatrix(blocks);
     }
 
     private Tensor Own(Tensor t)
@@ -393,10 +433,25 @@ public sealed class ShardedLlama : IDisposable
         return MemoryMarshal.Cast<byte, float>(logits.bytes).ToArray();
     }
 
-    /// <summary>x[T, in] · wT[in, out] (+ bias).</summary>
-    private static Tensor Linear(Tensor x, Tensor wT, Tensor? bias)
+    /// <summary>x[T, in] · w[in, out] (+ bias), the column blocks in parallel when the rank has split workers.</summary>
+    private Tensor Linear(Tensor x, SplitMatrix w, Tensor? bias)
     {
-        var y = x.matmul(wT);
+        Tensor y;
+        if (w.Blocks.Length == 1)
+        {
+            y = x.matmul(w.Blocks[0]);
+        }
+        else
+        {
+            y = torch.empty(new long[] { x.shape[0], w.Out }, x.dtype);
+            var input = x.is_contiguous() ? x : x.contiguous();
+            _workers!.Run(part =>
+            {
+                using var block = input.matmul(w.Blocks[part]);
+                using var target = y.narrow(1, w.Offsets[part], w.Offsets[part + 1] - w.Offsets[part]);
+                target.copy_(block);
+            });
+        }
         return bias is null ? y : y.add_(bias);
     }
 
@@ -433,5 +488,6 @@ public sealed class ShardedLlama : IDisposable
         _disposed = true;
         foreach (var t in _owned) t.Dispose();
         _owned.Clear();
+        _workers?.Dispose();
     }
 }
