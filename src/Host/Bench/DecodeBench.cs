@@ -65,12 +65,6 @@ internal static class DecodeBench
             throw new UsageException(e.Message);
         }
 
-        // Measured first, on an idle machine: one thread summing 1 GiB, the best of a few passes.
-        double memGBps = MeasureMemoryReadGBps();
-
-        // The 1 GiB probe is garbage now; collect it so the RSS growth below is the model's alone.
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
-        long rssBefore = Process.GetCurrentProcess().WorkingSet64;
         var comms = await LocalRanks.ConnectAsync(worldSize, CancellationToken.None);
         long rssLoaded = 0;
         using var loaded = new Barrier(worldSize, _ => rssLoaded = Process.GetCurrentProcess().WorkingSet64);
@@ -82,6 +76,10 @@ internal static class DecodeBench
             loaded.SignalAndWait();
             return Measure(model, comm, tokens);
         }, "bench-rank");
+
+        // Measured after the ranks are done (so its 1 GiB never shows in the model's RSS), in the same run:
+        // one thread summing 1 GiB, the best of a few passes.
+        double memGBps = MeasureMemoryReadGBps();
 
         // Every rank steps in lockstep; a token costs what the slowest rank's step costs.
         var perToken = Enumerable.Range(0, tokens).Select(i => reports.Max(r => r.StepMs[i])).OrderBy(x => x).ToArray();
@@ -101,7 +99,8 @@ internal static class DecodeBench
             ["ms_per_token_median"] = Math.Round(median, 3),
             ["tok_per_s"] = Math.Round(tokPerS, 2),
             ["prefill_128_ms"] = Math.Round(reports.Max(r => r.PrefillMs), 2),
-            ["rss_mb_per_rank"] = Math.Round((rssLoaded - rssBefore) / (1024.0 * 1024) / worldSize, 1),
+            // Ranks are threads of this process: its resident set once every rank has loaded, divided by N.
+            ["rss_mb_per_rank"] = Math.Round(rssLoaded / (1024.0 * 1024) / worldSize, 1),
             ["bytes_per_token"] = bytesPerToken,
             ["mem_read_GBps"] = Math.Round(memGBps, 2),
             ["limit_tok_per_s"] = Math.Round(limit, 2),
