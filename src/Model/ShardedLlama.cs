@@ -71,6 +71,9 @@ public sealed class ShardedLlama : IDisposable
     public int Slots { get; }
     public ComputeDType DType { get; }
 
+    /// <summary>Weight bytes this rank read from the checkpoint while loading (its slices plus replicated parts).</summary>
+    public long CheckpointBytesRead { get; }
+
     /// <summary>Bytes of this rank's weights streamed by one decode step (every matrix once, plus norms).</summary>
     public long WeightBytesPerToken { get; }
 
@@ -208,6 +211,7 @@ public sealed class ShardedLlama : IDisposable
             throw;
         }
 
+        CheckpointBytesRead = reader.BytesRead;
         long elem = _dtype == ScalarType.Float32 ? 4 : 2;
         // Counted from the config, not the tensors: what a decode step must stream from memory.
         long perLayer = (long)(_qDim + 2 * _kvDim) * h + (long)h * _qDim + 2L * p.LocalFfn * h + (long)h * p.LocalFfn + 2L * h;

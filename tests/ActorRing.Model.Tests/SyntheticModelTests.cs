@@ -73,6 +73,31 @@ public sealed class SyntheticModelTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// Each rank reads its own slices straight from the file: at N=4 a rank reads the replicated parts
+    /// (embedding, norms) plus a quarter of every sharded matrix, never a whole matrix to cut.
+    /// </summary>
+    [Fact]
+    public void Each_rank_reads_only_its_own_byte_ranges()
+    {
+        var model = new SyntheticModel { ModelType = "llama", KvHeads = 4, Vocab = 100, Intermediate = 40, Tied = false }.Build(seed: 5);
+        string dir = model.WriteTo(Path.Combine(_root, "bytes"));
+        long replicated = model.W.Where(kv => kv.Key.Contains("embed") || kv.Key.Contains("norm")).Sum(kv => kv.Value.Length * 4L);
+        long sharded = model.W.Where(kv => !kv.Key.Contains("embed") && !kv.Key.Contains("norm")).Sum(kv => kv.Value.Length * 4L);
+        var read = InProcessGroup.Run(4, comm =>
+        {
+            using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 8 });
+            return m.CheckpointBytesRead;
+        });
+        Assert.All(read, bytes => Assert.Equal(replicated + sharded / 4, bytes));
+        var whole = InProcessGroup.Run(1, comm =>
+        {
+            using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 8 });
+            return m.CheckpointBytesRead;
+        });
+        Assert.Equal(replicated + sharded, whole[0]);
+    }
+
     internal static void AssertClose(float[] expected, float[] actual, float tolerance, string what)
     {
         Assert.Equal(expected.Length, actual.Length);
