@@ -179,7 +179,7 @@ public sealed class TokenizerJsonTests
     [Fact]
     public void Loader_reads_tokenizer_json_with_config_and_generation_eos_ids()
     {
-        using var dir = new TempDir();
+        using var dir = new TokenizerTempDir();
         File.WriteAllText(Path.Combine(dir.Path, "tokenizer.json"), BuildJson());
         File.WriteAllText(Path.Combine(dir.Path, "tokenizer_config.json"), """{"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}""");
         File.WriteAllText(Path.Combine(dir.Path, "generation_config.json"), """{"eos_token_id": [266, 267]}""");
@@ -193,7 +193,7 @@ public sealed class TokenizerJsonTests
     [Fact]
     public void Sentencepiece_style_tokenizer_json_defers_to_tokenizer_model()
     {
-        using var dir = new TempDir();
+        using var dir = new TokenizerTempDir();
 
         // A BPE tokenizer.json with neither ByteLevel pre-tokenizer nor decoder, as Llama 2 repos ship.
         var json = JsonNode.Parse(BuildJson())!.AsObject();
