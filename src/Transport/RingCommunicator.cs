@@ -19,6 +19,9 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     private readonly PeerLink? _left, _right;
     private readonly NativeBuffer _slots = new(), _acc = new(), _tmp = new(), _work = new();
     private readonly RingPump _pump = new();
+    // Held for the whole of each operation, so Dispose (e.g. from an actor noticing a dead peer while the
+    // compute thread is mid-operation) frees scratch memory only after that operation has unwound.
+    private readonly object _opLock = new();
     private uint _seq;
     private volatile string? _fault;
     private int _disposed;
@@ -83,6 +86,11 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     }
 
     private void AllReduceCore(byte* data, long count, DType dtype)
+    {
+        lock (_opLock) AllReduceLocked(data, count, dtype);
+    }
+
+    private void AllReduceLocked(byte* data, long count, DType dtype)
     {
         var op = Begin(OpCode.AllReduce, DTypeName(dtype), count);
         if (WorldSize == 1) return;
@@ -312,6 +320,11 @@ public sealed unsafe partial class RingCommunicator : ICollectives
 
     public void AllGather<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts) where T : unmanaged
     {
+        lock (_opLock) AllGatherLocked(local, output, counts);
+    }
+
+    private void AllGatherLocked<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts) where T : unmanaged
+    {
         long total = CheckCounts(counts, local.Length, nameof(local));
         if (output.Length < total)
             throw new ArgumentException($"output holds {output.Length} elements but the counts sum to {total}", nameof(output));
@@ -347,6 +360,11 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     }
 
     public void Gather<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts, int root) where T : unmanaged
+    {
+        lock (_opLock) GatherLocked(local, output, counts, root);
+    }
+
+    private void GatherLocked<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts, int root) where T : unmanaged
     {
         CheckRoot(root);
         long total = CheckCounts(counts, local.Length, nameof(local));
@@ -405,6 +423,11 @@ public sealed unsafe partial class RingCommunicator : ICollectives
 
     public void Broadcast<T>(Span<T> data, int root) where T : unmanaged
     {
+        lock (_opLock) BroadcastLocked(data, root);
+    }
+
+    private void BroadcastLocked<T>(Span<T> data, int root) where T : unmanaged
+    {
         CheckRoot(root);
         var op = Begin(OpCode.Broadcast, typeof(T).Name, data.Length);
         int es = sizeof(T), n = WorldSize;
@@ -438,6 +461,11 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     }
 
     public void Barrier()
+    {
+        lock (_opLock) BarrierLocked();
+    }
+
+    private void BarrierLocked()
     {
         var op = Begin(OpCode.Barrier, "none", 0);
         if (WorldSize == 1) return;
@@ -558,13 +586,28 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        // Shutting the sockets down first makes a running operation fail at once and release the lock.
         _left?.Shutdown();
         _right?.Shutdown();
-        _left?.Dispose();
-        _right?.Dispose();
-        _slots.Dispose();
-        _acc.Dispose();
-        _tmp.Dispose();
-        _work.Dispose();
+        bool idle = Monitor.TryEnter(_opLock, TimeSpan.FromSeconds(10));
+        try
+        {
+            _left?.Dispose();
+            _right?.Dispose();
+            if (!idle)
+            {
+                // Never free memory a stuck operation might still touch; leaking it is the safe choice.
+                _log.LogError("rank {Rank}: an operation did not unwind within 10 s of Dispose; scratch memory is leaked", Rank);
+                return;
+            }
+            _slots.Dispose();
+            _acc.Dispose();
+            _tmp.Dispose();
+            _work.Dispose();
+        }
+        finally
+        {
+            if (idle) Monitor.Exit(_opLock);
+        }
     }
 }
