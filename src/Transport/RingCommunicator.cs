@@ -52,7 +52,8 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     /// <summary>Whether an all-reduce of <paramref name="bytes"/> takes the latency path on this ring.</summary>
     public bool UsesLatencyPath(long bytes) => (AlgorithmOverride ?? _options.Algorithm) switch
     {
-        AllReduceAlgorithm.Latency => true,
+        // The latency path sends a message as one frame, whose length field is 32-bit.
+        AllReduceAlgorithm.Latency => bytes <= int.MaxValue,
         AllReduceAlgorithm.Ring => bytes == 0,
         _ => bytes <= _options.SmallMessageMaxBytesFor(WorldSize),
     };
