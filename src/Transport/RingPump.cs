@@ -112,6 +112,9 @@ internal sealed unsafe class RingPump
                         recvIndex++;
                         recvGot = 0;
                         if (recvIndex < frames) schedule.Expect(recvIndex, out expected, out recvDst, out recvLength);
+                        // Forward what was just reduced before draining more input, so the right neighbour can
+                        // start on it while we keep receiving (this is what makes the chunks a pipeline).
+                        if (_sendNext < _sendCount) break;
                     }
                 }
                 if (!progressed)
