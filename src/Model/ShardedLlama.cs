@@ -397,8 +397,10 @@ public sealed class ShardedLlama : IDisposable
         {
             var h = RmsNorm(x, layer.InputNorm);
             var qkv = Linear(h, layer.Wqkv, layer.Bqkv);         // [T, q + 2kv]
-            var q = Rope(qkv.narrow(1, 0, _qDim).view(T, localHeads, d), cos, sin);
-            var k = Rope(qkv.narrow(1, _qDim, _kvDim).view(T, localKv, d), cos, sin);
+            // q and k heads sit side by side in the fused output: rotate them in one go.
+            var qk = Rope(qkv.narrow(1, 0, _qDim + _kvDim).view(T, localHeads + localKv, d), cos, sin);
+            var q = qk.narrow(1, 0, localHeads);
+            var k = qk.narrow(1, localHeads, localKv);
             var v = qkv.narrow(1, _qDim + _kvDim, _kvDim).view(T, localKv, d);
 
             var kc = layer.KCache[slot];                           // [localKv, context, d]
@@ -461,6 +463,8 @@ public sealed class ShardedLlama : IDisposable
 
     private Tensor RmsNorm(Tensor x, Tensor weight)
     {
+        if (_dtype == ScalarType.Float32)
+            return weight * (x * torch.rsqrt(x.square().mean(new long[] { -1 }, keepdim: true).add_(Config.RmsNormEps)));
         var xf = x.to(ScalarType.Float32);
         var normed = xf * torch.rsqrt(xf.pow(2).mean(new long[] { -1 }, keepdim: true) + Config.RmsNormEps);
         return weight * normed.to(_dtype);
