@@ -161,19 +161,20 @@ public sealed class ShardedLlama : IDisposable
                 Tensor? bqkv = null;
                 if (c.QkvBias)
                 {
-                    bqkv = Own(Blocks(reader, 1,
+                    using var column = Blocks(reader, 1,
                         (pre + "self_attn.q_proj.bias", qRow0, _qDim, c.NumHeads * d),
                         (pre + "self_attn.k_proj.bias", kvRow0, _kvDim, c.NumKvHeads * d),
-                        (pre + "self_attn.v_proj.bias", kvRow0, _kvDim, c.NumKvHeads * d)).view(-1));
+                        (pre + "self_attn.v_proj.bias", kvRow0, _kvDim, c.NumKvHeads * d));
+                    bqkv = Own(column.view(-1));
                 }
                 var layer = new Layer
                 {
-                    InputNorm = Own(LoadFull(reader, pre + "input_layernorm.weight", 1, h).view(h)),
-                    PostNorm = Own(LoadFull(reader, pre + "post_attention_layernorm.weight", 1, h).view(h)),
+                    InputNorm = Own(LoadVector(reader, pre + "input_layernorm.weight", h)),
+                    PostNorm = Own(LoadVector(reader, pre + "post_attention_layernorm.weight", h)),
                     Wqkv = Split(wqkv),
                     Bqkv = bqkv,
                     Wo = Split(LoadTransposed(reader, h, c.NumHeads * d, (pre + "self_attn.o_proj.weight", 0, h, qRow0, _qDim))),
-                    Bo = c.OProjBias ? Own(LoadFull(reader, pre + "self_attn.o_proj.bias", 1, h).view(h)) : null,
+                    Bo = c.OProjBias ? Own(LoadVector(reader, pre + "self_attn.o_proj.bias", h)) : null,
                     Wgu = Split(LoadTransposed(reader, c.IntermediateSize, h,
                         (pre + "mlp.gate_proj.weight", p.FfnStart, p.LocalFfn, 0, h),
                         (pre + "mlp.up_proj.weight", p.FfnStart, p.LocalFfn, 0, h))),
@@ -184,7 +185,7 @@ public sealed class ShardedLlama : IDisposable
                 _layers[i] = layer;
                 Advance();
             }
-            _finalNorm = Own(LoadFull(reader, "model.norm.weight", 1, h).view(h));
+            _finalNorm = Own(LoadVector(reader, "model.norm.weight", h));
             if (c.TieWordEmbeddings)
             {
                 // A tied head is this rank's vocabulary rows of the (replicated) embedding, transposed for the
@@ -296,6 +297,13 @@ public sealed class ShardedLlama : IDisposable
 
     private static unsafe Span<float> FloatSpan(Tensor t) =>
         MemoryMarshal.Cast<byte, float>(t.bytes);
+
+    /// <summary>A whole 1-D weight (norms, row-parallel biases), replicated on every rank.</summary>
+    private Tensor LoadVector(ICheckpointReader reader, string name, long length)
+    {
+        using var row = LoadFull(reader, name, 1, length);
+        return row.view(length);
+    }
 
     private Tensor LoadFull(ICheckpointReader reader, string name, long rows, long cols) =>
         LoadRows(reader, name, rows, cols, 0, rows);
