@@ -74,9 +74,9 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         public bool CancelRequested { get; set; }
     }
 
-    private sealed record RetryFormRing(int Generation);
-    private sealed record PhaseTimedOut(int Generation, Phase Phase);
-    private sealed record StepTimedOut(string RequestId, int Step);
+    private sealed record RetryFormRing(int Generation) : INoSerializationVerificationNeeded;
+    private sealed record PhaseTimedOut(int Generation, Phase Phase) : INoSerializationVerificationNeeded;
+    private sealed record StepTimedOut(string RequestId, int Step) : INoSerializationVerificationNeeded;
 
     // ------------------------------------------------------------------ behaviours
 

@@ -53,10 +53,10 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     public static Props Props(ShardWorkerSettings settings, IShardEngineFactory engines, Props ringPeerProps) =>
         Akka.Actor.Props.Create(() => new ShardWorker(settings, engines, ringPeerProps));
 
-    private sealed record SendHello;
+    private sealed record SendHello : INoSerializationVerificationNeeded;
     private sealed record LoadDone(int Generation, IShardEngine? Engine, Exception? Error) : INoSerializationVerificationNeeded;
     private sealed record StepDone(RunStep Step, float[]? Logits, double ComputeMs, Exception? Error) : INoSerializationVerificationNeeded;
-    private sealed record LocalProgress(int Generation, double Fraction);
+    private sealed record LocalProgress(int Generation, double Fraction) : INoSerializationVerificationNeeded;
 
     protected override void PreStart() => StartDialing();
 
