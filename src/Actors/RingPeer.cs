@@ -28,7 +28,7 @@ public sealed class RingPeer : ReceiveActor
 
     public sealed record ConnectFailed(int Generation, string Reason) : INoSerializationVerificationNeeded;
 
-    private sealed record ConnectResult(int Generation, ICollectives? Connection, Exception? Error);
+    private sealed record ConnectResult(int Generation, ICollectives? Connection, Exception? Error) : INoSerializationVerificationNeeded;
 
     private readonly IRingConnector _connector;
     private readonly RingCollectives _collectives;
