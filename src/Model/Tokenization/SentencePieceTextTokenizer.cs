@@ -1,0 +1,136 @@
+using System.Text;
+using Microsoft.ML.Tokenizers;
+
+namespace ActorRing.Model.Tokenization;
+
+/// <summary>
+/// A SentencePiece BPE <c>tokenizer.model</c> (Llama 1/2, Mistral, TinyLlama, stories*): encoding is done by
+/// Microsoft.ML.Tokenizers' <see cref="LlamaTokenizer"/>; decoding goes through a per-id byte table built from its
+/// vocabulary ("▁" → space, &lt;0xNN&gt; → raw byte), so streamed and whole decodes agree byte for byte.
+/// </summary>
+public sealed class SentencePieceTextTokenizer : ITextTokenizer
+{
+    private readonly LlamaTokenizer _tokenizer;
+    private readonly TokenByteTable _table;
+
+    private SentencePieceTextTokenizer(LlamaTokenizer tokenizer, string nameForErrors)
+    {
+        _tokenizer = tokenizer;
+        var vocab = tokenizer.Vocabulary;
+        var size = 0;
+        foreach (var (_, id) in vocab)
+        {
+            size = Math.Max(size, id + 1);
+        }
+
+        var spelling = new string?[size];
+        foreach (var (piece, id) in vocab)
+        {
+            spelling[id] ??= piece;
+        }
+
+        var bytes = new byte[size][];
+        var special = new bool[size];
+        var isByte = new bool[size];
+        var controlIds = new HashSet<int> { tokenizer.BeginningOfSentenceId, tokenizer.EndOfSentenceId };
+        if (tokenizer.SpecialTokens is { } specials)
+        {
+            foreach (var (_, id) in specials)
+            {
+                controlIds.Add(id);
+            }
+        }
+
+        for (var id = 0; id < size; id++)
+        {
+            var piece = spelling[id];
+            if (piece is null)
+            {
+                throw new TokenizerFormatException($"SentencePiece model '{nameForErrors}' has no piece for id {id} (ids must be dense 0..{size - 1})");
+            }
+
+            if (controlIds.Contains(id))
+            {
+                special[id] = true;
+                bytes[id] = [];
+            }
+            else if (tokenizer.ByteFallback && Llama2cTokenizer.TryParseByteToken(piece, out var b))
+            {
+                isByte[id] = true;
+                bytes[id] = [b];
+            }
+            else if (id == tokenizer.UnknownId)
+            {
+                // SentencePiece renders <unk> as " ⁇ " so that unknown input stays visible in the output.
+                bytes[id] = Encoding.UTF8.GetBytes(" \u2047 ");
+            }
+            else
+            {
+                bytes[id] = Encoding.UTF8.GetBytes(piece.Replace('\u2581', ' '));
+            }
+        }
+
+        _table = new TokenByteTable(bytes, special, isByte, spelling!, tokenizer.BeginningOfSentenceId,
+            stripSpaceAfterBos: tokenizer.AddDummyPrefix);
+        EosIds = [tokenizer.EndOfSentenceId];
+    }
+
+    public int VocabSize => _table.Count;
+
+    public int BosId => _tokenizer.BeginningOfSentenceId;
+
+    public int EosId => _tokenizer.EndOfSentenceId;
+
+    public IReadOnlyCollection<int> EosIds { get; }
+
+    /// <summary>Loads a SentencePiece model file; a file that is not a SentencePiece BPE model gives a <see cref="TokenizerFormatException"/>.</summary>
+    public static SentencePieceTextTokenizer Load(string path)
+    {
+        try
+        {
+            using var stream = File.OpenRead(path);
+            return FromStream(stream, path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TokenizerFormatException($"cannot read SentencePiece model '{path}': {e.Message}", e);
+        }
+    }
+
+    public static SentencePieceTextTokenizer FromStream(Stream stream, string nameForErrors)
+    {
+        LlamaTokenizer tokenizer;
+        try
+        {
+            tokenizer = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The library reports protobuf or model-type problems without naming the file.
+            throw new TokenizerFormatException($"'{nameForErrors}' is not a usable SentencePiece BPE model: {e.Message}", e);
+        }
+
+        return new SentencePieceTextTokenizer(tokenizer, nameForErrors);
+    }
+
+    public IReadOnlyList<int> Encode(string text, bool addBos)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (text.Length == 0)
+        {
+            // The library returns no ids at all for empty text, even when asked for BOS; a BOS-only prompt is how
+            // unconditional generation (llama2.c's default) starts, so it must survive.
+            return addBos ? [BosId] : [];
+        }
+
+        return _tokenizer.EncodeToIds(text, addBeginningOfSentence: addBos, addEndOfSentence: false);
+    }
+
+    public string Decode(IReadOnlyList<int> ids) => _table.Decode(ids);
+
+    public bool IsSpecial(int id) => _table.IsSpecial(id);
+
+    public string IdToToken(int id) => _table.Spelling(id);
+
+    public IncrementalDecoder CreateIncrementalDecoder() => new(_table);
+}

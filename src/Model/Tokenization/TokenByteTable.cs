@@ -1,0 +1,84 @@
+namespace ActorRing.Model.Tokenization;
+
+/// <summary>
+/// The bytes each id contributes to decoded text. Every tokenizer here reduces decoding to this table so that
+/// <see cref="ITextTokenizer.Decode"/> and <see cref="IncrementalDecoder"/> share one code path and cannot drift.
+/// </summary>
+internal sealed class TokenByteTable
+{
+    private readonly byte[][] _bytes;
+    private readonly bool[] _special;
+    private readonly bool[] _stripSpaceAfterBos;
+    private readonly string[] _spelling;
+
+    /// <param name="bytes">Per id: the UTF-8 (or raw, for byte tokens) bytes it stands for.</param>
+    /// <param name="special">Per id: control tokens that render as nothing.</param>
+    /// <param name="isByteToken">Per id: byte-fallback tokens (&lt;0xNN&gt;), which never get the leading-space rule.</param>
+    /// <param name="spelling">Per id: the vocabulary's own spelling, for diagnostics.</param>
+    /// <param name="bosId">BOS id or -1.</param>
+    /// <param name="stripSpaceAfterBos">
+    /// SentencePiece tokenizers add a dummy "▁" before the text, so the first piece after BOS carries a space
+    /// that is not part of the text. llama2.c removes it when printing the token that follows BOS; byte-level
+    /// BPE (Llama 3, Qwen2) adds no such prefix and must keep every space.
+    /// </param>
+    public TokenByteTable(byte[][] bytes, bool[] special, bool[] isByteToken, string[] spelling, int bosId,
+        bool stripSpaceAfterBos)
+    {
+        _bytes = bytes;
+        _special = special;
+        _spelling = spelling;
+        BosId = bosId;
+        _stripSpaceAfterBos = new bool[bytes.Length];
+        if (stripSpaceAfterBos)
+        {
+            for (var i = 0; i < bytes.Length; i++)
+            {
+                _stripSpaceAfterBos[i] = !special[i] && !isByteToken[i] && bytes[i].Length > 0 && bytes[i][0] == (byte)' ';
+            }
+        }
+    }
+
+    public int Count => _bytes.Length;
+
+    public int BosId { get; }
+
+    public bool IsSpecial(int id) => _special[Check(id)];
+
+    public string Spelling(int id) => _spelling[Check(id)];
+
+    /// <summary>The bytes <paramref name="id"/> adds to the text when it follows <paramref name="previousId"/> (-1 at start).</summary>
+    public ReadOnlySpan<byte> BytesFor(int id, int previousId)
+    {
+        Check(id);
+        if (_special[id])
+        {
+            return ReadOnlySpan<byte>.Empty;
+        }
+
+        var b = _bytes[id];
+        return previousId == BosId && BosId >= 0 && _stripSpaceAfterBos[id] ? b.AsSpan(1) : b;
+    }
+
+    public string Decode(IReadOnlyList<int> ids)
+    {
+        var decoder = new IncrementalDecoder(this);
+        var sb = new System.Text.StringBuilder();
+        foreach (var id in ids)
+        {
+            sb.Append(decoder.Append(id));
+        }
+
+        sb.Append(decoder.Flush());
+        return sb.ToString();
+    }
+
+    private int Check(int id)
+    {
+        if ((uint)id >= (uint)_bytes.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(id), id, $"token id {id} is outside the vocabulary (0..{_bytes.Length - 1})");
+        }
+
+        return id;
+    }
+}
