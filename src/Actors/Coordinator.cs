@@ -130,7 +130,17 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         Receive<StepFailed>(f =>
         {
             if (_active is null || f.RequestId != _active.Request.RequestId || f.Step != _active.Step) return;
-            RestartRing($"rank {f.Rank} failed step {f.Step} of request {f.RequestId}: {f.Reason}");
+            var reason = $"rank {f.Rank} failed step {f.Step} of request {f.RequestId}: {f.Reason}";
+            if (f.RingBroken)
+            {
+                RestartRing(reason);
+                return;
+            }
+            // Every rank rejects the same input before any collective, so the ring is still in step.
+            _log.Warning("{0}", reason);
+            FailActive(reason);
+            Become(Ready);
+            Stash.UnstashAll();
         });
         Receive<StepTimedOut>(t =>
         {

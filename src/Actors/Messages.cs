@@ -68,13 +68,16 @@ public sealed record RunStep(string RequestId, int Step, int Slot, int[] Tokens,
 /// logits); rank 0's worker lives in the coordinator's process, so the array is never serialized in practice.</summary>
 public sealed record StepCompleted(string RequestId, int Step, int Rank, float[]? Logits, double ComputeMs) : IControlMessage;
 
-public sealed record StepFailed(string RequestId, int Step, int Rank, string Reason) : IControlMessage;
+/// <summary><paramref name="RingBroken"/> is false for input errors every rank detects before any collective
+/// (e.g. the context is full): the ring is intact and need not be re-formed.</summary>
+public sealed record StepFailed(string RequestId, int Step, int Rank, string Reason, bool RingBroken = true) : IControlMessage;
 
 // ---------------------------------------------------------------- client API (rank 0)
 
-/// <summary>Sampling parameters; Temperature 0 means greedy. Seed makes sampling reproducible at any world size.</summary>
+/// <summary>Sampling parameters; Temperature 0 means greedy. A seed makes sampling reproducible at any world size
+/// (null draws a random one).</summary>
 public sealed record SamplingSpec(
-    double Temperature = 0, int TopK = 0, double TopP = 1.0, long Seed = 0, double RepetitionPenalty = 1.0,
+    double Temperature = 0, int TopK = 0, double TopP = 1.0, ulong? Seed = null, double RepetitionPenalty = 1.0,
     int MaxTokens = 256, int[]? StopTokenIds = null) : IControlMessage;
 
 /// <summary>

@@ -242,7 +242,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         _log.Error("rank {0}: step {1} of request {2} failed: {3}", _settings.Rank, s.Step, s.RequestId, error.Message);
         // A collective error leaves the ring in an unknown state; the peer closes it so neighbours fail fast.
         if (error is CollectiveException) _ringPeer.Tell(new RingPeer.Broken(_ringGeneration, error.Message));
-        _coordinator.Tell(new StepFailed(s.RequestId, s.Step, _settings.Rank, error.Message));
+        _coordinator.Tell(new StepFailed(s.RequestId, s.Step, _settings.Rank, error.Message, RingBroken: error is CollectiveException));
     }
 
     private static Exception Unwrap(Exception e) => e is AggregateException { InnerExceptions.Count: 1 } a ? Unwrap(a.InnerExceptions[0]) : e;

@@ -313,6 +313,24 @@ public sealed class CoordinatorSpecs : TestKit
     }
 
     [Fact]
+    public void An_input_error_fails_only_the_request_and_keeps_the_ring()
+    {
+        var coordinator = StartCoordinator(worldSize: 2);
+        var workers = ReadyCluster(coordinator, 2);
+        var client = CreateTestProbe();
+        client.Send(coordinator, Request("long", [1]));
+        workers[0].ExpectMsg<RunStep>(T);
+        workers[1].ExpectMsg<RunStep>(T);
+        workers[0].Reply(new StepFailed("long", 0, 0, "the sequence needs 300 positions but the context length is 256", RingBroken: false));
+        Assert.Equal("rank 0 failed step 0 of request long: the sequence needs 300 positions but the context length is 256",
+            client.ExpectMsg<GenerationFailed>(T).Reason);
+        // No CloseRing: the next request runs at once on the same ring.
+        client.Send(coordinator, Request("ok", [2], maxTokens: 1));
+        var step = CompleteStep(workers, nextToken: 3);
+        Assert.Equal("ok", step.RequestId);
+    }
+
+    [Fact]
     public void Ring_formation_failure_is_retried_and_a_load_failure_is_reported_to_callers()
     {
         var coordinator = StartCoordinator(worldSize: 2);

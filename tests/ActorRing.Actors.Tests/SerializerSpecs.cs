@@ -32,6 +32,7 @@ public sealed class SerializerSpecs : TestKit
         new StepCompleted("req-1", 5, 0, [0.1f, -3.4028235E+38f, 1e-45f, float.MaxValue], 12.5),
         new StepCompleted("req-1", 5, 1, null, 3),
         new StepFailed("req-1", 5, 1, "all-reduce #3 timed out"),
+        new StepFailed("req-1", 5, 1, "the sequence needs 300 positions", RingBroken: false),
         new SamplingSpec(0.8, 40, 0.95, 42, 1.1, 64, [2, 13]),
         new GenerateRequest("req-2", 1, [1, 2], 0, new SamplingSpec(StopTokenIds: null)),
         new TokenGenerated("req-2", 3, 407),

@@ -129,7 +129,7 @@ public sealed class ShardWorkerSpecs : TestKit
         rig.Coordinator.Send(rig.Worker, new RunStep("r", 0, 0, [1], 0));
 
         var failed = rig.Coordinator.FishForMessage<StepFailed>(_ => true, T);
-        Assert.Equal(new StepFailed("r", 0, 1, "all-reduce #7: left neighbour rank 0 timed out after 30 s"), failed);
+        Assert.Equal(new StepFailed("r", 0, 1, "all-reduce #7: left neighbour rank 0 timed out after 30 s", RingBroken: true), failed);
         var ringFailed = rig.Coordinator.FishForMessage<RingFailed>(_ => true, T);
         Assert.Equal(new RingFailed(1, 1, "all-reduce #7: left neighbour rank 0 timed out after 30 s"), ringFailed);
         AwaitCondition(() => comm.Disposed, T);
