@@ -179,7 +179,7 @@ public sealed class TokenizerJsonTests
     [Fact]
     public void Loader_reads_tokenizer_json_with_config_and_generation_eos_ids()
     {
-        using var dir = new TempDir();
+        using var dir = new TokenizerTempDir();
         File.WriteAllText(Path.Combine(dir.Path, "tokenizer.json"), BuildJson());
         File.WriteAllText(Path.Combine(dir.Path, "tokenizer_config.json"), """{"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}""");
         File.WriteAllText(Path.Combine(dir.Path, "generation_config.json"), """{"eos_token_id": [266, 267]}""");
@@ -193,7 +193,7 @@ public sealed class TokenizerJsonTests
     [Fact]
     public void Sentencepiece_style_tokenizer_json_defers_to_tokenizer_model()
     {
-        using var dir = new TempDir();
+        using var dir = new TokenizerTempDir();
 
         // A BPE tokenizer.json with neither ByteLevel pre-tokenizer nor decoder, as Llama 2 repos ship.
         var json = JsonNode.Parse(BuildJson())!.AsObject();
@@ -231,6 +231,54 @@ public sealed class TokenizerJsonTests
         var unknownEos = """{"eos_token": "<|nope|>"}""";
         ex = Assert.Throws<TokenizerFormatException>(() => ByteLevelBpeTokenizer.FromJson(BuildJson(), "dir/tokenizer.json", unknownEos));
         Assert.Contains("<|nope|>", ex.Message);
+    }
+
+    [Fact]
+    public void Nfc_normalizer_composes_before_encoding()
+    {
+        // Qwen2 declares an NFC normalizer: "e" + combining acute must encode like the precomposed "é".
+        var json = JsonNode.Parse(BuildJson())!.AsObject();
+        json["normalizer"] = new JsonObject { ["type"] = "NFC" };
+        var nfc = ByteLevelBpeTokenizer.FromJson(json.ToJsonString(), "nfc/tokenizer.json");
+        Assert.Equal([104, 0xC3, 0xA9], nfc.Encode("h\u00E9", false));
+        if (ByteLevelBpeTokenizer.NfcSupported)
+        {
+            Assert.Equal([104, 0xC3, 0xA9], nfc.Encode("he\u0301", false));
+        }
+        else
+        {
+            // Invariant globalization (this solution's setting): no composition, but nothing is lost either.
+            Assert.Equal([256, 0xCC, 0x81], nfc.Encode("he\u0301", false));
+        }
+
+        // Without it the combining mark stays separate bytes (CC 81), and "he" merges.
+        Assert.Equal([256, 0xCC, 0x81], Create().Encode("he\u0301", false));
+
+        json["normalizer"] = new JsonObject { ["type"] = "Lowercase" };
+        var ex = Assert.Throws<TokenizerFormatException>(() => ByteLevelBpeTokenizer.FromJson(json.ToJsonString(), "lc/tokenizer.json"));
+        Assert.Contains("Lowercase", ex.Message);
+    }
+
+    [Fact]
+    public void Gpt2_style_byte_level_pre_tokenizer_uses_its_own_regex()
+    {
+        // Add the merge "Ġ 1". GPT-2's regex keeps the space with the digits (" 1234" is one piece), so the merge
+        // applies; Llama 3's regex makes " " its own piece and splits digits in threes ("123", "4"), so it cannot.
+        JsonObject WithSpaceDigitMerge(JsonObject json)
+        {
+            json["model"]!["vocab"]!["Ġ1"] = 269;
+            json["model"]!["merges"]!.AsArray().Add("Ġ 1");
+            return json;
+        }
+
+        var llama3 = ByteLevelBpeTokenizer.FromJson(WithSpaceDigitMerge(JsonNode.Parse(BuildJson())!.AsObject()).ToJsonString(), "l3/tokenizer.json");
+        var gpt2Json = WithSpaceDigitMerge(JsonNode.Parse(BuildJson())!.AsObject());
+        gpt2Json["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["use_regex"] = true };
+        var gpt2 = ByteLevelBpeTokenizer.FromJson(gpt2Json.ToJsonString(), "gpt2/tokenizer.json");
+
+        Assert.Equal([259, 269, 50, 51, 52], gpt2.Encode("hello 1234", false));
+        Assert.Equal([259, 32, 49, 50, 51, 52], llama3.Encode("hello 1234", false));
+        Assert.Equal("hello 1234", gpt2.Decode(gpt2.Encode("hello 1234", false)));
     }
 
     [Fact]

@@ -186,7 +186,7 @@ public sealed class TokenizerTests
     [Fact]
     public void Loader_errors_name_the_directory_or_file()
     {
-        using var dir = new TempDir();
+        using var dir = new TokenizerTempDir();
         var empty = Assert.Throws<TokenizerFormatException>(() => TokenizerLoader.Load(dir.Path));
         Assert.Contains(dir.Path, empty.Message);
         Assert.Contains("no tokenizer found", empty.Message);
@@ -210,7 +210,7 @@ public sealed class TokenizerTests
     [Fact]
     public void Llama2c_file_with_too_few_tokens_is_refused()
     {
-        using var dir = new TempDir();
+        using var dir = new TokenizerTempDir();
         var path = Path.Combine(dir.Path, "tok.bin");
         using (var w = new BinaryWriter(File.Create(path)))
         {
@@ -226,9 +226,9 @@ public sealed class TokenizerTests
     }
 }
 
-internal sealed class TempDir : IDisposable
+internal sealed class TokenizerTempDir : IDisposable
 {
-    public TempDir()
+    public TokenizerTempDir()
     {
         Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "actorring-tok-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(Path);

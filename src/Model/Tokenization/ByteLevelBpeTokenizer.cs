@@ -166,6 +166,9 @@ public sealed class ByteLevelBpeTokenizer : ITextTokenizer
 
     public IReadOnlyCollection<int> EosIds => _eosIds;
 
+    /// <summary>False when the runtime cannot normalize Unicode (InvariantGlobalization), so an NFC normalizer is a no-op.</summary>
+    public static bool NfcSupported { get; } = "e\u0301".Normalize(NormalizationForm.FormC) == "\u00E9";
+
     /// <param name="tokenizerJson">Contents of tokenizer.json.</param>
     /// <param name="nameForErrors">The file name, used in every error message.</param>
     /// <param name="tokenizerConfigJson">Optional tokenizer_config.json contents (bos_token / eos_token).</param>
@@ -249,6 +252,9 @@ public sealed class ByteLevelBpeTokenizer : ITextTokenizer
         }
 
         var text = segment.ToString();
+        // Under InvariantGlobalization (set for the whole solution) .NET has no Unicode tables and Normalize
+        // returns its input unchanged, so only text that is already NFC, which is almost all text, matches
+        // Hugging Face exactly. With ICU available this composes as the tokenizer expects.
         if (_nfc)
         {
             text = text.Normalize(NormalizationForm.FormC);

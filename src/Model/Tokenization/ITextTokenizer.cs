@@ -3,6 +3,8 @@ namespace ActorRing.Model.Tokenization;
 /// <summary>
 /// A tokenizer as the serving path needs it: text to ids for prompts, ids to text for completions
 /// (whole or streamed), and the ids that start and end a sequence.
+/// The implementations here keep no per-call state in the tokenizer, so one instance can serve many requests;
+/// each request gets its own <see cref="IncrementalDecoder"/>.
 /// </summary>
 public interface ITextTokenizer
 {
