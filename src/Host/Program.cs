@@ -20,6 +20,7 @@ public static class Program
     /// <summary>Verb name to handler. Each handler receives the arguments after the verb.</summary>
     private static readonly Dictionary<string, Func<string[], Task<int>>> Verbs = new(StringComparer.Ordinal)
     {
+        ["generate"] = Commands.GenerateCommand.RunAsync,
     };
 
     public static async Task<int> Main(string[] args)

@@ -1,0 +1,82 @@
+using System.Text.Json;
+
+namespace ActorRing.Model.Checkpoints;
+
+/// <summary>
+/// A Hugging Face model directory: <c>config.json</c> plus either <c>model.safetensors</c> or shards listed
+/// in <c>model.safetensors.index.json</c>. Shard files are opened when first needed.
+/// </summary>
+internal sealed class HuggingFaceCheckpoint : ICheckpointReader
+{
+    private readonly string _dir;
+    private readonly Dictionary<string, string> _weightMap = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, SafetensorsFile> _open = new(StringComparer.Ordinal);
+
+    public ModelConfig Config { get; }
+    public string Source => _dir;
+
+    public HuggingFaceCheckpoint(string dir)
+    {
+        _dir = dir;
+        string configPath = System.IO.Path.Combine(dir, "config.json");
+        Config = ModelConfig.FromHuggingFaceJson(File.ReadAllText(configPath), configPath);
+
+        string index = System.IO.Path.Combine(dir, "model.safetensors.index.json");
+        string single = System.IO.Path.Combine(dir, "model.safetensors");
+        if (File.Exists(index))
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(index));
+            if (!doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+                throw new ModelLoadException($"{index}: missing weight_map object");
+            foreach (var p in map.EnumerateObject())
+            {
+                string file = p.Value.GetString() ?? "";
+                if (file.Contains('/') || file.Contains('\\') || file.Contains(".."))
+                    throw new ModelLoadException($"{index}: weight_map entry {p.Name} names file '{file}' outside the model directory");
+                _weightMap[p.Name] = file;
+            }
+        }
+        else if (File.Exists(single))
+        {
+            foreach (var name in Open("model.safetensors").Entries.Keys) _weightMap[name] = "model.safetensors";
+        }
+        else
+        {
+            throw new ModelLoadException($"{dir}: has config.json but neither model.safetensors nor model.safetensors.index.json");
+        }
+    }
+
+    private SafetensorsFile Open(string file)
+    {
+        if (!_open.TryGetValue(file, out var f))
+        {
+            string path = System.IO.Path.Combine(_dir, file);
+            if (!File.Exists(path)) throw new ModelLoadException($"{_dir}: shard {file} listed in the index does not exist");
+            f = new SafetensorsFile(path);
+            _open[file] = f;
+        }
+        return f;
+    }
+
+    private SafetensorsEntry Entry(string name)
+    {
+        if (!_weightMap.TryGetValue(name, out var file))
+            throw new ModelLoadException($"{_dir}: tensor {name} is missing from the checkpoint");
+        var f = Open(file);
+        return f.Entries.TryGetValue(name, out var e) ? e
+            : throw new ModelLoadException($"{_dir}: tensor {name} is listed in the index under {file} but that file does not hold it");
+    }
+
+    public bool Contains(string name) => _weightMap.ContainsKey(name);
+
+    public long[] Shape(string name) => Entry(name).Shape;
+
+    public void ReadBlock(string name, long row0, long rows, long col0, long cols, Span<float> destination) =>
+        Open(_weightMap[name]).ReadBlock(Entry(name), row0, rows, col0, cols, destination);
+
+    public void Dispose()
+    {
+        foreach (var f in _open.Values) f.Dispose();
+        _open.Clear();
+    }
+}

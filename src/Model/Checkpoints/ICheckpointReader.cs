@@ -1,0 +1,25 @@
+namespace ActorRing.Model.Checkpoints;
+
+/// <summary>
+/// Random access to the weights of one checkpoint, by Hugging Face tensor name, in the Hugging Face layout
+/// (rotate-half RoPE order for q/k rows). A reader returns just the requested block of a 2-D tensor and
+/// reads only its bytes from the file, so a rank never holds a full tensor it would then cut.
+/// </summary>
+internal interface ICheckpointReader : IDisposable
+{
+    ModelConfig Config { get; }
+
+    /// <summary>Short description for error messages, e.g. the file path.</summary>
+    string Source { get; }
+
+    bool Contains(string name);
+
+    /// <summary>Shape on disk (1-D tensors have one entry).</summary>
+    long[] Shape(string name);
+
+    /// <summary>
+    /// Writes rows [row0, row0+rows) × columns [col0, col0+cols) of tensor <paramref name="name"/>, converted to
+    /// float32, row-major into <paramref name="destination"/> (rows·cols elements). A 1-D tensor is one row.
+    /// </summary>
+    void ReadBlock(string name, long row0, long rows, long col0, long cols, Span<float> destination);
+}

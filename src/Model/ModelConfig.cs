@@ -1,0 +1,244 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+
+namespace ActorRing.Model;
+
+/// <summary>Llama 3 style frequency-dependent RoPE scaling (<c>rope_scaling.rope_type = "llama3"</c>).</summary>
+public sealed record Llama3RopeScaling(double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositionEmbeddings);
+
+/// <summary>
+/// The architecture of a Llama-family model, normalised from a Hugging Face <c>config.json</c> or a llama2.c
+/// header. Everything the forward pass depends on is here; anything the forward pass does not implement is
+/// refused while parsing, so a model never loads with a silently ignored setting.
+/// </summary>
+public sealed record ModelConfig
+{
+    /// <summary><c>llama</c>, <c>mistral</c> or <c>qwen2</c>.</summary>
+    public required string ModelType { get; init; }
+    public required int HiddenSize { get; init; }
+    public required int IntermediateSize { get; init; }
+    public required int NumLayers { get; init; }
+    public required int NumHeads { get; init; }
+    public required int NumKvHeads { get; init; }
+    public required int HeadDim { get; init; }
+    public required int VocabSize { get; init; }
+    public required int MaxPositionEmbeddings { get; init; }
+    public required double RmsNormEps { get; init; }
+    public required double RopeTheta { get; init; }
+    public required bool TieWordEmbeddings { get; init; }
+    /// <summary>q/k/v carry biases (qwen2 always; llama when <c>attention_bias</c>). o_proj too for llama.</summary>
+    public required bool QkvBias { get; init; }
+    public required bool OProjBias { get; init; }
+    public Llama3RopeScaling? RopeScaling { get; init; }
+    /// <summary>Attention window from the config, or null for full attention. Loading refuses a context longer
+    /// than the window because the forward pass does not implement windowed attention.</summary>
+    public int? SlidingWindow { get; init; }
+    public int? BosTokenId { get; init; }
+    public int[] EosTokenIds { get; init; } = [];
+
+    /// <summary>
+    /// A stable, short identity of everything that changes the numerics (SHA-256 over a canonical text form,
+    /// first 16 hex digits). Ranks compare it at registration so a cluster never mixes two models.
+    /// </summary>
+    public string Fingerprint
+    {
+        get
+        {
+            var ci = CultureInfo.InvariantCulture;
+            var sb = new StringBuilder();
+            sb.Append(ci, $"type={ModelType};h={HiddenSize};i={IntermediateSize};l={NumLayers};nh={NumHeads};nkv={NumKvHeads};hd={HeadDim};");
+            sb.Append(ci, $"v={VocabSize};mpe={MaxPositionEmbeddings};eps={RmsNormEps:R};theta={RopeTheta:R};tie={TieWordEmbeddings};");
+            sb.Append(ci, $"qkvb={QkvBias};ob={OProjBias};sw={SlidingWindow};");
+            if (RopeScaling is { } rs)
+                sb.Append(ci, $"llama3={rs.Factor:R},{rs.LowFreqFactor:R},{rs.HighFreqFactor:R},{rs.OriginalMaxPositionEmbeddings};");
+            var hash = SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString()));
+            return Convert.ToHexStringLower(hash, 0, 8);
+        }
+    }
+
+    /// <summary>Weight count of the model (embedding counted once when tied).</summary>
+    public long ParameterCount
+    {
+        get
+        {
+            long h = HiddenSize, q = (long)NumHeads * HeadDim, kv = (long)NumKvHeads * HeadDim;
+            long perLayer = h * q + 2 * h * kv + q * h + 3 * h * IntermediateSize + 2 * h;
+            if (QkvBias) perLayer += q + 2 * kv;
+            if (OProjBias) perLayer += h;
+            long total = NumLayers * perLayer + (long)VocabSize * h + h;
+            if (!TieWordEmbeddings) total += (long)VocabSize * h;
+            return total;
+        }
+    }
+
+    // Fields that carry no numerics (metadata, training-only knobs, generation defaults).
+    private static readonly HashSet<string> IgnoredFields = new(StringComparer.Ordinal)
+    {
+        "architectures", "_name_or_path", "transformers_version", "torch_dtype", "dtype", "use_cache",
+        "initializer_range", "attention_dropout", "pad_token_id", "pretraining_tp", "max_window_layers",
+        "tokenizer_class", "bos_token_id", "eos_token_id", "model_type", "hidden_size", "intermediate_size",
+        "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size",
+        "max_position_embeddings", "rms_norm_eps", "rope_theta", "tie_word_embeddings", "attention_bias",
+        "rope_scaling", "hidden_act", "mlp_bias", "sliding_window", "use_sliding_window", "layer_types",
+        "output_attentions", "output_hidden_states", "return_dict", "chunk_size_feed_forward", "is_decoder",
+        "is_encoder_decoder", "add_cross_attention", "tie_encoder_decoder", "pruned_heads", "id2label",
+        "label2id", "problem_type", "finetuning_task", "task_specific_params", "prefix", "sep_token_id",
+        "decoder_start_token_id", "bad_words_ids", "num_beams", "do_sample", "temperature", "top_k", "top_p",
+        "repetition_penalty", "max_length", "min_length", "torchscript", "use_bfloat16", "unsloth_version",
+    };
+
+    /// <summary>Parses and validates a Hugging Face <c>config.json</c>.</summary>
+    public static ModelConfig FromHuggingFaceJson(string json, string source = "config.json")
+    {
+        JsonElement root;
+        try
+        {
+            root = JsonDocument.Parse(json).RootElement;
+        }
+        catch (JsonException e)
+        {
+            throw new ModelLoadException($"{source} is not valid JSON: {e.Message}");
+        }
+        if (root.ValueKind != JsonValueKind.Object) throw new ModelLoadException($"{source} must hold a JSON object");
+
+        foreach (var p in root.EnumerateObject())
+        {
+            if (!IgnoredFields.Contains(p.Name))
+                throw Refuse(source, p.Name, p.Value, "this field is not supported by ActorRing's forward pass; remove it only if it is known to have no effect");
+        }
+
+        string modelType = RequiredString(root, source, "model_type");
+        if (modelType is not ("llama" or "mistral" or "qwen2"))
+            throw Refuse(source, "model_type", root.GetProperty("model_type"), "supported model types are llama, mistral and qwen2");
+
+        string act = OptionalString(root, "hidden_act") ?? "silu";
+        if (act != "silu") throw Refuse(source, "hidden_act", root.GetProperty("hidden_act"), "only silu (SwiGLU) is supported");
+        if (OptionalBool(root, source, "mlp_bias") == true)
+            throw Refuse(source, "mlp_bias", root.GetProperty("mlp_bias"), "MLP biases are not supported");
+
+        int hidden = RequiredInt(root, source, "hidden_size");
+        int heads = RequiredInt(root, source, "num_attention_heads");
+        int kvHeads = OptionalInt(root, source, "num_key_value_heads") ?? heads;
+        int headDim = OptionalInt(root, source, "head_dim") ?? (hidden % heads == 0 ? hidden / heads
+            : throw new ModelLoadException($"{source}: hidden_size {hidden} is not divisible by num_attention_heads {heads} and no head_dim is given"));
+        if (heads % kvHeads != 0)
+            throw new ModelLoadException($"{source}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kvHeads}");
+        if (headDim % 2 != 0) throw Refuse(source, "head_dim", headDim, "RoPE needs an even head dimension");
+
+        bool attentionBias = OptionalBool(root, source, "attention_bias") ?? false;
+        bool qkvBias = modelType == "qwen2" || attentionBias;
+        // In transformers, llama's attention_bias also puts a bias on o_proj; qwen2's o_proj never has one.
+        bool oBias = modelType != "qwen2" && attentionBias;
+
+        int? slidingWindow = null;
+        if (root.TryGetProperty("sliding_window", out var sw) && sw.ValueKind != JsonValueKind.Null)
+        {
+            bool used = modelType != "qwen2" || (OptionalBool(root, source, "use_sliding_window") ?? false);
+            if (used) slidingWindow = RequiredInt(root, source, "sliding_window");
+        }
+        else if (OptionalBool(root, source, "use_sliding_window") == true)
+        {
+            throw Refuse(source, "use_sliding_window", true, "sliding-window attention is not supported");
+        }
+
+        Llama3RopeScaling? scaling = null;
+        if (root.TryGetProperty("rope_scaling", out var rsEl) && rsEl.ValueKind != JsonValueKind.Null)
+        {
+            if (rsEl.ValueKind != JsonValueKind.Object) throw Refuse(source, "rope_scaling", rsEl, "expected an object or null");
+            string? type = OptionalString(rsEl, "rope_type") ?? OptionalString(rsEl, "type");
+            if (type == "default") { }
+            else if (type != "llama3")
+                throw Refuse(source, "rope_scaling.rope_type", type ?? "(missing)", "only rope_type llama3 is supported");
+            else
+            {
+                foreach (var p in rsEl.EnumerateObject())
+                {
+                    if (p.Name is not ("rope_type" or "type" or "factor" or "low_freq_factor" or "high_freq_factor" or "original_max_position_embeddings"))
+                        throw Refuse(source, "rope_scaling." + p.Name, p.Value, "not a llama3 rope_scaling field");
+                }
+                scaling = new Llama3RopeScaling(
+                    RequiredDouble(rsEl, source, "rope_scaling.factor", "factor"),
+                    RequiredDouble(rsEl, source, "rope_scaling.low_freq_factor", "low_freq_factor"),
+                    RequiredDouble(rsEl, source, "rope_scaling.high_freq_factor", "high_freq_factor"),
+                    (int)RequiredDouble(rsEl, source, "rope_scaling.original_max_position_embeddings", "original_max_position_embeddings"));
+                if (scaling.Factor <= 0 || scaling.HighFreqFactor <= scaling.LowFreqFactor || scaling.OriginalMaxPositionEmbeddings <= 0)
+                    throw Refuse(source, "rope_scaling", rsEl, "needs factor > 0, high_freq_factor > low_freq_factor and original_max_position_embeddings > 0");
+            }
+        }
+
+        var config = new ModelConfig
+        {
+            ModelType = modelType,
+            HiddenSize = hidden,
+            IntermediateSize = RequiredInt(root, source, "intermediate_size"),
+            NumLayers = RequiredInt(root, source, "num_hidden_layers"),
+            NumHeads = heads,
+            NumKvHeads = kvHeads,
+            HeadDim = headDim,
+            VocabSize = RequiredInt(root, source, "vocab_size"),
+            MaxPositionEmbeddings = OptionalInt(root, source, "max_position_embeddings") ?? 2048,
+            RmsNormEps = OptionalDouble(root, source, "rms_norm_eps") ?? 1e-6,
+            RopeTheta = OptionalDouble(root, source, "rope_theta") ?? 10000.0,
+            TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? false,
+            QkvBias = qkvBias,
+            OProjBias = oBias,
+            RopeScaling = scaling,
+            SlidingWindow = slidingWindow,
+            BosTokenId = OptionalInt(root, source, "bos_token_id"),
+            EosTokenIds = root.TryGetProperty("eos_token_id", out var eos) ? eos.ValueKind switch
+            {
+                JsonValueKind.Number => [eos.GetInt32()],
+                JsonValueKind.Array => eos.EnumerateArray().Select(e => e.GetInt32()).ToArray(),
+                _ => [],
+            } : [],
+        };
+        return config;
+    }
+
+    private static ModelLoadException Refuse(string source, string field, object value, string why)
+    {
+        string shown = value is JsonElement e ? e.GetRawText() : Convert.ToString(value, CultureInfo.InvariantCulture) ?? "null";
+        return new ModelLoadException($"{source}: unsupported {field} = {shown}: {why}");
+    }
+
+    private static int RequiredInt(JsonElement root, string source, string name) =>
+        OptionalInt(root, source, name) ?? throw new ModelLoadException($"{source}: required field {name} is missing");
+
+    private static int? OptionalInt(JsonElement root, string source, string name)
+    {
+        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int i) || i <= 0)
+            throw new ModelLoadException($"{source}: field {name} must be a positive integer, got {v.GetRawText()}");
+        return i;
+    }
+
+    private static double RequiredDouble(JsonElement root, string source, string shownName, string name) =>
+        OptionalDouble(root, source, name, shownName) ?? throw new ModelLoadException($"{source}: required field {shownName} is missing");
+
+    private static double? OptionalDouble(JsonElement root, string source, string name, string? shownName = null)
+    {
+        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Number || !double.IsFinite(v.GetDouble()) || v.GetDouble() <= 0)
+            throw new ModelLoadException($"{source}: field {shownName ?? name} must be a positive number, got {v.GetRawText()}");
+        return v.GetDouble();
+    }
+
+    private static bool? OptionalBool(JsonElement root, string source, string name)
+    {
+        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        return v.ValueKind switch
+        {
+            JsonValueKind.True => true,
+            JsonValueKind.False => false,
+            _ => throw new ModelLoadException($"{source}: field {name} must be true or false, got {v.GetRawText()}"),
+        };
+    }
+
+    private static string RequiredString(JsonElement root, string source, string name) =>
+        OptionalString(root, name) ?? throw new ModelLoadException($"{source}: required field {name} is missing");
+
+    private static string? OptionalString(JsonElement root, string name) =>
+        root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+}

@@ -1,0 +1,81 @@
+namespace ActorRing.Model;
+
+/// <summary>
+/// What one rank holds under Megatron-style tensor parallelism: a contiguous block of query heads, the KV
+/// heads those queries need (split or replicated), a block of the FFN intermediate dimension and a block of
+/// the vocabulary. Created (and refused) before any weight is read.
+/// </summary>
+public sealed record ShardPlan
+{
+    public required int Rank { get; init; }
+    public required int WorldSize { get; init; }
+    public required int HeadStart { get; init; }
+    public required int LocalHeads { get; init; }
+    public required int KvHeadStart { get; init; }
+    public required int LocalKvHeads { get; init; }
+    /// <summary>True when several ranks hold copies of the same KV head (world size a multiple of num_key_value_heads).</summary>
+    public required bool KvReplicated { get; init; }
+    public required int FfnStart { get; init; }
+    public required int LocalFfn { get; init; }
+    public required int VocabStart { get; init; }
+    public required int LocalVocab { get; init; }
+    /// <summary>Vocabulary rows per rank, in rank order (the counts of the logits gather).</summary>
+    public required int[] VocabCounts { get; init; }
+
+    public static ShardPlan Create(ModelConfig c, int rank, int worldSize)
+    {
+        if (worldSize < 1) throw new ArgumentOutOfRangeException(nameof(worldSize));
+        if (rank < 0 || rank >= worldSize) throw new ArgumentOutOfRangeException(nameof(rank));
+        if (c.NumHeads % worldSize != 0)
+            throw new ModelLoadException($"{c.NumHeads} attention heads cannot be split over {worldSize} ranks; use a world size that divides {c.NumHeads}");
+        int localHeads = c.NumHeads / worldSize;
+        int group = c.NumHeads / c.NumKvHeads;
+        int kvStart, localKv;
+        bool replicated;
+        if (c.NumKvHeads % worldSize == 0)
+        {
+            localKv = c.NumKvHeads / worldSize;
+            kvStart = rank * localKv;
+            replicated = false;
+        }
+        else if (worldSize % c.NumKvHeads == 0)
+        {
+            // Each rank's query heads all sit in one GQA group, so it keeps a copy of that group's KV head.
+            localKv = 1;
+            kvStart = rank * localHeads / group;
+            replicated = true;
+        }
+        else
+        {
+            throw new ModelLoadException($"{c.NumKvHeads} key/value heads cannot be split over {worldSize} ranks, nor replicated (the world size must divide {c.NumKvHeads} or be a multiple of it)");
+        }
+        if (c.IntermediateSize < worldSize || c.VocabSize < worldSize)
+            throw new ModelLoadException($"intermediate_size {c.IntermediateSize} / vocab_size {c.VocabSize} is too small to split over {worldSize} ranks");
+        var (ffnStart, ffnCount) = EvenSplit(c.IntermediateSize, worldSize, rank);
+        var vocabCounts = Enumerable.Range(0, worldSize).Select(r => EvenSplit(c.VocabSize, worldSize, r).Count).ToArray();
+        var (vocabStart, vocabCount) = EvenSplit(c.VocabSize, worldSize, rank);
+        return new ShardPlan
+        {
+            Rank = rank,
+            WorldSize = worldSize,
+            HeadStart = rank * localHeads,
+            LocalHeads = localHeads,
+            KvHeadStart = kvStart,
+            LocalKvHeads = localKv,
+            KvReplicated = replicated,
+            FfnStart = ffnStart,
+            LocalFfn = ffnCount,
+            VocabStart = vocabStart,
+            LocalVocab = vocabCount,
+            VocabCounts = vocabCounts,
+        };
+    }
+
+    /// <summary>Uneven splits give the first (total mod n) ranks one extra element.</summary>
+    internal static (int Start, int Count) EvenSplit(int total, int parts, int index)
+    {
+        int baseCount = total / parts, extra = total % parts;
+        int start = index * baseCount + Math.Min(index, extra);
+        return (start, baseCount + (index < extra ? 1 : 0));
+    }
+}

@@ -1,0 +1,397 @@
+using System.Runtime.InteropServices;
+using ActorRing.Model.Checkpoints;
+using ActorRing.Transport;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace ActorRing.Model;
+
+/// <summary>
+/// One rank's shard of a Llama-family decoder (llama, mistral, qwen2) under Megatron-style tensor
+/// parallelism. q/k/v and gate/up are column-parallel (this rank's heads / FFN block, no communication);
+/// o_proj and down_proj are row-parallel and end in one all-reduce each; the LM head is split by vocabulary
+/// and its logit slices are gathered to rank 0. Every rank calls <see cref="Forward"/> with identical
+/// arguments from one dedicated thread (TorchSharp dispose scopes and grad mode are per thread).
+/// </summary>
+public sealed class ShardedLlama : IDisposable
+{
+    private sealed class Layer
+    {
+        public required Tensor InputNorm;
+        public required Tensor PostNorm;
+        /// <summary>Fused [q; k; v] rows of this rank: one matrix-vector product per layer instead of three.</summary>
+        public required Tensor Wqkv;
+        public Tensor? Bqkv;
+        /// <summary>o_proj columns of this rank's heads: [hidden, localHeads·headDim].</summary>
+        public required Tensor Wo;
+        /// <summary>Full o_proj bias, added once after the all-reduce.</summary>
+        public Tensor? Bo;
+        /// <summary>Fused [gate; up] rows of this rank's FFN block.</summary>
+        public required Tensor Wgu;
+        /// <summary>down_proj columns of this rank's FFN block: [hidden, localFfn].</summary>
+        public required Tensor Wdown;
+        public required Tensor KCache; // [slots, localKv, context, headDim]
+        public required Tensor VCache;
+    }
+
+    private readonly ICollectives _comm;
+    private readonly List<Tensor> _owned = new();
+    private readonly Layer[] _layers;
+    private readonly Tensor _embed;
+    private readonly Tensor _finalNorm;
+    private readonly Tensor _lmHead;
+    private readonly Tensor _cos, _sin; // [context, headDim/2], compute dtype
+    private readonly ScalarType _dtype;
+    private readonly DType _wireDType;
+    private readonly int _qDim, _kvDim, _group;
+    private readonly int?[] _slotLength;
+    private readonly int? _threads;
+    private bool _disposed;
+
+    public ModelConfig Config { get; }
+    public ShardPlan Plan { get; }
+    public int ContextLength { get; }
+    public int Slots { get; }
+    public ComputeDType DType { get; }
+
+    /// <summary>Bytes of this rank's weights streamed by one decode step (every matrix once, plus norms).</summary>
+    public long WeightBytesPerToken { get; }
+
+    /// <summary>Time this rank spent inside all-reduce and gather calls since the last reset, for benches.</summary>
+    public TimeSpan CommunicationTime => TimeSpan.FromTicks(_commTicks * TimeSpan.TicksPerSecond / System.Diagnostics.Stopwatch.Frequency);
+    private long _commTicks;
+    public void ResetCommunicationTime() => _commTicks = 0;
+
+    /// <summary>
+    /// Loads this rank's shard of the model in <paramref name="modelDir"/> (see <see cref="ModelDirectory"/>).
+    /// Must run on the thread that will call <see cref="Forward"/>. Refuses an unsupported split before
+    /// reading any weight.
+    /// </summary>
+    public static ShardedLlama Load(string modelDir, ICollectives comm, ModelLoadOptions options, IProgress<double>? progress = null)
+    {
+        var dir = ModelDirectory.Recognise(modelDir);
+        using var reader = dir.OpenReader();
+        return new ShardedLlama(reader, comm, options, progress);
+    }
+
+    /// <summary>
+    /// A model of the given shape with seeded pseudo-random weights generated block by block, so that every
+    /// rank builds exactly its own slice of the same full model (used by benches and tests).
+    /// </summary>
+    public static ShardedLlama CreateRandom(ModelConfig config, ulong seed, ICollectives comm, ModelLoadOptions options)
+    {
+        using var reader = new RandomCheckpoint(config, seed);
+        return new ShardedLlama(reader, comm, options, null);
+    }
+
+    internal ShardedLlama(ICheckpointReader reader, ICollectives comm, ModelLoadOptions options, IProgress<double>? progress)
+    {
+        _comm = comm;
+        var c = reader.Config;
+        Config = c;
+        Plan = ShardPlan.Create(c, comm.Rank, comm.WorldSize);
+        int context = options.ContextLength ?? Math.Min(c.MaxPositionEmbeddings, 4096);
+        if (context < 1)
+            throw new ModelLoadException($"context length {context} must be positive");
+        if (c.SlidingWindow is int window && context > window)
+            throw new ModelLoadException($"context length {context} exceeds the model's sliding_window {window}, and sliding-window attention is not implemented; use a context length of at most {window}");
+        if (options.Slots < 1) throw new ModelLoadException($"slots {options.Slots} must be at least 1");
+        ContextLength = context;
+        Slots = options.Slots;
+        DType = options.DType;
+        _dtype = options.DType == ComputeDType.BF16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        _wireDType = options.DType == ComputeDType.BF16 ? Transport.DType.BF16 : Transport.DType.F32;
+        _slotLength = new int?[Slots];
+        _threads = options.Threads;
+        if (_threads is int t) torch.set_num_threads(t);
+
+        var p = Plan;
+        int d = c.HeadDim, h = c.HiddenSize;
+        _qDim = p.LocalHeads * d;
+        _kvDim = p.LocalKvHeads * d;
+        _group = p.LocalHeads / p.LocalKvHeads;
+        int qRow0 = p.HeadStart * d, kvRow0 = p.KvHeadStart * d;
+
+        int totalSteps = c.NumLayers + 2, step = 0;
+        void Advance() => progress?.Report(++step / (double)totalSteps);
+
+        using var noGrad = torch.no_grad();
+        try
+        {
+            _embed = Own(LoadFull(reader, "model.embed_tokens.weight", c.VocabSize, h));
+            _layers = new Layer[c.NumLayers];
+            for (int i = 0; i < c.NumLayers; i++)
+            {
+                string pre = $"model.layers.{i}.";
+                var wqkv = Blocks(reader, h,
+                    (pre + "self_attn.q_proj.weight", qRow0, _qDim, c.NumHeads * d),
+                    (pre + "self_attn.k_proj.weight", kvRow0, _kvDim, c.NumKvHeads * d),
+                    (pre + "self_attn.v_proj.weight", kvRow0, _kvDim, c.NumKvHeads * d));
+                Tensor? bqkv = null;
+                if (c.QkvBias)
+                {
+                    bqkv = Own(Blocks(reader, 1,
+                        (pre + "self_attn.q_proj.bias", qRow0, _qDim, c.NumHeads * d),
+                        (pre + "self_attn.k_proj.bias", kvRow0, _kvDim, c.NumKvHeads * d),
+                        (pre + "self_attn.v_proj.bias", kvRow0, _kvDim, c.NumKvHeads * d)).view(-1));
+                }
+                var layer = new Layer
+                {
+                    InputNorm = Own(LoadFull(reader, pre + "input_layernorm.weight", 1, h).view(h)),
+                    PostNorm = Own(LoadFull(reader, pre + "post_attention_layernorm.weight", 1, h).view(h)),
+                    Wqkv = Own(wqkv),
+                    Bqkv = bqkv,
+                    Wo = Own(LoadColumns(reader, pre + "self_attn.o_proj.weight", h, c.NumHeads * d, qRow0, _qDim)),
+                    Bo = c.OProjBias ? Own(LoadFull(reader, pre + "self_attn.o_proj.bias", 1, h).view(h)) : null,
+                    Wgu = Own(Blocks(reader, h,
+                        (pre + "mlp.gate_proj.weight", p.FfnStart, p.LocalFfn, c.IntermediateSize),
+                        (pre + "mlp.up_proj.weight", p.FfnStart, p.LocalFfn, c.IntermediateSize))),
+                    Wdown = Own(LoadColumns(reader, pre + "mlp.down_proj.weight", h, c.IntermediateSize, p.FfnStart, p.LocalFfn)),
+                    KCache = Own(torch.zeros(new long[] { Slots, p.LocalKvHeads, context, d }, _dtype)),
+                    VCache = Own(torch.zeros(new long[] { Slots, p.LocalKvHeads, context, d }, _dtype)),
+                };
+                _layers[i] = layer;
+                Advance();
+            }
+            _finalNorm = Own(LoadFull(reader, "model.norm.weight", 1, h).view(h));
+            if (c.TieWordEmbeddings)
+            {
+                // A tied head is this rank's vocabulary rows of the (replicated) embedding: a view, no copy.
+                _lmHead = Own(_embed.narrow(0, p.VocabStart, p.LocalVocab));
+            }
+            else
+            {
+                if (!reader.Contains("lm_head.weight"))
+                    throw new ModelLoadException($"{reader.Source}: tie_word_embeddings is false but lm_head.weight is missing");
+                _lmHead = Own(LoadRows(reader, "lm_head.weight", c.VocabSize, h, p.VocabStart, p.LocalVocab));
+            }
+            Advance();
+            var (cos, sin) = RotaryTables.Build(c, context);
+            _cos = Own(torch.tensor(cos, new long[] { context, d / 2 }).to(_dtype));
+            _sin = Own(torch.tensor(sin, new long[] { context, d / 2 }).to(_dtype));
+            Advance();
+        }
+        catch
+        {
+            foreach (var o in _owned) o.Dispose();
+            throw;
+        }
+
+        long elem = _dtype == ScalarType.Float32 ? 4 : 2;
+        long perLayer = (long)(_qDim + 2 * _kvDim) * h + (long)h * _qDim + 2L * p.LocalFfn * h + (long)h * p.LocalFfn + 2L * h;
+        WeightBytesPerToken = elem * (c.NumLayers * perLayer + (long)p.LocalVocab * h + h);
+    }
+
+    private Tensor Own(Tensor t)
+    {
+        _owned.Add(t);
+        return t;
+    }
+
+    private Tensor ToCompute(Tensor f32)
+    {
+        if (_dtype == ScalarType.Float32) return f32;
+        var converted = f32.to(_dtype);
+        f32.Dispose();
+        return converted;
+    }
+
+    private static void CheckShape(ICheckpointReader reader, string name, long rows, long cols)
+    {
+        var shape = reader.Shape(name);
+        bool ok = rows == 1 ? shape.Length == 1 && shape[0] == cols : shape.Length == 2 && shape[0] == rows && shape[1] == cols;
+        if (!ok)
+        {
+            string want = rows == 1 ? $"[{cols}]" : $"[{rows}, {cols}]";
+            throw new ModelLoadException($"{reader.Source}: tensor {name} has shape [{string.Join(", ", shape)}], but the config implies {want}");
+        }
+    }
+
+    private static unsafe Span<float> FloatSpan(Tensor t) =>
+        MemoryMarshal.Cast<byte, float>(t.bytes);
+
+    private Tensor LoadFull(ICheckpointReader reader, string name, long rows, long cols) =>
+        LoadRows(reader, name, rows, cols, 0, rows);
+
+    /// <summary>Rows [row0, row0+count) of a [rows, cols] weight: column-parallel and vocabulary shards.</summary>
+    private Tensor LoadRows(ICheckpointReader reader, string name, long rows, long cols, long row0, long count)
+    {
+        CheckShape(reader, name, rows, cols);
+        var t = torch.empty(new long[] { count, cols }, ScalarType.Float32);
+        reader.ReadBlock(name, row0, count, 0, cols, FloatSpan(t));
+        return ToCompute(t);
+    }
+
+    /// <summary>Columns [col0, col0+count) of a [rows, cols] weight: the row-parallel o_proj and down_proj.</summary>
+    private Tensor LoadColumns(ICheckpointReader reader, string name, long rows, long cols, long col0, long count)
+    {
+        CheckShape(reader, name, rows, cols);
+        var t = torch.empty(new long[] { rows, count }, ScalarType.Float32);
+        reader.ReadBlock(name, 0, rows, col0, count, FloatSpan(t));
+        return ToCompute(t);
+    }
+
+    /// <summary>Row blocks of several tensors stacked into one matrix (fused q/k/v, gate/up), read in place.</summary>
+    private Tensor Blocks(ICheckpointReader reader, long cols, params (string Name, long Row0, long Count, long Rows)[] parts)
+    {
+        long total = parts.Sum(x => x.Count);
+        var t = torch.empty(new long[] { total, cols }, ScalarType.Float32);
+        var span = FloatSpan(t);
+        long at = 0;
+        foreach (var (name, row0, count, rows) in parts)
+        {
+            bool bias = cols == 1;
+            CheckShape(reader, name, bias ? 1 : rows, bias ? rows : cols);
+            if (bias)
+                reader.ReadBlock(name, 0, 1, row0, count, span.Slice((int)at, (int)count));
+            else
+                reader.ReadBlock(name, row0, count, 0, cols, span.Slice((int)(at * cols), (int)(count * cols)));
+            at += count;
+        }
+        return ToCompute(t);
+    }
+
+    /// <summary>Tokens currently held by <paramref name="slot"/> (0 after a reset).</summary>
+    public int SlotLength(int slot) => _slotLength[CheckSlot(slot)] ?? 0;
+
+    /// <summary>Forgets the sequence in <paramref name="slot"/>; the next forward must start at position 0.</summary>
+    public void ResetSlot(int slot) => _slotLength[CheckSlot(slot)] = null;
+
+    private int CheckSlot(int slot) => slot >= 0 && slot < Slots ? slot
+        : throw new ArgumentOutOfRangeException(nameof(slot), slot, $"slot must be in [0, {Slots})");
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> at positions startPosition.. of <paramref name="slot"/> (a whole prompt
+    /// for prefill, one token for decode), writing their keys and values into the slot's cache. Every rank
+    /// calls it with the same arguments. Returns the full-vocabulary float32 logits of the last position on
+    /// rank 0 and null on other ranks.
+    /// </summary>
+    public float[]? Forward(int slot, ReadOnlySpan<int> tokens, int startPosition)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        CheckSlot(slot);
+        int T = tokens.Length;
+        if (T == 0) throw new ArgumentException("at least one token is needed", nameof(tokens));
+        int held = _slotLength[slot] ?? 0;
+        if (startPosition < 0 || startPosition > held)
+            throw new ArgumentOutOfRangeException(nameof(startPosition), startPosition, $"slot {slot} holds {held} tokens; a forward must start at or before position {held}");
+        if (startPosition + T > ContextLength)
+            throw new ModelLoadException($"the sequence needs {startPosition + T} positions ({T} new tokens at position {startPosition}) but the context length is {ContextLength}; shorten the prompt or max tokens, or load with a longer context (at most max_position_embeddings {Config.MaxPositionEmbeddings})");
+        var vocab = Config.VocabSize;
+        var ids = new long[T];
+        for (int i = 0; i < T; i++)
+        {
+            if ((uint)tokens[i] >= (uint)vocab)
+                throw new ModelLoadException($"token id {tokens[i]} at index {i} is outside the vocabulary [0, {vocab})");
+            ids[i] = tokens[i];
+        }
+
+        float[] local;
+        using (torch.no_grad())
+        using (var scope = torch.NewDisposeScope())
+        {
+            local = ForwardLocal(slot, ids, startPosition);
+        }
+        _slotLength[slot] = startPosition + T;
+
+        if (_comm.WorldSize == 1) return local;
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        float[]? full = _comm.Rank == 0 ? new float[vocab] : null;
+        _comm.Gather<float>(local, full ?? Span<float>.Empty, Plan.VocabCounts, 0);
+        _commTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+        return full;
+    }
+
+    private float[] ForwardLocal(int slot, long[] ids, int start)
+    {
+        var c = Config;
+        int T = ids.Length, d = c.HeadDim, L = start + T;
+        int localHeads = Plan.LocalHeads, localKv = Plan.LocalKvHeads;
+        float scale = 1f / MathF.Sqrt(d);
+
+        var x = _embed.index_select(0, torch.tensor(ids));         // [T, hidden]
+        var cos = _cos.narrow(0, start, T).unsqueeze(1);           // [T, 1, d/2]
+        var sin = _sin.narrow(0, start, T).unsqueeze(1);
+        // Query t sits at position start+t and may see keys 0..start+t.
+        Tensor? mask = T > 1 ? torch.arange(L).unsqueeze(0) > (torch.arange(T) + start).unsqueeze(1) : null;
+
+        foreach (var layer in _layers)
+        {
+            var h = RmsNorm(x, layer.InputNorm);
+            var qkv = F.linear(h, layer.Wqkv, layer.Bqkv);         // [T, q + 2kv]
+            var q = Rope(qkv.narrow(1, 0, _qDim).view(T, localHeads, d), cos, sin);
+            var k = Rope(qkv.narrow(1, _qDim, _kvDim).view(T, localKv, d), cos, sin);
+            var v = qkv.narrow(1, _qDim + _kvDim, _kvDim).view(T, localKv, d);
+
+            var kc = layer.KCache[slot];                           // [localKv, context, d]
+            var vc = layer.VCache[slot];
+            kc.narrow(1, start, T).copy_(k.transpose(0, 1));
+            vc.narrow(1, start, T).copy_(v.transpose(0, 1));
+            var keys = kc.narrow(1, 0, L);
+            var values = vc.narrow(1, 0, L);
+
+            // Grouped-query attention without repeating K/V: the query heads of one KV head are stacked
+            // along the row axis so one batched matmul per KV head covers the whole group.
+            var qg = q.transpose(0, 1).reshape(localKv, _group * T, d);
+            var scores = torch.bmm(qg, keys.transpose(1, 2)).mul_(scale); // [localKv, group·T, L]
+            if (mask is not null)
+                scores = scores.view(localKv, _group, T, L).masked_fill(mask, float.NegativeInfinity).view(localKv, _group * T, L);
+            var probs = scores.softmax(-1, ScalarType.Float32).to(_dtype);
+            var attn = torch.bmm(probs, values)                   // [localKv, group·T, d]
+                .view(localHeads, T, d).transpose(0, 1).reshape(T, _qDim);
+
+            var o = F.linear(attn, layer.Wo).contiguous();         // partial sum over this rank's heads
+            AllReduce(o);
+            if (layer.Bo is not null) o.add_(layer.Bo);           // once, after the reduction
+            x = x + o;
+
+            h = RmsNorm(x, layer.PostNorm);
+            var gu = F.linear(h, layer.Wgu);                       // [T, 2·localFfn]
+            int f = Plan.LocalFfn;
+            var act = F.silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
+            var down = F.linear(act, layer.Wdown).contiguous();
+            AllReduce(down);
+            x = x + down;
+        }
+
+        var last = RmsNorm(x.narrow(0, T - 1, 1), _finalNorm);
+        var logits = F.linear(last, _lmHead).to(ScalarType.Float32).contiguous();
+        return MemoryMarshal.Cast<byte, float>(logits.bytes).ToArray();
+    }
+
+    private Tensor RmsNorm(Tensor x, Tensor weight)
+    {
+        var xf = x.to(ScalarType.Float32);
+        var normed = xf * torch.rsqrt(xf.pow(2).mean(new long[] { -1 }, keepdim: true) + Config.RmsNormEps);
+        return weight * normed.to(_dtype);
+    }
+
+    /// <summary>Rotate-half RoPE: pairs (i, i + d/2) of each head rotate by the position's angle i.</summary>
+    private static Tensor Rope(Tensor x, Tensor cos, Tensor sin)
+    {
+        long half = x.shape[^1] / 2;
+        var x1 = x.narrow(-1, 0, half);
+        var x2 = x.narrow(-1, half, half);
+        return torch.cat(new[] { x1 * cos - x2 * sin, x2 * cos + x1 * sin }, -1);
+    }
+
+    private unsafe void AllReduce(Tensor t)
+    {
+        if (_comm.WorldSize == 1) return;
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        fixed (byte* p = t.bytes)
+        {
+            _comm.AllReduceSum(p, t.numel(), _wireDType);
+        }
+        _commTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var t in _owned) t.Dispose();
+        _owned.Clear();
+    }
+}

@@ -1,0 +1,537 @@
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+
+namespace ActorRing.Transport;
+
+/// <summary>
+/// Collectives over a TCP ring: this rank receives from its left neighbour and sends to its right one.
+/// Created by <see cref="ConnectAsync"/>. After any failed operation the ring is unusable (the byte streams
+/// may be mid-frame), and every later call throws until a new communicator is formed.
+/// </summary>
+public sealed unsafe partial class RingCommunicator : ICollectives
+{
+    private readonly RingConfig _config;
+    private readonly RingOptions _options;
+    private readonly ILogger _log;
+    private readonly PeerLink? _left, _right;
+    private readonly long _inlineMaxBytes;
+    private readonly NativeBuffer _slots = new(), _acc = new(), _tmp = new(), _work = new();
+    private RingSender? _sender;
+    private uint _seq;
+    private volatile string? _fault;
+    private int _disposed;
+
+    private RingCommunicator(RingConfig config, RingOptions options, ILogger log, Socket? left, Socket? right)
+    {
+        _config = config;
+        _options = options;
+        _log = log;
+        if (left is not null && right is not null)
+        {
+            _left = new PeerLink(left, $"left neighbour rank {config.LeftRank} ({left.RemoteEndPoint})");
+            _right = new PeerLink(right, $"right neighbour rank {config.RightRank} ({right.RemoteEndPoint})");
+            // A single thread that sends a whole message before receiving needs the kernel to buffer all of
+            // it, or every rank blocks in send at once. Half the smaller buffer keeps a wide margin.
+            _inlineMaxBytes = Math.Min(right.SendBufferSize, left.ReceiveBufferSize) / 2;
+        }
+    }
+
+    public int Rank => _config.Rank;
+    public int WorldSize => _config.WorldSize;
+    public RingConfig Config => _config;
+    public RingOptions Options => _options;
+
+    /// <summary>
+    /// Overrides <see cref="RingOptions.Algorithm"/> for later all-reduces (benchmarks and tests measure both
+    /// paths on one ring). Every rank must set the same value, or frames will not match (a desync error).
+    /// </summary>
+    public AllReduceAlgorithm? AlgorithmOverride { get; set; }
+
+    /// <summary>True once an operation failed; the ring must be formed again.</summary>
+    public bool IsFaulted => _fault is not null;
+
+    // ---------------------------------------------------------------- all-reduce
+
+    public void AllReduceSum(Span<float> data)
+    {
+        fixed (float* p = data) AllReduceCore((byte*)p, data.Length, DType.F32);
+    }
+
+    public void AllReduceSum(Span<Half> data)
+    {
+        fixed (Half* p = data) AllReduceCore((byte*)p, data.Length, DType.F16);
+    }
+
+    public void AllReduceSum(Span<BFloat16> data)
+    {
+        fixed (BFloat16* p = data) AllReduceCore((byte*)p, data.Length, DType.BF16);
+    }
+
+    public void AllReduceSum(void* data, long count, DType dtype)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (count > 0 && data is null) throw new ArgumentNullException(nameof(data));
+        _ = dtype.SizeInBytes(); // rejects unknown values
+        AllReduceCore((byte*)data, count, dtype);
+    }
+
+    private void AllReduceCore(byte* data, long count, DType dtype)
+    {
+        var op = Begin(OpCode.AllReduce, DTypeName(dtype), count);
+        if (WorldSize == 1) return;
+        long bytes = count * dtype.SizeInBytes();
+        // Cost model (α = per-hop latency, β = time per byte, S = message bytes):
+        //   latency path:            (N−1)·α + (N−1)·S·β, one thread, no chunking, no hand-off
+        //   reduce-scatter+all-gather: 2(N−1)·α + 2(N−1)/N·S·β, pipelined with send and receive overlapped
+        // For small S the α term dominates and the latency path wins; SmallMessageMaxBytes is where the two
+        // measured curves cross (see RingOptions). The latency path is also capped by what the kernel can
+        // buffer, since it sends a whole message before receiving.
+        bool latency = (AlgorithmOverride ?? _options.Algorithm) switch
+        {
+            AllReduceAlgorithm.Latency => true,
+            AllReduceAlgorithm.Ring => count == 0,
+            _ => bytes <= _options.SmallMessageMaxBytes,
+        };
+        if (bytes > _inlineMaxBytes) latency = false;
+        try
+        {
+            if (latency) LatencyAllReduce(data, count, dtype, op);
+            else RingAllReduce(data, count, dtype, op);
+        }
+        catch (CollectiveException e) when (MarkFaulted(e))
+        {
+            throw; // unreachable: MarkFaulted returns false so the original exception keeps its stack
+        }
+        catch (CollectivePeerClosedException) when (_sender?.Error is CollectiveException first)
+        {
+            throw first; // the send failure is the cause; the receive side only saw its consequence
+        }
+    }
+
+    /// <summary>
+    /// Every rank passes full vectors N−1 hops around the ring (forwarding what it received last step), then
+    /// sums all N in rank order 0..N−1. The same inputs in the same order give bit-identical sums everywhere.
+    /// </summary>
+    private void LatencyAllReduce(byte* data, long count, DType dtype, in OpContext op)
+    {
+        int n = WorldSize, r = Rank, es = dtype.SizeInBytes();
+        long bytes = count * es;
+        long stride = (FrameHeader.Size + bytes + 63) & ~63L;
+        byte* slots = _slots.Ensure(stride * (n - 1));
+        for (int s = 0; s < n - 1; s++)
+        {
+            var header = new FrameHeader(op.Code, (byte)dtype, (byte)es, op.Seq, (uint)s, (uint)bytes);
+            byte* payload = s == 0 ? data : slots + (s - 1) * stride + FrameHeader.Size;
+            _right!.SendFrame(header, payload, bytes, op);
+            _left!.ReceiveFrame(slots + s * stride, bytes, header, op);
+        }
+        if (count == 0) return;
+
+        // Slot s holds the vector that started at rank (r − s − 1) mod N.
+        var sources = stackalloc nint[n];
+        for (int k = 0; k < n; k++)
+            sources[k] = k == r ? (nint)data : (nint)(slots + Mod(r - k - 1, n) * stride + FrameHeader.Size);
+        SumInRankOrder(sources, n, (int)count, dtype, data);
+    }
+
+    private void SumInRankOrder(nint* sources, int n, int count, DType dtype, byte* dst)
+    {
+        if (dtype == DType.F32)
+        {
+            var d = new Span<float>(dst, count);
+            if (n == 2)
+            {
+                TensorPrimitives.Add(F(sources[0], count), F(sources[1], count), d);
+                return;
+            }
+            // dst is also this rank's own input, so partial sums go to scratch until the last addition.
+            var acc = new Span<float>(_acc.Ensure(count * 4L), count);
+            TensorPrimitives.Add(F(sources[0], count), F(sources[1], count), acc);
+            for (int k = 2; k < n - 1; k++) TensorPrimitives.Add(acc, F(sources[k], count), acc);
+            TensorPrimitives.Add(acc, F(sources[n - 1], count), d);
+            return;
+        }
+        // 16-bit: widen each source, accumulate in float32, round once. Blocks keep the work in L1.
+        const int Block = 2048;
+        float* accBlock = (float*)_acc.Ensure(2 * Block * 4L);
+        float* tmpBlock = accBlock + Block;
+        for (int start = 0; start < count; start += Block)
+        {
+            int len = Math.Min(Block, count - start);
+            var acc = new Span<float>(accBlock, len);
+            var tmp = new Span<float>(tmpBlock, len);
+            Widen16(dtype, (byte*)sources[0] + start * 2L, acc);
+            for (int k = 1; k < n; k++)
+            {
+                Widen16(dtype, (byte*)sources[k] + start * 2L, tmp);
+                TensorPrimitives.Add(acc, tmp, acc);
+            }
+            Narrow16(dtype, acc, dst + start * 2L);
+        }
+    }
+
+    /// <summary>
+    /// Ring reduce-scatter then all-gather, each of N−1 steps, every segment cut into K chunks. This thread
+    /// receives and reduces chunk k while <see cref="RingSender"/> is still sending earlier chunks, and a
+    /// chunk is forwarded as soon as it is reduced, so both directions of every link stay busy. Segment j is
+    /// fully reduced at one rank only and then copied around, so every rank holds identical bits. 16-bit
+    /// inputs are widened into a float32 work buffer first: partial sums travel as float32 and the owner
+    /// rounds once.
+    /// </summary>
+    private void RingAllReduce(byte* data, long count, DType dtype, in OpContext op)
+    {
+        int n = WorldSize, r = Rank, es = dtype.SizeInBytes();
+        var sender = EnsureSender();
+        float* work = dtype == DType.F32 ? (float*)data : (float*)_work.Ensure(count * 4);
+        if (dtype != DType.F32) ForEachPiece(count, (start, len) => Widen16(dtype, data + start * 2, new Span<float>(work + start, len)));
+
+        long maxSeg = (count + n - 1) / n;
+        int k = (int)Math.Max(1, (maxSeg * 4 + _options.ChunkBytes - 1) / _options.ChunkBytes);
+        float* tmp = (float*)_tmp.Ensure(((maxSeg + k - 1) / k + 1) * 4);
+
+        for (int i = 0; i < k; i++)
+        {
+            var (a, len) = Chunk(count, n, k, r, i);
+            sender.Enqueue((byte*)(work + a), len * 4, Header(op, DType.F32, (uint)i, len * 4), op);
+        }
+        for (int s = 0; s < n - 1; s++)
+        {
+            int seg = Mod(r - s - 1, n);
+            for (int i = 0; i < k; i++)
+            {
+                var (a, len) = Chunk(count, n, k, seg, i);
+                _left!.ReceiveHeader(Header(op, DType.F32, (uint)(s * k + i), len * 4), op);
+                _left.ReceiveExact((byte*)tmp, len * 4, op);
+                var w = new Span<float>(work + a, (int)len);
+                TensorPrimitives.Add(w, new ReadOnlySpan<float>(tmp, (int)len), w);
+                if (s < n - 2)
+                {
+                    sender.Enqueue((byte*)(work + a), len * 4, Header(op, DType.F32, (uint)((s + 1) * k + i), len * 4), op);
+                    continue;
+                }
+                // Fully reduced (this rank owns segment r+1): round once, then start its all-gather at once.
+                if (dtype != DType.F32) Narrow16(dtype, w, data + a * 2);
+                sender.Enqueue(data + a * es, len * es, Header(op, dtype, (uint)((n - 1) * k + i), len * es), op);
+            }
+        }
+        for (int s = 0; s < n - 1; s++)
+        {
+            int seg = Mod(r - s, n);
+            for (int i = 0; i < k; i++)
+            {
+                var (a, len) = Chunk(count, n, k, seg, i);
+                _left!.ReceiveHeader(Header(op, dtype, (uint)((n - 1 + s) * k + i), len * es), op);
+                _left.ReceiveExact(data + a * es, len * es, op);
+                if (s < n - 2)
+                    sender.Enqueue(data + a * es, len * es, Header(op, dtype, (uint)((n + s) * k + i), len * es), op);
+            }
+        }
+        DrainSender(op);
+    }
+
+    // ---------------------------------------------------------------- all-gather / gather / broadcast / barrier
+
+    public void AllGather<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts) where T : unmanaged
+    {
+        long total = CheckCounts(counts, local.Length, nameof(local));
+        if (output.Length < total)
+            throw new ArgumentException($"output holds {output.Length} elements but the counts sum to {total}", nameof(output));
+        var op = Begin(OpCode.AllGather, typeof(T).Name, total);
+        int es = sizeof(T), n = WorldSize, r = Rank;
+        var offsets = new long[n + 1];
+        for (int j = 0; j < n; j++) offsets[j + 1] = offsets[j] + counts[j];
+        local.CopyTo(output[(int)offsets[r]..]);
+        if (n == 1) return;
+
+        fixed (T* outPtr = output)
+        {
+            byte* o = (byte*)outPtr;
+            long maxBlock = 0;
+            for (int j = 0; j < n; j++) maxBlock = Math.Max(maxBlock, counts[j] * (long)es);
+            int k = (int)Math.Max(1, (maxBlock + _options.ChunkBytes - 1) / _options.ChunkBytes);
+            // Small gathers run on this thread alone (no hand-off); large ones pipeline through the sender.
+            bool inline = maxBlock <= Math.Min(_options.SmallMessageMaxBytes, _inlineMaxBytes);
+            try
+            {
+                var sender = inline ? null : EnsureSender();
+                for (int s = 0; s < n - 1; s++)
+                {
+                    int sendBlock = Mod(r - s, n), recvBlock = Mod(r - s - 1, n);
+                    for (int i = 0; i < k; i++)
+                    {
+                        if (s == 0 || inline)
+                        {
+                            var (sa, sl) = SubRange(offsets[sendBlock], counts[sendBlock], k, i);
+                            var h = Header(op, FrameHeader.RawDType, (byte)es, (uint)(s * k + i), sl * es);
+                            if (inline) _right!.SendFrame(h, o + sa * es, sl * es, op);
+                            else sender!.Enqueue(o + sa * es, sl * es, h, op);
+                        }
+                        if (!inline) continue;
+                        var (ra, rl) = SubRange(offsets[recvBlock], counts[recvBlock], k, i);
+                        _left!.ReceiveHeader(Header(op, FrameHeader.RawDType, (byte)es, (uint)(s * k + i), rl * es), op);
+                        _left.ReceiveExact(o + ra * es, rl * es, op);
+                    }
+                    if (inline) continue;
+                    for (int i = 0; i < k; i++)
+                    {
+                        var (ra, rl) = SubRange(offsets[recvBlock], counts[recvBlock], k, i);
+                        _left!.ReceiveHeader(Header(op, FrameHeader.RawDType, (byte)es, (uint)(s * k + i), rl * es), op);
+                        _left.ReceiveExact(o + ra * es, rl * es, op);
+                        if (s < n - 2)
+                            sender!.Enqueue(o + ra * es, rl * es, Header(op, FrameHeader.RawDType, (byte)es, (uint)((s + 1) * k + i), rl * es), op);
+                    }
+                }
+                if (!inline) DrainSender(op);
+            }
+            catch (CollectiveException e) when (MarkFaulted(e))
+            {
+                throw;
+            }
+        }
+    }
+
+    public void Gather<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts, int root) where T : unmanaged
+    {
+        CheckRoot(root);
+        long total = CheckCounts(counts, local.Length, nameof(local));
+        if (Rank == root && output.Length < total)
+            throw new ArgumentException($"root's output holds {output.Length} elements but the counts sum to {total}", nameof(output));
+        var op = Begin(OpCode.Gather, typeof(T).Name, total);
+        int es = sizeof(T), n = WorldSize, r = Rank;
+        var offsets = new long[n + 1];
+        for (int j = 0; j < n; j++) offsets[j + 1] = offsets[j] + counts[j];
+        if (r == root) local.CopyTo(output[(int)offsets[r]..]);
+        if (n == 1) return;
+
+        long maxBlock = 0;
+        for (int j = 0; j < n; j++) maxBlock = Math.Max(maxBlock, counts[j] * (long)es);
+        int k = (int)Math.Max(1, (maxBlock + _options.ChunkBytes - 1) / _options.ChunkBytes);
+        // A chain toward the root: the rank at chain position p (root+1+p) forwards the p blocks of the ranks
+        // before it, then sends its own. The root only receives, so the chain has no cycle and a single
+        // thread per rank cannot deadlock.
+        int position = Mod(r - root - 1, n);
+        try
+        {
+            fixed (T* localPtr = local)
+            fixed (T* outPtr = output)
+            {
+                byte* scratch = r == root ? null : _tmp.Ensure(Math.Max(1, Math.Min(maxBlock, (long)_options.ChunkBytes) + 8));
+                int blocksIn = r == root ? n - 1 : position;
+                for (int p = 0; p < blocksIn; p++)
+                {
+                    int q = Mod(root + 1 + p, n);
+                    for (int i = 0; i < k; i++)
+                    {
+                        var (a, len) = SubRange(offsets[q], counts[q], k, i);
+                        var h = Header(op, FrameHeader.RawDType, (byte)es, (uint)(p * k + i), len * es);
+                        byte* dst = r == root ? (byte*)outPtr + a * es : scratch;
+                        _left!.ReceiveHeader(h, op);
+                        _left.ReceiveExact(dst, len * es, op);
+                        if (r != root) _right!.SendFrame(h, scratch, len * es, op);
+                    }
+                }
+                if (r != root)
+                {
+                    for (int i = 0; i < k; i++)
+                    {
+                        var (a, len) = SubRange(0, counts[r], k, i);
+                        var h = Header(op, FrameHeader.RawDType, (byte)es, (uint)(position * k + i), len * es);
+                        _right!.SendFrame(h, (byte*)localPtr + a * es, len * es, op);
+                    }
+                }
+            }
+        }
+        catch (CollectiveException e) when (MarkFaulted(e))
+        {
+            throw;
+        }
+    }
+
+    public void Broadcast<T>(Span<T> data, int root) where T : unmanaged
+    {
+        CheckRoot(root);
+        var op = Begin(OpCode.Broadcast, typeof(T).Name, data.Length);
+        int es = sizeof(T), n = WorldSize;
+        if (n == 1) return;
+        long bytes = (long)data.Length * es;
+        int k = (int)Math.Max(1, (bytes + _options.ChunkBytes - 1) / _options.ChunkBytes);
+        // A chain from the root around the ring; chunks let rank p+1 forward chunk i while rank p sends i+1.
+        int distance = Mod(Rank - root, n);
+        try
+        {
+            fixed (T* p = data)
+            {
+                for (int i = 0; i < k; i++)
+                {
+                    var (a, len) = SubRange(0, data.Length, k, i);
+                    var h = Header(op, FrameHeader.RawDType, (byte)es, (uint)i, len * es);
+                    byte* chunk = (byte*)p + a * es;
+                    if (distance > 0)
+                    {
+                        _left!.ReceiveHeader(h, op);
+                        _left.ReceiveExact(chunk, len * es, op);
+                    }
+                    if (distance < n - 1) _right!.SendFrame(h, chunk, len * es, op);
+                }
+            }
+        }
+        catch (CollectiveException e) when (MarkFaulted(e))
+        {
+            throw;
+        }
+    }
+
+    public void Barrier()
+    {
+        var op = Begin(OpCode.Barrier, "none", 0);
+        if (WorldSize == 1) return;
+        // N−1 empty frames passed on like the latency all-reduce: the token received at step s proves that
+        // ranks r−1 … r−s−1 have entered, so after N−1 steps every rank has.
+        byte* hdr = stackalloc byte[FrameHeader.Size];
+        try
+        {
+            for (int s = 0; s < WorldSize - 1; s++)
+            {
+                var h = new FrameHeader(op.Code, FrameHeader.RawDType, 0, op.Seq, (uint)s, 0);
+                _right!.SendFrame(h, null, 0, op);
+                _left!.ReceiveFrame(hdr, 0, h, op);
+            }
+        }
+        catch (CollectiveException e) when (MarkFaulted(e))
+        {
+            throw;
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private OpContext Begin(OpCode code, string dtype, long count)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (_fault is string fault)
+        {
+            throw new CollectiveException(
+                $"rank {Rank}: {FrameHeader.OpName(code)} refused: the ring broke in an earlier operation ({fault}); form a new ring");
+        }
+        uint seq = ++_seq;
+        long deadline = Stopwatch.GetTimestamp() + (long)(_options.OperationTimeout.TotalSeconds * Stopwatch.Frequency);
+        return new OpContext(code, seq, dtype, count, deadline, _options.OperationTimeout);
+    }
+
+    /// <summary>
+    /// Records the failure and shuts both links so the sender thread stops touching the caller's memory
+    /// before the exception reaches the caller. Returns false so it can run inside an exception filter.
+    /// </summary>
+    private bool MarkFaulted(Exception e)
+    {
+        _fault ??= e.Message;
+        _log.LogError("rank {Rank}: collective failed: {Error}", Rank, e.Message);
+        _left?.Shutdown();
+        _right?.Shutdown();
+        _sender?.Drain(TimeSpan.FromSeconds(5));
+        return false;
+    }
+
+    private RingSender EnsureSender() =>
+        _sender ??= new RingSender(_right!, $"ring-send-r{Rank}", () =>
+        {
+            _left?.Shutdown();
+            _right?.Shutdown();
+        });
+
+    private void DrainSender(in OpContext op)
+    {
+        var left = TimeSpan.FromSeconds((double)(op.DeadlineTimestamp - Stopwatch.GetTimestamp()) / Stopwatch.Frequency);
+        // The sender's own waits end at the same deadline; the extra second only covers its wake-up.
+        bool drained = _sender!.Drain((left > TimeSpan.Zero ? left : TimeSpan.Zero) + TimeSpan.FromSeconds(1));
+        if (_sender.Error is Exception e) throw e as CollectiveException ?? new CollectiveException($"{op.Describe()}: {e.Message}", e);
+        if (!drained)
+            throw new CollectivePeerTimeoutException(
+                $"{op.Describe()}: {_right!.Name} accepted no data before the {op.Timeout.TotalSeconds:0.###} s operation deadline");
+    }
+
+    private static FrameHeader Header(in OpContext op, DType dtype, uint index, long bytes) =>
+        new(op.Code, (byte)dtype, (byte)dtype.SizeInBytes(), op.Seq, index, CheckedLength(bytes));
+
+    private static FrameHeader Header(in OpContext op, byte rawDType, byte elementSize, uint index, long bytes) =>
+        new(op.Code, rawDType, elementSize, op.Seq, index, CheckedLength(bytes));
+
+    private static uint CheckedLength(long bytes) =>
+        bytes <= uint.MaxValue ? (uint)bytes : throw new ArgumentOutOfRangeException(nameof(bytes), bytes, "frame too large; lower ChunkBytes");
+
+    /// <summary>Chunk i (of k) of segment j (of n) of count elements: start and length in elements.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (long Start, long Length) Chunk(long count, int n, int k, int j, int i)
+    {
+        long segStart = count * j / n, segLen = count * (j + 1) / n - segStart;
+        return SubRange(segStart, segLen, k, i);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (long Start, long Length) SubRange(long start, long length, int k, int i)
+    {
+        long a = length * i / k, b = length * (i + 1) / k;
+        return (start + a, b - a);
+    }
+
+    private static int Mod(int x, int n) => ((x % n) + n) % n;
+
+    private static ReadOnlySpan<float> F(nint p, int count) => new((void*)p, count);
+
+    private static void Widen16(DType dtype, byte* src, Span<float> dst)
+    {
+        if (dtype == DType.BF16) ReduceKernels.Widen(new ReadOnlySpan<BFloat16>(src, dst.Length), dst);
+        else ReduceKernels.Widen(new ReadOnlySpan<Half>(src, dst.Length), dst);
+    }
+
+    private static void Narrow16(DType dtype, ReadOnlySpan<float> src, byte* dst)
+    {
+        if (dtype == DType.BF16) ReduceKernels.Narrow(src, new Span<BFloat16>(dst, src.Length));
+        else ReduceKernels.Narrow(src, new Span<Half>(dst, src.Length));
+    }
+
+    private static void ForEachPiece(long count, Action<long, int> body)
+    {
+        for (long start = 0; start < count; start += 1 << 30) body(start, (int)Math.Min(1 << 30, count - start));
+    }
+
+    private static string DTypeName(DType dtype) => FrameHeader.DTypeName((byte)dtype, (byte)dtype.SizeInBytes());
+
+    private long CheckCounts(ReadOnlySpan<int> counts, int localLength, string localName)
+    {
+        if (counts.Length != WorldSize)
+            throw new ArgumentException($"counts has {counts.Length} entries, expected world size {WorldSize}", nameof(counts));
+        long total = 0;
+        foreach (int c in counts)
+        {
+            if (c < 0) throw new ArgumentException($"counts contains a negative value {c}", nameof(counts));
+            total += c;
+        }
+        if (localLength != counts[Rank])
+            throw new ArgumentException($"{localName} has {localLength} elements but counts[{Rank}] is {counts[Rank]}", localName);
+        return total;
+    }
+
+    private void CheckRoot(int root)
+    {
+        if (root < 0 || root >= WorldSize)
+            throw new ArgumentOutOfRangeException(nameof(root), root, $"root must be in [0, {WorldSize})");
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _left?.Shutdown();
+        _right?.Shutdown();
+        _sender?.Dispose();
+        _left?.Dispose();
+        _right?.Dispose();
+        _slots.Dispose();
+        _acc.Dispose();
+        _tmp.Dispose();
+        _work.Dispose();
+    }
+}

@@ -1,0 +1,157 @@
+using ActorRing.Model.Tests.Support;
+using TorchSharp;
+
+namespace ActorRing.Model.Tests;
+
+public sealed class StoriesLogitsTests : IDisposable
+{
+    private readonly string _tmp = Path.Combine(Path.GetTempPath(), "actorring-stories-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_tmp)) Directory.Delete(_tmp, recursive: true);
+    }
+
+    private static readonly int[] Prompt = [1, 403, 407, 261, 378]; // "Once upon a time" with BOS
+
+    /// <summary>Logits after prefilling <see cref="Prompt"/>, then after each of 8 greedy decode steps.</summary>
+    private static List<float[]> PrefillAndDecode(string dir, int worldSize, ModelLoadOptions? options = null)
+    {
+        var perRank = InProcessGroup.Run(worldSize, comm =>
+        {
+            using var m = ShardedLlama.Load(dir, comm, options ?? new ModelLoadOptions { ContextLength = 64, Threads = 1 });
+            var steps = new List<float[]>();
+            var logits = m.Forward(0, Prompt, 0);
+            int pos = Prompt.Length;
+            for (int i = 0; i <= 8; i++)
+            {
+                if (comm.Rank == 0) steps.Add(logits!);
+                if (i == 8) break;
+                Span<int> next = [logits is null ? 0 : TestPaths.ArgMax(logits)];
+                comm.Broadcast(next, 0);
+                logits = m.Forward(0, next, pos++);
+            }
+            return steps;
+        });
+        return perRank[0];
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void Prefill_and_decode_logits_at_world_size_N_equal_world_size_1(int worldSize)
+    {
+        var one = PrefillAndDecode(TestPaths.Hf, 1);
+        var many = PrefillAndDecode(TestPaths.Hf, worldSize);
+        Assert.Equal(9, one.Count);
+        for (int i = 0; i < one.Count; i++)
+            SyntheticModelTests.AssertClose(one[i], many[i], 1e-4f, $"N={worldSize} step {i} ({(i == 0 ? "prefill" : "decode")})");
+    }
+
+    [Fact]
+    public void Llama2c_and_HF_files_give_the_same_logits()
+    {
+        var hf = PrefillAndDecode(TestPaths.Hf, 1);
+        var l2c = PrefillAndDecode(TestPaths.Llama2c, 1);
+        for (int i = 0; i < hf.Count; i++) SyntheticModelTests.AssertClose(hf[i], l2c[i], 1e-5f, $"step {i}");
+    }
+
+    /// <summary>export.py's version 1 ("ak42") layout, rewritten from the legacy file, loads to the same model.</summary>
+    [Fact]
+    public void Llama2c_version1_ak42_checkpoint_equals_the_legacy_checkpoint()
+    {
+        string legacyDir = TestPaths.Llama2c;
+        byte[] legacy = File.ReadAllBytes(Path.Combine(legacyDir, "stories260K.bin"));
+        int[] hdr = new int[7];
+        Buffer.BlockCopy(legacy, 0, hdr, 0, 28);
+        int dim = hdr[0], hidden = hdr[1], layers = hdr[2], heads = hdr[3], kvHeads = hdr[4], vocab = Math.Abs(hdr[5]), seqLen = hdr[6];
+        int kvDim = kvHeads * dim / heads;
+        int at = 28;
+        float[] Take(long n)
+        {
+            var f = new float[n];
+            Buffer.BlockCopy(legacy, at, f, 0, (int)(n * 4));
+            at += (int)(n * 4);
+            return f;
+        }
+        var emb = Take((long)vocab * dim);
+        var attNorm = Take((long)layers * dim);
+        var wq = Take((long)layers * dim * dim);
+        var wk = Take((long)layers * kvDim * dim);
+        var wv = Take((long)layers * kvDim * dim);
+        var wo = Take((long)layers * dim * dim);
+        var ffnNorm = Take((long)layers * dim);
+        var w1 = Take((long)layers * hidden * dim);
+        var w2 = Take((long)layers * dim * hidden);
+        var w3 = Take((long)layers * hidden * dim);
+        var finalNorm = Take(dim);
+
+        string dir = Path.Combine(_tmp, "v1");
+        Directory.CreateDirectory(dir);
+        File.Copy(Path.Combine(legacyDir, "tok512.bin"), Path.Combine(dir, "tokenizer.bin"));
+        using (var w = new BinaryWriter(File.Create(Path.Combine(dir, "model.bin"))))
+        {
+            w.Write(0x616b3432u);
+            w.Write(1);
+            foreach (int v in new[] { dim, hidden, layers, heads, kvHeads, vocab, seqLen }) w.Write(v);
+            w.Write((byte)1); // shared classifier
+            w.Write(new byte[256 - 37]);
+            foreach (var block in new[] { attNorm, ffnNorm, finalNorm, emb, wq, wk, wv, wo, w1, w2, w3 })
+                foreach (float f in block) w.Write(f);
+        }
+
+        var legacyLogits = PrefillAndDecode(legacyDir, 1);
+        var v1Logits = PrefillAndDecode(dir, 2);
+        for (int i = 0; i < legacyLogits.Count; i++) SyntheticModelTests.AssertClose(legacyLogits[i], v1Logits[i], 1e-4f, $"step {i}");
+    }
+
+    [Fact]
+    public void BF16_compute_stays_close_to_FP32_and_agrees_on_the_greedy_token()
+    {
+        var f32 = PrefillAndDecode(TestPaths.Hf, 1);
+        var bf16 = PrefillAndDecode(TestPaths.Hf, 2, new ModelLoadOptions { ContextLength = 64, Threads = 1, DType = ComputeDType.BF16 });
+        // bf16 keeps 8 bits of mantissa, so logits move by a few percent of their spread; the greedy choice
+        // after the prompt (a confident token) must survive.
+        Assert.Equal(TestPaths.ArgMax(f32[0]), TestPaths.ArgMax(bf16[0]));
+        SyntheticModelTests.AssertClose(f32[0], bf16[0], 0.5f, "bf16 vs f32 prefill");
+        Assert.Contains(bf16, l => !l.SequenceEqual(f32[0])); // really computed in another precision
+    }
+
+    [Fact]
+    public void Live_tensor_count_is_flat_over_1000_decode_steps()
+    {
+        var counts = InProcessGroup.Run(2, comm =>
+        {
+            using var m = ShardedLlama.Load(TestPaths.Hf, comm, new ModelLoadOptions { ContextLength = 512, Threads = 1 });
+            int token = 1, pos = 0;
+            long before = 0;
+            for (int step = 0; step < 1000; step++)
+            {
+                if (pos == 500) { m.ResetSlot(0); pos = 0; }
+                var logits = m.Forward(0, [token], pos++);
+                if (step == 10) before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+                Span<int> next = [logits is null ? 0 : TestPaths.ArgMax(logits)];
+                comm.Broadcast(next, 0);
+                token = next[0];
+            }
+            return (before, after: DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+        });
+        foreach (var (before, after) in counts)
+        {
+            Assert.True(before > 0, "the statistics must see the model's weights");
+            Assert.Equal(before, after);
+        }
+    }
+
+    [Fact]
+    public void A_prompt_longer_than_the_context_is_refused_with_a_clear_error()
+    {
+        var e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm =>
+        {
+            using var m = ShardedLlama.Load(TestPaths.Hf, comm, new ModelLoadOptions { ContextLength = 16 });
+            return m.Forward(0, new int[17], 0);
+        }));
+        Assert.Contains("context length is 16", e.Message);
+        Assert.Contains("17", e.Message);
+    }
+}

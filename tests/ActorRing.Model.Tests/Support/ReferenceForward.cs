@@ -1,0 +1,133 @@
+namespace ActorRing.Model.Tests.Support;
+
+/// <summary>
+/// The plainest possible Llama/Qwen2 forward pass over float arrays, in double precision, sharing no code
+/// with the model: an independent check of the maths (RMSNorm, rotate-half RoPE with optional llama3
+/// scaling, grouped-query causal attention, SwiGLU, biases, tied or untied head).
+/// </summary>
+internal static class ReferenceForward
+{
+    /// <summary>Logits of the last position after running all <paramref name="tokens"/> from position 0.</summary>
+    public static float[] LastLogits(SyntheticModel m, int[] tokens)
+    {
+        int T = tokens.Length, H = m.Hidden, d = m.HeadDim, nh = m.Heads, nkv = m.KvHeads, group = nh / nkv;
+        var W = m.W;
+        double[][] x = new double[T][];
+        for (int t = 0; t < T; t++)
+        {
+            x[t] = new double[H];
+            for (int i = 0; i < H; i++) x[t][i] = W["model.embed_tokens.weight"][tokens[t] * H + i];
+        }
+        double[] invFreq = InverseFrequencies(m);
+
+        for (int l = 0; l < m.Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            var q = new double[T][];
+            var k = new double[T][];
+            var v = new double[T][];
+            for (int t = 0; t < T; t++)
+            {
+                var h = RmsNorm(x[t], W[p + "input_layernorm.weight"], m.Eps);
+                q[t] = MatVec(W[p + "self_attn.q_proj.weight"], nh * d, H, h, m.QkvBias ? W[p + "self_attn.q_proj.bias"] : null);
+                k[t] = MatVec(W[p + "self_attn.k_proj.weight"], nkv * d, H, h, m.QkvBias ? W[p + "self_attn.k_proj.bias"] : null);
+                v[t] = MatVec(W[p + "self_attn.v_proj.weight"], nkv * d, H, h, m.QkvBias ? W[p + "self_attn.v_proj.bias"] : null);
+                RotateHalf(q[t], nh, d, t, invFreq);
+                RotateHalf(k[t], nkv, d, t, invFreq);
+            }
+            for (int t = 0; t < T; t++)
+            {
+                var attn = new double[nh * d];
+                for (int head = 0; head < nh; head++)
+                {
+                    int kvh = head / group;
+                    var scores = new double[t + 1];
+                    double max = double.NegativeInfinity;
+                    for (int s = 0; s <= t; s++)
+                    {
+                        double dot = 0;
+                        for (int i = 0; i < d; i++) dot += q[t][head * d + i] * k[s][kvh * d + i];
+                        scores[s] = dot / Math.Sqrt(d);
+                        max = Math.Max(max, scores[s]);
+                    }
+                    double sum = 0;
+                    for (int s = 0; s <= t; s++) { scores[s] = Math.Exp(scores[s] - max); sum += scores[s]; }
+                    for (int s = 0; s <= t; s++)
+                        for (int i = 0; i < d; i++) attn[head * d + i] += scores[s] / sum * v[s][kvh * d + i];
+                }
+                var o = MatVec(W[p + "self_attn.o_proj.weight"], H, nh * d, attn, m.OBias ? W[p + "self_attn.o_proj.bias"] : null);
+                for (int i = 0; i < H; i++) x[t][i] += o[i];
+
+                var h2 = RmsNorm(x[t], W[p + "post_attention_layernorm.weight"], m.Eps);
+                var g = MatVec(W[p + "mlp.gate_proj.weight"], m.Intermediate, H, h2, null);
+                var u = MatVec(W[p + "mlp.up_proj.weight"], m.Intermediate, H, h2, null);
+                for (int i = 0; i < g.Length; i++) g[i] = g[i] / (1 + Math.Exp(-g[i])) * u[i];
+                var down = MatVec(W[p + "mlp.down_proj.weight"], H, m.Intermediate, g, null);
+                for (int i = 0; i < H; i++) x[t][i] += down[i];
+            }
+        }
+        var final = RmsNorm(x[T - 1], W["model.norm.weight"], m.Eps);
+        var head_ = m.Tied ? W["model.embed_tokens.weight"] : W["lm_head.weight"];
+        var logits = MatVec(head_, m.Vocab, H, final, null);
+        return logits.Select(z => (float)z).ToArray();
+    }
+
+    private static double[] InverseFrequencies(SyntheticModel m)
+    {
+        int half = m.HeadDim / 2;
+        var inv = new double[half];
+        for (int i = 0; i < half; i++)
+        {
+            double f = 1.0 / Math.Pow(m.Theta, 2.0 * i / m.HeadDim);
+            if (m.Llama3 is { } s)
+            {
+                double wavelen = 2 * Math.PI / f;
+                double lowWavelen = s.Original / s.Low, highWavelen = s.Original / s.High;
+                if (wavelen < highWavelen) { }
+                else if (wavelen > lowWavelen) f /= s.Factor;
+                else
+                {
+                    double smooth = (s.Original / wavelen - s.Low) / (s.High - s.Low);
+                    f = (1 - smooth) * f / s.Factor + smooth * f;
+                }
+            }
+            inv[i] = f;
+        }
+        return inv;
+    }
+
+    private static void RotateHalf(double[] vec, int heads, int d, int position, double[] invFreq)
+    {
+        for (int head = 0; head < heads; head++)
+        {
+            for (int i = 0; i < d / 2; i++)
+            {
+                double angle = position * invFreq[i];
+                double a = vec[head * d + i], b = vec[head * d + i + d / 2];
+                vec[head * d + i] = a * Math.Cos(angle) - b * Math.Sin(angle);
+                vec[head * d + i + d / 2] = b * Math.Cos(angle) + a * Math.Sin(angle);
+            }
+        }
+    }
+
+    private static double[] RmsNorm(double[] x, float[] w, double eps)
+    {
+        double ss = 0;
+        foreach (var z in x) ss += z * z;
+        double inv = 1 / Math.Sqrt(ss / x.Length + eps);
+        return x.Select((z, i) => z * inv * w[i]).ToArray();
+    }
+
+    /// <summary>y = W x (+ b), W row-major [rows, cols].</summary>
+    private static double[] MatVec(float[] w, int rows, int cols, double[] x, float[]? bias)
+    {
+        var y = new double[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            double acc = bias is null ? 0 : bias[r];
+            for (int c = 0; c < cols; c++) acc += w[r * cols + c] * x[c];
+            y[r] = acc;
+        }
+        return y;
+    }
+}

@@ -1,0 +1,120 @@
+using System.Text.Json;
+
+namespace ActorRing.Model.Tests.Support;
+
+/// <summary>
+/// A small random-weight Llama-family model written to disk as a Hugging Face directory, plus the exact
+/// float values a reader should see (after rounding to the on-disk dtype), for the reference forward.
+/// </summary>
+internal sealed class SyntheticModel
+{
+    public required string ModelType;
+    public int Hidden = 32, Intermediate = 42, Layers = 2, Heads = 4, KvHeads = 2, HeadDim = 8, Vocab = 101, MaxPos = 256;
+    public double Theta = 10000, Eps = 1e-5;
+    public bool Tied = true, AttentionBias;
+    public string DiskDType = "F32";
+    public int Shards = 1;
+    /// <summary>llama3 rope_scaling (factor, low, high, original max positions), or null.</summary>
+    public (double Factor, double Low, double High, int Original)? Llama3;
+
+    public readonly Dictionary<string, float[]> W = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long[]> _shapes = new(StringComparer.Ordinal);
+
+    public bool QkvBias => ModelType == "qwen2" || AttentionBias;
+    public bool OBias => ModelType != "qwen2" && AttentionBias;
+
+    public SyntheticModel Build(int seed)
+    {
+        var rng = new Random(seed);
+        void Add(string name, float scale, float offset, params long[] shape)
+        {
+            long n = shape.Aggregate(1L, (a, b) => a * b);
+            var v = new float[n];
+            for (long i = 0; i < n; i++)
+                v[i] = SafetensorsWriter.RoundTo(DiskDType, offset + scale * (float)(rng.NextDouble() * 2 - 1));
+            W[name] = v;
+            _shapes[name] = shape;
+        }
+        int q = Heads * HeadDim, kv = KvHeads * HeadDim;
+        Add("model.embed_tokens.weight", 1f, 0, Vocab, Hidden);
+        for (int l = 0; l < Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            Add(p + "input_layernorm.weight", 0.2f, 1, Hidden);
+            Add(p + "post_attention_layernorm.weight", 0.2f, 1, Hidden);
+            Add(p + "self_attn.q_proj.weight", 0.5f, 0, q, Hidden);
+            Add(p + "self_attn.k_proj.weight", 0.5f, 0, kv, Hidden);
+            Add(p + "self_attn.v_proj.weight", 0.3f, 0, kv, Hidden);
+            Add(p + "self_attn.o_proj.weight", 0.3f, 0, Hidden, q);
+            if (QkvBias)
+            {
+                Add(p + "self_attn.q_proj.bias", 0.5f, 0, q);
+                Add(p + "self_attn.k_proj.bias", 0.5f, 0, kv);
+                Add(p + "self_attn.v_proj.bias", 0.5f, 0, kv);
+            }
+            if (OBias) Add(p + "self_attn.o_proj.bias", 0.5f, 0, Hidden);
+            Add(p + "mlp.gate_proj.weight", 0.3f, 0, Intermediate, Hidden);
+            Add(p + "mlp.up_proj.weight", 0.3f, 0, Intermediate, Hidden);
+            Add(p + "mlp.down_proj.weight", 0.3f, 0, Hidden, Intermediate);
+        }
+        Add("model.norm.weight", 0.2f, 1, Hidden);
+        if (!Tied) Add("lm_head.weight", 0.3f, 0, Vocab, Hidden);
+        return this;
+    }
+
+    public string WriteTo(string dir)
+    {
+        Directory.CreateDirectory(dir);
+        var config = new Dictionary<string, object?>
+        {
+            ["architectures"] = new[] { "LlamaForCausalLM" },
+            ["model_type"] = ModelType,
+            ["hidden_size"] = Hidden,
+            ["intermediate_size"] = Intermediate,
+            ["num_hidden_layers"] = Layers,
+            ["num_attention_heads"] = Heads,
+            ["num_key_value_heads"] = KvHeads,
+            ["head_dim"] = HeadDim,
+            ["vocab_size"] = Vocab,
+            ["max_position_embeddings"] = MaxPos,
+            ["rms_norm_eps"] = Eps,
+            ["rope_theta"] = Theta,
+            ["tie_word_embeddings"] = Tied,
+            ["hidden_act"] = "silu",
+            ["torch_dtype"] = DiskDType == "F32" ? "float32" : DiskDType == "BF16" ? "bfloat16" : "float16",
+        };
+        if (ModelType == "llama") config["attention_bias"] = AttentionBias;
+        if (ModelType == "qwen2") { config["use_sliding_window"] = false; config["sliding_window"] = 4096; }
+        if (Llama3 is { } s)
+        {
+            config["rope_scaling"] = new Dictionary<string, object>
+            {
+                ["rope_type"] = "llama3", ["factor"] = s.Factor, ["low_freq_factor"] = s.Low,
+                ["high_freq_factor"] = s.High, ["original_max_position_embeddings"] = s.Original,
+            };
+        }
+        File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(config));
+
+        var names = W.Keys.OrderBy(k => k, StringComparer.Ordinal).ToArray();
+        if (Shards == 1)
+        {
+            SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), names.ToDictionary(n => n, Entry));
+        }
+        else
+        {
+            var map = new Dictionary<string, string>();
+            for (int shard = 0; shard < Shards; shard++)
+            {
+                string file = $"model-{shard + 1:D5}-of-{Shards:D5}.safetensors";
+                var mine = names.Where((_, i) => i % Shards == shard).ToArray();
+                SafetensorsWriter.Write(Path.Combine(dir, file), mine.ToDictionary(n => n, Entry));
+                foreach (var n in mine) map[n] = file;
+            }
+            File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"),
+                JsonSerializer.Serialize(new { metadata = new { total_size = 0 }, weight_map = map }));
+        }
+        return dir;
+    }
+
+    private SafetensorsWriter.Entry Entry(string name) => new(DiskDType, _shapes[name], W[name]);
+}

@@ -1,0 +1,88 @@
+using ActorRing.Model.Tests.Support;
+
+namespace ActorRing.Model.Tests;
+
+/// <summary>
+/// Random-weight models written as safetensors by the test cover what stories260K does not. For each, the
+/// logits at world size N equal world size 1, and both equal an independent reference forward pass, for a
+/// prefill and for decode steps after it.
+/// </summary>
+public sealed class SyntheticModelTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "actorring-synth-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
+    }
+
+    private static SyntheticModel Variant(string name) => name switch
+    {
+        // 2 KV heads over 4 ranks: each KV head replicated on two ranks. Vocabulary 101 and FFN 42 split unevenly.
+        "kv-replication" => new SyntheticModel { ModelType = "llama", KvHeads = 2 },
+        // q/k/v biases on column-parallel layers (sliced per rank), rope_theta 1e6, two-file sharded checkpoint.
+        "qwen2-biases" => new SyntheticModel { ModelType = "qwen2", Theta = 1_000_000, Shards = 2, Tied = false },
+        // Untied head, BF16 weights on disk, llama3 rope scaling, rope_theta 500000.
+        "untied-bf16-llama3" => new SyntheticModel
+        {
+            ModelType = "llama", Tied = false, DiskDType = "BF16", Theta = 500_000, KvHeads = 4,
+            Llama3 = (8.0, 1.0, 4.0, 16),
+        },
+        // Row-parallel o_proj bias (llama attention_bias) must be added once, after the all-reduce; F16 on disk.
+        "attention-bias-f16" => new SyntheticModel { ModelType = "llama", AttentionBias = true, DiskDType = "F16", KvHeads = 1, Vocab = 97 },
+        // head_dim given explicitly, not hidden/heads; mistral model type.
+        "mistral-head-dim" => new SyntheticModel { ModelType = "mistral", HeadDim = 12, Hidden = 40, KvHeads = 4, Intermediate = 64 },
+        _ => throw new ArgumentException(name),
+    };
+
+    public static TheoryData<string> Variants() => new(["kv-replication", "qwen2-biases", "untied-bf16-llama3", "attention-bias-f16", "mistral-head-dim"]);
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Logits_at_world_sizes_1_2_4_match_each_other_and_the_reference(string variant)
+    {
+        var model = Variant(variant).Build(seed: variant.Length * 7919);
+        string dir = model.WriteTo(Path.Combine(_root, variant));
+        int[] prompt = [1, 17, 42, 5, 99 % model.Vocab, 3];
+        int[] decoded = [7, 64, 23];
+
+        // Reference: logits after the prompt, then after each decoded token.
+        var reference = new List<float[]> { ReferenceForward.LastLogits(model, prompt) };
+        for (int i = 1; i <= decoded.Length; i++)
+            reference.Add(ReferenceForward.LastLogits(model, [.. prompt, .. decoded[..i]]));
+
+        var byWorld = new Dictionary<int, List<float[]>>();
+        foreach (int n in new[] { 1, 2, 4 })
+        {
+            var perRank = InProcessGroup.Run(n, comm =>
+            {
+                using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 64, Threads = 1 });
+                var steps = new List<float[]?> { m.Forward(0, prompt, 0) };
+                for (int i = 0; i < decoded.Length; i++) steps.Add(m.Forward(0, [decoded[i]], prompt.Length + i));
+                return steps;
+            });
+            Assert.All(perRank.Skip(1), steps => Assert.All(steps, s => Assert.Null(s)));
+            byWorld[n] = perRank[0].Select(s => s!).ToList();
+        }
+
+        for (int step = 0; step < reference.Count; step++)
+        {
+            AssertClose(reference[step], byWorld[1][step], 1e-4f, $"{variant} N=1 vs reference, step {step}");
+            AssertClose(byWorld[1][step], byWorld[2][step], 1e-4f, $"{variant} N=2 vs N=1, step {step}");
+            AssertClose(byWorld[1][step], byWorld[4][step], 1e-4f, $"{variant} N=4 vs N=1, step {step}");
+        }
+    }
+
+    internal static void AssertClose(float[] expected, float[] actual, float tolerance, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        float worst = 0;
+        int at = -1;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            float diff = Math.Abs(expected[i] - actual[i]);
+            if (!(diff <= worst)) { worst = diff; at = i; }
+        }
+        Assert.True(worst <= tolerance, $"{what}: max |diff| {worst} at index {at} (expected {expected[Math.Max(at, 0)]}, got {actual[Math.Max(at, 0)]})");
+    }
+}
