@@ -459,15 +459,16 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
             return;
         }
 
+        // A stop token is part of the output (as in generate's ids) but is never fed back to the model.
+        a.Generated.Add(token);
+        a.History.Add(token);
+        a.Client.Tell(new TokenGenerated(a.Request.RequestId, a.Generated.Count - 1, token));
         var stops = a.Request.Sampling.StopTokenIds;
         if (stops is not null && Array.IndexOf(stops, token) >= 0)
         {
             Finish("stop");
             return;
         }
-        a.Generated.Add(token);
-        a.History.Add(token);
-        a.Client.Tell(new TokenGenerated(a.Request.RequestId, a.Generated.Count - 1, token));
         if (a.Generated.Count >= a.Request.Sampling.MaxTokens)
         {
             Finish("length");

@@ -89,8 +89,9 @@ public sealed record GenerateRequest(string RequestId, int Slot, int[] PromptTok
 
 public sealed record TokenGenerated(string RequestId, int Index, int TokenId) : IControlMessage;
 
-/// <summary><paramref name="PositionAfter"/> counts the tokens now in the slot's cache; the last generated token
-/// is not among them (it was sampled, not fed), so a continuation must feed it first.</summary>
+/// <summary><paramref name="TokenIds"/> includes a final stop token, as generate's ids do.
+/// <paramref name="PositionAfter"/> counts the tokens now in the slot's cache; the last generated token is not
+/// among them (it was sampled, not fed), so a continuation must feed it first.</summary>
 public sealed record GenerationCompleted(
     string RequestId, int[] TokenIds, string FinishReason, int PositionAfter, double PrefillMs, double MsPerToken,
     double ControlShare) : IControlMessage;

@@ -204,7 +204,7 @@ public sealed class CoordinatorSpecs : TestKit
     }
 
     [Fact]
-    public void Stops_at_a_stop_token_without_emitting_it_and_runs_the_next_queued_request()
+    public void Stops_at_a_stop_token_without_feeding_it_and_runs_the_next_queued_request()
     {
         var coordinator = StartCoordinator(worldSize: 1);
         var workers = ReadyCluster(coordinator, 1);
@@ -215,9 +215,11 @@ public sealed class CoordinatorSpecs : TestKit
         CompleteStep(workers, nextToken: 5);
         client.ExpectMsg<TokenGenerated>(T);
         CompleteStep(workers, nextToken: 2);
+        Assert.Equal(new TokenGenerated("a", 1, 2), client.ExpectMsg<TokenGenerated>(T));
         var a = client.ExpectMsg<GenerationCompleted>(T);
         Assert.Equal(("a", "stop"), (a.RequestId, a.FinishReason));
-        Assert.Equal(new[] { 5 }, a.TokenIds);
+        Assert.Equal(new[] { 5, 2 }, a.TokenIds);
+        Assert.Equal(2, a.PositionAfter); // the stop token was not fed
 
         // The second request waited (stashed) and runs only now, from its own prompt.
         var b0 = CompleteStep(workers, nextToken: 6);

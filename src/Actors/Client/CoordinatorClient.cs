@@ -13,6 +13,10 @@ public sealed class CoordinatorClient(ActorSystem system, IActorRef coordinator)
     public async Task<ClusterStatus> StatusAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
         await coordinator.Ask<ClusterStatus>(GetClusterStatus.Instance, timeout, cancellationToken);
 
+    /// <summary>Tells every rank to stop (their hosts exit) and waits for the coordinator's acknowledgement.</summary>
+    public async Task ShutdownAsync(string reason, TimeSpan timeout) =>
+        await coordinator.Ask<ClusterStatus>(new ShutdownCluster(reason), timeout);
+
     /// <summary>Waits until every rank is registered, the ring is formed and the shards are loaded; reports each
     /// change of status (e.g. "loading: rank 0 40%, rank 1 35%") while waiting.</summary>
     public async Task WaitReadyAsync(TimeSpan timeout, Action<ClusterStatus>? onChange, CancellationToken cancellationToken)
