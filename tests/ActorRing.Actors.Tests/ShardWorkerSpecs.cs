@@ -13,7 +13,7 @@ namespace ActorRing.Actors.Tests;
 public sealed class ShardWorkerSpecs : TestKit
 {
     private static readonly byte[] Secret = Encoding.UTF8.GetBytes("test-secret");
-    private static readonly TimeSpan T = TimeSpan.FromSeconds(3);
+    private static readonly TimeSpan T = TimeSpan.FromSeconds(10); // an upper bound only; the machine may be busy
 
     public ShardWorkerSpecs(ITestOutputHelper output) : base(TestConfig.Local, output: output) { }
 
@@ -128,10 +128,10 @@ public sealed class ShardWorkerSpecs : TestKit
         comm.FailWith = "all-reduce #7: left neighbour rank 0 timed out after 30 s";
         rig.Coordinator.Send(rig.Worker, new RunStep("r", 0, 0, [1], 0));
 
-        var failed = rig.Coordinator.FishForMessage<StepFailed>(_ => true, T);
-        Assert.Equal(new StepFailed("r", 0, 1, "all-reduce #7: left neighbour rank 0 timed out after 30 s", RingBroken: true), failed);
-        var ringFailed = rig.Coordinator.FishForMessage<RingFailed>(_ => true, T);
-        Assert.Equal(new RingFailed(1, 1, "all-reduce #7: left neighbour rank 0 timed out after 30 s"), ringFailed);
+        // The worker and its ring peer report independently, so the two messages may come in either order.
+        var reports = rig.Coordinator.ReceiveN(2, T);
+        Assert.Contains(new StepFailed("r", 0, 1, "all-reduce #7: left neighbour rank 0 timed out after 30 s", RingBroken: true), reports);
+        Assert.Contains(new RingFailed(1, 1, "all-reduce #7: left neighbour rank 0 timed out after 30 s"), reports);
         AwaitCondition(() => comm.Disposed, T);
 
         // Re-forming the ring keeps the loaded shard: the reply says so and no reload is needed.
