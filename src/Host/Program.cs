@@ -22,6 +22,7 @@ public static class Program
     {
         ["generate"] = Commands.GenerateCommand.RunAsync,
         [Serve.ServeOptions.Verb] = Serve.ServeCommand.RunAsync,
+        ["bench"] = Bench.BenchCommand.RunAsync,
     };
 
     public static async Task<int> Main(string[] args)

@@ -1,0 +1,192 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using ActorRing.Host.Cli;
+using ActorRing.Transport;
+using Microsoft.Extensions.Logging;
+
+namespace ActorRing.Host.Bench;
+
+/// <summary>
+/// <c>actorring bench allreduce --world-size N [--sizes 16KiB,256KiB,4MiB,64MiB] [--dtype f32|bf16|f16]
+/// [--iters K] [--algorithm auto|latency|ring]</c>: starts N rank processes on loopback, each all-reduces
+/// buffers of every size, verifies every result, and rank 0 prints one JSON line per size (nccl-tests
+/// conventions: busbw = algbw × 2(N−1)/N).
+/// </summary>
+public static class AllReduceBench
+{
+    public const string RankSubVerb = "allreduce-rank";
+    private static readonly string[] Known = ["world-size", "sizes", "dtype", "iters", "algorithm", "timeout"];
+
+    private sealed record Settings(int WorldSize, long[] Sizes, DType DType, int? Iters, AllReduceAlgorithm Algorithm, int TimeoutSeconds);
+
+    private static Settings Parse(string[] args)
+    {
+        var cli = CliArgs.Parse(args);
+        cli.EnsureOnly(Known);
+        if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
+        int worldSize = cli.Int("world-size", 1, 64) ?? throw new UsageException("option --world-size N is required (N ≥ 1)");
+        string sizesText = cli.String("sizes", "16KiB,256KiB,4MiB,64MiB");
+        var sizes = sizesText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => CliArgs.ParseByteSize("sizes", s)).ToArray();
+        if (sizes.Length == 0) throw new UsageException($"option --sizes lists no sizes: '{sizesText}'");
+        var dtype = cli.String("dtype", "f32") switch
+        {
+            "f32" => DType.F32,
+            "bf16" => DType.BF16,
+            "f16" => DType.F16,
+            var other => throw new UsageException($"option --dtype must be f32, bf16 or f16, got '{other}'"),
+        };
+        foreach (long s in sizes)
+        {
+            if (s % dtype.SizeInBytes() != 0 || s > (long)int.MaxValue * dtype.SizeInBytes())
+                throw new UsageException($"option --sizes: {s} bytes is not a whole number of {cli.String("dtype", "f32")} elements (or too large)");
+        }
+        var algorithm = cli.String("algorithm", "auto") switch
+        {
+            "auto" => AllReduceAlgorithm.Auto,
+            "latency" => AllReduceAlgorithm.Latency,
+            "ring" => AllReduceAlgorithm.Ring,
+            var other => throw new UsageException($"option --algorithm must be auto, latency or ring, got '{other}'"),
+        };
+        return new Settings(worldSize, sizes, dtype, cli.Int("iters", 1, 1_000_000), algorithm, cli.Int("timeout", 1, 86400) ?? 600);
+    }
+
+    /// <summary>The parent: validates options, starts the ranks, relays rank 0's JSON lines to stdout.</summary>
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var settings = Parse(args);
+        using var launcher = RankProcessLauncher.Start(settings.WorldSize, _ => ["bench", RankSubVerb, .. args],
+            (rank, isErr, line) =>
+            {
+                if (rank == 0 && !isErr && line.StartsWith('{')) Console.Out.WriteLine(line);
+                else Console.Error.WriteLine($"[rank {rank}] {line}");
+            });
+        var codes = await launcher.WaitForExitAsync(TimeSpan.FromSeconds(settings.TimeoutSeconds), TimeSpan.FromSeconds(30));
+        if (codes.All(c => c == 0)) return 0;
+        Console.Error.WriteLine($"error: bench failed; rank exit codes: {string.Join(", ", codes.Select((c, i) => $"rank {i}={(c == -1 ? "killed" : c.ToString(CultureInfo.InvariantCulture))}"))}");
+        return 1;
+    }
+
+    /// <summary>One rank: forms the ring from RING_CONFIG / ACTORRING_SECRET and runs every size.</summary>
+    public static async Task<int> RunRankAsync(string[] args)
+    {
+        RankProcessLauncher.ExitWhenParentDies();
+        var settings = Parse(args);
+        try
+        {
+            return await RunRankCoreAsync(settings);
+        }
+        catch (Exception e) when (e is RingConfigException or CollectiveException or InvalidOperationException)
+        {
+            // A user-fixable or ring problem: one clear line, no stack trace.
+            Console.Error.WriteLine($"error: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static async Task<int> RunRankCoreAsync(Settings settings)
+    {
+        using var loggerFactory = LoggerFactory.Create(b => b
+            .AddSimpleConsole(o => o.SingleLine = true)
+            .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
+            .SetMinimumLevel(LogLevel.Warning));
+        var config = RingConfig.LoadFromEnvironment();
+        var options = RingOptions.FromEnvironment() with { Algorithm = settings.Algorithm };
+        using var ring = await RingCommunicator.ConnectAsync(config, options, loggerFactory.CreateLogger("ring"), CancellationToken.None);
+        foreach (long bytes in settings.Sizes)
+        {
+            string? line = RunSize(ring, settings, bytes);
+            if (line is not null) Console.Out.WriteLine(line);
+        }
+        ring.Barrier();
+        return 0;
+    }
+
+    private static unsafe string? RunSize(RingCommunicator ring, Settings settings, long bytes)
+    {
+        int n = ring.WorldSize, rank = ring.Rank, es = settings.DType.SizeInBytes();
+        int count = (int)(bytes / es);
+        // Small integers: every sum is exact in all three dtypes, so verification is an exact comparison.
+        var input = new float[count];
+        var expected = new float[count];
+        for (int i = 0; i < count; i++)
+        {
+            input[i] = Value(rank, i);
+            for (int r = 0; r < n; r++) expected[i] += Value(r, i);
+        }
+        byte[] pristine = Encode(input, settings.DType), want = Encode(expected, settings.DType);
+        byte[] buffer = GC.AllocateUninitializedArray<byte>(pristine.Length, pinned: true);
+
+        // Iteration counts follow the OpenMPI anchor (mpi_allreduce.c) so the two are compared like for like.
+        int iters = settings.Iters ?? (count <= 65536 ? 2000 : count <= 1048576 ? 100 : 10);
+        int warmup = iters / 10 + 1;
+        var times = new double[iters];
+        fixed (byte* p = buffer)
+        {
+            for (int it = -warmup; it < iters; it++)
+            {
+                pristine.CopyTo(buffer, 0);
+                // Re-align the ranks so each sample measures the all-reduce, not another rank's verification.
+                ring.Barrier();
+                long t0 = Stopwatch.GetTimestamp();
+                ring.AllReduceSum(p, count, settings.DType);
+                long t1 = Stopwatch.GetTimestamp();
+                if (!buffer.AsSpan().SequenceEqual(want))
+                {
+                    int bad = FirstDifference(buffer, want) / es;
+                    throw new InvalidOperationException(
+                        $"rank {rank}: wrong all-reduce result for {bytes} bytes ({settings.DType}) at element {bad} in iteration {it}");
+                }
+                if (it >= 0) times[it] = (t1 - t0) * 1e6 / Stopwatch.Frequency;
+            }
+        }
+        if (rank != 0) return null;
+        Array.Sort(times);
+        double median = Percentile(times, 0.5), p90 = Percentile(times, 0.9);
+        double algbw = bytes / (median * 1e-6) / 1e9;
+        double busbw = algbw * 2.0 * (n - 1) / n;
+        var result = new Dictionary<string, object>
+        {
+            ["op"] = "allreduce",
+            ["world_size"] = n,
+            ["dtype"] = settings.DType.ToString().ToLowerInvariant(),
+            ["bytes"] = bytes,
+            ["iters"] = iters,
+            ["us_median"] = Math.Round(median, 1),
+            ["us_p90"] = Math.Round(p90, 1),
+            ["algbw_GBps"] = Math.Round(algbw, 3),
+            ["busbw_GBps"] = Math.Round(busbw, 3),
+            ["algorithm"] = settings.Algorithm == AllReduceAlgorithm.Auto
+                ? (bytes <= ring.Options.SmallMessageMaxBytes ? "auto:latency" : "auto:ring")
+                : settings.Algorithm.ToString().ToLowerInvariant(),
+            ["verified"] = true,
+        };
+        return JsonSerializer.Serialize(result);
+    }
+
+    private static float Value(int rank, int i) => ((i * 7 + rank * 3) % 17) - 8;
+
+    private static byte[] Encode(float[] v, DType dtype)
+    {
+        switch (dtype)
+        {
+            case DType.F32:
+                return MemoryMarshal.AsBytes(v.AsSpan()).ToArray();
+            case DType.BF16:
+                return MemoryMarshal.AsBytes(v.Select(BFloat16.FromSingle).ToArray().AsSpan()).ToArray();
+            default:
+                return MemoryMarshal.AsBytes(v.Select(x => (Half)x).ToArray().AsSpan()).ToArray();
+        }
+    }
+
+    private static int FirstDifference(byte[] a, byte[] b)
+    {
+        for (int i = 0; i < a.Length; i++) if (a[i] != b[i]) return i;
+        return -1;
+    }
+
+    private static double Percentile(double[] sorted, double q) =>
+        sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(q * sorted.Length) - 1)];
+}

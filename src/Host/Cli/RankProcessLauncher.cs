@@ -1,0 +1,232 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using ActorRing.Transport;
+
+namespace ActorRing.Host.Cli;
+
+/// <summary>
+/// Runs an N-rank job on this machine: writes N loopback ring configs to a temp directory and starts N child
+/// processes of this executable, each with <c>RING_CONFIG</c> pointing at its file and a shared random
+/// <c>ACTORRING_SECRET</c>. No child outlives the launcher: the whole tree is killed on dispose, on Ctrl-C
+/// and on process exit, and children started here exit by themselves when the parent is SIGKILLed (they
+/// call <see cref="ExitWhenParentDies"/>, which watches the stdin pipe the parent holds open).
+/// </summary>
+public sealed class RankProcessLauncher : IDisposable
+{
+    /// <summary>Set in every child: tells <see cref="ExitWhenParentDies"/> that stdin is the parent's pipe.</summary>
+    public const string ParentWatchVariable = "ACTORRING_PARENT_WATCH";
+
+    /// <summary>Exit code of a child that noticed its parent is gone.</summary>
+    public const int ParentGoneExitCode = 71;
+
+    private readonly List<Process> _processes = [];
+    private readonly string _configDirectory;
+    private readonly EventHandler _onExit;
+    private readonly List<PosixSignalRegistration> _signals = [];
+    private int _disposed;
+
+    private RankProcessLauncher(IReadOnlyList<RingConfig> configs, string configDirectory, string secret)
+    {
+        Configs = configs;
+        _configDirectory = configDirectory;
+        Secret = secret;
+        _onExit = (_, _) => KillAll();
+        AppDomain.CurrentDomain.ProcessExit += _onExit;
+        // Ctrl-C, kill, a closed terminal: kill the ranks first, then let the default action end this process
+        // (the handler does not set Cancel). ProcessExit alone is not raised for every one of these.
+        foreach (var signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT })
+            _signals.Add(PosixSignalRegistration.Create(signal, _ => KillAll()));
+    }
+
+    public IReadOnlyList<RingConfig> Configs { get; }
+    public string Secret { get; }
+    public IReadOnlyList<Process> Processes => _processes;
+
+    /// <summary>Path of rank <paramref name="rank"/>'s ring file (mistral.rs JSON).</summary>
+    public string ConfigPath(int rank) => Path.Combine(_configDirectory, $"ring_{rank}.json");
+
+    /// <param name="worldSize">Number of rank processes.</param>
+    /// <param name="arguments">Command-line arguments of each rank (given the rank).</param>
+    /// <param name="onOutput">Receives (rank, isStdErr, line) for every output line; default: forwarded to
+    /// this process's stderr prefixed with the rank.</param>
+    /// <param name="environment">Extra environment variables for every child.</param>
+    /// <param name="executable">Command to run instead of this executable (e.g. in tests): file and leading arguments.</param>
+    public static RankProcessLauncher Start(int worldSize, Func<int, IEnumerable<string>> arguments,
+        Action<int, bool, string>? onOutput = null, IReadOnlyDictionary<string, string>? environment = null,
+        (string File, string[] LeadingArgs)? executable = null, int? masterPort = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(worldSize, 1);
+        var configs = RingConfig.ForLoopback(worldSize, masterPort, "loopback");
+        string dir = Directory.CreateTempSubdirectory("actorring-ring-").FullName;
+        string secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+        var launcher = new RankProcessLauncher(configs, dir, secret);
+        try
+        {
+            var (file, leading) = executable ?? SelfCommand();
+            onOutput ??= (rank, _, line) => Console.Error.WriteLine($"[rank {rank}] {line}");
+            for (int rank = 0; rank < worldSize; rank++)
+            {
+                File.WriteAllText(launcher.ConfigPath(rank), configs[rank].ToJson());
+                var psi = new ProcessStartInfo(file)
+                {
+                    RedirectStandardInput = true,
+                    RedirectStandardOutput = true,
+                    RedirectStandardError = true,
+                    UseShellExecute = false,
+                };
+                foreach (var a in leading) psi.ArgumentList.Add(a);
+                foreach (var a in arguments(rank)) psi.ArgumentList.Add(a);
+                psi.Environment[RingConfig.EnvironmentVariable] = launcher.ConfigPath(rank);
+                psi.Environment[RingOptions.SecretEnvironmentVariable] = secret;
+                psi.Environment[ParentWatchVariable] = "1";
+                if (environment is not null) foreach (var (k, v) in environment) psi.Environment[k] = v;
+
+                var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
+                int r = rank;
+                var sink = onOutput;
+                p.OutputDataReceived += (_, e) => { if (e.Data is not null) sink(r, false, e.Data); };
+                p.ErrorDataReceived += (_, e) => { if (e.Data is not null) sink(r, true, e.Data); };
+                p.Start();
+                launcher._processes.Add(p);
+                p.BeginOutputReadLine();
+                p.BeginErrorReadLine();
+                // stdin stays open and unused: its EOF is the child's signal that this process died.
+            }
+            return launcher;
+        }
+        catch
+        {
+            launcher.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Waits for every rank to exit. When one fails, the others get <paramref name="grace"/> to finish (they
+    /// usually fail on the broken ring by themselves) and are then killed. On timeout all are killed.
+    /// </summary>
+    /// <returns>Exit codes by rank (-1 for a rank that had to be killed).</returns>
+    public async Task<int[]> WaitForExitAsync(TimeSpan timeout, TimeSpan grace, CancellationToken ct = default)
+    {
+        var deadline = Stopwatch.StartNew();
+        var exits = _processes.Select(p => p.WaitForExitAsync(CancellationToken.None)).ToArray();
+        TimeSpan? failedAt = null;
+        while (!exits.All(t => t.IsCompleted))
+        {
+            ct.ThrowIfCancellationRequested();
+            if (failedAt is null && _processes.Where(p => p.HasExited).Any(p => p.ExitCode != 0)) failedAt = deadline.Elapsed;
+            if (deadline.Elapsed > timeout || (failedAt is not null && deadline.Elapsed - failedAt > grace)) break;
+            await Task.WhenAny(Task.WhenAll(exits), Task.Delay(100, ct)).ConfigureAwait(false);
+        }
+        var codes = new int[_processes.Count];
+        for (int i = 0; i < codes.Length; i++)
+        {
+            var p = _processes[i];
+            if (!p.HasExited)
+            {
+                Kill(p);
+                codes[i] = -1;
+            }
+            else
+            {
+                // Ensures the asynchronous output readers have delivered every line before we return.
+                p.WaitForExit();
+                codes[i] = p.ExitCode;
+            }
+        }
+        return codes;
+    }
+
+    /// <summary>Kills every rank process and its descendants (idempotent, never throws).</summary>
+    public void KillAll()
+    {
+        // Finding descendants scans /proc and takes seconds on a loaded machine, so first stop the ranks
+        // themselves with one signal each, which is what matters when the parent is being terminated.
+        foreach (var p in _processes) Kill(p, tree: false);
+        foreach (var p in _processes) Kill(p, tree: true);
+    }
+
+    private static void Kill(Process p, bool tree = true)
+    {
+        try
+        {
+            if (!p.HasExited) p.Kill(entireProcessTree: tree);
+        }
+        catch (Exception e) when (e is InvalidOperationException or System.ComponentModel.Win32Exception or NotSupportedException)
+        {
+            // Already exited between the check and the kill.
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        KillAll();
+        foreach (var p in _processes)
+        {
+            try
+            {
+                p.WaitForExit(5000);
+            }
+            catch (InvalidOperationException)
+            {
+                // Never started.
+            }
+            p.Dispose();
+        }
+        foreach (var registration in _signals) registration.Dispose();
+        AppDomain.CurrentDomain.ProcessExit -= _onExit;
+        try
+        {
+            Directory.Delete(_configDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // A leftover temp directory is harmless.
+        }
+    }
+
+    /// <summary>
+    /// Called early by a child rank. When started by a launcher (<c>ACTORRING_PARENT_WATCH=1</c>), a
+    /// background thread reads stdin, which is a pipe whose write end only the parent holds; end-of-file
+    /// means the parent is gone (even by SIGKILL, which runs no handler), and the child exits at once.
+    /// Without the variable it does nothing, so a rank started by hand with stdin closed keeps running.
+    /// </summary>
+    public static void ExitWhenParentDies()
+    {
+        if (Environment.GetEnvironmentVariable(ParentWatchVariable) != "1") return;
+        var watcher = new Thread(() =>
+        {
+            try
+            {
+                using var stdin = Console.OpenStandardInput();
+                var buf = new byte[64];
+                while (stdin.Read(buf, 0, buf.Length) > 0) { }
+            }
+            catch (IOException)
+            {
+                // A broken pipe means the same as end-of-file.
+            }
+            Console.Error.WriteLine("parent process is gone; exiting");
+            Environment.Exit(ParentGoneExitCode);
+        }) { IsBackground = true, Name = "parent-watch" };
+        watcher.Start();
+    }
+
+    /// <summary>How to start this same program again: the apphost itself, or <c>dotnet app.dll</c>.</summary>
+    public static (string File, string[] LeadingArgs) SelfCommand()
+    {
+        string? path = Environment.ProcessPath;
+        if (path is null) throw new InvalidOperationException("cannot determine this process's executable path");
+        string name = Path.GetFileNameWithoutExtension(path);
+        if (name.Equals("dotnet", StringComparison.OrdinalIgnoreCase))
+        {
+            string entry = Assembly.GetEntryAssembly()?.Location
+                           ?? throw new InvalidOperationException("running under the dotnet host without an entry assembly");
+            return (path, [entry]);
+        }
+        return (path, []);
+    }
+}
