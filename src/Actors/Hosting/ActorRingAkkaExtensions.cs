@@ -50,9 +50,13 @@ public static class ActorRingAkkaExtensions
 
     /// <summary>Routes Akka's log through Microsoft.Extensions.Logging, so one log stream (and systemd's
     /// journal) carries both.</summary>
-    public static AkkaConfigurationBuilder AddActorRingLogging(this AkkaConfigurationBuilder builder) =>
+    /// <param name="level">Akka's own threshold; it also governs the few lines Akka prints after the bridge
+    /// has stopped during shutdown, so quiet ranks stay quiet to the end.</param>
+    public static AkkaConfigurationBuilder AddActorRingLogging(this AkkaConfigurationBuilder builder,
+        Akka.Event.LogLevel level = Akka.Event.LogLevel.InfoLevel) =>
         builder.ConfigureLoggers(loggers =>
         {
+            loggers.LogLevel = level;
             loggers.ClearLoggers();
             loggers.AddLoggerFactory();
         });

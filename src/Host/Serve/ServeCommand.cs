@@ -5,6 +5,7 @@ using ActorRing.Actors;
 using ActorRing.Actors.Client;
 using ActorRing.Actors.Engine;
 using ActorRing.Actors.Hosting;
+using ActorRing.Host.Cli;
 using ActorRing.Model;
 using ActorRing.Model.Tokenization;
 using ActorRing.Transport;
@@ -28,6 +29,8 @@ public static class ServeCommand
     public static async Task<int> RunAsync(string[] args)
     {
         var options = ServeOptions.Parse(args);
+        // A rank started by `generate --world-size N` exits when that parent dies, even by SIGKILL.
+        RankProcessLauncher.ExitWhenParentDies();
         // stdout carries completions only. Libraries (Akka's shutdown messages) may still print to Console.Out,
         // so the process's Console.Out goes to stderr and completions use the real stdout through ServeExit.Out.
         var stdout = new StreamWriter(Console.OpenStandardOutput(), new System.Text.UTF8Encoding(false)) { AutoFlush = false };
@@ -117,7 +120,8 @@ public static class ServeCommand
         });
         builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         // The chat prompt shares the terminal with the log, so interactive mode shows only problems by default.
-        builder.Logging.SetMinimumLevel(options.Verbose ? LogLevel.Debug : options.Interactive || options.OneShot ? LogLevel.Warning : LogLevel.Information);
+        var level = options.Verbose ? LogLevel.Debug : options.Interactive || options.OneShot || options.Quiet ? LogLevel.Warning : LogLevel.Information;
+        builder.Logging.SetMinimumLevel(level);
         builder.Services.AddSingleton(new ServeExit { Out = stdout });
 
         var ringOptions = new RingOptions { ClusterSecret = setup.Secret, BindAddress = options.BindAddress };
@@ -140,7 +144,12 @@ public static class ServeCommand
                 };
             }
             akka.AddActorRingHocon()
-                .AddActorRingLogging()
+                .AddActorRingLogging(level switch
+                {
+                    LogLevel.Debug => Akka.Event.LogLevel.DebugLevel,
+                    LogLevel.Information => Akka.Event.LogLevel.InfoLevel,
+                    _ => Akka.Event.LogLevel.WarningLevel,
+                })
                 .AddActorRingRemoting(endpoint)
                 .AddActorRingRank(new RankActorsOptions(
                     worker,

@@ -11,13 +11,13 @@ public sealed record ServeOptions
 {
     public const string Verb = "serve";
 
-    public static readonly string[] Flags = ["interactive", "json", "verbose"];
+    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet"];
 
     public static readonly string[] Known =
     [
         "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
         "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "threads", "context", "dtype", "ready-timeout",
-        "verbose",
+        "verbose", "quiet",
     ];
 
     public required string ModelDir { get; init; }
@@ -34,6 +34,9 @@ public sealed record ServeOptions
     public required ModelLoadOptions Load { get; init; }
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(10);
     public bool Verbose { get; init; }
+
+    /// <summary>Warnings and errors only (ranks started by generate).</summary>
+    public bool Quiet { get; init; }
 
     public bool OneShot => Prompt is not null || PromptIds is not null;
 
@@ -78,6 +81,7 @@ public sealed record ServeOptions
             },
             ReadyTimeout = TimeSpan.FromSeconds(cli.Int("ready-timeout", 1, 86_400) ?? 600),
             Verbose = cli.Flag("verbose"),
+            Quiet = cli.Flag("quiet"),
         };
     }
 
