@@ -49,6 +49,15 @@ public sealed class StoriesLogitsTests : IDisposable
     }
 
     [Fact]
+    public void Splitting_products_over_helper_threads_in_a_rank_gives_the_same_logits()
+    {
+        var one = PrefillAndDecode(TestPaths.Hf, 1);
+        // Three helpers cut every output dimension unevenly; with two ranks as well.
+        var split = PrefillAndDecode(TestPaths.Hf, 2, new ModelLoadOptions { ContextLength = 64, Threads = 3 });
+        for (int i = 0; i < one.Count; i++) SyntheticModelTests.AssertClose(one[i], split[i], 1e-4f, $"step {i}");
+    }
+
+    [Fact]
     public void Llama2c_and_HF_files_give_the_same_logits()
     {
         var hf = PrefillAndDecode(TestPaths.Hf, 1);

@@ -73,6 +73,57 @@ public sealed class SyntheticModelTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A prompt appended in chunks (multi-token forwards after position 0, so the causal mask is offset)
+    /// matches the reference, and two slots interleaved keep separate caches.
+    /// </summary>
+    [Fact]
+    public void Chunked_prefill_and_interleaved_slots_match_the_reference()
+    {
+        var model = Variant("kv-replication").Build(seed: 11);
+        string dir = model.WriteTo(Path.Combine(_root, "chunks"));
+        int[] a = [1, 9, 33, 70, 2, 15, 8];
+        int[] b = [1, 50, 51];
+        var expectedA = ReferenceForward.LastLogits(model, a);
+        var expectedB = ReferenceForward.LastLogits(model, b);
+        var got = InProcessGroup.Run(2, comm =>
+        {
+            using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 16, Slots = 2 });
+            m.Forward(0, a.AsSpan(0, 3), 0);
+            m.Forward(1, b.AsSpan(0, 2), 0);
+            var la = m.Forward(0, a.AsSpan(3), 3);
+            var lb = m.Forward(1, b.AsSpan(2), 2);
+            return (la, lb);
+        });
+        AssertClose(expectedA, got[0].la!, 1e-4f, "slot 0, chunked");
+        AssertClose(expectedB, got[0].lb!, 1e-4f, "slot 1");
+    }
+
+    /// <summary>
+    /// Each rank reads its own slices straight from the file: at N=4 a rank reads the replicated parts
+    /// (embedding, norms) plus a quarter of every sharded matrix, never a whole matrix to cut.
+    /// </summary>
+    [Fact]
+    public void Each_rank_reads_only_its_own_byte_ranges()
+    {
+        var model = new SyntheticModel { ModelType = "llama", KvHeads = 4, Vocab = 100, Intermediate = 40, Tied = false }.Build(seed: 5);
+        string dir = model.WriteTo(Path.Combine(_root, "bytes"));
+        long replicated = model.W.Where(kv => kv.Key.Contains("embed") || kv.Key.Contains("norm")).Sum(kv => kv.Value.Length * 4L);
+        long sharded = model.W.Where(kv => !kv.Key.Contains("embed") && !kv.Key.Contains("norm")).Sum(kv => kv.Value.Length * 4L);
+        var read = InProcessGroup.Run(4, comm =>
+        {
+            using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 8 });
+            return m.CheckpointBytesRead;
+        });
+        Assert.All(read, bytes => Assert.Equal(replicated + sharded / 4, bytes));
+        var whole = InProcessGroup.Run(1, comm =>
+        {
+            using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 8 });
+            return m.CheckpointBytesRead;
+        });
+        Assert.Equal(replicated + sharded, whole[0]);
+    }
+
     internal static void AssertClose(float[] expected, float[] actual, float tolerance, string what)
     {
         Assert.Equal(expected.Length, actual.Length);

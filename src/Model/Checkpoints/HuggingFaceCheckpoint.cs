@@ -69,6 +69,8 @@ internal sealed class HuggingFaceCheckpoint : ICheckpointReader
 
     public bool Contains(string name) => _weightMap.ContainsKey(name);
 
+    public long BytesRead => _open.Values.Sum(f => f.BytesRead);
+
     public long[] Shape(string name) => Entry(name).Shape;
 
     public void ReadBlock(string name, long row0, long rows, long col0, long cols, Span<float> destination) =>

@@ -14,6 +14,9 @@ internal interface ICheckpointReader : IDisposable
 
     bool Contains(string name);
 
+    /// <summary>Tensor bytes read from storage so far (headers excluded): what proves a rank read only its slices.</summary>
+    long BytesRead { get; }
+
     /// <summary>Shape on disk (1-D tensors have one entry).</summary>
     long[] Shape(string name);
 

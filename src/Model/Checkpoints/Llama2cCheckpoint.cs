@@ -123,6 +123,8 @@ internal sealed class Llama2cCheckpoint : ICheckpointReader
 
     public bool Contains(string name) => _tensors.ContainsKey(name);
 
+    public long BytesRead { get; private set; }
+
     public long[] Shape(string name) => _tensors.TryGetValue(name, out var t) ? t.Shape
         : throw new ModelLoadException($"{Source}: tensor {name} is not in a llama2.c checkpoint");
 
@@ -147,6 +149,7 @@ internal sealed class Llama2cCheckpoint : ICheckpointReader
             }
             Span<float> dst = destination.Slice((int)(r * cols), (int)cols);
             var bytes = MemoryMarshal.AsBytes(dst);
+            BytesRead += bytes.Length;
             long at = offset + (src * width + col0) * 4;
             while (bytes.Length > 0)
             {

@@ -46,6 +46,8 @@ internal sealed class RandomCheckpoint : ICheckpointReader
 
     public bool Contains(string name) => _shapes.ContainsKey(name);
 
+    public long BytesRead => 0;
+
     public long[] Shape(string name) => _shapes.TryGetValue(name, out var s) ? s
         : throw new ModelLoadException($"{Source}: no tensor {name}");
 

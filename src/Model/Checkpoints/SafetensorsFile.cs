@@ -23,6 +23,7 @@ internal sealed class SafetensorsFile : IDisposable
     private readonly Dictionary<string, SafetensorsEntry> _entries;
 
     public string Path { get; }
+    public long BytesRead { get; private set; }
     public IReadOnlyDictionary<string, SafetensorsEntry> Entries => _entries;
 
     public SafetensorsFile(string path)
@@ -104,6 +105,7 @@ internal sealed class SafetensorsFile : IDisposable
         if (dtype == DiskDType.F32)
         {
             ReadExactly(MemoryMarshal.AsBytes(destination), offset);
+            BytesRead += destination.Length * 4L;
             return;
         }
         const int chunk = 1 << 20;
@@ -115,6 +117,7 @@ internal sealed class SafetensorsFile : IDisposable
                 int n = Math.Min(chunk, destination.Length - done);
                 Span<ushort> raw = buffer.AsSpan(0, n);
                 ReadExactly(MemoryMarshal.AsBytes(raw), offset + (long)done * 2);
+                BytesRead += n * 2L;
                 Span<float> dst = destination.Slice(done, n);
                 if (dtype == DiskDType.BF16)
                 {

@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using System.Text.Json;
+using ActorRing.Host.Cli;
+using ActorRing.Host.Commands;
+using ActorRing.Model;
+using ActorRing.Transport;
+
+namespace ActorRing.Host.Bench;
+
+/// <summary>
+/// <c>actorring bench decode</c>: decode speed of a preset-shaped model with seeded random fp32 weights,
+/// against the machine's memory-bandwidth limit (decode reads every weight once per token).
+/// </summary>
+internal static class DecodeBench
+{
+    private static ModelConfig Preset(string name) => name switch
+    {
+        "llama-160m" => Shape(name, hidden: 768, layers: 12, heads: 12, kvHeads: 12, ffn: 3072),
+        "tinyllama-1.1b" => Shape(name, hidden: 2048, layers: 22, heads: 32, kvHeads: 4, ffn: 5632),
+        _ => throw new UsageException($"option --preset expects llama-160m or tinyllama-1.1b, got '{name}'"),
+    };
+
+    private static ModelConfig Shape(string name, int hidden, int layers, int heads, int kvHeads, int ffn) => new()
+    {
+        ModelType = "llama",
+        HiddenSize = hidden,
+        IntermediateSize = ffn,
+        NumLayers = layers,
+        NumHeads = heads,
+        NumKvHeads = kvHeads,
+        HeadDim = hidden / heads,
+        VocabSize = 32000,
+        MaxPositionEmbeddings = 2048,
+        RmsNormEps = 1e-5,
+        RopeTheta = 10000,
+        TieWordEmbeddings = false,
+        QkvBias = false,
+        OProjBias = false,
+    };
+
+    private sealed record RankReport(double[] StepMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes);
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var cli = CliArgs.Parse(args);
+        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype");
+        string presetName = cli.String("preset") ?? throw new UsageException("bench decode needs --preset llama-160m|tinyllama-1.1b");
+        var config = Preset(presetName);
+        int worldSize = cli.Int("world-size", 1, 64) ?? 1;
+        int threads = cli.Int("threads", 1, 256) ?? 1;
+        int tokens = cli.Int("tokens", 1, 4096) ?? 32;
+        var dtype = cli.String("dtype", "f32") switch
+        {
+            "f32" => ComputeDType.F32,
+            "bf16" => ComputeDType.BF16,
+            var other => throw new UsageException($"option --dtype expects f32 or bf16, got '{other}'"),
+        };
+        try
+        {
+            ShardPlan.Create(config, 0, worldSize);
+        }
+        catch (ModelLoadException e)
+        {
+            throw new UsageException(e.Message);
+        }
+
+        var comms = await LocalRanks.ConnectAsync(worldSize, CancellationToken.None);
+        long rssLoaded = 0;
+        using var loaded = new Barrier(worldSize, _ => rssLoaded = Process.GetCurrentProcess().WorkingSet64);
+        var reports = RankThreads.Run(worldSize, rank =>
+        {
+            using var comm = comms[rank];
+            using var model = ShardedLlama.CreateRandom(config, seed: 42, comm,
+                new ModelLoadOptions { ContextLength = 128 + tokens + 8, Threads = threads, DType = dtype });
+            loaded.SignalAndWait();
+            return Measure(model, comm, tokens);
+        }, "bench-rank");
+
+        // Measured after the ranks are done (so its 1 GiB never shows in the model's RSS), in the same run:
+        // one thread summing 1 GiB, the best of a few passes.
+        double memGBps = MeasureMemoryReadGBps();
+
+        // Every rank steps in lockstep; a token costs what the slowest rank's step costs.
+        var perToken = Enumerable.Range(0, tokens).Select(i => reports.Max(r => r.StepMs[i])).OrderBy(x => x).ToArray();
+        double median = perToken[tokens / 2];
+        double tokPerS = 1000 / median;
+        long bytesPerToken = reports.Sum(r => r.WeightBytes);
+        double limit = memGBps * 1e9 / bytesPerToken;
+        var r0 = reports[0];
+        double allReduce = reports.Average(r => r.AllReduceMs), gather = reports.Average(r => r.GatherMs), control = reports.Average(r => r.ControlMs);
+        var json = new Dictionary<string, object>
+        {
+            ["preset"] = presetName,
+            ["world_size"] = worldSize,
+            ["threads_per_rank"] = threads,
+            ["dtype"] = dtype == ComputeDType.F32 ? "f32" : "bf16",
+            ["params"] = config.ParameterCount,
+            ["ms_per_token_median"] = Math.Round(median, 3),
+            ["tok_per_s"] = Math.Round(tokPerS, 2),
+            ["prefill_128_ms"] = Math.Round(reports.Max(r => r.PrefillMs), 2),
+            // Ranks are threads of this process: its resident set once every rank has loaded, divided by N.
+            ["rss_mb_per_rank"] = Math.Round(rssLoaded / (1024.0 * 1024) / worldSize, 1),
+            ["bytes_per_token"] = bytesPerToken,
+            ["mem_read_GBps"] = Math.Round(memGBps, 2),
+            ["limit_tok_per_s"] = Math.Round(limit, 2),
+            ["bw_efficiency"] = Math.Round(tokPerS / limit, 3),
+            // Distributed overhead per token, averaged over ranks: all-reduce (2 per layer), logits gather,
+            // control (rank 0's token broadcast), and the rest is compute.
+            ["compute_ms_per_token"] = Math.Round(median - allReduce - gather - control, 3),
+            ["allreduce_ms_per_token"] = Math.Round(allReduce, 3),
+            ["gather_ms_per_token"] = Math.Round(gather, 3),
+            ["control_ms_per_token"] = Math.Round(control, 3),
+        };
+        Console.Out.WriteLine(JsonSerializer.Serialize(json));
+        return 0;
+    }
+
+    private static RankReport Measure(ShardedLlama model, ICollectives comm, int tokens)
+    {
+        var rng = new Random(7);
+        int[] prompt = Enumerable.Range(0, 128).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
+        // Warm up (first-call allocations, thread pools), then time one 128-token prefill.
+        model.Forward(0, prompt.AsSpan(0, 8), 0);
+        model.ResetSlot(0);
+        comm.Barrier();
+        var clock = Stopwatch.StartNew();
+        var logits = model.Forward(0, prompt, 0);
+        double prefillMs = clock.Elapsed.TotalMilliseconds;
+
+        // Decode like generate: rank 0 picks the token (greedy), broadcasts it, every rank runs one step.
+        Span<int> next = stackalloc int[1];
+        int pos = prompt.Length;
+        var steps = new double[tokens];
+        long controlTicks = 0;
+        for (int i = -3; i < tokens; i++)
+        {
+            if (i == 0)
+            {
+                model.ResetCommunicationTime();
+                controlTicks = 0;
+            }
+            comm.Barrier(); // lines the ranks up so each step's time is its own
+            long t0 = Stopwatch.GetTimestamp();
+            if (logits is not null) next[0] = TensorPrimitives.IndexOfMax(logits);
+            if (comm.WorldSize > 1) comm.Broadcast(next, 0);
+            long t1 = Stopwatch.GetTimestamp();
+            logits = model.Forward(0, next, pos++);
+            if (i >= 0)
+            {
+                steps[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                controlTicks += t1 - t0;
+            }
+        }
+        double n = tokens;
+        return new RankReport(steps, prefillMs,
+            model.AllReduceTime.TotalMilliseconds / n, model.GatherTime.TotalMilliseconds / n,
+            controlTicks * 1000.0 / Stopwatch.Frequency / n, model.WeightBytesPerToken);
+    }
+
+    private static double MeasureMemoryReadGBps()
+    {
+        const int count = 1 << 28; // 1 GiB of float32
+        var data = GC.AllocateUninitializedArray<float>(count);
+        data.AsSpan().Fill(1f);
+        double best = 0;
+        float sink = 0;
+        for (int pass = 0; pass < 4; pass++)
+        {
+            var clock = Stopwatch.StartNew();
+            sink += TensorPrimitives.Sum<float>(data);
+            best = Math.Max(best, (double)count * sizeof(float) / clock.Elapsed.TotalSeconds / 1e9);
+        }
+        GC.KeepAlive(sink);
+        return best;
+    }
+}
