@@ -27,6 +27,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Dictionary<int, RankState> _ranks = new();
     private readonly Dictionary<string, DateTime> _openChallenges = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _loggedRefusals = new(StringComparer.Ordinal);
     private int _generation;
     private Phase _phase = Phase.Gathering;
     private string _fatal = "";
@@ -167,6 +168,12 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         Receive<Hello>(OnHello);
         Receive<Register>(OnRegister);
+        Receive<CoordinatorRefused>(r =>
+        {
+            // Retries repeat every second; one line per peer and reason keeps the log readable.
+            if (_loggedRefusals.Add($"{Sender.Path.Address}|{r.Reason}"))
+                _log.Warning("rank {0} at {1} refused to register: {2}", r.Rank, Sender.Path.Address, r.Reason);
+        });
         Receive<Terminated>(t =>
         {
             var rank = RankOf(t.ActorRef);

@@ -37,6 +37,10 @@ public sealed record Registered(int Rank, int WorldSize) : IControlMessage;
 
 public sealed record RegistrationRefused(int Rank, string Reason) : IControlMessage;
 
+/// <summary>Worker to coordinator: the coordinator's proof did not match, so this rank will not register (it sends
+/// no proof of its own to an unverified peer). Lets rank 0 log the mismatch too.</summary>
+public sealed record CoordinatorRefused(int Rank, string Reason) : IControlMessage;
+
 // ---------------------------------------------------------------- ring formation and loading
 
 /// <summary>Coordinator to worker: (re)connect the data-plane ring. <paramref name="Generation"/> tags every

@@ -81,7 +81,9 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
             var expected = RegistrationProof.Coordinator(_settings.Secret, _clientNonce, c.ServerNonce);
             if (!RegistrationProof.Matches(expected, c.ServerProof))
             {
-                LogRefusalOnce($"the coordinator at {Sender.Path} failed to prove the cluster secret; set the same ACTORRING_SECRET on every rank");
+                var reason = $"the coordinator at {Sender.Path.Address} failed to prove the cluster secret; set the same ACTORRING_SECRET on every rank";
+                LogRefusalOnce(reason);
+                Sender.Tell(new CoordinatorRefused(_settings.Rank, reason));
                 return;
             }
             _candidate = Sender;

@@ -20,6 +20,7 @@ public sealed class SerializerSpecs : TestKit
         new Register(2, 4, 1, "fp", "c", "s", "proof"),
         new Registered(2, 4),
         new RegistrationRefused(1, "wrong cluster secret"),
+        new CoordinatorRefused(1, "the coordinator failed to prove the cluster secret"),
         new FormRing(7),
         new RingReady(1, 7, true),
         new RingFailed(1, 7, "handshake refused: rank 3 expected"),

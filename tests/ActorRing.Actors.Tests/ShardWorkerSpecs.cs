@@ -76,7 +76,10 @@ public sealed class ShardWorkerSpecs : TestKit
         var rig = Start();
         rig.Coordinator.ExpectMsg<Hello>(T);
         rig.Coordinator.Reply(new Challenge(RegistrationProof.NewNonce(), RegistrationProof.Coordinator(Encoding.UTF8.GetBytes("wrong"), "x", "y")));
-        // It keeps dialing but never sends a Register (which would carry a proof an impostor could study).
+        // It says why (so rank 0 can log it) and keeps dialing, but never sends a Register (a proof an impostor could study).
+        var refused = rig.Coordinator.ExpectMsg<CoordinatorRefused>(T);
+        Assert.Equal(0, refused.Rank);
+        Assert.EndsWith("failed to prove the cluster secret; set the same ACTORRING_SECRET on every rank", refused.Reason);
         rig.Coordinator.ExpectMsg<Hello>(T);
         rig.Coordinator.ExpectMsg<Hello>(T);
     }
