@@ -26,8 +26,28 @@ namespace ActorRing.Host.Serve;
 /// </summary>
 public static class ServeCommand
 {
+    public const string Usage = """
+        usage: actorring serve [--model DIR] [--ring-config FILE] [--interactive]
+                               [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+                               [--repetition-penalty R] [--stop TEXT] [--bind ADDR] [--advertise HOST]
+                               [--control-port N]
+                               [--threads T] [--context N] [--dtype f32|bf16] [--ready-timeout SECONDS]
+                               [--quiet | --verbose]
+
+        Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
+        needs the same ACTORRING_SECRET. Rank 0 hosts the coordinator at master_ip:master_port; start the
+        ranks in any order. --interactive (rank 0) reads prompts from the terminal or, on a pipe, one prompt
+        per line and writes one completion per line (newlines escaped as \n). /reset clears the conversation,
+        /exit quits. See docs/running.md.
+        """;
+
     public static async Task<int> RunAsync(string[] args)
     {
+        if (args is ["--help"] or ["-h"])
+        {
+            Console.Out.WriteLine(Usage);
+            return 0;
+        }
         var options = ServeOptions.Parse(args);
         // A rank started by `generate --world-size N` exits when that parent dies, even by SIGKILL.
         RankProcessLauncher.ExitWhenParentDies();
@@ -187,7 +207,7 @@ public static class ServeCommand
         var (masterHost, masterPort) = ring.RequireMaster();
         if (ring.Rank == 0)
             return (new RemoteEndpoint(bind, masterPort, options.Advertise ?? masterHost), localCoordinator);
-        return (new RemoteEndpoint(bind, 0, options.Advertise ?? LocalAddressToward(masterHost)),
+        return (new RemoteEndpoint(bind, options.ControlPort, options.Advertise ?? LocalAddressToward(masterHost)),
             ActorRingAkkaExtensions.CoordinatorPath(masterHost, masterPort));
     }
 

@@ -16,7 +16,7 @@ public sealed record ServeOptions
     public static readonly string[] Known =
     [
         "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
-        "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "threads", "context", "dtype", "ready-timeout",
+        "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "context", "dtype", "ready-timeout",
         "verbose", "quiet",
     ];
 
@@ -31,6 +31,9 @@ public sealed record ServeOptions
     public required SamplingOptions Sampling { get; init; }
     public IPAddress BindAddress { get; init; } = IPAddress.Any;
     public string? Advertise { get; init; }
+
+    /// <summary>A worker's Akka.Remote listen port (0: any free port). Fix it when a firewall must allow it.</summary>
+    public int ControlPort { get; init; }
     public required ModelLoadOptions Load { get; init; }
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(10);
     public bool Verbose { get; init; }
@@ -73,6 +76,7 @@ public sealed record ServeOptions
             Sampling = sampling,
             BindAddress = bind,
             Advertise = cli.String("advertise"),
+            ControlPort = cli.Int("control-port", 0, 65535) ?? 0,
             Load = new ModelLoadOptions
             {
                 ContextLength = cli.Int("context", 1, 1 << 20),
