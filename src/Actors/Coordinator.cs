@@ -21,6 +21,11 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private const string StepTimer = "step-timeout";
     private const string PhaseTimer = "phase-timeout";
     private const string RetryTimer = "retry-ring";
+    private const string AgreementTimer = "input-error-agreement";
+
+    /// <summary>After one rank rejects a step's input, how long the others get to reject it too before the ring
+    /// is assumed out of step (a rank that accepted the input is blocked in a collective).</summary>
+    private static readonly TimeSpan InputErrorAgreement = TimeSpan.FromSeconds(5);
 
     private readonly CoordinatorSettings _settings;
     private readonly ITokenPickerFactory _pickers;
@@ -28,6 +33,10 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private readonly Dictionary<int, RankState> _ranks = new();
     private readonly Dictionary<string, DateTime> _openChallenges = new(StringComparer.Ordinal);
     private readonly HashSet<string> _loggedRefusals = new(StringComparer.Ordinal);
+
+    /// <summary>Slots whose KV cache holds the same context on every rank. A continuation (start position &gt; 0)
+    /// is only valid for these: a rank that rejoined, or a ring that failed mid-step, leaves caches that differ.</summary>
+    private readonly HashSet<int> _slotsWithContext = new();
     private int _generation;
     private Phase _phase = Phase.Gathering;
     private string _fatal = "";
@@ -73,11 +82,13 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         public double DecodeWallMs { get; set; }
         public double DecodeComputeMs { get; set; }
         public bool CancelRequested { get; set; }
+        public string? InputError { get; set; }
     }
 
     private sealed record RetryFormRing(int Generation) : INoSerializationVerificationNeeded;
     private sealed record PhaseTimedOut(int Generation, Phase Phase) : INoSerializationVerificationNeeded;
     private sealed record StepTimedOut(string RequestId, int Step) : INoSerializationVerificationNeeded;
+    private sealed record AgreementTimedOut(string RequestId, int Step) : INoSerializationVerificationNeeded;
 
     // ------------------------------------------------------------------ behaviours
 
@@ -128,20 +139,12 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         _phase = Phase.Busy;
         Receive<GenerateRequest>(_ => Stash.Stash());
         Receive<StepCompleted>(OnStepCompleted);
-        Receive<StepFailed>(f =>
+        Receive<StepFailed>(OnStepFailed);
+        Receive<AgreementTimedOut>(t =>
         {
-            if (_active is null || f.RequestId != _active.Request.RequestId || f.Step != _active.Step) return;
-            var reason = $"rank {f.Rank} failed step {f.Step} of request {f.RequestId}: {f.Reason}";
-            if (f.RingBroken)
-            {
-                RestartRing(reason);
-                return;
-            }
-            // Every rank rejects the same input before any collective, so the ring is still in step.
-            _log.Warning("{0}", reason);
-            FailActive(reason);
-            Become(Ready);
-            Stash.UnstashAll();
+            if (_active is null || t.RequestId != _active.Request.RequestId || t.Step != _active.Step) return;
+            var missing = string.Join(", ", _active.Awaiting.Order());
+            RestartRing($"rank(s) {missing} did not reject the input of step {t.Step} like the others; the ring may be out of step");
         });
         Receive<StepTimedOut>(t =>
         {
@@ -224,6 +227,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         Receive<StepCompleted>(_ => { });
         Receive<StepFailed>(_ => { });
         Receive<StepTimedOut>(_ => { });
+        Receive<AgreementTimedOut>(_ => { });
         Receive<PhaseTimedOut>(_ => { });
         Receive<RingReady>(_ => { });
         Receive<ShardLoaded>(_ => { });
@@ -362,6 +366,8 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void CloseRingEverywhere(string reason)
     {
         _generation++;
+        // A re-formed ring may include a fresh rank, and a failed step may have written some caches only.
+        _slotsWithContext.Clear();
         Timers.Cancel(PhaseTimer);
         Timers.Cancel(StepTimer);
         foreach (var state in _ranks.Values)
@@ -397,6 +403,12 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
             Sender.Tell(new GenerationFailed(request.RequestId, invalid));
             return;
         }
+        if (request.StartPosition > 0 && !_slotsWithContext.Contains(request.Slot))
+        {
+            Sender.Tell(new GenerationFailed(request.RequestId,
+                $"slot {request.Slot} has no conversation to continue at position {request.StartPosition}: its context was lost (a rank rejoined, the ring was re-formed, or an earlier request failed); start a new conversation from position 0"));
+            return;
+        }
         ITokenPicker picker;
         try
         {
@@ -407,6 +419,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
             Sender.Tell(new GenerationFailed(request.RequestId, $"invalid sampling options: {e.Message}"));
             return;
         }
+        _slotsWithContext.Remove(request.Slot); // valid again only if this request completes
         _active = new ActiveRequest(request, Sender, picker);
         Become(Busy);
         DispatchStep(request.PromptTokens);
@@ -428,12 +441,46 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         Timers.StartSingleTimer(StepTimer, new StepTimedOut(a.Request.RequestId, a.Step), _settings.StepTimeout);
     }
 
+    private void OnStepFailed(StepFailed f)
+    {
+        var a = _active;
+        if (a is null || f.RequestId != a.Request.RequestId || f.Step != a.Step) return;
+        if (!_ranks.TryGetValue(f.Rank, out var state) || !state.Worker.Equals(Sender) || !a.Awaiting.Remove(f.Rank)) return;
+        var reason = $"rank {f.Rank} failed step {f.Step} of request {f.RequestId}: {f.Reason}";
+        if (f.RingBroken)
+        {
+            RestartRing(reason);
+            return;
+        }
+        // An input error (e.g. the context is full) is found by every rank before any collective. The caller
+        // hears at once; the ring is trusted again only when every rank has rejected the same step.
+        if (a.InputError is null)
+        {
+            _log.Warning("{0}", reason);
+            a.InputError = reason;
+            a.Client.Tell(new GenerationFailed(a.Request.RequestId, reason));
+            Timers.Cancel(StepTimer);
+            Timers.StartSingleTimer(AgreementTimer, new AgreementTimedOut(a.Request.RequestId, a.Step), InputErrorAgreement);
+        }
+        if (a.Awaiting.Count > 0) return;
+        Timers.Cancel(AgreementTimer);
+        _slotsWithContext.Remove(a.Request.Slot);
+        _active = null;
+        Become(Ready);
+        Stash.UnstashAll();
+    }
+
     private void OnStepCompleted(StepCompleted done)
     {
         var a = _active;
         if (a is null || done.RequestId != a.Request.RequestId || done.Step != a.Step) return;
         if (!_ranks.TryGetValue(done.Rank, out var state) || !state.Worker.Equals(Sender)) return;
         if (!a.Awaiting.Remove(done.Rank)) return;
+        if (a.InputError is not null)
+        {
+            RestartRing($"rank {done.Rank} ran step {done.Step} that another rank rejected; re-forming the ring to bring the ranks back in step");
+            return;
+        }
         if (done.Rank == 0) a.Logits = done.Logits;
         a.StepMaxComputeMs = Math.Max(a.StepMaxComputeMs, done.ComputeMs);
         if (a.Awaiting.Count > 0) return;
@@ -494,6 +541,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         var a = _active!;
         _active = null;
+        _slotsWithContext.Add(a.Request.Slot);
         int decodeSteps = a.Step; // step 0 is the prefill
         double msPerToken = decodeSteps > 0 ? a.DecodeWallMs / decodeSteps : a.PrefillMs;
         double controlShare = a.DecodeWallMs > 0 ? Math.Max(0, 1 - a.DecodeComputeMs / a.DecodeWallMs) : 0;
@@ -508,7 +556,9 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         var a = _active!;
         _active = null;
         Timers.Cancel(StepTimer);
-        a.Client.Tell(new GenerationFailed(a.Request.RequestId, reason));
+        Timers.Cancel(AgreementTimer);
+        _slotsWithContext.Remove(a.Request.Slot);
+        if (a.InputError is null) a.Client.Tell(new GenerationFailed(a.Request.RequestId, reason));
     }
 
     // ------------------------------------------------------------------ helpers

@@ -315,7 +315,7 @@ public sealed class CoordinatorSpecs : TestKit
     }
 
     [Fact]
-    public void An_input_error_fails_only_the_request_and_keeps_the_ring()
+    public void An_input_error_every_rank_reports_fails_only_the_request_and_keeps_the_ring()
     {
         var coordinator = StartCoordinator(worldSize: 2);
         var workers = ReadyCluster(coordinator, 2);
@@ -323,13 +323,69 @@ public sealed class CoordinatorSpecs : TestKit
         client.Send(coordinator, Request("long", [1]));
         workers[0].ExpectMsg<RunStep>(T);
         workers[1].ExpectMsg<RunStep>(T);
-        workers[0].Reply(new StepFailed("long", 0, 0, "the sequence needs 300 positions but the context length is 256", RingBroken: false));
-        Assert.Equal("rank 0 failed step 0 of request long: the sequence needs 300 positions but the context length is 256",
-            client.ExpectMsg<GenerationFailed>(T).Reason);
-        // No CloseRing: the next request runs at once on the same ring.
+        const string tooLong = "the sequence needs 300 positions but the context length is 256";
+        workers[0].Reply(new StepFailed("long", 0, 0, tooLong, RingBroken: false));
+        // The caller hears at once, from the first rank that rejects the input.
+        Assert.Equal($"rank 0 failed step 0 of request long: {tooLong}", client.ExpectMsg<GenerationFailed>(T).Reason);
         client.Send(coordinator, Request("ok", [2], maxTokens: 1));
+        workers[0].ExpectNoMsg(Quiet); // not before every rank agrees the step never ran
+        workers[1].Reply(new StepFailed("long", 0, 1, tooLong, RingBroken: false));
+
+        // No CloseRing: the queued request runs on the same ring.
         var step = CompleteStep(workers, nextToken: 3);
         Assert.Equal("ok", step.RequestId);
+        client.ExpectMsg<TokenGenerated>(T);
+        client.ExpectMsg<GenerationCompleted>(T);
+    }
+
+    [Fact]
+    public void Ranks_that_disagree_about_an_input_error_get_a_fresh_ring()
+    {
+        var coordinator = StartCoordinator(worldSize: 2);
+        var workers = ReadyCluster(coordinator, 2);
+        var client = CreateTestProbe();
+        client.Send(coordinator, Request("r", [1], maxTokens: 1));
+        var s0 = workers[0].ExpectMsg<RunStep>(T);
+        workers[1].ExpectMsg<RunStep>(T);
+        workers[1].Reply(new StepFailed("r", 0, 1, "slot 0 holds 0 tokens; a forward must start at or before position 0", RingBroken: false));
+        client.ExpectMsg<GenerationFailed>(T);
+        // Rank 0 accepted the input (its cache differs), so the ring cannot be trusted: it is closed and re-formed.
+        workers[0].Reply(new StepCompleted(s0.RequestId, 0, 0, Logits(1), 1));
+        Assert.StartsWith("rank 0 ran step 0 that another rank rejected", workers[0].ExpectMsg<CloseRing>(T).Reason);
+        workers[1].ExpectMsg<CloseRing>(T);
+        FormAndLoad(coordinator, workers, loaded: true);
+        client.ExpectNoMsg(TimeSpan.Zero); // the caller heard about its request exactly once
+    }
+
+    [Fact]
+    public void A_continuation_needs_a_slot_whose_context_survived()
+    {
+        var coordinator = StartCoordinator(worldSize: 2);
+        var workers = ReadyCluster(coordinator, 2);
+        var client = CreateTestProbe();
+        client.Send(coordinator, Request("first", [1, 2], maxTokens: 1));
+        CompleteStep(workers, nextToken: 5);
+        client.ExpectMsg<TokenGenerated>(T);
+        var first = client.ExpectMsg<GenerationCompleted>(T);
+        Assert.Equal(2, first.PositionAfter);
+
+        // Continuing the conversation is fine while every rank holds it.
+        client.Send(coordinator, Request("second", [5, 7], maxTokens: 1, start: 2));
+        var s = CompleteStep(workers, nextToken: 6);
+        Assert.Equal(2, s.StartPosition);
+        client.ExpectMsg<TokenGenerated>(T);
+        client.ExpectMsg<GenerationCompleted>(T);
+
+        // Rank 1 restarts: its cache is empty, so continuing would make the ranks disagree. Refused up front.
+        Sys.Stop(workers[1].Ref);
+        workers[0].ExpectMsg<CloseRing>(T);
+        var back = Worker(coordinator, 1, 2);
+        FormAndLoad(coordinator, [workers[0], back], loaded: false);
+        client.Send(coordinator, Request("third", [6], maxTokens: 1, start: 4));
+        Assert.StartsWith("slot 0 has no conversation to continue at position 4: its context was lost",
+            client.ExpectMsg<GenerationFailed>(T).Reason);
+        workers[0].ExpectNoMsg(Quiet);
+        back.ExpectNoMsg(TimeSpan.Zero);
     }
 
     [Fact]
