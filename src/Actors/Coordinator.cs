@@ -406,7 +406,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         if (request.StartPosition > 0 && !_slotsWithContext.Contains(request.Slot))
         {
             Sender.Tell(new GenerationFailed(request.RequestId,
-                $"slot {request.Slot} has no conversation to continue at position {request.StartPosition}: its context was lost (a rank rejoined, the ring was re-formed, or an earlier request failed); start a new conversation from position 0"));
+                $"slot {request.Slot} has no conversation to continue at position {request.StartPosition}: its context was lost (a rank rejoined, the ring was re-formed, or an earlier request failed); start a new conversation from position 0", ContextLost: true));
             return;
         }
         ITokenPicker picker;

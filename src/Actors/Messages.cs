@@ -100,7 +100,9 @@ public sealed record GenerationCompleted(
     string RequestId, int[] TokenIds, string FinishReason, int PositionAfter, double PrefillMs, double MsPerToken,
     double ControlShare) : IControlMessage;
 
-public sealed record GenerationFailed(string RequestId, string Reason) : IControlMessage;
+/// <summary><paramref name="ContextLost"/>: the request continued a conversation the cluster no longer holds;
+/// the same prompt can be sent again as a new conversation (start position 0).</summary>
+public sealed record GenerationFailed(string RequestId, string Reason, bool ContextLost = false) : IControlMessage;
 
 public sealed record CancelGeneration(string RequestId) : IControlMessage;
 

@@ -382,8 +382,9 @@ public sealed class CoordinatorSpecs : TestKit
         var back = Worker(coordinator, 1, 2);
         FormAndLoad(coordinator, [workers[0], back], loaded: false);
         client.Send(coordinator, Request("third", [6], maxTokens: 1, start: 4));
-        Assert.StartsWith("slot 0 has no conversation to continue at position 4: its context was lost",
-            client.ExpectMsg<GenerationFailed>(T).Reason);
+        var lost = client.ExpectMsg<GenerationFailed>(T);
+        Assert.StartsWith("slot 0 has no conversation to continue at position 4: its context was lost", lost.Reason);
+        Assert.True(lost.ContextLost);
         workers[0].ExpectNoMsg(Quiet);
         back.ExpectNoMsg(TimeSpan.Zero);
     }

@@ -39,6 +39,7 @@ public sealed class SerializerSpecs : TestKit
         new TokenGenerated("req-2", 3, 407),
         new GenerationCompleted("req-2", [5, 6], "stop", 9, 4.5, 1.25, 0.01),
         new GenerationFailed("req-2", "rank 1 is gone"),
+        new GenerationFailed("req-3", "slot 0 has no conversation to continue", ContextLost: true),
         new CancelGeneration("req-2"),
         GetClusterStatus.Instance,
         new ClusterStatus("Loading", 2, 4, false, "rank 1 37%"),

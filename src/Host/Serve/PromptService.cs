@@ -131,8 +131,17 @@ internal sealed class PromptService(
                 ResetConversation();
                 tokens = NextTurnTokens(line);
             }
-            var result = await CompleteAsync(tokens.ToArray(), _position,
-                terminal ? text => { _out.Write(text); _out.Flush(); } : null, ct);
+            Action<string>? stream = terminal ? text => { _out.Write(text); _out.Flush(); } : null;
+            var result = await CompleteAsync(tokens.ToArray(), _position, stream, ct);
+            if (result.ContextLost)
+            {
+                // A rank rejoined or the ring was re-formed since the last answer: the cluster no longer holds
+                // this conversation, so the prompt starts a new one instead of failing.
+                Console.Error.WriteLine("(the cluster lost this conversation's context; starting a new conversation)");
+                ResetConversation();
+                tokens = NextTurnTokens(line);
+                result = await CompleteAsync(tokens.ToArray(), _position, stream, ct);
+            }
             if (result.Failure is not null)
             {
                 // The slot's cache may be half-written; the next prompt starts a fresh conversation.
@@ -166,7 +175,7 @@ internal sealed class PromptService(
         _pending = null;
     }
 
-    private sealed record Completion(int[] Ids, string Text, string Finish, int PositionAfter, double PrefillMs, double MsPerToken, string? Failure);
+    private sealed record Completion(int[] Ids, string Text, string Finish, int PositionAfter, double PrefillMs, double MsPerToken, string? Failure, bool ContextLost = false);
 
     /// <summary>
     /// Runs one request. Text comes from the model layer's <see cref="StopConditions"/> (the same logic as the
@@ -209,7 +218,7 @@ internal sealed class PromptService(
                     return new Completion(ids.ToArray(), text.ToString(), stoppedBy ?? c.FinishReason,
                         Math.Min(position, c.PositionAfter), c.PrefillMs, c.MsPerToken, null);
                 case GenerationFailed f:
-                    return new Completion([], text.ToString(), "error", startPosition, 0, 0, f.Reason);
+                    return new Completion([], text.ToString(), "error", startPosition, 0, 0, f.Reason, f.ContextLost);
             }
         }
         throw new InvalidOperationException("the coordinator ended the stream without a result");
