@@ -47,6 +47,15 @@ public sealed class RankProcess : IDisposable
 
     public bool HasExited => _process.HasExited;
 
+    public int Id => _process.Id;
+
+    /// <summary>SIGTERM, as systemd or <c>kill</c> sends it (Process.Kill would be SIGKILL).</summary>
+    public void Terminate()
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill", ["-TERM", Id.ToString()]) { UseShellExecute = false })!;
+        kill.WaitForExit(5000);
+    }
+
     /// <summary>Waits for exit; on timeout the process tree is killed and the test fails with its output.</summary>
     public async Task<int> WaitAsync(TimeSpan timeout)
     {

@@ -75,4 +75,35 @@ public sealed class RecoveryTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task Sigterm_stops_a_worker_cleanly_and_rank_0_hears_it_at_once()
+    {
+        var dir = Directory.CreateTempSubdirectory("actorring-sigterm-").FullName;
+        var configs = RingConfig.ForLoopback(2);
+        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
+        Dictionary<string, string> Env(int rank) => new()
+        {
+            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
+            ["ACTORRING_SECRET"] = "sigterm-secret",
+        };
+        try
+        {
+            using var master = new RankProcess(["serve"], Env(0));
+            using var worker = new RankProcess(["serve"], Env(1));
+            await master.WaitForLogAsync("cluster ready: 2 rank(s)", Deadline);
+            worker.Terminate();
+            Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(20)));
+            // The worker said goodbye (no failure-detector delay) and closed its ring sockets on the way out.
+            await master.WaitForLogAsync("rank 1 is shutting down: the process is stopping; waiting for it to register again", TimeSpan.FromSeconds(10));
+            await master.WaitForLogAsync("rank 0: closing the ring", TimeSpan.FromSeconds(10));
+
+            master.Terminate();
+            Assert.Equal(0, await master.WaitAsync(TimeSpan.FromSeconds(20)));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

@@ -91,7 +91,7 @@ internal sealed class PromptService(
         {
             _out.WriteLine();
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"[{result.Ids.Length} tokens, {result.MsPerToken:F2} ms/token, prefill {result.PrefillMs:F1} ms, world size {setup.Ring.WorldSize}, finish: {result.Finish}]"));
+                $"[{result.Ids.Length} tokens, {result.MsPerToken:F2} ms/token, prefill {result.PrefillMs:F1} ms, world size {setup.Ring.WorldSize}, finish: {result.Finish}, control plane {result.ControlShare:P1} of decode time]"));
         }
         _out.Flush();
     }
@@ -175,7 +175,10 @@ internal sealed class PromptService(
         _pending = null;
     }
 
-    private sealed record Completion(int[] Ids, string Text, string Finish, int PositionAfter, double PrefillMs, double MsPerToken, string? Failure, bool ContextLost = false);
+    /// <param name="ControlShare">Share of decode step time spent outside the ranks' compute and collectives
+    /// (actor messaging and scheduling), as the coordinator measured it.</param>
+    private sealed record Completion(int[] Ids, string Text, string Finish, int PositionAfter, double PrefillMs, double MsPerToken,
+        string? Failure, bool ContextLost = false, double ControlShare = 0);
 
     /// <summary>
     /// Runs one request. Text comes from the model layer's <see cref="StopConditions"/> (the same logic as the
@@ -216,7 +219,7 @@ internal sealed class PromptService(
                     // Tokens fed past a stop string are in the cache but not in the conversation; count only ours.
                     int position = startPosition + tokens.Length + Math.Max(0, ids.Count - 1);
                     return new Completion(ids.ToArray(), text.ToString(), stoppedBy ?? c.FinishReason,
-                        Math.Min(position, c.PositionAfter), c.PrefillMs, c.MsPerToken, null);
+                        Math.Min(position, c.PositionAfter), c.PrefillMs, c.MsPerToken, null, ControlShare: c.ControlShare);
                 case GenerationFailed f:
                     return new Completion([], text.ToString(), "error", startPosition, 0, 0, f.Reason, f.ContextLost);
             }
