@@ -433,7 +433,9 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         a.StepMaxComputeMs = 0;
         a.StepStarted = Stopwatch.GetTimestamp();
         var step = new RunStep(a.Request.RequestId, a.Step, a.Request.Slot, tokens, a.Position);
-        foreach (var (rank, state) in _ranks)
+        // Highest rank first: remote ranks get their message onto the wire before rank 0's local worker starts
+        // (and then waits for them in the first all-reduce).
+        foreach (var (rank, state) in _ranks.OrderByDescending(r => r.Key))
         {
             a.Awaiting.Add(rank);
             state.Worker.Tell(step);
