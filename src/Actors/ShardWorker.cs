@@ -39,6 +39,9 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     private IShardEngine? _engine;
     private bool _loading;
 
+    /// <summary>The newest LoadShard generation: a load that outlives a ring re-formation answers that one.</summary>
+    private int _loadGeneration;
+
     public ShardWorker(ShardWorkerSettings settings, IShardEngineFactory engines, Props ringPeerProps)
     {
         _settings = settings;
@@ -176,6 +179,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
 
     private void StartLoad(int generation)
     {
+        _loadGeneration = generation;
         if (_engine is not null)
         {
             _coordinator.Tell(new ShardLoaded(_settings.Rank, generation));
@@ -204,13 +208,13 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         {
             _engine = done.Engine;
             _log.Info("rank {0}/{1}: shard loaded", _settings.Rank, _settings.WorldSize);
-            _coordinator.Tell(new ShardLoaded(_settings.Rank, done.Generation));
+            _coordinator.Tell(new ShardLoaded(_settings.Rank, _loadGeneration));
             return;
         }
         var error = Unwrap(done.Error!);
         _log.Error("rank {0}: loading failed: {1}", _settings.Rank, error.Message);
         if (error is CollectiveException) _ringPeer.Tell(new RingPeer.Broken(_ringGeneration, error.Message));
-        _coordinator.Tell(new LoadFailed(_settings.Rank, done.Generation, error.Message));
+        _coordinator.Tell(new LoadFailed(_settings.Rank, _loadGeneration, error.Message));
     }
 
     private void StartStep(RunStep step)

@@ -145,6 +145,38 @@ public sealed class ShardWorkerSpecs : TestKit
     }
 
     [Fact]
+    public void A_load_still_running_when_the_ring_is_re_formed_answers_the_newest_load_order()
+    {
+        using var gate = new ManualResetEventSlim(false);
+        var engines = new BlockingLoadFactory(gate);
+        var coordinator = CreateTestProbe("coordinator");
+        var settings = new ShardWorkerSettings(0, 1, Secret, coordinator.Ref.Path.ToString(), TimeSpan.FromMilliseconds(200));
+        var worker = Sys.ActorOf(ShardWorker.Props(settings, engines, RingPeer.Props(new FakeRingConnector(0, 1))));
+        var rig = new Rig(worker, coordinator, new FakeRingConnector(0, 1), new FakeEngineFactory(), []);
+        Register(rig, rank: 0, worldSize: 1);
+        coordinator.Send(worker, new FormRing(1));
+        coordinator.FishForMessage<RingReady>(_ => true, T);
+        coordinator.Send(worker, new LoadShard(1));
+        // The ring fails and is re-formed while the (slow) load is still running.
+        coordinator.Send(worker, new FormRing(3));
+        Assert.Equal(new RingReady(0, 3, false), coordinator.FishForMessage<RingReady>(_ => true, T));
+        coordinator.Send(worker, new LoadShard(3));
+        gate.Set();
+        Assert.Equal(new ShardLoaded(0, 3), coordinator.FishForMessage<ShardLoaded>(_ => true, T));
+    }
+
+    private sealed class BlockingLoadFactory(ManualResetEventSlim gate) : ActorRing.Actors.Engine.IShardEngineFactory
+    {
+        public string ModelFingerprint => "fp-test";
+
+        public ActorRing.Actors.Engine.IShardEngine Load(ActorRing.Transport.ICollectives comm, IProgress<double> progress, CancellationToken cancellationToken)
+        {
+            if (!gate.Wait(TimeSpan.FromSeconds(10))) throw new TimeoutException("test gate never opened");
+            return new FakeEngine(comm);
+        }
+    }
+
+    [Fact]
     public void A_load_failure_is_reported_with_the_models_message()
     {
         var rig = Start(engines: new FakeEngineFactory { FailWith = "30 attention heads cannot be split over 4 ranks" });
