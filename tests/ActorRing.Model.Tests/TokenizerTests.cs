@@ -81,6 +81,18 @@ public sealed class TokenizerTests
         Assert.Equal(expected, streamed);
     }
 
+    [Theory]
+    [InlineData("x", new[] { 1, 410, 444 })]
+    [InlineData("a", new[] { 1, 261 })]
+    [InlineData(" x", new[] { 1, 410, 410, 444 })]
+    [InlineData("x ", new[] { 1, 410, 444, 410 })]
+    public void Short_prompts_encode_to_real_ids_with_both_tokenizers(string text, int[] expected)
+    {
+        // Microsoft.ML.Tokenizers' own SentencePiece normalizer drops these inputs entirely (no ids, not even BOS).
+        Assert.Equal(expected, Load("tokenizer.model").Encode(text, addBos: true));
+        Assert.Equal(expected, Load("tok512.bin").Encode(text, addBos: true));
+    }
+
     [Fact]
     public void Both_bundled_tokenizers_encode_the_reference_story_identically_and_round_trip()
     {

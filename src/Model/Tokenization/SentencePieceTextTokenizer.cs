@@ -123,7 +123,17 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
             return addBos ? [BosId] : [];
         }
 
-        return _tokenizer.EncodeToIds(text, addBeginningOfSentence: addBos, addEndOfSentence: false);
+        // Microsoft.ML.Tokenizers 2.0.1's SentencePiece normalizer returns an empty string for some short inputs
+        // ("x", "a", " x"), which silently encodes to no ids at all. Its normalization for these models is only the
+        // dummy prefix plus escaping spaces as U+2581, so we do exactly that and let the library run the BPE.
+        string normalized = _tokenizer.EscapeWhiteSpaces ? text.Replace(' ', '\u2581') : text;
+        if (_tokenizer.AddDummyPrefix)
+        {
+            normalized = _tokenizer.TreatWhitespaceAsSuffix ? normalized + "\u2581" : "\u2581" + normalized;
+        }
+
+        return _tokenizer.EncodeToIds(normalized, addBeginningOfSentence: addBos, addEndOfSentence: false,
+            considerPreTokenization: true, considerNormalization: false);
     }
 
     public string Decode(IReadOnlyList<int> ids) => _table.Decode(ids);
