@@ -74,7 +74,15 @@ internal static class GenerateCommand
         Console.CancelKeyPress += onCancel;
         try
         {
-            var comms = await LocalRanks.ConnectAsync(worldSize, cts.Token);
+            ICollectives[] comms;
+            try
+            {
+                comms = await LocalRanks.ConnectAsync(worldSize, cts.Token);
+            }
+            catch (CollectiveException e)
+            {
+                throw new UsageException($"could not form the loopback ring: {e.Message}");
+            }
             var stdout = Console.Out;
             SamplingController? controller = null;
             var results = Try(() => RankThreads.Run(worldSize, rank =>
