@@ -66,6 +66,8 @@ internal static class GenerateCommand
         if (errors.Count > 0) throw new UsageException(string.Join("; ", errors));
 
         bool json = cli.Flag("json");
+        // Several ranks run as separate `serve` processes over the actor runtime (see Serve/MultiProcessGenerate).
+        if (worldSize > 1) return await Serve.MultiProcessGenerate.RunAsync(args, worldSize, promptIds, threads);
         var loadOptions = new ModelLoadOptions { ContextLength = context, DType = dtype, Threads = threads };
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
