@@ -21,6 +21,7 @@ public static class Program
     private static readonly Dictionary<string, Func<string[], Task<int>>> Verbs = new(StringComparer.Ordinal)
     {
         ["generate"] = Commands.GenerateCommand.RunAsync,
+        [Serve.ServeOptions.Verb] = Serve.ServeCommand.RunAsync,
         ["bench"] = Bench.BenchCommand.RunAsync,
     };
 

@@ -142,6 +142,10 @@ public sealed record ModelConfig
         {
             throw Refuse(source, "use_sliding_window", true, "sliding-window attention is not supported");
         }
+        else if (modelType == "mistral" && !root.TryGetProperty("sliding_window", out _))
+        {
+            slidingWindow = 4096; // transformers' MistralConfig default when the field is absent
+        }
 
         Llama3RopeScaling? scaling = null;
         if (root.TryGetProperty("rope_scaling", out var rsEl) && rsEl.ValueKind != JsonValueKind.Null)

@@ -161,19 +161,20 @@ public sealed class ShardedLlama : IDisposable
                 Tensor? bqkv = null;
                 if (c.QkvBias)
                 {
-                    bqkv = Own(Blocks(reader, 1,
+                    using var column = Blocks(reader, 1,
                         (pre + "self_attn.q_proj.bias", qRow0, _qDim, c.NumHeads * d),
                         (pre + "self_attn.k_proj.bias", kvRow0, _kvDim, c.NumKvHeads * d),
-                        (pre + "self_attn.v_proj.bias", kvRow0, _kvDim, c.NumKvHeads * d)).view(-1));
+                        (pre + "self_attn.v_proj.bias", kvRow0, _kvDim, c.NumKvHeads * d));
+                    bqkv = Own(column.view(-1));
                 }
                 var layer = new Layer
                 {
-                    InputNorm = Own(LoadFull(reader, pre + "input_layernorm.weight", 1, h).view(h)),
-                    PostNorm = Own(LoadFull(reader, pre + "post_attention_layernorm.weight", 1, h).view(h)),
+                    InputNorm = Own(LoadVector(reader, pre + "input_layernorm.weight", h)),
+                    PostNorm = Own(LoadVector(reader, pre + "post_attention_layernorm.weight", h)),
                     Wqkv = Split(wqkv),
                     Bqkv = bqkv,
                     Wo = Split(LoadTransposed(reader, h, c.NumHeads * d, (pre + "self_attn.o_proj.weight", 0, h, qRow0, _qDim))),
-                    Bo = c.OProjBias ? Own(LoadFull(reader, pre + "self_attn.o_proj.bias", 1, h).view(h)) : null,
+                    Bo = c.OProjBias ? Own(LoadVector(reader, pre + "self_attn.o_proj.bias", h)) : null,
                     Wgu = Split(LoadTransposed(reader, c.IntermediateSize, h,
                         (pre + "mlp.gate_proj.weight", p.FfnStart, p.LocalFfn, 0, h),
                         (pre + "mlp.up_proj.weight", p.FfnStart, p.LocalFfn, 0, h))),
@@ -184,7 +185,7 @@ public sealed class ShardedLlama : IDisposable
                 _layers[i] = layer;
                 Advance();
             }
-            _finalNorm = Own(LoadFull(reader, "model.norm.weight", 1, h).view(h));
+            _finalNorm = Own(LoadVector(reader, "model.norm.weight", h));
             if (c.TieWordEmbeddings)
             {
                 // A tied head is this rank's vocabulary rows of the (replicated) embedding, transposed for the
@@ -297,6 +298,13 @@ public sealed class ShardedLlama : IDisposable
     private static unsafe Span<float> FloatSpan(Tensor t) =>
         MemoryMarshal.Cast<byte, float>(t.bytes);
 
+    /// <summary>A whole 1-D weight (norms, row-parallel biases), replicated on every rank.</summary>
+    private Tensor LoadVector(ICheckpointReader reader, string name, long length)
+    {
+        using var row = LoadFull(reader, name, 1, length);
+        return row.view(length);
+    }
+
     private Tensor LoadFull(ICheckpointReader reader, string name, long rows, long cols) =>
         LoadRows(reader, name, rows, cols, 0, rows);
 
@@ -397,8 +405,10 @@ public sealed class ShardedLlama : IDisposable
         {
             var h = RmsNorm(x, layer.InputNorm);
             var qkv = Linear(h, layer.Wqkv, layer.Bqkv);         // [T, q + 2kv]
-            var q = Rope(qkv.narrow(1, 0, _qDim).view(T, localHeads, d), cos, sin);
-            var k = Rope(qkv.narrow(1, _qDim, _kvDim).view(T, localKv, d), cos, sin);
+            // q and k heads sit side by side in the fused output: rotate them in one go.
+            var qk = Rope(qkv.narrow(1, 0, _qDim + _kvDim).view(T, localHeads + localKv, d), cos, sin);
+            var q = qk.narrow(1, 0, localHeads);
+            var k = qk.narrow(1, localHeads, localKv);
             var v = qkv.narrow(1, _qDim + _kvDim, _kvDim).view(T, localKv, d);
 
             var kc = layer.KCache[slot];                           // [localKv, context, d]
@@ -461,6 +471,8 @@ public sealed class ShardedLlama : IDisposable
 
     private Tensor RmsNorm(Tensor x, Tensor weight)
     {
+        if (_dtype == ScalarType.Float32)
+            return weight * (x * torch.rsqrt(x.square().mean(new long[] { -1 }, keepdim: true).add_(Config.RmsNormEps)));
         var xf = x.to(ScalarType.Float32);
         var normed = xf * torch.rsqrt(xf.pow(2).mean(new long[] { -1 }, keepdim: true) + Config.RmsNormEps);
         return weight * normed.to(_dtype);

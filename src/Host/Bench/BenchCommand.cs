@@ -13,10 +13,11 @@ public static class BenchCommand
     {
         ["allreduce"] = AllReduceBench.RunAsync,
         [AllReduceBench.RankSubVerb] = AllReduceBench.RunRankAsync,
+        ["decode"] = DecodeBench.RunAsync,
     };
 
     /// <summary>Sub-verbs a user is told about.</summary>
-    public static readonly List<string> Listed = ["allreduce"];
+    public static readonly List<string> Listed = ["allreduce", "decode"];
 
     public static Task<int> RunAsync(string[] args)
     {

@@ -66,13 +66,23 @@ internal static class GenerateCommand
         if (errors.Count > 0) throw new UsageException(string.Join("; ", errors));
 
         bool json = cli.Flag("json");
+        // Several ranks run as separate `serve` processes over the actor runtime (see Serve/MultiProcessGenerate).
+        if (worldSize > 1) return await Serve.MultiProcessGenerate.RunAsync(args, worldSize, promptIds, threads);
         var loadOptions = new ModelLoadOptions { ContextLength = context, DType = dtype, Threads = threads };
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
         Console.CancelKeyPress += onCancel;
         try
         {
-            var comms = await LocalRanks.ConnectAsync(worldSize, cts.Token);
+            ICollectives[] comms;
+            try
+            {
+                comms = await LocalRanks.ConnectAsync(worldSize, cts.Token);
+            }
+            catch (CollectiveException e)
+            {
+                throw new UsageException($"could not form the loopback ring: {e.Message}");
+            }
             var stdout = Console.Out;
             SamplingController? controller = null;
             var results = Try(() => RankThreads.Run(worldSize, rank =>

@@ -1,0 +1,98 @@
+using System.Threading.Channels;
+using Akka.Actor;
+
+namespace ActorRing.Actors.Client;
+
+/// <summary>
+/// In-process access to rank 0's coordinator for the CLI (and later the HTTP front end): submits a request and
+/// streams its tokens as an async sequence. Each request gets a short-lived receiver actor that writes the
+/// coordinator's replies into a channel, so the caller never blocks an actor thread.
+/// </summary>
+public sealed class CoordinatorClient(ActorSystem system, IActorRef coordinator)
+{
+    public async Task<ClusterStatus> StatusAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        await coordinator.Ask<ClusterStatus>(GetClusterStatus.Instance, timeout, cancellationToken);
+
+    /// <summary>Tells every rank to stop (their hosts exit) and waits for the coordinator's acknowledgement.</summary>
+    public async Task ShutdownAsync(string reason, TimeSpan timeout) =>
+        await coordinator.Ask<ClusterStatus>(new ShutdownCluster(reason), timeout);
+
+    /// <summary>Waits until every rank is registered, the ring is formed and the shards are loaded; reports each
+    /// change of status (e.g. "loading: rank 0 40%, rank 1 35%") while waiting.</summary>
+    public async Task WaitReadyAsync(TimeSpan timeout, Action<ClusterStatus>? onChange, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        string last = "";
+        while (true)
+        {
+            ClusterStatus status;
+            try
+            {
+                status = await StatusAsync(TimeSpan.FromSeconds(5), deadline.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"the cluster was not ready within {timeout.TotalSeconds:0} s (last status: {last})");
+            }
+            if (status.Phase == nameof(Coordinator.Phase.Failed)) throw new InvalidOperationException(status.Detail);
+            if (status.Detail != last)
+            {
+                last = status.Detail;
+                onChange?.Invoke(status);
+            }
+            if (status.Ready) return;
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(250), deadline.Token);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"the cluster was not ready within {timeout.TotalSeconds:0} s (last status: {last})");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Streams <see cref="TokenGenerated"/> events and ends with one <see cref="GenerationCompleted"/> or
+    /// <see cref="GenerationFailed"/>. Cancelling the token asks the coordinator to stop after the current step.
+    /// </summary>
+    public async IAsyncEnumerable<IControlMessage> GenerateAsync(GenerateRequest request,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var channel = Channel.CreateUnbounded<IControlMessage>(new UnboundedChannelOptions { SingleReader = true });
+        var receiver = system.ActorOf(Props.Create(() => new Receiver(channel.Writer, request.RequestId)));
+        await using var cancel = cancellationToken.Register(() => coordinator.Tell(new CancelGeneration(request.RequestId)));
+        try
+        {
+            coordinator.Tell(request, receiver);
+            await foreach (var message in channel.Reader.ReadAllAsync(CancellationToken.None))
+            {
+                yield return message;
+                if (message is GenerationCompleted or GenerationFailed) yield break;
+            }
+        }
+        finally
+        {
+            system.Stop(receiver);
+        }
+    }
+
+    private sealed class Receiver : ReceiveActor
+    {
+        public Receiver(ChannelWriter<IControlMessage> writer, string requestId)
+        {
+            Receive<TokenGenerated>(t => t.RequestId == requestId, t => writer.TryWrite(t));
+            Receive<GenerationCompleted>(c => c.RequestId == requestId, c =>
+            {
+                writer.TryWrite(c);
+                writer.TryComplete();
+            });
+            Receive<GenerationFailed>(f => f.RequestId == requestId, f =>
+            {
+                writer.TryWrite(f);
+                writer.TryComplete();
+            });
+        }
+    }
+}

@@ -1,0 +1,26 @@
+namespace ActorRing.Actors;
+
+/// <summary>What rank 0's coordinator expects of the cluster, and how long it waits for each phase.</summary>
+/// <param name="WorldSize">Number of ranks that must register before the ring is formed.</param>
+/// <param name="Secret">Cluster secret (ACTORRING_SECRET) that every rank proves at registration.</param>
+/// <param name="ModelFingerprint">Rank 0's model fingerprint; every rank must report the same.</param>
+/// <param name="StepTimeout">Longest a rank may take for one forward step before the request fails.</param>
+/// <param name="RingTimeout">Longest ring formation may take (transport deadline plus slack).</param>
+/// <param name="LoadTimeout">Longest shard loading may take on every rank.</param>
+/// <param name="RetryDelay">Pause before forming the ring again after a ring failure.</param>
+public sealed record CoordinatorSettings(
+    int WorldSize,
+    byte[] Secret,
+    string ModelFingerprint,
+    TimeSpan StepTimeout,
+    TimeSpan RingTimeout,
+    TimeSpan LoadTimeout,
+    TimeSpan RetryDelay)
+{
+    public static CoordinatorSettings Create(int worldSize, byte[] secret, string fingerprint) => new(
+        worldSize, secret, fingerprint,
+        StepTimeout: TimeSpan.FromSeconds(60),
+        RingTimeout: TimeSpan.FromSeconds(150),
+        LoadTimeout: TimeSpan.FromMinutes(30),
+        RetryDelay: TimeSpan.FromSeconds(2));
+}

@@ -1,0 +1,93 @@
+using ActorRing.Actors.Engine;
+using Akka.Actor;
+using Akka.Configuration;
+using Akka.Hosting;
+using Akka.Remote.Hosting;
+
+namespace ActorRing.Actors.Hosting;
+
+/// <summary>Registry keys for the actors a rank runs (resolve with <c>ActorRegistry.Get&lt;T&gt;()</c>).</summary>
+public sealed class CoordinatorActor;
+
+public sealed class ShardWorkerActor;
+
+/// <summary>Where this rank's actor system listens and how peers address it.</summary>
+/// <param name="BindHost">Interface to listen on (0.0.0.0 = all).</param>
+/// <param name="Port">Listen port; 0 picks a free one (workers need no fixed port).</param>
+/// <param name="PublicHost">Address peers use in actor paths; must be what they dial.</param>
+public sealed record RemoteEndpoint(string BindHost, int Port, string PublicHost);
+
+/// <summary>Everything one rank needs to start its actors.</summary>
+public sealed record RankActorsOptions(
+    ShardWorkerSettings Worker,
+    IShardEngineFactory Engines,
+    IRingConnector Ring,
+    CoordinatorSettings? Coordinator,
+    ITokenPickerFactory? Pickers);
+
+/// <summary>
+/// Akka.Hosting wiring, one extension per concern, so the host composes exactly what a rank needs and tests
+/// can reuse the same HOCON and serializer binding.
+/// </summary>
+public static class ActorRingAkkaExtensions
+{
+    public const string HoconFileName = "actorring.hocon";
+
+    /// <summary>The shipped HOCON (remote transport, dispatchers, serializer binding). A copy in
+    /// <c>hocon/actorring.hocon</c> next to the executable wins, so operators can tune it without rebuilding.</summary>
+    public static Config LoadHocon()
+    {
+        var file = Path.Combine(AppContext.BaseDirectory, "hocon", HoconFileName);
+        if (File.Exists(file)) return ConfigurationFactory.ParseString(File.ReadAllText(file));
+        using var stream = typeof(ActorRingAkkaExtensions).Assembly.GetManifestResourceStream("ActorRing.Actors." + HoconFileName)
+            ?? throw new InvalidOperationException($"embedded {HoconFileName} is missing from {typeof(ActorRingAkkaExtensions).Assembly.GetName().Name}");
+        using var reader = new StreamReader(stream);
+        return ConfigurationFactory.ParseString(reader.ReadToEnd());
+    }
+
+    public static AkkaConfigurationBuilder AddActorRingHocon(this AkkaConfigurationBuilder builder) =>
+        builder.AddHocon(LoadHocon(), HoconAddMode.Prepend);
+
+    /// <summary>Routes Akka's log through Microsoft.Extensions.Logging, so one log stream (and systemd's
+    /// journal) carries both.</summary>
+    /// <param name="level">Akka's own threshold; it also governs the few lines Akka prints after the bridge
+    /// has stopped during shutdown, so quiet ranks stay quiet to the end.</param>
+    public static AkkaConfigurationBuilder AddActorRingLogging(this AkkaConfigurationBuilder builder,
+        Akka.Event.LogLevel level = Akka.Event.LogLevel.InfoLevel) =>
+        builder.ConfigureLoggers(loggers =>
+        {
+            loggers.LogLevel = level;
+            loggers.ClearLoggers();
+            loggers.AddLoggerFactory();
+        });
+
+    public static AkkaConfigurationBuilder AddActorRingRemoting(this AkkaConfigurationBuilder builder, RemoteEndpoint endpoint) =>
+        builder.WithRemoting(new RemoteOptions
+        {
+            HostName = endpoint.BindHost,
+            Port = endpoint.Port,
+            PublicHostName = endpoint.PublicHost,
+        });
+
+    /// <summary>Starts this rank's worker and, on rank 0, the coordinator (first, so the local worker finds it).</summary>
+    public static AkkaConfigurationBuilder AddActorRingRank(this AkkaConfigurationBuilder builder, RankActorsOptions options) =>
+        builder.WithActors((system, registry) =>
+        {
+            if (options.Coordinator is not null)
+            {
+                var pickers = options.Pickers ?? throw new InvalidOperationException("rank 0 needs a token picker factory");
+                var coordinator = system.ActorOf(
+                    Coordinator.Props(options.Coordinator, pickers).WithDispatcher("akka.actor.actorring-coordinator-dispatcher"),
+                    ControlProtocol.CoordinatorName);
+                registry.Register<CoordinatorActor>(coordinator);
+            }
+            var worker = system.ActorOf(
+                ShardWorker.Props(options.Worker, options.Engines, RingPeer.Props(options.Ring)),
+                $"worker-{options.Worker.Rank}");
+            registry.Register<ShardWorkerActor>(worker);
+        });
+
+    /// <summary>The coordinator's path as a worker dials it.</summary>
+    public static string CoordinatorPath(string host, int port) =>
+        $"akka.tcp://{ControlProtocol.SystemName}@{host}:{port}/user/{ControlProtocol.CoordinatorName}";
+}

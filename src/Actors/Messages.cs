@@ -1,0 +1,124 @@
+namespace ActorRing.Actors;
+
+/// <summary>
+/// Marker of every control-plane message that may cross process boundaries. The serialization binding in
+/// hocon/actorring.hocon maps this interface to <see cref="Serialization.ControlMessageSerializer"/>, so a
+/// message that is not behind it can never reach the (unsafe) default serializers by accident.
+/// </summary>
+public interface IControlMessage;
+
+/// <summary>The control protocol version; a rank with another version is refused at registration.</summary>
+public static class ControlProtocol
+{
+    public const int Version = 1;
+
+    /// <summary>Actor system name on every rank; remote paths include it, so all ranks must agree.</summary>
+    public const string SystemName = "actorring";
+
+    /// <summary>Name of the coordinator under /user on rank 0.</summary>
+    public const string CoordinatorName = "coordinator";
+}
+
+// ---------------------------------------------------------------- registration (worker <-> coordinator)
+
+/// <summary>Worker to coordinator: opens registration. <paramref name="ClientNonce"/> lets the worker check the
+/// coordinator's own proof of the secret, so a rogue coordinator cannot drive the rank.</summary>
+public sealed record Hello(int Rank, string ClientNonce) : IControlMessage;
+
+/// <summary>Coordinator to worker: a fresh one-time nonce, and the coordinator's proof over the client nonce.</summary>
+public sealed record Challenge(string ServerNonce, string ServerProof) : IControlMessage;
+
+/// <summary>Worker to coordinator: identity plus HMAC-SHA256 proof over both nonces and every identity field.</summary>
+public sealed record Register(
+    int Rank, int WorldSize, int ProtocolVersion, string ModelFingerprint,
+    string ClientNonce, string ServerNonce, string Proof) : IControlMessage;
+
+public sealed record Registered(int Rank, int WorldSize) : IControlMessage;
+
+public sealed record RegistrationRefused(int Rank, string Reason) : IControlMessage;
+
+/// <summary>Worker to coordinator: the coordinator's proof did not match, so this rank will not register (it sends
+/// no proof of its own to an unverified peer). Lets rank 0 log the mismatch too.</summary>
+public sealed record CoordinatorRefused(int Rank, string Reason) : IControlMessage;
+
+// ---------------------------------------------------------------- ring formation and loading
+
+/// <summary>Coordinator to worker: (re)connect the data-plane ring. <paramref name="Generation"/> tags every
+/// reply so that answers about an abandoned ring are ignored.</summary>
+public sealed record FormRing(int Generation) : IControlMessage;
+
+public sealed record RingReady(int Rank, int Generation, bool ShardLoaded) : IControlMessage;
+
+public sealed record RingFailed(int Rank, int Generation, string Reason) : IControlMessage;
+
+/// <summary>Coordinator to worker: close the ring sockets (after an error elsewhere, or before shutdown).</summary>
+public sealed record CloseRing(int Generation, string Reason) : IControlMessage;
+
+public sealed record LoadShard(int Generation) : IControlMessage;
+
+public sealed record LoadProgress(int Rank, double Fraction) : IControlMessage;
+
+public sealed record ShardLoaded(int Rank, int Generation) : IControlMessage;
+
+public sealed record LoadFailed(int Rank, int Generation, string Reason) : IControlMessage;
+
+// ---------------------------------------------------------------- inference steps
+
+/// <summary>Coordinator to every worker: run one forward pass. All ranks receive identical arguments, as the
+/// tensor-parallel forward requires; <paramref name="StartPosition"/> 0 starts the slot afresh.</summary>
+public sealed record RunStep(string RequestId, int Step, int Slot, int[] Tokens, int StartPosition) : IControlMessage;
+
+/// <summary>Worker to coordinator. <paramref name="Logits"/> is set on rank 0 only (the gathered last-position
+/// logits); rank 0's worker lives in the coordinator's process, so the array is never serialized in practice.</summary>
+public sealed record StepCompleted(string RequestId, int Step, int Rank, float[]? Logits, double ComputeMs) : IControlMessage;
+
+/// <summary><paramref name="RingBroken"/> is false for input errors every rank detects before any collective
+/// (e.g. the context is full): the ring is intact and need not be re-formed.</summary>
+public sealed record StepFailed(string RequestId, int Step, int Rank, string Reason, bool RingBroken = true) : IControlMessage;
+
+// ---------------------------------------------------------------- client API (rank 0)
+
+/// <summary>Sampling parameters; Temperature 0 means greedy. A seed makes sampling reproducible at any world size
+/// (null draws a random one).</summary>
+public sealed record SamplingSpec(
+    double Temperature = 0, int TopK = 0, double TopP = 1.0, ulong? Seed = null, double RepetitionPenalty = 1.0,
+    int MaxTokens = 256, int[]? StopTokenIds = null) : IControlMessage;
+
+/// <summary>
+/// Client to coordinator. <paramref name="StartPosition"/> is the number of tokens of this slot already in the
+/// KV cache (0 for a fresh conversation), so a chat can continue without re-running its history.
+/// </summary>
+public sealed record GenerateRequest(string RequestId, int Slot, int[] PromptTokens, int StartPosition, SamplingSpec Sampling)
+    : IControlMessage;
+
+public sealed record TokenGenerated(string RequestId, int Index, int TokenId) : IControlMessage;
+
+/// <summary><paramref name="TokenIds"/> includes a final stop token, as generate's ids do.
+/// <paramref name="PositionAfter"/> counts the tokens now in the slot's cache; the last generated token is not
+/// among them (it was sampled, not fed), so a continuation must feed it first.</summary>
+public sealed record GenerationCompleted(
+    string RequestId, int[] TokenIds, string FinishReason, int PositionAfter, double PrefillMs, double MsPerToken,
+    double ControlShare) : IControlMessage;
+
+/// <summary><paramref name="ContextLost"/>: the request continued a conversation the cluster no longer holds;
+/// the same prompt can be sent again as a new conversation (start position 0).</summary>
+public sealed record GenerationFailed(string RequestId, string Reason, bool ContextLost = false) : IControlMessage;
+
+public sealed record CancelGeneration(string RequestId) : IControlMessage;
+
+public sealed record GetClusterStatus : IControlMessage
+{
+    public static readonly GetClusterStatus Instance = new();
+}
+
+public sealed record ClusterStatus(string Phase, int RegisteredRanks, int WorldSize, bool Ready, string Detail) : IControlMessage;
+
+/// <summary>Client to coordinator: stop every rank (one-shot runs, or rank 0 shutting down).</summary>
+public sealed record ShutdownCluster(string Reason) : IControlMessage;
+
+/// <summary>Coordinator to worker: the cluster is going down; stop this process.</summary>
+public sealed record Shutdown(string Reason) : IControlMessage;
+
+/// <summary>Worker to coordinator, on a clean stop (Ctrl-C, SIGTERM): lets in-flight work fail at once with the
+/// reason instead of after the failure detector's timeout.</summary>
+public sealed record RankLeaving(int Rank, string Reason) : IControlMessage;

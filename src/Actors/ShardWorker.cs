@@ -1,0 +1,280 @@
+using System.Diagnostics;
+using ActorRing.Actors.Engine;
+using ActorRing.Actors.Security;
+using ActorRing.Transport;
+using Akka.Actor;
+using Akka.Event;
+
+namespace ActorRing.Actors;
+
+/// <summary>How a rank finds and proves itself to the coordinator.</summary>
+/// <param name="CoordinatorPath">Actor path of the coordinator, e.g. akka.tcp://actorring@10.0.0.1:1234/user/coordinator.</param>
+/// <param name="RetryInterval">Pause between registration attempts; workers retry until rank 0 answers.</param>
+/// <param name="OnShutdown">Called when the coordinator shuts the cluster down (the host stops the process).</param>
+public sealed record ShardWorkerSettings(
+    int Rank, int WorldSize, byte[] Secret, string CoordinatorPath, TimeSpan RetryInterval, Action<string>? OnShutdown = null);
+
+/// <summary>
+/// Every rank's worker. It registers with the coordinator (proving the secret, and checking the coordinator's
+/// own proof), has its <see cref="RingPeer"/> child form the ring when told, loads this rank's shard and runs
+/// forward steps on a dedicated <see cref="ComputeThread"/>, and reports progress and completion back as
+/// messages. Its mailbox never waits on compute: a slow or stuck step shows up as a coordinator timeout,
+/// not as a deaf actor.
+/// </summary>
+public sealed class ShardWorker : ReceiveActor, IWithTimers
+{
+    private const string HelloTimer = "hello";
+
+    private readonly ShardWorkerSettings _settings;
+    private readonly IShardEngineFactory _engines;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly ComputeThread _compute;
+    private readonly IActorRef _ringPeer;
+    private IActorRef _coordinator = ActorRefs.Nobody;
+    private IActorRef _candidate = ActorRefs.Nobody;
+    private string _clientNonce = "";
+    private string _lastRefusal = "";
+    private RingCollectives? _collectives;
+    private int _ringGeneration = -1;
+    private IShardEngine? _engine;
+    private bool _loading;
+
+    /// <summary>The newest LoadShard generation: a load that outlives a ring re-formation answers that one.</summary>
+    private int _loadGeneration;
+
+    public ShardWorker(ShardWorkerSettings settings, IShardEngineFactory engines, Props ringPeerProps)
+    {
+        _settings = settings;
+        _engines = engines;
+        _compute = new ComputeThread($"actorring-compute-rank{settings.Rank}");
+        _ringPeer = Context.ActorOf(ringPeerProps, "ring-peer");
+        Dialing();
+    }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public static Props Props(ShardWorkerSettings settings, IShardEngineFactory engines, Props ringPeerProps) =>
+        Akka.Actor.Props.Create(() => new ShardWorker(settings, engines, ringPeerProps));
+
+    private sealed record SendHello : INoSerializationVerificationNeeded;
+    private sealed record LoadDone(int Generation, IShardEngine? Engine, Exception? Error) : INoSerializationVerificationNeeded;
+    private sealed record StepDone(RunStep Step, float[]? Logits, double ComputeMs, Exception? Error) : INoSerializationVerificationNeeded;
+    private sealed record LocalProgress(int Generation, double Fraction) : INoSerializationVerificationNeeded;
+
+    protected override void PreStart() => StartDialing();
+
+    /// <summary>Timers are not available in the constructor, so dialing starts here and on every return to it.</summary>
+    private void StartDialing()
+    {
+        Timers.StartPeriodicTimer(HelloTimer, new SendHello(), _settings.RetryInterval);
+        Self.Tell(new SendHello());
+    }
+
+    // ------------------------------------------------------------------ registration
+
+    private void Dialing()
+    {
+        Receive<SendHello>(_ =>
+        {
+            _clientNonce = RegistrationProof.NewNonce();
+            Context.ActorSelection(_settings.CoordinatorPath).Tell(new Hello(_settings.Rank, _clientNonce));
+        });
+        Receive<Challenge>(c =>
+        {
+            var expected = RegistrationProof.Coordinator(_settings.Secret, _clientNonce, c.ServerNonce);
+            if (!RegistrationProof.Matches(expected, c.ServerProof))
+            {
+                var reason = $"the coordinator at {Sender.Path.Address} failed to prove the cluster secret; set the same ACTORRING_SECRET on every rank";
+                LogRefusalOnce(reason);
+                Sender.Tell(new CoordinatorRefused(_settings.Rank, reason));
+                return;
+            }
+            _candidate = Sender;
+            var fingerprint = _engines.ModelFingerprint;
+            var proof = RegistrationProof.Worker(_settings.Secret, _clientNonce, c.ServerNonce, _settings.Rank,
+                _settings.WorldSize, ControlProtocol.Version, fingerprint);
+            Sender.Tell(new Register(_settings.Rank, _settings.WorldSize, ControlProtocol.Version, fingerprint,
+                _clientNonce, c.ServerNonce, proof));
+        });
+        Receive<Registered>(r =>
+        {
+            if (!Sender.Equals(_candidate)) return;
+            Timers.Cancel(HelloTimer);
+            _coordinator = Sender;
+            _lastRefusal = "";
+            Context.Watch(_coordinator);
+            _log.Info("rank {0}/{1}: registered with the coordinator at {2}", _settings.Rank, _settings.WorldSize, _coordinator.Path.Address);
+            Become(Active);
+        });
+        Receive<RegistrationRefused>(r => LogRefusalOnce($"the coordinator refused rank {r.Rank}: {r.Reason}"));
+        Receive<RunStep>(s => Sender.Tell(new StepFailed(s.RequestId, s.Step, _settings.Rank, $"rank {_settings.Rank} is not registered")));
+        Common();
+    }
+
+    /// <summary>Refusals repeat on every retry; log each distinct reason once so the log stays readable.</summary>
+    private void LogRefusalOnce(string reason)
+    {
+        if (reason == _lastRefusal) return;
+        _lastRefusal = reason;
+        _log.Error("rank {0}: {1}", _settings.Rank, reason);
+    }
+
+    // ------------------------------------------------------------------ registered
+
+    private void Active()
+    {
+        Receive<FormRing>(f => FromCoordinator(), f => _ringPeer.Tell(new RingPeer.Connect(f.Generation, _coordinator)));
+        Receive<RingPeer.Connected>(c =>
+        {
+            _collectives = c.Collectives;
+            _ringGeneration = c.Generation;
+            _coordinator.Tell(new RingReady(_settings.Rank, c.Generation, _engine is not null));
+        });
+        Receive<RingPeer.ConnectFailed>(_ => { }); // the peer reports it to the coordinator itself
+        Receive<CloseRing>(c => FromCoordinator(), c => _ringPeer.Tell(new RingPeer.Close(c.Generation, c.Reason)));
+        Receive<LoadShard>(l => FromCoordinator(), l => StartLoad(l.Generation));
+        Receive<LocalProgress>(p => _coordinator.Tell(new LoadProgress(_settings.Rank, p.Fraction)));
+        Receive<LoadDone>(OnLoadDone);
+        Receive<RunStep>(s => FromCoordinator(), StartStep);
+        Receive<StepDone>(OnStepDone);
+        Receive<Shutdown>(s => FromCoordinator(), s =>
+        {
+            _log.Info("rank {0}: the coordinator shuts the cluster down: {1}", _settings.Rank, s.Reason);
+            _coordinator = ActorRefs.Nobody; // no RankLeaving for a shutdown the coordinator ordered
+            _ringPeer.Tell(new RingPeer.Close(_ringGeneration, s.Reason));
+            if (_settings.OnShutdown is { } onShutdown) onShutdown(s.Reason);
+            else Context.Stop(Self);
+        });
+        Receive<Terminated>(t => t.ActorRef.Equals(_coordinator), t =>
+        {
+            _log.Warning("rank {0}: the coordinator at {1} is gone; closing the ring and dialing it again", _settings.Rank, t.ActorRef.Path.Address);
+            _coordinator = ActorRefs.Nobody;
+            _ringPeer.Tell(new RingPeer.Close(_ringGeneration, "coordinator lost"));
+            Become(Dialing);
+            StartDialing();
+        });
+        Common();
+    }
+
+    private void Common()
+    {
+        Receive<SendHello>(_ => { });
+        Receive<Challenge>(_ => { });
+        Receive<Registered>(_ => { });
+        Receive<RegistrationRefused>(_ => { });
+        Receive<LoadDone>(d => d.Engine?.Dispose());
+        Receive<StepDone>(_ => { });
+        Receive<LocalProgress>(_ => { });
+        Receive<RingPeer.Connected>(_ => { });
+        Receive<RingPeer.ConnectFailed>(_ => { });
+    }
+
+    /// <summary>Only the coordinator this rank registered with may drive it.</summary>
+    private bool FromCoordinator()
+    {
+        if (Sender.Equals(_coordinator)) return true;
+        _log.Warning("rank {0}: ignoring a control message from {1}, which is not the registered coordinator", _settings.Rank, Sender.Path);
+        return false;
+    }
+
+    private void StartLoad(int generation)
+    {
+        _loadGeneration = generation;
+        if (_engine is not null)
+        {
+            _coordinator.Tell(new ShardLoaded(_settings.Rank, generation));
+            return;
+        }
+        if (_loading) return;
+        if (_collectives is null)
+        {
+            _coordinator.Tell(new LoadFailed(_settings.Rank, generation, $"rank {_settings.Rank} was told to load before its ring formed"));
+            return;
+        }
+        _loading = true;
+        var self = Self;
+        var collectives = _collectives;
+        var progress = new ThrottledProgress(f => self.Tell(new LocalProgress(generation, f)));
+        _log.Info("rank {0}/{1}: loading shard", _settings.Rank, _settings.WorldSize);
+        _compute.Run(() => _engines.Load(collectives, progress, CancellationToken.None)).PipeTo(Self,
+            success: engine => new LoadDone(generation, engine, null),
+            failure: e => new LoadDone(generation, null, e));
+    }
+
+    private void OnLoadDone(LoadDone done)
+    {
+        _loading = false;
+        if (done.Engine is not null)
+        {
+            _engine = done.Engine;
+            _log.Info("rank {0}/{1}: shard loaded", _settings.Rank, _settings.WorldSize);
+            _coordinator.Tell(new ShardLoaded(_settings.Rank, _loadGeneration));
+            return;
+        }
+        var error = Unwrap(done.Error!);
+        _log.Error("rank {0}: loading failed: {1}", _settings.Rank, error.Message);
+        if (error is CollectiveException) _ringPeer.Tell(new RingPeer.Broken(_ringGeneration, error.Message));
+        _coordinator.Tell(new LoadFailed(_settings.Rank, _loadGeneration, error.Message));
+    }
+
+    private void StartStep(RunStep step)
+    {
+        if (_engine is null)
+        {
+            Sender.Tell(new StepFailed(step.RequestId, step.Step, _settings.Rank, $"rank {_settings.Rank} has no shard loaded"));
+            return;
+        }
+        var engine = _engine;
+        _compute.Run(() =>
+        {
+            long start = Stopwatch.GetTimestamp();
+            if (step.StartPosition == 0) engine.ResetSlot(step.Slot);
+            var logits = engine.Forward(step.Slot, step.Tokens, step.StartPosition);
+            return (logits, Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        }).PipeTo(Self,
+            success: r => new StepDone(step, r.logits, r.Item2, null),
+            failure: e => new StepDone(step, null, 0, e));
+    }
+
+    private void OnStepDone(StepDone done)
+    {
+        var s = done.Step;
+        if (done.Error is null)
+        {
+            _coordinator.Tell(new StepCompleted(s.RequestId, s.Step, _settings.Rank, done.Logits, done.ComputeMs));
+            return;
+        }
+        var error = Unwrap(done.Error);
+        _log.Error("rank {0}: step {1} of request {2} failed: {3}", _settings.Rank, s.Step, s.RequestId, error.Message);
+        // A collective error leaves the ring in an unknown state; the peer closes it so neighbours fail fast.
+        if (error is CollectiveException) _ringPeer.Tell(new RingPeer.Broken(_ringGeneration, error.Message));
+        _coordinator.Tell(new StepFailed(s.RequestId, s.Step, _settings.Rank, error.Message, RingBroken: error is CollectiveException));
+    }
+
+    private static Exception Unwrap(Exception e) => e is AggregateException { InnerExceptions.Count: 1 } a ? Unwrap(a.InnerExceptions[0]) : e;
+
+    protected override void PostStop()
+    {
+        // Tell rank 0 why we are going, so in-flight work fails now rather than at the failure detector's timeout.
+        if (!_coordinator.IsNobody()) _coordinator.Tell(new RankLeaving(_settings.Rank, "the process is stopping"));
+        // The ring-peer child has already closed the sockets, so a step blocked in a collective has failed.
+        var engine = _engine;
+        _engine = null;
+        if (engine is not null) _compute.Run(() => { engine.Dispose(); return 0; }).Wait(TimeSpan.FromSeconds(5));
+        _compute.Dispose();
+        base.PostStop();
+    }
+
+    /// <summary>Reports load progress in steps of at least 5%, so a large model does not flood the control plane.</summary>
+    private sealed class ThrottledProgress(Action<double> report) : IProgress<double>
+    {
+        private double _last = -1;
+
+        public void Report(double value)
+        {
+            if (value < _last + 0.05 && value < 1) return;
+            _last = value;
+            report(Math.Clamp(value, 0, 1));
+        }
+    }
+}

@@ -1,0 +1,237 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using ActorRing.Actors;
+using ActorRing.Actors.Client;
+using ActorRing.Actors.Engine;
+using ActorRing.Actors.Hosting;
+using ActorRing.Host.Cli;
+using ActorRing.Model;
+using ActorRing.Model.Tokenization;
+using ActorRing.Transport;
+using Akka.Actor;
+using Akka.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+
+namespace ActorRing.Host.Serve;
+
+/// <summary>
+/// <c>actorring serve</c>: one rank of the cluster as a .NET Generic Host service. Every rank runs a
+/// ShardWorker (with its RingPeer); rank 0 also hosts the Coordinator at master_ip:master_port, where the
+/// workers dial it. Logs go to stderr through Microsoft.Extensions.Logging (stdout carries completions only),
+/// Ctrl-C / SIGTERM stop it cleanly, and under systemd it reports readiness and logs to the journal.
+/// </summary>
+public static class ServeCommand
+{
+    public const string Usage = """
+        usage: actorring serve [--model DIR] [--ring-config FILE] [--interactive]
+                               [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+                               [--repetition-penalty R] [--stop TEXT] [--bind ADDR] [--advertise HOST]
+                               [--control-port N]
+                               [--threads T] [--context N] [--dtype f32|bf16] [--ready-timeout SECONDS]
+                               [--quiet | --verbose]
+
+        Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
+        needs the same ACTORRING_SECRET. Rank 0 hosts the coordinator at master_ip:master_port; start the
+        ranks in any order. --interactive (rank 0) reads prompts from the terminal or, on a pipe, one prompt
+        per line and writes one completion per line (newlines escaped as \n). /reset clears the conversation,
+        /exit quits. See docs/running.md.
+        """;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args is ["--help"] or ["-h"])
+        {
+            Console.Out.WriteLine(Usage);
+            return 0;
+        }
+        var options = ServeOptions.Parse(args);
+        // A rank started by `generate --world-size N` exits when that parent dies, even by SIGKILL.
+        RankProcessLauncher.ExitWhenParentDies();
+        // stdout carries completions only. Libraries (Akka's shutdown messages) may still print to Console.Out,
+        // so the process's Console.Out goes to stderr and completions use the real stdout through ServeExit.Out.
+        var stdout = new StreamWriter(Console.OpenStandardOutput(), new System.Text.UTF8Encoding(false)) { AutoFlush = false };
+        Console.SetOut(Console.Error);
+        if (!TryPrepare(options, out var rank, out int failure)) return failure;
+        using var host = Build(options, rank!, stdout);
+        var exit = host.Services.GetRequiredService<ServeExit>(); // RunAsync disposes the container
+        await host.RunAsync();
+        stdout.Flush();
+        return exit.Code;
+    }
+
+    /// <summary>Everything about this rank that is validated before anything starts.</summary>
+    internal sealed record RankSetup(
+        RingConfig Ring, byte[] Secret, ShardedLlamaEngineFactory Engines, ModelDirectory Model, ITextTokenizer? Tokenizer);
+
+    private static bool TryPrepare(ServeOptions options, out RankSetup? setup, out int exitCode)
+    {
+        setup = null;
+        exitCode = 2;
+        RingConfig ring;
+        try
+        {
+            ring = RingConfig.LoadFromEnvironment(options.RingConfigPath);
+        }
+        catch (RingConfigException e)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return false;
+        }
+        foreach (var warning in ring.Warnings) Console.Error.WriteLine($"warning: {warning}");
+
+        if ((options.Interactive || options.OneShot) && ring.Rank != 0)
+        {
+            Console.Error.WriteLine($"error: --interactive and --prompt run on rank 0, but {ring.SourcePath} is rank {ring.Rank}; drop the option on this machine");
+            return false;
+        }
+        var secret = RingOptions.SecretFromEnvironment();
+        if (secret.Length == 0)
+        {
+            if (ring.WorldSize > 1)
+            {
+                Console.Error.WriteLine($"error: {RingOptions.SecretEnvironmentVariable} is not set; every rank of a world_size {ring.WorldSize} ring needs the same secret (for example: export {RingOptions.SecretEnvironmentVariable}=$(openssl rand -hex 32) on one machine, and the same value on the others)");
+                return false;
+            }
+            secret = RandomNumberGenerator.GetBytes(32); // a single rank has nobody to prove it to
+        }
+        if (ring.WorldSize > 1)
+        {
+            try
+            {
+                ring.RequireMaster();
+            }
+            catch (RingConfigException e)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return false;
+            }
+        }
+
+        try
+        {
+            var model = ModelDirectory.Recognise(options.ModelDir);
+            var engines = new ShardedLlamaEngineFactory(options.ModelDir, options.Load);
+            var tokenizer = ring.Rank == 0 ? TokenizerLoader.Load(model.TokenizerFile ?? model.Path) : null;
+            setup = new RankSetup(ring, secret, engines, model, tokenizer);
+            return true;
+        }
+        catch (Exception e) when (e is ModelLoadException or TokenizerFormatException or IOException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return false;
+        }
+    }
+
+    internal static IHost Build(ServeOptions options, RankSetup setup, TextWriter stdout)
+    {
+        var ring = setup.Ring;
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
+        builder.Services.AddSystemd();
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss ";
+        });
+        builder.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        // The chat prompt shares the terminal with the log, so interactive mode shows only problems by default.
+        var level = options.Verbose ? LogLevel.Debug : options.Interactive || options.OneShot || options.Quiet ? LogLevel.Warning : LogLevel.Information;
+        builder.Logging.SetMinimumLevel(level);
+        builder.Services.AddSingleton(new ServeExit { Out = stdout });
+
+        var ringOptions = new RingOptions { ClusterSecret = setup.Secret, BindAddress = options.BindAddress };
+        var (endpoint, coordinatorPath) = Endpoints(options, ring);
+
+        builder.Services.AddAkka(ControlProtocol.SystemName, (akka, sp) =>
+        {
+            var lifetime = sp.GetRequiredService<IHostApplicationLifetime>();
+            var loggers = sp.GetRequiredService<ILoggerFactory>();
+            var worker = new ShardWorkerSettings(ring.Rank, ring.WorldSize, setup.Secret, coordinatorPath,
+                TimeSpan.FromSeconds(1), _ => lifetime.StopApplication());
+            CoordinatorSettings? coordinator = null;
+            if (ring.Rank == 0)
+            {
+                coordinator = CoordinatorSettings.Create(ring.WorldSize, setup.Secret, setup.Engines.ModelFingerprint) with
+                {
+                    // Longer than the transport's own deadlines, so its precise error (naming the peer) wins.
+                    StepTimeout = ringOptions.OperationTimeout + TimeSpan.FromSeconds(30),
+                    RingTimeout = ringOptions.ConnectTimeout + TimeSpan.FromSeconds(30),
+                };
+            }
+            akka.AddActorRingHocon()
+                .AddActorRingLogging(level switch
+                {
+                    LogLevel.Debug => Akka.Event.LogLevel.DebugLevel,
+                    LogLevel.Information => Akka.Event.LogLevel.InfoLevel,
+                    _ => Akka.Event.LogLevel.WarningLevel,
+                })
+                .AddActorRingRemoting(endpoint)
+                .AddActorRingRank(new RankActorsOptions(
+                    worker,
+                    setup.Engines,
+                    new RingCommunicatorConnector(ring, ringOptions, loggers.CreateLogger("ActorRing.Transport")),
+                    coordinator,
+                    ring.Rank == 0 ? new SamplerPickerFactory() : null));
+        });
+
+        if (ring.Rank == 0 && (options.Interactive || options.OneShot))
+        {
+            // The coordinator exists only once Akka's hosted service has started, so it is resolved on first use.
+            builder.Services.AddHostedService(sp => new PromptService(
+                options, setup,
+                async () => new CoordinatorClient(sp.GetRequiredService<ActorSystem>(),
+                    await sp.GetRequiredService<ActorRegistry>().GetAsync<CoordinatorActor>()),
+                sp.GetRequiredService<IHostApplicationLifetime>(),
+                sp.GetRequiredService<ServeExit>(),
+                sp.GetRequiredService<ILogger<PromptService>>()));
+        }
+        return builder.Build();
+    }
+
+    /// <summary>
+    /// Rank 0 listens at master_port and names itself by the master address exactly as workers dial it (Akka
+    /// drops messages addressed to any other name). Workers listen on a free port and name themselves by the
+    /// local address that routes to rank 0, so replies find them on a multi-homed machine.
+    /// </summary>
+    internal static (RemoteEndpoint Endpoint, string CoordinatorPath) Endpoints(ServeOptions options, RingConfig ring)
+    {
+        string bind = options.BindAddress.ToString();
+        string localCoordinator = $"/user/{ControlProtocol.CoordinatorName}";
+        if (ring.WorldSize == 1 && ring.MasterPort is null)
+            return (new RemoteEndpoint("127.0.0.1", 0, "127.0.0.1"), localCoordinator);
+        var (masterHost, masterPort) = ring.RequireMaster();
+        if (ring.Rank == 0)
+            return (new RemoteEndpoint(bind, masterPort, options.Advertise ?? masterHost), localCoordinator);
+        return (new RemoteEndpoint(bind, options.ControlPort, options.Advertise ?? LocalAddressToward(masterHost)),
+            ActorRingAkkaExtensions.CoordinatorPath(masterHost, masterPort));
+    }
+
+    /// <summary>The local address the OS would use to reach <paramref name="host"/> (no packet is sent).</summary>
+    private static string LocalAddressToward(string host)
+    {
+        try
+        {
+            using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            probe.Connect(host, 9);
+            return ((IPEndPoint)probe.LocalEndPoint!).Address.ToString();
+        }
+        catch (SocketException)
+        {
+            return Dns.GetHostName();
+        }
+    }
+}
+
+/// <summary>The process exit code decided by a hosted service (0 unless a prompt run failed), and stdout.</summary>
+public sealed class ServeExit
+{
+    public int Code { get; set; }
+
+    /// <summary>The real standard output (completions and the chat prompt only).</summary>
+    public TextWriter Out { get; init; } = Console.Out;
+}

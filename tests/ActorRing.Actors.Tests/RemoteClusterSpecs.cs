@@ -1,0 +1,118 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using ActorRing.Actors.Client;
+using ActorRing.Actors.Hosting;
+using Akka.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace ActorRing.Actors.Tests;
+
+/// <summary>
+/// Two ranks as two generic hosts with real Akka.Remote on loopback, wired by the same Akka.Hosting extensions
+/// and HOCON as <c>actorring serve</c>; only the model and the ring are fakes. This exercises addressing
+/// (the worker dials rank 0's public address), the JSON serializer over the wire, and registration proofs.
+/// </summary>
+public sealed class RemoteClusterSpecs
+{
+    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("remote-secret");
+
+    private static int FreePort()
+    {
+        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)s.LocalEndPoint!).Port;
+    }
+
+    private static IHost Rank(int rank, int worldSize, int masterPort, byte[] secret, string fingerprint = "fp-test")
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        var coordinatorPath = rank == 0
+            ? $"/user/{ControlProtocol.CoordinatorName}"
+            : ActorRingAkkaExtensions.CoordinatorPath("127.0.0.1", masterPort);
+        var options = new RankActorsOptions(
+            new ShardWorkerSettings(rank, worldSize, secret, coordinatorPath, TimeSpan.FromMilliseconds(300)),
+            new FakeEngineFactory(fingerprint),
+            new FakeRingConnector(rank, worldSize),
+            rank == 0 ? CoordinatorSettings.Create(worldSize, secret, "fp-test") : null,
+            rank == 0 ? new GreedyPickers() : null);
+        builder.Services.AddAkka(ControlProtocol.SystemName, akka => akka
+            .AddActorRingHocon()
+            .AddActorRingLogging()
+            .AddActorRingRemoting(new RemoteEndpoint("127.0.0.1", rank == 0 ? masterPort : 0, "127.0.0.1"))
+            .AddActorRingRank(options));
+        return builder.Build();
+    }
+
+    [Fact]
+    public async Task A_worker_started_before_rank_0_registers_over_the_network_and_a_request_streams_back()
+    {
+        int masterPort = FreePort();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var worker = Rank(1, 2, masterPort, Secret);
+        await worker.StartAsync(cts.Token);
+        await Task.Delay(500, cts.Token); // the worker dials a coordinator that does not exist yet
+        using var master = Rank(0, 2, masterPort, Secret);
+        await master.StartAsync(cts.Token);
+        try
+        {
+            var registry = master.Services.GetRequiredService<ActorRegistry>();
+            var client = new CoordinatorClient(master.Services.GetRequiredService<Akka.Actor.ActorSystem>(), registry.Get<CoordinatorActor>());
+            await client.WaitReadyAsync(TimeSpan.FromSeconds(30), null, cts.Token);
+
+            var events = new List<IControlMessage>();
+            await foreach (var e in client.GenerateAsync(new GenerateRequest("r1", 0, [1, 3], 0, new SamplingSpec(MaxTokens: 4)), cts.Token))
+                events.Add(e);
+
+            // The fake model predicts last token + 1 (mod 16); rank 1's steps ran remotely in lockstep.
+            Assert.Equal(new[] { 4, 5, 6, 7 }, events.OfType<TokenGenerated>().Select(t => t.TokenId));
+            var done = Assert.IsType<GenerationCompleted>(events[^1]);
+            Assert.Equal(new[] { 4, 5, 6, 7 }, done.TokenIds);
+            Assert.Equal(5, done.PositionAfter);
+        }
+        finally
+        {
+            await master.StopAsync(CancellationToken.None);
+            await worker.StopAsync(CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task A_worker_with_the_wrong_secret_never_joins_and_a_stopping_worker_fails_the_request_fast()
+    {
+        int masterPort = FreePort();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var master = Rank(0, 2, masterPort, Secret);
+        using var impostor = Rank(1, 2, masterPort, Encoding.UTF8.GetBytes("guess"));
+        await master.StartAsync(cts.Token);
+        await impostor.StartAsync(cts.Token);
+        var client = new CoordinatorClient(master.Services.GetRequiredService<Akka.Actor.ActorSystem>(),
+            master.Services.GetRequiredService<ActorRegistry>().Get<CoordinatorActor>());
+        try
+        {
+            await Task.Delay(1500, cts.Token);
+            var status = await client.StatusAsync(TimeSpan.FromSeconds(5), cts.Token);
+            Assert.Equal((1, false), (status.RegisteredRanks, status.Ready));
+            await impostor.StopAsync(cts.Token);
+
+            using var worker = Rank(1, 2, masterPort, Secret);
+            await worker.StartAsync(cts.Token);
+            await client.WaitReadyAsync(TimeSpan.FromSeconds(30), null, cts.Token);
+            await worker.StopAsync(cts.Token);
+
+            // The stopped rank said goodbye: the next request is not run on a half cluster; it waits, so
+            // status reports the missing rank.
+            await Task.Delay(500, cts.Token);
+            status = await client.StatusAsync(TimeSpan.FromSeconds(5), cts.Token);
+            Assert.False(status.Ready);
+            Assert.Contains("missing 1", status.Detail);
+        }
+        finally
+        {
+            await master.StopAsync(CancellationToken.None);
+        }
+    }
+}

@@ -1,0 +1,103 @@
+using System.Text;
+using System.Text.Json;
+using ActorRing.Actors.Serialization;
+using Akka.Actor;
+using Akka.Serialization;
+using Akka.TestKit.Xunit2;
+using Xunit.Abstractions;
+
+namespace ActorRing.Actors.Tests;
+
+public sealed class SerializerSpecs : TestKit
+{
+    public SerializerSpecs(ITestOutputHelper output) : base(TestConfig.Local, output: output) { }
+
+    /// <summary>One sample of every control message, with non-default values in every field.</summary>
+    public static TheoryData<IControlMessage> Samples() => new()
+    {
+        new Hello(3, "abc123"),
+        new Challenge("00FF", "A1B2"),
+        new Register(2, 4, 1, "fp", "c", "s", "proof"),
+        new Registered(2, 4),
+        new RegistrationRefused(1, "wrong cluster secret"),
+        new CoordinatorRefused(1, "the coordinator failed to prove the cluster secret"),
+        new FormRing(7),
+        new RingReady(1, 7, true),
+        new RingFailed(1, 7, "handshake refused: rank 3 expected"),
+        new CloseRing(8, "rank 2 is gone"),
+        new LoadShard(7),
+        new LoadProgress(2, 0.375),
+        new ShardLoaded(2, 7),
+        new LoadFailed(2, 7, "no such file"),
+        new RunStep("req-1", 5, 0, [1, 403, 407], 12),
+        new StepCompleted("req-1", 5, 0, [0.1f, -3.4028235E+38f, 1e-45f, float.MaxValue], 12.5),
+        new StepCompleted("req-1", 5, 1, null, 3),
+        new StepFailed("req-1", 5, 1, "all-reduce #3 timed out"),
+        new StepFailed("req-1", 5, 1, "the sequence needs 300 positions", RingBroken: false),
+        new SamplingSpec(0.8, 40, 0.95, 42, 1.1, 64, [2, 13]),
+        new GenerateRequest("req-2", 1, [1, 2], 0, new SamplingSpec(StopTokenIds: null)),
+        new TokenGenerated("req-2", 3, 407),
+        new GenerationCompleted("req-2", [5, 6], "stop", 9, 4.5, 1.25, 0.01),
+        new GenerationFailed("req-2", "rank 1 is gone"),
+        new GenerationFailed("req-3", "slot 0 has no conversation to continue", ContextLost: true),
+        new CancelGeneration("req-2"),
+        GetClusterStatus.Instance,
+        new ClusterStatus("Loading", 2, 4, false, "rank 1 37%"),
+        new ShutdownCluster("done"),
+        new Shutdown("done"),
+        new RankLeaving(3, "SIGTERM"),
+    };
+
+    [Theory]
+    [MemberData(nameof(Samples))]
+    public void Every_control_message_round_trips_through_the_serializer_bound_in_hocon(IControlMessage message)
+    {
+        var serializer = Sys.Serialization.FindSerializerFor(message);
+        Assert.IsType<ControlMessageSerializer>(serializer);
+        var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, message);
+        Assert.Equal(message.GetType().Name, manifest);
+
+        var bytes = serializer.ToBinary(message);
+        var back = Sys.Serialization.Deserialize(bytes, serializer.Identifier, manifest);
+
+        Assert.IsType(message.GetType(), back);
+        // Records compare arrays by reference, so compare the canonical JSON of both instead.
+        Assert.Equal(JsonSerializer.Serialize(message, message.GetType()), JsonSerializer.Serialize(back, back.GetType()));
+    }
+
+    [Fact]
+    public void Every_sealed_control_record_has_a_sample()
+    {
+        var sampled = ((IEnumerable<object[]>)Samples()).Select(row => row[0].GetType().Name).ToHashSet();
+        Assert.Equal(ControlMessageSerializer.KnownManifests.Order(), sampled.Order());
+    }
+
+    [Fact]
+    public void Logits_survive_bit_exactly()
+    {
+        var rng = new Random(1);
+        var logits = Enumerable.Range(0, 512).Select(_ => (float)(rng.NextDouble() * 40 - 20)).ToArray();
+        var s = new ControlMessageSerializer((ExtendedActorSystem)Sys);
+        var back = (StepCompleted)s.FromBinary(s.ToBinary(new StepCompleted("r", 0, 0, logits, 0)), nameof(StepCompleted));
+        Assert.Equal(logits.Select(BitConverter.SingleToInt32Bits), back.Logits!.Select(BitConverter.SingleToInt32Bits));
+    }
+
+    [Fact]
+    public void An_unknown_manifest_is_rejected_instead_of_resolved_as_a_type()
+    {
+        var s = new ControlMessageSerializer((ExtendedActorSystem)Sys);
+        var e = Assert.Throws<System.Runtime.Serialization.SerializationException>(() =>
+            s.FromBinary(Encoding.UTF8.GetBytes("{}"), "System.Diagnostics.Process, System"));
+        Assert.Contains("unknown control message manifest 'System.Diagnostics.Process, System'", e.Message);
+        Assert.Throws<ArgumentException>(() => s.ToBinary("not a control message"));
+    }
+
+    [Fact]
+    public void Malformed_bytes_give_a_serialization_error_naming_the_message()
+    {
+        var s = new ControlMessageSerializer((ExtendedActorSystem)Sys);
+        var e = Assert.Throws<System.Runtime.Serialization.SerializationException>(() =>
+            s.FromBinary(Encoding.UTF8.GetBytes("{\"rank\": \"x\""), nameof(Hello)));
+        Assert.StartsWith("malformed control message 'Hello'", e.Message);
+    }
+}

@@ -1,0 +1,58 @@
+using System.Text.Json;
+
+namespace ActorRing.Host.Tests;
+
+/// <summary>
+/// <c>actorring generate --world-size N</c> with real processes: N <c>serve</c> ranks on loopback, the request
+/// through the coordinator, the bundled stories260K model, greedy.
+/// </summary>
+public sealed class MultiProcessGenerateTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(90);
+
+    private static string Expected(string file) =>
+        File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "models", "stories260K", "expected", file));
+
+    private static int[] ExpectedIds() => JsonSerializer.Deserialize<int[]>(Expected("greedy_bos_256.ids.json"))!;
+
+    private static async Task<JsonElement> GenerateJson(params string[] args)
+    {
+        using var p = new RankProcess(["generate", .. args, "--json"]);
+        int code = await p.WaitAsync(Deadline);
+        Assert.True(code == 0, $"generate {string.Join(' ', args)} exited with {code}\nstderr:\n{p.Stderr}");
+        var lines = p.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines); // stdout carries the result only; logs go to stderr
+        return JsonDocument.Parse(lines[0]).RootElement.Clone();
+    }
+
+    private static int[] Ids(JsonElement result, string name = "ids") =>
+        result.GetProperty(name).EnumerateArray().Select(e => e.GetInt32()).ToArray();
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public async Task Greedy_from_BOS_reproduces_the_published_stories260K_text(int worldSize)
+    {
+        var result = await GenerateJson("--world-size", worldSize.ToString(), "--prompt-ids", "1");
+        Assert.Equal(worldSize, result.GetProperty("world_size").GetInt32());
+        Assert.Equal(ExpectedIds(), Ids(result));
+        Assert.Equal(Expected("greedy_bos_256.txt").TrimEnd('\n'), result.GetProperty("text").GetString()!.TrimEnd('\n'));
+    }
+
+    [Fact]
+    public async Task Once_upon_a_time_continues_identically_at_world_sizes_1_2_and_4()
+    {
+        var one = await GenerateJson("--prompt", "Once upon a time", "--max-tokens", "64");
+        var two = await GenerateJson("--world-size", "2", "--prompt", "Once upon a time", "--max-tokens", "64");
+        var four = await GenerateJson("--world-size", "4", "--prompt", "Once upon a time", "--max-tokens", "64");
+
+        // The published greedy run from BOS passes through "Once upon a time" (ids 403 407 261 378) first.
+        Assert.Equal(new[] { 1, 403, 407, 261, 378 }, Ids(two, "prompt_ids"));
+        Assert.Equal(ExpectedIds()[4..68], Ids(two));
+        foreach (var other in new[] { one, four })
+        {
+            Assert.Equal(Ids(two), Ids(other));
+            Assert.Equal(two.GetProperty("text").GetString(), other.GetProperty("text").GetString());
+        }
+    }
+}

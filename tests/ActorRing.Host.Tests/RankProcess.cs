@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace ActorRing.Host.Tests;
+
+/// <summary>
+/// One <c>actorring</c> process started by a test, with captured output. Every wait has a deadline, and
+/// disposal kills the whole process tree, so a failing test never leaves ranks behind.
+/// </summary>
+public sealed class RankProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _stdout = new();
+    private readonly StringBuilder _stderr = new();
+
+    public RankProcess(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, bool redirectStdin = false)
+    {
+        var psi = new ProcessStartInfo(Executable)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = redirectStdin,
+            UseShellExecute = false,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        // A test controls each child's environment fully: no ring file or secret leaks in from the machine.
+        psi.Environment.Remove("RING_CONFIG");
+        psi.Environment.Remove("ACTORRING_SECRET");
+        if (environment is not null) foreach (var (k, v) in environment) psi.Environment[k] = v;
+        _process = new Process { StartInfo = psi };
+        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_stdout) _stdout.AppendLine(e.Data); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_stderr) _stderr.AppendLine(e.Data); };
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    /// <summary>The apphost the test project copies next to itself from the Host project.</summary>
+    public static string Executable => Path.Combine(AppContext.BaseDirectory, "actorring");
+
+    public StreamWriter StandardInput => _process.StandardInput;
+
+    public string Stdout { get { lock (_stdout) return _stdout.ToString(); } }
+
+    public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
+
+    public bool HasExited => _process.HasExited;
+
+    public int Id => _process.Id;
+
+    /// <summary>SIGTERM, as systemd or <c>kill</c> sends it (Process.Kill would be SIGKILL).</summary>
+    public void Terminate()
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill", ["-TERM", Id.ToString()]) { UseShellExecute = false })!;
+        kill.WaitForExit(5000);
+    }
+
+    /// <summary>Waits for exit; on timeout the process tree is killed and the test fails with its output.</summary>
+    public async Task<int> WaitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Kill();
+            throw new TimeoutException($"actorring {string.Join(' ', _process.StartInfo.ArgumentList)} did not exit within {timeout.TotalSeconds:0} s\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
+        }
+        _process.WaitForExit(); // drains the asynchronous output readers
+        return _process.ExitCode;
+    }
+
+    /// <summary>Waits until <paramref name="text"/> appears on stderr (the log), or fails after the deadline.</summary>
+    public async Task WaitForLogAsync(string text, TimeSpan timeout)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!Stderr.Contains(text, StringComparison.Ordinal))
+        {
+            if (deadline.Elapsed > timeout || _process.HasExited)
+                throw new TimeoutException($"'{text}' did not appear in the log within {timeout.TotalSeconds:0} s (exited: {_process.HasExited})\nstderr:\n{Stderr}");
+            await Task.Delay(100);
+        }
+    }
+
+    public void Kill()
+    {
+        try
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+            // already gone
+        }
+    }
+
+    public void Dispose()
+    {
+        Kill();
+        _process.Dispose();
+    }
+}

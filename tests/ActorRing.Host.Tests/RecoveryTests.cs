@@ -1,0 +1,109 @@
+using System.Diagnostics;
+using System.Text.Json;
+using ActorRing.Transport;
+
+namespace ActorRing.Host.Tests;
+
+/// <summary>A worker that dies and comes back: rank 0 notices, keeps running, and serves again once the ring re-forms.</summary>
+public sealed class RecoveryTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
+
+    private static async Task WaitForLinesAsync(RankProcess p, int count, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        while (p.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length < count)
+        {
+            if (clock.Elapsed > timeout || p.HasExited)
+                throw new TimeoutException($"expected {count} answer line(s) within {timeout.TotalSeconds:0} s\nstdout:\n{p.Stdout}\nstderr:\n{p.Stderr}");
+            await Task.Delay(100);
+        }
+    }
+
+    [Fact]
+    public async Task A_killed_worker_is_detected_and_a_restarted_one_rejoins_without_restarting_rank_0()
+    {
+        string expected;
+        using (var reference = new RankProcess(["generate", "--prompt", "Once upon a time", "--max-tokens", "24", "--json"]))
+        {
+            Assert.Equal(0, await reference.WaitAsync(Deadline));
+            expected = JsonDocument.Parse(reference.Stdout).RootElement.GetProperty("text").GetString()!.Replace("\n", "\\n");
+        }
+
+        var dir = Directory.CreateTempSubdirectory("actorring-recovery-").FullName;
+        var configs = RingConfig.ForLoopback(2);
+        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
+        Dictionary<string, string> Env(int rank) => new()
+        {
+            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
+            ["ACTORRING_SECRET"] = "recovery-secret",
+        };
+        try
+        {
+            using var master = new RankProcess(["serve", "--interactive", "--max-tokens", "24"], Env(0), redirectStdin: true);
+            var worker = new RankProcess(["serve"], Env(1));
+            try
+            {
+                await master.StandardInput.WriteLineAsync("Once upon a time");
+                await master.StandardInput.FlushAsync();
+                await WaitForLinesAsync(master, 1, Deadline);
+
+                worker.Kill(); // SIGKILL: no goodbye, only the failure detector can tell
+                await master.WaitForLogAsync("rank 1 (akka.tcp://actorring@127.0.0.1:", Deadline);
+                Assert.Contains("is gone (connection lost or process stopped); waiting for it to register again", master.Stderr);
+            }
+            finally
+            {
+                worker.Dispose();
+            }
+
+            using var restarted = new RankProcess(["serve"], Env(1));
+            // The follow-up continues a conversation the new rank 1 never saw: rank 0 starts it afresh.
+            await master.StandardInput.WriteLineAsync("Once upon a time");
+            await master.StandardInput.FlushAsync();
+            await WaitForLinesAsync(master, 2, Deadline);
+            master.StandardInput.Close();
+            Assert.Equal(0, await master.WaitAsync(Deadline));
+
+            var lines = master.Stdout.Split('\n');
+            Assert.Equal(expected, lines[0]);
+            Assert.Equal(expected, lines[1]);
+            Assert.Contains("the cluster lost this conversation's context; starting a new conversation", master.Stderr);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Sigterm_stops_a_worker_cleanly_and_rank_0_hears_it_at_once()
+    {
+        var dir = Directory.CreateTempSubdirectory("actorring-sigterm-").FullName;
+        var configs = RingConfig.ForLoopback(2);
+        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
+        Dictionary<string, string> Env(int rank) => new()
+        {
+            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
+            ["ACTORRING_SECRET"] = "sigterm-secret",
+        };
+        try
+        {
+            using var master = new RankProcess(["serve"], Env(0));
+            using var worker = new RankProcess(["serve"], Env(1));
+            await master.WaitForLogAsync("cluster ready: 2 rank(s)", Deadline);
+            worker.Terminate();
+            Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(20)));
+            // The worker said goodbye (no failure-detector delay) and closed its ring sockets on the way out.
+            await master.WaitForLogAsync("rank 1 is shutting down: the process is stopping; waiting for it to register again", TimeSpan.FromSeconds(10));
+            await master.WaitForLogAsync("rank 0: closing the ring", TimeSpan.FromSeconds(10));
+
+            master.Terminate();
+            Assert.Equal(0, await master.WaitAsync(TimeSpan.FromSeconds(20)));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}

@@ -1,0 +1,55 @@
+using ActorRing.Transport;
+
+namespace ActorRing.Host.Tests;
+
+/// <summary>Configuration mismatches between real serve processes are refused with a clear log line on both sides.</summary>
+public sealed class RefusalTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task A_rank_with_another_secret_is_refused_and_both_sides_say_why()
+    {
+        var dir = Directory.CreateTempSubdirectory("actorring-refusal-").FullName;
+        var configs = RingConfig.ForLoopback(2);
+        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
+        Dictionary<string, string> Env(int rank, string secret) => new()
+        {
+            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
+            ["ACTORRING_SECRET"] = secret,
+        };
+        try
+        {
+            using var master = new RankProcess(["serve"], Env(0, "the-real-secret"));
+            using var worker = new RankProcess(["serve"], Env(1, "a-guessed-secret"));
+            await worker.WaitForLogAsync("failed to prove the cluster secret; set the same ACTORRING_SECRET on every rank", Deadline);
+            await master.WaitForLogAsync("rank 1 at akka.tcp://actorring@127.0.0.1:", Deadline);
+            Assert.Contains("refused to register: the coordinator at akka.tcp://actorring@127.0.0.1:", master.Stderr);
+            Assert.DoesNotContain("rank 1/2 registered", master.Stderr);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Serve_without_a_secret_for_a_multi_rank_ring_explains_the_fix()
+    {
+        var dir = Directory.CreateTempSubdirectory("actorring-refusal-").FullName;
+        var config = RingConfig.ForLoopback(2)[1];
+        var path = Path.Combine(dir, "ring_1.json");
+        File.WriteAllText(path, config.ToJson());
+        try
+        {
+            using var p = new RankProcess(["serve", "--ring-config", path]);
+            Assert.Equal(2, await p.WaitAsync(Deadline));
+            Assert.StartsWith("error: ACTORRING_SECRET is not set; every rank of a world_size 2 ring needs the same secret", p.Stderr);
+            Assert.Equal("", p.Stdout);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
