@@ -119,6 +119,8 @@ internal sealed unsafe class RingPump
                 }
                 if (!progressed)
                 {
+                    // Sleep at once rather than spin: polling 50–200 µs before sleeping made 16 KiB slower
+                    // (46–59 µs against 33–37 µs median) and 4 MiB much slower on the shared 2-core machine.
                     PeerLink.WaitEither(_sendNext < _sendCount ? right : null, recvIndex < frames ? left : null, op);
                 }
             }
