@@ -111,6 +111,19 @@ public static class ServeCommand
             }
         }
 
+        // Both listeners set SO_REUSEADDR, which on Linux (.NET sets SO_REUSEPORT with it) lets a second process
+        // listen on the same port and steal connections. A second rank with the same ring file must fail instead.
+        if (PortInUse(options.BindAddress, ring.Port) is { } ringError)
+        {
+            Console.Error.WriteLine($"error: port {ring.Port} (field 'port' of {ring.SourcePath}) is already in use on this machine: {ringError}; is this rank already running? Stop it or change the port");
+            return false;
+        }
+        if (ring.Rank == 0 && ring.MasterPort is int masterPort && PortInUse(options.BindAddress, masterPort) is { } masterError)
+        {
+            Console.Error.WriteLine($"error: master_port {masterPort} (from {ring.SourcePath}) is already in use on this machine: {masterError}; is another rank 0 running? Stop it or change master_port in every ring file");
+            return false;
+        }
+
         try
         {
             var model = ModelDirectory.Recognise(options.ModelDir);
@@ -209,6 +222,26 @@ public static class ServeCommand
             return (new RemoteEndpoint(bind, masterPort, options.Advertise ?? masterHost), localCoordinator);
         return (new RemoteEndpoint(bind, options.ControlPort, options.Advertise ?? LocalAddressToward(masterHost)),
             ActorRingAkkaExtensions.CoordinatorPath(masterHost, masterPort));
+    }
+
+    /// <summary>
+    /// Null when nothing listens on <paramref name="port"/>, else the reason. It binds with SO_REUSEADDR only
+    /// (not SO_REUSEPORT), so connections left in TIME_WAIT by a previous run do not count, but a live listener does.
+    /// </summary>
+    private static string? PortInUse(IPAddress bind, int port)
+    {
+        using var probe = new Socket(bind.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        if (OperatingSystem.IsLinux()) probe.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
+        try
+        {
+            probe.Bind(new IPEndPoint(bind, port));
+            probe.Listen(1);
+            return null;
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.AddressAlreadyInUse or SocketError.AccessDenied)
+        {
+            return e.Message;
+        }
     }
 
     /// <summary>The local address the OS would use to reach <paramref name="host"/> (no packet is sent).</summary>
