@@ -75,4 +75,12 @@ public sealed class RefusalTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task A_random_preset_model_takes_prompt_ids_only()
+    {
+        using var p = new RankProcess(["serve", "--preset", "llama-160m", "--prompt", "Once upon a time"]);
+        Assert.Equal(2, await p.WaitAsync(Deadline));
+        Assert.Equal("error: --preset builds a random model with no tokenizer: drop --model, and give prompts with --prompt-ids", p.Stderr.TrimEnd());
+    }
 }

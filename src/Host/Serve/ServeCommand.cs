@@ -32,7 +32,7 @@ public static class ServeCommand
                                [--repetition-penalty R] [--stop TEXT] [--bind ADDR] [--advertise HOST]
                                [--control-port N]
                                [--threads T] [--context N] [--dtype f32|bf16] [--ready-timeout SECONDS]
-                               [--quiet | --verbose]
+                               [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
 
         Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
         needs the same ACTORRING_SECRET. Rank 0 hosts the coordinator at master_ip:master_port; start the
@@ -65,7 +65,7 @@ public static class ServeCommand
 
     /// <summary>Everything about this rank that is validated before anything starts.</summary>
     internal sealed record RankSetup(
-        RingConfig Ring, byte[] Secret, ShardedLlamaEngineFactory Engines, ModelDirectory Model, ITextTokenizer? Tokenizer);
+        RingConfig Ring, byte[] Secret, ShardedLlamaEngineFactory Engines, ITextTokenizer? Tokenizer);
 
     private static bool TryPrepare(ServeOptions options, out RankSetup? setup, out int exitCode)
     {
@@ -126,13 +126,19 @@ public static class ServeCommand
 
         try
         {
+            if (options.Preset is { } preset)
+            {
+                var random = ShardedLlamaEngineFactory.Random(Bench.DecodeBench.Preset(preset), seed: 42, options.Load);
+                setup = new RankSetup(ring, secret, random, Tokenizer: null);
+                return true;
+            }
             var model = ModelDirectory.Recognise(options.ModelDir);
             var engines = new ShardedLlamaEngineFactory(options.ModelDir, options.Load);
             var tokenizer = ring.Rank == 0 ? TokenizerLoader.Load(model.TokenizerFile ?? model.Path) : null;
-            setup = new RankSetup(ring, secret, engines, model, tokenizer);
+            setup = new RankSetup(ring, secret, engines, tokenizer);
             return true;
         }
-        catch (Exception e) when (e is ModelLoadException or TokenizerFormatException or IOException)
+        catch (Exception e) when (e is ModelLoadException or TokenizerFormatException or IOException or UsageException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return false;
