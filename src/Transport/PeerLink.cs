@@ -169,6 +169,99 @@ internal sealed unsafe partial class PeerLink : IDisposable
         }
     }
 
+    /// <summary>Writes what the kernel takes now of header+payload from <paramref name="offset"/>; 0 when full.</summary>
+    public long TrySend(byte* header, byte* payload, long payloadLength, long offset, in OpContext op)
+    {
+        Iovec* iov = stackalloc Iovec[2];
+        int count = 0;
+        if (offset < FrameHeader.Size)
+        {
+            iov[count++] = new Iovec { Base = header + offset, Len = (nuint)(FrameHeader.Size - offset) };
+            if (payloadLength > 0) iov[count++] = new Iovec { Base = payload, Len = (nuint)payloadLength };
+        }
+        else
+        {
+            long at = offset - FrameHeader.Size;
+            iov[count++] = new Iovec { Base = payload + at, Len = (nuint)(payloadLength - at) };
+        }
+        while (true)
+        {
+            nint n = writev(_fd, iov, count);
+            if (n >= 0) return n;
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return 0;
+            throw Closed(op, $"send failed (errno {errno}: {Marshal.GetPInvokeErrorMessage(errno)})");
+        }
+    }
+
+    /// <summary>Reads what has arrived (up to <paramref name="length"/> bytes); 0 when nothing is there yet.</summary>
+    public long TryReceive(byte* dst, long length, in OpContext op)
+    {
+        while (true)
+        {
+            nint n = recv(_fd, dst, (nuint)Math.Min(length, int.MaxValue), 0);
+            if (n > 0) return n;
+            if (n == 0) throw Closed(op, "closed the connection");
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return 0;
+            throw Closed(op, $"receive failed (errno {errno}: {Marshal.GetPInvokeErrorMessage(errno)})");
+        }
+    }
+
+    /// <summary>
+    /// Reads what has arrived into the rest of a 16-byte header and, in the same system call, into the
+    /// payload destination (at most <paramref name="payloadLength"/> bytes, so never past it); 0 when nothing
+    /// is there yet. The caller checks the header as soon as it is complete; a bad frame can only have written
+    /// inside the destination the operation was going to overwrite anyway.
+    /// </summary>
+    public long TryReceiveHeaderAndPayload(byte* header, long headerGot, byte* payload, long payloadLength, in OpContext op)
+    {
+        Iovec* iov = stackalloc Iovec[2];
+        iov[0] = new Iovec { Base = header + headerGot, Len = (nuint)(FrameHeader.Size - headerGot) };
+        iov[1] = new Iovec { Base = payload, Len = (nuint)payloadLength };
+        while (true)
+        {
+            nint n = readv(_fd, iov, payloadLength > 0 ? 2 : 1);
+            if (n > 0) return n;
+            if (n == 0) throw Closed(op, "closed the connection");
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return 0;
+            throw Closed(op, $"receive failed (errno {errno}: {Marshal.GetPInvokeErrorMessage(errno)})");
+        }
+    }
+
+    /// <summary>
+    /// Sleeps until <paramref name="sendTo"/> can take data or <paramref name="receiveFrom"/> has data (either
+    /// may be null), or throws a timeout naming the side(s) that stalled at the operation deadline.
+    /// </summary>
+    public static void WaitEither(PeerLink? sendTo, PeerLink? receiveFrom, in OpContext op)
+    {
+        PollFd* fds = stackalloc PollFd[2];
+        int count = 0;
+        if (sendTo is not null) fds[count++] = new PollFd { Fd = sendTo._fd, Events = POLLOUT };
+        if (receiveFrom is not null) fds[count++] = new PollFd { Fd = receiveFrom._fd, Events = POLLIN };
+        while (true)
+        {
+            long left = op.DeadlineTimestamp - Stopwatch.GetTimestamp();
+            if (left <= 0)
+            {
+                var parts = new List<string>();
+                if (receiveFrom is not null) parts.Add($"{receiveFrom.Name} sent nothing");
+                if (sendTo is not null) parts.Add($"{sendTo.Name} accepted no data");
+                throw new CollectivePeerTimeoutException(
+                    $"{op.Describe()}: {string.Join(" and ", parts)} before the {op.Timeout.TotalSeconds:0.###} s operation deadline");
+            }
+            int ms = (int)Math.Min(int.MaxValue, (left * 1000 + Stopwatch.Frequency - 1) / Stopwatch.Frequency);
+            int r = poll(fds, (nuint)count, ms);
+            if (r > 0) return;
+            if (r < 0 && Marshal.GetLastPInvokeError() != EINTR)
+                throw new CollectivePeerClosedException($"{op.Describe()}: poll failed (errno {Marshal.GetLastPInvokeError()})");
+        }
+    }
+
     private CollectivePeerClosedException Closed(in OpContext op, string what) =>
         new($"{op.Describe()}: {Name} {what}");
 
@@ -208,6 +301,9 @@ internal sealed unsafe partial class PeerLink : IDisposable
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint writev(int fd, Iovec* iov, int iovcnt);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint readv(int fd, Iovec* iov, int iovcnt);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial nint recv(int fd, void* buf, nuint len, int flags);

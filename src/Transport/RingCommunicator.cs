@@ -17,9 +17,11 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     private readonly RingOptions _options;
     private readonly ILogger _log;
     private readonly PeerLink? _left, _right;
-    private readonly long _inlineMaxBytes;
     private readonly NativeBuffer _slots = new(), _acc = new(), _tmp = new(), _work = new();
-    private RingSender? _sender;
+    private readonly RingPump _pump = new();
+    // Held for the whole of each operation, so Dispose (e.g. from an actor noticing a dead peer while the
+    // compute thread is mid-operation) frees scratch memory only after that operation has unwound.
+    private readonly object _opLock = new();
     private uint _seq;
     private volatile string? _fault;
     private int _disposed;
@@ -33,9 +35,6 @@ public sealed unsafe partial class RingCommunicator : ICollectives
         {
             _left = new PeerLink(left, $"left neighbour rank {config.LeftRank} ({left.RemoteEndPoint})");
             _right = new PeerLink(right, $"right neighbour rank {config.RightRank} ({right.RemoteEndPoint})");
-            // A single thread that sends a whole message before receiving needs the kernel to buffer all of
-            // it, or every rank blocks in send at once. Half the smaller buffer keeps a wide margin.
-            _inlineMaxBytes = Math.Min(right.SendBufferSize, left.ReceiveBufferSize) / 2;
         }
     }
 
@@ -49,6 +48,14 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     /// paths on one ring). Every rank must set the same value, or frames will not match (a desync error).
     /// </summary>
     public AllReduceAlgorithm? AlgorithmOverride { get; set; }
+
+    /// <summary>Whether an all-reduce of <paramref name="bytes"/> takes the latency path on this ring.</summary>
+    public bool UsesLatencyPath(long bytes) => (AlgorithmOverride ?? _options.Algorithm) switch
+    {
+        AllReduceAlgorithm.Latency => true,
+        AllReduceAlgorithm.Ring => bytes == 0,
+        _ => bytes <= _options.SmallMessageMaxBytesFor(WorldSize),
+    };
 
     /// <summary>True once an operation failed; the ring must be formed again.</summary>
     public bool IsFaulted => _fault is not null;
@@ -80,6 +87,11 @@ public sealed unsafe partial class RingCommunicator : ICollectives
 
     private void AllReduceCore(byte* data, long count, DType dtype)
     {
+        lock (_opLock) AllReduceLocked(data, count, dtype);
+    }
+
+    private void AllReduceLocked(byte* data, long count, DType dtype)
+    {
         var op = Begin(OpCode.AllReduce, DTypeName(dtype), count);
         if (WorldSize == 1) return;
         long bytes = count * dtype.SizeInBytes();
@@ -87,15 +99,9 @@ public sealed unsafe partial class RingCommunicator : ICollectives
         //   latency path:            (N−1)·α + (N−1)·S·β, one thread, no chunking, no hand-off
         //   reduce-scatter+all-gather: 2(N−1)·α + 2(N−1)/N·S·β, pipelined with send and receive overlapped
         // For small S the α term dominates and the latency path wins; SmallMessageMaxBytes is where the two
-        // measured curves cross (see RingOptions). The latency path is also capped by what the kernel can
-        // buffer, since it sends a whole message before receiving.
-        bool latency = (AlgorithmOverride ?? _options.Algorithm) switch
-        {
-            AllReduceAlgorithm.Latency => true,
-            AllReduceAlgorithm.Ring => count == 0,
-            _ => bytes <= _options.SmallMessageMaxBytes,
-        };
-        if (bytes > _inlineMaxBytes) latency = false;
+        // measured curves cross (see RingOptions). Both paths run on the non-blocking RingPump, so neither
+        // can deadlock on full socket buffers, whatever their size.
+        bool latency = UsesLatencyPath(bytes);
         try
         {
             if (latency) LatencyAllReduce(data, count, dtype, op);
@@ -104,10 +110,6 @@ public sealed unsafe partial class RingCommunicator : ICollectives
         catch (CollectiveException e) when (MarkFaulted(e))
         {
             throw; // unreachable: MarkFaulted returns false so the original exception keeps its stack
-        }
-        catch (CollectivePeerClosedException) when (_sender?.Error is CollectiveException first)
-        {
-            throw first; // the send failure is the cause; the receive side only saw its consequence
         }
     }
 
@@ -119,22 +121,45 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     {
         int n = WorldSize, r = Rank, es = dtype.SizeInBytes();
         long bytes = count * es;
-        long stride = (FrameHeader.Size + bytes + 63) & ~63L;
-        byte* slots = _slots.Ensure(stride * (n - 1));
-        for (int s = 0; s < n - 1; s++)
-        {
-            var header = new FrameHeader(op.Code, (byte)dtype, (byte)es, op.Seq, (uint)s, (uint)bytes);
-            byte* payload = s == 0 ? data : slots + (s - 1) * stride + FrameHeader.Size;
-            _right!.SendFrame(header, payload, bytes, op);
-            _left!.ReceiveFrame(slots + s * stride, bytes, header, op);
-        }
+        long stride = (bytes + 63) & ~63L;
+        byte* slots = _slots.Ensure(Math.Max(1, stride * (n - 1)));
+        var schedule = new LatencySchedule { N = n, Bytes = bytes, Stride = stride, Slots = slots, DType = dtype, Es = es, Op = op.Code, Seq = op.Seq };
+        _pump.Reset();
+        _pump.Send(data, bytes, new FrameHeader(op.Code, (byte)dtype, (byte)es, op.Seq, 0, (uint)bytes));
+        _pump.Run(_right!, _left!, ref schedule, op);
         if (count == 0) return;
 
         // Slot s holds the vector that started at rank (r − s − 1) mod N.
         var sources = stackalloc nint[n];
         for (int k = 0; k < n; k++)
-            sources[k] = k == r ? (nint)data : (nint)(slots + Mod(r - k - 1, n) * stride + FrameHeader.Size);
+            sources[k] = k == r ? (nint)data : (nint)(slots + Mod(r - k - 1, n) * stride);
         SumInRankOrder(sources, n, (int)count, dtype, data);
+    }
+
+    /// <summary>Step s receives the vector of rank r−s−1 into slot s and forwards it at step s+1.</summary>
+    private struct LatencySchedule : IRingSchedule
+    {
+        public int N, Es;
+        public long Bytes, Stride;
+        public byte* Slots;
+        public DType DType;
+        public OpCode Op;
+        public uint Seq;
+
+        public readonly int FrameCount => N - 1;
+
+        public readonly void Expect(int index, out FrameHeader header, out byte* destination, out long length)
+        {
+            header = new FrameHeader(Op, (byte)DType, (byte)Es, Seq, (uint)index, (uint)Bytes);
+            destination = Slots + index * Stride;
+            length = Bytes;
+        }
+
+        public readonly void OnReceived(int index, RingPump pump)
+        {
+            if (index + 1 < N - 1)
+                pump.Send(Slots + index * Stride, Bytes, new FrameHeader(Op, (byte)DType, (byte)Es, Seq, (uint)(index + 1), (uint)Bytes));
+        }
     }
 
     private void SumInRankOrder(nint* sources, int n, int count, DType dtype, byte* dst)
@@ -174,67 +199,131 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     }
 
     /// <summary>
-    /// Ring reduce-scatter then all-gather, each of N−1 steps, every segment cut into K chunks. This thread
-    /// receives and reduces chunk k while <see cref="RingSender"/> is still sending earlier chunks, and a
-    /// chunk is forwarded as soon as it is reduced, so both directions of every link stay busy. Segment j is
-    /// fully reduced at one rank only and then copied around, so every rank holds identical bits. 16-bit
-    /// inputs are widened into a float32 work buffer first: partial sums travel as float32 and the owner
-    /// rounds once.
+    /// Ring reduce-scatter then all-gather, each of N−1 steps, every segment cut into K chunks, driven by
+    /// <see cref="RingPump"/>: a chunk is forwarded as soon as it is reduced, while later chunks are still
+    /// arriving, so both directions of every link stay busy. Segment j is fully reduced at one rank only and
+    /// then copied around, so every rank holds identical bits. 16-bit inputs are widened into a float32 work
+    /// buffer first: partial sums travel as float32 and the owner rounds once.
     /// </summary>
     private void RingAllReduce(byte* data, long count, DType dtype, in OpContext op)
     {
-        int n = WorldSize, r = Rank, es = dtype.SizeInBytes();
-        var sender = EnsureSender();
+        int n = WorldSize;
         float* work = dtype == DType.F32 ? (float*)data : (float*)_work.Ensure(count * 4);
         if (dtype != DType.F32) ForEachPiece(count, (start, len) => Widen16(dtype, data + start * 2, new Span<float>(work + start, len)));
-
         long maxSeg = (count + n - 1) / n;
         int k = (int)Math.Max(1, (maxSeg * 4 + _options.ChunkBytes - 1) / _options.ChunkBytes);
         float* tmp = (float*)_tmp.Ensure(((maxSeg + k - 1) / k + 1) * 4);
-
+        var schedule = new AllReduceSchedule
+        {
+            N = n, R = Rank, K = k, Count = count, DType = dtype, Es = dtype.SizeInBytes(),
+            Work = work, Data = data, Tmp = tmp, Op = op.Code, Seq = op.Seq,
+        };
+        _pump.Reset();
         for (int i = 0; i < k; i++)
         {
-            var (a, len) = Chunk(count, n, k, r, i);
-            sender.Enqueue((byte*)(work + a), len * 4, Header(op, DType.F32, (uint)i, len * 4), op);
+            var (a, len) = Chunk(count, n, k, Rank, i);
+            _pump.Send((byte*)(work + a), len * 4, Header(op, DType.F32, (uint)i, len * 4));
         }
-        for (int s = 0; s < n - 1; s++)
+        _pump.Run(_right!, _left!, ref schedule, op);
+    }
+
+    private struct AllReduceSchedule : IRingSchedule
+    {
+        public int N, R, K, Es;
+        public long Count;
+        public DType DType;
+        public float* Work, Tmp;
+        public byte* Data;
+        public OpCode Op;
+        public uint Seq;
+
+        public readonly int FrameCount => 2 * (N - 1) * K;
+
+        public readonly void Expect(int index, out FrameHeader header, out byte* destination, out long length)
         {
-            int seg = Mod(r - s - 1, n);
-            for (int i = 0; i < k; i++)
+            int step = index / K, i = index % K;
+            if (step < N - 1)
             {
-                var (a, len) = Chunk(count, n, k, seg, i);
-                _left!.ReceiveHeader(Header(op, DType.F32, (uint)(s * k + i), len * 4), op);
-                _left.ReceiveExact((byte*)tmp, len * 4, op);
-                var w = new Span<float>(work + a, (int)len);
-                TensorPrimitives.Add(w, new ReadOnlySpan<float>(tmp, (int)len), w);
-                if (s < n - 2)
+                var (_, len) = Chunk(Count, N, K, Mod(R - step - 1, N), i);
+                header = new FrameHeader(Op, (byte)DType.F32, 4, Seq, (uint)index, (uint)(len * 4));
+                destination = (byte*)Tmp;
+                length = len * 4;
+            }
+            else
+            {
+                var (a, len) = Chunk(Count, N, K, Mod(R - (step - (N - 1)), N), i);
+                header = new FrameHeader(Op, (byte)DType, (byte)Es, Seq, (uint)index, (uint)(len * Es));
+                destination = Data + a * Es;
+                length = len * Es;
+            }
+        }
+
+        public readonly void OnReceived(int index, RingPump pump)
+        {
+            int step = index / K, i = index % K;
+            if (step < N - 1)
+            {
+                var (a, len) = Chunk(Count, N, K, Mod(R - step - 1, N), i);
+                var w = new Span<float>(Work + a, (int)len);
+                TensorPrimitives.Add(w, new ReadOnlySpan<float>(Tmp, (int)len), w);
+                if (step < N - 2)
                 {
-                    sender.Enqueue((byte*)(work + a), len * 4, Header(op, DType.F32, (uint)((s + 1) * k + i), len * 4), op);
-                    continue;
+                    pump.Send((byte*)(Work + a), len * 4, new FrameHeader(Op, (byte)DType.F32, 4, Seq, (uint)((step + 1) * K + i), (uint)(len * 4)));
+                    return;
                 }
-                // Fully reduced (this rank owns segment r+1): round once, then start its all-gather at once.
-                if (dtype != DType.F32) Narrow16(dtype, w, data + a * 2);
-                sender.Enqueue(data + a * es, len * es, Header(op, dtype, (uint)((n - 1) * k + i), len * es), op);
+                // Fully reduced (this rank owns segment R+1): round once, then start its all-gather at once.
+                if (DType != DType.F32) Narrow16(DType, w, Data + a * 2);
+                pump.Send(Data + a * Es, len * Es, new FrameHeader(Op, (byte)DType, (byte)Es, Seq, (uint)((N - 1) * K + i), (uint)(len * Es)));
+                return;
             }
-        }
-        for (int s = 0; s < n - 1; s++)
-        {
-            int seg = Mod(r - s, n);
-            for (int i = 0; i < k; i++)
+            int s = step - (N - 1);
+            if (s < N - 2)
             {
-                var (a, len) = Chunk(count, n, k, seg, i);
-                _left!.ReceiveHeader(Header(op, dtype, (uint)((n - 1 + s) * k + i), len * es), op);
-                _left.ReceiveExact(data + a * es, len * es, op);
-                if (s < n - 2)
-                    sender.Enqueue(data + a * es, len * es, Header(op, dtype, (uint)((n + s) * k + i), len * es), op);
+                var (a, len) = Chunk(Count, N, K, Mod(R - s, N), i);
+                pump.Send(Data + a * Es, len * Es, new FrameHeader(Op, (byte)DType, (byte)Es, Seq, (uint)((step + 1) * K + i), (uint)(len * Es)));
             }
         }
-        DrainSender(op);
+    }
+
+    private struct AllGatherSchedule : IRingSchedule
+    {
+        public int N, R, K, Es;
+        public long[] Offsets;
+        public byte* Output;
+        public OpCode Op;
+        public uint Seq;
+
+        public readonly int FrameCount => (N - 1) * K;
+
+        private readonly (long Start, long Length) Range(int block, int i) =>
+            SubRange(Offsets[block], Offsets[block + 1] - Offsets[block], K, i);
+
+        public readonly void Expect(int index, out FrameHeader header, out byte* destination, out long length)
+        {
+            int s = index / K, i = index % K;
+            var (a, len) = Range(Mod(R - s - 1, N), i);
+            header = new FrameHeader(Op, FrameHeader.RawDType, (byte)Es, Seq, (uint)index, (uint)(len * Es));
+            destination = Output + a * Es;
+            length = len * Es;
+        }
+
+        public readonly void OnReceived(int index, RingPump pump)
+        {
+            int s = index / K, i = index % K;
+            if (s >= N - 2) return;
+            var (a, len) = Range(Mod(R - s - 1, N), i);
+            pump.Send(Output + a * Es, len * Es, new FrameHeader(Op, FrameHeader.RawDType, (byte)Es, Seq, (uint)((s + 1) * K + i), (uint)(len * Es)));
+        }
     }
 
     // ---------------------------------------------------------------- all-gather / gather / broadcast / barrier
 
     public void AllGather<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts) where T : unmanaged
+    {
+        lock (_opLock) AllGatherLocked(local, output, counts);
+    }
+
+    private void AllGatherLocked<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts) where T : unmanaged
     {
         long total = CheckCounts(counts, local.Length, nameof(local));
         if (output.Length < total)
@@ -252,39 +341,16 @@ public sealed unsafe partial class RingCommunicator : ICollectives
             long maxBlock = 0;
             for (int j = 0; j < n; j++) maxBlock = Math.Max(maxBlock, counts[j] * (long)es);
             int k = (int)Math.Max(1, (maxBlock + _options.ChunkBytes - 1) / _options.ChunkBytes);
-            // Small gathers run on this thread alone (no hand-off); large ones pipeline through the sender.
-            bool inline = maxBlock <= Math.Min(_options.SmallMessageMaxBytes, _inlineMaxBytes);
             try
             {
-                var sender = inline ? null : EnsureSender();
-                for (int s = 0; s < n - 1; s++)
+                var schedule = new AllGatherSchedule { N = n, R = r, K = k, Es = es, Offsets = offsets, Output = o, Op = op.Code, Seq = op.Seq };
+                _pump.Reset();
+                for (int i = 0; i < k; i++)
                 {
-                    int sendBlock = Mod(r - s, n), recvBlock = Mod(r - s - 1, n);
-                    for (int i = 0; i < k; i++)
-                    {
-                        if (s == 0 || inline)
-                        {
-                            var (sa, sl) = SubRange(offsets[sendBlock], counts[sendBlock], k, i);
-                            var h = Header(op, FrameHeader.RawDType, (byte)es, (uint)(s * k + i), sl * es);
-                            if (inline) _right!.SendFrame(h, o + sa * es, sl * es, op);
-                            else sender!.Enqueue(o + sa * es, sl * es, h, op);
-                        }
-                        if (!inline) continue;
-                        var (ra, rl) = SubRange(offsets[recvBlock], counts[recvBlock], k, i);
-                        _left!.ReceiveHeader(Header(op, FrameHeader.RawDType, (byte)es, (uint)(s * k + i), rl * es), op);
-                        _left.ReceiveExact(o + ra * es, rl * es, op);
-                    }
-                    if (inline) continue;
-                    for (int i = 0; i < k; i++)
-                    {
-                        var (ra, rl) = SubRange(offsets[recvBlock], counts[recvBlock], k, i);
-                        _left!.ReceiveHeader(Header(op, FrameHeader.RawDType, (byte)es, (uint)(s * k + i), rl * es), op);
-                        _left.ReceiveExact(o + ra * es, rl * es, op);
-                        if (s < n - 2)
-                            sender!.Enqueue(o + ra * es, rl * es, Header(op, FrameHeader.RawDType, (byte)es, (uint)((s + 1) * k + i), rl * es), op);
-                    }
+                    var (sa, sl) = SubRange(offsets[r], counts[r], k, i);
+                    _pump.Send(o + sa * es, sl * es, Header(op, FrameHeader.RawDType, (byte)es, (uint)i, sl * es));
                 }
-                if (!inline) DrainSender(op);
+                _pump.Run(_right!, _left!, ref schedule, op);
             }
             catch (CollectiveException e) when (MarkFaulted(e))
             {
@@ -294,6 +360,11 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     }
 
     public void Gather<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts, int root) where T : unmanaged
+    {
+        lock (_opLock) GatherLocked(local, output, counts, root);
+    }
+
+    private void GatherLocked<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts, int root) where T : unmanaged
     {
         CheckRoot(root);
         long total = CheckCounts(counts, local.Length, nameof(local));
@@ -352,6 +423,11 @@ public sealed unsafe partial class RingCommunicator : ICollectives
 
     public void Broadcast<T>(Span<T> data, int root) where T : unmanaged
     {
+        lock (_opLock) BroadcastLocked(data, root);
+    }
+
+    private void BroadcastLocked<T>(Span<T> data, int root) where T : unmanaged
+    {
         CheckRoot(root);
         var op = Begin(OpCode.Broadcast, typeof(T).Name, data.Length);
         int es = sizeof(T), n = WorldSize;
@@ -385,6 +461,11 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     }
 
     public void Barrier()
+    {
+        lock (_opLock) BarrierLocked();
+    }
+
+    private void BarrierLocked()
     {
         var op = Begin(OpCode.Barrier, "none", 0);
         if (WorldSize == 1) return;
@@ -431,26 +512,7 @@ public sealed unsafe partial class RingCommunicator : ICollectives
         _log.LogError("rank {Rank}: collective failed: {Error}", Rank, e.Message);
         _left?.Shutdown();
         _right?.Shutdown();
-        _sender?.Drain(TimeSpan.FromSeconds(5));
         return false;
-    }
-
-    private RingSender EnsureSender() =>
-        _sender ??= new RingSender(_right!, $"ring-send-r{Rank}", () =>
-        {
-            _left?.Shutdown();
-            _right?.Shutdown();
-        });
-
-    private void DrainSender(in OpContext op)
-    {
-        var left = TimeSpan.FromSeconds((double)(op.DeadlineTimestamp - Stopwatch.GetTimestamp()) / Stopwatch.Frequency);
-        // The sender's own waits end at the same deadline; the extra second only covers its wake-up.
-        bool drained = _sender!.Drain((left > TimeSpan.Zero ? left : TimeSpan.Zero) + TimeSpan.FromSeconds(1));
-        if (_sender.Error is Exception e) throw e as CollectiveException ?? new CollectiveException($"{op.Describe()}: {e.Message}", e);
-        if (!drained)
-            throw new CollectivePeerTimeoutException(
-                $"{op.Describe()}: {_right!.Name} accepted no data before the {op.Timeout.TotalSeconds:0.###} s operation deadline");
     }
 
     private static FrameHeader Header(in OpContext op, DType dtype, uint index, long bytes) =>
@@ -524,14 +586,28 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        // Shutting the sockets down first makes a running operation fail at once and release the lock.
         _left?.Shutdown();
         _right?.Shutdown();
-        _sender?.Dispose();
-        _left?.Dispose();
-        _right?.Dispose();
-        _slots.Dispose();
-        _acc.Dispose();
-        _tmp.Dispose();
-        _work.Dispose();
+        bool idle = Monitor.TryEnter(_opLock, TimeSpan.FromSeconds(10));
+        try
+        {
+            _left?.Dispose();
+            _right?.Dispose();
+            if (!idle)
+            {
+                // Never free memory a stuck operation might still touch; leaking it is the safe choice.
+                _log.LogError("rank {Rank}: an operation did not unwind within 10 s of Dispose; scratch memory is leaked", Rank);
+                return;
+            }
+            _slots.Dispose();
+            _acc.Dispose();
+            _tmp.Dispose();
+            _work.Dispose();
+        }
+        finally
+        {
+            if (idle) Monitor.Exit(_opLock);
+        }
     }
 }

@@ -24,12 +24,24 @@ public sealed record RingOptions
     public byte[] ClusterSecret { get; init; } = [];
 
     /// <summary>
-    /// All-reduce messages up to this many bytes take the latency path (full vectors, N−1 hops, one thread);
-    /// larger ones take pipelined reduce-scatter + all-gather. Measured with
-    /// <c>actorring bench allreduce --algorithm latency|ring</c> on loopback at N=2..4 (see README): the two
-    /// cross between 64 KiB and 256 KiB on the 2-core reference machine; 128 KiB sits between.
+    /// All-reduce messages up to this many bytes take the latency path (full vectors, N−1 hops); larger ones
+    /// take pipelined reduce-scatter + all-gather. Null (the default) uses the measured crossover
+    /// (<see cref="MeasuredCrossoverBytes"/>).
     /// </summary>
-    public int SmallMessageMaxBytes { get; init; } = 128 * 1024;
+    public int? SmallMessageMaxBytes { get; init; }
+
+    /// <summary>
+    /// Where the two all-reduce paths cross, measured with
+    /// <c>actorring bench allreduce --world-size N --algorithm latency|ring --sizes 16KiB,...,1MiB --iters 300</c>
+    /// on the 2-core loopback reference machine (medians; figures in README): at N=2 both paths move the same
+    /// bytes and the ring path's pipelining wins from 128 KiB (134 vs 157 µs) while they tie at 64 KiB;
+    /// at N=3 and N=4 the latency path wins up to 128 KiB (222 vs 238 µs, 440 vs 516 µs) and loses from
+    /// 256 KiB (374 vs 322 µs, 807 vs 698 µs), since it moves (N−1)·S bytes against 2(N−1)/N·S.
+    /// </summary>
+    public static int MeasuredCrossoverBytes(int worldSize) => worldSize <= 2 ? 64 * 1024 : 128 * 1024;
+
+    /// <summary>The crossover in effect for a ring of <paramref name="worldSize"/> ranks.</summary>
+    public int SmallMessageMaxBytesFor(int worldSize) => SmallMessageMaxBytes ?? MeasuredCrossoverBytes(worldSize);
 
     /// <summary>Bytes per pipelined chunk on the large path (one frame each).</summary>
     public int ChunkBytes { get; init; } = 256 * 1024;

@@ -80,6 +80,31 @@ public class FailureTests
         }
     }
 
+    [Fact]
+    public async Task DisposeFromAnotherThreadUnblocksARunningOperation()
+    {
+        var ranks = await RingHarness.FormAsync(2, RingHarness.Options(opTimeout: TimeSpan.FromSeconds(30)));
+        try
+        {
+            // Rank 1 never joins, so rank 0 blocks; then its owner (another thread) disposes it.
+            var disposer = Task.Run(async () =>
+            {
+                await Task.Delay(300);
+                ranks[0].Dispose();
+            });
+            var sw = Stopwatch.StartNew();
+            var e = Assert.ThrowsAny<CollectiveException>(() => ranks[0].AllReduceSum(new float[1_000_000]));
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"took {sw.Elapsed}");
+            Assert.Contains("all-reduce #1", e.Message);
+            await disposer;
+            Assert.Throws<ObjectDisposedException>(() => ranks[0].Barrier());
+        }
+        finally
+        {
+            RingHarness.DisposeAll(ranks);
+        }
+    }
+
     [Theory]
     [InlineData("length")]
     [InlineData("dtype")]

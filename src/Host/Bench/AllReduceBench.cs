@@ -17,9 +17,9 @@ namespace ActorRing.Host.Bench;
 public static class AllReduceBench
 {
     public const string RankSubVerb = "allreduce-rank";
-    private static readonly string[] Known = ["world-size", "sizes", "dtype", "iters", "algorithm", "timeout"];
+    private static readonly string[] Known = ["world-size", "sizes", "dtype", "iters", "algorithm", "timeout", "chunk", "small-max"];
 
-    private sealed record Settings(int WorldSize, long[] Sizes, DType DType, int? Iters, AllReduceAlgorithm Algorithm, int TimeoutSeconds);
+    private sealed record Settings(int WorldSize, long[] Sizes, DType DType, int? Iters, AllReduceAlgorithm Algorithm, int TimeoutSeconds, int? ChunkBytes, int? SmallMaxBytes);
 
     private static Settings Parse(string[] args)
     {
@@ -50,7 +50,9 @@ public static class AllReduceBench
             "ring" => AllReduceAlgorithm.Ring,
             var other => throw new UsageException($"option --algorithm must be auto, latency or ring, got '{other}'"),
         };
-        return new Settings(worldSize, sizes, dtype, cli.Int("iters", 1, 1_000_000), algorithm, cli.Int("timeout", 1, 86400) ?? 600);
+        int? chunk = cli.Has("chunk") ? (int)Math.Clamp(CliArgs.ParseByteSize("chunk", cli.String("chunk")!), 1, 1 << 30) : null;
+        int? smallMax = cli.Has("small-max") ? (int)Math.Clamp(CliArgs.ParseByteSize("small-max", cli.String("small-max")!), 0, 1 << 30) : null;
+        return new Settings(worldSize, sizes, dtype, cli.Int("iters", 1, 1_000_000), algorithm, cli.Int("timeout", 1, 86400) ?? 600, chunk, smallMax);
     }
 
     /// <summary>The parent: validates options, starts the ranks, relays rank 0's JSON lines to stdout.</summary>
@@ -94,6 +96,8 @@ public static class AllReduceBench
             .SetMinimumLevel(LogLevel.Warning));
         var config = RingConfig.LoadFromEnvironment();
         var options = RingOptions.FromEnvironment() with { Algorithm = settings.Algorithm };
+        if (settings.ChunkBytes is int chunk) options = options with { ChunkBytes = chunk };
+        if (settings.SmallMaxBytes is int smallMax) options = options with { SmallMessageMaxBytes = smallMax };
         using var ring = await RingCommunicator.ConnectAsync(config, options, loggerFactory.CreateLogger("ring"), CancellationToken.None);
         foreach (long bytes in settings.Sizes)
         {
@@ -159,7 +163,7 @@ public static class AllReduceBench
             ["algbw_GBps"] = Math.Round(algbw, 3),
             ["busbw_GBps"] = Math.Round(busbw, 3),
             ["algorithm"] = settings.Algorithm == AllReduceAlgorithm.Auto
-                ? (bytes <= ring.Options.SmallMessageMaxBytes ? "auto:latency" : "auto:ring")
+                ? (ring.UsesLatencyPath(bytes) ? "auto:latency" : "auto:ring")
                 : settings.Algorithm.ToString().ToLowerInvariant(),
             ["verified"] = true,
         };
