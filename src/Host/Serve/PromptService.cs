@@ -195,7 +195,7 @@ internal sealed class PromptService(
         var spec = ServeOptions.ToSpec(options.Sampling, _tokenizer?.EosIds ?? [], options.Sampling.MaxTokens);
         var request = new GenerateRequest(Guid.NewGuid().ToString("N")[..12], Slot, tokens, startPosition, spec);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        await foreach (var message in client.GenerateAsync(request, cancel.Token))
+        await foreach (var message in client.GenerateAsync(request, cancel.Token, idleTimeout: options.ReadyTimeout))
         {
             switch (message)
             {
