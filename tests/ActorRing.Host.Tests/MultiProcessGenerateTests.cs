@@ -55,4 +55,21 @@ public sealed class MultiProcessGenerateTests
             Assert.Equal(two.GetProperty("text").GetString(), other.GetProperty("text").GetString());
         }
     }
+
+    [Fact]
+    public async Task A_stop_string_and_seeded_sampling_give_the_same_result_as_world_size_1()
+    {
+        string[] stop = ["--prompt", "Once upon a time", "--stop", "Lily"];
+        var one = await GenerateJson(stop);
+        var two = await GenerateJson(["--world-size", "2", .. stop]);
+        Assert.Equal(", there was a little girl named ", two.GetProperty("text").GetString());
+        Assert.Equal("stop", two.GetProperty("finish_reason").GetString());
+        Assert.Equal(Ids(one), Ids(two));
+
+        string[] sampled = ["--prompt", "Once upon a time", "--temperature", "0.9", "--top-k", "40", "--seed", "7", "--max-tokens", "40"];
+        var sampledOne = await GenerateJson(sampled);
+        var sampledTwo = await GenerateJson(["--world-size", "2", .. sampled]);
+        Assert.Equal(Ids(sampledOne), Ids(sampledTwo));
+        Assert.NotEqual(ExpectedIds()[4..44], Ids(sampledTwo)); // really sampled, not greedy
+    }
 }
