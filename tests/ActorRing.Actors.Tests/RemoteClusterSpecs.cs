@@ -59,6 +59,10 @@ public sealed class RemoteClusterSpecs
         await master.StartAsync(cts.Token);
         try
         {
+            // The HOCON added through Akka.Hosting binds every control message to our serializer (not Newtonsoft).
+            var system = master.Services.GetRequiredService<Akka.Actor.ActorSystem>();
+            Assert.IsType<ActorRing.Actors.Serialization.ControlMessageSerializer>(system.Serialization.FindSerializerForType(typeof(RunStep)));
+            Assert.IsType<ActorRing.Actors.Serialization.ControlMessageSerializer>(system.Serialization.FindSerializerForType(typeof(Register)));
             var registry = master.Services.GetRequiredService<ActorRegistry>();
             var client = new CoordinatorClient(master.Services.GetRequiredService<Akka.Actor.ActorSystem>(), registry.Get<CoordinatorActor>());
             await client.WaitReadyAsync(TimeSpan.FromSeconds(30), null, cts.Token);
