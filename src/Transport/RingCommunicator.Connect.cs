@@ -134,7 +134,16 @@ public sealed partial class RingCommunicator
                 }
                 catch (SocketException e)
                 {
+                    // E.g. out of file descriptors: back off instead of spinning on a listener that keeps failing.
                     log.LogWarning("rank {Rank}: accept failed: {Error}", config.Rank, e.Message);
+                    try
+                    {
+                        await Task.Delay(100, stopAccepting.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return;
+                    }
                     continue;
                 }
                 lock (handshakes) handshakes.Add(HandshakeLeftAsync(s));

@@ -52,7 +52,8 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     /// <summary>Whether an all-reduce of <paramref name="bytes"/> takes the latency path on this ring.</summary>
     public bool UsesLatencyPath(long bytes) => (AlgorithmOverride ?? _options.Algorithm) switch
     {
-        AllReduceAlgorithm.Latency => true,
+        // The latency path sends a message as one frame, whose length field is 32-bit.
+        AllReduceAlgorithm.Latency => bytes <= int.MaxValue,
         AllReduceAlgorithm.Ring => bytes == 0,
         _ => bytes <= _options.SmallMessageMaxBytesFor(WorldSize),
     };
@@ -207,22 +208,26 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     /// </summary>
     private void RingAllReduce(byte* data, long count, DType dtype, in OpContext op)
     {
-        int n = WorldSize;
+        int n = WorldSize, es = dtype.SizeInBytes();
         float* work = dtype == DType.F32 ? (float*)data : (float*)_work.Ensure(count * 4);
         if (dtype != DType.F32) ForEachPiece(count, (start, len) => Widen16(dtype, data + start * 2, new Span<float>(work + start, len)));
         long maxSeg = (count + n - 1) / n;
         int k = (int)Math.Max(1, (maxSeg * 4 + _options.ChunkBytes - 1) / _options.ChunkBytes);
-        float* tmp = (float*)_tmp.Ensure(((maxSeg + k - 1) / k + 1) * 4);
+        long maxChunk = (maxSeg + k - 1) / k + 1;
+        // tmp: one received chunk as float32, then room for the same chunk as 16-bit (the first step's input).
+        byte* tmp = _tmp.Ensure(maxChunk * 6);
         var schedule = new AllReduceSchedule
         {
-            N = n, R = Rank, K = k, Count = count, DType = dtype, Es = dtype.SizeInBytes(),
-            Work = work, Data = data, Tmp = tmp, Op = op.Code, Seq = op.Seq,
+            N = n, R = Rank, K = k, Count = count, DType = dtype, Es = es,
+            Work = work, Data = data, Tmp = (float*)tmp, Tmp16 = tmp + maxChunk * 4, Op = op.Code, Seq = op.Seq,
         };
         _pump.Reset();
         for (int i = 0; i < k; i++)
         {
+            // The first step carries this rank's own input, which is exact in its own dtype, so 16-bit inputs
+            // go as 16-bit (half the bytes); later steps carry float32 partial sums so rounding happens once.
             var (a, len) = Chunk(count, n, k, Rank, i);
-            _pump.Send((byte*)(work + a), len * 4, Header(op, DType.F32, (uint)i, len * 4));
+            _pump.Send(data + a * es, len * es, Header(op, dtype, (uint)i, len * es));
         }
         _pump.Run(_right!, _left!, ref schedule, op);
     }
@@ -233,7 +238,7 @@ public sealed unsafe partial class RingCommunicator : ICollectives
         public long Count;
         public DType DType;
         public float* Work, Tmp;
-        public byte* Data;
+        public byte* Data, Tmp16;
         public OpCode Op;
         public uint Seq;
 
@@ -242,7 +247,14 @@ public sealed unsafe partial class RingCommunicator : ICollectives
         public readonly void Expect(int index, out FrameHeader header, out byte* destination, out long length)
         {
             int step = index / K, i = index % K;
-            if (step < N - 1)
+            if (step == 0)
+            {
+                var (_, len) = Chunk(Count, N, K, Mod(R - 1, N), i);
+                header = new FrameHeader(Op, (byte)DType, (byte)Es, Seq, (uint)index, (uint)(len * Es));
+                destination = DType == DType.F32 ? (byte*)Tmp : Tmp16;
+                length = len * Es;
+            }
+            else if (step < N - 1)
             {
                 var (_, len) = Chunk(Count, N, K, Mod(R - step - 1, N), i);
                 header = new FrameHeader(Op, (byte)DType.F32, 4, Seq, (uint)index, (uint)(len * 4));
@@ -265,7 +277,9 @@ public sealed unsafe partial class RingCommunicator : ICollectives
             {
                 var (a, len) = Chunk(Count, N, K, Mod(R - step - 1, N), i);
                 var w = new Span<float>(Work + a, (int)len);
-                TensorPrimitives.Add(w, new ReadOnlySpan<float>(Tmp, (int)len), w);
+                var t = new Span<float>(Tmp, (int)len);
+                if (step == 0 && DType != DType.F32) Widen16(DType, Tmp16, t);
+                TensorPrimitives.Add(w, t, w);
                 if (step < N - 2)
                 {
                     pump.Send((byte*)(Work + a), len * 4, new FrameHeader(Op, (byte)DType.F32, 4, Seq, (uint)((step + 1) * K + i), (uint)(len * 4)));

@@ -188,8 +188,9 @@ public sealed record RingConfig
     public static IReadOnlyList<RingConfig> ForLoopback(int worldSize, int? masterPort = null, string sourcePrefix = "loopback")
     {
         if (worldSize < 1) throw new ArgumentOutOfRangeException(nameof(worldSize), worldSize, "must be at least 1");
-        int[] ports = FreeTcpPorts(worldSize);
-        int master = masterPort ?? FreeTcpPorts(1)[0];
+        // One call for all ports (ring and master) so none is handed out twice.
+        int[] ports = FreeTcpPorts(worldSize + 1);
+        int master = masterPort ?? ports[worldSize];
         var configs = new RingConfig[worldSize];
         for (int i = 0; i < worldSize; i++)
         {

@@ -220,6 +220,33 @@ public class CollectiveTests
         c.Barrier();
     }
 
+    [Fact]
+    public async Task AutoPicksThePathByMeasuredCrossover()
+    {
+        foreach (int n in new[] { 2, 3 })
+        {
+            var ranks = await RingHarness.FormAsync(n);
+            try
+            {
+                int crossover = RingOptions.MeasuredCrossoverBytes(n);
+                Assert.True(ranks[0].UsesLatencyPath(16 * 1024));
+                Assert.True(ranks[0].UsesLatencyPath(crossover));
+                Assert.False(ranks[0].UsesLatencyPath(crossover + 1));
+                Assert.False(ranks[0].UsesLatencyPath(4 << 20));
+                ranks[0].AlgorithmOverride = AllReduceAlgorithm.Ring;
+                Assert.False(ranks[0].UsesLatencyPath(16));
+                ranks[0].AlgorithmOverride = AllReduceAlgorithm.Latency;
+                Assert.True(ranks[0].UsesLatencyPath(8 << 20));
+            }
+            finally
+            {
+                RingHarness.DisposeAll(ranks);
+            }
+        }
+        Assert.Equal(64 * 1024, RingOptions.MeasuredCrossoverBytes(2));
+        Assert.Equal(1000, new RingOptions { SmallMessageMaxBytes = 1000 }.SmallMessageMaxBytesFor(4));
+    }
+
     // ------------------------------------------------------------ helpers
 
     private static float[][] RandomInputs(int n, long count, int seed, bool integers)
