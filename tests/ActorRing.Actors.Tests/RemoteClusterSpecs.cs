@@ -40,9 +40,9 @@ public sealed class RemoteClusterSpecs
             new FakeRingConnector(rank, worldSize),
             rank == 0 ? CoordinatorSettings.Create(worldSize, secret, "fp-test") : null,
             rank == 0 ? new GreedyPickers() : null);
-        builder.Services.AddAkka(ControlProtocol.SystemName, akka => akka
+        builder.Services.AddAkka(ControlProtocol.SystemName, (akka, sp) => akka
             .AddActorRingHocon()
-            .AddActorRingLogging()
+            .AddActorRingLogging(sp.GetRequiredService<ILoggerFactory>())
             .AddActorRingRemoting(new RemoteEndpoint("127.0.0.1", rank == 0 ? masterPort : 0, "127.0.0.1"))
             .AddActorRingRank(options));
         return builder.Build();

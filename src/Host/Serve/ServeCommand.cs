@@ -183,7 +183,7 @@ public static class ServeCommand
                 };
             }
             akka.AddActorRingHocon()
-                .AddActorRingLogging(level switch
+                .AddActorRingLogging(loggers, level switch
                 {
                     LogLevel.Debug => Akka.Event.LogLevel.DebugLevel,
                     LogLevel.Information => Akka.Event.LogLevel.InfoLevel,
