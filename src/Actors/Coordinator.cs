@@ -95,6 +95,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void Gathering()
     {
         _phase = Phase.Gathering;
+        RefuseRemoteClients();
         Receive<GenerateRequest>(_ => Stash.Stash());
         Common();
     }
@@ -102,6 +103,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void FormingRing()
     {
         _phase = Phase.FormingRing;
+        RefuseRemoteClients();
         Receive<GenerateRequest>(_ => Stash.Stash());
         Receive<RingReady>(OnRingReady);
         Receive<PhaseTimedOut>(t => t.Generation == _generation && t.Phase == Phase.FormingRing, t =>
@@ -115,9 +117,10 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void Loading()
     {
         _phase = Phase.Loading;
+        RefuseRemoteClients();
         Receive<GenerateRequest>(_ => Stash.Stash());
         Receive<ShardLoaded>(OnShardLoaded);
-        Receive<LoadFailed>(f => f.Generation == _generation, f =>
+        Receive<LoadFailed>(f => f.Generation == _generation && RankOf(Sender) == f.Rank, f =>
             GoFatal($"rank {f.Rank} could not load its shard: {f.Reason}"));
         Receive<PhaseTimedOut>(t => t.Generation == _generation && t.Phase == Phase.Loading, _ =>
         {
@@ -130,6 +133,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void Ready()
     {
         _phase = Phase.Ready;
+        RefuseRemoteClients();
         Receive<GenerateRequest>(StartRequest);
         Common();
     }
@@ -137,6 +141,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void Busy()
     {
         _phase = Phase.Busy;
+        RefuseRemoteClients();
         Receive<GenerateRequest>(_ => Stash.Stash());
         Receive<StepCompleted>(OnStepCompleted);
         Receive<StepFailed>(OnStepFailed);
@@ -162,8 +167,25 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void Failed()
     {
         _phase = Phase.Failed;
+        RefuseRemoteClients();
         Receive<GenerateRequest>(r => Sender.Tell(new GenerationFailed(r.RequestId, _fatal)));
         Common();
+    }
+
+    /// <summary>
+    /// The client API (generate, cancel, status, shutdown) is for rank 0's own process (CLI, HTTP front end).
+    /// Akka.Remote accepts any peer that reaches master_port, and only registration proves the secret, so a
+    /// client message from another process is refused rather than trusted. Registered first in every phase.
+    /// </summary>
+    private void RefuseRemoteClients()
+    {
+        Receive<IControlMessage>(m => m is GenerateRequest or CancelGeneration or GetClusterStatus or ShutdownCluster
+                                      && !Sender.Path.Address.HasLocalScope, m =>
+        {
+            const string reason = "client requests are accepted only from inside rank 0's process";
+            _log.Warning("refused {0} from {1}: {2}", m.GetType().Name, Sender.Path, reason);
+            if (m is GenerateRequest r) Sender.Tell(new GenerationFailed(r.RequestId, reason));
+        });
     }
 
     /// <summary>Handlers valid in every phase: admission, departures, status and shutdown.</summary>

@@ -95,7 +95,8 @@ public sealed class RingPeer : ReceiveActor
     private void Report(int generation, string reason)
     {
         Context.Parent.Tell(new ConnectFailed(generation, reason));
-        _coordinator.Tell(new RingFailed(_connector.Rank, generation, reason));
+        // Sent on behalf of the worker: the coordinator knows ranks by their worker's reference.
+        _coordinator.Tell(new RingFailed(_connector.Rank, generation, reason), Context.Parent);
     }
 
     private void CloseCurrent()

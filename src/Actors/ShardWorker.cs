@@ -24,6 +24,7 @@ public sealed record ShardWorkerSettings(
 public sealed class ShardWorker : ReceiveActor, IWithTimers
 {
     private const string HelloTimer = "hello";
+    private static readonly TimeSpan MaxRetryInterval = TimeSpan.FromSeconds(5);
 
     private readonly ShardWorkerSettings _settings;
     private readonly IShardEngineFactory _engines;
@@ -38,6 +39,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     private int _ringGeneration = -1;
     private IShardEngine? _engine;
     private bool _loading;
+    private TimeSpan _retryInterval;
 
     /// <summary>The newest LoadShard generation: a load that outlives a ring re-formation answers that one.</summary>
     private int _loadGeneration;
@@ -66,8 +68,18 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     /// <summary>Timers are not available in the constructor, so dialing starts here and on every return to it.</summary>
     private void StartDialing()
     {
-        Timers.StartPeriodicTimer(HelloTimer, new SendHello(), _settings.RetryInterval);
+        _retryInterval = _settings.RetryInterval;
+        _log.Info("rank {0}/{1}: dialing the coordinator at {2}", _settings.Rank, _settings.WorldSize, _settings.CoordinatorPath);
         Self.Tell(new SendHello());
+    }
+
+    /// <summary>Each unanswered attempt waits 1.5 times longer, up to <see cref="MaxRetryInterval"/>: a rank that
+    /// starts long before rank 0 does not flood the network and the log, yet joins within seconds of it.</summary>
+    private TimeSpan NextRetry()
+    {
+        var next = _retryInterval;
+        _retryInterval = TimeSpan.FromTicks(Math.Min((long)(_retryInterval.Ticks * 1.5), Math.Max(MaxRetryInterval.Ticks, _settings.RetryInterval.Ticks)));
+        return next;
     }
 
     // ------------------------------------------------------------------ registration
@@ -76,6 +88,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     {
         Receive<SendHello>(_ =>
         {
+            Timers.StartSingleTimer(HelloTimer, new SendHello(), NextRetry());
             _clientNonce = RegistrationProof.NewNonce();
             Context.ActorSelection(_settings.CoordinatorPath).Tell(new Hello(_settings.Rank, _clientNonce));
         });

@@ -38,10 +38,14 @@ public sealed class FakeRingConnector(int rank, int worldSize) : IRingConnector
     public string? FailWith { get; set; }
     public TaskCompletionSource? Gate { get; set; }
 
+    /// <summary>How many of the next connects fail (as a transient bootstrap error would).</summary>
+    public int FailTimes;
+
     public async Task<ICollectives> ConnectAsync(CancellationToken cancellationToken)
     {
         if (Gate is { } gate) await gate.Task.WaitAsync(cancellationToken);
         if (FailWith is { } reason) throw new CollectiveException(reason);
+        if (Interlocked.Decrement(ref FailTimes) >= 0) throw new CollectiveException($"rank {Rank}: handshake with the right neighbour failed (injected)");
         var c = new FakeCollectives(Rank, WorldSize);
         lock (Made) Made.Add(c);
         return c;

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using ActorRing.Actors.Client;
 using ActorRing.Actors.Hosting;
+using Akka.Actor;
 using Akka.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -39,9 +40,9 @@ public sealed class RemoteClusterSpecs
             new FakeRingConnector(rank, worldSize),
             rank == 0 ? CoordinatorSettings.Create(worldSize, secret, "fp-test") : null,
             rank == 0 ? new GreedyPickers() : null);
-        builder.Services.AddAkka(ControlProtocol.SystemName, akka => akka
+        builder.Services.AddAkka(ControlProtocol.SystemName, (akka, sp) => akka
             .AddActorRingHocon()
-            .AddActorRingLogging()
+            .AddActorRingLogging(sp.GetRequiredService<ILoggerFactory>())
             .AddActorRingRemoting(new RemoteEndpoint("127.0.0.1", rank == 0 ? masterPort : 0, "127.0.0.1"))
             .AddActorRingRank(options));
         return builder.Build();
@@ -59,9 +60,20 @@ public sealed class RemoteClusterSpecs
         await master.StartAsync(cts.Token);
         try
         {
+            // The HOCON added through Akka.Hosting binds every control message to our serializer (not Newtonsoft).
+            var system = master.Services.GetRequiredService<Akka.Actor.ActorSystem>();
+            Assert.IsType<ActorRing.Actors.Serialization.ControlMessageSerializer>(system.Serialization.FindSerializerForType(typeof(RunStep)));
+            Assert.IsType<ActorRing.Actors.Serialization.ControlMessageSerializer>(system.Serialization.FindSerializerForType(typeof(Register)));
             var registry = master.Services.GetRequiredService<ActorRegistry>();
             var client = new CoordinatorClient(master.Services.GetRequiredService<Akka.Actor.ActorSystem>(), registry.Get<CoordinatorActor>());
             await client.WaitReadyAsync(TimeSpan.FromSeconds(30), null, cts.Token);
+
+            // Another process that reaches master_port cannot use the client API (only registration is open).
+            var workerSystem = worker.Services.GetRequiredService<Akka.Actor.ActorSystem>();
+            var remoteCoordinator = workerSystem.ActorSelection(ActorRingAkkaExtensions.CoordinatorPath("127.0.0.1", masterPort));
+            var refused = await remoteCoordinator.Ask<GenerationFailed>(
+                new GenerateRequest("intruder", 0, [1], 0, new SamplingSpec(MaxTokens: 1)), TimeSpan.FromSeconds(10));
+            Assert.Equal("client requests are accepted only from inside rank 0's process", refused.Reason);
 
             var events = new List<IControlMessage>();
             await foreach (var e in client.GenerateAsync(new GenerateRequest("r1", 0, [1, 3], 0, new SamplingSpec(MaxTokens: 4)), cts.Token))

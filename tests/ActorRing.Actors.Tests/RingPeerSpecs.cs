@@ -47,6 +47,7 @@ public sealed class RingPeerSpecs : TestKit
         peer.Tell(new RingPeer.Connect(5, coordinator.Ref));
         Assert.Equal(new RingPeer.ConnectFailed(5, "could not connect to right neighbour 10.0.0.3:12347 within 120 s"), ExpectMsg<RingPeer.ConnectFailed>(T));
         Assert.Equal(new RingFailed(2, 5, "could not connect to right neighbour 10.0.0.3:12347 within 120 s"), coordinator.ExpectMsg<RingFailed>(T));
+        Assert.Equal(TestActor, coordinator.LastSender); // on behalf of the worker, which is how rank 0 knows ranks
     }
 
     [Fact]

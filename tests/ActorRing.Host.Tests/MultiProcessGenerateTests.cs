@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 
 namespace ActorRing.Host.Tests;
@@ -53,6 +54,82 @@ public sealed class MultiProcessGenerateTests
         {
             Assert.Equal(Ids(two), Ids(other));
             Assert.Equal(two.GetProperty("text").GetString(), other.GetProperty("text").GetString());
+        }
+    }
+
+    [Fact]
+    public async Task A_stop_string_and_seeded_sampling_give_the_same_result_as_world_size_1()
+    {
+        string[] stop = ["--prompt", "Once upon a time", "--stop", "Lily"];
+        var one = await GenerateJson(stop);
+        var two = await GenerateJson(["--world-size", "2", .. stop]);
+        Assert.Equal(", there was a little girl named ", two.GetProperty("text").GetString());
+        Assert.Equal("stop", two.GetProperty("finish_reason").GetString());
+        Assert.Equal(Ids(one), Ids(two));
+
+        string[] sampled = ["--prompt", "Once upon a time", "--temperature", "0.9", "--top-k", "40", "--seed", "7", "--max-tokens", "40"];
+        var sampledOne = await GenerateJson(sampled);
+        var sampledTwo = await GenerateJson(["--world-size", "2", .. sampled]);
+        Assert.Equal(Ids(sampledOne), Ids(sampledTwo));
+        Assert.NotEqual(ExpectedIds()[4..44], Ids(sampledTwo)); // really sampled, not greedy
+    }
+
+    [Fact]
+    public async Task Killing_generate_with_SIGKILL_leaves_no_rank_behind()
+    {
+        using var parent = new RankProcess(["generate", "--world-size", "4", "--prompt-ids", "1", "--max-tokens", "500"]);
+        var children = new List<int>();
+        var clock = Stopwatch.StartNew();
+        while (children.Count < 4)
+        {
+            Assert.True(clock.Elapsed < Deadline, "generate did not start its 4 rank processes");
+            Assert.False(parent.HasExited, $"generate exited before it could be killed\n{parent.Stderr}");
+            children = ChildrenOf(parent.Id);
+            await Task.Delay(50);
+        }
+        parent.KillProcessOnly(); // SIGKILL of the launcher alone: no handler of it runs, its children are untouched
+        foreach (int pid in children)
+        {
+            var exited = Stopwatch.StartNew();
+            while (Directory.Exists($"/proc/{pid}") && !IsZombie(pid))
+            {
+                Assert.True(exited.Elapsed < TimeSpan.FromSeconds(5), $"rank process {pid} outlived its killed parent by 5 s");
+                await Task.Delay(100);
+            }
+        }
+    }
+
+    private static List<int> ChildrenOf(int pid)
+    {
+        var result = new List<int>();
+        foreach (var dir in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int child)) continue;
+            try
+            {
+                // /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so parse after the last ')'.
+                string stat = File.ReadAllText(Path.Combine(dir, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                if (int.Parse(fields[1]) == pid) result.Add(child);
+            }
+            catch (IOException)
+            {
+                // the process ended while we looked
+            }
+        }
+        return result;
+    }
+
+    private static bool IsZombie(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[(stat.LastIndexOf(')') + 2)] == 'Z';
+        }
+        catch (IOException)
+        {
+            return true;
         }
     }
 }

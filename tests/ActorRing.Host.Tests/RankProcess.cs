@@ -85,6 +85,9 @@ public sealed class RankProcess : IDisposable
         }
     }
 
+    /// <summary>SIGKILL to this process but not its children (what an OOM killer or `kill -9` does).</summary>
+    public void KillProcessOnly() => _process.Kill(entireProcessTree: false);
+
     public void Kill()
     {
         try

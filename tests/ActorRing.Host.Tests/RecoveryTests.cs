@@ -106,4 +106,40 @@ public sealed class RecoveryTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task Workers_outlive_rank_0_and_serve_its_next_incarnation_without_reloading()
+    {
+        var dir = Directory.CreateTempSubdirectory("actorring-rank0-").FullName;
+        var configs = RingConfig.ForLoopback(2);
+        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
+        Dictionary<string, string> Env(int rank) => new()
+        {
+            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
+            ["ACTORRING_SECRET"] = "rank0-secret",
+        };
+        try
+        {
+            using var worker = new RankProcess(["serve"], Env(1));
+            var answers = new List<string>();
+            for (int run = 0; run < 2; run++)
+            {
+                using var master = new RankProcess(["serve", "--interactive", "--max-tokens", "16"], Env(0), redirectStdin: true);
+                await master.StandardInput.WriteLineAsync("Once upon a time");
+                master.StandardInput.Close(); // end of input: rank 0 answers and exits, the worker stays
+                Assert.Equal(0, await master.WaitAsync(Deadline));
+                answers.Add(master.Stdout.Split('\n')[0]);
+                await worker.WaitForLogAsync("is gone; closing the ring and dialing it again", Deadline);
+                Assert.False(worker.HasExited);
+            }
+            Assert.Equal(", there was a little girl named Lily. She loved to play", answers[0]); // greedy, 16 tokens
+            Assert.Equal(answers[0], answers[1]);
+            // The second rank 0 found the worker's shard already loaded.
+            Assert.Single(System.Text.RegularExpressions.Regex.Matches(worker.Stderr, "rank 1/2: loading shard"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }

@@ -52,4 +52,35 @@ public sealed class RefusalTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task A_second_rank_0_on_the_same_master_port_is_refused_instead_of_sharing_it()
+    {
+        var dir = Directory.CreateTempSubdirectory("actorring-refusal-").FullName;
+        var path = Path.Combine(dir, "ring_0.json");
+        File.WriteAllText(path, RingConfig.ForLoopback(2)[0].ToJson());
+        var env = new Dictionary<string, string> { ["ACTORRING_SECRET"] = "s" };
+        try
+        {
+            using var first = new RankProcess(["serve", "--ring-config", path], env);
+            await first.WaitForLogAsync("rank 0/2: registered with the coordinator", Deadline);
+            using var second = new RankProcess(["serve", "--ring-config", path], env);
+            Assert.Equal(2, await second.WaitAsync(Deadline));
+            Assert.Contains("is already in use on this machine", second.Stderr);
+            Assert.Contains("is another rank 0 running?", second.Stderr);
+            Assert.False(first.HasExited);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_random_preset_model_takes_prompt_ids_only()
+    {
+        using var p = new RankProcess(["serve", "--preset", "llama-160m", "--prompt", "Once upon a time"]);
+        Assert.Equal(2, await p.WaitAsync(Deadline));
+        Assert.Equal("error: --preset builds a random model with no tokenizer: drop --model, and give prompts with --prompt-ids", p.Stderr.TrimEnd());
+    }
 }

@@ -56,20 +56,44 @@ public sealed class CoordinatorClient(ActorSystem system, IActorRef coordinator)
     /// <summary>
     /// Streams <see cref="TokenGenerated"/> events and ends with one <see cref="GenerationCompleted"/> or
     /// <see cref="GenerationFailed"/>. Cancelling the token asks the coordinator to stop after the current step.
+    /// If nothing arrives for <paramref name="idleTimeout"/> (default 10 minutes: a request can wait for a rank
+    /// to come back), the request is cancelled and the stream ends with a <see cref="GenerationFailed"/>.
     /// </summary>
     public async IAsyncEnumerable<IControlMessage> GenerateAsync(GenerateRequest request,
-        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default,
+        TimeSpan? idleTimeout = null)
     {
+        var idle = idleTimeout ?? TimeSpan.FromMinutes(10);
         var channel = Channel.CreateUnbounded<IControlMessage>(new UnboundedChannelOptions { SingleReader = true });
         var receiver = system.ActorOf(Props.Create(() => new Receiver(channel.Writer, request.RequestId)));
         await using var cancel = cancellationToken.Register(() => coordinator.Tell(new CancelGeneration(request.RequestId)));
         try
         {
             coordinator.Tell(request, receiver);
-            await foreach (var message in channel.Reader.ReadAllAsync(CancellationToken.None))
+            while (true)
             {
-                yield return message;
-                if (message is GenerationCompleted or GenerationFailed) yield break;
+                bool more;
+                using (var wait = new CancellationTokenSource(idle))
+                {
+                    try
+                    {
+                        more = await channel.Reader.WaitToReadAsync(wait.Token);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        coordinator.Tell(new CancelGeneration(request.RequestId));
+                        more = false;
+                        channel.Writer.TryWrite(new GenerationFailed(request.RequestId,
+                            $"no answer from the coordinator for {idle.TotalSeconds:0} s; the request was cancelled (check the cluster status: are all ranks up?)"));
+                        channel.Writer.TryComplete();
+                    }
+                }
+                while (channel.Reader.TryRead(out var message))
+                {
+                    yield return message;
+                    if (message is GenerationCompleted or GenerationFailed) yield break;
+                }
+                if (!more) yield break;
             }
         }
         finally

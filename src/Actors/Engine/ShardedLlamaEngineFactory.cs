@@ -9,6 +9,8 @@ public sealed class ShardedLlamaEngineFactory : IShardEngineFactory
     private readonly string _modelDir;
     private readonly ModelLoadOptions _options;
 
+    private readonly ulong? _randomSeed;
+
     /// <summary>Reads only the model's configuration (cheap), so a wrong --model fails before any network
     /// activity with the model layer's own message.</summary>
     public ShardedLlamaEngineFactory(string modelDir, ModelLoadOptions options)
@@ -18,12 +20,26 @@ public sealed class ShardedLlamaEngineFactory : IShardEngineFactory
         Config = ModelDirectory.Recognise(modelDir).ReadConfig();
     }
 
+    private ShardedLlamaEngineFactory(ModelConfig config, ulong seed, ModelLoadOptions options)
+    {
+        _modelDir = "";
+        _options = options;
+        _randomSeed = seed;
+        Config = config;
+    }
+
+    /// <summary>A model of <paramref name="config"/>'s shape with seeded random weights (every rank builds its
+    /// own slice of the same model), for measuring the runtime at a real model's size without its files.</summary>
+    public static ShardedLlamaEngineFactory Random(ModelConfig config, ulong seed, ModelLoadOptions options) => new(config, seed, options);
+
     public ModelConfig Config { get; }
 
-    public string ModelFingerprint => Config.Fingerprint;
+    public string ModelFingerprint => _randomSeed is ulong seed ? $"{Config.Fingerprint}-random{seed}" : Config.Fingerprint;
 
     public IShardEngine Load(ICollectives comm, IProgress<double> progress, CancellationToken cancellationToken) =>
-        new Engine(ShardedLlama.Load(_modelDir, comm, _options, progress));
+        new Engine(_randomSeed is ulong seed
+            ? ShardedLlama.CreateRandom(Config, seed, comm, _options)
+            : ShardedLlama.Load(_modelDir, comm, _options, progress));
 
     private sealed class Engine(ShardedLlama model) : IShardEngine
     {

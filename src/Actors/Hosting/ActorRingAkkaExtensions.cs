@@ -48,18 +48,20 @@ public static class ActorRingAkkaExtensions
     public static AkkaConfigurationBuilder AddActorRingHocon(this AkkaConfigurationBuilder builder) =>
         builder.AddHocon(LoadHocon(), HoconAddMode.Prepend);
 
-    /// <summary>Routes Akka's log through Microsoft.Extensions.Logging, so one log stream (and systemd's
-    /// journal) carries both.</summary>
+    /// <summary>Routes Akka's log through Microsoft.Extensions.Logging (<see cref="ActorRingLogger"/>), so one log
+    /// stream (and systemd's journal) carries both.</summary>
     /// <param name="level">Akka's own threshold; it also governs the few lines Akka prints after the bridge
     /// has stopped during shutdown, so quiet ranks stay quiet to the end.</param>
     public static AkkaConfigurationBuilder AddActorRingLogging(this AkkaConfigurationBuilder builder,
-        Akka.Event.LogLevel level = Akka.Event.LogLevel.InfoLevel) =>
-        builder.ConfigureLoggers(loggers =>
-        {
-            loggers.LogLevel = level;
-            loggers.ClearLoggers();
-            loggers.AddLoggerFactory();
-        });
+        Microsoft.Extensions.Logging.ILoggerFactory loggerFactory, Akka.Event.LogLevel level = Akka.Event.LogLevel.InfoLevel) =>
+        builder
+            .AddSetup(new ActorRingLoggingSetup(loggerFactory))
+            .ConfigureLoggers(loggers =>
+            {
+                loggers.LogLevel = level;
+                loggers.ClearLoggers();
+                loggers.AddLogger<ActorRingLogger>();
+            });
 
     public static AkkaConfigurationBuilder AddActorRingRemoting(this AkkaConfigurationBuilder builder, RemoteEndpoint endpoint) =>
         builder.WithRemoting(new RemoteOptions

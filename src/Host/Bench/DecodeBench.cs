@@ -14,7 +14,7 @@ namespace ActorRing.Host.Bench;
 /// </summary>
 internal static class DecodeBench
 {
-    private static ModelConfig Preset(string name) => name switch
+    internal static ModelConfig Preset(string name) => name switch
     {
         "llama-160m" => Shape(name, hidden: 768, layers: 12, heads: 12, kvHeads: 12, ffn: 3072),
         "tinyllama-1.1b" => Shape(name, hidden: 2048, layers: 22, heads: 32, kvHeads: 4, ffn: 5632),

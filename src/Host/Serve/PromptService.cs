@@ -27,7 +27,7 @@ internal sealed class PromptService(
     ILogger<PromptService> log) : BackgroundService
 {
     private const int Slot = 0;
-    private readonly ITextTokenizer _tokenizer = setup.Tokenizer!;
+    private readonly ITextTokenizer? _tokenizer = setup.Tokenizer; // null for a --preset (random) model
     private readonly int _context = options.Load.ContextLength
         ?? Math.Min(setup.Engines.Config.MaxPositionEmbeddings, 4096); // ModelLoadOptions' documented default
     private readonly TextWriter _out = exit.Out;
@@ -63,7 +63,7 @@ internal sealed class PromptService(
 
     private async Task OneShotAsync(CancellationToken ct)
     {
-        var promptIds = options.PromptIds ?? _tokenizer.Encode(options.Prompt!, addBos: true).ToArray();
+        var promptIds = options.PromptIds ?? _tokenizer!.Encode(options.Prompt!, addBos: true).ToArray();
         // Text mode streams the completion as it comes, like generate; JSON prints one object at the end.
         var result = await CompleteAsync(promptIds, 0,
             options.Json ? null : piece => { _out.Write(piece); _out.Flush(); }, ct);
@@ -165,7 +165,7 @@ internal sealed class PromptService(
     {
         var tokens = new List<int>();
         if (_pending is int p) tokens.Add(p);
-        tokens.AddRange(_tokenizer.Encode(line, addBos: _position == 0 && _pending is null));
+        tokens.AddRange(_tokenizer!.Encode(line, addBos: _position == 0 && _pending is null));
         return tokens;
     }
 
@@ -187,19 +187,21 @@ internal sealed class PromptService(
     /// </summary>
     private async Task<Completion> CompleteAsync(int[] tokens, int startPosition, Action<string>? onText, CancellationToken ct)
     {
-        var stop = StopConditions.For(_tokenizer, options.Sampling, tokens);
+        // Without a tokenizer (random --preset model) there is no text and no EOS: max_tokens ends the request.
+        var stop = _tokenizer is null ? null : StopConditions.For(_tokenizer, options.Sampling, tokens);
         var text = new StringBuilder();
         var ids = new List<int>();
         string? stoppedBy = null;
-        var spec = ServeOptions.ToSpec(options.Sampling, _tokenizer.EosIds, options.Sampling.MaxTokens);
+        var spec = ServeOptions.ToSpec(options.Sampling, _tokenizer?.EosIds ?? [], options.Sampling.MaxTokens);
         var request = new GenerateRequest(Guid.NewGuid().ToString("N")[..12], Slot, tokens, startPosition, spec);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        await foreach (var message in client.GenerateAsync(request, cancel.Token))
+        await foreach (var message in client.GenerateAsync(request, cancel.Token, idleTimeout: options.ReadyTimeout))
         {
             switch (message)
             {
                 case TokenGenerated t when stoppedBy is null:
                     ids.Add(t.TokenId);
+                    if (stop is null) break;
                     var check = stop.Append(t.TokenId);
                     text.Append(check.Text);
                     if (check.Text.Length > 0) onText?.Invoke(check.Text);

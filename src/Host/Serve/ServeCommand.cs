@@ -32,7 +32,7 @@ public static class ServeCommand
                                [--repetition-penalty R] [--stop TEXT] [--bind ADDR] [--advertise HOST]
                                [--control-port N]
                                [--threads T] [--context N] [--dtype f32|bf16] [--ready-timeout SECONDS]
-                               [--quiet | --verbose]
+                               [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
 
         Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
         needs the same ACTORRING_SECRET. Rank 0 hosts the coordinator at master_ip:master_port; start the
@@ -65,7 +65,7 @@ public static class ServeCommand
 
     /// <summary>Everything about this rank that is validated before anything starts.</summary>
     internal sealed record RankSetup(
-        RingConfig Ring, byte[] Secret, ShardedLlamaEngineFactory Engines, ModelDirectory Model, ITextTokenizer? Tokenizer);
+        RingConfig Ring, byte[] Secret, ShardedLlamaEngineFactory Engines, ITextTokenizer? Tokenizer);
 
     private static bool TryPrepare(ServeOptions options, out RankSetup? setup, out int exitCode)
     {
@@ -111,15 +111,34 @@ public static class ServeCommand
             }
         }
 
+        // Both listeners set SO_REUSEADDR, which on Linux (.NET sets SO_REUSEPORT with it) lets a second process
+        // listen on the same port and steal connections. A second rank with the same ring file must fail instead.
+        if (PortInUse(options.BindAddress, ring.Port) is { } ringError)
+        {
+            Console.Error.WriteLine($"error: port {ring.Port} (field 'port' of {ring.SourcePath}) is already in use on this machine: {ringError}; is this rank already running? Stop it or change the port");
+            return false;
+        }
+        if (ring.Rank == 0 && ring.MasterPort is int masterPort && PortInUse(options.BindAddress, masterPort) is { } masterError)
+        {
+            Console.Error.WriteLine($"error: master_port {masterPort} (from {ring.SourcePath}) is already in use on this machine: {masterError}; is another rank 0 running? Stop it or change master_port in every ring file");
+            return false;
+        }
+
         try
         {
+            if (options.Preset is { } preset)
+            {
+                var random = ShardedLlamaEngineFactory.Random(Bench.DecodeBench.Preset(preset), seed: 42, options.Load);
+                setup = new RankSetup(ring, secret, random, Tokenizer: null);
+                return true;
+            }
             var model = ModelDirectory.Recognise(options.ModelDir);
             var engines = new ShardedLlamaEngineFactory(options.ModelDir, options.Load);
             var tokenizer = ring.Rank == 0 ? TokenizerLoader.Load(model.TokenizerFile ?? model.Path) : null;
-            setup = new RankSetup(ring, secret, engines, model, tokenizer);
+            setup = new RankSetup(ring, secret, engines, tokenizer);
             return true;
         }
-        catch (Exception e) when (e is ModelLoadException or TokenizerFormatException or IOException)
+        catch (Exception e) when (e is ModelLoadException or TokenizerFormatException or IOException or UsageException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return false;
@@ -164,7 +183,7 @@ public static class ServeCommand
                 };
             }
             akka.AddActorRingHocon()
-                .AddActorRingLogging(level switch
+                .AddActorRingLogging(loggers, level switch
                 {
                     LogLevel.Debug => Akka.Event.LogLevel.DebugLevel,
                     LogLevel.Information => Akka.Event.LogLevel.InfoLevel,
@@ -209,6 +228,26 @@ public static class ServeCommand
             return (new RemoteEndpoint(bind, masterPort, options.Advertise ?? masterHost), localCoordinator);
         return (new RemoteEndpoint(bind, options.ControlPort, options.Advertise ?? LocalAddressToward(masterHost)),
             ActorRingAkkaExtensions.CoordinatorPath(masterHost, masterPort));
+    }
+
+    /// <summary>
+    /// Null when nothing listens on <paramref name="port"/>, else the reason. It binds with SO_REUSEADDR only
+    /// (not SO_REUSEPORT), so connections left in TIME_WAIT by a previous run do not count, but a live listener does.
+    /// </summary>
+    private static string? PortInUse(IPAddress bind, int port)
+    {
+        using var probe = new Socket(bind.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        if (OperatingSystem.IsLinux()) probe.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
+        try
+        {
+            probe.Bind(new IPEndPoint(bind, port));
+            probe.Listen(1);
+            return null;
+        }
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.AddressAlreadyInUse or SocketError.AccessDenied)
+        {
+            return e.Message;
+        }
     }
 
     /// <summary>The local address the OS would use to reach <paramref name="host"/> (no packet is sent).</summary>

@@ -17,10 +17,14 @@ public sealed record ServeOptions
     [
         "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
         "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "context", "dtype", "ready-timeout",
-        "verbose", "quiet",
+        "verbose", "quiet", "preset",
     ];
 
     public required string ModelDir { get; init; }
+
+    /// <summary>bench decode's shapes (llama-160m, tinyllama-1.1b) with seeded random weights instead of --model:
+    /// measures the runtime (e.g. its control-plane share) at a real model's size. Prompts must be ids.</summary>
+    public string? Preset { get; init; }
     public string? RingConfigPath { get; init; }
     public bool Interactive { get; init; }
 
@@ -52,6 +56,8 @@ public sealed record ServeOptions
         if (cli.Has("prompt") && cli.Has("prompt-ids"))
             throw new UsageException("give either --prompt or --prompt-ids, not both");
         bool interactive = cli.Flag("interactive");
+        if (cli.Has("preset") && (cli.Has("model") || cli.Has("prompt") || interactive))
+            throw new UsageException("--preset builds a random model with no tokenizer: drop --model, and give prompts with --prompt-ids");
         if (interactive && (cli.Has("prompt") || cli.Has("prompt-ids")))
             throw new UsageException("--interactive reads prompts from stdin; drop --prompt/--prompt-ids");
 
@@ -67,7 +73,8 @@ public sealed record ServeOptions
         };
         return new ServeOptions
         {
-            ModelDir = cli.String("model") ?? ModelDirectory.DefaultBundledPath(),
+            ModelDir = cli.String("model") ?? (cli.Has("preset") ? "" : ModelDirectory.DefaultBundledPath()),
+            Preset = cli.String("preset"),
             RingConfigPath = cli.String("ring-config"),
             Interactive = interactive,
             Prompt = cli.String("prompt"),

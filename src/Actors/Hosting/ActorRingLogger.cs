@@ -1,0 +1,45 @@
+using Akka.Actor;
+using Akka.Actor.Setup;
+using Akka.Dispatch;
+using Akka.Event;
+using Microsoft.Extensions.Logging;
+using LogLevel = Microsoft.Extensions.Logging.LogLevel;
+
+namespace ActorRing.Actors.Hosting;
+
+/// <summary>Carries the host's <see cref="ILoggerFactory"/> into the actor system for <see cref="ActorRingLogger"/>.</summary>
+public sealed class ActorRingLoggingSetup(ILoggerFactory loggerFactory) : Setup
+{
+    public ILoggerFactory LoggerFactory { get; } = loggerFactory;
+}
+
+/// <summary>
+/// Akka's log sink: each event becomes one Microsoft.Extensions.Logging entry under the logging class's name
+/// (e.g. <c>ActorRing.Actors.Coordinator</c>), with just the message. Akka's own "[INFO][time][thread][path]"
+/// prefix would repeat what the host's formatter already prints.
+/// </summary>
+public sealed class ActorRingLogger : ReceiveActor, IRequiresMessageQueue<ILoggerMessageQueueSemantics>
+{
+    public ActorRingLogger()
+    {
+        var factory = Context.System.Settings.Setup.Get<ActorRingLoggingSetup>().Value?.LoggerFactory
+                      ?? throw new InvalidOperationException("ActorRingLogger needs an ActorRingLoggingSetup (use AddActorRingLogging)");
+        Receive<InitializeLogger>(_ => Sender.Tell(new LoggerInitialized()));
+        Receive<LogEvent>(e =>
+        {
+            // Akka's internals that log under a plain string source report a placeholder class; call them "Akka".
+            var category = e.LogClass is null || e.LogClass.Name == "DummyClassForStringSources" ? "Akka" : e.LogClass.FullName ?? "Akka";
+            var logger = factory.CreateLogger(category);
+            var level = e.LogLevel() switch
+            {
+                Akka.Event.LogLevel.DebugLevel => LogLevel.Debug,
+                Akka.Event.LogLevel.InfoLevel => LogLevel.Information,
+                Akka.Event.LogLevel.WarningLevel => LogLevel.Warning,
+                _ => LogLevel.Error,
+            };
+            if (!logger.IsEnabled(level)) return;
+            var cause = (e as Error)?.Cause;
+            logger.Log(level, cause, "{Message}", e.Message?.ToString() ?? "");
+        });
+    }
+}

@@ -1,0 +1,61 @@
+using System.Collections.Concurrent;
+using ActorRing.Actors.Hosting;
+using Akka.Actor;
+using Akka.Actor.Setup;
+using Akka.Configuration;
+using Akka.Event;
+using Microsoft.Extensions.Logging;
+
+namespace ActorRing.Actors.Tests;
+
+public sealed class ActorRingLoggerSpecs
+{
+    private sealed class Capture : ILoggerProvider, ILogger
+    {
+        public ConcurrentQueue<(string Category, Microsoft.Extensions.Logging.LogLevel Level, string Text, Exception? Error)> Entries { get; } = new();
+        private string _category = "";
+
+        public ILogger CreateLogger(string categoryName) => new Capture { _category = categoryName, Shared = this };
+        private Capture? Shared { get; init; }
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            (Shared ?? this).Entries.Enqueue((_category, logLevel, formatter(state, exception), exception));
+
+        public void Dispose() { }
+    }
+
+    private sealed class Chatty : ReceiveActor
+    {
+        public Chatty()
+        {
+            var log = Context.GetLogger();
+            Receive<string>(s => log.Warning("rank {0} says {1}", 1, s));
+            Receive<int>(_ => log.Error(new InvalidOperationException("boom"), "failed"));
+        }
+    }
+
+    [Fact]
+    public async Task Akka_events_become_plain_entries_under_the_logging_class()
+    {
+        var capture = new Capture();
+        using var factory = LoggerFactory.Create(b => b.AddProvider(capture).SetMinimumLevel(Microsoft.Extensions.Logging.LogLevel.Trace));
+        var config = ConfigurationFactory.ParseString("""akka.loggers = ["ActorRing.Actors.Hosting.ActorRingLogger, ActorRing.Actors"]""");
+        using var system = ActorSystem.Create("log-test",
+            ActorSystemSetup.Create(BootstrapSetup.Create().WithConfig(config), new ActorRingLoggingSetup(factory)));
+        var actor = system.ActorOf(Props.Create(() => new Chatty()));
+        actor.Tell("hello");
+        actor.Tell(1);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (capture.Entries.Count(e => e.Category.EndsWith("Chatty", StringComparison.Ordinal)) < 2 && DateTime.UtcNow < deadline)
+            await Task.Delay(50);
+
+        var mine = capture.Entries.Where(e => e.Category == typeof(Chatty).FullName).ToList();
+        Assert.Equal(2, mine.Count);
+        Assert.Equal((Microsoft.Extensions.Logging.LogLevel.Warning, "rank 1 says hello"), (mine[0].Level, mine[0].Text));
+        Assert.Equal((Microsoft.Extensions.Logging.LogLevel.Error, "failed"), (mine[1].Level, mine[1].Text));
+        Assert.Equal("boom", mine[1].Error?.Message);
+        await system.Terminate();
+    }
+}
