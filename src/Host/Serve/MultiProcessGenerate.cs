@@ -33,20 +33,11 @@ internal static class MultiProcessGenerate
         shared.AddRange(["--threads", threadsPerRank.ToString(CultureInfo.InvariantCulture), "--quiet"]);
         request.AddRange(["--prompt-ids", string.Join(',', promptIds)]);
 
-        var stdout = Console.Out;
+        using var stdout = Console.OpenStandardOutput();
         using var launcher = RankProcessLauncher.Start(worldSize,
             rank => rank == 0 ? ["serve", .. shared, .. request] : ["serve", .. shared],
-            onOutput: (rank, isStdErr, line) =>
-            {
-                if (rank == 0 && !isStdErr)
-                {
-                    lock (stdout) { stdout.WriteLine(line); stdout.Flush(); }
-                }
-                else
-                {
-                    Console.Error.WriteLine(isStdErr && rank == 0 ? line : $"[rank {rank}] {line}");
-                }
-            });
+            onOutput: (rank, isStdErr, line) => Console.Error.WriteLine(isStdErr && rank == 0 ? line : $"[rank {rank}] {line}"),
+            rank0Stdout: stdout);
         // Every rank stops by itself once rank 0 has printed the result; the deadline only guards against a hang.
         var codes = await launcher.WaitForExitAsync(TimeSpan.FromHours(2), TimeSpan.FromSeconds(15));
         if (codes[0] != 0) return codes[0] < 0 ? 1 : codes[0];

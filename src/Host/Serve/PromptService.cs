@@ -90,6 +90,7 @@ internal sealed class PromptService(
         else
         {
             _out.WriteLine();
+            _out.Flush(); // the completion goes out before the summary on the other stream
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"[{result.Ids.Length} tokens, {result.MsPerToken:F2} ms/token, prefill {result.PrefillMs:F1} ms, world size {setup.Ring.WorldSize}, finish: {result.Finish}, control plane {result.ControlShare:P1} of decode time]"));
         }
