@@ -15,8 +15,10 @@ public sealed record ModelLoadOptions
     public ComputeDType DType { get; init; } = ComputeDType.F32;
 
     /// <summary>
-    /// libtorch intra-op threads for this rank's compute thread; null leaves libtorch's default. The world
-    /// size's ranks share the machine's cores, so N ranks on one host usually want cores / N each.
+    /// Cores this rank computes on; null leaves libtorch's own threading alone. 1 pins libtorch to one thread.
+    /// T &gt; 1 splits every matrix product by output columns over T threads of the rank (the compute thread
+    /// plus T-1 helpers, each with one libtorch thread), because libtorch runs a matrix-vector product on one
+    /// core whatever its thread setting. N ranks on one host usually want cores / N each.
     /// </summary>
     public int? Threads { get; init; }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ActorRing.Model.Checkpoints;
 using ActorRing.Transport;
@@ -250,11 +251,11 @@ public sealed class ShardedLlama : IDisposable
         LoadTransposedParts(reader, parts[0].Cols, parts.Select(x => (x.Name, diskRows, diskCols, x.Row0, x.Rows, x.Col0, x.Cols)).ToArray());
 
     /// <summary>Blocks [rows, inDim] of several [diskRows, ·] weights, transposed and side by side: [inDim, Σ rows].</summary>
-    private Tensor LoadTransposedParts(ICheckpointReader reader, long inDim, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
+    private unsafe Tensor LoadTransposedParts(ICheckpointReader reader, long inDim, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
     {
         long outDim = parts.Sum(x => x.Rows);
         var t = torch.empty(new long[] { inDim, outDim }, ScalarType.Float32);
-        var dst = FloatSpan(t);
+        float* dst = DataPointer(t);
         const int chunkRows = 32;
         var buffer = new float[chunkRows * inDim];
         long outAt = 0;
@@ -269,7 +270,7 @@ public sealed class ShardedLlama : IDisposable
                 reader.ReadBlock(name, row0 + r, n, col0, cols, chunk);
                 for (int i = 0; i < n; i++)
                     for (long c = 0; c < inDim; c++)
-                        dst[(int)(c * outDim + outAt + r + i)] = chunk[(int)(i * inDim + c)];
+                        dst[c * outDim + outAt + r + i] = chunk[(int)(i * inDim + c)];
             }
             outAt += rows;
         }
@@ -298,6 +299,20 @@ public sealed class ShardedLlama : IDisposable
     private static unsafe Span<float> FloatSpan(Tensor t) =>
         MemoryMarshal.Cast<byte, float>(t.bytes);
 
+    /// <summary>
+    /// Largest block handed to one checkpoint read. Spans are int-indexed, and a replicated embedding or an
+    /// unsharded LM head of a large-vocabulary model passes 2 GiB, so big tensors are filled in pieces.
+    /// </summary>
+    internal static int MaxReadElements = 1 << 26;
+
+    /// <summary>Start of a contiguous float32 tensor's data. Native memory does not move, so no pinning is needed.</summary>
+    private static unsafe float* DataPointer(Tensor t)
+    {
+        using var flat = t.view(-1);
+        using var first = flat.narrow(0, 0, 1);
+        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(first.bytes));
+    }
+
     /// <summary>A whole 1-D weight (norms, row-parallel biases), replicated on every rank.</summary>
     private Tensor LoadVector(ICheckpointReader reader, string name, long length)
     {
@@ -309,11 +324,17 @@ public sealed class ShardedLlama : IDisposable
         LoadRows(reader, name, rows, cols, 0, rows);
 
     /// <summary>Rows [row0, row0+count) of a [rows, cols] weight: column-parallel and vocabulary shards.</summary>
-    private Tensor LoadRows(ICheckpointReader reader, string name, long rows, long cols, long row0, long count)
+    private unsafe Tensor LoadRows(ICheckpointReader reader, string name, long rows, long cols, long row0, long count)
     {
         CheckShape(reader, name, rows, cols);
         var t = torch.empty(new long[] { count, cols }, ScalarType.Float32);
-        reader.ReadBlock(name, row0, count, 0, cols, FloatSpan(t));
+        float* dst = DataPointer(t);
+        long chunkRows = Math.Max(1, MaxReadElements / cols);
+        for (long r = 0; r < count; r += chunkRows)
+        {
+            long n = Math.Min(chunkRows, count - r);
+            reader.ReadBlock(name, row0 + r, n, 0, cols, new Span<float>(dst + r * cols, checked((int)(n * cols))));
+        }
         return ToCompute(t);
     }
 

@@ -58,6 +58,23 @@ public sealed class StoriesLogitsTests : IDisposable
     }
 
     [Fact]
+    public void Weights_read_in_many_small_pieces_give_the_same_logits()
+    {
+        var whole = PrefillAndDecode(TestPaths.Hf, 1);
+        int saved = ShardedLlama.MaxReadElements;
+        ShardedLlama.MaxReadElements = 100; // the 512x64 embedding in pieces of one row
+        try
+        {
+            var pieces = PrefillAndDecode(TestPaths.Hf, 1);
+            for (int i = 0; i < whole.Count; i++) Assert.Equal(whole[i], pieces[i]);
+        }
+        finally
+        {
+            ShardedLlama.MaxReadElements = saved;
+        }
+    }
+
+    [Fact]
     public void Llama2c_and_HF_files_give_the_same_logits()
     {
         var hf = PrefillAndDecode(TestPaths.Hf, 1);

@@ -124,6 +124,27 @@ public sealed class SyntheticModelTests : IDisposable
         Assert.Equal(replicated + sharded, whole[0]);
     }
 
+    [Fact]
+    public void Broken_checkpoints_are_refused_naming_the_tensor()
+    {
+        var model = new SyntheticModel { ModelType = "llama" }.Build(seed: 3);
+        string dir = model.WriteTo(Path.Combine(_root, "broken"));
+        string config = Path.Combine(dir, "config.json");
+
+        // The config promises a wider FFN than the weights have.
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"intermediate_size\":42", "\"intermediate_size\":44"));
+        var e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 8 })));
+        Assert.Contains("model.layers.0.mlp.gate_proj.weight has shape [42, 32], but the config implies [44, 32]", e.Message);
+
+        // A truncated data section is caught from the header, before any weight is read.
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"intermediate_size\":44", "\"intermediate_size\":42"));
+        string file = Path.Combine(dir, "model.safetensors");
+        var bytes = File.ReadAllBytes(file);
+        File.WriteAllBytes(file, bytes[..^100]);
+        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 8 })));
+        Assert.Contains("data_offsets", e.Message);
+    }
+
     internal static void AssertClose(float[] expected, float[] actual, float tolerance, string what)
     {
         Assert.Equal(expected.Length, actual.Length);
