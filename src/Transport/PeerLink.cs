@@ -79,22 +79,14 @@ internal sealed unsafe partial class PeerLink : IDisposable
     {
         while (length > 0)
         {
-            nint n = recv(_fd, dst, (nuint)Math.Min(length, int.MaxValue), 0);
-            if (n > 0)
-            {
-                dst += n;
-                length -= n;
-                continue;
-            }
-            if (n == 0) throw Closed(op, "closed the connection");
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN)
+            long n = TryReceive(dst, length, op);
+            if (n == 0)
             {
                 WaitReady(POLLIN, op, "sent nothing");
                 continue;
             }
-            throw Closed(op, $"receive failed (errno {errno}: {Marshal.GetPInvokeErrorMessage(errno)})");
+            dst += n;
+            length -= n;
         }
     }
 
@@ -111,26 +103,18 @@ internal sealed unsafe partial class PeerLink : IDisposable
             // Asking for header and payload at once saves a system call per frame on the latency path. A bad
             // frame's bytes can only land in this fixed-size buffer, and it is rejected when the header is in.
             long want = total - got;
-            nint n = recv(_fd, buffer + got, (nuint)Math.Min(want, int.MaxValue), 0);
-            if (n > 0)
-            {
-                got += n;
-                if (!checkedHeader && got >= FrameHeader.Size)
-                {
-                    CheckHeader(new ReadOnlySpan<byte>(buffer, FrameHeader.Size), expected, op);
-                    checkedHeader = true;
-                }
-                continue;
-            }
-            if (n == 0) throw Closed(op, "closed the connection");
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN)
+            long n = TryReceive(buffer + got, want, op);
+            if (n == 0)
             {
                 WaitReady(POLLIN, op, "sent nothing");
                 continue;
             }
-            throw Closed(op, $"receive failed (errno {errno}: {Marshal.GetPInvokeErrorMessage(errno)})");
+            got += n;
+            if (!checkedHeader && got >= FrameHeader.Size)
+            {
+                CheckHeader(new ReadOnlySpan<byte>(buffer, FrameHeader.Size), expected, op);
+                checkedHeader = true;
+            }
         }
     }
 
