@@ -33,8 +33,9 @@ public sealed unsafe partial class RingCommunicator : ICollectives
         _log = log;
         if (left is not null && right is not null)
         {
-            _left = new PeerLink(left, $"left neighbour rank {config.LeftRank} ({left.RemoteEndPoint})");
-            _right = new PeerLink(right, $"right neighbour rank {config.RightRank} ({right.RemoteEndPoint})");
+            var spin = options.SpinFor(config);
+            _left = new PeerLink(left, $"left neighbour rank {config.LeftRank} ({left.RemoteEndPoint})", spin);
+            _right = new PeerLink(right, $"right neighbour rank {config.RightRank} ({right.RemoteEndPoint})", spin);
         }
     }
 

@@ -243,7 +243,8 @@ public sealed record RingConfig
     internal static string DialHost(string host) =>
         host is ThisMachine or "::" or "" ? IPAddress.Loopback.ToString() : host;
 
-    internal static bool IsThisMachine(string host) =>
+    /// <summary>Whether <paramref name="host"/> (a ring file address) names this machine.</summary>
+    public static bool IsThisMachine(string host) =>
         host is ThisMachine or "::" or "localhost" || (IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip));
 
     private static bool IsUsableHost(string host) =>

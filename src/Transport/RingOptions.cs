@@ -49,6 +49,31 @@ public sealed record RingOptions
     /// <summary>SO_SNDBUF / SO_RCVBUF for the ring sockets; large enough for a whole latency-path message.</summary>
     public int SocketBufferBytes { get; init; } = 4 * 1024 * 1024;
 
+    /// <summary>
+    /// How long a rank waiting for a neighbour busy-polls its sockets before it sleeps in <c>poll</c>. Null
+    /// (the default) picks automatically: <see cref="DefaultSpin"/> when every busy thread on this machine
+    /// can have a core of its own (<see cref="BusyThreadsOnThisMachine"/> ≤ cores), otherwise zero, because
+    /// spinning on a shared core steals the time of the very rank being waited for.
+    /// </summary>
+    public TimeSpan? SpinBeforeSleep { get; init; }
+
+    /// <summary>
+    /// Threads this machine's ranks keep busy, for the automatic <see cref="SpinBeforeSleep"/>. Null: the
+    /// world size when the right neighbour is on this machine (a ring on one host), else one.
+    /// </summary>
+    public int? BusyThreadsOnThisMachine { get; init; }
+
+    /// <summary>The automatic spin: long enough to cover a neighbour's few-KiB message, short enough that an idle rank sleeps.</summary>
+    public static readonly TimeSpan DefaultSpin = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>The spin in effect for the rank of <paramref name="config"/>.</summary>
+    public TimeSpan SpinFor(RingConfig config)
+    {
+        if (SpinBeforeSleep is TimeSpan explicitSpin) return explicitSpin;
+        int busy = BusyThreadsOnThisMachine ?? (RingConfig.IsThisMachine(config.RightIp) ? config.WorldSize : 1);
+        return busy <= Environment.ProcessorCount ? DefaultSpin : TimeSpan.Zero;
+    }
+
     /// <summary>Forces one all-reduce algorithm (used by the benchmark to measure the crossover).</summary>
     public AllReduceAlgorithm Algorithm { get; init; } = AllReduceAlgorithm.Auto;
 

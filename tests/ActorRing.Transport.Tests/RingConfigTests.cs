@@ -278,4 +278,20 @@ public class RingConfigTests
             Assert.Empty(back.Warnings);
         }
     }
+
+    [Fact]
+    public void SocketSpinIsOnOnlyWhenEveryBusyThreadHasACore()
+    {
+        int cores = Environment.ProcessorCount;
+        var local = RingConfig.ForLoopback(2)[0] with { WorldSize = cores + 1 };
+        var remote = local with { RightIp = "10.1.2.3" };
+        var auto = new RingOptions();
+        // A one-host ring with more ranks than cores must sleep, or a spinning rank starves the one it waits for.
+        Assert.Equal(TimeSpan.Zero, auto.SpinFor(local));
+        // One rank per machine: spinning costs nothing anyone else needs.
+        Assert.Equal(RingOptions.DefaultSpin, auto.SpinFor(remote));
+        Assert.Equal(TimeSpan.Zero, (auto with { BusyThreadsOnThisMachine = cores + 1 }).SpinFor(remote));
+        Assert.Equal(RingOptions.DefaultSpin, (auto with { BusyThreadsOnThisMachine = 1 }).SpinFor(local));
+        Assert.Equal(TimeSpan.FromMicroseconds(5), (auto with { SpinBeforeSleep = TimeSpan.FromMicroseconds(5) }).SpinFor(local));
+    }
 }

@@ -65,7 +65,7 @@ internal static class DecodeBench
             throw new UsageException(e.Message);
         }
 
-        var comms = await LocalRanks.ConnectAsync(worldSize, CancellationToken.None);
+        var comms = await LocalRanks.ConnectAsync(worldSize, threads, CancellationToken.None);
         // The memory probe runs before the model exists and again after the ranks finish (so its 1 GiB never
         // shows in the model's RSS); the better of the two is the machine's one-thread read bandwidth, which a
         // neighbour's burst of load would otherwise understate.

@@ -77,7 +77,7 @@ internal static class GenerateCommand
             ICollectives[] comms;
             try
             {
-                comms = await LocalRanks.ConnectAsync(worldSize, cts.Token);
+                comms = await LocalRanks.ConnectAsync(worldSize, threads, cts.Token);
             }
             catch (CollectiveException e)
             {

@@ -11,7 +11,7 @@ namespace ActorRing.Host.Commands;
 /// </summary>
 internal static class LocalRanks
 {
-    public static async Task<ICollectives[]> ConnectAsync(int worldSize, CancellationToken ct)
+    public static async Task<ICollectives[]> ConnectAsync(int worldSize, int threadsPerRank, CancellationToken ct)
     {
         var configs = RingConfig.ForLoopback(worldSize, sourcePrefix: "local");
         var options = new RingOptions
@@ -19,6 +19,7 @@ internal static class LocalRanks
             ClusterSecret = RandomNumberGenerator.GetBytes(32),
             BindAddress = IPAddress.Loopback,
             ConnectTimeout = TimeSpan.FromSeconds(30),
+            BusyThreadsOnThisMachine = worldSize * threadsPerRank,
         };
         var connecting = configs.Select(c => RingCommunicator.ConnectAsync(c, options, null, ct)).ToArray();
         try

@@ -163,7 +163,13 @@ public static class ServeCommand
         builder.Logging.SetMinimumLevel(level);
         builder.Services.AddSingleton(new ServeExit { Out = stdout });
 
-        var ringOptions = new RingOptions { ClusterSecret = setup.Secret, BindAddress = options.BindAddress };
+        var ringOptions = new RingOptions
+        {
+            ClusterSecret = setup.Secret,
+            BindAddress = options.BindAddress,
+            // Helper threads count towards the cores the automatic socket spin needs (see SpinBeforeSleep).
+            BusyThreadsOnThisMachine = (RingConfig.IsThisMachine(ring.RightIp) ? ring.WorldSize : 1) * (options.Load.Threads ?? 1),
+        };
         var (endpoint, coordinatorPath) = Endpoints(options, ring);
 
         builder.Services.AddAkka(ControlProtocol.SystemName, (akka, sp) =>
