@@ -77,7 +77,7 @@ internal static class DecodeBench
         {
             using var comm = comms[rank];
             using var model = ShardedLlama.CreateRandom(config, seed: 42, comm,
-                new ModelLoadOptions { ContextLength = 128 + tokens + 8, Threads = threads, DType = dtype });
+                new ModelLoadOptions { ContextLength = 128 + WarmupSteps + tokens + 8, Threads = threads, DType = dtype });
             loaded.SignalAndWait();
             return Measure(model, comm, tokens);
         }, "bench-rank");
@@ -119,6 +119,13 @@ internal static class DecodeBench
         return 0;
     }
 
+    /// <summary>
+    /// Untimed decode steps before the timed ones. .NET compiles a method for speed only after about 30 calls
+    /// (tiered compilation; the first steps run 2–5× slower), and those slow steps would otherwise swell the
+    /// averaged overhead breakdown.
+    /// </summary>
+    private const int WarmupSteps = 40;
+
     private static RankReport Measure(ShardedLlama model, ICollectives comm, int tokens)
     {
         var rng = new Random(7);
@@ -136,7 +143,7 @@ internal static class DecodeBench
         int pos = prompt.Length;
         var steps = new double[tokens];
         long controlTicks = 0;
-        for (int i = -3; i < tokens; i++)
+        for (int i = -WarmupSteps; i < tokens; i++)
         {
             if (i == 0)
             {

@@ -1,0 +1,153 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorRing.Model;
+
+/// <summary>
+/// The float32 one-token decode step, run over the raw memory of the same weight and KV-cache tensors that
+/// prefill uses through libtorch. Why a second path: at batch 1 a decode step is about 35 small tensor
+/// operations per layer, and through TorchSharp each costs 5–20 µs of dispatch and allocation, which on
+/// llama-160m added 6–8 ms to a 25 ms step. Here the step is plain vectorized loops over preallocated
+/// buffers, so its time is the weight stream (see <see cref="MatVec"/>) plus the attention over the cache.
+/// Prefill, bf16 and every multi-token forward stay on the libtorch path; tests hold both paths to the same
+/// logits.
+/// </summary>
+public sealed partial class ShardedLlama
+{
+    /// <summary>Scratch of the decode step, allocated on first use and reused (pinned: raw pointers are taken).</summary>
+    private sealed class DecodeScratch(int hidden, int qkv, int q, int ffn, int context, int localVocab)
+    {
+        public readonly float[] X = GC.AllocateArray<float>(hidden, pinned: true);
+        public readonly float[] Normed = GC.AllocateArray<float>(hidden, pinned: true);
+        public readonly float[] Qkv = GC.AllocateArray<float>(qkv, pinned: true);
+        public readonly float[] Attn = GC.AllocateArray<float>(q, pinned: true);
+        public readonly float[] Out = GC.AllocateArray<float>(hidden, pinned: true);
+        public readonly float[] GateUp = GC.AllocateArray<float>(2 * ffn, pinned: true);
+        public readonly float[] Act = GC.AllocateArray<float>(ffn, pinned: true);
+        public readonly float[] Scores = GC.AllocateArray<float>(context, pinned: true);
+        public readonly float[] Logits = GC.AllocateArray<float>(localVocab, pinned: true);
+    }
+
+    private DecodeScratch? _scratch;
+
+    /// <summary>Raw addresses of one layer's small tensors, taken once (each address lookup is a few TorchSharp calls).</summary>
+    private readonly unsafe struct LayerMemory(float* inputNorm, float* postNorm, float* bqkv, float* bo, float* kCache, float* vCache)
+    {
+        public readonly float* InputNorm = inputNorm, PostNorm = postNorm, Bqkv = bqkv, Bo = bo, KCache = kCache, VCache = vCache;
+    }
+
+    private LayerMemory[]? _layerMemory;
+    private unsafe float* _embedData, _cosData, _sinData, _finalNormData;
+
+    private unsafe LayerMemory[] TakeAddresses()
+    {
+        _embedData = DataPointer(_embed);
+        _cosData = DataPointer(_cos);
+        _sinData = DataPointer(_sin);
+        _finalNormData = DataPointer(_finalNorm);
+        return _layers.Select(l => new LayerMemory(DataPointer(l.InputNorm), DataPointer(l.PostNorm),
+            l.Bqkv is null ? null : DataPointer(l.Bqkv), l.Bo is null ? null : DataPointer(l.Bo),
+            DataPointer(l.KCache), DataPointer(l.VCache))).ToArray();
+    }
+
+    private unsafe float[] DecodeLocal(int slot, int token, int pos)
+    {
+        var c = Config;
+        int h = c.HiddenSize, d = c.HeadDim, half = d / 2, L = pos + 1, f = Plan.LocalFfn;
+        int localHeads = Plan.LocalHeads, localKv = Plan.LocalKvHeads;
+        float scale = 1f / MathF.Sqrt(d);
+        var s = _scratch ??= new DecodeScratch(h, _qDim + 2 * _kvDim, _qDim, f, ContextLength, Plan.LocalVocab);
+        var memory = _layerMemory ??= TakeAddresses();
+
+        fixed (float* x = s.X, normed = s.Normed, qkv = s.Qkv, attn = s.Attn, o = s.Out, gu = s.GateUp, act = s.Act, scores = s.Scores)
+        {
+            new ReadOnlySpan<float>(_embedData + (long)token * h, h).CopyTo(s.X);
+            float* cos = _cosData + (long)pos * half, sin = _sinData + (long)pos * half;
+            for (int i = 0; i < _layers.Length; i++)
+            {
+                var layer = _layers[i];
+                var mem = memory[i];
+                RmsNorm(x, mem.InputNorm, normed, h);
+                MatVec(normed, layer.Wqkv, qkv);
+                if (mem.Bqkv is not null) Add(qkv, mem.Bqkv, _qDim + 2 * _kvDim);
+                // q heads, then k heads, sit side by side: rotate them all (rotate-half convention).
+                for (int head = 0; head < localHeads + localKv; head++) RotateHalf(qkv + head * d, cos, sin, half);
+
+                long slotBase = (long)slot * localKv * ContextLength * d;
+                float* kCache = mem.KCache + slotBase, vCache = mem.VCache + slotBase;
+                for (int kv = 0; kv < localKv; kv++)
+                {
+                    long at = ((long)kv * ContextLength + pos) * d;
+                    new ReadOnlySpan<float>(qkv + _qDim + kv * d, d).CopyTo(new Span<float>(kCache + at, d));
+                    new ReadOnlySpan<float>(qkv + _qDim + _kvDim + kv * d, d).CopyTo(new Span<float>(vCache + at, d));
+                }
+                for (int head = 0; head < localHeads; head++)
+                {
+                    int kv = head / _group;
+                    float* keys = kCache + (long)kv * ContextLength * d, values = vCache + (long)kv * ContextLength * d;
+                    var q = new ReadOnlySpan<float>(qkv + head * d, d);
+                    for (int l = 0; l < L; l++) scores[l] = TensorPrimitives.Dot(q, new ReadOnlySpan<float>(keys + (long)l * d, d)) * scale;
+                    var p = new Span<float>(scores, L);
+                    TensorPrimitives.SoftMax(p, p);
+                    var outHead = new Span<float>(attn + head * d, d);
+                    outHead.Clear();
+                    for (int l = 0; l < L; l++)
+                        TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(values + (long)l * d, d), scores[l], outHead, outHead);
+                }
+
+                MatVec(attn, layer.Wo, o);
+                AllReduce(o, h);
+                if (mem.Bo is not null) Add(o, mem.Bo, h); // once, after the reduction
+                Add(x, o, h);
+
+                RmsNorm(x, mem.PostNorm, normed, h);
+                MatVec(normed, layer.Wgu, gu);
+                // SiLU(gate)·up = gate·σ(gate)·up
+                var gate = new Span<float>(gu, f);
+                var up = new ReadOnlySpan<float>(gu + f, f);
+                var a = new Span<float>(act, f);
+                TensorPrimitives.Sigmoid(gate, a);
+                TensorPrimitives.Multiply(a, gate, a);
+                TensorPrimitives.Multiply(a, up, a);
+                MatVec(act, layer.Wdown, o);
+                AllReduce(o, h);
+                Add(x, o, h);
+            }
+            RmsNorm(x, _finalNormData, normed, h);
+            fixed (float* logits = s.Logits) MatVec(normed, _lmHead, logits);
+        }
+        return s.Logits.ToArray();
+    }
+
+    private unsafe void RmsNorm(float* x, float* weight, float* y, int n)
+    {
+        var xs = new ReadOnlySpan<float>(x, n);
+        float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(xs) / n + (float)Config.RmsNormEps);
+        var ys = new Span<float>(y, n);
+        TensorPrimitives.Multiply(xs, inv, ys);
+        TensorPrimitives.Multiply(ys, new ReadOnlySpan<float>(weight, n), ys);
+    }
+
+    private static unsafe void Add(float* x, float* add, int n) =>
+        TensorPrimitives.Add(new ReadOnlySpan<float>(x, n), new ReadOnlySpan<float>(add, n), new Span<float>(x, n));
+
+    /// <summary>Pairs (i, i + d/2) rotate by angle i of the position: the layout the loaders convert every checkpoint to.</summary>
+    private static unsafe void RotateHalf(float* v, float* cos, float* sin, int half)
+    {
+        for (int i = 0; i < half; i++)
+        {
+            float a = v[i], b = v[i + half];
+            v[i] = a * cos[i] - b * sin[i];
+            v[i + half] = b * cos[i] + a * sin[i];
+        }
+    }
+
+    private unsafe void AllReduce(float* data, int n)
+    {
+        if (_comm.WorldSize == 1) return;
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        _comm.AllReduceSum((byte*)data, n, _wireDType);
+        _allReduceTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+    }
+}
