@@ -8,7 +8,7 @@ namespace ActorRing.Model;
 /// page boundary. On the 2-core reference VM (THP in "madvise" mode) a one-thread read of 450 MB of weights went
 /// from about 15–20 GB/s to 20–27 GB/s with huge pages. Advice only: any failure (other OS, THP off) is ignored.
 /// </summary>
-internal static partial class HugePages
+public static partial class HugePages
 {
     private const int MadvHugepage = 14;
     private const long HugePageBytes = 2L << 20;

@@ -16,9 +16,22 @@ public sealed record ModelLoadOptions
 
     /// <summary>
     /// Cores this rank computes on; null leaves libtorch's own threading alone. 1 pins libtorch to one thread.
-    /// T &gt; 1 splits every matrix product by output columns over T threads of the rank (the compute thread
-    /// plus T-1 helpers, each with one libtorch thread), because libtorch runs a matrix-vector product on one
-    /// core whatever its thread setting. N ranks on one host usually want cores / N each.
+    /// T &gt; 1 splits every matrix product by output rows over T threads of the rank (the compute thread
+    /// plus T-1 helpers), because a matrix-vector product runs on one core. N ranks on one host usually want
+    /// cores / N each.
     /// </summary>
     public int? Threads { get; init; }
+
+    /// <summary>
+    /// How long an idle helper thread busy-waits for the next product before it sleeps. A decode step hands
+    /// its helpers about 50 products, a few hundred µs apart; waking a sleeping thread costs 20–50 µs each
+    /// time on a VM. Null (the default) spins 1 ms when <see cref="Threads"/> fits in this machine's cores,
+    /// and not at all otherwise. A host running several ranks on one machine sets zero when their threads
+    /// together exceed the cores, since a spinning helper would take a core another rank needs.
+    /// </summary>
+    public TimeSpan? HelperSpin { get; init; }
+
+    /// <summary>The helper spin in effect (see <see cref="HelperSpin"/>).</summary>
+    public TimeSpan EffectiveHelperSpin =>
+        HelperSpin ?? ((Threads ?? 1) <= Environment.ProcessorCount ? TimeSpan.FromMilliseconds(1) : TimeSpan.Zero);
 }

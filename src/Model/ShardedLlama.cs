@@ -132,10 +132,10 @@ public sealed partial class ShardedLlama : IDisposable
         _threads = options.Threads;
         if (_threads is int t)
         {
-            // More than one thread per rank: split every product by output columns over our own helpers, each
+            // More than one thread per rank: split every product by output rows over our own helpers, each
             // with one libtorch thread (libtorch's own threading does not speed up matrix-vector products).
             torch.set_num_threads(t > 1 ? 1 : t);
-            if (t > 1) _workers = new SplitWorkers(t);
+            if (t > 1) _workers = new SplitWorkers(t, options.EffectiveHelperSpin);
         }
 
         var p = Plan;
@@ -479,11 +479,10 @@ public sealed partial class ShardedLlama : IDisposable
     }
 
     /// <summary>
-    /// The decode product y[out] = W·x as one dot product per row of W, the rows shared among the split
-    /// workers. Why not libtorch: its matrix-vector product goes to MKL's sgemv, which on the reference AMD
-    /// CPU takes MKL's generic code path (perf shows <c>mkl_blas_def_xsgemv</c>) and streams about 14 GB/s,
-    /// while <see cref="TensorPrimitives.Dot(ReadOnlySpan{float}, ReadOnlySpan{float})"/> row by row streams
-    /// 20–22 GB/s from huge pages, near the core's read bandwidth; decode time is all weight streaming.
+    /// The decode product y[out] = W·x as one dot product per row of W (<see cref="DotKernel"/>), the rows
+    /// shared among the split workers. Why not libtorch: its matrix-vector product goes to MKL's sgemv, which
+    /// on the reference AMD CPU takes MKL's generic code path (perf shows <c>mkl_blas_def_xsgemv</c>) and
+    /// streams about 14 GB/s; decode time is all weight streaming.
     /// </summary>
     private unsafe void MatVec(float* x, SplitMatrix w, float* y)
     {
@@ -491,9 +490,7 @@ public sealed partial class ShardedLlama : IDisposable
         int n = (int)w.In;
         void Rows(int part)
         {
-            var xv = new ReadOnlySpan<float>(x, n);
-            for (long r = w.RowStart[part], end = w.RowStart[part + 1]; r < end; r++)
-                y[r] = TensorPrimitives.Dot(new ReadOnlySpan<float>(ws + r * n, n), xv);
+            for (long r = w.RowStart[part], end = w.RowStart[part + 1]; r < end; r++) y[r] = DotKernel.Dot(ws + r * n, x, n);
         }
         if (w.RowStart.Length == 2) Rows(0);
         else _workers!.Run(Rows);
