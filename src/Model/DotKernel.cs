@@ -13,6 +13,39 @@ namespace ActorRing.Model;
 /// </summary>
 internal static class DotKernel
 {
+    public const int PanelRows = 4, PanelColumns = 8;
+
+    /// <summary>Whether an [out, in] matrix fits the panel layout exactly.</summary>
+    public static bool CanPack(long outDim, long inDim) => Vector256.IsHardwareAccelerated && outDim % PanelRows == 0 && inDim % PanelColumns == 0;
+
+    /// <summary>
+    /// Four rows' dot products from one panel: <paramref name="panel"/> holds the rows' columns interleaved
+    /// in blocks of 8 (row 0's first 8, row 1's first 8, …, row 0's next 8, …), so the weights are one
+    /// sequential stream and each 8 floats of x are loaded once for four rows. Measured like
+    /// <see cref="Dot"/>: 25–26 GB/s on llama-160m and tinyllama-1.1b shapes, against 21–25 row by row,
+    /// where rows of 2048–5632 floats streamed slowest.
+    /// </summary>
+    public static unsafe void Panel4(float* panel, float* x, int n, float* y)
+    {
+        var s0 = Vector256<float>.Zero;
+        var s1 = s0;
+        var s2 = s0;
+        var s3 = s0;
+        for (int k = 0; k < n; k += PanelColumns)
+        {
+            var xv = Vector256.Load(x + k);
+            s0 = Vector256.FusedMultiplyAdd(Vector256.Load(panel), xv, s0);
+            s1 = Vector256.FusedMultiplyAdd(Vector256.Load(panel + 8), xv, s1);
+            s2 = Vector256.FusedMultiplyAdd(Vector256.Load(panel + 16), xv, s2);
+            s3 = Vector256.FusedMultiplyAdd(Vector256.Load(panel + 24), xv, s3);
+            panel += PanelRows * PanelColumns;
+        }
+        y[0] = Vector256.Sum(s0);
+        y[1] = Vector256.Sum(s1);
+        y[2] = Vector256.Sum(s2);
+        y[3] = Vector256.Sum(s3);
+    }
+
     public static unsafe float Dot(float* a, float* x, int n)
     {
         if (!Vector256.IsHardwareAccelerated)

@@ -19,18 +19,29 @@ namespace ActorRing.Model;
 public sealed partial class ShardedLlama : IDisposable
 {
     /// <summary>
-    /// An [out, in] weight (PyTorch's layout) and how its output rows are shared among the rank's split
-    /// workers: part i computes rows [RowStart[i], RowStart[i+1]). Rows are contiguous, so no part needs a
-    /// copy of its own.
+    /// An [out, in] weight and how its output rows are shared among the rank's split workers: part i computes
+    /// rows [RowStart[i], RowStart[i+1]). Stored either in PyTorch's row-major layout, or (float32, when the
+    /// shape allows) packed in panels for decode (see <see cref="DotKernel.Panel4"/>): tensor shape
+    /// [out/4, in/8, 4, 8], i.e. for each group of 4 rows, their first 8 columns row after row, then the next 8.
     /// </summary>
-    private sealed unsafe class SplitMatrix(Tensor weight, long[] rowStart)
+    private sealed unsafe class SplitMatrix(Tensor weight, long outDim, long inDim, bool packed, long[] rowStart)
     {
         public readonly Tensor Weight = weight;
         /// <summary>Start of the weight's memory (native memory does not move), for the decode kernels.</summary>
         public readonly float* Data = weight.dtype == ScalarType.Float32 ? DataPointer(weight) : null;
+        public readonly bool Packed = packed;
         public readonly long[] RowStart = rowStart;
-        public long Out => RowStart[^1];
-        public long In => Weight.shape[1];
+        public long Out => outDim;
+        public long In => inDim;
+
+        /// <summary>Rows [row0, row0+rows) as an [rows, in] tensor for libtorch: a view, or an unpacked copy.</summary>
+        public Tensor Rows(long row0, long rows)
+        {
+            if (!Packed) return Weight.narrow(0, row0, rows);
+            using var panels = Weight.narrow(0, row0 / DotKernel.PanelRows, rows / DotKernel.PanelRows);
+            using var rowMajor = panels.permute(0, 2, 1, 3);
+            return rowMajor.reshape(rows, inDim);
+        }
     }
 
     private sealed class Layer
@@ -190,7 +201,8 @@ public sealed partial class ShardedLlama : IDisposable
             _finalNorm = Own(LoadVector(reader, "model.norm.weight", h));
             if (c.TieWordEmbeddings)
             {
-                // A tied head is this rank's vocabulary rows of the (replicated) embedding: a view, no copy.
+                // A tied head is this rank's vocabulary rows of the (replicated) embedding: a view, or a copy in
+                // the decode panel layout (1/N of the embedding) when that applies.
                 _lmHead = Split(_embed.narrow(0, p.VocabStart, p.LocalVocab));
             }
             else
@@ -221,12 +233,38 @@ public sealed partial class ShardedLlama : IDisposable
 
     private SplitMatrix Split(Tensor w)
     {
+        long outDim = w.shape[0], inDim = w.shape[1];
+        bool packed = _dtype == ScalarType.Float32 && DotKernel.CanPack(outDim, inDim);
+        // Parts get whole panels when packed.
+        long unit = packed ? DotKernel.PanelRows : 1, units = outDim / unit;
         int parts = _workers?.Parts ?? 1;
-        long outDim = w.shape[0];
-        if (outDim < parts) parts = 1;
+        if (units < parts) parts = 1;
         var rowStart = new long[parts + 1];
-        for (int i = 0; i < parts; i++) rowStart[i + 1] = rowStart[i] + ShardPlan.EvenSplit((int)outDim, parts, i).Count;
-        return new SplitMatrix(Own(w), rowStart);
+        for (int i = 0; i < parts; i++) rowStart[i + 1] = rowStart[i] + unit * ShardPlan.EvenSplit((int)units, parts, i).Count;
+        if (!packed) return new SplitMatrix(Own(w), outDim, inDim, false, rowStart);
+        var panels = Own(Pack(w));
+        w.Dispose(); // the row-major original (or, for a tied head, a view of the embedding)
+        return new SplitMatrix(panels, outDim, inDim, true, rowStart);
+    }
+
+    /// <summary>A float32 [out, in] matrix copied into the decode panel layout (see <see cref="SplitMatrix"/>).</summary>
+    private static unsafe Tensor Pack(Tensor w)
+    {
+        long outDim = w.shape[0], inDim = w.shape[1];
+        const int R = DotKernel.PanelRows, C = DotKernel.PanelColumns;
+        var packed = torch.empty(new long[] { outDim / R, inDim / C, R, C }, ScalarType.Float32);
+        float* dst = DataPointer(packed);
+        HugePages.Advise(dst, outDim * inDim * sizeof(float));
+        using var source = w.contiguous();
+        float* src = DataPointer(source);
+        for (long panel = 0; panel < outDim / R; panel++)
+            for (long chunk = 0; chunk < inDim / C; chunk++)
+                for (int r = 0; r < R; r++)
+                {
+                    var from = new ReadOnlySpan<float>(src + (panel * R + r) * inDim + chunk * C, C);
+                    from.CopyTo(new Span<float>(dst + ((panel * (inDim / C) + chunk) * R + r) * C, C));
+                }
+        return packed;
     }
 
     private Tensor Own(Tensor t)
@@ -460,7 +498,8 @@ public sealed partial class ShardedLlama : IDisposable
         Tensor y;
         if (w.RowStart.Length == 2)
         {
-            y = F.linear(x, w.Weight);
+            using var weight = w.Rows(0, w.Out);
+            y = F.linear(x, weight);
         }
         else
         {
@@ -469,7 +508,7 @@ public sealed partial class ShardedLlama : IDisposable
             _workers!.Run(part =>
             {
                 long r0 = w.RowStart[part], rows = w.RowStart[part + 1] - r0;
-                using var rowsOfW = w.Weight.narrow(0, r0, rows);
+                using var rowsOfW = w.Rows(r0, rows);
                 using var block = F.linear(input, rowsOfW);
                 using var target = y.narrow(1, r0, rows);
                 target.copy_(block);
@@ -490,7 +529,13 @@ public sealed partial class ShardedLlama : IDisposable
         int n = (int)w.In;
         void Rows(int part)
         {
-            for (long r = w.RowStart[part], end = w.RowStart[part + 1]; r < end; r++) y[r] = DotKernel.Dot(ws + r * n, x, n);
+            long r = w.RowStart[part], end = w.RowStart[part + 1];
+            if (w.Packed)
+            {
+                for (; r < end; r += DotKernel.PanelRows) DotKernel.Panel4(ws + r * n, x, n, y + r);
+                return;
+            }
+            for (; r < end; r++) y[r] = DotKernel.Dot(ws + r * n, x, n);
         }
         if (w.RowStart.Length == 2) Rows(0);
         else _workers!.Run(Rows);
