@@ -31,6 +31,13 @@ public sealed record ModelLoadOptions
     /// </summary>
     public TimeSpan? HelperSpin { get; init; }
 
+    /// <summary>
+    /// CPU cores to pin this rank's threads to: the compute thread (the one that loads the model and calls
+    /// Forward) to Cores[0], split helper i to Cores[i]. Null pins nothing. See <see cref="CorePinning"/> for
+    /// why ranks sharing a machine want it.
+    /// </summary>
+    public int[]? Cores { get; init; }
+
     /// <summary>The helper spin in effect (see <see cref="HelperSpin"/>).</summary>
     public TimeSpan EffectiveHelperSpin =>
         HelperSpin ?? ((Threads ?? 1) <= Environment.ProcessorCount ? TimeSpan.FromMilliseconds(1) : TimeSpan.Zero);

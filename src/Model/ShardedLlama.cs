@@ -141,12 +141,13 @@ public sealed partial class ShardedLlama : IDisposable
         _wireDType = options.DType == ComputeDType.BF16 ? Transport.DType.BF16 : Transport.DType.F32;
         _slotLength = new int?[Slots];
         _threads = options.Threads;
+        if (options.Cores is { Length: > 0 } cores) CorePinning.PinCurrentThread(cores[0]);
         if (_threads is int t)
         {
             // More than one thread per rank: split every product by output rows over our own helpers, each
             // with one libtorch thread (libtorch's own threading does not speed up matrix-vector products).
             torch.set_num_threads(t > 1 ? 1 : t);
-            if (t > 1) _workers = new SplitWorkers(t, options.EffectiveHelperSpin);
+            if (t > 1) _workers = new SplitWorkers(t, options.EffectiveHelperSpin, options.Cores);
         }
 
         var p = Plan;

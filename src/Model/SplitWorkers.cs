@@ -27,7 +27,8 @@ internal sealed class SplitWorkers : IDisposable
 
     public int Parts { get; }
 
-    public SplitWorkers(int parts, TimeSpan spin)
+    /// <param name="cores">Core of each part (part 0 is the caller's); null pins nothing.</param>
+    public SplitWorkers(int parts, TimeSpan spin, int[]? cores = null)
     {
         Parts = parts;
         _spinTicks = (long)(spin.TotalSeconds * Stopwatch.Frequency);
@@ -38,13 +39,15 @@ internal sealed class SplitWorkers : IDisposable
         {
             int part = i + 1;
             _wake[i] = new SemaphoreSlim(0);
-            _threads[i] = new Thread(() => Loop(part)) { IsBackground = true, Name = $"split-{part}" };
+            int? core = cores is not null && part < cores.Length ? cores[part] : null;
+            _threads[i] = new Thread(() => Loop(part, core)) { IsBackground = true, Name = $"split-{part}" };
             _threads[i].Start();
         }
     }
 
-    private void Loop(int part)
+    private void Loop(int part, int? core)
     {
+        if (core is int c) CorePinning.PinCurrentThread(c);
         // Each helper is one core's worth of work: keep libtorch from fanning out underneath it.
         TorchSharp.torch.set_num_threads(1);
         using var noGrad = TorchSharp.torch.no_grad();

@@ -71,6 +71,7 @@ internal static class DecodeBench
         // shows in the model's RSS); the better of the two is the machine's one-thread read bandwidth, which a
         // neighbour's burst of load would otherwise understate.
         double memBefore = MeasureMemoryReadGBps();
+        double memAllCores = MeasureMemoryReadGBps(Environment.ProcessorCount);
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
         long rssLoaded = 0;
         using var loaded = new Barrier(worldSize, _ => rssLoaded = Process.GetCurrentProcess().WorkingSet64);
@@ -78,7 +79,14 @@ internal static class DecodeBench
         {
             using var comm = comms[rank];
             using var model = ShardedLlama.CreateRandom(config, seed: 42, comm,
-                new ModelLoadOptions { ContextLength = 128 + WarmupSteps + tokens + 8, Threads = threads, DType = dtype });
+                new ModelLoadOptions
+                {
+                    ContextLength = 128 + WarmupSteps + tokens + 8,
+                    Threads = threads,
+                    DType = dtype,
+                    // Every rank runs on this machine: one core per thread when they fit (see CorePinning).
+                    Cores = CorePinning.CoresFor(rank, worldSize, threads),
+                });
             loaded.SignalAndWait();
             return Measure(model, comm, tokens);
         }, "bench-rank");
@@ -107,6 +115,9 @@ internal static class DecodeBench
             ["rss_mb_per_rank"] = Math.Round(rssLoaded / (1024.0 * 1024) / worldSize, 1),
             ["bytes_per_token"] = bytesPerToken,
             ["mem_read_GBps"] = Math.Round(memGBps, 2),
+            // The same read on every core at once (each its own 1 GiB), summed: what several ranks or helper
+            // threads on this machine can stream together, so all_cores / one core bounds their speed-up.
+            ["mem_read_all_cores_GBps"] = Math.Round(memAllCores, 2),
             ["limit_tok_per_s"] = Math.Round(limit, 2),
             ["bw_efficiency"] = Math.Round(tokPerS / limit, 3),
             // Distributed overhead per token, averaged over ranks: all-reduce (2 per layer), logits gather,
@@ -169,33 +180,48 @@ internal static class DecodeBench
             controlTicks * 1000.0 / Stopwatch.Frequency / n, model.WeightBytesPerToken);
     }
 
-    /// <summary>One thread, a vectorized sum over 1 GiB of float32: the best of four passes, in GB/s.</summary>
-    private static unsafe double MeasureMemoryReadGBps()
+    /// <summary>
+    /// A vectorized sum over 1 GiB of float32 on each of <paramref name="threads"/> threads at once: the best
+    /// of four passes of their summed rate, in GB/s.
+    /// </summary>
+    private static unsafe double MeasureMemoryReadGBps(int threads = 1)
     {
-        const int count = 1 << 28; // 1 GiB of float32
+        const int count = 1 << 28; // 1 GiB of float32 per thread
         // Native memory, freed at once: a managed 1 GiB array stays committed long after it is garbage (the
         // GC decommits freed regions gradually), and would then be counted in the model's resident set.
         // Huge pages like the model's weights (see HugePages), so the limit is the best this core can stream.
-        float* data = (float*)NativeMemory.AlignedAlloc((nuint)count * sizeof(float), 2 << 20);
+        var buffers = new nint[threads];
         try
         {
-            HugePages.Advise(data, (long)count * sizeof(float));
-            var span = new Span<float>(data, count);
-            span.Fill(1f);
+            for (int t = 0; t < threads; t++)
+            {
+                float* data = (float*)NativeMemory.AlignedAlloc((nuint)count * sizeof(float), 2 << 20);
+                buffers[t] = (nint)data;
+                HugePages.Advise(data, (long)count * sizeof(float));
+                new Span<float>(data, count).Fill(1f);
+            }
             double best = 0;
-            float sink = 0;
             for (int pass = 0; pass < 4; pass++)
             {
-                var clock = Stopwatch.StartNew();
-                sink += TensorPrimitives.Sum<float>(span);
-                best = Math.Max(best, (double)count * sizeof(float) / clock.Elapsed.TotalSeconds / 1e9);
+                using var start = new Barrier(threads);
+                var seconds = new double[threads];
+                var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
+                {
+                    start.SignalAndWait();
+                    var clock = Stopwatch.StartNew();
+                    float sink = TensorPrimitives.Sum<float>(new ReadOnlySpan<float>((float*)buffers[t], count));
+                    seconds[t] = clock.Elapsed.TotalSeconds;
+                    GC.KeepAlive(sink);
+                })).ToArray();
+                foreach (var w in workers) w.Start();
+                foreach (var w in workers) w.Join();
+                best = Math.Max(best, (double)count * sizeof(float) * threads / seconds.Max() / 1e9);
             }
-            GC.KeepAlive(sink);
             return best;
         }
         finally
         {
-            NativeMemory.AlignedFree(data);
+            foreach (nint b in buffers) if (b != 0) NativeMemory.AlignedFree((void*)b);
         }
     }
 }

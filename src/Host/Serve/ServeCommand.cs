@@ -31,14 +31,16 @@ public static class ServeCommand
                                [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
                                [--repetition-penalty R] [--stop TEXT] [--bind ADDR] [--advertise HOST]
                                [--control-port N]
-                               [--threads T] [--context N] [--dtype f32|bf16] [--ready-timeout SECONDS]
-                               [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
+                               [--threads T] [--cores C0,C1,...] [--context N] [--dtype f32|bf16]
+                               [--ready-timeout SECONDS] [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
 
         Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
         needs the same ACTORRING_SECRET. Rank 0 hosts the coordinator at master_ip:master_port; start the
         ranks in any order. --interactive (rank 0) reads prompts from the terminal or, on a pipe, one prompt
         per line and writes one completion per line (newlines escaped as \n). /reset clears the conversation,
-        /exit quits. See docs/running.md.
+        /exit quits. --cores pins the compute thread (and the --threads helpers, in order) to those CPU
+        cores; use it when several ranks share a machine (generate --world-size N does this itself when the
+        ranks' threads fit the cores). See docs/running.md.
         """;
 
     public static async Task<int> RunAsync(string[] args)

@@ -16,7 +16,7 @@ public sealed record ServeOptions
     public static readonly string[] Known =
     [
         "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
-        "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "context", "dtype", "ready-timeout",
+        "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "cores", "context", "dtype", "ready-timeout",
         "verbose", "quiet", "preset",
     ];
 
@@ -88,6 +88,7 @@ public sealed record ServeOptions
             {
                 ContextLength = cli.Int("context", 1, 1 << 20),
                 Threads = cli.Int("threads", 1, 1024),
+                Cores = cli.IntList("cores")?.ToArray(),
                 DType = dtype,
             },
             ReadyTimeout = TimeSpan.FromSeconds(cli.Int("ready-timeout", 1, 86_400) ?? 600),
