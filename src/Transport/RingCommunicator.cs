@@ -39,6 +39,9 @@ public sealed unsafe partial class RingCommunicator : ICollectives
         }
     }
 
+    /// <summary>The two neighbour sockets (none at world size 1), for tests that inspect them.</summary>
+    internal IEnumerable<Socket> DataSockets => _left is null ? [] : [_left.Socket, _right!.Socket];
+
     public int Rank => _config.Rank;
     public int WorldSize => _config.WorldSize;
     public RingConfig Config => _config;

@@ -247,6 +247,43 @@ public class CollectiveTests
         Assert.Equal(1000, new RingOptions { SmallMessageMaxBytes = 1000 }.SmallMessageMaxBytesFor(4));
     }
 
+    [Fact]
+    public async Task Ring_sockets_are_not_left_in_the_runtimes_epoll_set()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        var ranks = await RingHarness.FormAsync(2);
+        try
+        {
+            var ringFds = ranks.SelectMany(r => r.DataSockets).Select(s => (int)s.SafeHandle.DangerousGetHandle()).ToHashSet();
+            Assert.Equal(4, ringFds.Count);
+            // Every descriptor any epoll instance of this process watches, from /proc/self/fdinfo ("tfd: N").
+            var watched = new HashSet<int>();
+            foreach (var entry in new DirectoryInfo("/proc/self/fd").EnumerateFileSystemInfos())
+            {
+                if (entry.LinkTarget != "anon_inode:[eventpoll]") continue;
+                foreach (string line in File.ReadLines($"/proc/self/fdinfo/{entry.Name}"))
+                {
+                    if (line.StartsWith("tfd:", StringComparison.Ordinal))
+                        watched.Add(int.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]));
+                }
+            }
+            Assert.Empty(watched.Intersect(ringFds));
+            // And the ring still works without them.
+            var sums = new float[2];
+            RingHarness.OnAllRanks(ranks, r =>
+            {
+                var v = new float[] { r.Rank + 1 };
+                r.AllReduceSum(v.AsSpan());
+                sums[r.Rank] = v[0];
+            });
+            Assert.Equal([3f, 3f], sums);
+        }
+        finally
+        {
+            RingHarness.DisposeAll(ranks);
+        }
+    }
+
     // ------------------------------------------------------------ helpers
 
     private static float[][] RandomInputs(int n, long count, int seed, bool integers)

@@ -1,0 +1,109 @@
+using ActorRing.Model;
+using Xunit;
+
+namespace ActorRing.Model.Tests;
+
+/// <summary>The decode kernels against plain double-precision loops, and the split helpers' hand-off.</summary>
+public sealed unsafe class KernelTests
+{
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(8)]
+    [InlineData(33)]
+    [InlineData(768)]
+    [InlineData(1001)]
+    public void Dot_equals_a_plain_loop(int n)
+    {
+        var rng = new Random(n);
+        float[] a = Random(rng, n), x = Random(rng, n);
+        fixed (float* pa = a, px = x)
+        {
+            float got = DotKernel.Dot(pa, px, n);
+            double want = 0;
+            for (int i = 0; i < n; i++) want += (double)a[i] * x[i];
+            Assert.Equal(want, got, Math.Max(1e-4, Math.Abs(want) * 1e-5));
+        }
+    }
+
+    [Theory]
+    [InlineData(4, 8)]
+    [InlineData(12, 64)]
+    [InlineData(128, 768)]
+    public void Panel4_computes_four_rows_of_a_packed_matrix(int rows, int cols)
+    {
+        Assert.True(DotKernel.CanPack(rows, cols));
+        var rng = new Random(rows * 31 + cols);
+        float[] w = Random(rng, rows * cols), x = Random(rng, cols);
+        // Pack as the model does: per 4-row panel, 8 columns of row 0, of row 1, ..., then the next 8.
+        var packed = new float[w.Length];
+        int at = 0;
+        for (int p = 0; p < rows / 4; p++)
+            for (int c = 0; c < cols; c += 8)
+                for (int r = 0; r < 4; r++)
+                    for (int k = 0; k < 8; k++)
+                        packed[at++] = w[(p * 4 + r) * cols + c + k];
+        var y = new float[rows];
+        fixed (float* pw = packed, px = x, py = y)
+        {
+            for (int p = 0; p < rows / 4; p++) DotKernel.Panel4(pw + p * 4 * cols, px, cols, py + p * 4);
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            double want = 0;
+            for (int k = 0; k < cols; k++) want += (double)w[r * cols + k] * x[k];
+            Assert.Equal(want, y[r], Math.Max(1e-4, Math.Abs(want) * 1e-5));
+        }
+    }
+
+    [Fact]
+    public void Shapes_that_do_not_fill_whole_panels_stay_row_major()
+    {
+        Assert.False(DotKernel.CanPack(6, 8));
+        Assert.False(DotKernel.CanPack(8, 172)); // stories260K's FFN width
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1000)]
+    public void Split_helpers_run_every_part_of_every_product_and_surface_errors(int spinMicroseconds)
+    {
+        using var workers = new SplitWorkers(3, TimeSpan.FromMicroseconds(spinMicroseconds));
+        var counts = new int[3];
+        for (int round = 0; round < 2000; round++)
+        {
+            var seen = new int[3];
+            workers.Run(part => seen[part]++);
+            Assert.Equal([1, 1, 1], seen);
+            for (int i = 0; i < 3; i++) counts[i] += seen[i];
+            // Now and then let the helpers fall asleep, so both hand-off paths (spinning and sleeping) run.
+            if (round % 500 == 0) Thread.Sleep(5);
+        }
+        Assert.Equal([2000, 2000, 2000], counts);
+        var error = Assert.Throws<InvalidOperationException>(() => workers.Run(part =>
+        {
+            if (part == 2) throw new InvalidOperationException("helper 2 failed");
+        }));
+        Assert.Equal("helper 2 failed", error.Message);
+        int after = 0;
+        workers.Run(_ => Interlocked.Increment(ref after));
+        Assert.Equal(3, after);
+    }
+
+    [Fact]
+    public void Cores_are_consecutive_blocks_and_none_when_the_ranks_do_not_fit()
+    {
+        int cores = Environment.ProcessorCount;
+        Assert.Equal([0], CorePinning.CoresFor(0, 1, 1)!);
+        if (cores >= 2) Assert.Equal([1], CorePinning.CoresFor(1, 2, 1)!);
+        Assert.Null(CorePinning.CoresFor(0, cores + 1, 1));
+        Assert.Null(CorePinning.CoresFor(0, 1, cores + 1));
+    }
+
+    private static float[] Random(Random rng, int n)
+    {
+        var v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = (float)(rng.NextDouble() * 2 - 1);
+        return v;
+    }
+}
