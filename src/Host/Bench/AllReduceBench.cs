@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using ActorRing.Host.Cli;
+using ActorRing.Model;
 using ActorRing.Transport;
 using Microsoft.Extensions.Logging;
 
@@ -95,6 +96,8 @@ public static class AllReduceBench
             .AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace)
             .SetMinimumLevel(LogLevel.Warning));
         var config = RingConfig.LoadFromEnvironment();
+        // Every rank runs on this machine: one core each when they fit, as generate does (see CorePinning).
+        if (CorePinning.CoresFor(config.Rank, config.WorldSize, 1) is [int core]) CorePinning.PinCurrentThread(core);
         var options = RingOptions.FromEnvironment() with { Algorithm = settings.Algorithm };
         if (settings.ChunkBytes is int chunk) options = options with { ChunkBytes = chunk };
         if (settings.SmallMaxBytes is int smallMax) options = options with { SmallMessageMaxBytes = smallMax };
