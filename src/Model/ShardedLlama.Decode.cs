@@ -51,6 +51,7 @@ public sealed partial class ShardedLlama
             DataPointer(l.KCache), DataPointer(l.VCache))).ToArray();
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private unsafe float[] DecodeLocal(int slot, int token, int pos)
     {
         var c = Config;

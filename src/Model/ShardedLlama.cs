@@ -562,6 +562,7 @@ public sealed partial class ShardedLlama : IDisposable
     /// on the reference AMD CPU takes MKL's generic code path (perf shows <c>mkl_blas_def_xsgemv</c>) and
     /// streams about 14 GB/s; decode time is all weight streaming.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void MatVec(float* x, SplitMatrix w, float* y)
     {
         float* ws = w.Data;
