@@ -13,6 +13,7 @@ public static class Program
           actorring serve [--model DIR] [--ring-config FILE] [--interactive]
           actorring bench allreduce --world-size N [--sizes 16KiB,256KiB,4MiB,64MiB] [--dtype f32|bf16|f16]
           actorring bench decode --preset llama-160m|tinyllama-1.1b [--world-size N] [--threads T] [--tokens 32]
+                                 [--runtime threads|actors]
 
         Every verb that takes --model defaults to the bundled stories260K model.
         """;

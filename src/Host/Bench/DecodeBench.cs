@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Diagnostics;
 using System.Numerics.Tensors;
@@ -45,7 +46,7 @@ internal static class DecodeBench
     public static async Task<int> RunAsync(string[] args)
     {
         var cli = CliArgs.Parse(args);
-        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype");
+        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype", "runtime");
         string presetName = cli.String("preset") ?? throw new UsageException("bench decode needs --preset llama-160m|tinyllama-1.1b");
         var config = Preset(presetName);
         int worldSize = cli.Int("world-size", 1, 64) ?? 1;
@@ -65,6 +66,10 @@ internal static class DecodeBench
         {
             throw new UsageException(e.Message);
         }
+
+        string runtime = cli.String("runtime", "threads");
+        if (runtime == "actors") return await RunThroughActorsAsync(presetName, worldSize, threads, tokens, dtype);
+        if (runtime != "threads") throw new UsageException($"option --runtime expects threads or actors, got '{runtime}'");
 
         var comms = await LocalRanks.ConnectAsync(worldSize, threads, CancellationToken.None);
         // The memory probe runs before the model exists and again after the ranks finish (so its 1 GiB never
@@ -126,6 +131,57 @@ internal static class DecodeBench
             ["allreduce_ms_per_token"] = Math.Round(allReduce, 3),
             ["gather_ms_per_token"] = Math.Round(gather, 3),
             ["control_ms_per_token"] = Math.Round(control, 3),
+        };
+        Console.Out.WriteLine(JsonSerializer.Serialize(json));
+        return 0;
+    }
+
+    /// <summary>
+    /// <c>--runtime actors</c>: the same shapes served the way users run them, by N <c>serve</c> processes on
+    /// loopback (Coordinator, ShardWorkers, Akka.Remote control messages), one 128-token prompt and
+    /// <paramref name="tokens"/> decode steps. Rank 0 reports its timing as JSON, including the control-plane
+    /// share: the part of each decode step's wall time outside the slowest rank's compute and collectives.
+    /// </summary>
+    private static async Task<int> RunThroughActorsAsync(string preset, int worldSize, int threads, int tokens, ComputeDType dtype)
+    {
+        var rng = new Random(7);
+        var promptIds = Enumerable.Range(0, 128).Select(_ => rng.Next(1, 32000));
+        string[] shared =
+        [
+            "serve", "--preset", preset, "--threads", threads.ToString(CultureInfo.InvariantCulture),
+            "--dtype", dtype == ComputeDType.F32 ? "f32" : "bf16", "--quiet",
+        ];
+        string[] request = ["--prompt-ids", string.Join(',', promptIds), "--max-tokens", tokens.ToString(CultureInfo.InvariantCulture), "--json"];
+        string? result = null;
+        using var launcher = RankProcessLauncher.Start(worldSize,
+            rank => [.. shared, .. rank == 0 ? request : [], .. RankProcessLauncher.CoreArguments(rank, worldSize, threads)],
+            onOutput: (rank, isStdErr, line) =>
+            {
+                if (rank == 0 && !isStdErr && line.StartsWith('{')) result = line;
+                else if (isStdErr) Console.Error.WriteLine($"[rank {rank}] {line}");
+            });
+        var codes = await launcher.WaitForExitAsync(TimeSpan.FromHours(1), TimeSpan.FromSeconds(15));
+        if (codes[0] != 0 || result is null)
+        {
+            Console.Error.WriteLine($"error: the serve ranks failed (exit codes {string.Join(", ", codes)})");
+            return 1;
+        }
+        using var doc = JsonDocument.Parse(result);
+        var r = doc.RootElement;
+        double msPerToken = r.GetProperty("ms_per_token").GetDouble();
+        var json = new Dictionary<string, object>
+        {
+            ["preset"] = preset,
+            ["runtime"] = "actors",
+            ["world_size"] = worldSize,
+            ["threads_per_rank"] = threads,
+            ["dtype"] = dtype == ComputeDType.F32 ? "f32" : "bf16",
+            ["tokens"] = r.GetProperty("ids").GetArrayLength(),
+            // The mean over every decode step of the request, the first (not yet optimized) ones included.
+            ["ms_per_token_mean"] = msPerToken,
+            ["tok_per_s"] = Math.Round(1000 / msPerToken, 2),
+            ["prefill_128_ms"] = r.GetProperty("prefill_ms").GetDouble(),
+            ["control_plane_share"] = r.GetProperty("control_share").GetDouble(),
         };
         Console.Out.WriteLine(JsonSerializer.Serialize(json));
         return 0;

@@ -45,6 +45,13 @@ public sealed class RankProcessLauncher : IDisposable
     public string Secret { get; }
     public IReadOnlyList<Process> Processes => _processes;
 
+    /// <summary>
+    /// serve's <c>--cores</c> for local rank <paramref name="rank"/> when all ranks run on this machine: one
+    /// block of cores each when their threads fit, nothing otherwise (see <see cref="Model.CorePinning"/>).
+    /// </summary>
+    public static string[] CoreArguments(int rank, int worldSize, int threadsPerRank) =>
+        Model.CorePinning.CoresFor(rank, worldSize, threadsPerRank) is { } cores ? ["--cores", string.Join(',', cores)] : [];
+
     /// <summary>Path of rank <paramref name="rank"/>'s ring file (mistral.rs JSON).</summary>
     public string ConfigPath(int rank) => Path.Combine(_configDirectory, $"ring_{rank}.json");
 

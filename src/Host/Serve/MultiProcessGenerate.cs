@@ -37,8 +37,8 @@ internal static class MultiProcessGenerate
         using var stdout = Console.OpenStandardOutput();
         using var launcher = RankProcessLauncher.Start(worldSize,
             rank => rank == 0
-                ? ["serve", .. shared, .. request, .. CoreOption(rank, worldSize, threadsPerRank)]
-                : ["serve", .. shared, .. CoreOption(rank, worldSize, threadsPerRank)],
+                ? ["serve", .. shared, .. request, .. RankProcessLauncher.CoreArguments(rank, worldSize, threadsPerRank)]
+                : ["serve", .. shared, .. RankProcessLauncher.CoreArguments(rank, worldSize, threadsPerRank)],
             onOutput: (rank, isStdErr, line) => Console.Error.WriteLine(isStdErr && rank == 0 ? line : $"[rank {rank}] {line}"),
             rank0Stdout: stdout);
         // Every rank stops by itself once rank 0 has printed the result; the deadline only guards against a hang.
@@ -52,9 +52,6 @@ internal static class MultiProcessGenerate
         return 0;
     }
 
-    /// <summary>Every rank runs on this machine: one core per compute thread when they all fit (see CorePinning).</summary>
-    private static string[] CoreOption(int rank, int worldSize, int threadsPerRank) =>
-        CorePinning.CoresFor(rank, worldSize, threadsPerRank) is { } cores ? ["--cores", string.Join(',', cores)] : [];
 
     /// <summary>Splits generate's arguments into options (name and the tokens that spell it).</summary>
     private static IEnumerable<(string Name, string[] Tokens)> Options(string[] args)

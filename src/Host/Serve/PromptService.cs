@@ -84,6 +84,7 @@ internal sealed class PromptService(
                 ["ms_per_token"] = Math.Round(result.MsPerToken, 3),
                 ["prefill_ms"] = Math.Round(result.PrefillMs, 3),
                 ["finish_reason"] = result.Finish,
+                ["control_share"] = Math.Round(result.ControlShare, 4),
             };
             _out.WriteLine(JsonSerializer.Serialize(payload));
         }
