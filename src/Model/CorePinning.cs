@@ -32,6 +32,37 @@ public static partial class CorePinning
     }
 
     /// <summary>
+    /// Confines every thread of this process, present and future, to <paramref name="cores"/>: each existing
+    /// thread (from /proc/self/task) gets the mask, and threads inherit their creator's. For a rank sharing
+    /// the machine with others: its runtime threads (actor dispatchers, remoting, GC) then wake on its own
+    /// cores instead of being placed, like the ranks themselves, next to another rank's busy compute thread.
+    /// Returns false when nothing could be set (not Linux, or no /proc).
+    /// </summary>
+    public static bool ConfineProcess(IReadOnlyCollection<int> cores)
+    {
+        if (!OperatingSystem.IsLinux() || cores.Count == 0 || cores.Any(c => c < 0 || c >= 1024)) return false;
+        Span<ulong> mask = stackalloc ulong[16];
+        foreach (int c in cores) mask[c / 64] |= 1UL << (c % 64);
+        bool any = false;
+        try
+        {
+            foreach (var task in new DirectoryInfo("/proc/self/task").EnumerateDirectories())
+            {
+                if (!int.TryParse(task.Name, out int tid)) continue;
+                unsafe
+                {
+                    fixed (ulong* m = mask) any |= sched_setaffinity(tid, (nint)(mask.Length * sizeof(ulong)), m) == 0;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DllNotFoundException or EntryPointNotFoundException)
+        {
+            return any;
+        }
+        return any;
+    }
+
+    /// <summary>
     /// The cores for <paramref name="threadsPerRank"/> threads of local rank <paramref name="localRank"/>
     /// when <paramref name="localRanks"/> ranks share this machine: consecutive blocks, or null when they do
     /// not all fit (then nothing is pinned, and the scheduler shares the cores).

@@ -51,6 +51,9 @@ public static class ServeCommand
             return 0;
         }
         var options = ServeOptions.Parse(args);
+        // --cores: the whole process stays on this rank's cores (runtime threads too), and the compute
+        // thread and its helpers each get one of them when the model loads (see CorePinning).
+        if (options.Load.Cores is { Length: > 0 } cores) CorePinning.ConfineProcess(cores);
         // A rank started by `generate --world-size N` exits when that parent dies, even by SIGKILL.
         RankProcessLauncher.ExitWhenParentDies();
         // stdout carries completions only. Libraries (Akka's shutdown messages) may still print to Console.Out,
