@@ -22,6 +22,10 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private const string PhaseTimer = "phase-timeout";
     private const string RetryTimer = "retry-ring";
     private const string AgreementTimer = "input-error-agreement";
+    private const string ShutdownTimer = "shutdown-grace";
+
+    /// <summary>How long a shutdown waits for remote ranks to stop before it answers anyway.</summary>
+    private static readonly TimeSpan ShutdownGrace = TimeSpan.FromSeconds(3);
 
     /// <summary>After one rank rejects a step's input, how long the others get to reject it too before the ring
     /// is assumed out of step (a rank that accepted the input is blocked in a collective).</summary>
@@ -89,6 +93,11 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private sealed record PhaseTimedOut(int Generation, Phase Phase) : INoSerializationVerificationNeeded;
     private sealed record StepTimedOut(string RequestId, int Step) : INoSerializationVerificationNeeded;
     private sealed record AgreementTimedOut(string RequestId, int Step) : INoSerializationVerificationNeeded;
+    private sealed record ShutdownGraceOver : INoSerializationVerificationNeeded;
+
+    /// <summary>Remote workers told to shut down that have not stopped yet, and who asked for the shutdown.</summary>
+    private readonly HashSet<IActorRef> _stopping = new();
+    private IActorRef? _shutdownRequester;
 
     // ------------------------------------------------------------------ behaviours
 
@@ -164,6 +173,13 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         Common();
     }
 
+    private void AnswerShutdown()
+    {
+        Timers.Cancel(ShutdownTimer);
+        _shutdownRequester?.Tell(Status());
+        _shutdownRequester = null;
+    }
+
     private void Failed()
     {
         _phase = Phase.Failed;
@@ -201,6 +217,11 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         });
         Receive<Terminated>(t =>
         {
+            if (_stopping.Remove(t.ActorRef))
+            {
+                if (_stopping.Count == 0) AnswerShutdown();
+                return;
+            }
             var rank = RankOf(t.ActorRef);
             if (rank is null) return;
             LoseRank(rank.Value, $"rank {rank} ({t.ActorRef.Path.Address}) is gone (connection lost or process stopped)");
@@ -230,20 +251,32 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
                 (p.Fraction * 100).ToString("0", CultureInfo.InvariantCulture) + "%");
         });
         Receive<GetClusterStatus>(_ => Sender.Tell(Status()));
+        Receive<ShutdownGraceOver>(_ =>
+        {
+            _log.Warning("{0} rank(s) did not stop within {1} s of the shutdown", _stopping.Count, ShutdownGrace.TotalSeconds);
+            _stopping.Clear();
+            AnswerShutdown();
+        });
         Receive<ShutdownCluster>(s =>
         {
             _log.Info("shutting the cluster down: {0}", s.Reason);
             if (_active is not null) FailActive($"the cluster is shutting down: {s.Reason}");
             foreach (var (_, state) in _ranks)
             {
-                Context.Unwatch(state.Worker);
                 state.Worker.Tell(new Shutdown(s.Reason));
+                // The answer waits (briefly) until remote ranks have stopped: rank 0's process exits once it
+                // is answered, and a Shutdown still queued on the wire would then never arrive, leaving the
+                // other ranks to find out through a lost connection.
+                if (state.Worker.Path.Address.HasLocalScope) Context.Unwatch(state.Worker);
+                else _stopping.Add(state.Worker);
             }
             _ranks.Clear();
             _fatal = $"the cluster was shut down: {s.Reason}";
             Become(Failed);
             Stash.UnstashAll();
-            Sender.Tell(Status());
+            _shutdownRequester = Sender;
+            if (_stopping.Count == 0) AnswerShutdown();
+            else Timers.StartSingleTimer(ShutdownTimer, new ShutdownGraceOver(), ShutdownGrace);
         });
         // Stale replies from abandoned generations or requests are expected after a failure; drop them quietly.
         Receive<StepCompleted>(_ => { });

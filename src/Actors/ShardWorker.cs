@@ -11,8 +11,11 @@ namespace ActorRing.Actors;
 /// <param name="CoordinatorPath">Actor path of the coordinator, e.g. akka.tcp://actorring@10.0.0.1:1234/user/coordinator.</param>
 /// <param name="RetryInterval">Pause between registration attempts; workers retry until rank 0 answers.</param>
 /// <param name="OnShutdown">Called when the coordinator shuts the cluster down (the host stops the process).</param>
+/// <param name="OnDialing">Called with true while the worker dials the coordinator (unanswered connection
+/// attempts are expected then) and with false once it is registered.</param>
 public sealed record ShardWorkerSettings(
-    int Rank, int WorldSize, byte[] Secret, string CoordinatorPath, TimeSpan RetryInterval, Action<string>? OnShutdown = null);
+    int Rank, int WorldSize, byte[] Secret, string CoordinatorPath, TimeSpan RetryInterval, Action<string>? OnShutdown = null,
+    Action<bool>? OnDialing = null);
 
 /// <summary>
 /// Every rank's worker. It registers with the coordinator (proving the secret, and checking the coordinator's
@@ -69,6 +72,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     private void StartDialing()
     {
         _retryInterval = _settings.RetryInterval;
+        _settings.OnDialing?.Invoke(true);
         _log.Info("rank {0}/{1}: dialing the coordinator at {2}", _settings.Rank, _settings.WorldSize, _settings.CoordinatorPath);
         Self.Tell(new SendHello());
     }
@@ -117,6 +121,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
             _lastRefusal = "";
             Context.Watch(_coordinator);
             _log.Info("rank {0}/{1}: registered with the coordinator at {2}", _settings.Rank, _settings.WorldSize, _coordinator.Path.Address);
+            _settings.OnDialing?.Invoke(false);
             Become(Active);
         });
         Receive<RegistrationRefused>(r => LogRefusalOnce($"the coordinator refused rank {r.Rank}: {r.Reason}"));
@@ -153,6 +158,8 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         Receive<Shutdown>(s => FromCoordinator(), s =>
         {
             _log.Info("rank {0}: the coordinator shuts the cluster down: {1}", _settings.Rank, s.Reason);
+            // Rank 0 exits right after this; its end is expected now, not a loss to report.
+            Context.Unwatch(_coordinator);
             _coordinator = ActorRefs.Nobody; // no RankLeaving for a shutdown the coordinator ordered
             _ringPeer.Tell(new RingPeer.Close(_ringGeneration, s.Reason));
             if (_settings.OnShutdown is { } onShutdown) onShutdown(s.Reason);
@@ -180,6 +187,9 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         Receive<LocalProgress>(_ => { });
         Receive<RingPeer.Connected>(_ => { });
         Receive<RingPeer.ConnectFailed>(_ => { });
+        // A coordinator this worker no longer follows (it re-dialled, or the cluster was shut down): an
+        // unhandled Terminated would stop the worker with a DeathPactException.
+        Receive<Terminated>(_ => { });
     }
 
     /// <summary>Only the coordinator this rank registered with may drive it.</summary>

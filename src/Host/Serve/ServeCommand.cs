@@ -26,6 +26,13 @@ namespace ActorRing.Host.Serve;
 /// </summary>
 public static class ServeCommand
 {
+    /// <summary>
+    /// Set while this rank's Akka remoting is expected to report unreachable peers: while a worker dials a
+    /// coordinator that may not be up yet (it logs its own "dialing" line), and after the coordinator has shut
+    /// the cluster down (rank 0 exits at once). See the log filter in Build.
+    /// </summary>
+    private static bool _peerLossExpected;
+
     public const string Usage = """
         usage: actorring serve [--model DIR] [--ring-config FILE] [--interactive]
                                [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
@@ -166,6 +173,11 @@ public static class ServeCommand
         // The chat prompt shares the terminal with the log, so interactive mode shows only problems by default.
         var level = options.Verbose ? LogLevel.Debug : options.Interactive || options.OneShot || options.Quiet ? LogLevel.Warning : LogLevel.Information;
         builder.Logging.SetMinimumLevel(level);
+        // Akka's warnings about an unreachable or disassociated peer are expected while dialing and after an
+        // ordered shutdown, so below error level they are not shown then (_peerLossExpected). A filter rule
+        // replaces the minimum-level rule, so it applies the level itself.
+        builder.Logging.AddFilter((category, logLevel) => logLevel >= level &&
+            !(Volatile.Read(ref _peerLossExpected) && logLevel < LogLevel.Error && category?.StartsWith("Akka", StringComparison.Ordinal) == true));
         builder.Services.AddSingleton(new ServeExit { Out = stdout });
 
         var ringOptions = new RingOptions
@@ -182,7 +194,11 @@ public static class ServeCommand
             var lifetime = sp.GetRequiredService<IHostApplicationLifetime>();
             var loggers = sp.GetRequiredService<ILoggerFactory>();
             var worker = new ShardWorkerSettings(ring.Rank, ring.WorldSize, setup.Secret, coordinatorPath,
-                TimeSpan.FromSeconds(1), _ => lifetime.StopApplication());
+                TimeSpan.FromSeconds(1), _ =>
+                {
+                    Volatile.Write(ref _peerLossExpected, true);
+                    lifetime.StopApplication();
+                }, dialing => Volatile.Write(ref _peerLossExpected, dialing));
             CoordinatorSettings? coordinator = null;
             if (ring.Rank == 0)
             {
