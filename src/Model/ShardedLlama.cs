@@ -567,9 +567,8 @@ public sealed partial class ShardedLlama : IDisposable
     {
         float* ws = w.Data;
         int n = (int)w.In;
-        void Rows(int part)
+        void Block(long r, long end)
         {
-            long r = w.RowStart[part], end = w.RowStart[part + 1];
             if (w.Packed)
             {
                 for (; r < end; r += DotKernel.PanelRows) DotKernel.Panel4(ws + r * n, x, n, y + r);
@@ -577,9 +576,30 @@ public sealed partial class ShardedLlama : IDisposable
             }
             for (; r < end; r++) y[r] = DotKernel.Dot(ws + r * n, x, n);
         }
-        if (w.RowStart.Length == 2) Rows(0);
-        else _workers!.Run(Rows);
+        if (w.RowStart.Length == 2)
+        {
+            Block(0, w.Out);
+            return;
+        }
+        // Threads take blocks of rows from a shared counter rather than fixed halves, so a thread whose core
+        // is slowed (a neighbour's burst, an interrupt) does less of the product instead of holding the
+        // others up; a block of 64 rows is 12–1400 KiB of weights, so taking one costs nothing in comparison.
+        long total = w.Out;
+        const long BlockRows = 64; // a multiple of the panel height
+        _nextRow = 0;
+        _workers!.Run(_ =>
+        {
+            while (true)
+            {
+                long r = Interlocked.Add(ref _nextRow, BlockRows) - BlockRows;
+                if (r >= total) return;
+                Block(r, Math.Min(total, r + BlockRows));
+            }
+        });
     }
+
+    /// <summary>Next unclaimed row of the product the split workers are sharing (see <see cref="MatVec"/>).</summary>
+    private long _nextRow;
 
     private Tensor RmsNorm(Tensor x, Tensor weight)
     {
