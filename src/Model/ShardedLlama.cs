@@ -356,24 +356,9 @@ public sealed partial class ShardedLlama : IDisposable
         return row.view(length);
     }
 
+    /// <summary>A whole [rows, cols] weight (the replicated embedding, or a vector as one row).</summary>
     private Tensor LoadFull(ICheckpointReader reader, string name, long rows, long cols) =>
-        LoadRows(reader, name, rows, cols, 0, rows);
-
-    /// <summary>Rows [row0, row0+count) of a [rows, cols] weight: column-parallel and vocabulary shards.</summary>
-    private unsafe Tensor LoadRows(ICheckpointReader reader, string name, long rows, long cols, long row0, long count)
-    {
-        CheckShape(reader, name, rows, cols);
-        var t = torch.empty(new long[] { count, cols }, ScalarType.Float32);
-        float* dst = DataPointer(t);
-        HugePages.Advise(dst, count * cols * sizeof(float));
-        long chunkRows = Math.Max(1, MaxReadElements / cols);
-        for (long r = 0; r < count; r += chunkRows)
-        {
-            long n = Math.Min(chunkRows, count - r);
-            reader.ReadBlock(name, row0 + r, n, 0, cols, new Span<float>(dst + r * cols, checked((int)(n * cols))));
-        }
-        return ToCompute(t);
-    }
+        LoadMatrix(reader, (name, rows, cols, 0, rows, 0, cols));
 
     /// <summary>Blocks of several 1-D tensors (q/k/v biases) side by side, read in place.</summary>
     private Tensor Blocks(ICheckpointReader reader, long cols, params (string Name, long Row0, long Count, long Rows)[] parts)
