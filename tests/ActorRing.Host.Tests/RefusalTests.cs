@@ -34,6 +34,16 @@ public sealed class RefusalTests
     }
 
     [Fact]
+    public async Task Serve_refuses_cores_this_machine_does_not_have()
+    {
+        int count = Environment.ProcessorCount;
+        using var p = new RankProcess(["serve", "--cores", $"0,{count}"]);
+        Assert.NotEqual(0, await p.WaitAsync(Deadline));
+        Assert.Contains($"option --cores: core {count} does not exist; this machine has {count} (0-{count - 1})", p.Stderr);
+        Assert.Equal("", p.Stdout);
+    }
+
+    [Fact]
     public async Task Serve_without_a_secret_for_a_multi_rank_ring_explains_the_fix()
     {
         var dir = Directory.CreateTempSubdirectory("actorring-refusal-").FullName;

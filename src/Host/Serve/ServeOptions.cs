@@ -62,6 +62,17 @@ public sealed record ServeOptions
             throw new UsageException("--interactive reads prompts from stdin; drop --prompt/--prompt-ids");
 
         var sampling = ParseSampling(cli);
+        if (cli.IntList("cores") is { } cores)
+        {
+            int count = Environment.ProcessorCount;
+            foreach (int core in cores)
+            {
+                if (core < 0 || core >= count)
+                    throw new UsageException($"option --cores: core {core} does not exist; this machine has {count} (0-{count - 1})");
+            }
+            if (cores.Distinct().Count() != cores.Length)
+                throw new UsageException($"option --cores lists a core twice: {string.Join(',', cores)}");
+        }
         IPAddress bind = IPAddress.Any;
         if (cli.String("bind") is { } b && !IPAddress.TryParse(b, out bind!))
             throw new UsageException($"option --bind expects an IP address such as 0.0.0.0 or 10.0.0.5, got '{b}'");
