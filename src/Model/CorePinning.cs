@@ -13,23 +13,7 @@ namespace ActorRing.Model;
 public static partial class CorePinning
 {
     /// <summary>Pins the calling thread to <paramref name="core"/>; false when the OS refused or is not Linux.</summary>
-    public static bool PinCurrentThread(int core)
-    {
-        if (!OperatingSystem.IsLinux() || core < 0 || core >= 1024) return false;
-        Span<ulong> mask = stackalloc ulong[16]; // 1024 CPUs
-        mask[core / 64] = 1UL << (core % 64);
-        try
-        {
-            unsafe
-            {
-                fixed (ulong* m = mask) return sched_setaffinity(0, (nint)(mask.Length * sizeof(ulong)), m) == 0;
-            }
-        }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-        {
-            return false;
-        }
-    }
+    public static bool PinCurrentThread(int core) => SetAffinity(0, [core]); // thread id 0: the caller
 
     /// <summary>
     /// Confines every thread of this process, present and future, to <paramref name="cores"/>: each existing
@@ -40,26 +24,39 @@ public static partial class CorePinning
     /// </summary>
     public static bool ConfineProcess(IReadOnlyCollection<int> cores)
     {
-        if (!OperatingSystem.IsLinux() || cores.Count == 0 || cores.Any(c => c < 0 || c >= 1024)) return false;
-        Span<ulong> mask = stackalloc ulong[16];
-        foreach (int c in cores) mask[c / 64] |= 1UL << (c % 64);
+        if (!OperatingSystem.IsLinux()) return false;
         bool any = false;
         try
         {
             foreach (var task in new DirectoryInfo("/proc/self/task").EnumerateDirectories())
             {
-                if (!int.TryParse(task.Name, out int tid)) continue;
-                unsafe
-                {
-                    fixed (ulong* m = mask) any |= sched_setaffinity(tid, (nint)(mask.Length * sizeof(ulong)), m) == 0;
-                }
+                if (int.TryParse(task.Name, out int tid)) any |= SetAffinity(tid, cores);
             }
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DllNotFoundException or EntryPointNotFoundException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return any;
+            // No /proc: whatever was set stays set.
         }
         return any;
+    }
+
+    /// <summary>Sets thread <paramref name="tid"/>'s CPU mask (0 = the calling thread); false when refused.</summary>
+    private static bool SetAffinity(int tid, IReadOnlyCollection<int> cores)
+    {
+        if (!OperatingSystem.IsLinux() || cores.Count == 0 || cores.Any(c => c < 0 || c >= 1024)) return false;
+        Span<ulong> mask = stackalloc ulong[16]; // 1024 CPUs
+        foreach (int c in cores) mask[c / 64] |= 1UL << (c % 64);
+        try
+        {
+            unsafe
+            {
+                fixed (ulong* m = mask) return sched_setaffinity(tid, (nint)(mask.Length * sizeof(ulong)), m) == 0;
+            }
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            return false;
+        }
     }
 
     /// <summary>

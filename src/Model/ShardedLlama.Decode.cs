@@ -143,12 +143,4 @@ public sealed partial class ShardedLlama
             v[i + half] = b * cos[i] + a * sin[i];
         }
     }
-
-    private unsafe void AllReduce(float* data, int n)
-    {
-        if (_comm.WorldSize == 1) return;
-        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-        _comm.AllReduceSum((byte*)data, n, _wireDType);
-        _allReduceTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
-    }
 }

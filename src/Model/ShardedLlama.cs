@@ -607,11 +607,15 @@ public sealed partial class ShardedLlama : IDisposable
     private unsafe void AllReduce(Tensor t)
     {
         if (_comm.WorldSize == 1) return;
+        fixed (byte* p = t.bytes) AllReduce(p, t.numel());
+    }
+
+    /// <summary>Sums <paramref name="count"/> compute-dtype elements across ranks in place, timed for the benches.</summary>
+    private unsafe void AllReduce(void* data, long count)
+    {
+        if (_comm.WorldSize == 1) return;
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-        fixed (byte* p = t.bytes)
-        {
-            _comm.AllReduceSum(p, t.numel(), _wireDType);
-        }
+        _comm.AllReduceSum(data, count, _wireDType);
         _allReduceTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
     }
 

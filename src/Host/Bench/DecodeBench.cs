@@ -120,7 +120,7 @@ internal static class DecodeBench
             ["rss_mb_per_rank"] = Math.Round(rssLoaded / (1024.0 * 1024) / worldSize, 1),
             ["bytes_per_token"] = bytesPerToken,
             ["mem_read_GBps"] = Math.Round(memGBps, 2),
-            // The same read on every core at once (each its own 1 GiB), summed: what several ranks or helper
+            // The same read on every core at once (each its own share of 1 GiB), summed: what several ranks or helper
             // threads on this machine can stream together, so all_cores / one core bounds their speed-up.
             ["mem_read_all_cores_GBps"] = Math.Round(memAllCores, 2),
             ["limit_tok_per_s"] = Math.Round(limit, 2),
@@ -237,12 +237,14 @@ internal static class DecodeBench
     }
 
     /// <summary>
-    /// A vectorized sum over 1 GiB of float32 on each of <paramref name="threads"/> threads at once: the best
+    /// A vectorized sum over float32 on each of <paramref name="threads"/> threads at once (1 GiB in all): the best
     /// of four passes of their summed rate, in GB/s.
     /// </summary>
     private static unsafe double MeasureMemoryReadGBps(int threads = 1)
     {
-        const int count = 1 << 28; // 1 GiB of float32 per thread
+        // 1 GiB of float32 for one thread; with several, 1 GiB shared out but at least 128 MiB each (far beyond
+        // any cache), so a many-core machine is not asked for a GiB per core.
+        int count = Math.Max(1 << 25, (1 << 28) / threads);
         // Native memory, freed at once: a managed 1 GiB array stays committed long after it is garbage (the
         // GC decommits freed regions gradually), and would then be counted in the model's resident set.
         // Huge pages like the model's weights (see HugePages), so the limit is the best this core can stream.

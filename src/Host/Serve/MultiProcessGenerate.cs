@@ -36,9 +36,7 @@ internal static class MultiProcessGenerate
 
         using var stdout = Console.OpenStandardOutput();
         using var launcher = RankProcessLauncher.Start(worldSize,
-            rank => rank == 0
-                ? ["serve", .. shared, .. request, .. RankProcessLauncher.CoreArguments(rank, worldSize, threadsPerRank)]
-                : ["serve", .. shared, .. RankProcessLauncher.CoreArguments(rank, worldSize, threadsPerRank)],
+            rank => ["serve", .. shared, .. (rank == 0 ? request : []), .. RankProcessLauncher.CoreArguments(rank, worldSize, threadsPerRank)],
             onOutput: (rank, isStdErr, line) => Console.Error.WriteLine(isStdErr && rank == 0 ? line : $"[rank {rank}] {line}"),
             rank0Stdout: stdout);
         // Every rank stops by itself once rank 0 has printed the result; the deadline only guards against a hang.
