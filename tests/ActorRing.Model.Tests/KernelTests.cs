@@ -56,6 +56,38 @@ public sealed unsafe class KernelTests
         }
     }
 
+    [Theory]
+    [InlineData(64, 1)]
+    [InlineData(64, 200)]
+    [InlineData(128, 37)]
+    [InlineData(48, 9)]   // a whole register block of 32 columns, then one of 8
+    [InlineData(8, 3)]
+    [InlineData(12, 5)]   // not a multiple of 8: the portable path
+    public void Attention_of_one_head_equals_a_plain_softmax_weighted_sum(int headDim, int length)
+    {
+        var rng = new Random(headDim * 1000 + length);
+        float[] q = Random(rng, headDim), keys = Random(rng, length * headDim), values = Random(rng, length * headDim);
+        float scale = 1f / MathF.Sqrt(headDim);
+        var scores = new float[length];
+        var output = new float[headDim];
+        fixed (float* pq = q, pk = keys, pv = values, ps = scores, po = output)
+            AttentionKernel.Attend(pq, pk, pv, length, headDim, scale, ps, po);
+
+        var weights = new double[length];
+        for (int l = 0; l < length; l++)
+        {
+            for (int k = 0; k < headDim; k++) weights[l] += (double)q[k] * keys[l * headDim + k];
+            weights[l] *= scale;
+        }
+        double max = weights.Max(), total = weights.Sum(w => Math.Exp(w - max));
+        for (int c = 0; c < headDim; c++)
+        {
+            double want = 0;
+            for (int l = 0; l < length; l++) want += Math.Exp(weights[l] - max) / total * values[l * headDim + c];
+            Assert.Equal(want, output[c], 1e-5);
+        }
+    }
+
     [Fact]
     public void Shapes_that_do_not_fill_whole_panels_stay_row_major()
     {
