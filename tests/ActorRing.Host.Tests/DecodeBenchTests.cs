@@ -30,6 +30,33 @@ public sealed class DecodeBenchTests
     }
 
     [Fact]
+    public async Task Scaling_compares_every_configuration_round_by_round()
+    {
+        using var p = new RankProcess(["bench", "scaling", "--preset", "llama-160m", "--rounds", "2", "--tokens", "2"]);
+        int code = await p.WaitAsync(TimeSpan.FromSeconds(180));
+        Assert.True(code == 0, $"bench scaling exited with {code}\nstderr:\n{p.Stderr}");
+        var r = JsonDocument.Parse(Assert.Single(p.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))).RootElement;
+        var ms = r.GetProperty("ms_per_token_median");
+        foreach (var name in new[] { "1x1", "2x1", "1x2" }) Assert.True(ms.GetProperty(name).GetDouble() > 0, name);
+        // Each speed-up is 1x1's time over the other's, so the median over two rounds lies between their extremes.
+        foreach (var name in new[] { "2x1", "1x2" })
+        {
+            double median = r.GetProperty("speedup_median").GetProperty(name).GetDouble();
+            Assert.InRange(median, 0.05, r.GetProperty("speedup_best").GetProperty(name).GetDouble());
+        }
+        Assert.Contains("round 2/2: 1x1 ", p.Stderr); // progress, one line a round
+    }
+
+    [Fact]
+    public async Task Scaling_refuses_a_world_size_the_preset_cannot_be_split_over()
+    {
+        using var p = new RankProcess(["bench", "scaling", "--preset", "llama-160m", "--world-size", "5"]);
+        int code = await p.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.NotEqual(0, code);
+        Assert.Contains("12 attention heads cannot be split over 5 ranks", p.Stderr);
+    }
+
+    [Fact]
     public async Task Unknown_runtime_is_refused_by_name()
     {
         using var p = new RankProcess(["bench", "decode", "--preset", "llama-160m", "--runtime", "gpu"]);

@@ -14,10 +14,11 @@ public static class BenchCommand
         ["allreduce"] = AllReduceBench.RunAsync,
         [AllReduceBench.RankSubVerb] = AllReduceBench.RunRankAsync,
         ["decode"] = DecodeBench.RunAsync,
+        ["scaling"] = ScalingBench.RunAsync,
     };
 
     /// <summary>Sub-verbs a user is told about.</summary>
-    public static readonly List<string> Listed = ["allreduce", "decode"];
+    public static readonly List<string> Listed = ["allreduce", "decode", "scaling"];
 
     public static Task<int> RunAsync(string[] args)
     {

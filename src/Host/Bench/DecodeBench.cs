@@ -75,8 +75,8 @@ internal static class DecodeBench
         // The memory probe runs before the model exists and again after the ranks finish (so its 1 GiB never
         // shows in the model's RSS); the better of the two is the machine's one-thread read bandwidth, which a
         // neighbour's burst of load would otherwise understate.
-        double memBefore = MeasureMemoryReadGBps();
-        double memAllCores = MeasureMemoryReadGBps(Environment.ProcessorCount);
+        double memBefore = MemoryProbe.OneThreadGBps();
+        double memAllCores = MemoryProbe.AllCoresGBps();
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
         long rssLoaded = 0;
         using var loaded = new Barrier(worldSize, _ => rssLoaded = Process.GetCurrentProcess().WorkingSet64);
@@ -86,7 +86,7 @@ internal static class DecodeBench
             using var model = ShardedLlama.CreateRandom(config, seed: 42, comm,
                 new ModelLoadOptions
                 {
-                    ContextLength = 128 + WarmupSteps + tokens + 8,
+                    ContextLength = DecodeSteps.ContextFor(WarmupSteps + tokens),
                     Threads = threads,
                     DType = dtype,
                     // Every rank runs on this machine: one core per thread when they fit (see CorePinning).
@@ -96,7 +96,7 @@ internal static class DecodeBench
             return Measure(model, comm, tokens);
         }, "bench-rank");
 
-        double memGBps = Math.Max(memBefore, MeasureMemoryReadGBps());
+        double memGBps = Math.Max(memBefore, MemoryProbe.OneThreadGBps());
 
         // Every rank steps in lockstep; a token costs what the slowest rank's step costs.
         var perToken = Enumerable.Range(0, tokens).Select(i => reports.Max(r => r.StepMs[i])).OrderBy(x => x).ToArray();
@@ -192,94 +192,67 @@ internal static class DecodeBench
     /// (tiered compilation; the first steps run 2–5× slower), and those slow steps would otherwise swell the
     /// averaged overhead breakdown.
     /// </summary>
-    private const int WarmupSteps = 40;
+    internal const int WarmupSteps = 40;
 
     private static RankReport Measure(ShardedLlama model, ICollectives comm, int tokens)
     {
-        var rng = new Random(7);
-        int[] prompt = Enumerable.Range(0, 128).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
-        // Warm up (first-call allocations, thread pools), then time one 128-token prefill.
-        model.Forward(0, prompt.AsSpan(0, 8), 0);
-        model.ResetSlot(0);
-        comm.Barrier();
-        var clock = Stopwatch.StartNew();
-        var logits = model.Forward(0, prompt, 0);
-        double prefillMs = clock.Elapsed.TotalMilliseconds;
-
-        // Decode like generate: rank 0 picks the token (greedy), broadcasts it, every rank runs one step.
-        Span<int> next = stackalloc int[1];
-        int pos = prompt.Length;
-        var steps = new double[tokens];
-        long controlTicks = 0;
-        for (int i = -WarmupSteps; i < tokens; i++)
-        {
-            if (i == 0)
-            {
-                model.ResetCommunicationTime();
-                controlTicks = 0;
-            }
-            comm.Barrier(); // lines the ranks up so each step's time is its own
-            long t0 = Stopwatch.GetTimestamp();
-            if (logits is not null) next[0] = TensorPrimitives.IndexOfMax(logits);
-            if (comm.WorldSize > 1) comm.Broadcast(next, 0);
-            long t1 = Stopwatch.GetTimestamp();
-            logits = model.Forward(0, next, pos++);
-            if (i >= 0)
-            {
-                steps[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
-                controlTicks += t1 - t0;
-            }
-        }
+        var steps = new DecodeSteps(model, comm);
+        double prefillMs = steps.Prefill();
+        steps.Run(WarmupSteps);
+        model.ResetCommunicationTime();
+        var timing = steps.Run(tokens);
         double n = tokens;
-        return new RankReport(steps, prefillMs,
+        return new RankReport(timing.StepMs, prefillMs,
             model.AllReduceTime.TotalMilliseconds / n, model.GatherTime.TotalMilliseconds / n,
-            controlTicks * 1000.0 / Stopwatch.Frequency / n, model.WeightBytesPerToken);
+            timing.ControlMs / n, model.WeightBytesPerToken);
     }
 
     /// <summary>
-    /// A vectorized sum over float32 on each of <paramref name="threads"/> threads at once (1 GiB in all): the best
-    /// of four passes of their summed rate, in GB/s.
+    /// One rank's side of the benchmark's generation: a 128-token prefill of a seeded random prompt, then greedy
+    /// decode steps as <c>generate</c> runs them (rank 0 picks the token and broadcasts it, every rank steps).
+    /// Every rank of a ring must call the same methods in the same order.
     /// </summary>
-    private static unsafe double MeasureMemoryReadGBps(int threads = 1)
+    internal sealed class DecodeSteps(ShardedLlama model, ICollectives comm)
     {
-        // 1 GiB of float32 for one thread; with several, 1 GiB shared out but at least 128 MiB each (far beyond
-        // any cache), so a many-core machine is not asked for a GiB per core.
-        int count = Math.Max(1 << 25, (1 << 28) / threads);
-        // Native memory, freed at once: a managed 1 GiB array stays committed long after it is garbage (the
-        // GC decommits freed regions gradually), and would then be counted in the model's resident set.
-        // Huge pages like the model's weights (see HugePages), so the limit is the best this core can stream.
-        var buffers = new nint[threads];
-        try
+        public const int PromptLength = 128;
+        private float[]? _logits;
+        private int _pos;
+
+        /// <summary>Positions a run of <paramref name="decodeSteps"/> steps after the prefill needs.</summary>
+        public static int ContextFor(int decodeSteps) => PromptLength + decodeSteps + 8;
+
+        /// <summary>Warms up with a short prompt, then times the 128-token prefill (ms).</summary>
+        public double Prefill()
         {
-            for (int t = 0; t < threads; t++)
-            {
-                float* data = (float*)NativeMemory.AlignedAlloc((nuint)count * sizeof(float), 2 << 20);
-                buffers[t] = (nint)data;
-                HugePages.Advise(data, (long)count * sizeof(float));
-                new Span<float>(data, count).Fill(1f);
-            }
-            double best = 0;
-            for (int pass = 0; pass < 4; pass++)
-            {
-                using var start = new Barrier(threads);
-                var seconds = new double[threads];
-                var workers = Enumerable.Range(0, threads).Select(t => new Thread(() =>
-                {
-                    start.SignalAndWait();
-                    var clock = Stopwatch.StartNew();
-                    float sink = TensorPrimitives.Sum<float>(new ReadOnlySpan<float>((float*)buffers[t], count));
-                    seconds[t] = clock.Elapsed.TotalSeconds;
-                    GC.KeepAlive(sink);
-                })).ToArray();
-                foreach (var w in workers) w.Start();
-                foreach (var w in workers) w.Join();
-                best = Math.Max(best, (double)count * sizeof(float) * threads / seconds.Max() / 1e9);
-            }
-            return best;
+            var rng = new Random(7);
+            int[] prompt = Enumerable.Range(0, PromptLength).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
+            model.Forward(0, prompt.AsSpan(0, 8), 0);
+            model.ResetSlot(0);
+            comm.Barrier();
+            var clock = Stopwatch.StartNew();
+            _logits = model.Forward(0, prompt, 0);
+            _pos = prompt.Length;
+            return clock.Elapsed.TotalMilliseconds;
         }
-        finally
+
+        /// <summary>Runs <paramref name="count"/> steps: each one's wall time (ms), and the part spent picking and broadcasting tokens.</summary>
+        public (double[] StepMs, double ControlMs) Run(int count)
         {
-            foreach (nint b in buffers) if (b != 0) NativeMemory.AlignedFree((void*)b);
+            Span<int> next = stackalloc int[1];
+            var steps = new double[count];
+            long controlTicks = 0;
+            for (int i = 0; i < count; i++)
+            {
+                comm.Barrier(); // lines the ranks up so each step's time is its own
+                long t0 = Stopwatch.GetTimestamp();
+                if (_logits is not null) next[0] = TensorPrimitives.IndexOfMax(_logits);
+                if (comm.WorldSize > 1) comm.Broadcast(next, 0);
+                long t1 = Stopwatch.GetTimestamp();
+                _logits = model.Forward(0, next, _pos++);
+                steps[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                controlTicks += t1 - t0;
+            }
+            return (steps, controlTicks * 1000.0 / Stopwatch.Frequency);
         }
     }
 }
