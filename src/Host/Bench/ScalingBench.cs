@@ -58,7 +58,7 @@ internal static class ScalingBench
             using var probe = new MemoryProbe(Environment.ProcessorCount, 256L << 20);
             for (int round = 0; round < rounds; round++)
             {
-                bandwidthScaling[round] = probe.ReadGBps(probe.Threads, passes: 2) / probe.ReadGBps(1, passes: 2);
+                bandwidthScaling[round] = probe.ReadGBps(probe.Threads, passes: 3) / probe.ReadGBps(1, passes: 3);
                 // Rotate who goes first, so no configuration always follows the same neighbour.
                 for (int k = 0; k < shapes.Length; k++)
                 {
