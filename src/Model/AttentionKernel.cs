@@ -15,68 +15,79 @@ internal static class AttentionKernel
 {
     /// <summary>
     /// out = softmax(scale · K·q) · V over <paramref name="length"/> cached positions. Keys and values are
-    /// row-major [position, headDim]; <paramref name="scores"/> has room for <paramref name="length"/> floats.
+    /// row-major [position, headDim] in <typeparamref name="TCache"/>'s format; <paramref name="scores"/> has
+    /// room for <paramref name="length"/> floats. The arithmetic is float32 whatever the cache's format.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe void Attend(float* q, float* keys, float* values, int length, int headDim, float scale, float* scores, float* output)
+    public static unsafe void Attend<TCache>(float* q, byte* keys, byte* values, int length, int headDim, float scale, float* scores, float* output)
+        where TCache : struct, IWeightFormat
     {
+        long row = (long)headDim * TCache.Bytes;
         var p = new Span<float>(scores, length);
-        var outHead = new Span<float>(output, headDim);
         if (!Vector256.IsHardwareAccelerated || headDim % Vector256<float>.Count != 0)
         {
-            var query = new ReadOnlySpan<float>(q, headDim);
-            for (int l = 0; l < length; l++) scores[l] = TensorPrimitives.Dot(query, new ReadOnlySpan<float>(keys + (long)l * headDim, headDim)) * scale;
-            TensorPrimitives.SoftMax(p, p);
-            outHead.Clear();
+            // Portable path for head dimensions the vector loops do not cover.
             for (int l = 0; l < length; l++)
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(values + (long)l * headDim, headDim), scores[l], outHead, outHead);
+            {
+                float dot = 0;
+                for (int k = 0; k < headDim; k++) dot += q[k] * TCache.Load1(keys + l * row + k * TCache.Bytes);
+                scores[l] = dot * scale;
+            }
+            TensorPrimitives.SoftMax(p, p);
+            for (int c = 0; c < headDim; c++)
+            {
+                float sum = 0;
+                for (int l = 0; l < length; l++) sum += scores[l] * TCache.Load1(values + l * row + c * TCache.Bytes);
+                output[c] = sum;
+            }
             return;
         }
 
+        int eight = 8 * TCache.Bytes;
         for (int l = 0; l < length; l++)
         {
-            float* key = keys + (long)l * headDim;
+            byte* key = keys + l * row;
             var s0 = Vector256<float>.Zero;
             var s1 = s0;
             int k = 0;
-            for (; k + 16 <= headDim; k += 16)
+            for (; k + 16 <= headDim; k += 16, key += 2 * eight)
             {
-                s0 = Vector256.FusedMultiplyAdd(Vector256.Load(key + k), Vector256.Load(q + k), s0);
-                s1 = Vector256.FusedMultiplyAdd(Vector256.Load(key + k + 8), Vector256.Load(q + k + 8), s1);
+                s0 = Vector256.FusedMultiplyAdd(TCache.Load8(key), Vector256.Load(q + k), s0);
+                s1 = Vector256.FusedMultiplyAdd(TCache.Load8(key + eight), Vector256.Load(q + k + 8), s1);
             }
-            if (k < headDim) s0 = Vector256.FusedMultiplyAdd(Vector256.Load(key + k), Vector256.Load(q + k), s0);
+            if (k < headDim) s0 = Vector256.FusedMultiplyAdd(TCache.Load8(key), Vector256.Load(q + k), s0);
             scores[l] = Vector256.Sum(s0 + s1) * scale;
         }
         TensorPrimitives.SoftMax(p, p);
 
         // The weighted sum of value rows, 32 columns at a time held in four registers across all positions.
-        int c = 0;
-        for (; c + 32 <= headDim; c += 32)
+        int col = 0;
+        for (; col + 32 <= headDim; col += 32)
         {
             var a0 = Vector256<float>.Zero;
             var a1 = a0;
             var a2 = a0;
             var a3 = a0;
-            float* v = values + c;
-            for (int l = 0; l < length; l++, v += headDim)
+            byte* v = values + col * TCache.Bytes;
+            for (int l = 0; l < length; l++, v += row)
             {
                 var w = Vector256.Create(scores[l]);
-                a0 = Vector256.FusedMultiplyAdd(Vector256.Load(v), w, a0);
-                a1 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 8), w, a1);
-                a2 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 16), w, a2);
-                a3 = Vector256.FusedMultiplyAdd(Vector256.Load(v + 24), w, a3);
+                a0 = Vector256.FusedMultiplyAdd(TCache.Load8(v), w, a0);
+                a1 = Vector256.FusedMultiplyAdd(TCache.Load8(v + eight), w, a1);
+                a2 = Vector256.FusedMultiplyAdd(TCache.Load8(v + 2 * eight), w, a2);
+                a3 = Vector256.FusedMultiplyAdd(TCache.Load8(v + 3 * eight), w, a3);
             }
-            a0.Store(output + c);
-            a1.Store(output + c + 8);
-            a2.Store(output + c + 16);
-            a3.Store(output + c + 24);
+            a0.Store(output + col);
+            a1.Store(output + col + 8);
+            a2.Store(output + col + 16);
+            a3.Store(output + col + 24);
         }
-        for (; c < headDim; c += 8)
+        for (; col < headDim; col += 8)
         {
             var a = Vector256<float>.Zero;
-            float* v = values + c;
-            for (int l = 0; l < length; l++, v += headDim) a = Vector256.FusedMultiplyAdd(Vector256.Load(v), Vector256.Create(scores[l]), a);
-            a.Store(output + c);
+            byte* v = values + col * TCache.Bytes;
+            for (int l = 0; l < length; l++, v += row) a = Vector256.FusedMultiplyAdd(TCache.Load8(v), Vector256.Create(scores[l]), a);
+            a.Store(output + col);
         }
     }
 }

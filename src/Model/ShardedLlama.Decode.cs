@@ -31,24 +31,34 @@ public sealed partial class ShardedLlama
 
     private DecodeScratch? _scratch;
 
-    /// <summary>Raw addresses of one layer's small tensors, taken once (each address lookup is a few TorchSharp calls).</summary>
-    private readonly unsafe struct LayerMemory(float* inputNorm, float* postNorm, float* bqkv, float* bo, float* kCache, float* vCache)
+    /// <summary>
+    /// Raw addresses of one layer's small tensors, taken once (each address lookup is a few TorchSharp calls).
+    /// Norm weights and biases are float32 (copies, when the model computes in bf16); the KV cache is the
+    /// model's own, in its compute dtype, shared with prefill.
+    /// </summary>
+    private readonly unsafe struct LayerMemory(float* inputNorm, float* postNorm, float* bqkv, float* bo, byte* kCache, byte* vCache)
     {
-        public readonly float* InputNorm = inputNorm, PostNorm = postNorm, Bqkv = bqkv, Bo = bo, KCache = kCache, VCache = vCache;
+        public readonly float* InputNorm = inputNorm, PostNorm = postNorm, Bqkv = bqkv, Bo = bo;
+        public readonly byte* KCache = kCache, VCache = vCache;
     }
 
     private LayerMemory[]? _layerMemory;
-    private unsafe float* _embedData, _cosData, _sinData, _finalNormData;
+    private unsafe byte* _embedData;
+    private unsafe float* _cosData, _sinData, _finalNormData;
 
     private unsafe LayerMemory[] TakeAddresses()
     {
-        _embedData = DataPointer(_embed);
-        _cosData = DataPointer(_cos);
-        _sinData = DataPointer(_sin);
-        _finalNormData = DataPointer(_finalNorm);
-        return _layers.Select(l => new LayerMemory(DataPointer(l.InputNorm), DataPointer(l.PostNorm),
-            l.Bqkv is null ? null : DataPointer(l.Bqkv), l.Bo is null ? null : DataPointer(l.Bo),
-            DataPointer(l.KCache), DataPointer(l.VCache))).ToArray();
+        // The step computes in float32 whatever the storage: bf16 only halves the bytes that the large weights
+        // (and the cache) stream. The small tensors are read so often that float32 copies of them cost
+        // nothing (for llama-160m, 150 KiB).
+        float* Float32(Tensor t) => DataPointer(t.dtype == ScalarType.Float32 ? t : Own(t.to(ScalarType.Float32).DetachFromDisposeScope()));
+        _embedData = (byte*)DataPointer(_embed);
+        _cosData = Float32(_cos);
+        _sinData = Float32(_sin);
+        _finalNormData = Float32(_finalNorm);
+        return _layers.Select(l => new LayerMemory(Float32(l.InputNorm), Float32(l.PostNorm),
+            l.Bqkv is null ? null : Float32(l.Bqkv), l.Bo is null ? null : Float32(l.Bo),
+            (byte*)DataPointer(l.KCache), (byte*)DataPointer(l.VCache))).ToArray();
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -62,7 +72,9 @@ public sealed partial class ShardedLlama
 
         fixed (float* x = s.X, normed = s.Normed, qkv = s.Qkv, attn = s.Attn, o = s.Out, gu = s.GateUp, act = s.Act, scores = s.Scores)
         {
-            new ReadOnlySpan<float>(_embedData + (long)token * h, h).CopyTo(s.X);
+            bool bf16 = _dtype == ScalarType.BFloat16;
+            int e = bf16 ? sizeof(ushort) : sizeof(float);
+            ToFloat32(_embedData + (long)token * h * e, bf16, x, h);
             float* cos = _cosData + (long)pos * half, sin = _sinData + (long)pos * half;
             for (int i = 0; i < _layers.Length; i++)
             {
@@ -74,18 +86,19 @@ public sealed partial class ShardedLlama
                 // q heads, then k heads, sit side by side: rotate them all (rotate-half convention).
                 for (int head = 0; head < localHeads + localKv; head++) RotateHalf(qkv + head * d, cos, sin, half);
 
-                long slotBase = (long)slot * localKv * ContextLength * d;
-                float* kCache = mem.KCache + slotBase, vCache = mem.VCache + slotBase;
+                long slotBase = (long)slot * localKv * ContextLength * d * e;
+                byte* kCache = mem.KCache + slotBase, vCache = mem.VCache + slotBase;
                 for (int kv = 0; kv < localKv; kv++)
                 {
-                    long at = ((long)kv * ContextLength + pos) * d;
-                    new ReadOnlySpan<float>(qkv + _qDim + kv * d, d).CopyTo(new Span<float>(kCache + at, d));
-                    new ReadOnlySpan<float>(qkv + _qDim + _kvDim + kv * d, d).CopyTo(new Span<float>(vCache + at, d));
+                    long at = ((long)kv * ContextLength + pos) * d * e;
+                    FromFloat32(qkv + _qDim + kv * d, kCache + at, bf16, d);
+                    FromFloat32(qkv + _qDim + _kvDim + kv * d, vCache + at, bf16, d);
                 }
-                AttendLocalHeads(qkv, kCache, vCache, L, scores, attn);
+                if (bf16) AttendLocalHeads<BF16Weights>(qkv, kCache, vCache, L, scores, attn);
+                else AttendLocalHeads<F32Weights>(qkv, kCache, vCache, L, scores, attn);
 
                 MatVec(attn, layer.Wo, o);
-                AllReduce(o, h);
+                AllReduce(o, h, Transport.DType.F32); // the step's activations are float32 in either compute dtype
                 if (mem.Bo is not null) Add(o, mem.Bo, h); // once, after the reduction
                 Add(x, o, h);
 
@@ -99,7 +112,7 @@ public sealed partial class ShardedLlama
                 TensorPrimitives.Multiply(a, gate, a);
                 TensorPrimitives.Multiply(a, up, a);
                 MatVec(act, layer.Wdown, o);
-                AllReduce(o, h);
+                AllReduce(o, h, Transport.DType.F32); // the step's activations are float32 in either compute dtype
                 Add(x, o, h);
             }
             RmsNorm(x, _finalNormData, normed, h);
@@ -113,7 +126,8 @@ public sealed partial class ShardedLlama
     /// split helpers the heads are dealt out among them: attention is 5–8% of a llama-160m step, which would
     /// otherwise run on one thread while the others wait for the next product.
     /// </summary>
-    private unsafe void AttendLocalHeads(float* qkv, float* kCache, float* vCache, int length, float* scores, float* attn)
+    private unsafe void AttendLocalHeads<TCache>(float* qkv, byte* kCache, byte* vCache, int length, float* scores, float* attn)
+        where TCache : struct, IWeightFormat
     {
         int d = Config.HeadDim, heads = Plan.LocalHeads, context = ContextLength, group = _group;
         float scale = 1f / MathF.Sqrt(d);
@@ -122,12 +136,35 @@ public sealed partial class ShardedLlama
             float* partScores = scores + (long)part * context; // each part its own score row
             for (int head = part; head < heads; head += parts)
             {
-                long kvOffset = (long)(head / group) * context * d;
-                AttentionKernel.Attend(qkv + head * d, kCache + kvOffset, vCache + kvOffset, length, d, scale, partScores, attn + head * d);
+                long kvOffset = (long)(head / group) * context * d * TCache.Bytes;
+                AttentionKernel.Attend<TCache>(qkv + head * d, kCache + kvOffset, vCache + kvOffset, length, d, scale, partScores, attn + head * d);
             }
         }
         if (_workers is null) Heads(0, 1);
         else _workers.Run(part => Heads(part, _workers.Parts));
+    }
+
+    /// <summary>n elements of a float32 or bf16 tensor's memory into float32.</summary>
+    private static unsafe void ToFloat32(byte* from, bool bf16, float* to, int n)
+    {
+        if (!bf16)
+        {
+            new ReadOnlySpan<float>(from, n).CopyTo(new Span<float>(to, n));
+            return;
+        }
+        for (int i = 0; i < n; i++) to[i] = BF16Weights.Load1(from + i * sizeof(ushort));
+    }
+
+    /// <summary>n float32 values into a float32 or bf16 tensor's memory (bf16 rounded to nearest even, as libtorch does).</summary>
+    private static unsafe void FromFloat32(float* from, byte* to, bool bf16, int n)
+    {
+        if (!bf16)
+        {
+            new ReadOnlySpan<float>(from, n).CopyTo(new Span<float>(to, n));
+            return;
+        }
+        var bits = (Transport.BFloat16*)to;
+        for (int i = 0; i < n; i++) bits[i] = Transport.BFloat16.FromSingle(from[i]);
     }
 
     private unsafe void RmsNorm(float* x, float* weight, float* y, int n)

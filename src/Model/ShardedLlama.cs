@@ -28,7 +28,9 @@ public sealed partial class ShardedLlama : IDisposable
     {
         public readonly Tensor Weight = weight;
         /// <summary>Start of the weight's memory (native memory does not move), for the decode kernels.</summary>
-        public readonly float* Data = weight.dtype == ScalarType.Float32 ? DataPointer(weight) : null;
+        public readonly byte* Data = (byte*)DataPointer(weight);
+        /// <summary>Bytes per element: float32 or bf16.</summary>
+        public readonly int ElementSize = (int)weight.ElementSize;
         public readonly bool Packed = packed;
         public readonly long[] RowStart = rowStart;
         public long Out => outDim;
@@ -44,15 +46,13 @@ public sealed partial class ShardedLlama : IDisposable
         {
             if (!Packed) return Weight.narrow(0, row0, rows);
             const int R = DotKernel.PanelRows, C = DotKernel.PanelColumns;
-            float* dst = DataPointer(scratch) + row0 * inDim, src = Data + row0 * inDim;
+            int e = ElementSize, piece = C * e;
+            byte* dst = (byte*)DataPointer(scratch) + row0 * inDim * e, from = Data + row0 * inDim * e;
             long chunks = inDim / C;
             for (long panel = 0; panel < rows / R; panel++)
-            {
-                float* from = src + panel * R * inDim;
                 for (long chunk = 0; chunk < chunks; chunk++)
-                    for (int r = 0; r < R; r++, from += C)
-                        Buffer.MemoryCopy(from, dst + (panel * R + r) * inDim + chunk * C, C * sizeof(float), C * sizeof(float));
-            }
+                    for (int r = 0; r < R; r++, from += piece)
+                        Buffer.MemoryCopy(from, dst + ((panel * R + r) * inDim + chunk * C) * e, piece, piece);
             using var flat = scratch.narrow(0, row0 * inDim, rows * inDim);
             return flat.view(rows, inDim);
         }
@@ -249,7 +249,7 @@ public sealed partial class ShardedLlama : IDisposable
     private SplitMatrix Split(Tensor w)
     {
         long outDim = w.shape[0], inDim = w.shape[1];
-        bool packed = _dtype == ScalarType.Float32 && DotKernel.CanPack(outDim, inDim);
+        bool packed = DotKernel.CanPack(outDim, inDim);
         // Parts get whole panels when packed.
         long unit = packed ? DotKernel.PanelRows : 1, units = outDim / unit;
         int parts = _workers?.Parts ?? 1;
@@ -262,23 +262,21 @@ public sealed partial class ShardedLlama : IDisposable
         return new SplitMatrix(panels, outDim, inDim, true, rowStart);
     }
 
-    /// <summary>A float32 [out, in] matrix copied into the decode panel layout (see <see cref="SplitMatrix"/>).</summary>
+    /// <summary>An [out, in] matrix copied into the decode panel layout (see <see cref="SplitMatrix"/>), same dtype.</summary>
     private static unsafe Tensor Pack(Tensor w)
     {
         long outDim = w.shape[0], inDim = w.shape[1];
         const int R = DotKernel.PanelRows, C = DotKernel.PanelColumns;
-        var packed = torch.empty(new long[] { outDim / R, inDim / C, R, C }, ScalarType.Float32);
-        float* dst = DataPointer(packed);
-        HugePages.Advise(dst, outDim * inDim * sizeof(float));
+        var packed = torch.empty(new long[] { outDim / R, inDim / C, R, C }, w.dtype);
+        int e = (int)w.ElementSize, piece = C * e;
+        byte* to = (byte*)DataPointer(packed);
+        HugePages.Advise(to, outDim * inDim * e);
         using var source = w.contiguous();
-        float* src = DataPointer(source);
+        byte* src = (byte*)DataPointer(source);
         for (long panel = 0; panel < outDim / R; panel++)
             for (long chunk = 0; chunk < inDim / C; chunk++)
-                for (int r = 0; r < R; r++)
-                {
-                    var from = new ReadOnlySpan<float>(src + (panel * R + r) * inDim + chunk * C, C);
-                    from.CopyTo(new Span<float>(dst + ((panel * (inDim / C) + chunk) * R + r) * C, C));
-                }
+                for (int r = 0; r < R; r++, to += piece)
+                    Buffer.MemoryCopy(src + ((panel * R + r) * inDim + chunk * C) * e, to, piece, piece);
         return packed;
     }
 
@@ -341,7 +339,7 @@ public sealed partial class ShardedLlama : IDisposable
     /// </summary>
     internal static int MaxReadElements = 1 << 26;
 
-    /// <summary>Start of a contiguous float32 tensor's data. Native memory does not move, so no pinning is needed.</summary>
+    /// <summary>Start of a contiguous tensor's data (as float*; cast for other dtypes). Native memory does not move, so no pinning is needed.</summary>
     private static unsafe float* DataPointer(Tensor t)
     {
         using var flat = t.view(-1);
@@ -419,7 +417,7 @@ public sealed partial class ShardedLlama : IDisposable
         using (torch.no_grad())
         using (var scope = torch.NewDisposeScope())
         {
-            local = T == 1 && _dtype == ScalarType.Float32
+            local = T == 1
                 ? DecodeLocal(slot, tokens[0], startPosition)
                 : ForwardLocal(slot, ids, startPosition);
         }
@@ -496,7 +494,7 @@ public sealed partial class ShardedLlama : IDisposable
     private unsafe Tensor Linear(Tensor x, SplitMatrix w, Tensor? bias)
     {
         Tensor y;
-        if (x.shape[0] == 1 && w.Data != null)
+        if (x.shape[0] == 1 && _dtype == ScalarType.Float32)
         {
             // One row (prefill's LM head on the last position): the decode kernel, no unpacking.
             var row = x.is_contiguous() ? x : x.contiguous();
@@ -534,9 +532,9 @@ public sealed partial class ShardedLlama : IDisposable
         if (_unpackScratch is null || _unpackScratch.shape[0] < need)
         {
             _unpackScratch?.Dispose();
-            _unpackScratch = torch.empty(new long[] { need }, ScalarType.Float32);
+            _unpackScratch = torch.empty(new long[] { need }, _dtype);
             _unpackScratch.DetachFromDisposeScope();
-            HugePages.Advise(DataPointer(_unpackScratch), need * sizeof(float));
+            HugePages.Advise(DataPointer(_unpackScratch), need * _unpackScratch.ElementSize);
         }
         return _unpackScratch;
     }
@@ -550,16 +548,24 @@ public sealed partial class ShardedLlama : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void MatVec(float* x, SplitMatrix w, float* y)
     {
-        float* ws = w.Data;
+        if (w.ElementSize == sizeof(float)) MatVec<F32Weights>(x, w, y);
+        else MatVec<BF16Weights>(x, w, y);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private unsafe void MatVec<TWeights>(float* x, SplitMatrix w, float* y) where TWeights : struct, IWeightFormat
+    {
+        byte* ws = w.Data;
         int n = (int)w.In;
+        long rowBytes = (long)n * TWeights.Bytes;
         void Block(long r, long end)
         {
             if (w.Packed)
             {
-                for (; r < end; r += DotKernel.PanelRows) DotKernel.Panel4(ws + r * n, x, n, y + r);
+                for (; r < end; r += DotKernel.PanelRows) DotKernel.Panel4<TWeights>(ws + r * rowBytes, x, n, y + r);
                 return;
             }
-            for (; r < end; r++) y[r] = DotKernel.Dot(ws + r * n, x, n);
+            for (; r < end; r++) y[r] = DotKernel.Dot<TWeights>(ws + r * rowBytes, x, n);
         }
         if (w.RowStart.Length == 2)
         {
@@ -619,12 +625,12 @@ public sealed partial class ShardedLlama : IDisposable
         fixed (byte* p = t.bytes) AllReduce(p, t.numel());
     }
 
-    /// <summary>Sums <paramref name="count"/> compute-dtype elements across ranks in place, timed for the benches.</summary>
-    private unsafe void AllReduce(void* data, long count)
+    /// <summary>Sums <paramref name="count"/> elements across ranks in place (compute dtype unless told), timed for the benches.</summary>
+    private unsafe void AllReduce(void* data, long count, Transport.DType? dtype = null)
     {
         if (_comm.WorldSize == 1) return;
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-        _comm.AllReduceSum(data, count, _wireDType);
+        _comm.AllReduceSum(data, count, dtype ?? _wireDType);
         _allReduceTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
     }
 

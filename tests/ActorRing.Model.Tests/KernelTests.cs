@@ -57,21 +57,40 @@ public sealed unsafe class KernelTests
     }
 
     [Theory]
-    [InlineData(64, 1)]
-    [InlineData(64, 200)]
-    [InlineData(128, 37)]
-    [InlineData(48, 9)]   // a whole register block of 32 columns, then one of 8
-    [InlineData(8, 3)]
-    [InlineData(12, 5)]   // not a multiple of 8: the portable path
-    public void Attention_of_one_head_equals_a_plain_softmax_weighted_sum(int headDim, int length)
+    [InlineData(64, 1, false)]
+    [InlineData(64, 200, false)]
+    [InlineData(128, 37, false)]
+    [InlineData(48, 9, false)]   // a whole register block of 32 columns, then one of 8
+    [InlineData(8, 3, false)]
+    [InlineData(12, 5, false)]   // not a multiple of 8: the portable path
+    [InlineData(64, 200, true)]
+    [InlineData(48, 9, true)]
+    [InlineData(12, 5, true)]
+    public void Attention_of_one_head_equals_a_plain_softmax_weighted_sum(int headDim, int length, bool bf16Cache)
     {
         var rng = new Random(headDim * 1000 + length);
         float[] q = Random(rng, headDim), keys = Random(rng, length * headDim), values = Random(rng, length * headDim);
+        if (bf16Cache)
+        {
+            // The reference reads the values the cache really holds: rounded to bf16.
+            keys = keys.Select(RoundToBf16).ToArray();
+            values = values.Select(RoundToBf16).ToArray();
+        }
         float scale = 1f / MathF.Sqrt(headDim);
         var scores = new float[length];
         var output = new float[headDim];
         fixed (float* pq = q, pk = keys, pv = values, ps = scores, po = output)
-            AttentionKernel.Attend(pq, pk, pv, length, headDim, scale, ps, po);
+        {
+            if (bf16Cache)
+            {
+                fixed (ushort* bk = ToBf16Bits(keys), bv = ToBf16Bits(values))
+                    AttentionKernel.Attend<BF16Weights>(pq, (byte*)bk, (byte*)bv, length, headDim, scale, ps, po);
+            }
+            else
+            {
+                AttentionKernel.Attend<F32Weights>(pq, (byte*)pk, (byte*)pv, length, headDim, scale, ps, po);
+            }
+        }
 
         var weights = new double[length];
         for (int l = 0; l < length; l++)
@@ -87,6 +106,42 @@ public sealed unsafe class KernelTests
             Assert.Equal(want, output[c], 1e-5);
         }
     }
+
+    [Theory]
+    [InlineData(12, 64)]
+    [InlineData(128, 768)]
+    public void Bf16_panels_and_rows_compute_the_products_of_the_rounded_weights(int rows, int cols)
+    {
+        var rng = new Random(rows + cols);
+        float[] w = Random(rng, rows * cols).Select(RoundToBf16).ToArray(), x = Random(rng, cols);
+        ushort[] bits = ToBf16Bits(w);
+        var packed = new ushort[bits.Length];
+        int at = 0;
+        for (int p = 0; p < rows / 4; p++)
+            for (int c = 0; c < cols; c += 8)
+                for (int r = 0; r < 4; r++)
+                    for (int k = 0; k < 8; k++)
+                        packed[at++] = bits[(p * 4 + r) * cols + c + k];
+        var fromPanels = new float[rows];
+        var fromRows = new float[rows];
+        fixed (ushort* pp = packed, pr = bits)
+        fixed (float* px = x, py = fromPanels, pz = fromRows)
+        {
+            for (int p = 0; p < rows / 4; p++) DotKernel.Panel4<BF16Weights>((byte*)(pp + p * 4 * cols), px, cols, py + p * 4);
+            for (int r = 0; r < rows; r++) pz[r] = DotKernel.Dot<BF16Weights>((byte*)(pr + r * cols), px, cols);
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            double want = 0;
+            for (int k = 0; k < cols; k++) want += (double)w[r * cols + k] * x[k];
+            Assert.Equal(want, fromPanels[r], Math.Max(1e-4, Math.Abs(want) * 1e-5));
+            Assert.Equal(want, fromRows[r], Math.Max(1e-4, Math.Abs(want) * 1e-5));
+        }
+    }
+
+    private static float RoundToBf16(float v) => Transport.BFloat16.FromSingle(v).ToSingle();
+
+    private static ushort[] ToBf16Bits(float[] values) => values.Select(v => Transport.BFloat16.FromSingle(v).Bits).ToArray();
 
     [Fact]
     public void Shapes_that_do_not_fill_whole_panels_stay_row_major()

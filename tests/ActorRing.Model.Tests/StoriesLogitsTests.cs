@@ -144,6 +144,30 @@ public sealed class StoriesLogitsTests : IDisposable
     }
 
     [Fact]
+    public void BF16_decode_steps_agree_with_a_bf16_prefill_of_the_same_tokens()
+    {
+        // Decode runs its own float32 loops over the bf16 weights and cache; prefill runs libtorch in bf16. Each
+        // decode step's logits must match a fresh prefill of the same tokens up to bf16 rounding, and pick the
+        // same greedy token.
+        var options = new ModelLoadOptions { ContextLength = 64, Threads = 1, DType = ComputeDType.BF16 };
+        var decoded = PrefillAndDecode(TestPaths.Hf, 1, options);
+        var tokens = new List<int>(Prompt);
+        using var comm = new InProcessGroup(1).Member(0);
+        using var m = ShardedLlama.Load(TestPaths.Hf, comm, options);
+        for (int step = 1; step < decoded.Count; step++)
+        {
+            tokens.Add(TestPaths.ArgMax(decoded[step - 1]));
+            m.ResetSlot(0);
+            var prefilled = m.Forward(0, tokens.ToArray(), 0)!;
+            Assert.Equal(TestPaths.ArgMax(prefilled), TestPaths.ArgMax(decoded[step]));
+            SyntheticModelTests.AssertClose(prefilled, decoded[step], 0.3f, $"bf16 decode step {step} vs prefill");
+        }
+        // Two ranks (split products, float32 all-reduce in decode) against one.
+        var two = PrefillAndDecode(TestPaths.Hf, 2, options);
+        for (int i = 1; i < decoded.Count; i++) SyntheticModelTests.AssertClose(decoded[i], two[i], 0.2f, $"bf16 N=2 step {i}");
+    }
+
+    [Fact]
     public void Live_tensor_count_is_flat_over_1000_decode_steps()
     {
         var counts = InProcessGroup.Run(2, comm =>
