@@ -15,7 +15,7 @@ public static class Program
           actorring bench decode --preset llama-160m|tinyllama-1.1b [--world-size N] [--threads T] [--tokens 32]
                                  [--runtime threads|actors]
           actorring bench scaling --preset llama-160m|tinyllama-1.1b [--world-size 2] [--threads 2] [--rounds 10]
-                                  [--tokens 16]
+                                  [--tokens 16] [--dtype f32|bf16]
 
         Every verb that takes --model defaults to the bundled stories260K model.
         """;

@@ -20,7 +20,7 @@ internal static class ScalingBench
     public static async Task<int> RunAsync(string[] args)
     {
         var cli = CliArgs.Parse(args);
-        cli.EnsureOnly("preset", "world-size", "threads", "rounds", "tokens");
+        cli.EnsureOnly("preset", "world-size", "threads", "rounds", "tokens", "dtype");
         if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
         string presetName = cli.String("preset") ?? throw new UsageException("bench scaling needs --preset llama-160m|tinyllama-1.1b");
         var config = DecodeBench.Preset(presetName);
@@ -28,6 +28,7 @@ internal static class ScalingBench
         int threads = cli.Int("threads", 2, 256) ?? 2;
         int rounds = cli.Int("rounds", 1, 1000) ?? 10;
         int tokens = cli.Int("tokens", 1, 4096) ?? 16;
+        var dtype = DecodeBench.ParseDType(cli);
         try
         {
             ShardPlan.Create(config, 0, worldSize);
@@ -47,7 +48,7 @@ internal static class ScalingBench
             foreach (var (name, n, t) in shapes)
             {
                 Console.Error.WriteLine($"loading {presetName} as {name} ({n} rank{(n == 1 ? "" : "s")} × {t} thread{(t == 1 ? "" : "s")}) and warming up…");
-                configurations.Add(await LoadedConfiguration.StartAsync(name, config, n, t, context));
+                configurations.Add(await LoadedConfiguration.StartAsync(name, config, n, t, context, dtype));
             }
 
             // round × configuration: the median milliseconds per token of that round
@@ -75,6 +76,7 @@ internal static class ScalingBench
             var json = new Dictionary<string, object>
             {
                 ["preset"] = presetName,
+                ["dtype"] = DecodeBench.Name(dtype),
                 ["rounds"] = rounds,
                 ["tokens_per_round"] = tokens,
                 ["ms_per_token_median"] = shapes.Select((s, c) => (s.Name, Median(Column(c)))).ToDictionary(p => p.Name, p => Math.Round(p.Item2, 3)),
@@ -141,18 +143,18 @@ internal static class ScalingBench
             _stepMs = new double[worldSize][];
         }
 
-        public static async Task<LoadedConfiguration> StartAsync(string name, ModelConfig config, int worldSize, int threads, int context)
+        public static async Task<LoadedConfiguration> StartAsync(string name, ModelConfig config, int worldSize, int threads, int context, ComputeDType dtype)
         {
             var comms = await LocalRanks.ConnectAsync(worldSize, threads, CancellationToken.None);
             var loaded = new LoadedConfiguration(name, worldSize);
             loaded._ranks = Task.Factory.StartNew(
-                () => RankThreads.Run(worldSize, rank => loaded.RankLoop(rank, comms[rank], config, threads, context), $"scaling-{name}"),
+                () => RankThreads.Run(worldSize, rank => loaded.RankLoop(rank, comms[rank], config, threads, context, dtype), $"scaling-{name}"),
                 TaskCreationOptions.LongRunning);
             loaded.WaitForRanks();
             return loaded;
         }
 
-        private int RankLoop(int rank, ICollectives comm, ModelConfig config, int threads, int context)
+        private int RankLoop(int rank, ICollectives comm, ModelConfig config, int threads, int context, ComputeDType dtype)
         {
             try
             {
@@ -161,6 +163,7 @@ internal static class ScalingBench
                 {
                     ContextLength = context,
                     Threads = threads,
+                    DType = dtype,
                     // The configurations take turns, so each may have the machine's first cores to itself.
                     Cores = CorePinning.CoresFor(rank, _worldSize, threads),
                 });
