@@ -8,19 +8,28 @@ namespace ActorRing.Host.Tests;
 /// </summary>
 public sealed class DecodeBenchTests
 {
-    private static async Task<JsonElement> Bench(params string[] args)
+    /// <summary>Runs <c>actorring bench ARGS</c>; returns its one JSON line and its stderr.</summary>
+    private static async Task<(JsonElement Json, string Stderr)> Bench(params string[] args)
     {
-        using var p = new RankProcess(["bench", "decode", .. args]);
+        using var p = new RankProcess(["bench", .. args]);
         int code = await p.WaitAsync(TimeSpan.FromSeconds(180));
-        Assert.True(code == 0, $"bench decode {string.Join(' ', args)} exited with {code}\nstderr:\n{p.Stderr}");
+        Assert.True(code == 0, $"bench {string.Join(' ', args)} exited with {code}\nstderr:\n{p.Stderr}");
         var lines = p.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        return JsonDocument.Parse(Assert.Single(lines)).RootElement.Clone();
+        return (JsonDocument.Parse(Assert.Single(lines)).RootElement.Clone(), p.Stderr);
+    }
+
+    private static async Task AssertRefused(string message, params string[] args)
+    {
+        using var p = new RankProcess(["bench", .. args]);
+        int code = await p.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.NotEqual(0, code);
+        Assert.Contains(message, p.Stderr);
     }
 
     [Fact]
     public async Task Through_the_actor_runtime_it_reports_the_control_plane_share()
     {
-        var r = await Bench("--preset", "llama-160m", "--world-size", "2", "--tokens", "4", "--runtime", "actors");
+        var (r, _) = await Bench("decode", "--preset", "llama-160m", "--world-size", "2", "--tokens", "4", "--runtime", "actors");
         Assert.Equal("actors", r.GetProperty("runtime").GetString());
         Assert.Equal(2, r.GetProperty("world_size").GetInt32());
         Assert.Equal(4, r.GetProperty("tokens").GetInt32());
@@ -32,10 +41,7 @@ public sealed class DecodeBenchTests
     [Fact]
     public async Task Scaling_compares_every_configuration_round_by_round()
     {
-        using var p = new RankProcess(["bench", "scaling", "--preset", "llama-160m", "--rounds", "2", "--tokens", "2"]);
-        int code = await p.WaitAsync(TimeSpan.FromSeconds(180));
-        Assert.True(code == 0, $"bench scaling exited with {code}\nstderr:\n{p.Stderr}");
-        var r = JsonDocument.Parse(Assert.Single(p.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))).RootElement;
+        var (r, stderr) = await Bench("scaling", "--preset", "llama-160m", "--rounds", "2", "--tokens", "2");
         var ms = r.GetProperty("ms_per_token_median");
         foreach (var name in new[] { "1x1", "2x1", "1x2" }) Assert.True(ms.GetProperty(name).GetDouble() > 0, name);
         // Each speed-up is 1x1's time over the other's, so the median over two rounds lies between their extremes.
@@ -44,24 +50,14 @@ public sealed class DecodeBenchTests
             double median = r.GetProperty("speedup_median").GetProperty(name).GetDouble();
             Assert.InRange(median, 0.05, r.GetProperty("speedup_best").GetProperty(name).GetDouble());
         }
-        Assert.Contains("round 2/2: 1x1 ", p.Stderr); // progress, one line a round
+        Assert.Contains("round 2/2: 1x1 ", stderr); // progress, one line a round
     }
 
     [Fact]
-    public async Task Scaling_refuses_a_world_size_the_preset_cannot_be_split_over()
-    {
-        using var p = new RankProcess(["bench", "scaling", "--preset", "llama-160m", "--world-size", "5"]);
-        int code = await p.WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.NotEqual(0, code);
-        Assert.Contains("12 attention heads cannot be split over 5 ranks", p.Stderr);
-    }
+    public Task Scaling_refuses_a_world_size_the_preset_cannot_be_split_over() =>
+        AssertRefused("12 attention heads cannot be split over 5 ranks", "scaling", "--preset", "llama-160m", "--world-size", "5");
 
     [Fact]
-    public async Task Unknown_runtime_is_refused_by_name()
-    {
-        using var p = new RankProcess(["bench", "decode", "--preset", "llama-160m", "--runtime", "gpu"]);
-        int code = await p.WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.NotEqual(0, code);
-        Assert.Contains("--runtime expects threads or actors, got 'gpu'", p.Stderr);
-    }
+    public Task Unknown_runtime_is_refused_by_name() =>
+        AssertRefused("--runtime expects threads or actors, got 'gpu'", "decode", "--preset", "llama-160m", "--runtime", "gpu");
 }

@@ -41,6 +41,20 @@ public sealed class MultiProcessGenerateTests
     }
 
     [Fact]
+    public async Task In_a_terminal_the_whole_completion_comes_before_the_summary_line()
+    {
+        // Rank 0 streams the completion to stdout, then writes the summary to stderr. Relaying its two pipes
+        // separately once printed the completion's last piece after the summary.
+        using var p = new RankProcess(["generate", "--world-size", "2", "--prompt", "Once upon a time", "--max-tokens", "24"], mergeStreams: true);
+        int code = await p.WaitAsync(Deadline);
+        string merged = p.Stdout;
+        Assert.True(code == 0, $"generate exited with {code}\noutput:\n{merged}");
+        var lines = merged.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length >= 2 && lines[^1].StartsWith("[24 tokens,") && lines[^2].StartsWith(", there was a little girl"),
+            $"expected the completion, then the summary, at the end of:\n{merged}");
+    }
+
+    [Fact]
     public async Task Once_upon_a_time_continues_identically_at_world_sizes_1_2_and_4()
     {
         var one = await GenerateJson("--prompt", "Once upon a time", "--max-tokens", "64");

@@ -13,9 +13,11 @@ public sealed class RankProcess : IDisposable
     private readonly StringBuilder _stdout = new();
     private readonly StringBuilder _stderr = new();
 
-    public RankProcess(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, bool redirectStdin = false)
+    /// <param name="mergeStreams">stderr goes into the stdout pipe, as in a terminal where both are one file; the
+    /// interleaving the process wrote is then what <see cref="Stdout"/> holds.</param>
+    public RankProcess(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, bool redirectStdin = false, bool mergeStreams = false)
     {
-        var psi = new ProcessStartInfo(Executable)
+        var psi = new ProcessStartInfo(mergeStreams ? "/bin/sh" : Executable)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -23,6 +25,8 @@ public sealed class RankProcess : IDisposable
             UseShellExecute = false,
             WorkingDirectory = AppContext.BaseDirectory,
         };
+        // exec: the shell becomes actorring, so the process id (and the tree that disposal kills) is its own.
+        if (mergeStreams) foreach (var a in (string[])["-c", "exec \"$0\" \"$@\" 2>&1", Executable]) psi.ArgumentList.Add(a);
         foreach (var a in args) psi.ArgumentList.Add(a);
         // A test controls each child's environment fully: no ring file or secret leaks in from the machine.
         psi.Environment.Remove("RING_CONFIG");

@@ -35,14 +35,7 @@ public sealed unsafe class KernelTests
         Assert.True(DotKernel.CanPack(rows, cols));
         var rng = new Random(rows * 31 + cols);
         float[] w = Random(rng, rows * cols), x = Random(rng, cols);
-        // Pack as the model does: per 4-row panel, 8 columns of row 0, of row 1, ..., then the next 8.
-        var packed = new float[w.Length];
-        int at = 0;
-        for (int p = 0; p < rows / 4; p++)
-            for (int c = 0; c < cols; c += 8)
-                for (int r = 0; r < 4; r++)
-                    for (int k = 0; k < 8; k++)
-                        packed[at++] = w[(p * 4 + r) * cols + c + k];
+        var packed = PackPanels(w, rows, cols);
         var y = new float[rows];
         fixed (float* pw = packed, px = x, py = y)
         {
@@ -115,13 +108,7 @@ public sealed unsafe class KernelTests
         var rng = new Random(rows + cols);
         float[] w = Random(rng, rows * cols).Select(RoundToBf16).ToArray(), x = Random(rng, cols);
         ushort[] bits = ToBf16Bits(w);
-        var packed = new ushort[bits.Length];
-        int at = 0;
-        for (int p = 0; p < rows / 4; p++)
-            for (int c = 0; c < cols; c += 8)
-                for (int r = 0; r < 4; r++)
-                    for (int k = 0; k < 8; k++)
-                        packed[at++] = bits[(p * 4 + r) * cols + c + k];
+        var packed = PackPanels(bits, rows, cols);
         var fromPanels = new float[rows];
         var fromRows = new float[rows];
         fixed (ushort* pp = packed, pr = bits)
@@ -137,6 +124,19 @@ public sealed unsafe class KernelTests
             Assert.Equal(want, fromPanels[r], Math.Max(1e-4, Math.Abs(want) * 1e-5));
             Assert.Equal(want, fromRows[r], Math.Max(1e-4, Math.Abs(want) * 1e-5));
         }
+    }
+
+    /// <summary>Packs as the model does: per 4-row panel, 8 columns of row 0, of row 1, ..., then the next 8.</summary>
+    private static T[] PackPanels<T>(T[] w, int rows, int cols)
+    {
+        var packed = new T[w.Length];
+        int at = 0;
+        for (int p = 0; p < rows / 4; p++)
+            for (int c = 0; c < cols; c += 8)
+                for (int r = 0; r < 4; r++)
+                    for (int k = 0; k < 8; k++)
+                        packed[at++] = w[(p * 4 + r) * cols + c + k];
+        return packed;
     }
 
     private static float RoundToBf16(float v) => Transport.BFloat16.FromSingle(v).ToSingle();

@@ -26,7 +26,6 @@ public sealed class RankProcessLauncher : IDisposable
     private readonly EventHandler _onExit;
     private readonly List<PosixSignalRegistration> _signals = [];
     private int _disposed;
-    private Task _rawRelay = Task.CompletedTask;
 
     private RankProcessLauncher(IReadOnlyList<RingConfig> configs, string configDirectory, string secret)
     {
@@ -61,11 +60,13 @@ public sealed class RankProcessLauncher : IDisposable
     /// this process's stderr prefixed with the rank.</param>
     /// <param name="environment">Extra environment variables for every child.</param>
     /// <param name="executable">Command to run instead of this executable (e.g. in tests): file and leading arguments.</param>
-    /// <param name="rank0Stdout">When given, rank 0's stdout is copied to it byte for byte as it arrives instead of
-    /// line by line through <paramref name="onOutput"/>, so streamed tokens show up at once, not at the next newline.</param>
+    /// <param name="rank0OwnsConsole">Rank 0 writes straight to this process's stdout and stderr (inherited, not
+    /// piped through <paramref name="onOutput"/>): streamed tokens show up at once, not at the next newline, and
+    /// the completion and the summary after it arrive in the order rank 0 wrote them, which two separate relays
+    /// of two pipes could not promise.</param>
     public static RankProcessLauncher Start(int worldSize, Func<int, IEnumerable<string>> arguments,
         Action<int, bool, string>? onOutput = null, IReadOnlyDictionary<string, string>? environment = null,
-        (string File, string[] LeadingArgs)? executable = null, int? masterPort = null, Stream? rank0Stdout = null)
+        (string File, string[] LeadingArgs)? executable = null, int? masterPort = null, bool rank0OwnsConsole = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(worldSize, 1);
         var configs = RingConfig.ForLoopback(worldSize, masterPort, "loopback");
@@ -79,11 +80,12 @@ public sealed class RankProcessLauncher : IDisposable
             for (int rank = 0; rank < worldSize; rank++)
             {
                 File.WriteAllText(launcher.ConfigPath(rank), configs[rank].ToJson());
+                bool inherit = rank == 0 && rank0OwnsConsole;
                 var psi = new ProcessStartInfo(file)
                 {
                     RedirectStandardInput = true,
-                    RedirectStandardOutput = true,
-                    RedirectStandardError = true,
+                    RedirectStandardOutput = !inherit,
+                    RedirectStandardError = !inherit,
                     UseShellExecute = false,
                 };
                 foreach (var a in leading) psi.ArgumentList.Add(a);
@@ -96,14 +98,15 @@ public sealed class RankProcessLauncher : IDisposable
                 var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
                 int r = rank;
                 var sink = onOutput;
-                bool raw = rank == 0 && rank0Stdout is not null;
-                if (!raw) p.OutputDataReceived += (_, e) => { if (e.Data is not null) sink(r, false, e.Data); };
+                p.OutputDataReceived += (_, e) => { if (e.Data is not null) sink(r, false, e.Data); };
                 p.ErrorDataReceived += (_, e) => { if (e.Data is not null) sink(r, true, e.Data); };
                 p.Start();
                 launcher._processes.Add(p);
-                if (raw) launcher._rawRelay = RelayAsync(p.StandardOutput.BaseStream, rank0Stdout!);
-                else p.BeginOutputReadLine();
-                p.BeginErrorReadLine();
+                if (!inherit)
+                {
+                    p.BeginOutputReadLine();
+                    p.BeginErrorReadLine();
+                }
                 // stdin stays open and unused: its EOF is the child's signal that this process died.
             }
             return launcher;
@@ -148,8 +151,6 @@ public sealed class RankProcessLauncher : IDisposable
                 codes[i] = p.ExitCode;
             }
         }
-        // The relay ends at the child's end of file; it is bounded because every child has exited or been killed.
-        await Task.WhenAny(_rawRelay, Task.Delay(TimeSpan.FromSeconds(5), CancellationToken.None)).ConfigureAwait(false);
         return codes;
     }
 
@@ -199,24 +200,6 @@ public sealed class RankProcessLauncher : IDisposable
         catch (IOException)
         {
             // A leftover temp directory is harmless.
-        }
-    }
-
-    private static async Task RelayAsync(Stream from, Stream to)
-    {
-        var buffer = new byte[4096];
-        try
-        {
-            int n;
-            while ((n = await from.ReadAsync(buffer).ConfigureAwait(false)) > 0)
-            {
-                await to.WriteAsync(buffer.AsMemory(0, n)).ConfigureAwait(false);
-                await to.FlushAsync().ConfigureAwait(false);
-            }
-        }
-        catch (IOException)
-        {
-            // Our own stdout was closed (e.g. piped into `head`): nothing left to relay to.
         }
     }
 

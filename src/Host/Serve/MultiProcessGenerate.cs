@@ -34,11 +34,10 @@ internal static class MultiProcessGenerate
         shared.AddRange(["--threads", threadsPerRank.ToString(CultureInfo.InvariantCulture), "--quiet"]);
         request.AddRange(["--prompt-ids", string.Join(',', promptIds)]);
 
-        using var stdout = Console.OpenStandardOutput();
         using var launcher = RankProcessLauncher.Start(worldSize,
             rank => ["serve", .. shared, .. (rank == 0 ? request : []), .. RankProcessLauncher.CoreArguments(rank, worldSize, threadsPerRank)],
             onOutput: (rank, isStdErr, line) => Console.Error.WriteLine(isStdErr && rank == 0 ? line : $"[rank {rank}] {line}"),
-            rank0Stdout: stdout);
+            rank0OwnsConsole: true);
         // Every rank stops by itself once rank 0 has printed the result; the deadline only guards against a hang.
         var codes = await launcher.WaitForExitAsync(TimeSpan.FromHours(2), TimeSpan.FromSeconds(15));
         if (codes[0] != 0) return codes[0] < 0 ? 1 : codes[0];

@@ -217,6 +217,13 @@ public static class ServeCommand
                     _ => Akka.Event.LogLevel.WarningLevel,
                 })
                 .AddActorRingRemoting(endpoint)
+                // After the bridge to our log stops, Akka prints what is left of its shutdown to stdout at its
+                // current level, bypassing the filter above; in an ordered shutdown its remoting warnings
+                // ("Unable to REMOVE channel ...") are expected, so only errors may go out then.
+                .AddStartup((system, _) => lifetime.ApplicationStopping.Register(() =>
+                {
+                    if (Volatile.Read(ref _peerLossExpected)) system.EventStream.SetLogLevel(Akka.Event.LogLevel.ErrorLevel);
+                }))
                 .AddActorRingRank(new RankActorsOptions(
                     worker,
                     setup.Engines,
