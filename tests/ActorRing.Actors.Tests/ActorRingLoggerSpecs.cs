@@ -33,6 +33,7 @@ public sealed class ActorRingLoggerSpecs
             var log = Context.GetLogger();
             Receive<string>(s => log.Warning("rank {0} says {1}", 1, s));
             Receive<int>(_ => log.Error(new InvalidOperationException("boom"), "failed"));
+            Receive<Exception>(e => log.Error(e, "Disassociated"));
         }
     }
 
@@ -56,6 +57,30 @@ public sealed class ActorRingLoggerSpecs
         Assert.Equal((Microsoft.Extensions.Logging.LogLevel.Warning, "rank 1 says hello"), (mine[0].Level, mine[0].Text));
         Assert.Equal((Microsoft.Extensions.Logging.LogLevel.Error, "failed"), (mine[1].Level, mine[1].Text));
         Assert.Equal("boom", mine[1].Error?.Message);
+        await system.Terminate();
+    }
+
+    [Fact]
+    public async Task A_peer_disassociating_is_a_warning_not_an_error()
+    {
+        // Akka's endpoint supervisor logs this as an error whenever a peer's connection closes, even in an ordered
+        // shutdown; the coordinator reports lost ranks itself.
+        var capture = new Capture();
+        using var factory = LoggerFactory.Create(b => b.AddProvider(capture).SetMinimumLevel(Microsoft.Extensions.Logging.LogLevel.Trace));
+        var config = ConfigurationFactory.ParseString("""akka.loggers = ["ActorRing.Actors.Hosting.ActorRingLogger, ActorRing.Actors"]""");
+        using var system = ActorSystem.Create("log-test",
+            ActorSystemSetup.Create(BootstrapSetup.Create().WithConfig(config), new ActorRingLoggingSetup(factory)));
+        var type = typeof(Akka.Remote.RemoteSettings).Assembly.GetType("Akka.Remote.EndpointDisassociatedException", throwOnError: true)!;
+        var disassociated = (Exception)Activator.CreateInstance(type,
+            System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic,
+            null, ["Disassociated"], null)!;
+        system.ActorOf(Props.Create(() => new Chatty())).Tell(disassociated);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!capture.Entries.Any(e => e.Category == typeof(Chatty).FullName) && DateTime.UtcNow < deadline) await Task.Delay(50);
+
+        var entry = Assert.Single(capture.Entries, e => e.Category == typeof(Chatty).FullName);
+        Assert.Equal(Microsoft.Extensions.Logging.LogLevel.Warning, entry.Level);
+        Assert.Same(disassociated, entry.Error);
         await system.Terminate();
     }
 }

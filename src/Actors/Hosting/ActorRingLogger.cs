@@ -37,8 +37,13 @@ public sealed class ActorRingLogger : ReceiveActor, IRequiresMessageQueue<ILogge
                 Akka.Event.LogLevel.WarningLevel => LogLevel.Warning,
                 _ => LogLevel.Error,
             };
-            if (!logger.IsEnabled(level)) return;
             var cause = (e as Error)?.Cause;
+            // A peer's connection closing makes Akka's endpoint supervisor log an error, even when the peer left
+            // in an ordered shutdown. The coordinator reports a lost rank itself, naming it, so here it is a
+            // warning (which the host hides during an ordered shutdown).
+            // (The exception type is internal to Akka.Remote, hence the name.)
+            if (cause?.GetType().FullName == "Akka.Remote.EndpointDisassociatedException") level = LogLevel.Warning;
+            if (!logger.IsEnabled(level)) return;
             logger.Log(level, cause, "{Message}", e.Message?.ToString() ?? "");
         });
     }
