@@ -23,15 +23,10 @@ internal static class DotKernel
     /// Four rows' dot products from one panel: <paramref name="panel"/> holds the rows' columns interleaved
     /// in blocks of 8 (row 0's first 8, row 1's first 8, …, row 0's next 8, …), so the weights are one
     /// sequential stream and each 8 floats of x are loaded once for four rows. Measured like
-    /// <see cref="Dot(float*, float*, int)"/>: 25–26 GB/s on llama-160m and tinyllama-1.1b shapes, against 21–25 row by row,
-    /// where rows of 2048–5632 floats streamed slowest.
+    /// <see cref="Dot{TWeights}"/> in float32: 25–26 GB/s on llama-160m and tinyllama-1.1b shapes, against 21–25
+    /// row by row, where rows of 2048–5632 floats streamed slowest. Weights are stored as
+    /// <typeparamref name="TWeights"/>; the arithmetic is float32.
     /// </summary>
-    public static unsafe void Panel4(float* panel, float* x, int n, float* y) => Panel4<F32Weights>((byte*)panel, x, n, y);
-
-    /// <summary>One row's dot product with x (row-major weights: shapes that do not fill whole panels).</summary>
-    public static unsafe float Dot(float* a, float* x, int n) => Dot<F32Weights>((byte*)a, x, n);
-
-    /// <summary><see cref="Panel4(float*, float*, int, float*)"/> over weights stored as <typeparamref name="TWeights"/>.</summary>
     // Optimized from the first call: a server's first request would otherwise run ~30 decode steps on
     // unoptimized (tier-0) code, 2–5× slower, before tiered compilation catches up.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -57,6 +52,7 @@ internal static class DotKernel
         y[3] = Vector256.Sum(s3);
     }
 
+    /// <summary>One row's dot product with x (row-major weights: shapes that do not fill whole panels).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe float Dot<TWeights>(byte* a, float* x, int n) where TWeights : struct, IWeightFormat
     {

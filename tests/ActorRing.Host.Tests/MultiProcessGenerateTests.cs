@@ -41,6 +41,16 @@ public sealed class MultiProcessGenerateTests
     }
 
     [Fact]
+    public async Task Bf16_over_two_processes_gives_world_size_1s_tokens()
+    {
+        // "bfloat16" is generate's alias for bf16; every serve rank must accept what generate passes on.
+        var two = await GenerateJson("--world-size", "2", "--dtype", "bfloat16", "--prompt", "Once upon a time", "--max-tokens", "16");
+        var one = await GenerateJson("--world-size", "1", "--dtype", "bf16", "--prompt", "Once upon a time", "--max-tokens", "16");
+        Assert.Equal(16, Ids(one).Length);
+        Assert.Equal(Ids(one), Ids(two));
+    }
+
+    [Fact]
     public async Task In_a_terminal_the_whole_completion_comes_before_the_summary_line()
     {
         // Rank 0 streams the completion to stdout, then writes the summary to stderr. Relaying its two pipes

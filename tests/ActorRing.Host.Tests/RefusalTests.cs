@@ -43,6 +43,17 @@ public sealed class RefusalTests
         Assert.Equal("", p.Stdout);
     }
 
+    [Theory]
+    [InlineData("generate", "--prompt", "x")]
+    [InlineData("serve")]
+    public async Task An_unknown_dtype_is_refused_by_name(params string[] verb)
+    {
+        using var p = new RankProcess([.. verb, "--dtype", "f16"]);
+        Assert.NotEqual(0, await p.WaitAsync(Deadline));
+        Assert.Contains("option --dtype expects f32 or bf16, got 'f16'", p.Stderr);
+        Assert.Equal("", p.Stdout);
+    }
+
     [Fact]
     public async Task Serve_without_a_secret_for_a_multi_rank_ring_explains_the_fix()
     {

@@ -19,7 +19,7 @@ public sealed unsafe class KernelTests
         float[] a = Random(rng, n), x = Random(rng, n);
         fixed (float* pa = a, px = x)
         {
-            float got = DotKernel.Dot(pa, px, n);
+            float got = DotKernel.Dot<F32Weights>((byte*)pa, px, n);
             double want = 0;
             for (int i = 0; i < n; i++) want += (double)a[i] * x[i];
             Assert.Equal(want, got, Math.Max(1e-4, Math.Abs(want) * 1e-5));
@@ -39,7 +39,7 @@ public sealed unsafe class KernelTests
         var y = new float[rows];
         fixed (float* pw = packed, px = x, py = y)
         {
-            for (int p = 0; p < rows / 4; p++) DotKernel.Panel4(pw + p * 4 * cols, px, cols, py + p * 4);
+            for (int p = 0; p < rows / 4; p++) DotKernel.Panel4<F32Weights>((byte*)(pw + p * 4 * cols), px, cols, py + p * 4);
         }
         for (int r = 0; r < rows; r++)
         {

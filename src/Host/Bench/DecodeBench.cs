@@ -41,16 +41,6 @@ internal static class DecodeBench
         OProjBias = false,
     };
 
-    /// <summary>The benches' <c>--dtype f32|bf16</c> (default f32).</summary>
-    internal static ComputeDType ParseDType(CliArgs cli) => cli.String("dtype", "f32") switch
-    {
-        "f32" => ComputeDType.F32,
-        "bf16" => ComputeDType.BF16,
-        var other => throw new UsageException($"option --dtype expects f32 or bf16, got '{other}'"),
-    };
-
-    internal static string Name(ComputeDType dtype) => dtype == ComputeDType.F32 ? "f32" : "bf16";
-
     private sealed record RankReport(double[] StepMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes);
 
     public static async Task<int> RunAsync(string[] args)
@@ -62,7 +52,7 @@ internal static class DecodeBench
         int worldSize = cli.Int("world-size", 1, 64) ?? 1;
         int threads = cli.Int("threads", 1, 256) ?? 1;
         int tokens = cli.Int("tokens", 1, 4096) ?? 32;
-        var dtype = ParseDType(cli);
+        var dtype = cli.DType();
         try
         {
             ShardPlan.Create(config, 0, worldSize);
@@ -116,7 +106,7 @@ internal static class DecodeBench
             ["preset"] = presetName,
             ["world_size"] = worldSize,
             ["threads_per_rank"] = threads,
-            ["dtype"] = Name(dtype),
+            ["dtype"] = CliArgs.DTypeName(dtype),
             ["params"] = config.ParameterCount,
             ["ms_per_token_median"] = Math.Round(median, 3),
             ["tok_per_s"] = Math.Round(tokPerS, 2),
@@ -154,7 +144,7 @@ internal static class DecodeBench
         string[] shared =
         [
             "serve", "--preset", preset, "--threads", threads.ToString(CultureInfo.InvariantCulture),
-            "--dtype", Name(dtype), "--quiet",
+            "--dtype", CliArgs.DTypeName(dtype), "--quiet",
         ];
         string[] request = ["--prompt-ids", string.Join(',', promptIds), "--max-tokens", tokens.ToString(CultureInfo.InvariantCulture), "--json"];
         string? result = null;
@@ -180,7 +170,7 @@ internal static class DecodeBench
             ["runtime"] = "actors",
             ["world_size"] = worldSize,
             ["threads_per_rank"] = threads,
-            ["dtype"] = Name(dtype),
+            ["dtype"] = CliArgs.DTypeName(dtype),
             ["tokens"] = r.GetProperty("ids").GetArrayLength(),
             // The mean over every decode step of the request, the first (not yet optimized) ones included.
             ["ms_per_token_mean"] = msPerToken,

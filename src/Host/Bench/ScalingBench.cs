@@ -28,7 +28,7 @@ internal static class ScalingBench
         int threads = cli.Int("threads", 2, 256) ?? 2;
         int rounds = cli.Int("rounds", 1, 1000) ?? 10;
         int tokens = cli.Int("tokens", 1, 4096) ?? 16;
-        var dtype = DecodeBench.ParseDType(cli);
+        var dtype = cli.DType();
         try
         {
             ShardPlan.Create(config, 0, worldSize);
@@ -76,7 +76,7 @@ internal static class ScalingBench
             var json = new Dictionary<string, object>
             {
                 ["preset"] = presetName,
-                ["dtype"] = DecodeBench.Name(dtype),
+                ["dtype"] = CliArgs.DTypeName(dtype),
                 ["rounds"] = rounds,
                 ["tokens_per_round"] = tokens,
                 ["ms_per_token_median"] = shapes.Select((s, c) => (s.Name, Median(Column(c)))).ToDictionary(p => p.Name, p => Math.Round(p.Item2, 3)),

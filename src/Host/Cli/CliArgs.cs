@@ -75,6 +75,17 @@ public sealed class CliArgs
 
     public string String(string name, string defaultValue) => String(name) ?? defaultValue;
 
+    /// <summary><c>--dtype f32|bf16</c> (also fp32, float32, bfloat16), f32 when absent.</summary>
+    public Model.ComputeDType DType() => String("dtype", "f32") switch
+    {
+        "f32" or "fp32" or "float32" => Model.ComputeDType.F32,
+        "bf16" or "bfloat16" => Model.ComputeDType.BF16,
+        var other => throw new UsageException($"option --dtype expects f32 or bf16, got '{other}'"),
+    };
+
+    /// <summary>How <see cref="DType"/> is spelled on the command line and in JSON output.</summary>
+    public static string DTypeName(Model.ComputeDType dtype) => dtype == Model.ComputeDType.F32 ? "f32" : "bf16";
+
     public int? Int(string name, int min = int.MinValue, int max = int.MaxValue)
     {
         if (!_options.TryGetValue(name, out var v)) return null;

@@ -32,12 +32,7 @@ internal static class GenerateCommand
         var dir = Try(() => ModelDirectory.Recognise(modelPath));
         var config = Try(dir.ReadConfig);
         int worldSize = cli.Int("world-size", 1, 64) ?? 1;
-        var dtype = cli.String("dtype", "f32") switch
-        {
-            "f32" or "fp32" or "float32" => ComputeDType.F32,
-            "bf16" or "bfloat16" => ComputeDType.BF16,
-            var other => throw new UsageException($"option --dtype expects f32 or bf16, got '{other}'"),
-        };
+        var dtype = cli.DType();
         int? context = cli.Int("context", 1, config.MaxPositionEmbeddings);
         int threads = cli.Int("threads", 1, 1024) ?? Math.Max(1, Environment.ProcessorCount / worldSize);
         // Refuse an impossible split before starting any rank.

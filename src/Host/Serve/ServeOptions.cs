@@ -76,12 +76,7 @@ public sealed record ServeOptions
         IPAddress bind = IPAddress.Any;
         if (cli.String("bind") is { } b && !IPAddress.TryParse(b, out bind!))
             throw new UsageException($"option --bind expects an IP address such as 0.0.0.0 or 10.0.0.5, got '{b}'");
-        var dtype = cli.String("dtype", "f32") switch
-        {
-            "f32" => ComputeDType.F32,
-            "bf16" => ComputeDType.BF16,
-            var other => throw new UsageException($"option --dtype expects f32 or bf16, got '{other}'"),
-        };
+        var dtype = cli.DType();
         return new ServeOptions
         {
             ModelDir = cli.String("model") ?? (cli.Has("preset") ? "" : ModelDirectory.DefaultBundledPath()),
