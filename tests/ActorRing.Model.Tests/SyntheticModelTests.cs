@@ -74,6 +74,47 @@ public sealed class SyntheticModelTests : IDisposable
     }
 
     /// <summary>
+    /// bf16 compute: decode steps run the float32 fast path over bf16 weights and cache (biases, replicated KV
+    /// heads, uneven vocabulary and all), prefill runs libtorch in bf16. Each decode step must agree with a bf16
+    /// prefill of the same tokens, at world sizes 1 and 4, and stay near the float32 reference.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Bf16_decode_steps_match_a_bf16_prefill_of_the_same_tokens_at_world_sizes_1_and_4(string variant)
+    {
+        var model = Variant(variant).Build(seed: variant.Length * 7919);
+        string dir = model.WriteTo(Path.Combine(_root, variant));
+        int[] prompt = [1, 17, 42, 5, 99 % model.Vocab, 3];
+        int[] decoded = [7, 64, 23];
+        var options = new ModelLoadOptions { ContextLength = 64, Threads = 1, DType = ComputeDType.BF16, Slots = 2 };
+        foreach (int n in new[] { 1, 4 })
+        {
+            var perRank = InProcessGroup.Run(n, comm =>
+            {
+                using var m = ShardedLlama.Load(dir, comm, options);
+                var decodeSteps = new List<float[]?>();
+                m.Forward(0, prompt, 0);
+                for (int i = 0; i < decoded.Length; i++) decodeSteps.Add(m.Forward(0, [decoded[i]], prompt.Length + i));
+                var prefills = new List<float[]?>();
+                for (int i = 1; i <= decoded.Length; i++)
+                {
+                    m.ResetSlot(1);
+                    prefills.Add(m.Forward(1, [.. prompt, .. decoded[..i]], 0));
+                }
+                return (decodeSteps, prefills);
+            });
+            var (steps, prefilled) = perRank[0];
+            for (int i = 0; i < decoded.Length; i++)
+            {
+                var reference = ReferenceForward.LastLogits(model, [.. prompt, .. decoded[..(i + 1)]]);
+                float spread = reference.Max() - reference.Min();
+                AssertClose(prefilled[i]!, steps[i]!, 0.03f * spread, $"{variant} N={n} bf16 decode vs bf16 prefill, step {i + 1}");
+                AssertClose(reference, steps[i]!, 0.03f * spread, $"{variant} N={n} bf16 decode vs float32 reference, step {i + 1}");
+            }
+        }
+    }
+
+    /// <summary>
     /// A prompt appended in chunks (multi-token forwards after position 0, so the causal mask is offset)
     /// matches the reference, and two slots interleaved keep separate caches.
     /// </summary>
