@@ -37,14 +37,20 @@ public sealed class ActorRingLoggerSpecs
         }
     }
 
+    /// <summary>An actor system whose only Akka logger is <see cref="ActorRingLogger"/>, writing to <paramref name="factory"/>.</summary>
+    private static ActorSystem SystemLoggingTo(ILoggerFactory factory)
+    {
+        var config = ConfigurationFactory.ParseString("""akka.loggers = ["ActorRing.Actors.Hosting.ActorRingLogger, ActorRing.Actors"]""");
+        return ActorSystem.Create("log-test",
+            ActorSystemSetup.Create(BootstrapSetup.Create().WithConfig(config), new ActorRingLoggingSetup(factory)));
+    }
+
     [Fact]
     public async Task Akka_events_become_plain_entries_under_the_logging_class()
     {
         var capture = new Capture();
         using var factory = LoggerFactory.Create(b => b.AddProvider(capture).SetMinimumLevel(Microsoft.Extensions.Logging.LogLevel.Trace));
-        var config = ConfigurationFactory.ParseString("""akka.loggers = ["ActorRing.Actors.Hosting.ActorRingLogger, ActorRing.Actors"]""");
-        using var system = ActorSystem.Create("log-test",
-            ActorSystemSetup.Create(BootstrapSetup.Create().WithConfig(config), new ActorRingLoggingSetup(factory)));
+        using var system = SystemLoggingTo(factory);
         var actor = system.ActorOf(Props.Create(() => new Chatty()));
         actor.Tell("hello");
         actor.Tell(1);
@@ -67,9 +73,7 @@ public sealed class ActorRingLoggerSpecs
         // shutdown; the coordinator reports lost ranks itself.
         var capture = new Capture();
         using var factory = LoggerFactory.Create(b => b.AddProvider(capture).SetMinimumLevel(Microsoft.Extensions.Logging.LogLevel.Trace));
-        var config = ConfigurationFactory.ParseString("""akka.loggers = ["ActorRing.Actors.Hosting.ActorRingLogger, ActorRing.Actors"]""");
-        using var system = ActorSystem.Create("log-test",
-            ActorSystemSetup.Create(BootstrapSetup.Create().WithConfig(config), new ActorRingLoggingSetup(factory)));
+        using var system = SystemLoggingTo(factory);
         var type = typeof(Akka.Remote.RemoteSettings).Assembly.GetType("Akka.Remote.EndpointDisassociatedException", throwOnError: true)!;
         var disassociated = (Exception)Activator.CreateInstance(type,
             System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic,

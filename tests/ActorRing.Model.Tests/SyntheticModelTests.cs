@@ -35,21 +35,28 @@ public sealed class SyntheticModelTests : IDisposable
         _ => throw new ArgumentException(name),
     };
 
+    /// <summary>The tokens every variant test decodes after its prompt.</summary>
+    private static readonly int[] Decoded = [7, 64, 23];
+
+    /// <summary>A variant's weights written as a checkpoint directory, and a prompt within its vocabulary.</summary>
+    private (SyntheticModel Model, string Dir, int[] Prompt) Written(string variant)
+    {
+        var model = Variant(variant).Build(seed: variant.Length * 7919);
+        return (model, model.WriteTo(Path.Combine(_root, variant)), [1, 17, 42, 5, 99 % model.Vocab, 3]);
+    }
+
     public static TheoryData<string> Variants() => new(["kv-replication", "qwen2-biases", "untied-bf16-llama3", "attention-bias-f16", "mistral-head-dim"]);
 
     [Theory]
     [MemberData(nameof(Variants))]
     public void Logits_at_world_sizes_1_2_4_match_each_other_and_the_reference(string variant)
     {
-        var model = Variant(variant).Build(seed: variant.Length * 7919);
-        string dir = model.WriteTo(Path.Combine(_root, variant));
-        int[] prompt = [1, 17, 42, 5, 99 % model.Vocab, 3];
-        int[] decoded = [7, 64, 23];
+        var (model, dir, prompt) = Written(variant);
 
         // Reference: logits after the prompt, then after each decoded token.
         var reference = new List<float[]> { ReferenceForward.LastLogits(model, prompt) };
-        for (int i = 1; i <= decoded.Length; i++)
-            reference.Add(ReferenceForward.LastLogits(model, [.. prompt, .. decoded[..i]]));
+        for (int i = 1; i <= Decoded.Length; i++)
+            reference.Add(ReferenceForward.LastLogits(model, [.. prompt, .. Decoded[..i]]));
 
         var byWorld = new Dictionary<int, List<float[]>>();
         foreach (int n in new[] { 1, 2, 4 })
@@ -58,7 +65,7 @@ public sealed class SyntheticModelTests : IDisposable
             {
                 using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 64, Threads = 1 });
                 var steps = new List<float[]?> { m.Forward(0, prompt, 0) };
-                for (int i = 0; i < decoded.Length; i++) steps.Add(m.Forward(0, [decoded[i]], prompt.Length + i));
+                for (int i = 0; i < Decoded.Length; i++) steps.Add(m.Forward(0, [Decoded[i]], prompt.Length + i));
                 return steps;
             });
             Assert.All(perRank.Skip(1), steps => Assert.All(steps, s => Assert.Null(s)));
@@ -82,10 +89,7 @@ public sealed class SyntheticModelTests : IDisposable
     [MemberData(nameof(Variants))]
     public void Bf16_decode_steps_match_a_bf16_prefill_of_the_same_tokens_at_world_sizes_1_and_4(string variant)
     {
-        var model = Variant(variant).Build(seed: variant.Length * 7919);
-        string dir = model.WriteTo(Path.Combine(_root, variant));
-        int[] prompt = [1, 17, 42, 5, 99 % model.Vocab, 3];
-        int[] decoded = [7, 64, 23];
+        var (model, dir, prompt) = Written(variant);
         var options = new ModelLoadOptions { ContextLength = 64, Threads = 1, DType = ComputeDType.BF16, Slots = 2 };
         foreach (int n in new[] { 1, 4 })
         {
@@ -94,19 +98,19 @@ public sealed class SyntheticModelTests : IDisposable
                 using var m = ShardedLlama.Load(dir, comm, options);
                 var decodeSteps = new List<float[]?>();
                 m.Forward(0, prompt, 0);
-                for (int i = 0; i < decoded.Length; i++) decodeSteps.Add(m.Forward(0, [decoded[i]], prompt.Length + i));
+                for (int i = 0; i < Decoded.Length; i++) decodeSteps.Add(m.Forward(0, [Decoded[i]], prompt.Length + i));
                 var prefills = new List<float[]?>();
-                for (int i = 1; i <= decoded.Length; i++)
+                for (int i = 1; i <= Decoded.Length; i++)
                 {
                     m.ResetSlot(1);
-                    prefills.Add(m.Forward(1, [.. prompt, .. decoded[..i]], 0));
+                    prefills.Add(m.Forward(1, [.. prompt, .. Decoded[..i]], 0));
                 }
                 return (decodeSteps, prefills);
             });
             var (steps, prefilled) = perRank[0];
-            for (int i = 0; i < decoded.Length; i++)
+            for (int i = 0; i < Decoded.Length; i++)
             {
-                var reference = ReferenceForward.LastLogits(model, [.. prompt, .. decoded[..(i + 1)]]);
+                var reference = ReferenceForward.LastLogits(model, [.. prompt, .. Decoded[..(i + 1)]]);
                 float spread = reference.Max() - reference.Min();
                 AssertClose(prefilled[i]!, steps[i]!, 0.03f * spread, $"{variant} N={n} bf16 decode vs bf16 prefill, step {i + 1}");
                 AssertClose(reference, steps[i]!, 0.03f * spread, $"{variant} N={n} bf16 decode vs float32 reference, step {i + 1}");

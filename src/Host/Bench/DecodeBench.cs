@@ -41,18 +41,14 @@ internal static class DecodeBench
         OProjBias = false,
     };
 
-    private sealed record RankReport(double[] StepMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes);
-
-    public static async Task<int> RunAsync(string[] args)
+    /// <summary>
+    /// The shape <c>--preset</c> names, refused (as a usage error) before anything loads when its heads cannot
+    /// be split over <paramref name="worldSize"/> ranks.
+    /// </summary>
+    internal static (string Name, ModelConfig Config) PresetOption(CliArgs cli, string bench, int worldSize)
     {
-        var cli = CliArgs.Parse(args);
-        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype", "runtime");
-        string presetName = cli.String("preset") ?? throw new UsageException("bench decode needs --preset llama-160m|tinyllama-1.1b");
-        var config = Preset(presetName);
-        int worldSize = cli.Int("world-size", 1, 64) ?? 1;
-        int threads = cli.Int("threads", 1, 256) ?? 1;
-        int tokens = cli.Int("tokens", 1, 4096) ?? 32;
-        var dtype = cli.DType();
+        string name = cli.String("preset") ?? throw new UsageException($"bench {bench} needs --preset llama-160m|tinyllama-1.1b");
+        var config = Preset(name);
         try
         {
             ShardPlan.Create(config, 0, worldSize);
@@ -61,6 +57,20 @@ internal static class DecodeBench
         {
             throw new UsageException(e.Message);
         }
+        return (name, config);
+    }
+
+    private sealed record RankReport(double[] StepMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes);
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var cli = CliArgs.Parse(args);
+        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype", "runtime");
+        int worldSize = cli.Int("world-size", 1, 64) ?? 1;
+        var (presetName, config) = PresetOption(cli, "decode", worldSize);
+        int threads = cli.Int("threads", 1, 256) ?? 1;
+        int tokens = cli.Int("tokens", 1, 4096) ?? 32;
+        var dtype = cli.DType();
 
         string runtime = cli.String("runtime", "threads");
         if (runtime == "actors") return await RunThroughActorsAsync(presetName, worldSize, threads, tokens, dtype);

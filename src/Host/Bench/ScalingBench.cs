@@ -22,21 +22,12 @@ internal static class ScalingBench
         var cli = CliArgs.Parse(args);
         cli.EnsureOnly("preset", "world-size", "threads", "rounds", "tokens", "dtype");
         if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
-        string presetName = cli.String("preset") ?? throw new UsageException("bench scaling needs --preset llama-160m|tinyllama-1.1b");
-        var config = DecodeBench.Preset(presetName);
         int worldSize = cli.Int("world-size", 2, 64) ?? 2;
+        var (presetName, config) = DecodeBench.PresetOption(cli, "scaling", worldSize);
         int threads = cli.Int("threads", 2, 256) ?? 2;
         int rounds = cli.Int("rounds", 1, 1000) ?? 10;
         int tokens = cli.Int("tokens", 1, 4096) ?? 16;
         var dtype = cli.DType();
-        try
-        {
-            ShardPlan.Create(config, 0, worldSize);
-        }
-        catch (ModelLoadException e)
-        {
-            throw new UsageException(e.Message);
-        }
 
         double memOne = MemoryProbe.OneThreadGBps();
         double memAll = MemoryProbe.AllCoresGBps();
