@@ -167,12 +167,14 @@ public sealed class StoriesLogitsTests : IDisposable
         for (int i = 1; i < decoded.Count; i++) SyntheticModelTests.AssertClose(decoded[i], two[i], 0.2f, $"bf16 N=2 step {i}");
     }
 
-    [Fact]
-    public void Live_tensor_count_is_flat_over_1000_decode_steps()
+    [Theory]
+    [InlineData(ComputeDType.F32)]
+    [InlineData(ComputeDType.BF16)]
+    public void Live_tensor_count_is_flat_over_1000_decode_steps(ComputeDType dtype)
     {
         var counts = InProcessGroup.Run(2, comm =>
         {
-            using var m = ShardedLlama.Load(TestPaths.Hf, comm, new ModelLoadOptions { ContextLength = 512, Threads = 1 });
+            using var m = ShardedLlama.Load(TestPaths.Hf, comm, new ModelLoadOptions { ContextLength = 512, Threads = 1, DType = dtype });
             int token = 1, pos = 0;
             long before = 0;
             for (int step = 0; step < 1000; step++)
