@@ -95,6 +95,10 @@ internal static class ScalingBench
                 },
             };
             Console.Out.WriteLine(JsonSerializer.Serialize(json));
+            double typical = Median(bandwidthScaling);
+            if (typical < 1.5)
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"note: in the median round all {Environment.ProcessorCount} cores together read only {typical:F2}× what one core reads, so speed-ups near {typical:F2}× are the most to expect from this run; on a shared host, run again later"));
             return 0;
         }
         finally
