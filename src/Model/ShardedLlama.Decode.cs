@@ -5,13 +5,14 @@ using static TorchSharp.torch;
 namespace ActorRing.Model;
 
 /// <summary>
-/// The float32 one-token decode step, run over the raw memory of the same weight and KV-cache tensors that
-/// prefill uses through libtorch. Why a second path: at batch 1 a decode step is about 35 small tensor
-/// operations per layer, and through TorchSharp each costs 5–20 µs of dispatch and allocation, which on
-/// llama-160m added 6–8 ms to a 25 ms step. Here the step is plain vectorized loops over preallocated
-/// buffers, so its time is the weight stream (see <see cref="MatVec"/>) plus the attention over the cache.
-/// Prefill, bf16 and every multi-token forward stay on the libtorch path; tests hold both paths to the same
-/// logits.
+/// The one-token decode step, run over the raw memory of the same weight and KV-cache tensors that prefill
+/// uses through libtorch. Why a second path: at batch 1 a decode step is about 35 small tensor operations per
+/// layer, and through TorchSharp each costs 5–20 µs of dispatch and allocation, which on llama-160m added
+/// 6–8 ms to a 25 ms step. Here the step is plain vectorized loops over preallocated buffers, so its time is
+/// the weight stream (see <see cref="MatVec"/>) plus the attention over the cache. Its arithmetic is float32
+/// whether weights and cache are stored as float32 or bf16. Prefill and every multi-token forward stay on the
+/// libtorch path; tests hold both paths to the same logits (float32) or to the same tokens within bf16
+/// rounding (bf16).
 /// </summary>
 public sealed partial class ShardedLlama
 {

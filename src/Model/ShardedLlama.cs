@@ -20,8 +20,8 @@ public sealed partial class ShardedLlama : IDisposable
 {
     /// <summary>
     /// An [out, in] weight and how its output rows are shared among the rank's split workers: part i computes
-    /// rows [RowStart[i], RowStart[i+1]). Stored either in PyTorch's row-major layout, or (float32, when the
-    /// shape allows) packed in panels for decode (see <see cref="DotKernel.Panel4{TWeights}"/>): tensor shape
+    /// rows [RowStart[i], RowStart[i+1]). Stored either in PyTorch's row-major layout, or (when the shape
+    /// allows, in either compute dtype) packed in panels for decode (see <see cref="DotKernel.Panel4{TWeights}"/>): tensor shape
     /// [out/4, in/8, 4, 8], i.e. for each group of 4 rows, their first 8 columns row after row, then the next 8.
     /// </summary>
     private sealed unsafe class SplitMatrix(Tensor weight, long outDim, long inDim, bool packed, long[] rowStart)

@@ -60,6 +60,10 @@ internal static class DecodeBench
         return (name, config);
     }
 
+    /// <summary>Every rank steps in lockstep, so a token costs what its slowest rank's step costs (ms per token).</summary>
+    internal static double[] Lockstep(double[][] stepMsPerRank) =>
+        Enumerable.Range(0, stepMsPerRank[0].Length).Select(i => stepMsPerRank.Max(r => r[i])).ToArray();
+
     private sealed record RankReport(double[] StepMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes);
 
     public static async Task<int> RunAsync(string[] args)
@@ -103,8 +107,7 @@ internal static class DecodeBench
 
         double memGBps = Math.Max(memBefore, MemoryProbe.OneThreadGBps());
 
-        // Every rank steps in lockstep; a token costs what the slowest rank's step costs.
-        var perToken = Enumerable.Range(0, tokens).Select(i => reports.Max(r => r.StepMs[i])).OrderBy(x => x).ToArray();
+        var perToken = Lockstep(reports.Select(r => r.StepMs).ToArray()).OrderBy(x => x).ToArray();
         double median = perToken[tokens / 2];
         double tokPerS = 1000 / median;
         long bytesPerToken = reports.Sum(r => r.WeightBytes);

@@ -195,14 +195,14 @@ internal static class ScalingBench
             }
         }
 
-        /// <summary>Runs <paramref name="steps"/> decode steps; each token's time is its slowest rank's (ms).</summary>
+        /// <summary>Runs <paramref name="steps"/> decode steps: ms per token (see <see cref="DecodeBench.Lockstep"/>).</summary>
         public double[] RunRound(int steps)
         {
             _roundSteps = steps;
             _ready.Reset();
             foreach (var go in _go) go.Release();
             WaitForRanks();
-            return Enumerable.Range(0, steps).Select(i => _stepMs.Max(r => r[i])).ToArray();
+            return DecodeBench.Lockstep(_stepMs);
         }
 
         public void Dispose()

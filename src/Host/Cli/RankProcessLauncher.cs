@@ -98,12 +98,12 @@ public sealed class RankProcessLauncher : IDisposable
                 var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
                 int r = rank;
                 var sink = onOutput;
-                p.OutputDataReceived += (_, e) => { if (e.Data is not null) sink(r, false, e.Data); };
-                p.ErrorDataReceived += (_, e) => { if (e.Data is not null) sink(r, true, e.Data); };
                 p.Start();
                 launcher._processes.Add(p);
                 if (!inherit)
                 {
+                    p.OutputDataReceived += (_, e) => { if (e.Data is not null) sink(r, false, e.Data); };
+                    p.ErrorDataReceived += (_, e) => { if (e.Data is not null) sink(r, true, e.Data); };
                     p.BeginOutputReadLine();
                     p.BeginErrorReadLine();
                 }
