@@ -1,0 +1,12 @@
+namespace ActorRing.Templating;
+
+/// <summary>
+/// The template for a model that ships none (the bundled story model): the message contents joined by
+/// newlines, with nothing added for the assistant's turn. A base model continues the text it is given, so
+/// any role markup would only be text it never saw in training.
+/// </summary>
+public sealed class PlainChatTemplate : IChatTemplate
+{
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt) =>
+        string.Join("\n", messages.Select(m => m.Content));
+}
