@@ -1,0 +1,127 @@
+using System.Text.Json;
+
+namespace ActorRing.Templating;
+
+/// <summary>
+/// Finds the chat template a model ships, the way Hugging Face does. This is the one entry point the
+/// server and the CLI call:
+/// <code>IChatTemplate template = ChatTemplates.Load(modelDirectory, options.ChatTemplateFile);</code>
+/// Order of precedence:
+/// <list type="number">
+/// <item><paramref name="overrideFile"/> (<c>--chat-template FILE</c>): the file's text is the Jinja source;</item>
+/// <item><c>chat_template.jinja</c> in the model directory;</item>
+/// <item><c>chat_template.json</c> in the model directory (its "chat_template" field);</item>
+/// <item>"chat_template" in <c>tokenizer_config.json</c>: a string, or a list of {name, template} where the
+///   one named "default" is taken;</item>
+/// <item>none of these: <see cref="PlainChatTemplate"/>, the message contents joined by newlines.</item>
+/// </list>
+/// The <c>bos_token</c> and <c>eos_token</c> strings come from <c>tokenizer_config.json</c>, written either as
+/// a string or as an AddedToken object with a "content" field.
+/// </summary>
+public static class ChatTemplates
+{
+    /// <exception cref="ChatTemplateException">A file is missing, unreadable or malformed, or the template does not
+    /// parse; the message names the file and the fix.</exception>
+    public static IChatTemplate Load(string modelDirectory, string? overrideFile = null)
+    {
+        var config = ReadTokenizerConfig(modelDirectory);
+        var bos = TokenText(config, "bos_token", modelDirectory);
+        var eos = TokenText(config, "eos_token", modelDirectory);
+
+        var (source, origin) = FindSource(modelDirectory, overrideFile, config);
+        if (source is null) return new PlainChatTemplate();
+        try
+        {
+            return new JinjaChatTemplate(source, bos, eos);
+        }
+        catch (ChatTemplateException e)
+        {
+            throw new ChatTemplateException($"the chat template from {origin} does not parse: {e.Message}", e);
+        }
+    }
+
+    private static (string? Source, string Origin) FindSource(string modelDirectory, string? overrideFile, JsonElement? config)
+    {
+        if (overrideFile is not null)
+        {
+            if (!File.Exists(overrideFile))
+                throw new ChatTemplateException($"--chat-template '{overrideFile}' does not exist; give the path of a Jinja template file");
+            return (File.ReadAllText(overrideFile), $"--chat-template '{overrideFile}'");
+        }
+        var jinjaFile = Path.Combine(modelDirectory, "chat_template.jinja");
+        if (File.Exists(jinjaFile)) return (File.ReadAllText(jinjaFile), jinjaFile);
+
+        var jsonFile = Path.Combine(modelDirectory, "chat_template.json");
+        if (File.Exists(jsonFile))
+        {
+            var json = ParseJson(jsonFile);
+            if (json.TryGetProperty("chat_template", out var fromJson))
+                return (TemplateFrom(fromJson, jsonFile), jsonFile);
+        }
+
+        var configFile = Path.Combine(modelDirectory, "tokenizer_config.json");
+        if (config is { } c && c.TryGetProperty("chat_template", out var template) && template.ValueKind != JsonValueKind.Null)
+            return (TemplateFrom(template, configFile), configFile);
+        return (null, "");
+    }
+
+    private static string TemplateFrom(JsonElement template, string file)
+    {
+        if (template.ValueKind == JsonValueKind.String) return template.GetString()!;
+        if (template.ValueKind == JsonValueKind.Array)
+        {
+            var names = new List<string>();
+            foreach (var entry in template.EnumerateArray())
+            {
+                if (entry.ValueKind != JsonValueKind.Object
+                    || !entry.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String
+                    || !entry.TryGetProperty("template", out var source) || source.ValueKind != JsonValueKind.String)
+                    throw new ChatTemplateException($"\"chat_template\" in {file} is a list whose entries must be {{\"name\": ..., \"template\": ...}}");
+                if (name.GetString() == "default") return source.GetString()!;
+                names.Add(name.GetString()!);
+            }
+            throw new ChatTemplateException(
+                $"\"chat_template\" in {file} has named templates ({string.Join(", ", names)}) but none named \"default\"; pass one with --chat-template FILE");
+        }
+        throw new ChatTemplateException($"\"chat_template\" in {file} is a {template.ValueKind}; expected a string or a list of named templates");
+    }
+
+    private static JsonElement? ReadTokenizerConfig(string modelDirectory)
+    {
+        var file = Path.Combine(modelDirectory, "tokenizer_config.json");
+        return File.Exists(file) ? ParseJson(file) : null;
+    }
+
+    private static JsonElement ParseJson(string file)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(File.ReadAllText(file));
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+                throw new ChatTemplateException($"{file} must hold a JSON object, not a {document.RootElement.ValueKind}");
+            return document.RootElement.Clone();
+        }
+        catch (JsonException e)
+        {
+            throw new ChatTemplateException($"{file} is not valid JSON: {e.Message}", e);
+        }
+        catch (IOException e)
+        {
+            throw new ChatTemplateException($"cannot read {file}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>A special token written as "text" or as {"__type": "AddedToken", "content": "text", ...}.</summary>
+    private static string? TokenText(JsonElement? config, string field, string modelDirectory)
+    {
+        if (config is not { } c || !c.TryGetProperty(field, out var token)) return null;
+        return token.ValueKind switch
+        {
+            JsonValueKind.String => token.GetString(),
+            JsonValueKind.Null => null,
+            JsonValueKind.Object when token.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.String => content.GetString(),
+            _ => throw new ChatTemplateException(
+                $"\"{field}\" in {Path.Combine(modelDirectory, "tokenizer_config.json")} must be a string or an object with a \"content\" string"),
+        };
+    }
+}

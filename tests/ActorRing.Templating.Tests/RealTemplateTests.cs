@@ -1,0 +1,63 @@
+using System.Text.Json;
+
+namespace ActorRing.Templating.Tests;
+
+/// <summary>
+/// The real chat templates of eight models, rendered for each conversation in ChatTemplateData and compared
+/// character for character with what Hugging Face's renderer gave (see ChatTemplateData/README.md for how
+/// expected.json was made). A refusal must come back as a ChatTemplateException with the template's message.
+/// </summary>
+public class RealTemplateTests
+{
+    private static readonly string DataDirectory = Path.Combine(AppContext.BaseDirectory, "ChatTemplateData");
+
+    private static readonly Dictionary<string, JsonElement> Conversations =
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(DataDirectory, "conversations.json"))).RootElement
+            .EnumerateArray().ToDictionary(c => c.GetProperty("name").GetString()!, c => c.Clone());
+
+    private static readonly JsonElement Expected =
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(DataDirectory, "expected.json"))).RootElement.Clone();
+
+    public static TheoryData<string, string> Cases()
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var model in Expected.EnumerateObject())
+            foreach (var conversation in model.Value.EnumerateObject())
+                data.Add(model.Name, conversation.Name);
+        return data;
+    }
+
+    [Fact]
+    public void Every_model_and_conversation_has_an_expected_render()
+    {
+        var models = Directory.GetDirectories(Path.Combine(DataDirectory, "models")).Select(Path.GetFileName).Order().ToList();
+        Assert.Equal(["deepseek_v3", "gemma3", "llama3", "llama3_1", "llama3_2", "mistral_nemo", "qwen2_5", "qwen3"], models);
+        foreach (var model in models)
+            Assert.Equal(Conversations.Keys.Order(), Expected.GetProperty(model!).EnumerateObject().Select(c => c.Name).Order());
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Renders_as_hugging_face_does(string model, string conversationName)
+    {
+        var template = Assert.IsType<JinjaChatTemplate>(ChatTemplates.Load(Path.Combine(DataDirectory, "models", model), null));
+        var conversation = Conversations[conversationName];
+        var messages = conversation.GetProperty("messages").EnumerateArray().Cast<object?>().ToList();
+        object? tools = conversation.TryGetProperty("tools", out var t) ? t : null;
+        var extra = new Dictionary<string, object?> { ["date_string"] = "26 Jul 2024" };
+
+        foreach (var (key, addGenerationPrompt) in new[] { ("without_generation_prompt", false), ("with_generation_prompt", true) })
+        {
+            var expected = Expected.GetProperty(model).GetProperty(conversationName).GetProperty(key);
+            if (expected.ValueKind == JsonValueKind.String)
+            {
+                Assert.Equal(expected.GetString(), template.Render(messages, addGenerationPrompt, tools, extra));
+            }
+            else
+            {
+                var error = Assert.Throws<ChatTemplateException>(() => template.Render(messages, addGenerationPrompt, tools, extra));
+                Assert.Equal(expected.GetProperty("error").GetString(), error.Message);
+            }
+        }
+    }
+}
