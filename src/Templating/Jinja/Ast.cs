@@ -19,7 +19,8 @@ internal sealed record ContinueNode(Position At) : Node(At);
 internal abstract record Expr(Position At);
 internal sealed record LiteralExpr(Position At, object? Value) : Expr(At);
 internal sealed record NameExpr(Position At, string Name) : Expr(At);
-internal sealed record ListExpr(Position At, IReadOnlyList<Expr> Items) : Expr(At);
+/// <param name="IsTuple">Written as <c>(a, b)</c> or <c>a, b</c>: a Python tuple, which prints with parentheses.</param>
+internal sealed record ListExpr(Position At, IReadOnlyList<Expr> Items, bool IsTuple = false) : Expr(At);
 internal sealed record DictExpr(Position At, IReadOnlyList<(Expr Key, Expr Value)> Items) : Expr(At);
 internal sealed record AttributeExpr(Position At, Expr Target, string Name) : Expr(At);
 internal sealed record IndexExpr(Position At, Expr Target, Expr Index) : Expr(At);

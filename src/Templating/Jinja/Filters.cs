@@ -111,7 +111,14 @@ internal static class Filters
                     return best;
                 }
             case "indent": return Indent(Values.ToText(value), args);
-            case "attr": return Access.Attribute(value, Values.ToText(args.Required(0, "name")));
+            case "attr":
+                // Unlike `x.name`, attr() never falls back to a dict's items: only real attributes count.
+                var attributeName = Values.ToText(args.Required(0, "name"));
+                return value switch
+                {
+                    Dictionary<string, object?> => new Undefined($"'dict object' has no attribute '{attributeName}'"),
+                    _ => Access.Attribute(value, attributeName),
+                };
             case "map": return Map(value, args);
             case "select" or "reject": return Select(value, args, name == "select", byAttribute: false);
             case "selectattr" or "rejectattr": return Select(value, args, name == "selectattr", byAttribute: true);

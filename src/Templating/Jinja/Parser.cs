@@ -243,7 +243,7 @@ internal sealed class Parser
             _pos++;
             items.Add(ParseExpression());
         }
-        return new ListExpr(first.At, items);
+        return new ListExpr(first.At, items, IsTuple: true);
     }
 
     private Expr ParseExpression()
@@ -401,7 +401,7 @@ internal sealed class Parser
                 if (Current.IsOperator(")"))
                 {
                     _pos++;
-                    return new ListExpr(token.At, []);
+                    return new ListExpr(token.At, [], IsTuple: true);
                 }
                 var inner = ParseTupleOrExpression();
                 Expect(TokenKind.Operator, ")");

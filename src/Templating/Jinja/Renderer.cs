@@ -148,7 +148,7 @@ internal sealed class Renderer
         {
             _scope.TryGet(set.Targets[0], out var target);
             if (target is not Namespace ns)
-                throw Located(set.At, $"cannot assign attribute '{set.Attribute}' on '{set.Targets[0]}', a {Values.TypeName(target)}; only a namespace() takes attribute assignment");
+                throw Located(set.At, $"cannot assign attribute on non-namespace object: '{set.Targets[0]}' is a {Values.TypeName(target)}; make it with namespace() to set '{set.Attribute}' on it");
             ns.Attributes[set.Attribute] = value;
             return;
         }
@@ -214,6 +214,8 @@ internal sealed class Renderer
                 return literal.Value;
             case NameExpr name:
                 return _scope.TryGet(name.Name, out var value) ? value : new Undefined($"'{name.Name}' is undefined");
+            case ListExpr { IsTuple: true } tuple:
+                return new TupleValue(tuple.Items.Select(Eval));
             case ListExpr list:
                 return list.Items.Select(Eval).ToList();
             case DictExpr dict:

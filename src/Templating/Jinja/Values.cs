@@ -14,6 +14,9 @@ namespace ActorRing.Templating.Jinja;
 /// <param name="Description">Why it is undefined, e.g. "'foo' is undefined", for the error if it is used.</param>
 internal sealed record Undefined(string Description);
 
+/// <summary>A Python tuple: a list in every respect except that it prints as (a, b).</summary>
+internal sealed class TupleValue(IEnumerable<object?> items) : List<object?>(items);
+
 /// <summary>The mutable object <c>namespace()</c> makes, so a loop body can carry state out of the loop.</summary>
 internal sealed class Namespace(Dictionary<string, object?> attributes)
 {
@@ -125,6 +128,7 @@ internal static class Values
             case double d: return FormatFloat(d);
             case string s: return QuoteString(s);
             case Undefined: return "";
+            case TupleValue tuple: return "(" + string.Join(", ", tuple.Select(Repr)) + (tuple.Count == 1 ? ",)" : ")");
             case List<object?> list: return "[" + string.Join(", ", list.Select(Repr)) + "]";
             case Dictionary<string, object?> dict:
                 return "{" + string.Join(", ", dict.Select(kv => QuoteString(kv.Key) + ": " + Repr(kv.Value))) + "}";
