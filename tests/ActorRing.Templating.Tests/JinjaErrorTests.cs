@@ -1,0 +1,84 @@
+using ActorRing.Templating.Jinja;
+
+namespace ActorRing.Templating.Tests;
+
+/// <summary>What a template author sees when a template is wrong: the line and column, and what was expected.</summary>
+public class JinjaErrorTests
+{
+    private static string ParseError(string source) => Assert.Throws<ChatTemplateException>(() => new JinjaTemplate(source)).Message;
+
+    private static string RenderError(string source, Dictionary<string, object?>? variables = null) =>
+        Assert.Throws<ChatTemplateException>(() => new JinjaTemplate(source).Render(variables ?? [])).Message;
+
+    [Theory]
+    [InlineData("{% if x %}abc", "chat template syntax error at line 1, column 14: unexpected end of template; expected '{% elif %}' or '{% else %}' or '{% endif %}'")]
+    [InlineData("line one\n{{ x + }}", "chat template syntax error at line 2, column 8: expected an expression but found end of tag '}}'")]
+    [InlineData("a\nb\n  {% endfor %}", "chat template syntax error at line 3, column 6: 'endfor' without a matching opening tag")]
+    [InlineData("{% include 'x' %}", "chat template syntax error at line 1, column 4: unknown tag 'include'; this engine supports if, for, set, macro, raw, generation, break and continue")]
+    [InlineData("{{ 'abc }}", "chat template syntax error at line 1, column 4: string is never closed; add '")]
+    [InlineData("x\n{{ name", "chat template syntax error at line 2, column 1: tag is never closed; add }}")]
+    [InlineData("{# note", "chat template syntax error at line 1, column 1: comment is never closed; add #}")]
+    [InlineData("{% for x in items %}{% endif %}", "chat template syntax error at line 1, column 24: 'endif' without a matching opening tag")]
+    [InlineData("{% for in items %}{% endfor %}", "chat template syntax error at line 1, column 11: expected 'in' but found 'items'")]
+    [InlineData("{{ x ? y }}", "chat template syntax error at line 1, column 6: unexpected character '?'")]
+    [InlineData("{% set x = 1 %}{{ f(a=1, 2) }}", "chat template syntax error at line 1, column 26: a positional argument cannot follow a named one")]
+    [InlineData("{% raw %}never closed", "chat template syntax error at line 1, column 1: 'raw' block is never closed; add {% endraw %}")]
+    public void Parse_errors_name_the_line_and_column(string source, string expected) =>
+        Assert.Equal(expected, ParseError(source));
+
+    [Fact]
+    public void Raise_exception_gives_exactly_the_templates_message()
+    {
+        var error = RenderError("{% if messages[0].role != 'user' %}{{ raise_exception('Conversation must start with a user message, not ' + messages[0].role) }}{% endif %}",
+            new() { ["messages"] = new List<object?> { new ChatMessage("assistant", "hi") } });
+        Assert.Equal("Conversation must start with a user message, not assistant", error);
+    }
+
+    [Theory]
+    [InlineData("{{ 'a' + 1 }}", "chat template error at line 1, column 8: can only concatenate str (not \"int\") to str")]
+    [InlineData("x\n  {{ missing.attr }}", "chat template error at line 2, column 13: 'missing' is undefined")]
+    [InlineData("{{ missing + 'a' }}", "chat template error at line 1, column 12: 'missing' is undefined")]
+    [InlineData("{{ nothing() }}", "chat template error at line 1, column 11: 'nothing' is undefined, so it cannot be called")]
+    [InlineData("{% for x in 3 %}{% endfor %}", "chat template error at line 1, column 13: 'int' object is not iterable")]
+    [InlineData("{{ [1].append(2) }}", "chat template error at line 1, column 14: access to attribute 'append' of 'list' object is unsafe: templates cannot modify lists")]
+    [InlineData("{{ 'a' | nosuchfilter }}", "chat template error at line 1, column 8: unknown filter 'nosuchfilter'")]
+    [InlineData("{{ 1 is nosuchtest }}", "chat template error at line 1, column 6: unknown test 'nosuchtest'")]
+    [InlineData("{{ 1 // 0 }}", "chat template error at line 1, column 6: integer division or modulo by zero")]
+    [InlineData("{% set d = {} %}{% set d.x = 1 %}", "chat template error at line 1, column 17: cannot assign attribute on non-namespace object: 'd' is a dict; make it with namespace() to set 'x' on it")]
+    [InlineData("{{ 'x'.nosuchmethod() }}", "chat template error at line 1, column 20: 'str object' has no attribute 'nosuchmethod', so it cannot be called")]
+    [InlineData("{{ {'a': 1} | tojson(separators=1) }}", "chat template error at line 1, column 13: tojson separators must be a pair of strings, e.g. (',', ':')")]
+    public void Render_errors_name_the_position_and_the_problem(string source, string expected) =>
+        Assert.Equal(expected, RenderError(source));
+
+    [Fact]
+    public void Undefined_values_behave_as_jinjas_default_undefined()
+    {
+        var template = new JinjaTemplate(
+            "[{{ missing }}][{{ missing | default('d') }}][{{ missing | length }}][{% for x in missing %}x{% endfor %}]"
+            + "[{{ missing is defined }}][{{ 'yes' if missing else 'no' }}][{{ missing ~ 'joined' }}][{{ d.nokey is defined }}][{{ missing == missing }}]");
+        Assert.Equal("[][d][0][][False][no][joined][False][True]",
+            template.Render(new Dictionary<string, object?> { ["d"] = new Dictionary<string, object?>() }));
+    }
+
+    [Fact]
+    public void Variables_may_be_plain_dotnet_values_and_functions()
+    {
+        var template = new JinjaTemplate("{{ n + 1 }} {{ xs | join(',') }} {{ m.k }} {{ shout('hi') }} {{ f }}");
+        var text = template.Render(new Dictionary<string, object?>
+        {
+            ["n"] = 41,
+            ["xs"] = new[] { "a", "b" },
+            ["m"] = new Dictionary<string, int> { ["k"] = 3 },
+            ["shout"] = (Func<IReadOnlyList<object?>, object?>)(args => ((string)args[0]!).ToUpperInvariant() + "!"),
+            ["f"] = 0.5f,
+        });
+        Assert.Equal("42 a,b 3 HI! 0.5", text);
+    }
+
+    [Fact]
+    public void A_variable_of_an_unsupported_type_is_refused_by_name()
+    {
+        var error = Assert.Throws<ArgumentException>(() => new JinjaTemplate("{{ x }}").Render(new Dictionary<string, object?> { ["x"] = new Uri("http://a") }));
+        Assert.Equal("a template variable cannot be a Uri; pass strings, numbers, booleans, lists, dictionaries or JSON", error.Message);
+    }
+}
