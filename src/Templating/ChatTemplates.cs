@@ -22,7 +22,8 @@ public static class ChatTemplates
 {
     /// <exception cref="ChatTemplateException">A file is missing, unreadable or malformed, or the template does not
     /// parse; the message names the file and the fix.</exception>
-    public static IChatTemplate Load(string modelDirectory, string? overrideFile = null)
+    /// <param name="clock">The clock behind the templates' <c>strftime_now</c>; the system clock unless a test fixes it.</param>
+    public static IChatTemplate Load(string modelDirectory, string? overrideFile = null, TimeProvider? clock = null)
     {
         var config = ReadTokenizerConfig(modelDirectory);
         var bos = TokenText(config, "bos_token", modelDirectory);
@@ -32,7 +33,7 @@ public static class ChatTemplates
         if (source is null) return new PlainChatTemplate();
         try
         {
-            return new JinjaChatTemplate(source, bos, eos);
+            return new JinjaChatTemplate(source, bos, eos, clock);
         }
         catch (ChatTemplateException e)
         {

@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace ActorRing.Templating.Tests;
 
 /// <summary>
-/// The real chat templates of eight models, rendered for each conversation in ChatTemplateData and compared
+/// The real chat templates of nine models, rendered for each conversation in ChatTemplateData and compared
 /// character for character with what Hugging Face's renderer gave (see ChatTemplateData/README.md for how
 /// expected.json was made). A refusal must come back as a ChatTemplateException with the template's message.
 /// </summary>
@@ -18,6 +18,9 @@ public class RealTemplateTests
     private static readonly JsonElement Expected =
         JsonDocument.Parse(File.ReadAllText(Path.Combine(DataDirectory, "expected.json"))).RootElement.Clone();
 
+    /// <summary>The clock the expected renders were made with: 2024-07-26 12:00, local time taken as UTC.</summary>
+    private static readonly TimeProvider FixedClock = new FixedTimeProvider(new DateTimeOffset(2024, 7, 26, 12, 0, 0, TimeSpan.Zero));
+
     public static TheoryData<string, string> Cases()
     {
         var data = new TheoryData<string, string>();
@@ -31,7 +34,7 @@ public class RealTemplateTests
     public void Every_model_and_conversation_has_an_expected_render()
     {
         var models = Directory.GetDirectories(Path.Combine(DataDirectory, "models")).Select(Path.GetFileName).Order().ToList();
-        Assert.Equal(["deepseek_v3", "gemma3", "llama3", "llama3_1", "llama3_2", "mistral_nemo", "qwen2_5", "qwen3"], models);
+        Assert.Equal(["deepseek_v3", "gemma3", "llama3", "llama3_1", "llama3_2", "mistral_nemo", "mistral_small_3_1", "qwen2_5", "qwen3"], models);
         foreach (var model in models)
             Assert.Equal(Conversations.Keys.Order(), Expected.GetProperty(model!).EnumerateObject().Select(c => c.Name).Order());
     }
@@ -40,22 +43,21 @@ public class RealTemplateTests
     [MemberData(nameof(Cases))]
     public void Renders_as_hugging_face_does(string model, string conversationName)
     {
-        var template = Assert.IsType<JinjaChatTemplate>(ChatTemplates.Load(Path.Combine(DataDirectory, "models", model), null));
+        var template = Assert.IsType<JinjaChatTemplate>(ChatTemplates.Load(Path.Combine(DataDirectory, "models", model), null, FixedClock));
         var conversation = Conversations[conversationName];
         var messages = conversation.GetProperty("messages").EnumerateArray().Cast<object?>().ToList();
         object? tools = conversation.TryGetProperty("tools", out var t) ? t : null;
-        var extra = new Dictionary<string, object?> { ["date_string"] = "26 Jul 2024" };
 
         foreach (var (key, addGenerationPrompt) in new[] { ("without_generation_prompt", false), ("with_generation_prompt", true) })
         {
             var expected = Expected.GetProperty(model).GetProperty(conversationName).GetProperty(key);
             if (expected.ValueKind == JsonValueKind.String)
             {
-                Assert.Equal(expected.GetString(), template.Render(messages, addGenerationPrompt, tools, extra));
+                Assert.Equal(expected.GetString(), template.Render(messages, addGenerationPrompt, tools));
             }
             else
             {
-                var error = Assert.Throws<ChatTemplateException>(() => template.Render(messages, addGenerationPrompt, tools, extra));
+                var error = Assert.Throws<ChatTemplateException>(() => template.Render(messages, addGenerationPrompt, tools));
                 Assert.Equal(expected.GetProperty("error").GetString(), error.Message);
             }
         }

@@ -23,7 +23,8 @@ def token_text(token):
 env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
 env.filters["tojson"] = tojson
 env.globals["raise_exception"] = raise_exception
-env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+# A fixed clock, as in make_expected.mjs and the tests.
+env.globals["strftime_now"] = lambda fmt: datetime(2024, 7, 26, 12, 0, 0).strftime(fmt)
 
 conversations = json.load(open(os.path.join(here, "conversations.json"), encoding="utf-8"))
 expected_path = os.path.join(here, "expected.json")
@@ -31,15 +32,16 @@ expected = json.load(open(expected_path, encoding="utf-8"))
 differences = 0
 for model in sorted(os.listdir(os.path.join(here, "models"))):
     config = json.load(open(os.path.join(here, "models", model, "tokenizer_config.json"), encoding="utf-8"))
-    template = env.from_string(config["chat_template"])
+    jinja_file = os.path.join(here, "models", model, "chat_template.jinja")
+    source = open(jinja_file, encoding="utf-8").read() if os.path.exists(jinja_file) else config["chat_template"]
+    template = env.from_string(source)
     for conversation in conversations:
         for add in (False, True):
             key = "with_generation_prompt" if add else "without_generation_prompt"
             try:
                 got = template.render(messages=conversation["messages"], tools=conversation.get("tools"),
                                       documents=None, add_generation_prompt=add,
-                                      bos_token=token_text(config.get("bos_token")), eos_token=token_text(config.get("eos_token")),
-                                      date_string="26 Jul 2024")
+                                      bos_token=token_text(config.get("bos_token")), eos_token=token_text(config.get("eos_token")))
             except jinja2.exceptions.TemplateError as e:
                 got = {"error": str(e)}
             except Exception as e:
