@@ -109,6 +109,17 @@ cases = [
     ("globals", "{{ range(3)|list }} {{ range(1, 7, 2)|list }} {{ range(3, 0, -1)|list }} {{ dict(a=1, b='x') }} {% set ns = namespace({'k': 1}) %}{{ ns.k }}"),
     ("generation_block", "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% endif %}{% endfor %}"),
     ("filter_on_call_result", "{{ name.upper()|lower }} {{ (items|sort)[0] }}"),
+    # scoping and parsing corners
+    ("set_in_loop_is_not_seen_by_next_iteration", "{% for i in [1, 2, 3] %}[{{ last }}]{% set last = i %}{% endfor %}({{ last }}) {% for x in [1] %}{% endfor %}[{{ x }}]"),
+    ("loop_variable_in_macro_and_namespace", "{% macro count(xs) %}{% set ns = namespace(n=0) %}{% for x in xs %}{% set ns.n = ns.n + x %}{% endfor %}{{ ns.n }}{% endmacro %}{{ count(items) }}/{{ count([]) }}"),
+    ("lstrip_only_at_line_start", "abc  {% if yes %}x{% endif %}\n    {% if yes %}y{% endif %}\n\t{% if yes %}z\n{% endif %}"),
+    ("tag_ends_inside_strings", "{{ '%}' }}{{ \"}}\" }}{% set x = \"{{ y }}\" %}{{ x }}{{ {'a': {'b': 1}} }}{# {{ not a tag }} #}"),
+    ("raw_with_whitespace_control", "a\n{%- raw -%}\n  {{ x }}\n{%- endraw -%}\nb"),
+    ("not_binds_looser_than_comparison", "{{ not 1 == 2 }} {{ not yes and no }} {{ -1|abs }} {{ 2 * 3 ** 2 }} {{ 'a' ~ 1 * 2 }}"),
+    ("attributes_of_none_and_missing", "{{ none_value.x is defined }} {{ d.c is none }} {{ d.zz is none }} {{ messages[0].nokey is defined }}"),
+    ("if_filter_loop_length", "{% for m in messages if m.role == 'user' %}{{ loop.length }}{{ loop.last }} {% endfor %}"),
+    ("whitespace_inside_tags", "{%-\n  if\n  yes\n-%}\n  ok\n{%- endif\n%}"),
+    ("range_loop_and_loop_index_math", "{% for i in range(4) %}{{ messages[loop.index0].role if loop.index0 < messages|length else '-' }}{{ i * 2 }},{% endfor %}"),
     ("raise_in_loop", "{% for m in messages %}{% if m.role == 'assistant' and loop.index0 == 2 %}{{ raise_exception('Roles must alternate: ' ~ m.role) }}{% endif %}{% endfor %}"),
 ]
 
