@@ -27,6 +27,16 @@ public class JinjaErrorTests
         Assert.Equal(expected, ParseError(source));
 
     [Fact]
+    public void Runaway_recursion_and_nesting_stop_with_an_error_instead_of_overflowing_the_stack()
+    {
+        Assert.Equal("chat template error at line 1, column 28: macro 'f' calls itself more than 100 levels deep",
+            RenderError("{% macro f(n) %}{{ n }}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"));
+        var deep = "{{ " + new string('(', 101) + "1" + new string(')', 101) + " }}";
+        Assert.Equal("chat template syntax error at line 1, column 104: brackets nest more than 100 deep", ParseError(deep));
+        Assert.Equal("1", new JinjaTemplate("{{ " + new string('[', 100) + "1" + new string(']', 100) + " | first | first }}").Render(new Dictionary<string, object?>())[..1]);
+    }
+
+    [Fact]
     public void Raise_exception_gives_exactly_the_templates_message()
     {
         var error = RenderError("{% if messages[0].role != 'user' %}{{ raise_exception('Conversation must start with a user message, not ' + messages[0].role) }}{% endif %}",

@@ -145,7 +145,7 @@ internal static class Filters
             case "iterable": return value is string or List<object?> or Dictionary<string, object?> or Undefined;
             case "sequence": return value is string or List<object?> or Dictionary<string, object?>;
             case "callable": return value is Callable;
-            case "sameas": return ReferenceEquals(value, args.Get(0, "other")) || (value is null or bool && Values.Equals(value, args.Get(0, "other")) && value?.GetType() == args.Get(0, "other")?.GetType());
+            case "sameas": return SameAs(value, args.Required(0, "other"));
             case "eq" or "equalto" or "==": return Values.Equals(value, args.Required(0, "other"));
             case "ne" or "!=": return !Values.Equals(value, args.Required(0, "other"));
             case "lt" or "lessthan" or "<": return Values.Compare(value, args.Required(0, "other"), "<") < 0;
@@ -174,6 +174,15 @@ internal static class Filters
         ["defined", "undefined", "none", "boolean", "true", "false", "integer", "float", "number", "string", "mapping",
          "iterable", "sequence", "callable", "sameas", "eq", "equalto", "==", "ne", "!=", "lt", "lessthan", "<", "le",
          "<=", "gt", "greaterthan", ">", "ge", ">=", "in", "odd", "even", "divisibleby", "lower", "upper", "filter", "test"];
+
+    /// <summary>Python's <c>is</c>: None, True and False are singletons, as are the small integers templates compare.</summary>
+    private static bool SameAs(object? a, object? b) => a switch
+    {
+        null => b is null,
+        bool x => b is bool y && x == y,
+        long x => b is long y && x == y,
+        _ => ReferenceEquals(a, b),
+    };
 
     public static bool IsFilter(string name) => FilterNames.Contains(name);
     public static bool IsTest(string name) => TestNames.Contains(name);

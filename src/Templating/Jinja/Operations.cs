@@ -231,7 +231,7 @@ internal static class Methods
             case "rstrip": return Strip(s, Chars(args), false, true);
             case "split": return Split(s, args.Get(0, "sep") as string, (int)Values.ToLong(args.Get(1, "maxsplit", -1L)), fromRight: false);
             case "rsplit": return Split(s, args.Get(0, "sep") as string, (int)Values.ToLong(args.Get(1, "maxsplit", -1L)), fromRight: true);
-            case "splitlines": return (s.EndsWith('\n') ? s[..^1] : s).Split('\n').Select(l => (object?)l).ToList();
+            case "splitlines": return s.Length == 0 ? new List<object?>() : (s.EndsWith('\n') ? s[..^1] : s).Split('\n').Select(l => (object?)l).ToList();
             case "upper": return s.ToUpperInvariant();
             case "lower": return s.ToLowerInvariant();
             case "title": return Filters.Title(s);

@@ -376,9 +376,30 @@ internal sealed class Parser
         return withFilters ? ParseFiltersAndTests(value) : value;
     }
 
+    /// <summary>Bracket nesting deeper than this is refused: .NET cannot catch the stack overflow it would cause.</summary>
+    private const int MaxNesting = 100;
+    private int _nesting;
+
     private Expr ParsePrimary()
     {
         var token = Next();
+        if (token.Kind == TokenKind.Operator && token.Value is "(" or "[" or "{")
+        {
+            if (++_nesting > MaxNesting) throw Error(token.At, $"brackets nest more than {MaxNesting} deep");
+            try
+            {
+                return ParseBracketed(token);
+            }
+            finally
+            {
+                _nesting--;
+            }
+        }
+        return ParseAtom(token);
+    }
+
+    private Expr ParseAtom(Token token)
+    {
         switch (token.Kind)
         {
             case TokenKind.String:
@@ -397,7 +418,16 @@ internal sealed class Parser
                     "none" or "None" => new LiteralExpr(token.At, null),
                     _ => new NameExpr(token.At, token.Value),
                 };
-            case TokenKind.Operator when token.Value == "(":
+            default:
+                throw Error(token.At, $"expected an expression but found {Describe(token)}");
+        }
+    }
+
+    private Expr ParseBracketed(Token token)
+    {
+        switch (token.Value)
+        {
+            case "(":
                 if (Current.IsOperator(")"))
                 {
                     _pos++;
@@ -406,7 +436,7 @@ internal sealed class Parser
                 var inner = ParseTupleOrExpression();
                 Expect(TokenKind.Operator, ")");
                 return inner;
-            case TokenKind.Operator when token.Value == "[":
+            case "[":
                 var items = new List<Expr>();
                 while (!Current.IsOperator("]"))
                 {
@@ -419,7 +449,7 @@ internal sealed class Parser
                 }
                 _pos++;
                 return new ListExpr(token.At, items);
-            case TokenKind.Operator when token.Value == "{":
+            case "{":
                 var pairs = new List<(Expr, Expr)>();
                 while (!Current.IsOperator("}"))
                 {
@@ -435,7 +465,7 @@ internal sealed class Parser
                 _pos++;
                 return new DictExpr(token.At, pairs);
             default:
-                throw Error(token.At, $"expected an expression but found {Describe(token)}");
+                throw new InvalidOperationException($"not an opening bracket: {token.Value}");
         }
     }
 

@@ -27,7 +27,10 @@ internal sealed class Renderer
         public Scope? Parent { get; } = parent;
     }
 
+    private const int MaxMacroDepth = 100;
+
     private Scope _scope;
+    private int _macroDepth;
 
     private Renderer(Scope globals) => _scope = globals;
 
@@ -168,6 +171,10 @@ internal sealed class Renderer
         var definedIn = _scope;
         return new Callable(macro.Name, args =>
         {
+            // .NET cannot catch a stack overflow, so a runaway recursive macro must stop well before one.
+            if (_macroDepth >= MaxMacroDepth)
+                throw new JinjaError($"macro '{macro.Name}' calls itself more than {MaxMacroDepth} levels deep");
+            _macroDepth++;
             var caller = _scope;
             _scope = new Scope(definedIn);
             try
@@ -187,6 +194,7 @@ internal sealed class Renderer
             finally
             {
                 _scope = caller;
+                _macroDepth--;
             }
         });
     }
