@@ -12,7 +12,7 @@ namespace ActorRing.Templating;
 /// <item><c>chat_template.jinja</c> in the model directory;</item>
 /// <item><c>chat_template.json</c> in the model directory (its "chat_template" field);</item>
 /// <item>"chat_template" in <c>tokenizer_config.json</c>: a string, or a list of {name, template} where the
-///   one named "default" is taken;</item>
+///   one named "default" is taken (and, as Hugging Face does, the one named "tool_use" when a request has tools);</item>
 /// <item>none of these: <see cref="PlainChatTemplate"/>, the message contents joined by newlines.</item>
 /// </list>
 /// The <c>bos_token</c> and <c>eos_token</c> strings come from <c>tokenizer_config.json</c>, written either as
@@ -29,11 +29,11 @@ public static class ChatTemplates
         var bos = TokenText(config, "bos_token", modelDirectory);
         var eos = TokenText(config, "eos_token", modelDirectory);
 
-        var (source, origin) = FindSource(modelDirectory, overrideFile, config);
+        var (source, toolUse, origin) = FindSource(modelDirectory, overrideFile, config);
         if (source is null) return new PlainChatTemplate();
         try
         {
-            return new JinjaChatTemplate(source, bos, eos, clock);
+            return new JinjaChatTemplate(source, bos, eos, clock, toolUse);
         }
         catch (ChatTemplateException e)
         {
@@ -41,48 +41,49 @@ public static class ChatTemplates
         }
     }
 
-    private static (string? Source, string Origin) FindSource(string modelDirectory, string? overrideFile, JsonElement? config)
+    private static (string? Source, string? ToolUse, string Origin) FindSource(string modelDirectory, string? overrideFile, JsonElement? config)
     {
         if (overrideFile is not null)
         {
             if (!File.Exists(overrideFile))
                 throw new ChatTemplateException($"--chat-template '{overrideFile}' does not exist; give the path of a Jinja template file");
-            return (File.ReadAllText(overrideFile), $"--chat-template '{overrideFile}'");
+            return (File.ReadAllText(overrideFile), null, $"--chat-template '{overrideFile}'");
         }
         var jinjaFile = Path.Combine(modelDirectory, "chat_template.jinja");
-        if (File.Exists(jinjaFile)) return (File.ReadAllText(jinjaFile), jinjaFile);
+        if (File.Exists(jinjaFile)) return (File.ReadAllText(jinjaFile), null, jinjaFile);
 
         var jsonFile = Path.Combine(modelDirectory, "chat_template.json");
         if (File.Exists(jsonFile))
         {
             var json = ParseJson(jsonFile);
             if (json.TryGetProperty("chat_template", out var fromJson))
-                return (TemplateFrom(fromJson, jsonFile), jsonFile);
+                return TemplateFrom(fromJson, jsonFile);
         }
 
         var configFile = Path.Combine(modelDirectory, "tokenizer_config.json");
         if (config is { } c && c.TryGetProperty("chat_template", out var template) && template.ValueKind != JsonValueKind.Null)
-            return (TemplateFrom(template, configFile), configFile);
-        return (null, "");
+            return TemplateFrom(template, configFile);
+        return (null, null, "");
     }
 
-    private static string TemplateFrom(JsonElement template, string file)
+    private static (string? Source, string? ToolUse, string Origin) TemplateFrom(JsonElement template, string file)
     {
-        if (template.ValueKind == JsonValueKind.String) return template.GetString()!;
+        if (template.ValueKind == JsonValueKind.String) return (template.GetString()!, null, file);
         if (template.ValueKind == JsonValueKind.Array)
         {
-            var names = new List<string>();
+            var named = new Dictionary<string, string>();
             foreach (var entry in template.EnumerateArray())
             {
                 if (entry.ValueKind != JsonValueKind.Object
                     || !entry.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String
                     || !entry.TryGetProperty("template", out var source) || source.ValueKind != JsonValueKind.String)
                     throw new ChatTemplateException($"\"chat_template\" in {file} is a list whose entries must be {{\"name\": ..., \"template\": ...}}");
-                if (name.GetString() == "default") return source.GetString()!;
-                names.Add(name.GetString()!);
+                named[name.GetString()!] = source.GetString()!;
             }
+            if (named.TryGetValue("default", out var defaultSource))
+                return (defaultSource, named.GetValueOrDefault("tool_use"), $"{file} (template \"default\")");
             throw new ChatTemplateException(
-                $"\"chat_template\" in {file} has named templates ({string.Join(", ", names)}) but none named \"default\"; pass one with --chat-template FILE");
+                $"\"chat_template\" in {file} has named templates ({string.Join(", ", named.Keys)}) but none named \"default\"; pass one with --chat-template FILE");
         }
         throw new ChatTemplateException($"\"chat_template\" in {file} is a {template.ValueKind}; expected a string or a list of named templates");
     }

@@ -11,15 +11,19 @@ namespace ActorRing.Templating;
 public sealed class JinjaChatTemplate : IChatTemplate
 {
     private readonly JinjaTemplate _template;
+    private readonly JinjaTemplate? _toolUseTemplate;
     private readonly string? _bosToken;
     private readonly string? _eosToken;
     private readonly TimeProvider _clock;
 
     /// <param name="clock">The clock behind <c>strftime_now</c>, local time as in Python's datetime.now().</param>
-    /// <exception cref="ChatTemplateException">The source does not parse; the message names line and column.</exception>
-    public JinjaChatTemplate(string source, string? bosToken, string? eosToken, TimeProvider? clock = null)
+    /// <param name="toolUseSource">A model's template named "tool_use", which Hugging Face renders instead of the
+    /// default one when tools are given.</param>
+    /// <exception cref="ChatTemplateException">A source does not parse; the message names line and column.</exception>
+    public JinjaChatTemplate(string source, string? bosToken, string? eosToken, TimeProvider? clock = null, string? toolUseSource = null)
     {
         _template = new JinjaTemplate(source);
+        _toolUseTemplate = toolUseSource is null ? null : new JinjaTemplate(toolUseSource);
         _bosToken = bosToken;
         _eosToken = eosToken;
         _clock = clock ?? TimeProvider.System;
@@ -54,6 +58,6 @@ public sealed class JinjaChatTemplate : IChatTemplate
         if (_eosToken is not null) variables["eos_token"] = _eosToken;
         if (extraVariables is not null)
             foreach (var (name, value) in extraVariables) variables[name] = value;
-        return _template.Render(variables);
+        return (tools is not null && _toolUseTemplate is not null ? _toolUseTemplate : _template).Render(variables);
     }
 }

@@ -45,6 +45,19 @@ public sealed class ChatTemplatesTests : IDisposable
     }
 
     [Fact]
+    public void With_tools_a_tool_use_template_is_taken_as_hugging_face_takes_it()
+    {
+        Write("tokenizer_config.json", """
+            {"chat_template": [{"name": "default", "template": "plain {{ messages[0].content }}"},
+                               {"name": "tool_use", "template": "tools {{ tools | map(attribute='name') | join(',') }}: {{ messages[0].content }}"}]}
+            """);
+        var template = Assert.IsType<JinjaChatTemplate>(ChatTemplates.Load(_model, null));
+        Assert.Equal("plain Hi", template.Render(Hello, false));
+        var tools = new List<object?> { new Dictionary<string, object?> { ["name"] = "search" } };
+        Assert.Equal("tools search: Hi", template.Render([Hello[0]], false, tools));
+    }
+
+    [Fact]
     public void A_list_without_a_default_is_refused_with_the_names_and_the_fix()
     {
         Write("tokenizer_config.json", """{"chat_template": [{"name": "tool_use", "template": "a"}, {"name": "rag", "template": "b"}]}""");

@@ -34,10 +34,12 @@ for model in sorted(os.listdir(os.path.join(here, "models"))):
     config = json.load(open(os.path.join(here, "models", model, "tokenizer_config.json"), encoding="utf-8"))
     jinja_file = os.path.join(here, "models", model, "chat_template.jinja")
     source = open(jinja_file, encoding="utf-8").read() if os.path.exists(jinja_file) else config["chat_template"]
-    template = env.from_string(source)
+    named = {t["name"]: t["template"] for t in source} if isinstance(source, list) else {"default": source}
     for conversation in conversations:
         for add in (False, True):
             key = "with_generation_prompt" if add else "without_generation_prompt"
+            # As HF's get_chat_template picks among named templates: "tool_use" when tools are given, else "default".
+            template = env.from_string(named["tool_use"] if conversation.get("tools") is not None and "tool_use" in named else named["default"])
             try:
                 got = template.render(messages=conversation["messages"], tools=conversation.get("tools"),
                                       documents=None, add_generation_prompt=add,
