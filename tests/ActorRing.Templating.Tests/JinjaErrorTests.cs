@@ -83,6 +83,10 @@ public class JinjaErrorTests
             ["f"] = 0.5f,
         });
         Assert.Equal("42 a,b 3 HI! 0.5", text);
+        Assert.Equal("user [1, 2.5]", new JinjaTemplate("{{ node.role }} {{ node.n }}").Render(new Dictionary<string, object?>
+        {
+            ["node"] = System.Text.Json.Nodes.JsonNode.Parse("""{"role": "user", "n": [1, 2.5]}"""),
+        }));
     }
 
     [Fact]

@@ -14,7 +14,8 @@ public sealed class JinjaTemplate
 
     /// <summary>
     /// Renders with the given variables. Values may be strings, numbers, booleans, null, lists, dictionaries
-    /// with string keys, <see cref="System.Text.Json.JsonElement"/>s or <see cref="ChatMessage"/>s, and
+    /// with string keys, <see cref="System.Text.Json.JsonElement"/>s, <see cref="System.Text.Json.Nodes.JsonNode"/>s or
+    /// <see cref="ChatMessage"/>s, and
     /// functions given as <c>Func&lt;IReadOnlyList&lt;object?&gt;, object?&gt;</c>.
     /// </summary>
     /// <exception cref="ChatTemplateException">The template failed, or refused the input with raise_exception

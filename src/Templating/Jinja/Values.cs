@@ -2,6 +2,7 @@ using System.Collections;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace ActorRing.Templating.Jinja;
 
@@ -295,6 +296,7 @@ internal static class Values
             case int or short or byte or uint or sbyte or ushort: return Convert.ToInt64(value, CultureInfo.InvariantCulture);
             case float or decimal: return Convert.ToDouble(value, CultureInfo.InvariantCulture);
             case JsonElement json: return FromJson(json);
+            case JsonNode node: return FromJson(JsonSerializer.SerializeToElement(node));
             case ChatMessage message: return new Dictionary<string, object?> { ["role"] = message.Role, ["content"] = message.Content };
             case IDictionary dict:
                 var result = new Dictionary<string, object?>();
