@@ -37,9 +37,9 @@ public sealed partial class ShardedLlama
     /// Norm weights and biases are float32 (copies, when the model computes in bf16); the KV cache is the
     /// model's own, in its compute dtype, shared with prefill.
     /// </summary>
-    private readonly unsafe struct LayerMemory(float* inputNorm, float* postNorm, float* bqkv, float* bo, byte* kCache, byte* vCache)
+    private readonly unsafe struct LayerMemory(float* inputNorm, float* postNorm, float* bqkv, float* qkNorm, float* bo, byte* kCache, byte* vCache)
     {
-        public readonly float* InputNorm = inputNorm, PostNorm = postNorm, Bqkv = bqkv, Bo = bo;
+        public readonly float* InputNorm = inputNorm, PostNorm = postNorm, Bqkv = bqkv, QkNorm = qkNorm, Bo = bo;
         public readonly byte* KCache = kCache, VCache = vCache;
     }
 
@@ -58,7 +58,7 @@ public sealed partial class ShardedLlama
         _sinData = Float32(_sin);
         _finalNormData = Float32(_finalNorm);
         return _layers.Select(l => new LayerMemory(Float32(l.InputNorm), Float32(l.PostNorm),
-            l.Bqkv is null ? null : Float32(l.Bqkv), l.Bo is null ? null : Float32(l.Bo),
+            l.Bqkv is null ? null : Float32(l.Bqkv), l.QkNorm is null ? null : Float32(l.QkNorm), l.Bo is null ? null : Float32(l.Bo),
             (byte*)DataPointer(l.KCache), (byte*)DataPointer(l.VCache))).ToArray();
     }
 
@@ -84,6 +84,8 @@ public sealed partial class ShardedLlama
                 RmsNorm(x, mem.InputNorm, normed, h);
                 MatVec(normed, layer.Wqkv, qkv);
                 if (mem.Bqkv is not null) Add(qkv, mem.Bqkv, _qDim + 2 * _kvDim);
+                if (mem.QkNorm is not null) // qwen3: each q and k head normalized by its own weight row, before RoPE
+                    for (int head = 0; head < localHeads + localKv; head++) RmsNorm(qkv + head * d, mem.QkNorm + head * d, qkv + head * d, d);
                 // q heads, then k heads, sit side by side: rotate them all (rotate-half convention).
                 for (int head = 0; head < localHeads + localKv; head++) RotateHalf(qkv + head * d, cos, sin, half);
 
@@ -95,8 +97,10 @@ public sealed partial class ShardedLlama
                     FromFloat32(qkv + _qDim + kv * d, kCache + at, bf16, d);
                     FromFloat32(qkv + _qDim + _kvDim + kv * d, vCache + at, bf16, d);
                 }
-                if (bf16) AttendLocalHeads<BF16Weights>(qkv, kCache, vCache, L, scores, attn);
-                else AttendLocalHeads<F32Weights>(qkv, kCache, vCache, L, scores, attn);
+                // A windowed layer attends over the last W cached positions only.
+                int first = layer.Window is int w ? Math.Max(0, L - w) : 0;
+                if (bf16) AttendLocalHeads<BF16Weights>(qkv, kCache, vCache, first, L, scores, attn);
+                else AttendLocalHeads<F32Weights>(qkv, kCache, vCache, first, L, scores, attn);
 
                 MatVec(attn, layer.Wo, o);
                 AllReduce(o, h, Transport.DType.F32); // the step's activations are float32 in either compute dtype
@@ -123,11 +127,11 @@ public sealed partial class ShardedLlama
     }
 
     /// <summary>
-    /// Every local query head attends over its KV head's first <paramref name="length"/> cached positions. With
+    /// Every local query head attends over its KV head's cached positions [<paramref name="first"/>, <paramref name="end"/>). With
     /// split helpers the heads are dealt out among them: attention is 5–8% of a llama-160m step, which would
     /// otherwise run on one thread while the others wait for the next product.
     /// </summary>
-    private unsafe void AttendLocalHeads<TCache>(float* qkv, byte* kCache, byte* vCache, int length, float* scores, float* attn)
+    private unsafe void AttendLocalHeads<TCache>(float* qkv, byte* kCache, byte* vCache, int first, int end, float* scores, float* attn)
         where TCache : struct, IWeightFormat
     {
         int d = Config.HeadDim, heads = Plan.LocalHeads, context = ContextLength, group = _group;
@@ -137,8 +141,8 @@ public sealed partial class ShardedLlama
             float* partScores = scores + (long)part * context; // each part its own score row
             for (int head = part; head < heads; head += parts)
             {
-                long kvOffset = (long)(head / group) * context * d * TCache.Bytes;
-                AttentionKernel.Attend<TCache>(qkv + head * d, kCache + kvOffset, vCache + kvOffset, length, d, scale, partScores, attn + head * d);
+                long kvOffset = ((long)(head / group) * context + first) * d * TCache.Bytes;
+                AttentionKernel.Attend<TCache>(qkv + head * d, kCache + kvOffset, vCache + kvOffset, end - first, d, scale, partScores, attn + head * d);
             }
         }
         if (_workers is null) Heads(0, 1);

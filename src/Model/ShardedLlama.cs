@@ -65,6 +65,11 @@ public sealed partial class ShardedLlama : IDisposable
         /// <summary>Fused [q; k; v] rows of this rank, [q + 2kv, hidden]: one product per layer instead of three.</summary>
         public required SplitMatrix Wqkv;
         public Tensor? Bqkv;
+        /// <summary>qwen3's q_norm weight repeated for each local query head, then k_norm for each local KV head:
+        /// [localHeads + localKv, headDim], so one RMSNorm over the fused q|k heads normalizes each with its own.</summary>
+        public Tensor? QkNorm;
+        /// <summary>The layer's attention window (see <see cref="ModelConfig.WindowOf"/>), or null for full attention.</summary>
+        public int? Window;
         /// <summary>o_proj columns of this rank's heads: [hidden, localHeads·headDim].</summary>
         public required SplitMatrix Wo;
         /// <summary>Full o_proj bias, added once after the all-reduce.</summary>
@@ -145,8 +150,6 @@ public sealed partial class ShardedLlama : IDisposable
         int context = options.ContextLength ?? Math.Min(c.MaxPositionEmbeddings, 4096);
         if (context < 1)
             throw new ModelLoadException($"context length {context} must be positive");
-        if (c.SlidingWindow is int window && context > window)
-            throw new ModelLoadException($"context length {context} exceeds the model's sliding_window {window}, and sliding-window attention is not implemented; use a context length of at most {window}");
         if (options.Slots < 1) throw new ModelLoadException($"slots {options.Slots} must be at least 1");
         ContextLength = context;
         Slots = options.Slots;
@@ -201,6 +204,8 @@ public sealed partial class ShardedLlama : IDisposable
                     PostNorm = Own(LoadVector(reader, pre + "post_attention_layernorm.weight", h)),
                     Wqkv = Split(wqkv),
                     Bqkv = bqkv,
+                    QkNorm = c.QkNorm ? Own(LoadQkNorm(reader, pre)) : null,
+                    Window = c.WindowOf(i),
                     Wo = Split(LoadMatrix(reader, (pre + "self_attn.o_proj.weight", h, c.NumHeads * d, 0, h, qRow0, _qDim))),
                     Bo = c.OProjBias ? Own(LoadVector(reader, pre + "self_attn.o_proj.bias", h)) : null,
                     Wgu = Split(LoadMatrix(reader,
@@ -354,6 +359,17 @@ public sealed partial class ShardedLlama : IDisposable
         return row.view(length);
     }
 
+    /// <summary>q_norm and k_norm (each [headDim], replicated) laid out per local head: see <see cref="Layer.QkNorm"/>.</summary>
+    private Tensor LoadQkNorm(ICheckpointReader reader, string prefix)
+    {
+        int d = Config.HeadDim;
+        using var q = LoadVector(reader, prefix + "self_attn.q_norm.weight", d);
+        using var k = LoadVector(reader, prefix + "self_attn.k_norm.weight", d);
+        using var qs = q.expand(Plan.LocalHeads, d);
+        using var ks = k.expand(Plan.LocalKvHeads, d);
+        return torch.cat(new[] { qs, ks }, 0);
+    }
+
     /// <summary>A whole [rows, cols] weight (the replicated embedding, or a vector as one row).</summary>
     private Tensor LoadFull(ICheckpointReader reader, string name, long rows, long cols) =>
         LoadMatrix(reader, (name, rows, cols, 0, rows, 0, cols));
@@ -441,15 +457,21 @@ public sealed partial class ShardedLlama : IDisposable
         var x = _embed.index_select(0, torch.tensor(ids));         // [T, hidden]
         var cos = _cos.narrow(0, start, T).unsqueeze(1);           // [T, 1, d/2]
         var sin = _sin.narrow(0, start, T).unsqueeze(1);
-        // Query t sits at position start+t and may see keys 0..start+t.
-        Tensor? mask = T > 1 ? torch.arange(L).unsqueeze(0) > (torch.arange(T) + start).unsqueeze(1) : null;
+        // Query t sits at position start+t and may see keys 0..start+t; a windowed layer only the last W of those.
+        var keyAt = torch.arange(L).unsqueeze(0);
+        Tensor? mask = T > 1 ? keyAt > (torch.arange(T) + start).unsqueeze(1) : null;
+        Tensor? windowMask = c.SlidingWindow is int w && L > w
+            ? keyAt > (torch.arange(T) + start).unsqueeze(1) | keyAt <= (torch.arange(T) + (start - w)).unsqueeze(1)
+            : mask;
 
         foreach (var layer in _layers)
         {
             var h = RmsNorm(x, layer.InputNorm);
             var qkv = Linear(h, layer.Wqkv, layer.Bqkv);         // [T, q + 2kv]
-            // q and k heads sit side by side in the fused output: rotate them in one go.
-            var qk = Rope(qkv.narrow(1, 0, _qDim + _kvDim).view(T, localHeads + localKv, d), cos, sin);
+            // q and k heads sit side by side in the fused output: (normalize and) rotate them in one go.
+            var qkHeads = qkv.narrow(1, 0, _qDim + _kvDim).view(T, localHeads + localKv, d);
+            if (layer.QkNorm is not null) qkHeads = RmsNorm(qkHeads, layer.QkNorm);
+            var qk = Rope(qkHeads, cos, sin);
             var q = qk.narrow(1, 0, localHeads);
             var k = qk.narrow(1, localHeads, localKv);
             var v = qkv.narrow(1, _qDim + _kvDim, _kvDim).view(T, localKv, d);
@@ -465,8 +487,8 @@ public sealed partial class ShardedLlama : IDisposable
             // along the row axis so one batched matmul per KV head covers the whole group.
             var qg = q.transpose(0, 1).reshape(localKv, _group * T, d);
             var scores = torch.bmm(qg, keys.transpose(1, 2)).mul_(scale); // [localKv, group·T, L]
-            if (mask is not null)
-                scores = scores.view(localKv, _group, T, L).masked_fill(mask, float.NegativeInfinity).view(localKv, _group * T, L);
+            if ((layer.Window is null ? mask : windowMask) is { } layerMask)
+                scores = scores.view(localKv, _group, T, L).masked_fill(layerMask, float.NegativeInfinity).view(localKv, _group * T, L);
             var probs = scores.softmax(-1, ScalarType.Float32).to(_dtype);
             var attn = torch.bmm(probs, values)                   // [localKv, group·T, d]
                 .view(localHeads, T, d).transpose(0, 1).reshape(T, _qDim);
