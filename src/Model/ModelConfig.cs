@@ -232,6 +232,7 @@ public sealed record ModelConfig
     private static (int? Window, IReadOnlyList<bool>? Layers) ParseSlidingWindow(JsonElement root, string source, string modelType, int layers)
     {
         bool hasWindow = root.TryGetProperty("sliding_window", out var swEl) && swEl.ValueKind != JsonValueKind.Null;
+        int? declared = hasWindow ? RequiredInt(root, source, "sliding_window") : null; // well-formed even where unused
         bool[]? listed = null;
         if (root.TryGetProperty("layer_types", out var typesEl) && typesEl.ValueKind != JsonValueKind.Null)
         {
@@ -263,7 +264,7 @@ public sealed record ModelConfig
                 return (null, null);
             case "mistral":
             {
-                int? window = hasWindow ? RequiredInt(root, source, "sliding_window")
+                int? window = hasWindow ? declared
                     : root.TryGetProperty("sliding_window", out _) ? null
                     : 4096; // transformers' MistralConfig default when the field is absent
                 if (window is not null && OptionalBool(root, source, "use_sliding_window") == false)
@@ -277,7 +278,7 @@ public sealed record ModelConfig
                 bool used = OptionalBool(root, source, "use_sliding_window") ?? false;
                 if (used && !hasWindow)
                     throw Refuse(source, "use_sliding_window", root.GetProperty("use_sliding_window"), "needs a positive sliding_window, which is missing or null");
-                int? window = used ? RequiredInt(root, source, "sliding_window") : null;
+                int? window = used ? declared : null;
                 int firstWindowed = root.TryGetProperty("max_window_layers", out var mwl) && mwl.ValueKind == JsonValueKind.Number
                     ? (mwl.TryGetInt32(out int m) && m >= 0 ? m : throw Refuse(source, "max_window_layers", mwl, "expected a non-negative integer"))
                     : 28; // transformers' Qwen2Config/Qwen3Config default
