@@ -42,13 +42,7 @@ public sealed class ArchitectureTests : IDisposable
 
         public string? FinishReason => _taken >= tokens ? "length" : null;
 
-        public int Choose(ReadOnlySpan<float> logits, IReadOnlyList<int> sequence)
-        {
-            int best = 0;
-            for (int i = 1; i < logits.Length; i++)
-                if (logits[i] > logits[best]) best = i;
-            return best;
-        }
+        public int Choose(ReadOnlySpan<float> logits, IReadOnlyList<int> sequence) => TestPaths.ArgMax(logits);
 
         public bool Accept(int token) => ++_taken >= tokens;
     }
@@ -59,10 +53,7 @@ public sealed class ArchitectureTests : IDisposable
         var generated = new List<int>();
         for (int i = 0; i < tokens; i++)
         {
-            var logits = ReferenceForward.LastLogits(model, [.. sequence]);
-            int best = 0;
-            for (int v = 1; v < logits.Length; v++)
-                if (logits[v] > logits[best]) best = v;
+            int best = TestPaths.ArgMax(ReferenceForward.LastLogits(model, [.. sequence]));
             generated.Add(best);
             sequence.Add(best);
         }

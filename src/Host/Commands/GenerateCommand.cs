@@ -18,7 +18,7 @@ internal static class GenerateCommand
     private static readonly string[] Known =
     [
         "model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k", "top-p", "repetition-penalty",
-        "seed", "stop", "world-size", "json", "dtype", "context", "threads",
+        "seed", "stop", "world-size", "json", "dtype", "context", "threads", "generation-config",
     ];
 
     public static async Task<int> RunAsync(string[] args)
@@ -49,16 +49,7 @@ internal static class GenerateCommand
             if (id < 0 || id >= config.VocabSize) throw new UsageException($"option --prompt-ids: id {id} is outside the vocabulary [0, {config.VocabSize})");
         }
 
-        var options = new SamplingOptions(
-            Temperature: (float)(cli.Double("temperature") ?? 0),
-            TopK: cli.Int("top-k") ?? 0,
-            TopP: (float)(cli.Double("top-p") ?? 1),
-            RepetitionPenalty: (float)(cli.Double("repetition-penalty") ?? 1),
-            Seed: cli.Long("seed", 0) is long s ? (ulong)s : null,
-            MaxTokens: cli.Int("max-tokens") ?? 256,
-            StopStrings: cli.String("stop") is { } stop ? [stop] : null);
-        var errors = options.GetErrors();
-        if (errors.Count > 0) throw new UsageException(string.Join("; ", errors));
+        var options = Serve.ServeOptions.ParseSampling(cli, cli.GenerationDefaults(dir.Path));
 
         bool json = cli.Flag("json");
         // Several ranks run as separate `serve` processes over the actor runtime (see Serve/MultiProcessGenerate).

@@ -40,6 +40,7 @@ public static class ServeCommand
                                [--control-port N]
                                [--threads T] [--cores C0,C1,...] [--context N] [--dtype f32|bf16]
                                [--ready-timeout SECONDS] [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
+                               [--generation-config auto|ignore]
 
         Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
         needs the same ACTORRING_SECRET. Rank 0 hosts the coordinator at master_ip:master_port; start the
