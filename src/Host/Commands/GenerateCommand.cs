@@ -49,7 +49,11 @@ internal static class GenerateCommand
             if (id < 0 || id >= config.VocabSize) throw new UsageException($"option --prompt-ids: id {id} is outside the vocabulary [0, {config.VocabSize})");
         }
 
-        var options = Serve.ServeOptions.ParseSampling(cli, cli.GenerationDefaults(dir.Path));
+        var defaults = cli.GenerationDefaults(dir.Path);
+        var options = Serve.ServeOptions.ParseSampling(cli, defaults);
+        // Sampling the user did not ask for deserves a word on where it came from.
+        if (defaults.Temperature is > 0 || defaults.TopK is not null || defaults.TopP is not null || defaults.RepetitionPenalty is not null)
+            Console.Error.WriteLine($"[defaults from {defaults}; --generation-config ignore drops them]");
 
         bool json = cli.Flag("json");
         // Several ranks run as separate `serve` processes over the actor runtime (see Serve/MultiProcessGenerate).
