@@ -10,7 +10,7 @@ using F = TorchSharp.torch.nn.functional;
 namespace ActorRing.Model;
 
 /// <summary>
-/// One rank's shard of a Llama-family decoder (llama, mistral, qwen2) under Megatron-style tensor
+/// One rank's shard of a Llama-family decoder (llama, mistral, qwen2, qwen3) under Megatron-style tensor
 /// parallelism. q/k/v and gate/up are column-parallel (this rank's heads / FFN block, no communication);
 /// o_proj and down_proj are row-parallel and end in one all-reduce each; the LM head is split by vocabulary
 /// and its logit slices are gathered to rank 0. Every rank calls <see cref="Forward"/> with identical
