@@ -1,4 +1,4 @@
-using ActorRing.Model.Generation;
+using ActorRing.Model.Sampling;
 using ActorRing.Model.Tests.Support;
 
 namespace ActorRing.Model.Tests;
@@ -7,7 +7,7 @@ namespace ActorRing.Model.Tests;
 /// The architectures beyond llama: qwen3 (per-head q/k norms, head_dim independent of hidden/heads), sliding-window
 /// attention (mistral on every layer, qwen2 from max_window_layers on) and tied embeddings under a vocabulary-split
 /// head. Their logits are checked against the reference by <see cref="SyntheticModelTests"/> (which runs these
-/// variants too); here greedy generation at world sizes 1, 2 and 4 must pick the reference's ids.
+/// variants too); here greedy generation through step plans at world sizes 1, 2 and 4 must pick the reference's ids.
 /// </summary>
 public sealed class ArchitectureTests : IDisposable
 {
@@ -34,18 +34,6 @@ public sealed class ArchitectureTests : IDisposable
     };
 
     public static TheoryData<string> Variants() => new(VariantNames);
-
-    /// <summary>Rank 0's controller for these tests: the highest logit, for a fixed number of tokens.</summary>
-    private sealed class GreedyFor(int tokens) : IGenerationController
-    {
-        private int _taken;
-
-        public string? FinishReason => _taken >= tokens ? "length" : null;
-
-        public int Choose(ReadOnlySpan<float> logits, IReadOnlyList<int> sequence) => TestPaths.ArgMax(logits);
-
-        public bool Accept(int token) => ++_taken >= tokens;
-    }
 
     private static List<int> ReferenceGreedy(SyntheticModel model, int[] prompt, int tokens)
     {
@@ -74,9 +62,10 @@ public sealed class ArchitectureTests : IDisposable
             var results = InProcessGroup.Run(n, comm =>
             {
                 using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 32, Threads = 1 });
-                return TensorParallelGeneration.Run(m, comm, prompt, comm.Rank == 0 ? new GreedyFor(tokens) : null);
+                return LockstepGeneration.Run(m, comm, prompt, SamplingOptions.Greedy with { MaxTokens = tokens }, tokenizer: null);
             });
-            Assert.All(results, r => Assert.Equal(expected, r.GeneratedIds));
+            // Rank 0 samples; the others follow its plans, so they fed the same ids.
+            Assert.Equal(expected, results[0].GeneratedIds);
         }
     }
 

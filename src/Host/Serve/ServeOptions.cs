@@ -17,7 +17,7 @@ public sealed record ServeOptions
     [
         "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
         "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "cores", "context", "dtype", "ready-timeout",
-        "verbose", "quiet", "preset", "generation-config",
+        "verbose", "quiet", "preset", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
     ];
 
     public required string ModelDir { get; init; }
@@ -43,6 +43,17 @@ public sealed record ServeOptions
     /// <summary>A worker's Akka.Remote listen port (0: any free port). Fix it when a firewall must allow it.</summary>
     public int ControlPort { get; init; }
     public required ModelLoadOptions Load { get; init; }
+
+    /// <summary>The step loop's limits (--max-batch, --prefill-chunk); the KV budget is Load.KvCacheTokens.</summary>
+    public ActorRing.Actors.Serving.SchedulerOptions Scheduling { get; init; } = new();
+
+    /// <summary>
+    /// The KV cache every rank allocates when --kv-cache-tokens is not given: room for --max-batch full contexts,
+    /// but at most 8192 positions (and at least one context). It depends only on flags every rank gets, never
+    /// on a rank's free memory, because plans name blocks by index and every rank must have the same blocks.
+    /// </summary>
+    public int KvCacheTokens(int contextLength) =>
+        Load.KvCacheTokens ?? Math.Max(contextLength, Math.Min(Scheduling.MaxBatch * contextLength, 8192));
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(10);
     public bool Verbose { get; init; }
 
@@ -103,7 +114,11 @@ public sealed record ServeOptions
                 Threads = cli.Int("threads", 1, 1024),
                 Cores = cli.IntList("cores")?.ToArray(),
                 DType = dtype,
+                KvCacheTokens = cli.Int("kv-cache-tokens", 16, 1 << 28),
             },
+            Scheduling = new ActorRing.Actors.Serving.SchedulerOptions(
+                MaxBatch: cli.Int("max-batch", 1, 4096) ?? 16,
+                PrefillChunk: cli.Int("prefill-chunk", 1, 1 << 20) ?? 256),
             ReadyTimeout = TimeSpan.FromSeconds(cli.Int("ready-timeout", 1, 86_400) ?? 600),
             Verbose = cli.Flag("verbose"),
             Quiet = cli.Flag("quiet"),
