@@ -90,6 +90,31 @@ public sealed class ArchitectureTests : IDisposable
         SyntheticModelTests.AssertClose(expected, got[0]!, 1e-4f, "chunked prefill with a window of 3");
     }
 
+    /// <summary>
+    /// Sequences of different lengths in one batched step each attend through their own window: qwen3 with
+    /// windows on layer 1, two prompts prefilled in one step, then one decode step for both, against the reference.
+    /// </summary>
+    [Fact]
+    public void Sequences_batched_in_one_step_each_see_their_own_window()
+    {
+        var model = new SyntheticModel { ModelType = "qwen3", HeadDim = 16, UseSlidingWindow = true, SlidingWindow = 3, MaxWindowLayers = 1 }.Build(seed: 57);
+        string dir = model.WriteTo(Path.Combine(_root, "batched"));
+        int[] a = [1, 9, 33, 70, 2, 15, 8, 44], b = [1, 50, 51];
+        int[] aNext = [12], bNext = [77];
+        var got = InProcessGroup.Run(2, comm =>
+        {
+            using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 32, Threads = 1, KvCacheTokens = 4 * ShardedLlama.KvBlockSize });
+            int[] aBlocks = [0], bBlocks = [2]; // apart, so neither reads the other's pages
+            var prefill = m.Execute(new Batching.StepPlan(1, [new(0, 0, a, aBlocks, true), new(1, 0, b, bBlocks, true)]));
+            var decode = m.Execute(new Batching.StepPlan(2, [new(0, a.Length, aNext, aBlocks, true), new(1, b.Length, bNext, bBlocks, true)]));
+            return prefill.Logits.Concat(decode.Logits).ToArray();
+        })[0];
+        SyntheticModelTests.AssertClose(ReferenceForward.LastLogits(model, a), got[0], 1e-4f, "sequence a, prefill");
+        SyntheticModelTests.AssertClose(ReferenceForward.LastLogits(model, b), got[1], 1e-4f, "sequence b, prefill");
+        SyntheticModelTests.AssertClose(ReferenceForward.LastLogits(model, [.. a, .. aNext]), got[2], 1e-4f, "sequence a, decode");
+        SyntheticModelTests.AssertClose(ReferenceForward.LastLogits(model, [.. b, .. bNext]), got[3], 1e-4f, "sequence b, decode");
+    }
+
     /// <summary>A window at least as long as the context is plain full attention: loaded, and equal to a model without one.</summary>
     [Fact]
     public void A_window_as_long_as_the_context_loads_and_equals_full_attention()
