@@ -8,28 +8,24 @@ using Akka.Event;
 namespace ActorRing.Actors;
 
 /// <summary>
-/// Rank 0's control-plane brain. It admits ranks (secret proof, world size, protocol version, model
-/// fingerprint), orders ring formation and shard loading, then sequences inference one step at a time:
-/// every rank gets the same <see cref="RunStep"/>, rank 0's worker returns the logits, and the next token is
-/// picked here and streamed to the caller. Requests that arrive before the cluster is ready are stashed.
-/// A lost rank, a ring error or a step timeout fails the in-flight request with a message naming the rank.
+/// Rank 0's control-plane brain, in two parts. The cluster supervisor (this file) admits ranks (secret proof,
+/// world size, protocol version, model fingerprint), orders ring formation and shard loading, starts the step
+/// loop on every rank once the cluster is ready (<see cref="StartServing"/>), and re-forms the ring after a
+/// fault. The request side (Coordinator.Requests.cs) takes requests and cancellations and hands them to the
+/// step loop through an in-process <see cref="Serving.ServingPort"/>; the loop streams results to the callers
+/// itself, so no actor message is on the per-token path. Requests that arrive before the cluster is ready wait
+/// in the port. A lost rank or a ring error fails the running requests with a message naming the rank.
 /// </summary>
-public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
+public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
 {
     public enum Phase { Gathering, FormingRing, Loading, Ready, Busy, Failed }
 
-    private const string StepTimer = "step-timeout";
     private const string PhaseTimer = "phase-timeout";
     private const string RetryTimer = "retry-ring";
-    private const string AgreementTimer = "input-error-agreement";
     private const string ShutdownTimer = "shutdown-grace";
 
     /// <summary>How long a shutdown waits for remote ranks to stop before it answers anyway.</summary>
     private static readonly TimeSpan ShutdownGrace = TimeSpan.FromSeconds(3);
-
-    /// <summary>After one rank rejects a step's input, how long the others get to reject it too before the ring
-    /// is assumed out of step (a rank that accepted the input is blocked in a collective).</summary>
-    private static readonly TimeSpan InputErrorAgreement = TimeSpan.FromSeconds(5);
 
     private readonly CoordinatorSettings _settings;
     private readonly ITokenPickerFactory _pickers;
@@ -38,27 +34,24 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private readonly Dictionary<string, DateTime> _openChallenges = new(StringComparer.Ordinal);
     private readonly HashSet<string> _loggedRefusals = new(StringComparer.Ordinal);
 
-    /// <summary>Slots whose KV cache holds the same context on every rank. A continuation (start position &gt; 0)
-    /// is only valid for these: a rank that rejoined, or a ring that failed mid-step, leaves caches that differ.</summary>
-    private readonly HashSet<int> _slotsWithContext = new();
     private int _generation;
     private Phase _phase = Phase.Gathering;
     private string _fatal = "";
-    private ActiveRequest? _active;
 
-    public Coordinator(CoordinatorSettings settings, ITokenPickerFactory pickers)
+    public Coordinator(CoordinatorSettings settings, ITokenPickerFactory pickers, Serving.ServingPort port)
     {
         if (settings.WorldSize < 1) throw new ArgumentOutOfRangeException(nameof(settings), "world size must be >= 1");
         _settings = settings;
         _pickers = pickers;
+        _port = port;
         Gathering();
     }
 
     public IStash Stash { get; set; } = null!;
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(CoordinatorSettings settings, ITokenPickerFactory pickers) =>
-        Akka.Actor.Props.Create(() => new Coordinator(settings, pickers));
+    public static Props Props(CoordinatorSettings settings, ITokenPickerFactory pickers, Serving.ServingPort port) =>
+        Akka.Actor.Props.Create(() => new Coordinator(settings, pickers, port));
 
     private sealed class RankState(IActorRef worker)
     {
@@ -68,31 +61,8 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         public double Progress { get; set; }
     }
 
-    private sealed class ActiveRequest(GenerateRequest request, IActorRef client, ITokenPicker picker)
-    {
-        public GenerateRequest Request { get; } = request;
-        public IActorRef Client { get; } = client;
-        public ITokenPicker Picker { get; } = picker;
-        public List<int> History { get; } = new(request.PromptTokens);
-        public List<int> Generated { get; } = new();
-        public HashSet<int> Awaiting { get; } = new();
-        public int Step { get; set; }
-        public int Position { get; set; } = request.StartPosition;
-        public float[]? Logits { get; set; }
-        public double StepMaxComputeMs { get; set; }
-        public long StepStarted { get; set; }
-        public long Started { get; } = Stopwatch.GetTimestamp();
-        public double PrefillMs { get; set; }
-        public double DecodeWallMs { get; set; }
-        public double DecodeComputeMs { get; set; }
-        public bool CancelRequested { get; set; }
-        public string? InputError { get; set; }
-    }
-
     private sealed record RetryFormRing(int Generation) : INoSerializationVerificationNeeded;
     private sealed record PhaseTimedOut(int Generation, Phase Phase) : INoSerializationVerificationNeeded;
-    private sealed record StepTimedOut(string RequestId, int Step) : INoSerializationVerificationNeeded;
-    private sealed record AgreementTimedOut(string RequestId, int Step) : INoSerializationVerificationNeeded;
     private sealed record ShutdownGraceOver : INoSerializationVerificationNeeded;
 
     /// <summary>Remote workers told to shut down that have not stopped yet, and who asked for the shutdown.</summary>
@@ -105,7 +75,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         _phase = Phase.Gathering;
         RefuseRemoteClients();
-        Receive<GenerateRequest>(_ => Stash.Stash());
+        Receive<GenerateRequest>(Submit);
         Common();
     }
 
@@ -113,7 +83,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         _phase = Phase.FormingRing;
         RefuseRemoteClients();
-        Receive<GenerateRequest>(_ => Stash.Stash());
+        Receive<GenerateRequest>(Submit);
         Receive<RingReady>(OnRingReady);
         Receive<PhaseTimedOut>(t => t.Generation == _generation && t.Phase == Phase.FormingRing, t =>
         {
@@ -127,7 +97,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         _phase = Phase.Loading;
         RefuseRemoteClients();
-        Receive<GenerateRequest>(_ => Stash.Stash());
+        Receive<GenerateRequest>(Submit);
         Receive<ShardLoaded>(OnShardLoaded);
         Receive<LoadFailed>(f => f.Generation == _generation && RankOf(Sender) == f.Rank, f =>
             GoFatal($"rank {f.Rank} could not load its shard: {f.Reason}"));
@@ -143,33 +113,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         _phase = Phase.Ready;
         RefuseRemoteClients();
-        Receive<GenerateRequest>(StartRequest);
-        Common();
-    }
-
-    private void Busy()
-    {
-        _phase = Phase.Busy;
-        RefuseRemoteClients();
-        Receive<GenerateRequest>(_ => Stash.Stash());
-        Receive<StepCompleted>(OnStepCompleted);
-        Receive<StepFailed>(OnStepFailed);
-        Receive<AgreementTimedOut>(t =>
-        {
-            if (_active is null || t.RequestId != _active.Request.RequestId || t.Step != _active.Step) return;
-            var missing = string.Join(", ", _active.Awaiting.Order());
-            RestartRing($"rank(s) {missing} did not reject the input of step {t.Step} like the others; the ring may be out of step");
-        });
-        Receive<StepTimedOut>(t =>
-        {
-            if (_active is null || t.RequestId != _active.Request.RequestId || t.Step != _active.Step) return;
-            var missing = string.Join(", ", _active.Awaiting.Order());
-            RestartRing($"rank(s) {missing} did not complete step {t.Step} of request {t.RequestId} within {Seconds(_settings.StepTimeout)}");
-        });
-        Receive<CancelGeneration>(c =>
-        {
-            if (_active is not null && c.RequestId == _active.Request.RequestId) _active.CancelRequested = true;
-        });
+        Receive<GenerateRequest>(Submit);
         Common();
     }
 
@@ -260,7 +204,6 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         Receive<ShutdownCluster>(s =>
         {
             _log.Info("shutting the cluster down: {0}", s.Reason);
-            if (_active is not null) FailActive($"the cluster is shutting down: {s.Reason}");
             foreach (var (_, state) in _ranks)
             {
                 state.Worker.Tell(new Shutdown(s.Reason));
@@ -272,6 +215,7 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
             }
             _ranks.Clear();
             _fatal = $"the cluster was shut down: {s.Reason}";
+            _port.FailQueued(_fatal);
             Become(Failed);
             Stash.UnstashAll();
             _shutdownRequester = Sender;
@@ -279,15 +223,17 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
             else Timers.StartSingleTimer(ShutdownTimer, new ShutdownGraceOver(), ShutdownGrace);
         });
         // Stale replies from abandoned generations or requests are expected after a failure; drop them quietly.
-        Receive<StepCompleted>(_ => { });
-        Receive<StepFailed>(_ => { });
-        Receive<StepTimedOut>(_ => { });
-        Receive<AgreementTimedOut>(_ => { });
+        Receive<ServingStopped>(f =>
+        {
+            if (f.Generation != _generation || RankOf(Sender) != f.Rank) return;
+            if (_phase is Phase.Failed or Phase.Gathering) return;
+            RestartRing($"rank {f.Rank}'s step loop stopped: {f.Reason}");
+        });
         Receive<PhaseTimedOut>(_ => { });
         Receive<RingReady>(_ => { });
         Receive<ShardLoaded>(_ => { });
         Receive<LoadFailed>(_ => { });
-        Receive<CancelGeneration>(_ => { });
+        Receive<CancelGeneration>(Cancel);
     }
 
     // ------------------------------------------------------------------ admission
@@ -393,6 +339,8 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void BecomeReady()
     {
         _log.Info("cluster ready: {0} rank(s), ring generation {1}", _settings.WorldSize, _generation);
+        // Highest rank first: followers are waiting for the first plan before rank 0 sends it.
+        foreach (var (_, state) in _ranks.OrderByDescending(r => r.Key)) state.Worker.Tell(new StartServing(_generation));
         Become(Ready);
         Stash.UnstashAll();
     }
@@ -402,7 +350,6 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void RestartRing(string reason)
     {
         _log.Error("{0}", reason);
-        if (_active is not null) FailActive(reason);
         CloseRingEverywhere(reason);
         Timers.StartSingleTimer(RetryTimer, new RetryFormRing(_generation), _settings.RetryDelay);
         Become(Gathering);
@@ -413,7 +360,6 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         _ranks.Remove(rank);
         _log.Warning("{0}; waiting for it to register again", reason);
         if (_phase == Phase.Failed) return;
-        if (_active is not null) FailActive(reason);
         CloseRingEverywhere(reason);
         Become(Gathering);
     }
@@ -421,10 +367,8 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     private void CloseRingEverywhere(string reason)
     {
         _generation++;
-        // A re-formed ring may include a fresh rank, and a failed step may have written some caches only.
-        _slotsWithContext.Clear();
+        // Closing the ring ends every rank's step loop; rank 0's fails its running requests with the ring's error.
         Timers.Cancel(PhaseTimer);
-        Timers.Cancel(StepTimer);
         foreach (var state in _ranks.Values)
         {
             state.RingReady = false;
@@ -436,186 +380,10 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
     {
         _log.Error("{0}", reason);
         _fatal = reason;
+        _port.FailQueued(reason);
         Timers.Cancel(PhaseTimer);
         Become(Failed);
         Stash.UnstashAll();
-    }
-
-    // ------------------------------------------------------------------ inference
-
-    private void StartRequest(GenerateRequest request)
-    {
-        string? invalid = request switch
-        {
-            { PromptTokens.Length: 0 } => "the prompt is empty: give at least one token",
-            { StartPosition: < 0 } => $"start position {request.StartPosition} is negative",
-            { Slot: < 0 } => $"slot {request.Slot} is negative",
-            { Sampling.MaxTokens: < 1 } => $"max_tokens must be at least 1, got {request.Sampling.MaxTokens}",
-            _ => null,
-        };
-        if (invalid is not null)
-        {
-            Sender.Tell(new GenerationFailed(request.RequestId, invalid));
-            return;
-        }
-        if (request.StartPosition > 0 && !_slotsWithContext.Contains(request.Slot))
-        {
-            Sender.Tell(new GenerationFailed(request.RequestId,
-                $"slot {request.Slot} has no conversation to continue at position {request.StartPosition}: its context was lost (a rank rejoined, the ring was re-formed, or an earlier request failed); start a new conversation from position 0", ContextLost: true));
-            return;
-        }
-        ITokenPicker picker;
-        try
-        {
-            picker = _pickers.Create(request.Sampling);
-        }
-        catch (ArgumentException e)
-        {
-            Sender.Tell(new GenerationFailed(request.RequestId, $"invalid sampling options: {e.Message}"));
-            return;
-        }
-        _slotsWithContext.Remove(request.Slot); // valid again only if this request completes
-        _active = new ActiveRequest(request, Sender, picker);
-        Become(Busy);
-        DispatchStep(request.PromptTokens);
-    }
-
-    private void DispatchStep(int[] tokens)
-    {
-        var a = _active!;
-        a.Awaiting.Clear();
-        a.Logits = null;
-        a.StepMaxComputeMs = 0;
-        a.StepStarted = Stopwatch.GetTimestamp();
-        var step = new RunStep(a.Request.RequestId, a.Step, a.Request.Slot, tokens, a.Position);
-        // Highest rank first: remote ranks get their message onto the wire before rank 0's local worker starts
-        // (and then waits for them in the first all-reduce).
-        foreach (var (rank, state) in _ranks.OrderByDescending(r => r.Key))
-        {
-            a.Awaiting.Add(rank);
-            state.Worker.Tell(step);
-        }
-        Timers.StartSingleTimer(StepTimer, new StepTimedOut(a.Request.RequestId, a.Step), _settings.StepTimeout);
-    }
-
-    private void OnStepFailed(StepFailed f)
-    {
-        var a = _active;
-        if (a is null || f.RequestId != a.Request.RequestId || f.Step != a.Step) return;
-        if (!_ranks.TryGetValue(f.Rank, out var state) || !state.Worker.Equals(Sender) || !a.Awaiting.Remove(f.Rank)) return;
-        var reason = $"rank {f.Rank} failed step {f.Step} of request {f.RequestId}: {f.Reason}";
-        if (f.RingBroken)
-        {
-            RestartRing(reason);
-            return;
-        }
-        // An input error (e.g. the context is full) is found by every rank before any collective. The caller
-        // hears at once; the ring is trusted again only when every rank has rejected the same step.
-        if (a.InputError is null)
-        {
-            _log.Warning("{0}", reason);
-            a.InputError = reason;
-            a.Client.Tell(new GenerationFailed(a.Request.RequestId, reason));
-            Timers.Cancel(StepTimer);
-            Timers.StartSingleTimer(AgreementTimer, new AgreementTimedOut(a.Request.RequestId, a.Step), InputErrorAgreement);
-        }
-        if (a.Awaiting.Count > 0) return;
-        Timers.Cancel(AgreementTimer);
-        _slotsWithContext.Remove(a.Request.Slot);
-        _active = null;
-        Become(Ready);
-        Stash.UnstashAll();
-    }
-
-    private void OnStepCompleted(StepCompleted done)
-    {
-        var a = _active;
-        if (a is null || done.RequestId != a.Request.RequestId || done.Step != a.Step) return;
-        if (!_ranks.TryGetValue(done.Rank, out var state) || !state.Worker.Equals(Sender)) return;
-        if (!a.Awaiting.Remove(done.Rank)) return;
-        if (a.InputError is not null)
-        {
-            RestartRing($"rank {done.Rank} ran step {done.Step} that another rank rejected; re-forming the ring to bring the ranks back in step");
-            return;
-        }
-        if (done.Rank == 0) a.Logits = done.Logits;
-        a.StepMaxComputeMs = Math.Max(a.StepMaxComputeMs, done.ComputeMs);
-        if (a.Awaiting.Count > 0) return;
-
-        Timers.Cancel(StepTimer);
-        double wallMs = Stopwatch.GetElapsedTime(a.StepStarted).TotalMilliseconds;
-        if (a.Step == 0) a.PrefillMs = wallMs;
-        else
-        {
-            a.DecodeWallMs += wallMs;
-            a.DecodeComputeMs += Math.Min(wallMs, a.StepMaxComputeMs);
-        }
-        a.Position += a.Step == 0 ? a.Request.PromptTokens.Length : 1;
-
-        if (a.Logits is null)
-        {
-            RestartRing($"rank 0 returned no logits for step {a.Step} of request {a.Request.RequestId}");
-            return;
-        }
-        int token;
-        try
-        {
-            token = a.Picker.Pick(a.Logits, a.History);
-        }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
-        {
-            FailActive($"sampling failed at step {a.Step}: {e.Message}");
-            Become(Ready);
-            Stash.UnstashAll();
-            return;
-        }
-
-        // A stop token is part of the output (as in generate's ids) but is never fed back to the model.
-        a.Generated.Add(token);
-        a.History.Add(token);
-        a.Client.Tell(new TokenGenerated(a.Request.RequestId, a.Generated.Count - 1, token));
-        var stops = a.Request.Sampling.StopTokenIds;
-        if (stops is not null && Array.IndexOf(stops, token) >= 0)
-        {
-            Finish("stop");
-            return;
-        }
-        if (a.Generated.Count >= a.Request.Sampling.MaxTokens)
-        {
-            Finish("length");
-            return;
-        }
-        if (a.CancelRequested)
-        {
-            Finish("cancelled");
-            return;
-        }
-        a.Step++;
-        DispatchStep([token]);
-    }
-
-    private void Finish(string reason)
-    {
-        var a = _active!;
-        _active = null;
-        _slotsWithContext.Add(a.Request.Slot);
-        int decodeSteps = a.Step; // step 0 is the prefill
-        double msPerToken = decodeSteps > 0 ? a.DecodeWallMs / decodeSteps : a.PrefillMs;
-        double controlShare = a.DecodeWallMs > 0 ? Math.Max(0, 1 - a.DecodeComputeMs / a.DecodeWallMs) : 0;
-        a.Client.Tell(new GenerationCompleted(a.Request.RequestId, a.Generated.ToArray(), reason, a.Position,
-            a.PrefillMs, msPerToken, controlShare));
-        Become(Ready);
-        Stash.UnstashAll();
-    }
-
-    private void FailActive(string reason)
-    {
-        var a = _active!;
-        _active = null;
-        Timers.Cancel(StepTimer);
-        Timers.Cancel(AgreementTimer);
-        _slotsWithContext.Remove(a.Request.Slot);
-        if (a.InputError is null) a.Client.Tell(new GenerationFailed(a.Request.RequestId, reason));
     }
 
     // ------------------------------------------------------------------ helpers
@@ -636,8 +404,8 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
             Phase.FormingRing => $"forming the ring: {_ranks.Values.Count(s => s.RingReady)}/{_settings.WorldSize} connected",
             Phase.Loading => "loading: " + string.Join(", ", _ranks.OrderBy(r => r.Key).Select(r =>
                 $"rank {r.Key} {(r.Value.Progress * 100).ToString("0", CultureInfo.InvariantCulture)}%")),
-            Phase.Ready => "ready",
-            Phase.Busy => $"generating request {_active?.Request.RequestId}",
+            Phase.Ready when _port.Load is { Running: 0, Waiting: 0 } => "ready",
+            Phase.Ready => $"ready: {_port.Load.Running} running, {_port.Load.Waiting} waiting",
             Phase.Failed => _fatal,
             _ => "",
         };

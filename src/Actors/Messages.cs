@@ -62,19 +62,16 @@ public sealed record ShardLoaded(int Rank, int Generation) : IControlMessage;
 
 public sealed record LoadFailed(int Rank, int Generation, string Reason) : IControlMessage;
 
-// ---------------------------------------------------------------- inference steps
+// ---------------------------------------------------------------- serving
 
-/// <summary>Coordinator to every worker: run one forward pass. All ranks receive identical arguments, as the
-/// tensor-parallel forward requires; <paramref name="StartPosition"/> 0 starts the slot afresh.</summary>
-public sealed record RunStep(string RequestId, int Step, int Slot, int[] Tokens, int StartPosition) : IControlMessage;
+/// <summary>Coordinator to every worker, once the ring of <paramref name="Generation"/> is formed and every shard
+/// is loaded: start the step loop on the compute thread. Rank 0's worker plans the steps; the others follow the
+/// plans it sends over the ring. From here on no control message is on the per-token path.</summary>
+public sealed record StartServing(int Generation) : IControlMessage;
 
-/// <summary>Worker to coordinator. <paramref name="Logits"/> is set on rank 0 only (the gathered last-position
-/// logits); rank 0's worker lives in the coordinator's process, so the array is never serialized in practice.</summary>
-public sealed record StepCompleted(string RequestId, int Step, int Rank, float[]? Logits, double ComputeMs) : IControlMessage;
-
-/// <summary><paramref name="RingBroken"/> is false for input errors every rank detects before any collective
-/// (e.g. the context is full): the ring is intact and need not be re-formed.</summary>
-public sealed record StepFailed(string RequestId, int Step, int Rank, string Reason, bool RingBroken = true) : IControlMessage;
+/// <summary>Worker to coordinator: this rank's step loop ended with an error (the ring broke, or a plan was out of
+/// step); the ring of <paramref name="Generation"/> must be re-formed.</summary>
+public sealed record ServingStopped(int Rank, int Generation, string Reason) : IControlMessage;
 
 // ---------------------------------------------------------------- client API (rank 0)
 
@@ -85,8 +82,9 @@ public sealed record SamplingSpec(
     int MaxTokens = 256, int[]? StopTokenIds = null) : IControlMessage;
 
 /// <summary>
-/// Client to coordinator. <paramref name="StartPosition"/> is the number of tokens of this slot already in the
-/// KV cache (0 for a fresh conversation), so a chat can continue without re-running its history.
+/// Client to coordinator. Requests run concurrently, batched by the scheduler. <paramref name="Slot"/> is
+/// ignored and <paramref name="StartPosition"/> must be 0: a conversation continues by sending its whole
+/// history again (both fields stay so existing callers need no change).
 /// </summary>
 public sealed record GenerateRequest(string RequestId, int Slot, int[] PromptTokens, int StartPosition, SamplingSpec Sampling)
     : IControlMessage;
@@ -94,8 +92,10 @@ public sealed record GenerateRequest(string RequestId, int Slot, int[] PromptTok
 public sealed record TokenGenerated(string RequestId, int Index, int TokenId) : IControlMessage;
 
 /// <summary><paramref name="TokenIds"/> includes a final stop token, as generate's ids do.
-/// <paramref name="PositionAfter"/> counts the tokens now in the slot's cache; the last generated token is not
-/// among them (it was sampled, not fed), so a continuation must feed it first.</summary>
+/// <paramref name="PositionAfter"/> counts the tokens the request fed (prompt and every generated token but
+/// the last). <paramref name="PrefillMs"/> is the time from admission to the first token;
+/// <paramref name="ControlShare"/> the share of its decode steps' time rank 0's loop spent outside the model
+/// (planning, sending the plan, sampling).</summary>
 public sealed record GenerationCompleted(
     string RequestId, int[] TokenIds, string FinishReason, int PositionAfter, double PrefillMs, double MsPerToken,
     double ControlShare) : IControlMessage;

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using ActorRing.Actors.Engine;
 using ActorRing.Actors.Security;
+using ActorRing.Actors.Serving;
+using ActorRing.Model.Batching;
 using ActorRing.Transport;
 using Akka.Actor;
 using Akka.Event;
@@ -17,12 +19,16 @@ public sealed record ShardWorkerSettings(
     int Rank, int WorldSize, byte[] Secret, string CoordinatorPath, TimeSpan RetryInterval, Action<string>? OnShutdown = null,
     Action<bool>? OnDialing = null);
 
+/// <summary>What rank 0's worker needs to run the step loop: the coordinator's queue of requests and the
+/// scheduler's limits.</summary>
+public sealed record RankServing(ServingPort Port, SchedulerOptions Scheduling);
+
 /// <summary>
 /// Every rank's worker. It registers with the coordinator (proving the secret, and checking the coordinator's
 /// own proof), has its <see cref="RingPeer"/> child form the ring when told, loads this rank's shard and runs
-/// forward steps on a dedicated <see cref="ComputeThread"/>, and reports progress and completion back as
-/// messages. Its mailbox never waits on compute: a slow or stuck step shows up as a coordinator timeout,
-/// not as a deaf actor.
+/// the step loop on a dedicated <see cref="ComputeThread"/> when told to serve (rank 0 plans and samples, the
+/// others follow its plans over the ring: <see cref="StepLoop"/>), and reports progress and failures back as
+/// messages. Its mailbox never waits on compute.
 /// </summary>
 public sealed class ShardWorker : ReceiveActor, IWithTimers
 {
@@ -43,14 +49,25 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     private IShardEngine? _engine;
     private bool _loading;
     private TimeSpan _retryInterval;
+    private readonly RankServing? _serving;
+
+    /// <summary>Set once the ring is being closed on purpose (CloseRing, Shutdown): a loop that then fails on the
+    /// closed ring ended as asked, which is not worth an error.</summary>
+    private bool _loopEnding;
+    private bool _shutDown;
+
+    /// <summary>Stops rank 0's running step loop (it otherwise waits for requests for ever at world size 1).</summary>
+    private CancellationTokenSource? _loopStop;
 
     /// <summary>The newest LoadShard generation: a load that outlives a ring re-formation answers that one.</summary>
     private int _loadGeneration;
 
-    public ShardWorker(ShardWorkerSettings settings, IShardEngineFactory engines, Props ringPeerProps)
+    public ShardWorker(ShardWorkerSettings settings, IShardEngineFactory engines, Props ringPeerProps, RankServing? serving = null)
     {
         _settings = settings;
         _engines = engines;
+        _serving = serving;
+        if (settings.Rank == 0 && serving is null) throw new ArgumentException("rank 0's worker runs the step loop and needs its serving port", nameof(serving));
         _compute = new ComputeThread($"actorring-compute-rank{settings.Rank}");
         _ringPeer = Context.ActorOf(ringPeerProps, "ring-peer");
         Dialing();
@@ -58,12 +75,13 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(ShardWorkerSettings settings, IShardEngineFactory engines, Props ringPeerProps) =>
-        Akka.Actor.Props.Create(() => new ShardWorker(settings, engines, ringPeerProps));
+    public static Props Props(ShardWorkerSettings settings, IShardEngineFactory engines, Props ringPeerProps, RankServing? serving = null) =>
+        Akka.Actor.Props.Create(() => new ShardWorker(settings, engines, ringPeerProps, serving));
 
     private sealed record SendHello : INoSerializationVerificationNeeded;
     private sealed record LoadDone(int Generation, IShardEngine? Engine, Exception? Error) : INoSerializationVerificationNeeded;
-    private sealed record StepDone(RunStep Step, float[]? Logits, double ComputeMs, Exception? Error) : INoSerializationVerificationNeeded;
+    private sealed record ServingDone(int Generation, Exception? Error) : INoSerializationVerificationNeeded;
+    private sealed record CloseForShutdown(string Reason) : INoSerializationVerificationNeeded;
     private sealed record LocalProgress(int Generation, double Fraction) : INoSerializationVerificationNeeded;
 
     protected override void PreStart() => StartDialing();
@@ -125,7 +143,6 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
             Become(Active);
         });
         Receive<RegistrationRefused>(r => LogRefusalOnce($"the coordinator refused rank {r.Rank}: {r.Reason}"));
-        Receive<RunStep>(s => Sender.Tell(new StepFailed(s.RequestId, s.Step, _settings.Rank, $"rank {_settings.Rank} is not registered")));
         Common();
     }
 
@@ -149,18 +166,37 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
             _coordinator.Tell(new RingReady(_settings.Rank, c.Generation, _engine is not null));
         });
         Receive<RingPeer.ConnectFailed>(_ => { }); // the peer reports it to the coordinator itself
-        Receive<CloseRing>(c => FromCoordinator(), c => _ringPeer.Tell(new RingPeer.Close(c.Generation, c.Reason)));
+        Receive<CloseRing>(c => FromCoordinator(), c =>
+        {
+            _loopEnding = true;
+            StopLoop();
+            _ringPeer.Tell(new RingPeer.Close(c.Generation, c.Reason));
+        });
         Receive<LoadShard>(l => FromCoordinator(), l => StartLoad(l.Generation));
         Receive<LocalProgress>(p => _coordinator.Tell(new LoadProgress(_settings.Rank, p.Fraction)));
         Receive<LoadDone>(OnLoadDone);
-        Receive<RunStep>(s => FromCoordinator(), StartStep);
-        Receive<StepDone>(OnStepDone);
+        Receive<StartServing>(s => FromCoordinator(), StartLoop);
+        Receive<ServingDone>(OnServingDone);
         Receive<Shutdown>(s => FromCoordinator(), s =>
         {
             _log.Info("rank {0}: the coordinator shuts the cluster down: {1}", _settings.Rank, s.Reason);
             // Rank 0 exits right after this; its end is expected now, not a loss to report.
             Context.Unwatch(_coordinator);
             _coordinator = ActorRefs.Nobody; // no RankLeaving for a shutdown the coordinator ordered
+            _loopEnding = true;
+            StopLoop();
+            // Rank 0's loop sends the other ranks a stop plan as it ends, so they leave their loops cleanly; the
+            // ring closes once the compute thread is free (the work queued behind the loop runs), or after a
+            // grace period if a collective hangs.
+            var self = Self;
+            _compute.Run(() => 0).PipeTo(self, success: _ => new CloseForShutdown(s.Reason), failure: _ => new CloseForShutdown(s.Reason));
+            Timers.StartSingleTimer("shutdown-close", new CloseForShutdown(s.Reason), TimeSpan.FromSeconds(2));
+        });
+        Receive<CloseForShutdown>(s =>
+        {
+            if (_shutDown) return;
+            _shutDown = true;
+            Timers.Cancel("shutdown-close");
             _ringPeer.Tell(new RingPeer.Close(_ringGeneration, s.Reason));
             if (_settings.OnShutdown is { } onShutdown) onShutdown(s.Reason);
             else Context.Stop(Self);
@@ -169,6 +205,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         {
             _log.Warning("rank {0}: the coordinator at {1} is gone; closing the ring and dialing it again", _settings.Rank, t.ActorRef.Path.Address);
             _coordinator = ActorRefs.Nobody;
+            StopLoop();
             _ringPeer.Tell(new RingPeer.Close(_ringGeneration, "coordinator lost"));
             Become(Dialing);
             StartDialing();
@@ -183,7 +220,8 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         Receive<Registered>(_ => { });
         Receive<RegistrationRefused>(_ => { });
         Receive<LoadDone>(d => d.Engine?.Dispose());
-        Receive<StepDone>(_ => { });
+        Receive<ServingDone>(_ => { });
+        Receive<CloseForShutdown>(_ => { });
         Receive<LocalProgress>(_ => { });
         Receive<RingPeer.Connected>(_ => { });
         Receive<RingPeer.ConnectFailed>(_ => { });
@@ -240,38 +278,67 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         _coordinator.Tell(new LoadFailed(_settings.Rank, _loadGeneration, error.Message));
     }
 
-    private void StartStep(RunStep step)
+    /// <summary>
+    /// Starts this rank's side of the step loop on the compute thread, where it runs until stopped: rank 0 plans,
+    /// executes and samples (<see cref="StepLoop.Run"/>); other ranks execute the plans rank 0 sends
+    /// (<see cref="StepLoop.Follow"/>), until a stop plan or a ring error.
+    /// </summary>
+    private void StartLoop(StartServing start)
     {
-        if (_engine is null)
+        if (_engine is null || _collectives is null)
         {
-            Sender.Tell(new StepFailed(step.RequestId, step.Step, _settings.Rank, $"rank {_settings.Rank} has no shard loaded"));
+            _coordinator.Tell(new ServingStopped(_settings.Rank, start.Generation, $"rank {_settings.Rank} was told to serve before its shard loaded"));
             return;
         }
+        StopLoop();
+        _loopEnding = false;
         var engine = _engine;
-        _compute.Run(() =>
+        var collectives = _collectives;
+        Func<int> loop;
+        if (_settings.Rank == 0)
         {
-            long start = Stopwatch.GetTimestamp();
-            if (step.StartPosition == 0) engine.ResetSlot(step.Slot);
-            var logits = engine.Forward(step.Slot, step.Tokens, step.StartPosition);
-            return (logits, Stopwatch.GetElapsedTime(start).TotalMilliseconds);
-        }).PipeTo(Self,
-            success: r => new StepDone(step, r.logits, r.Item2, null),
-            failure: e => new StepDone(step, null, 0, e));
+            var serving = _serving!;
+            var stop = _loopStop = new CancellationTokenSource();
+            loop = () =>
+            {
+                var scheduler = new Scheduler(serving.Scheduling, new KvBlockPool(engine.KvBlocks, engine.KvBlockSize), engine.ContextLength);
+                new StepLoop(engine, collectives, scheduler, serving.Port).Run(stop.Token);
+                return 0;
+            };
+        }
+        else
+        {
+            loop = () =>
+            {
+                StepLoop.Follow(engine, collectives);
+                return 0;
+            };
+        }
+        _log.Info("rank {0}/{1}: serving (ring generation {2})", _settings.Rank, _settings.WorldSize, start.Generation);
+        _compute.Run(loop).PipeTo(Self,
+            success: _ => new ServingDone(start.Generation, null),
+            failure: e => new ServingDone(start.Generation, e));
     }
 
-    private void OnStepDone(StepDone done)
+    private void StopLoop()
     {
-        var s = done.Step;
-        if (done.Error is null)
+        _loopStop?.Cancel();
+        _loopStop = null;
+    }
+
+    private void OnServingDone(ServingDone done)
+    {
+        if (done.Error is null) return; // stopped as asked
+        var error = Unwrap(done.Error);
+        if (_loopEnding)
         {
-            _coordinator.Tell(new StepCompleted(s.RequestId, s.Step, _settings.Rank, done.Logits, done.ComputeMs));
+            _log.Info("rank {0}: the step loop ended with the ring: {1}", _settings.Rank, error.Message);
             return;
         }
-        var error = Unwrap(done.Error);
-        _log.Error("rank {0}: step {1} of request {2} failed: {3}", _settings.Rank, s.Step, s.RequestId, error.Message);
+        _log.Error("rank {0}: the step loop stopped: {1}", _settings.Rank, error.Message);
         // A collective error leaves the ring in an unknown state; the peer closes it so neighbours fail fast.
         if (error is CollectiveException) _ringPeer.Tell(new RingPeer.Broken(_ringGeneration, error.Message));
-        _coordinator.Tell(new StepFailed(s.RequestId, s.Step, _settings.Rank, error.Message, RingBroken: error is CollectiveException));
+        _coordinator.Tell(new ServingStopped(_settings.Rank, done.Generation, error.Message));
     }
 
     private static Exception Unwrap(Exception e) => e is AggregateException { InnerExceptions.Count: 1 } a ? Unwrap(a.InnerExceptions[0]) : e;
@@ -281,6 +348,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         // Tell rank 0 why we are going, so in-flight work fails now rather than at the failure detector's timeout.
         if (!_coordinator.IsNobody()) _coordinator.Tell(new RankLeaving(_settings.Rank, "the process is stopping"));
         // The ring-peer child has already closed the sockets, so a step blocked in a collective has failed.
+        StopLoop();
         var engine = _engine;
         _engine = null;
         if (engine is not null) _compute.Run(() => { engine.Dispose(); return 0; }).Wait(TimeSpan.FromSeconds(5));

@@ -10,6 +10,7 @@ public static class Program
         usage:
           actorring generate [--model DIR] (--prompt TEXT | --prompt-ids 1,403,...) [--max-tokens N]
                              [--temperature T] [--top-k K] [--top-p P] [--seed S] [--world-size N] [--json]
+                             [--generation-config auto|ignore]
           actorring serve [--model DIR] [--ring-config FILE] [--interactive]
           actorring bench allreduce --world-size N [--sizes 16KiB,256KiB,4MiB,64MiB] [--dtype f32|bf16|f16]
           actorring bench decode --preset llama-160m|tinyllama-1.1b [--world-size N] [--threads T] [--tokens 32]

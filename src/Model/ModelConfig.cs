@@ -15,7 +15,7 @@ public sealed record Llama3RopeScaling(double Factor, double LowFreqFactor, doub
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary><c>llama</c>, <c>mistral</c> or <c>qwen2</c>.</summary>
+    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c> or <c>qwen3</c> (dense).</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
     public required int IntermediateSize { get; init; }
@@ -31,10 +31,18 @@ public sealed record ModelConfig
     /// <summary>q/k/v carry biases (qwen2 always; llama when <c>attention_bias</c>). o_proj too for llama.</summary>
     public required bool QkvBias { get; init; }
     public required bool OProjBias { get; init; }
+    /// <summary>qwen3: an RMSNorm over each query and key head (<c>q_norm</c>, <c>k_norm</c>, weights of size
+    /// head_dim) between the projection and RoPE.</summary>
+    public bool QkNorm { get; init; }
     public Llama3RopeScaling? RopeScaling { get; init; }
-    /// <summary>Attention window from the config, or null for full attention. Loading refuses a context longer
-    /// than the window because the forward pass does not implement windowed attention.</summary>
+    /// <summary>
+    /// Attention window W (a query sees itself and the W−1 positions before it), or null when no layer uses
+    /// one. Which layers do is <see cref="SlidingLayers"/>; see <see cref="WindowOf"/>.
+    /// </summary>
     public int? SlidingWindow { get; init; }
+    /// <summary>Per layer, whether it attends through <see cref="SlidingWindow"/>; null means every layer does
+    /// (mistral). Only set together with a window.</summary>
+    public IReadOnlyList<bool>? SlidingLayers { get; init; }
     public int? BosTokenId { get; init; }
     public int[] EosTokenIds { get; init; } = [];
 
@@ -42,6 +50,9 @@ public sealed record ModelConfig
     /// A stable, short identity of everything that changes the numerics (SHA-256 over a canonical text form,
     /// first 16 hex digits). Ranks compare it at registration so a cluster never mixes two models.
     /// </summary>
+    public int? WindowOf(int layer) =>
+        SlidingWindow is int w && (SlidingLayers is null || SlidingLayers[layer]) ? w : null;
+
     public string Fingerprint
     {
         get
@@ -51,6 +62,9 @@ public sealed record ModelConfig
             sb.Append(ci, $"type={ModelType};h={HiddenSize};i={IntermediateSize};l={NumLayers};nh={NumHeads};nkv={NumKvHeads};hd={HeadDim};");
             sb.Append(ci, $"v={VocabSize};mpe={MaxPositionEmbeddings};eps={RmsNormEps:R};theta={RopeTheta:R};tie={TieWordEmbeddings};");
             sb.Append(ci, $"qkvb={QkvBias};ob={OProjBias};sw={SlidingWindow};");
+            // Appended only when set, so the fingerprints of models without them stay what they were.
+            if (QkNorm) sb.Append("qkn;");
+            if (SlidingLayers is not null) sb.Append(ci, $"swl={string.Concat(SlidingLayers.Select(b => b ? '1' : '0'))};");
             if (RopeScaling is { } rs)
                 sb.Append(ci, $"llama3={rs.Factor:R},{rs.LowFreqFactor:R},{rs.HighFreqFactor:R},{rs.OriginalMaxPositionEmbeddings};");
             var hash = SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString()));
@@ -67,11 +81,25 @@ public sealed record ModelConfig
             long perLayer = h * q + 2 * h * kv + q * h + 3 * h * IntermediateSize + 2 * h;
             if (QkvBias) perLayer += q + 2 * kv;
             if (OProjBias) perLayer += h;
+            if (QkNorm) perLayer += 2L * HeadDim;
             long total = NumLayers * perLayer + (long)VocabSize * h + h;
             if (!TieWordEmbeddings) total += (long)VocabSize * h;
             return total;
         }
     }
+
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3" };
+
+    private const string SupportedLine =
+        "supported are the dense decoders llama, mistral, qwen2 and qwen3 (not mixture-of-experts models such as mixtral or qwen3_moe, nor gemma, gemma2, gemma3 or phi3)";
+
+    // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
+    private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
+    {
+        "num_experts", "num_local_experts", "n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
+        "decoder_sparse_step", "n_shared_experts", "shared_expert_intermediate_size", "router_aux_loss_coef",
+        "output_router_logits", "mlp_only_layers", "norm_topk_prob",
+    };
 
     // Fields that carry no numerics (metadata, training-only knobs, generation defaults).
     private static readonly HashSet<string> IgnoredFields = new(StringComparer.Ordinal)
@@ -103,15 +131,20 @@ public sealed record ModelConfig
         }
         if (root.ValueKind != JsonValueKind.Object) throw new ModelLoadException($"{source} must hold a JSON object");
 
+        // The model type first: an unsupported architecture is named as such, not by its first unknown field.
+        string modelType = RequiredString(root, source, "model_type");
+        if (!SupportedModelTypes.Contains(modelType))
+            throw Refuse(source, "model_type", root.GetProperty("model_type"), SupportedLine);
+        foreach (var p in root.EnumerateObject())
+        {
+            if (MixtureOfExpertsFields.Contains(p.Name))
+                throw Refuse(source, p.Name, p.Value, "mixture-of-experts models are not supported; " + SupportedLine);
+        }
         foreach (var p in root.EnumerateObject())
         {
             if (!IgnoredFields.Contains(p.Name))
                 throw Refuse(source, p.Name, p.Value, "this field is not supported by ActorRing's forward pass; remove it only if it is known to have no effect");
         }
-
-        string modelType = RequiredString(root, source, "model_type");
-        if (modelType is not ("llama" or "mistral" or "qwen2"))
-            throw Refuse(source, "model_type", root.GetProperty("model_type"), "supported model types are llama, mistral and qwen2");
 
         string act = OptionalString(root, "hidden_act") ?? "silu";
         if (act != "silu") throw Refuse(source, "hidden_act", root.GetProperty("hidden_act"), "only silu (SwiGLU) is supported");
@@ -129,23 +162,10 @@ public sealed record ModelConfig
 
         bool attentionBias = OptionalBool(root, source, "attention_bias") ?? false;
         bool qkvBias = modelType == "qwen2" || attentionBias;
-        // In transformers, llama's attention_bias also puts a bias on o_proj; qwen2's o_proj never has one.
+        // In transformers, llama's (and qwen3's) attention_bias also puts a bias on o_proj; qwen2's o_proj never has one.
         bool oBias = modelType != "qwen2" && attentionBias;
-
-        int? slidingWindow = null;
-        if (root.TryGetProperty("sliding_window", out var sw) && sw.ValueKind != JsonValueKind.Null)
-        {
-            bool used = modelType != "qwen2" || (OptionalBool(root, source, "use_sliding_window") ?? false);
-            if (used) slidingWindow = RequiredInt(root, source, "sliding_window");
-        }
-        else if (OptionalBool(root, source, "use_sliding_window") == true)
-        {
-            throw Refuse(source, "use_sliding_window", true, "sliding-window attention is not supported");
-        }
-        else if (modelType == "mistral" && !root.TryGetProperty("sliding_window", out _))
-        {
-            slidingWindow = 4096; // transformers' MistralConfig default when the field is absent
-        }
+        int layers = RequiredInt(root, source, "num_hidden_layers");
+        var (slidingWindow, slidingLayers) = ParseSlidingWindow(root, source, modelType, layers);
 
         Llama3RopeScaling? scaling = null;
         if (root.TryGetProperty("rope_scaling", out var rsEl) && rsEl.ValueKind != JsonValueKind.Null)
@@ -177,7 +197,7 @@ public sealed record ModelConfig
             ModelType = modelType,
             HiddenSize = hidden,
             IntermediateSize = RequiredInt(root, source, "intermediate_size"),
-            NumLayers = RequiredInt(root, source, "num_hidden_layers"),
+            NumLayers = layers,
             NumHeads = heads,
             NumKvHeads = kvHeads,
             HeadDim = headDim,
@@ -188,8 +208,10 @@ public sealed record ModelConfig
             TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? false,
             QkvBias = qkvBias,
             OProjBias = oBias,
+            QkNorm = modelType == "qwen3",
             RopeScaling = scaling,
             SlidingWindow = slidingWindow,
+            SlidingLayers = slidingLayers,
             BosTokenId = OptionalInt(root, source, "bos_token_id"),
             EosTokenIds = root.TryGetProperty("eos_token_id", out var eos) ? eos.ValueKind switch
             {
@@ -199,6 +221,78 @@ public sealed record ModelConfig
             } : [],
         };
         return config;
+    }
+
+    /// <summary>
+    /// Which layers attend through a window, as transformers decides it. mistral: every layer, with
+    /// <c>sliding_window</c> (4096 when the field is absent; null turns it off). qwen2 and qwen3: only when
+    /// <c>use_sliding_window</c> is true, and then the layers from <c>max_window_layers</c> on (default 28), unless
+    /// <c>layer_types</c> lists each layer's kind. llama has no windowed attention.
+    /// </summary>
+    private static (int? Window, IReadOnlyList<bool>? Layers) ParseSlidingWindow(JsonElement root, string source, string modelType, int layers)
+    {
+        bool hasWindow = root.TryGetProperty("sliding_window", out var swEl) && swEl.ValueKind != JsonValueKind.Null;
+        int? declared = hasWindow ? RequiredInt(root, source, "sliding_window") : null; // well-formed even where unused
+        bool[]? listed = null;
+        if (root.TryGetProperty("layer_types", out var typesEl) && typesEl.ValueKind != JsonValueKind.Null)
+        {
+            if (typesEl.ValueKind != JsonValueKind.Array || typesEl.GetArrayLength() != layers)
+                throw Refuse(source, "layer_types", typesEl, $"expected a list of {layers} entries (one per layer) of \"full_attention\" or \"sliding_attention\"");
+            listed = new bool[layers];
+            int i = 0;
+            foreach (var t in typesEl.EnumerateArray())
+            {
+                listed[i] = t.ValueKind == JsonValueKind.String ? t.GetString() switch
+                {
+                    "full_attention" => false,
+                    "sliding_attention" => true,
+                    _ => throw Refuse(source, $"layer_types[{i}]", t, "supported layer types are full_attention and sliding_attention"),
+                } : throw Refuse(source, $"layer_types[{i}]", t, "supported layer types are full_attention and sliding_attention");
+                i++;
+            }
+        }
+
+        switch (modelType)
+        {
+            case "llama":
+                if (hasWindow)
+                    throw Refuse(source, "sliding_window", swEl, "llama has no sliding-window attention (transformers ignores the field); set it to null, or use model_type mistral if the model was trained with a window");
+                if (OptionalBool(root, source, "use_sliding_window") == true)
+                    throw Refuse(source, "use_sliding_window", root.GetProperty("use_sliding_window"), "llama has no sliding-window attention; set it to false");
+                if (listed is not null && listed.Any(b => b))
+                    throw Refuse(source, "layer_types", typesEl, "llama has no sliding-window attention");
+                return (null, null);
+            case "mistral":
+            {
+                int? window = hasWindow ? declared
+                    : root.TryGetProperty("sliding_window", out _) ? null
+                    : 4096; // transformers' MistralConfig default when the field is absent
+                if (window is not null && OptionalBool(root, source, "use_sliding_window") == false)
+                    throw Refuse(source, "use_sliding_window", root.GetProperty("use_sliding_window"), $"mistral does not read use_sliding_window: its sliding_window {window} applies anyway; set sliding_window to null for full attention");
+                if (listed is not null && listed.Any(b => b != (window is not null)))
+                    throw Refuse(source, "layer_types", typesEl, $"mistral applies sliding_window {(window is null ? "null" : window)} to every layer; remove layer_types");
+                return (window, null);
+            }
+            default: // qwen2, qwen3
+            {
+                bool used = OptionalBool(root, source, "use_sliding_window") ?? false;
+                if (used && !hasWindow)
+                    throw Refuse(source, "use_sliding_window", root.GetProperty("use_sliding_window"), "needs a positive sliding_window, which is missing or null");
+                int? window = used ? declared : null;
+                int firstWindowed = root.TryGetProperty("max_window_layers", out var mwl) && mwl.ValueKind == JsonValueKind.Number
+                    ? (mwl.TryGetInt32(out int m) && m >= 0 ? m : throw Refuse(source, "max_window_layers", mwl, "expected a non-negative integer"))
+                    : 28; // transformers' Qwen2Config/Qwen3Config default
+                var pattern = listed ?? Enumerable.Range(0, layers).Select(i => window is not null && i >= firstWindowed).ToArray();
+                if (window is null)
+                {
+                    if (pattern.Any(b => b))
+                        throw Refuse(source, "layer_types", typesEl, "lists sliding_attention layers but use_sliding_window is false or sliding_window is null");
+                    return (null, null);
+                }
+                // A window that no layer uses is full attention: canonical form, so fingerprints agree.
+                return pattern.Any(b => b) ? (window, pattern) : (null, null);
+            }
+        }
     }
 
     private static ModelLoadException Refuse(string source, string field, object value, string why)

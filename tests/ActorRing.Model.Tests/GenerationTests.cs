@@ -1,23 +1,21 @@
-using ActorRing.Model.Generation;
 using ActorRing.Model.Sampling;
 using ActorRing.Model.Tests.Support;
 using ActorRing.Model.Tokenization;
 
 namespace ActorRing.Model.Tests;
 
-/// <summary>The lockstep generation loop with the real tokenizer and sampler, across world sizes.</summary>
+/// <summary>Generation through step plans over the ring, with the real tokenizer and sampler, across world sizes.</summary>
 public class GenerationTests
 {
     private static (GenerationResult Result, string Text)[] Generate(int worldSize, IReadOnlyList<int> prompt, SamplingOptions options, string? dir = null)
     {
         string model = dir ?? TestPaths.Hf;
-        return InProcessGroup.Run(worldSize, comm =>
+        var results = InProcessGroup.Run(worldSize, comm =>
         {
             using var m = ShardedLlama.Load(model, comm, new ModelLoadOptions { ContextLength = 512, Threads = 1 });
-            SamplingController? controller = comm.Rank == 0 ? new SamplingController(TokenizerLoader.Load(model), options, prompt) : null;
-            var result = TensorParallelGeneration.Run(m, comm, prompt, controller);
-            return (result, controller?.Text ?? "");
+            return LockstepGeneration.Run(m, comm, prompt, options, comm.Rank == 0 ? TokenizerLoader.Load(model) : null);
         });
+        return [(results[0], results[0].Text)];
     }
 
     [Theory]

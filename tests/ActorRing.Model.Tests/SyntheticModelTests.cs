@@ -32,7 +32,7 @@ public sealed class SyntheticModelTests : IDisposable
         "attention-bias-f16" => new SyntheticModel { ModelType = "llama", AttentionBias = true, DiskDType = "F16", KvHeads = 1, Vocab = 97 },
         // head_dim given explicitly, not hidden/heads; mistral model type.
         "mistral-head-dim" => new SyntheticModel { ModelType = "mistral", HeadDim = 12, Hidden = 40, KvHeads = 4, Intermediate = 64 },
-        _ => throw new ArgumentException(name),
+        _ => ArchitectureTests.Variant(name),
     };
 
     /// <summary>The tokens every variant test decodes after its prompt.</summary>
@@ -45,7 +45,7 @@ public sealed class SyntheticModelTests : IDisposable
         return (model, model.WriteTo(Path.Combine(_root, variant)), [1, 17, 42, 5, 99 % model.Vocab, 3]);
     }
 
-    public static TheoryData<string> Variants() => new(["kv-replication", "qwen2-biases", "untied-bf16-llama3", "attention-bias-f16", "mistral-head-dim"]);
+    public static TheoryData<string> Variants() => new(["kv-replication", "qwen2-biases", "untied-bf16-llama3", "attention-bias-f16", "mistral-head-dim", .. ArchitectureTests.VariantNames]);
 
     [Theory]
     [MemberData(nameof(Variants))]

@@ -1,16 +1,24 @@
+using ActorRing.Model.Batching;
+
 namespace ActorRing.Actors.Engine;
 
 /// <summary>
-/// This rank's loaded slice of the model, as the <see cref="ShardWorker"/> drives it. Every call happens on
-/// the worker's one compute thread, in the same order on every rank (the tensor-parallel forward runs
+/// This rank's loaded slice of the model, as the serving loop drives it. Every call happens on the worker's
+/// one compute thread, with the same plans in the same order on every rank (the tensor-parallel forward runs
 /// collectives inside, so ranks must agree on the call sequence).
 /// </summary>
 public interface IShardEngine : IDisposable
 {
-    /// <summary>Runs <paramref name="tokens"/> at positions starting at <paramref name="startPosition"/> in
-    /// <paramref name="slot"/>'s KV cache. Rank 0 gets the last position's full logits; other ranks get null.</summary>
-    float[]? Forward(int slot, ReadOnlySpan<int> tokens, int startPosition);
+    /// <summary>Runs one batched step. Rank 0 gets the logits of every sequence that needs a token, in plan
+    /// order; other ranks get none.</summary>
+    StepResult Execute(StepPlan plan);
 
-    /// <summary>Forgets the cached context of <paramref name="slot"/>.</summary>
-    void ResetSlot(int slot);
+    /// <summary>Blocks in this rank's paged KV cache (the same on every rank).</summary>
+    int KvBlocks { get; }
+
+    /// <summary>Positions per KV block.</summary>
+    int KvBlockSize { get; }
+
+    /// <summary>Longest sequence (prompt and generated tokens) the model was loaded for.</summary>
+    int ContextLength { get; }
 }

@@ -1,4 +1,5 @@
 using ActorRing.Model;
+using ActorRing.Model.Batching;
 using ActorRing.Transport;
 
 namespace ActorRing.Actors.Engine;
@@ -43,9 +44,13 @@ public sealed class ShardedLlamaEngineFactory : IShardEngineFactory
 
     private sealed class Engine(ShardedLlama model) : IShardEngine
     {
-        public float[]? Forward(int slot, ReadOnlySpan<int> tokens, int startPosition) => model.Forward(slot, tokens, startPosition);
+        public StepResult Execute(StepPlan plan) => model.Execute(plan);
 
-        public void ResetSlot(int slot) => model.ResetSlot(slot);
+        public int KvBlocks => model.KvBlocks;
+
+        public int KvBlockSize => ShardedLlama.KvBlockSize;
+
+        public int ContextLength => model.ContextLength;
 
         public void Dispose() => model.Dispose();
     }

@@ -23,7 +23,8 @@ public sealed record RankActorsOptions(
     IShardEngineFactory Engines,
     IRingConnector Ring,
     CoordinatorSettings? Coordinator,
-    ITokenPickerFactory? Pickers);
+    ITokenPickerFactory? Pickers,
+    Serving.SchedulerOptions? Scheduling = null);
 
 /// <summary>
 /// Akka.Hosting wiring, one extension per concern, so the host composes exactly what a rank needs and tests
@@ -75,16 +76,19 @@ public static class ActorRingAkkaExtensions
     public static AkkaConfigurationBuilder AddActorRingRank(this AkkaConfigurationBuilder builder, RankActorsOptions options) =>
         builder.WithActors((system, registry) =>
         {
+            RankServing? serving = null;
             if (options.Coordinator is not null)
             {
                 var pickers = options.Pickers ?? throw new InvalidOperationException("rank 0 needs a token picker factory");
+                // The queue between the coordinator's request side and the step loop on rank 0's compute thread.
+                serving = new RankServing(new Serving.ServingPort(), options.Scheduling ?? new Serving.SchedulerOptions());
                 var coordinator = system.ActorOf(
-                    Coordinator.Props(options.Coordinator, pickers).WithDispatcher("akka.actor.actorring-coordinator-dispatcher"),
+                    Coordinator.Props(options.Coordinator, pickers, serving.Port).WithDispatcher("akka.actor.actorring-coordinator-dispatcher"),
                     ControlProtocol.CoordinatorName);
                 registry.Register<CoordinatorActor>(coordinator);
             }
             var worker = system.ActorOf(
-                ShardWorker.Props(options.Worker, options.Engines, RingPeer.Props(options.Ring)),
+                ShardWorker.Props(options.Worker, options.Engines, RingPeer.Props(options.Ring), serving),
                 $"worker-{options.Worker.Rank}");
             registry.Register<ShardWorkerActor>(worker);
         });

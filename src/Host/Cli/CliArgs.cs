@@ -83,6 +83,29 @@ public sealed class CliArgs
         var other => throw new UsageException($"option --dtype expects f32 or bf16, got '{other}'"),
     };
 
+    /// <summary>
+    /// <c>--generation-config auto|ignore</c>: the defaults of the model's generation_config.json (auto, the
+    /// default, uses them when the file exists), or none.
+    /// </summary>
+    public Model.Sampling.GenerationDefaults GenerationDefaults(string modelDir) => String("generation-config", "auto") switch
+    {
+        "auto" => LoadGenerationDefaults(modelDir),
+        "ignore" => Model.Sampling.GenerationDefaults.None,
+        var other => throw new UsageException($"option --generation-config expects auto or ignore, got '{other}'"),
+    };
+
+    private static Model.Sampling.GenerationDefaults LoadGenerationDefaults(string modelDir)
+    {
+        try
+        {
+            return Model.Sampling.GenerationDefaults.Load(modelDir);
+        }
+        catch (Model.ModelLoadException e)
+        {
+            throw new UsageException(e.Message);
+        }
+    }
+
     /// <summary>How <see cref="DType"/> is spelled on the command line and in JSON output.</summary>
     public static string DTypeName(Model.ComputeDType dtype) => dtype == Model.ComputeDType.F32 ? "f32" : "bf16";
 

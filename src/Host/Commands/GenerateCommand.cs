@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Text.Json;
 using ActorRing.Host.Cli;
 using ActorRing.Model;
-using ActorRing.Model.Generation;
 using ActorRing.Model.Sampling;
 using ActorRing.Model.Tokenization;
 using ActorRing.Transport;
@@ -11,14 +10,14 @@ namespace ActorRing.Host.Commands;
 
 /// <summary>
 /// <c>actorring generate</c>: one completion, with the model split over --world-size ranks that run as
-/// threads of this process (each on its own compute thread, as a ShardWorker would).
+/// <c>serve</c> processes on loopback (rank 0 runs the request through the serving step loop).
 /// </summary>
 internal static class GenerateCommand
 {
     private static readonly string[] Known =
     [
         "model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k", "top-p", "repetition-penalty",
-        "seed", "stop", "world-size", "json", "dtype", "context", "threads",
+        "seed", "stop", "world-size", "json", "dtype", "context", "threads", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
     ];
 
     public static async Task<int> RunAsync(string[] args)
@@ -49,77 +48,16 @@ internal static class GenerateCommand
             if (id < 0 || id >= config.VocabSize) throw new UsageException($"option --prompt-ids: id {id} is outside the vocabulary [0, {config.VocabSize})");
         }
 
-        var options = new SamplingOptions(
-            Temperature: (float)(cli.Double("temperature") ?? 0),
-            TopK: cli.Int("top-k") ?? 0,
-            TopP: (float)(cli.Double("top-p") ?? 1),
-            RepetitionPenalty: (float)(cli.Double("repetition-penalty") ?? 1),
-            Seed: cli.Long("seed", 0) is long s ? (ulong)s : null,
-            MaxTokens: cli.Int("max-tokens") ?? 256,
-            StopStrings: cli.String("stop") is { } stop ? [stop] : null);
-        var errors = options.GetErrors();
-        if (errors.Count > 0) throw new UsageException(string.Join("; ", errors));
+        // Checked here, before any process starts, so a bad value is one clear message.
+        var defaults = cli.GenerationDefaults(dir.Path);
+        var options = Serve.ServeOptions.ParseSampling(cli, defaults);
+        // Sampling the user did not ask for deserves a word on where it came from.
+        if (defaults.Temperature is > 0 || defaults.TopK is not null || defaults.TopP is not null || defaults.RepetitionPenalty is not null)
+            Console.Error.WriteLine($"[defaults from {defaults}; --generation-config ignore drops them]");
 
-        bool json = cli.Flag("json");
-        // Several ranks run as separate `serve` processes over the actor runtime (see Serve/MultiProcessGenerate).
-        if (worldSize > 1) return await Serve.MultiProcessGenerate.RunAsync(args, worldSize, promptIds, threads);
-        var loadOptions = new ModelLoadOptions { ContextLength = context, DType = dtype, Threads = threads };
-        using var cts = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
-        Console.CancelKeyPress += onCancel;
-        try
-        {
-            ICollectives[] comms;
-            try
-            {
-                comms = await LocalRanks.ConnectAsync(worldSize, threads, cts.Token);
-            }
-            catch (CollectiveException e)
-            {
-                throw new UsageException($"could not form the loopback ring: {e.Message}");
-            }
-            var stdout = Console.Out;
-            SamplingController? controller = null;
-            var results = Try(() => RankThreads.Run(worldSize, rank =>
-            {
-                using var comm = comms[rank];
-                using var model = ShardedLlama.Load(dir.Path, comm, loadOptions);
-                if (rank == 0)
-                {
-                    controller = new SamplingController(tokenizer, options, promptIds, json ? null : piece =>
-                    {
-                        stdout.Write(piece);
-                        stdout.Flush();
-                    });
-                }
-                return TensorParallelGeneration.Run(model, comm, promptIds, controller, cancellation: cts.Token);
-            }));
-            var result = results[0];
-            if (json)
-            {
-                var payload = new Dictionary<string, object?>
-                {
-                    ["prompt_ids"] = promptIds,
-                    ["ids"] = result.GeneratedIds,
-                    ["text"] = controller!.Text,
-                    ["world_size"] = worldSize,
-                    ["ms_per_token"] = Math.Round(result.MsPerToken, 3),
-                    ["prefill_ms"] = Math.Round(result.PrefillMs, 3),
-                    ["finish_reason"] = result.FinishReason,
-                };
-                stdout.WriteLine(JsonSerializer.Serialize(payload));
-            }
-            else
-            {
-                stdout.WriteLine();
-                Console.Error.WriteLine($"[{result.GeneratedIds.Count} tokens, {result.MsPerToken:F2} ms/token, prefill {result.PrefillMs:F1} ms, world size {worldSize}, finish: {result.FinishReason}]");
-            }
-            return 0;
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
+        // Every world size, 1 included, runs as `serve` processes over the actor runtime and the serving step
+        // loop (see Serve/MultiProcessGenerate): one code path for generate, serve and the HTTP API.
+        return await Serve.MultiProcessGenerate.RunAsync(args, worldSize, promptIds, threads);
     }
 
     /// <summary>Turns the model's and tokenizer's user errors into usage errors: a message, not a stack trace.</summary>

@@ -15,8 +15,8 @@ namespace ActorRing.Host.Serve;
 /// one completion, prints it like <c>generate</c>, and shuts every rank down. In <c>--interactive</c> mode it is
 /// a chat loop: on a terminal it streams tokens as they arrive; on a pipe it reads one prompt per line and
 /// writes one completion per line (newlines inside a completion are written as <c>\n</c>, backslashes as
-/// <c>\\</c>), so scripts can drive it. The conversation continues in the model's KV cache across prompts;
-/// <c>/reset</c> clears it and <c>/exit</c> quits.
+/// <c>\\</c>), so scripts can drive it. Each turn sends the whole conversation so far (requests share no
+/// slot: they run concurrently in the scheduler's batch); <c>/reset</c> clears it and <c>/exit</c> quits.
 /// </summary>
 internal sealed class PromptService(
     ServeOptions options,
@@ -26,13 +26,13 @@ internal sealed class PromptService(
     ServeExit exit,
     ILogger<PromptService> log) : BackgroundService
 {
-    private const int Slot = 0;
     private readonly ITextTokenizer? _tokenizer = setup.Tokenizer; // null for a --preset (random) model
     private readonly int _context = options.Load.ContextLength
         ?? Math.Min(setup.Engines.Config.MaxPositionEmbeddings, 4096); // ModelLoadOptions' documented default
     private readonly TextWriter _out = exit.Out;
     private CoordinatorClient client = null!;
-    private int _position;
+    /// <summary>The conversation's tokens so far: every prompt and every answer token but the last of each.</summary>
+    private readonly List<int> _conversation = new();
     private int? _pending;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -65,7 +65,7 @@ internal sealed class PromptService(
     {
         var promptIds = options.PromptIds ?? _tokenizer!.Encode(options.Prompt!, addBos: true).ToArray();
         // Text mode streams the completion as it comes, like generate; JSON prints one object at the end.
-        var result = await CompleteAsync(promptIds, 0,
+        var result = await CompleteAsync(promptIds,
             options.Json ? null : piece => { _out.Write(piece); _out.Flush(); }, ct);
         if (result.Failure is not null)
         {
@@ -127,33 +127,25 @@ internal sealed class PromptService(
             }
 
             var tokens = NextTurnTokens(line);
-            if (_position + tokens.Count + options.Sampling.MaxTokens > _context)
+            if (tokens.Count + options.Sampling.MaxTokens > _context)
             {
                 Console.Error.WriteLine($"(the conversation would exceed the context of {_context} tokens; starting a new one)");
                 ResetConversation();
                 tokens = NextTurnTokens(line);
             }
             Action<string>? stream = terminal ? text => { _out.Write(text); _out.Flush(); } : null;
-            var result = await CompleteAsync(tokens.ToArray(), _position, stream, ct);
-            if (result.ContextLost)
-            {
-                // A rank rejoined or the ring was re-formed since the last answer: the cluster no longer holds
-                // this conversation, so the prompt starts a new one instead of failing.
-                Console.Error.WriteLine("(the cluster lost this conversation's context; starting a new conversation)");
-                ResetConversation();
-                tokens = NextTurnTokens(line);
-                result = await CompleteAsync(tokens.ToArray(), _position, stream, ct);
-            }
+            var result = await CompleteAsync(tokens.ToArray(), stream, ct);
             if (result.Failure is not null)
             {
-                // The slot's cache may be half-written; the next prompt starts a fresh conversation.
                 ResetConversation();
                 Console.Error.WriteLine($"error: {result.Failure}");
                 if (!terminal) _out.WriteLine();
             }
             else
             {
-                _position = result.PositionAfter;
+                _conversation.Clear();
+                _conversation.AddRange(tokens);
+                if (result.Ids.Length > 1) _conversation.AddRange(result.Ids[..^1]);
                 _pending = result.Finish == "stop" || result.Ids.Length == 0 ? null : result.Ids[^1];
                 _out.WriteLine(terminal ? "" : Escape(result.Text));
             }
@@ -165,29 +157,29 @@ internal sealed class PromptService(
     /// fresh conversation starts with BOS.</summary>
     private List<int> NextTurnTokens(string line)
     {
-        var tokens = new List<int>();
+        var tokens = new List<int>(_conversation);
         if (_pending is int p) tokens.Add(p);
-        tokens.AddRange(_tokenizer!.Encode(line, addBos: _position == 0 && _pending is null));
+        tokens.AddRange(_tokenizer!.Encode(line, addBos: tokens.Count == 0));
         return tokens;
     }
 
     private void ResetConversation()
     {
-        _position = 0;
+        _conversation.Clear();
         _pending = null;
     }
 
     /// <param name="ControlShare">Share of decode step time spent outside the ranks' compute and collectives
     /// (actor messaging and scheduling), as the coordinator measured it.</param>
-    private sealed record Completion(int[] Ids, string Text, string Finish, int PositionAfter, double PrefillMs, double MsPerToken,
-        string? Failure, bool ContextLost = false, double ControlShare = 0);
+    private sealed record Completion(int[] Ids, string Text, string Finish, double PrefillMs, double MsPerToken,
+        string? Failure, double ControlShare = 0);
 
     /// <summary>
     /// Runs one request. Text comes from the model layer's <see cref="StopConditions"/> (the same logic as the
     /// in-process generate): EOS is not rendered, a stop string cuts the text and ends the request, and the ids
     /// end at the token that stopped it.
     /// </summary>
-    private async Task<Completion> CompleteAsync(int[] tokens, int startPosition, Action<string>? onText, CancellationToken ct)
+    private async Task<Completion> CompleteAsync(int[] tokens, Action<string>? onText, CancellationToken ct)
     {
         // Without a tokenizer (random --preset model) there is no text and no EOS: max_tokens ends the request.
         var stop = _tokenizer is null ? null : StopConditions.For(_tokenizer, options.Sampling, tokens);
@@ -195,7 +187,7 @@ internal sealed class PromptService(
         var ids = new List<int>();
         string? stoppedBy = null;
         var spec = ServeOptions.ToSpec(options.Sampling, _tokenizer?.EosIds ?? [], options.Sampling.MaxTokens);
-        var request = new GenerateRequest(Guid.NewGuid().ToString("N")[..12], Slot, tokens, startPosition, spec);
+        var request = new GenerateRequest(Guid.NewGuid().ToString("N")[..12], 0, tokens, 0, spec);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
         await foreach (var message in client.GenerateAsync(request, cancel.Token, idleTimeout: options.ReadyTimeout))
         {
@@ -220,12 +212,10 @@ internal sealed class PromptService(
                         c.PrefillMs.ToString("0.#", CultureInfo.InvariantCulture),
                         c.MsPerToken.ToString("0.###", CultureInfo.InvariantCulture),
                         c.ControlShare.ToString("P1", CultureInfo.InvariantCulture));
-                    // Tokens fed past a stop string are in the cache but not in the conversation; count only ours.
-                    int position = startPosition + tokens.Length + Math.Max(0, ids.Count - 1);
                     return new Completion(ids.ToArray(), text.ToString(), stoppedBy ?? c.FinishReason,
-                        Math.Min(position, c.PositionAfter), c.PrefillMs, c.MsPerToken, null, ControlShare: c.ControlShare);
+                        c.PrefillMs, c.MsPerToken, null, ControlShare: c.ControlShare);
                 case GenerationFailed f:
-                    return new Completion([], text.ToString(), "error", startPosition, 0, 0, f.Reason, f.ContextLost);
+                    return new Completion([], text.ToString(), "error", 0, 0, f.Reason);
             }
         }
         throw new InvalidOperationException("the coordinator ended the stream without a result");

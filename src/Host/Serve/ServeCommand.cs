@@ -40,6 +40,8 @@ public static class ServeCommand
                                [--control-port N]
                                [--threads T] [--cores C0,C1,...] [--context N] [--dtype f32|bf16]
                                [--ready-timeout SECONDS] [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
+                               [--max-batch N] [--kv-cache-tokens N] [--prefill-chunk N]
+                               [--generation-config auto|ignore]
 
         Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
         needs the same ACTORRING_SECRET. Rank 0 hosts the coordinator at master_ip:master_port; start the
@@ -140,12 +142,16 @@ public static class ServeCommand
         {
             if (options.Preset is { } preset)
             {
-                var random = ShardedLlamaEngineFactory.Random(Bench.DecodeBench.Preset(preset), seed: 42, options.Load);
+                var presetConfig = Bench.DecodeBench.Preset(preset);
+                var presetLoad = options.Load with { KvCacheTokens = options.KvCacheTokens(options.Load.ContextLength ?? Math.Min(presetConfig.MaxPositionEmbeddings, 4096)) };
+                var random = ShardedLlamaEngineFactory.Random(presetConfig, seed: 42, presetLoad);
                 setup = new RankSetup(ring, secret, random, Tokenizer: null);
                 return true;
             }
             var model = ModelDirectory.Recognise(options.ModelDir);
-            var engines = new ShardedLlamaEngineFactory(options.ModelDir, options.Load);
+            var config = model.ReadConfig();
+            var load = options.Load with { KvCacheTokens = options.KvCacheTokens(options.Load.ContextLength ?? Math.Min(config.MaxPositionEmbeddings, 4096)) };
+            var engines = new ShardedLlamaEngineFactory(options.ModelDir, load);
             var tokenizer = ring.Rank == 0 ? TokenizerLoader.Load(model.TokenizerFile ?? model.Path) : null;
             setup = new RankSetup(ring, secret, engines, tokenizer);
             return true;
@@ -229,7 +235,8 @@ public static class ServeCommand
                     setup.Engines,
                     new RingCommunicatorConnector(ring, ringOptions, loggers.CreateLogger("ActorRing.Transport")),
                     coordinator,
-                    ring.Rank == 0 ? new SamplerPickerFactory() : null));
+                    ring.Rank == 0 ? new SamplerPickerFactory() : null,
+                    options.Scheduling));
         });
 
         if (ring.Rank == 0 && (options.Interactive || options.OneShot))

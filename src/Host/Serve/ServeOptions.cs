@@ -17,7 +17,7 @@ public sealed record ServeOptions
     [
         "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
         "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "cores", "context", "dtype", "ready-timeout",
-        "verbose", "quiet", "preset",
+        "verbose", "quiet", "preset", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
     ];
 
     public required string ModelDir { get; init; }
@@ -33,12 +33,27 @@ public sealed record ServeOptions
     public int[]? PromptIds { get; init; }
     public bool Json { get; init; }
     public required SamplingOptions Sampling { get; init; }
+
+    /// <summary>The model's generation_config.json defaults (none with --generation-config ignore or a --preset):
+    /// what a request that leaves temperature, top_p, top_k or repetition_penalty unset gets.</summary>
+    public GenerationDefaults GenerationDefaults { get; init; } = GenerationDefaults.None;
     public IPAddress BindAddress { get; init; } = IPAddress.Any;
     public string? Advertise { get; init; }
 
     /// <summary>A worker's Akka.Remote listen port (0: any free port). Fix it when a firewall must allow it.</summary>
     public int ControlPort { get; init; }
     public required ModelLoadOptions Load { get; init; }
+
+    /// <summary>The step loop's limits (--max-batch, --prefill-chunk); the KV budget is Load.KvCacheTokens.</summary>
+    public ActorRing.Actors.Serving.SchedulerOptions Scheduling { get; init; } = new();
+
+    /// <summary>
+    /// The KV cache every rank allocates when --kv-cache-tokens is not given: room for --max-batch full contexts,
+    /// but at most 8192 positions (and at least one context). It depends only on flags every rank gets, never
+    /// on a rank's free memory, because plans name blocks by index and every rank must have the same blocks.
+    /// </summary>
+    public int KvCacheTokens(int contextLength) =>
+        Load.KvCacheTokens ?? Math.Max(contextLength, Math.Min(Scheduling.MaxBatch * contextLength, 8192));
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(10);
     public bool Verbose { get; init; }
 
@@ -61,7 +76,9 @@ public sealed record ServeOptions
         if (interactive && (cli.Has("prompt") || cli.Has("prompt-ids")))
             throw new UsageException("--interactive reads prompts from stdin; drop --prompt/--prompt-ids");
 
-        var sampling = ParseSampling(cli);
+        string modelDir = cli.String("model") ?? (cli.Has("preset") ? "" : ModelDirectory.DefaultBundledPath());
+        var defaults = cli.Has("preset") ? GenerationDefaults.None : cli.GenerationDefaults(modelDir);
+        var sampling = ParseSampling(cli, defaults);
         if (cli.IntList("cores") is { } cores)
         {
             int count = Environment.ProcessorCount;
@@ -79,7 +96,7 @@ public sealed record ServeOptions
         var dtype = cli.DType();
         return new ServeOptions
         {
-            ModelDir = cli.String("model") ?? (cli.Has("preset") ? "" : ModelDirectory.DefaultBundledPath()),
+            ModelDir = modelDir,
             Preset = cli.String("preset"),
             RingConfigPath = cli.String("ring-config"),
             Interactive = interactive,
@@ -87,6 +104,7 @@ public sealed record ServeOptions
             PromptIds = cli.IntList("prompt-ids"),
             Json = cli.Flag("json"),
             Sampling = sampling,
+            GenerationDefaults = defaults,
             BindAddress = bind,
             Advertise = cli.String("advertise"),
             ControlPort = cli.Int("control-port", 0, 65535) ?? 0,
@@ -96,30 +114,34 @@ public sealed record ServeOptions
                 Threads = cli.Int("threads", 1, 1024),
                 Cores = cli.IntList("cores")?.ToArray(),
                 DType = dtype,
+                KvCacheTokens = cli.Int("kv-cache-tokens", 16, 1 << 28),
             },
+            Scheduling = new ActorRing.Actors.Serving.SchedulerOptions(
+                MaxBatch: cli.Int("max-batch", 1, 4096) ?? 16,
+                PrefillChunk: cli.Int("prefill-chunk", 1, 1 << 20) ?? 256),
             ReadyTimeout = TimeSpan.FromSeconds(cli.Int("ready-timeout", 1, 86_400) ?? 600),
             Verbose = cli.Flag("verbose"),
             Quiet = cli.Flag("quiet"),
         };
     }
 
-    /// <summary>generate's sampling flags; temperature 0 (the default) is greedy.</summary>
-    public static SamplingOptions ParseSampling(CliArgs cli)
+    /// <summary>generate's sampling flags over the model's generation defaults; with neither, temperature 0 (greedy).</summary>
+    public static SamplingOptions ParseSampling(CliArgs cli, GenerationDefaults defaults)
     {
-        var options = new SamplingOptions(
-            Temperature: (float)(cli.Double("temperature") ?? 0),
-            TopK: cli.Int("top-k") ?? 0,
-            TopP: (float)(cli.Double("top-p") ?? 1),
-            RepetitionPenalty: (float)(cli.Double("repetition-penalty") ?? 1),
+        var options = defaults.Resolve(new SamplingRequest(
+            Temperature: (float?)cli.Double("temperature"),
+            TopK: cli.Int("top-k"),
+            TopP: (float?)cli.Double("top-p"),
+            RepetitionPenalty: (float?)cli.Double("repetition-penalty"),
             Seed: cli.Long("seed", 0) is long seed ? (ulong)seed : null,
-            MaxTokens: cli.Int("max-tokens") ?? 256,
-            StopStrings: cli.String("stop") is { } stop ? [stop] : null);
+            MaxTokens: cli.Int("max-tokens"),
+            StopStrings: cli.String("stop") is { } stop ? [stop] : null));
         var errors = options.GetErrors();
         if (errors.Count > 0) throw new UsageException(string.Join("; ", errors));
         return options;
     }
 
-    /// <summary>The control-plane form of the sampling options, stopping at the tokenizer's end-of-sequence ids.</summary>
+    /// <summary>The control-plane form of the sampling options, stopping at the tokenizer's end-of-sequence ids and the options' stop ids.</summary>
     public static SamplingSpec ToSpec(SamplingOptions o, IEnumerable<int> stopIds, int maxTokens) =>
-        new(o.Temperature, o.TopK, o.TopP, o.Seed, o.RepetitionPenalty, maxTokens, stopIds.ToArray());
+        new(o.Temperature, o.TopK, o.TopP, o.Seed, o.RepetitionPenalty, maxTokens, stopIds.Union(o.StopTokenIds ?? []).ToArray());
 }

@@ -41,6 +41,11 @@ internal sealed class RandomCheckpoint : ICheckpointReader
                 _shapes[p + "self_attn.v_proj.bias"] = [kv];
             }
             if (config.OProjBias) _shapes[p + "self_attn.o_proj.bias"] = [h];
+            if (config.QkNorm)
+            {
+                _shapes[p + "self_attn.q_norm.weight"] = [config.HeadDim];
+                _shapes[p + "self_attn.k_norm.weight"] = [config.HeadDim];
+            }
         }
     }
 

@@ -5,6 +5,7 @@ namespace ActorRing.Model.Sampling;
 /// <summary>
 /// How to pick the next token. Temperature 0 is greedy. TopK 0 and TopP 1 disable those filters,
 /// RepetitionPenalty 1 disables the penalty. Seed null draws a random seed (see <see cref="Sampler.Seed"/>).
+/// StopTokenIds end a generation like the tokenizer's EOS ids (e.g. those of the model's generation_config.json).
 /// </summary>
 public sealed record SamplingOptions(
     float Temperature = 0,
@@ -13,7 +14,8 @@ public sealed record SamplingOptions(
     float RepetitionPenalty = 1,
     ulong? Seed = null,
     int MaxTokens = 256,
-    IReadOnlyList<string>? StopStrings = null)
+    IReadOnlyList<string>? StopStrings = null,
+    IReadOnlyList<int>? StopTokenIds = null)
 {
     /// <summary>Greedy decoding: the same token for the same logits, every time.</summary>
     public static SamplingOptions Greedy { get; } = new();

@@ -3,7 +3,8 @@ namespace ActorRing.Model.Tests.Support;
 /// <summary>
 /// The plainest possible Llama/Qwen2 forward pass over float arrays, in double precision, sharing no code
 /// with the model: an independent check of the maths (RMSNorm, rotate-half RoPE with optional llama3
-/// scaling, grouped-query causal attention, SwiGLU, biases, tied or untied head).
+/// scaling, grouped-query causal attention with an optional sliding window, qwen3's per-head q/k norms,
+/// SwiGLU, biases, tied or untied head).
 /// </summary>
 internal static class ReferenceForward
 {
@@ -32,18 +33,28 @@ internal static class ReferenceForward
                 q[t] = MatVec(W[p + "self_attn.q_proj.weight"], nh * d, H, h, m.QkvBias ? W[p + "self_attn.q_proj.bias"] : null);
                 k[t] = MatVec(W[p + "self_attn.k_proj.weight"], nkv * d, H, h, m.QkvBias ? W[p + "self_attn.k_proj.bias"] : null);
                 v[t] = MatVec(W[p + "self_attn.v_proj.weight"], nkv * d, H, h, m.QkvBias ? W[p + "self_attn.v_proj.bias"] : null);
+                if (m.QkNorm)
+                {
+                    // qwen3: every head of q (and of k) is RMS-normalized over its head_dim by a shared weight, before RoPE.
+                    for (int head = 0; head < nh; head++) NormHead(q[t], head, d, W[p + "self_attn.q_norm.weight"], m.Eps);
+                    for (int head = 0; head < nkv; head++) NormHead(k[t], head, d, W[p + "self_attn.k_norm.weight"], m.Eps);
+                }
                 RotateHalf(q[t], nh, d, t, invFreq);
                 RotateHalf(k[t], nkv, d, t, invFreq);
             }
+            int? window = m.WindowOf(l);
             for (int t = 0; t < T; t++)
             {
+                // A window of W: position t sees positions t-W+1 .. t.
+                int from = window is int w ? Math.Max(0, t - w + 1) : 0;
                 var attn = new double[nh * d];
                 for (int head = 0; head < nh; head++)
                 {
                     int kvh = head / group;
                     var scores = new double[t + 1];
                     double max = double.NegativeInfinity;
-                    for (int s = 0; s <= t; s++)
+                    for (int s = 0; s < from; s++) scores[s] = double.NegativeInfinity;
+                    for (int s = from; s <= t; s++)
                     {
                         double dot = 0;
                         for (int i = 0; i < d; i++) dot += q[t][head * d + i] * k[s][kvh * d + i];
@@ -108,6 +119,12 @@ internal static class ReferenceForward
                 vec[head * d + i + d / 2] = b * Math.Cos(angle) + a * Math.Sin(angle);
             }
         }
+    }
+
+    private static void NormHead(double[] vec, int head, int d, float[] w, double eps)
+    {
+        var normed = RmsNorm(vec[(head * d)..((head + 1) * d)], w, eps);
+        normed.CopyTo(vec, head * d);
     }
 
     private static double[] RmsNorm(double[] x, float[] w, double eps)

@@ -16,12 +16,26 @@ internal sealed class SyntheticModel
     public int Shards = 1;
     /// <summary>llama3 rope_scaling (factor, low, high, original max positions), or null.</summary>
     public (double Factor, double Low, double High, int Original)? Llama3;
+    /// <summary>sliding_window written to the config (mistral: every layer; qwen2/qwen3: with
+    /// <see cref="UseSlidingWindow"/>, the layers from <see cref="MaxWindowLayers"/> on).</summary>
+    public int? SlidingWindow;
+    public bool UseSlidingWindow;
+    public int MaxWindowLayers;
 
     public readonly Dictionary<string, float[]> W = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long[]> _shapes = new(StringComparer.Ordinal);
 
     public bool QkvBias => ModelType == "qwen2" || AttentionBias;
     public bool OBias => ModelType != "qwen2" && AttentionBias;
+    public bool QkNorm => ModelType == "qwen3";
+
+    /// <summary>The window layer <paramref name="layer"/> attends through, as transformers reads the config; null for full attention.</summary>
+    public int? WindowOf(int layer) => ModelType switch
+    {
+        "mistral" => SlidingWindow,
+        "qwen2" or "qwen3" when UseSlidingWindow && layer >= MaxWindowLayers => SlidingWindow,
+        _ => null,
+    };
 
     public SyntheticModel Build(int seed)
     {
@@ -53,6 +67,11 @@ internal sealed class SyntheticModel
                 Add(p + "self_attn.v_proj.bias", 0.5f, 0, kv);
             }
             if (OBias) Add(p + "self_attn.o_proj.bias", 0.5f, 0, Hidden);
+            if (QkNorm)
+            {
+                Add(p + "self_attn.q_norm.weight", 0.2f, 1, HeadDim);
+                Add(p + "self_attn.k_norm.weight", 0.2f, 1, HeadDim);
+            }
             Add(p + "mlp.gate_proj.weight", 0.3f, 0, Intermediate, Hidden);
             Add(p + "mlp.up_proj.weight", 0.3f, 0, Intermediate, Hidden);
             Add(p + "mlp.down_proj.weight", 0.3f, 0, Hidden, Intermediate);
@@ -84,7 +103,14 @@ internal sealed class SyntheticModel
             ["torch_dtype"] = DiskDType == "F32" ? "float32" : DiskDType == "BF16" ? "bfloat16" : "float16",
         };
         if (ModelType == "llama") config["attention_bias"] = AttentionBias;
-        if (ModelType == "qwen2") { config["use_sliding_window"] = false; config["sliding_window"] = 4096; }
+        if (ModelType is "qwen2" or "qwen3")
+        {
+            config["use_sliding_window"] = UseSlidingWindow;
+            config["sliding_window"] = SlidingWindow ?? 4096;
+            config["max_window_layers"] = MaxWindowLayers;
+        }
+        if (ModelType == "qwen3") config["attention_bias"] = false;
+        if (ModelType == "mistral") config["sliding_window"] = SlidingWindow; // null: full attention
         if (Llama3 is { } s)
         {
             config["rope_scaling"] = new Dictionary<string, object>

@@ -1,0 +1,254 @@
+using System.Diagnostics;
+using ActorRing.Model.Batching;
+
+namespace ActorRing.Actors.Serving;
+
+/// <summary>
+/// Decides every step of the serving loop (plain C#, run on rank 0's compute thread): which requests run,
+/// which tokens each feeds, and when each stops.
+/// <list type="bullet">
+/// <item>A fair FIFO waiting queue: requests are admitted in arrival order, and the head is never skipped
+/// (a large request waits for room rather than being overtaken for ever by small ones).</item>
+/// <item>Limits: at most <see cref="SchedulerOptions.MaxBatch"/> running sequences, and the KV cache.</item>
+/// <item>KV memory is reserved at admission, not preempted: a request is admitted only when the blocks for its
+/// whole prompt plus max_tokens (capped at the context) are free, and it keeps them to the end. So a running
+/// request never fails or stalls because another grew, at the price of admitting fewer requests than a
+/// preempt-and-recompute scheduler would when most requests stop well before max_tokens. A request that could
+/// not fit even in an empty cache is refused at once, with the numbers.</item>
+/// <item>A step mixes every running decode (one token each, first, so streams never stall) with chunks of
+/// prompts (at most <see cref="SchedulerOptions.PrefillChunk"/> tokens each) within a per-step token budget.</item>
+/// <item>Every stop check is here: stop token ids (EOS), the request's own stop rule (stop strings),
+/// max_tokens, a full context, and cancellation.</item>
+/// </list>
+/// Not thread-safe: the loop calls it from one thread; other threads reach it through <see cref="StepLoop"/>'s queue.
+/// </summary>
+public sealed class Scheduler
+{
+    private readonly SchedulerOptions _options;
+    private readonly KvBlockPool _pool;
+    private readonly int _context;
+    private readonly LinkedList<Sequence> _waiting = new();
+    private readonly List<Sequence> _running = new();
+    private readonly Dictionary<string, Sequence> _byId = new(StringComparer.Ordinal);
+    private readonly List<ServingEvent> _pending = new();
+    private int _nextSequenceId;
+
+    public Scheduler(SchedulerOptions options, KvBlockPool pool, int contextLength)
+    {
+        _options = options.Validate();
+        _pool = pool;
+        _context = contextLength;
+    }
+
+    public int Running => _running.Count;
+    public int Waiting => _waiting.Count;
+    public bool Idle => _running.Count == 0 && _waiting.Count == 0 && _pending.Count == 0;
+
+    private sealed class Sequence(ServingRequest request, int id)
+    {
+        public ServingRequest Request { get; } = request;
+        public int Id { get; } = id;
+        public int[] Blocks { get; set; } = [];
+        public int Fed { get; set; }
+        public List<int> Generated { get; } = new();
+        public List<int> History { get; } = new(request.PromptTokens);
+        public bool Cancelled { get; set; }
+        public long Submitted { get; } = Stopwatch.GetTimestamp();
+        public long FirstToken { get; set; }
+        public long LastToken { get; set; }
+        public double DecodeWallMs { get; set; }
+        public double DecodeComputeMs { get; set; }
+        public int Prompt => Request.PromptTokens.Length;
+        public bool Prefilled => Fed >= Prompt;
+    }
+
+    /// <summary>Positions a request can occupy: its prompt, then every generated token but the last (which is
+    /// sampled, never fed), up to the context.</summary>
+    private int MaxPositions(ServingRequest r) => Math.Min(r.PromptTokens.Length + r.Sampling.MaxTokens - 1, _context);
+
+    /// <summary>Queues <paramref name="request"/>, or returns why it can never run (nothing is queued then).</summary>
+    public string? Submit(ServingRequest request)
+    {
+        int prompt = request.PromptTokens.Length;
+        if (prompt == 0) return "the prompt is empty: give at least one token";
+        if (request.Sampling.MaxTokens < 1) return $"max_tokens must be at least 1, got {request.Sampling.MaxTokens}";
+        if (prompt > _context)
+            return $"the prompt has {prompt} tokens but the context holds {_context}; shorten the prompt or load with a longer --context";
+        int need = _pool.BlocksFor(MaxPositions(request));
+        if (need > _pool.Total)
+            return $"the request needs {need} KV blocks ({MaxPositions(request)} positions: {prompt} prompt tokens + max_tokens {request.Sampling.MaxTokens} - 1, in blocks of {_pool.BlockSize}) but the whole cache has {_pool.Total} blocks ({_pool.Total * _pool.BlockSize} positions); lower max_tokens or give the server a larger --kv-cache-tokens";
+        if (_byId.ContainsKey(request.RequestId)) return $"request id {request.RequestId} is already in use";
+        var s = new Sequence(request, _nextSequenceId++);
+        _byId[request.RequestId] = s;
+        _waiting.AddLast(s);
+        return null;
+    }
+
+    /// <summary>Asks a request to stop: a waiting one ends at the next plan without running, a running one
+    /// after its next sampled token at the latest (finish reason "cancelled"). Unknown ids are ignored.</summary>
+    public void Cancel(string requestId)
+    {
+        if (_byId.TryGetValue(requestId, out var s)) s.Cancelled = true;
+    }
+
+    /// <summary>
+    /// The next step's plan (null when there is nothing to run). Also ends cancelled requests, and admits
+    /// waiting ones in order while the batch and the KV cache have room.
+    /// </summary>
+    public StepPlan? Plan(long step)
+    {
+        foreach (var s in _waiting.Where(s => s.Cancelled).ToList())
+        {
+            _waiting.Remove(s);
+            Finish(s, "cancelled");
+        }
+        foreach (var s in _running.Where(s => s.Cancelled).ToList()) Finish(s, "cancelled");
+
+        while (_waiting.First is { } head && _running.Count < _options.MaxBatch)
+        {
+            var s = head.Value;
+            var blocks = _pool.TryAllocate(_pool.BlocksFor(MaxPositions(s.Request)));
+            if (blocks is null) break; // the head waits for room; nobody overtakes it
+            s.Blocks = blocks;
+            _waiting.RemoveFirst();
+            _running.Add(s);
+        }
+
+        int budget = _options.EffectiveStepTokens;
+        var work = new List<SequenceStep>();
+        foreach (var s in _running)
+        {
+            if (!s.Prefilled || s.Generated.Count == 0) continue;
+            int position = s.Prompt + s.Generated.Count - 1;
+            work.Add(Step(s, position, [s.Generated[^1]], sample: true));
+            budget--;
+        }
+        foreach (var s in _running)
+        {
+            if (s.Prefilled || budget <= 0) continue;
+            int chunk = Math.Min(Math.Min(_options.PrefillChunk, s.Prompt - s.Fed), budget);
+            var tokens = s.Request.PromptTokens.AsSpan(s.Fed, chunk).ToArray();
+            work.Add(Step(s, s.Fed, tokens, sample: s.Fed + chunk == s.Prompt));
+            budget -= chunk;
+        }
+        return work.Count == 0 ? null : new StepPlan(step, work);
+    }
+
+    private SequenceStep Step(Sequence s, int start, int[] tokens, bool sample)
+    {
+        // Only the blocks this step touches travel in the plan.
+        int blocks = _pool.BlocksFor(start + tokens.Length);
+        return new SequenceStep(s.Id, start, tokens, s.Blocks[..blocks], sample);
+    }
+
+    /// <summary>
+    /// Takes a step's result: advances prefills, samples every sequence that needed a token with its own
+    /// picker, applies the stop checks, and frees the blocks of finished requests. <paramref name="stepWallMs"/>
+    /// is the step's time on the loop (planning to sampling), for each request's control-share figure.
+    /// Returns the events to deliver, in order.
+    /// </summary>
+    public IReadOnlyList<ServingEvent> Complete(StepPlan plan, StepResult result, double stepWallMs)
+    {
+        int sampled = 0;
+        var byId = _running.ToDictionary(s => s.Id);
+        foreach (var step in plan.Sequences)
+        {
+            if (!byId.TryGetValue(step.SequenceId, out var s)) continue;
+            if (!s.Prefilled) s.Fed = step.StartPosition + step.Tokens.Length;
+            if (!step.NeedsLogits) continue;
+            var logits = result.Logits[sampled++];
+            if (s.Generated.Count > 0)
+            {
+                s.DecodeWallMs += stepWallMs;
+                s.DecodeComputeMs += Math.Min(stepWallMs, result.ComputeMs);
+            }
+            int token;
+            try
+            {
+                token = s.Request.Picker.Pick(logits, s.History);
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                Fail(s, $"sampling failed after {s.Generated.Count} tokens: {e.Message}");
+                continue;
+            }
+            long now = Stopwatch.GetTimestamp();
+            if (s.Generated.Count == 0) s.FirstToken = now;
+            s.LastToken = now;
+            s.Generated.Add(token);
+            s.History.Add(token);
+            _pending.Add(new ServingEvent(s.Request, new TokenGenerated(s.Request.RequestId, s.Generated.Count - 1, token)));
+            var stops = s.Request.Sampling.StopTokenIds;
+            if (stops is not null && Array.IndexOf(stops, token) >= 0) Finish(s, "stop");
+            else if (s.Request.StopRule?.Stops(token) == true) Finish(s, "stop");
+            else if (s.Generated.Count >= s.Request.Sampling.MaxTokens) Finish(s, "length");
+            // The next decode would feed this token at position prompt + generated - 1.
+            else if (s.Prompt + s.Generated.Count - 1 >= _context) Finish(s, "length");
+            else if (s.Cancelled) Finish(s, "cancelled");
+        }
+        return TakeEvents();
+    }
+
+    /// <summary>Events produced outside <see cref="Complete"/> (cancellations of waiting requests).</summary>
+    public IReadOnlyList<ServingEvent> TakeEvents()
+    {
+        var events = _pending.ToArray();
+        _pending.Clear();
+        return events;
+    }
+
+    /// <summary>Fails every request, running and waiting (the ring broke, or the server stops), and frees every block.</summary>
+    public IReadOnlyList<ServingEvent> FailAll(string reason)
+    {
+        foreach (var s in _running.ToList()) Fail(s, reason);
+        foreach (var s in _waiting.ToList())
+        {
+            _waiting.Remove(s);
+            _byId.Remove(s.Request.RequestId);
+            _pending.Add(new ServingEvent(s.Request, new GenerationFailed(s.Request.RequestId, reason)));
+        }
+        return TakeEvents();
+    }
+
+    private void Finish(Sequence s, string reason)
+    {
+        Release(s);
+        double ms(long from, long to) => Stopwatch.GetElapsedTime(from, to).TotalMilliseconds;
+        double prefillMs = s.FirstToken == 0 ? 0 : ms(s.Submitted, s.FirstToken);
+        double msPerToken = s.Generated.Count > 1 ? ms(s.FirstToken, s.LastToken) / (s.Generated.Count - 1) : prefillMs;
+        double controlShare = s.DecodeWallMs > 0 ? Math.Max(0, 1 - s.DecodeComputeMs / s.DecodeWallMs) : 0;
+        int positionAfter = s.Fed + Math.Max(0, s.Generated.Count - 1);
+        _pending.Add(new ServingEvent(s.Request, new GenerationCompleted(s.Request.RequestId, s.Generated.ToArray(), reason,
+            positionAfter, prefillMs, msPerToken, controlShare)));
+    }
+
+    private void Fail(Sequence s, string reason)
+    {
+        Release(s);
+        _pending.Add(new ServingEvent(s.Request, new GenerationFailed(s.Request.RequestId, reason)));
+    }
+
+    private void Release(Sequence s)
+    {
+        _running.Remove(s);
+        _waiting.Remove(s);
+        _byId.Remove(s.Request.RequestId);
+        if (s.Blocks.Length > 0) _pool.Release(s.Blocks);
+        s.Blocks = [];
+    }
+}
+
+/// <summary>One thing to tell a request's client: a <see cref="TokenGenerated"/>, a <see cref="GenerationCompleted"/>
+/// or a <see cref="GenerationFailed"/>.</summary>
+public sealed record ServingEvent(ServingRequest Request, IControlMessage Message)
+{
+    public void Deliver()
+    {
+        switch (Message)
+        {
+            case TokenGenerated t: Request.Client.OnToken(t); break;
+            case GenerationCompleted c: Request.Client.OnCompleted(c); break;
+            case GenerationFailed f: Request.Client.OnFailed(f); break;
+        }
+    }
+}

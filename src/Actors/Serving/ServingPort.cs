@@ -1,0 +1,60 @@
+using System.Collections.Concurrent;
+
+namespace ActorRing.Actors.Serving;
+
+/// <summary>
+/// The in-process queue between rank 0's Coordinator (any thread) and the step loop on rank 0's compute
+/// thread: requests and cancellations go in, the loop takes them between steps. It outlives any one loop,
+/// so requests that arrive while the ring is forming or re-forming simply wait here for the next loop.
+/// </summary>
+public sealed class ServingPort
+{
+    private readonly ConcurrentQueue<object> _inbox = new();
+    private readonly SemaphoreSlim _signal = new(0);
+    private volatile int _running, _waiting;
+
+    public void Submit(ServingRequest request) => Put(request);
+
+    public void Cancel(string requestId) => Put(new CancelRequest(requestId));
+
+    /// <summary>Sequences running and waiting in the loop's scheduler, as of its last step (for status).</summary>
+    public (int Running, int Waiting) Load => (_running, _waiting + _inbox.Count);
+
+    internal void Report(int running, int waiting)
+    {
+        _running = running;
+        _waiting = waiting;
+    }
+
+    /// <summary>Fails every request still queued (the cluster failed for good or is shutting down, so no loop
+    /// will take them).</summary>
+    public void FailQueued(string reason)
+    {
+        while (_inbox.TryDequeue(out var item))
+            if (item is ServingRequest r) r.Client.OnFailed(new GenerationFailed(r.RequestId, reason));
+    }
+
+    internal sealed record CancelRequest(string RequestId);
+
+    private void Put(object item)
+    {
+        _inbox.Enqueue(item);
+        _signal.Release();
+    }
+
+    internal bool TryTake(out object item) => _inbox.TryDequeue(out item!);
+
+    /// <summary>Waits until something is queued (true) or the timeout passes (false).</summary>
+    internal bool WaitForWork(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (!_inbox.IsEmpty) return true;
+        try
+        {
+            return _signal.Wait(timeout, cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,97 @@
+using System.Diagnostics;
+using ActorRing.Actors.Engine;
+using ActorRing.Model.Batching;
+using ActorRing.Transport;
+
+namespace ActorRing.Actors.Serving;
+
+/// <summary>
+/// The serving engine's one step loop (vLLM's schedule → execute → update), run on rank 0's compute thread:
+/// the <see cref="Scheduler"/> plans a step, the plan goes to every rank over the ring as one small frame
+/// (<see cref="PlanChannel"/>), every rank runs the batched forward, rank 0 samples each sequence from the
+/// gathered logits, and the scheduler hands each request's events straight to its client. No actor message
+/// is on the per-token path. Other ranks run <see cref="Follow"/>.
+/// </summary>
+public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler scheduler, ServingPort port)
+{
+    /// <summary>Longest a follower waits for a plan while rank 0 is idle: an empty plan goes out this often,
+    /// well inside the ring's operation deadline, so an idle cluster is not mistaken for a dead one.</summary>
+    public static readonly TimeSpan KeepAlive = TimeSpan.FromSeconds(1);
+
+    private readonly PlanChannel _channel = new(comm);
+
+    /// <summary>
+    /// Runs until <paramref name="stop"/> is cancelled (then tells the followers to stop and returns) or the
+    /// ring fails (then fails every request in the scheduler and rethrows).
+    /// </summary>
+    public void Run(CancellationToken stop)
+    {
+        try
+        {
+            long stepStart = Stopwatch.GetTimestamp();
+            while (!stop.IsCancellationRequested)
+            {
+                TakeQueued();
+                Deliver(scheduler.TakeEvents());
+                var plan = scheduler.Plan(_channel.LastStep + 1);
+                port.Report(scheduler.Running, scheduler.Waiting);
+                if (plan is null)
+                {
+                    if (port.WaitForWork(KeepAlive, stop)) continue;
+                    if (stop.IsCancellationRequested) break;
+                    if (comm.WorldSize > 1) _channel.Send(new StepPlan(_channel.LastStep + 1, [])); // keep-alive
+                    stepStart = Stopwatch.GetTimestamp();
+                    continue;
+                }
+                _channel.Send(plan);
+                var result = engine.Execute(plan);
+                double wallMs = Stopwatch.GetElapsedTime(stepStart).TotalMilliseconds;
+                stepStart = Stopwatch.GetTimestamp();
+                Deliver(scheduler.Complete(plan, result, wallMs));
+            }
+        }
+        catch (Exception e)
+        {
+            Deliver(scheduler.FailAll(e is CollectiveException ? $"the ring failed: {e.Message}" : $"the step failed: {e.Message}"));
+            port.Report(0, 0);
+            throw;
+        }
+        Deliver(scheduler.FailAll("the server is stopping"));
+        port.Report(0, 0);
+        if (comm.WorldSize > 1) _channel.Send(new StepPlan(_channel.LastStep + 1, [], Stop: true));
+    }
+
+    private void TakeQueued()
+    {
+        while (port.TryTake(out var item))
+        {
+            switch (item)
+            {
+                case ServingRequest r when scheduler.Submit(r) is { } refusal:
+                    r.Client.OnFailed(new GenerationFailed(r.RequestId, refusal));
+                    break;
+                case ServingPort.CancelRequest c:
+                    scheduler.Cancel(c.RequestId);
+                    break;
+            }
+        }
+    }
+
+    private static void Deliver(IReadOnlyList<ServingEvent> events)
+    {
+        foreach (var e in events) e.Deliver();
+    }
+
+    /// <summary>A non-zero rank's side of the loop: run every plan rank 0 sends until a stop plan. A gap in
+    /// the plans' step numbers, or any ring error, throws a <see cref="CollectiveException"/>.</summary>
+    public static void Follow(IShardEngine engine, ICollectives comm)
+    {
+        var channel = new PlanChannel(comm);
+        while (true)
+        {
+            var plan = channel.Receive();
+            if (plan.Stop) return;
+            if (plan.Sequences.Count > 0) engine.Execute(plan);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+namespace ActorRing.Model.Tests;
+
+/// <summary>config.json of the architectures people run: how qwen3, windows and tied heads are read, and what is refused.</summary>
+public class ArchitectureConfigTests
+{
+    // Qwen/Qwen3-0.6B's config.json as published.
+    private const string Qwen3 = """
+        {"architectures": ["Qwen3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 151643,
+         "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu", "hidden_size": 1024, "initializer_range": 0.02,
+         "intermediate_size": 3072, "max_position_embeddings": 40960, "max_window_layers": 28, "model_type": "qwen3",
+         "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+         "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null, "tie_word_embeddings": true,
+         "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": true, "use_sliding_window": false,
+         "vocab_size": 151936}
+        """;
+
+    // mistralai/Mistral-7B-v0.1's config.json as published.
+    private const string Mistral = """
+        {"architectures": ["MistralForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
+         "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336, "max_position_embeddings": 32768,
+         "model_type": "mistral", "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 8,
+         "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "sliding_window": 4096, "tie_word_embeddings": false,
+         "torch_dtype": "bfloat16", "transformers_version": "4.34.0.dev0", "use_cache": true, "vocab_size": 32000}
+        """;
+
+    // A small qwen2 in Qwen2.5's layout; the tests switch its window on and off.
+    private const string Qwen2 = """
+        {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100, "max_position_embeddings": 512,
+         "tie_word_embeddings": true, "use_sliding_window": false, "sliding_window": 131072, "max_window_layers": 2}
+        """;
+
+    private static ModelConfig Parse(string json) => ModelConfig.FromHuggingFaceJson(json);
+
+    private static string Refusal(string json) => Assert.Throws<ModelLoadException>(() => Parse(json)).Message;
+
+    [Fact]
+    public void Qwen3_has_qk_norms_no_biases_an_independent_head_dim_and_a_tied_head()
+    {
+        var c = Parse(Qwen3);
+        Assert.Equal(("qwen3", true, false, false, 128, 1024 / 16, true, (int?)null),
+            (c.ModelType, c.QkNorm, c.QkvBias, c.OProjBias, c.HeadDim, c.HiddenSize / c.NumHeads, c.TieWordEmbeddings, c.SlidingWindow));
+        // Qwen3-0.6B: 0.6B parameters counted once with the tied embedding, q_norm/k_norm included.
+        Assert.Equal(596_049_920, c.ParameterCount);
+        Assert.NotEqual(c.Fingerprint, Parse(Qwen3.Replace("\"qwen3\"", "\"qwen2\"").Replace("\"attention_bias\": false,", "")).Fingerprint);
+    }
+
+    [Fact]
+    public void Mistral_applies_its_window_to_every_layer_and_null_turns_it_off()
+    {
+        var c = Parse(Mistral);
+        Assert.Equal(4096, c.SlidingWindow);
+        Assert.All(Enumerable.Range(0, 32), l => Assert.Equal(4096, c.WindowOf(l)));
+        var full = Parse(Mistral.Replace("\"sliding_window\": 4096", "\"sliding_window\": null"));
+        Assert.Null(full.SlidingWindow);
+        Assert.Null(full.WindowOf(0));
+        // Absent, transformers' default of 4096 applies.
+        Assert.Equal(4096, Parse(Mistral.Replace("\"sliding_window\": 4096,", "")).SlidingWindow);
+    }
+
+    [Fact]
+    public void Qwen2_windows_only_the_layers_from_max_window_layers_on_when_use_sliding_window()
+    {
+        Assert.Null(Parse(Qwen2).SlidingWindow); // use_sliding_window false: full attention everywhere
+        var on = Parse(Qwen2.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true").Replace("131072", "256"));
+        Assert.Equal([null, null, 256, 256], Enumerable.Range(0, 4).Select(on.WindowOf));
+        // layer_types, when given, decides per layer.
+        var listed = Parse(Qwen2.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true").Replace("131072", "256")
+            .Replace("\"max_window_layers\": 2", "\"layer_types\": [\"sliding_attention\", \"full_attention\", \"sliding_attention\", \"full_attention\"]"));
+        Assert.Equal([256, null, 256, null], Enumerable.Range(0, 4).Select(listed.WindowOf));
+        Assert.NotEqual(on.Fingerprint, listed.Fingerprint);
+        // Windowed from a layer past the last: no layer uses the window, which is full attention.
+        var none = Parse(Qwen2.Replace("\"use_sliding_window\": false", "\"use_sliding_window\": true").Replace("\"max_window_layers\": 2", "\"max_window_layers\": 4"));
+        Assert.Null(none.SlidingWindow);
+        Assert.Equal(Parse(Qwen2).Fingerprint, none.Fingerprint);
+    }
+
+    [Theory]
+    // Mixture-of-experts and other architectures: refused by model_type, with what is supported.
+    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"qwen3_moe\"", "unsupported model_type = \"qwen3_moe\"")]
+    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"gemma3\"", "unsupported model_type = \"gemma3\"")]
+    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"mixtral\"", "unsupported model_type = \"mixtral\"")]
+    // An MoE config under a dense model type is refused as MoE, by the field that makes it one.
+    [InlineData("\"use_cache\": true", "\"num_experts\": 128", "unsupported num_experts = 128: mixture-of-experts models are not supported")]
+    [InlineData("\"use_cache\": true", "\"num_local_experts\": 8", "unsupported num_local_experts = 8: mixture-of-experts")]
+    // Window settings that contradict themselves or the model type.
+    [InlineData("\"use_sliding_window\": false", "\"use_sliding_window\": true", "unsupported use_sliding_window = true: needs a positive sliding_window")]
+    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"llama\", \"layer_types\": [\"sliding_attention\"]", "unsupported layer_types = [\"sliding_attention\"]")]
+    [InlineData("\"sliding_window\": null", "\"sliding_window\": 0", "field sliding_window must be a positive integer, got 0")]
+    public void Unsupported_architectures_are_refused_naming_field_and_value(string find, string replace, string expected)
+    {
+        string message = Refusal(Qwen3.Replace(find, replace));
+        Assert.Contains(expected, message);
+        if (message.Contains("model_type") || message.Contains("experts"))
+            Assert.Contains("supported are the dense decoders llama, mistral, qwen2 and qwen3", message);
+    }
+
+    [Fact]
+    public void Window_settings_a_model_type_does_not_read_are_refused_not_ignored()
+    {
+        Assert.Contains("unsupported sliding_window = 4096: llama has no sliding-window attention",
+            Refusal(Mistral.Replace("\"mistral\"", "\"llama\"")));
+        Assert.Contains("unsupported use_sliding_window = false: mistral does not read use_sliding_window",
+            Refusal(Mistral.Replace("\"use_cache\": true", "\"use_sliding_window\": false")));
+        Assert.Contains("unsupported layer_types[1] = \"chunked_attention\"",
+            Refusal(Qwen2.Replace("\"max_window_layers\": 2", "\"layer_types\": [\"full_attention\", \"chunked_attention\", \"full_attention\", \"full_attention\"]")));
+        Assert.Contains("unsupported layer_types = [\"full_attention\"]: expected a list of 4 entries",
+            Refusal(Qwen2.Replace("\"max_window_layers\": 2", "\"layer_types\": [\"full_attention\"]")));
+        Assert.Contains("unsupported max_window_layers = -1",
+            Refusal(Qwen2.Replace("\"max_window_layers\": 2", "\"max_window_layers\": -1")));
+    }
+}

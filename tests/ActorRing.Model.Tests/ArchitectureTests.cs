@@ -1,0 +1,164 @@
+using ActorRing.Model.Sampling;
+using ActorRing.Model.Tests.Support;
+
+namespace ActorRing.Model.Tests;
+
+/// <summary>
+/// The architectures beyond llama: qwen3 (per-head q/k norms, head_dim independent of hidden/heads), sliding-window
+/// attention (mistral on every layer, qwen2 from max_window_layers on) and tied embeddings under a vocabulary-split
+/// head. Their logits are checked against the reference by <see cref="SyntheticModelTests"/> (which runs these
+/// variants too); here greedy generation through step plans at world sizes 1, 2 and 4 must pick the reference's ids.
+/// </summary>
+public sealed class ArchitectureTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "actorring-arch-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
+    }
+
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab"];
+
+    internal static SyntheticModel Variant(string name) => name switch
+    {
+        // head_dim 16 with hidden 32 and 4 heads (q is 64 wide, not 32); tied head as in Qwen3 0.6B–4B.
+        "qwen3-qk-norm" => new SyntheticModel { ModelType = "qwen3", HeadDim = 16, KvHeads = 2, Theta = 1_000_000 },
+        // A window of 4 over prompts of 6 and more tokens: every layer forgets the start. KV heads replicated at N=4.
+        "mistral-sliding-window" => new SyntheticModel { ModelType = "mistral", SlidingWindow = 4, KvHeads = 2, Tied = false },
+        // use_sliding_window with max_window_layers 1: layer 0 attends fully, layer 1 through a window of 3.
+        "qwen2-window-layers" => new SyntheticModel { ModelType = "qwen2", UseSlidingWindow = true, SlidingWindow = 3, MaxWindowLayers = 1, Tied = false },
+        // Llama 3.2 / SmolLM style tied head, vocabulary 103 split 26/26/26/25 at N=4 (52/51 at N=2).
+        "tied-uneven-vocab" => new SyntheticModel { ModelType = "llama", Tied = true, Vocab = 103, KvHeads = 4 },
+        _ => throw new ArgumentException(name),
+    };
+
+    public static TheoryData<string> Variants() => new(VariantNames);
+
+    private static List<int> ReferenceGreedy(SyntheticModel model, int[] prompt, int tokens)
+    {
+        var sequence = new List<int>(prompt);
+        var generated = new List<int>();
+        for (int i = 0; i < tokens; i++)
+        {
+            int best = TestPaths.ArgMax(ReferenceForward.LastLogits(model, [.. sequence]));
+            generated.Add(best);
+            sequence.Add(best);
+        }
+        return generated;
+    }
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void Greedy_ids_at_world_sizes_1_2_4_equal_the_reference(string variant)
+    {
+        var model = Variant(variant).Build(seed: variant.Length * 104729);
+        string dir = model.WriteTo(Path.Combine(_root, variant));
+        int[] prompt = [1, 17, 42, 5, 60, 3, 88];
+        const int tokens = 8; // 15 positions: well past every window
+        var expected = ReferenceGreedy(model, prompt, tokens);
+        foreach (int n in new[] { 1, 2, 4 })
+        {
+            var results = InProcessGroup.Run(n, comm =>
+            {
+                using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 32, Threads = 1 });
+                return LockstepGeneration.Run(m, comm, prompt, SamplingOptions.Greedy with { MaxTokens = tokens }, tokenizer: null);
+            });
+            // Rank 0 samples; the others follow its plans, so they fed the same ids.
+            Assert.Equal(expected, results[0].GeneratedIds);
+        }
+    }
+
+    /// <summary>
+    /// Windowed attention in a prompt appended in chunks: each chunk's queries start after position 0, so the
+    /// window's lower bound moves with the offset, and a chunk crosses the window's edge.
+    /// </summary>
+    [Fact]
+    public void Chunked_prefill_through_a_sliding_window_matches_the_reference()
+    {
+        var model = Variant("qwen2-window-layers").Build(seed: 23);
+        string dir = model.WriteTo(Path.Combine(_root, "chunks"));
+        int[] tokens = [1, 9, 33, 70, 2, 15, 8, 44, 91, 6];
+        var expected = ReferenceForward.LastLogits(model, tokens);
+        var got = InProcessGroup.Run(2, comm =>
+        {
+            using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 16, Threads = 1 });
+            m.Forward(0, tokens.AsSpan(0, 4), 0);
+            m.Forward(0, tokens.AsSpan(4, 5), 4);
+            return m.Forward(0, tokens.AsSpan(9), 9);
+        });
+        SyntheticModelTests.AssertClose(expected, got[0]!, 1e-4f, "chunked prefill with a window of 3");
+    }
+
+    /// <summary>
+    /// Sequences of different lengths in one batched step each attend through their own window: qwen3 with
+    /// windows on layer 1, two prompts prefilled in one step, then one decode step for both, against the reference.
+    /// </summary>
+    [Fact]
+    public void Sequences_batched_in_one_step_each_see_their_own_window()
+    {
+        var model = new SyntheticModel { ModelType = "qwen3", HeadDim = 16, UseSlidingWindow = true, SlidingWindow = 3, MaxWindowLayers = 1 }.Build(seed: 57);
+        string dir = model.WriteTo(Path.Combine(_root, "batched"));
+        int[] a = [1, 9, 33, 70, 2, 15, 8, 44], b = [1, 50, 51];
+        int[] aNext = [12], bNext = [77];
+        var got = InProcessGroup.Run(2, comm =>
+        {
+            using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 32, Threads = 1, KvCacheTokens = 4 * ShardedLlama.KvBlockSize });
+            int[] aBlocks = [0], bBlocks = [2]; // apart, so neither reads the other's pages
+            var prefill = m.Execute(new Batching.StepPlan(1, [new(0, 0, a, aBlocks, true), new(1, 0, b, bBlocks, true)]));
+            var decode = m.Execute(new Batching.StepPlan(2, [new(0, a.Length, aNext, aBlocks, true), new(1, b.Length, bNext, bBlocks, true)]));
+            return prefill.Logits.Concat(decode.Logits).ToArray();
+        })[0];
+        SyntheticModelTests.AssertClose(ReferenceForward.LastLogits(model, a), got[0], 1e-4f, "sequence a, prefill");
+        SyntheticModelTests.AssertClose(ReferenceForward.LastLogits(model, b), got[1], 1e-4f, "sequence b, prefill");
+        SyntheticModelTests.AssertClose(ReferenceForward.LastLogits(model, [.. a, .. aNext]), got[2], 1e-4f, "sequence a, decode");
+        SyntheticModelTests.AssertClose(ReferenceForward.LastLogits(model, [.. b, .. bNext]), got[3], 1e-4f, "sequence b, decode");
+    }
+
+    /// <summary>A window at least as long as the context is plain full attention: loaded, and equal to a model without one.</summary>
+    [Fact]
+    public void A_window_as_long_as_the_context_loads_and_equals_full_attention()
+    {
+        var windowed = new SyntheticModel { ModelType = "mistral", SlidingWindow = 16 }.Build(seed: 31);
+        var full = new SyntheticModel { ModelType = "mistral", SlidingWindow = null }.Build(seed: 31);
+        string a = windowed.WriteTo(Path.Combine(_root, "w16")), b = full.WriteTo(Path.Combine(_root, "full"));
+        int[] prompt = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
+        float[] Run(string dir) => InProcessGroup.Run(1, comm =>
+        {
+            using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 16, Threads = 1 });
+            Assert.Equal(16, m.Config.SlidingWindow);
+            return m.Forward(0, prompt, 0)!;
+        })[0];
+        var loadedFull = InProcessGroup.Run(1, comm =>
+        {
+            using var m = ShardedLlama.Load(b, comm, new ModelLoadOptions { ContextLength = 16, Threads = 1 });
+            return (m.Config.SlidingWindow, m.Forward(0, prompt, 0)!);
+        })[0];
+        Assert.Null(loadedFull.SlidingWindow);
+        Assert.Equal(loadedFull.Item2, Run(a));
+    }
+
+    /// <summary>Benches and tests build qwen3 shapes from seeded random weights too: q_norm/k_norm included.</summary>
+    [Fact]
+    public void A_random_qwen3_model_decodes_like_its_own_prefill()
+    {
+        var config = ModelConfig.FromHuggingFaceJson("""
+            {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 97,
+             "max_position_embeddings": 64, "tie_word_embeddings": true, "use_sliding_window": true,
+             "sliding_window": 3, "max_window_layers": 1}
+            """);
+        Assert.True(config.QkNorm);
+        Assert.Equal([null, 3], Enumerable.Range(0, 2).Select(config.WindowOf));
+        int[] tokens = [5, 6, 7, 8, 9, 10];
+        var perRank = InProcessGroup.Run(2, comm =>
+        {
+            using var m = ShardedLlama.CreateRandom(config, 7, comm, new ModelLoadOptions { ContextLength = 16, Slots = 2, Threads = 1 });
+            m.Forward(0, tokens.AsSpan(0, 5), 0);
+            var decoded = m.Forward(0, tokens.AsSpan(5), 5);
+            var prefilled = m.Forward(1, tokens, 0);
+            return (decoded, prefilled);
+        });
+        SyntheticModelTests.AssertClose(perRank[0].prefilled!, perRank[0].decoded!, 1e-4f, "random qwen3: decode vs prefill");
+    }
+}
