@@ -25,6 +25,10 @@ public static class ChatTemplates
     /// <param name="clock">The clock behind the templates' <c>strftime_now</c>; the system clock unless a test fixes it.</param>
     public static IChatTemplate Load(string modelDirectory, string? overrideFile = null, TimeProvider? clock = null)
     {
+        // A checkpoint file (a llama2.c .bin) stands for the directory it sits in.
+        if (File.Exists(modelDirectory)) modelDirectory = Path.GetDirectoryName(Path.GetFullPath(modelDirectory))!;
+        else if (!Directory.Exists(modelDirectory))
+            throw new ChatTemplateException($"model directory '{modelDirectory}' does not exist; give the directory that holds the model's tokenizer_config.json");
         var config = ReadTokenizerConfig(modelDirectory);
         var bos = TokenText(config, "bos_token", modelDirectory);
         var eos = TokenText(config, "eos_token", modelDirectory);

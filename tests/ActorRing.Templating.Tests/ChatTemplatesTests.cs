@@ -80,6 +80,18 @@ public sealed class ChatTemplatesTests : IDisposable
     }
 
     [Fact]
+    public void A_missing_model_directory_is_named_and_a_checkpoint_file_stands_for_its_directory()
+    {
+        var missing = Path.Combine(_model, "no-such-model");
+        var error = Assert.Throws<ChatTemplateException>(() => ChatTemplates.Load(missing, null));
+        Assert.Equal($"model directory '{missing}' does not exist; give the directory that holds the model's tokenizer_config.json", error.Message);
+
+        Write("tokenizer_config.json", """{"chat_template": "from the directory"}""");
+        Write("model.bin", "weights");
+        Assert.Equal("from the directory", ChatTemplates.Load(Path.Combine(_model, "model.bin"), null).Render(Hello, false));
+    }
+
+    [Fact]
     public void A_missing_override_file_is_named()
     {
         var missing = Path.Combine(_model, "nope.jinja");
