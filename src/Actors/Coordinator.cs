@@ -557,10 +557,10 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
             RestartRing($"rank 0 returned no logits for step {a.Step} of request {a.Request.RequestId}");
             return;
         }
-        int token;
+        Model.Sampling.SampledToken sampled;
         try
         {
-            token = a.Picker.Pick(a.Logits, a.History);
+            sampled = a.Picker.Sample(a.Logits, a.History);
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {
@@ -571,9 +571,11 @@ public sealed class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
         }
 
         // A stop token is part of the output (as in generate's ids) but is never fed back to the model.
+        int token = sampled.TokenId;
         a.Generated.Add(token);
         a.History.Add(token);
-        a.Client.Tell(new TokenGenerated(a.Request.RequestId, a.Generated.Count - 1, token));
+        a.Client.Tell(new TokenGenerated(a.Request.RequestId, a.Generated.Count - 1, token, sampled.Logprob,
+            sampled.Top?.Select(t => t.TokenId).ToArray(), sampled.Top?.Select(t => t.Logprob).ToArray()));
         var stops = a.Request.Sampling.StopTokenIds;
         if (stops is not null && Array.IndexOf(stops, token) >= 0)
         {
