@@ -173,6 +173,19 @@ public sealed class GenerationService
     {
         var client = await _client.Value;
         var status = await client.StatusAsync(StatusTimeout, cancellationToken);
+        if (!status.Ready && input.WaitForCluster)
+        {
+            try
+            {
+                await client.WaitReadyAsync(_idleTimeout, null, cancellationToken);
+                status = await client.StatusAsync(StatusTimeout, cancellationToken);
+            }
+            catch (Exception e) when (e is TimeoutException or InvalidOperationException)
+            {
+                events.TryWrite(new FailedEvent(e.Message, GenerationErrorKind.Unavailable));
+                return "unavailable";
+            }
+        }
         if (!status.Ready)
         {
             events.TryWrite(new FailedEvent(Describe(status), GenerationErrorKind.Unavailable));

@@ -52,6 +52,20 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         app.MapPost("/tokenize", TokenizeAsync);
         app.MapPost("/detokenize", DetokenizeAsync);
         app.MapGet("/health", HealthAsync);
+        metrics.UpdateBeforeScrape(async ct =>
+        {
+            int ranks;
+            try
+            {
+                var status = await service.StatusAsync(ct);
+                ranks = status.Ready ? status.WorldSize : status.RegisteredRanks;
+            }
+            catch (Exception e) when (e is TimeoutException or Akka.Actor.AskTimeoutException or InvalidOperationException or OperationCanceledException)
+            {
+                ranks = 0; // the coordinator does not answer: nothing is ready as far as a client can tell
+            }
+            return (service.Queue.Running, service.Queue.Waiting, ranks, service.WorldSize);
+        });
         app.MapMetrics("/metrics", metrics.Registry);
         app.MapFallback(ctx => throw new ApiException(404,
             $"no such endpoint: {ctx.Request.Method} {ctx.Request.Path}; this server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health and GET /metrics",

@@ -161,7 +161,8 @@ internal sealed class PromptService(
     private async Task<Completion> CompleteAsync(int[] promptIds, Action<string>? onText, CancellationToken ct)
     {
         int maxTokens = service.ResolveMaxTokens(promptIds.Length, options.Sampling.MaxTokens, options.Sampling.MaxTokens, "prompt");
-        var input = new GenerationInput(promptIds, options.Sampling with { MaxTokens = maxTokens });
+        // A terminal user would rather wait for a rank that is coming back than get an error.
+        var input = new GenerationInput(promptIds, options.Sampling with { MaxTokens = maxTokens }, WaitForCluster: true);
         service.Validate(input, "prompt");
         var ids = new List<int>();
         var text = new StringBuilder();

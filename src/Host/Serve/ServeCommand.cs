@@ -78,7 +78,16 @@ public static class ServeCommand
         if (!TryPrepare(options, out var rank, out int failure)) return failure;
         using var host = Build(options, rank!, stdout);
         var exit = host.Services.GetRequiredService<ServeExit>(); // RunAsync disposes the container
-        await host.RunAsync();
+        try
+        {
+            await host.RunAsync();
+        }
+        catch (IOException e) when (e.Message.StartsWith("Failed to bind", StringComparison.Ordinal))
+        {
+            // Kestrel could not listen (a host name whose address is taken, or a race with another process).
+            Console.Error.WriteLine($"error: {e.Message} Pick another address or port with --http-host/--http-port");
+            return 2;
+        }
         stdout.Flush();
         return exit.Code;
     }
@@ -141,6 +150,13 @@ public static class ServeCommand
         if (ring.Rank == 0 && ring.MasterPort is int masterPort && PortInUse(options.BindAddress, masterPort) is { } masterError)
         {
             Console.Error.WriteLine($"error: master_port {masterPort} (from {ring.SourcePath}) is already in use on this machine: {masterError}; is another rank 0 running? Stop it or change master_port in every ring file");
+            return false;
+        }
+
+        if (ring.Rank == 0 && options.Http && options.HttpPort != 0 && IPAddress.TryParse(options.HttpHost, out var httpAddress)
+            && PortInUse(httpAddress, options.HttpPort) is { } httpError)
+        {
+            Console.Error.WriteLine($"error: --http-port {options.HttpPort} is already in use on {options.HttpHost}: {httpError}; is another server running? Stop it or pick another port with --http-port (0 picks a free one)");
             return false;
         }
 
