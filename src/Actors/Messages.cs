@@ -79,7 +79,8 @@ public sealed record ServingStopped(int Rank, int Generation, string Reason) : I
 /// (null draws a random one).</summary>
 public sealed record SamplingSpec(
     double Temperature = 0, int TopK = 0, double TopP = 1.0, ulong? Seed = null, double RepetitionPenalty = 1.0,
-    int MaxTokens = 256, int[]? StopTokenIds = null) : IControlMessage;
+    int MaxTokens = 256, int[]? StopTokenIds = null, double MinP = 0, double PresencePenalty = 0,
+    double FrequencyPenalty = 0, int? Logprobs = null) : IControlMessage;
 
 /// <summary>
 /// Client to coordinator. Requests run concurrently, batched by the scheduler. <paramref name="Slot"/> is
@@ -89,7 +90,10 @@ public sealed record SamplingSpec(
 public sealed record GenerateRequest(string RequestId, int Slot, int[] PromptTokens, int StartPosition, SamplingSpec Sampling)
     : IControlMessage;
 
-public sealed record TokenGenerated(string RequestId, int Index, int TokenId) : IControlMessage;
+/// <summary>A generated token; with log-probabilities when the request's <see cref="SamplingSpec.Logprobs"/> asked
+/// for them (<paramref name="TopIds"/> and <paramref name="TopLogprobs"/> pair up, most likely first).</summary>
+public sealed record TokenGenerated(string RequestId, int Index, int TokenId, float? Logprob = null,
+    int[]? TopIds = null, float[]? TopLogprobs = null) : IControlMessage;
 
 /// <summary><paramref name="TokenIds"/> includes a final stop token, as generate's ids do.
 /// <paramref name="PositionAfter"/> counts the tokens the request fed (prompt and every generated token but

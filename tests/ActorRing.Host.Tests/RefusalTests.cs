@@ -20,7 +20,7 @@ public sealed class RefusalTests
         };
         try
         {
-            using var master = new RankProcess(["serve"], Env(0, "the-real-secret"));
+            using var master = new RankProcess(["serve", "--http-port", "0"], Env(0, "the-real-secret"));
             using var worker = new RankProcess(["serve"], Env(1, "a-guessed-secret"));
             await worker.WaitForLogAsync("failed to prove the cluster secret; set the same ACTORRING_SECRET on every rank", Deadline);
             await master.WaitForLogAsync("rank 1 at akka.tcp://actorring@127.0.0.1:", Deadline);
@@ -83,9 +83,9 @@ public sealed class RefusalTests
         var env = new Dictionary<string, string> { ["ACTORRING_SECRET"] = "s" };
         try
         {
-            using var first = new RankProcess(["serve", "--ring-config", path], env);
+            using var first = new RankProcess(["serve", "--ring-config", path, "--http-port", "0"], env);
             await first.WaitForLogAsync("rank 0/2: registered with the coordinator", Deadline);
-            using var second = new RankProcess(["serve", "--ring-config", path], env);
+            using var second = new RankProcess(["serve", "--ring-config", path, "--http-port", "0"], env);
             Assert.Equal(2, await second.WaitAsync(Deadline));
             Assert.Contains("is already in use on this machine", second.Stderr);
             Assert.Contains("is another rank 0 running?", second.Stderr);

@@ -11,13 +11,25 @@ public sealed class SamplerPickerFactory : ITokenPickerFactory
         TopP: (float)s.TopP,
         RepetitionPenalty: (float)s.RepetitionPenalty,
         Seed: s.Seed,
-        MaxTokens: s.MaxTokens);
+        MaxTokens: s.MaxTokens,
+        MinP: (float)s.MinP,
+        PresencePenalty: (float)s.PresencePenalty,
+        FrequencyPenalty: (float)s.FrequencyPenalty,
+        Logprobs: s.Logprobs);
 
     /// <exception cref="ArgumentException">The options name a field and value that cannot be used.</exception>
     public ITokenPicker Create(SamplingSpec sampling) => new Picker(new Sampler(ToOptions(sampling).Validate()));
 
     private sealed class Picker(Sampler sampler) : ITokenPicker
     {
-        public int Pick(float[] logits, IReadOnlyList<int> history) => sampler.Sample(logits, history);
+        private int _promptLength = -1;
+
+        public int Pick(float[] logits, IReadOnlyList<int> history) => Sample(logits, history).TokenId;
+
+        public SampledToken Sample(float[] logits, IReadOnlyList<int> history)
+        {
+            if (_promptLength < 0) _promptLength = history.Count;
+            return sampler.Sample(logits, history, _promptLength);
+        }
     }
 }

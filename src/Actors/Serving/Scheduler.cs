@@ -162,22 +162,24 @@ public sealed class Scheduler
                 s.DecodeWallMs += stepWallMs;
                 s.DecodeComputeMs += Math.Min(stepWallMs, result.ComputeMs);
             }
-            int token;
+            Model.Sampling.SampledToken picked;
             try
             {
-                token = s.Request.Picker.Pick(logits, s.History);
+                picked = s.Request.Picker.Sample(logits, s.History);
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException)
             {
                 Fail(s, $"sampling failed after {s.Generated.Count} tokens: {e.Message}");
                 continue;
             }
+            int token = picked.TokenId;
             long now = Stopwatch.GetTimestamp();
             if (s.Generated.Count == 0) s.FirstToken = now;
             s.LastToken = now;
             s.Generated.Add(token);
             s.History.Add(token);
-            _pending.Add(new ServingEvent(s.Request, new TokenGenerated(s.Request.RequestId, s.Generated.Count - 1, token)));
+            _pending.Add(new ServingEvent(s.Request, new TokenGenerated(s.Request.RequestId, s.Generated.Count - 1, token,
+                picked.Logprob, picked.Top?.Select(t => t.TokenId).ToArray(), picked.Top?.Select(t => t.Logprob).ToArray())));
             var stops = s.Request.Sampling.StopTokenIds;
             if (stops is not null && Array.IndexOf(stops, token) >= 0) Finish(s, "stop");
             else if (s.Request.StopRule?.Stops(token) == true) Finish(s, "stop");

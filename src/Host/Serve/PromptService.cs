@@ -1,45 +1,35 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using ActorRing.Actors;
-using ActorRing.Actors.Client;
-using ActorRing.Model.Sampling;
-using ActorRing.Model.Tokenization;
+using ActorRing.Host.Generation;
+using ActorRing.Templating;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 
 namespace ActorRing.Host.Serve;
 
 /// <summary>
-/// Rank 0's prompt front end. In one-shot mode (<c>--prompt</c>, used by <c>generate --world-size N</c>) it runs
-/// one completion, prints it like <c>generate</c>, and shuts every rank down. In <c>--interactive</c> mode it is
-/// a chat loop: on a terminal it streams tokens as they arrive; on a pipe it reads one prompt per line and
-/// writes one completion per line (newlines inside a completion are written as <c>\n</c>, backslashes as
-/// <c>\\</c>), so scripts can drive it. Each turn sends the whole conversation so far (requests share no
-/// slot: they run concurrently in the scheduler's batch); <c>/reset</c> clears it and <c>/exit</c> quits.
+/// Rank 0's terminal front end, a thin client of <see cref="GenerationService"/>. In one-shot mode (<c>--prompt</c>,
+/// used by <c>generate --world-size N</c>) it runs one completion, prints it like <c>generate</c>, and shuts every
+/// rank down. In <c>--interactive</c> mode it is a chat: on a terminal it streams text as it arrives; on a pipe it
+/// reads one prompt per line and writes one completion per line (newlines inside a completion are written as
+/// <c>\n</c>, backslashes as <c>\\</c>), so scripts can drive it. Each turn sends the whole conversation through
+/// the chat template as a new request; <c>/reset</c> clears it and <c>/exit</c> quits.
 /// </summary>
 internal sealed class PromptService(
     ServeOptions options,
     ServeCommand.RankSetup setup,
-    Func<Task<CoordinatorClient>> connect,
+    GenerationService service,
     IHostApplicationLifetime lifetime,
-    ServeExit exit,
-    ILogger<PromptService> log) : BackgroundService
+    ServeExit exit) : BackgroundService
 {
-    private readonly ITextTokenizer? _tokenizer = setup.Tokenizer; // null for a --preset (random) model
-    private readonly int _context = options.Load.ContextLength
-        ?? Math.Min(setup.Engines.Config.MaxPositionEmbeddings, 4096); // ModelLoadOptions' documented default
     private readonly TextWriter _out = exit.Out;
-    private CoordinatorClient client = null!;
-    /// <summary>The conversation's tokens so far: every prompt and every answer token but the last of each.</summary>
-    private readonly List<int> _conversation = new();
-    private int? _pending;
+    private readonly List<ChatMessage> _conversation = new();
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         try
         {
-            client = await connect();
+            var client = await service.ClientAsync();
             await client.WaitReadyAsync(options.ReadyTimeout,
                 s => Console.Error.WriteLine($"[cluster] {s.Detail}"), stoppingToken);
             if (options.OneShot) await OneShotAsync(stoppingToken);
@@ -49,54 +39,56 @@ internal sealed class PromptService(
         {
             // Ctrl-C or SIGTERM: the host is already stopping.
         }
-        catch (Exception e) when (e is TimeoutException or InvalidOperationException or IOException)
+        catch (Exception e) when (e is TimeoutException or InvalidOperationException or IOException or GenerationRequestException or ChatTemplateException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             exit.Code = 1;
         }
         finally
         {
-            if (options.OneShot && client is not null) await ShutdownClusterAsync();
+            if (options.OneShot) await ShutdownClusterAsync();
             lifetime.StopApplication();
         }
     }
 
     private async Task OneShotAsync(CancellationToken ct)
     {
-        var promptIds = options.PromptIds ?? _tokenizer!.Encode(options.Prompt!, addBos: true).ToArray();
+        var promptIds = options.PromptIds ?? service.Encode(options.Prompt!).ToArray();
         // Text mode streams the completion as it comes, like generate; JSON prints one object at the end.
-        var result = await CompleteAsync(promptIds,
-            options.Json ? null : piece => { _out.Write(piece); _out.Flush(); }, ct);
+        var result = await CompleteAsync(promptIds, options.Json ? null : piece => { _out.Write(piece); _out.Flush(); }, ct);
         if (result.Failure is not null)
         {
             Console.Error.WriteLine($"error: {result.Failure}");
             exit.Code = 1;
             return;
         }
+        var done = result.Finished!;
         if (options.Json)
         {
-            var payload = new Dictionary<string, object?>
-            {
-                ["prompt_ids"] = promptIds,
-                ["ids"] = result.Ids,
-                ["text"] = result.Text,
-                ["world_size"] = setup.Ring.WorldSize,
-                ["ms_per_token"] = Math.Round(result.MsPerToken, 3),
-                ["prefill_ms"] = Math.Round(result.PrefillMs, 3),
-                ["finish_reason"] = result.Finish,
-                ["control_share"] = Math.Round(result.ControlShare, 4),
-            };
-            _out.WriteLine(JsonSerializer.Serialize(payload));
+            _out.WriteLine(JsonSerializer.Serialize(new OneShotResult(promptIds, result.Ids, result.Text, setup.Ring.WorldSize,
+                Math.Round(done.Timings.MsPerToken, 3), Math.Round(done.Timings.PrefillMs, 3), done.FinishReason,
+                Math.Round(done.Timings.ControlShare, 4))));
         }
         else
         {
             _out.WriteLine();
             _out.Flush(); // the completion goes out before the summary on the other stream
             Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"[{result.Ids.Length} tokens, {result.MsPerToken:F2} ms/token, prefill {result.PrefillMs:F1} ms, world size {setup.Ring.WorldSize}, finish: {result.Finish}, control plane {result.ControlShare:P1} of decode time]"));
+                $"[{result.Ids.Length} tokens, {done.Timings.MsPerToken:F2} ms/token, prefill {done.Timings.PrefillMs:F1} ms, world size {setup.Ring.WorldSize}, finish: {done.FinishReason}, control plane {done.Timings.ControlShare:P1} of decode time]"));
         }
         _out.Flush();
     }
+
+    /// <summary>What <c>generate --json</c> prints, field for field.</summary>
+    private sealed record OneShotResult(
+        [property: System.Text.Json.Serialization.JsonPropertyName("prompt_ids")] int[] PromptIds,
+        [property: System.Text.Json.Serialization.JsonPropertyName("ids")] int[] Ids,
+        [property: System.Text.Json.Serialization.JsonPropertyName("text")] string Text,
+        [property: System.Text.Json.Serialization.JsonPropertyName("world_size")] int WorldSize,
+        [property: System.Text.Json.Serialization.JsonPropertyName("ms_per_token")] double MsPerToken,
+        [property: System.Text.Json.Serialization.JsonPropertyName("prefill_ms")] double PrefillMs,
+        [property: System.Text.Json.Serialization.JsonPropertyName("finish_reason")] string FinishReason,
+        [property: System.Text.Json.Serialization.JsonPropertyName("control_share")] double ControlShare);
 
     private async Task InteractiveAsync(CancellationToken ct)
     {
@@ -119,106 +111,80 @@ internal sealed class PromptService(
             if (trimmed == "/exit") break;
             if (trimmed == "/reset")
             {
-                ResetConversation();
+                _conversation.Clear();
                 if (terminal) _out.WriteLine("(conversation cleared)");
                 else _out.WriteLine();
                 _out.Flush();
                 continue;
             }
 
-            var tokens = NextTurnTokens(line);
-            if (tokens.Count + options.Sampling.MaxTokens > _context)
-            {
-                Console.Error.WriteLine($"(the conversation would exceed the context of {_context} tokens; starting a new one)");
-                ResetConversation();
-                tokens = NextTurnTokens(line);
-            }
             Action<string>? stream = terminal ? text => { _out.Write(text); _out.Flush(); } : null;
-            var result = await CompleteAsync(tokens.ToArray(), stream, ct);
+            Completion result;
+            try
+            {
+                result = await CompleteAsync(NextTurnTokens(line), stream, ct);
+            }
+            catch (Exception e) when (e is GenerationRequestException or ChatTemplateException)
+            {
+                result = new Completion([], "", null, e.Message);
+            }
             if (result.Failure is not null)
             {
-                ResetConversation();
                 Console.Error.WriteLine($"error: {result.Failure}");
                 if (!terminal) _out.WriteLine();
             }
             else
             {
-                _conversation.Clear();
-                _conversation.AddRange(tokens);
-                if (result.Ids.Length > 1) _conversation.AddRange(result.Ids[..^1]);
-                _pending = result.Finish == "stop" || result.Ids.Length == 0 ? null : result.Ids[^1];
+                _conversation.Add(new ChatMessage("user", line));
+                _conversation.Add(new ChatMessage("assistant", result.Text));
                 _out.WriteLine(terminal ? "" : Escape(result.Text));
             }
             _out.Flush();
         }
     }
 
-    /// <summary>The tokens of the next turn: the last sampled token (never fed yet), then the new text. Only a
-    /// fresh conversation starts with BOS.</summary>
-    private List<int> NextTurnTokens(string line)
+    /// <summary>The whole conversation with the new line as the user's turn, through the chat template. When it
+    /// would not leave room for max_tokens, the oldest turns go first (and the user hears about it).</summary>
+    private int[] NextTurnTokens(string line)
     {
-        var tokens = new List<int>(_conversation);
-        if (_pending is int p) tokens.Add(p);
-        tokens.AddRange(_tokenizer!.Encode(line, addBos: tokens.Count == 0));
-        return tokens;
-    }
-
-    private void ResetConversation()
-    {
-        _conversation.Clear();
-        _pending = null;
-    }
-
-    /// <param name="ControlShare">Share of decode step time spent outside the ranks' compute and collectives
-    /// (actor messaging and scheduling), as the coordinator measured it.</param>
-    private sealed record Completion(int[] Ids, string Text, string Finish, double PrefillMs, double MsPerToken,
-        string? Failure, double ControlShare = 0);
-
-    /// <summary>
-    /// Runs one request. Text comes from the model layer's <see cref="StopConditions"/> (the same logic as the
-    /// in-process generate): EOS is not rendered, a stop string cuts the text and ends the request, and the ids
-    /// end at the token that stopped it.
-    /// </summary>
-    private async Task<Completion> CompleteAsync(int[] tokens, Action<string>? onText, CancellationToken ct)
-    {
-        // Without a tokenizer (random --preset model) there is no text and no EOS: max_tokens ends the request.
-        var stop = _tokenizer is null ? null : StopConditions.For(_tokenizer, options.Sampling, tokens);
-        var text = new StringBuilder();
-        var ids = new List<int>();
-        string? stoppedBy = null;
-        var spec = ServeOptions.ToSpec(options.Sampling, _tokenizer?.EosIds ?? [], options.Sampling.MaxTokens);
-        var request = new GenerateRequest(Guid.NewGuid().ToString("N")[..12], 0, tokens, 0, spec);
-        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        await foreach (var message in client.GenerateAsync(request, cancel.Token, idleTimeout: options.ReadyTimeout))
+        while (true)
         {
-            switch (message)
+            var ids = service.EncodeChat([.. _conversation, new ChatMessage("user", line)]);
+            if (ids.Count + options.Sampling.MaxTokens <= service.ContextLength || _conversation.Count == 0) return ids.ToArray();
+            Console.Error.WriteLine($"(the conversation would exceed the context of {service.ContextLength} tokens; starting a new one)");
+            _conversation.Clear();
+        }
+    }
+
+    private sealed record Completion(int[] Ids, string Text, FinishedEvent? Finished, string? Failure);
+
+    private async Task<Completion> CompleteAsync(int[] promptIds, Action<string>? onText, CancellationToken ct)
+    {
+        int maxTokens = service.ResolveMaxTokens(promptIds.Length, options.Sampling.MaxTokens, options.Sampling.MaxTokens, "prompt");
+        // A terminal user would rather wait for a rank that is coming back than get an error.
+        var input = new GenerationInput(promptIds, options.Sampling with { MaxTokens = maxTokens }, WaitForCluster: true);
+        service.Validate(input, "prompt");
+        var ids = new List<int>();
+        var text = new StringBuilder();
+        await foreach (var e in service.GenerateAsync(input, ct))
+        {
+            switch (e)
             {
-                case TokenGenerated t when stoppedBy is null:
+                case TokenEvent t:
                     ids.Add(t.TokenId);
-                    if (stop is null) break;
-                    var check = stop.Append(t.TokenId);
-                    text.Append(check.Text);
-                    if (check.Text.Length > 0) onText?.Invoke(check.Text);
-                    if (check.Stopped)
-                    {
-                        stoppedBy = check.FinishReason ?? "stop";
-                        // A stop string: the coordinator finishes after its current step (tokens after it are dropped).
-                        cancel.Cancel();
-                    }
                     break;
-                case GenerationCompleted c:
-                    log.LogInformation("request {Id}: {Count} tokens, {Finish}, prefill {Prefill} ms, {Ms} ms/token, control share {Share}",
-                        c.RequestId, c.TokenIds.Length, c.FinishReason,
-                        c.PrefillMs.ToString("0.#", CultureInfo.InvariantCulture),
-                        c.MsPerToken.ToString("0.###", CultureInfo.InvariantCulture),
-                        c.ControlShare.ToString("P1", CultureInfo.InvariantCulture));
-                    return new Completion(ids.ToArray(), text.ToString(), stoppedBy ?? c.FinishReason,
-                        c.PrefillMs, c.MsPerToken, null, ControlShare: c.ControlShare);
-                case GenerationFailed f:
-                    return new Completion([], text.ToString(), "error", 0, 0, f.Reason);
+                case TextEvent x:
+                    text.Append(x.Text);
+                    onText?.Invoke(x.Text);
+                    break;
+                case FinishedEvent f:
+                    return new Completion(ids.ToArray(), text.ToString(), f, null);
+                case FailedEvent f:
+                    return new Completion(ids.ToArray(), text.ToString(), null, f.Message);
             }
         }
-        throw new InvalidOperationException("the coordinator ended the stream without a result");
+        ct.ThrowIfCancellationRequested();
+        return new Completion(ids.ToArray(), text.ToString(), null, "the request ended without a result");
     }
 
     private static string Escape(string text) =>
@@ -228,9 +194,10 @@ internal sealed class PromptService(
     {
         try
         {
+            var client = await service.ClientAsync();
             await client.ShutdownAsync("the one-shot request finished", TimeSpan.FromSeconds(5));
         }
-        catch (Exception e) when (e is TimeoutException or OperationCanceledException or Akka.Actor.AskTimeoutException)
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException or Akka.Actor.AskTimeoutException or InvalidOperationException)
         {
             Console.Error.WriteLine($"warning: could not tell the other ranks to stop: {e.Message}");
         }

@@ -6,11 +6,16 @@ using ActorRing.Actors.Client;
 using ActorRing.Actors.Engine;
 using ActorRing.Actors.Hosting;
 using ActorRing.Host.Cli;
+using ActorRing.Host.Generation;
+using ActorRing.Host.Http;
 using ActorRing.Model;
 using ActorRing.Model.Tokenization;
+using ActorRing.Templating;
 using ActorRing.Transport;
 using Akka.Actor;
 using Akka.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -35,6 +40,7 @@ public static class ServeCommand
 
     public const string Usage = """
         usage: actorring serve [--model DIR] [--ring-config FILE] [--interactive]
+                               [--http-host ADDR] [--http-port N] [--model-id NAME] [--api-key KEY]
                                [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
                                [--repetition-penalty R] [--stop TEXT] [--bind ADDR] [--advertise HOST]
                                [--control-port N]
@@ -45,7 +51,9 @@ public static class ServeCommand
 
         Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
         needs the same ACTORRING_SECRET. Rank 0 hosts the coordinator at master_ip:master_port; start the
-        ranks in any order. --interactive (rank 0) reads prompts from the terminal or, on a pipe, one prompt
+        ranks in any order. Rank 0 serves the OpenAI-compatible HTTP API at --http-host:--http-port (default
+        127.0.0.1:8080; see README "HTTP API"); --api-key or ACTORRING_API_KEY makes it require
+        "Authorization: Bearer KEY". --interactive (rank 0) reads prompts from the terminal or, on a pipe, one prompt
         per line and writes one completion per line (newlines escaped as \n). /reset clears the conversation,
         /exit quits. --cores pins the compute thread (and the --threads helpers, in order) to those CPU
         cores; use it when several ranks share a machine (generate --world-size N does this itself when the
@@ -72,14 +80,23 @@ public static class ServeCommand
         if (!TryPrepare(options, out var rank, out int failure)) return failure;
         using var host = Build(options, rank!, stdout);
         var exit = host.Services.GetRequiredService<ServeExit>(); // RunAsync disposes the container
-        await host.RunAsync();
+        try
+        {
+            await host.RunAsync();
+        }
+        catch (IOException e) when (e.Message.StartsWith("Failed to bind", StringComparison.Ordinal))
+        {
+            // Kestrel could not listen (a host name whose address is taken, or a race with another process).
+            Console.Error.WriteLine($"error: {e.Message} Pick another address or port with --http-host/--http-port");
+            return 2;
+        }
         stdout.Flush();
         return exit.Code;
     }
 
     /// <summary>Everything about this rank that is validated before anything starts.</summary>
     internal sealed record RankSetup(
-        RingConfig Ring, byte[] Secret, ShardedLlamaEngineFactory Engines, ITextTokenizer? Tokenizer);
+        RingConfig Ring, byte[] Secret, ShardedLlamaEngineFactory Engines, ITextTokenizer? Tokenizer, IChatTemplate ChatTemplate);
 
     internal static bool TryPrepare(ServeOptions options, out RankSetup? setup, out int exitCode)
     {
@@ -138,6 +155,13 @@ public static class ServeCommand
             return false;
         }
 
+        if (ring.Rank == 0 && options.Http && options.HttpPort != 0 && IPAddress.TryParse(options.HttpHost, out var httpAddress)
+            && PortInUse(httpAddress, options.HttpPort) is { } httpError)
+        {
+            Console.Error.WriteLine($"error: --http-port {options.HttpPort} is already in use on {options.HttpHost}: {httpError}; is another server running? Stop it or pick another port with --http-port (0 picks a free one)");
+            return false;
+        }
+
         try
         {
             if (options.Preset is { } preset)
@@ -145,7 +169,7 @@ public static class ServeCommand
                 var presetConfig = Bench.DecodeBench.Preset(preset);
                 var presetLoad = options.Load with { KvCacheTokens = options.KvCacheTokens(options.Load.ContextLength ?? Math.Min(presetConfig.MaxPositionEmbeddings, 4096)) };
                 var random = ShardedLlamaEngineFactory.Random(presetConfig, seed: 42, presetLoad);
-                setup = new RankSetup(ring, secret, random, Tokenizer: null);
+                setup = new RankSetup(ring, secret, random, Tokenizer: null, new PlainChatTemplate());
                 return true;
             }
             var model = ModelDirectory.Recognise(options.ModelDir);
@@ -153,10 +177,12 @@ public static class ServeCommand
             var load = options.Load with { KvCacheTokens = options.KvCacheTokens(options.Load.ContextLength ?? Math.Min(config.MaxPositionEmbeddings, 4096)) };
             var engines = new ShardedLlamaEngineFactory(options.ModelDir, load);
             var tokenizer = ring.Rank == 0 ? TokenizerLoader.Load(model.TokenizerFile ?? model.Path) : null;
-            setup = new RankSetup(ring, secret, engines, tokenizer);
+            // Only rank 0 renders prompts; a broken template is found before any network activity.
+            var template = ring.Rank == 0 ? ChatTemplates.Load(model.Path, options.ChatTemplatePath) : new PlainChatTemplate();
+            setup = new RankSetup(ring, secret, engines, tokenizer, template);
             return true;
         }
-        catch (Exception e) when (e is ModelLoadException or TokenizerFormatException or IOException or UsageException)
+        catch (Exception e) when (e is ModelLoadException or TokenizerFormatException or IOException or UsageException or ChatTemplateException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return false;
@@ -166,7 +192,11 @@ public static class ServeCommand
     internal static IHost Build(ServeOptions options, RankSetup setup, TextWriter stdout)
     {
         var ring = setup.Ring;
-        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
+        bool http = ring.Rank == 0 && options.Http;
+        // Rank 0 of a server is a web application (Kestrel in the same host); every other rank a plain host.
+        IHostApplicationBuilder builder = http
+            ? WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] })
+            : Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = [] });
         builder.Services.AddSystemd();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
         builder.Logging.ClearProviders();
@@ -184,6 +214,8 @@ public static class ServeCommand
         // replaces the minimum-level rule, so it applies the level itself.
         builder.Logging.AddFilter((category, logLevel) => logLevel >= level &&
             !(Volatile.Read(ref _peerLossExpected) && logLevel < LogLevel.Error && category?.StartsWith("Akka", StringComparison.Ordinal) == true));
+        // Kestrel's per-request lines would drown the cluster's log; its warnings and errors still show.
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Services.AddSingleton(new ServeExit { Out = stdout });
 
         var ringOptions = new RingOptions
@@ -239,18 +271,38 @@ public static class ServeCommand
                     options.Scheduling));
         });
 
-        if (ring.Rank == 0 && (options.Interactive || options.OneShot))
+        if (ring.Rank == 0)
         {
+            builder.Services.AddSingleton<GenerationMetrics>();
             // The coordinator exists only once Akka's hosted service has started, so it is resolved on first use.
-            builder.Services.AddHostedService(sp => new PromptService(
-                options, setup,
+            builder.Services.AddSingleton(sp => new GenerationService(
                 async () => new CoordinatorClient(sp.GetRequiredService<ActorSystem>(),
                     await sp.GetRequiredService<ActorRegistry>().GetAsync<CoordinatorActor>()),
-                sp.GetRequiredService<IHostApplicationLifetime>(),
-                sp.GetRequiredService<ServeExit>(),
-                sp.GetRequiredService<ILogger<PromptService>>()));
+                setup.Tokenizer, setup.ChatTemplate, options.GenerationDefaults, options.Scheduling.MaxBatch,
+                options.Load.ContextLength ?? Math.Min(setup.Engines.Config.MaxPositionEmbeddings, 4096), // ModelLoadOptions' documented default
+                ring.WorldSize, options.ReadyTimeout,
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("ActorRing.Generation"),
+                sp.GetRequiredService<GenerationMetrics>()));
         }
-        return builder.Build();
+        if (ring.Rank == 0 && (options.Interactive || options.OneShot))
+        {
+            builder.Services.AddHostedService(sp => new PromptService(
+                options, setup,
+                sp.GetRequiredService<GenerationService>(),
+                sp.GetRequiredService<IHostApplicationLifetime>(),
+                sp.GetRequiredService<ServeExit>()));
+        }
+        if (builder is WebApplicationBuilder web)
+        {
+            web.WebHost.UseUrls($"http://{(options.HttpHost.Contains(':') ? $"[{options.HttpHost}]" : options.HttpHost)}:{options.HttpPort}");
+            web.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = OpenAiApi.MaxBodyBytes);
+            web.Services.AddHostedService(sp => new HttpAnnouncer(options, sp));
+            var app = web.Build();
+            new OpenAiApi(app.Services.GetRequiredService<GenerationService>(), options.ModelId, options.ApiKey)
+                .Map(app, app.Services.GetRequiredService<GenerationMetrics>());
+            return app;
+        }
+        return ((HostApplicationBuilder)builder).Build();
     }
 
     /// <summary>

@@ -18,7 +18,11 @@ public sealed record ServeOptions
         "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
         "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "cores", "context", "dtype", "ready-timeout",
         "verbose", "quiet", "preset", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
+        "http-host", "http-port", "model-id", "api-key", "chat-template",
     ];
+
+    /// <summary>The environment variable that sets the HTTP API key when --api-key is not given.</summary>
+    public const string ApiKeyEnvironmentVariable = "ACTORRING_API_KEY";
 
     public required string ModelDir { get; init; }
 
@@ -62,6 +66,23 @@ public sealed record ServeOptions
 
     public bool OneShot => Prompt is not null || PromptIds is not null;
 
+    /// <summary>Where rank 0's OpenAI-compatible API listens. Port 0 picks a free port (the start-up line names it).</summary>
+    public string HttpHost { get; init; } = "127.0.0.1";
+    public int HttpPort { get; init; } = 8080;
+
+    /// <summary>The API runs on rank 0 of a server; --interactive runs it too when --http-port is given, and a
+    /// one-shot --prompt never does.</summary>
+    public bool Http { get; init; } = true;
+
+    /// <summary>The model's id in the API (GET /v1/models, the "model" field); the model directory's name by default.</summary>
+    public required string ModelId { get; init; }
+
+    /// <summary>When set, every HTTP request but /health must carry <c>Authorization: Bearer</c> this key.</summary>
+    public string? ApiKey { get; init; }
+
+    /// <summary><c>--chat-template FILE</c>: a Jinja chat template used instead of the model's own.</summary>
+    public string? ChatTemplatePath { get; init; }
+
     public static ServeOptions Parse(string[] args)
     {
         var cli = CliArgs.Parse(args, Flags);
@@ -94,9 +115,20 @@ public sealed record ServeOptions
         if (cli.String("bind") is { } b && !IPAddress.TryParse(b, out bind!))
             throw new UsageException($"option --bind expects an IP address such as 0.0.0.0 or 10.0.0.5, got '{b}'");
         var dtype = cli.DType();
+        string? apiKey = cli.String("api-key") ?? Environment.GetEnvironmentVariable(ApiKeyEnvironmentVariable);
+        if (apiKey is { Length: 0 }) throw new UsageException($"option --api-key (or {ApiKeyEnvironmentVariable}) is empty; give a key or leave it unset");
+        if (cli.String("http-host") is { Length: 0 }) throw new UsageException("option --http-host is empty; give an address such as 127.0.0.1 or 0.0.0.0");
+        if ((cli.Has("prompt") || cli.Has("prompt-ids")) && cli.Has("http-port"))
+            throw new UsageException("--prompt runs one request and exits; it serves no HTTP API, so drop --http-port");
         return new ServeOptions
         {
             ModelDir = modelDir,
+            HttpHost = cli.String("http-host") ?? "127.0.0.1",
+            HttpPort = cli.Int("http-port", 0, 65535) ?? 8080,
+            Http = !(cli.Has("prompt") || cli.Has("prompt-ids")) && (!interactive || cli.Has("http-port")),
+            ModelId = cli.String("model-id") ?? (cli.Has("preset") ? cli.String("preset")! : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDir)))),
+            ApiKey = apiKey,
+            ChatTemplatePath = cli.String("chat-template"),
             Preset = cli.String("preset"),
             RingConfigPath = cli.String("ring-config"),
             Interactive = interactive,
@@ -140,8 +172,4 @@ public sealed record ServeOptions
         if (errors.Count > 0) throw new UsageException(string.Join("; ", errors));
         return options;
     }
-
-    /// <summary>The control-plane form of the sampling options, stopping at the tokenizer's end-of-sequence ids and the options' stop ids.</summary>
-    public static SamplingSpec ToSpec(SamplingOptions o, IEnumerable<int> stopIds, int maxTokens) =>
-        new(o.Temperature, o.TopK, o.TopP, o.Seed, o.RepetitionPenalty, maxTokens, stopIds.Union(o.StopTokenIds ?? []).ToArray());
 }

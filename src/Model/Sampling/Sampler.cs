@@ -55,9 +55,22 @@ public sealed class Sampler
 
     /// <param name="logits">Logits over the whole vocabulary for the position being sampled.</param>
     /// <param name="previousTokens">Tokens already in the sequence (prompt and generated) for the repetition penalty.</param>
-    public int Sample(ReadOnlySpan<float> logits, IReadOnlyList<int> previousTokens)
+    public int Sample(ReadOnlySpan<float> logits, IReadOnlyList<int> previousTokens) =>
+        Sample(logits, previousTokens, promptLength: 0).TokenId;
+
+    /// <param name="logits">Logits over the whole vocabulary for the position being sampled.</param>
+    /// <param name="previousTokens">Tokens already in the sequence, prompt then generated. The repetition penalty
+    /// looks at all of them; the presence and frequency penalties (OpenAI's) at the generated ones only.</param>
+    /// <param name="promptLength">How many of <paramref name="previousTokens"/> are the prompt.</param>
+    public SampledToken Sample(ReadOnlySpan<float> logits, IReadOnlyList<int> previousTokens, int promptLength)
     {
         ArgumentNullException.ThrowIfNull(previousTokens);
+        var token = Pick(logits, previousTokens, promptLength);
+        return Options.Logprobs is int top ? Logprobs(logits, token, top) : new SampledToken(token);
+    }
+
+    private int Pick(ReadOnlySpan<float> logits, IReadOnlyList<int> previousTokens, int promptLength)
+    {
         var n = logits.Length;
         if (n == 0)
         {
@@ -79,6 +92,11 @@ public sealed class Sampler
         if (Options.RepetitionPenalty != 1)
         {
             ApplyRepetitionPenalty(scores, previousTokens);
+        }
+
+        if (Options.PresencePenalty != 0 || Options.FrequencyPenalty != 0)
+        {
+            ApplyPresenceAndFrequencyPenalties(scores, previousTokens, promptLength);
         }
 
         if (Options.IsGreedy)
@@ -128,6 +146,24 @@ public sealed class Sampler
                     keep = j + 1;
                     break;
                 }
+            }
+
+            candidates = candidates[..keep];
+            candidateTotal = 0;
+            foreach (var c in candidates)
+            {
+                candidateTotal += weights[c];
+            }
+        }
+
+        if (Options.MinP > 0)
+        {
+            // min-p: drop tokens less likely than min_p times the most likely one. Weights are relative to the
+            // top token's (its weight is exp(0) = 1), and the candidates are sorted, so the kept ones are a prefix.
+            var keep = 1;
+            while (keep < candidates.Length && weights[candidates[keep]] >= Options.MinP)
+            {
+                keep++;
             }
 
             candidates = candidates[..keep];
@@ -298,6 +334,71 @@ public sealed class Sampler
             var v = scores[t];
             scores[t] = v > 0 ? v / penalty : v * penalty;
         }
+    }
+
+    // OpenAI's rule: each generated token's logit loses frequency_penalty per occurrence so far, plus
+    // presence_penalty once if it occurred at all. The prompt does not count (as in vLLM).
+    private void ApplyPresenceAndFrequencyPenalties(Span<float> scores, IReadOnlyList<int> previousTokens, int promptLength)
+    {
+        var counts = new Dictionary<int, int>();
+        for (var i = Math.Max(0, promptLength); i < previousTokens.Count; i++)
+        {
+            var t = previousTokens[i];
+            if ((uint)t >= (uint)scores.Length)
+            {
+                throw new ArgumentOutOfRangeException(nameof(previousTokens), t, $"previous token {t} is outside the vocabulary of {scores.Length} logits");
+            }
+
+            counts[t] = counts.GetValueOrDefault(t) + 1;
+        }
+
+        foreach (var (t, count) in counts)
+        {
+            scores[t] -= (Options.FrequencyPenalty * count) + Options.PresencePenalty;
+        }
+    }
+
+    // Log-softmax of the raw logits (in double, after subtracting the maximum), and the `top` most likely tokens,
+    // most likely first with the lower id first on ties.
+    private static SampledToken Logprobs(ReadOnlySpan<float> logits, int token, int top)
+    {
+        var max = logits[ArgMax(logits)];
+        double sum = 0;
+        foreach (var v in logits)
+        {
+            sum += Math.Exp(v - (double)max);
+        }
+
+        var logSum = Math.Log(sum) + max;
+        var best = new List<int>(top + 1);
+        for (var i = 0; i < logits.Length && top > 0; i++)
+        {
+            var v = logits[i];
+            if (best.Count == top && v <= logits[best[^1]])
+            {
+                continue;
+            }
+
+            var at = best.Count;
+            while (at > 0 && v > logits[best[at - 1]])
+            {
+                at--;
+            }
+
+            best.Insert(at, i);
+            if (best.Count > top)
+            {
+                best.RemoveAt(best.Count - 1);
+            }
+        }
+
+        var alternatives = new TokenProbability[best.Count];
+        for (var j = 0; j < best.Count; j++)
+        {
+            alternatives[j] = new TokenProbability(best[j], (float)(logits[best[j]] - logSum));
+        }
+
+        return new SampledToken(token, (float)(logits[token] - logSum), alternatives);
     }
 
     private void EnsureCapacity(int n)

@@ -3,8 +3,10 @@ using System.Globalization;
 namespace ActorRing.Model.Sampling;
 
 /// <summary>
-/// How to pick the next token. Temperature 0 is greedy. TopK 0 and TopP 1 disable those filters,
-/// RepetitionPenalty 1 disables the penalty. Seed null draws a random seed (see <see cref="Sampler.Seed"/>).
+/// How to pick the next token. Temperature 0 is greedy. TopK 0, TopP 1 and MinP 0 disable those filters,
+/// RepetitionPenalty 1 and Presence/FrequencyPenalty 0 disable the penalties. Seed null draws a random seed (see
+/// <see cref="Sampler.Seed"/>). Logprobs null returns no log-probabilities; N returns the sampled token's and the
+/// N most likely alternatives' (0: the sampled token's only).
 /// StopTokenIds end a generation like the tokenizer's EOS ids (e.g. those of the model's generation_config.json).
 /// </summary>
 public sealed record SamplingOptions(
@@ -15,8 +17,15 @@ public sealed record SamplingOptions(
     ulong? Seed = null,
     int MaxTokens = 256,
     IReadOnlyList<string>? StopStrings = null,
-    IReadOnlyList<int>? StopTokenIds = null)
+    IReadOnlyList<int>? StopTokenIds = null,
+    float MinP = 0,
+    float PresencePenalty = 0,
+    float FrequencyPenalty = 0,
+    int? Logprobs = null)
 {
+    /// <summary>The most alternatives a request may ask log-probabilities for (OpenAI's limit).</summary>
+    public const int MaxLogprobs = 20;
+
     /// <summary>Greedy decoding: the same token for the same logits, every time.</summary>
     public static SamplingOptions Greedy { get; } = new();
 
@@ -51,6 +60,26 @@ public sealed record SamplingOptions(
         if (!(RepetitionPenalty > 0) || float.IsPositiveInfinity(RepetitionPenalty))
         {
             errors.Add($"repetition_penalty must be > 0 and finite (1 disables it), got {F(RepetitionPenalty)}");
+        }
+
+        if (!(MinP >= 0 && MinP <= 1))
+        {
+            errors.Add($"min_p must be in [0, 1] (0 disables it), got {F(MinP)}");
+        }
+
+        if (!(PresencePenalty >= -2 && PresencePenalty <= 2))
+        {
+            errors.Add($"presence_penalty must be in [-2, 2] (0 disables it), got {F(PresencePenalty)}");
+        }
+
+        if (!(FrequencyPenalty >= -2 && FrequencyPenalty <= 2))
+        {
+            errors.Add($"frequency_penalty must be in [-2, 2] (0 disables it), got {F(FrequencyPenalty)}");
+        }
+
+        if (Logprobs is < 0 or > MaxLogprobs)
+        {
+            errors.Add($"top_logprobs must be in [0, {MaxLogprobs}], got {Logprobs}");
         }
 
         if (MaxTokens < 1)

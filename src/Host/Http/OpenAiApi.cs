@@ -1,0 +1,304 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using ActorRing.Host.Generation;
+using ActorRing.Model.Tokenization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Prometheus;
+
+namespace ActorRing.Host.Http;
+
+/// <summary>
+/// The OpenAI-compatible HTTP API on rank 0: chat and legacy completions (plain JSON or Server-Sent Events), the
+/// model list, vLLM's /tokenize and /detokenize, /health and /metrics. A thin client of
+/// <see cref="GenerationService"/>: it parses and answers, the service does the work.
+/// </summary>
+internal sealed class OpenAiApi(GenerationService service, string modelId, string? apiKey)
+{
+    /// <summary>Largest request body; a bigger one gets 413. Far above any prompt that fits a context.</summary>
+    public const long MaxBodyBytes = 4 << 20;
+
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+    public void Map(WebApplication app, GenerationMetrics metrics)
+    {
+        app.Use(async (ctx, next) =>
+        {
+            try
+            {
+                if (apiKey is not null && ctx.Request.Path != "/health" && !Authorized(ctx.Request))
+                    throw new ApiException(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>' with the key given by --api-key or ACTORRING_API_KEY", null, "invalid_api_key");
+                await next();
+            }
+            catch (ApiException e) when (!ctx.Response.HasStarted)
+            {
+                // A refused completion request counts as one; 503s are counted by the service that refused them.
+                if (e.Status is >= 400 and < 500 && ctx.Request.Path.StartsWithSegments("/v1") && ctx.Request.Method == "POST")
+                    metrics.RequestEnded("invalid");
+                await WriteAsync(ctx, e.Status, e.Body);
+            }
+        });
+        app.MapPost("/v1/chat/completions", ChatAsync);
+        app.MapPost("/v1/completions", CompletionAsync);
+        app.MapGet("/v1/models", ctx => WriteAsync(ctx, 200,
+            new ModelList([new ModelCard(modelId, _created, service.ContextLength)])));
+        app.MapPost("/tokenize", TokenizeAsync);
+        app.MapPost("/detokenize", DetokenizeAsync);
+        app.MapGet("/health", HealthAsync);
+        metrics.UpdateBeforeScrape(async ct =>
+        {
+            int ranks;
+            try
+            {
+                var status = await service.StatusAsync(ct);
+                ranks = status.Ready ? status.WorldSize : status.RegisteredRanks;
+            }
+            catch (Exception e) when (e is TimeoutException or Akka.Actor.AskTimeoutException or InvalidOperationException or OperationCanceledException)
+            {
+                ranks = 0; // the coordinator does not answer: nothing is ready as far as a client can tell
+            }
+            return (service.Queue.Running, service.Queue.Waiting, ranks, service.WorldSize);
+        });
+        app.MapMetrics("/metrics", metrics.Registry);
+        app.MapFallback(ctx => throw new ApiException(404,
+            $"no such endpoint: {ctx.Request.Method} {ctx.Request.Path}; this server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health and GET /metrics",
+            null, "not_found"));
+    }
+
+    private bool Authorized(HttpRequest request)
+    {
+        string header = request.Headers.Authorization.ToString();
+        const string prefix = "Bearer ";
+        if (!header.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)) return false;
+        return CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(header[prefix.Length..].Trim()), Encoding.UTF8.GetBytes(apiKey!));
+    }
+
+    // ------------------------------------------------------------------ completions
+
+    private async Task ChatAsync(HttpContext ctx)
+    {
+        var f = await ReadAsync(ctx);
+        var request = OpenAiRequest.Chat(f, service);
+        string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
+        await RunAsync(ctx, request, new ChatFormat(this, id, _created, modelId));
+    }
+
+    private async Task CompletionAsync(HttpContext ctx)
+    {
+        var f = await ReadAsync(ctx);
+        var request = OpenAiRequest.Completion(f, service);
+        string id = "cmpl-" + Guid.NewGuid().ToString("N");
+        await RunAsync(ctx, request, new TextFormat(this, id, _created, modelId));
+    }
+
+    /// <summary>How chat and legacy completions spell the same events.</summary>
+    internal abstract class ResponseFormat(OpenAiApi api)
+    {
+        public OpenAiApi Api { get; } = api;
+        public abstract object? StreamStart();
+        public abstract object StreamText(string text, IReadOnlyList<TokenLogprob> logprobs);
+        public abstract object StreamFinish(string reason, IReadOnlyList<TokenLogprob> logprobs);
+        public abstract object StreamUsage(UsageBody usage);
+        public abstract object Whole(string text, IReadOnlyList<TokenLogprob>? logprobs, string reason, UsageBody usage);
+    }
+
+    private async Task RunAsync(HttpContext ctx, OpenAiRequest request, ResponseFormat format)
+    {
+        var ct = ctx.RequestAborted;
+        await using var events = service.GenerateAsync(request.Input, ct).GetAsyncEnumerator(ct);
+        var text = new StringBuilder();
+        var logprobs = new List<TokenLogprob>();
+        int sent = 0; // logprobs already streamed
+        bool streaming = false;
+        try
+        {
+            // Nothing is sent before the first event: a request refused after its wait in the queue still gets
+            // a proper status instead of a stream that starts and breaks.
+            while (await events.MoveNextAsync())
+            {
+                switch (events.Current)
+                {
+                    case FailedEvent failed when !streaming:
+                        throw Failure(failed);
+                    case FailedEvent failed:
+                        await SendEventAsync(ctx, Failure(failed).Body);
+                        await SendDoneAsync(ctx);
+                        return;
+                    case TokenEvent { Logprob: { } lp } when request.Logprobs is not null:
+                        logprobs.Add(lp);
+                        break;
+                    case TextEvent t:
+                        text.Append(t.Text);
+                        if (!request.Stream) break;
+                        if (!streaming) streaming = await StartStreamAsync(ctx, format);
+                        await SendEventAsync(ctx, format.StreamText(t.Text, logprobs[sent..]));
+                        sent = logprobs.Count;
+                        break;
+                    case FinishedEvent done:
+                        var usage = new UsageBody(done.Usage.PromptTokens, done.Usage.CompletionTokens, done.Usage.TotalTokens);
+                        if (!request.Stream)
+                        {
+                            await WriteAsync(ctx, 200, format.Whole(text.ToString(), request.Logprobs is null ? null : logprobs, done.FinishReason, usage));
+                            return;
+                        }
+                        if (!streaming) streaming = await StartStreamAsync(ctx, format);
+                        await SendEventAsync(ctx, format.StreamFinish(done.FinishReason, logprobs[sent..]));
+                        if (request.IncludeUsage) await SendEventAsync(ctx, format.StreamUsage(usage));
+                        await SendDoneAsync(ctx);
+                        return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // The client went away; the service has already cancelled its request.
+            return;
+        }
+        catch (IOException) when (ct.IsCancellationRequested)
+        {
+            return;
+        }
+    }
+
+    private static async Task<bool> StartStreamAsync(HttpContext ctx, ResponseFormat format)
+    {
+        ctx.Response.StatusCode = 200;
+        ctx.Response.ContentType = "text/event-stream; charset=utf-8";
+        ctx.Response.Headers.CacheControl = "no-cache";
+        ctx.Response.Headers["X-Accel-Buffering"] = "no";
+        if (format.StreamStart() is { } first) await SendEventAsync(ctx, first);
+        return true;
+    }
+
+    private static async Task SendEventAsync(HttpContext ctx, object body)
+    {
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(body, body.GetType(), Json);
+        await ctx.Response.Body.WriteAsync("data: "u8.ToArray(), ctx.RequestAborted);
+        await ctx.Response.Body.WriteAsync(bytes, ctx.RequestAborted);
+        await ctx.Response.Body.WriteAsync("\n\n"u8.ToArray(), ctx.RequestAborted);
+        await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
+    }
+
+    private static async Task SendDoneAsync(HttpContext ctx)
+    {
+        await ctx.Response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), ctx.RequestAborted);
+        await ctx.Response.Body.FlushAsync(ctx.RequestAborted);
+    }
+
+    private static ApiException Failure(FailedEvent failed) => failed.Kind == GenerationErrorKind.InvalidRequest
+        ? ApiException.BadRequest(failed.Message, null)
+        : new ApiException(503, failed.Message, null, "cluster_unavailable");
+
+    /// <summary>A token's text for the logprobs lists; a piece of a multi-byte character decodes as U+FFFD, and its
+    /// bytes say what it really is.</summary>
+    internal (string Text, int[] Bytes) TokenText(int id)
+    {
+        var tokenizer = service.Tokenizer;
+        string text = tokenizer is null ? "" : tokenizer.Decode([id]);
+        return (text, [.. Encoding.UTF8.GetBytes(text)]);
+    }
+
+    // ------------------------------------------------------------------ tokenizer and health
+
+    private async Task TokenizeAsync(HttpContext ctx)
+    {
+        var f = await ReadAsync(ctx);
+        CheckModel(f);
+        IReadOnlyList<int> ids;
+        try
+        {
+            if (f.Has("messages"))
+            {
+                var messages = OpenAiRequest.Messages(f);
+                ids = service.EncodeChat(messages, f.Bool("add_generation_prompt") ?? true);
+            }
+            else if (f.String("prompt") is { } prompt)
+            {
+                ids = service.Encode(prompt, f.Bool("add_special_tokens") ?? true);
+            }
+            else
+            {
+                throw ApiException.BadRequest("give either prompt (a string) or messages", "prompt", "missing_required_parameter");
+            }
+        }
+        catch (Templating.ChatTemplateException e)
+        {
+            throw ApiException.BadRequest($"the chat template refused the conversation: {e.Message}", "messages");
+        }
+        catch (GenerationRequestException e)
+        {
+            throw ApiException.BadRequest(e.Message, e.Param);
+        }
+        await WriteAsync(ctx, 200, new TokenizeBody(ids.Count, service.ContextLength, [.. ids]));
+    }
+
+    private async Task DetokenizeAsync(HttpContext ctx)
+    {
+        var f = await ReadAsync(ctx);
+        CheckModel(f);
+        if (f.Get("tokens") is not { } list) throw ApiException.BadRequest("tokens is required: a list of token ids", "tokens", "missing_required_parameter");
+        if (list.ValueKind != JsonValueKind.Array) throw JsonFields.Type("tokens", "an array of token ids", list);
+        var tokenizer = service.Tokenizer ?? throw ApiException.BadRequest("this model has no tokenizer (a random --preset model)", "tokens");
+        var ids = list.EnumerateArray().Select((e, i) =>
+            e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int id) && id >= 0 && id < tokenizer.VocabSize ? id
+            : throw ApiException.BadRequest($"tokens[{i}] must be a token id in [0, {tokenizer.VocabSize}), got {e.GetRawText()}", $"tokens[{i}]")).ToArray();
+        await WriteAsync(ctx, 200, new DetokenizeBody(tokenizer.Decode(ids)));
+    }
+
+    private async Task HealthAsync(HttpContext ctx)
+    {
+        try
+        {
+            var status = await service.StatusAsync(ctx.RequestAborted);
+            await WriteAsync(ctx, status.Ready ? 200 : 503, new HealthBody(status.Ready ? "ready" : "unavailable",
+                status.WorldSize, status.Ready ? status.WorldSize : status.RegisteredRanks, status.Ready ? null : service.Describe(status)));
+        }
+        catch (Exception e) when (e is TimeoutException or Akka.Actor.AskTimeoutException or InvalidOperationException)
+        {
+            await WriteAsync(ctx, 503, new HealthBody("unavailable", service.WorldSize, 0, $"the coordinator on rank 0 did not answer: {e.Message}"));
+        }
+    }
+
+    // ------------------------------------------------------------------ plumbing
+
+    private async Task<JsonFields> ReadAsync(HttpContext ctx)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = await JsonDocument.ParseAsync(ctx.Request.Body, default, ctx.RequestAborted);
+        }
+        catch (JsonException e)
+        {
+            throw ApiException.BadRequest($"the request body is not valid JSON: {e.Message}", null, "invalid_json");
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw new ApiException(413, $"the request body is larger than {MaxBodyBytes} bytes", null, "request_too_large");
+        }
+        ctx.Response.RegisterForDispose(doc);
+        var f = JsonFields.Of(doc.RootElement);
+        CheckModel(f);
+        return f;
+    }
+
+    private void CheckModel(JsonFields f)
+    {
+        if (f.String("model") is { } model && model != modelId)
+            throw new ApiException(404, $"the model '{model}' does not exist; this server serves '{modelId}' (see GET /v1/models)", "model", "model_not_found");
+    }
+
+    internal static async Task WriteAsync(HttpContext ctx, int status, object body)
+    {
+        ctx.Response.StatusCode = status;
+        ctx.Response.ContentType = "application/json; charset=utf-8";
+        await ctx.Response.Body.WriteAsync(JsonSerializer.SerializeToUtf8Bytes(body, body.GetType(), Json), ctx.RequestAborted);
+    }
+}

@@ -1,0 +1,187 @@
+using System.Text.Json;
+using ActorRing.Host.Generation;
+using ActorRing.Model.Sampling;
+using ActorRing.Templating;
+
+namespace ActorRing.Host.Http;
+
+/// <summary>A parsed chat or legacy completion request: the prompt as ids, how to sample, how to answer.</summary>
+/// <param name="Logprobs">Null: none. Otherwise the number of alternatives per token (chat's top_logprobs, the
+/// legacy API's integer logprobs).</param>
+internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool IncludeUsage, int? Logprobs, string PromptParam)
+{
+    /// <summary>The completion length when the request gives none (vLLM lets it run to the end of the context;
+    /// a bounded default keeps a forgotten max_tokens from holding the single queue for minutes).</summary>
+    public const int DefaultMaxTokens = 256;
+
+    private static readonly string[] Roles = ["system", "developer", "user", "assistant"];
+
+    public static OpenAiRequest Chat(JsonFields f, GenerationService service)
+    {
+        var messages = Messages(f);
+        f.Refuse("tools", "this server has no tool calling");
+        f.Refuse("response_format", "this server has no structured output");
+        if (f.Bool("logprobs") is not true && f.Has("top_logprobs"))
+            throw ApiException.BadRequest("top_logprobs needs logprobs: true", "top_logprobs");
+        int? logprobs = f.Bool("logprobs") is true ? f.Int("top_logprobs", 0, SamplingOptions.MaxLogprobs) ?? 0 : null;
+        IReadOnlyList<int> ids;
+        try
+        {
+            ids = service.EncodeChat(messages);
+        }
+        catch (ChatTemplateException e)
+        {
+            throw ApiException.BadRequest($"the chat template refused the conversation: {e.Message}", "messages");
+        }
+        catch (GenerationRequestException e)
+        {
+            throw ApiException.BadRequest(e.Message, "messages");
+        }
+        int? max = f.Int("max_completion_tokens", 1, int.MaxValue) ?? f.Int("max_tokens", 1, int.MaxValue);
+        string maxParam = f.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+        return Build(f, service, ids, "messages", max, maxParam, logprobs);
+    }
+
+    public static OpenAiRequest Completion(JsonFields f, GenerationService service)
+    {
+        if (f.Bool("echo") is true) throw ApiException.BadRequest("echo is not supported: the prompt is not repeated in the answer; drop echo", "echo", "unsupported_parameter");
+        f.Refuse("suffix", "this server does not fill in the middle; drop suffix");
+        f.Refuse("best_of", "only one completion is generated per request; drop best_of");
+        var ids = Prompt(f, service);
+        int? logprobs = f.Int("logprobs", 0, 5);
+        return Build(f, service, ids, "prompt", f.Int("max_tokens", 1, int.MaxValue), "max_tokens", logprobs);
+    }
+
+    private static OpenAiRequest Build(JsonFields f, GenerationService service, IReadOnlyList<int> ids, string promptParam,
+        int? maxTokens, string maxParam, int? logprobs)
+    {
+        if (f.Int("n", 1, int.MaxValue) is > 1) throw ApiException.BadRequest("n must be 1: this server generates one choice per request", "n");
+        bool stream = f.Bool("stream") ?? false;
+        bool includeUsage = false;
+        if (f.Get("stream_options") is { } so)
+        {
+            if (!stream) throw ApiException.BadRequest("stream_options is only allowed with stream: true", "stream_options");
+            if (so.ValueKind != JsonValueKind.Object) throw JsonFields.Type("stream_options", "an object", so);
+            includeUsage = new JsonFields(so).Bool("include_usage") ?? false;
+        }
+        int max;
+        try
+        {
+            max = service.ResolveMaxTokens(ids.Count, maxTokens, DefaultMaxTokens, promptParam, maxParam);
+        }
+        catch (GenerationRequestException e)
+        {
+            throw ApiException.BadRequest(e.Message, e.Param, "context_length_exceeded");
+        }
+        // What the body leaves out comes from the model's generation_config.json (as vLLM does), then from
+        // OpenAI's defaults (temperature 1).
+        var defaults = service.Defaults;
+        var given = defaults.Resolve(new SamplingRequest(
+            Temperature: (float?)f.Number("temperature", 0, 2) ?? defaults.Temperature ?? 1,
+            TopK: f.Int("top_k", -1, int.MaxValue) is int topK ? Math.Max(0, topK) : null, // vLLM spells "no top-k" -1, we spell it 0
+            TopP: (float?)f.Number("top_p", double.Epsilon, 1),
+            RepetitionPenalty: (float?)f.Number("repetition_penalty", double.Epsilon, 100),
+            Seed: f.Integer("seed", long.MinValue, long.MaxValue) is long seed ? unchecked((ulong)seed) : null,
+            MaxTokens: max,
+            StopStrings: Stop(f)));
+        var sampling = given with
+        {
+            MinP = (float)(f.Number("min_p", 0, 1) ?? 0),
+            PresencePenalty = (float)(f.Number("presence_penalty", -2, 2) ?? 0),
+            FrequencyPenalty = (float)(f.Number("frequency_penalty", -2, 2) ?? 0),
+            Logprobs = logprobs,
+        };
+        var input = new GenerationInput(ids, sampling);
+        try
+        {
+            service.Validate(input, promptParam);
+        }
+        catch (GenerationRequestException e)
+        {
+            throw ApiException.BadRequest(e.Message, e.Param);
+        }
+        return new OpenAiRequest(input, stream, includeUsage, logprobs, promptParam);
+    }
+
+    private static List<string>? Stop(JsonFields f)
+    {
+        if (f.Get("stop") is not { } v) return null;
+        List<string> stops = v.ValueKind switch
+        {
+            JsonValueKind.String => [v.GetString()!],
+            JsonValueKind.Array => v.EnumerateArray().Select((e, i) => e.ValueKind == JsonValueKind.String ? e.GetString()!
+                : throw JsonFields.Type($"stop[{i}]", "a string", e)).ToList(),
+            _ => throw JsonFields.Type("stop", "a string or an array of strings", v),
+        };
+        if (stops.Count > 16) throw ApiException.BadRequest($"stop may hold at most 16 strings, got {stops.Count}", "stop");
+        for (int i = 0; i < stops.Count; i++)
+        {
+            if (stops[i].Length == 0) throw ApiException.BadRequest($"stop strings must not be empty, but stop[{i}] is", "stop");
+        }
+        return stops.Count == 0 ? null : stops;
+    }
+
+    public static List<ChatMessage> Messages(JsonFields f)
+    {
+        if (f.Get("messages") is not { } list) throw ApiException.BadRequest("messages is required: a list of {role, content}", "messages", "missing_required_parameter");
+        if (list.ValueKind != JsonValueKind.Array) throw JsonFields.Type("messages", "an array", list);
+        var messages = new List<ChatMessage>();
+        int i = 0;
+        foreach (var m in list.EnumerateArray())
+        {
+            string at = $"messages[{i++}]";
+            if (m.ValueKind != JsonValueKind.Object) throw JsonFields.Type(at, "an object", m);
+            var mf = new JsonFields(m);
+            string role = mf.String("role") ?? throw ApiException.BadRequest($"{at}.role is required", $"{at}.role", "missing_required_parameter");
+            if (Array.IndexOf(Roles, role) < 0)
+                throw ApiException.BadRequest($"{at}.role must be one of {string.Join(", ", Roles)}, got '{role}'", $"{at}.role");
+            messages.Add(new ChatMessage(role == "developer" ? "system" : role, Content(mf, at)));
+        }
+        if (messages.Count == 0) throw ApiException.BadRequest("messages must not be empty", "messages");
+        return messages;
+    }
+
+    /// <summary>A string, or a list of text parts (<c>{"type":"text","text":...}</c>) joined together.</summary>
+    private static string Content(JsonFields m, string at)
+    {
+        if (m.Get("content") is not { } c) return "";
+        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
+        if (c.ValueKind != JsonValueKind.Array) throw JsonFields.Type($"{at}.content", "a string or an array of text parts", c);
+        var text = new System.Text.StringBuilder();
+        int j = 0;
+        foreach (var part in c.EnumerateArray())
+        {
+            string pat = $"{at}.content[{j++}]";
+            if (part.ValueKind != JsonValueKind.Object) throw JsonFields.Type(pat, "an object", part);
+            var pf = new JsonFields(part);
+            string type = pf.String("type") ?? "";
+            if (type != "text") throw ApiException.BadRequest($"{pat}.type must be 'text' (this model reads text only), got '{type}'", $"{pat}.type");
+            text.Append(pf.String("text") ?? throw ApiException.BadRequest($"{pat}.text is required", $"{pat}.text", "missing_required_parameter"));
+        }
+        return text.ToString();
+    }
+
+    /// <summary>The legacy prompt: a string, a list of token ids, or a list holding one of those.</summary>
+    public static IReadOnlyList<int> Prompt(JsonFields f, GenerationService service)
+    {
+        if (f.Get("prompt") is not { } p) throw ApiException.BadRequest("prompt is required: a string or a list of token ids", "prompt", "missing_required_parameter");
+        if (p.ValueKind == JsonValueKind.Array && p.GetArrayLength() == 1 && p[0].ValueKind is JsonValueKind.String or JsonValueKind.Array)
+            p = p[0];
+        try
+        {
+            if (p.ValueKind == JsonValueKind.String) return service.Encode(p.GetString()!);
+        }
+        catch (GenerationRequestException e)
+        {
+            throw ApiException.BadRequest(e.Message, "prompt");
+        }
+        if (p.ValueKind == JsonValueKind.Array)
+        {
+            if (p.GetArrayLength() > 1 && p[0].ValueKind != JsonValueKind.Number)
+                throw ApiException.BadRequest("prompt may hold one prompt only (n = 1, no batches in one request); send one request per prompt", "prompt");
+            return p.EnumerateArray().Select((e, i) => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int id) ? id
+                : throw JsonFields.Type($"prompt[{i}]", "a token id (integer)", e)).ToArray();
+        }
+        throw JsonFields.Type("prompt", "a string or a list of token ids", p);
+    }
+}

@@ -1,0 +1,75 @@
+using System.Text.Json.Serialization;
+
+namespace ActorRing.Host.Http;
+
+// OpenAI's response objects, field for field (serialized with snake_case names). Fields OpenAI sends as null
+// stay null; fields it leaves out in a context are ignored when null.
+
+internal sealed record UsageBody(int PromptTokens, int CompletionTokens, int TotalTokens);
+
+internal sealed record ChatCompletionBody(string Id, long Created, string Model, ChatChoice[] Choices, UsageBody Usage)
+{
+    public string Object => "chat.completion";
+    public string? SystemFingerprint => null;
+}
+
+internal sealed record ChatChoice(int Index, AssistantMessage Message, ChatLogprobs? Logprobs, string FinishReason);
+
+internal sealed record AssistantMessage(string Content)
+{
+    public string Role => "assistant";
+    public string? Refusal => null;
+}
+
+internal sealed record ChatChunkBody(string Id, long Created, string Model, ChunkChoice[] Choices,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] UsageBody? Usage)
+{
+    public string Object => "chat.completion.chunk";
+    public string? SystemFingerprint => null;
+}
+
+internal sealed record ChunkChoice(int Index, ChunkDelta Delta, ChatLogprobs? Logprobs, string? FinishReason);
+
+internal sealed record ChunkDelta(
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
+
+internal sealed record ChatLogprobs(ChatTokenLogprob[] Content)
+{
+    public object? Refusal => null;
+}
+
+internal sealed record ChatTokenLogprob(string Token, float Logprob, int[] Bytes, TopLogprobBody[] TopLogprobs);
+
+internal sealed record TopLogprobBody(string Token, float Logprob, int[] Bytes);
+
+internal sealed record TextCompletionBody(string Id, long Created, string Model, TextChoice[] Choices,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] UsageBody? Usage)
+{
+    public string Object => "text_completion";
+    public string? SystemFingerprint => null;
+}
+
+internal sealed record TextChoice(string Text, int Index, LegacyLogprobs? Logprobs, string? FinishReason);
+
+/// <summary>The legacy completions API's log-probabilities: parallel lists per token.</summary>
+internal sealed record LegacyLogprobs(string[] Tokens, float[] TokenLogprobs, Dictionary<string, float>[] TopLogprobs, int[] TextOffset);
+
+internal sealed record ModelList(ModelCard[] Data)
+{
+    public string Object => "list";
+}
+
+internal sealed record ModelCard(string Id, long Created, int MaxModelLen)
+{
+    public string Object => "model";
+    public string OwnedBy => "actorring";
+    public string Root => Id;
+}
+
+internal sealed record TokenizeBody(int Count, int MaxModelLen, int[] Tokens);
+
+internal sealed record DetokenizeBody(string Prompt);
+
+internal sealed record HealthBody(string Status, int WorldSize, int RanksReady,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Message);

@@ -1,0 +1,289 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+
+namespace ActorRing.Host.Tests;
+
+/// <summary>The HTTP API byte for byte: error shapes, SSE framing, the tokenizer endpoints, health, metrics, the API
+/// key, concurrent clients and a client that goes away.</summary>
+[Collection(HttpClusterCollection.Name)]
+public sealed class HttpApiTests(HttpCluster cluster)
+{
+    private const string Chat = "/v1/chat/completions";
+    private const string User = """[{"role":"user","content":"Once upon a time"}]""";
+
+    private static void AssertError(HttpStatusCode expected, (HttpStatusCode Status, JsonElement Json) answer, string? param, string messagePart)
+    {
+        Assert.Equal(expected, answer.Status);
+        var error = answer.Json.GetProperty("error");
+        Assert.Contains(messagePart, error.GetProperty("message").GetString());
+        Assert.Equal(param, error.GetProperty("param").GetString());
+        Assert.False(string.IsNullOrEmpty(error.GetProperty("type").GetString()));
+        Assert.True(error.TryGetProperty("code", out _));
+    }
+
+    [Theory]
+    [InlineData("""{"messages":""", null, "not valid JSON")]
+    [InlineData("""[1,2]""", null, "must be a JSON object")]
+    [InlineData("""{"messages":[]}""", "messages", "messages must not be empty")]
+    [InlineData("""{"messages":"hi"}""", "messages", "messages must be an array, got a string")]
+    [InlineData("""{"messages":[{"role":"wizard","content":"x"}]}""", "messages[0].role", "got 'wizard'")]
+    [InlineData("""{"messages":[{"role":"user","content":[{"type":"image_url"}]}]}""", "messages[0].content[0].type", "got 'image_url'")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"temperature":2.5}""", "temperature", "temperature must be between 0 and 2, got 2.5")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"temperature":"hot"}""", "temperature", "temperature must be a number, got a string")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"max_tokens":-5}""", "max_tokens", "max_tokens must be at least 1, got -5")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"max_tokens":5000}""", "max_tokens", "only 509 tokens fit")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"n":2}""", "n", "n must be 1")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"top_logprobs":2}""", "top_logprobs", "needs logprobs: true")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"stop":[""]}""", "stop", "stop[0]")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}""", "stream_options", "only allowed with stream: true")]
+    public async Task Bad_chat_requests_get_400_in_OpenAI_error_shape_naming_the_field(string body, string? param, string message)
+    {
+        AssertError(HttpStatusCode.BadRequest, await cluster.PostAsync(Chat, body), param, message);
+    }
+
+    [Theory]
+    [InlineData("""{"prompt":"x","echo":true}""", "echo", "echo is not supported")]
+    [InlineData("""{"prompt":"x","suffix":"y"}""", "suffix", "suffix is not supported")]
+    [InlineData("""{"prompt":[1, 99999]}""", "prompt", "token id 99999 is outside the vocabulary")]
+    [InlineData("""{"max_tokens":3}""", "prompt", "prompt is required")]
+    [InlineData("""{"prompt":"x","logprobs":9}""", "logprobs", "logprobs must be between 0 and 5, got 9")]
+    public async Task Bad_completion_requests_get_400_naming_the_field(string body, string param, string message)
+    {
+        AssertError(HttpStatusCode.BadRequest, await cluster.PostAsync("/v1/completions", body), param, message);
+    }
+
+    [Fact]
+    public async Task A_prompt_longer_than_the_context_is_refused_before_it_runs()
+    {
+        string prompt = string.Join(',', Enumerable.Repeat("403", 600));
+        AssertError(HttpStatusCode.BadRequest, await cluster.PostAsync("/v1/completions", $$"""{"prompt":[{{prompt}}]}"""), "prompt",
+            "the prompt is 600 tokens, but this model's context is 512 tokens");
+    }
+
+    [Fact]
+    public async Task An_oversized_body_gets_413_an_unknown_path_or_model_404_both_as_JSON()
+    {
+        // Kestrel answers as soon as it sees the length and closes the connection without reading the body, so a
+        // client that insists on sending all 5 MiB first only sees a broken pipe: announce the size, send a little.
+        using (var tcp = new System.Net.Sockets.TcpClient())
+        {
+            await tcp.ConnectAsync("127.0.0.1", cluster.BaseUrl.Port);
+            var stream = tcp.GetStream();
+            string head = $"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {HttpCluster.ApiKey}\r\nContent-Type: application/json\r\nContent-Length: {5 << 20}\r\n\r\n{{\"prompt\":\"aaaa";
+            await stream.WriteAsync(Encoding.ASCII.GetBytes(head));
+            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            using var reader = new StreamReader(stream);
+            Assert.StartsWith("HTTP/1.1 413 ", await reader.ReadLineAsync(deadline.Token));
+            string rest = await reader.ReadToEndAsync(deadline.Token); // the server closes the connection
+            Assert.Contains("""{"error":{"message":"the request body is larger than 4194304 bytes","type":"invalid_request_error","param":null,"code":"request_too_large"}}""", rest);
+        }
+
+        using var missing = await cluster.Http.GetAsync("/v1/engines");
+        Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        Assert.Contains("no such endpoint: GET /v1/engines", JsonDocument.Parse(await missing.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("message").GetString());
+
+        AssertError(HttpStatusCode.NotFound, await cluster.PostAsync(Chat, $$"""{"model":"gpt-4o","messages":{{User}}}"""), "model", "the model 'gpt-4o' does not exist; this server serves 'stories260K'");
+    }
+
+    [Fact]
+    public async Task The_API_key_is_required_everywhere_but_health()
+    {
+        using var anonymous = cluster.NewClient(withKey: false);
+        AssertError(HttpStatusCode.Unauthorized, await cluster.PostAsync(Chat, $$"""{"messages":{{User}}}""", anonymous), null, "missing or wrong API key");
+        using (var models = await anonymous.GetAsync("/v1/models")) Assert.Equal(HttpStatusCode.Unauthorized, models.StatusCode);
+        using (var wrong = cluster.NewClient(withKey: false))
+        {
+            wrong.DefaultRequestHeaders.Authorization = new("Bearer", "not-the-key");
+            using var metrics = await wrong.GetAsync("/metrics");
+            Assert.Equal(HttpStatusCode.Unauthorized, metrics.StatusCode);
+        }
+        using var health = await anonymous.GetAsync("/health");
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+    }
+
+    [Fact]
+    public async Task Health_says_ready_with_every_rank()
+    {
+        using var response = await cluster.Http.GetAsync("/health");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("""{"status":"ready","world_size":2,"ranks_ready":2}""", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Tokenize_and_detokenize_round_trip_as_vllm_has_them()
+    {
+        var (status, json) = await cluster.PostAsync("/tokenize", """{"prompt":"Once upon a time"}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal([1, 403, 407, 261, 378], json.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(5, json.GetProperty("count").GetInt32());
+        Assert.Equal(512, json.GetProperty("max_model_len").GetInt32());
+
+        // Messages go through the chat template (the plain one for this model: contents joined by newlines).
+        (status, json) = await cluster.PostAsync("/tokenize", """{"messages":[{"role":"system","content":"Once upon"},{"role":"user","content":"a time"}]}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var chatIds = json.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        (_, var plain) = await cluster.PostAsync("/tokenize", """{"prompt":"Once upon\na time"}""");
+        Assert.Equal(plain.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()), chatIds);
+
+        (status, json) = await cluster.PostAsync("/detokenize", """{"tokens":[1,403,407,261,378]}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("Once upon a time", json.GetProperty("prompt").GetString());
+
+        AssertError(HttpStatusCode.BadRequest, await cluster.PostAsync("/detokenize", """{"tokens":[1,-4]}"""), "tokens[1]", "tokens[1] must be a token id in [0, 512), got -4");
+    }
+
+    [Fact]
+    public async Task A_streamed_chat_is_well_framed_SSE_with_the_role_first_usage_last_and_DONE_at_the_end()
+    {
+        using var response = await cluster.Http.PostAsync(Chat, HttpCluster.Body($$"""
+            {"messages":{{User}},"temperature":0,"max_tokens":24,"stream":true,"stream_options":{"include_usage":true},"logprobs":true,"top_logprobs":2}
+            """));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        var events = HttpCluster.SseEvents(await response.Content.ReadAsStringAsync());
+
+        Assert.Equal("[DONE]", events[^1]);
+        var chunks = events[..^1].Select(e => JsonDocument.Parse(e).RootElement).ToList(); // every chunk parses
+        Assert.All(chunks, c => Assert.Equal("chat.completion.chunk", c.GetProperty("object").GetString()));
+        Assert.Single(chunks.Select(c => c.GetProperty("id").GetString()).Distinct());
+        var first = chunks[0].GetProperty("choices")[0].GetProperty("delta");
+        Assert.Equal("assistant", first.GetProperty("role").GetString());
+        var text = new StringBuilder();
+        int logprobTokens = 0;
+        foreach (var c in chunks.Skip(1).Where(c => c.GetProperty("choices").GetArrayLength() > 0))
+        {
+            var choice = c.GetProperty("choices")[0];
+            Assert.False(choice.GetProperty("delta").TryGetProperty("role", out _));
+            if (choice.GetProperty("delta").TryGetProperty("content", out var piece)) text.Append(piece.GetString());
+            if (choice.GetProperty("logprobs").ValueKind == JsonValueKind.Object)
+            {
+                foreach (var lp in choice.GetProperty("logprobs").GetProperty("content").EnumerateArray())
+                {
+                    logprobTokens++;
+                    Assert.True(lp.GetProperty("logprob").GetSingle() <= 0);
+                    var top = lp.GetProperty("top_logprobs");
+                    Assert.Equal(2, top.GetArrayLength());
+                    // Greedy: the sampled token is the most likely one.
+                    Assert.Equal(top[0].GetProperty("token").GetString(), lp.GetProperty("token").GetString());
+                }
+            }
+        }
+        Assert.Equal(cluster.ReferenceText, text.ToString());
+        Assert.Equal(24, logprobTokens);
+        var finish = chunks[^2].GetProperty("choices")[0];
+        Assert.Equal("length", finish.GetProperty("finish_reason").GetString());
+        var usage = chunks[^1];
+        Assert.Equal(0, usage.GetProperty("choices").GetArrayLength());
+        Assert.Equal(29, usage.GetProperty("usage").GetProperty("total_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task A_streamed_legacy_completion_ends_with_DONE_and_matches_generate()
+    {
+        using var response = await cluster.Http.PostAsync("/v1/completions", HttpCluster.Body("""
+            {"prompt":[1,403,407,261,378],"temperature":0,"max_tokens":24,"stream":true}
+            """));
+        var events = HttpCluster.SseEvents(await response.Content.ReadAsStringAsync());
+        Assert.Equal("[DONE]", events[^1]);
+        var chunks = events[..^1].Select(e => JsonDocument.Parse(e).RootElement).ToList();
+        Assert.Equal(cluster.ReferenceText, string.Concat(chunks.Select(c => c.GetProperty("choices")[0].GetProperty("text").GetString())));
+        Assert.Equal("length", chunks[^1].GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        Assert.All(chunks, c => Assert.False(c.TryGetProperty("usage", out _))); // include_usage was not asked
+    }
+
+    [Fact]
+    public async Task Seeded_sampling_with_every_sampling_field_is_reproducible()
+    {
+        const string body = """
+            {"prompt":"Once upon a time","max_tokens":12,"temperature":0.9,"top_p":0.95,"top_k":40,"min_p":0.02,"seed":7,
+             "presence_penalty":0.5,"frequency_penalty":0.3,"repetition_penalty":1.1,"user":"ignored"}
+            """;
+        var (s1, one) = await cluster.PostAsync("/v1/completions", body);
+        var (s2, two) = await cluster.PostAsync("/v1/completions", body);
+        Assert.Equal(HttpStatusCode.OK, s1);
+        Assert.Equal(HttpStatusCode.OK, s2);
+        string a = one.GetProperty("choices")[0].GetProperty("text").GetString()!;
+        Assert.Equal(a, two.GetProperty("choices")[0].GetProperty("text").GetString());
+        Assert.NotEqual(cluster.ReferenceText[..Math.Min(a.Length, cluster.ReferenceText.Length)], a); // really sampled
+    }
+
+    [Fact]
+    public async Task Metrics_are_Prometheus_text_with_the_serving_series()
+    {
+        await cluster.PostAsync("/v1/completions", """{"prompt":"Once","max_tokens":3,"temperature":0}""");
+        using var response = await cluster.Http.GetAsync("/metrics");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        string text = await response.Content.ReadAsStringAsync();
+        foreach (var series in (string[])[
+            "actorring_requests_total{outcome=\"length\"}", "actorring_prompt_tokens_total", "actorring_generation_tokens_total",
+            "actorring_time_to_first_token_seconds_bucket", "actorring_time_per_output_token_seconds_bucket",
+            "actorring_decode_step_seconds_bucket{part=\"compute\"", "actorring_decode_step_seconds_bucket{part=\"control\"",
+            "actorring_requests_running", "actorring_requests_waiting", "actorring_ranks_ready 2", "actorring_world_size 2"])
+        {
+            Assert.Contains(series, text);
+        }
+        var generated = text.Split('\n').Single(l => l.StartsWith("actorring_generation_tokens_total ", StringComparison.Ordinal));
+        Assert.True(double.Parse(generated.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) >= 3);
+    }
+
+    /// <summary>Prompts for the concurrency test: each continues differently.</summary>
+    private static readonly string[] Prompts =
+    [
+        "Once upon a time", "The dog", "Lily saw a", "Tom had a big", "One day, the sun", "The little bird",
+        "Mom said", "A girl named Sue", "The cat was", "They went to the park",
+    ];
+
+    private async Task<string> StreamedTextAsync(HttpClient client, string prompt, int maxTokens)
+    {
+        using var response = await client.PostAsync("/v1/completions", HttpCluster.Body(JsonSerializer.Serialize(new
+        {
+            prompt, max_tokens = maxTokens, temperature = 0, stream = true,
+        })));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var events = HttpCluster.SseEvents(await response.Content.ReadAsStringAsync());
+        Assert.Equal("[DONE]", events[^1]);
+        return string.Concat(events[..^1].Select(e => JsonDocument.Parse(e).RootElement.GetProperty("choices")[0].GetProperty("text").GetString()));
+    }
+
+    [Fact]
+    public async Task Ten_concurrent_streams_each_get_the_text_they_get_alone()
+    {
+        const int maxTokens = 6;
+        var alone = new List<string>();
+        foreach (var prompt in Prompts) alone.Add(await StreamedTextAsync(cluster.Http, prompt, maxTokens));
+        Assert.True(alone.Distinct().Count() >= 8, "the prompts should continue differently: " + string.Join(" | ", alone));
+
+        var together = await Task.WhenAll(Prompts.Select(p => StreamedTextAsync(cluster.Http, p, maxTokens)));
+        Assert.Equal(alone, together);
+    }
+
+    [Fact]
+    public async Task A_client_that_disconnects_mid_stream_frees_the_cluster_for_the_next_request_at_once()
+    {
+        var clock = Stopwatch.StartNew();
+        using (var client = cluster.NewClient(withKey: true))
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = HttpCluster.Body("""{"prompt":"Once upon a time","max_tokens":500,"temperature":0,"stream":true}"""),
+        })
+        {
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            using var stream = await response.Content.ReadAsStreamAsync();
+            using var reader = new StreamReader(stream);
+            string? line = await reader.ReadLineAsync();
+            Assert.StartsWith("data: ", line); // it is streaming; now the client goes away
+        }
+        var (status, json) = await cluster.PostAsync("/v1/completions", """{"prompt":"Once upon a time","max_tokens":4,"temperature":0}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(", there was a", json.GetProperty("choices")[0].GetProperty("text").GetString());
+        // 500 tokens take far longer than this on any machine the suite runs on (tens of ms each).
+        double ms500 = clock.Elapsed.TotalMilliseconds;
+        using var metrics = await cluster.Http.GetAsync("/metrics");
+        string text = await metrics.Content.ReadAsStringAsync();
+        var cancelled = text.Split('\n').Single(l => l.StartsWith("actorring_requests_total{outcome=\"cancelled\"}", StringComparison.Ordinal));
+        Assert.NotEqual("0", cancelled.Split(' ')[1]);
+        Assert.True(ms500 < 20_000, $"the next request waited {ms500:0} ms: the abandoned one was not cancelled");
+    }
+}

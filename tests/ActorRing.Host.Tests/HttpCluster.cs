@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using ActorRing.Transport;
+
+namespace ActorRing.Host.Tests;
+
+/// <summary>
+/// One real 2-process <c>serve</c> cluster on loopback, with the HTTP API on rank 0 behind an API key, shared by
+/// every test of the "http cluster" collection (starting one takes seconds; the tests only send requests). It also
+/// holds the reference that greedy HTTP answers must equal: <c>actorring generate</c> at world size 1.
+/// </summary>
+public sealed class HttpCluster : IAsyncLifetime
+{
+    public const string ApiKey = "http-test-key";
+    public const string ModelId = "stories260K";
+    public const string Prompt = "Once upon a time";
+    public const int ReferenceTokens = 24;
+    public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(120);
+
+    private readonly string _dir = Directory.CreateTempSubdirectory("actorring-http-").FullName;
+    private RankProcess? _master;
+    private RankProcess? _worker;
+
+    public Uri BaseUrl { get; private set; } = null!;
+
+    /// <summary>A client that sends the API key, as every user of this cluster must.</summary>
+    public HttpClient Http { get; private set; } = null!;
+
+    /// <summary><c>generate --prompt "Once upon a time" --max-tokens 24 --json</c>: its text and ids.</summary>
+    public string ReferenceText { get; private set; } = "";
+    public int[] ReferenceIds { get; private set; } = [];
+
+    public string MasterLog => _master?.Stderr ?? "";
+
+    public async Task InitializeAsync()
+    {
+        var configs = RingConfig.ForLoopback(2);
+        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(_dir, $"ring_{r}.json"), configs[r].ToJson());
+        int port = FreePort();
+        Dictionary<string, string> Env(int rank) => new()
+        {
+            ["RING_CONFIG"] = Path.Combine(_dir, $"ring_{rank}.json"),
+            ["ACTORRING_SECRET"] = "http-test-secret",
+            ["ACTORRING_API_KEY"] = ApiKey,
+        };
+        _master = new RankProcess(["serve", "--http-port", port.ToString(), "--context", "512"], Env(0));
+        _worker = new RankProcess(["serve", "--context", "512"], Env(1));
+        using (var reference = new RankProcess(["generate", "--prompt", Prompt, "--max-tokens", ReferenceTokens.ToString(), "--json"]))
+        {
+            Assert.Equal(0, await reference.WaitAsync(Deadline));
+            var json = JsonDocument.Parse(reference.Stdout).RootElement;
+            ReferenceText = json.GetProperty("text").GetString()!;
+            ReferenceIds = json.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        }
+        BaseUrl = new Uri($"http://127.0.0.1:{port}");
+        Http = NewClient(withKey: true);
+        await _master.WaitForLogAsync($"actorring: serving {ModelId} on http://127.0.0.1:{port}/v1", Deadline);
+    }
+
+    public HttpClient NewClient(bool withKey)
+    {
+        var client = new HttpClient { BaseAddress = BaseUrl, Timeout = TimeSpan.FromSeconds(60) };
+        if (withKey) client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ApiKey);
+        return client;
+    }
+
+    public static StringContent Body(string json) => new(json, Encoding.UTF8, "application/json");
+
+    public async Task<(HttpStatusCode Status, JsonElement Json)> PostAsync(string path, string json, HttpClient? client = null)
+    {
+        using var response = await (client ?? Http).PostAsync(path, Body(json));
+        string text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, JsonDocument.Parse(text).RootElement.Clone());
+    }
+
+    /// <summary>The data lines of a Server-Sent Events body, in order ("[DONE]" included), checking the framing:
+    /// every event is one "data: " line followed by a blank line.</summary>
+    public static List<string> SseEvents(string body)
+    {
+        var events = new List<string>();
+        var lines = body.Split('\n');
+        for (int i = 0; i < lines.Length - 1; i++)
+        {
+            if (lines[i].Length == 0) continue;
+            Assert.StartsWith("data: ", lines[i]);
+            Assert.Equal("", lines[i + 1]); // one line per event, then the blank line that ends it
+            events.Add(lines[i]["data: ".Length..]);
+        }
+        return events;
+    }
+
+    private static int FreePort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
+    public Task DisposeAsync()
+    {
+        Http?.Dispose();
+        _master?.Dispose();
+        _worker?.Dispose();
+        Directory.Delete(_dir, recursive: true);
+        return Task.CompletedTask;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class HttpClusterCollection : ICollectionFixture<HttpCluster>
+{
+    public const string Name = "http cluster";
+}

@@ -1,0 +1,76 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using ActorRing.Transport;
+
+namespace ActorRing.Host.Tests;
+
+/// <summary>The HTTP API while a rank is missing: 503s that name it, and a stream that breaks ends with an error
+/// event instead of a silent cut. It kills a rank, so it runs a cluster of its own.</summary>
+public sealed class HttpRankDownTests
+{
+    [Fact]
+    public async Task A_missing_rank_gets_503s_naming_it_and_a_broken_stream_ends_with_an_error_event()
+    {
+        var dir = Directory.CreateTempSubdirectory("actorring-http-down-").FullName;
+        var configs = RingConfig.ForLoopback(2);
+        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
+        Dictionary<string, string> Env(int rank) => new()
+        {
+            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
+            ["ACTORRING_SECRET"] = "http-down-secret",
+        };
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        try
+        {
+            using var master = new RankProcess(["serve", "--http-port", port.ToString()], Env(0));
+            await master.WaitForLogAsync($"[http] listening on http://127.0.0.1:{port}", HttpCluster.Deadline);
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
+
+            // Rank 1 has not started: health and requests say so, naming it.
+            using (var health = await http.GetAsync("/health"))
+            {
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+                var json = JsonDocument.Parse(await health.Content.ReadAsStringAsync()).RootElement;
+                Assert.Equal("unavailable", json.GetProperty("status").GetString());
+                Assert.Equal(1, json.GetProperty("ranks_ready").GetInt32());
+                Assert.Contains("waiting for ranks: 1/2 registered (missing 1)", json.GetProperty("message").GetString());
+            }
+            using (var chat = await http.PostAsync("/v1/chat/completions", HttpCluster.Body("""{"messages":[{"role":"user","content":"Hi"}],"stream":true}""")))
+            {
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, chat.StatusCode);
+                var error = JsonDocument.Parse(await chat.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+                Assert.Contains("(missing 1)", error.GetProperty("message").GetString());
+                Assert.Equal("server_error", error.GetProperty("type").GetString());
+            }
+
+            using var worker = new RankProcess(["serve"], Env(1));
+            await master.WaitForLogAsync("actorring: serving stories260K on", HttpCluster.Deadline);
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+            {
+                Content = HttpCluster.Body("""{"prompt":"Once upon a time","max_tokens":500,"temperature":0,"stream":true}"""),
+            };
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data: {", await reader.ReadLineAsync());
+            worker.Kill(); // mid-stream
+            var events = HttpCluster.SseEvents(await reader.ReadToEndAsync());
+
+            Assert.Equal("[DONE]", events[^1]);
+            var error2 = JsonDocument.Parse(events[^2]).RootElement.GetProperty("error");
+            Assert.Contains("rank 1", error2.GetProperty("message").GetString());
+            Assert.Equal("cluster_unavailable", error2.GetProperty("code").GetString());
+            using var after = await http.GetAsync("/health");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, after.StatusCode);
+            Assert.Contains("rank 1", await after.Content.ReadAsStringAsync());
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+using ActorRing.Model.Sampling;
+
+namespace ActorRing.Model.Tests;
+
+/// <summary>The sampling fields the OpenAI-compatible API adds: min_p, presence and frequency penalties, logprobs.</summary>
+public sealed class SamplerOpenAiFieldsTests
+{
+    private static readonly float[] Logits = [1.0f, 2.0f, 0.5f, -1.0f, 3.0f, 2.5f, 0.0f, 1.5f];
+
+    [Fact]
+    public void Min_p_keeps_only_tokens_at_least_that_fraction_as_likely_as_the_top_one()
+    {
+        // Relative to token 4 (logit 3): token 5 has e^-0.5 = 0.61, token 1 e^-1 = 0.37, the rest less.
+        var sampler = new Sampler(new SamplingOptions(Temperature: 1, MinP: 0.5f, Seed: 3));
+        var drawn = Enumerable.Range(0, 300).Select(_ => sampler.Sample(Logits, [])).ToHashSet();
+        Assert.Equal(new HashSet<int> { 4, 5 }, drawn);
+
+        var wider = new Sampler(new SamplingOptions(Temperature: 1, MinP: 0.3f, Seed: 3));
+        Assert.Equal(new HashSet<int> { 1, 4, 5 }, Enumerable.Range(0, 300).Select(_ => wider.Sample(Logits, [])).ToHashSet());
+    }
+
+    [Fact]
+    public void Frequency_and_presence_penalties_count_generated_tokens_only()
+    {
+        float[] logits = [0f, 0.1f];
+        var frequency = new Sampler(new SamplingOptions(FrequencyPenalty: 0.3f));
+        Assert.Equal(1, frequency.Sample(logits, [1, 1], promptLength: 2).TokenId); // both in the prompt: no penalty
+        Assert.Equal(1, frequency.Sample(logits, [1, 1, 0], promptLength: 2).TokenId); // token 0 penalised, 1 not
+        Assert.Equal(0, frequency.Sample(logits, [1, 1], promptLength: 1).TokenId); // 0.1 - 0.3 < 0
+
+        var presence = new Sampler(new SamplingOptions(PresencePenalty: 0.2f));
+        Assert.Equal(0, presence.Sample(logits, [1], promptLength: 0).TokenId); // 0.1 - 0.2 < 0
+        // Presence counts once however often: 3 x 0.05 would cross 0.1, but presence applies 0.05 once.
+        var once = new Sampler(new SamplingOptions(PresencePenalty: 0.05f));
+        Assert.Equal(1, once.Sample(logits, [1, 1, 1], promptLength: 0).TokenId);
+    }
+
+    [Fact]
+    public void Logprobs_are_the_raw_log_softmax_with_the_most_likely_alternatives_first()
+    {
+        double logSum = Math.Log(Logits.Sum(l => Math.Exp(l)));
+        var picked = new Sampler(new SamplingOptions(Logprobs: 3, RepetitionPenalty: 1.5f)).Sample(Logits, [4], promptLength: 1);
+
+        // The penalty moves the pick from 4 to 5, but logprobs describe the model's own distribution.
+        Assert.Equal(5, picked.TokenId);
+        Assert.Equal(2.5 - logSum, picked.Logprob!.Value, 5);
+        Assert.Equal([4, 5, 1], picked.Top!.Select(t => t.TokenId));
+        Assert.Equal(3 - logSum, picked.Top![0].Logprob, 5);
+
+        var none = new Sampler(new SamplingOptions()).Sample(Logits, [], 0);
+        Assert.Null(none.Logprob);
+        Assert.Null(none.Top);
+        var only = new Sampler(new SamplingOptions(Logprobs: 0)).Sample(Logits, [], 0);
+        Assert.Empty(only.Top!);
+        Assert.Equal(3 - logSum, only.Logprob!.Value, 5);
+    }
+
+    [Theory]
+    [InlineData(1.5f, 0f, 0f, 0, "min_p must be in [0, 1] (0 disables it), got 1.5")]
+    [InlineData(0f, 2.5f, 0f, 0, "presence_penalty must be in [-2, 2] (0 disables it), got 2.5")]
+    [InlineData(0f, 0f, -3f, 0, "frequency_penalty must be in [-2, 2] (0 disables it), got -3")]
+    [InlineData(0f, 0f, 0f, 21, "top_logprobs must be in [0, 20], got 21")]
+    public void Out_of_range_fields_are_named(float minP, float presence, float frequency, int logprobs, string error)
+    {
+        var options = new SamplingOptions(MinP: minP, PresencePenalty: presence, FrequencyPenalty: frequency, Logprobs: logprobs);
+        Assert.Equal([error], options.GetErrors());
+    }
+}
