@@ -15,10 +15,11 @@ public static class BenchCommand
         [AllReduceBench.RankSubVerb] = AllReduceBench.RunRankAsync,
         ["decode"] = DecodeBench.RunAsync,
         ["scaling"] = ScalingBench.RunAsync,
+        ["tokenize"] = TokenizeBench.RunAsync,
     };
 
     /// <summary>Sub-verbs a user is told about.</summary>
-    public static readonly List<string> Listed = ["allreduce", "decode", "scaling"];
+    public static readonly List<string> Listed = ["allreduce", "decode", "scaling", "tokenize"];
 
     public static Task<int> RunAsync(string[] args)
     {

@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace ActorRing.Model.Tokenization;
 
 /// <summary>
@@ -9,6 +11,7 @@ internal sealed class AddedTokenMatcher
 {
     private readonly Dictionary<char, Token[]> _byFirstChar;
     private readonly Dictionary<string, int> _ids = new(StringComparer.Ordinal);
+    private readonly SearchValues<char> _firstChars;
 
     public AddedTokenMatcher(IReadOnlyList<Token> tokens)
     {
@@ -21,6 +24,9 @@ internal sealed class AddedTokenMatcher
         // Longest first, so "<|end|>" never shadows "<|end_of_text|>" at the same position.
         _byFirstChar = tokens.GroupBy(t => t.Content[0])
             .ToDictionary(g => g.Key, g => g.OrderByDescending(t => t.Content.Length).ToArray());
+
+        // A vectorized scan for the first characters skips the text between candidates in bulk.
+        _firstChars = SearchValues.Create([.. _byFirstChar.Keys]);
     }
 
     public IReadOnlyList<Token> Tokens { get; }
@@ -39,7 +45,14 @@ internal sealed class AddedTokenMatcher
         var i = 0;
         while (i < text.Length)
         {
-            if (_byFirstChar.TryGetValue(text[i], out var candidates) && Match(text, i, candidates) is { } token)
+            var next = text.AsSpan(i).IndexOfAny(_firstChars);
+            if (next < 0)
+            {
+                yield break;
+            }
+
+            i += next;
+            if (Match(text, i, _byFirstChar[text[i]]) is { } token)
             {
                 var start = i;
                 var end = i + token.Content.Length;

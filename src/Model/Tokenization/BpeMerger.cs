@@ -30,6 +30,8 @@ internal sealed class BpeMerger
     private readonly bool _fuseUnk;
     private readonly int[]? _byteIds;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheBySpan;
+    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _vocabBySpan;
     private readonly Dictionary<char, int> _singleChar = new();
 
     /// <param name="byteIds">Per byte value the id of its &lt;0xNN&gt; token, when byte_fallback is on; else null.</param>
@@ -41,6 +43,8 @@ internal sealed class BpeMerger
         _unkId = unkId;
         _fuseUnk = fuseUnk;
         _byteIds = byteIds;
+        _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
+        _vocabBySpan = vocab.GetAlternateLookup<ReadOnlySpan<char>>();
         _merges = new Dictionary<long, (int, int)>(merges.Count);
         for (var rank = 0; rank < merges.Count; rank++)
         {
@@ -65,34 +69,36 @@ internal sealed class BpeMerger
 
     /// <summary>Appends the ids of <paramref name="word"/> (already normalized, pre-tokenized and, for byte-level models, mapped to the byte alphabet).</summary>
     /// <exception cref="TokenizerFormatException">A symbol has no id and the model has neither byte_fallback nor unk_token.</exception>
-    public void Encode(string word, List<int> output, string nameForErrors)
+    public void Encode(ReadOnlySpan<char> word, List<int> output, string nameForErrors)
     {
-        if (word.Length == 0)
+        if (word.IsEmpty)
         {
             return;
         }
 
-        if (_ignoreMerges && _vocab.TryGetValue(word, out var whole))
+        // Span lookups: a word seen before costs no allocation at all.
+        if (_ignoreMerges && _vocabBySpan.TryGetValue(word, out var whole))
         {
             output.Add(whole);
             return;
         }
 
-        if (_cache.TryGetValue(word, out var cached))
+        if (_cacheBySpan.TryGetValue(word, out var cached))
         {
             output.AddRange(cached);
             return;
         }
 
-        var ids = Merge(word, nameForErrors);
-        if (word.Length <= MaxCachedWordLength)
+        var text = word.ToString();
+        var ids = Merge(text, nameForErrors);
+        if (text.Length <= MaxCachedWordLength)
         {
             if (_cache.Count >= MaxCachedWords)
             {
                 _cache.Clear();
             }
 
-            _cache.TryAdd(word, ids);
+            _cache.TryAdd(text, ids);
         }
 
         output.AddRange(ids);

@@ -314,23 +314,29 @@ public sealed class HuggingFaceBpeTokenizer : ITextTokenizer
 
         foreach (var piece in pieces)
         {
-            _model.Encode(_byteLevel ? MapToByteAlphabet(piece.Text) : piece.Text, ids, _name);
+            if (!_byteLevel)
+            {
+                _model.Encode(piece.Text, ids, _name);
+                continue;
+            }
+
+            EncodeByteLevel(piece.Text, ids);
         }
     }
 
-    private static string MapToByteAlphabet(string piece)
+    private void EncodeByteLevel(string piece, List<int> ids)
     {
         // Lone surrogates become U+FFFD's three bytes, as in every UTF-8 encoder a reference implementation uses.
         var max = Encoding.UTF8.GetMaxByteCount(piece.Length);
         Span<byte> utf8 = max <= 1024 ? stackalloc byte[max] : new byte[max];
         var count = Encoding.UTF8.GetBytes(piece, utf8);
-        return string.Create(count, utf8[..count].ToArray(), static (chars, bytes) =>
+        Span<char> mapped = count <= 1024 ? stackalloc char[count] : new char[count];
+        for (var k = 0; k < count; k++)
         {
-            for (var k = 0; k < bytes.Length; k++)
-            {
-                chars[k] = ByteToChar[bytes[k]];
-            }
-        });
+            mapped[k] = ByteToChar[utf8[k]];
+        }
+
+        _model.Encode(mapped, ids, _name);
     }
 
     /// <summary>Unicode normalization that leaves lone surrogates in place (.NET refuses them; JavaScript and the
@@ -353,7 +359,10 @@ public sealed class HuggingFaceBpeTokenizer : ITextTokenizer
 
         if (lone < 0)
         {
-            return text.Normalize(form);
+            // Below U+0300 every character is stable under all four forms except the compatibility ones (NFKC/NFKD
+            // rewrite ª, ², ½ …), and nothing there combines; most prompts end here without calling ICU.
+            var limit = form is NormalizationForm.FormC or NormalizationForm.FormD ? '\u0300' : '\u00A0';
+            return text.AsSpan().ContainsAnyExceptInRange('\0', (char)(limit - 1)) ? text.Normalize(form) : text;
         }
 
         return Normalize(text[..lone], form) + text[lone] + Normalize(text[(lone + 1)..], form);
