@@ -11,12 +11,14 @@ public static class Program
           actorring generate [--model DIR] (--prompt TEXT | --prompt-ids 1,403,...) [--max-tokens N]
                              [--temperature T] [--top-k K] [--top-p P] [--seed S] [--world-size N] [--json]
                              [--generation-config auto|ignore]
+          actorring tokenize [--model DIR] (--text TEXT | --chat MESSAGES.json | --decode [--ids 1,403]) [--no-special-tokens]
           actorring serve [--model DIR] [--ring-config FILE] [--interactive]
           actorring bench allreduce --world-size N [--sizes 16KiB,256KiB,4MiB,64MiB] [--dtype f32|bf16|f16]
           actorring bench decode --preset llama-160m|tinyllama-1.1b [--world-size N] [--threads T] [--tokens 32]
                                  [--runtime threads|actors]
           actorring bench scaling --preset llama-160m|tinyllama-1.1b [--world-size 2] [--threads 2] [--rounds 10]
                                   [--tokens 16] [--dtype f32|bf16]
+          actorring bench tokenize --model DIR [--size 1MiB] [--rounds 5]
 
         Every verb that takes --model defaults to the bundled stories260K model.
         """;
@@ -27,6 +29,7 @@ public static class Program
         ["generate"] = Commands.GenerateCommand.RunAsync,
         [Serve.ServeOptions.Verb] = Serve.ServeCommand.RunAsync,
         ["bench"] = Bench.BenchCommand.RunAsync,
+        ["tokenize"] = Commands.TokenizeCommand.RunAsync,
     };
 
     public static async Task<int> Main(string[] args)

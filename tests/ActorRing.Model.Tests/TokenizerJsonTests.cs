@@ -94,8 +94,8 @@ public sealed class TokenizerJsonTests
         return root.ToJsonString();
     }
 
-    private static ByteLevelBpeTokenizer Create(bool arrayMerges = false, bool ignoreMerges = false, bool withTemplate = true, string? config = null) =>
-        ByteLevelBpeTokenizer.FromJson(BuildJson(arrayMerges, ignoreMerges, withTemplate), "test/tokenizer.json", config);
+    private static HuggingFaceBpeTokenizer Create(bool arrayMerges = false, bool ignoreMerges = false, bool withTemplate = true, string? config = null) =>
+        HuggingFaceBpeTokenizer.FromJson(BuildJson(arrayMerges, ignoreMerges, withTemplate), "test/tokenizer.json", config);
 
     [Fact]
     public void Merges_and_bos_give_exact_ids()
@@ -184,52 +184,52 @@ public sealed class TokenizerJsonTests
         File.WriteAllText(Path.Combine(dir.Path, "tokenizer_config.json"), """{"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}""");
         File.WriteAllText(Path.Combine(dir.Path, "generation_config.json"), """{"eos_token_id": [266, 267]}""");
         var tok = TokenizerLoader.Load(dir.Path);
-        Assert.IsType<ByteLevelBpeTokenizer>(tok);
+        Assert.IsType<HuggingFaceBpeTokenizer>(tok);
         Assert.Equal(Eot, tok.EosId);
         Assert.Equal([Eot, EotId], tok.EosIds.OrderBy(x => x));
         Assert.Equal([Bot, 259], tok.Encode("hello", true));
     }
 
     [Fact]
-    public void Sentencepiece_style_tokenizer_json_defers_to_tokenizer_model()
+    public void Sentencepiece_style_tokenizer_json_loads_alone_and_defers_to_tokenizer_model()
     {
         using var dir = new TokenizerTempDir();
-
-        // A BPE tokenizer.json with neither ByteLevel pre-tokenizer nor decoder, as Llama 2 repos ship.
-        var json = JsonNode.Parse(BuildJson())!.AsObject();
-        json["pre_tokenizer"] = null;
-        json["decoder"] = new JsonObject { ["type"] = "Fuse" };
-        File.WriteAllText(Path.Combine(dir.Path, "tokenizer.json"), json.ToJsonString());
-        var ex = Assert.Throws<TokenizerFormatException>(() => TokenizerLoader.Load(dir.Path));
-        Assert.Contains("tokenizer.json", ex.Message);
-        Assert.Contains("tokenizer.model", ex.Message);
+        File.WriteAllText(Path.Combine(dir.Path, "tokenizer.json"), SentencePieceJson.FromModel(TokenizerTestFiles.SentencePieceModel));
+        var json = Assert.IsType<HuggingFaceBpeTokenizer>(TokenizerLoader.Load(dir.Path));
+        Assert.False(json.IsByteLevel);
 
         File.Copy(TokenizerTestFiles.SentencePieceModel, Path.Combine(dir.Path, "tokenizer.model"));
-        Assert.IsType<SentencePieceTextTokenizer>(TokenizerLoader.Load(dir.Path));
+        var model = Assert.IsType<SentencePieceTextTokenizer>(TokenizerLoader.Load(dir.Path));
+
+        // Hugging Face converts a SentencePiece BPE model to exactly this JSON; both must give the same ids.
+        Assert.Equal([1, 403, 407, 261, 378], json.Encode("Once upon a time", addBos: true));
+        var differing = TokenizerParityTests.Corpus.Where(t => !json.Encode(t, true).SequenceEqual(model.Encode(t, true))).ToList();
+        Assert.True(differing.Count == 0, $"{differing.Count} corpus strings differ, e.g. {string.Join(" | ", differing.Take(5).Select(t => System.Text.Json.JsonSerializer.Serialize(t)))}");
+        Assert.Equal(model.Decode(json.Encode("Once upon a time", true)), json.Decode(json.Encode("Once upon a time", true)));
     }
 
     [Fact]
     public void Malformed_files_give_errors_naming_the_file()
     {
-        var bad = Assert.Throws<TokenizerFormatException>(() => ByteLevelBpeTokenizer.FromJson("{ not json", "dir/tokenizer.json"));
+        var bad = Assert.Throws<TokenizerFormatException>(() => HuggingFaceBpeTokenizer.FromJson("{ not json", "dir/tokenizer.json"));
         Assert.Contains("dir/tokenizer.json", bad.Message);
 
-        var wordPiece = Assert.Throws<TokenizerFormatException>(() => ByteLevelBpeTokenizer.FromJson(BuildJson(modelType: "WordPiece"), "dir/tokenizer.json"));
+        var wordPiece = Assert.Throws<TokenizerFormatException>(() => HuggingFaceBpeTokenizer.FromJson(BuildJson(modelType: "WordPiece"), "dir/tokenizer.json"));
         Assert.Contains("dir/tokenizer.json", wordPiece.Message);
         Assert.Contains("WordPiece", wordPiece.Message);
 
         var badMerge = JsonNode.Parse(BuildJson())!.AsObject();
         badMerge["model"]!["merges"]!.AsArray().Add("nospace");
-        var ex = Assert.Throws<TokenizerFormatException>(() => ByteLevelBpeTokenizer.FromJson(badMerge.ToJsonString(), "dir/tokenizer.json"));
+        var ex = Assert.Throws<TokenizerFormatException>(() => HuggingFaceBpeTokenizer.FromJson(badMerge.ToJsonString(), "dir/tokenizer.json"));
         Assert.Contains("merge #9", ex.Message);
 
         var noVocab = JsonNode.Parse(BuildJson())!.AsObject();
         noVocab["model"]!.AsObject().Remove("vocab");
-        ex = Assert.Throws<TokenizerFormatException>(() => ByteLevelBpeTokenizer.FromJson(noVocab.ToJsonString(), "dir/tokenizer.json"));
+        ex = Assert.Throws<TokenizerFormatException>(() => HuggingFaceBpeTokenizer.FromJson(noVocab.ToJsonString(), "dir/tokenizer.json"));
         Assert.Contains("model.vocab", ex.Message);
 
         var unknownEos = """{"eos_token": "<|nope|>"}""";
-        ex = Assert.Throws<TokenizerFormatException>(() => ByteLevelBpeTokenizer.FromJson(BuildJson(), "dir/tokenizer.json", unknownEos));
+        ex = Assert.Throws<TokenizerFormatException>(() => HuggingFaceBpeTokenizer.FromJson(BuildJson(), "dir/tokenizer.json", unknownEos));
         Assert.Contains("<|nope|>", ex.Message);
     }
 
@@ -239,9 +239,9 @@ public sealed class TokenizerJsonTests
         // Qwen2 declares an NFC normalizer: "e" + combining acute must encode like the precomposed "é".
         var json = JsonNode.Parse(BuildJson())!.AsObject();
         json["normalizer"] = new JsonObject { ["type"] = "NFC" };
-        var nfc = ByteLevelBpeTokenizer.FromJson(json.ToJsonString(), "nfc/tokenizer.json");
+        var nfc = HuggingFaceBpeTokenizer.FromJson(json.ToJsonString(), "nfc/tokenizer.json");
         Assert.Equal([104, 0xC3, 0xA9], nfc.Encode("h\u00E9", false));
-        if (ByteLevelBpeTokenizer.NfcSupported)
+        if (HuggingFaceBpeTokenizer.NfcSupported)
         {
             Assert.Equal([104, 0xC3, 0xA9], nfc.Encode("he\u0301", false));
         }
@@ -255,7 +255,7 @@ public sealed class TokenizerJsonTests
         Assert.Equal([256, 0xCC, 0x81], Create().Encode("he\u0301", false));
 
         json["normalizer"] = new JsonObject { ["type"] = "Lowercase" };
-        var ex = Assert.Throws<TokenizerFormatException>(() => ByteLevelBpeTokenizer.FromJson(json.ToJsonString(), "lc/tokenizer.json"));
+        var ex = Assert.Throws<TokenizerFormatException>(() => HuggingFaceBpeTokenizer.FromJson(json.ToJsonString(), "lc/tokenizer.json"));
         Assert.Contains("Lowercase", ex.Message);
     }
 
@@ -271,10 +271,10 @@ public sealed class TokenizerJsonTests
             return json;
         }
 
-        var llama3 = ByteLevelBpeTokenizer.FromJson(WithSpaceDigitMerge(JsonNode.Parse(BuildJson())!.AsObject()).ToJsonString(), "l3/tokenizer.json");
+        var llama3 = HuggingFaceBpeTokenizer.FromJson(WithSpaceDigitMerge(JsonNode.Parse(BuildJson())!.AsObject()).ToJsonString(), "l3/tokenizer.json");
         var gpt2Json = WithSpaceDigitMerge(JsonNode.Parse(BuildJson())!.AsObject());
         gpt2Json["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["use_regex"] = true };
-        var gpt2 = ByteLevelBpeTokenizer.FromJson(gpt2Json.ToJsonString(), "gpt2/tokenizer.json");
+        var gpt2 = HuggingFaceBpeTokenizer.FromJson(gpt2Json.ToJsonString(), "gpt2/tokenizer.json");
 
         Assert.Equal([259, 269, 50, 51, 52], gpt2.Encode("hello 1234", false));
         Assert.Equal([259, 32, 49, 50, 51, 52], llama3.Encode("hello 1234", false));

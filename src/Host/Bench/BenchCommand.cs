@@ -16,10 +16,11 @@ public static class BenchCommand
         ["decode"] = DecodeBench.RunAsync,
         ["scaling"] = ScalingBench.RunAsync,
         ["serve"] = ServeBench.RunAsync,
+        ["tokenize"] = TokenizeBench.RunAsync,
     };
 
     /// <summary>Sub-verbs a user is told about.</summary>
-    public static readonly List<string> Listed = ["allreduce", "decode", "scaling", "serve"];
+    public static readonly List<string> Listed = ["allreduce", "decode", "scaling", "serve", "tokenize"];
 
     public static Task<int> RunAsync(string[] args)
     {

@@ -74,15 +74,8 @@ public sealed class GenerationService
         ?? throw new GenerationRequestException("this model has no tokenizer (a random --preset model): give the prompt as token ids", "prompt");
 
     /// <summary>Text to ids. A template that writes the BOS token itself gets no second one.</summary>
-    public IReadOnlyList<int> Encode(string text, bool addBos = true)
-    {
-        var tokenizer = RequireTokenizer();
-        if (addBos && tokenizer.BosId >= 0 && text.StartsWith(tokenizer.IdToToken(tokenizer.BosId), StringComparison.Ordinal))
-        {
-            addBos = false;
-        }
-        return tokenizer.Encode(text, addBos);
-    }
+    public IReadOnlyList<int> Encode(string text, bool addBos = true) =>
+        addBos ? RequireTokenizer().EncodePrompt(text) : RequireTokenizer().Encode(text, addBos: false);
 
     /// <exception cref="ChatTemplateException">The template refused the conversation (a 400 with its message).</exception>
     public string RenderChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true) =>

@@ -17,6 +17,7 @@ public sealed class IncrementalDecoder
     private readonly Decoder _utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: false).GetDecoder();
     private char[] _chars = new char[32];
     private int _previousId = -1;
+    private bool _atTextStart = true;
 
     internal IncrementalDecoder(TokenByteTable table)
     {
@@ -29,8 +30,9 @@ public sealed class IncrementalDecoder
     /// <summary>Adds one token and returns only the text it completes (possibly empty).</summary>
     public string Append(int id)
     {
-        var bytes = _table.BytesFor(id, _previousId);
+        var bytes = _table.BytesFor(id, _previousId, _atTextStart);
         _previousId = id;
+        _atTextStart &= _table.IsSpecial(id);
         TokenCount++;
         return Convert(bytes, flush: false);
     }

@@ -71,7 +71,7 @@ public sealed class Llama2cTokenizer : ITextTokenizer
         }
 
         _spaceId = _mergeable.GetValueOrDefault(" ", -1);
-        _table = new TokenByteTable(bytes, special, isByte, pieces, bosId: n > 1 ? 1 : -1, stripSpaceAfterBos: true);
+        _table = new TokenByteTable(bytes, special, isByte, pieces, bosId: n > 1 ? 1 : -1, LeadingSpace.DropAfterBos);
         EosIds = n > 2 ? [2] : [];
     }
 

@@ -12,8 +12,9 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
 {
     private readonly LlamaTokenizer _tokenizer;
     private readonly TokenByteTable _table;
+    private readonly AddedTokenMatcher _controlTokens;
 
-    private SentencePieceTextTokenizer(LlamaTokenizer tokenizer, string nameForErrors)
+    private SentencePieceTextTokenizer(LlamaTokenizer tokenizer, string nameForErrors, IEnumerable<int>? extraEosIds)
     {
         _tokenizer = tokenizer;
         var vocab = tokenizer.Vocabulary;
@@ -33,6 +34,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
         var special = new bool[size];
         var isByte = new bool[size];
         var controlIds = new HashSet<int> { tokenizer.BeginningOfSentenceId, tokenizer.EndOfSentenceId };
+        var splitIds = new HashSet<int> { tokenizer.BeginningOfSentenceId, tokenizer.EndOfSentenceId, tokenizer.UnknownId };
         if (tokenizer.SpecialTokens is { } specials)
         {
             foreach (var (_, id) in specials)
@@ -70,9 +72,12 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
             }
         }
 
+        // transformers splits control tokens written in the text ("<s>", "</s>") out before SentencePiece sees it.
+        _controlTokens = new AddedTokenMatcher([.. splitIds.Union(controlIds).Where(id => id >= 0 && id < size && spelling[id]!.Length > 0)
+            .Select(id => new AddedTokenMatcher.Token(spelling[id]!, id, Special: true, LStrip: false, RStrip: false, SingleWord: false))]);
         _table = new TokenByteTable(bytes, special, isByte, spelling!, tokenizer.BeginningOfSentenceId,
-            stripSpaceAfterBos: tokenizer.AddDummyPrefix);
-        EosIds = [tokenizer.EndOfSentenceId];
+            tokenizer.AddDummyPrefix ? LeadingSpace.DropAfterBos : LeadingSpace.Keep);
+        EosIds = [.. new SortedSet<int>((extraEosIds ?? []).Where(id => id >= 0 && id < size).Append(tokenizer.EndOfSentenceId))];
     }
 
     public int VocabSize => _table.Count;
@@ -84,12 +89,13 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
     public IReadOnlyCollection<int> EosIds { get; }
 
     /// <summary>Loads a SentencePiece model file; a file that is not a SentencePiece BPE model gives a <see cref="TokenizerFormatException"/>.</summary>
-    public static SentencePieceTextTokenizer Load(string path)
+    /// <param name="extraEosIds">Further ids that end generation (generation_config.json eos_token_id).</param>
+    public static SentencePieceTextTokenizer Load(string path, IEnumerable<int>? extraEosIds = null)
     {
         try
         {
             using var stream = File.OpenRead(path);
-            return FromStream(stream, path);
+            return FromStream(stream, path, extraEosIds);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -97,7 +103,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
         }
     }
 
-    public static SentencePieceTextTokenizer FromStream(Stream stream, string nameForErrors)
+    public static SentencePieceTextTokenizer FromStream(Stream stream, string nameForErrors, IEnumerable<int>? extraEosIds = null)
     {
         LlamaTokenizer tokenizer;
         try
@@ -110,17 +116,38 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
             throw new TokenizerFormatException($"'{nameForErrors}' is not a usable SentencePiece BPE model: {e.Message}", e);
         }
 
-        return new SentencePieceTextTokenizer(tokenizer, nameForErrors);
+        return new SentencePieceTextTokenizer(tokenizer, nameForErrors, extraEosIds);
     }
 
+    /// <summary>Encodes text; control tokens written in it ("&lt;s&gt;", "&lt;/s&gt;", "&lt;unk&gt;") become their ids, as in transformers.</summary>
     public IReadOnlyList<int> Encode(string text, bool addBos)
     {
         ArgumentNullException.ThrowIfNull(text);
+        var ids = new List<int>();
+        if (addBos)
+        {
+            ids.Add(BosId);
+        }
+
+        var start = 0;
+        foreach (var (at, length, id) in _controlTokens.Find(text))
+        {
+            EncodeSegment(text[start..at], ids);
+            ids.Add(id);
+            start = at + length;
+        }
+
+        EncodeSegment(text[start..], ids);
+        return ids;
+    }
+
+    private void EncodeSegment(string text, List<int> ids)
+    {
         if (text.Length == 0)
         {
-            // The library returns no ids at all for empty text, even when asked for BOS; a BOS-only prompt is how
-            // unconditional generation (llama2.c's default) starts, so it must survive.
-            return addBos ? [BosId] : [];
+            // The library returns no ids at all for empty text; a BOS-only prompt is how unconditional generation
+            // (llama2.c's default) starts, and the caller has added BOS already.
+            return;
         }
 
         // Microsoft.ML.Tokenizers 2.0.1's SentencePiece normalizer returns an empty string for some short inputs
@@ -132,8 +159,8 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
             normalized = _tokenizer.TreatWhitespaceAsSuffix ? normalized + "\u2581" : "\u2581" + normalized;
         }
 
-        return _tokenizer.EncodeToIds(normalized, addBeginningOfSentence: addBos, addEndOfSentence: false,
-            considerPreTokenization: true, considerNormalization: false);
+        ids.AddRange(_tokenizer.EncodeToIds(normalized, addBeginningOfSentence: false, addEndOfSentence: false,
+            considerPreTokenization: true, considerNormalization: false));
     }
 
     public string Decode(IReadOnlyList<int> ids) => _table.Decode(ids);

@@ -20,4 +20,16 @@ public static class TextTokenizerExtensions
 
         return decoder;
     }
+
+    /// <summary>
+    /// Ids of <paramref name="text"/> with the tokenizer's special tokens (BOS), unless the text already starts
+    /// with the BOS token's text: chat templates of models that want BOS write it themselves, and a second one
+    /// would change the model's output.
+    /// </summary>
+    public static IReadOnlyList<int> EncodePrompt(this ITextTokenizer tokenizer, string text)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        bool templateWroteBos = tokenizer.BosId >= 0 && text.StartsWith(tokenizer.IdToToken(tokenizer.BosId), StringComparison.Ordinal);
+        return tokenizer.Encode(text, !templateWroteBos);
+    }
 }

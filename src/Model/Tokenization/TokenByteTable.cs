@@ -1,5 +1,18 @@
 namespace ActorRing.Model.Tokenization;
 
+/// <summary>What happens to the space SentencePiece puts before the text when it is decoded.</summary>
+internal enum LeadingSpace
+{
+    /// <summary>Every space is text (byte-level BPE adds no dummy prefix).</summary>
+    Keep,
+
+    /// <summary>The token right after BOS loses its leading space, as llama2.c prints it.</summary>
+    DropAfterBos,
+
+    /// <summary>The first text of the sequence loses one leading space, as Hugging Face's Strip/Metaspace decoders do.</summary>
+    DropAtStart,
+}
+
 /// <summary>
 /// The bytes each id contributes to decoded text. Every tokenizer here reduces decoding to this table so that
 /// <see cref="ITextTokenizer.Decode"/> and <see cref="IncrementalDecoder"/> share one code path and cannot drift.
@@ -8,7 +21,8 @@ internal sealed class TokenByteTable
 {
     private readonly byte[][] _bytes;
     private readonly bool[] _special;
-    private readonly bool[] _stripSpaceAfterBos;
+    private readonly bool[] _startsWithSpace;
+    private readonly LeadingSpace _leadingSpace;
     private readonly string[] _spelling;
 
     /// <param name="bytes">Per id: the UTF-8 (or raw, for byte tokens) bytes it stands for.</param>
@@ -16,25 +30,25 @@ internal sealed class TokenByteTable
     /// <param name="isByteToken">Per id: byte-fallback tokens (&lt;0xNN&gt;), which never get the leading-space rule.</param>
     /// <param name="spelling">Per id: the vocabulary's own spelling, for diagnostics.</param>
     /// <param name="bosId">BOS id or -1.</param>
-    /// <param name="stripSpaceAfterBos">
-    /// SentencePiece tokenizers add a dummy "▁" before the text, so the first piece after BOS carries a space
-    /// that is not part of the text. llama2.c removes it when printing the token that follows BOS; byte-level
-    /// BPE (Llama 3, Qwen2) adds no such prefix and must keep every space.
+    /// <param name="leadingSpace">
+    /// SentencePiece tokenizers add a dummy "▁" before the text, so the first piece carries a space that is not
+    /// part of the text. llama2.c removes it from the token that follows BOS (never from a byte token); Hugging
+    /// Face's decoders remove it from the start of the decoded text; byte-level BPE (Llama 3, Qwen2) adds no such
+    /// prefix and must keep every space.
     /// </param>
     public TokenByteTable(byte[][] bytes, bool[] special, bool[] isByteToken, string[] spelling, int bosId,
-        bool stripSpaceAfterBos)
+        LeadingSpace leadingSpace)
     {
         _bytes = bytes;
         _special = special;
         _spelling = spelling;
+        _leadingSpace = leadingSpace;
         BosId = bosId;
-        _stripSpaceAfterBos = new bool[bytes.Length];
-        if (stripSpaceAfterBos)
+        _startsWithSpace = new bool[bytes.Length];
+        for (var i = 0; i < bytes.Length; i++)
         {
-            for (var i = 0; i < bytes.Length; i++)
-            {
-                _stripSpaceAfterBos[i] = !special[i] && !isByteToken[i] && bytes[i].Length > 0 && bytes[i][0] == (byte)' ';
-            }
+            _startsWithSpace[i] = !special[i] && bytes[i].Length > 0 && bytes[i][0] == (byte)' '
+                && (leadingSpace == LeadingSpace.DropAtStart || !isByteToken[i]);
         }
     }
 
@@ -46,8 +60,11 @@ internal sealed class TokenByteTable
 
     public string Spelling(int id) => _spelling[Check(id)];
 
-    /// <summary>The bytes <paramref name="id"/> adds to the text when it follows <paramref name="previousId"/> (-1 at start).</summary>
-    public ReadOnlySpan<byte> BytesFor(int id, int previousId)
+    /// <summary>
+    /// The bytes <paramref name="id"/> adds to the text when it follows <paramref name="previousId"/> (-1 at start);
+    /// <paramref name="atTextStart"/> says no earlier token has produced any text.
+    /// </summary>
+    public ReadOnlySpan<byte> BytesFor(int id, int previousId, bool atTextStart)
     {
         Check(id);
         if (_special[id])
@@ -56,7 +73,13 @@ internal sealed class TokenByteTable
         }
 
         var b = _bytes[id];
-        return previousId == BosId && BosId >= 0 && _stripSpaceAfterBos[id] ? b.AsSpan(1) : b;
+        var strip = _startsWithSpace[id] && _leadingSpace switch
+        {
+            LeadingSpace.DropAfterBos => previousId == BosId && BosId >= 0,
+            LeadingSpace.DropAtStart => atTextStart,
+            _ => false,
+        };
+        return strip ? b.AsSpan(1) : b;
     }
 
     public string Decode(IReadOnlyList<int> ids)

@@ -7,7 +7,8 @@ public static class TokenizerLoader
 {
     /// <summary>
     /// Loads, in order of preference: a byte-level BPE <c>tokenizer.json</c> (Llama 3, Qwen2), a SentencePiece
-    /// <c>tokenizer.model</c>, a llama2.c <c>tokenizer.bin</c>, or a single llama2.c <c>tok*.bin</c>.
+    /// <c>tokenizer.model</c>, a SentencePiece-style <c>tokenizer.json</c> (Llama 2, Mistral, Gemma exports without
+    /// the .model), a llama2.c <c>tokenizer.bin</c>, or a single llama2.c <c>tok*.bin</c>.
     /// <paramref name="path"/> may also name one of those files directly.
     /// </summary>
     /// <exception cref="TokenizerFormatException">Nothing usable is found, or the file is malformed; the message names the path.</exception>
@@ -28,19 +29,19 @@ public static class TokenizerLoader
         var spm = Path.Combine(path, "tokenizer.model");
         if (File.Exists(json))
         {
-            var text = ReadText(json);
+            using var doc = ParseJson(json);
 
             // Llama 2 / Mistral directories ship a SentencePiece-converted tokenizer.json next to tokenizer.model;
             // the .model file is the exact original, so it wins unless the JSON is byte-level BPE.
-            if (ByteLevelBpeTokenizer.IsByteLevelJson(text) || !File.Exists(spm))
+            if (HuggingFaceBpeTokenizer.IsByteLevelJson(doc.RootElement) || !File.Exists(spm))
             {
-                return LoadByteLevel(json, text);
+                return LoadJson(json, doc.RootElement);
             }
         }
 
         if (File.Exists(spm))
         {
-            return SentencePieceTextTokenizer.Load(spm);
+            return SentencePieceTextTokenizer.Load(spm, ReadGenerationEosIds(path));
         }
 
         var bin = Path.Combine(path, "tokenizer.bin");
@@ -64,12 +65,13 @@ public static class TokenizerLoader
         var name = Path.GetFileName(file);
         if (name.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
         {
-            return LoadByteLevel(file, ReadText(file));
+            using var doc = ParseJson(file);
+            return LoadJson(file, doc.RootElement);
         }
 
         if (name.EndsWith(".model", StringComparison.OrdinalIgnoreCase))
         {
-            return SentencePieceTextTokenizer.Load(file);
+            return SentencePieceTextTokenizer.Load(file, ReadGenerationEosIds(Path.GetDirectoryName(Path.GetFullPath(file))!));
         }
 
         if (name.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
@@ -80,24 +82,50 @@ public static class TokenizerLoader
         throw new TokenizerFormatException($"'{file}' is not a tokenizer file this loader knows (tokenizer.json, *.model, llama2.c *.bin)");
     }
 
-    private static ByteLevelBpeTokenizer LoadByteLevel(string jsonPath, string jsonText)
+    private static HuggingFaceBpeTokenizer LoadJson(string jsonPath, System.Text.Json.JsonElement root)
     {
         var dir = Path.GetDirectoryName(Path.GetFullPath(jsonPath))!;
         var configPath = Path.Combine(dir, "tokenizer_config.json");
         var config = File.Exists(configPath) ? ReadText(configPath) : null;
+        return HuggingFaceBpeTokenizer.FromDocument(root, jsonPath, config, ReadGenerationEosIds(dir));
+    }
 
-        // Instruct models end turns with a token (Llama 3's <|eot_id|>) that only generation_config.json lists.
+    /// <summary>
+    /// The eos_token_id of generation_config.json and config.json (an int or a list), in file order without
+    /// repeats. Instruct models end turns with a token (Llama 3's &lt;|eot_id|&gt;) that only these files list;
+    /// every one of them must stop a generation.
+    /// </summary>
+    public static IReadOnlyList<int> ReadGenerationEosIds(string modelDirectory)
+    {
         var eos = new List<int>();
         foreach (var file in new[] { "generation_config.json", "config.json" })
         {
-            var p = Path.Combine(dir, file);
+            var p = Path.Combine(modelDirectory, file);
             if (File.Exists(p))
             {
-                eos.AddRange(ReadEosIds(p));
+                foreach (var id in ReadEosIds(p))
+                {
+                    if (!eos.Contains(id))
+                    {
+                        eos.Add(id);
+                    }
+                }
             }
         }
 
-        return ByteLevelBpeTokenizer.FromJson(jsonText, jsonPath, config, eos);
+        return eos;
+    }
+
+    private static JsonDocument ParseJson(string path)
+    {
+        try
+        {
+            return JsonDocument.Parse(ReadText(path));
+        }
+        catch (JsonException e)
+        {
+            throw new TokenizerFormatException($"tokenizer file '{path}' is not valid JSON: {e.Message}", e);
+        }
     }
 
     private static IEnumerable<int> ReadEosIds(string path)
@@ -108,13 +136,20 @@ public static class TokenizerLoader
             using var doc = JsonDocument.Parse(ReadText(path));
             if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("eos_token_id", out var e))
             {
-                if (e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var one))
+                var values = e.ValueKind == JsonValueKind.Array ? e.EnumerateArray().ToList() : [e];
+                foreach (var v in values)
                 {
-                    ids.Add(one);
-                }
-                else if (e.ValueKind == JsonValueKind.Array)
-                {
-                    ids.AddRange(e.EnumerateArray().Where(x => x.ValueKind == JsonValueKind.Number).Select(x => x.GetInt32()));
+                    if (v.ValueKind == JsonValueKind.Null)
+                    {
+                        continue;
+                    }
+
+                    if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var id) || id < 0)
+                    {
+                        throw new TokenizerFormatException($"'{path}' has eos_token_id {e.GetRawText()}; expected a non-negative integer or a list of them");
+                    }
+
+                    ids.Add(id);
                 }
             }
         }
