@@ -2,6 +2,7 @@ using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ActorRing.Model.Checkpoints;
+using ActorRing.Model.Quantization;
 using ActorRing.Transport;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -23,8 +24,10 @@ public sealed partial class ShardedLlama : IDisposable
     /// rows [RowStart[i], RowStart[i+1]). Stored either in PyTorch's row-major layout, or (when the shape
     /// allows, in either compute dtype) packed in panels for decode (see <see cref="DotKernel.Panel4{TWeights}"/>): tensor shape
     /// [out/4, in/8, 4, 8], i.e. for each group of 4 rows, their first 8 columns row after row, then the next 8.
+    /// Or quantized: blocks of <see cref="Format"/> in its panel layout (see <see cref="BlockFormat"/>), held
+    /// in a byte tensor.
     /// </summary>
-    private sealed unsafe class SplitMatrix(Tensor weight, long outDim, long inDim, bool packed, long[] rowStart)
+    private sealed unsafe class SplitMatrix(Tensor weight, long outDim, long inDim, bool packed, long[] rowStart, BlockFormat? format = null, int panelRows = 1)
     {
         public readonly Tensor Weight = weight;
         /// <summary>Start of the weight's memory (native memory does not move), for the decode kernels.</summary>
@@ -33,6 +36,10 @@ public sealed partial class ShardedLlama : IDisposable
         public readonly int ElementSize = (int)weight.ElementSize;
         public readonly bool Packed = packed;
         public readonly long[] RowStart = rowStart;
+        /// <summary>The block format of a quantized matrix; null for float32 and bf16.</summary>
+        public readonly BlockFormat? Format = format;
+        /// <summary>Rows per panel of a quantized matrix (4, or 1 for ggml's row layout).</summary>
+        public readonly int PanelRows = panelRows;
         public long Out => outDim;
         public long In => inDim;
 
@@ -44,6 +51,7 @@ public sealed partial class ShardedLlama : IDisposable
         /// </summary>
         public Tensor Rows(long row0, long rows, Tensor scratch)
         {
+            if (Format is not null) return Dequantized(row0, rows, scratch);
             if (!Packed) return Weight.narrow(0, row0, rows);
             const int R = DotKernel.PanelRows, C = DotKernel.PanelColumns;
             int e = ElementSize, piece = C * e;
@@ -53,6 +61,33 @@ public sealed partial class ShardedLlama : IDisposable
                 for (long chunk = 0; chunk < chunks; chunk++)
                     for (int r = 0; r < R; r++, from += piece)
                         Buffer.MemoryCopy(from, dst + ((panel * R + r) * inDim + chunk * C) * e, piece, piece);
+            using var flat = scratch.narrow(0, row0 * inDim, rows * inDim);
+            return flat.view(rows, inDim);
+        }
+
+        /// <summary>Rows of a quantized matrix dequantized into the same rows of the scratch, in its dtype.</summary>
+        private Tensor Dequantized(long row0, long rows, Tensor scratch)
+        {
+            long blocks = inDim / BlockFormat.BlockSize;
+            byte* dst = (byte*)DataPointer(scratch);
+            if (scratch.dtype == ScalarType.Float32)
+            {
+                Format!.DequantizeRows(Data, row0, rows, blocks, PanelRows, (float*)dst + row0 * inDim);
+            }
+            else
+            {
+                // bf16 compute: a row at a time through float32, rounded as libtorch rounds.
+                var row = new float[inDim];
+                var to = (Transport.BFloat16*)dst + row0 * inDim;
+                fixed (float* r = row)
+                {
+                    for (long i = 0; i < rows; i++, to += inDim)
+                    {
+                        Format!.DequantizeRows(Data, row0 + i, 1, blocks, PanelRows, r);
+                        for (long k = 0; k < inDim; k++) to[k] = Transport.BFloat16.FromSingle(r[k]);
+                    }
+                }
+            }
             using var flat = scratch.narrow(0, row0 * inDim, rows * inDim);
             return flat.view(rows, inDim);
         }
@@ -90,6 +125,11 @@ public sealed partial class ShardedLlama : IDisposable
     private readonly int _qDim, _kvDim, _group;
     private readonly int?[] _slotLength;
     private readonly int? _threads;
+    /// <summary>Format the linear weights are quantized to as they load (null: none), and whether the LM head is too.</summary>
+    private readonly BlockFormat? _quant;
+    private readonly bool _quantizeLmHead;
+    private readonly Action<string>? _log;
+    private readonly HashSet<string> _logged = new(StringComparer.Ordinal);
     private bool _disposed;
 
     public ModelConfig Config { get; }
@@ -141,7 +181,13 @@ public sealed partial class ShardedLlama : IDisposable
         _comm = comm;
         var c = reader.Config;
         Config = c;
-        Plan = ShardPlan.Create(c, comm.Rank, comm.WorldSize);
+        _quant = options.Quant.Format();
+        _quantizeLmHead = options.QuantizeLmHead && _quant is not null;
+        _log = options.Log;
+        // Quantized row-parallel weights split their input columns on whole blocks, so the FFN is dealt out
+        // in blocks of 32 (every rank must agree, so this depends on the options only).
+        Plan = ShardPlan.Create(c, comm.Rank, comm.WorldSize, FfnSplitUnit(c, _quant));
+        if (_quant is not null) CheckBlockAlignedSplit(c, comm.WorldSize, _quant);
         int context = options.ContextLength ?? Math.Min(c.MaxPositionEmbeddings, 4096);
         if (context < 1)
             throw new ModelLoadException($"context length {context} must be positive");
@@ -182,7 +228,7 @@ public sealed partial class ShardedLlama : IDisposable
             for (int i = 0; i < c.NumLayers; i++)
             {
                 string pre = $"model.layers.{i}.";
-                var wqkv = LoadMatrix(reader,
+                var wqkv = LoadLinear(reader,
                     (pre + "self_attn.q_proj.weight", c.NumHeads * d, h, qRow0, _qDim, 0, h),
                     (pre + "self_attn.k_proj.weight", c.NumKvHeads * d, h, kvRow0, _kvDim, 0, h),
                     (pre + "self_attn.v_proj.weight", c.NumKvHeads * d, h, kvRow0, _kvDim, 0, h));
@@ -199,14 +245,14 @@ public sealed partial class ShardedLlama : IDisposable
                 {
                     InputNorm = Own(LoadVector(reader, pre + "input_layernorm.weight", h)),
                     PostNorm = Own(LoadVector(reader, pre + "post_attention_layernorm.weight", h)),
-                    Wqkv = Split(wqkv),
+                    Wqkv = wqkv,
                     Bqkv = bqkv,
-                    Wo = Split(LoadMatrix(reader, (pre + "self_attn.o_proj.weight", h, c.NumHeads * d, 0, h, qRow0, _qDim))),
+                    Wo = LoadLinear(reader, (pre + "self_attn.o_proj.weight", h, c.NumHeads * d, 0, h, qRow0, _qDim)),
                     Bo = c.OProjBias ? Own(LoadVector(reader, pre + "self_attn.o_proj.bias", h)) : null,
-                    Wgu = Split(LoadMatrix(reader,
+                    Wgu = LoadLinear(reader,
                         (pre + "mlp.gate_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h),
-                        (pre + "mlp.up_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h))),
-                    Wdown = Split(LoadMatrix(reader, (pre + "mlp.down_proj.weight", h, c.IntermediateSize, 0, h, p.FfnStart, p.LocalFfn))),
+                        (pre + "mlp.up_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h)),
+                    Wdown = LoadLinear(reader, (pre + "mlp.down_proj.weight", h, c.IntermediateSize, 0, h, p.FfnStart, p.LocalFfn)),
                     KCache = Own(torch.zeros(new long[] { Slots, p.LocalKvHeads, context, d }, _dtype)),
                     VCache = Own(torch.zeros(new long[] { Slots, p.LocalKvHeads, context, d }, _dtype)),
                 };
@@ -218,13 +264,22 @@ public sealed partial class ShardedLlama : IDisposable
             {
                 // A tied head is this rank's vocabulary rows of the (replicated) embedding: a view, or a copy in
                 // the decode panel layout (1/N of the embedding) when that applies.
-                _lmHead = Split(_embed.narrow(0, p.VocabStart, p.LocalVocab));
+                if (_quantizeLmHead && QuantizableWidth(h, "lm_head"))
+                {
+                    using var rows = _embed.narrow(0, p.VocabStart, p.LocalVocab);
+                    using var f32 = rows.to(ScalarType.Float32);
+                    _lmHead = SplitQuantized(f32, _quant!, "lm_head (tied to embed_tokens)");
+                }
+                else
+                {
+                    _lmHead = Split(_embed.narrow(0, p.VocabStart, p.LocalVocab));
+                }
             }
             else
             {
                 if (!reader.Contains("lm_head.weight"))
                     throw new ModelLoadException($"{reader.Source}: tie_word_embeddings is false but lm_head.weight is missing");
-                _lmHead = Split(LoadMatrix(reader, ("lm_head.weight", c.VocabSize, h, p.VocabStart, p.LocalVocab, 0, h)));
+                _lmHead = LoadLinear(reader, _quantizeLmHead, ("lm_head.weight", c.VocabSize, h, p.VocabStart, p.LocalVocab, 0, h));
             }
             Advance();
             var (cos, sin) = RotaryTables.Build(c, context);
@@ -241,9 +296,96 @@ public sealed partial class ShardedLlama : IDisposable
 
         CheckpointBytesRead = reader.BytesRead;
         long elem = _dtype == ScalarType.Float32 ? 4 : 2;
-        // Counted from the config, not the tensors: what a decode step must stream from memory.
-        long perLayer = (long)(_qDim + 2 * _kvDim) * h + (long)h * _qDim + 2L * p.LocalFfn * h + (long)h * p.LocalFfn + 2L * h;
-        WeightBytesPerToken = elem * (c.NumLayers * perLayer + (long)p.LocalVocab * h + h);
+        // What a decode step must stream from memory: every matrix once in its stored format, plus the norms.
+        long Bytes(SplitMatrix m) => m.Weight.NumberOfElements * m.Weight.ElementSize;
+        WeightBytesPerToken = _layers.Sum(l => Bytes(l.Wqkv) + Bytes(l.Wo) + Bytes(l.Wgu) + Bytes(l.Wdown) + 2L * h * elem)
+            + Bytes(_lmHead) + h * elem;
+    }
+
+    /// <summary>FFN columns are dealt out in whole blocks when quantizing (and the width allows), else one by one.</summary>
+    private static int FfnSplitUnit(ModelConfig c, BlockFormat? quant) =>
+        quant is not null && c.IntermediateSize % BlockFormat.BlockSize == 0 ? BlockFormat.BlockSize : 1;
+
+    /// <summary>
+    /// Refuses, before any weight is read, a world size that would cut a row-parallel weight (o_proj over this
+    /// rank's heads, down_proj over its FFN block) inside a block, naming the world sizes that work.
+    /// </summary>
+    private static void CheckBlockAlignedSplit(ModelConfig c, int worldSize, BlockFormat format)
+    {
+        if (BlockAligned(c, worldSize, format)) return;
+        var work = Enumerable.Range(1, c.NumHeads).Where(n => BlockAligned(c, n, format)).ToArray();
+        throw new ModelLoadException($"--quant {format.Name} needs every rank's share of o_proj and down_proj to be whole {BlockFormat.BlockSize}-value blocks, and world size {worldSize} cuts them ({c.NumHeads} heads of {c.HeadDim}, intermediate_size {c.IntermediateSize}); world sizes that work: {(work.Length == 0 ? "none" : string.Join(", ", work))}, or load without --quant");
+    }
+
+    private static bool BlockAligned(ModelConfig c, int worldSize, BlockFormat format)
+    {
+        const int B = BlockFormat.BlockSize;
+        for (int rank = 0; rank < worldSize; rank++)
+        {
+            ShardPlan plan;
+            try { plan = ShardPlan.Create(c, rank, worldSize, FfnSplitUnit(c, format)); }
+            catch (ModelLoadException) { return false; }
+            // A width that is not whole blocks even unsplit stays in full precision (see QuantizableWidth).
+            if (c.NumHeads * c.HeadDim % B == 0 && plan.LocalHeads * c.HeadDim % B != 0) return false;
+            if (c.IntermediateSize % B == 0 && plan.LocalFfn % B != 0) return false;
+        }
+        return true;
+    }
+
+    /// <summary>Whether a matrix of this input width quantizes; if not, says once that it stays in full precision.</summary>
+    private bool QuantizableWidth(long inDim, string what)
+    {
+        if (inDim % BlockFormat.BlockSize == 0) return true;
+        string note = $"{what}: input width {inDim} is not a whole number of {BlockFormat.BlockSize}-value blocks, so it stays in {(_dtype == ScalarType.BFloat16 ? "bf16" : "f32")} (not {_quant!.Name})";
+        if (_logged.Add(note)) _log?.Invoke(note);
+        return false;
+    }
+
+    /// <summary>A linear layer's weight: quantized when the options ask (<see cref="ModelLoadOptions.Quant"/>), else in the compute dtype.</summary>
+    private SplitMatrix LoadLinear(ICheckpointReader reader, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts) =>
+        LoadLinear(reader, quantize: true, parts);
+
+    private SplitMatrix LoadLinear(ICheckpointReader reader, bool quantize, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
+    {
+        string what = string.Join("+", parts.Select(x => System.Text.RegularExpressions.Regex.Replace(x.Name, @"^model\.layers\.\d+\.|\.weight$", "")));
+        if (!quantize || _quant is null || !QuantizableWidth(parts[0].Cols, what)) return Split(LoadMatrix(reader, parts));
+        // The rank's full-precision slice lives only until it is quantized: one slice at a time.
+        using var f32 = LoadMatrixF32(reader, parts);
+        return SplitQuantized(f32, _quant, parts.Length == 1 ? parts[0].Name : what);
+    }
+
+    /// <summary>Output rows shared among the split workers in whole units (panels).</summary>
+    private long[] RowStarts(long outDim, long unit)
+    {
+        long units = outDim / unit;
+        int parts = _workers?.Parts ?? 1;
+        if (units < parts) parts = 1;
+        var rowStart = new long[parts + 1];
+        for (int i = 0; i < parts; i++) rowStart[i + 1] = rowStart[i] + unit * ShardPlan.EvenSplit((int)units, parts, i).Count;
+        return rowStart;
+    }
+
+    /// <summary>
+    /// A float32 [out, in] matrix quantized row by row with ggml's reference formulas, straight into the panel
+    /// layout of <paramref name="format"/> (rows in parallel: loading a large model quantizes billions of values).
+    /// </summary>
+    private unsafe SplitMatrix SplitQuantized(Tensor f32, BlockFormat format, string what)
+    {
+        long outDim = f32.shape[0], inDim = f32.shape[1], blocks = inDim / BlockFormat.BlockSize, rowBytes = format.RowBytes(inDim);
+        int panelRows = BlockFormat.PanelRowsFor(outDim);
+        var packed = Own(torch.empty(new long[] { outDim * rowBytes }, ScalarType.Byte));
+        byte* to = (byte*)DataPointer(packed);
+        HugePages.Advise(to, outDim * rowBytes);
+        using var source = f32.contiguous();
+        float* src = DataPointer(source);
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, _threads ?? Environment.ProcessorCount) };
+        Parallel.For(0L, outDim, parallel, () => new byte[rowBytes], (r, _, row) =>
+        {
+            format.QuantizeRow(new ReadOnlySpan<float>(src + r * inDim, (int)inDim), row, $"{what} row {r}");
+            fixed (byte* blocksOfRow = row) format.PackRows(blocksOfRow, r, 1, blocks, panelRows, to);
+            return row;
+        }, _ => { });
+        return new SplitMatrix(packed, outDim, inDim, false, RowStarts(outDim, panelRows), format, panelRows);
     }
 
     private SplitMatrix Split(Tensor w)
@@ -251,11 +393,7 @@ public sealed partial class ShardedLlama : IDisposable
         long outDim = w.shape[0], inDim = w.shape[1];
         bool packed = DotKernel.CanPack(outDim, inDim);
         // Parts get whole panels when packed.
-        long unit = packed ? DotKernel.PanelRows : 1, units = outDim / unit;
-        int parts = _workers?.Parts ?? 1;
-        if (units < parts) parts = 1;
-        var rowStart = new long[parts + 1];
-        for (int i = 0; i < parts; i++) rowStart[i + 1] = rowStart[i] + unit * ShardPlan.EvenSplit((int)units, parts, i).Count;
+        var rowStart = RowStarts(outDim, packed ? DotKernel.PanelRows : 1);
         if (!packed) return new SplitMatrix(Own(w), outDim, inDim, false, rowStart);
         var panels = Own(Pack(w));
         w.Dispose(); // the row-major original (or, for a tied head, a view of the embedding)
@@ -290,7 +428,10 @@ public sealed partial class ShardedLlama : IDisposable
     /// Blocks of several [diskRows, diskCols] checkpoint weights stacked by rows: [Σ rows, cols]. Each block
     /// is rows [row0, row0+rows) × columns [col0, col0+cols) of its weight, read straight into place.
     /// </summary>
-    private unsafe Tensor LoadMatrix(ICheckpointReader reader, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
+    private Tensor LoadMatrix(ICheckpointReader reader, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts) =>
+        ToCompute(LoadMatrixF32(reader, parts));
+
+    private unsafe Tensor LoadMatrixF32(ICheckpointReader reader, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
     {
         long cols = parts[0].Cols, outDim = parts.Sum(x => x.Rows);
         var t = torch.empty(new long[] { outDim, cols }, ScalarType.Float32);
@@ -308,7 +449,7 @@ public sealed partial class ShardedLlama : IDisposable
             }
             at += rows;
         }
-        return ToCompute(t);
+        return t;
     }
 
     private Tensor ToCompute(Tensor f32)
@@ -528,7 +669,7 @@ public sealed partial class ShardedLlama : IDisposable
     /// <summary>Room to unpack <paramref name="w"/> for a multi-token product; grown on demand, kept for the next prefill.</summary>
     private unsafe Tensor UnpackScratch(SplitMatrix w)
     {
-        long need = w.Packed ? w.Out * w.In : 1;
+        long need = w.Packed || w.Format is not null ? w.Out * w.In : 1;
         if (_unpackScratch is null || _unpackScratch.shape[0] < need)
         {
             _unpackScratch?.Dispose();
@@ -548,8 +689,24 @@ public sealed partial class ShardedLlama : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void MatVec(float* x, SplitMatrix w, float* y)
     {
-        if (w.ElementSize == sizeof(float)) MatVec<F32Weights>(x, w, y);
+        if (w.Format is not null) QuantizedMatVec(x, w, y);
+        else if (w.ElementSize == sizeof(float)) MatVec<F32Weights>(x, w, y);
         else MatVec<BF16Weights>(x, w, y);
+    }
+
+    /// <summary>Activations quantized to Q8_0 for the integer kernels, once per product and shared by the split workers.</summary>
+    private readonly QuantizedActivations _quantizedX = new();
+
+    /// <summary>
+    /// The decode product of a block-quantized matrix: x quantized to Q8_0 once, then integer dot products
+    /// over the blocks (see <see cref="BlockFormat.Dot"/>), rows shared among the split workers as for floats.
+    /// </summary>
+    private unsafe void QuantizedMatVec(float* x, SplitMatrix w, float* y)
+    {
+        _quantizedX.Quantize(x, (int)w.In, 1, w.In);
+        var format = w.Format!;
+        long blocks = w.In / BlockFormat.BlockSize;
+        ShareRows(w, w.PanelRows, (r, end) => format.Dot(w.Data, r, end, blocks, w.PanelRows, _quantizedX, y, w.Out));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -567,9 +724,15 @@ public sealed partial class ShardedLlama : IDisposable
             }
             for (; r < end; r++) y[r] = DotKernel.Dot<TWeights>(ws + r * rowBytes, x, n);
         }
+        ShareRows(w, DotKernel.PanelRows, Block);
+    }
+
+    /// <summary>Runs <paramref name="block"/> over the rows of <paramref name="w"/>, on the split workers when the rank has them.</summary>
+    private void ShareRows(SplitMatrix w, long unit, Action<long, long> block)
+    {
         if (w.RowStart.Length == 2)
         {
-            Block(0, w.Out);
+            block(0, w.Out);
             return;
         }
         // Threads take blocks of rows from a shared counter rather than fixed halves, so a thread whose core
@@ -586,10 +749,10 @@ public sealed partial class ShardedLlama : IDisposable
             {
                 long r = Volatile.Read(ref _nextRow);
                 if (r >= total) return;
-                long size = Math.Clamp((total - r) / (2 * parts), MinBlockRows, MaxBlockRows) & ~(long)(DotKernel.PanelRows - 1);
+                long size = Math.Clamp((total - r) / (2 * parts), MinBlockRows, MaxBlockRows) / unit * unit;
                 long end = Math.Min(total, r + size);
                 if (Interlocked.CompareExchange(ref _nextRow, end, r) != r) continue;
-                Block(r, end);
+                block(r, end);
             }
         });
     }
