@@ -6,6 +6,7 @@ using System.Text.Json;
 using ActorRing.Host.Cli;
 using ActorRing.Host.Commands;
 using ActorRing.Model;
+using ActorRing.Model.Quantization;
 using ActorRing.Transport;
 
 namespace ActorRing.Host.Bench;
@@ -68,16 +69,17 @@ internal static class DecodeBench
 
     public static async Task<int> RunAsync(string[] args)
     {
-        var cli = CliArgs.Parse(args);
-        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype", "runtime");
+        var cli = CliArgs.Parse(args, "quant-lm-head");
+        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype", "runtime", "quant", "quant-lm-head");
         int worldSize = cli.Int("world-size", 1, 64) ?? 1;
         var (presetName, config) = PresetOption(cli, "decode", worldSize);
         int threads = cli.Int("threads", 1, 256) ?? 1;
         int tokens = cli.Int("tokens", 1, 4096) ?? 32;
         var dtype = cli.DType();
+        var (quant, quantHead) = cli.Quant();
 
         string runtime = cli.String("runtime", "threads");
-        if (runtime == "actors") return await RunThroughActorsAsync(presetName, worldSize, threads, tokens, dtype);
+        if (runtime == "actors") return await RunThroughActorsAsync(presetName, worldSize, threads, tokens, dtype, quant, quantHead);
         if (runtime != "threads") throw new UsageException($"option --runtime expects threads or actors, got '{runtime}'");
 
         var comms = await LocalRanks.ConnectAsync(worldSize, threads, CancellationToken.None);
@@ -98,6 +100,8 @@ internal static class DecodeBench
                     ContextLength = DecodeSteps.ContextFor(WarmupSteps + tokens),
                     Threads = threads,
                     DType = dtype,
+                    Quant = quant,
+                    QuantizeLmHead = quantHead,
                     // Every rank runs on this machine: one core per thread when they fit (see CorePinning).
                     Cores = CorePinning.CoresFor(rank, worldSize, threads),
                 });
@@ -120,6 +124,7 @@ internal static class DecodeBench
             ["world_size"] = worldSize,
             ["threads_per_rank"] = threads,
             ["dtype"] = CliArgs.DTypeName(dtype),
+            ["quant"] = quant.Name() + (quantHead ? "+lm_head" : ""),
             ["params"] = config.ParameterCount,
             ["ms_per_token_median"] = Math.Round(median, 3),
             ["tok_per_s"] = Math.Round(tokPerS, 2),
@@ -150,14 +155,14 @@ internal static class DecodeBench
     /// <paramref name="tokens"/> decode steps. Rank 0 reports its timing as JSON, including the control-plane
     /// share: the part of each decode step's wall time outside the slowest rank's compute and collectives.
     /// </summary>
-    private static async Task<int> RunThroughActorsAsync(string preset, int worldSize, int threads, int tokens, ComputeDType dtype)
+    private static async Task<int> RunThroughActorsAsync(string preset, int worldSize, int threads, int tokens, ComputeDType dtype, WeightQuantization quant, bool quantHead)
     {
         var rng = new Random(7);
         var promptIds = Enumerable.Range(0, 128).Select(_ => rng.Next(1, 32000));
         string[] shared =
         [
             "serve", "--preset", preset, "--threads", threads.ToString(CultureInfo.InvariantCulture),
-            "--dtype", CliArgs.DTypeName(dtype), "--quiet",
+            "--dtype", CliArgs.DTypeName(dtype), "--quant", quant.Name(), .. quantHead ? ["--quant-lm-head"] : Array.Empty<string>(), "--quiet",
         ];
         string[] request = ["--prompt-ids", string.Join(',', promptIds), "--max-tokens", tokens.ToString(CultureInfo.InvariantCulture), "--json"];
         string? result = null;
@@ -184,6 +189,7 @@ internal static class DecodeBench
             ["world_size"] = worldSize,
             ["threads_per_rank"] = threads,
             ["dtype"] = CliArgs.DTypeName(dtype),
+            ["quant"] = quant.Name() + (quantHead ? "+lm_head" : ""),
             ["tokens"] = r.GetProperty("ids").GetArrayLength(),
             // The mean over every decode step of the request, the first (not yet optimized) ones included.
             ["ms_per_token_mean"] = msPerToken,

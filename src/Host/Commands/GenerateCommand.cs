@@ -18,12 +18,12 @@ internal static class GenerateCommand
     private static readonly string[] Known =
     [
         "model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k", "top-p", "repetition-penalty",
-        "seed", "stop", "world-size", "json", "dtype", "context", "threads",
+        "seed", "stop", "world-size", "json", "dtype", "context", "threads", "quant", "quant-lm-head",
     ];
 
     public static async Task<int> RunAsync(string[] args)
     {
-        var cli = CliArgs.Parse(args, "json");
+        var cli = CliArgs.Parse(args, "json", "quant-lm-head");
         cli.EnsureOnly(Known);
         if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
         if (cli.Has("prompt") && cli.Has("prompt-ids")) throw new UsageException("give either --prompt or --prompt-ids, not both");
@@ -33,6 +33,7 @@ internal static class GenerateCommand
         var config = Try(dir.ReadConfig);
         int worldSize = cli.Int("world-size", 1, 64) ?? 1;
         var dtype = cli.DType();
+        var (quant, quantHead) = cli.Quant();
         int? context = cli.Int("context", 1, config.MaxPositionEmbeddings);
         int threads = cli.Int("threads", 1, 1024) ?? Math.Max(1, Environment.ProcessorCount / worldSize);
         // Refuse an impossible split before starting any rank.
@@ -63,7 +64,10 @@ internal static class GenerateCommand
         bool json = cli.Flag("json");
         // Several ranks run as separate `serve` processes over the actor runtime (see Serve/MultiProcessGenerate).
         if (worldSize > 1) return await Serve.MultiProcessGenerate.RunAsync(args, worldSize, promptIds, threads);
-        var loadOptions = new ModelLoadOptions { ContextLength = context, DType = dtype, Threads = threads };
+        var loadOptions = new ModelLoadOptions
+        {
+            ContextLength = context, DType = dtype, Threads = threads, Quant = quant, QuantizeLmHead = quantHead, Log = Console.Error.WriteLine,
+        };
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
         Console.CancelKeyPress += onCancel;

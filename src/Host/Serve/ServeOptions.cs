@@ -11,13 +11,13 @@ public sealed record ServeOptions
 {
     public const string Verb = "serve";
 
-    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet"];
+    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet", "quant-lm-head"];
 
     public static readonly string[] Known =
     [
         "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
         "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "cores", "context", "dtype", "ready-timeout",
-        "verbose", "quiet", "preset",
+        "verbose", "quiet", "preset", "quant", "quant-lm-head",
     ];
 
     public required string ModelDir { get; init; }
@@ -77,6 +77,7 @@ public sealed record ServeOptions
         if (cli.String("bind") is { } b && !IPAddress.TryParse(b, out bind!))
             throw new UsageException($"option --bind expects an IP address such as 0.0.0.0 or 10.0.0.5, got '{b}'");
         var dtype = cli.DType();
+        var (quant, quantHead) = cli.Quant();
         return new ServeOptions
         {
             ModelDir = cli.String("model") ?? (cli.Has("preset") ? "" : ModelDirectory.DefaultBundledPath()),
@@ -96,6 +97,9 @@ public sealed record ServeOptions
                 Threads = cli.Int("threads", 1, 1024),
                 Cores = cli.IntList("cores")?.ToArray(),
                 DType = dtype,
+                Quant = quant,
+                QuantizeLmHead = quantHead,
+                Log = Console.Error.WriteLine,
             },
             ReadyTimeout = TimeSpan.FromSeconds(cli.Int("ready-timeout", 1, 86_400) ?? 600),
             Verbose = cli.Flag("verbose"),
