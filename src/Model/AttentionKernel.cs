@@ -14,49 +14,63 @@ namespace ActorRing.Model;
 internal static class AttentionKernel
 {
     /// <summary>
-    /// out = softmax(scale · K·q) · V over <paramref name="length"/> cached positions. Keys and values are
-    /// row-major [position, headDim] in <typeparamref name="TCache"/>'s format; <paramref name="scores"/> has
-    /// room for <paramref name="length"/> floats. The arithmetic is float32 whatever the cache's format.
+    /// out = softmax(scale · K·q) · V over the cached positions [<paramref name="first"/>, <paramref name="length"/>)
+    /// of one sequence's KV head, read through its block table: position l lives in block
+    /// <c>blocks[l / blockSize]</c> at row <c>l % blockSize</c>, at byte offset <c>block · blockStride</c> from
+    /// <paramref name="keys"/> (and <paramref name="values"/>), which already point at this KV head's rows
+    /// within block 0. Rows are [headDim] in <typeparamref name="TCache"/>'s format. <paramref name="first"/>
+    /// is 0 for full attention; a sliding window starts later. <paramref name="scores"/> has room for
+    /// <paramref name="length"/> floats. The arithmetic is float32, and positions are always summed in
+    /// ascending order, so the result does not depend on where the blocks sit.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe void Attend<TCache>(float* q, byte* keys, byte* values, int length, int headDim, float scale, float* scores, float* output)
+    public static unsafe void Attend<TCache>(float* q, byte* keys, byte* values, int* blocks, int blockSize, long blockStride,
+        int first, int length, int headDim, float scale, float* scores, float* output)
         where TCache : struct, IWeightFormat
     {
         long row = (long)headDim * TCache.Bytes;
-        var p = new Span<float>(scores, length);
+        int count = length - first;
+        var p = new Span<float>(scores + first, count);
         if (!Vector256.IsHardwareAccelerated || headDim % Vector256<float>.Count != 0)
         {
             // Portable path for head dimensions the vector loops do not cover.
-            for (int l = 0; l < length; l++)
+            for (int l = first; l < length; l++)
             {
+                byte* key = keys + blocks[l / blockSize] * blockStride + (l % blockSize) * row;
                 float dot = 0;
-                for (int k = 0; k < headDim; k++) dot += q[k] * TCache.Load1(keys + l * row + k * TCache.Bytes);
+                for (int k = 0; k < headDim; k++) dot += q[k] * TCache.Load1(key + k * TCache.Bytes);
                 scores[l] = dot * scale;
             }
             TensorPrimitives.SoftMax(p, p);
             for (int c = 0; c < headDim; c++)
             {
                 float sum = 0;
-                for (int l = 0; l < length; l++) sum += scores[l] * TCache.Load1(values + l * row + c * TCache.Bytes);
+                for (int l = first; l < length; l++)
+                    sum += scores[l] * TCache.Load1(values + blocks[l / blockSize] * blockStride + (l % blockSize) * row + c * TCache.Bytes);
                 output[c] = sum;
             }
             return;
         }
 
         int eight = 8 * TCache.Bytes;
-        for (int l = 0; l < length; l++)
+        for (int l = first; l < length;)
         {
-            byte* key = keys + l * row;
-            var s0 = Vector256<float>.Zero;
-            var s1 = s0;
-            int k = 0;
-            for (; k + 16 <= headDim; k += 16, key += 2 * eight)
+            int inBlock = l % blockSize, end = Math.Min(length, l - inBlock + blockSize);
+            byte* key = keys + blocks[l / blockSize] * blockStride + inBlock * row;
+            for (; l < end; l++, key += row)
             {
-                s0 = Vector256.FusedMultiplyAdd(TCache.Load8(key), Vector256.Load(q + k), s0);
-                s1 = Vector256.FusedMultiplyAdd(TCache.Load8(key + eight), Vector256.Load(q + k + 8), s1);
+                byte* k8 = key;
+                var s0 = Vector256<float>.Zero;
+                var s1 = s0;
+                int k = 0;
+                for (; k + 16 <= headDim; k += 16, k8 += 2 * eight)
+                {
+                    s0 = Vector256.FusedMultiplyAdd(TCache.Load8(k8), Vector256.Load(q + k), s0);
+                    s1 = Vector256.FusedMultiplyAdd(TCache.Load8(k8 + eight), Vector256.Load(q + k + 8), s1);
+                }
+                if (k < headDim) s0 = Vector256.FusedMultiplyAdd(TCache.Load8(k8), Vector256.Load(q + k), s0);
+                scores[l] = Vector256.Sum(s0 + s1) * scale;
             }
-            if (k < headDim) s0 = Vector256.FusedMultiplyAdd(TCache.Load8(key), Vector256.Load(q + k), s0);
-            scores[l] = Vector256.Sum(s0 + s1) * scale;
         }
         TensorPrimitives.SoftMax(p, p);
 
@@ -68,14 +82,18 @@ internal static class AttentionKernel
             var a1 = a0;
             var a2 = a0;
             var a3 = a0;
-            byte* v = values + col * TCache.Bytes;
-            for (int l = 0; l < length; l++, v += row)
+            for (int l = first; l < length;)
             {
-                var w = Vector256.Create(scores[l]);
-                a0 = Vector256.FusedMultiplyAdd(TCache.Load8(v), w, a0);
-                a1 = Vector256.FusedMultiplyAdd(TCache.Load8(v + eight), w, a1);
-                a2 = Vector256.FusedMultiplyAdd(TCache.Load8(v + 2 * eight), w, a2);
-                a3 = Vector256.FusedMultiplyAdd(TCache.Load8(v + 3 * eight), w, a3);
+                int inBlock = l % blockSize, end = Math.Min(length, l - inBlock + blockSize);
+                byte* v = values + blocks[l / blockSize] * blockStride + inBlock * row + col * TCache.Bytes;
+                for (; l < end; l++, v += row)
+                {
+                    var w = Vector256.Create(scores[l]);
+                    a0 = Vector256.FusedMultiplyAdd(TCache.Load8(v), w, a0);
+                    a1 = Vector256.FusedMultiplyAdd(TCache.Load8(v + eight), w, a1);
+                    a2 = Vector256.FusedMultiplyAdd(TCache.Load8(v + 2 * eight), w, a2);
+                    a3 = Vector256.FusedMultiplyAdd(TCache.Load8(v + 3 * eight), w, a3);
+                }
             }
             a0.Store(output + col);
             a1.Store(output + col + 8);
@@ -85,8 +103,12 @@ internal static class AttentionKernel
         for (; col < headDim; col += 8)
         {
             var a = Vector256<float>.Zero;
-            byte* v = values + col * TCache.Bytes;
-            for (int l = 0; l < length; l++, v += row) a = Vector256.FusedMultiplyAdd(TCache.Load8(v), Vector256.Create(scores[l]), a);
+            for (int l = first; l < length;)
+            {
+                int inBlock = l % blockSize, end = Math.Min(length, l - inBlock + blockSize);
+                byte* v = values + blocks[l / blockSize] * blockStride + inBlock * row + col * TCache.Bytes;
+                for (; l < end; l++, v += row) a = Vector256.FusedMultiplyAdd(TCache.Load8(v), Vector256.Create(scores[l]), a);
+            }
             a.Store(output + col);
         }
     }

@@ -52,6 +52,71 @@ internal static class DotKernel
         y[3] = Vector256.Sum(s3);
     }
 
+    /// <summary>
+    /// The batched decode product, the entry point every weight format implements: one panel of 4 weight rows
+    /// against <paramref name="rows"/> activation vectors (row b at <c>x + b·xStride</c>, n floats), writing
+    /// the panel's 4 outputs of row b to <c>y + b·yStride</c>. The panel is streamed from memory once and
+    /// re-read from cache for each group of activation rows, which is why a step over B sequences costs far
+    /// less than B steps. Batch invariance: every output element is accumulated exactly as
+    /// <see cref="Panel4{TWeights}"/> accumulates it (one 8-lane accumulator, k ascending, then a horizontal
+    /// sum), whatever <paramref name="rows"/> is and whichever group a row falls in, so a sequence's result is
+    /// bit-identical in any batch.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void Panel4Rows<TWeights>(byte* panel, float* x, long xStride, int rows, int n, float* y, long yStride)
+        where TWeights : struct, IWeightFormat
+    {
+        int b = 0;
+        // Four activation rows at a time: 16 accumulators, 4 weight and 4 activation registers (AVX-512's
+        // 32 vector registers hold them; on AVX2 the JIT spills a few, which costs less than re-reading the panel).
+        for (; b + 4 <= rows; b += 4) Panel4x4<TWeights>(panel, x + b * xStride, xStride, n, y + b * yStride, yStride);
+        for (; b < rows; b++) Panel4<TWeights>(panel, x + b * xStride, n, y + b * yStride);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Panel4x4<TWeights>(byte* panel, float* x, long xStride, int n, float* y, long yStride)
+        where TWeights : struct, IWeightFormat
+    {
+        int step = PanelColumns * TWeights.Bytes;
+        float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
+        var a00 = Vector256<float>.Zero;
+        Vector256<float> a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+        Vector256<float> a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        for (int k = 0; k < n; k += PanelColumns)
+        {
+            var w0 = TWeights.Load8(panel);
+            var w1 = TWeights.Load8(panel + step);
+            var w2 = TWeights.Load8(panel + 2 * step);
+            var w3 = TWeights.Load8(panel + 3 * step);
+            var v = Vector256.Load(x0 + k);
+            a00 = Vector256.FusedMultiplyAdd(w0, v, a00);
+            a01 = Vector256.FusedMultiplyAdd(w1, v, a01);
+            a02 = Vector256.FusedMultiplyAdd(w2, v, a02);
+            a03 = Vector256.FusedMultiplyAdd(w3, v, a03);
+            v = Vector256.Load(x1 + k);
+            a10 = Vector256.FusedMultiplyAdd(w0, v, a10);
+            a11 = Vector256.FusedMultiplyAdd(w1, v, a11);
+            a12 = Vector256.FusedMultiplyAdd(w2, v, a12);
+            a13 = Vector256.FusedMultiplyAdd(w3, v, a13);
+            v = Vector256.Load(x2 + k);
+            a20 = Vector256.FusedMultiplyAdd(w0, v, a20);
+            a21 = Vector256.FusedMultiplyAdd(w1, v, a21);
+            a22 = Vector256.FusedMultiplyAdd(w2, v, a22);
+            a23 = Vector256.FusedMultiplyAdd(w3, v, a23);
+            v = Vector256.Load(x3 + k);
+            a30 = Vector256.FusedMultiplyAdd(w0, v, a30);
+            a31 = Vector256.FusedMultiplyAdd(w1, v, a31);
+            a32 = Vector256.FusedMultiplyAdd(w2, v, a32);
+            a33 = Vector256.FusedMultiplyAdd(w3, v, a33);
+            panel += PanelRows * step;
+        }
+        float* y0 = y, y1 = y + yStride, y2 = y + 2 * yStride, y3 = y + 3 * yStride;
+        y0[0] = Vector256.Sum(a00); y0[1] = Vector256.Sum(a01); y0[2] = Vector256.Sum(a02); y0[3] = Vector256.Sum(a03);
+        y1[0] = Vector256.Sum(a10); y1[1] = Vector256.Sum(a11); y1[2] = Vector256.Sum(a12); y1[3] = Vector256.Sum(a13);
+        y2[0] = Vector256.Sum(a20); y2[1] = Vector256.Sum(a21); y2[2] = Vector256.Sum(a22); y2[3] = Vector256.Sum(a23);
+        y3[0] = Vector256.Sum(a30); y3[1] = Vector256.Sum(a31); y3[2] = Vector256.Sum(a32); y3[3] = Vector256.Sum(a33);
+    }
+
     /// <summary>One row's dot product with x (row-major weights: shapes that do not fill whole panels).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe float Dot<TWeights>(byte* a, float* x, int n) where TWeights : struct, IWeightFormat

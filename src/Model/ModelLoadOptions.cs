@@ -11,8 +11,13 @@ public sealed record ModelLoadOptions
     /// <summary>Longest sequence (prompt + generated) a slot can hold; null = min(max_position_embeddings, 4096).</summary>
     public int? ContextLength { get; init; }
 
-    /// <summary>Number of independent sequences (KV-cache slots), each preallocated to the full context.</summary>
+    /// <summary>Sequences that <see cref="ShardedLlama.Forward"/> can hold by slot number (tests and benches); with
+    /// no <see cref="KvCacheTokens"/>, the KV cache gets exactly the blocks these slots need at full context.</summary>
     public int Slots { get; init; } = 1;
+
+    /// <summary>Positions the paged KV cache holds in all (rounded down to whole blocks), shared by every
+    /// running sequence of a scheduler; null = <see cref="Slots"/> full contexts.</summary>
+    public int? KvCacheTokens { get; init; }
 
     public ComputeDType DType { get; init; } = ComputeDType.F32;
 

@@ -1,12 +1,12 @@
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using ActorRing.Model.Batching;
 using ActorRing.Model.Checkpoints;
 using ActorRing.Model.Quantization;
 using ActorRing.Transport;
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace ActorRing.Model;
 
@@ -14,7 +14,7 @@ namespace ActorRing.Model;
 /// One rank's shard of a Llama-family decoder (llama, mistral, qwen2) under Megatron-style tensor
 /// parallelism. q/k/v and gate/up are column-parallel (this rank's heads / FFN block, no communication);
 /// o_proj and down_proj are row-parallel and end in one all-reduce each; the LM head is split by vocabulary
-/// and its logit slices are gathered to rank 0. Every rank calls <see cref="Forward"/> with identical
+/// and its logit slices are gathered to rank 0. Every rank calls <see cref="Execute"/> with identical
 /// arguments from one dedicated thread (TorchSharp dispose scopes and grad mode are per thread).
 /// </summary>
 public sealed partial class ShardedLlama : IDisposable
@@ -42,55 +42,6 @@ public sealed partial class ShardedLlama : IDisposable
         public readonly int PanelRows = panelRows;
         public long Out => outDim;
         public long In => inDim;
-
-        /// <summary>
-        /// Rows [row0, row0+rows) as an [rows, in] tensor for libtorch: a view, or, when packed, the rows
-        /// unpacked into the same rows of <paramref name="scratch"/> (at least Out·In floats; parts unpack
-        /// disjoint rows, so they can share it). A reused scratch matters: a fresh tensor per product cost a
-        /// page fault and a kernel zeroing for every 4 KiB, about 2 s of a tinyllama-1.1b prefill.
-        /// </summary>
-        public Tensor Rows(long row0, long rows, Tensor scratch)
-        {
-            if (Format is not null) return Dequantized(row0, rows, scratch);
-            if (!Packed) return Weight.narrow(0, row0, rows);
-            const int R = DotKernel.PanelRows, C = DotKernel.PanelColumns;
-            int e = ElementSize, piece = C * e;
-            byte* dst = (byte*)DataPointer(scratch) + row0 * inDim * e, from = Data + row0 * inDim * e;
-            long chunks = inDim / C;
-            for (long panel = 0; panel < rows / R; panel++)
-                for (long chunk = 0; chunk < chunks; chunk++)
-                    for (int r = 0; r < R; r++, from += piece)
-                        Buffer.MemoryCopy(from, dst + ((panel * R + r) * inDim + chunk * C) * e, piece, piece);
-            using var flat = scratch.narrow(0, row0 * inDim, rows * inDim);
-            return flat.view(rows, inDim);
-        }
-
-        /// <summary>Rows of a quantized matrix dequantized into the same rows of the scratch, in its dtype.</summary>
-        private Tensor Dequantized(long row0, long rows, Tensor scratch)
-        {
-            long blocks = inDim / BlockFormat.BlockSize;
-            byte* dst = (byte*)DataPointer(scratch);
-            if (scratch.dtype == ScalarType.Float32)
-            {
-                Format!.DequantizeRows(Data, row0, rows, blocks, PanelRows, (float*)dst + row0 * inDim);
-            }
-            else
-            {
-                // bf16 compute: a row at a time through float32, rounded as libtorch rounds.
-                var row = new float[inDim];
-                var to = (Transport.BFloat16*)dst + row0 * inDim;
-                fixed (float* r = row)
-                {
-                    for (long i = 0; i < rows; i++, to += inDim)
-                    {
-                        Format!.DequantizeRows(Data, row0 + i, 1, blocks, PanelRows, r);
-                        for (long k = 0; k < inDim; k++) to[k] = Transport.BFloat16.FromSingle(r[k]);
-                    }
-                }
-            }
-            using var flat = scratch.narrow(0, row0 * inDim, rows * inDim);
-            return flat.view(rows, inDim);
-        }
     }
 
     private sealed class Layer
@@ -108,8 +59,9 @@ public sealed partial class ShardedLlama : IDisposable
         public required SplitMatrix Wgu;
         /// <summary>down_proj columns of this rank's FFN block: [hidden, localFfn].</summary>
         public required SplitMatrix Wdown;
-        public required Tensor KCache; // [slots, localKv, context, headDim]
-        public required Tensor VCache;
+        /// <summary>This rank's KV heads in pages: [blocks, localKv, blockSize, headDim], compute dtype.</summary>
+        public required Tensor KPool;
+        public required Tensor VPool;
     }
 
     private readonly ICollectives _comm;
@@ -136,6 +88,17 @@ public sealed partial class ShardedLlama : IDisposable
     public ShardPlan Plan { get; }
     public int ContextLength { get; }
     public int Slots { get; }
+
+    /// <summary>Positions per KV-cache block (page).</summary>
+    public const int KvBlockSize = 16;
+
+    /// <summary>Blocks in this rank's KV cache (the same on every rank; each holds this rank's KV heads).</summary>
+    public int KvBlocks { get; }
+
+    /// <summary>Bytes of one block on this rank, keys and values of every layer.</summary>
+    public long KvBlockBytes => 2L * Config.NumLayers * Plan.LocalKvHeads * KvBlockSize * Config.HeadDim * (_dtype == ScalarType.Float32 ? 4 : 2);
+
+    private readonly int _blocksPerSlot;
     public ComputeDType DType { get; }
 
     /// <summary>Weight bytes this rank read from the checkpoint while loading (its slices plus replicated parts).</summary>
@@ -156,7 +119,7 @@ public sealed partial class ShardedLlama : IDisposable
 
     /// <summary>
     /// Loads this rank's shard of the model in <paramref name="modelDir"/> (see <see cref="ModelDirectory"/>).
-    /// Must run on the thread that will call <see cref="Forward"/>. Refuses an unsupported split before
+    /// Must run on the thread that will call <see cref="Execute"/>. Refuses an unsupported split before
     /// reading any weight.
     /// </summary>
     public static ShardedLlama Load(string modelDir, ICollectives comm, ModelLoadOptions options, IProgress<double>? progress = null)
@@ -196,6 +159,10 @@ public sealed partial class ShardedLlama : IDisposable
         if (options.Slots < 1) throw new ModelLoadException($"slots {options.Slots} must be at least 1");
         ContextLength = context;
         Slots = options.Slots;
+        _blocksPerSlot = (context + KvBlockSize - 1) / KvBlockSize;
+        if (options.KvCacheTokens is int kvTokens && kvTokens < KvBlockSize)
+            throw new ModelLoadException($"kv-cache-tokens {kvTokens} is less than one block of {KvBlockSize} positions");
+        KvBlocks = options.KvCacheTokens is int tokens ? tokens / KvBlockSize : Slots * _blocksPerSlot;
         DType = options.DType;
         _dtype = options.DType == ComputeDType.BF16 ? ScalarType.BFloat16 : ScalarType.Float32;
         _wireDType = options.DType == ComputeDType.BF16 ? Transport.DType.BF16 : Transport.DType.F32;
@@ -253,8 +220,8 @@ public sealed partial class ShardedLlama : IDisposable
                         (pre + "mlp.gate_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h),
                         (pre + "mlp.up_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h)),
                     Wdown = LoadLinear(reader, (pre + "mlp.down_proj.weight", h, c.IntermediateSize, 0, h, p.FfnStart, p.LocalFfn)),
-                    KCache = Own(torch.zeros(new long[] { Slots, p.LocalKvHeads, context, d }, _dtype)),
-                    VCache = Own(torch.zeros(new long[] { Slots, p.LocalKvHeads, context, d }, _dtype)),
+                    KPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _dtype)),
+                    VPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _dtype)),
                 };
                 _layers[i] = layer;
                 Advance();
@@ -529,200 +496,75 @@ public sealed partial class ShardedLlama : IDisposable
         : throw new ArgumentOutOfRangeException(nameof(slot), slot, $"slot must be in [0, {Slots})");
 
     /// <summary>
-    /// Runs <paramref name="tokens"/> at positions startPosition.. of <paramref name="slot"/> (a whole prompt
-    /// for prefill, one token for decode), writing their keys and values into the slot's cache. Every rank
-    /// calls it with the same arguments. Returns the full-vocabulary float32 logits of the last position on
-    /// rank 0 and null on other ranks.
+    /// One sequence without a scheduler (tests and benches): runs <paramref name="tokens"/> at positions
+    /// startPosition.. of <paramref name="slot"/>, a fixed run of KV blocks reserved for that slot, as a
+    /// one-sequence <see cref="Execute"/>. Returns the last position's full logits on rank 0 and null
+    /// elsewhere. Serving uses <see cref="Execute"/> with the scheduler's block tables instead; the two must
+    /// not share a model.
     /// </summary>
     public float[]? Forward(int slot, ReadOnlySpan<int> tokens, int startPosition)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         CheckSlot(slot);
-        int T = tokens.Length;
-        if (T == 0) throw new ArgumentException("at least one token is needed", nameof(tokens));
+        if (tokens.Length == 0) throw new ArgumentException("at least one token is needed", nameof(tokens));
         int held = _slotLength[slot] ?? 0;
         if (startPosition < 0 || startPosition > held)
             throw new ArgumentOutOfRangeException(nameof(startPosition), startPosition, $"slot {slot} holds {held} tokens; a forward must start at or before position {held}");
-        if (startPosition + T > ContextLength)
-            throw new ModelLoadException($"the sequence needs {startPosition + T} positions ({T} new tokens at position {startPosition}) but the context length is {ContextLength}; shorten the prompt or max tokens, or load with a longer context (at most max_position_embeddings {Config.MaxPositionEmbeddings})");
-        var vocab = Config.VocabSize;
-        var ids = new long[T];
-        for (int i = 0; i < T; i++)
-        {
-            if ((uint)tokens[i] >= (uint)vocab)
-                throw new ModelLoadException($"token id {tokens[i]} at index {i} is outside the vocabulary [0, {vocab})");
-            ids[i] = tokens[i];
-        }
-
-        float[] local;
-        using (torch.no_grad())
-        using (var scope = torch.NewDisposeScope())
-        {
-            local = T == 1
-                ? DecodeLocal(slot, tokens[0], startPosition)
-                : ForwardLocal(slot, ids, startPosition);
-        }
-        _slotLength[slot] = startPosition + T;
-
-        if (_comm.WorldSize == 1) return local;
-        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-        float[]? full = _comm.Rank == 0 ? new float[vocab] : null;
-        _comm.Gather<float>(local, full ?? Span<float>.Empty, Plan.VocabCounts, 0);
-        _gatherTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
-        return full;
-    }
-
-    private float[] ForwardLocal(int slot, long[] ids, int start)
-    {
-        var c = Config;
-        int T = ids.Length, d = c.HeadDim, L = start + T;
-        int localHeads = Plan.LocalHeads, localKv = Plan.LocalKvHeads;
-        float scale = 1f / MathF.Sqrt(d);
-
-        var x = _embed.index_select(0, torch.tensor(ids));         // [T, hidden]
-        var cos = _cos.narrow(0, start, T).unsqueeze(1);           // [T, 1, d/2]
-        var sin = _sin.narrow(0, start, T).unsqueeze(1);
-        // Query t sits at position start+t and may see keys 0..start+t.
-        Tensor? mask = T > 1 ? torch.arange(L).unsqueeze(0) > (torch.arange(T) + start).unsqueeze(1) : null;
-
-        foreach (var layer in _layers)
-        {
-            var h = RmsNorm(x, layer.InputNorm);
-            var qkv = Linear(h, layer.Wqkv, layer.Bqkv);         // [T, q + 2kv]
-            // q and k heads sit side by side in the fused output: rotate them in one go.
-            var qk = Rope(qkv.narrow(1, 0, _qDim + _kvDim).view(T, localHeads + localKv, d), cos, sin);
-            var q = qk.narrow(1, 0, localHeads);
-            var k = qk.narrow(1, localHeads, localKv);
-            var v = qkv.narrow(1, _qDim + _kvDim, _kvDim).view(T, localKv, d);
-
-            var kc = layer.KCache[slot];                           // [localKv, context, d]
-            var vc = layer.VCache[slot];
-            kc.narrow(1, start, T).copy_(k.transpose(0, 1));
-            vc.narrow(1, start, T).copy_(v.transpose(0, 1));
-            var keys = kc.narrow(1, 0, L);
-            var values = vc.narrow(1, 0, L);
-
-            // Grouped-query attention without repeating K/V: the query heads of one KV head are stacked
-            // along the row axis so one batched matmul per KV head covers the whole group.
-            var qg = q.transpose(0, 1).reshape(localKv, _group * T, d);
-            var scores = torch.bmm(qg, keys.transpose(1, 2)).mul_(scale); // [localKv, group·T, L]
-            if (mask is not null)
-                scores = scores.view(localKv, _group, T, L).masked_fill(mask, float.NegativeInfinity).view(localKv, _group * T, L);
-            var probs = scores.softmax(-1, ScalarType.Float32).to(_dtype);
-            var attn = torch.bmm(probs, values)                   // [localKv, group·T, d]
-                .view(localHeads, T, d).transpose(0, 1).reshape(T, _qDim);
-
-            var o = Linear(attn, layer.Wo, null).contiguous();         // partial sum over this rank's heads
-            AllReduce(o);
-            if (layer.Bo is not null) o.add_(layer.Bo);           // once, after the reduction
-            x = x + o;
-
-            h = RmsNorm(x, layer.PostNorm);
-            var gu = Linear(h, layer.Wgu, null);                       // [T, 2·localFfn]
-            int f = Plan.LocalFfn;
-            var act = F.silu(gu.narrow(1, 0, f)) * gu.narrow(1, f, f);
-            var down = Linear(act, layer.Wdown, null).contiguous();
-            AllReduce(down);
-            x = x + down;
-        }
-
-        var last = RmsNorm(x.narrow(0, T - 1, 1), _finalNorm);
-        var logits = Linear(last, _lmHead, null).to(ScalarType.Float32).contiguous();
-        return MemoryMarshal.Cast<byte, float>(logits.bytes).ToArray();
-    }
-
-    /// <summary>x[T, in] · w[out, in]ᵀ (+ bias), the row blocks in parallel when the rank has split workers.</summary>
-    private unsafe Tensor Linear(Tensor x, SplitMatrix w, Tensor? bias)
-    {
-        Tensor y;
-        if (x.shape[0] == 1 && _dtype == ScalarType.Float32)
-        {
-            // One row (prefill's LM head on the last position): the decode kernel, no unpacking.
-            var row = x.is_contiguous() ? x : x.contiguous();
-            y = torch.empty(new long[] { 1, w.Out }, ScalarType.Float32);
-            MatVec(DataPointer(row), w, DataPointer(y));
-        }
-        else if (w.RowStart.Length == 2)
-        {
-            using var weight = w.Rows(0, w.Out, UnpackScratch(w));
-            y = F.linear(x, weight);
-        }
-        else
-        {
-            y = torch.empty(new long[] { x.shape[0], w.Out }, x.dtype);
-            var input = x.is_contiguous() ? x : x.contiguous();
-            var scratch = UnpackScratch(w);
-            _workers!.Run(part =>
-            {
-                long r0 = w.RowStart[part], rows = w.RowStart[part + 1] - r0;
-                using var rowsOfW = w.Rows(r0, rows, scratch);
-                using var block = F.linear(input, rowsOfW);
-                using var target = y.narrow(1, r0, rows);
-                target.copy_(block);
-            });
-        }
-        return bias is null ? y : y.add_(bias);
-    }
-
-    private Tensor? _unpackScratch;
-
-    /// <summary>Room to unpack <paramref name="w"/> for a multi-token product; grown on demand, kept for the next prefill.</summary>
-    private unsafe Tensor UnpackScratch(SplitMatrix w)
-    {
-        long need = w.Packed || w.Format is not null ? w.Out * w.In : 1;
-        if (_unpackScratch is null || _unpackScratch.shape[0] < need)
-        {
-            _unpackScratch?.Dispose();
-            _unpackScratch = torch.empty(new long[] { need }, _dtype);
-            _unpackScratch.DetachFromDisposeScope();
-            HugePages.Advise(DataPointer(_unpackScratch), need * _unpackScratch.ElementSize);
-        }
-        return _unpackScratch;
+        if ((long)(slot + 1) * _blocksPerSlot > KvBlocks)
+            throw new InvalidOperationException($"slot {slot} needs blocks up to {(slot + 1) * _blocksPerSlot}, but the KV cache has {KvBlocks} (loaded with a kv-cache-tokens budget meant for a scheduler)");
+        var table = Enumerable.Range(slot * _blocksPerSlot, _blocksPerSlot).ToArray();
+        var result = Execute(new StepPlan(0, [new SequenceStep(slot, startPosition, tokens.ToArray(), table, NeedsLogits: true)]));
+        _slotLength[slot] = startPosition + tokens.Length;
+        return _comm.Rank == 0 ? result.Logits[0] : null;
     }
 
     /// <summary>
-    /// The decode product y[out] = W·x as one dot product per row of W (<see cref="DotKernel"/>), the rows
-    /// shared among the split workers. Why not libtorch: its matrix-vector product goes to MKL's sgemv, which
-    /// on the reference AMD CPU takes MKL's generic code path (perf shows <c>mkl_blas_def_xsgemv</c>) and
-    /// streams about 14 GB/s; decode time is all weight streaming.
+    /// The step's products, y[rows, out] = x[rows, in] · Wᵀ: each weight panel is streamed once for all rows
+    /// (<see cref="DotKernel.Panel4Rows{TWeights}"/>, the per-format batched entry point), the panels shared
+    /// among the split workers. Why not libtorch: its matrix-vector product goes to MKL's sgemv, which on the
+    /// reference AMD CPU takes MKL's generic code path (perf shows <c>mkl_blas_def_xsgemv</c>) and streams
+    /// about 14 GB/s, and its batched products accumulate in an order that depends on the batch size.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private unsafe void MatVec(float* x, SplitMatrix w, float* y)
+    private unsafe void MatMul(float* x, int rows, SplitMatrix w, float* y)
     {
-        if (w.Format is not null) QuantizedMatVec(x, w, y);
-        else if (w.ElementSize == sizeof(float)) MatVec<F32Weights>(x, w, y);
-        else MatVec<BF16Weights>(x, w, y);
+        if (w.Format is not null) QuantizedMatMul(x, rows, w, y);
+        else if (w.ElementSize == sizeof(float)) MatMul<F32Weights>(x, rows, w, y);
+        else MatMul<BF16Weights>(x, rows, w, y);
     }
 
     /// <summary>Activations quantized to Q8_0 for the integer kernels, once per product and shared by the split workers.</summary>
     private readonly QuantizedActivations _quantizedX = new();
 
     /// <summary>
-    /// The decode product of a block-quantized matrix: x quantized to Q8_0 once, then integer dot products
-    /// over the blocks (see <see cref="BlockFormat.Dot"/>), rows shared among the split workers as for floats.
+    /// The step's products against a block-quantized matrix: every activation row quantized to Q8_0 once, then
+    /// integer dot products over the blocks (<see cref="BlockFormat.Dot"/>, batched like
+    /// <see cref="DotKernel.Panel4Rows{TWeights}"/>: each panel streamed once for all rows, each row's result the
+    /// same in any batch), the panels shared among the split workers as for floats.
     /// </summary>
-    private unsafe void QuantizedMatVec(float* x, SplitMatrix w, float* y)
+    private unsafe void QuantizedMatMul(float* x, int rows, SplitMatrix w, float* y)
     {
-        _quantizedX.Quantize(x, (int)w.In, 1, w.In);
+        _quantizedX.Quantize(x, (int)w.In, rows, w.In);
         var format = w.Format!;
         long blocks = w.In / BlockFormat.BlockSize;
         ShareRows(w, w.PanelRows, (r, end) => format.Dot(w.Data, r, end, blocks, w.PanelRows, _quantizedX, y, w.Out));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private unsafe void MatVec<TWeights>(float* x, SplitMatrix w, float* y) where TWeights : struct, IWeightFormat
+    private unsafe void MatMul<TWeights>(float* x, int rows, SplitMatrix w, float* y) where TWeights : struct, IWeightFormat
     {
         byte* ws = w.Data;
         int n = (int)w.In;
-        long rowBytes = (long)n * TWeights.Bytes;
+        long rowBytes = (long)n * TWeights.Bytes, outDim = w.Out;
         void Block(long r, long end)
         {
             if (w.Packed)
             {
-                for (; r < end; r += DotKernel.PanelRows) DotKernel.Panel4<TWeights>(ws + r * rowBytes, x, n, y + r);
+                for (; r < end; r += DotKernel.PanelRows) DotKernel.Panel4Rows<TWeights>(ws + r * rowBytes, x, n, rows, n, y + r, outDim);
                 return;
             }
-            for (; r < end; r++) y[r] = DotKernel.Dot<TWeights>(ws + r * rowBytes, x, n);
+            for (; r < end; r++)
+                for (int b = 0; b < rows; b++) y[b * outDim + r] = DotKernel.Dot<TWeights>(ws + r * rowBytes, x + (long)b * n, n);
         }
         ShareRows(w, DotKernel.PanelRows, Block);
     }
@@ -764,30 +606,6 @@ public sealed partial class ShardedLlama : IDisposable
     /// <summary>Next unclaimed row of the product the split workers are sharing (see <see cref="MatVec"/>).</summary>
     private long _nextRow;
 
-    private Tensor RmsNorm(Tensor x, Tensor weight)
-    {
-        if (_dtype == ScalarType.Float32)
-            return weight * (x * torch.rsqrt(x.square().mean(new long[] { -1 }, keepdim: true).add_(Config.RmsNormEps)));
-        var xf = x.to(ScalarType.Float32);
-        var normed = xf * torch.rsqrt(xf.pow(2).mean(new long[] { -1 }, keepdim: true) + Config.RmsNormEps);
-        return weight * normed.to(_dtype);
-    }
-
-    /// <summary>Rotate-half RoPE: pairs (i, i + d/2) of each head rotate by the position's angle i.</summary>
-    private static Tensor Rope(Tensor x, Tensor cos, Tensor sin)
-    {
-        long half = x.shape[^1] / 2;
-        var x1 = x.narrow(-1, 0, half);
-        var x2 = x.narrow(-1, half, half);
-        return torch.cat(new[] { x1 * cos - x2 * sin, x2 * cos + x1 * sin }, -1);
-    }
-
-    private unsafe void AllReduce(Tensor t)
-    {
-        if (_comm.WorldSize == 1) return;
-        fixed (byte* p = t.bytes) AllReduce(p, t.numel());
-    }
-
     /// <summary>Sums <paramref name="count"/> elements across ranks in place (compute dtype unless told), timed for the benches.</summary>
     private unsafe void AllReduce(void* data, long count, Transport.DType? dtype = null)
     {
@@ -803,7 +621,6 @@ public sealed partial class ShardedLlama : IDisposable
         _disposed = true;
         foreach (var t in _owned) t.Dispose();
         _owned.Clear();
-        _unpackScratch?.Dispose();
         _workers?.Dispose();
     }
 }

@@ -72,16 +72,23 @@ public sealed unsafe class KernelTests
         float scale = 1f / MathF.Sqrt(headDim);
         var scores = new float[length];
         var output = new float[headDim];
-        fixed (float* pq = q, pk = keys, pv = values, ps = scores, po = output)
+        // The cache is paged: blocks of 4 positions, scattered in reverse order through a pool with a spare
+        // block between each, so the kernel must follow the block table to find each position.
+        const int blockSize = 4;
+        int blocks = (length + blockSize - 1) / blockSize;
+        var table = Enumerable.Range(0, blocks).Select(b => 2 * (blocks - 1 - b) + 1).ToArray();
+        float[] pagedKeys = Page(keys, table, blockSize, headDim), pagedValues = Page(values, table, blockSize, headDim);
+        fixed (float* pq = q, pk = pagedKeys, pv = pagedValues, ps = scores, po = output)
+        fixed (int* pt = table)
         {
             if (bf16Cache)
             {
-                fixed (ushort* bk = ToBf16Bits(keys), bv = ToBf16Bits(values))
-                    AttentionKernel.Attend<BF16Weights>(pq, (byte*)bk, (byte*)bv, length, headDim, scale, ps, po);
+                fixed (ushort* bk = ToBf16Bits(pagedKeys), bv = ToBf16Bits(pagedValues))
+                    AttentionKernel.Attend<BF16Weights>(pq, (byte*)bk, (byte*)bv, pt, blockSize, blockSize * headDim * 2L, 0, length, headDim, scale, ps, po);
             }
             else
             {
-                AttentionKernel.Attend<F32Weights>(pq, (byte*)pk, (byte*)pv, length, headDim, scale, ps, po);
+                AttentionKernel.Attend<F32Weights>(pq, (byte*)pk, (byte*)pv, pt, blockSize, blockSize * headDim * 4L, 0, length, headDim, scale, ps, po);
             }
         }
 
@@ -123,6 +130,61 @@ public sealed unsafe class KernelTests
             for (int k = 0; k < cols; k++) want += (double)w[r * cols + k] * x[k];
             Assert.Equal(want, fromPanels[r], Math.Max(1e-4, Math.Abs(want) * 1e-5));
             Assert.Equal(want, fromRows[r], Math.Max(1e-4, Math.Abs(want) * 1e-5));
+        }
+    }
+
+    /// <summary>Rows [position, headDim] copied into a pool of blocks at the places the block table names.</summary>
+    private static float[] Page(float[] rows, int[] table, int blockSize, int headDim)
+    {
+        var pool = new float[(table.Max() + 1) * blockSize * headDim];
+        for (int l = 0; l < rows.Length / headDim; l++)
+            Array.Copy(rows, l * headDim, pool, (table[l / blockSize] * blockSize + l % blockSize) * headDim, headDim);
+        return pool;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Batched_panels_give_each_row_the_bits_of_its_own_one_row_product(bool bf16)
+    {
+        // Batch invariance at the kernel: whatever the batch size and wherever a row falls in the groups of
+        // four, its outputs are bit-identical to the one-row kernel's.
+        const int rows = 12, cols = 264, batch = 11;
+        var rng = new Random(bf16 ? 5 : 6);
+        float[] w = Random(rng, rows * cols).Select(RoundToBf16).ToArray(), x = Random(rng, batch * cols);
+        ushort[] bits = ToBf16Bits(w);
+        var packedF = PackPanels(w, rows, cols);
+        var packedB = PackPanels(bits, rows, cols);
+        fixed (float* pf = packedF, px = x)
+        fixed (ushort* pb = packedB)
+        {
+            byte* panels = bf16 ? (byte*)pb : (byte*)pf;
+            int panelBytes = 4 * cols * (bf16 ? 2 : 4);
+            var solo = new float[batch * rows];
+            fixed (float* ps = solo)
+            {
+                for (int b = 0; b < batch; b++)
+                    for (int p = 0; p < rows / 4; p++)
+                    {
+                        if (bf16) DotKernel.Panel4<BF16Weights>(panels + p * panelBytes, px + b * cols, cols, ps + b * rows + p * 4);
+                        else DotKernel.Panel4<F32Weights>(panels + p * panelBytes, px + b * cols, cols, ps + b * rows + p * 4);
+                    }
+            }
+            for (int size = 1; size <= batch; size++)
+            {
+                var y = new float[size * rows];
+                fixed (float* py = y)
+                {
+                    for (int p = 0; p < rows / 4; p++)
+                    {
+                        if (bf16) DotKernel.Panel4Rows<BF16Weights>(panels + p * panelBytes, px, cols, size, cols, py + p * 4, rows);
+                        else DotKernel.Panel4Rows<F32Weights>(panels + p * panelBytes, px, cols, size, cols, py + p * 4, rows);
+                    }
+                }
+                for (int i = 0; i < y.Length; i++)
+                    Assert.True(BitConverter.SingleToInt32Bits(solo[i]) == BitConverter.SingleToInt32Bits(y[i]),
+                        $"batch {size}, row {i / rows}, output {i % rows}: {y[i]} != solo {solo[i]}");
+            }
         }
     }
 

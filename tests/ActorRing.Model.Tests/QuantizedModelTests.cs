@@ -125,10 +125,10 @@ public sealed class QuantizedModelTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void Prefill_of_dequantized_weights_matches_decode_within_activation_rounding()
+    public void Prefill_and_decode_steps_run_the_same_integer_kernels()
     {
-        // Prefill multiplies float32 activations by the dequantized weights; decode multiplies Q8_0 activations
-        // by the blocks. Same weights, so the last logits differ only by the activations' rounding.
+        // A prompt in one step (7 activation rows through each panel) and one token per step must give the
+        // same last logits: each row is quantized and multiplied the same way whatever the batch.
         string dir = Larger();
         int[] tokens = [1, 17, 42, 5, 99, 3, 250];
         var got = InProcessGroup.Run(1, comm =>
@@ -139,9 +139,7 @@ public sealed class QuantizedModelTests(ITestOutputHelper output) : IDisposable
             for (int i = 0; i < tokens.Length; i++) step = m.Forward(1, [tokens[i]], i);
             return (prefill, step!);
         })[0];
-        float spread = got.prefill.Max() - got.prefill.Min();
-        SyntheticModelTests.AssertClose(got.prefill, got.Item2, 0.02f * spread, "q4_0 prefill vs decode");
-        Assert.Equal(TestPaths.ArgMax(got.prefill), TestPaths.ArgMax(got.Item2));
+        SyntheticModelTests.AssertClose(got.prefill, got.Item2, 1e-4f, "q4_0 prefill vs decode");
     }
 
     [Fact]

@@ -1,0 +1,343 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using ActorRing.Model.Batching;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ActorRing.Model;
+
+/// <summary>
+/// The batched step (<see cref="Execute"/>): every token of the plan, prefill chunks and decodes of different
+/// sequences alike, is one row of the step's activations, and each weight panel is streamed from memory once
+/// per step for all rows (<see cref="DotKernel.Panel4Rows{TWeights}"/>). That is the lever on a memory-bound
+/// CPU: a step over 8 sequences reads the same bytes as a step over one. The step runs over the raw memory of
+/// the weight and KV-cache tensors in plain vectorized loops (through TorchSharp each of a layer's ~35 small
+/// operations cost 5–20 µs of dispatch, 6–8 ms of a 25 ms llama-160m step). Its arithmetic is float32 whether
+/// weights and cache are stored as float32 or bf16.
+/// Batch invariance: a row's result never depends on the other rows. Products accumulate each output in a
+/// fixed order, norms and rotations are per row, attention is per row over its own sequence's pages, and at
+/// world size 1 nothing mixes rows; so a sequence's logits are bit-identical whatever its batch.
+/// </summary>
+public sealed partial class ShardedLlama
+{
+    /// <summary>Scratch of the step, grown to the largest row count seen and reused (pinned: raw pointers are taken).</summary>
+    private sealed class StepScratch(int rows, int hidden, int qkv, int q, int ffn, int context, int parts)
+    {
+        public readonly int Rows = rows;
+        public readonly float[] X = GC.AllocateArray<float>(rows * hidden, pinned: true);
+        public readonly float[] Normed = GC.AllocateArray<float>(rows * hidden, pinned: true);
+        public readonly float[] Qkv = GC.AllocateArray<float>(rows * qkv, pinned: true);
+        public readonly float[] Attn = GC.AllocateArray<float>(rows * q, pinned: true);
+        public readonly float[] Out = GC.AllocateArray<float>(rows * hidden, pinned: true);
+        public readonly float[] GateUp = GC.AllocateArray<float>(rows * 2 * ffn, pinned: true);
+        public readonly float[] Act = GC.AllocateArray<float>(rows * ffn, pinned: true);
+        public readonly float[] Scores = GC.AllocateArray<float>(context * parts, pinned: true); // a row per split part
+        public readonly int[] Positions = GC.AllocateArray<int>(rows, pinned: true);
+        public readonly int[] SequenceOf = GC.AllocateArray<int>(rows, pinned: true);
+    }
+
+    private StepScratch? _scratch;
+
+    /// <summary>
+    /// Raw addresses of one layer's small tensors, taken once (each address lookup is a few TorchSharp calls).
+    /// Norm weights and biases are float32 (copies, when the model computes in bf16); the KV pools are in the
+    /// compute dtype.
+    /// </summary>
+    private readonly unsafe struct LayerMemory(float* inputNorm, float* postNorm, float* bqkv, float* bo, byte* kPool, byte* vPool)
+    {
+        public readonly float* InputNorm = inputNorm, PostNorm = postNorm, Bqkv = bqkv, Bo = bo;
+        public readonly byte* KPool = kPool, VPool = vPool;
+    }
+
+    private LayerMemory[]? _layerMemory;
+    private unsafe byte* _embedData;
+    private unsafe float* _cosData, _sinData, _finalNormData;
+
+    private unsafe LayerMemory[] TakeAddresses()
+    {
+        // The step computes in float32 whatever the storage: bf16 only halves the bytes that the large weights
+        // (and the cache) stream. The small tensors are read so often that float32 copies of them cost
+        // nothing (for llama-160m, 150 KiB).
+        float* Float32(Tensor t) => DataPointer(t.dtype == ScalarType.Float32 ? t : Own(t.to(ScalarType.Float32).DetachFromDisposeScope()));
+        _embedData = (byte*)DataPointer(_embed);
+        _cosData = Float32(_cos);
+        _sinData = Float32(_sin);
+        _finalNormData = Float32(_finalNorm);
+        return _layers.Select(l => new LayerMemory(Float32(l.InputNorm), Float32(l.PostNorm),
+            l.Bqkv is null ? null : Float32(l.Bqkv), l.Bo is null ? null : Float32(l.Bo),
+            (byte*)DataPointer(l.KPool), (byte*)DataPointer(l.VPool))).ToArray();
+    }
+
+    /// <summary>
+    /// Runs one step of <paramref name="plan"/>: writes every new token's keys and values into its sequence's
+    /// blocks and, on rank 0, returns the logits of every sequence that needs a token. Every rank calls it with
+    /// the same plan (the tensor-parallel forward runs two all-reduces per layer and one gather).
+    /// </summary>
+    /// <exception cref="ModelLoadException">The plan asks for what this model cannot do (a position beyond the
+    /// context, a token outside the vocabulary, a block table too short or naming a block that does not exist);
+    /// every rank finds it before any collective.</exception>
+    public StepResult Execute(StepPlan plan)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        int rows = Validate(plan);
+        if (rows == 0) return StepResult.Empty;
+        int sampled = plan.SampledCount;
+        float[] local = sampled == 0 ? [] : new float[sampled * Plan.LocalVocab];
+        using (torch.no_grad())
+        {
+            RunRows(plan, rows, local);
+        }
+        var logits = new float[sampled][];
+        if (sampled > 0) GatherLogits(local, logits);
+        return new StepResult(_comm.Rank == 0 ? logits : Array.Empty<float[]>(),
+            System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    private int Validate(StepPlan plan)
+    {
+        int rows = 0, vocab = Config.VocabSize;
+        foreach (var s in plan.Sequences)
+        {
+            int T = s.Tokens.Length, end = s.StartPosition + T;
+            if (T == 0) throw new ModelLoadException($"sequence {s.SequenceId}: a step needs at least one token");
+            if (s.StartPosition < 0) throw new ModelLoadException($"sequence {s.SequenceId}: start position {s.StartPosition} is negative");
+            if (end > ContextLength)
+                throw new ModelLoadException($"sequence {s.SequenceId} needs {end} positions ({T} new tokens at position {s.StartPosition}) but the context length is {ContextLength}; shorten the prompt or max tokens, or load with a longer context (at most max_position_embeddings {Config.MaxPositionEmbeddings})");
+            int needBlocks = (end + KvBlockSize - 1) / KvBlockSize;
+            if (s.BlockTable.Length < needBlocks)
+                throw new ModelLoadException($"sequence {s.SequenceId}: its block table has {s.BlockTable.Length} blocks but positions up to {end} need {needBlocks}");
+            for (int i = 0; i < needBlocks; i++)
+                if ((uint)s.BlockTable[i] >= (uint)KvBlocks)
+                    throw new ModelLoadException($"sequence {s.SequenceId}: block {s.BlockTable[i]} is outside the KV cache's [0, {KvBlocks})");
+            for (int i = 0; i < T; i++)
+                if ((uint)s.Tokens[i] >= (uint)vocab)
+                    throw new ModelLoadException($"token id {s.Tokens[i]} at index {i} is outside the vocabulary [0, {vocab})");
+            rows += T;
+        }
+        return rows;
+    }
+
+    /// <summary>Rank 0 receives every rank's vocabulary slice of every sampled row and reassembles full rows.</summary>
+    private void GatherLogits(float[] local, float[][] logits)
+    {
+        int sampled = logits.Length, vocab = Config.VocabSize;
+        if (_comm.WorldSize == 1)
+        {
+            for (int i = 0; i < sampled; i++) logits[i] = local.AsSpan(i * vocab, vocab).ToArray();
+            return;
+        }
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        var counts = new int[_comm.WorldSize];
+        for (int r = 0; r < counts.Length; r++) counts[r] = sampled * Plan.VocabCounts[r];
+        float[]? all = _comm.Rank == 0 ? new float[sampled * vocab] : null;
+        _comm.Gather<float>(local, all ?? Span<float>.Empty, counts, 0);
+        _gatherTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+        if (all is null) return;
+        // Rank r's block is [sampled, vocabCount_r]; row i of the result is the concatenation of each block's row i.
+        for (int i = 0; i < sampled; i++) logits[i] = new float[vocab];
+        int at = 0, column = 0;
+        for (int r = 0; r < counts.Length; r++)
+        {
+            int width = Plan.VocabCounts[r];
+            for (int i = 0; i < sampled; i++, at += width) all.AsSpan(at, width).CopyTo(logits[i].AsSpan(column));
+            column += width;
+        }
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    private unsafe void RunRows(StepPlan plan, int rows, float[] localLogits)
+    {
+        var c = Config;
+        int h = c.HiddenSize, d = c.HeadDim, half = d / 2, f = Plan.LocalFfn, qkvDim = _qDim + 2 * _kvDim;
+        int localHeads = Plan.LocalHeads, localKv = Plan.LocalKvHeads;
+        if (_scratch is null || _scratch.Rows < rows)
+            _scratch = new StepScratch(Math.Max(rows, _scratch?.Rows ?? 0), h, qkvDim, _qDim, f, ContextLength, _workers?.Parts ?? 1);
+        var s = _scratch;
+        var memory = _layerMemory ??= TakeAddresses();
+        bool bf16 = _dtype == ScalarType.BFloat16;
+        int e = bf16 ? sizeof(ushort) : sizeof(float);
+        long blockStride = (long)localKv * KvBlockSize * d * e, headStride = (long)KvBlockSize * d * e;
+
+        fixed (float* x = s.X, normed = s.Normed, qkv = s.Qkv, attn = s.Attn, o = s.Out, gu = s.GateUp, act = s.Act, scores = s.Scores, logits = localLogits)
+        fixed (int* positions = s.Positions, sequenceOf = s.SequenceOf)
+        {
+            int row = 0;
+            for (int i = 0; i < plan.Sequences.Count; i++)
+            {
+                var seq = plan.Sequences[i];
+                for (int t = 0; t < seq.Tokens.Length; t++, row++)
+                {
+                    positions[row] = seq.StartPosition + t;
+                    sequenceOf[row] = i;
+                    ToFloat32(_embedData + (long)seq.Tokens[t] * h * e, bf16, x + (long)row * h, h);
+                }
+            }
+            var tables = new GCHandleArray(plan);
+            try
+            {
+                for (int li = 0; li < _layers.Length; li++)
+                {
+                    var layer = _layers[li];
+                    var mem = memory[li];
+                    for (int r = 0; r < rows; r++) RmsNorm(x + (long)r * h, mem.InputNorm, normed + (long)r * h, h);
+                    MatMul(normed, rows, layer.Wqkv, qkv);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float* rq = qkv + (long)r * qkvDim;
+                        if (mem.Bqkv is not null) Add(rq, mem.Bqkv, qkvDim);
+                        // q heads, then k heads, sit side by side: rotate them all (rotate-half convention).
+                        float* cos = _cosData + (long)positions[r] * half, sin = _sinData + (long)positions[r] * half;
+                        for (int head = 0; head < localHeads + localKv; head++) RotateHalf(rq + head * d, cos, sin, half);
+                        // Every new row's keys and values go into its block before any row attends, so a prefill
+                        // row sees the rows before it in the same step.
+                        int pos = positions[r];
+                        long at = tables.Block(sequenceOf[r], pos / KvBlockSize) * blockStride + (long)(pos % KvBlockSize) * d * e;
+                        for (int kv = 0; kv < localKv; kv++)
+                        {
+                            FromFloat32(rq + _qDim + kv * d, mem.KPool + at + kv * headStride, bf16, d);
+                            FromFloat32(rq + _qDim + _kvDim + kv * d, mem.VPool + at + kv * headStride, bf16, d);
+                        }
+                    }
+                    if (bf16) AttendRows<BF16Weights>(rows, qkv, mem, tables, positions, sequenceOf, blockStride, headStride, scores, attn);
+                    else AttendRows<F32Weights>(rows, qkv, mem, tables, positions, sequenceOf, blockStride, headStride, scores, attn);
+
+                    MatMul(attn, rows, layer.Wo, o);
+                    AllReduce(o, (long)rows * h, Transport.DType.F32); // the step's activations are float32 in either compute dtype
+                    for (int r = 0; r < rows; r++)
+                    {
+                        if (mem.Bo is not null) Add(o + (long)r * h, mem.Bo, h); // once, after the reduction
+                        Add(x + (long)r * h, o + (long)r * h, h);
+                        RmsNorm(x + (long)r * h, mem.PostNorm, normed + (long)r * h, h);
+                    }
+                    MatMul(normed, rows, layer.Wgu, gu);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        // SiLU(gate)·up = gate·σ(gate)·up
+                        var gate = new Span<float>(gu + (long)r * 2 * f, f);
+                        var up = new ReadOnlySpan<float>(gu + (long)r * 2 * f + f, f);
+                        var a = new Span<float>(act + (long)r * f, f);
+                        TensorPrimitives.Sigmoid(gate, a);
+                        TensorPrimitives.Multiply(a, gate, a);
+                        TensorPrimitives.Multiply(a, up, a);
+                    }
+                    MatMul(act, rows, layer.Wdown, o);
+                    AllReduce(o, (long)rows * h, Transport.DType.F32);
+                    for (int r = 0; r < rows; r++) Add(x + (long)r * h, o + (long)r * h, h);
+                }
+            }
+            finally
+            {
+                tables.Dispose();
+            }
+
+            // Only the last row of each sampled sequence goes through the LM head, packed densely.
+            int sampled = 0;
+            row = 0;
+            foreach (var seq in plan.Sequences)
+            {
+                row += seq.Tokens.Length;
+                if (!seq.NeedsLogits) continue;
+                RmsNorm(x + (long)(row - 1) * h, _finalNormData, normed + (long)sampled * h, h);
+                sampled++;
+            }
+            if (sampled > 0) MatMul(normed, sampled, _lmHead, logits);
+        }
+    }
+
+    /// <summary>The block tables of a step's sequences, pinned for the attention loops.</summary>
+    private readonly struct GCHandleArray : IDisposable
+    {
+        private readonly System.Runtime.InteropServices.GCHandle[] _handles;
+        private readonly int[][] _tables;
+
+        public GCHandleArray(StepPlan plan)
+        {
+            _tables = plan.Sequences.Select(s => s.BlockTable).ToArray();
+            _handles = _tables.Select(t => System.Runtime.InteropServices.GCHandle.Alloc(t, System.Runtime.InteropServices.GCHandleType.Pinned)).ToArray();
+        }
+
+        public int Block(int sequence, int index) => _tables[sequence][index];
+
+        public unsafe int* Table(int sequence) => (int*)_handles[sequence].AddrOfPinnedObject();
+
+        public void Dispose()
+        {
+            foreach (var handle in _handles) handle.Free();
+        }
+    }
+
+    /// <summary>
+    /// Every row's local query heads attend over their sequence's positions up to the row's own. (row, head)
+    /// pairs are dealt out among the split helpers: attention is 5–8% of a llama-160m decode step, and much
+    /// more of a long prefill, which would otherwise run on one thread while the others wait.
+    /// </summary>
+    private unsafe void AttendRows<TCache>(int rows, float* qkv, LayerMemory mem, GCHandleArray tables, int* positions, int* sequenceOf,
+        long blockStride, long headStride, float* scores, float* attn)
+        where TCache : struct, IWeightFormat
+    {
+        int d = Config.HeadDim, heads = Plan.LocalHeads, context = ContextLength, group = _group, qkvDim = _qDim + 2 * _kvDim;
+        float scale = 1f / MathF.Sqrt(d);
+        int total = rows * heads;
+        void Pairs(int part, int parts)
+        {
+            float* partScores = scores + (long)part * context; // each part its own score row
+            for (int pair = part; pair < total; pair += parts)
+            {
+                int r = pair / heads, head = pair % heads;
+                long kvOffset = (head / group) * headStride;
+                // The window of positions a row sees: [first, position]. A sliding window would raise first.
+                int first = 0, length = positions[r] + 1;
+                AttentionKernel.Attend<TCache>(qkv + (long)r * qkvDim + head * d, mem.KPool + kvOffset, mem.VPool + kvOffset,
+                    tables.Table(sequenceOf[r]), KvBlockSize, blockStride, first, length, d, scale, partScores, attn + (long)r * _qDim + head * d);
+            }
+        }
+        if (_workers is null) Pairs(0, 1);
+        else _workers.Run(part => Pairs(part, _workers.Parts));
+    }
+
+    /// <summary>n elements of a float32 or bf16 tensor's memory into float32.</summary>
+    private static unsafe void ToFloat32(byte* from, bool bf16, float* to, int n)
+    {
+        if (!bf16)
+        {
+            new ReadOnlySpan<float>(from, n).CopyTo(new Span<float>(to, n));
+            return;
+        }
+        for (int i = 0; i < n; i++) to[i] = BF16Weights.Load1(from + i * sizeof(ushort));
+    }
+
+    /// <summary>n float32 values into a float32 or bf16 tensor's memory (bf16 rounded to nearest even, as libtorch does).</summary>
+    private static unsafe void FromFloat32(float* from, byte* to, bool bf16, int n)
+    {
+        if (!bf16)
+        {
+            new ReadOnlySpan<float>(from, n).CopyTo(new Span<float>(to, n));
+            return;
+        }
+        var bits = (Transport.BFloat16*)to;
+        for (int i = 0; i < n; i++) bits[i] = Transport.BFloat16.FromSingle(from[i]);
+    }
+
+    private unsafe void RmsNorm(float* x, float* weight, float* y, int n)
+    {
+        var xs = new ReadOnlySpan<float>(x, n);
+        float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(xs) / n + (float)Config.RmsNormEps);
+        var ys = new Span<float>(y, n);
+        TensorPrimitives.Multiply(xs, inv, ys);
+        TensorPrimitives.Multiply(ys, new ReadOnlySpan<float>(weight, n), ys);
+    }
+
+    private static unsafe void Add(float* x, float* add, int n) =>
+        TensorPrimitives.Add(new ReadOnlySpan<float>(x, n), new ReadOnlySpan<float>(add, n), new Span<float>(x, n));
+
+    /// <summary>Pairs (i, i + d/2) rotate by angle i of the position: the layout the loaders convert every checkpoint to.</summary>
+    private static unsafe void RotateHalf(float* v, float* cos, float* sin, int half)
+    {
+        for (int i = 0; i < half; i++)
+        {
+            float a = v[i], b = v[i + half];
+            v[i] = a * cos[i] - b * sin[i];
+            v[i + half] = b * cos[i] + a * sin[i];
+        }
+    }
+}
