@@ -148,9 +148,10 @@ public sealed partial class ShardedLlama : IDisposable
         _quantizeLmHead = options.QuantizeLmHead && _quant is not null;
         _log = options.Log;
         // Quantized row-parallel weights split their input columns on whole blocks, so the FFN is dealt out
-        // in blocks of 32 (every rank must agree, so this depends on the options only).
-        Plan = ShardPlan.Create(c, comm.Rank, comm.WorldSize, FfnSplitUnit(c, _quant));
-        if (_quant is not null) CheckBlockAlignedSplit(c, comm.WorldSize, _quant);
+        // in whole blocks (every rank must agree, so this depends on the options and the checkpoint only).
+        var (block, why) = RowParallelBlock(reader, _quant);
+        Plan = ShardPlan.Create(c, comm.Rank, comm.WorldSize, FfnSplitUnit(c, block));
+        CheckBlockAlignedSplit(c, comm.WorldSize, block, why);
         int context = options.ContextLength ?? Math.Min(c.MaxPositionEmbeddings, 4096);
         if (context < 1)
             throw new ModelLoadException($"context length {context} must be positive");
@@ -269,32 +270,45 @@ public sealed partial class ShardedLlama : IDisposable
             + Bytes(_lmHead) + h * elem;
     }
 
-    /// <summary>FFN columns are dealt out in whole blocks when quantizing (and the width allows), else one by one.</summary>
-    private static int FfnSplitUnit(ModelConfig c, BlockFormat? quant) =>
-        quant is not null && c.IntermediateSize % BlockFormat.BlockSize == 0 ? BlockFormat.BlockSize : 1;
+    /// <summary>FFN columns are dealt out in whole blocks when the row-parallel weights are blocks (and the width allows), else one by one.</summary>
+    private static int FfnSplitUnit(ModelConfig c, int block) => block > 1 && c.IntermediateSize % block == 0 ? block : 1;
 
     /// <summary>
-    /// Refuses, before any weight is read, a world size that would cut a row-parallel weight (o_proj over this
-    /// rank's heads, down_proj over its FFN block) inside a block, naming the world sizes that work.
+    /// Values per block that a row-parallel split (o_proj over this rank's heads, down_proj over its FFN block)
+    /// must not cut, and why: 32 for --quant, the stored block of a quantized checkpoint (256 for K-quants).
     /// </summary>
-    private static void CheckBlockAlignedSplit(ModelConfig c, int worldSize, BlockFormat format)
+    private static (int Block, string Why) RowParallelBlock(ICheckpointReader reader, BlockFormat? quant)
     {
-        if (BlockAligned(c, worldSize, format)) return;
-        var work = Enumerable.Range(1, c.NumHeads).Where(n => BlockAligned(c, n, format)).ToArray();
-        throw new ModelLoadException($"--quant {format.Name} needs every rank's share of o_proj and down_proj to be whole {BlockFormat.BlockSize}-value blocks, and world size {worldSize} cuts them ({c.NumHeads} heads of {c.HeadDim}, intermediate_size {c.IntermediateSize}); world sizes that work: {(work.Length == 0 ? "none" : string.Join(", ", work))}, or load without --quant");
+        var (block, why) = quant is null ? (1, "") : (BlockFormat.BlockSize, $"--quant {quant.Name}");
+        foreach (var name in new[] { "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.down_proj.weight" })
+        {
+            int stored = reader.ColumnBlock(name);
+            if (stored > block) (block, why) = (stored, $"{name} stored as {reader.StoredType(name)}");
+        }
+        return (block, why);
     }
 
-    private static bool BlockAligned(ModelConfig c, int worldSize, BlockFormat format)
+    /// <summary>
+    /// Refuses, before any weight is read, a world size that would cut a row-parallel weight inside a block,
+    /// naming the world sizes that work.
+    /// </summary>
+    private static void CheckBlockAlignedSplit(ModelConfig c, int worldSize, int block, string why)
     {
-        const int B = BlockFormat.BlockSize;
+        if (block == 1 || BlockAligned(c, worldSize, block)) return;
+        var work = Enumerable.Range(1, c.NumHeads).Where(n => BlockAligned(c, n, block)).ToArray();
+        throw new ModelLoadException($"{why} needs every rank's share of o_proj and down_proj to be whole {block}-value blocks, and world size {worldSize} cuts them ({c.NumHeads} heads of {c.HeadDim}, intermediate_size {c.IntermediateSize}); world sizes that work: {(work.Length == 0 ? "none" : string.Join(", ", work))}{(why.StartsWith("--quant", StringComparison.Ordinal) ? "; or load without --quant" : "")}");
+    }
+
+    private static bool BlockAligned(ModelConfig c, int worldSize, int block)
+    {
         for (int rank = 0; rank < worldSize; rank++)
         {
             ShardPlan plan;
-            try { plan = ShardPlan.Create(c, rank, worldSize, FfnSplitUnit(c, format)); }
+            try { plan = ShardPlan.Create(c, rank, worldSize, FfnSplitUnit(c, block)); }
             catch (ModelLoadException) { return false; }
             // A width that is not whole blocks even unsplit stays in full precision (see QuantizableWidth).
-            if (c.NumHeads * c.HeadDim % B == 0 && plan.LocalHeads * c.HeadDim % B != 0) return false;
-            if (c.IntermediateSize % B == 0 && plan.LocalFfn % B != 0) return false;
+            if (c.NumHeads * c.HeadDim % block == 0 && plan.LocalHeads * c.HeadDim % block != 0) return false;
+            if (c.IntermediateSize % block == 0 && plan.LocalFfn % block != 0) return false;
         }
         return true;
     }
@@ -308,17 +322,70 @@ public sealed partial class ShardedLlama : IDisposable
         return false;
     }
 
+    private void LogOnce(string note)
+    {
+        if (_logged.Add(note)) _log?.Invoke(note);
+    }
+
     /// <summary>A linear layer's weight: quantized when the options ask (<see cref="ModelLoadOptions.Quant"/>), else in the compute dtype.</summary>
     private SplitMatrix LoadLinear(ICheckpointReader reader, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts) =>
         LoadLinear(reader, quantize: true, parts);
 
+    /// <summary>
+    /// A linear layer's weight in the format it will run in: Q8_0/Q4_0 blocks of a GGUF file as they are
+    /// stored; other quantized GGUF types (K-quants) dequantized and requantized to Q8_0; float weights
+    /// quantized to <see cref="ModelLoadOptions.Quant"/> when asked and the width allows, else in the compute dtype.
+    /// </summary>
     private SplitMatrix LoadLinear(ICheckpointReader reader, bool quantize, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
     {
         string what = string.Join("+", parts.Select(x => System.Text.RegularExpressions.Regex.Replace(x.Name, @"^model\.layers\.\d+\.|\.weight$", "")));
-        if (!quantize || _quant is null || !QuantizableWidth(parts[0].Cols, what)) return Split(LoadMatrix(reader, parts));
+        var types = parts.Select(x => reader.StoredType(x.Name)).Distinct().ToArray();
+        if (types.Length == 1 && BlockFormat.OfType(types[0]) is { } stored) return LoadNative(reader, stored, parts);
+        BlockFormat target;
+        if (types.Any(t => t is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)))
+        {
+            target = BlockFormat.Q8_0;
+            LogOnce($"{what}: stored as {string.Join("/", types)}, which runs as q8_0 (dequantized and requantized at load)");
+        }
+        else if (!quantize || _quant is null || !QuantizableWidth(parts[0].Cols, what))
+        {
+            return Split(LoadMatrix(reader, parts));
+        }
+        else
+        {
+            target = _quant;
+        }
         // The rank's full-precision slice lives only until it is quantized: one slice at a time.
         using var f32 = LoadMatrixF32(reader, parts);
-        return SplitQuantized(f32, _quant, parts.Length == 1 ? parts[0].Name : what);
+        return SplitQuantized(f32, target, parts.Length == 1 ? parts[0].Name : what);
+    }
+
+    /// <summary>
+    /// Q8_0/Q4_0 blocks read straight from a quantized checkpoint into the panel layout: ggml's bytes are ours,
+    /// so nothing is converted, and a rank reads only its rows and (block-aligned) columns.
+    /// </summary>
+    private unsafe SplitMatrix LoadNative(ICheckpointReader reader, BlockFormat format, (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
+    {
+        long cols = parts[0].Cols, outDim = parts.Sum(x => x.Rows), blocks = cols / BlockFormat.BlockSize, rowBytes = format.RowBytes(cols);
+        int panelRows = BlockFormat.PanelRowsFor(outDim);
+        var packed = Own(torch.empty(new long[] { outDim * rowBytes }, ScalarType.Byte));
+        byte* to = (byte*)DataPointer(packed);
+        HugePages.Advise(to, outDim * rowBytes);
+        long chunkRows = Math.Max(1, (8L << 20) / rowBytes), at = 0;
+        var buffer = new byte[chunkRows * rowBytes];
+        foreach (var (name, diskRows, diskCols, row0, rows, col0, width) in parts)
+        {
+            if (width != cols) throw new InvalidOperationException($"{name}: block width {width} != {cols}");
+            CheckShape(reader, name, diskRows, diskCols);
+            for (long r = 0; r < rows; r += chunkRows)
+            {
+                long n = Math.Min(chunkRows, rows - r);
+                reader.ReadRaw(name, row0 + r, n, col0, cols, buffer.AsSpan(0, (int)(n * rowBytes)));
+                fixed (byte* from = buffer) format.PackRows(from, at + r, n, blocks, panelRows, to);
+            }
+            at += rows;
+        }
+        return new SplitMatrix(packed, outDim, cols, false, RowStarts(outDim, panelRows), format, panelRows);
     }
 
     /// <summary>Output rows shared among the split workers in whole units (panels).</summary>

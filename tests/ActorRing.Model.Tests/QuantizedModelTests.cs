@@ -167,7 +167,7 @@ public sealed class QuantizedModelTests(ITestOutputHelper output) : IDisposable
         // stories260K: 8 heads of 8. Four ranks hold 16 columns of o_proj each, half a block.
         var e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(4, comm => ShardedLlama.Load(TestPaths.Hf, comm, Options(WeightQuantization.Q8_0))));
         Assert.Contains("world size 4 cuts them", e.Message);
-        Assert.Contains("world sizes that work: 1, 2,", e.Message);
+        Assert.EndsWith("world sizes that work: 1, 2; or load without --quant", e.Message);
         // Its FFN (172 wide) is not whole blocks at all: down_proj stays float32, and the loader says so.
         var notes = new List<string>();
         InProcessGroup.Run(1, comm =>
