@@ -66,6 +66,30 @@ public sealed unsafe class QuantizationTests
         Assert.Equal(16, compared);
     }
 
+    [Fact]
+    public unsafe void K_quant_blocks_dequantize_to_the_values_ggml_gives()
+    {
+        int checkedTypes = 0;
+        foreach (var line in File.ReadAllLines(Path.Combine(AppContext.BaseDirectory, "Data", "ggml_kquants_golden.txt")).Where(l => !l.StartsWith('#')))
+        {
+            var parts = line.Split(' ');
+            var type = Enum.Parse<GgmlType>(parts[0], ignoreCase: true);
+            var blocks = Convert.FromHexString(parts[1]);
+            var want = Convert.FromHexString(parts[2]);
+            Assert.Equal(2 * GgmlTypeTraits.Geometry(type)!.Value.BlockBytes, blocks.Length);
+            var got = new float[512];
+            fixed (byte* b = blocks)
+            fixed (float* g = got) GgmlTypeTraits.Dequantize(type, b, 512, g);
+            for (int i = 0; i < 512; i++)
+            {
+                uint bits = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(want.AsSpan(4 * i));
+                Assert.True(bits == BitConverter.SingleToUInt32Bits(got[i]), $"{type} value {i}: {got[i]}, ggml {BitConverter.UInt32BitsToSingle(bits)}");
+            }
+            checkedTypes++;
+        }
+        Assert.Equal(3, checkedTypes);
+    }
+
     [Theory]
     [InlineData(float.NaN)]
     [InlineData(float.PositiveInfinity)]
