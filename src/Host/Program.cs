@@ -10,11 +10,12 @@ public static class Program
         usage:
           actorring generate [--model DIR] (--prompt TEXT | --prompt-ids 1,403,...) [--max-tokens N]
                              [--temperature T] [--top-k K] [--top-p P] [--seed S] [--world-size N] [--json]
-                             [--dtype f32|bf16] [--quant none|q8_0|q4_0] [--quant-lm-head]
+                             [--dtype f32|bf16] [--quant none|q8_0|q4_0] [--quant-lm-head] [--sync-dtype f32|bf16|q8_0]
           actorring serve [--model DIR] [--ring-config FILE] [--interactive]
           actorring bench allreduce --world-size N [--sizes 16KiB,256KiB,4MiB,64MiB] [--dtype f32|bf16|f16]
           actorring bench decode --preset llama-160m|tinyllama-1.1b [--world-size N] [--threads T] [--tokens 32]
                                  [--runtime threads|actors] [--dtype f32|bf16] [--quant none|q8_0|q4_0] [--quant-lm-head]
+                                 [--sync-dtype f32|bf16|q8_0]
           actorring bench scaling --preset llama-160m|tinyllama-1.1b [--world-size 2] [--threads 2] [--rounds 10]
                                   [--tokens 16] [--dtype f32|bf16] [--quant none|q8_0|q4_0] [--quant-lm-head]
 

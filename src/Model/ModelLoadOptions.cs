@@ -55,6 +55,9 @@ public sealed record ModelLoadOptions
     /// <summary>Quantize the LM head too (<c>--quant-lm-head</c>); off by default, as llama.cpp keeps it wider.</summary>
     public bool QuantizeLmHead { get; init; }
 
+    /// <summary>Payload of the step's all-reduces (<c>--sync-dtype</c>); see <see cref="SyncPayload"/>.</summary>
+    public SyncPayload SyncDType { get; init; } = SyncPayload.F32;
+
     /// <summary>Where the loader says what it decided (a matrix kept in full precision, a format converted).</summary>
     public Action<string>? Log { get; init; }
 

@@ -81,6 +81,7 @@ public sealed partial class ShardedLlama : IDisposable
     private readonly BlockFormat? _quant;
     private readonly bool _quantizeLmHead;
     private readonly Action<string>? _log;
+    private readonly SyncPayload _syncPayload;
     private readonly HashSet<string> _logged = new(StringComparer.Ordinal);
     private bool _disposed;
 
@@ -145,6 +146,9 @@ public sealed partial class ShardedLlama : IDisposable
         var c = reader.Config;
         Config = c;
         _quant = options.Quant.Format();
+        _syncPayload = options.SyncDType;
+        if (_syncPayload == SyncPayload.Q8_0 && c.HiddenSize % BlockFormat.BlockSize != 0)
+            throw new ModelLoadException($"--sync-dtype q8_0 sends the hidden state in {BlockFormat.BlockSize}-value blocks, and hidden_size {c.HiddenSize} is not a multiple of {BlockFormat.BlockSize}; use --sync-dtype bf16 or f32");
         _quantizeLmHead = options.QuantizeLmHead && _quant is not null;
         _log = options.Log;
         // Quantized row-parallel weights split their input columns on whole blocks, so the FFN is dealt out
@@ -672,6 +676,67 @@ public sealed partial class ShardedLlama : IDisposable
 
     /// <summary>Next unclaimed row of the product the split workers are sharing (see <see cref="MatVec"/>).</summary>
     private long _nextRow;
+
+    private float[] _syncWide = [];
+    private ushort[] _syncBf16 = [];
+    private byte[] _syncBlocks = [], _syncGathered = [];
+
+    /// <summary>
+    /// Sums a step's [rows, hidden] float32 partial results across ranks in place, in the payload of
+    /// <see cref="ModelLoadOptions.SyncDType"/>. bf16 rides the ring's bf16 all-reduce (widened, summed in
+    /// float32 in rank order, rounded once). Q8_0 has no sum on the wire: every rank gathers every rank's
+    /// blocks and adds their dequantized values in rank order itself, the same float32 arithmetic everywhere.
+    /// </summary>
+    private unsafe void AllReduceActivations(float* o, int rows)
+    {
+        if (_comm.WorldSize == 1) return;
+        int h = Config.HiddenSize;
+        long count = (long)rows * h;
+        switch (_syncPayload)
+        {
+            case SyncPayload.F32:
+                AllReduce(o, count, Transport.DType.F32);
+                return;
+            case SyncPayload.BF16:
+                if (_syncBf16.Length < count) _syncBf16 = GC.AllocateArray<ushort>((int)count, pinned: true);
+                fixed (ushort* bits = _syncBf16)
+                {
+                    for (long i = 0; i < count; i++) ((Transport.BFloat16*)bits)[i] = Transport.BFloat16.FromSingle(o[i]);
+                    AllReduce(bits, count, Transport.DType.BF16);
+                    for (long i = 0; i < count; i++) o[i] = BitConverter.UInt32BitsToSingle((uint)bits[i] << 16);
+                }
+                return;
+            default:
+                var format = BlockFormat.Q8_0;
+                int bytes = (int)format.RowBytes(count), n = _comm.WorldSize;
+                if (_syncBlocks.Length < bytes) _syncBlocks = new byte[bytes];
+                if (_syncGathered.Length < bytes * n) _syncGathered = new byte[bytes * n];
+                if (_syncWide.Length < count) _syncWide = new float[count];
+                var mine = _syncBlocks.AsSpan(0, bytes);
+                int* lanes = stackalloc int[8];
+                fixed (byte* q = mine)
+                {
+                    for (long b = 0; b < count / BlockFormat.BlockSize; b++)
+                    {
+                        QuantizedActivations.QuantizeBlock(o + b * BlockFormat.BlockSize, (sbyte*)(q + b * 34 + 2), out float scale, lanes);
+                        *(ushort*)(q + b * 34) = Fp16.FromSingle(scale);
+                    }
+                }
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                Span<int> counts = stackalloc int[n];
+                counts.Fill(bytes);
+                _comm.AllGather<byte>(mine, _syncGathered.AsSpan(0, bytes * n), counts);
+                _allReduceTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+                var sum = new Span<float>(o, (int)count);
+                var part = _syncWide.AsSpan(0, (int)count);
+                for (int rank = 0; rank < n; rank++)
+                {
+                    format.DequantizeRow(_syncGathered.AsSpan(rank * bytes, bytes), rank == 0 ? sum : part);
+                    if (rank > 0) TensorPrimitives.Add(sum, part, sum);
+                }
+                return;
+        }
+    }
 
     /// <summary>Sums <paramref name="count"/> elements across ranks in place (compute dtype unless told), timed for the benches.</summary>
     private unsafe void AllReduce(void* data, long count, Transport.DType? dtype = null)

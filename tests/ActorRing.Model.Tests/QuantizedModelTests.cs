@@ -124,6 +124,26 @@ public sealed class QuantizedModelTests(ITestOutputHelper output) : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(SyncPayload.BF16)]
+    [InlineData(SyncPayload.Q8_0)]
+    public void A_compressed_all_reduce_payload_stays_near_float32(SyncPayload payload)
+    {
+        string dir = Larger();
+        var rng = new Random(5);
+        int[] tokens = Enumerable.Range(0, 24).Select(_ => rng.Next(512)).ToArray();
+        var f32 = TeacherForced(dir, tokens, 2, Options(WeightQuantization.None));
+        foreach (int n in new[] { 2, 4 })
+        {
+            var compressed = TeacherForced(dir, tokens, n, Options(WeightQuantization.None) with { SyncDType = payload });
+            var (kl, top1) = Compare(f32, compressed);
+            output.WriteLine($"--sync-dtype {payload.Name()} at N={n}: mean KL {kl:G3}, top-1 agreement {top1:P1}");
+            Assert.True(top1 >= 0.95, $"N={n} {payload}: top-1 {top1:P1}");
+            Assert.True(kl < 2e-3, $"N={n} {payload}: mean KL {kl}");
+            Assert.NotEqual(f32[^1], compressed[^1]); // the payload really was rounded
+        }
+    }
+
     [Fact]
     public void Prefill_and_decode_steps_run_the_same_integer_kernels()
     {

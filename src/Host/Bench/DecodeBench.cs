@@ -65,20 +65,22 @@ internal static class DecodeBench
     internal static double[] Lockstep(double[][] stepMsPerRank) =>
         Enumerable.Range(0, stepMsPerRank[0].Length).Select(i => stepMsPerRank.Max(r => r[i])).ToArray();
 
-    private sealed record RankReport(double[] StepMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes);
+    private sealed record RankReport(double[] StepMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes, double SentBytes);
 
     public static async Task<int> RunAsync(string[] args)
     {
         var cli = CliArgs.Parse(args, "quant-lm-head");
-        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype", "runtime", "quant", "quant-lm-head");
+        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype", "runtime", "quant", "quant-lm-head", "sync-dtype");
         int worldSize = cli.Int("world-size", 1, 64) ?? 1;
         var (presetName, config) = PresetOption(cli, "decode", worldSize);
         int threads = cli.Int("threads", 1, 256) ?? 1;
         int tokens = cli.Int("tokens", 1, 4096) ?? 32;
         var dtype = cli.DType();
         var (quant, quantHead) = cli.Quant();
+        var sync = cli.SyncDType();
 
         string runtime = cli.String("runtime", "threads");
+        if (runtime == "actors" && sync != SyncPayload.F32) throw new UsageException("--sync-dtype is measured with --runtime threads");
         if (runtime == "actors") return await RunThroughActorsAsync(presetName, worldSize, threads, tokens, dtype, quant, quantHead);
         if (runtime != "threads") throw new UsageException($"option --runtime expects threads or actors, got '{runtime}'");
 
@@ -102,6 +104,7 @@ internal static class DecodeBench
                     DType = dtype,
                     Quant = quant,
                     QuantizeLmHead = quantHead,
+                    SyncDType = sync,
                     // Every rank runs on this machine: one core per thread when they fit (see CorePinning).
                     Cores = CorePinning.CoresFor(rank, worldSize, threads),
                 });
@@ -125,6 +128,7 @@ internal static class DecodeBench
             ["threads_per_rank"] = threads,
             ["dtype"] = CliArgs.DTypeName(dtype),
             ["quant"] = quant.Name() + (quantHead ? "+lm_head" : ""),
+            ["sync_dtype"] = sync.Name(),
             ["params"] = config.ParameterCount,
             ["ms_per_token_median"] = Math.Round(median, 3),
             ["tok_per_s"] = Math.Round(tokPerS, 2),
@@ -144,6 +148,9 @@ internal static class DecodeBench
             ["allreduce_ms_per_token"] = Math.Round(allReduce, 3),
             ["gather_ms_per_token"] = Math.Round(gather, 3),
             ["control_ms_per_token"] = Math.Round(control, 3),
+            // Payload bytes each rank put on the ring per decode step (all-reduces, the logits gather and the
+            // token broadcast), the most any rank sent.
+            ["bytes_sent_per_rank_per_token"] = Math.Round(reports.Max(r => r.SentBytes)),
         };
         Console.Out.WriteLine(JsonSerializer.Serialize(json));
         return 0;
@@ -214,11 +221,13 @@ internal static class DecodeBench
         double prefillMs = steps.Prefill();
         steps.Run(WarmupSteps);
         model.ResetCommunicationTime();
+        long sentBefore = (comm as RingCommunicator)?.PayloadBytesSent ?? 0;
         var timing = steps.Run(tokens);
         double n = tokens;
+        long sent = ((comm as RingCommunicator)?.PayloadBytesSent ?? 0) - sentBefore;
         return new RankReport(timing.StepMs, prefillMs,
             model.AllReduceTime.TotalMilliseconds / n, model.GatherTime.TotalMilliseconds / n,
-            timing.ControlMs / n, model.WeightBytesPerToken);
+            timing.ControlMs / n, model.WeightBytesPerToken, sent / n);
     }
 
     /// <summary>

@@ -98,6 +98,13 @@ public sealed class CliArgs
         return (quant, head);
     }
 
+    /// <summary><c>--sync-dtype f32|bf16|q8_0</c>, the all-reduce payload; f32 when absent.</summary>
+    public Model.SyncPayload SyncDType()
+    {
+        string text = String("sync-dtype", "f32");
+        return Model.SyncPayloadNames.Parse(text) ?? throw new UsageException($"option --sync-dtype expects f32, bf16 or q8_0, got '{text}'");
+    }
+
     public int? Int(string name, int min = int.MinValue, int max = int.MaxValue)
     {
         if (!_options.TryGetValue(name, out var v)) return null;

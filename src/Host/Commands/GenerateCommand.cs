@@ -18,7 +18,7 @@ internal static class GenerateCommand
     private static readonly string[] Known =
     [
         "model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k", "top-p", "repetition-penalty",
-        "seed", "stop", "world-size", "json", "dtype", "context", "threads", "quant", "quant-lm-head",
+        "seed", "stop", "world-size", "json", "dtype", "context", "threads", "quant", "quant-lm-head", "sync-dtype",
     ];
 
     public static async Task<int> RunAsync(string[] args)
@@ -66,7 +66,7 @@ internal static class GenerateCommand
         if (worldSize > 1) return await Serve.MultiProcessGenerate.RunAsync(args, worldSize, promptIds, threads);
         var loadOptions = new ModelLoadOptions
         {
-            ContextLength = context, DType = dtype, Threads = threads, Quant = quant, QuantizeLmHead = quantHead, Log = Console.Error.WriteLine,
+            ContextLength = context, DType = dtype, Threads = threads, Quant = quant, QuantizeLmHead = quantHead, SyncDType = cli.SyncDType(), Log = Console.Error.WriteLine,
         };
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };

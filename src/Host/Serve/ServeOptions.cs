@@ -17,7 +17,7 @@ public sealed record ServeOptions
     [
         "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
         "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "cores", "context", "dtype", "ready-timeout",
-        "verbose", "quiet", "preset", "quant", "quant-lm-head",
+        "verbose", "quiet", "preset", "quant", "quant-lm-head", "sync-dtype",
     ];
 
     public required string ModelDir { get; init; }
@@ -99,6 +99,7 @@ public sealed record ServeOptions
                 DType = dtype,
                 Quant = quant,
                 QuantizeLmHead = quantHead,
+                SyncDType = cli.SyncDType(),
                 Log = Console.Error.WriteLine,
             },
             ReadyTimeout = TimeSpan.FromSeconds(cli.Int("ready-timeout", 1, 86_400) ?? 600),
