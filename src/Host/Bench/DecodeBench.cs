@@ -148,8 +148,8 @@ internal static class DecodeBench
             ["allreduce_ms_per_token"] = Math.Round(allReduce, 3),
             ["gather_ms_per_token"] = Math.Round(gather, 3),
             ["control_ms_per_token"] = Math.Round(control, 3),
-            // Payload bytes each rank put on the ring per decode step (all-reduces, the logits gather and the
-            // token broadcast), the most any rank sent.
+            // Payload bytes each rank sent to its neighbour per decode step through the ring's all-reduce and
+            // all-gather (the --sync-dtype traffic; the logits gather to rank 0 is not counted), the most any rank sent.
             ["bytes_sent_per_rank_per_token"] = Math.Round(reports.Max(r => r.SentBytes)),
         };
         Console.Out.WriteLine(JsonSerializer.Serialize(json));

@@ -100,13 +100,12 @@ internal sealed unsafe class Q4_0Format : BlockFormat
         {
             var x = Vector256.Load(xq + c * BlockSize);
             var addend = Vector256.Load(bias + c * 8);
-            float dx = xs[c];
-            ushort* d = (ushort*)panel;
+            var d = Fp16.ToSingle4((ushort*)panel, xs[c]).ToVector256Unsafe();
             byte* q = panel + Quants;
-            acc0 = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(d[0]) * dx), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q), x)), acc0);
-            acc1 = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(d[1]) * dx), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q + 16), x)), acc1);
-            acc2 = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(d[2]) * dx), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q + 32), x)), acc2);
-            acc3 = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(d[3]) * dx), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q + 48), x)), acc3);
+            acc0 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 0), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q), x)), acc0);
+            acc1 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 1), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q + 16), x)), acc1);
+            acc2 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 2), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q + 32), x)), acc2);
+            acc3 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 3), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q + 48), x)), acc3);
         }
         y[0] = LaneSum.Of(acc0);
         y[1] = LaneSum.Of(acc1);

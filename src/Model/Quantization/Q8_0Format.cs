@@ -88,13 +88,12 @@ internal sealed unsafe class Q8_0Format : BlockFormat
         for (int c = 0; c < blocks; c++, panel += Column)
         {
             var x = Vector256.Load(xq + c * BlockSize);
-            float dx = xs[c];
-            ushort* d = (ushort*)panel;
+            var d = Fp16.ToSingle4((ushort*)panel, xs[c]).ToVector256Unsafe();
             sbyte* q = (sbyte*)(panel + Quants);
-            acc0 = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(d[0]) * dx), Vector256.ConvertToSingle(Product<TDot>(q, x)), acc0);
-            acc1 = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(d[1]) * dx), Vector256.ConvertToSingle(Product<TDot>(q + 32, x)), acc1);
-            acc2 = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(d[2]) * dx), Vector256.ConvertToSingle(Product<TDot>(q + 64, x)), acc2);
-            acc3 = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(d[3]) * dx), Vector256.ConvertToSingle(Product<TDot>(q + 96, x)), acc3);
+            acc0 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 0), Vector256.ConvertToSingle(Product<TDot>(q, x)), acc0);
+            acc1 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 1), Vector256.ConvertToSingle(Product<TDot>(q + 32, x)), acc1);
+            acc2 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 2), Vector256.ConvertToSingle(Product<TDot>(q + 64, x)), acc2);
+            acc3 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 3), Vector256.ConvertToSingle(Product<TDot>(q + 96, x)), acc3);
         }
         y[0] = LaneSum.Of(acc0);
         y[1] = LaneSum.Of(acc1);
