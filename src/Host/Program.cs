@@ -10,14 +10,16 @@ public static class Program
         usage:
           actorring generate [--model DIR] (--prompt TEXT | --prompt-ids 1,403,...) [--max-tokens N]
                              [--temperature T] [--top-k K] [--top-p P] [--seed S] [--world-size N] [--json]
-                             [--generation-config auto|ignore]
+                             [--generation-config auto|ignore] [--dtype f32|bf16] [--quant none|q8_0|q4_0]
+                             [--quant-lm-head] [--sync-dtype f32|bf16|q8_0]
           actorring tokenize [--model DIR] (--text TEXT | --chat MESSAGES.json | --decode [--ids 1,403]) [--no-special-tokens]
           actorring serve [--model DIR] [--ring-config FILE] [--interactive]
           actorring bench allreduce --world-size N [--sizes 16KiB,256KiB,4MiB,64MiB] [--dtype f32|bf16|f16]
           actorring bench decode --preset llama-160m|tinyllama-1.1b [--world-size N] [--threads T] [--tokens 32]
-                                 [--runtime threads|actors]
+                                 [--runtime threads|actors] [--dtype f32|bf16] [--quant none|q8_0|q4_0] [--quant-lm-head]
+                                 [--sync-dtype f32|bf16|q8_0]
           actorring bench scaling --preset llama-160m|tinyllama-1.1b [--world-size 2] [--threads 2] [--rounds 10]
-                                  [--tokens 16] [--dtype f32|bf16]
+                                  [--tokens 16] [--dtype f32|bf16] [--quant none|q8_0|q4_0] [--quant-lm-head]
           actorring bench tokenize --model DIR [--size 1MiB] [--rounds 5]
 
         Every verb that takes --model defaults to the bundled stories260K model.

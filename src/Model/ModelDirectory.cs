@@ -2,12 +2,13 @@ using ActorRing.Model.Checkpoints;
 
 namespace ActorRing.Model;
 
-public enum ModelFormat { HuggingFace, Llama2c }
+public enum ModelFormat { HuggingFace, Llama2c, Gguf }
 
 /// <summary>
 /// A model directory recognised by its contents: a Hugging Face directory (<c>config.json</c> with
 /// safetensors), or a llama2.c checkpoint (a <c>*.bin</c> model beside its tokenizer <c>tokenizer.bin</c> /
-/// <c>tok*.bin</c>).
+/// <c>tok*.bin</c>), or a llama.cpp GGUF file (named directly, or the one in a directory; a split set by its
+/// first part), whose <see cref="Path"/> is then the file itself.
 /// </summary>
 public sealed record ModelDirectory(string Path, ModelFormat Format, string? CheckpointFile, string? TokenizerFile)
 {
@@ -19,10 +20,21 @@ public sealed record ModelDirectory(string Path, ModelFormat Format, string? Che
     public static ModelDirectory Recognise(string path)
     {
         string full = System.IO.Path.GetFullPath(path);
+        if (File.Exists(full) && full.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+            return new ModelDirectory(full, ModelFormat.Gguf, full, null);
         if (!Directory.Exists(full))
             throw new ModelLoadException($"model directory '{path}' does not exist; pass --model with a Hugging Face directory (config.json) or a llama2.c directory (*.bin + tokenizer.bin)");
         if (File.Exists(System.IO.Path.Combine(full, "config.json")))
             return new ModelDirectory(full, ModelFormat.HuggingFace, null, null);
+
+        // One GGUF model: a single file, or the first part of a split set (…-00001-of-0000N.gguf).
+        var ggufs = Directory.GetFiles(full, "*.gguf")
+            .Where(f => !System.Text.RegularExpressions.Regex.IsMatch(System.IO.Path.GetFileName(f), @"-\d+-of-\d+\.gguf$", System.Text.RegularExpressions.RegexOptions.IgnoreCase)
+                || System.Text.RegularExpressions.Regex.IsMatch(System.IO.Path.GetFileName(f), @"-0*1-of-\d+\.gguf$", System.Text.RegularExpressions.RegexOptions.IgnoreCase))
+            .ToArray();
+        if (ggufs.Length == 1) return new ModelDirectory(ggufs[0], ModelFormat.Gguf, ggufs[0], null);
+        if (ggufs.Length > 1)
+            throw new ModelLoadException($"model directory '{path}' holds several GGUF models ({string.Join(", ", ggufs.Select(System.IO.Path.GetFileName))}); pass --model with the file you mean");
 
         var bins = Directory.GetFiles(full, "*.bin");
         var tokenizers = bins.Where(IsTokenizerName).ToArray();
@@ -75,6 +87,7 @@ public sealed record ModelDirectory(string Path, ModelFormat Format, string? Che
     internal ICheckpointReader OpenReader() => Format switch
     {
         ModelFormat.HuggingFace => new HuggingFaceCheckpoint(Path),
+        ModelFormat.Gguf => new Checkpoints.Gguf.GgufCheckpoint(Path),
         _ => new Llama2cCheckpoint(CheckpointFile!),
     };
 }

@@ -1,3 +1,5 @@
+using ActorRing.Model.Quantization;
+
 namespace ActorRing.Model;
 
 /// <summary>Compute precision of weights and activations. Norms and softmax always run in float32.</summary>
@@ -42,6 +44,22 @@ public sealed record ModelLoadOptions
     /// why ranks sharing a machine want it.
     /// </summary>
     public int[]? Cores { get; init; }
+
+    /// <summary>
+    /// Block format the linear weights (q/k/v/o, gate/up/down) of a full-precision checkpoint are quantized to
+    /// as each rank reads its slice; embeddings and norms stay in full precision. A matrix whose input width is
+    /// not a whole number of 32-value blocks stays in full precision (said through <see cref="Log"/>).
+    /// </summary>
+    public WeightQuantization Quant { get; init; } = WeightQuantization.None;
+
+    /// <summary>Quantize the LM head too (<c>--quant-lm-head</c>); off by default, as llama.cpp keeps it wider.</summary>
+    public bool QuantizeLmHead { get; init; }
+
+    /// <summary>Payload of the step's all-reduces (<c>--sync-dtype</c>); see <see cref="SyncPayload"/>.</summary>
+    public SyncPayload SyncDType { get; init; } = SyncPayload.F32;
+
+    /// <summary>Where the loader says what it decided (a matrix kept in full precision, a format converted).</summary>
+    public Action<string>? Log { get; init; }
 
     /// <summary>The helper spin in effect (see <see cref="HelperSpin"/>).</summary>
     public TimeSpan EffectiveHelperSpin =>

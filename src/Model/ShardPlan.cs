@@ -22,7 +22,11 @@ public sealed record ShardPlan
     /// <summary>Vocabulary rows per rank, in rank order (the counts of the logits gather).</summary>
     public required int[] VocabCounts { get; init; }
 
-    public static ShardPlan Create(ModelConfig c, int rank, int worldSize)
+    /// <param name="ffnUnit">
+    /// The FFN block is dealt out in whole units of this many columns (32 when down_proj is quantized, so no
+    /// rank's share cuts a block); 1 deals single columns. <c>intermediate_size</c> must be a multiple of it.
+    /// </param>
+    public static ShardPlan Create(ModelConfig c, int rank, int worldSize, int ffnUnit = 1)
     {
         if (worldSize < 1) throw new ArgumentOutOfRangeException(nameof(worldSize));
         if (rank < 0 || rank >= worldSize) throw new ArgumentOutOfRangeException(nameof(rank));
@@ -49,9 +53,12 @@ public sealed record ShardPlan
         {
             throw new ModelLoadException($"{c.NumKvHeads} key/value heads cannot be split over {worldSize} ranks, nor replicated (the world size must divide {c.NumKvHeads} or be a multiple of it)");
         }
-        if (c.IntermediateSize < worldSize || c.VocabSize < worldSize)
+        if (ffnUnit < 1 || c.IntermediateSize % ffnUnit != 0) throw new ArgumentOutOfRangeException(nameof(ffnUnit));
+        if (c.IntermediateSize / ffnUnit < worldSize || c.VocabSize < worldSize)
             throw new ModelLoadException($"intermediate_size {c.IntermediateSize} / vocab_size {c.VocabSize} is too small to split over {worldSize} ranks");
-        var (ffnStart, ffnCount) = EvenSplit(c.IntermediateSize, worldSize, rank);
+        var (ffnStart, ffnCount) = EvenSplit(c.IntermediateSize / ffnUnit, worldSize, rank);
+        ffnStart *= ffnUnit;
+        ffnCount *= ffnUnit;
         var vocabCounts = Enumerable.Range(0, worldSize).Select(r => EvenSplit(c.VocabSize, worldSize, r).Count).ToArray();
         var (vocabStart, vocabCount) = EvenSplit(c.VocabSize, worldSize, rank);
         return new ShardPlan

@@ -204,7 +204,7 @@ public sealed partial class ShardedLlama
                     else AttendRows<F32Weights>(rows, qkv, mem, layer.Window, tables, positions, sequenceOf, blockStride, headStride, scores, attn);
 
                     MatMul(attn, rows, layer.Wo, o);
-                    AllReduce(o, (long)rows * h, Transport.DType.F32); // the step's activations are float32 in either compute dtype
+                    AllReduceActivations(o, rows); // the step's activations are float32 in either compute dtype
                     for (int r = 0; r < rows; r++)
                     {
                         if (mem.Bo is not null) Add(o + (long)r * h, mem.Bo, h); // once, after the reduction
@@ -223,7 +223,7 @@ public sealed partial class ShardedLlama
                         TensorPrimitives.Multiply(a, up, a);
                     }
                     MatMul(act, rows, layer.Wdown, o);
-                    AllReduce(o, (long)rows * h, Transport.DType.F32);
+                    AllReduceActivations(o, rows);
                     for (int r = 0; r < rows; r++) Add(x + (long)r * h, o + (long)r * h, h);
                 }
             }

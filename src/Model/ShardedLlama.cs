@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ActorRing.Model.Batching;
 using ActorRing.Model.Checkpoints;
+using ActorRing.Model.Quantization;
 using ActorRing.Transport;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -23,8 +24,10 @@ public sealed partial class ShardedLlama : IDisposable
     /// rows [RowStart[i], RowStart[i+1]). Stored either in PyTorch's row-major layout, or (when the shape
     /// allows, in either compute dtype) packed in panels for decode (see <see cref="DotKernel.Panel4{TWeights}"/>): tensor shape
     /// [out/4, in/8, 4, 8], i.e. for each group of 4 rows, their first 8 columns row after row, then the next 8.
+    /// Or quantized: blocks of <see cref="Format"/> in its panel layout (see <see cref="BlockFormat"/>), held
+    /// in a byte tensor.
     /// </summary>
-    private sealed unsafe class SplitMatrix(Tensor weight, long outDim, long inDim, bool packed, long[] rowStart)
+    private sealed unsafe class SplitMatrix(Tensor weight, long outDim, long inDim, bool packed, long[] rowStart, BlockFormat? format = null, int panelRows = 1)
     {
         public readonly Tensor Weight = weight;
         /// <summary>Start of the weight's memory (native memory does not move), for the decode kernels.</summary>
@@ -33,6 +36,10 @@ public sealed partial class ShardedLlama : IDisposable
         public readonly int ElementSize = (int)weight.ElementSize;
         public readonly bool Packed = packed;
         public readonly long[] RowStart = rowStart;
+        /// <summary>The block format of a quantized matrix; null for float32 and bf16.</summary>
+        public readonly BlockFormat? Format = format;
+        /// <summary>Rows per panel of a quantized matrix (4, or 1 for ggml's row layout).</summary>
+        public readonly int PanelRows = panelRows;
         public long Out => outDim;
         public long In => inDim;
     }
@@ -75,6 +82,12 @@ public sealed partial class ShardedLlama : IDisposable
     private readonly int _qDim, _kvDim, _group;
     private readonly int?[] _slotLength;
     private readonly int? _threads;
+    /// <summary>Format the linear weights are quantized to as they load (null: none), and whether the LM head is too.</summary>
+    private readonly BlockFormat? _quant;
+    private readonly bool _quantizeLmHead;
+    private readonly Action<string>? _log;
+    private readonly SyncPayload _syncPayload;
+    private readonly HashSet<string> _logged = new(StringComparer.Ordinal);
     private bool _disposed;
 
     public ModelConfig Config { get; }
@@ -137,7 +150,17 @@ public sealed partial class ShardedLlama : IDisposable
         _comm = comm;
         var c = reader.Config;
         Config = c;
-        Plan = ShardPlan.Create(c, comm.Rank, comm.WorldSize);
+        _quant = options.Quant.Format();
+        _syncPayload = options.SyncDType;
+        if (_syncPayload == SyncPayload.Q8_0 && c.HiddenSize % BlockFormat.BlockSize != 0)
+            throw new ModelLoadException($"--sync-dtype q8_0 sends the hidden state in {BlockFormat.BlockSize}-value blocks, and hidden_size {c.HiddenSize} is not a multiple of {BlockFormat.BlockSize}; use --sync-dtype bf16 or f32");
+        _quantizeLmHead = options.QuantizeLmHead && _quant is not null;
+        _log = options.Log;
+        // Quantized row-parallel weights split their input columns on whole blocks, so the FFN is dealt out
+        // in whole blocks (every rank must agree, so this depends on the options and the checkpoint only).
+        var (block, why) = RowParallelBlock(reader, _quant);
+        Plan = ShardPlan.Create(c, comm.Rank, comm.WorldSize, FfnSplitUnit(c, block));
+        CheckBlockAlignedSplit(c, comm.WorldSize, block, why);
         int context = options.ContextLength ?? Math.Min(c.MaxPositionEmbeddings, 4096);
         if (context < 1)
             throw new ModelLoadException($"context length {context} must be positive");
@@ -180,7 +203,7 @@ public sealed partial class ShardedLlama : IDisposable
             for (int i = 0; i < c.NumLayers; i++)
             {
                 string pre = $"model.layers.{i}.";
-                var wqkv = LoadMatrix(reader,
+                var wqkv = LoadLinear(reader,
                     (pre + "self_attn.q_proj.weight", c.NumHeads * d, h, qRow0, _qDim, 0, h),
                     (pre + "self_attn.k_proj.weight", c.NumKvHeads * d, h, kvRow0, _kvDim, 0, h),
                     (pre + "self_attn.v_proj.weight", c.NumKvHeads * d, h, kvRow0, _kvDim, 0, h));
@@ -197,16 +220,16 @@ public sealed partial class ShardedLlama : IDisposable
                 {
                     InputNorm = Own(LoadVector(reader, pre + "input_layernorm.weight", h)),
                     PostNorm = Own(LoadVector(reader, pre + "post_attention_layernorm.weight", h)),
-                    Wqkv = Split(wqkv),
+                    Wqkv = wqkv,
                     Bqkv = bqkv,
                     QkNorm = c.QkNorm ? Own(LoadQkNorm(reader, pre)) : null,
                     Window = c.WindowOf(i),
-                    Wo = Split(LoadMatrix(reader, (pre + "self_attn.o_proj.weight", h, c.NumHeads * d, 0, h, qRow0, _qDim))),
+                    Wo = LoadLinear(reader, (pre + "self_attn.o_proj.weight", h, c.NumHeads * d, 0, h, qRow0, _qDim)),
                     Bo = c.OProjBias ? Own(LoadVector(reader, pre + "self_attn.o_proj.bias", h)) : null,
-                    Wgu = Split(LoadMatrix(reader,
+                    Wgu = LoadLinear(reader,
                         (pre + "mlp.gate_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h),
-                        (pre + "mlp.up_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h))),
-                    Wdown = Split(LoadMatrix(reader, (pre + "mlp.down_proj.weight", h, c.IntermediateSize, 0, h, p.FfnStart, p.LocalFfn))),
+                        (pre + "mlp.up_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h)),
+                    Wdown = LoadLinear(reader, (pre + "mlp.down_proj.weight", h, c.IntermediateSize, 0, h, p.FfnStart, p.LocalFfn)),
                     KPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _dtype)),
                     VPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _dtype)),
                 };
@@ -218,13 +241,22 @@ public sealed partial class ShardedLlama : IDisposable
             {
                 // A tied head is this rank's vocabulary rows of the (replicated) embedding: a view, or a copy in
                 // the decode panel layout (1/N of the embedding) when that applies.
-                _lmHead = Split(_embed.narrow(0, p.VocabStart, p.LocalVocab));
+                if (_quantizeLmHead && QuantizableWidth(h, "lm_head"))
+                {
+                    using var rows = _embed.narrow(0, p.VocabStart, p.LocalVocab);
+                    using var f32 = rows.to(ScalarType.Float32);
+                    _lmHead = SplitQuantized(f32, _quant!, "lm_head (tied to embed_tokens)");
+                }
+                else
+                {
+                    _lmHead = Split(_embed.narrow(0, p.VocabStart, p.LocalVocab));
+                }
             }
             else
             {
                 if (!reader.Contains("lm_head.weight"))
                     throw new ModelLoadException($"{reader.Source}: tie_word_embeddings is false but lm_head.weight is missing");
-                _lmHead = Split(LoadMatrix(reader, ("lm_head.weight", c.VocabSize, h, p.VocabStart, p.LocalVocab, 0, h)));
+                _lmHead = LoadLinear(reader, _quantizeLmHead, ("lm_head.weight", c.VocabSize, h, p.VocabStart, p.LocalVocab, 0, h));
             }
             Advance();
             var (cos, sin) = RotaryTables.Build(c, context);
@@ -241,9 +273,162 @@ public sealed partial class ShardedLlama : IDisposable
 
         CheckpointBytesRead = reader.BytesRead;
         long elem = _dtype == ScalarType.Float32 ? 4 : 2;
-        // Counted from the config, not the tensors: what a decode step must stream from memory.
-        long perLayer = (long)(_qDim + 2 * _kvDim) * h + (long)h * _qDim + 2L * p.LocalFfn * h + (long)h * p.LocalFfn + 2L * h;
-        WeightBytesPerToken = elem * (c.NumLayers * perLayer + (long)p.LocalVocab * h + h);
+        // What a decode step must stream from memory: every matrix once in its stored format, plus the norms.
+        long Bytes(SplitMatrix m) => m.Weight.NumberOfElements * m.Weight.ElementSize;
+        WeightBytesPerToken = _layers.Sum(l => Bytes(l.Wqkv) + Bytes(l.Wo) + Bytes(l.Wgu) + Bytes(l.Wdown) + 2L * h * elem)
+            + Bytes(_lmHead) + h * elem;
+    }
+
+    /// <summary>FFN columns are dealt out in whole blocks when the row-parallel weights are blocks (and the width allows), else one by one.</summary>
+    private static int FfnSplitUnit(ModelConfig c, int block) => block > 1 && c.IntermediateSize % block == 0 ? block : 1;
+
+    /// <summary>
+    /// Values per block that a row-parallel split (o_proj over this rank's heads, down_proj over its FFN block)
+    /// must not cut, and why: 32 for --quant, the stored block of a quantized checkpoint (256 for K-quants).
+    /// </summary>
+    private static (int Block, string Why) RowParallelBlock(ICheckpointReader reader, BlockFormat? quant)
+    {
+        var (block, why) = quant is null ? (1, "") : (BlockFormat.BlockSize, $"--quant {quant.Name}");
+        foreach (var name in new[] { "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.down_proj.weight" })
+        {
+            int stored = reader.ColumnBlock(name);
+            if (stored > block) (block, why) = (stored, $"{name} stored as {reader.StoredType(name)}");
+        }
+        return (block, why);
+    }
+
+    /// <summary>
+    /// Refuses, before any weight is read, a world size that would cut a row-parallel weight inside a block,
+    /// naming the world sizes that work.
+    /// </summary>
+    private static void CheckBlockAlignedSplit(ModelConfig c, int worldSize, int block, string why)
+    {
+        if (block == 1 || BlockAligned(c, worldSize, block)) return;
+        var work = Enumerable.Range(1, c.NumHeads).Where(n => BlockAligned(c, n, block)).ToArray();
+        throw new ModelLoadException($"{why} needs every rank's share of o_proj and down_proj to be whole {block}-value blocks, and world size {worldSize} cuts them ({c.NumHeads} heads of {c.HeadDim}, intermediate_size {c.IntermediateSize}); world sizes that work: {(work.Length == 0 ? "none" : string.Join(", ", work))}{(why.StartsWith("--quant", StringComparison.Ordinal) ? "; or load without --quant" : "")}");
+    }
+
+    private static bool BlockAligned(ModelConfig c, int worldSize, int block)
+    {
+        for (int rank = 0; rank < worldSize; rank++)
+        {
+            ShardPlan plan;
+            try { plan = ShardPlan.Create(c, rank, worldSize, FfnSplitUnit(c, block)); }
+            catch (ModelLoadException) { return false; }
+            // A width that is not whole blocks even unsplit stays in full precision (see QuantizableWidth).
+            if (c.NumHeads * c.HeadDim % block == 0 && plan.LocalHeads * c.HeadDim % block != 0) return false;
+            if (c.IntermediateSize % block == 0 && plan.LocalFfn % block != 0) return false;
+        }
+        return true;
+    }
+
+    /// <summary>Whether a matrix of this input width quantizes; if not, says once that it stays in full precision.</summary>
+    private bool QuantizableWidth(long inDim, string what)
+    {
+        if (inDim % BlockFormat.BlockSize == 0) return true;
+        string note = $"{what}: input width {inDim} is not a whole number of {BlockFormat.BlockSize}-value blocks, so it stays in {(_dtype == ScalarType.BFloat16 ? "bf16" : "f32")} (not {_quant!.Name})";
+        if (_logged.Add(note)) _log?.Invoke(note);
+        return false;
+    }
+
+    private void LogOnce(string note)
+    {
+        if (_logged.Add(note)) _log?.Invoke(note);
+    }
+
+    /// <summary>A linear layer's weight: quantized when the options ask (<see cref="ModelLoadOptions.Quant"/>), else in the compute dtype.</summary>
+    private SplitMatrix LoadLinear(ICheckpointReader reader, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts) =>
+        LoadLinear(reader, quantize: true, parts);
+
+    /// <summary>
+    /// A linear layer's weight in the format it will run in: Q8_0/Q4_0 blocks of a GGUF file as they are
+    /// stored; other quantized GGUF types (K-quants) dequantized and requantized to Q8_0; float weights
+    /// quantized to <see cref="ModelLoadOptions.Quant"/> when asked and the width allows, else in the compute dtype.
+    /// </summary>
+    private SplitMatrix LoadLinear(ICheckpointReader reader, bool quantize, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
+    {
+        string what = string.Join("+", parts.Select(x => System.Text.RegularExpressions.Regex.Replace(x.Name, @"^model\.layers\.\d+\.|\.weight$", "")));
+        var types = parts.Select(x => reader.StoredType(x.Name)).Distinct().ToArray();
+        if (types.Length == 1 && BlockFormat.OfType(types[0]) is { } stored) return LoadNative(reader, stored, parts);
+        BlockFormat target;
+        if (types.Any(t => t is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)))
+        {
+            target = BlockFormat.Q8_0;
+            LogOnce($"{what}: stored as {string.Join("/", types)}, which runs as q8_0 (dequantized and requantized at load)");
+        }
+        else if (!quantize || _quant is null || !QuantizableWidth(parts[0].Cols, what))
+        {
+            return Split(LoadMatrix(reader, parts));
+        }
+        else
+        {
+            target = _quant;
+        }
+        // The rank's full-precision slice lives only until it is quantized: one slice at a time.
+        using var f32 = LoadMatrixF32(reader, parts);
+        return SplitQuantized(f32, target, parts.Length == 1 ? parts[0].Name : what);
+    }
+
+    /// <summary>
+    /// Q8_0/Q4_0 blocks read straight from a quantized checkpoint into the panel layout: ggml's bytes are ours,
+    /// so nothing is converted, and a rank reads only its rows and (block-aligned) columns.
+    /// </summary>
+    private unsafe SplitMatrix LoadNative(ICheckpointReader reader, BlockFormat format, (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
+    {
+        long cols = parts[0].Cols, outDim = parts.Sum(x => x.Rows), blocks = cols / BlockFormat.BlockSize, rowBytes = format.RowBytes(cols);
+        int panelRows = BlockFormat.PanelRowsFor(outDim);
+        var packed = Own(torch.empty(new long[] { outDim * rowBytes }, ScalarType.Byte));
+        byte* to = (byte*)DataPointer(packed);
+        HugePages.Advise(to, outDim * rowBytes);
+        long chunkRows = Math.Max(1, (8L << 20) / rowBytes), at = 0;
+        var buffer = new byte[chunkRows * rowBytes];
+        foreach (var (name, diskRows, diskCols, row0, rows, col0, width) in parts)
+        {
+            if (width != cols) throw new InvalidOperationException($"{name}: block width {width} != {cols}");
+            CheckShape(reader, name, diskRows, diskCols);
+            for (long r = 0; r < rows; r += chunkRows)
+            {
+                long n = Math.Min(chunkRows, rows - r);
+                reader.ReadRaw(name, row0 + r, n, col0, cols, buffer.AsSpan(0, (int)(n * rowBytes)));
+                fixed (byte* from = buffer) format.PackRows(from, at + r, n, blocks, panelRows, to);
+            }
+            at += rows;
+        }
+        return new SplitMatrix(packed, outDim, cols, false, RowStarts(outDim, panelRows), format, panelRows);
+    }
+
+    /// <summary>Output rows shared among the split workers in whole units (panels).</summary>
+    private long[] RowStarts(long outDim, long unit)
+    {
+        long units = outDim / unit;
+        int parts = _workers?.Parts ?? 1;
+        if (units < parts) parts = 1;
+        var rowStart = new long[parts + 1];
+        for (int i = 0; i < parts; i++) rowStart[i + 1] = rowStart[i] + unit * ShardPlan.EvenSplit((int)units, parts, i).Count;
+        return rowStart;
+    }
+
+    /// <summary>
+    /// A float32 [out, in] matrix quantized row by row with ggml's reference formulas, straight into the panel
+    /// layout of <paramref name="format"/> (rows in parallel: loading a large model quantizes billions of values).
+    /// </summary>
+    private unsafe SplitMatrix SplitQuantized(Tensor f32, BlockFormat format, string what)
+    {
+        long outDim = f32.shape[0], inDim = f32.shape[1], blocks = inDim / BlockFormat.BlockSize, rowBytes = format.RowBytes(inDim);
+        int panelRows = BlockFormat.PanelRowsFor(outDim);
+        var packed = Own(torch.empty(new long[] { outDim * rowBytes }, ScalarType.Byte));
+        byte* to = (byte*)DataPointer(packed);
+        HugePages.Advise(to, outDim * rowBytes);
+        using var source = f32.contiguous();
+        float* src = DataPointer(source);
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, _threads ?? Environment.ProcessorCount) };
+        Parallel.For(0L, outDim, parallel, () => new byte[rowBytes], (r, _, row) =>
+        {
+            format.QuantizeRow(new ReadOnlySpan<float>(src + r * inDim, (int)inDim), row, $"{what} row {r}");
+            fixed (byte* blocksOfRow = row) format.PackRows(blocksOfRow, r, 1, blocks, panelRows, to);
+            return row;
+        }, _ => { });
+        return new SplitMatrix(packed, outDim, inDim, false, RowStarts(outDim, panelRows), format, panelRows);
     }
 
     private SplitMatrix Split(Tensor w)
@@ -251,11 +436,7 @@ public sealed partial class ShardedLlama : IDisposable
         long outDim = w.shape[0], inDim = w.shape[1];
         bool packed = DotKernel.CanPack(outDim, inDim);
         // Parts get whole panels when packed.
-        long unit = packed ? DotKernel.PanelRows : 1, units = outDim / unit;
-        int parts = _workers?.Parts ?? 1;
-        if (units < parts) parts = 1;
-        var rowStart = new long[parts + 1];
-        for (int i = 0; i < parts; i++) rowStart[i + 1] = rowStart[i] + unit * ShardPlan.EvenSplit((int)units, parts, i).Count;
+        var rowStart = RowStarts(outDim, packed ? DotKernel.PanelRows : 1);
         if (!packed) return new SplitMatrix(Own(w), outDim, inDim, false, rowStart);
         var panels = Own(Pack(w));
         w.Dispose(); // the row-major original (or, for a tied head, a view of the embedding)
@@ -290,7 +471,10 @@ public sealed partial class ShardedLlama : IDisposable
     /// Blocks of several [diskRows, diskCols] checkpoint weights stacked by rows: [Σ rows, cols]. Each block
     /// is rows [row0, row0+rows) × columns [col0, col0+cols) of its weight, read straight into place.
     /// </summary>
-    private unsafe Tensor LoadMatrix(ICheckpointReader reader, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
+    private Tensor LoadMatrix(ICheckpointReader reader, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts) =>
+        ToCompute(LoadMatrixF32(reader, parts));
+
+    private unsafe Tensor LoadMatrixF32(ICheckpointReader reader, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
     {
         long cols = parts[0].Cols, outDim = parts.Sum(x => x.Rows);
         var t = torch.empty(new long[] { outDim, cols }, ScalarType.Float32);
@@ -308,7 +492,7 @@ public sealed partial class ShardedLlama : IDisposable
             }
             at += rows;
         }
-        return ToCompute(t);
+        return t;
     }
 
     private Tensor ToCompute(Tensor f32)
@@ -431,8 +615,26 @@ public sealed partial class ShardedLlama : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void MatMul(float* x, int rows, SplitMatrix w, float* y)
     {
-        if (w.ElementSize == sizeof(float)) MatMul<F32Weights>(x, rows, w, y);
+        if (w.Format is not null) QuantizedMatMul(x, rows, w, y);
+        else if (w.ElementSize == sizeof(float)) MatMul<F32Weights>(x, rows, w, y);
         else MatMul<BF16Weights>(x, rows, w, y);
+    }
+
+    /// <summary>Activations quantized to Q8_0 for the integer kernels, once per product and shared by the split workers.</summary>
+    private readonly QuantizedActivations _quantizedX = new();
+
+    /// <summary>
+    /// The step's products against a block-quantized matrix: every activation row quantized to Q8_0 once, then
+    /// integer dot products over the blocks (<see cref="BlockFormat.Dot"/>, batched like
+    /// <see cref="DotKernel.Panel4Rows{TWeights}"/>: each panel streamed once for all rows, each row's result the
+    /// same in any batch), the panels shared among the split workers as for floats.
+    /// </summary>
+    private unsafe void QuantizedMatMul(float* x, int rows, SplitMatrix w, float* y)
+    {
+        _quantizedX.Quantize(x, (int)w.In, rows, w.In);
+        var format = w.Format!;
+        long blocks = w.In / BlockFormat.BlockSize;
+        ShareRows(w, w.PanelRows, (r, end) => format.Dot(w.Data, r, end, blocks, w.PanelRows, _quantizedX, y, w.Out));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -451,9 +653,15 @@ public sealed partial class ShardedLlama : IDisposable
             for (; r < end; r++)
                 for (int b = 0; b < rows; b++) y[b * outDim + r] = DotKernel.Dot<TWeights>(ws + r * rowBytes, x + (long)b * n, n);
         }
+        ShareRows(w, DotKernel.PanelRows, Block);
+    }
+
+    /// <summary>Runs <paramref name="block"/> over the rows of <paramref name="w"/>, on the split workers when the rank has them.</summary>
+    private void ShareRows(SplitMatrix w, long unit, Action<long, long> block)
+    {
         if (w.RowStart.Length == 2)
         {
-            Block(0, w.Out);
+            block(0, w.Out);
             return;
         }
         // Threads take blocks of rows from a shared counter rather than fixed halves, so a thread whose core
@@ -470,10 +678,10 @@ public sealed partial class ShardedLlama : IDisposable
             {
                 long r = Volatile.Read(ref _nextRow);
                 if (r >= total) return;
-                long size = Math.Clamp((total - r) / (2 * parts), MinBlockRows, MaxBlockRows) & ~(long)(DotKernel.PanelRows - 1);
+                long size = Math.Clamp((total - r) / (2 * parts), MinBlockRows, MaxBlockRows) / unit * unit;
                 long end = Math.Min(total, r + size);
                 if (Interlocked.CompareExchange(ref _nextRow, end, r) != r) continue;
-                Block(r, end);
+                block(r, end);
             }
         });
     }
@@ -484,6 +692,67 @@ public sealed partial class ShardedLlama : IDisposable
 
     /// <summary>Next unclaimed row of the product the split workers are sharing (see <see cref="MatVec"/>).</summary>
     private long _nextRow;
+
+    private float[] _syncWide = [];
+    private ushort[] _syncBf16 = [];
+    private byte[] _syncBlocks = [], _syncGathered = [];
+
+    /// <summary>
+    /// Sums a step's [rows, hidden] float32 partial results across ranks in place, in the payload of
+    /// <see cref="ModelLoadOptions.SyncDType"/>. bf16 rides the ring's bf16 all-reduce (widened, summed in
+    /// float32 in rank order, rounded once). Q8_0 has no sum on the wire: every rank gathers every rank's
+    /// blocks and adds their dequantized values in rank order itself, the same float32 arithmetic everywhere.
+    /// </summary>
+    private unsafe void AllReduceActivations(float* o, int rows)
+    {
+        if (_comm.WorldSize == 1) return;
+        int h = Config.HiddenSize;
+        long count = (long)rows * h;
+        switch (_syncPayload)
+        {
+            case SyncPayload.F32:
+                AllReduce(o, count, Transport.DType.F32);
+                return;
+            case SyncPayload.BF16:
+                if (_syncBf16.Length < count) _syncBf16 = GC.AllocateArray<ushort>((int)count, pinned: true);
+                fixed (ushort* bits = _syncBf16)
+                {
+                    for (long i = 0; i < count; i++) ((Transport.BFloat16*)bits)[i] = Transport.BFloat16.FromSingle(o[i]);
+                    AllReduce(bits, count, Transport.DType.BF16);
+                    for (long i = 0; i < count; i++) o[i] = BitConverter.UInt32BitsToSingle((uint)bits[i] << 16);
+                }
+                return;
+            default:
+                var format = BlockFormat.Q8_0;
+                int bytes = (int)format.RowBytes(count), n = _comm.WorldSize;
+                if (_syncBlocks.Length < bytes) _syncBlocks = new byte[bytes];
+                if (_syncGathered.Length < bytes * n) _syncGathered = new byte[bytes * n];
+                if (_syncWide.Length < count) _syncWide = new float[count];
+                var mine = _syncBlocks.AsSpan(0, bytes);
+                int* lanes = stackalloc int[8];
+                fixed (byte* q = mine)
+                {
+                    for (long b = 0; b < count / BlockFormat.BlockSize; b++)
+                    {
+                        QuantizedActivations.QuantizeBlock(o + b * BlockFormat.BlockSize, (sbyte*)(q + b * 34 + 2), out float scale, lanes);
+                        *(ushort*)(q + b * 34) = Fp16.FromSingle(scale);
+                    }
+                }
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+                Span<int> counts = stackalloc int[n];
+                counts.Fill(bytes);
+                _comm.AllGather<byte>(mine, _syncGathered.AsSpan(0, bytes * n), counts);
+                _allReduceTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
+                var sum = new Span<float>(o, (int)count);
+                var part = _syncWide.AsSpan(0, (int)count);
+                for (int rank = 0; rank < n; rank++)
+                {
+                    format.DequantizeRow(_syncGathered.AsSpan(rank * bytes, bytes), rank == 0 ? sum : part);
+                    if (rank > 0) TensorPrimitives.Add(sum, part, sum);
+                }
+                return;
+        }
+    }
 
     /// <summary>Sums <paramref name="count"/> elements across ranks in place (compute dtype unless told), timed for the benches.</summary>
     private unsafe void AllReduce(void* data, long count, Transport.DType? dtype = null)

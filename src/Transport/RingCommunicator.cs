@@ -65,6 +65,9 @@ public sealed unsafe partial class RingCommunicator : ICollectives
     /// <summary>True once an operation failed; the ring must be formed again.</summary>
     public bool IsFaulted => _fault is not null;
 
+    /// <summary>Payload bytes this rank has sent to its right neighbour over every collective so far (frame headers excluded).</summary>
+    public long PayloadBytesSent => _pump.PayloadBytesSent;
+
     // ---------------------------------------------------------------- all-reduce
 
     public void AllReduceSum(Span<float> data)

@@ -40,8 +40,12 @@ internal sealed unsafe class RingPump
     private long _sendOffset;
     private readonly byte[] _headerBytes = GC.AllocateArray<byte>(FrameHeader.Size * 2, pinned: true);
 
+    /// <summary>Payload bytes handed to <see cref="Send"/> since the pump was made (headers not counted).</summary>
+    public long PayloadBytesSent { get; private set; }
+
     public void Send(byte* payload, long length, in FrameHeader header)
     {
+        PayloadBytesSent += length;
         if (_sendCount == _sends.Length) Array.Resize(ref _sends, _sends.Length * 2);
         _sends[_sendCount++] = new Pending { Payload = payload, Length = length, Header = header };
     }

@@ -6,6 +6,7 @@ using System.Text.Json;
 using ActorRing.Host.Cli;
 using ActorRing.Host.Commands;
 using ActorRing.Model;
+using ActorRing.Model.Quantization;
 using ActorRing.Transport;
 
 namespace ActorRing.Host.Bench;
@@ -64,20 +65,23 @@ internal static class DecodeBench
     internal static double[] Lockstep(double[][] stepMsPerRank) =>
         Enumerable.Range(0, stepMsPerRank[0].Length).Select(i => stepMsPerRank.Max(r => r[i])).ToArray();
 
-    private sealed record RankReport(double[] StepMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes);
+    private sealed record RankReport(double[] StepMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes, double SentBytes);
 
     public static async Task<int> RunAsync(string[] args)
     {
-        var cli = CliArgs.Parse(args);
-        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype", "runtime");
+        var cli = CliArgs.Parse(args, "quant-lm-head");
+        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype", "runtime", "quant", "quant-lm-head", "sync-dtype");
         int worldSize = cli.Int("world-size", 1, 64) ?? 1;
         var (presetName, config) = PresetOption(cli, "decode", worldSize);
         int threads = cli.Int("threads", 1, 256) ?? 1;
         int tokens = cli.Int("tokens", 1, 4096) ?? 32;
         var dtype = cli.DType();
+        var (quant, quantHead) = cli.Quant();
+        var sync = cli.SyncDType();
 
         string runtime = cli.String("runtime", "threads");
-        if (runtime == "actors") return await RunThroughActorsAsync(presetName, worldSize, threads, tokens, dtype);
+        if (runtime == "actors" && sync != SyncPayload.F32) throw new UsageException("--sync-dtype is measured with --runtime threads");
+        if (runtime == "actors") return await RunThroughActorsAsync(presetName, worldSize, threads, tokens, dtype, quant, quantHead);
         if (runtime != "threads") throw new UsageException($"option --runtime expects threads or actors, got '{runtime}'");
 
         var comms = await LocalRanks.ConnectAsync(worldSize, threads, CancellationToken.None);
@@ -98,6 +102,9 @@ internal static class DecodeBench
                     ContextLength = DecodeSteps.ContextFor(WarmupSteps + tokens),
                     Threads = threads,
                     DType = dtype,
+                    Quant = quant,
+                    QuantizeLmHead = quantHead,
+                    SyncDType = sync,
                     // Every rank runs on this machine: one core per thread when they fit (see CorePinning).
                     Cores = CorePinning.CoresFor(rank, worldSize, threads),
                 });
@@ -120,6 +127,8 @@ internal static class DecodeBench
             ["world_size"] = worldSize,
             ["threads_per_rank"] = threads,
             ["dtype"] = CliArgs.DTypeName(dtype),
+            ["quant"] = quant.Name() + (quantHead ? "+lm_head" : ""),
+            ["sync_dtype"] = sync.Name(),
             ["params"] = config.ParameterCount,
             ["ms_per_token_median"] = Math.Round(median, 3),
             ["tok_per_s"] = Math.Round(tokPerS, 2),
@@ -139,6 +148,9 @@ internal static class DecodeBench
             ["allreduce_ms_per_token"] = Math.Round(allReduce, 3),
             ["gather_ms_per_token"] = Math.Round(gather, 3),
             ["control_ms_per_token"] = Math.Round(control, 3),
+            // Payload bytes each rank sent to its neighbour per decode step through the ring's all-reduce and
+            // all-gather (the --sync-dtype traffic; the logits gather to rank 0 is not counted), the most any rank sent.
+            ["bytes_sent_per_rank_per_token"] = Math.Round(reports.Max(r => r.SentBytes)),
         };
         Console.Out.WriteLine(JsonSerializer.Serialize(json));
         return 0;
@@ -150,14 +162,14 @@ internal static class DecodeBench
     /// <paramref name="tokens"/> decode steps. Rank 0 reports its timing as JSON, including the control-plane
     /// share: the part of each decode step's wall time outside the slowest rank's compute and collectives.
     /// </summary>
-    private static async Task<int> RunThroughActorsAsync(string preset, int worldSize, int threads, int tokens, ComputeDType dtype)
+    private static async Task<int> RunThroughActorsAsync(string preset, int worldSize, int threads, int tokens, ComputeDType dtype, WeightQuantization quant, bool quantHead)
     {
         var rng = new Random(7);
         var promptIds = Enumerable.Range(0, 128).Select(_ => rng.Next(1, 32000));
         string[] shared =
         [
             "serve", "--preset", preset, "--threads", threads.ToString(CultureInfo.InvariantCulture),
-            "--dtype", CliArgs.DTypeName(dtype), "--quiet",
+            "--dtype", CliArgs.DTypeName(dtype), "--quant", quant.Name(), .. quantHead ? ["--quant-lm-head"] : Array.Empty<string>(), "--quiet",
         ];
         string[] request = ["--prompt-ids", string.Join(',', promptIds), "--max-tokens", tokens.ToString(CultureInfo.InvariantCulture), "--json"];
         string? result = null;
@@ -184,6 +196,7 @@ internal static class DecodeBench
             ["world_size"] = worldSize,
             ["threads_per_rank"] = threads,
             ["dtype"] = CliArgs.DTypeName(dtype),
+            ["quant"] = quant.Name() + (quantHead ? "+lm_head" : ""),
             ["tokens"] = r.GetProperty("ids").GetArrayLength(),
             // The mean over every decode step of the request, the first (not yet optimized) ones included.
             ["ms_per_token_mean"] = msPerToken,
@@ -208,11 +221,13 @@ internal static class DecodeBench
         double prefillMs = steps.Prefill();
         steps.Run(WarmupSteps);
         model.ResetCommunicationTime();
+        long sentBefore = (comm as RingCommunicator)?.PayloadBytesSent ?? 0;
         var timing = steps.Run(tokens);
         double n = tokens;
+        long sent = ((comm as RingCommunicator)?.PayloadBytesSent ?? 0) - sentBefore;
         return new RankReport(timing.StepMs, prefillMs,
             model.AllReduceTime.TotalMilliseconds / n, model.GatherTime.TotalMilliseconds / n,
-            timing.ControlMs / n, model.WeightBytesPerToken);
+            timing.ControlMs / n, model.WeightBytesPerToken, sent / n);
     }
 
     /// <summary>

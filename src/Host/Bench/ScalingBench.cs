@@ -3,6 +3,7 @@ using System.Text.Json;
 using ActorRing.Host.Cli;
 using ActorRing.Host.Commands;
 using ActorRing.Model;
+using ActorRing.Model.Quantization;
 using ActorRing.Transport;
 
 namespace ActorRing.Host.Bench;
@@ -19,8 +20,8 @@ internal static class ScalingBench
 {
     public static async Task<int> RunAsync(string[] args)
     {
-        var cli = CliArgs.Parse(args);
-        cli.EnsureOnly("preset", "world-size", "threads", "rounds", "tokens", "dtype");
+        var cli = CliArgs.Parse(args, "quant-lm-head");
+        cli.EnsureOnly("preset", "world-size", "threads", "rounds", "tokens", "dtype", "quant", "quant-lm-head");
         if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
         int worldSize = cli.Int("world-size", 2, 64) ?? 2;
         var (presetName, config) = DecodeBench.PresetOption(cli, "scaling", worldSize);
@@ -28,6 +29,7 @@ internal static class ScalingBench
         int rounds = cli.Int("rounds", 1, 1000) ?? 10;
         int tokens = cli.Int("tokens", 1, 4096) ?? 16;
         var dtype = cli.DType();
+        var quant = cli.Quant();
 
         double memOne = MemoryProbe.OneThreadGBps();
         double memAll = MemoryProbe.AllCoresGBps();
@@ -39,7 +41,7 @@ internal static class ScalingBench
             foreach (var (name, n, t) in shapes)
             {
                 Console.Error.WriteLine($"loading {presetName} as {name} ({n} rank{(n == 1 ? "" : "s")} × {t} thread{(t == 1 ? "" : "s")}) and warming up…");
-                configurations.Add(await LoadedConfiguration.StartAsync(name, config, n, t, context, dtype));
+                configurations.Add(await LoadedConfiguration.StartAsync(name, config, n, t, context, dtype, quant));
             }
 
             // round × configuration: the median milliseconds per token of that round
@@ -68,6 +70,7 @@ internal static class ScalingBench
             {
                 ["preset"] = presetName,
                 ["dtype"] = CliArgs.DTypeName(dtype),
+                ["quant"] = quant.Quant.Name() + (quant.LmHead ? "+lm_head" : ""),
                 ["rounds"] = rounds,
                 ["tokens_per_round"] = tokens,
                 ["ms_per_token_median"] = shapes.Select((s, c) => (s.Name, Median(Column(c)))).ToDictionary(p => p.Name, p => Math.Round(p.Item2, 3)),
@@ -138,18 +141,18 @@ internal static class ScalingBench
             _stepMs = new double[worldSize][];
         }
 
-        public static async Task<LoadedConfiguration> StartAsync(string name, ModelConfig config, int worldSize, int threads, int context, ComputeDType dtype)
+        public static async Task<LoadedConfiguration> StartAsync(string name, ModelConfig config, int worldSize, int threads, int context, ComputeDType dtype, (WeightQuantization Quant, bool LmHead) quant)
         {
             var comms = await LocalRanks.ConnectAsync(worldSize, threads, CancellationToken.None);
             var loaded = new LoadedConfiguration(name, worldSize);
             loaded._ranks = Task.Factory.StartNew(
-                () => RankThreads.Run(worldSize, rank => loaded.RankLoop(rank, comms[rank], config, threads, context, dtype), $"scaling-{name}"),
+                () => RankThreads.Run(worldSize, rank => loaded.RankLoop(rank, comms[rank], config, threads, context, dtype, quant), $"scaling-{name}"),
                 TaskCreationOptions.LongRunning);
             loaded.WaitForRanks();
             return loaded;
         }
 
-        private int RankLoop(int rank, ICollectives comm, ModelConfig config, int threads, int context, ComputeDType dtype)
+        private int RankLoop(int rank, ICollectives comm, ModelConfig config, int threads, int context, ComputeDType dtype, (WeightQuantization Quant, bool LmHead) quant)
         {
             try
             {
@@ -159,6 +162,8 @@ internal static class ScalingBench
                     ContextLength = context,
                     Threads = threads,
                     DType = dtype,
+                    Quant = quant.Quant,
+                    QuantizeLmHead = quant.LmHead,
                     // The configurations take turns, so each may have the machine's first cores to itself.
                     Cores = CorePinning.CoresFor(rank, _worldSize, threads),
                 });

@@ -109,6 +109,25 @@ public sealed class CliArgs
     /// <summary>How <see cref="DType"/> is spelled on the command line and in JSON output.</summary>
     public static string DTypeName(Model.ComputeDType dtype) => dtype == Model.ComputeDType.F32 ? "f32" : "bf16";
 
+    /// <summary><c>--quant none|q8_0|q4_0</c> (none when absent) and the <c>--quant-lm-head</c> flag.</summary>
+    public (Model.Quantization.WeightQuantization Quant, bool LmHead) Quant()
+    {
+        string text = String("quant", "none");
+        var quant = Model.Quantization.WeightQuantizationNames.Parse(text)
+            ?? throw new UsageException($"option --quant expects none, q8_0 or q4_0, got '{text}'");
+        bool head = Flag("quant-lm-head");
+        if (head && quant == Model.Quantization.WeightQuantization.None)
+            throw new UsageException("--quant-lm-head quantizes the LM head to the --quant format; give --quant q8_0 or q4_0 too");
+        return (quant, head);
+    }
+
+    /// <summary><c>--sync-dtype f32|bf16|q8_0</c>, the all-reduce payload; f32 when absent.</summary>
+    public Model.SyncPayload SyncDType()
+    {
+        string text = String("sync-dtype", "f32");
+        return Model.SyncPayloadNames.Parse(text) ?? throw new UsageException($"option --sync-dtype expects f32, bf16 or q8_0, got '{text}'");
+    }
+
     public int? Int(string name, int min = int.MinValue, int max = int.MaxValue)
     {
         if (!_options.TryGetValue(name, out var v)) return null;

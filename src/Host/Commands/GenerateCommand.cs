@@ -18,11 +18,12 @@ internal static class GenerateCommand
     [
         "model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k", "top-p", "repetition-penalty",
         "seed", "stop", "world-size", "json", "dtype", "context", "threads", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
+        "quant", "quant-lm-head", "sync-dtype",
     ];
 
     public static async Task<int> RunAsync(string[] args)
     {
-        var cli = CliArgs.Parse(args, "json");
+        var cli = CliArgs.Parse(args, "json", "quant-lm-head");
         cli.EnsureOnly(Known);
         if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
         if (cli.Has("prompt") && cli.Has("prompt-ids")) throw new UsageException("give either --prompt or --prompt-ids, not both");
@@ -32,6 +33,7 @@ internal static class GenerateCommand
         var config = Try(dir.ReadConfig);
         int worldSize = cli.Int("world-size", 1, 64) ?? 1;
         var dtype = cli.DType();
+        var (quant, quantHead) = cli.Quant();
         int? context = cli.Int("context", 1, config.MaxPositionEmbeddings);
         int threads = cli.Int("threads", 1, 1024) ?? Math.Max(1, Environment.ProcessorCount / worldSize);
         // Refuse an impossible split before starting any rank.

@@ -20,7 +20,7 @@ internal static class MultiProcessGenerate
 
     private static readonly HashSet<string> Dropped = new(StringComparer.Ordinal) { "world-size", "threads", "prompt", "prompt-ids" };
 
-    private static readonly string[] ValuelessFlags = ["json"];
+    private static readonly string[] ValuelessFlags = ["json", "quant-lm-head"];
 
     public static async Task<int> RunAsync(string[] generateArgs, int worldSize, IReadOnlyList<int> promptIds, int threadsPerRank)
     {

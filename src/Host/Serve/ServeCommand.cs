@@ -45,6 +45,7 @@ public static class ServeCommand
                                [--repetition-penalty R] [--stop TEXT] [--bind ADDR] [--advertise HOST]
                                [--control-port N]
                                [--threads T] [--cores C0,C1,...] [--context N] [--dtype f32|bf16]
+                               [--quant none|q8_0|q4_0] [--quant-lm-head] [--sync-dtype f32|bf16|q8_0]
                                [--ready-timeout SECONDS] [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
                                [--max-batch N] [--kv-cache-tokens N] [--prefill-chunk N]
                                [--generation-config auto|ignore]

@@ -11,7 +11,7 @@ public sealed record ServeOptions
 {
     public const string Verb = "serve";
 
-    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet"];
+    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet", "quant-lm-head"];
 
     public static readonly string[] Known =
     [
@@ -19,6 +19,7 @@ public sealed record ServeOptions
         "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "cores", "context", "dtype", "ready-timeout",
         "verbose", "quiet", "preset", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
         "http-host", "http-port", "model-id", "api-key", "chat-template",
+        "quant", "quant-lm-head", "sync-dtype",
     ];
 
     /// <summary>The environment variable that sets the HTTP API key when --api-key is not given.</summary>
@@ -120,6 +121,7 @@ public sealed record ServeOptions
         if (cli.String("http-host") is { Length: 0 }) throw new UsageException("option --http-host is empty; give an address such as 127.0.0.1 or 0.0.0.0");
         if ((cli.Has("prompt") || cli.Has("prompt-ids")) && cli.Has("http-port"))
             throw new UsageException("--prompt runs one request and exits; it serves no HTTP API, so drop --http-port");
+        var (quant, quantHead) = cli.Quant();
         return new ServeOptions
         {
             ModelDir = modelDir,
@@ -147,6 +149,10 @@ public sealed record ServeOptions
                 Cores = cli.IntList("cores")?.ToArray(),
                 DType = dtype,
                 KvCacheTokens = cli.Int("kv-cache-tokens", 16, 1 << 28),
+                Quant = quant,
+                QuantizeLmHead = quantHead,
+                SyncDType = cli.SyncDType(),
+                Log = Console.Error.WriteLine,
             },
             Scheduling = new ActorRing.Actors.Serving.SchedulerOptions(
                 MaxBatch: cli.Int("max-batch", 1, 4096) ?? 16,

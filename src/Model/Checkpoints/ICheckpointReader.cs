@@ -1,3 +1,5 @@
+using ActorRing.Model.Quantization;
+
 namespace ActorRing.Model.Checkpoints;
 
 /// <summary>
@@ -25,4 +27,17 @@ internal interface ICheckpointReader : IDisposable
     /// float32, row-major into <paramref name="destination"/> (rows·cols elements). A 1-D tensor is one row.
     /// </summary>
     void ReadBlock(string name, long row0, long rows, long col0, long cols, Span<float> destination);
+
+    /// <summary>The type a tensor is stored in, as far as loading cares: block-quantized (GGUF) or float.</summary>
+    GgmlType StoredType(string name) => GgmlType.F32;
+
+    /// <summary>Values per block of the stored type (1 for floats): a row-parallel split must not cut a block.</summary>
+    int ColumnBlock(string name) => 1;
+
+    /// <summary>
+    /// Raw stored bytes of a block of a block-quantized tensor (see <see cref="StoredType"/>), rows after each
+    /// other in ggml's row layout; only readers of quantized files implement it.
+    /// </summary>
+    void ReadRaw(string name, long row0, long rows, long col0, long cols, Span<byte> destination) =>
+        throw new NotSupportedException($"{Source} holds no block-quantized tensors");
 }

@@ -79,6 +79,11 @@ public static class TokenizerLoader
             return Llama2cTokenizer.Load(file);
         }
 
+        if (name.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
+        {
+            return GgufTokenizer.Load(file);
+        }
+
         throw new TokenizerFormatException($"'{file}' is not a tokenizer file this loader knows (tokenizer.json, *.model, llama2.c *.bin)");
     }
 

@@ -14,6 +14,8 @@ internal sealed class SyntheticModel
     public bool Tied = true, AttentionBias;
     public string DiskDType = "F32";
     public int Shards = 1;
+    /// <summary>Multiplies the random projection weights: wider models want about sqrt(32 / hidden) to keep activations in range.</summary>
+    public float MatrixScale = 1f;
     /// <summary>llama3 rope_scaling (factor, low, high, original max positions), or null.</summary>
     public (double Factor, double Low, double High, int Original)? Llama3;
     /// <summary>sliding_window written to the config (mistral: every layer; qwen2/qwen3: with
@@ -43,6 +45,7 @@ internal sealed class SyntheticModel
         void Add(string name, float scale, float offset, params long[] shape)
         {
             long n = shape.Aggregate(1L, (a, b) => a * b);
+            if (shape.Length == 2 && name != "model.embed_tokens.weight") scale *= MatrixScale;
             var v = new float[n];
             for (long i = 0; i < n; i++)
                 v[i] = SafetensorsWriter.RoundTo(DiskDType, offset + scale * (float)(rng.NextDouble() * 2 - 1));

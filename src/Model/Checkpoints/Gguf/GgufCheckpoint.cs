@@ -1,0 +1,225 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using ActorRing.Model.Quantization;
+
+namespace ActorRing.Model.Checkpoints.Gguf;
+
+/// <summary>
+/// A llama.cpp GGUF model (one file, or a split set <c>name-00001-of-0000N.gguf</c>) read as a checkpoint in the
+/// Hugging Face layout: llama.cpp's tensor names and <c>llama.*</c>/<c>qwen2.*</c> hyperparameters map to ours,
+/// and the q/k row permutation llama.cpp's converter applies to llama-family models is undone as rows are
+/// read. Q8_0 and Q4_0 tensors can be read as raw blocks (they are our formats byte for byte); every
+/// supported type can be read as float32.
+/// </summary>
+internal sealed partial class GgufCheckpoint : ICheckpointReader
+{
+    private readonly List<GgufFile> _files = new();
+    private readonly Dictionary<string, GgufTensor> _tensors = new(StringComparer.Ordinal);
+    private readonly bool _permuteQk;
+
+    public ModelConfig Config { get; }
+    public string Source { get; }
+    public GgufFile First => _files[0];
+    public long BytesRead => _files.Sum(f => f.BytesRead);
+
+    public GgufCheckpoint(string path)
+    {
+        Source = path;
+        try
+        {
+            foreach (var file in SplitFiles(path))
+            {
+                var f = new GgufFile(file);
+                _files.Add(f);
+                foreach (var t in f.Tensors.Values) _tensors[t.Name] = t;
+            }
+            Config = ReadConfig(_files[0], _tensors);
+            // llama.cpp's convert_hf_to_gguf permutes q/k rows of llama-family models for its interleaved RoPE;
+            // qwen2 keeps Hugging Face's rotate-half order.
+            _permuteQk = Config.ModelType == "llama";
+            foreach (var t in _tensors.Values)
+            {
+                if (GgmlTypeTraits.Geometry(t.Type) is null && HfName(t.Name) is not null)
+                    throw new ModelLoadException($"{path}: tensor {t.Name} is {t.Type}, which this loader does not read; supported: F32, F16, BF16, Q8_0, Q4_0 (natively) and Q4_K, Q5_K, Q6_K (requantized to Q8_0)");
+            }
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>All parts of a split GGUF (<c>-00001-of-0000N.gguf</c>), in order, or just the file.</summary>
+    private static IEnumerable<string> SplitFiles(string path)
+    {
+        var m = SplitName().Match(Path.GetFileName(path));
+        if (!m.Success) return [path];
+        int count = int.Parse(m.Groups[3].Value, CultureInfo.InvariantCulture);
+        string dir = Path.GetDirectoryName(path)!, stem = m.Groups[1].Value, width = m.Groups[3].Value;
+        var parts = Enumerable.Range(1, count).Select(i => Path.Combine(dir, $"{stem}-{i.ToString("D" + width.Length, CultureInfo.InvariantCulture)}-of-{width}.gguf")).ToArray();
+        var missing = parts.Where(p => !File.Exists(p)).ToArray();
+        if (missing.Length > 0) throw new ModelLoadException($"{path}: split GGUF part {Path.GetFileName(missing[0])} of {count} is missing");
+        return parts;
+    }
+
+    [GeneratedRegex(@"^(.*)-(\d+)-of-(\d+)\.gguf$", RegexOptions.IgnoreCase)]
+    private static partial Regex SplitName();
+
+    private static ModelConfig ReadConfig(GgufFile file, Dictionary<string, GgufTensor> tensors)
+    {
+        var m = file.Metadata;
+        string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
+        if (arch is not ("llama" or "qwen2"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral as llama) and qwen2 models");
+        long Int(string key, long? fallback = null) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToInt64(v, CultureInfo.InvariantCulture)
+            : fallback ?? throw new ModelLoadException($"{file.Path}: metadata {arch}.{key} is missing");
+        double Real(string key, double fallback) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToDouble(v, CultureInfo.InvariantCulture) : fallback;
+        if (m.TryGetValue($"{arch}.rope.scaling.type", out var scaling) && (string)scaling is not ("none" or ""))
+            throw new ModelLoadException($"{file.Path}: {arch}.rope.scaling.type is '{scaling}', which is not implemented for GGUF models");
+        if (tensors.ContainsKey("rope_freqs.weight"))
+            throw new ModelLoadException($"{file.Path}: holds rope_freqs.weight (llama3-style RoPE scaling baked into a tensor), which is not implemented for GGUF models");
+        int hidden = (int)Int("embedding_length"), heads = (int)Int("attention.head_count");
+        if (!tensors.TryGetValue("token_embd.weight", out var embed)) throw new ModelLoadException($"{file.Path}: tensor token_embd.weight is missing");
+        int vocab = (int)Int("vocab_size", embed.Dims.Length == 2 ? embed.Dims[1] : 0);
+        return new ModelConfig
+        {
+            ModelType = arch,
+            HiddenSize = hidden,
+            IntermediateSize = (int)Int("feed_forward_length"),
+            NumLayers = (int)Int("block_count"),
+            NumHeads = heads,
+            NumKvHeads = (int)Int("attention.head_count_kv", heads),
+            HeadDim = (int)Int("attention.key_length", hidden / heads),
+            VocabSize = vocab,
+            MaxPositionEmbeddings = (int)Int("context_length"),
+            RmsNormEps = Real("attention.layer_norm_rms_epsilon", 1e-5),
+            RopeTheta = Real("rope.freq_base", 10000),
+            TieWordEmbeddings = !tensors.ContainsKey("output.weight"),
+            QkvBias = tensors.ContainsKey("blk.0.attn_q.bias"),
+            OProjBias = tensors.ContainsKey("blk.0.attn_output.bias"),
+            BosTokenId = m.TryGetValue("tokenizer.ggml.bos_token_id", out var bos) ? (int)Convert.ToInt64(bos, CultureInfo.InvariantCulture) : null,
+            EosTokenIds = m.TryGetValue("tokenizer.ggml.eos_token_id", out var eos) ? [(int)Convert.ToInt64(eos, CultureInfo.InvariantCulture)] : [],
+        };
+    }
+
+    /// <summary>Our (Hugging Face) name for a llama.cpp tensor name, or null for tensors we do not use.</summary>
+    internal static string? HfName(string gguf)
+    {
+        switch (gguf)
+        {
+            case "token_embd.weight": return "model.embed_tokens.weight";
+            case "output_norm.weight": return "model.norm.weight";
+            case "output.weight": return "lm_head.weight";
+        }
+        var m = LayerName().Match(gguf);
+        if (!m.Success) return null;
+        string? ours = m.Groups[2].Value switch
+        {
+            "attn_norm" => "input_layernorm",
+            "ffn_norm" => "post_attention_layernorm",
+            "attn_q" => "self_attn.q_proj",
+            "attn_k" => "self_attn.k_proj",
+            "attn_v" => "self_attn.v_proj",
+            "attn_output" => "self_attn.o_proj",
+            "ffn_gate" => "mlp.gate_proj",
+            "ffn_up" => "mlp.up_proj",
+            "ffn_down" => "mlp.down_proj",
+            _ => null,
+        };
+        return ours is null ? null : $"model.layers.{m.Groups[1].Value}.{ours}.{m.Groups[3].Value}";
+    }
+
+    [GeneratedRegex(@"^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$")]
+    private static partial Regex LayerName();
+
+    private Dictionary<string, GgufTensor>? _byHfName;
+
+    private GgufTensor Tensor(string name)
+    {
+        _byHfName ??= _tensors.Values.Where(t => HfName(t.Name) is not null).ToDictionary(t => HfName(t.Name)!, StringComparer.Ordinal);
+        return _byHfName.TryGetValue(name, out var t) ? t : throw new ModelLoadException($"{Source}: tensor {name} (llama.cpp name {GgufNameHint(name)}) is missing from the GGUF file");
+    }
+
+    private static string GgufNameHint(string hf) => hf switch
+    {
+        "model.embed_tokens.weight" => "token_embd.weight",
+        "lm_head.weight" => "output.weight",
+        "model.norm.weight" => "output_norm.weight",
+        _ => "blk.N.*",
+    };
+
+    public bool Contains(string name)
+    {
+        try { Tensor(name); return true; }
+        catch (ModelLoadException) { return false; }
+    }
+
+    /// <summary>Shape in our convention, [rows, cols] (ggml lists ne[0], the row length, first).</summary>
+    public long[] Shape(string name) => Tensor(name).Dims.Reverse().ToArray();
+
+    public GgmlType StoredType(string name) => Tensor(name).Type;
+
+    /// <summary>Values per block of the stored type: a row-parallel split must not cut one.</summary>
+    public int ColumnBlock(string name) => Contains(name) ? GgmlTypeTraits.Geometry(Tensor(name).Type)!.Value.BlockSize : 1;
+
+    /// <summary>Which stored row holds our row <paramref name="row"/> (llama.cpp permutes q/k rows within each head).</summary>
+    private long StoredRow(string name, long row)
+    {
+        if (!_permuteQk) return row;
+        int heads = name.EndsWith("q_proj.weight", StringComparison.Ordinal) ? Config.NumHeads
+            : name.EndsWith("k_proj.weight", StringComparison.Ordinal) ? Config.NumKvHeads : 0;
+        if (heads == 0) return row;
+        long d = Config.HeadDim, half = d / 2, head = row / d, within = row % d;
+        // Our row h·d + t·(d/2) + i (rotate-half pairs i and i+d/2) is stored at h·d + 2i + t (adjacent pairs).
+        return head * d + 2 * (within % half) + within / half;
+    }
+
+    /// <summary>
+    /// Raw bytes of rows [row0, row0+rows) × columns [col0, col0+cols) in the stored type, row after row (for
+    /// Q8_0/Q4_0, blocks in ggml's row layout). Columns must fall on block boundaries.
+    /// </summary>
+    public void ReadRaw(string name, long row0, long rows, long col0, long cols, Span<byte> destination)
+    {
+        var t = Tensor(name);
+        var (bs, bb) = GgmlTypeTraits.Geometry(t.Type)!.Value;
+        if (col0 % bs != 0 || cols % bs != 0)
+            throw new ModelLoadException($"{Source}: columns [{col0}, {col0 + cols}) of {name} cut its {bs}-value {t.Type} blocks; use a world size that splits on block boundaries");
+        long rowBytes = t.Dims[0] / bs * bb, sliceBytes = cols / bs * bb, skip = col0 / bs * bb;
+        if (destination.Length != rows * sliceBytes) throw new ArgumentException($"{name}: {destination.Length} bytes given for {rows} rows of {sliceBytes}");
+        long r = 0;
+        while (r < rows)
+        {
+            // Consecutive whole stored rows are read in one go (up to 16 MiB).
+            long first = StoredRow(name, row0 + r), run = 1;
+            if (sliceBytes == rowBytes)
+                while (r + run < rows && StoredRow(name, row0 + r + run) == first + run && (run + 1) * rowBytes <= 16 << 20) run++;
+            t.File.Read(t.Offset + first * rowBytes + skip, destination.Slice((int)(r * sliceBytes), (int)(run * sliceBytes)));
+            r += run;
+        }
+    }
+
+    public unsafe void ReadBlock(string name, long row0, long rows, long col0, long cols, Span<float> destination)
+    {
+        var t = Tensor(name);
+        var (bs, bb) = GgmlTypeTraits.Geometry(t.Type)!.Value;
+        long sliceBytes = cols / bs * bb;
+        // A row at a time through a small buffer: the float32 destination is the big allocation.
+        var raw = new byte[sliceBytes];
+        fixed (byte* src = raw)
+        fixed (float* dst = destination)
+        {
+            for (long r = 0; r < rows; r++)
+            {
+                ReadRaw(name, row0 + r, 1, col0, cols, raw);
+                GgmlTypeTraits.Dequantize(t.Type, src, cols, dst + r * cols);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var f in _files) f.Dispose();
+        _files.Clear();
+    }
+}

@@ -1,0 +1,174 @@
+namespace ActorRing.Model.Quantization;
+
+/// <summary>
+/// One block-quantized weight format, in the style of ggml's <c>type_traits</c>: block size and bytes per
+/// block, quantizing and dequantizing rows, packing rows into decode panels, and the decode dot product
+/// against activations quantized to Q8_0. Blocks are ggml's exact bytes (an fp16 scale, then the quants), so
+/// a GGUF tensor needs no conversion and our quantization error is ggml's.
+///
+/// Panel layout (see <see cref="DotKernel"/> for the float formats' equivalent): rows are grouped
+/// <see cref="PanelRows"/> at a time, and within a group the blocks of one block column sit together, first
+/// the group's scales, then each row's quants: [d0 d1 d2 d3][qs0][qs1][qs2][qs3], then the next column. The
+/// weights are one sequential stream, each activation block is loaded once for four rows, and the four scales
+/// share a cache line. With one row per group this is ggml's row layout byte for byte, which is how matrices
+/// whose row count is not a multiple of four are kept.
+/// </summary>
+internal abstract unsafe class BlockFormat
+{
+    public const int BlockSize = 32;
+    public const int PanelRows = 4;
+
+    public static readonly BlockFormat Q8_0 = new Q8_0Format();
+    public static readonly BlockFormat Q4_0 = new Q4_0Format();
+
+    /// <summary>The format named by a <c>--quant</c> value (<c>q8_0</c>, <c>q4_0</c>), or null.</summary>
+    public static BlockFormat? Named(string name) => name.ToLowerInvariant() switch
+    {
+        "q8_0" => Q8_0,
+        "q4_0" => Q4_0,
+        _ => null,
+    };
+
+    public static BlockFormat? OfType(GgmlType type) => type switch
+    {
+        GgmlType.Q8_0 => Q8_0,
+        GgmlType.Q4_0 => Q4_0,
+        _ => null,
+    };
+
+    /// <summary>Lower-case name, as the <c>--quant</c> flag spells it.</summary>
+    public abstract string Name { get; }
+
+    public abstract GgmlType Type { get; }
+
+    /// <summary>Bytes of one block: the fp16 scale and the quants.</summary>
+    public abstract int BytesPerBlock { get; }
+
+    /// <summary>Bytes of one block's quants (after its scale).</summary>
+    public int QuantBytes => BytesPerBlock - sizeof(ushort);
+
+    public long RowBytes(long columns) => columns / BlockSize * BytesPerBlock;
+
+    public override string ToString() => Name;
+
+    /// <summary>
+    /// Quantizes one block of 32 finite values exactly as ggml's reference quantizer does, writing the quants
+    /// to <paramref name="quants"/> and returning the fp16 scale bits.
+    /// </summary>
+    protected abstract ushort QuantizeBlock(ReadOnlySpan<float> values, Span<byte> quants);
+
+    /// <summary>One block's 32 values: scale times quant, as ggml's <c>dequantize_row</c>.</summary>
+    public abstract void DequantizeBlock(float scale, byte* quants, float* values);
+
+    /// <summary>
+    /// ggml's <c>quantize_row_*_ref</c>: <paramref name="values"/> (a multiple of 32) into blocks in ggml's row
+    /// layout. Refuses a NaN or an infinity, which ggml would turn into garbage blocks silently, and a block
+    /// whose scale would overflow fp16.
+    /// </summary>
+    public void QuantizeRow(ReadOnlySpan<float> values, Span<byte> blocks, string what = "row")
+    {
+        if (values.Length % BlockSize != 0)
+            throw new ArgumentException($"{what}: {values.Length} values is not a whole number of {BlockSize}-value {Name} blocks", nameof(values));
+        if (blocks.Length != RowBytes(values.Length))
+            throw new ArgumentException($"{what}: {blocks.Length} bytes given for {values.Length / BlockSize} {Name} blocks of {BytesPerBlock} bytes", nameof(blocks));
+        for (int b = 0; b < values.Length / BlockSize; b++)
+        {
+            var block = values.Slice(b * BlockSize, BlockSize);
+            for (int j = 0; j < BlockSize; j++)
+            {
+                if (!float.IsFinite(block[j]))
+                    throw new ModelLoadException($"{what}: value {block[j]} at column {b * BlockSize + j} cannot be quantized to {Name}; the weights hold a NaN or an infinity, so the checkpoint is damaged");
+            }
+            var target = blocks.Slice(b * BytesPerBlock, BytesPerBlock);
+            ushort scale = QuantizeBlock(block, target[sizeof(ushort)..]);
+            if (!Half.IsFinite(BitConverter.UInt16BitsToHalf(scale)))
+                throw new ModelLoadException($"{what}: the block at column {b * BlockSize} holds values up to {MaxAbs(block)}, whose {Name} scale overflows fp16; quantize this model with --quant off");
+            target[0] = (byte)scale;
+            target[1] = (byte)(scale >> 8);
+        }
+    }
+
+    /// <summary>Blocks in ggml's row layout back to <paramref name="values"/>.</summary>
+    public void DequantizeRow(ReadOnlySpan<byte> blocks, Span<float> values)
+    {
+        if (blocks.Length != RowBytes(values.Length) || values.Length % BlockSize != 0)
+            throw new ArgumentException($"{blocks.Length} bytes of {Name} blocks do not hold {values.Length} values");
+        fixed (byte* b = blocks)
+        fixed (float* v = values)
+        {
+            for (int i = 0; i < values.Length / BlockSize; i++)
+            {
+                byte* block = b + (long)i * BytesPerBlock;
+                DequantizeBlock(Fp16.ToSingle(*(ushort*)block), block + sizeof(ushort), v + i * BlockSize);
+            }
+        }
+    }
+
+    private static float MaxAbs(ReadOnlySpan<float> values)
+    {
+        float max = 0;
+        foreach (var v in values) max = MathF.Max(max, MathF.Abs(v));
+        return max;
+    }
+
+    /// <summary>Rows per panel for a matrix of <paramref name="rows"/> rows: four when they divide evenly, else one (ggml's row layout).</summary>
+    public static int PanelRowsFor(long rows) => rows % PanelRows == 0 ? PanelRows : 1;
+
+    /// <summary>Where row <paramref name="row"/>'s scale of block column <paramref name="column"/> sits in a panel-packed matrix.</summary>
+    public long ScaleOffset(long row, long column, long blocksPerRow, int panelRows)
+    {
+        long panel = row / panelRows, r = row % panelRows;
+        return panel * panelRows * blocksPerRow * BytesPerBlock + column * panelRows * BytesPerBlock + r * sizeof(ushort);
+    }
+
+    /// <summary>Where row <paramref name="row"/>'s quants of block column <paramref name="column"/> sit in a panel-packed matrix.</summary>
+    public long QuantOffset(long row, long column, long blocksPerRow, int panelRows)
+    {
+        long panel = row / panelRows, r = row % panelRows;
+        return panel * panelRows * blocksPerRow * BytesPerBlock + column * panelRows * BytesPerBlock + panelRows * sizeof(ushort) + r * QuantBytes;
+    }
+
+    /// <summary>
+    /// Copies <paramref name="rows"/> rows of blocks in ggml's row layout, starting at row <paramref name="row0"/>
+    /// of the destination, into the panel layout (<paramref name="row0"/> a multiple of
+    /// <paramref name="panelRows"/>), so a loader can pack a matrix a slice at a time.
+    /// </summary>
+    public void PackRows(byte* rowMajor, long row0, long rows, long blocksPerRow, int panelRows, byte* packed)
+    {
+        int q = QuantBytes;
+        for (long r = 0; r < rows; r++)
+        {
+            byte* from = rowMajor + r * blocksPerRow * BytesPerBlock;
+            for (long c = 0; c < blocksPerRow; c++, from += BytesPerBlock)
+            {
+                *(ushort*)(packed + ScaleOffset(row0 + r, c, blocksPerRow, panelRows)) = *(ushort*)from;
+                Buffer.MemoryCopy(from + sizeof(ushort), packed + QuantOffset(row0 + r, c, blocksPerRow, panelRows), q, q);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Rows [row0, row0+rows) of a panel-packed matrix as float32, row-major into <paramref name="destination"/>
+    /// (prefill hands them to libtorch).
+    /// </summary>
+    public void DequantizeRows(byte* packed, long row0, long rows, long blocksPerRow, int panelRows, float* destination)
+    {
+        for (long r = 0; r < rows; r++)
+        {
+            float* to = destination + r * blocksPerRow * BlockSize;
+            for (long c = 0; c < blocksPerRow; c++)
+            {
+                float scale = Fp16.ToSingle(*(ushort*)(packed + ScaleOffset(row0 + r, c, blocksPerRow, panelRows)));
+                DequantizeBlock(scale, packed + QuantOffset(row0 + r, c, blocksPerRow, panelRows), to + c * BlockSize);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The decode product for rows [row0, row1) of a panel-packed matrix against each of the
+    /// <see cref="QuantizedActivations.Batch"/> activation rows: y[b·yStride + r] = Σ w[r]·x[b]. Row bounds are
+    /// multiples of <paramref name="panelRows"/>. Each output row is computed the same way whatever the batch,
+    /// so results are bit-identical for B = 1 and B &gt; 1.
+    /// </summary>
+    public abstract void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride);
+}

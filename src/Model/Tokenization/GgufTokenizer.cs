@@ -1,0 +1,145 @@
+using System.Text;
+using System.Text.Json;
+using ActorRing.Model.Checkpoints.Gguf;
+
+namespace ActorRing.Model.Tokenization;
+
+/// <summary>
+/// The tokenizer a GGUF file carries in its metadata (<c>tokenizer.ggml.*</c>), built on the existing
+/// tokenizers: a SentencePiece-style "llama" vocabulary (pieces with scores) runs as the llama.c tokenizer,
+/// which implements exactly that score-driven merging; a "gpt2" byte-level BPE vocabulary (tokens and merges)
+/// runs as <see cref="HuggingFaceBpeTokenizer"/>, with the pre-tokenizer llama.cpp names in
+/// <c>tokenizer.ggml.pre</c>.
+/// </summary>
+public static class GgufTokenizer
+{
+    public static ITextTokenizer Load(string path)
+    {
+        GgufFile file;
+        try
+        {
+            file = new GgufFile(path);
+        }
+        catch (ModelLoadException e)
+        {
+            throw new TokenizerFormatException(e.Message, e);
+        }
+        using (file) return FromMetadata(file.Metadata, path);
+    }
+
+    internal static ITextTokenizer FromMetadata(IReadOnlyDictionary<string, object> m, string name)
+    {
+        T Get<T>(string key) where T : class => m.TryGetValue(key, out var v) && v is T t ? t
+            : throw new TokenizerFormatException($"GGUF '{name}': metadata {key} is missing or has the wrong type; the file carries no usable tokenizer");
+        string model = Get<string>("tokenizer.ggml.model");
+        var tokens = Get<string[]>("tokenizer.ggml.tokens");
+        return model switch
+        {
+            "llama" => Llama(tokens, Get<float[]>("tokenizer.ggml.scores"), name),
+            "gpt2" => Gpt2(m, tokens, Get<string[]>("tokenizer.ggml.merges"), name),
+            _ => throw new TokenizerFormatException($"GGUF '{name}': tokenizer.ggml.model is '{model}'; supported are 'llama' (SentencePiece) and 'gpt2' (byte-level BPE)"),
+        };
+    }
+
+    /// <summary>The vocabulary in llama.c's tokenizer.bin form, SentencePiece's '▁' written as the space it stands for.</summary>
+    private static ITextTokenizer Llama(string[] tokens, float[] scores, string name)
+    {
+        if (scores.Length != tokens.Length)
+            throw new TokenizerFormatException($"GGUF '{name}': {tokens.Length} tokens but {scores.Length} scores");
+        var pieces = tokens.Select(t => Encoding.UTF8.GetBytes(t.Replace('\u2581', ' '))).ToArray();
+        using var bytes = new MemoryStream();
+        using (var w = new BinaryWriter(bytes, Encoding.UTF8, leaveOpen: true))
+        {
+            w.Write(Math.Max(1, pieces.Max(p => p.Length)));
+            for (int i = 0; i < pieces.Length; i++)
+            {
+                w.Write(scores[i]);
+                w.Write(pieces[i].Length);
+                w.Write(pieces[i]);
+            }
+        }
+        return Llama2cTokenizer.Parse(bytes.ToArray(), name);
+    }
+
+    /// <summary>Pre-tokenizer regexes of the <c>tokenizer.ggml.pre</c> names llama.cpp gives Llama 3 and Qwen2.</summary>
+    private static string? PreTokenizerRegex(string pre) => pre switch
+    {
+        "llama-bpe" or "llama3" => @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        "qwen2" => @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        "gpt-2" or "default" => null,
+        _ => throw new TokenizerFormatException($"tokenizer.ggml.pre '{pre}' is not one this server knows (llama-bpe, qwen2, gpt-2, default)"),
+    };
+
+    /// <summary>The vocabulary written as the tokenizer.json that <see cref="HuggingFaceBpeTokenizer"/> reads.</summary>
+    private static ITextTokenizer Gpt2(IReadOnlyDictionary<string, object> m, string[] tokens, string[] merges, string name)
+    {
+        string pre = m.TryGetValue("tokenizer.ggml.pre", out var p) && p is string s ? s : "default";
+        string? regex = PreTokenizerRegex(pre);
+        var types = m.TryGetValue("tokenizer.ggml.token_type", out var tt) && tt is int[] ints ? ints : [];
+        using var json = new MemoryStream();
+        using (var w = new Utf8JsonWriter(json))
+        {
+            w.WriteStartObject();
+            w.WriteStartObject("model");
+            w.WriteString("type", "BPE");
+            w.WriteStartObject("vocab");
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            for (int i = 0; i < tokens.Length; i++)
+                if (seen.Add(tokens[i])) w.WriteNumber(tokens[i], i);
+            w.WriteEndObject();
+            w.WriteStartArray("merges");
+            foreach (var merge in merges) w.WriteStringValue(merge);
+            w.WriteEndArray();
+            w.WriteEndObject();
+            // Token types 3 (control) and 4 (user-defined) are matched whole before BPE, as llama.cpp does.
+            w.WriteStartArray("added_tokens");
+            for (int i = 0; i < Math.Min(types.Length, tokens.Length); i++)
+            {
+                if (types[i] is not (3 or 4)) continue;
+                w.WriteStartObject();
+                w.WriteNumber("id", i);
+                w.WriteString("content", tokens[i]);
+                w.WriteBoolean("special", types[i] == 3);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteStartObject("pre_tokenizer");
+            if (regex is null)
+            {
+                w.WriteString("type", "ByteLevel");
+                w.WriteBoolean("add_prefix_space", false);
+                w.WriteBoolean("use_regex", true);
+            }
+            else
+            {
+                w.WriteString("type", "Sequence");
+                w.WriteStartArray("pretokenizers");
+                w.WriteStartObject();
+                w.WriteString("type", "Split");
+                w.WriteStartObject("pattern");
+                w.WriteString("Regex", regex);
+                w.WriteEndObject();
+                w.WriteString("behavior", "Isolated");
+                w.WriteBoolean("invert", false);
+                w.WriteEndObject();
+                w.WriteStartObject();
+                w.WriteString("type", "ByteLevel");
+                w.WriteBoolean("add_prefix_space", false);
+                w.WriteBoolean("use_regex", false);
+                w.WriteEndObject();
+                w.WriteEndArray();
+            }
+            w.WriteEndObject();
+            w.WriteStartObject("decoder");
+            w.WriteString("type", "ByteLevel");
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        var config = new Dictionary<string, string>();
+        if (m.TryGetValue("tokenizer.ggml.bos_token_id", out var bos) && Convert.ToInt64(bos, System.Globalization.CultureInfo.InvariantCulture) is long b && b >= 0 && b < tokens.Length)
+            config["bos_token"] = tokens[b];
+        if (m.TryGetValue("tokenizer.ggml.eos_token_id", out var eos) && Convert.ToInt64(eos, System.Globalization.CultureInfo.InvariantCulture) is long e && e >= 0 && e < tokens.Length)
+            config["eos_token"] = tokens[e];
+        return HuggingFaceBpeTokenizer.FromJson(Encoding.UTF8.GetString(json.ToArray()), name, JsonSerializer.Serialize(config));
+    }
+}

@@ -1,0 +1,154 @@
+using ActorRing.Model.Quantization;
+using ActorRing.Model.Tests.Support;
+using ActorRing.Model.Tokenization;
+
+namespace ActorRing.Model.Tests;
+
+/// <summary>
+/// GGUF files written by the test's own writer (following the spec, with llama.cpp's names and q/k
+/// permutation) load to the same logits as the safetensors checkpoint they came from, at world sizes 1 and 2.
+/// </summary>
+public sealed class GgufTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "actorring-gguf-" + Guid.NewGuid().ToString("N"));
+
+    public GgufTests() => Directory.CreateDirectory(_root);
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
+    }
+
+    private static SyntheticModel Model(string type) => new SyntheticModel
+    {
+        ModelType = type, Hidden = 128, Intermediate = 192, Layers = 2, Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
+        MatrixScale = 0.5f, Tied = type == "llama",
+    }.Build(seed: 99);
+
+    private static readonly int[] Prompt = [1, 17, 42, 5, 99, 3];
+    private static readonly int[] Decoded = [7, 64, 23];
+
+    private static List<float[]> Run(string model, int worldSize, ModelLoadOptions options)
+    {
+        var perRank = InProcessGroup.Run(worldSize, comm =>
+        {
+            using var m = ShardedLlama.Load(model, comm, options);
+            var steps = new List<float[]?> { m.Forward(0, Prompt, 0) };
+            for (int i = 0; i < Decoded.Length; i++) steps.Add(m.Forward(0, [Decoded[i]], Prompt.Length + i));
+            return steps;
+        });
+        return perRank[0].Select(s => s!).ToList();
+    }
+
+    [Theory]
+    [InlineData("llama", GgmlType.F32, WeightQuantization.None)]
+    [InlineData("qwen2", GgmlType.F32, WeightQuantization.None)]
+    [InlineData("llama", GgmlType.Q8_0, WeightQuantization.Q8_0)]
+    [InlineData("qwen2", GgmlType.Q4_0, WeightQuantization.Q4_0)]
+    public void A_gguf_file_gives_the_logits_of_its_safetensors_checkpoint_at_world_sizes_1_and_2(string type, GgmlType stored, WeightQuantization quant)
+    {
+        var model = Model(type);
+        string safetensors = model.WriteTo(Path.Combine(_root, "hf"));
+        string gguf = Path.Combine(_root, "model.gguf");
+        GgufWriter.Write(gguf, GgufWriter.Metadata(model), GgufWriter.Tensors(model, stored));
+
+        // The safetensors checkpoint quantized at load holds the very blocks the file stores (the file's
+        // output.weight is quantized too, so the head is here).
+        var options = new ModelLoadOptions { ContextLength = 32, Threads = 1, Quant = quant, QuantizeLmHead = quant != WeightQuantization.None && !model.Tied };
+        var expected = Run(safetensors, 1, options);
+        var fromFile = Run(gguf, 1, new ModelLoadOptions { ContextLength = 32, Threads = 1 });
+        var split = Run(_root, 2, new ModelLoadOptions { ContextLength = 32, Threads = 1 }); // the directory holding it
+        for (int step = 0; step < expected.Count; step++)
+        {
+            SyntheticModelTests.AssertClose(expected[step], fromFile[step], 0f, $"{type} {stored} N=1, step {step}");
+            SyntheticModelTests.AssertClose(expected[step], split[step], 1e-4f, $"{type} {stored} N=2, step {step}");
+        }
+    }
+
+    [Fact]
+    public void Ranks_read_only_their_own_byte_ranges_of_a_quantized_file()
+    {
+        var model = Model("qwen2");
+        string gguf = Path.Combine(_root, "q8.gguf");
+        var tensors = GgufWriter.Tensors(model, GgmlType.Q8_0);
+        GgufWriter.Write(gguf, GgufWriter.Metadata(model), tensors);
+        long replicated = tensors.Where(t => t.Name is "token_embd.weight" || t.Name.Contains("norm") || t.Name.EndsWith("attn_output.bias")).Sum(t => t.Data.Length);
+        long sharded = tensors.Sum(t => t.Data.Length) - replicated;
+        var read = InProcessGroup.Run(2, comm =>
+        {
+            using var m = ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 });
+            return m.CheckpointBytesRead;
+        });
+        Assert.All(read, bytes => Assert.Equal(replicated + sharded / 2, bytes));
+    }
+
+    [Fact]
+    public void A_split_gguf_set_loads_from_its_first_part()
+    {
+        var model = Model("llama");
+        var tensors = GgufWriter.Tensors(model, GgmlType.F16);
+        var meta = GgufWriter.Metadata(model);
+        GgufWriter.Write(Path.Combine(_root, "m-00001-of-00002.gguf"), meta, tensors.Where((_, i) => i % 2 == 0).ToList());
+        GgufWriter.Write(Path.Combine(_root, "m-00002-of-00002.gguf"), new() { ["split.no"] = (uint)1 }, tensors.Where((_, i) => i % 2 == 1).ToList());
+        var expected = Run(model.WriteTo(Path.Combine(_root, "hf")), 1, new ModelLoadOptions { ContextLength = 32, Threads = 1 });
+        var got = Run(_root, 1, new ModelLoadOptions { ContextLength = 32, Threads = 1 });
+        // F16 on disk: the values rounded to fp16, so near, not equal.
+        for (int step = 0; step < expected.Count; step++) SyntheticModelTests.AssertClose(expected[step], got[step], 0.05f, $"step {step}");
+        File.Delete(Path.Combine(_root, "m-00002-of-00002.gguf"));
+        var e = Assert.Throws<ModelLoadException>(() => ModelDirectory.Recognise(_root).ReadConfig());
+        Assert.Contains("split GGUF part m-00002-of-00002.gguf of 2 is missing", e.Message);
+    }
+
+    [Fact]
+    public void Types_it_cannot_read_are_refused_by_name_and_block_cutting_world_sizes_named()
+    {
+        var model = Model("llama");
+        var tensors = GgufWriter.Tensors(model, GgmlType.F32);
+        tensors[3] = tensors[3] with { Type = GgmlType.Q4_1 };
+        string gguf = Path.Combine(_root, "bad.gguf");
+        GgufWriter.Write(gguf, GgufWriter.Metadata(model), tensors);
+        var e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
+        Assert.Contains($"tensor {tensors[3].Name} is Q4_1, which this loader does not read", e.Message);
+
+        // 4 heads of 32 in Q8_0 blocks split over 4 ranks is whole blocks; heads of 16 over 4 ranks are not.
+        var narrow = new SyntheticModel { ModelType = "qwen2", Hidden = 64, Intermediate = 256, Heads = 4, KvHeads = 4, HeadDim = 16, Vocab = 50 }.Build(1);
+        string small = Path.Combine(_root, "narrow.gguf");
+        GgufWriter.Write(small, GgufWriter.Metadata(narrow), GgufWriter.Tensors(narrow, GgmlType.Q8_0));
+        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(4, comm => ShardedLlama.Load(small, comm, new ModelLoadOptions { ContextLength = 8 })));
+        Assert.Contains("model.layers.0.self_attn.o_proj.weight stored as Q8_0 needs every rank's share of o_proj and down_proj to be whole 32-value blocks, and world size 4 cuts them", e.Message);
+        Assert.EndsWith("world sizes that work: 1, 2", e.Message);
+    }
+
+    [Fact]
+    public void A_llama_vocabulary_in_the_metadata_tokenizes_as_the_original()
+    {
+        // stories260K's llama2.c vocabulary (pieces and scores), written as a SentencePiece-style GGUF vocabulary.
+        var bin = File.ReadAllBytes(Path.Combine(TestPaths.Llama2c, "tok512.bin"));
+        var tokens = new List<string>();
+        var scores = new List<float>();
+        for (int at = 4; at < bin.Length;)
+        {
+            scores.Add(BitConverter.ToSingle(bin, at));
+            int len = BitConverter.ToInt32(bin, at + 4);
+            tokens.Add(System.Text.Encoding.UTF8.GetString(bin, at + 8, len).Replace(' ', '\u2581'));
+            at += 8 + len;
+        }
+        var meta = new Dictionary<string, object>
+        {
+            ["tokenizer.ggml.model"] = "llama",
+            ["tokenizer.ggml.tokens"] = tokens.ToArray(),
+            ["tokenizer.ggml.scores"] = scores.ToArray(),
+            ["tokenizer.ggml.bos_token_id"] = 1u,
+        };
+        string gguf = Path.Combine(_root, "tok.gguf");
+        GgufWriter.Write(gguf, meta, []);
+        var original = TokenizerLoader.Load(Path.Combine(TestPaths.Llama2c, "tok512.bin"));
+        var fromGguf = TokenizerLoader.Load(gguf);
+        const string text = "Once upon a time, there was a little girl named Lily. She loved to play outside!";
+        var ids = fromGguf.Encode(text, addBos: true);
+        Assert.Equal(original.Encode(text, addBos: true), ids);
+        Assert.Equal(1, ids[0]);
+        Assert.Equal(original.Decode(ids), fromGguf.Decode(ids));
+        Assert.Contains("little girl named Lily", fromGguf.Decode(ids));
+    }
+}

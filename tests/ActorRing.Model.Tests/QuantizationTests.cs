@@ -1,0 +1,281 @@
+using System.Runtime.Intrinsics.X86;
+using ActorRing.Model.Quantization;
+
+namespace ActorRing.Model.Tests;
+
+/// <summary>
+/// Q8_0 and Q4_0 against ggml itself (blocks its reference quantizers wrote, kept in Data/), and the integer
+/// decode kernels against each other and against plain double-precision loops over the dequantized values.
+/// </summary>
+public sealed unsafe class QuantizationTests
+{
+    private static readonly BlockFormat[] Formats = [BlockFormat.Q8_0, BlockFormat.Q4_0];
+
+    /// <summary>The rows the golden file was made from, built the way its C generator builds them.</summary>
+    private static IEnumerable<(string Name, float[] Row)> GoldenRows()
+    {
+        double[] scales = [1.0, 0.02, 300.0, 1e-6];
+        for (int r = 0; r < scales.Length; r++)
+        {
+            var rng = new XorShift(0x9E3779B97F4A7C15ul + (ulong)r);
+            yield return ($"random{r}", Enumerable.Range(0, 256).Select(_ => (float)(rng.Next() * scales[r])).ToArray());
+        }
+        yield return ("zeros", new float[64]);
+        var huge = new XorShift(7);
+        var row = Enumerable.Range(0, 64).Select(_ => huge.Next() * 0.01f).ToArray();
+        row[5] = 30000f;
+        row[40] = -1000f;
+        yield return ("huge", row);
+        yield return ("plusminusmax", Enumerable.Range(0, 64).Select(i => (i % 2 == 1 ? 1f : -1f) * 3.5f).ToArray());
+        var ties = new float[64];
+        for (int i = 0; i < 32; i++) ties[i] = (i - 16) * 0.5f;
+        ties[31] = 127f;
+        for (int i = 32; i < 64; i++) ties[i] = -(float)(i - 32) / 16.0f * 8.0f;
+        yield return ("ties", ties);
+    }
+
+    private sealed class XorShift(ulong state)
+    {
+        public float Next()
+        {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            return (float)((state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+        }
+    }
+
+    [Fact]
+    public void Quantized_rows_equal_ggml_reference_blocks_byte_for_byte()
+    {
+        var golden = File.ReadAllLines(Path.Combine(AppContext.BaseDirectory, "Data", "ggml_quants_golden.txt"))
+            .Where(l => !l.StartsWith('#'))
+            .Select(l => l.Split(' '))
+            .ToDictionary(p => (p[0], p[1]), p => p[2]);
+        int compared = 0;
+        foreach (var (name, row) in GoldenRows())
+        {
+            foreach (var format in Formats)
+            {
+                var blocks = new byte[format.RowBytes(row.Length)];
+                format.QuantizeRow(row, blocks);
+                Assert.True(golden[(name, format.Name)] == Convert.ToHexStringLower(blocks), $"{name} {format.Name}");
+                compared++;
+            }
+        }
+        Assert.Equal(16, compared);
+    }
+
+    [Fact]
+    public unsafe void K_quant_blocks_dequantize_to_the_values_ggml_gives()
+    {
+        int checkedTypes = 0;
+        foreach (var line in File.ReadAllLines(Path.Combine(AppContext.BaseDirectory, "Data", "ggml_kquants_golden.txt")).Where(l => !l.StartsWith('#')))
+        {
+            var parts = line.Split(' ');
+            var type = Enum.Parse<GgmlType>(parts[0], ignoreCase: true);
+            var blocks = Convert.FromHexString(parts[1]);
+            var want = Convert.FromHexString(parts[2]);
+            Assert.Equal(2 * GgmlTypeTraits.Geometry(type)!.Value.BlockBytes, blocks.Length);
+            var got = new float[512];
+            fixed (byte* b = blocks)
+            fixed (float* g = got) GgmlTypeTraits.Dequantize(type, b, 512, g);
+            for (int i = 0; i < 512; i++)
+            {
+                uint bits = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(want.AsSpan(4 * i));
+                Assert.True(bits == BitConverter.SingleToUInt32Bits(got[i]), $"{type} value {i}: {got[i]}, ggml {BitConverter.UInt32BitsToSingle(bits)}");
+            }
+            checkedTypes++;
+        }
+        Assert.Equal(3, checkedTypes);
+    }
+
+    [Theory]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    public void Non_finite_weights_are_refused_naming_the_value_and_column(float bad)
+    {
+        foreach (var format in Formats)
+        {
+            var row = new float[64];
+            row[37] = bad;
+            var error = Assert.Throws<ModelLoadException>(() => format.QuantizeRow(row, new byte[format.RowBytes(64)], "layer 3 q_proj row 5"));
+            Assert.Contains($"layer 3 q_proj row 5: value {bad} at column 37 cannot be quantized to {format.Name}", error.Message);
+        }
+    }
+
+    [Fact]
+    public void A_scale_beyond_fp16_is_refused()
+    {
+        var row = new float[32];
+        row[0] = 1e7f; // 1e7/127 > 65504
+        var error = Assert.Throws<ModelLoadException>(() => BlockFormat.Q8_0.QuantizeRow(row, new byte[34]));
+        Assert.Contains("overflows fp16", error.Message);
+    }
+
+    [Fact]
+    public void Dequantized_values_are_whole_multiples_of_the_scale_within_one_step()
+    {
+        var rng = new XorShift(11);
+        var row = Enumerable.Range(0, 128).Select(_ => rng.Next()).ToArray();
+        foreach (var format in Formats)
+        {
+            var blocks = new byte[format.RowBytes(128)];
+            format.QuantizeRow(row, blocks);
+            var back = new float[128];
+            format.DequantizeRow(blocks, back);
+            for (int b = 0; b < 4; b++)
+            {
+                float d = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(blocks, b * format.BytesPerBlock));
+                for (int j = 0; j < 32; j++)
+                {
+                    int i = b * 32 + j;
+                    // Q8_0 rounds to the nearest step; Q4_0 too, except that its 16 levels stop one short of
+                    // the far end (-8d..7d), so a value opposite the block's largest can be a whole step off. The
+                    // quants come from the float32 scale, dequantizing uses its fp16 rounding: 2^-11 relative more.
+                    float step = format == BlockFormat.Q8_0 ? 0.5f : 1f;
+                    Assert.True(MathF.Abs(back[i] - row[i]) <= MathF.Abs(d) * step + MathF.Abs(row[i]) / 1024, $"{format} {i}: {row[i]} -> {back[i]} (d {d})");
+                    double multiple = back[i] / d;
+                    Assert.Equal(Math.Round(multiple), multiple, 1e-4);
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Fp16_scales_widen_exactly_for_every_finite_half()
+    {
+        for (int bits = 0; bits < 0x10000; bits++)
+        {
+            var half = BitConverter.UInt16BitsToHalf((ushort)bits);
+            if (!Half.IsFinite(half)) continue;
+            Assert.Equal(BitConverter.SingleToInt32Bits((float)half), BitConverter.SingleToInt32Bits(Fp16.ToSingle((ushort)bits)));
+        }
+    }
+
+    [Fact]
+    public void Activations_quantize_to_the_same_bytes_as_the_reference_quantizer()
+    {
+        foreach (var (name, row) in GoldenRows())
+        {
+            var reference = new byte[BlockFormat.Q8_0.RowBytes(row.Length)];
+            BlockFormat.Q8_0.QuantizeRow(row, reference);
+            var acts = new QuantizedActivations();
+            fixed (float* x = row) acts.Quantize(x, row.Length, 1, row.Length);
+            for (int b = 0; b < row.Length / 32; b++)
+            {
+                float d = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(reference, b * 34));
+                Assert.True(BitConverter.SingleToInt32Bits(d) == BitConverter.SingleToInt32Bits(acts.Scales[b]), $"{name} block {b} scale");
+                for (int j = 0; j < 32; j++)
+                {
+                    sbyte q = acts.Quants[b * 32 + j];
+                    Assert.True((sbyte)reference[b * 34 + 2 + j] == q, $"{name} value {b * 32 + j}");
+                }
+                for (int lane = 0; lane < 8; lane++)
+                {
+                    int sum = 0;
+                    for (int k = 0; k < 4; k++) sum += acts.Quants[b * 32 + lane * 4 + k];
+                    Assert.Equal(-8 * sum, acts.LaneBias[b * 8 + lane]);
+                }
+            }
+        }
+    }
+
+    /// <summary>A quantized [rows, cols] matrix in the panel layout, and its dequantized values.</summary>
+    private static (byte[] Packed, float[] Values) QuantizedMatrix(BlockFormat format, int rows, int cols, int seed, int panelRows)
+    {
+        var rng = new XorShift((ulong)seed + 1);
+        var w = Enumerable.Range(0, rows * cols).Select(_ => rng.Next()).ToArray();
+        var rowMajor = new byte[format.RowBytes(cols) * rows];
+        for (int r = 0; r < rows; r++)
+            format.QuantizeRow(w.AsSpan(r * cols, cols), rowMajor.AsSpan((int)(r * format.RowBytes(cols)), (int)format.RowBytes(cols)));
+        var packed = new byte[rowMajor.Length];
+        var values = new float[rows * cols];
+        fixed (byte* from = rowMajor, to = packed)
+        fixed (float* v = values)
+        {
+            format.PackRows(from, 0, rows, cols / 32, panelRows, to);
+            format.DequantizeRows(to, 0, rows, cols / 32, panelRows, v);
+        }
+        var check = new float[cols];
+        format.DequantizeRow(rowMajor.AsSpan(0, (int)format.RowBytes(cols)), check);
+        Assert.Equal(check, values.AsSpan(0, cols).ToArray()); // packing moved the blocks, not their values
+        return (packed, values);
+    }
+
+    [Theory]
+    [InlineData(8, 64, 1)]
+    [InlineData(12, 256, 3)]
+    [InlineData(64, 768, 2)]
+    public void Every_kernel_gives_the_same_bits_and_the_dot_of_the_dequantized_values(int rows, int cols, int batch)
+    {
+        foreach (var format in Formats)
+        {
+            var (packed, values) = QuantizedMatrix(format, rows, cols, rows + cols, 4);
+            var rng = new XorShift(99);
+            var x = Enumerable.Range(0, batch * cols).Select(_ => rng.Next()).ToArray();
+            var acts = new QuantizedActivations();
+            var batched = new float[batch * rows];
+            var single = new float[rows];
+            fixed (float* px = x, py = batched, ps = single)
+            fixed (byte* w = packed)
+            {
+                acts.Quantize(px, cols, batch, cols);
+                format.Dot(w, 0, rows, cols / 32, 4, acts, py, rows);
+                int blocks = cols / 32;
+                for (int b = 0; b < batch; b++)
+                {
+                    var one = new QuantizedActivations();
+                    one.Quantize(px + b * cols, cols, 1, cols);
+                    format.Dot(w, 0, rows, blocks, 4, one, ps, rows);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float got = batched[b * rows + r];
+                        Assert.Equal(BitConverter.SingleToInt32Bits(single[r]), BitConverter.SingleToInt32Bits(got)); // batch-independent
+                        byte* scale = w + format.ScaleOffset(r, 0, blocks, 4), quants = w + format.QuantOffset(r, 0, blocks, 4);
+                        long column = 4 * format.BytesPerBlock;
+                        var portable = format == BlockFormat.Q8_0
+                            ? Q8_0Format.RowPortable(scale, quants, column, blocks, one.Quants, one.Scales)
+                            : Q4_0Format.RowPortable(scale, quants, column, blocks, one.Quants, one.Scales);
+                        Assert.Equal(BitConverter.SingleToInt32Bits(portable), BitConverter.SingleToInt32Bits(got));
+                        if (Avx2.IsSupported)
+                        {
+                            var avx2 = format == BlockFormat.Q8_0
+                                ? Q8_0Format.Row<Avx2Dot>(scale, quants, column, blocks, one.Quants, one.Scales)
+                                : Q4_0Format.Row<Avx2Dot>(scale, quants, column, blocks, one.Quants, one.Scales, one.LaneBias);
+                            Assert.Equal(BitConverter.SingleToInt32Bits(portable), BitConverter.SingleToInt32Bits(avx2));
+                        }
+                        // Against the dequantized weights times the dequantized activations, in double.
+                        double want = 0;
+                        for (int k = 0; k < cols; k++) want += (double)values[r * cols + k] * one.Quants[k] * one.Scales[k / 32];
+                        Assert.Equal(want, got, Math.Max(1e-4, Math.Abs(want) * 1e-5));
+                    }
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Rows_kept_in_ggml_layout_compute_the_same_bits_as_panels()
+    {
+        foreach (var format in Formats)
+        {
+            const int rows = 8, cols = 128;
+            var (panels, _) = QuantizedMatrix(format, rows, cols, 5, 4);
+            var (rowMajor, _) = QuantizedMatrix(format, rows, cols, 5, 1);
+            var rng = new XorShift(3);
+            var x = Enumerable.Range(0, cols).Select(_ => rng.Next()).ToArray();
+            var acts = new QuantizedActivations();
+            var a = new float[rows];
+            var b = new float[rows];
+            fixed (float* px = x, pa = a, pb = b)
+            fixed (byte* wp = panels, wr = rowMajor)
+            {
+                acts.Quantize(px, cols, 1, cols);
+                format.Dot(wp, 0, rows, cols / 32, 4, acts, pa, rows);
+                format.Dot(wr, 0, rows, cols / 32, 1, acts, pb, rows);
+            }
+            Assert.Equal(a.Select(BitConverter.SingleToInt32Bits), b.Select(BitConverter.SingleToInt32Bits));
+        }
+    }
+}

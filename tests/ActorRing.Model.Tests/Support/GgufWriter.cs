@@ -1,0 +1,186 @@
+using System.Text;
+using ActorRing.Model.Quantization;
+
+namespace ActorRing.Model.Tests.Support;
+
+/// <summary>
+/// A small GGUF writer following ggml's docs/gguf.md (version 3): writes a <see cref="SyntheticModel"/> as
+/// llama.cpp's converter would, with its tensor names, <c>{arch}.*</c> hyperparameters, and the q/k row
+/// permutation llama.cpp applies to llama models, so the loader's reading of real files is tested end to end.
+/// </summary>
+internal static class GgufWriter
+{
+    public sealed record Tensor(string Name, long[] Shape, GgmlType Type, byte[] Data);
+
+    /// <summary>The model's tensors in GGUF form; matrices stored as <paramref name="matrixType"/> (F32, F16, Q8_0 or Q4_0).</summary>
+    public static List<Tensor> Tensors(SyntheticModel model, GgmlType matrixType)
+    {
+        var list = new List<Tensor>();
+        foreach (var (hf, values) in model.W.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            string name = GgufName(hf);
+            long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") ? [values.Length] : MatrixShape(model, hf);
+            var data = values;
+            if (model.ModelType == "llama" && (hf.EndsWith("q_proj.weight") || hf.EndsWith("k_proj.weight")))
+                data = Permute(values, shape[0], shape[1], model.HeadDim);
+            bool matrix = shape.Length == 2 && hf != "model.embed_tokens.weight";
+            var type = matrix ? matrixType : GgmlType.F32;
+            list.Add(new Tensor(name, shape, type, Encode(data, shape, type)));
+        }
+        return list;
+    }
+
+    private static long[] MatrixShape(SyntheticModel m, string hf)
+    {
+        int q = m.Heads * m.HeadDim, kv = m.KvHeads * m.HeadDim;
+        if (hf.Contains("q_proj")) return [q, m.Hidden];
+        if (hf.Contains("k_proj") || hf.Contains("v_proj")) return [kv, m.Hidden];
+        if (hf.Contains("o_proj")) return [m.Hidden, q];
+        if (hf.Contains("gate_proj") || hf.Contains("up_proj")) return [m.Intermediate, m.Hidden];
+        if (hf.Contains("down_proj")) return [m.Hidden, m.Intermediate];
+        return [m.Vocab, m.Hidden]; // embedding, lm_head
+    }
+
+    /// <summary>llama.cpp's permute: row h·d + t·(d/2) + i moves to h·d + 2i + t.</summary>
+    private static float[] Permute(float[] w, long rows, long cols, int d)
+    {
+        var to = new float[w.Length];
+        for (long r = 0; r < rows; r++)
+        {
+            long head = r / d, within = r % d, t = within / (d / 2), i = within % (d / 2);
+            Array.Copy(w, r * cols, to, (head * d + 2 * i + t) * cols, cols);
+        }
+        return to;
+    }
+
+    private static byte[] Encode(float[] values, long[] shape, GgmlType type)
+    {
+        if (type == GgmlType.F32) return values.SelectMany(BitConverter.GetBytes).ToArray();
+        if (type == GgmlType.F16) return values.SelectMany(v => BitConverter.GetBytes((Half)v)).ToArray();
+        var format = BlockFormat.OfType(type)!;
+        long cols = shape[^1], rows = values.Length / cols, rowBytes = format.RowBytes(cols);
+        var data = new byte[rows * rowBytes];
+        for (long r = 0; r < rows; r++)
+            format.QuantizeRow(values.AsSpan((int)(r * cols), (int)cols), data.AsSpan((int)(r * rowBytes), (int)rowBytes));
+        return data;
+    }
+
+    public static string GgufName(string hf)
+    {
+        switch (hf)
+        {
+            case "model.embed_tokens.weight": return "token_embd.weight";
+            case "model.norm.weight": return "output_norm.weight";
+            case "lm_head.weight": return "output.weight";
+        }
+        var parts = hf.Split('.'); // model.layers.N.<module>.<proj>.weight
+        string layer = parts[2], kind = parts[^1];
+        string module = string.Join('.', parts[3..^1]) switch
+        {
+            "input_layernorm" => "attn_norm",
+            "post_attention_layernorm" => "ffn_norm",
+            "self_attn.q_proj" => "attn_q",
+            "self_attn.k_proj" => "attn_k",
+            "self_attn.v_proj" => "attn_v",
+            "self_attn.o_proj" => "attn_output",
+            "mlp.gate_proj" => "ffn_gate",
+            "mlp.up_proj" => "ffn_up",
+            "mlp.down_proj" => "ffn_down",
+            var other => throw new ArgumentException(other),
+        };
+        return $"blk.{layer}.{module}.{kind}";
+    }
+
+    /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
+    public static Dictionary<string, object> Metadata(SyntheticModel m)
+    {
+        string a = m.ModelType == "qwen2" ? "qwen2" : "llama";
+        return new Dictionary<string, object>
+        {
+            ["general.architecture"] = a,
+            ["general.name"] = "synthetic",
+            [$"{a}.context_length"] = (uint)m.MaxPos,
+            [$"{a}.embedding_length"] = (uint)m.Hidden,
+            [$"{a}.block_count"] = (uint)m.Layers,
+            [$"{a}.feed_forward_length"] = (uint)m.Intermediate,
+            [$"{a}.attention.head_count"] = (uint)m.Heads,
+            [$"{a}.attention.head_count_kv"] = (uint)m.KvHeads,
+            [$"{a}.attention.key_length"] = (uint)m.HeadDim,
+            [$"{a}.attention.value_length"] = (uint)m.HeadDim,
+            [$"{a}.rope.freq_base"] = (float)m.Theta,
+            [$"{a}.attention.layer_norm_rms_epsilon"] = (float)m.Eps,
+            [$"{a}.vocab_size"] = (uint)m.Vocab,
+        };
+    }
+
+    public static void Write(string path, Dictionary<string, object> metadata, IReadOnlyList<Tensor> tensors, int alignment = 32)
+    {
+        using var stream = File.Create(path);
+        using var w = new BinaryWriter(stream, Encoding.UTF8);
+        w.Write(0x46554747u);
+        w.Write(3u);
+        w.Write((ulong)tensors.Count);
+        w.Write((ulong)metadata.Count);
+        foreach (var (key, value) in metadata)
+        {
+            WriteString(w, key);
+            WriteValue(w, value);
+        }
+        long offset = 0;
+        var offsets = new List<long>();
+        foreach (var t in tensors)
+        {
+            WriteString(w, t.Name);
+            w.Write((uint)t.Shape.Length);
+            foreach (var d in t.Shape.Reverse()) w.Write((ulong)d); // ggml order: ne[0] is the row length
+            w.Write((uint)t.Type);
+            w.Write((ulong)offset);
+            offsets.Add(offset);
+            offset = (offset + t.Data.Length + alignment - 1) / alignment * alignment;
+        }
+        Pad(w, alignment);
+        long start = stream.Position;
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            while (stream.Position < start + offsets[i]) w.Write((byte)0);
+            w.Write(tensors[i].Data);
+        }
+    }
+
+    private static void Pad(BinaryWriter w, int alignment)
+    {
+        while (w.BaseStream.Position % alignment != 0) w.Write((byte)0);
+    }
+
+    private static void WriteString(BinaryWriter w, string s)
+    {
+        var bytes = Encoding.UTF8.GetBytes(s);
+        w.Write((ulong)bytes.Length);
+        w.Write(bytes);
+    }
+
+    private static void WriteValue(BinaryWriter w, object value)
+    {
+        switch (value)
+        {
+            case uint u: w.Write(4u); w.Write(u); break;
+            case int i: w.Write(5u); w.Write(i); break;
+            case float f: w.Write(6u); w.Write(f); break;
+            case bool b: w.Write(7u); w.Write(b ? (byte)1 : (byte)0); break;
+            case string s: w.Write(8u); WriteString(w, s); break;
+            case string[] strings:
+                w.Write(9u); w.Write(8u); w.Write((ulong)strings.Length);
+                foreach (var s in strings) WriteString(w, s);
+                break;
+            case float[] floats:
+                w.Write(9u); w.Write(6u); w.Write((ulong)floats.Length);
+                foreach (var f in floats) w.Write(f);
+                break;
+            case int[] ints:
+                w.Write(9u); w.Write(5u); w.Write((ulong)ints.Length);
+                foreach (var i in ints) w.Write(i);
+                break;
+            default: throw new ArgumentException($"no GGUF type for {value.GetType()}");
+        }
+    }
+}
