@@ -48,14 +48,14 @@ public class JinjaErrorTests
     [InlineData("{{ 'a' + 1 }}", "chat template error at line 1, column 8: can only concatenate str (not \"int\") to str")]
     [InlineData("x\n  {{ missing.attr }}", "chat template error at line 2, column 13: 'missing' is undefined")]
     [InlineData("{{ missing + 'a' }}", "chat template error at line 1, column 12: 'missing' is undefined")]
-    [InlineData("{{ nothing() }}", "chat template error at line 1, column 11: 'nothing' is undefined, so it cannot be called")]
+    [InlineData("{{ nothing() }}", "chat template error at line 1, column 11: 'nothing' is undefined")]
     [InlineData("{% for x in 3 %}{% endfor %}", "chat template error at line 1, column 13: 'int' object is not iterable")]
     [InlineData("{{ [1].append(2) }}", "chat template error at line 1, column 14: access to attribute 'append' of 'list' object is unsafe: templates cannot modify lists")]
     [InlineData("{{ 'a' | nosuchfilter }}", "chat template error at line 1, column 8: unknown filter 'nosuchfilter'")]
     [InlineData("{{ 1 is nosuchtest }}", "chat template error at line 1, column 6: unknown test 'nosuchtest'")]
     [InlineData("{{ 1 // 0 }}", "chat template error at line 1, column 6: integer division or modulo by zero")]
     [InlineData("{% set d = {} %}{% set d.x = 1 %}", "chat template error at line 1, column 17: cannot assign attribute on non-namespace object: 'd' is a dict; make it with namespace() to set 'x' on it")]
-    [InlineData("{{ 'x'.nosuchmethod() }}", "chat template error at line 1, column 20: 'str object' has no attribute 'nosuchmethod', so it cannot be called")]
+    [InlineData("{{ 'x'.nosuchmethod() }}", "chat template error at line 1, column 20: 'str object' has no attribute 'nosuchmethod'")]
     [InlineData("{{ {'a': 1} | tojson(separators=1) }}", "chat template error at line 1, column 13: tojson separators must be a pair of strings, e.g. (',', ':')")]
     public void Render_errors_name_the_position_and_the_problem(string source, string expected) =>
         Assert.Equal(expected, RenderError(source));

@@ -79,8 +79,8 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         var given = defaults.Resolve(new SamplingRequest(
             Temperature: (float?)f.Number("temperature", 0, 2) ?? defaults.Temperature ?? 1,
             TopK: f.Int("top_k", -1, int.MaxValue) is int topK ? Math.Max(0, topK) : null, // vLLM spells "no top-k" -1, we spell it 0
-            TopP: (float?)f.Number("top_p", double.Epsilon, 1),
-            RepetitionPenalty: (float?)f.Number("repetition_penalty", double.Epsilon, 100),
+            TopP: (float?)Positive(f, "top_p", 1),
+            RepetitionPenalty: (float?)Positive(f, "repetition_penalty", 100),
             Seed: f.Integer("seed", long.MinValue, long.MaxValue) is long seed ? unchecked((ulong)seed) : null,
             MaxTokens: max,
             StopStrings: Stop(f)));
@@ -101,6 +101,13 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             throw ApiException.BadRequest(e.Message, e.Param);
         }
         return new OpenAiRequest(input, stream, includeUsage, logprobs, promptParam);
+    }
+
+    /// <summary>A number in (0, max]: zero would remove every token (top_p) or divide by zero (repetition_penalty).</summary>
+    private static double? Positive(JsonFields f, string name, double max)
+    {
+        if (f.Number(name, 0, max) is not { } v) return null;
+        return v > 0 ? v : throw ApiException.BadRequest($"{name} must be in (0, {max}], got 0", name);
     }
 
     private static List<string>? Stop(JsonFields f)

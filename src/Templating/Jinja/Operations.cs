@@ -123,7 +123,7 @@ internal static class Access
         }
         if (Methods.Has(target, name))
             return new Callable(name, args => Methods.Call(target, name, args));
-        return new Undefined($"'{Values.TypeName(target)} object' has no attribute '{name}'");
+        return new Undefined(target is null ? $"'None' has no attribute '{name}'" : $"'{Values.TypeName(target)} object' has no attribute '{name}'");
     }
 
     public static object? Item(object? target, object? key)

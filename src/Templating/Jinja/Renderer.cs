@@ -329,7 +329,7 @@ internal sealed class Renderer
     {
         var args = EvalArguments(call.Arguments, name);
         if (callee is Undefined undefined)
-            throw Located(call.At, $"{undefined.Description}, so it cannot be called");
+            throw Located(call.At, undefined.Description);
         if (callee is not Callable function)
             throw Located(call.At, $"'{name}' is a {Values.TypeName(callee)}, not a function");
         try
