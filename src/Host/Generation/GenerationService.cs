@@ -195,7 +195,10 @@ public sealed class GenerationService
             : StopConditions.For(Tokenizer, sampling, prompt);
         var spec = ToSpec(sampling, Tokenizer?.EosIds ?? []);
         // Slot 0 and start position 0: every request is a fresh sequence (see ConcurrentRequests).
-        var request = new GenerateRequest(Guid.NewGuid().ToString("N")[..12], 0, prompt, 0, spec);
+        // The scheduler checks the stop strings too, so a stop ends the request on the token that completes it,
+        // with no extra step; the text-side check here cuts the stop string out of what the client sees.
+        var request = new GenerateRequest(Guid.NewGuid().ToString("N")[..12], 0, prompt, 0, spec,
+            sampling.StopStrings is { Count: > 0 } stops ? [.. stops] : null);
         _metrics?.RequestStarted(prompt.Length);
 
         long started = Stopwatch.GetTimestamp();
@@ -220,7 +223,7 @@ public sealed class GenerationService
                     {
                         finish = check.FinishReason ?? FinishReasons.Stop;
                         stopString = stop.MatchedStopString;
-                        // A stop string: the coordinator finishes after its current step; later tokens are dropped.
+                        // The scheduler ends the request on this same token; this only stops reading the stream.
                         cancel.Cancel();
                     }
                     break;

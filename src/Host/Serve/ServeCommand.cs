@@ -269,7 +269,8 @@ public static class ServeCommand
                     new RingCommunicatorConnector(ring, ringOptions, loggers.CreateLogger("ActorRing.Transport")),
                     coordinator,
                     ring.Rank == 0 ? new SamplerPickerFactory() : null,
-                    options.Scheduling));
+                    options.Scheduling,
+                    setup.Tokenizer is { } tokenizer ? new StopStringRules(tokenizer) : null));
         });
 
         if (ring.Rank == 0)
