@@ -1,0 +1,80 @@
+using ActorRing.Host.Cli;
+using ActorRing.Host.Commands;
+
+namespace ActorRing.Host.Tests;
+
+/// <summary><c>actorring tokenize</c> on the bundled stories260K tokenizer (ids published by llama2.c).</summary>
+public sealed class TokenizeCommandTests
+{
+    private static (int Code, string Output) Run(string stdin, params string[] args)
+    {
+        var output = new StringWriter();
+        var code = TokenizeCommand.Run(args, new StringReader(stdin), output);
+        return (code, output.ToString());
+    }
+
+    [Fact]
+    public void Text_prints_the_ids_with_bos_as_a_json_array()
+    {
+        Assert.Equal((0, "[1,403,407,261,378]\n"), Run("", "--text", "Once upon a time"));
+        Assert.Equal((0, "[403,407,261,378]\n"), Run("", "--text", "Once upon a time", "--no-special-tokens"));
+    }
+
+    [Fact]
+    public void Stdin_lines_of_json_strings_give_one_array_per_line()
+    {
+        var (code, output) = Run("\"Once upon a time\"\n\n\"Once\"\n", "--no-special-tokens");
+        Assert.Equal(0, code);
+        Assert.Equal("[403,407,261,378]\n[403]\n", output);
+    }
+
+    [Fact]
+    public void Decode_goes_back_to_text_from_ids_or_stdin_arrays()
+    {
+        Assert.Equal((0, "\"Once upon a time\"\n"), Run("", "--decode", "--ids", "1,403,407,261,378"));
+        Assert.Equal((0, "\"Once upon\"\n\" upon a\"\n"), Run("[1, 403, 407]\n[407, 261]\n", "--decode"));
+    }
+
+    [Fact]
+    public void Chat_renders_the_messages_through_the_template_first()
+    {
+        var file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, """[{"role": "user", "content": "Once upon"}, {"role": "assistant", "content": "a time"}]""");
+
+            // The plain template joins contents with newlines; the template, not the tokenizer, decides about BOS.
+            var (code, output) = Run("", "--chat", file);
+            Assert.Equal(0, code);
+            Assert.Equal(Run("", "--text", "Once upon\na time", "--no-special-tokens").Output, output);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public void Bad_input_names_the_line_option_and_value()
+    {
+        Assert.Contains("stdin line 2", Assert.Throws<UsageException>(() => Run("\"ok\"\nnot json\n")).Message);
+        Assert.Contains("not json", Assert.Throws<UsageException>(() => Run("\"ok\"\nnot json\n")).Message);
+        Assert.Contains("id 99999 is outside the vocabulary [0, 512)", Assert.Throws<UsageException>(() => Run("", "--decode", "--ids", "5,99999")).Message);
+        Assert.Contains("stdin line 1: expected a JSON array", Assert.Throws<UsageException>(() => Run("\"text\"\n", "--decode")).Message);
+        Assert.Contains("--decode reads ids", Assert.Throws<UsageException>(() => Run("", "--decode", "--text", "x")).Message);
+        Assert.Contains("'/no/such/dir' does not exist", Assert.Throws<UsageException>(() => Run("", "--model", "/no/such/dir", "--text", "x")).Message);
+        Assert.Contains("unknown option --bogus", Assert.Throws<UsageException>(() => Run("", "--bogus", "1")).Message);
+        var file = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(file, """[{"role": "user"}]""");
+            var e = Assert.Throws<UsageException>(() => Run("", "--chat", file));
+            Assert.Contains("message 0", e.Message);
+            Assert.Contains("\"content\"", e.Message);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+}
