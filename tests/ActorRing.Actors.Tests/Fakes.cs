@@ -1,4 +1,7 @@
+using System.Collections.Concurrent;
 using ActorRing.Actors.Engine;
+using ActorRing.Actors.Serving;
+using ActorRing.Model.Batching;
 using ActorRing.Transport;
 
 namespace ActorRing.Actors.Tests;
@@ -24,13 +27,64 @@ public sealed class FakeCollectives(int rank, int worldSize) : ICollectives
     public unsafe void AllReduceSum(void* data, long count, DType dtype) => Check();
     public void AllGather<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts) where T : unmanaged => Check();
     public void Gather<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts, int root) where T : unmanaged => Check();
-    public void Broadcast<T>(Span<T> data, int root) where T : unmanaged => Check();
+    /// <summary>What a non-root rank receives from its broadcasts, in order (see <see cref="SendPlan"/>); it
+    /// waits up to 10 s for each, as a ring deadline would.</summary>
+    public BlockingCollection<int[]> Incoming { get; } = new();
+
+    public FakeRingHub? Hub { get; set; }
+
+    public void Broadcast<T>(Span<T> data, int root) where T : unmanaged
+    {
+        Check();
+        if (typeof(T) != typeof(int)) return;
+        if (Rank == root)
+        {
+            // Linked fakes (a FakeRingHub) deliver rank 0's plans to the other ranks' receives.
+            Hub?.Deliver(this, System.Runtime.InteropServices.MemoryMarshal.Cast<T, int>(data).ToArray());
+            return;
+        }
+        if (!Incoming.TryTake(out var next, TimeSpan.FromSeconds(10)))
+            throw new CollectiveException($"broadcast: left neighbour timed out (fake)");
+        Check();
+        next.AsSpan().CopyTo(System.Runtime.InteropServices.MemoryMarshal.Cast<T, int>(data));
+    }
+
+    /// <summary>Queues <paramref name="plan"/> as rank 0's <see cref="PlanChannel"/> would broadcast it.</summary>
+    public void SendPlan(StepPlan plan)
+    {
+        var data = StepPlanCodec.Encode(plan);
+        var frame = new int[PlanChannel.FrameInts];
+        frame[0] = data.Length;
+        Array.Copy(data, 0, frame, 1, Math.Min(data.Length, frame.Length - 1));
+        Incoming.Add(frame);
+        if (data.Length > frame.Length - 1) Incoming.Add(data[(frame.Length - 1)..]);
+    }
+
     public void Barrier() => Check();
     public void Dispose() => Disposed = true;
 }
 
+/// <summary>Links the fakes of one test's ranks: what rank 0 broadcasts reaches the newest fake of every other rank.</summary>
+public sealed class FakeRingHub
+{
+    private readonly Dictionary<int, FakeCollectives> _members = new();
+
+    public void Join(FakeCollectives member)
+    {
+        lock (_members) _members[member.Rank] = member;
+        member.Hub = this;
+    }
+
+    public void Deliver(FakeCollectives from, int[] data)
+    {
+        lock (_members)
+            foreach (var m in _members.Values)
+                if (m != from && !m.Disposed) m.Incoming.Add(data);
+    }
+}
+
 /// <summary>Hands out a new <see cref="FakeCollectives"/> per connect, or fails like the transport would.</summary>
-public sealed class FakeRingConnector(int rank, int worldSize) : IRingConnector
+public sealed class FakeRingConnector(int rank, int worldSize, FakeRingHub? hub = null) : IRingConnector
 {
     public int Rank { get; } = rank;
     public int WorldSize { get; } = worldSize;
@@ -47,6 +101,7 @@ public sealed class FakeRingConnector(int rank, int worldSize) : IRingConnector
         if (FailWith is { } reason) throw new CollectiveException(reason);
         if (Interlocked.Decrement(ref FailTimes) >= 0) throw new CollectiveException($"rank {Rank}: handshake with the right neighbour failed (injected)");
         var c = new FakeCollectives(Rank, WorldSize);
+        hub?.Join(c);
         lock (Made) Made.Add(c);
         return c;
     }
@@ -55,31 +110,65 @@ public sealed class FakeRingConnector(int rank, int worldSize) : IRingConnector
 }
 
 /// <summary>
-/// A deterministic "model": the logits put all weight on (last token + 1) mod <see cref="Vocab"/>, so the
-/// greedy continuation of any prompt is known. Each forward does one all-reduce, like a real layer, so ring
-/// failures surface here; a gate lets a test hold a forward pass in progress.
+/// A deterministic "model": the logits of a sequence put all weight on (its last token + 1) mod
+/// <see cref="Vocab"/>, so the greedy continuation of any prompt is known. Each step does one all-reduce, like a
+/// real layer, so ring failures surface here; a gate lets a test hold a step in progress.
 /// </summary>
 public sealed class FakeEngine(ICollectives comm) : IShardEngine
 {
     public const int Vocab = 16;
-    public List<(int Slot, int[] Tokens, int Start, string? Thread)> Calls { get; } = new();
-    public List<int> Resets { get; } = new();
+    public List<(StepPlan Plan, string? Thread)> Calls { get; } = new();
     public ManualResetEventSlim? Gate { get; set; }
-    public bool Disposed { get; private set; }
 
-    public float[]? Forward(int slot, ReadOnlySpan<int> tokens, int startPosition)
+    /// <summary>When set, each step waits for one permit: a test paces the loop step by step.</summary>
+    public SemaphoreSlim? Steps { get; set; }
+    public bool Disposed { get; private set; }
+    public int KvBlocks { get; init; } = 64;
+    public int KvBlockSize => 4;
+    public int ContextLength { get; init; } = 64;
+
+    public StepResult Execute(StepPlan plan)
     {
-        lock (Calls) Calls.Add((slot, tokens.ToArray(), startPosition, Thread.CurrentThread.Name));
+        lock (Calls) Calls.Add((plan, Thread.CurrentThread.Name));
         if (Gate is { } g && !g.Wait(TimeSpan.FromSeconds(10))) throw new TimeoutException("test gate never opened");
+        if (Steps is { } permits && !permits.Wait(TimeSpan.FromSeconds(10))) throw new TimeoutException("test step permit never came");
         comm.AllReduceSum(new float[4]);
-        if (comm.Rank != 0) return null;
-        var logits = new float[Vocab];
-        logits[(tokens[^1] + 1) % Vocab] = 1;
-        return logits;
+        if (comm.Rank != 0) return StepResult.Empty;
+        var logits = new List<float[]>();
+        foreach (var s in plan.Sequences.Where(s => s.NeedsLogits))
+        {
+            var l = new float[Vocab];
+            l[(s.Tokens[^1] + 1) % Vocab] = 1;
+            logits.Add(l);
+        }
+        return new StepResult(logits, 1);
     }
 
-    public void ResetSlot(int slot) { lock (Calls) Resets.Add(slot); }
     public void Dispose() => Disposed = true;
+}
+
+/// <summary>Collects a request's events (from the step loop's thread) for a test to read.</summary>
+public sealed class RecordingClient : IServingClient
+{
+    public BlockingCollection<IControlMessage> Events { get; } = new();
+    public void OnToken(TokenGenerated token) => Events.Add(token);
+    public void OnCompleted(GenerationCompleted completed) => Events.Add(completed);
+    public void OnFailed(GenerationFailed failed) => Events.Add(failed);
+
+    public IControlMessage Next(TimeSpan timeout) =>
+        Events.TryTake(out var e, timeout) ? e : throw new TimeoutException("no event from the step loop");
+
+    /// <summary>Every event up to and including the request's last one.</summary>
+    public List<IControlMessage> UntilDone(TimeSpan timeout)
+    {
+        var all = new List<IControlMessage>();
+        while (true)
+        {
+            var e = Next(timeout);
+            all.Add(e);
+            if (e is GenerationCompleted or GenerationFailed) return all;
+        }
+    }
 }
 
 public sealed class FakeEngineFactory(string fingerprint = "fp-test") : IShardEngineFactory

@@ -23,13 +23,16 @@ public sealed class InProcessClusterSpecs : TestKit
             RingTimeout = TimeSpan.FromMinutes(5), // only the ring peer's report can make this fast
             RetryDelay = TimeSpan.FromMilliseconds(100),
         };
-        var coordinator = Sys.ActorOf(Coordinator.Props(settings, new GreedyPickers()), "coordinator");
-        var flaky = new FakeRingConnector(1, 2) { FailTimes = 1 };
+        var port = new ActorRing.Actors.Serving.ServingPort();
+        var coordinator = Sys.ActorOf(Coordinator.Props(settings, new GreedyPickers(), port), "coordinator");
+        var hub = new FakeRingHub();
+        var flaky = new FakeRingConnector(1, 2, hub) { FailTimes = 1 };
         for (int rank = 0; rank < 2; rank++)
         {
             var ws = new ShardWorkerSettings(rank, 2, Secret, coordinator.Path.ToString(), TimeSpan.FromMilliseconds(100));
-            var ring = rank == 1 ? flaky : new FakeRingConnector(0, 2);
-            Sys.ActorOf(ShardWorker.Props(ws, new FakeEngineFactory(), RingPeer.Props(ring)), $"worker-{rank}");
+            var ring = rank == 1 ? flaky : new FakeRingConnector(0, 2, hub);
+            Sys.ActorOf(ShardWorker.Props(ws, new FakeEngineFactory(), RingPeer.Props(ring),
+                rank == 0 ? new RankServing(port, new ActorRing.Actors.Serving.SchedulerOptions()) : null), $"worker-{rank}");
         }
         var client = new CoordinatorClient(Sys, coordinator);
         await client.WaitReadyAsync(T, null, CancellationToken.None);

@@ -19,6 +19,7 @@ namespace ActorRing.Actors.Tests;
 public sealed class RemoteClusterSpecs
 {
     private static readonly byte[] Secret = Encoding.UTF8.GetBytes("remote-secret");
+    private readonly FakeRingHub _hub = new();
 
     private static int FreePort()
     {
@@ -27,7 +28,7 @@ public sealed class RemoteClusterSpecs
         return ((IPEndPoint)s.LocalEndPoint!).Port;
     }
 
-    private static IHost Rank(int rank, int worldSize, int masterPort, byte[] secret, string fingerprint = "fp-test")
+    private IHost Rank(int rank, int worldSize, int masterPort, byte[] secret, string fingerprint = "fp-test")
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
@@ -37,7 +38,7 @@ public sealed class RemoteClusterSpecs
         var options = new RankActorsOptions(
             new ShardWorkerSettings(rank, worldSize, secret, coordinatorPath, TimeSpan.FromMilliseconds(300)),
             new FakeEngineFactory(fingerprint),
-            new FakeRingConnector(rank, worldSize),
+            new FakeRingConnector(rank, worldSize, _hub),
             rank == 0 ? CoordinatorSettings.Create(worldSize, secret, "fp-test") : null,
             rank == 0 ? new GreedyPickers() : null);
         builder.Services.AddAkka(ControlProtocol.SystemName, (akka, sp) => akka
@@ -62,7 +63,7 @@ public sealed class RemoteClusterSpecs
         {
             // The HOCON added through Akka.Hosting binds every control message to our serializer (not Newtonsoft).
             var system = master.Services.GetRequiredService<Akka.Actor.ActorSystem>();
-            Assert.IsType<ActorRing.Actors.Serialization.ControlMessageSerializer>(system.Serialization.FindSerializerForType(typeof(RunStep)));
+            Assert.IsType<ActorRing.Actors.Serialization.ControlMessageSerializer>(system.Serialization.FindSerializerForType(typeof(StartServing)));
             Assert.IsType<ActorRing.Actors.Serialization.ControlMessageSerializer>(system.Serialization.FindSerializerForType(typeof(Register)));
             var registry = master.Services.GetRequiredService<ActorRegistry>();
             var client = new CoordinatorClient(master.Services.GetRequiredService<Akka.Actor.ActorSystem>(), registry.Get<CoordinatorActor>());
@@ -79,7 +80,7 @@ public sealed class RemoteClusterSpecs
             await foreach (var e in client.GenerateAsync(new GenerateRequest("r1", 0, [1, 3], 0, new SamplingSpec(MaxTokens: 4)), cts.Token))
                 events.Add(e);
 
-            // The fake model predicts last token + 1 (mod 16); rank 1's steps ran remotely in lockstep.
+            // The fake model predicts last token + 1 (mod 16); rank 1 followed rank 0's plans.
             Assert.Equal(new[] { 4, 5, 6, 7 }, events.OfType<TokenGenerated>().Select(t => t.TokenId));
             var done = Assert.IsType<GenerationCompleted>(events[^1]);
             Assert.Equal(new[] { 4, 5, 6, 7 }, done.TokenIds);

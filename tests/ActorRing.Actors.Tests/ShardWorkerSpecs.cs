@@ -1,5 +1,6 @@
 using System.Text;
 using ActorRing.Actors.Security;
+using ActorRing.Actors.Serving;
 using Akka.Actor;
 using Akka.Event;
 using Akka.TestKit;
@@ -17,7 +18,18 @@ public sealed class ShardWorkerSpecs : TestKit
 
     public ShardWorkerSpecs(ITestOutputHelper output) : base(TestConfig.Local, output: output) { }
 
-    private sealed record Rig(IActorRef Worker, TestProbe Coordinator, FakeRingConnector Ring, FakeEngineFactory Engines, List<string> Shutdowns);
+    private sealed record Rig(IActorRef Worker, TestProbe Coordinator, FakeRingConnector Ring, FakeEngineFactory Engines, List<string> Shutdowns)
+    {
+        public ServingPort Port { get; init; } = new();
+    }
+
+    /// <summary>Queues a request for rank 0's step loop, as the coordinator's request side does.</summary>
+    private static RecordingClient Submit(Rig rig, string id, int[] prompt, int maxTokens)
+    {
+        var client = new RecordingClient();
+        rig.Port.Submit(new ServingRequest(id, prompt, new SamplingSpec(MaxTokens: maxTokens), new GreedyPickers().Create(new SamplingSpec()), client));
+        return client;
+    }
 
     private Rig Start(int rank = 0, int worldSize = 2, FakeEngineFactory? engines = null)
     {
@@ -27,8 +39,10 @@ public sealed class ShardWorkerSpecs : TestKit
         var shutdowns = new List<string>();
         var settings = new ShardWorkerSettings(rank, worldSize, Secret, coordinator.Ref.Path.ToString(),
             TimeSpan.FromMilliseconds(200), reason => { lock (shutdowns) shutdowns.Add(reason); });
-        var worker = Sys.ActorOf(ShardWorker.Props(settings, engines, RingPeer.Props(ring)), $"worker-{rank}");
-        return new Rig(worker, coordinator, ring, engines, shutdowns);
+        var port = new ServingPort();
+        var worker = Sys.ActorOf(ShardWorker.Props(settings, engines, RingPeer.Props(ring),
+            rank == 0 ? new RankServing(port, new SchedulerOptions()) : null), $"worker-{rank}");
+        return new Rig(worker, coordinator, ring, engines, shutdowns) { Port = port };
     }
 
     /// <summary>Plays the coordinator's side of registration and checks the worker's proof.</summary>
@@ -85,63 +99,64 @@ public sealed class ShardWorkerSpecs : TestKit
     }
 
     [Fact]
-    public void Forms_the_ring_loads_on_the_compute_thread_and_runs_steps_there()
+    public void Forms_the_ring_loads_and_serves_on_the_compute_thread()
     {
         var rig = Start();
         Register(rig);
         FormAndLoad(rig);
         Assert.Equal("actorring-compute-rank0", rig.Engines.LoadThread);
 
-        rig.Coordinator.Send(rig.Worker, new RunStep("r", 0, 3, [1, 4], 0));
-        var done = rig.Coordinator.FishForMessage<StepCompleted>(_ => true, T);
-        Assert.Equal(("r", 0, 0), (done.RequestId, done.Step, done.Rank));
-        Assert.Equal(5, Array.IndexOf(done.Logits!, 1f)); // the fake model predicts last token + 1
-        rig.Coordinator.Send(rig.Worker, new RunStep("r", 1, 3, [5], 2));
-        rig.Coordinator.FishForMessage<StepCompleted>(_ => true, T);
+        rig.Coordinator.Send(rig.Worker, new StartServing(1));
+        var client = Submit(rig, "r", [1, 4], maxTokens: 2);
+        var done = Assert.IsType<GenerationCompleted>(client.UntilDone(T)[^1]);
+        Assert.Equal(new[] { 5, 6 }, done.TokenIds); // the fake model predicts last token + 1
 
         var engine = rig.Engines.Engine!;
-        Assert.Equal(new[] { 3 }, engine.Resets); // start position 0 resets the slot; the continuation does not
-        Assert.Equal(new[] { (3, 0, "actorring-compute-rank0"), (3, 2, "actorring-compute-rank0") },
-            engine.Calls.Select(c => (c.Slot, c.Start, c.Thread!)));
+        List<(ActorRing.Model.Batching.StepPlan Plan, string? Thread)> calls;
+        lock (engine.Calls) calls = engine.Calls.ToList();
+        Assert.Equal(new[] { (1L, 0, "actorring-compute-rank0"), (2L, 2, "actorring-compute-rank0") },
+            calls.Select(c => (c.Plan.Step, c.Plan.Sequences[0].StartPosition, c.Thread!)));
         Assert.Equal(2, rig.Ring.Last.AllReduceCalls); // collectives went straight to the communicator
     }
 
     [Fact]
-    public void Its_mailbox_stays_responsive_while_a_forward_pass_is_running()
+    public void Its_mailbox_stays_responsive_while_a_step_is_running()
     {
         using var gate = new ManualResetEventSlim(false);
         var rig = Start(engines: new FakeEngineFactory { StepGate = gate });
         Register(rig);
         FormAndLoad(rig);
-        rig.Coordinator.Send(rig.Worker, new RunStep("r", 0, 0, [1], 0));
-        // The forward pass is blocked on the gate; the worker must still handle control messages.
+        rig.Coordinator.Send(rig.Worker, new StartServing(1));
+        var client = Submit(rig, "r", [1], maxTokens: 1);
+        // The step is blocked on the gate; the worker must still handle control messages.
         rig.Coordinator.Send(rig.Worker, new LoadShard(1));
         Assert.Equal(new ShardLoaded(0, 1), rig.Coordinator.FishForMessage<ShardLoaded>(_ => true, T));
         gate.Set();
-        Assert.Equal("r", rig.Coordinator.FishForMessage<StepCompleted>(_ => true, T).RequestId);
+        Assert.IsType<GenerationCompleted>(client.UntilDone(T)[^1]);
     }
 
     [Fact]
-    public void A_collective_failure_fails_the_step_closes_the_ring_and_is_reported_by_the_ring_peer()
+    public void A_collective_failure_stops_the_loop_closes_the_ring_and_is_reported_by_the_ring_peer()
     {
         var rig = Start(rank: 1);
         Register(rig, rank: 1);
         FormAndLoad(rig, rank: 1);
         var comm = rig.Ring.Last;
-        comm.FailWith = "all-reduce #7: left neighbour rank 0 timed out after 30 s";
-        rig.Coordinator.Send(rig.Worker, new RunStep("r", 0, 0, [1], 0));
+        rig.Coordinator.Send(rig.Worker, new StartServing(1));
+        comm.SendPlan(new ActorRing.Model.Batching.StepPlan(1, [new ActorRing.Model.Batching.SequenceStep(0, 0, [1], [0], true)]));
+        AwaitCondition(() => { lock (rig.Engines.Engine!.Calls) return rig.Engines.Engine.Calls.Count == 1; }, T);
+        comm.FailWith = "broadcast #7: left neighbour rank 0 timed out after 30 s";
+        comm.Incoming.Add(new int[1]); // wakes the waiting receive, which then finds the ring failed
 
         // The worker and its ring peer report independently, so the two messages may come in either order.
         var reports = rig.Coordinator.ReceiveN(2, T);
-        Assert.Contains(new StepFailed("r", 0, 1, "all-reduce #7: left neighbour rank 0 timed out after 30 s", RingBroken: true), reports);
-        Assert.Contains(new RingFailed(1, 1, "all-reduce #7: left neighbour rank 0 timed out after 30 s"), reports);
+        Assert.Contains(new ServingStopped(1, 1, "broadcast #7: left neighbour rank 0 timed out after 30 s"), reports);
+        Assert.Contains(new RingFailed(1, 1, "broadcast #7: left neighbour rank 0 timed out after 30 s"), reports);
         AwaitCondition(() => comm.Disposed, T);
 
         // Re-forming the ring keeps the loaded shard: the reply says so and no reload is needed.
         rig.Coordinator.Send(rig.Worker, new FormRing(2));
         Assert.Equal(new RingReady(1, 2, true), rig.Coordinator.FishForMessage<RingReady>(_ => true, T));
-        rig.Coordinator.Send(rig.Worker, new RunStep("r2", 0, 0, [1], 0));
-        Assert.Null(rig.Coordinator.FishForMessage<StepCompleted>(_ => true, T).Logits); // rank 1 holds no logits
     }
 
     [Fact]
@@ -151,7 +166,8 @@ public sealed class ShardWorkerSpecs : TestKit
         var engines = new BlockingLoadFactory(gate);
         var coordinator = CreateTestProbe("coordinator");
         var settings = new ShardWorkerSettings(0, 1, Secret, coordinator.Ref.Path.ToString(), TimeSpan.FromMilliseconds(200));
-        var worker = Sys.ActorOf(ShardWorker.Props(settings, engines, RingPeer.Props(new FakeRingConnector(0, 1))));
+        var worker = Sys.ActorOf(ShardWorker.Props(settings, engines, RingPeer.Props(new FakeRingConnector(0, 1)),
+            new RankServing(new ServingPort(), new SchedulerOptions())));
         var rig = new Rig(worker, coordinator, new FakeRingConnector(0, 1), new FakeEngineFactory(), []);
         Register(rig, rank: 0, worldSize: 1);
         coordinator.Send(worker, new FormRing(1));

@@ -15,10 +15,11 @@ public static class BenchCommand
         [AllReduceBench.RankSubVerb] = AllReduceBench.RunRankAsync,
         ["decode"] = DecodeBench.RunAsync,
         ["scaling"] = ScalingBench.RunAsync,
+        ["serve"] = ServeBench.RunAsync,
     };
 
     /// <summary>Sub-verbs a user is told about.</summary>
-    public static readonly List<string> Listed = ["allreduce", "decode", "scaling"];
+    public static readonly List<string> Listed = ["allreduce", "decode", "scaling", "serve"];
 
     public static Task<int> RunAsync(string[] args)
     {

@@ -60,13 +60,16 @@ public sealed class RankProcessLauncher : IDisposable
     /// this process's stderr prefixed with the rank.</param>
     /// <param name="environment">Extra environment variables for every child.</param>
     /// <param name="executable">Command to run instead of this executable (e.g. in tests): file and leading arguments.</param>
+    /// <param name="skipRank0">Writes rank 0's ring file but starts no process for it: the caller runs rank 0
+    /// in its own process (to use the coordinator's in-process client API).</param>
     /// <param name="rank0OwnsConsole">Rank 0 writes straight to this process's stdout and stderr (inherited, not
     /// piped through <paramref name="onOutput"/>): streamed tokens show up at once, not at the next newline, and
     /// the completion and the summary after it arrive in the order rank 0 wrote them, which two separate relays
     /// of two pipes could not promise.</param>
     public static RankProcessLauncher Start(int worldSize, Func<int, IEnumerable<string>> arguments,
         Action<int, bool, string>? onOutput = null, IReadOnlyDictionary<string, string>? environment = null,
-        (string File, string[] LeadingArgs)? executable = null, int? masterPort = null, bool rank0OwnsConsole = false)
+        (string File, string[] LeadingArgs)? executable = null, int? masterPort = null, bool rank0OwnsConsole = false,
+        bool skipRank0 = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(worldSize, 1);
         var configs = RingConfig.ForLoopback(worldSize, masterPort, "loopback");
@@ -80,6 +83,7 @@ public sealed class RankProcessLauncher : IDisposable
             for (int rank = 0; rank < worldSize; rank++)
             {
                 File.WriteAllText(launcher.ConfigPath(rank), configs[rank].ToJson());
+                if (rank == 0 && skipRank0) continue; // the caller hosts rank 0 itself (bench serve)
                 bool inherit = rank == 0 && rank0OwnsConsole;
                 var psi = new ProcessStartInfo(file)
                 {

@@ -81,7 +81,7 @@ public static class ServeCommand
     internal sealed record RankSetup(
         RingConfig Ring, byte[] Secret, ShardedLlamaEngineFactory Engines, ITextTokenizer? Tokenizer);
 
-    private static bool TryPrepare(ServeOptions options, out RankSetup? setup, out int exitCode)
+    internal static bool TryPrepare(ServeOptions options, out RankSetup? setup, out int exitCode)
     {
         setup = null;
         exitCode = 2;
