@@ -11,6 +11,7 @@ namespace ActorRing.Actors;
 public sealed partial class Coordinator
 {
     private readonly ServingPort _port;
+    private readonly IStopRuleFactory? _stopRules;
 
     private void Submit(GenerateRequest request)
     {
@@ -19,6 +20,7 @@ public sealed partial class Coordinator
             { PromptTokens.Length: 0 } => "the prompt is empty: give at least one token",
             { StartPosition: not 0 } => $"start position {request.StartPosition} is not supported: requests run concurrently and share no slot, so send the whole conversation with start position 0",
             { Sampling.MaxTokens: < 1 } => $"max_tokens must be at least 1, got {request.Sampling.MaxTokens}",
+            { StopStrings.Length: > 0 } when _stopRules is null => "stop strings need the model's tokenizer, and this server has none (a --preset model); drop the stop strings",
             _ => null,
         };
         if (invalid is not null)
@@ -36,7 +38,8 @@ public sealed partial class Coordinator
             Sender.Tell(new GenerationFailed(request.RequestId, $"invalid sampling options: {e.Message}"));
             return;
         }
-        _port.Submit(new ServingRequest(request.RequestId, request.PromptTokens, request.Sampling, picker, new ActorClient(Sender)));
+        var stopRule = request.StopStrings is { Length: > 0 } stops ? _stopRules!.Create(request.PromptTokens, stops) : null;
+        _port.Submit(new ServingRequest(request.RequestId, request.PromptTokens, request.Sampling, picker, new ActorClient(Sender), stopRule));
     }
 
     private void Cancel(CancelGeneration cancel) => _port.Cancel(cancel.RequestId);

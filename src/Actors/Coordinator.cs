@@ -38,8 +38,9 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
     private Phase _phase = Phase.Gathering;
     private string _fatal = "";
 
-    public Coordinator(CoordinatorSettings settings, ITokenPickerFactory pickers, Serving.ServingPort port)
+    public Coordinator(CoordinatorSettings settings, ITokenPickerFactory pickers, Serving.ServingPort port, Serving.IStopRuleFactory? stopRules = null)
     {
+        _stopRules = stopRules;
         if (settings.WorldSize < 1) throw new ArgumentOutOfRangeException(nameof(settings), "world size must be >= 1");
         _settings = settings;
         _pickers = pickers;
@@ -50,8 +51,9 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
     public IStash Stash { get; set; } = null!;
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(CoordinatorSettings settings, ITokenPickerFactory pickers, Serving.ServingPort port) =>
-        Akka.Actor.Props.Create(() => new Coordinator(settings, pickers, port));
+    public static Props Props(CoordinatorSettings settings, ITokenPickerFactory pickers, Serving.ServingPort port,
+        Serving.IStopRuleFactory? stopRules = null) =>
+        Akka.Actor.Props.Create(() => new Coordinator(settings, pickers, port, stopRules));
 
     private sealed class RankState(IActorRef worker)
     {

@@ -86,8 +86,10 @@ public sealed record SamplingSpec(
 /// ignored and <paramref name="StartPosition"/> must be 0: a conversation continues by sending its whole
 /// history again (both fields stay so existing callers need no change).
 /// </summary>
-public sealed record GenerateRequest(string RequestId, int Slot, int[] PromptTokens, int StartPosition, SamplingSpec Sampling)
-    : IControlMessage;
+/// <paramref name="StopStrings"/> end the request when the completion's text contains one (checked by the
+/// scheduler with the server's tokenizer, so a stop costs no extra step; the text before it is the answer).
+public sealed record GenerateRequest(string RequestId, int Slot, int[] PromptTokens, int StartPosition, SamplingSpec Sampling,
+    string[]? StopStrings = null) : IControlMessage;
 
 public sealed record TokenGenerated(string RequestId, int Index, int TokenId) : IControlMessage;
 

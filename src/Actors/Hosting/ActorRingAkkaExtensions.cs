@@ -24,7 +24,8 @@ public sealed record RankActorsOptions(
     IRingConnector Ring,
     CoordinatorSettings? Coordinator,
     ITokenPickerFactory? Pickers,
-    Serving.SchedulerOptions? Scheduling = null);
+    Serving.SchedulerOptions? Scheduling = null,
+    Serving.IStopRuleFactory? StopRules = null);
 
 /// <summary>
 /// Akka.Hosting wiring, one extension per concern, so the host composes exactly what a rank needs and tests
@@ -83,7 +84,7 @@ public static class ActorRingAkkaExtensions
                 // The queue between the coordinator's request side and the step loop on rank 0's compute thread.
                 serving = new RankServing(new Serving.ServingPort(), options.Scheduling ?? new Serving.SchedulerOptions());
                 var coordinator = system.ActorOf(
-                    Coordinator.Props(options.Coordinator, pickers, serving.Port).WithDispatcher("akka.actor.actorring-coordinator-dispatcher"),
+                    Coordinator.Props(options.Coordinator, pickers, serving.Port, options.StopRules).WithDispatcher("akka.actor.actorring-coordinator-dispatcher"),
                     ControlProtocol.CoordinatorName);
                 registry.Register<CoordinatorActor>(coordinator);
             }

@@ -18,6 +18,13 @@ public interface IStopRule
     bool Stops(int token);
 }
 
+/// <summary>Makes a request's <see cref="IStopRule"/> for its stop strings (the composition root binds it to the
+/// model's tokenizer).</summary>
+public interface IStopRuleFactory
+{
+    IStopRule Create(int[] promptTokens, IReadOnlyList<string> stopStrings);
+}
+
 /// <summary>A request as the scheduler takes it: prompt ids, sampling limits, its own token picker (and so its own
 /// seeded RNG), and where its events go.</summary>
 public sealed record ServingRequest(string RequestId, int[] PromptTokens, SamplingSpec Sampling, ITokenPicker Picker,

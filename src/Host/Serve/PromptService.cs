@@ -187,7 +187,8 @@ internal sealed class PromptService(
         var ids = new List<int>();
         string? stoppedBy = null;
         var spec = ServeOptions.ToSpec(options.Sampling, _tokenizer?.EosIds ?? [], options.Sampling.MaxTokens);
-        var request = new GenerateRequest(Guid.NewGuid().ToString("N")[..12], 0, tokens, 0, spec);
+        var request = new GenerateRequest(Guid.NewGuid().ToString("N")[..12], 0, tokens, 0, spec,
+            options.Sampling.StopStrings is { Count: > 0 } stops ? stops.ToArray() : null);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
         await foreach (var message in client.GenerateAsync(request, cancel.Token, idleTimeout: options.ReadyTimeout))
         {
@@ -201,9 +202,9 @@ internal sealed class PromptService(
                     if (check.Text.Length > 0) onText?.Invoke(check.Text);
                     if (check.Stopped)
                     {
+                        // The scheduler stops on the same token (the request carries the stop strings), so the
+                        // completion follows at once, with no extra step.
                         stoppedBy = check.FinishReason ?? "stop";
-                        // A stop string: the coordinator finishes after its current step (tokens after it are dropped).
-                        cancel.Cancel();
                     }
                     break;
                 case GenerationCompleted c:

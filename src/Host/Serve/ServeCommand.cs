@@ -236,7 +236,8 @@ public static class ServeCommand
                     new RingCommunicatorConnector(ring, ringOptions, loggers.CreateLogger("ActorRing.Transport")),
                     coordinator,
                     ring.Rank == 0 ? new SamplerPickerFactory() : null,
-                    options.Scheduling));
+                    options.Scheduling,
+                    setup.Tokenizer is { } tokenizer ? new StopStringRules(tokenizer) : null));
         });
 
         if (ring.Rank == 0 && (options.Interactive || options.OneShot))
