@@ -28,6 +28,8 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
 {
     private const string HelloTimer = "hello";
     private static readonly TimeSpan MaxRetryInterval = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan FirstWaitingReport = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan MaxWaitingReport = TimeSpan.FromMinutes(5);
 
     private readonly ShardWorkerSettings _settings;
     private readonly IShardEngineFactory _engines;
@@ -43,6 +45,8 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     private IShardEngine? _engine;
     private bool _loading;
     private TimeSpan _retryInterval;
+    private DateTime _dialingSince;
+    private TimeSpan _nextWaitingReport;
 
     /// <summary>The newest LoadShard generation: a load that outlives a ring re-formation answers that one.</summary>
     private int _loadGeneration;
@@ -72,6 +76,8 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     private void StartDialing()
     {
         _retryInterval = _settings.RetryInterval;
+        _dialingSince = DateTime.UtcNow;
+        _nextWaitingReport = FirstWaitingReport;
         _settings.OnDialing?.Invoke(true);
         _log.Info("rank {0}/{1}: dialing the coordinator at {2}", _settings.Rank, _settings.WorldSize, _settings.CoordinatorPath);
         Self.Tell(new SendHello());
@@ -94,6 +100,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         {
             Timers.StartSingleTimer(HelloTimer, new SendHello(), NextRetry());
             _clientNonce = RegistrationProof.NewNonce();
+            ReportWaiting();
             Context.ActorSelection(_settings.CoordinatorPath).Tell(new Hello(_settings.Rank, _clientNonce));
         });
         Receive<Challenge>(c =>
@@ -127,6 +134,19 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         Receive<RegistrationRefused>(r => LogRefusalOnce($"the coordinator refused rank {r.Rank}: {r.Reason}"));
         Receive<RunStep>(s => Sender.Tell(new StepFailed(s.RequestId, s.Step, _settings.Rank, $"rank {_settings.Rank} is not registered")));
         Common();
+    }
+
+    /// <summary>
+    /// Unanswered dialing is silent in Akka (association errors are hidden while dialing), so the worker says
+    /// itself what it waits for, after 10 s and then at doubling intervals up to every 5 minutes.
+    /// </summary>
+    private void ReportWaiting()
+    {
+        var waited = DateTime.UtcNow - _dialingSince;
+        if (waited < _nextWaitingReport) return;
+        _nextWaitingReport = TimeSpan.FromTicks(Math.Min(waited.Ticks * 2, MaxWaitingReport.Ticks));
+        _log.Info("rank {0}/{1}: still waiting for the coordinator at {2} to answer ({3:0} s so far); is rank 0 running, and can this machine reach its master_port? Retrying every {4:0} s",
+            _settings.Rank, _settings.WorldSize, _settings.CoordinatorPath, waited.TotalSeconds, _retryInterval.TotalSeconds);
     }
 
     /// <summary>Refusals repeat on every retry; log each distinct reason once so the log stays readable.</summary>

@@ -63,13 +63,18 @@ public static class ActorRingAkkaExtensions
                 loggers.AddLogger<ActorRingLogger>();
             });
 
+    /// <summary>Akka.Remote at <paramref name="endpoint"/>, with <see cref="RejoinableRemoteProvider"/> as the provider
+    /// (chosen through the bootstrap setup, which wins over HOCON; WithRemoting keeps a custom provider).</summary>
     public static AkkaConfigurationBuilder AddActorRingRemoting(this AkkaConfigurationBuilder builder, RemoteEndpoint endpoint) =>
-        builder.WithRemoting(new RemoteOptions
-        {
-            HostName = endpoint.BindHost,
-            Port = endpoint.Port,
-            PublicHostName = endpoint.PublicHost,
-        });
+        builder
+            .WithActorRefProvider(new ProviderSelection.Custom(
+                $"{typeof(RejoinableRemoteProvider).FullName}, {typeof(RejoinableRemoteProvider).Assembly.GetName().Name}"))
+            .WithRemoting(new RemoteOptions
+            {
+                HostName = endpoint.BindHost,
+                Port = endpoint.Port,
+                PublicHostName = endpoint.PublicHost,
+            });
 
     /// <summary>Starts this rank's worker and, on rank 0, the coordinator (first, so the local worker finds it).</summary>
     public static AkkaConfigurationBuilder AddActorRingRank(this AkkaConfigurationBuilder builder, RankActorsOptions options) =>
