@@ -11,6 +11,7 @@ public static class Program
           actorring generate [--model DIR] (--prompt TEXT | --prompt-ids 1,403,...) [--max-tokens N]
                              [--temperature T] [--top-k K] [--top-p P] [--seed S] [--world-size N] [--json]
           actorring serve [--model DIR] [--ring-config FILE] [--interactive]
+          actorring secret                       prints a fresh random ACTORRING_SECRET (64 hex digits)
           actorring bench allreduce --world-size N [--sizes 16KiB,256KiB,4MiB,64MiB] [--dtype f32|bf16|f16]
           actorring bench decode --preset llama-160m|tinyllama-1.1b [--world-size N] [--threads T] [--tokens 32]
                                  [--runtime threads|actors]
@@ -26,6 +27,7 @@ public static class Program
         ["generate"] = Commands.GenerateCommand.RunAsync,
         [Serve.ServeOptions.Verb] = Serve.ServeCommand.RunAsync,
         ["bench"] = Bench.BenchCommand.RunAsync,
+        ["secret"] = Commands.SecretCommand.RunAsync,
     };
 
     public static async Task<int> Main(string[] args)

@@ -5,6 +5,7 @@ using ActorRing.Actors;
 using ActorRing.Actors.Client;
 using ActorRing.Actors.Engine;
 using ActorRing.Actors.Hosting;
+using ActorRing.Actors.Security;
 using ActorRing.Host.Cli;
 using ActorRing.Model;
 using ActorRing.Model.Tokenization;
@@ -40,9 +41,10 @@ public static class ServeCommand
                                [--control-port N]
                                [--threads T] [--cores C0,C1,...] [--context N] [--dtype f32|bf16]
                                [--ready-timeout SECONDS] [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
+                               [--insecure-short-secret]
 
         Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
-        needs the same ACTORRING_SECRET. Rank 0 hosts the coordinator at master_ip:master_port; start the
+        needs the same ACTORRING_SECRET, at least 16 bytes (make one with 'actorring secret'). Rank 0 hosts the coordinator at master_ip:master_port; start the
         ranks in any order. --interactive (rank 0) reads prompts from the terminal or, on a pipe, one prompt
         per line and writes one completion per line (newlines escaped as \n). /reset clears the conversation,
         /exit quits. --cores pins the compute thread (and the --threads helpers, in order) to those CPU
@@ -109,6 +111,11 @@ public static class ServeCommand
                 return false;
             }
             secret = RandomNumberGenerator.GetBytes(32); // a single rank has nobody to prove it to
+        }
+        else if (!options.InsecureShortSecret && ClusterSecret.TooShort(secret, RingOptions.SecretEnvironmentVariable) is { } tooShort)
+        {
+            Console.Error.WriteLine($"error: {tooShort}");
+            return false;
         }
         if (ring.WorldSize > 1)
         {
@@ -198,7 +205,13 @@ public static class ServeCommand
                 {
                     Volatile.Write(ref _peerLossExpected, true);
                     lifetime.StopApplication();
-                }, dialing => Volatile.Write(ref _peerLossExpected, dialing));
+                }, dialing => Volatile.Write(ref _peerLossExpected, dialing),
+                OnRefused: _ =>
+                {
+                    // A start-up error (the worker logged why): exit like any other configuration error.
+                    sp.GetRequiredService<ServeExit>().Code = 2;
+                    lifetime.StopApplication();
+                });
             CoordinatorSettings? coordinator = null;
             if (ring.Rank == 0)
             {

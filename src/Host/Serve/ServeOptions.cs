@@ -11,13 +11,13 @@ public sealed record ServeOptions
 {
     public const string Verb = "serve";
 
-    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet"];
+    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet", "insecure-short-secret"];
 
     public static readonly string[] Known =
     [
         "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
         "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "cores", "context", "dtype", "ready-timeout",
-        "verbose", "quiet", "preset",
+        "verbose", "quiet", "preset", "insecure-short-secret",
     ];
 
     public required string ModelDir { get; init; }
@@ -41,6 +41,9 @@ public sealed record ServeOptions
     public required ModelLoadOptions Load { get; init; }
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(10);
     public bool Verbose { get; init; }
+
+    /// <summary>Accept an ACTORRING_SECRET shorter than <see cref="Actors.Security.ClusterSecret.MinimumBytes"/> (tests, demos).</summary>
+    public bool InsecureShortSecret { get; init; }
 
     /// <summary>Warnings and errors only (ranks started by generate).</summary>
     public bool Quiet { get; init; }
@@ -100,6 +103,7 @@ public sealed record ServeOptions
             ReadyTimeout = TimeSpan.FromSeconds(cli.Int("ready-timeout", 1, 86_400) ?? 600),
             Verbose = cli.Flag("verbose"),
             Quiet = cli.Flag("quiet"),
+            InsecureShortSecret = cli.Flag("insecure-short-secret"),
         };
     }
 
