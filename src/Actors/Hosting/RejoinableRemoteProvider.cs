@@ -27,24 +27,48 @@ namespace ActorRing.Actors.Hosting;
 public sealed class RejoinableRemoteProvider(string systemName, Settings settings, EventStream eventStream)
     : RemoteActorRefProvider(systemName, settings, eventStream)
 {
+    private volatile IReadOnlySet<Address> _watchedNodes = new HashSet<Address>();
+
+    /// <summary>
+    /// The remote systems this one watches: on rank 0 the registered workers, on a worker the coordinator it
+    /// registered with (each side watches the other only after registration). <see cref="ControlPortGuard"/>
+    /// treats connections from these systems as registered peers. Safe to read from any thread.
+    /// </summary>
+    public bool IsWatched(string system, string host, int port)
+    {
+        foreach (var a in _watchedNodes)
+            if (a.Port == port && string.Equals(a.System, system, StringComparison.Ordinal) && string.Equals(a.Host, host, StringComparison.OrdinalIgnoreCase))
+                return true;
+        return false;
+    }
+
     protected override IActorRef CreateRemoteWatcher(ActorSystemImpl system)
     {
         var failureDetector = CreateRemoteWatcherFailureDetector(system);
         var s = RemoteSettings;
-        var props = Props.Create(() => new RejoinableRemoteWatcher(failureDetector, s.WatchHeartBeatInterval,
+        var props = Props.Create(() => new RejoinableRemoteWatcher(this, failureDetector, s.WatchHeartBeatInterval,
                 s.WatchUnreachableReaperInterval, s.WatchHeartbeatExpectedResponseAfter))
             .WithDispatcher("akka.actor.internal-dispatcher") // as the stock watcher (the constant is internal)
             .WithDeploy(Deploy.Local);
         return system.SystemActorOf(s.ConfigureDispatcher(props), "remote-watcher");
     }
 
-    /// <summary>The stock watcher (heartbeats, failure detection, <c>AddressTerminated</c>), minus the quarantine.</summary>
+    /// <summary>The stock watcher (heartbeats, failure detection, <c>AddressTerminated</c>), minus the quarantine,
+    /// publishing the nodes it watches to the provider.</summary>
     private sealed class RejoinableRemoteWatcher(
-        IFailureDetectorRegistry<Address> failureDetector, TimeSpan heartbeatInterval, TimeSpan reaperInterval,
-        TimeSpan expectedResponseAfter)
+        RejoinableRemoteProvider provider, IFailureDetectorRegistry<Address> failureDetector, TimeSpan heartbeatInterval,
+        TimeSpan reaperInterval, TimeSpan expectedResponseAfter)
         : RemoteWatcher(failureDetector, heartbeatInterval, reaperInterval, expectedResponseAfter)
     {
         protected override void Quarantine(Address address, int? addressUid) =>
             Log.Info("{0} stopped answering heartbeats; reported as terminated, not quarantined, so it can rejoin", address);
+
+        protected override void OnReceive(object message)
+        {
+            base.OnReceive(message);
+            var published = provider._watchedNodes;
+            if (published.Count != WatchingNodes.Count || !WatchingNodes.All(published.Contains))
+                provider._watchedNodes = WatchingNodes.ToHashSet();
+        }
     }
 }

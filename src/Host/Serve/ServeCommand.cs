@@ -195,6 +195,19 @@ public static class ServeCommand
             BusyThreadsOnThisMachine = (RingConfig.IsThisMachine(ring.RightIp) ? ring.WorldSize : 1) * (options.Load.Threads ?? 1),
         };
         var (endpoint, coordinatorPath) = Endpoints(options, ring);
+        // Akka.Remote cannot cap unauthenticated connections, so it listens on loopback behind our guard, which
+        // takes the control port itself (see ControlPortGuard). A single rank without a master has no peers.
+        RejoinableRemoteProvider? provider = null;
+        bool guarded = !(ring.WorldSize == 1 && ring.MasterPort is null);
+        if (guarded)
+        {
+            builder.Services.AddSingleton(sp => ControlPortGuard.Bind(
+                new IPEndPoint(options.BindAddress, endpoint.Port),
+                new IPEndPoint(IPAddress.Loopback, FreeLoopbackPort()),
+                (system, host, port) => Volatile.Read(ref provider)?.IsWatched(system, host, port) == true,
+                new ControlPortGuardOptions(MaxFrame: ActorRingAkkaExtensions.MaximumFrameSize()),
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("ActorRing.ControlPort")));
+        }
 
         builder.Services.AddAkka(ControlProtocol.SystemName, (akka, sp) =>
         {
@@ -229,7 +242,10 @@ public static class ServeCommand
                     LogLevel.Information => Akka.Event.LogLevel.InfoLevel,
                     _ => Akka.Event.LogLevel.WarningLevel,
                 })
-                .AddActorRingRemoting(endpoint)
+                .AddActorRingRemoting(guarded && sp.GetRequiredService<ControlPortGuard>() is var guard
+                    ? new RemoteEndpoint("127.0.0.1", guard.AkkaPort, endpoint.PublicHost, guard.Port)
+                    : endpoint)
+                .AddStartup((system, _) => Volatile.Write(ref provider, ((ExtendedActorSystem)system).Provider as RejoinableRemoteProvider))
                 // After the bridge to our log stops, Akka prints what is left of its shutdown to stdout at its
                 // current level, bypassing the filter above; in an ordered shutdown its remoting warnings
                 // ("Unable to REMOVE channel ...") are expected, so only errors may go out then.
@@ -244,6 +260,9 @@ public static class ServeCommand
                     coordinator,
                     ring.Rank == 0 ? new SamplerPickerFactory() : null));
         });
+
+        // After Akka, so the guard forwards to a listening system from its first connection, and stops first.
+        if (guarded) builder.Services.AddHostedService(sp => new ControlPortGuardService(sp.GetRequiredService<ControlPortGuard>()));
 
         if (ring.Rank == 0 && (options.Interactive || options.OneShot))
         {
@@ -297,6 +316,13 @@ public static class ServeCommand
         }
     }
 
+    private static int FreeLoopbackPort()
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)probe.LocalEndPoint!).Port;
+    }
+
     /// <summary>The local address the OS would use to reach <paramref name="host"/> (no packet is sent).</summary>
     private static string LocalAddressToward(string host)
     {
@@ -311,6 +337,18 @@ public static class ServeCommand
             return Dns.GetHostName();
         }
     }
+}
+
+/// <summary>Runs the control port's guard for the host's lifetime.</summary>
+internal sealed class ControlPortGuardService(ControlPortGuard guard) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        guard.Start();
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken) => await guard.DisposeAsync();
 }
 
 /// <summary>The process exit code decided by a hosted service (0 unless a prompt run failed), and stdout.</summary>
