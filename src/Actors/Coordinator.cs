@@ -31,8 +31,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
     private readonly ITokenPickerFactory _pickers;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Dictionary<int, RankState> _ranks = new();
-    private readonly Dictionary<string, DateTime> _openChallenges = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _loggedRefusals = new(StringComparer.Ordinal);
+    private readonly Admission _admission;
 
     private int _generation;
     private Phase _phase = Phase.Gathering;
@@ -45,6 +44,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
         _settings = settings;
         _pickers = pickers;
         _port = port;
+        _admission = new Admission(settings.Secret, settings.WorldSize, settings.ModelFingerprint);
         Gathering();
     }
 
@@ -158,7 +158,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
         Receive<CoordinatorRefused>(r =>
         {
             // Retries repeat every second; one line per peer and reason keeps the log readable.
-            if (_loggedRefusals.Add($"{Sender.Path.Address}|{r.Reason}"))
+            if (_admission.FirstRefusal(Sender.Path.Address.ToString(), r.Reason))
                 _log.Warning("rank {0} at {1} refused to register: {2}", r.Rank, Sender.Path.Address, r.Reason);
         });
         Receive<Terminated>(t =>
@@ -240,41 +240,25 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
 
     // ------------------------------------------------------------------ admission
 
-    private void OnHello(Hello hello)
-    {
-        var now = DateTime.UtcNow;
-        foreach (var expired in _openChallenges.Where(c => c.Value < now).Select(c => c.Key).ToList())
-            _openChallenges.Remove(expired);
-        var serverNonce = RegistrationProof.NewNonce();
-        _openChallenges[serverNonce] = now.AddSeconds(30);
-        Sender.Tell(new Challenge(serverNonce, RegistrationProof.Coordinator(_settings.Secret, hello.ClientNonce, serverNonce)));
-    }
+    private void OnHello(Hello hello) => Sender.Tell(_admission.Open(hello));
 
     private void OnRegister(Register r)
     {
-        string? refusal = null;
-        // A nonce is good for one attempt only, so a captured Register cannot be replayed.
-        if (!_openChallenges.Remove(r.ServerNonce))
-            refusal = "registration without a valid challenge (stale or replayed); send Hello first";
-        else if (!RegistrationProof.Matches(RegistrationProof.Worker(_settings.Secret, r), r.Proof))
-            refusal = "wrong cluster secret: the proof does not match; set the same ACTORRING_SECRET on every rank";
-        else if (r.ProtocolVersion != ControlProtocol.Version)
-            refusal = $"protocol version {r.ProtocolVersion} does not match the coordinator's {ControlProtocol.Version}; run the same actorring build on every rank";
-        else if (r.WorldSize != _settings.WorldSize)
-            refusal = $"world_size {r.WorldSize} does not match the coordinator's {_settings.WorldSize}; fix world_size in this rank's ring file";
-        else if (r.Rank < 0 || r.Rank >= _settings.WorldSize)
-            refusal = $"rank {r.Rank} is outside [0, {_settings.WorldSize})";
-        else if (!string.Equals(r.ModelFingerprint, _settings.ModelFingerprint, StringComparison.Ordinal))
-            refusal = $"model fingerprint {r.ModelFingerprint} does not match rank 0's {_settings.ModelFingerprint}; every rank must serve the same model (--model)";
-        else if (_ranks.TryGetValue(r.Rank, out var existing) && !existing.Worker.Equals(Sender))
-            refusal = $"rank {r.Rank} is already registered by {existing.Worker.Path}; check the rank field of each ring file";
-        else if (_phase == Phase.Failed)
+        string? refusal = _admission.Check(r);
+        bool rankTaken = false;
+        if (refusal is null && _ranks.TryGetValue(r.Rank, out var existing) && !existing.Worker.Equals(Sender))
+        {
+            refusal = $"rank {r.Rank} is already registered by {existing.Worker.Path}; is this rank started twice? Check the rank field of each ring file";
+            rankTaken = true;
+        }
+        else if (refusal is null && _phase == Phase.Failed)
             refusal = $"the coordinator is not accepting ranks: {_fatal}";
 
         if (refusal is not null)
         {
-            _log.Warning("refused registration of rank {0} from {1}: {2}", r.Rank, Sender.Path, refusal);
-            Sender.Tell(new RegistrationRefused(r.Rank, refusal));
+            if (_admission.FirstRefusal(Sender.Path.Address.ToString(), refusal))
+                _log.Warning("refused registration of rank {0} from {1}: {2}", r.Rank, Sender.Path, refusal);
+            Sender.Tell(new RegistrationRefused(r.Rank, refusal, rankTaken));
             return;
         }
 
@@ -283,7 +267,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
             _ranks[r.Rank] = new RankState(Sender);
             Context.Watch(Sender);
         }
-        Sender.Tell(new Registered(r.Rank, _settings.WorldSize));
+        Sender.Tell(_admission.Accept(r));
         _log.Info("rank {0}/{1} registered from {2} ({3} of {1} present)", r.Rank, _settings.WorldSize,
             Sender.Path.Address, _ranks.Count);
         if (_phase == Phase.Gathering && _ranks.Count == _settings.WorldSize) StartRingFormation();

@@ -10,7 +10,8 @@ public interface IControlMessage;
 /// <summary>The control protocol version; a rank with another version is refused at registration.</summary>
 public static class ControlProtocol
 {
-    public const int Version = 1;
+    /// <summary>2: the coordinator proves the secret in <see cref="Registered"/>, after the worker, not in <see cref="Challenge"/>.</summary>
+    public const int Version = 2;
 
     /// <summary>Actor system name on every rank; remote paths include it, so all ranks must agree.</summary>
     public const string SystemName = "actorring";
@@ -22,20 +23,25 @@ public static class ControlProtocol
 // ---------------------------------------------------------------- registration (worker <-> coordinator)
 
 /// <summary>Worker to coordinator: opens registration. <paramref name="ClientNonce"/> lets the worker check the
-/// coordinator's own proof of the secret, so a rogue coordinator cannot drive the rank.</summary>
+/// coordinator's own proof of the secret (in <see cref="Registered"/>), so a rogue coordinator cannot drive the rank.</summary>
 public sealed record Hello(int Rank, string ClientNonce) : IControlMessage;
 
-/// <summary>Coordinator to worker: a fresh one-time nonce, and the coordinator's proof over the client nonce.</summary>
-public sealed record Challenge(string ServerNonce, string ServerProof) : IControlMessage;
+/// <summary>Coordinator to worker: a fresh one-time nonce, and nothing derived from the secret (the worker proves
+/// first). <paramref name="ClientNonce"/> echoes the Hello's, so an answer to an earlier Hello is recognised.</summary>
+public sealed record Challenge(string ClientNonce, string ServerNonce) : IControlMessage;
 
 /// <summary>Worker to coordinator: identity plus HMAC-SHA256 proof over both nonces and every identity field.</summary>
 public sealed record Register(
     int Rank, int WorldSize, int ProtocolVersion, string ModelFingerprint,
     string ClientNonce, string ServerNonce, string Proof) : IControlMessage;
 
-public sealed record Registered(int Rank, int WorldSize) : IControlMessage;
+/// <summary>Coordinator to worker, once the worker's proof verified: the coordinator's own proof over the
+/// registration's nonces, rank and world size. <paramref name="ServerNonce"/> names the registration.</summary>
+public sealed record Registered(int Rank, int WorldSize, string ServerNonce, string CoordinatorProof) : IControlMessage;
 
-public sealed record RegistrationRefused(int Rank, string Reason) : IControlMessage;
+/// <summary><paramref name="RankTaken"/>: another live process holds this rank; a process that never registered
+/// stops (after a grace period in which a just-dead holder is noticed) instead of retrying for ever.</summary>
+public sealed record RegistrationRefused(int Rank, string Reason, bool RankTaken = false) : IControlMessage;
 
 /// <summary>Worker to coordinator: the coordinator's proof did not match, so this rank will not register (it sends
 /// no proof of its own to an unverified peer). Lets rank 0 log the mismatch too.</summary>

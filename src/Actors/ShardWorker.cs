@@ -15,9 +15,13 @@ namespace ActorRing.Actors;
 /// <param name="OnShutdown">Called when the coordinator shuts the cluster down (the host stops the process).</param>
 /// <param name="OnDialing">Called with true while the worker dials the coordinator (unanswered connection
 /// attempts are expected then) and with false once it is registered.</param>
+/// <param name="OnRefused">Called when this process gives up for good: its rank is held by another live process
+/// (the host stops with an error). Null: the worker just stops dialing.</param>
+/// <param name="RankTakenGrace">How long a "rank taken" refusal is retried before giving up (null: 15 s), long
+/// enough for rank 0 to notice that the holder has just died (a fast restart).</param>
 public sealed record ShardWorkerSettings(
     int Rank, int WorldSize, byte[] Secret, string CoordinatorPath, TimeSpan RetryInterval, Action<string>? OnShutdown = null,
-    Action<bool>? OnDialing = null);
+    Action<bool>? OnDialing = null, Action<string>? OnRefused = null, TimeSpan? RankTakenGrace = null);
 
 /// <summary>What rank 0's worker needs to run the step loop: the coordinator's queue of requests and the
 /// scheduler's limits.</summary>
@@ -34,6 +38,8 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
 {
     private const string HelloTimer = "hello";
     private static readonly TimeSpan MaxRetryInterval = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan FirstWaitingReport = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan MaxWaitingReport = TimeSpan.FromMinutes(5);
 
     private readonly ShardWorkerSettings _settings;
     private readonly IShardEngineFactory _engines;
@@ -41,8 +47,12 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     private readonly ComputeThread _compute;
     private readonly IActorRef _ringPeer;
     private IActorRef _coordinator = ActorRefs.Nobody;
-    private IActorRef _candidate = ActorRefs.Nobody;
-    private string _clientNonce = "";
+    /// <summary>The nonces of the latest Hellos (a Challenge may answer an earlier one), and the registrations
+    /// sent and not yet answered, by server nonce, with their client nonce.</summary>
+    private readonly List<string> _clientNonces = new();
+    private readonly Dictionary<string, string> _registering = new(StringComparer.Ordinal);
+    private bool _everRegistered;
+    private DateTime? _rankTakenSince;
     private string _lastRefusal = "";
     private RingCollectives? _collectives;
     private int _ringGeneration = -1;
@@ -58,6 +68,8 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
 
     /// <summary>Stops rank 0's running step loop (it otherwise waits for requests for ever at world size 1).</summary>
     private CancellationTokenSource? _loopStop;
+    private DateTime _dialingSince;
+    private TimeSpan _nextWaitingReport;
 
     /// <summary>The newest LoadShard generation: a load that outlives a ring re-formation answers that one.</summary>
     private int _loadGeneration;
@@ -90,6 +102,8 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     private void StartDialing()
     {
         _retryInterval = _settings.RetryInterval;
+        _dialingSince = DateTime.UtcNow;
+        _nextWaitingReport = FirstWaitingReport;
         _settings.OnDialing?.Invoke(true);
         _log.Info("rank {0}/{1}: dialing the coordinator at {2}", _settings.Rank, _settings.WorldSize, _settings.CoordinatorPath);
         Self.Tell(new SendHello());
@@ -111,39 +125,84 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         Receive<SendHello>(_ =>
         {
             Timers.StartSingleTimer(HelloTimer, new SendHello(), NextRetry());
-            _clientNonce = RegistrationProof.NewNonce();
-            Context.ActorSelection(_settings.CoordinatorPath).Tell(new Hello(_settings.Rank, _clientNonce));
+            var clientNonce = RegistrationProof.NewNonce();
+            Remember(_clientNonces, clientNonce);
+            ReportWaiting();
+            Context.ActorSelection(_settings.CoordinatorPath).Tell(new Hello(_settings.Rank, clientNonce));
         });
-        Receive<Challenge>(c =>
+        // The worker proves the secret first; the coordinator's proof comes only in Registered.
+        Receive<Challenge>(c => _clientNonces.Contains(c.ClientNonce), c =>
         {
-            var expected = RegistrationProof.Coordinator(_settings.Secret, _clientNonce, c.ServerNonce);
-            if (!RegistrationProof.Matches(expected, c.ServerProof))
+            if (_registering.Count >= 8) _registering.Clear();
+            _registering[c.ServerNonce] = c.ClientNonce;
+            var fingerprint = _engines.ModelFingerprint;
+            var proof = RegistrationProof.Worker(_settings.Secret, c.ClientNonce, c.ServerNonce, _settings.Rank,
+                _settings.WorldSize, ControlProtocol.Version, fingerprint);
+            Sender.Tell(new Register(_settings.Rank, _settings.WorldSize, ControlProtocol.Version, fingerprint,
+                c.ClientNonce, c.ServerNonce, proof));
+        });
+        Receive<Registered>(r => _registering.ContainsKey(r.ServerNonce), r =>
+        {
+            var expected = RegistrationProof.Coordinator(_settings.Secret, _registering[r.ServerNonce], r.ServerNonce, _settings.Rank, _settings.WorldSize);
+            if (r.Rank != _settings.Rank || r.WorldSize != _settings.WorldSize || !RegistrationProof.Matches(expected, r.CoordinatorProof))
             {
                 var reason = $"the coordinator at {Sender.Path.Address} failed to prove the cluster secret; set the same ACTORRING_SECRET on every rank";
                 LogRefusalOnce(reason);
                 Sender.Tell(new CoordinatorRefused(_settings.Rank, reason));
                 return;
             }
-            _candidate = Sender;
-            var fingerprint = _engines.ModelFingerprint;
-            var proof = RegistrationProof.Worker(_settings.Secret, _clientNonce, c.ServerNonce, _settings.Rank,
-                _settings.WorldSize, ControlProtocol.Version, fingerprint);
-            Sender.Tell(new Register(_settings.Rank, _settings.WorldSize, ControlProtocol.Version, fingerprint,
-                _clientNonce, c.ServerNonce, proof));
-        });
-        Receive<Registered>(r =>
-        {
-            if (!Sender.Equals(_candidate)) return;
             Timers.Cancel(HelloTimer);
+            _registering.Clear();
+            _clientNonces.Clear();
             _coordinator = Sender;
             _lastRefusal = "";
+            _everRegistered = true;
             Context.Watch(_coordinator);
             _log.Info("rank {0}/{1}: registered with the coordinator at {2}", _settings.Rank, _settings.WorldSize, _coordinator.Path.Address);
             _settings.OnDialing?.Invoke(false);
             Become(Active);
         });
+        Receive<RegistrationRefused>(r => r.RankTaken && !_everRegistered, OnRankTaken);
         Receive<RegistrationRefused>(r => LogRefusalOnce($"the coordinator refused rank {r.Rank}: {r.Reason}"));
         Common();
+    }
+
+    /// <summary>
+    /// Another process holds this rank. It may be one that has just died (a fast restart) and that rank 0 has not
+    /// noticed yet, so the refusal is retried for a grace period; after that this process gives up with one error.
+    /// </summary>
+    private void OnRankTaken(RegistrationRefused r)
+    {
+        var now = DateTime.UtcNow;
+        _rankTakenSince ??= now;
+        var grace = _settings.RankTakenGrace ?? TimeSpan.FromSeconds(15);
+        if (now - _rankTakenSince < grace) return;
+        var reason = $"rank {_settings.Rank}: the coordinator refused this process: {r.Reason}; stopping (another process serves this rank)";
+        _log.Error("{0}", reason);
+        Timers.Cancel(HelloTimer);
+        Become(Refused);
+        if (_settings.OnRefused is { } onRefused) onRefused(reason);
+    }
+
+    private void Refused() => Common();
+
+    private static void Remember(List<string> recent, string nonce)
+    {
+        if (recent.Count >= 8) recent.RemoveAt(0);
+        recent.Add(nonce);
+    }
+
+    /// <summary>
+    /// Unanswered dialing is silent in Akka (association errors are hidden while dialing), so the worker says
+    /// itself what it waits for, after 10 s and then at doubling intervals up to every 5 minutes.
+    /// </summary>
+    private void ReportWaiting()
+    {
+        var waited = DateTime.UtcNow - _dialingSince;
+        if (waited < _nextWaitingReport) return;
+        _nextWaitingReport = TimeSpan.FromTicks(Math.Min(waited.Ticks * 2, MaxWaitingReport.Ticks));
+        _log.Info("rank {0}/{1}: still waiting for the coordinator at {2} to answer ({3:0} s so far); is rank 0 running, and can this machine reach its master_port? Retrying every {4:0} s",
+            _settings.Rank, _settings.WorldSize, _settings.CoordinatorPath, waited.TotalSeconds, _retryInterval.TotalSeconds);
     }
 
     /// <summary>Refusals repeat on every retry; log each distinct reason once so the log stays readable.</summary>

@@ -14,6 +14,7 @@ public static class Program
                              [--quant-lm-head] [--sync-dtype f32|bf16|q8_0]
           actorring tokenize [--model DIR] (--text TEXT | --chat MESSAGES.json | --decode [--ids 1,403]) [--no-special-tokens]
           actorring serve [--model DIR] [--ring-config FILE] [--interactive]
+          actorring secret                       prints a fresh random ACTORRING_SECRET (64 hex digits)
           actorring bench allreduce --world-size N [--sizes 16KiB,256KiB,4MiB,64MiB] [--dtype f32|bf16|f16]
           actorring bench decode --preset llama-160m|tinyllama-1.1b [--world-size N] [--threads T] [--tokens 32]
                                  [--runtime threads|actors] [--dtype f32|bf16] [--quant none|q8_0|q4_0] [--quant-lm-head]
@@ -32,6 +33,7 @@ public static class Program
         [Serve.ServeOptions.Verb] = Serve.ServeCommand.RunAsync,
         ["bench"] = Bench.BenchCommand.RunAsync,
         ["tokenize"] = Commands.TokenizeCommand.RunAsync,
+        ["secret"] = Commands.SecretCommand.RunAsync,
     };
 
     public static async Task<int> Main(string[] args)

@@ -54,6 +54,9 @@ public sealed record RingConfig
     public static RingConfig Load(string path)
     {
         string json;
+        if (Directory.Exists(path))
+            throw new RingConfigException(path, null,
+                $"is a directory, not a ring file (full path '{Path.GetFullPath(path)}'); give the path of this rank's JSON file, such as {Path.Combine(path, "ring_0.json")}");
         try
         {
             json = File.ReadAllText(path);
@@ -128,6 +131,15 @@ public sealed record RingConfig
                 throw new RingConfigException(sourceName, "right_port",
                     $"{rightPort} equals 'port' while right_ip '{rightIp}' is this machine: the rank would connect to " +
                     "itself; set right_port to the right neighbour's port");
+            }
+
+            // Rank 0 listens on master_port (the control plane) and on port (the ring): one port cannot take both.
+            // A worker's master_port is rank 0's, which collides with this rank's only on the same machine.
+            if (masterPort is int controlPort && controlPort == port && (rank == 0 || (masterIp is not null && IsThisMachine(masterIp))))
+            {
+                throw new RingConfigException(sourceName, "master_port",
+                    $"{controlPort} equals 'port' ({port}): rank 0's control endpoint and this rank's ring listener would " +
+                    "share one port on this machine; give master_port a port of its own in every ring file");
             }
 
             if (masterIp is not null && !IsUsableHost(masterIp))

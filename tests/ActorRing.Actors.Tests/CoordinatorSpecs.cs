@@ -16,7 +16,7 @@ public sealed class CoordinatorSpecs : TestKit, IDisposable
     private readonly ServingPort _port = new();
     private readonly CancellationTokenSource _loopStop = new();
 
-    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("test-secret");
+    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("test-secret-0123456789");
     private static readonly TimeSpan T = TimeSpan.FromSeconds(10); // an upper bound only; the machine may be busy
     private static readonly TimeSpan Quiet = TimeSpan.FromMilliseconds(300);
     private const string Fingerprint = "fp-test";
@@ -54,18 +54,25 @@ public sealed class CoordinatorSpecs : TestKit, IDisposable
         var clientNonce = RegistrationProof.NewNonce();
         probe.Send(coordinator, new Hello(rank, clientNonce));
         var challenge = probe.ExpectMsg<Challenge>(T);
-        Assert.True(RegistrationProof.Matches(
-            RegistrationProof.Coordinator(Secret, clientNonce, challenge.ServerNonce), challenge.ServerProof));
+        Assert.Equal(clientNonce, challenge.ClientNonce);
         var proof = RegistrationProof.Worker(secret ?? Secret, clientNonce, challenge.ServerNonce, rank, worldSize, version, fingerprint);
         probe.Send(coordinator, new Register(rank, worldSize, version, fingerprint, clientNonce, challenge.ServerNonce, proof));
-        return probe.ExpectMsg<object>(T);
+        var answer = probe.ExpectMsg<object>(T);
+        // The coordinator proves the secret only now, after the worker did, and over this registration.
+        if (answer is Registered registered)
+        {
+            Assert.Equal(challenge.ServerNonce, registered.ServerNonce);
+            Assert.True(RegistrationProof.Matches(
+                RegistrationProof.Coordinator(Secret, clientNonce, challenge.ServerNonce, rank, worldSize), registered.CoordinatorProof));
+        }
+        return answer;
     }
 
     private TestProbe Worker(IActorRef coordinator, int rank, int worldSize)
     {
         var probe = CreateTestProbe($"rank{rank}");
         var answer = Join(probe, coordinator, rank, worldSize);
-        Assert.Equal(new Registered(rank, worldSize), answer);
+        Assert.Equal((rank, worldSize), (Assert.IsType<Registered>(answer).Rank, ((Registered)answer).WorldSize));
         return probe;
     }
 
@@ -153,6 +160,8 @@ public sealed class CoordinatorSpecs : TestKit, IDisposable
         var first = Worker(coordinator, 1, 2);
         var duplicate = Assert.IsType<RegistrationRefused>(Join(CreateTestProbe("impostor"), coordinator, 1, 2));
         Assert.StartsWith("rank 1 is already registered by ", duplicate.Reason);
+        Assert.True(duplicate.RankTaken);
+        Assert.False(wrongSecret.RankTaken);
 
         // None of the refused attempts counts: with rank 0 the ring forms with exactly the first rank 1.
         var rank0 = Worker(coordinator, 0, 2);
@@ -171,7 +180,7 @@ public sealed class CoordinatorSpecs : TestKit, IDisposable
         var register = new Register(1, 2, ControlProtocol.Version, Fingerprint, nonce, challenge.ServerNonce,
             RegistrationProof.Worker(Secret, nonce, challenge.ServerNonce, 1, 2, ControlProtocol.Version, Fingerprint));
         probe.Send(coordinator, register);
-        probe.ExpectMsg(new Registered(1, 2), T);
+        probe.ExpectMsg<Registered>(T);
 
         var attacker = CreateTestProbe();
         attacker.Send(coordinator, register with { Rank = 1 });

@@ -16,10 +16,11 @@ public sealed class SerializerSpecs : TestKit
     public static TheoryData<IControlMessage> Samples() => new()
     {
         new Hello(3, "abc123"),
-        new Challenge("00FF", "A1B2"),
+        new Challenge("abc123", "00FF"),
         new Register(2, 4, 1, "fp", "c", "s", "proof"),
-        new Registered(2, 4),
+        new Registered(2, 4, "00FF", "A1B2"),
         new RegistrationRefused(1, "wrong cluster secret"),
+        new RegistrationRefused(1, "rank 1 is already registered", RankTaken: true),
         new CoordinatorRefused(1, "the coordinator failed to prove the cluster secret"),
         new FormRing(7),
         new RingReady(1, 7, true),

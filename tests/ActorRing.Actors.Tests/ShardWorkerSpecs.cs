@@ -13,7 +13,7 @@ namespace ActorRing.Actors.Tests;
 /// transport and a fake model engine.</summary>
 public sealed class ShardWorkerSpecs : TestKit
 {
-    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("test-secret");
+    private static readonly byte[] Secret = Encoding.UTF8.GetBytes("test-secret-0123456789");
     private static readonly TimeSpan T = TimeSpan.FromSeconds(10); // an upper bound only; the machine may be busy
 
     public ShardWorkerSpecs(ITestOutputHelper output) : base(TestConfig.Local, output: output) { }
@@ -51,12 +51,14 @@ public sealed class ShardWorkerSpecs : TestKit
         var hello = rig.Coordinator.ExpectMsg<Hello>(T);
         Assert.Equal(rank, hello.Rank);
         var serverNonce = RegistrationProof.NewNonce();
-        rig.Coordinator.Reply(new Challenge(serverNonce, RegistrationProof.Coordinator(Secret, hello.ClientNonce, serverNonce)));
+        // The challenge carries no proof: the worker proves the secret before it learns anything.
+        rig.Coordinator.Reply(new Challenge(hello.ClientNonce, serverNonce));
         var register = rig.Coordinator.FishForMessage<Register>(_ => true, T);
         Assert.Equal((rank, worldSize, ControlProtocol.Version, "fp-test", hello.ClientNonce, serverNonce),
             (register.Rank, register.WorldSize, register.ProtocolVersion, register.ModelFingerprint, register.ClientNonce, register.ServerNonce));
         Assert.True(RegistrationProof.Matches(RegistrationProof.Worker(Secret, register), register.Proof));
-        rig.Coordinator.Reply(new Registered(rank, worldSize));
+        rig.Coordinator.Reply(new Registered(rank, worldSize, serverNonce,
+            RegistrationProof.Coordinator(Secret, hello.ClientNonce, serverNonce, rank, worldSize)));
     }
 
     private static void FormAndLoad(Rig rig, int rank = 0)
@@ -88,14 +90,49 @@ public sealed class ShardWorkerSpecs : TestKit
     public void Does_not_register_with_a_coordinator_that_cannot_prove_the_secret()
     {
         var rig = Start();
-        rig.Coordinator.ExpectMsg<Hello>(T);
-        rig.Coordinator.Reply(new Challenge(RegistrationProof.NewNonce(), RegistrationProof.Coordinator(Encoding.UTF8.GetBytes("wrong"), "x", "y")));
-        // It says why (so rank 0 can log it) and keeps dialing, but never sends a Register (a proof an impostor could study).
-        var refused = rig.Coordinator.ExpectMsg<CoordinatorRefused>(T);
+        var hello = rig.Coordinator.ExpectMsg<Hello>(T);
+        var serverNonce = RegistrationProof.NewNonce();
+        rig.Coordinator.Reply(new Challenge(hello.ClientNonce, serverNonce));
+        rig.Coordinator.FishForMessage<Register>(_ => true, T);
+        rig.Coordinator.Reply(new Registered(0, 2, serverNonce,
+            RegistrationProof.Coordinator(Encoding.UTF8.GetBytes("a-wrong-secret-0123456789"), hello.ClientNonce, serverNonce, 0, 2)));
+        // It says why (so rank 0 can log it), does not take orders from that peer, and keeps dialing.
+        var refused = rig.Coordinator.FishForMessage<CoordinatorRefused>(_ => true, T);
         Assert.Equal(0, refused.Rank);
         Assert.EndsWith("failed to prove the cluster secret; set the same ACTORRING_SECRET on every rank", refused.Reason);
         rig.Coordinator.ExpectMsg<Hello>(T);
         rig.Coordinator.ExpectMsg<Hello>(T);
+    }
+
+    [Fact]
+    public void A_process_whose_rank_is_held_by_another_gives_up_once_after_the_grace_period()
+    {
+        var coordinator = CreateTestProbe("coordinator");
+        var refusals = new List<string>();
+        var settings = new ShardWorkerSettings(1, 2, Secret, coordinator.Ref.Path.ToString(), TimeSpan.FromMilliseconds(100),
+            OnRefused: reason => { lock (refusals) refusals.Add(reason); }, RankTakenGrace: TimeSpan.FromMilliseconds(500));
+        Sys.ActorOf(ShardWorker.Props(settings, new FakeEngineFactory(), RingPeer.Props(new FakeRingConnector(1, 2))), "worker-taken");
+        const string taken = "rank 1 is already registered by akka://test/user/other";
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        // Within the grace period the refusal may come from a holder that has just died: the worker retries.
+        TimeSpan gaveUpAfter;
+        while (true)
+        {
+            coordinator.ExpectMsg<Hello>(T);
+            coordinator.Reply(new RegistrationRefused(1, taken, RankTaken: true));
+            var elapsed = clock.Elapsed;
+            AwaitCondition(() => { lock (refusals) return refusals.Count > 0 || coordinator.HasMessages; }, T);
+            lock (refusals)
+            {
+                if (refusals.Count == 0) continue;
+            }
+            gaveUpAfter = elapsed;
+            break;
+        }
+        Assert.True(gaveUpAfter >= TimeSpan.FromMilliseconds(500), $"gave up after {gaveUpAfter.TotalMilliseconds:0} ms, before the grace period");
+        lock (refusals) Assert.Equal($"rank 1: the coordinator refused this process: {taken}; stopping (another process serves this rank)", Assert.Single(refusals));
+        // It has stopped dialing.
+        coordinator.ExpectNoMsg(TimeSpan.FromMilliseconds(600));
     }
 
     [Fact]

@@ -60,6 +60,13 @@ public sealed class RankProcess : IDisposable
         kill.WaitForExit(5000);
     }
 
+    /// <summary>Sends a signal by name (STOP, CONT, INT, ...) to this process only.</summary>
+    public void Signal(string name)
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill", [$"-{name}", Id.ToString()]) { UseShellExecute = false })!;
+        kill.WaitForExit(5000);
+    }
+
     /// <summary>Waits for exit; on timeout the process tree is killed and the test fails with its output.</summary>
     public async Task<int> WaitAsync(TimeSpan timeout)
     {
@@ -85,6 +92,18 @@ public sealed class RankProcess : IDisposable
         {
             if (deadline.Elapsed > timeout || _process.HasExited)
                 throw new TimeoutException($"'{text}' did not appear in the log within {timeout.TotalSeconds:0} s (exited: {_process.HasExited})\nstderr:\n{Stderr}");
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>Waits until stdout holds <paramref name="count"/> non-empty lines, or fails after the deadline.</summary>
+    public async Task WaitForStdoutLinesAsync(int count, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        while (Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length < count)
+        {
+            if (clock.Elapsed > timeout || _process.HasExited)
+                throw new TimeoutException($"expected {count} line(s) on stdout within {timeout.TotalSeconds:0} s\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
             await Task.Delay(100);
         }
     }

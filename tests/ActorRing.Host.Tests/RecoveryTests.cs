@@ -36,7 +36,7 @@ public sealed class RecoveryTests
         Dictionary<string, string> Env(int rank) => new()
         {
             ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = "recovery-secret",
+            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
         };
         try
         {
@@ -87,7 +87,7 @@ public sealed class RecoveryTests
         Dictionary<string, string> Env(int rank) => new()
         {
             ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = "sigterm-secret",
+            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
         };
         try
         {
@@ -118,7 +118,7 @@ public sealed class RecoveryTests
         Dictionary<string, string> Env(int rank) => new()
         {
             ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = "rank0-secret",
+            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
         };
         try
         {

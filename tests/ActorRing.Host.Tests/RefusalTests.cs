@@ -20,11 +20,13 @@ public sealed class RefusalTests
         };
         try
         {
-            using var master = new RankProcess(["serve", "--http-port", "0"], Env(0, "the-real-secret"));
-            using var worker = new RankProcess(["serve"], Env(1, "a-guessed-secret"));
-            await worker.WaitForLogAsync("failed to prove the cluster secret; set the same ACTORRING_SECRET on every rank", Deadline);
-            await master.WaitForLogAsync("rank 1 at akka.tcp://actorring@127.0.0.1:", Deadline);
-            Assert.Contains("refused to register: the coordinator at akka.tcp://actorring@127.0.0.1:", master.Stderr);
+            using var master = new RankProcess(["serve", "--http-port", "0"], Env(0, TestSecrets.Cluster));
+            using var worker = new RankProcess(["serve"], Env(1, TestSecrets.Other));
+            // The worker proves first, so the coordinator refuses it without handing out a proof of its own.
+            const string why = "wrong cluster secret: the proof does not match; set the same ACTORRING_SECRET on every rank";
+            await worker.WaitForLogAsync("the coordinator refused rank 1: " + why, Deadline);
+            await master.WaitForLogAsync("refused registration of rank 1 from akka.tcp://actorring@127.0.0.1:", Deadline);
+            Assert.Contains(why, master.Stderr);
             Assert.DoesNotContain("rank 1/2 registered", master.Stderr);
         }
         finally
@@ -80,7 +82,7 @@ public sealed class RefusalTests
         var dir = Directory.CreateTempSubdirectory("actorring-refusal-").FullName;
         var path = Path.Combine(dir, "ring_0.json");
         File.WriteAllText(path, RingConfig.ForLoopback(2)[0].ToJson());
-        var env = new Dictionary<string, string> { ["ACTORRING_SECRET"] = "s" };
+        var env = new Dictionary<string, string> { ["ACTORRING_SECRET"] = TestSecrets.Cluster };
         try
         {
             using var first = new RankProcess(["serve", "--ring-config", path, "--http-port", "0"], env);
@@ -95,6 +97,44 @@ public sealed class RefusalTests
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task A_secret_shorter_than_16_bytes_is_refused_unless_the_insecure_flag_is_given()
+    {
+        var dir = Directory.CreateTempSubdirectory("actorring-refusal-").FullName;
+        var path = Path.Combine(dir, "ring_1.json");
+        File.WriteAllText(path, RingConfig.ForLoopback(2)[1].ToJson());
+        var env = new Dictionary<string, string> { ["ACTORRING_SECRET"] = "s3cret" };
+        try
+        {
+            using var refused = new RankProcess(["serve", "--ring-config", path], env);
+            Assert.Equal(2, await refused.WaitAsync(Deadline));
+            Assert.Equal("error: ACTORRING_SECRET is 6 byte(s) long; it must be at least 16 bytes, because a short secret can be guessed offline from one proof. " +
+                         "Make one with 'actorring secret' (or: openssl rand -hex 32) and give every rank the same value, or pass --insecure-short-secret for a test",
+                refused.Stderr.TrimEnd());
+
+            // With the flag the secret passes, and the next check (the model directory) is what stops it.
+            using var allowed = new RankProcess(["serve", "--ring-config", path, "--insecure-short-secret", "--model", Path.Combine(dir, "no-model")], env);
+            Assert.Equal(2, await allowed.WaitAsync(Deadline));
+            Assert.DoesNotContain("ACTORRING_SECRET", allowed.Stderr);
+            Assert.Contains("no-model", allowed.Stderr);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Actorring_secret_prints_a_fresh_64_digit_secret_each_time()
+    {
+        using var first = new RankProcess(["secret"]);
+        using var second = new RankProcess(["secret"]);
+        Assert.Equal(0, await first.WaitAsync(Deadline));
+        Assert.Equal(0, await second.WaitAsync(Deadline));
+        Assert.Matches("^[0-9a-f]{64}$", first.Stdout.TrimEnd());
+        Assert.NotEqual(first.Stdout, second.Stdout);
     }
 
     [Fact]

@@ -34,7 +34,7 @@ public sealed class SeedExampleTests
         Dictionary<string, string> Env(int rank) => new()
         {
             ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = "seed-example-secret",
+            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
         };
 
         RankProcess? worker = null, master = null;

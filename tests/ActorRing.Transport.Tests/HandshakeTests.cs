@@ -127,6 +127,51 @@ public class HandshakeTests
     }
 
     [Fact]
+    public async Task TheListenerProvesNothingBeforeTheDialerHasProvedTheSecret()
+    {
+        var (rank0, configs, log) = await StartRank0();
+        // A stranger that knows the protocol and rank 0's identity, but not the secret.
+        byte[] hello = new byte[48];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(hello, Handshake.Magic);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(hello.AsSpan(4), Handshake.Version);
+        hello[6] = (byte)'C';
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(hello.AsSpan(8), 2);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(hello.AsSpan(12), 1);
+        using (var stranger = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            await stranger.ConnectAsync(IPAddress.Loopback, configs[0].Port);
+            await stranger.SendAsync(hello);
+            // After the hello it waits: the listener must not volunteer a proof the stranger could attack offline.
+            var received = await ReadFor(stranger, TimeSpan.FromSeconds(1));
+            Assert.Equal(48, received.Length); // rank 0's hello only
+            await stranger.SendAsync((byte[])[(byte)'P', .. new byte[32]]);
+            received = await ReadFor(stranger, TimeSpan.FromSeconds(3));
+            Assert.Equal((byte)'R', received[0]); // a refusal, not a proof
+            Assert.Equal("wrong cluster secret (HMAC proof does not verify)", Encoding.UTF8.GetString(received.AsSpan(3)));
+        }
+        Assert.True(await log.WaitFor("wrong cluster secret"), string.Join("\n", log.Lines));
+        await RealRank1JoinsAndRingWorks(rank0, configs[1]);
+    }
+
+    /// <summary>Everything the peer sends within <paramref name="window"/> (or until it closes).</summary>
+    private static async Task<byte[]> ReadFor(Socket s, TimeSpan window)
+    {
+        using var cts = new CancellationTokenSource(window);
+        var all = new MemoryStream();
+        var buf = new byte[512];
+        try
+        {
+            int n;
+            while ((n = await s.ReceiveAsync(buf, SocketFlags.None, cts.Token)) > 0) all.Write(buf, 0, n);
+        }
+        catch (OperationCanceledException)
+        {
+            // The window is over.
+        }
+        return all.ToArray();
+    }
+
+    [Fact]
     public async Task SecretNeverCrossesTheWire()
     {
         // Act as rank 0's right neighbour (rank 1) and record every byte rank 0 sends while dialling us.

@@ -239,6 +239,34 @@ public class RingConfigTests
     }
 
     [Fact]
+    public void MasterPortEqualToPortOnThisMachineNamesBothFields()
+    {
+        var e = Fails("""{"master_ip": "0.0.0.0", "master_port": 12345, "port": 12345, "right_port": 12346, "rank": 0, "world_size": 2}""");
+        Assert.Equal(Src + ": field 'master_port': 12345 equals 'port' (12345): rank 0's control endpoint and this rank's ring listener would " +
+                     "share one port on this machine; give master_port a port of its own in every ring file", e.Message);
+        Assert.Equal("master_port", e.Field);
+        // A worker on another machine than rank 0 may use the same number for its own ring port.
+        var worker = RingConfig.Parse("""{"master_ip": "192.168.1.10", "master_port": 12346, "port": 12346, "right_port": 12345, "right_ip": "192.168.1.10", "rank": 1, "world_size": 2}""", Src);
+        Assert.Equal(12346, worker.Port);
+        Fails("""{"master_ip": "127.0.0.1", "master_port": 12346, "port": 12346, "right_port": 12345, "rank": 1, "world_size": 2}""");
+    }
+
+    [Fact]
+    public void ADirectoryGivenAsTheRingFileIsCalledADirectory()
+    {
+        var dir = Directory.CreateTempSubdirectory("ring-dir-").FullName;
+        try
+        {
+            var e = Assert.Throws<RingConfigException>(() => RingConfig.Load(dir));
+            Assert.Equal($"{dir}: is a directory, not a ring file (full path '{dir}'); give the path of this rank's JSON file, such as {Path.Combine(dir, "ring_0.json")}", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir);
+        }
+    }
+
+    [Fact]
     public void MissingFileIsNamed()
     {
         string path = Path.Combine(Path.GetTempPath(), $"no-such-ring-{Guid.NewGuid():N}.json");

@@ -15,7 +15,9 @@ public sealed class ShardWorkerActor;
 /// <param name="BindHost">Interface to listen on (0.0.0.0 = all).</param>
 /// <param name="Port">Listen port; 0 picks a free one (workers need no fixed port).</param>
 /// <param name="PublicHost">Address peers use in actor paths; must be what they dial.</param>
-public sealed record RemoteEndpoint(string BindHost, int Port, string PublicHost);
+/// <param name="PublicPort">Port peers dial, when it differs from <paramref name="Port"/> (a
+/// <see cref="ControlPortGuard"/> listens there and forwards to Akka's own port).</param>
+public sealed record RemoteEndpoint(string BindHost, int Port, string PublicHost, int? PublicPort = null);
 
 /// <summary>Everything one rank needs to start its actors.</summary>
 public sealed record RankActorsOptions(
@@ -47,6 +49,10 @@ public static class ActorRingAkkaExtensions
         return ConfigurationFactory.ParseString(reader.ReadToEnd());
     }
 
+    /// <summary>Akka's maximum-frame-size from the HOCON in effect: the largest control message a rank accepts.</summary>
+    public static int MaximumFrameSize() =>
+        (int)(LoadHocon().GetByteSize("akka.remote.dot-netty.tcp.maximum-frame-size") ?? 128 * 1024);
+
     public static AkkaConfigurationBuilder AddActorRingHocon(this AkkaConfigurationBuilder builder) =>
         builder.AddHocon(LoadHocon(), HoconAddMode.Prepend);
 
@@ -65,13 +71,19 @@ public static class ActorRingAkkaExtensions
                 loggers.AddLogger<ActorRingLogger>();
             });
 
+    /// <summary>Akka.Remote at <paramref name="endpoint"/>, with <see cref="RejoinableRemoteProvider"/> as the provider
+    /// (chosen through the bootstrap setup, which wins over HOCON; WithRemoting keeps a custom provider).</summary>
     public static AkkaConfigurationBuilder AddActorRingRemoting(this AkkaConfigurationBuilder builder, RemoteEndpoint endpoint) =>
-        builder.WithRemoting(new RemoteOptions
-        {
-            HostName = endpoint.BindHost,
-            Port = endpoint.Port,
-            PublicHostName = endpoint.PublicHost,
-        });
+        builder
+            .WithActorRefProvider(new ProviderSelection.Custom(
+                $"{typeof(RejoinableRemoteProvider).FullName}, {typeof(RejoinableRemoteProvider).Assembly.GetName().Name}"))
+            .WithRemoting(new RemoteOptions
+            {
+                HostName = endpoint.BindHost,
+                Port = endpoint.Port,
+                PublicHostName = endpoint.PublicHost,
+                PublicPort = endpoint.PublicPort,
+            });
 
     /// <summary>Starts this rank's worker and, on rank 0, the coordinator (first, so the local worker finds it).</summary>
     public static AkkaConfigurationBuilder AddActorRingRank(this AkkaConfigurationBuilder builder, RankActorsOptions options) =>

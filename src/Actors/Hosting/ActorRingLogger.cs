@@ -20,6 +20,16 @@ public sealed class ActorRingLoggingSetup(ILoggerFactory loggerFactory) : Setup
 /// </summary>
 public sealed class ActorRingLogger : ReceiveActor, IRequiresMessageQueue<ILoggerMessageQueueSemantics>
 {
+    /// <summary>The text with stack frames ("   at …", "--- End of …") removed and its lines joined.</summary>
+    internal static string WithoutStackTrace(string text)
+    {
+        if (!text.Contains(" at ", StringComparison.Ordinal)) return text;
+        var kept = text.Split('\n')
+            .Select(line => line.TrimEnd('\r'))
+            .Where(line => !line.TrimStart().StartsWith("at ", StringComparison.Ordinal) && !line.TrimStart().StartsWith("--- End of", StringComparison.Ordinal));
+        return string.Join(" ", kept).Trim();
+    }
+
     public ActorRingLogger()
     {
         var factory = Context.System.Settings.Setup.Get<ActorRingLoggingSetup>().Value?.LoggerFactory
@@ -44,7 +54,17 @@ public sealed class ActorRingLogger : ReceiveActor, IRequiresMessageQueue<ILogge
             // (The exception type is internal to Akka.Remote, hence the name.)
             if (cause?.GetType().FullName == "Akka.Remote.EndpointDisassociatedException") level = LogLevel.Warning;
             if (!logger.IsEnabled(level)) return;
-            logger.Log(level, cause, "{Message}", e.Message?.ToString() ?? "");
+            var message = e.Message?.ToString() ?? "";
+            // Akka's remoting reports every broken or hostile connection with a stack trace, in the message or as
+            // the cause; a stranger's bytes must not fill the terminal with them. One line each, with the
+            // exception's type and message; the traces only at debug level, where they help.
+            if (category.StartsWith("Akka", StringComparison.Ordinal) && !logger.IsEnabled(LogLevel.Debug))
+            {
+                message = WithoutStackTrace(message);
+                if (cause is not null) message += $" ({cause.GetType().Name}: {WithoutStackTrace(cause.Message)})";
+                cause = null;
+            }
+            logger.Log(level, cause, "{Message}", message);
         });
     }
 }

@@ -13,9 +13,10 @@ public static class RegistrationProof
 {
     public static string NewNonce() => Convert.ToHexString(RandomNumberGenerator.GetBytes(16));
 
-    /// <summary>The coordinator's proof over the worker's nonce (lets the worker refuse a rogue coordinator).</summary>
-    public static string Coordinator(byte[] secret, string clientNonce, string serverNonce) =>
-        Mac(secret, $"actorring-coordinator-v1|{clientNonce}|{serverNonce}");
+    /// <summary>The coordinator's proof, sent only after the worker's own proof verified (lets the worker refuse a
+    /// rogue coordinator); bound to the worker's nonce, the rank and the world size it accepts.</summary>
+    public static string Coordinator(byte[] secret, string clientNonce, string serverNonce, int rank, int worldSize) =>
+        Mac(secret, string.Create(CultureInfo.InvariantCulture, $"actorring-coordinator-v2|{clientNonce}|{serverNonce}|{rank}|{worldSize}"));
 
     public static string Worker(byte[] secret, Register r) => Worker(
         secret, r.ClientNonce, r.ServerNonce, r.Rank, r.WorldSize, r.ProtocolVersion, r.ModelFingerprint);

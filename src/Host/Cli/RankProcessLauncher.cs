@@ -32,12 +32,12 @@ public sealed class RankProcessLauncher : IDisposable
         Configs = configs;
         _configDirectory = configDirectory;
         Secret = secret;
-        _onExit = (_, _) => KillAll();
+        _onExit = (_, _) => KillAllAndClean();
         AppDomain.CurrentDomain.ProcessExit += _onExit;
-        // Ctrl-C, kill, a closed terminal: kill the ranks first, then let the default action end this process
-        // (the handler does not set Cancel). ProcessExit alone is not raised for every one of these.
+        // Ctrl-C, kill, a closed terminal: kill the ranks and remove the ring files first, then let the default
+        // action end this process (the handler does not set Cancel). ProcessExit alone is not raised for every one.
         foreach (var signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT })
-            _signals.Add(PosixSignalRegistration.Create(signal, _ => KillAll()));
+            _signals.Add(PosixSignalRegistration.Create(signal, _ => KillAllAndClean()));
     }
 
     public IReadOnlyList<RingConfig> Configs { get; }
@@ -73,7 +73,9 @@ public sealed class RankProcessLauncher : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(worldSize, 1);
         var configs = RingConfig.ForLoopback(worldSize, masterPort, "loopback");
-        string dir = Directory.CreateTempSubdirectory("actorring-ring-").FullName;
+        RemoveStaleConfigDirectories();
+        string dir = Directory.CreateTempSubdirectory(ConfigDirectoryPrefix).FullName;
+        File.WriteAllText(Path.Combine(dir, OwnerFile), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
         string secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
         var launcher = new RankProcessLauncher(configs, dir, secret);
         try
@@ -158,6 +160,79 @@ public sealed class RankProcessLauncher : IDisposable
         return codes;
     }
 
+    /// <summary>Prefix of the temporary directories holding a launch's ring files.</summary>
+    public const string ConfigDirectoryPrefix = "actorring-ring-";
+
+    /// <summary>In each such directory: the launcher's process id, so a later launch can tell a stale one.</summary>
+    public const string OwnerFile = "launcher.pid";
+
+    /// <summary>The directory holding this launch's ring files (removed on dispose and on a fatal signal).</summary>
+    public string ConfigDirectory => _configDirectory;
+
+    /// <summary>
+    /// A launcher killed by SIGKILL runs no handler, so its ring-file directory stays behind. Each launch removes
+    /// the directories whose owning launcher no longer runs (its process id is gone, or is now another program).
+    /// </summary>
+    internal static void RemoveStaleConfigDirectories()
+    {
+        string[] candidates;
+        try
+        {
+            candidates = Directory.GetDirectories(Path.GetTempPath(), ConfigDirectoryPrefix + "*");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return;
+        }
+        foreach (var dir in candidates)
+        {
+            try
+            {
+                var owner = File.ReadAllText(Path.Combine(dir, OwnerFile)).Trim();
+                if (OwnerAlive(owner)) continue;
+                Directory.Delete(dir, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Not ours to remove (another user), or no owner file (an older launch, or one starting now): leave it.
+            }
+        }
+    }
+
+    private static bool OwnerAlive(string pid)
+    {
+        if (!int.TryParse(pid, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id)) return false;
+        try
+        {
+            using var p = Process.GetProcessById(id);
+            // A recycled id belongs to some other program; a launcher is this executable (or dotnet running it).
+            return !p.HasExited && (p.ProcessName.StartsWith("actorring", StringComparison.Ordinal) || p.ProcessName.StartsWith("dotnet", StringComparison.Ordinal)
+                                    || p.ProcessName.StartsWith("ActorRing", StringComparison.Ordinal));
+        }
+        catch (ArgumentException)
+        {
+            return false; // no such process
+        }
+    }
+
+    private void KillAllAndClean()
+    {
+        KillAll();
+        RemoveConfigDirectory();
+    }
+
+    private void RemoveConfigDirectory()
+    {
+        try
+        {
+            Directory.Delete(_configDirectory, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Already gone, or a rank still holds a file open; the next launch removes it.
+        }
+    }
+
     /// <summary>Kills every rank process and its descendants (idempotent, never throws).</summary>
     public void KillAll()
     {
@@ -197,14 +272,7 @@ public sealed class RankProcessLauncher : IDisposable
         }
         foreach (var registration in _signals) registration.Dispose();
         AppDomain.CurrentDomain.ProcessExit -= _onExit;
-        try
-        {
-            Directory.Delete(_configDirectory, recursive: true);
-        }
-        catch (IOException)
-        {
-            // A leftover temp directory is harmless.
-        }
+        RemoveConfigDirectory();
     }
 
     /// <summary>

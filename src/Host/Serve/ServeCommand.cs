@@ -5,6 +5,7 @@ using ActorRing.Actors;
 using ActorRing.Actors.Client;
 using ActorRing.Actors.Engine;
 using ActorRing.Actors.Hosting;
+using ActorRing.Actors.Security;
 using ActorRing.Host.Cli;
 using ActorRing.Host.Generation;
 using ActorRing.Host.Http;
@@ -48,10 +49,10 @@ public static class ServeCommand
                                [--quant none|q8_0|q4_0] [--quant-lm-head] [--sync-dtype f32|bf16|q8_0]
                                [--ready-timeout SECONDS] [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
                                [--max-batch N] [--kv-cache-tokens N] [--prefill-chunk N]
-                               [--generation-config auto|ignore]
+                               [--generation-config auto|ignore] [--insecure-short-secret]
 
         Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
-        needs the same ACTORRING_SECRET. Rank 0 hosts the coordinator at master_ip:master_port; start the
+        needs the same ACTORRING_SECRET, at least 16 bytes (make one with 'actorring secret'). Rank 0 hosts the coordinator at master_ip:master_port; start the
         ranks in any order. Rank 0 serves the OpenAI-compatible HTTP API at --http-host:--http-port (default
         127.0.0.1:8080; see README "HTTP API"); --api-key or ACTORRING_API_KEY makes it require
         "Authorization: Bearer KEY". --interactive (rank 0) reads prompts from the terminal or, on a pipe, one prompt
@@ -129,6 +130,11 @@ public static class ServeCommand
                 return false;
             }
             secret = RandomNumberGenerator.GetBytes(32); // a single rank has nobody to prove it to
+        }
+        else if (!options.InsecureShortSecret && ClusterSecret.TooShort(secret, RingOptions.SecretEnvironmentVariable) is { } tooShort)
+        {
+            Console.Error.WriteLine($"error: {tooShort}");
+            return false;
         }
         if (ring.WorldSize > 1)
         {
@@ -227,6 +233,19 @@ public static class ServeCommand
             BusyThreadsOnThisMachine = (RingConfig.IsThisMachine(ring.RightIp) ? ring.WorldSize : 1) * (options.Load.Threads ?? 1),
         };
         var (endpoint, coordinatorPath) = Endpoints(options, ring);
+        // Akka.Remote cannot cap unauthenticated connections, so it listens on loopback behind our guard, which
+        // takes the control port itself (see ControlPortGuard). A single rank without a master has no peers.
+        RejoinableRemoteProvider? provider = null;
+        bool guarded = !(ring.WorldSize == 1 && ring.MasterPort is null);
+        if (guarded)
+        {
+            builder.Services.AddSingleton(sp => ControlPortGuard.Bind(
+                new IPEndPoint(options.BindAddress, endpoint.Port),
+                new IPEndPoint(IPAddress.Loopback, FreeLoopbackPort()),
+                (system, host, port) => Volatile.Read(ref provider)?.IsWatched(system, host, port) == true,
+                new ControlPortGuardOptions(MaxFrame: ActorRingAkkaExtensions.MaximumFrameSize()),
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("ActorRing.ControlPort")));
+        }
 
         builder.Services.AddAkka(ControlProtocol.SystemName, (akka, sp) =>
         {
@@ -237,7 +256,13 @@ public static class ServeCommand
                 {
                     Volatile.Write(ref _peerLossExpected, true);
                     lifetime.StopApplication();
-                }, dialing => Volatile.Write(ref _peerLossExpected, dialing));
+                }, dialing => Volatile.Write(ref _peerLossExpected, dialing),
+                OnRefused: _ =>
+                {
+                    // A start-up error (the worker logged why): exit like any other configuration error.
+                    sp.GetRequiredService<ServeExit>().Code = 2;
+                    lifetime.StopApplication();
+                });
             CoordinatorSettings? coordinator = null;
             if (ring.Rank == 0)
             {
@@ -255,7 +280,10 @@ public static class ServeCommand
                     LogLevel.Information => Akka.Event.LogLevel.InfoLevel,
                     _ => Akka.Event.LogLevel.WarningLevel,
                 })
-                .AddActorRingRemoting(endpoint)
+                .AddActorRingRemoting(guarded && sp.GetRequiredService<ControlPortGuard>() is var guard
+                    ? new RemoteEndpoint("127.0.0.1", guard.AkkaPort, endpoint.PublicHost, guard.Port)
+                    : endpoint)
+                .AddStartup((system, _) => Volatile.Write(ref provider, ((ExtendedActorSystem)system).Provider as RejoinableRemoteProvider))
                 // After the bridge to our log stops, Akka prints what is left of its shutdown to stdout at its
                 // current level, bypassing the filter above; in an ordered shutdown its remoting warnings
                 // ("Unable to REMOVE channel ...") are expected, so only errors may go out then.
@@ -272,6 +300,9 @@ public static class ServeCommand
                     options.Scheduling,
                     setup.Tokenizer is { } tokenizer ? new StopStringRules(tokenizer) : null));
         });
+
+        // After Akka, so the guard forwards to a listening system from its first connection, and stops first.
+        if (guarded) builder.Services.AddHostedService(sp => new ControlPortGuardService(sp.GetRequiredService<ControlPortGuard>()));
 
         if (ring.Rank == 0)
         {
@@ -345,6 +376,13 @@ public static class ServeCommand
         }
     }
 
+    private static int FreeLoopbackPort()
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)probe.LocalEndPoint!).Port;
+    }
+
     /// <summary>The local address the OS would use to reach <paramref name="host"/> (no packet is sent).</summary>
     private static string LocalAddressToward(string host)
     {
@@ -359,6 +397,18 @@ public static class ServeCommand
             return Dns.GetHostName();
         }
     }
+}
+
+/// <summary>Runs the control port's guard for the host's lifetime.</summary>
+internal sealed class ControlPortGuardService(ControlPortGuard guard) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        guard.Start();
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken) => await guard.DisposeAsync();
 }
 
 /// <summary>The process exit code decided by a hosted service (0 unless a prompt run failed), and stdout.</summary>

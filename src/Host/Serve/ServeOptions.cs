@@ -11,7 +11,7 @@ public sealed record ServeOptions
 {
     public const string Verb = "serve";
 
-    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet", "quant-lm-head"];
+    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet", "quant-lm-head", "insecure-short-secret"];
 
     public static readonly string[] Known =
     [
@@ -20,6 +20,7 @@ public sealed record ServeOptions
         "verbose", "quiet", "preset", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
         "http-host", "http-port", "model-id", "api-key", "chat-template",
         "quant", "quant-lm-head", "sync-dtype",
+        "insecure-short-secret",
     ];
 
     /// <summary>The environment variable that sets the HTTP API key when --api-key is not given.</summary>
@@ -61,6 +62,9 @@ public sealed record ServeOptions
         Load.KvCacheTokens ?? Math.Max(contextLength, Math.Min(Scheduling.MaxBatch * contextLength, 8192));
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(10);
     public bool Verbose { get; init; }
+
+    /// <summary>Accept an ACTORRING_SECRET shorter than <see cref="Actors.Security.ClusterSecret.MinimumBytes"/> (tests, demos).</summary>
+    public bool InsecureShortSecret { get; init; }
 
     /// <summary>Warnings and errors only (ranks started by generate).</summary>
     public bool Quiet { get; init; }
@@ -160,6 +164,7 @@ public sealed record ServeOptions
             ReadyTimeout = TimeSpan.FromSeconds(cli.Int("ready-timeout", 1, 86_400) ?? 600),
             Verbose = cli.Flag("verbose"),
             Quiet = cli.Flag("quiet"),
+            InsecureShortSecret = cli.Flag("insecure-short-secret"),
         };
     }
 

@@ -1,0 +1,67 @@
+using System.Diagnostics;
+using ActorRing.Transport;
+
+namespace ActorRing.Host.Tests;
+
+/// <summary>A rank that is paused (SIGSTOP) long enough to be declared lost comes back after SIGCONT.</summary>
+public sealed class PauseTests
+{
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
+
+    /// <summary>Greedy, 16 tokens of the bundled model after "Once upon a time" (as RecoveryTests).</summary>
+    private const string Expected = ", there was a little girl named Lily. She loved to play";
+
+    [Fact]
+    public async Task A_worker_paused_for_15_s_rejoins_after_SIGCONT_and_the_next_prompt_is_answered_exactly()
+    {
+        var dir = Directory.CreateTempSubdirectory("actorring-pause-").FullName;
+        var configs = RingConfig.ForLoopback(2);
+        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
+        Dictionary<string, string> Env(int rank) => new()
+        {
+            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
+            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
+        };
+        try
+        {
+            using var master = new RankProcess(["serve", "--interactive", "--max-tokens", "16", "--verbose"], Env(0), redirectStdin: true);
+            using var worker = new RankProcess(["serve"], Env(1));
+            await master.StandardInput.WriteLineAsync("Once upon a time");
+            await master.StandardInput.FlushAsync();
+            await master.WaitForStdoutLinesAsync(1, Deadline);
+
+            worker.Signal("STOP");
+            try
+            {
+                // Rank 0 declares the silent rank lost (DeathWatch), which used to quarantine it for good.
+                await master.WaitForLogAsync("is gone (connection lost or process stopped); waiting for it to register again", TimeSpan.FromSeconds(30));
+                await Task.Delay(TimeSpan.FromSeconds(15));
+            }
+            finally
+            {
+                worker.Signal("CONT");
+            }
+            var resumed = Stopwatch.StartNew();
+            await master.StandardInput.WriteLineAsync("Once upon a time");
+            await master.StandardInput.FlushAsync();
+            await master.WaitForStdoutLinesAsync(2, Deadline);
+            // Rejoining takes a failure-detector period and a ring formation, not the 600 s ready timeout.
+            Assert.True(resumed.Elapsed < TimeSpan.FromSeconds(40), $"the answer after SIGCONT took {resumed.Elapsed.TotalSeconds:0} s");
+            master.StandardInput.Close();
+            Assert.Equal(0, await master.WaitAsync(Deadline));
+
+            var lines = master.Stdout.Split('\n');
+            Assert.Equal(Expected, lines[0]);
+            Assert.Equal(Expected, lines[1]);
+            Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(master.Stderr, "rank 1/2 registered from").Count);
+            Assert.Contains("stopped answering heartbeats; reported as terminated, not quarantined, so it can rejoin", master.Stderr);
+            Assert.DoesNotContain("uarantined", worker.Stderr.Replace("not quarantined", ""));
+            // The worker kept its weights: it loaded its shard once.
+            Assert.Single(System.Text.RegularExpressions.Regex.Matches(worker.Stderr, "rank 1/2: loading shard"));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+}
