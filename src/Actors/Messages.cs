@@ -10,7 +10,7 @@ public interface IControlMessage;
 /// <summary>The control protocol version; a rank with another version is refused at registration.</summary>
 public static class ControlProtocol
 {
-    public const int Version = 1;
+    public const int Version = 2; // 2: step plans travel over the ring (StartServing, ServingStopped); RunStep is gone
 
     /// <summary>Actor system name on every rank; remote paths include it, so all ranks must agree.</summary>
     public const string SystemName = "actorring";
