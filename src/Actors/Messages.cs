@@ -10,8 +10,9 @@ public interface IControlMessage;
 /// <summary>The control protocol version; a rank with another version is refused at registration.</summary>
 public static class ControlProtocol
 {
-    /// <summary>2: the coordinator proves the secret in <see cref="Registered"/>, after the worker, not in <see cref="Challenge"/>.</summary>
-    public const int Version = 2;
+    /// <summary>3: step plans travel over the ring (StartServing, ServingStopped; RunStep is gone), and the
+    /// coordinator proves the secret in <see cref="Registered"/>, after the worker, not in <see cref="Challenge"/>.</summary>
+    public const int Version = 3;
 
     /// <summary>Actor system name on every rank; remote paths include it, so all ranks must agree.</summary>
     public const string SystemName = "actorring";
