@@ -44,7 +44,7 @@ public sealed class HttpCluster : IAsyncLifetime
         Dictionary<string, string> Env(int rank) => new()
         {
             ["RING_CONFIG"] = Path.Combine(_dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = "http-test-secret",
+            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
             ["ACTORRING_API_KEY"] = ApiKey,
         };
         _master = new RankProcess(["serve", "--http-port", port.ToString(), "--context", "512"], Env(0));

@@ -18,7 +18,7 @@ public sealed class HttpRankDownTests
         Dictionary<string, string> Env(int rank) => new()
         {
             ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = "http-down-secret",
+            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
         };
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
