@@ -43,10 +43,12 @@ public sealed class TokenizeCommandTests
         {
             File.WriteAllText(file, """[{"role": "user", "content": "Once upon"}, {"role": "assistant", "content": "a time"}]""");
 
-            // The plain template joins contents with newlines; the template, not the tokenizer, decides about BOS.
+            // The plain template joins contents with newlines and writes no BOS, so the ids get the tokenizer's BOS,
+            // as the server's prompt does (a template that writes BOS itself gets no second one).
             var (code, output) = Run("", "--chat", file);
             Assert.Equal(0, code);
-            Assert.Equal(Run("", "--text", "Once upon\na time", "--no-special-tokens").Output, output);
+            Assert.Equal("[1,403,407,13,412,378]\n", output);
+            Assert.Equal(Run("", "--text", "Once upon\na time").Output, output);
         }
         finally
         {

@@ -177,12 +177,12 @@ public sealed class TokenizerJsonTests
     }
 
     [Fact]
-    public void Loader_reads_tokenizer_json_with_config_and_generation_eos_ids()
+    public void Loader_reads_tokenizer_json_with_its_config_and_the_model_configs_eos_ids()
     {
         using var dir = new TokenizerTempDir();
         File.WriteAllText(Path.Combine(dir.Path, "tokenizer.json"), BuildJson());
         File.WriteAllText(Path.Combine(dir.Path, "tokenizer_config.json"), """{"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}""");
-        File.WriteAllText(Path.Combine(dir.Path, "generation_config.json"), """{"eos_token_id": [266, 267]}""");
+        File.WriteAllText(Path.Combine(dir.Path, "config.json"), """{"eos_token_id": [266, 267]}""");
         var tok = TokenizerLoader.Load(dir.Path);
         Assert.IsType<HuggingFaceBpeTokenizer>(tok);
         Assert.Equal(Eot, tok.EosId);
@@ -445,18 +445,18 @@ public sealed class TokenizerJsonTests
     }
 
     [Fact]
-    public void Generation_config_eos_ids_stop_for_json_and_sentencepiece_models()
+    public void Model_config_eos_ids_stop_for_json_and_sentencepiece_models()
     {
         using var dir = new TokenizerTempDir();
-        File.WriteAllText(Path.Combine(dir.Path, "generation_config.json"), """{"eos_token_id": [2, 5]}""");
+        File.WriteAllText(Path.Combine(dir.Path, "config.json"), """{"eos_token_id": [2, 5]}""");
         File.Copy(TokenizerTestFiles.SentencePieceModel, Path.Combine(dir.Path, "tokenizer.model"));
         Assert.Equal([2, 5], TokenizerLoader.Load(dir.Path).EosIds.Order());
-        Assert.Equal([2, 5], TokenizerLoader.ReadGenerationEosIds(dir.Path));
+        Assert.Equal([2, 5], TokenizerLoader.ReadConfigEosIds(dir.Path));
 
-        File.WriteAllText(Path.Combine(dir.Path, "generation_config.json"), """{"eos_token_id": "two"}""");
+        File.WriteAllText(Path.Combine(dir.Path, "config.json"), """{"eos_token_id": "two"}""");
         var ex = Assert.Throws<TokenizerFormatException>(() => TokenizerLoader.Load(dir.Path));
         Assert.Contains("eos_token_id \"two\"", ex.Message);
-        Assert.Contains("generation_config.json", ex.Message);
+        Assert.Contains("config.json", ex.Message);
     }
 
     [Fact]

@@ -197,7 +197,7 @@ public sealed class HuggingFaceBpeTokenizer : ITextTokenizer
     /// <param name="tokenizerJson">Contents of tokenizer.json.</param>
     /// <param name="nameForErrors">The file name, used in every error message.</param>
     /// <param name="tokenizerConfigJson">Optional tokenizer_config.json contents (bos_token, eos_token, add_bos_token, add_eos_token).</param>
-    /// <param name="extraEosIds">Further ids that end generation (generation_config.json eos_token_id).</param>
+    /// <param name="extraEosIds">Further ids that end generation (config.json's eos_token_id).</param>
     public static HuggingFaceBpeTokenizer FromJson(string tokenizerJson, string nameForErrors, string? tokenizerConfigJson = null,
         IEnumerable<int>? extraEosIds = null)
     {

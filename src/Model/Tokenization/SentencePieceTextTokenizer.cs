@@ -89,7 +89,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
     public IReadOnlyCollection<int> EosIds { get; }
 
     /// <summary>Loads a SentencePiece model file; a file that is not a SentencePiece BPE model gives a <see cref="TokenizerFormatException"/>.</summary>
-    /// <param name="extraEosIds">Further ids that end generation (generation_config.json eos_token_id).</param>
+    /// <param name="extraEosIds">Further ids that end generation (config.json's eos_token_id).</param>
     public static SentencePieceTextTokenizer Load(string path, IEnumerable<int>? extraEosIds = null)
     {
         try

@@ -41,7 +41,7 @@ public static class TokenizerLoader
 
         if (File.Exists(spm))
         {
-            return SentencePieceTextTokenizer.Load(spm, ReadGenerationEosIds(path));
+            return SentencePieceTextTokenizer.Load(spm, ReadConfigEosIds(path));
         }
 
         var bin = Path.Combine(path, "tokenizer.bin");
@@ -71,7 +71,7 @@ public static class TokenizerLoader
 
         if (name.EndsWith(".model", StringComparison.OrdinalIgnoreCase))
         {
-            return SentencePieceTextTokenizer.Load(file, ReadGenerationEosIds(Path.GetDirectoryName(Path.GetFullPath(file))!));
+            return SentencePieceTextTokenizer.Load(file, ReadConfigEosIds(Path.GetDirectoryName(Path.GetFullPath(file))!));
         }
 
         if (name.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
@@ -92,18 +92,19 @@ public static class TokenizerLoader
         var dir = Path.GetDirectoryName(Path.GetFullPath(jsonPath))!;
         var configPath = Path.Combine(dir, "tokenizer_config.json");
         var config = File.Exists(configPath) ? ReadText(configPath) : null;
-        return HuggingFaceBpeTokenizer.FromDocument(root, jsonPath, config, ReadGenerationEosIds(dir));
+        return HuggingFaceBpeTokenizer.FromDocument(root, jsonPath, config, ReadConfigEosIds(dir));
     }
 
     /// <summary>
-    /// The eos_token_id of generation_config.json and config.json (an int or a list), in file order without
-    /// repeats. Instruct models end turns with a token (Llama 3's &lt;|eot_id|&gt;) that only these files list;
-    /// every one of them must stop a generation.
+    /// The eos_token_id of config.json (an int or a list), without repeats. Instruct models end turns with a
+    /// token (Llama 3's &lt;|eot_id|&gt;) that only the model's files list; every one of them must stop a
+    /// generation. generation_config.json's ids are not read here: they are a generation default
+    /// (<see cref="Sampling.GenerationDefaults"/>), which <c>--generation-config ignore</c> turns off.
     /// </summary>
-    public static IReadOnlyList<int> ReadGenerationEosIds(string modelDirectory)
+    public static IReadOnlyList<int> ReadConfigEosIds(string modelDirectory)
     {
         var eos = new List<int>();
-        foreach (var file in new[] { "generation_config.json", "config.json" })
+        foreach (var file in new[] { "config.json" })
         {
             var p = Path.Combine(modelDirectory, file);
             if (File.Exists(p))
