@@ -64,9 +64,19 @@ public sealed class HttpRankDownTests
             var error2 = JsonDocument.Parse(events[^2]).RootElement.GetProperty("error");
             Assert.Contains("rank 1", error2.GetProperty("message").GetString());
             Assert.Equal("cluster_unavailable", error2.GetProperty("code").GetString());
-            using var after = await http.GetAsync("/health");
-            Assert.Equal(HttpStatusCode.ServiceUnavailable, after.StatusCode);
-            Assert.Contains("rank 1", await after.Content.ReadAsStringAsync());
+            // The stream hears of the broken ring from the step loop itself; the coordinator's own view (which
+            // /health reports) follows within moments, once the loop's stop and the lost rank reach it.
+            HttpStatusCode afterStatus = HttpStatusCode.OK;
+            string afterBody = "";
+            for (var wait = System.Diagnostics.Stopwatch.StartNew(); wait.Elapsed < TimeSpan.FromSeconds(15); await Task.Delay(200))
+            {
+                using var after = await http.GetAsync("/health");
+                afterStatus = after.StatusCode;
+                afterBody = await after.Content.ReadAsStringAsync();
+                if (afterStatus == HttpStatusCode.ServiceUnavailable && afterBody.Contains("rank 1", StringComparison.Ordinal)) break;
+            }
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, afterStatus);
+            Assert.Contains("rank 1", afterBody);
         }
         finally
         {
