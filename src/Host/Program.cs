@@ -13,7 +13,9 @@ public static class Program
                              [--generation-config auto|ignore] [--dtype f32|bf16] [--quant none|q8_0|q4_0]
                              [--quant-lm-head] [--sync-dtype f32|bf16|q8_0]
           actorring tokenize [--model DIR] (--text TEXT | --chat MESSAGES.json | --decode [--ids 1,403]) [--no-special-tokens]
-          actorring serve [--model DIR] [--ring-config FILE] [--interactive]
+          actorring serve [--model DIR] [--ring-config FILE] [--interactive] [--http-host H] [--http-port P]
+                          [--api-key KEY] [--model-id NAME] [--chat-template FILE] [--max-batch N]
+                          (actorring serve --help lists every option)
           actorring secret                       prints a fresh random ACTORRING_SECRET (64 hex digits)
           actorring bench allreduce --world-size N [--sizes 16KiB,256KiB,4MiB,64MiB] [--dtype f32|bf16|f16]
           actorring bench decode --preset llama-160m|tinyllama-1.1b [--world-size N] [--threads T] [--tokens 32]
@@ -21,6 +23,8 @@ public static class Program
                                  [--sync-dtype f32|bf16|q8_0]
           actorring bench scaling --preset llama-160m|tinyllama-1.1b [--world-size 2] [--threads 2] [--rounds 10]
                                   [--tokens 16] [--dtype f32|bf16] [--quant none|q8_0|q4_0] [--quant-lm-head]
+          actorring bench serve --preset llama-160m|tinyllama-1.1b [--world-size N] [--concurrency C]
+                                [--max-tokens 64] [--prompt-tokens P] [--requests R]
           actorring bench tokenize --model DIR [--size 1MiB] [--rounds 5]
 
         Every verb that takes --model defaults to the bundled stories260K model.
