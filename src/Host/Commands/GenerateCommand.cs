@@ -28,18 +28,18 @@ internal static class GenerateCommand
         if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
         if (cli.Has("prompt") && cli.Has("prompt-ids")) throw new UsageException("give either --prompt or --prompt-ids, not both");
 
-        string modelPath = cli.String("model") ?? Try(ModelDirectory.DefaultBundledPath);
-        var dir = Try(() => ModelDirectory.Recognise(modelPath));
-        var config = Try(dir.ReadConfig);
+        string modelPath = cli.String("model") ?? UsageException.FromUserErrors(ModelDirectory.DefaultBundledPath);
+        var dir = UsageException.FromUserErrors(() => ModelDirectory.Recognise(modelPath));
+        var config = UsageException.FromUserErrors(dir.ReadConfig);
         int worldSize = cli.Int("world-size", 1, 64) ?? 1;
         var dtype = cli.DType();
         var (quant, quantHead) = cli.Quant();
         int? context = cli.Int("context", 1, config.MaxPositionEmbeddings);
         int threads = cli.Int("threads", 1, 1024) ?? Math.Max(1, Environment.ProcessorCount / worldSize);
         // Refuse an impossible split before starting any rank.
-        Try(() => ShardPlan.Create(config, 0, worldSize));
+        UsageException.FromUserErrors(() => ShardPlan.Create(config, 0, worldSize));
 
-        var tokenizer = Try(() => TokenizerLoader.Load(dir.Path));
+        var tokenizer = UsageException.FromUserErrors(() => TokenizerLoader.Load(dir.Path));
         IReadOnlyList<int> promptIds = cli.IntList("prompt-ids") is { } given ? given
             : cli.String("prompt") is { } text ? tokenizer.Encode(text, addBos: true)
             : tokenizer.BosId >= 0 ? [tokenizer.BosId]
@@ -60,26 +60,5 @@ internal static class GenerateCommand
         // Every world size, 1 included, runs as `serve` processes over the actor runtime and the serving step
         // loop (see Serve/MultiProcessGenerate): one code path for generate, serve and the HTTP API.
         return await Serve.MultiProcessGenerate.RunAsync(args, worldSize, promptIds, threads);
-    }
-
-    /// <summary>Turns the model's and tokenizer's user errors into usage errors: a message, not a stack trace.</summary>
-    private static T Try<T>(Func<T> f)
-    {
-        try
-        {
-            return f();
-        }
-        catch (ModelLoadException e)
-        {
-            throw new UsageException(e.Message);
-        }
-        catch (TokenizerFormatException e)
-        {
-            throw new UsageException(e.Message);
-        }
-        catch (CollectiveException e)
-        {
-            throw new UsageException($"the ring failed: {e.Message}");
-        }
     }
 }

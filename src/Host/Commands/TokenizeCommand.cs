@@ -32,7 +32,7 @@ internal static class TokenizeCommand
         if (!decode && cli.Has("ids")) throw new UsageException("--ids is for --decode; to encode, give --text");
         if (cli.Has("text") && cli.Has("chat")) throw new UsageException("give either --text or --chat, not both");
 
-        var modelPath = cli.String("model") ?? Try(ModelDirectory.DefaultBundledPath);
+        var modelPath = cli.String("model") ?? UsageException.FromUserErrors(ModelDirectory.DefaultBundledPath);
         var tokenizer = LoadTokenizer(modelPath);
         var addSpecial = !cli.Flag("no-special-tokens");
 
@@ -106,8 +106,8 @@ internal static class TokenizeCommand
     private static ITextTokenizer LoadTokenizer(string path)
     {
         var hasTokenizer = File.Exists(path) || new[] { "tokenizer.json", "tokenizer.model", "tokenizer.bin" }.Any(f => File.Exists(Path.Combine(path, f)));
-        var dir = hasTokenizer ? path : Try(() => ModelDirectory.Recognise(path).Path);
-        return Try(() => TokenizerLoader.Load(dir));
+        var dir = hasTokenizer ? path : UsageException.FromUserErrors(() => ModelDirectory.Recognise(path).Path);
+        return UsageException.FromUserErrors(() => TokenizerLoader.Load(dir));
     }
 
     private static string Decode(ITextTokenizer tokenizer, IReadOnlyList<int> ids, string where)
@@ -177,19 +177,4 @@ internal static class TokenizeCommand
 
     private static string Clip(string s) => s.Length <= 60 ? s : s[..60] + "…";
 
-    private static T Try<T>(Func<T> f)
-    {
-        try
-        {
-            return f();
-        }
-        catch (ModelLoadException e)
-        {
-            throw new UsageException(e.Message);
-        }
-        catch (TokenizerFormatException e)
-        {
-            throw new UsageException(e.Message);
-        }
-    }
 }
