@@ -21,7 +21,7 @@ internal sealed class RankOptions : OptionGroup
     public readonly ChoiceOption<SyncPayload> SyncDType = ComputeOptions.SyncDType();
 
     public readonly Option<int?> Context = Opt.Int("--context",
-        "Context length in positions [default: the model's max_position_embeddings]", 1, 1 << 20);
+        "Longest sequence (prompt + generated) in positions; the same on every rank [default: min(max_position_embeddings, 4096)]", 1, 1 << 20);
 
     public readonly Option<int?> KvCacheTokens = Opt.Int("--kv-cache-tokens",
         "KV cache size in positions, shared by the running requests [default: --max-batch full contexts, at most 8192]", 16, 1 << 28);

@@ -290,7 +290,8 @@ public static class ServeCommand
                     coordinator,
                     ring.Rank == 0 ? new SamplerPickerFactory() : null,
                     options.Scheduling,
-                    setup.Tokenizer is { } tokenizer ? new StopStringRules(tokenizer) : null));
+                    setup.Tokenizer is { } tokenizer ? new StopStringRules(tokenizer) : null,
+                    ring.Rank == 0 ? sp.GetRequiredService<ActorRing.Actors.Serving.ServingPort>() : null));
         });
 
         // After Akka, so the guard forwards to a listening system from its first connection, and stops first.
@@ -298,7 +299,9 @@ public static class ServeCommand
 
         if (ring.Rank == 0)
         {
-            builder.Services.AddSingleton<GenerationMetrics>();
+            // The queue to the step loop, shared with /metrics, which reads the loop's counters from it.
+            builder.Services.AddSingleton<ActorRing.Actors.Serving.ServingPort>();
+            builder.Services.AddSingleton(sp => new GenerationMetrics(sp.GetRequiredService<ActorRing.Actors.Serving.ServingPort>()));
             // The coordinator exists only once Akka's hosted service has started, so it is resolved on first use.
             builder.Services.AddSingleton(sp => new GenerationService(
                 async () => new CoordinatorClient(sp.GetRequiredService<ActorSystem>(),

@@ -99,9 +99,9 @@ public sealed record ServeOptions
         public readonly PromptOptions Prompt = new();
         public readonly SamplingCliOptions Sampling = new();
         public readonly Option<string?> Bind = Opt.Text("--bind", "ADDR", "Address the ring and control listeners bind [default: 0.0.0.0]");
-        public readonly Option<string?> Advertise = Opt.Text("--advertise", "HOST", "Host name or address other ranks reach this rank's control port at");
+        public readonly Option<string?> Advertise = Opt.Text("--advertise", "HOST", "Name this rank's control endpoint gives itself [default: rank 0: master_ip; a worker: its address that routes to rank 0]");
         public readonly Option<int> ControlPort = Opt.Int("--control-port", "A worker's Akka.Remote port; 0 picks a free one", 0, 0, 65535, "PORT");
-        public readonly Option<int?> Threads = Opt.Int("--threads", "Compute threads of this rank [default: every core]", 1, 1024);
+        public readonly Option<int?> Threads = Opt.Int("--threads", "Compute threads of this rank; use cores / ranks on this machine [default: libtorch's own threading]", 1, 1024);
         public readonly IntListOption Cores = Opt.IntList("--cores", "C0,C1,...",
             "Pin this rank (its compute thread and helpers, in order) to these CPU cores");
         public readonly Option<int> ReadyTimeout = Opt.Int("--ready-timeout", "Seconds to wait for every rank to join and load", 600, 1, 86_400, "SECONDS");
