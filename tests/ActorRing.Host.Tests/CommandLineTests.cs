@@ -45,6 +45,16 @@ public sealed class CommandLineTests
     }
 
     [Fact]
+    public async Task An_argument_starting_with_at_is_text_not_a_response_file()
+    {
+        var (code, stdout, stderr) = await Run("tokenize", "--text", "@Once");
+        Assert.Equal("", stderr);
+        Assert.Equal(0, code);
+        var ids = System.Text.Json.JsonSerializer.Deserialize<int[]>(stdout)!;
+        Assert.Equal((0, "\"@Once\"\n", ""), await Run("tokenize", "--decode", "--ids", string.Join(',', ids)));
+    }
+
+    [Fact]
     public async Task No_verb_prints_the_verbs_and_fails_while_help_succeeds()
     {
         var (code, stdout, _) = await Run();

@@ -13,6 +13,9 @@ public static class CommandLine
 {
     public const int UsageExitCode = 2;
 
+    /// <summary>Arguments are taken as typed: no "@file" response files (a prompt may start with '@').</summary>
+    private static readonly ParserConfiguration Parsing = new() { ResponseFileTokenReplacer = null };
+
     public static RootCommand CreateRoot()
     {
         var root = new RootCommand("actorring: tensor-parallel LLM serving over a plain TCP ring. " +
@@ -42,7 +45,7 @@ public static class CommandLine
     {
         output ??= Console.Out;
         error ??= Console.Error;
-        var result = CreateRoot().Parse(args);
+        var result = CreateRoot().Parse(args, Parsing);
         if (result.Action is not (HelpAction or VerbCommand.HelpWithNotes) && Describe(result) is { Count: > 0 } problems)
         {
             foreach (var problem in problems) error.WriteLine($"error: {problem}");
@@ -73,7 +76,7 @@ public static class CommandLine
     /// process; a parse error becomes a <see cref="UsageException"/>.</summary>
     public static ParseResult ParseVerb(Command verb, IReadOnlyList<string> args)
     {
-        var result = verb.Parse(args);
+        var result = verb.Parse(args, Parsing);
         return Describe(result) is { Count: > 0 } problems ? throw new UsageException(string.Join("; ", problems)) : result;
     }
 
