@@ -220,12 +220,71 @@ public sealed class HttpApiTests(HttpCluster cluster)
             "actorring_requests_total{outcome=\"length\"}", "actorring_prompt_tokens_total", "actorring_generation_tokens_total",
             "actorring_time_to_first_token_seconds_bucket", "actorring_time_per_output_token_seconds_bucket",
             "actorring_decode_step_seconds_bucket{part=\"compute\"", "actorring_decode_step_seconds_bucket{part=\"control\"",
-            "actorring_requests_running", "actorring_requests_waiting", "actorring_ranks_ready 2", "actorring_world_size 2"])
+            "actorring_requests_running", "actorring_requests_waiting", "actorring_ranks_ready 2", "actorring_world_size 2",
+            "actorring_kv_cache_blocks_used", "actorring_kv_cache_blocks_total", "actorring_kv_cache_usage_ratio",
+            "actorring_steps_total", "actorring_step_seconds_total{part=\"all_reduce\"}"])
         {
             Assert.Contains(series, text);
         }
         var generated = text.Split('\n').Single(l => l.StartsWith("actorring_generation_tokens_total ", StringComparison.Ordinal));
         Assert.True(double.Parse(generated.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture) >= 3);
+    }
+
+    /// <summary>
+    /// The engine's series move with a request: while it streams, it runs and holds KV blocks; once it ends, the
+    /// blocks are free again, and one step per generated token was added, its time split into compute, all-reduce,
+    /// gather and control (two ranks: the all-reduces and the gather take time), and one time-per-output-token sample.
+    /// </summary>
+    [Fact]
+    public async Task Metrics_follow_a_request_through_the_engine()
+    {
+        const int tokens = 300;
+        var before = await ScrapeAsync();
+        Assert.Equal(2, before["actorring_ranks_ready"]);
+        Assert.True(before["actorring_kv_cache_blocks_total"] > 0);
+
+        using var client = cluster.NewClient(withKey: true);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = HttpCluster.Body($$"""{"prompt":"Once upon a time","max_tokens":{{tokens}},"temperature":0,"stream":true}"""),
+        };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var body = response.Content.ReadAsStringAsync();
+        Dictionary<string, double>? during = null;
+        while (!body.IsCompleted)
+        {
+            var now = await ScrapeAsync();
+            if (now["actorring_requests_running"] == 1 && now["actorring_kv_cache_blocks_used"] > 0) during = now;
+            if (during is not null) break;
+        }
+        Assert.NotNull(during); // the request's 300 tokens take far longer than a scrape
+        Assert.InRange(during["actorring_kv_cache_usage_ratio"], 1e-9, 1);
+        Assert.Equal(during["actorring_kv_cache_blocks_used"] / during["actorring_kv_cache_blocks_total"], during["actorring_kv_cache_usage_ratio"], 6);
+        Assert.EndsWith("data: [DONE]", (await body).TrimEnd());
+
+        var after = await ScrapeAsync();
+        for (var wait = Stopwatch.StartNew(); after["actorring_kv_cache_blocks_used"] > 0 && wait.Elapsed < TimeSpan.FromSeconds(10); await Task.Delay(50))
+            after = await ScrapeAsync();
+        Assert.Equal(0, after["actorring_kv_cache_blocks_used"]);
+        Assert.Equal(0, after["actorring_requests_running"]);
+        double Delta(string series) => after[series] - before[series];
+        // Its first token comes from the prefill step, every other one from a decode step.
+        Assert.InRange(Delta("actorring_steps_total"), tokens, tokens + 5);
+        Assert.Equal(tokens, Delta("actorring_generation_tokens_total"));
+        Assert.Equal(1, Delta("actorring_time_per_output_token_seconds_count"));
+        foreach (var part in (string[])["compute", "all_reduce", "gather", "control"])
+            Assert.True(Delta($"actorring_step_seconds_total{{part=\"{part}\"}}") > 0, $"no {part} time in {tokens} steps");
+    }
+
+    /// <summary>/metrics as series name (labels included) to value.</summary>
+    private async Task<Dictionary<string, double>> ScrapeAsync()
+    {
+        using var metrics = await cluster.Http.GetAsync("/metrics");
+        Assert.Equal(HttpStatusCode.OK, metrics.StatusCode);
+        return (await metrics.Content.ReadAsStringAsync()).Split('\n')
+            .Where(l => l.Length > 0 && !l.StartsWith('#'))
+            .Select(l => (Series: l[..l.LastIndexOf(' ')], Value: l[(l.LastIndexOf(' ') + 1)..]))
+            .ToDictionary(x => x.Series, x => double.Parse(x.Value, System.Globalization.CultureInfo.InvariantCulture));
     }
 
     /// <summary>Prompts for the concurrency test: each continues differently.</summary>

@@ -65,7 +65,7 @@ public sealed class TokenizeCommandTests
         Assert.Contains("stdin line 1: expected a JSON array", Assert.Throws<UsageException>(() => Run("\"text\"\n", "--decode")).Message);
         Assert.Contains("--decode reads ids", Assert.Throws<UsageException>(() => Run("", "--decode", "--text", "x")).Message);
         Assert.Contains("'/no/such/dir' does not exist", Assert.Throws<UsageException>(() => Run("", "--model", "/no/such/dir", "--text", "x")).Message);
-        Assert.Contains("unknown option --bogus", Assert.Throws<UsageException>(() => Run("", "--bogus", "1")).Message);
+        Assert.Contains("unknown option '--bogus'", Assert.Throws<UsageException>(() => Run("", "--bogus", "1")).Message);
         var file = Path.GetTempFileName();
         try
         {

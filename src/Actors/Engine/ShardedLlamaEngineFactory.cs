@@ -44,7 +44,17 @@ public sealed class ShardedLlamaEngineFactory : IShardEngineFactory
 
     private sealed class Engine(ShardedLlama model) : IShardEngine
     {
-        public StepResult Execute(StepPlan plan) => model.Execute(plan);
+        /// <summary>The model's step, with the time its collectives took (the model keeps running totals).</summary>
+        public StepResult Execute(StepPlan plan)
+        {
+            var (allReduce, gather) = (model.AllReduceTime, model.GatherTime);
+            var result = model.Execute(plan);
+            return result with
+            {
+                AllReduceMs = (model.AllReduceTime - allReduce).TotalMilliseconds,
+                GatherMs = (model.GatherTime - gather).TotalMilliseconds,
+            };
+        }
 
         public int KvBlocks => model.KvBlocks;
 

@@ -27,7 +27,8 @@ public sealed record RankActorsOptions(
     CoordinatorSettings? Coordinator,
     ITokenPickerFactory? Pickers,
     Serving.SchedulerOptions? Scheduling = null,
-    Serving.IStopRuleFactory? StopRules = null);
+    Serving.IStopRuleFactory? StopRules = null,
+    Serving.ServingPort? Port = null);
 
 /// <summary>
 /// Akka.Hosting wiring, one extension per concern, so the host composes exactly what a rank needs and tests
@@ -94,7 +95,7 @@ public static class ActorRingAkkaExtensions
             {
                 var pickers = options.Pickers ?? throw new InvalidOperationException("rank 0 needs a token picker factory");
                 // The queue between the coordinator's request side and the step loop on rank 0's compute thread.
-                serving = new RankServing(new Serving.ServingPort(), options.Scheduling ?? new Serving.SchedulerOptions());
+                serving = new RankServing(options.Port ?? new Serving.ServingPort(), options.Scheduling ?? new Serving.SchedulerOptions());
                 var coordinator = system.ActorOf(
                     Coordinator.Props(options.Coordinator, pickers, serving.Port, options.StopRules).WithDispatcher("akka.actor.actorring-coordinator-dispatcher"),
                     ControlProtocol.CoordinatorName);

@@ -42,6 +42,9 @@ public sealed class Scheduler
 
     public int Running => _running.Count;
     public int Waiting => _waiting.Count;
+
+    /// <summary>KV blocks reserved by the admitted sequences, and the pool's size (for /metrics).</summary>
+    public (int Used, int Total) KvBlocks => (_pool.Total - _pool.Free, _pool.Total);
     public bool Idle => _running.Count == 0 && _waiting.Count == 0 && _pending.Count == 0;
 
     private sealed class Sequence(ServingRequest request, int id)

@@ -26,6 +26,26 @@ public sealed class ServingPort
         _waiting = waiting;
     }
 
+    private volatile int _kvUsed, _kvTotal;
+    private readonly object _stepsGate = new();
+    private StepTotals _steps;
+
+    /// <summary>KV blocks reserved by the loop's sequences and the cache's size, as of its last step (for /metrics).</summary>
+    public (int Used, int Total) KvCache => (_kvUsed, _kvTotal);
+
+    /// <summary>Every step rank 0's loops ran, and where their time went (for /metrics).</summary>
+    public StepTotals Steps
+    {
+        get { lock (_stepsGate) return _steps; }
+    }
+
+    internal void ReportKvCache((int Used, int Total) blocks) => (_kvUsed, _kvTotal) = blocks;
+
+    internal void ReportStep(double wallMs, Model.Batching.StepResult result)
+    {
+        lock (_stepsGate) _steps = _steps.Add(wallMs, result);
+    }
+
     /// <summary>Fails every request still queued (the cluster failed for good or is shutting down, so no loop
     /// will take them).</summary>
     public void FailQueued(string reason)

@@ -35,6 +35,7 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
                 Deliver(scheduler.TakeEvents());
                 var plan = scheduler.Plan(_channel.LastStep + 1);
                 port.Report(scheduler.Running, scheduler.Waiting);
+                port.ReportKvCache(scheduler.KvBlocks);
                 if (plan is null)
                 {
                     if (port.WaitForWork(KeepAlive, stop)) continue;
@@ -46,6 +47,7 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
                 _channel.Send(plan);
                 var result = engine.Execute(plan);
                 double wallMs = Stopwatch.GetElapsedTime(stepStart).TotalMilliseconds;
+                port.ReportStep(wallMs, result);
                 stepStart = Stopwatch.GetTimestamp();
                 Deliver(scheduler.Complete(plan, result, wallMs));
             }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -18,48 +19,71 @@ namespace ActorRing.Host.Bench;
 public static class AllReduceBench
 {
     public const string RankSubVerb = "allreduce-rank";
-    private static readonly string[] Known = ["world-size", "sizes", "dtype", "iters", "algorithm", "timeout", "chunk", "small-max"];
 
     private sealed record Settings(int WorldSize, long[] Sizes, DType DType, int? Iters, AllReduceAlgorithm Algorithm, int TimeoutSeconds, int? ChunkBytes, int? SmallMaxBytes);
 
-    private static Settings Parse(string[] args)
+    /// <summary>The options of allreduce and of its per-rank half (which gets the same ones). A field declared here is an option.</summary>
+    private sealed class Options : OptionGroup
     {
-        var cli = CliArgs.Parse(args);
-        cli.EnsureOnly(Known);
-        if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
-        int worldSize = cli.Int("world-size", 1, 64) ?? throw new UsageException("option --world-size N is required (N ≥ 1)");
-        string sizesText = cli.String("sizes", "16KiB,256KiB,4MiB,64MiB");
-        var sizes = sizesText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(s => CliArgs.ParseByteSize("sizes", s)).ToArray();
-        if (sizes.Length == 0) throw new UsageException($"option --sizes lists no sizes: '{sizesText}'");
-        var dtype = cli.String("dtype", "f32") switch
+        public readonly Option<int?> WorldSize = Opt.Int("--world-size", "Ranks (processes on loopback); required", 1, 64);
+        public readonly Option<string> Sizes = Opt.Text("--sizes", "SIZE,...", "Buffer sizes to all-reduce", "16KiB,256KiB,4MiB,64MiB");
+        public readonly ChoiceOption<DType> DType = Opt.Choice("--dtype", "f32|bf16|f16", "Element type", "f32", text => text switch
         {
-            "f32" => DType.F32,
-            "bf16" => DType.BF16,
-            "f16" => DType.F16,
+            "f32" => Transport.DType.F32,
+            "bf16" => Transport.DType.BF16,
+            "f16" => Transport.DType.F16,
             var other => throw new UsageException($"option --dtype must be f32, bf16 or f16, got '{other}'"),
-        };
-        foreach (long s in sizes)
+        });
+        public readonly Option<int?> Iters = Opt.Int("--iters", "Timed iterations per size [default: 2000, 100 or 12, smaller sizes more]", 1, 1_000_000);
+        public readonly ChoiceOption<AllReduceAlgorithm> Algorithm = Opt.Choice("--algorithm", "auto|latency|ring",
+            "auto picks by message size; latency passes full vectors (N-1 hops); ring is reduce-scatter + all-gather", "auto", text => text switch
+            {
+                "auto" => AllReduceAlgorithm.Auto,
+                "latency" => AllReduceAlgorithm.Latency,
+                "ring" => AllReduceAlgorithm.Ring,
+                var other => throw new UsageException($"option --algorithm must be auto, latency or ring, got '{other}'"),
+            });
+        public readonly Option<int> Timeout = Opt.Int("--timeout", "Seconds before the whole run is killed", 600, 1, 86400, "SECONDS");
+        public readonly Option<long?> Chunk = Opt.ByteSize("--chunk", "Pipelining chunk of the ring algorithm [default: the communicator's]");
+        public readonly Option<long?> SmallMax = Opt.ByteSize("--small-max", "Largest message auto sends with the latency algorithm [default: the communicator's]");
+
+        public Settings ToSettings(ParseResult cli)
         {
-            if (s % dtype.SizeInBytes() != 0 || s > (long)int.MaxValue * dtype.SizeInBytes())
-                throw new UsageException($"option --sizes: {s} bytes is not a whole number of {cli.String("dtype", "f32")} elements (or too large)");
+            int worldSize = cli.GetValue(WorldSize) ?? throw new UsageException("option --world-size N is required (N ≥ 1)");
+            string sizesText = cli.GetValue(Sizes)!;
+            var sizes = sizesText.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(s => Opt.ParseByteSize("--sizes", s)).ToArray();
+            if (sizes.Length == 0) throw new UsageException($"option --sizes lists no sizes: '{sizesText}'");
+            var dtype = DType.Get(cli);
+            foreach (long s in sizes)
+            {
+                if (s % dtype.SizeInBytes() != 0 || s > (long)int.MaxValue * dtype.SizeInBytes())
+                    throw new UsageException($"option --sizes: {s} bytes is not a whole number of {cli.GetValue(DType)} elements (or too large)");
+            }
+            int? chunk = cli.GetValue(Chunk) is long c ? (int)Math.Clamp(c, 1, 1 << 30) : null;
+            int? smallMax = cli.GetValue(SmallMax) is long m ? (int)Math.Clamp(m, 0, 1 << 30) : null;
+            return new Settings(worldSize, sizes, dtype, cli.GetValue(Iters), Algorithm.Get(cli), cli.GetValue(Timeout), chunk, smallMax);
         }
-        var algorithm = cli.String("algorithm", "auto") switch
-        {
-            "auto" => AllReduceAlgorithm.Auto,
-            "latency" => AllReduceAlgorithm.Latency,
-            "ring" => AllReduceAlgorithm.Ring,
-            var other => throw new UsageException($"option --algorithm must be auto, latency or ring, got '{other}'"),
-        };
-        int? chunk = cli.Has("chunk") ? (int)Math.Clamp(CliArgs.ParseByteSize("chunk", cli.String("chunk")!), 1, 1 << 30) : null;
-        int? smallMax = cli.Has("small-max") ? (int)Math.Clamp(CliArgs.ParseByteSize("small-max", cli.String("small-max")!), 0, 1 << 30) : null;
-        return new Settings(worldSize, sizes, dtype, cli.Int("iters", 1, 1_000_000), algorithm, cli.Int("timeout", 1, 86400) ?? 600, chunk, smallMax);
+    }
+
+    public static IEnumerable<Command> Create()
+    {
+        var options = new Options();
+        var command = new Command("allreduce", "All-reduce bandwidth and latency over N rank processes on loopback (nccl-tests conventions)");
+        options.AddTo(command);
+        command.SetAction((cli, _) => RunAsync(options.ToSettings(cli), options.GivenArguments(cli).ToArray()));
+        yield return command;
+
+        var rankOptions = new Options();
+        var rank = new Command(RankSubVerb, "One rank of bench allreduce") { Hidden = true };
+        rankOptions.AddTo(rank);
+        rank.SetAction((cli, _) => RunRankAsync(rankOptions.ToSettings(cli)));
+        yield return rank;
     }
 
     /// <summary>The parent: validates options, starts the ranks, relays rank 0's JSON lines to stdout.</summary>
-    public static async Task<int> RunAsync(string[] args)
+    private static async Task<int> RunAsync(Settings settings, string[] args)
     {
-        var settings = Parse(args);
         using var launcher = RankProcessLauncher.Start(settings.WorldSize, _ => ["bench", RankSubVerb, .. args],
             (rank, isErr, line) =>
             {
@@ -73,10 +97,9 @@ public static class AllReduceBench
     }
 
     /// <summary>One rank: forms the ring from RING_CONFIG / ACTORRING_SECRET and runs every size.</summary>
-    public static async Task<int> RunRankAsync(string[] args)
+    private static async Task<int> RunRankAsync(Settings settings)
     {
         RankProcessLauncher.ExitWhenParentDies();
-        var settings = Parse(args);
         try
         {
             return await RunRankCoreAsync(settings);

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
+using System.CommandLine;
 using System.Diagnostics;
 using System.Numerics.Tensors;
 using System.Text.Json;
@@ -46,18 +47,11 @@ internal static class DecodeBench
     /// The shape <c>--preset</c> names, refused (as a usage error) before anything loads when its heads cannot
     /// be split over <paramref name="worldSize"/> ranks.
     /// </summary>
-    internal static (string Name, ModelConfig Config) PresetOption(CliArgs cli, string bench, int worldSize)
+    internal static (string Name, ModelConfig Config) PresetOption(ParseResult cli, Option<string?> preset, string bench, int worldSize)
     {
-        string name = cli.String("preset") ?? throw new UsageException($"bench {bench} needs --preset llama-160m|tinyllama-1.1b");
+        string name = cli.GetValue(preset) ?? throw new UsageException($"bench {bench} needs --preset llama-160m|tinyllama-1.1b");
         var config = Preset(name);
-        try
-        {
-            ShardPlan.Create(config, 0, worldSize);
-        }
-        catch (ModelLoadException e)
-        {
-            throw new UsageException(e.Message);
-        }
+        UsageException.FromUserErrors(() => ShardPlan.Create(config, 0, worldSize));
         return (name, config);
     }
 
@@ -67,19 +61,41 @@ internal static class DecodeBench
 
     private sealed record RankReport(double[] StepMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes, double SentBytes);
 
-    public static async Task<int> RunAsync(string[] args)
+    /// <summary>bench decode's options; a field declared here is an option.</summary>
+    private sealed class Options : OptionGroup
     {
-        var cli = CliArgs.Parse(args, "quant-lm-head");
-        cli.EnsureOnly("preset", "world-size", "threads", "tokens", "dtype", "runtime", "quant", "quant-lm-head", "sync-dtype");
-        int worldSize = cli.Int("world-size", 1, 64) ?? 1;
-        var (presetName, config) = PresetOption(cli, "decode", worldSize);
-        int threads = cli.Int("threads", 1, 256) ?? 1;
-        int tokens = cli.Int("tokens", 1, 4096) ?? 32;
-        var dtype = cli.DType();
-        var (quant, quantHead) = cli.Quant();
-        var sync = cli.SyncDType();
+        public readonly Option<string?> Preset = ComputeOptions.Preset();
+        public readonly Option<int> WorldSize = Opt.Int("--world-size", "Ranks (threads of this process, or serve processes with --runtime actors)", 1, 1, 64);
+        public readonly Option<int> Threads = Opt.Int("--threads", "Compute threads per rank", 1, 1, 256);
+        public readonly Option<int> Tokens = Opt.Int("--tokens", "Decode steps to time", 32, 1, 4096);
+        public readonly Option<string> Runtime = Opt.Text("--runtime", "threads|actors",
+            "threads: ranks as threads of this process; actors: serve processes, as users run them", "threads");
+        public readonly ChoiceOption<ComputeDType> DType = ComputeOptions.DType();
+        public readonly ChoiceOption<WeightQuantization> Quant = ComputeOptions.Quant();
+        public readonly Option<bool> QuantLmHead = ComputeOptions.QuantLmHead();
+        public readonly ChoiceOption<SyncPayload> SyncDType = ComputeOptions.SyncDType();
+    }
 
-        string runtime = cli.String("runtime", "threads");
+    public static Command Create()
+    {
+        var options = new Options();
+        var command = new Command("decode", "Decode speed of a preset-shaped model with seeded random weights, with the memory bandwidth it gets");
+        options.AddTo(command);
+        command.SetAction((cli, _) => RunAsync(options, cli));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(Options o, ParseResult cli)
+    {
+        int worldSize = cli.GetValue(o.WorldSize);
+        var (presetName, config) = PresetOption(cli, o.Preset, "decode", worldSize);
+        int threads = cli.GetValue(o.Threads);
+        int tokens = cli.GetValue(o.Tokens);
+        var dtype = o.DType.Get(cli);
+        var (quant, quantHead) = ComputeOptions.QuantChoice(cli, o.Quant, o.QuantLmHead);
+        var sync = o.SyncDType.Get(cli);
+
+        string runtime = cli.GetValue(o.Runtime)!;
         if (runtime == "actors" && sync != SyncPayload.F32) throw new UsageException("--sync-dtype is measured with --runtime threads");
         if (runtime == "actors") return await RunThroughActorsAsync(presetName, worldSize, threads, tokens, dtype, quant, quantHead);
         if (runtime != "threads") throw new UsageException($"option --runtime expects threads or actors, got '{runtime}'");
@@ -126,7 +142,7 @@ internal static class DecodeBench
             ["preset"] = presetName,
             ["world_size"] = worldSize,
             ["threads_per_rank"] = threads,
-            ["dtype"] = CliArgs.DTypeName(dtype),
+            ["dtype"] = ComputeOptions.DTypeName(dtype),
             ["quant"] = quant.Name() + (quantHead ? "+lm_head" : ""),
             ["sync_dtype"] = sync.Name(),
             ["params"] = config.ParameterCount,
@@ -169,7 +185,7 @@ internal static class DecodeBench
         string[] shared =
         [
             "serve", "--preset", preset, "--threads", threads.ToString(CultureInfo.InvariantCulture),
-            "--dtype", CliArgs.DTypeName(dtype), "--quant", quant.Name(), .. quantHead ? ["--quant-lm-head"] : Array.Empty<string>(), "--quiet",
+            "--dtype", ComputeOptions.DTypeName(dtype), "--quant", quant.Name(), .. quantHead ? ["--quant-lm-head"] : Array.Empty<string>(), "--quiet",
         ];
         string[] request = ["--prompt-ids", string.Join(',', promptIds), "--max-tokens", tokens.ToString(CultureInfo.InvariantCulture), "--json"];
         string? result = null;
@@ -195,7 +211,7 @@ internal static class DecodeBench
             ["runtime"] = "actors",
             ["world_size"] = worldSize,
             ["threads_per_rank"] = threads,
-            ["dtype"] = CliArgs.DTypeName(dtype),
+            ["dtype"] = ComputeOptions.DTypeName(dtype),
             ["quant"] = quant.Name() + (quantHead ? "+lm_head" : ""),
             ["tokens"] = r.GetProperty("ids").GetArrayLength(),
             // The mean over every decode step of the request, the first (not yet optimized) ones included.

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using ActorRing.Host.Cli;
@@ -18,18 +19,37 @@ namespace ActorRing.Host.Bench;
 /// </summary>
 internal static class ScalingBench
 {
-    public static async Task<int> RunAsync(string[] args)
+    /// <summary>bench scaling's options; a field declared here is an option.</summary>
+    private sealed class Options : OptionGroup
     {
-        var cli = CliArgs.Parse(args, "quant-lm-head");
-        cli.EnsureOnly("preset", "world-size", "threads", "rounds", "tokens", "dtype", "quant", "quant-lm-head");
-        if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
-        int worldSize = cli.Int("world-size", 2, 64) ?? 2;
-        var (presetName, config) = DecodeBench.PresetOption(cli, "scaling", worldSize);
-        int threads = cli.Int("threads", 2, 256) ?? 2;
-        int rounds = cli.Int("rounds", 1, 1000) ?? 10;
-        int tokens = cli.Int("tokens", 1, 4096) ?? 16;
-        var dtype = cli.DType();
-        var quant = cli.Quant();
+        public readonly Option<string?> Preset = ComputeOptions.Preset();
+        public readonly Option<int> WorldSize = Opt.Int("--world-size", "Ranks of the tensor-parallel configuration", 2, 2, 64);
+        public readonly Option<int> Threads = Opt.Int("--threads", "Threads of the one-rank multi-threaded configuration", 2, 2, 256);
+        public readonly Option<int> Rounds = Opt.Int("--rounds", "Rounds; each configuration decodes once per round", 10, 1, 1000);
+        public readonly Option<int> Tokens = Opt.Int("--tokens", "Decode steps per round", 16, 1, 4096);
+        public readonly ChoiceOption<ComputeDType> DType = ComputeOptions.DType();
+        public readonly ChoiceOption<WeightQuantization> Quant = ComputeOptions.Quant();
+        public readonly Option<bool> QuantLmHead = ComputeOptions.QuantLmHead();
+    }
+
+    public static Command Create()
+    {
+        var options = new Options();
+        var command = new Command("scaling", "1 rank x 1 thread against N ranks x 1 thread and 1 rank x T threads, in turns within one process");
+        options.AddTo(command);
+        command.SetAction((cli, _) => RunAsync(options, cli));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(Options o, ParseResult cli)
+    {
+        int worldSize = cli.GetValue(o.WorldSize);
+        var (presetName, config) = DecodeBench.PresetOption(cli, o.Preset, "scaling", worldSize);
+        int threads = cli.GetValue(o.Threads);
+        int rounds = cli.GetValue(o.Rounds);
+        int tokens = cli.GetValue(o.Tokens);
+        var dtype = o.DType.Get(cli);
+        var quant = ComputeOptions.QuantChoice(cli, o.Quant, o.QuantLmHead);
 
         double memOne = MemoryProbe.OneThreadGBps();
         double memAll = MemoryProbe.AllCoresGBps();
@@ -69,7 +89,7 @@ internal static class ScalingBench
             var json = new Dictionary<string, object>
             {
                 ["preset"] = presetName,
-                ["dtype"] = CliArgs.DTypeName(dtype),
+                ["dtype"] = ComputeOptions.DTypeName(dtype),
                 ["quant"] = quant.Quant.Name() + (quant.LmHead ? "+lm_head" : ""),
                 ["rounds"] = rounds,
                 ["tokens_per_round"] = tokens,

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -23,23 +24,44 @@ namespace ActorRing.Host.Bench;
 /// </summary>
 internal static class ServeBench
 {
-    public static async Task<int> RunAsync(string[] args)
+    /// <summary>bench serve's options; a field declared here is an option.</summary>
+    private sealed class Options : OptionGroup
     {
-        var cli = CliArgs.Parse(args);
-        cli.EnsureOnly("preset", "world-size", "concurrency", "max-tokens", "prompt-tokens", "requests", "threads", "dtype", "max-batch");
-        int worldSize = cli.Int("world-size", 1, 64) ?? 1;
-        var (preset, config) = DecodeBench.PresetOption(cli, "serve", worldSize);
-        int concurrency = cli.Int("concurrency", 1, 4096) ?? 1;
-        int maxTokens = cli.Int("max-tokens", 1, 1 << 20) ?? 64;
-        int promptTokens = cli.Int("prompt-tokens", 1, 1 << 20) ?? 16;
-        int requests = cli.Int("requests", 1, 1 << 20) ?? 2 * concurrency;
-        int threads = cli.Int("threads", 1, 1024) ?? Math.Max(1, Environment.ProcessorCount / worldSize);
-        int maxBatch = cli.Int("max-batch", 1, 4096) ?? Math.Max(16, concurrency);
-        var dtype = cli.DType();
+        public readonly Option<string?> Preset = ComputeOptions.Preset();
+        public readonly Option<int> WorldSize = Opt.Int("--world-size", "Ranks (rank 0 in this process, the others serve processes)", 1, 1, 64);
+        public readonly Option<int> Concurrency = Opt.Int("--concurrency", "Streams sending requests at once", 1, 1, 4096);
+        public readonly Option<int> MaxTokens = Opt.Int("--max-tokens", "Tokens each request generates", 64, 1, 1 << 20);
+        public readonly Option<int> PromptTokens = Opt.Int("--prompt-tokens", "Random prompt ids per request", 16, 1, 1 << 20);
+        public readonly Option<int?> Requests = Opt.Int("--requests", "Requests in all [default: 2 x --concurrency]", 1, 1 << 20);
+        public readonly Option<int?> Threads = Opt.Int("--threads", "Compute threads per rank [default: cores / world size]", 1, 1024);
+        public readonly ChoiceOption<Model.ComputeDType> DType = ComputeOptions.DType();
+        public readonly Option<int?> MaxBatch = Opt.Int("--max-batch", "Most requests decoded together [default: the larger of 16 and --concurrency]", 1, 4096);
+    }
+
+    public static Command Create()
+    {
+        var options = new Options();
+        var command = new Command("serve", "Throughput and latency of a real cluster under C concurrent streamed requests");
+        options.AddTo(command);
+        command.SetAction((cli, _) => RunAsync(options, cli));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(Options o, ParseResult cli)
+    {
+        int worldSize = cli.GetValue(o.WorldSize);
+        var (preset, config) = DecodeBench.PresetOption(cli, o.Preset, "serve", worldSize);
+        int concurrency = cli.GetValue(o.Concurrency);
+        int maxTokens = cli.GetValue(o.MaxTokens);
+        int promptTokens = cli.GetValue(o.PromptTokens);
+        int requests = cli.GetValue(o.Requests) ?? 2 * concurrency;
+        int threads = cli.GetValue(o.Threads) ?? Math.Max(1, Environment.ProcessorCount / worldSize);
+        int maxBatch = cli.GetValue(o.MaxBatch) ?? Math.Max(16, concurrency);
+        var dtype = o.DType.Get(cli);
 
         string[] shared =
         [
-            "--preset", preset, "--threads", threads.ToString(CultureInfo.InvariantCulture), "--dtype", CliArgs.DTypeName(dtype),
+            "--preset", preset, "--threads", threads.ToString(CultureInfo.InvariantCulture), "--dtype", ComputeOptions.DTypeName(dtype),
             "--quiet", "--max-batch", maxBatch.ToString(CultureInfo.InvariantCulture),
         ];
         using var launcher = RankProcessLauncher.Start(worldSize,

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -17,16 +18,31 @@ namespace ActorRing.Host.Bench;
 /// </summary>
 internal static class TokenizeBench
 {
-    public static Task<int> RunAsync(string[] args)
+    /// <summary>bench tokenize's options; a field declared here is an option.</summary>
+    private sealed class Options : OptionGroup
     {
-        var cli = CliArgs.Parse(args);
-        cli.EnsureOnly("model", "size", "rounds");
-        if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
-        var model = cli.String("model") ?? throw new UsageException(
+        public readonly Option<string?> Model = Opt.Text("--model", "DIR|FILE",
+            "A model directory or tokenizer.json with a byte-level BPE (Qwen2.5/Qwen3, Llama 3, DeepSeek V3); required");
+        public readonly Option<long?> Size = Opt.ByteSize("--size", "Text to encode per round, 1KiB to 1GiB [default: 1MiB]");
+        public readonly Option<int> Rounds = Opt.Int("--rounds", "Rounds; the two encoders take turns", 5, 1, 1000);
+    }
+
+    public static Command Create()
+    {
+        var options = new Options();
+        var command = new Command("tokenize", "Our tokenizer.json encoder against Microsoft.ML.Tokenizers' BpeTokenizer on the same text");
+        options.AddTo(command);
+        command.SetAction(cli => Run(options, cli));
+        return command;
+    }
+
+    private static int Run(Options o, ParseResult cli)
+    {
+        var model = cli.GetValue(o.Model) ?? throw new UsageException(
             "bench tokenize needs --model DIR holding a byte-level tokenizer.json (Qwen2.5/Qwen3, Llama 3, DeepSeek V3); the bundled model has none");
-        var size = CliArgs.ParseByteSize("size", cli.String("size", "1MiB"));
+        var size = cli.GetValue(o.Size) ?? 1L << 20;
         if (size < 1024 || size > 1L << 30) throw new UsageException($"option --size must be between 1KiB and 1GiB, got {size}");
-        var rounds = cli.Int("rounds", 1, 1000) ?? 5;
+        var rounds = cli.GetValue(o.Rounds);
 
         var jsonPath = Directory.Exists(model) ? Path.Combine(model, "tokenizer.json") : model;
         if (!File.Exists(jsonPath)) throw new UsageException($"option --model: no tokenizer.json at '{jsonPath}'");
@@ -95,7 +111,7 @@ internal static class TokenizeBench
             ours_ids = ourIds,
             library_ids = libraryIds,
         }));
-        return Task.FromResult(0);
+        return 0;
     }
 
     /// <summary>

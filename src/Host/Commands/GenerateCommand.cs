@@ -1,5 +1,4 @@
-using System.Diagnostics;
-using System.Text.Json;
+using System.CommandLine;
 using ActorRing.Host.Cli;
 using ActorRing.Model;
 using ActorRing.Model.Sampling;
@@ -14,34 +13,47 @@ namespace ActorRing.Host.Commands;
 /// </summary>
 internal static class GenerateCommand
 {
-    private static readonly string[] Known =
-    [
-        "model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k", "top-p", "repetition-penalty",
-        "seed", "stop", "world-size", "json", "dtype", "context", "threads", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
-        "quant", "quant-lm-head", "sync-dtype",
-    ];
-
-    public static async Task<int> RunAsync(string[] args)
+    /// <summary>
+    /// generate's options. Declaring a field here makes it an option of <c>generate</c>; options in
+    /// <see cref="RankOptions"/> also reach every rank's serve process, and <see cref="SamplingCliOptions"/>
+    /// and --json reach rank 0 (see <see cref="Serve.MultiProcessGenerate"/>).
+    /// </summary>
+    internal sealed class Definitions : OptionGroup
     {
-        var cli = CliArgs.Parse(args, "json", "quant-lm-head");
-        cli.EnsureOnly(Known);
-        if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
-        if (cli.Has("prompt") && cli.Has("prompt-ids")) throw new UsageException("give either --prompt or --prompt-ids, not both");
+        public readonly PromptOptions Prompt = new();
+        public readonly SamplingCliOptions Sampling = new();
+        public readonly Option<int> WorldSize = Opt.Int("--world-size", "Ranks to split the model over, each a serve process on loopback", 1, 1, 64);
+        public readonly Option<int?> Threads = Opt.Int("--threads", "Compute threads per rank [default: cores / world size]", 1, 1024);
+        public readonly RankOptions Rank = new();
+    }
 
-        string modelPath = cli.String("model") ?? UsageException.FromUserErrors(ModelDirectory.DefaultBundledPath);
+    public static Command Create()
+    {
+        var definitions = new Definitions();
+        var command = new Command("generate", "Generate one completion, with the model split over --world-size ranks");
+        definitions.AddTo(command);
+        command.SetAction((result, _) => RunAsync(definitions, result));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(Definitions o, ParseResult cli)
+    {
+        o.Prompt.EnsureOneOf(cli);
+        string modelPath = cli.GetValue(o.Rank.Model) ?? UsageException.FromUserErrors(ModelDirectory.DefaultBundledPath);
         var dir = UsageException.FromUserErrors(() => ModelDirectory.Recognise(modelPath));
         var config = UsageException.FromUserErrors(dir.ReadConfig);
-        int worldSize = cli.Int("world-size", 1, 64) ?? 1;
-        var dtype = cli.DType();
-        var (quant, quantHead) = cli.Quant();
-        int? context = cli.Int("context", 1, config.MaxPositionEmbeddings);
-        int threads = cli.Int("threads", 1, 1024) ?? Math.Max(1, Environment.ProcessorCount / worldSize);
+        int worldSize = cli.GetValue(o.WorldSize);
+        o.Rank.DType.Get(cli);
+        o.Rank.QuantChoice(cli);
+        if (cli.GetValue(o.Rank.Context) is int context && context > config.MaxPositionEmbeddings)
+            throw new UsageException($"option --context must be between 1 and {config.MaxPositionEmbeddings}, got {context}");
+        int threads = cli.GetValue(o.Threads) ?? Math.Max(1, Environment.ProcessorCount / worldSize);
         // Refuse an impossible split before starting any rank.
         UsageException.FromUserErrors(() => ShardPlan.Create(config, 0, worldSize));
 
         var tokenizer = UsageException.FromUserErrors(() => TokenizerLoader.Load(dir.Path));
-        IReadOnlyList<int> promptIds = cli.IntList("prompt-ids") is { } given ? given
-            : cli.String("prompt") is { } text ? tokenizer.Encode(text, addBos: true)
+        IReadOnlyList<int> promptIds = o.Prompt.PromptIds.Get(cli) is { } given ? given
+            : cli.GetValue(o.Prompt.Prompt) is { } text ? tokenizer.Encode(text, addBos: true)
             : tokenizer.BosId >= 0 ? [tokenizer.BosId]
             : throw new UsageException("this tokenizer has no BOS token; give --prompt or --prompt-ids");
         if (promptIds.Count == 0) throw new UsageException("the prompt is empty");
@@ -51,14 +63,17 @@ internal static class GenerateCommand
         }
 
         // Checked here, before any process starts, so a bad value is one clear message.
-        var defaults = cli.GenerationDefaults(dir.Path);
-        var options = Serve.ServeOptions.ParseSampling(cli, defaults);
+        var defaults = o.Rank.LoadGenerationDefaults(cli, dir.Path);
+        o.Sampling.Resolve(cli, defaults);
         // Sampling the user did not ask for deserves a word on where it came from.
         if (defaults.Temperature is > 0 || defaults.TopK is not null || defaults.TopP is not null || defaults.RepetitionPenalty is not null)
             Console.Error.WriteLine($"[defaults from {defaults}; --generation-config ignore drops them]");
 
         // Every world size, 1 included, runs as `serve` processes over the actor runtime and the serving step
         // loop (see Serve/MultiProcessGenerate): one code path for generate, serve and the HTTP API.
-        return await Serve.MultiProcessGenerate.RunAsync(args, worldSize, promptIds, threads);
+        return await Serve.MultiProcessGenerate.RunAsync(
+            shared: o.Rank.GivenArguments(cli),
+            request: [.. o.Sampling.GivenArguments(cli), .. cli.GetValue(o.Prompt.Json) ? ["--json"] : Array.Empty<string>()],
+            worldSize, promptIds, threads);
     }
 }

@@ -1,15 +1,15 @@
+using System.CommandLine;
 using ActorRing.Actors.Security;
-using ActorRing.Host.Cli;
 
 namespace ActorRing.Host.Commands;
 
 /// <summary><c>actorring secret</c>: a fresh random cluster secret on stdout, for <c>export ACTORRING_SECRET=$(actorring secret)</c>.</summary>
 internal static class SecretCommand
 {
-    public static Task<int> RunAsync(string[] args)
+    public static Command Create()
     {
-        if (args.Length > 0) throw new UsageException($"secret takes no arguments, got '{args[0]}'");
-        Console.Out.WriteLine(ClusterSecret.NewHex());
-        return Task.FromResult(0);
+        var command = new Command("secret", "Print a fresh random ACTORRING_SECRET (64 hex digits)");
+        command.SetAction(result => result.InvocationConfiguration.Output.WriteLine(ClusterSecret.NewHex()));
+        return command;
     }
 }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using ActorRing.Host.Cli;
@@ -14,31 +15,62 @@ namespace ActorRing.Host.Commands;
 /// </summary>
 internal static class TokenizeCommand
 {
-    private static readonly string[] Known = ["model", "text", "decode", "ids", "chat", "no-special-tokens"];
+    /// <summary>tokenize's options; a field declared here is an option of the verb.</summary>
+    private sealed class Options : OptionGroup
+    {
+        public readonly Option<string?> Model = Opt.Text("--model", "DIR|FILE",
+            "Model directory, bundle folder or tokenizer file (tokenizer.json, tokenizer.model, tokenizer.bin) [default: the bundled stories260K]");
+        public readonly Option<string?> Text = Opt.Text("--text", "TEXT", "Text to encode [default: one JSON string per stdin line]");
+        public readonly Option<string?> Chat = Opt.Text("--chat", "MESSAGES.json",
+            "A JSON array of {\"role\", \"content\"} messages, rendered through the model's chat template, then encoded");
+        public readonly Option<bool> Decode = Opt.Flag("--decode", "Decode ids to text instead");
+        public readonly IntListOption Ids = Opt.IntList("--ids", "1,403,...", "Ids to decode [default: one JSON array per stdin line]");
+        public readonly Option<bool> NoSpecialTokens = Opt.Flag("--no-special-tokens", "Encode without BOS and the other special tokens");
+    }
 
     // Decoded text keeps its characters readable ("你好", not "\u4F60\u597D"); the output is for a terminal.
     private static readonly JsonSerializerOptions Output = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    public static Task<int> RunAsync(string[] args) => Task.FromResult(Run(args, Console.In, Console.Out));
+    public static Command Create()
+    {
+        var options = new Options();
+        var command = Build(options);
+        command.SetAction(result => Run(options, result, Console.In, result.InvocationConfiguration.Output));
+        return command;
+    }
 
+    /// <summary>Runs tokenize with <paramref name="args"/> (after the verb) in this process.</summary>
     internal static int Run(string[] args, TextReader input, TextWriter output)
     {
-        var cli = CliArgs.Parse(args, "decode", "no-special-tokens");
-        cli.EnsureOnly(Known);
-        if (cli.Positionals.Count > 0) throw new UsageException($"unexpected argument '{cli.Positionals[0]}'");
-        var decode = cli.Flag("decode");
-        if (decode && (cli.Has("text") || cli.Has("chat")))
-            throw new UsageException("--decode reads ids (--ids or stdin); it cannot be combined with --text or --chat");
-        if (!decode && cli.Has("ids")) throw new UsageException("--ids is for --decode; to encode, give --text");
-        if (cli.Has("text") && cli.Has("chat")) throw new UsageException("give either --text or --chat, not both");
+        var options = new Options();
+        return Run(options, CommandLine.ParseVerb(Build(options), args), input, output);
+    }
 
-        var modelPath = cli.String("model") ?? UsageException.FromUserErrors(ModelDirectory.DefaultBundledPath);
+    private static Command Build(Options options)
+    {
+        var command = new Command("tokenize",
+            "Text to token ids, ids to text (--decode), or a chat through the model's template (--chat), as JSON lines");
+        options.AddTo(command);
+        return command;
+    }
+
+    private static int Run(Options o, ParseResult cli, TextReader input, TextWriter output)
+    {
+        var decode = cli.GetValue(o.Decode);
+        string? text = cli.GetValue(o.Text), chat = cli.GetValue(o.Chat);
+        int[]? ids = o.Ids.Get(cli);
+        if (decode && (text is not null || chat is not null))
+            throw new UsageException("--decode reads ids (--ids or stdin); it cannot be combined with --text or --chat");
+        if (!decode && ids is not null) throw new UsageException("--ids is for --decode; to encode, give --text");
+        if (text is not null && chat is not null) throw new UsageException("give either --text or --chat, not both");
+
+        var modelPath = cli.GetValue(o.Model) ?? UsageException.FromUserErrors(ModelDirectory.DefaultBundledPath);
         var tokenizer = LoadTokenizer(modelPath);
-        var addSpecial = !cli.Flag("no-special-tokens");
+        var addSpecial = !cli.GetValue(o.NoSpecialTokens);
 
         if (decode)
         {
-            if (cli.IntList("ids") is { } ids)
+            if (ids is not null)
             {
                 output.WriteLine(JsonSerializer.Serialize(Decode(tokenizer, ids, "--ids"), Output));
                 return 0;
@@ -61,7 +93,7 @@ internal static class TokenizeCommand
             });
         }
 
-        if (cli.String("chat") is { } chatFile)
+        if (chat is { } chatFile)
         {
             var messages = ReadMessages(chatFile);
             string prompt;
@@ -79,7 +111,7 @@ internal static class TokenizeCommand
             return 0;
         }
 
-        if (cli.String("text") is { } text)
+        if (text is not null)
         {
             output.WriteLine(JsonSerializer.Serialize(tokenizer.Encode(text, addSpecial)));
             return 0;

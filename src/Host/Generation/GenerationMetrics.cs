@@ -1,3 +1,4 @@
+using ActorRing.Actors.Serving;
 using Prometheus;
 
 namespace ActorRing.Host.Generation;
@@ -6,7 +7,9 @@ namespace ActorRing.Host.Generation;
 /// The serving metrics, in a registry of their own (so two services in one process, as in tests, never share
 /// counters). Names follow Prometheus conventions and vLLM's where one exists (prompt/generation tokens, time to
 /// first token, time per output token). The coordinator reports one mean decode step per request, split into the
-/// ranks' compute (their all-reduces included: the coordinator does not see them apart) and the control plane.
+/// ranks' compute (their all-reduces included: the coordinator does not see them apart) and the control plane;
+/// the step loop's own totals (<see cref="ServingPort"/>) split every step into compute, all-reduce, gather and
+/// control, and say how full the KV cache is and which requests run or wait in the engine.
 /// </summary>
 public sealed class GenerationMetrics
 {
@@ -22,9 +25,18 @@ public sealed class GenerationMetrics
     private readonly Gauge _waiting;
     private readonly Gauge _ranksReady;
     private readonly Gauge _worldSize;
+    private readonly ServingPort? _engine;
+    private readonly Gauge _kvBlocksUsed;
+    private readonly Gauge _kvBlocksTotal;
+    private readonly Gauge _kvUsage;
+    private readonly Counter _steps;
+    private readonly Counter _stepSeconds;
 
-    public GenerationMetrics()
+    /// <param name="engine">Rank 0's queue to its step loop, whose counters the engine gauges read; without
+    /// one they stay 0 and running/waiting count the front end's queue only.</param>
+    public GenerationMetrics(ServingPort? engine = null)
     {
+        _engine = engine;
         Registry = Metrics.NewCustomRegistry();
         var f = Metrics.WithCustomRegistry(Registry);
         var seconds = Histogram.ExponentialBuckets(0.001, 2, 18); // 1 ms .. 131 s
@@ -48,6 +60,14 @@ public sealed class GenerationMetrics
         _waiting = f.CreateGauge("actorring_requests_waiting", "Requests queued behind the running ones.");
         _ranksReady = f.CreateGauge("actorring_ranks_ready", "Ranks registered with the coordinator (all of them when the cluster is ready).");
         _worldSize = f.CreateGauge("actorring_world_size", "Ranks the model is split over.");
+        _kvBlocksUsed = f.CreateGauge("actorring_kv_cache_blocks_used", "KV cache blocks reserved by the requests the engine has admitted.");
+        _kvBlocksTotal = f.CreateGauge("actorring_kv_cache_blocks_total", "KV cache blocks in all (--kv-cache-tokens / 16 positions per block).");
+        _kvUsage = f.CreateGauge("actorring_kv_cache_usage_ratio", "KV cache blocks used / total, 0 to 1.");
+        _steps = f.CreateCounter("actorring_steps_total", "Steps (batched forward passes) rank 0's step loop ran.");
+        _stepSeconds = f.CreateCounter("actorring_step_seconds_total",
+            "Wall time of the steps, by part: compute (rank 0's forward pass), all_reduce (its all-reduces, where waiting for a slower rank shows), gather (the logits to rank 0) and control (planning, sampling, the plan's broadcast, delivering tokens). rate(part) / rate(actorring_steps_total) is the mean step's split.",
+            new CounterConfiguration { LabelNames = ["part"] });
+        foreach (var part in (string[])["compute", "all_reduce", "gather", "control"]) _stepSeconds.WithLabels(part);
         foreach (var outcome in (string[])["stop", "length", "cancelled", "invalid", "unavailable"]) _requests.WithLabels(outcome);
     }
 
@@ -58,11 +78,33 @@ public sealed class GenerationMetrics
         Registry.AddBeforeCollectCallback(async ct =>
         {
             var (running, waiting, ranks, world) = await read(ct);
+            if (_engine is { } engine)
+            {
+                // The engine knows better than the front end: what it decodes, and what waits for room in it.
+                var load = engine.Load;
+                running = load.Running;
+                waiting += load.Waiting;
+                ReadEngine(engine);
+            }
             _running.Set(running);
             _waiting.Set(waiting);
             _ranksReady.Set(ranks);
             _worldSize.Set(world);
         });
+
+    private void ReadEngine(ServingPort engine)
+    {
+        var (used, total) = engine.KvCache;
+        _kvBlocksUsed.Set(used);
+        _kvBlocksTotal.Set(total);
+        _kvUsage.Set(total > 0 ? (double)used / total : 0);
+        var steps = engine.Steps;
+        _steps.IncTo(steps.Steps);
+        _stepSeconds.WithLabels("compute").IncTo(steps.ComputeMs / 1000);
+        _stepSeconds.WithLabels("all_reduce").IncTo(steps.AllReduceMs / 1000);
+        _stepSeconds.WithLabels("gather").IncTo(steps.GatherMs / 1000);
+        _stepSeconds.WithLabels("control").IncTo(steps.ControlMs / 1000);
+    }
 
     public void RequestStarted(int promptTokens) => _promptTokens.Inc(promptTokens);
 

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
@@ -39,37 +40,28 @@ public static class ServeCommand
     /// </summary>
     private static bool _peerLossExpected;
 
-    public const string Usage = """
-        usage: actorring serve [--model DIR] [--ring-config FILE] [--interactive]
-                               [--http-host ADDR] [--http-port N] [--model-id NAME] [--api-key KEY]
-                               [--max-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
-                               [--repetition-penalty R] [--stop TEXT] [--bind ADDR] [--advertise HOST]
-                               [--control-port N]
-                               [--threads T] [--cores C0,C1,...] [--context N] [--dtype f32|bf16]
-                               [--quant none|q8_0|q4_0] [--quant-lm-head] [--sync-dtype f32|bf16|q8_0]
-                               [--ready-timeout SECONDS] [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
-                               [--max-batch N] [--kv-cache-tokens N] [--prefill-chunk N]
-                               [--generation-config auto|ignore] [--insecure-short-secret]
-
-        Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
-        needs the same ACTORRING_SECRET, at least 16 bytes (make one with 'actorring secret'). Rank 0 hosts the coordinator at master_ip:master_port; start the
-        ranks in any order. Rank 0 serves the OpenAI-compatible HTTP API at --http-host:--http-port (default
-        127.0.0.1:8080; see README "HTTP API"); --api-key or ACTORRING_API_KEY makes it require
-        "Authorization: Bearer KEY". --interactive (rank 0) reads prompts from the terminal or, on a pipe, one prompt
-        per line and writes one completion per line (newlines escaped as \n). /reset clears the conversation,
-        /exit quits. --cores pins the compute thread (and the --threads helpers, in order) to those CPU
-        cores; use it when several ranks share a machine (generate --world-size N does this itself when the
-        ranks' threads fit the cores). See docs/running.md.
+    private const string Notes = """
+        The ring file comes from --ring-config or RING_CONFIG (mistral.rs format). Every rank needs the same
+        ACTORRING_SECRET, at least 16 bytes (make one with 'actorring secret'). Rank 0 hosts the coordinator at
+        master_ip:master_port; start the ranks in any order. Rank 0 serves the OpenAI-compatible HTTP API at
+        --http-host:--http-port (see README "HTTP API"). --interactive (rank 0) reads prompts from the terminal
+        or, on a pipe, one prompt per line and writes one completion per line (newlines escaped as \n); /reset
+        clears the conversation, /exit quits. --cores pins the rank to those CPU cores; use it when several ranks
+        share a machine (generate --world-size N does this itself when the ranks' threads fit the cores).
+        See docs/running.md.
         """;
 
-    public static async Task<int> RunAsync(string[] args)
+    public static Command Create()
     {
-        if (args is ["--help"] or ["-h"])
-        {
-            Console.Out.WriteLine(Usage);
-            return 0;
-        }
-        var options = ServeOptions.Parse(args);
+        var definitions = new ServeOptions.Definitions();
+        var command = new VerbCommand(ServeOptions.Verb, "Run one rank of a cluster; rank 0 serves the OpenAI-compatible HTTP API", Notes);
+        definitions.AddTo(command);
+        command.SetAction((result, _) => RunAsync(ServeOptions.From(definitions, result)));
+        return command;
+    }
+
+    public static async Task<int> RunAsync(ServeOptions options)
+    {
         // --cores: the whole process stays on this rank's cores (runtime threads too), and the compute
         // thread and its helpers each get one of them when the model loads (see CorePinning).
         if (options.Load.Cores is { Length: > 0 } cores) CorePinning.ConfineProcess(cores);
@@ -298,7 +290,8 @@ public static class ServeCommand
                     coordinator,
                     ring.Rank == 0 ? new SamplerPickerFactory() : null,
                     options.Scheduling,
-                    setup.Tokenizer is { } tokenizer ? new StopStringRules(tokenizer) : null));
+                    setup.Tokenizer is { } tokenizer ? new StopStringRules(tokenizer) : null,
+                    ring.Rank == 0 ? sp.GetRequiredService<ActorRing.Actors.Serving.ServingPort>() : null));
         });
 
         // After Akka, so the guard forwards to a listening system from its first connection, and stops first.
@@ -306,7 +299,9 @@ public static class ServeCommand
 
         if (ring.Rank == 0)
         {
-            builder.Services.AddSingleton<GenerationMetrics>();
+            // The queue to the step loop, shared with /metrics, which reads the loop's counters from it.
+            builder.Services.AddSingleton<ActorRing.Actors.Serving.ServingPort>();
+            builder.Services.AddSingleton(sp => new GenerationMetrics(sp.GetRequiredService<ActorRing.Actors.Serving.ServingPort>()));
             // The coordinator exists only once Akka's hosted service has started, so it is resolved on first use.
             builder.Services.AddSingleton(sp => new GenerationService(
                 async () => new CoordinatorClient(sp.GetRequiredService<ActorSystem>(),

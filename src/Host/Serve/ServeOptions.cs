@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Net;
 using ActorRing.Actors;
 using ActorRing.Host.Cli;
@@ -10,18 +11,6 @@ namespace ActorRing.Host.Serve;
 public sealed record ServeOptions
 {
     public const string Verb = "serve";
-
-    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet", "quant-lm-head", "insecure-short-secret"];
-
-    public static readonly string[] Known =
-    [
-        "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
-        "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "cores", "context", "dtype", "ready-timeout",
-        "verbose", "quiet", "preset", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
-        "http-host", "http-port", "model-id", "api-key", "chat-template",
-        "quant", "quant-lm-head", "sync-dtype",
-        "insecure-short-secret",
-    ];
 
     /// <summary>The environment variable that sets the HTTP API key when --api-key is not given.</summary>
     public const string ApiKeyEnvironmentVariable = "ACTORRING_API_KEY";
@@ -88,24 +77,66 @@ public sealed record ServeOptions
     /// <summary><c>--chat-template FILE</c>: a Jinja chat template used instead of the model's own.</summary>
     public string? ChatTemplatePath { get; init; }
 
+    /// <summary>
+    /// serve's options. Declaring a field here makes it an option of <c>serve</c> (with its --help line); read
+    /// its value in <see cref="From"/>. Options every rank of a generate cluster needs too go in
+    /// <see cref="RankOptions"/> instead, and sampling ones in <see cref="SamplingCliOptions"/>.
+    /// </summary>
+    internal sealed class Definitions : OptionGroup
+    {
+        public readonly RankOptions Rank = new();
+        public readonly Option<string?> RingConfig = Opt.Text("--ring-config", "FILE",
+            "This rank's ring file (mistral.rs JSON) [default: the RING_CONFIG environment variable]");
+        public readonly Option<string?> Preset = ComputeOptions.Preset();
+        public readonly Option<string> HttpHost = Opt.Text("--http-host", "ADDR", "Address rank 0's HTTP API listens on", "127.0.0.1");
+        public readonly Option<int> HttpPort = Opt.Int("--http-port", "Port of rank 0's HTTP API; 0 picks a free one", 8080, 0, 65535, "PORT");
+        public readonly Option<string?> ModelId = Opt.Text("--model-id", "NAME", "The model's id in the API [default: the model directory's name]");
+        public readonly Option<string?> ApiKey = Opt.Text("--api-key", "KEY",
+            $"Require 'Authorization: Bearer KEY' on every HTTP request but /health [default: the {ApiKeyEnvironmentVariable} environment variable]");
+        public readonly Option<string?> ChatTemplate = Opt.Text("--chat-template", "FILE", "A Jinja chat template to use instead of the model's own");
+        public readonly Option<bool> Interactive = Opt.Flag("--interactive",
+            "Rank 0 reads prompts from the terminal (or one per line from a pipe) and prints the completions; no HTTP API unless --http-port is given");
+        public readonly PromptOptions Prompt = new();
+        public readonly SamplingCliOptions Sampling = new();
+        public readonly Option<string?> Bind = Opt.Text("--bind", "ADDR", "Address the ring and control listeners bind [default: 0.0.0.0]");
+        public readonly Option<string?> Advertise = Opt.Text("--advertise", "HOST", "Name this rank's control endpoint gives itself [default: rank 0: master_ip; a worker: its address that routes to rank 0]");
+        public readonly Option<int> ControlPort = Opt.Int("--control-port", "A worker's Akka.Remote port; 0 picks a free one", 0, 0, 65535, "PORT");
+        public readonly Option<int?> Threads = Opt.Int("--threads", "Compute threads of this rank; use cores / ranks on this machine [default: libtorch's own threading]", 1, 1024);
+        public readonly IntListOption Cores = Opt.IntList("--cores", "C0,C1,...",
+            "Pin this rank (its compute thread and helpers, in order) to these CPU cores");
+        public readonly Option<int> ReadyTimeout = Opt.Int("--ready-timeout", "Seconds to wait for every rank to join and load", 600, 1, 86_400, "SECONDS");
+        public readonly Option<bool> Verbose = Opt.Flag("--verbose", "Log debug detail");
+        public readonly Option<bool> Quiet = Opt.Flag("--quiet", "Log warnings and errors only");
+        public readonly Option<bool> InsecureShortSecret = Opt.Flag("--insecure-short-secret",
+            "Accept an ACTORRING_SECRET shorter than 16 bytes (tests and demos only)");
+    }
+
+    /// <summary>Parses serve's arguments (after the verb), for code that builds a rank in process.</summary>
     public static ServeOptions Parse(string[] args)
     {
-        var cli = CliArgs.Parse(args, Flags);
-        cli.EnsureOnly(Known);
-        if (cli.Positionals.Count > 0)
-            throw new UsageException($"serve takes no positional arguments, got '{cli.Positionals[0]}'");
-        if (cli.Has("prompt") && cli.Has("prompt-ids"))
-            throw new UsageException("give either --prompt or --prompt-ids, not both");
-        bool interactive = cli.Flag("interactive");
-        if (cli.Has("preset") && (cli.Has("model") || cli.Has("prompt") || interactive))
+        var definitions = new Definitions();
+        var command = new Command(Verb);
+        definitions.AddTo(command);
+        return From(definitions, CommandLine.ParseVerb(command, args));
+    }
+
+    internal static ServeOptions From(Definitions o, ParseResult cli)
+    {
+        T? Get<T>(Option<T> option) => cli.GetValue(option);
+        bool Has(Option option) => cli.GetResult(option) is { Implicit: false };
+        o.Prompt.EnsureOneOf(cli);
+        bool interactive = Get(o.Interactive);
+        bool oneShot = o.Prompt.Given(cli);
+        string? preset = Get(o.Preset);
+        if (preset is not null && (Has(o.Rank.Model) || Has(o.Prompt.Prompt) || interactive))
             throw new UsageException("--preset builds a random model with no tokenizer: drop --model, and give prompts with --prompt-ids");
-        if (interactive && (cli.Has("prompt") || cli.Has("prompt-ids")))
+        if (interactive && oneShot)
             throw new UsageException("--interactive reads prompts from stdin; drop --prompt/--prompt-ids");
 
-        string modelDir = cli.String("model") ?? (cli.Has("preset") ? "" : ModelDirectory.DefaultBundledPath());
-        var defaults = cli.Has("preset") ? GenerationDefaults.None : cli.GenerationDefaults(modelDir);
-        var sampling = ParseSampling(cli, defaults);
-        if (cli.IntList("cores") is { } cores)
+        string modelDir = Get(o.Rank.Model) ?? (preset is not null ? "" : ModelDirectory.DefaultBundledPath());
+        var defaults = preset is not null ? GenerationDefaults.None : o.Rank.LoadGenerationDefaults(cli, modelDir);
+        var sampling = o.Sampling.Resolve(cli, defaults);
+        if (o.Cores.Get(cli) is { } cores)
         {
             int count = Environment.ProcessorCount;
             foreach (int core in cores)
@@ -117,70 +148,53 @@ public sealed record ServeOptions
                 throw new UsageException($"option --cores lists a core twice: {string.Join(',', cores)}");
         }
         IPAddress bind = IPAddress.Any;
-        if (cli.String("bind") is { } b && !IPAddress.TryParse(b, out bind!))
+        if (Get(o.Bind) is { } b && !IPAddress.TryParse(b, out bind!))
             throw new UsageException($"option --bind expects an IP address such as 0.0.0.0 or 10.0.0.5, got '{b}'");
-        var dtype = cli.DType();
-        string? apiKey = cli.String("api-key") ?? Environment.GetEnvironmentVariable(ApiKeyEnvironmentVariable);
+        string? apiKey = Get(o.ApiKey) ?? Environment.GetEnvironmentVariable(ApiKeyEnvironmentVariable);
         if (apiKey is { Length: 0 }) throw new UsageException($"option --api-key (or {ApiKeyEnvironmentVariable}) is empty; give a key or leave it unset");
-        if (cli.String("http-host") is { Length: 0 }) throw new UsageException("option --http-host is empty; give an address such as 127.0.0.1 or 0.0.0.0");
-        if ((cli.Has("prompt") || cli.Has("prompt-ids")) && cli.Has("http-port"))
+        if (Get(o.HttpHost) is { Length: 0 }) throw new UsageException("option --http-host is empty; give an address such as 127.0.0.1 or 0.0.0.0");
+        if (oneShot && Has(o.HttpPort))
             throw new UsageException("--prompt runs one request and exits; it serves no HTTP API, so drop --http-port");
-        var (quant, quantHead) = cli.Quant();
+        var (quant, quantHead) = o.Rank.QuantChoice(cli);
         return new ServeOptions
         {
             ModelDir = modelDir,
-            HttpHost = cli.String("http-host") ?? "127.0.0.1",
-            HttpPort = cli.Int("http-port", 0, 65535) ?? 8080,
-            Http = !(cli.Has("prompt") || cli.Has("prompt-ids")) && (!interactive || cli.Has("http-port")),
-            ModelId = cli.String("model-id") ?? (cli.Has("preset") ? cli.String("preset")! : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDir)))),
+            HttpHost = Get(o.HttpHost)!,
+            HttpPort = Get(o.HttpPort),
+            Http = !oneShot && (!interactive || Has(o.HttpPort)),
+            ModelId = Get(o.ModelId) ?? preset ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDir))),
             ApiKey = apiKey,
-            ChatTemplatePath = cli.String("chat-template"),
-            Preset = cli.String("preset"),
-            RingConfigPath = cli.String("ring-config"),
+            ChatTemplatePath = Get(o.ChatTemplate),
+            Preset = preset,
+            RingConfigPath = Get(o.RingConfig),
             Interactive = interactive,
-            Prompt = cli.String("prompt"),
-            PromptIds = cli.IntList("prompt-ids"),
-            Json = cli.Flag("json"),
+            Prompt = Get(o.Prompt.Prompt),
+            PromptIds = o.Prompt.PromptIds.Get(cli),
+            Json = Get(o.Prompt.Json),
             Sampling = sampling,
             GenerationDefaults = defaults,
             BindAddress = bind,
-            Advertise = cli.String("advertise"),
-            ControlPort = cli.Int("control-port", 0, 65535) ?? 0,
+            Advertise = Get(o.Advertise),
+            ControlPort = Get(o.ControlPort),
             Load = new ModelLoadOptions
             {
-                ContextLength = cli.Int("context", 1, 1 << 20),
-                Threads = cli.Int("threads", 1, 1024),
-                Cores = cli.IntList("cores")?.ToArray(),
-                DType = dtype,
-                KvCacheTokens = cli.Int("kv-cache-tokens", 16, 1 << 28),
+                ContextLength = Get(o.Rank.Context),
+                Threads = Get(o.Threads),
+                Cores = o.Cores.Get(cli),
+                DType = o.Rank.DType.Get(cli),
+                KvCacheTokens = Get(o.Rank.KvCacheTokens),
                 Quant = quant,
                 QuantizeLmHead = quantHead,
-                SyncDType = cli.SyncDType(),
+                SyncDType = o.Rank.SyncDType.Get(cli),
                 Log = Console.Error.WriteLine,
             },
             Scheduling = new ActorRing.Actors.Serving.SchedulerOptions(
-                MaxBatch: cli.Int("max-batch", 1, 4096) ?? 16,
-                PrefillChunk: cli.Int("prefill-chunk", 1, 1 << 20) ?? 256),
-            ReadyTimeout = TimeSpan.FromSeconds(cli.Int("ready-timeout", 1, 86_400) ?? 600),
-            Verbose = cli.Flag("verbose"),
-            Quiet = cli.Flag("quiet"),
-            InsecureShortSecret = cli.Flag("insecure-short-secret"),
+                MaxBatch: Get(o.Rank.MaxBatch),
+                PrefillChunk: Get(o.Rank.PrefillChunk)),
+            ReadyTimeout = TimeSpan.FromSeconds(Get(o.ReadyTimeout)),
+            Verbose = Get(o.Verbose),
+            Quiet = Get(o.Quiet),
+            InsecureShortSecret = Get(o.InsecureShortSecret),
         };
-    }
-
-    /// <summary>generate's sampling flags over the model's generation defaults; with neither, temperature 0 (greedy).</summary>
-    public static SamplingOptions ParseSampling(CliArgs cli, GenerationDefaults defaults)
-    {
-        var options = defaults.Resolve(new SamplingRequest(
-            Temperature: (float?)cli.Double("temperature"),
-            TopK: cli.Int("top-k"),
-            TopP: (float?)cli.Double("top-p"),
-            RepetitionPenalty: (float?)cli.Double("repetition-penalty"),
-            Seed: cli.Long("seed", 0) is long seed ? (ulong)seed : null,
-            MaxTokens: cli.Int("max-tokens"),
-            StopStrings: cli.String("stop") is { } stop ? [stop] : null));
-        var errors = options.GetErrors();
-        if (errors.Count > 0) throw new UsageException(string.Join("; ", errors));
-        return options;
     }
 }

@@ -42,7 +42,11 @@ public sealed record StepPlan(long Step, IReadOnlyList<SequenceStep> Sequences, 
 /// What a step returns. On rank 0: the full-vocabulary float32 logits of every sequence with
 /// <see cref="SequenceStep.NeedsLogits"/>, in plan order (empty on other ranks).
 /// </summary>
-public sealed record StepResult(IReadOnlyList<float[]> Logits, double ComputeMs)
+/// <param name="ComputeMs">This rank's time in the step, its collectives included.</param>
+/// <param name="AllReduceMs">The part of <paramref name="ComputeMs"/> spent in all-reduces (waiting for the
+/// slowest rank included), when the engine measures it.</param>
+/// <param name="GatherMs">The part of <paramref name="ComputeMs"/> spent gathering the logits to rank 0.</param>
+public sealed record StepResult(IReadOnlyList<float[]> Logits, double ComputeMs, double AllReduceMs = 0, double GatherMs = 0)
 {
     public static readonly StepResult Empty = new(Array.Empty<float[]>(), 0);
 }
