@@ -50,6 +50,7 @@ public static class ServeCommand
                                [--ready-timeout SECONDS] [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
                                [--max-batch N] [--kv-cache-tokens N] [--prefill-chunk N]
                                [--generation-config auto|ignore] [--insecure-short-secret]
+                               [--http-timeout SECONDS]
 
         Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank
         needs the same ACTORRING_SECRET, at least 16 bytes (make one with 'actorring secret'). Rank 0 hosts the coordinator at master_ip:master_port; start the
@@ -328,7 +329,7 @@ public static class ServeCommand
         if (builder is WebApplicationBuilder web)
         {
             web.WebHost.UseUrls($"http://{(options.HttpHost.Contains(':') ? $"[{options.HttpHost}]" : options.HttpHost)}:{options.HttpPort}");
-            web.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = OpenAiApi.MaxBodyBytes);
+            web.WebHost.ConfigureKestrel(k => HttpLimits.Apply(k.Limits, options.HttpTimeout));
             web.Services.AddHostedService(sp => new HttpAnnouncer(options, sp));
             var app = web.Build();
             new OpenAiApi(app.Services.GetRequiredService<GenerationService>(), options.ModelId, options.ApiKey)

@@ -18,7 +18,7 @@ public sealed record ServeOptions
         "model", "ring-config", "interactive", "prompt", "prompt-ids", "json", "max-tokens", "temperature", "top-k",
         "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "cores", "context", "dtype", "ready-timeout",
         "verbose", "quiet", "preset", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
-        "http-host", "http-port", "model-id", "api-key", "chat-template",
+        "http-host", "http-port", "model-id", "api-key", "chat-template", "http-timeout",
         "quant", "quant-lm-head", "sync-dtype",
         "insecure-short-secret",
     ];
@@ -79,6 +79,10 @@ public sealed record ServeOptions
     /// one-shot --prompt never does.</summary>
     public bool Http { get; init; } = true;
 
+    /// <summary><c>--http-timeout SECONDS</c>: how long a client may take to send its headers, the grace before its
+    /// body must flow, and a third of how long an idle connection stays open (see <see cref="Http.HttpLimits"/>).</summary>
+    public TimeSpan HttpTimeout { get; init; } = ActorRing.Host.Http.HttpLimits.DefaultTimeout;
+
     /// <summary>The model's id in the API (GET /v1/models, the "model" field); the model directory's name by default.</summary>
     public required string ModelId { get; init; }
 
@@ -132,6 +136,7 @@ public sealed record ServeOptions
             HttpHost = cli.String("http-host") ?? "127.0.0.1",
             HttpPort = cli.Int("http-port", 0, 65535) ?? 8080,
             Http = !(cli.Has("prompt") || cli.Has("prompt-ids")) && (!interactive || cli.Has("http-port")),
+            HttpTimeout = cli.Int("http-timeout", 1, 3600) is int httpTimeout ? TimeSpan.FromSeconds(httpTimeout) : ActorRing.Host.Http.HttpLimits.DefaultTimeout,
             ModelId = cli.String("model-id") ?? (cli.Has("preset") ? cli.String("preset")! : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDir)))),
             ApiKey = apiKey,
             ChatTemplatePath = cli.String("chat-template"),
