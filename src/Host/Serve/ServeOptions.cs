@@ -19,6 +19,7 @@ public sealed record ServeOptions
         "top-p", "seed", "repetition-penalty", "stop", "bind", "advertise", "control-port", "threads", "cores", "context", "dtype", "ready-timeout",
         "verbose", "quiet", "preset", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
         "http-host", "http-port", "model-id", "api-key", "chat-template", "http-timeout",
+        "tls-cert", "tls-cert-password",
         "quant", "quant-lm-head", "sync-dtype",
         "insecure-short-secret",
     ];
@@ -79,6 +80,13 @@ public sealed record ServeOptions
     /// one-shot --prompt never does.</summary>
     public bool Http { get; init; } = true;
 
+    /// <summary><c>--tls-cert FILE.pfx</c>: the cluster's certificate and key (PKCS#12), the same file on every rank;
+    /// the control plane then runs mutual TLS pinned to it (see <see cref="Actors.Security.ControlPlaneTls"/>).</summary>
+    public string? TlsCertificatePath { get; init; }
+
+    /// <summary>The PKCS#12 file's password: <c>--tls-cert-password</c>, else ACTORRING_TLS_PASSWORD, else none.</summary>
+    public string? TlsCertificatePassword { get; init; }
+
     /// <summary><c>--http-timeout SECONDS</c>: how long a client may take to send its headers, the grace before its
     /// body must flow, and a third of how long an idle connection stays open (see <see cref="Http.HttpLimits"/>).</summary>
     public TimeSpan HttpTimeout { get; init; } = ActorRing.Host.Http.HttpLimits.DefaultTimeout;
@@ -130,12 +138,16 @@ public sealed record ServeOptions
         if ((cli.Has("prompt") || cli.Has("prompt-ids")) && cli.Has("http-port"))
             throw new UsageException("--prompt runs one request and exits; it serves no HTTP API, so drop --http-port");
         var (quant, quantHead) = cli.Quant();
+        if (cli.Has("tls-cert-password") && !cli.Has("tls-cert"))
+            throw new UsageException("--tls-cert-password is the password of --tls-cert FILE.pfx; give --tls-cert too, or drop it");
         return new ServeOptions
         {
             ModelDir = modelDir,
             HttpHost = cli.String("http-host") ?? "127.0.0.1",
             HttpPort = cli.Int("http-port", 0, 65535) ?? 8080,
             Http = !(cli.Has("prompt") || cli.Has("prompt-ids")) && (!interactive || cli.Has("http-port")),
+            TlsCertificatePath = cli.String("tls-cert"),
+            TlsCertificatePassword = cli.String("tls-cert-password") ?? Environment.GetEnvironmentVariable(ActorRing.Actors.Security.ControlPlaneTls.PasswordEnvironmentVariable),
             HttpTimeout = cli.Int("http-timeout", 1, 3600) is int httpTimeout ? TimeSpan.FromSeconds(httpTimeout) : ActorRing.Host.Http.HttpLimits.DefaultTimeout,
             ModelId = cli.String("model-id") ?? (cli.Has("preset") ? cli.String("preset")! : Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDir)))),
             ApiKey = apiKey,

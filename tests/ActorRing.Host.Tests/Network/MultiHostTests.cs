@@ -1,6 +1,4 @@
-using System.Globalization;
 using System.Net;
-using System.Text;
 using System.Text.Json;
 using ActorRing.Transport;
 using Xunit.Abstractions;
@@ -25,8 +23,9 @@ public sealed class MultiHostTests(ITestOutputHelper output)
 
     /// <summary>One generation across the namespaces: rank 0 runs <c>serve --prompt-ids ... --json</c>, the others
     /// <c>serve</c>. With a <paramref name="shape"/>, each rank's right neighbour is a relay on the bridge host that
-    /// forwards to the real neighbour; without, the neighbour's own address. Returns rank 0's JSON line.</summary>
-    internal static async Task<JsonElement> RunAsync(NamespaceCluster hosts, LinkShape? shape, string[] rank0Args, string[] sharedArgs, string dir)
+    /// forwards to the real neighbour; without, the neighbour's own address. Returns rank 0's JSON line and the
+    /// bytes the relays forwarded (both directions of every link).</summary>
+    internal static async Task<(JsonElement Result, long RelayedBytes)> RunAsync(NamespaceCluster hosts, LinkShape? shape, string[] rank0Args, string[] sharedArgs, string dir)
     {
         int n = hosts.WorldSize;
         var relays = new List<DelayRelay>();
@@ -69,7 +68,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             // The workers stop when rank 0 ends the one-shot run.
             foreach (var worker in ranks.Take(n - 1)) await worker.WaitAsync(TimeSpan.FromSeconds(30));
             if (shape is not null) Assert.All(relays, relay => Assert.True(relay.Bytes > 0, "the ring bypassed the relay"));
-            return JsonDocument.Parse(line).RootElement.Clone();
+            return (JsonDocument.Parse(line).RootElement.Clone(), relays.Sum(relay => relay.Bytes));
         }
         finally
         {
@@ -92,7 +91,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
             {
                 // 1 ms each way, up to 2 ms of jitter, 0.5% of segments held for a 200 ms retransmission.
                 var shape = new LinkShape(TimeSpan.FromMilliseconds(1), TimeSpan.FromMilliseconds(2), 0.005);
-                var result = await RunAsync(hosts!, shape, ["--prompt-ids", "1", "--max-tokens", "24", "--json"], ["--context", "512"], dir);
+                var (result, _) = await RunAsync(hosts!, shape, ["--prompt-ids", "1", "--max-tokens", "24", "--json"], ["--context", "512"], dir);
                 Assert.Equal(2, result.GetProperty("world_size").GetInt32());
                 Assert.Equal(PublishedGreedyIds()[..24], Ids(result));
                 output.WriteLine($"2 hosts, links {shape}: {result.GetProperty("ms_per_token").GetDouble():0.00} ms/token");
