@@ -15,9 +15,12 @@ public sealed class RankProcess : IDisposable
 
     /// <param name="mergeStreams">stderr goes into the stdout pipe, as in a terminal where both are one file; the
     /// interleaving the process wrote is then what <see cref="Stdout"/> holds.</param>
-    public RankProcess(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, bool redirectStdin = false, bool mergeStreams = false)
+    /// <param name="launcher">A command that execs actorring with its arguments (e.g. <c>ip netns exec NS</c>), so the
+    /// process id is still actorring's.</param>
+    public RankProcess(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null, bool redirectStdin = false, bool mergeStreams = false,
+        string[]? launcher = null)
     {
-        var psi = new ProcessStartInfo(mergeStreams ? "/bin/sh" : Executable)
+        var psi = new ProcessStartInfo(launcher is [var first, ..] ? first : mergeStreams ? "/bin/sh" : Executable)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -26,7 +29,8 @@ public sealed class RankProcess : IDisposable
             WorkingDirectory = AppContext.BaseDirectory,
         };
         // exec: the shell becomes actorring, so the process id (and the tree that disposal kills) is its own.
-        if (mergeStreams) foreach (var a in (string[])["-c", "exec \"$0\" \"$@\" 2>&1", Executable]) psi.ArgumentList.Add(a);
+        if (launcher is not null) foreach (var a in launcher.Skip(1).Append(Executable)) psi.ArgumentList.Add(a);
+        else if (mergeStreams) foreach (var a in (string[])["-c", "exec \"$0\" \"$@\" 2>&1", Executable]) psi.ArgumentList.Add(a);
         foreach (var a in args) psi.ArgumentList.Add(a);
         // A test controls each child's environment fully: no ring file or secret leaks in from the machine.
         psi.Environment.Remove("RING_CONFIG");

@@ -74,8 +74,17 @@ public static class ActorRingAkkaExtensions
 
     /// <summary>Akka.Remote at <paramref name="endpoint"/>, with <see cref="RejoinableRemoteProvider"/> as the provider
     /// (chosen through the bootstrap setup, which wins over HOCON; WithRemoting keeps a custom provider).</summary>
-    public static AkkaConfigurationBuilder AddActorRingRemoting(this AkkaConfigurationBuilder builder, RemoteEndpoint endpoint) =>
-        builder
+    /// <param name="tls">When set, Akka.Remote speaks TLS with the cluster's certificate on every connection (its
+    /// addresses then use the <see cref="TlsProtocol"/> scheme); <paramref name="refused"/> hears of peers it refuses.</param>
+    public static AkkaConfigurationBuilder AddActorRingRemoting(this AkkaConfigurationBuilder builder, RemoteEndpoint endpoint,
+        Security.ControlPlaneTls? tls = null, Action<string>? refused = null)
+    {
+        if (tls is not null)
+        {
+            builder.AddHocon("akka.remote.dot-netty.tcp.enable-ssl = on", HoconAddMode.Prepend)
+                .AddSetup(tls.AkkaSetup(refused ?? (_ => { })));
+        }
+        return builder
             .WithActorRefProvider(new ProviderSelection.Custom(
                 $"{typeof(RejoinableRemoteProvider).FullName}, {typeof(RejoinableRemoteProvider).Assembly.GetName().Name}"))
             .WithRemoting(new RemoteOptions
@@ -85,6 +94,7 @@ public static class ActorRingAkkaExtensions
                 PublicHostName = endpoint.PublicHost,
                 PublicPort = endpoint.PublicPort,
             });
+    }
 
     /// <summary>Starts this rank's worker and, on rank 0, the coordinator (first, so the local worker finds it).</summary>
     public static AkkaConfigurationBuilder AddActorRingRank(this AkkaConfigurationBuilder builder, RankActorsOptions options) =>
@@ -107,7 +117,10 @@ public static class ActorRingAkkaExtensions
             registry.Register<ShardWorkerActor>(worker);
         });
 
+    /// <summary>Akka's address scheme with TLS on (DotNetty names its transport "ssl.tcp" then).</summary>
+    public const string TlsProtocol = "akka.ssl.tcp";
+
     /// <summary>The coordinator's path as a worker dials it.</summary>
-    public static string CoordinatorPath(string host, int port) =>
-        $"akka.tcp://{ControlProtocol.SystemName}@{host}:{port}/user/{ControlProtocol.CoordinatorName}";
+    public static string CoordinatorPath(string host, int port, bool tls = false) =>
+        $"{(tls ? TlsProtocol : "akka.tcp")}://{ControlProtocol.SystemName}@{host}:{port}/user/{ControlProtocol.CoordinatorName}";
 }

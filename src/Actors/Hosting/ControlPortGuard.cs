@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Net;
+using System.Net.Security;
+using System.Security.Authentication;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 
@@ -14,12 +16,16 @@ namespace ActorRing.Actors.Hosting;
 /// Akka's own handshake are a few hundred bytes.</param>
 /// <param name="FrameCompletion">An unregistered peer must finish each frame it starts within this (slow-loris).</param>
 /// <param name="MaxFrame">Largest frame anyone may send (Akka's maximum-frame-size).</param>
+/// <param name="Tls">When set, peers must speak TLS with the cluster's certificate: the guard ends their session
+/// (within <paramref name="FrameCompletion"/>), reads the frames inside, and forwards them over its own TLS
+/// session to Akka, which then runs TLS too (see <see cref="Security.ControlPlaneTls"/>).</param>
 public sealed record ControlPortGuardOptions(
     int MaxUnregistered = 16,
     TimeSpan? UnregisteredTimeout = null,
     int UnregisteredFrameLimit = 64 * 1024,
     TimeSpan? FrameCompletion = null,
-    int MaxFrame = 1024 * 1024)
+    int MaxFrame = 1024 * 1024,
+    Security.ControlPlaneTls? Tls = null)
 {
     public TimeSpan UnregisteredTimeoutOrDefault => UnregisteredTimeout ?? TimeSpan.FromSeconds(30);
     public TimeSpan FrameCompletionOrDefault => FrameCompletion ?? TimeSpan.FromSeconds(10);
@@ -143,101 +149,163 @@ public sealed class ControlPortGuard : IAsyncDisposable
         using var upstream = new Socket(_akka.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
         client.NoDelay = true;
+        Stream? fromPeer = null, toAkka = null;
         try
         {
+            fromPeer = new NetworkStream(client, ownsSocket: false);
+            // With TLS the peer proves it holds the cluster's certificate before Akka hears of the connection.
+            if (_options.Tls is { } tls)
+            {
+                string? refusal;
+                (fromPeer, refusal) = await AcceptTlsAsync(tls, client, fromPeer, cts.Token);
+                if (refusal is not null)
+                {
+                    _closures.Warn($"control port: closed the connection from {peer}: {refusal}");
+                    return;
+                }
+            }
             using (var connect = CancellationTokenSource.CreateLinkedTokenSource(cts.Token))
             {
                 connect.CancelAfter(TimeSpan.FromSeconds(5));
                 await upstream.ConnectAsync(_akka, connect.Token);
+                toAkka = new NetworkStream(upstream, ownsSocket: false);
+                if (_options.Tls is { } toAkkaTls)
+                {
+                    var akkaTls = new SslStream(toAkka, leaveInnerStreamOpen: false);
+                    toAkka = akkaTls;
+                    await akkaTls.AuthenticateAsClientAsync(toAkkaTls.ClientOptions(), connect.Token);
+                }
             }
-            var inbound = PumpInboundAsync(client, upstream, peer, Registered, cts.Token);
-            var outbound = PumpOutboundAsync(upstream, client, cts.Token);
+            var inbound = PumpInboundAsync(fromPeer, toAkka, peer, Registered, cts.Token);
+            var outbound = PumpOutboundAsync(toAkka, fromPeer, cts.Token);
             await Task.WhenAny(inbound, outbound);
             cts.Cancel();
             if (inbound.IsCompleted && await inbound is { } reason) _closures.Warn($"control port: closed the connection from {peer}: {reason}");
         }
-        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException or IOException)
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException or IOException or AuthenticationException)
         {
             _log.LogDebug("control port: connection from {Peer} ended: {Error}", peer, e.Message);
         }
         finally
         {
             Registered(); // no longer open, so no longer counted
+            if (fromPeer is not null) await fromPeer.DisposeAsync();
+            if (toAkka is not null) await toAkka.DisposeAsync();
             client.Dispose();
         }
     }
 
+    /// <summary>
+    /// The peer's TLS session, this side the server, the peer's certificate required and pinned. The peer's first
+    /// bytes are looked at before: a rank started without <c>--tls-cert</c> sends an Akka frame where a TLS record
+    /// belongs, and is told so. Returns the decrypted stream, or why the peer was refused.
+    /// </summary>
+    private async Task<(Stream Peer, string? Refusal)> AcceptTlsAsync(Security.ControlPlaneTls tls, Socket client, Stream fromPeer, CancellationToken ct)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(_options.FrameCompletionOrDefault);
+        var head = new byte[3];
+        int seen = 0;
+        try
+        {
+            while (seen < head.Length)
+            {
+                seen = await client.ReceiveAsync(head, SocketFlags.Peek, deadline.Token);
+                if (seen == 0) return (fromPeer, "it closed before saying anything");
+                if (seen < head.Length) await Task.Delay(20, deadline.Token);
+            }
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            return (fromPeer, $"it sent no TLS handshake within {_options.FrameCompletionOrDefault.TotalSeconds:0} s");
+        }
+        if (!LooksLikeTls(head))
+            return (fromPeer, "it does not speak TLS, and this rank's control plane requires it; start every rank with the same --tls-cert");
+        string? certificateRefusal = null;
+        var peerTls = new SslStream(fromPeer, leaveInnerStreamOpen: false);
+        try
+        {
+            await peerTls.AuthenticateAsServerAsync(tls.ServerOptions(reason => certificateRefusal = reason), deadline.Token);
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException && !ct.IsCancellationRequested)
+        {
+            return (peerTls, $"TLS handshake failed: {certificateRefusal ?? (e is OperationCanceledException ? $"not finished within {_options.FrameCompletionOrDefault.TotalSeconds:0} s" : e.Message)}");
+        }
+        return (peerTls, null);
+    }
+
+    /// <summary>A TLS record starts with its content type (22, handshake) and major version 3.</summary>
+    internal static bool LooksLikeTls(ReadOnlySpan<byte> head) => head.Length >= 2 && head[0] == 0x16 && head[1] == 0x03;
+
     /// <summary>Peer to Akka, frame by frame as far as lengths go. Returns why the connection was cut, or null
     /// when the peer or Akka simply closed it.</summary>
-    private async Task<string?> PumpInboundAsync(Socket from, Socket to, string peer, Action registered, CancellationToken ct)
+    private async Task<string?> PumpInboundAsync(Stream from, Stream to, string peer, Action registered, CancellationToken ct)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
+        // Not pooled: a read may still be outstanding when this returns and the connection is torn down.
+        var buffer = new byte[16 * 1024];
         var frames = new FrameCursor();
         (string System, string Host, int Port)? origin = null;
         bool isRegistered = false;
         var connected = DateTime.UtcNow;
         DateTime? frameStarted = null;
-        try
+        // One read stays outstanding while the deadlines are checked beside it: a cancelled read could lose
+        // what a TLS stream had already decrypted.
+        var read = from.ReadAsync(buffer.AsMemory(0, 16 * 1024), ct).AsTask();
+        while (true)
         {
-            while (true)
+            if (!isRegistered && origin is { } o && _isRegistered(o.System, o.Host, o.Port))
             {
-                if (!isRegistered && origin is { } o && _isRegistered(o.System, o.Host, o.Port))
-                {
-                    isRegistered = true;
-                    registered();
-                }
-                int n;
-                using (var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct))
-                {
-                    if (!isRegistered)
-                    {
-                        var now = DateTime.UtcNow;
-                        var left = connected + _options.UnregisteredTimeoutOrDefault - now;
-                        if (frameStarted is { } started) left = TimeSpan.FromTicks(Math.Min(left.Ticks, (started + _options.FrameCompletionOrDefault - now).Ticks));
-                        // Registration may complete while this peer is quiet (its Register is in flight): look again soon.
-                        deadline.CancelAfter(TimeSpan.FromTicks(Math.Clamp(left.Ticks, 0, TimeSpan.FromSeconds(1).Ticks)));
-                    }
-                    try
-                    {
-                        n = await from.ReceiveAsync(buffer, SocketFlags.None, deadline.Token);
-                    }
-                    catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-                    {
-                        if (isRegistered || (origin is { } p && _isRegistered(p.System, p.Host, p.Port))) continue;
-                        var now = DateTime.UtcNow;
-                        if (frameStarted is { } s && now - s >= _options.FrameCompletionOrDefault)
-                            return $"a frame was not completed within {_options.FrameCompletionOrDefault.TotalSeconds:0} s (the peer has not registered)";
-                        if (now - connected >= _options.UnregisteredTimeoutOrDefault)
-                            return $"not registered within {_options.UnregisteredTimeoutOrDefault.TotalSeconds:0} s";
-                        continue;
-                    }
-                }
-                if (n == 0) return null;
-                int limit = isRegistered ? _options.MaxFrame : _options.UnregisteredFrameLimit;
-                if (frames.Advance(buffer.AsSpan(0, n), HandshakeFrameLimit, limit) is { } error) return error;
-                frameStarted = frames.InFrame ? frameStarted ?? DateTime.UtcNow : null;
-                if (origin is null && frames.FirstFrame is { } handshake)
-                {
-                    origin = AkkaHandshake.Origin(handshake);
-                    if (origin is null) return "the first frame is not an Akka association handshake";
-                }
-                await to.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, ct);
+                isRegistered = true;
+                registered();
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (!isRegistered)
+            {
+                var now = DateTime.UtcNow;
+                var left = connected + _options.UnregisteredTimeoutOrDefault - now;
+                if (frameStarted is { } started) left = TimeSpan.FromTicks(Math.Min(left.Ticks, (started + _options.FrameCompletionOrDefault - now).Ticks));
+                // Registration may complete while this peer is quiet (its Register is in flight): look again soon.
+                var wait = TimeSpan.FromTicks(Math.Clamp(left.Ticks, 0, TimeSpan.FromSeconds(1).Ticks));
+                if (await Task.WhenAny(read, Task.Delay(wait, ct)) != read)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    if (origin is { } p && _isRegistered(p.System, p.Host, p.Port)) continue;
+                    now = DateTime.UtcNow;
+                    if (frameStarted is { } s && now - s >= _options.FrameCompletionOrDefault)
+                        return $"a frame was not completed within {_options.FrameCompletionOrDefault.TotalSeconds:0} s (the peer has not registered)";
+                    if (now - connected >= _options.UnregisteredTimeoutOrDefault)
+                        return $"not registered within {_options.UnregisteredTimeoutOrDefault.TotalSeconds:0} s";
+                    continue;
+                }
+            }
+            int n = await read;
+            if (n == 0) return null;
+            if (!frames.Started && _options.Tls is null && LooksLikeTls(buffer.AsSpan(0, n)))
+                return "it speaks TLS, but this rank was started without --tls-cert; give every rank the same --tls-cert, or none";
+            int limit = isRegistered ? _options.MaxFrame : _options.UnregisteredFrameLimit;
+            if (frames.Advance(buffer.AsSpan(0, n), HandshakeFrameLimit, limit) is { } error) return error;
+            frameStarted = frames.InFrame ? frameStarted ?? DateTime.UtcNow : null;
+            if (origin is null && frames.FirstFrame is { } handshake)
+            {
+                origin = AkkaHandshake.Origin(handshake);
+                if (origin is null) return "the first frame is not an Akka association handshake";
+            }
+            await to.WriteAsync(buffer.AsMemory(0, n), ct);
+            await to.FlushAsync(ct);
+            read = from.ReadAsync(buffer.AsMemory(0, 16 * 1024), ct).AsTask();
         }
     }
 
-    private static async Task PumpOutboundAsync(Socket from, Socket to, CancellationToken ct)
+    private static async Task PumpOutboundAsync(Stream from, Stream to, CancellationToken ct)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
         try
         {
             int n;
-            while ((n = await from.ReceiveAsync(buffer, SocketFlags.None, ct)) > 0)
-                await to.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, ct);
+            while ((n = await from.ReadAsync(buffer.AsMemory(0, 64 * 1024), ct)) > 0)
+            {
+                await to.WriteAsync(buffer.AsMemory(0, n), ct);
+                await to.FlushAsync(ct);
+            }
         }
         finally
         {

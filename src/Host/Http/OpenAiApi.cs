@@ -268,25 +268,67 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
 
     // ------------------------------------------------------------------ plumbing
 
+    /// <summary>JSON nesting a request may use. Real requests nest about six levels (messages, content parts,
+    /// tool schemas a little more); the limit bounds the parser's work and stack on hostile input.</summary>
+    public const int MaxJsonDepth = 64;
+
     private async Task<JsonFields> ReadAsync(HttpContext ctx)
     {
+        var body = await ReadBodyAsync(ctx);
+        // System.Text.Json checks the UTF-8 of the structure but not of string contents until a string is read,
+        // where a bad byte would surface as an exception deep in the request parser: check the whole body first.
+        if (FirstInvalidUtf8(body.Span) is int offset)
+            throw ApiException.BadRequest(
+                $"the request body is not valid UTF-8: byte 0x{body.Span[offset]:X2} at offset {offset} does not start or continue a UTF-8 character; send the JSON encoded as UTF-8",
+                null, "invalid_utf8");
         JsonDocument doc;
         try
         {
-            doc = await JsonDocument.ParseAsync(ctx.Request.Body, default, ctx.RequestAborted);
+            doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = MaxJsonDepth });
         }
         catch (JsonException e)
         {
             throw ApiException.BadRequest($"the request body is not valid JSON: {e.Message}", null, "invalid_json");
         }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            throw new ApiException(413, $"the request body is larger than {MaxBodyBytes} bytes", null, "request_too_large");
-        }
         ctx.Response.RegisterForDispose(doc);
         var f = JsonFields.Of(doc.RootElement);
         CheckModel(f);
         return f;
+    }
+
+    /// <summary>The whole body, up to <see cref="MaxBodyBytes"/>: Kestrel enforces that limit as it reads, with a
+    /// Content-Length or chunked alike.</summary>
+    private static async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpContext ctx)
+    {
+        var buffer = new MemoryStream(ctx.Request.ContentLength is long length and <= MaxBodyBytes ? (int)length : 4096);
+        try
+        {
+            await ctx.Request.Body.CopyToAsync(buffer, ctx.RequestAborted);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            throw new ApiException(413, $"the request body is larger than {MaxBodyBytes} bytes", null, "request_too_large");
+        }
+        catch (BadHttpRequestException e)
+        {
+            // A body slower than the minimum rate (408), a broken chunk encoding (400): the client's fault, not ours.
+            throw new ApiException(e.StatusCode, $"the request body could not be read: {e.Message}", null, "bad_request_body");
+        }
+        return buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
+    }
+
+    /// <summary>The offset of the first byte that is not part of a well-formed UTF-8 character, or null.</summary>
+    internal static int? FirstInvalidUtf8(ReadOnlySpan<byte> bytes)
+    {
+        if (System.Text.Unicode.Utf8.IsValid(bytes)) return null;
+        int offset = 0;
+        while (offset < bytes.Length)
+        {
+            var status = System.Text.Rune.DecodeFromUtf8(bytes[offset..], out _, out int consumed);
+            if (status != System.Buffers.OperationStatus.Done) return offset;
+            offset += consumed;
+        }
+        return null;
     }
 
     private void CheckModel(JsonFields f)

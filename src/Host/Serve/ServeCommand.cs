@@ -48,6 +48,8 @@ public static class ServeCommand
         or, on a pipe, one prompt per line and writes one completion per line (newlines escaped as \n); /reset
         clears the conversation, /exit quits. --cores pins the rank to those CPU cores; use it when several ranks
         share a machine (generate --world-size N does this itself when the ranks' threads fit the cores).
+        --tls-cert FILE.pfx (every rank the same file; password from --tls-cert-password or ACTORRING_TLS_PASSWORD)
+        encrypts the control plane with mutual TLS pinned to that certificate (README "TLS on the control plane").
         See docs/running.md.
         """;
 
@@ -90,7 +92,8 @@ public static class ServeCommand
 
     /// <summary>Everything about this rank that is validated before anything starts.</summary>
     internal sealed record RankSetup(
-        RingConfig Ring, byte[] Secret, ShardedLlamaEngineFactory Engines, ITextTokenizer? Tokenizer, IChatTemplate ChatTemplate);
+        RingConfig Ring, byte[] Secret, ShardedLlamaEngineFactory Engines, ITextTokenizer? Tokenizer, IChatTemplate ChatTemplate,
+        ControlPlaneTls? Tls = null);
 
     internal static bool TryPrepare(ServeOptions options, out RankSetup? setup, out int exitCode)
     {
@@ -140,6 +143,19 @@ public static class ServeCommand
                 return false;
             }
         }
+        ControlPlaneTls? tls = null;
+        if (options.TlsCertificatePath is { } certificatePath)
+        {
+            try
+            {
+                tls = ControlPlaneTls.Load(certificatePath, options.TlsCertificatePassword);
+            }
+            catch (ControlPlaneTlsException e)
+            {
+                Console.Error.WriteLine($"error: {e.Message}");
+                return false;
+            }
+        }
 
         // Both listeners set SO_REUSEADDR, which on Linux (.NET sets SO_REUSEPORT with it) lets a second process
         // listen on the same port and steal connections. A second rank with the same ring file must fail instead.
@@ -168,7 +184,7 @@ public static class ServeCommand
                 var presetConfig = Bench.DecodeBench.Preset(preset);
                 var presetLoad = options.Load with { KvCacheTokens = options.KvCacheTokens(options.Load.ContextLength ?? Math.Min(presetConfig.MaxPositionEmbeddings, 4096)) };
                 var random = ShardedLlamaEngineFactory.Random(presetConfig, seed: 42, presetLoad);
-                setup = new RankSetup(ring, secret, random, Tokenizer: null, new PlainChatTemplate());
+                setup = new RankSetup(ring, secret, random, Tokenizer: null, new PlainChatTemplate(), tls);
                 return true;
             }
             var model = ModelDirectory.Recognise(options.ModelDir);
@@ -178,7 +194,7 @@ public static class ServeCommand
             var tokenizer = ring.Rank == 0 ? TokenizerLoader.Load(model.TokenizerFile ?? model.Path) : null;
             // Only rank 0 renders prompts; a broken template is found before any network activity.
             var template = ring.Rank == 0 ? ChatTemplates.Load(model.Path, options.ChatTemplatePath) : new PlainChatTemplate();
-            setup = new RankSetup(ring, secret, engines, tokenizer, template);
+            setup = new RankSetup(ring, secret, engines, tokenizer, template, tls);
             return true;
         }
         catch (Exception e) when (e is ModelLoadException or TokenizerFormatException or IOException or UsageException or ChatTemplateException)
@@ -224,7 +240,7 @@ public static class ServeCommand
             // Helper threads count towards the cores the automatic socket spin needs (see SpinBeforeSleep).
             BusyThreadsOnThisMachine = (RingConfig.IsThisMachine(ring.RightIp) ? ring.WorldSize : 1) * (options.Load.Threads ?? 1),
         };
-        var (endpoint, coordinatorPath) = Endpoints(options, ring);
+        var (endpoint, coordinatorPath) = Endpoints(options, ring, setup.Tls is not null);
         // Akka.Remote cannot cap unauthenticated connections, so it listens on loopback behind our guard, which
         // takes the control port itself (see ControlPortGuard). A single rank without a master has no peers.
         RejoinableRemoteProvider? provider = null;
@@ -235,7 +251,7 @@ public static class ServeCommand
                 new IPEndPoint(options.BindAddress, endpoint.Port),
                 new IPEndPoint(IPAddress.Loopback, FreeLoopbackPort()),
                 (system, host, port) => Volatile.Read(ref provider)?.IsWatched(system, host, port) == true,
-                new ControlPortGuardOptions(MaxFrame: ActorRingAkkaExtensions.MaximumFrameSize()),
+                new ControlPortGuardOptions(MaxFrame: ActorRingAkkaExtensions.MaximumFrameSize(), Tls: setup.Tls),
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("ActorRing.ControlPort")));
         }
 
@@ -274,7 +290,9 @@ public static class ServeCommand
                 })
                 .AddActorRingRemoting(guarded && sp.GetRequiredService<ControlPortGuard>() is var guard
                     ? new RemoteEndpoint("127.0.0.1", guard.AkkaPort, endpoint.PublicHost, guard.Port)
-                    : endpoint)
+                    : endpoint,
+                    guarded ? setup.Tls : null,
+                    refusal => loggers.CreateLogger("ActorRing.ControlPort").LogWarning("{Refusal}", refusal))
                 .AddStartup((system, _) => Volatile.Write(ref provider, ((ExtendedActorSystem)system).Provider as RejoinableRemoteProvider))
                 // After the bridge to our log stops, Akka prints what is left of its shutdown to stdout at its
                 // current level, bypassing the filter above; in an ordered shutdown its remoting warnings
@@ -323,7 +341,7 @@ public static class ServeCommand
         if (builder is WebApplicationBuilder web)
         {
             web.WebHost.UseUrls($"http://{(options.HttpHost.Contains(':') ? $"[{options.HttpHost}]" : options.HttpHost)}:{options.HttpPort}");
-            web.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = OpenAiApi.MaxBodyBytes);
+            web.WebHost.ConfigureKestrel(k => HttpLimits.Apply(k.Limits, options.HttpTimeout));
             web.Services.AddHostedService(sp => new HttpAnnouncer(options, sp));
             var app = web.Build();
             new OpenAiApi(app.Services.GetRequiredService<GenerationService>(), options.ModelId, options.ApiKey)
@@ -338,7 +356,7 @@ public static class ServeCommand
     /// drops messages addressed to any other name). Workers listen on a free port and name themselves by the
     /// local address that routes to rank 0, so replies find them on a multi-homed machine.
     /// </summary>
-    internal static (RemoteEndpoint Endpoint, string CoordinatorPath) Endpoints(ServeOptions options, RingConfig ring)
+    internal static (RemoteEndpoint Endpoint, string CoordinatorPath) Endpoints(ServeOptions options, RingConfig ring, bool tls = false)
     {
         string bind = options.BindAddress.ToString();
         string localCoordinator = $"/user/{ControlProtocol.CoordinatorName}";
@@ -348,7 +366,7 @@ public static class ServeCommand
         if (ring.Rank == 0)
             return (new RemoteEndpoint(bind, masterPort, options.Advertise ?? masterHost), localCoordinator);
         return (new RemoteEndpoint(bind, options.ControlPort, options.Advertise ?? LocalAddressToward(masterHost)),
-            ActorRingAkkaExtensions.CoordinatorPath(masterHost, masterPort));
+            ActorRingAkkaExtensions.CoordinatorPath(masterHost, masterPort, tls));
     }
 
     /// <summary>

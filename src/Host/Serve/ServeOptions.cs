@@ -68,6 +68,17 @@ public sealed record ServeOptions
     /// one-shot --prompt never does.</summary>
     public bool Http { get; init; } = true;
 
+    /// <summary><c>--tls-cert FILE.pfx</c>: the cluster's certificate and key (PKCS#12), the same file on every rank;
+    /// the control plane then runs mutual TLS pinned to it (see <see cref="Actors.Security.ControlPlaneTls"/>).</summary>
+    public string? TlsCertificatePath { get; init; }
+
+    /// <summary>The PKCS#12 file's password: <c>--tls-cert-password</c>, else ACTORRING_TLS_PASSWORD, else none.</summary>
+    public string? TlsCertificatePassword { get; init; }
+
+    /// <summary><c>--http-timeout SECONDS</c>: how long a client may take to send its headers, the grace before its
+    /// body must flow, and a third of how long an idle connection stays open (see <see cref="Http.HttpLimits"/>).</summary>
+    public TimeSpan HttpTimeout { get; init; } = ActorRing.Host.Http.HttpLimits.DefaultTimeout;
+
     /// <summary>The model's id in the API (GET /v1/models, the "model" field); the model directory's name by default.</summary>
     public required string ModelId { get; init; }
 
@@ -107,6 +118,12 @@ public sealed record ServeOptions
         public readonly Option<int> ReadyTimeout = Opt.Int("--ready-timeout", "Seconds to wait for every rank to join and load", 600, 1, 86_400, "SECONDS");
         public readonly Option<bool> Verbose = Opt.Flag("--verbose", "Log debug detail");
         public readonly Option<bool> Quiet = Opt.Flag("--quiet", "Log warnings and errors only");
+        public readonly Option<int?> HttpTimeout = Opt.Int("--http-timeout",
+            "Seconds a client may take to send its headers or stay idle on a kept-alive connection (and the body's minimum rate window) [default: 10]", 1, 3600, "SECONDS");
+        public readonly Option<string?> TlsCert = Opt.Text("--tls-cert", "FILE.pfx",
+            "Encrypt the control plane with mutual TLS pinned to this PKCS#12 certificate (the same file on every rank)");
+        public readonly Option<string?> TlsCertPassword = Opt.Text("--tls-cert-password", "P",
+            "Password of --tls-cert [default: the ACTORRING_TLS_PASSWORD environment variable]");
         public readonly Option<bool> InsecureShortSecret = Opt.Flag("--insecure-short-secret",
             "Accept an ACTORRING_SECRET shorter than 16 bytes (tests and demos only)");
     }
@@ -156,6 +173,8 @@ public sealed record ServeOptions
         if (oneShot && Has(o.HttpPort))
             throw new UsageException("--prompt runs one request and exits; it serves no HTTP API, so drop --http-port");
         var (quant, quantHead) = o.Rank.QuantChoice(cli);
+        if (Has(o.TlsCertPassword) && !Has(o.TlsCert))
+            throw new UsageException("--tls-cert-password is the password of --tls-cert FILE.pfx; give --tls-cert too, or drop it");
         return new ServeOptions
         {
             ModelDir = modelDir,
@@ -163,6 +182,9 @@ public sealed record ServeOptions
             HttpPort = Get(o.HttpPort),
             Http = !oneShot && (!interactive || Has(o.HttpPort)),
             ModelId = Get(o.ModelId) ?? preset ?? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDir))),
+            TlsCertificatePath = Get(o.TlsCert),
+            TlsCertificatePassword = Get(o.TlsCertPassword) ?? Environment.GetEnvironmentVariable(ActorRing.Actors.Security.ControlPlaneTls.PasswordEnvironmentVariable),
+            HttpTimeout = Get(o.HttpTimeout) is int httpTimeout ? TimeSpan.FromSeconds(httpTimeout) : ActorRing.Host.Http.HttpLimits.DefaultTimeout,
             ApiKey = apiKey,
             ChatTemplatePath = Get(o.ChatTemplate),
             Preset = preset,
