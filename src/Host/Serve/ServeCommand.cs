@@ -47,7 +47,8 @@ public static class ServeCommand
                                [--control-port N]
                                [--threads T] [--cores C0,C1,...] [--context N] [--dtype f32|bf16]
                                [--quant none|q8_0|q4_0] [--quant-lm-head] [--sync-dtype f32|bf16|q8_0]
-                               [--ready-timeout SECONDS] [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
+                               [--ready-timeout SECONDS] [--recovery-timeout SECONDS]
+                               [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
                                [--max-batch N] [--kv-cache-tokens N] [--prefill-chunk N]
                                [--generation-config auto|ignore] [--insecure-short-secret]
 
@@ -59,7 +60,9 @@ public static class ServeCommand
         per line and writes one completion per line (newlines escaped as \n). /reset clears the conversation,
         /exit quits. --cores pins the compute thread (and the --threads helpers, in order) to those CPU
         cores; use it when several ranks share a machine (generate --world-size N does this itself when the
-        ranks' threads fit the cores). See docs/running.md.
+        ranks' threads fit the cores). If a rank is lost mid-request, the requests in flight wait up to
+        --recovery-timeout (default 30 s) for it to come back (restart it with the same command) and then continue
+        with the same output; otherwise they fail naming the rank. See docs/running.md.
         """;
 
     public static async Task<int> RunAsync(string[] args)
@@ -271,6 +274,7 @@ public static class ServeCommand
                     // Longer than the transport's own deadlines, so its precise error (naming the peer) wins.
                     StepTimeout = ringOptions.OperationTimeout + TimeSpan.FromSeconds(30),
                     RingTimeout = ringOptions.ConnectTimeout + TimeSpan.FromSeconds(30),
+                    RecoveryTimeout = options.RecoveryTimeout,
                 };
             }
             akka.AddActorRingHocon()

@@ -20,7 +20,7 @@ public sealed record ServeOptions
         "verbose", "quiet", "preset", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
         "http-host", "http-port", "model-id", "api-key", "chat-template",
         "quant", "quant-lm-head", "sync-dtype",
-        "insecure-short-secret",
+        "insecure-short-secret", "recovery-timeout",
     ];
 
     /// <summary>The environment variable that sets the HTTP API key when --api-key is not given.</summary>
@@ -61,6 +61,10 @@ public sealed record ServeOptions
     public int KvCacheTokens(int contextLength) =>
         Load.KvCacheTokens ?? Math.Max(contextLength, Math.Min(Scheduling.MaxBatch * contextLength, 8192));
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>--recovery-timeout: how long requests in flight wait for a lost rank to come back (restarted with the
+    /// same command, or resumed from a pause) before they fail naming it; 0 fails them at once.</summary>
+    public TimeSpan RecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
     public bool Verbose { get; init; }
 
     /// <summary>Accept an ACTORRING_SECRET shorter than <see cref="Actors.Security.ClusterSecret.MinimumBytes"/> (tests, demos).</summary>
@@ -162,6 +166,7 @@ public sealed record ServeOptions
                 MaxBatch: cli.Int("max-batch", 1, 4096) ?? 16,
                 PrefillChunk: cli.Int("prefill-chunk", 1, 1 << 20) ?? 256),
             ReadyTimeout = TimeSpan.FromSeconds(cli.Int("ready-timeout", 1, 86_400) ?? 600),
+            RecoveryTimeout = TimeSpan.FromSeconds(cli.Int("recovery-timeout", 0, 86_400) ?? 30),
             Verbose = cli.Flag("verbose"),
             Quiet = cli.Flag("quiet"),
             InsecureShortSecret = cli.Flag("insecure-short-secret"),
