@@ -454,7 +454,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
         if (_downSince is { } since && _phase is not (Phase.Ready or Phase.Busy or Phase.Failed))
         {
             var left = _settings.RecoveryTimeout - (DateTime.UtcNow - since);
-            detail += $"; {_port.Suspended} request(s) in flight are suspended until the ring is back (at most {Math.Max(0, left.TotalSeconds):0} s more)";
+            detail += $"; the ring was lost ({_downReason}); {_port.Suspended} request(s) in flight are suspended until it is back (at most {Math.Max(0, left.TotalSeconds):0} s more)";
         }
         return new ClusterStatus(_phase.ToString(), _ranks.Count, _settings.WorldSize, _phase is Phase.Ready or Phase.Busy, detail);
     }
