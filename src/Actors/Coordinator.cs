@@ -14,7 +14,8 @@ namespace ActorRing.Actors;
 /// fault. The request side (Coordinator.Requests.cs) takes requests and cancellations and hands them to the
 /// step loop through an in-process <see cref="Serving.ServingPort"/>; the loop streams results to the callers
 /// itself, so no actor message is on the per-token path. Requests that arrive before the cluster is ready wait
-/// in the port. A lost rank or a ring error fails the running requests with a message naming the rank.
+/// in the port. A lost rank or a ring error suspends the requests in flight: they continue, with their caches
+/// rebuilt, once the ring is back, or fail naming the rank if it is not back within the recovery timeout.
 /// </summary>
 public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWithTimers
 {
@@ -23,6 +24,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
     private const string PhaseTimer = "phase-timeout";
     private const string RetryTimer = "retry-ring";
     private const string ShutdownTimer = "shutdown-grace";
+    private const string RecoveryTimer = "recovery-timeout";
 
     /// <summary>How long a shutdown waits for remote ranks to stop before it answers anyway.</summary>
     private static readonly TimeSpan ShutdownGrace = TimeSpan.FromSeconds(3);
@@ -66,6 +68,13 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
     private sealed record RetryFormRing(int Generation) : INoSerializationVerificationNeeded;
     private sealed record PhaseTimedOut(int Generation, Phase Phase) : INoSerializationVerificationNeeded;
     private sealed record ShutdownGraceOver : INoSerializationVerificationNeeded;
+    private sealed record RecoveryTimedOut(int Outage) : INoSerializationVerificationNeeded;
+
+    /// <summary>Since when the serving ring has been down (null while it serves, or once its requests gave up
+    /// waiting), and the latest reason, which names the lost rank once DeathWatch or the rank itself has said so.</summary>
+    private DateTime? _downSince;
+    private string _downReason = "";
+    private int _outage;
 
     /// <summary>Remote workers told to shut down that have not stopped yet, and who asked for the shutdown.</summary>
     private readonly HashSet<IActorRef> _stopping = new();
@@ -231,6 +240,8 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
             if (_phase is Phase.Failed or Phase.Gathering) return;
             RestartRing($"rank {f.Rank}'s step loop stopped: {f.Reason}");
         });
+        Receive<RecoveryTimedOut>(t => t.Outage == _outage && _downSince is not null, _ => GiveUpRecovery());
+        Receive<RecoveryTimedOut>(_ => { });
         Receive<PhaseTimedOut>(_ => { });
         Receive<RingReady>(_ => { });
         Receive<ShardLoaded>(_ => { });
@@ -262,14 +273,17 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
             return;
         }
 
-        if (!_ranks.ContainsKey(r.Rank))
+        // A worker whose first Hello was answered late (a busy machine) registers once per Hello it sent; each
+        // gets its answer, but only the first is news.
+        bool again = _ranks.ContainsKey(r.Rank);
+        if (!again)
         {
             _ranks[r.Rank] = new RankState(Sender);
             Context.Watch(Sender);
         }
         Sender.Tell(_admission.Accept(r));
-        _log.Info("rank {0}/{1} registered from {2} ({3} of {1} present)", r.Rank, _settings.WorldSize,
-            Sender.Path.Address, _ranks.Count);
+        if (again) _log.Debug("rank {0} registered again from {1} (an answer to an earlier Hello)", r.Rank, Sender.Path.Address);
+        else _log.Info("rank {0}/{1} registered from {2} ({3} of {1} present)", r.Rank, _settings.WorldSize, Sender.Path.Address, _ranks.Count);
         if (_phase == Phase.Gathering && _ranks.Count == _settings.WorldSize) StartRingFormation();
     }
 
@@ -325,6 +339,13 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
     private void BecomeReady()
     {
         _log.Info("cluster ready: {0} rank(s), ring generation {1}", _settings.WorldSize, _generation);
+        if (_downSince is { } since)
+        {
+            Timers.Cancel(RecoveryTimer);
+            _log.Info("recovered {0:0.0} s after the ring was lost ({1}); {2} suspended request(s) continue", (DateTime.UtcNow - since).TotalSeconds, _downReason, _port.Suspended);
+            _downSince = null;
+        }
+        _port.Resume();
         // Highest rank first: followers are waiting for the first plan before rank 0 sends it.
         foreach (var (_, state) in _ranks.OrderByDescending(r => r.Key)) state.Worker.Tell(new StartServing(_generation));
         Become(Ready);
@@ -336,6 +357,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
     private void RestartRing(string reason)
     {
         _log.Error("{0}", reason);
+        RingDown(reason);
         CloseRingEverywhere(reason);
         Timers.StartSingleTimer(RetryTimer, new RetryFormRing(_generation), _settings.RetryDelay);
         Become(Gathering);
@@ -346,6 +368,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
         _ranks.Remove(rank);
         _log.Warning("{0}; waiting for it to register again", reason);
         if (_phase == Phase.Failed) return;
+        RingDown(reason);
         CloseRingEverywhere(reason);
         Become(Gathering);
     }
@@ -360,6 +383,39 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
             state.RingReady = false;
             state.Worker.Tell(new CloseRing(_generation, reason));
         }
+    }
+
+    /// <summary>
+    /// The serving ring is lost: the step loop suspends its requests in the port (StepLoop), and they wait at most
+    /// <see cref="CoordinatorSettings.RecoveryTimeout"/> from the first fault for the ring to come back. Later faults
+    /// of the same outage only refine the reason. A fault while nothing serves suspends nothing.
+    /// </summary>
+    private void RingDown(string reason)
+    {
+        if (_downSince is not null)
+        {
+            _downReason = reason;
+            return;
+        }
+        if (_phase is not (Phase.Ready or Phase.Busy)) return;
+        _downSince = DateTime.UtcNow;
+        _downReason = reason;
+        _outage++;
+        Timers.StartSingleTimer(RecoveryTimer, new RecoveryTimedOut(_outage), _settings.RecoveryTimeout);
+    }
+
+    /// <summary>The ring did not come back in time: every suspended request fails (and any the loop suspends later,
+    /// until the cluster is ready again), naming what is missing.</summary>
+    private void GiveUpRecovery()
+    {
+        var missing = Enumerable.Range(0, _settings.WorldSize).Where(r => !_ranks.ContainsKey(r)).ToList();
+        string what = missing.Count > 0
+            ? $"rank {string.Join(", ", missing)} did not come back"
+            : "the ring did not re-form";
+        string reason = $"{what} within the recovery timeout of {Seconds(_settings.RecoveryTimeout)} ({_downReason})";
+        _log.Error("{0}; failing {1} suspended request(s)", reason, _port.Suspended);
+        _downSince = null;
+        _port.FailQueued(reason);
     }
 
     private void GoFatal(string reason)
@@ -395,6 +451,11 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
             Phase.Failed => _fatal,
             _ => "",
         };
+        if (_downSince is { } since && _phase is not (Phase.Ready or Phase.Busy or Phase.Failed))
+        {
+            var left = _settings.RecoveryTimeout - (DateTime.UtcNow - since);
+            detail += $"; the ring was lost ({_downReason}); {_port.Suspended} request(s) in flight are suspended until it is back (at most {Math.Max(0, left.TotalSeconds):0} s more)";
+        }
         return new ClusterStatus(_phase.ToString(), _ranks.Count, _settings.WorldSize, _phase is Phase.Ready or Phase.Busy, detail);
     }
 

@@ -17,6 +17,10 @@ public sealed record CoordinatorSettings(
     TimeSpan LoadTimeout,
     TimeSpan RetryDelay)
 {
+    /// <summary>How long requests in flight wait for a lost ring to come back (a rank restarted, or back from a
+    /// pause) before they fail naming the lost rank. Zero fails them at once.</summary>
+    public TimeSpan RecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     public static CoordinatorSettings Create(int worldSize, byte[] secret, string fingerprint) => new(
         worldSize, secret, fingerprint,
         StepTimeout: TimeSpan.FromSeconds(60),

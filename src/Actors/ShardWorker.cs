@@ -68,6 +68,10 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
 
     /// <summary>Stops rank 0's running step loop (it otherwise waits for requests for ever at world size 1).</summary>
     private CancellationTokenSource? _loopStop;
+
+    /// <summary>Ends rank 0's running step loop because its ring is being closed: its requests are suspended in the
+    /// serving port until the next ring, instead of failing.</summary>
+    private CancellationTokenSource? _loopSuspend;
     private DateTime _dialingSince;
     private TimeSpan _nextWaitingReport;
 
@@ -228,7 +232,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         Receive<CloseRing>(c => FromCoordinator(), c =>
         {
             _loopEnding = true;
-            StopLoop();
+            SuspendLoop();
             _ringPeer.Tell(new RingPeer.Close(c.Generation, c.Reason));
         });
         Receive<LoadShard>(l => FromCoordinator(), l => StartLoad(l.Generation));
@@ -349,7 +353,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
             _coordinator.Tell(new ServingStopped(_settings.Rank, start.Generation, $"rank {_settings.Rank} was told to serve before its shard loaded"));
             return;
         }
-        StopLoop();
+        SuspendLoop(); // a loop still running hands its requests on to this one
         _loopEnding = false;
         var engine = _engine;
         var collectives = _collectives;
@@ -358,10 +362,17 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         {
             var serving = _serving!;
             var stop = _loopStop = new CancellationTokenSource();
+            var suspend = _loopSuspend = new CancellationTokenSource();
+            var log = _log;
             loop = () =>
             {
-                var scheduler = new Scheduler(serving.Scheduling, new KvBlockPool(engine.KvBlocks, engine.KvBlockSize), engine.ContextLength);
-                new StepLoop(engine, collectives, scheduler, serving.Port).Run(stop.Token);
+                // Requests a lost ring suspended continue on this one (their caches are rebuilt by prefill); the
+                // engine, and so its KV blocks, is the same one, as rank 0 never reloads.
+                var scheduler = serving.Port.TakeSuspended();
+                if (scheduler is not null)
+                    log.Info("rank 0: resuming {0} running and {1} waiting request(s) from the lost ring; rebuilding their KV caches", scheduler.Running, scheduler.Waiting);
+                scheduler ??= new Scheduler(serving.Scheduling, new KvBlockPool(engine.KvBlocks, engine.KvBlockSize), engine.ContextLength);
+                new StepLoop(engine, collectives, scheduler, serving.Port).Run(stop.Token, suspend.Token);
                 return 0;
             };
         }
@@ -383,6 +394,14 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     {
         _loopStop?.Cancel();
         _loopStop = null;
+        _loopSuspend = null;
+    }
+
+    private void SuspendLoop()
+    {
+        _loopSuspend?.Cancel();
+        _loopStop = null;
+        _loopSuspend = null;
     }
 
     private void OnServingDone(ServingDone done)

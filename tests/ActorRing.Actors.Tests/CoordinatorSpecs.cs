@@ -23,13 +23,13 @@ public sealed class CoordinatorSpecs : TestKit, IDisposable
 
     public CoordinatorSpecs(ITestOutputHelper output) : base(TestConfig.Local, output: output) { }
 
-    private IActorRef StartCoordinator(int worldSize, TimeSpan? stepTimeout = null, TimeSpan? ringTimeout = null) =>
+    private IActorRef StartCoordinator(int worldSize, TimeSpan? stepTimeout = null, TimeSpan? ringTimeout = null, TimeSpan? recoveryTimeout = null) =>
         Sys.ActorOf(Coordinator.Props(
             new CoordinatorSettings(worldSize, Secret, Fingerprint,
                 StepTimeout: stepTimeout ?? TimeSpan.FromSeconds(5),
                 RingTimeout: ringTimeout ?? TimeSpan.FromSeconds(5),
                 LoadTimeout: TimeSpan.FromSeconds(5),
-                RetryDelay: TimeSpan.FromMilliseconds(200)),
+                RetryDelay: TimeSpan.FromMilliseconds(200)) { RecoveryTimeout = recoveryTimeout ?? TimeSpan.FromSeconds(30) },
             new GreedyPickers(), _port));
 
     /// <summary>Runs the step loop rank 0's worker would run, on the port, over the fake model at world size 1.</summary>
@@ -204,6 +204,51 @@ public sealed class CoordinatorSpecs : TestKit, IDisposable
         var back = Worker(coordinator, 1, 2);
         FormAndLoad(coordinator, [workers[0], back], loaded: false);
         ExpectServing([workers[0], back]);
+    }
+
+    /// <summary>What a step loop that lost its ring leaves in the port: a scheduler holding one running request.</summary>
+    private Scheduler SuspendOneRequest(RecordingClient client)
+    {
+        var scheduler = new Scheduler(new SchedulerOptions(), new KvBlockPool(64, 4), 64);
+        Assert.Null(scheduler.Submit(new ServingRequest("r", [1, 2], new SamplingSpec(MaxTokens: 8), new GreedyPickers().Create(new SamplingSpec()), client)));
+        var plan = scheduler.Plan(1)!;
+        var logits = new float[16];
+        logits[3] = 1;
+        foreach (var e in scheduler.Complete(plan, new StepResult([logits], 1), 1)) e.Deliver();
+        scheduler.Suspend();
+        _port.Suspend(scheduler);
+        return scheduler;
+    }
+
+    [Fact]
+    public async Task Requests_suspended_by_a_lost_rank_wait_for_it_and_fail_naming_it_when_the_recovery_timeout_passes()
+    {
+        var coordinator = StartCoordinator(worldSize: 2, recoveryTimeout: TimeSpan.FromSeconds(1));
+        var workers = ReadyCluster(coordinator, 2);
+        ExpectServing(workers);
+        var client = new RecordingClient();
+        SuspendOneRequest(client);
+        workers[1].Send(coordinator, new RankLeaving(1, "the process is stopping"));
+        workers[0].ExpectMsg<CloseRing>(T);
+
+        var status = await coordinator.Ask<ClusterStatus>(GetClusterStatus.Instance, T);
+        Assert.False(status.Ready);
+        Assert.Contains("the ring was lost (rank 1 is shutting down: the process is stopping); 1 request(s) in flight are suspended until it is back", status.Detail);
+        Assert.IsType<TokenGenerated>(client.Next(T)); // the token of the step before the loss, nothing else yet
+        Assert.False(client.Events.TryTake(out _, TimeSpan.FromMilliseconds(300)));
+
+        var failed = Assert.IsType<GenerationFailed>(client.Next(T));
+        Assert.Equal("rank 1 did not come back within the recovery timeout of 1 s (rank 1 is shutting down: the process is stopping)", failed.Reason);
+        Assert.Equal(0, _port.Suspended);
+
+        // The rank returns later: the cluster serves again, and a later loss suspends requests again.
+        var back = CreateTestProbe("rank1-restarted");
+        Assert.IsType<Registered>(Join(back, coordinator, 1, 2));
+        FormAndLoad(coordinator, [workers[0], back], loaded: true);
+        ExpectServing([workers[0], back]);
+        var next = new RecordingClient();
+        var kept = SuspendOneRequest(next);
+        Assert.Same(kept, _port.TakeSuspended());
     }
 
     [Fact]

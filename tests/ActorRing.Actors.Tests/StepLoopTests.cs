@@ -76,23 +76,110 @@ public sealed class StepLoopTests
     }
 
     [Fact]
-    public async Task A_ring_failure_fails_every_running_request_with_the_rings_error()
+    public async Task A_ring_failure_suspends_the_requests_and_the_next_loop_rebuilds_their_caches_and_continues_them_exactly()
     {
         var comm = new FakeCollectives(0, 2);
         var engine = new FakeEngine(comm);
         var port = new ServingPort();
-        var scheduler = new Scheduler(new SchedulerOptions(), new KvBlockPool(64, 4), 64);
+        var scheduler = new Scheduler(new SchedulerOptions(PrefillChunk: 4), new KvBlockPool(64, 4), 64);
         var client = new RecordingClient();
         using var permits = new SemaphoreSlim(0);
         engine.Steps = permits;
-        port.Submit(new ServingRequest("r", [1], new SamplingSpec(MaxTokens: 40), new GreedyPickers().Create(new SamplingSpec()), client));
+        port.Submit(new ServingRequest("r", [1, 2, 3], new SamplingSpec(MaxTokens: 12), new GreedyPickers().Create(new SamplingSpec()), client));
         var loop = Task.Factory.StartNew(() => new StepLoop(engine, comm, scheduler, port).Run(CancellationToken.None), TaskCreationOptions.LongRunning);
+        permits.Release(4); // the prompt, then 3 decodes: tokens 4, 5, 6, 7
+        for (int i = 0; i < 4; i++) Assert.Equal(4 + i, Assert.IsType<TokenGenerated>(client.Next(T)).TokenId);
+        comm.FailWith = "all-reduce #9: right neighbour rank 1 closed the connection";
+        permits.Release();
+        await Assert.ThrowsAsync<CollectiveException>(() => loop.WaitAsync(T));
+        // Nothing failed: the request waits in the port with its tokens.
+        Assert.False(client.Events.TryTake(out var early, TimeSpan.FromMilliseconds(100)), $"unexpected {early}");
+        Assert.Equal(1, port.Suspended);
+
+        // The ring is back (a new communicator): the next loop takes the suspended scheduler and carries on.
+        var comm2 = new FakeCollectives(0, 2);
+        var engine2 = new FakeEngine(comm2);
+        var resumed = port.TakeSuspended()!;
+        Assert.Equal(0, port.Suspended);
+        using var stop = new CancellationTokenSource();
+        var loop2 = Task.Factory.StartNew(() => new StepLoop(engine2, comm2, resumed, port).Run(stop.Token), TaskCreationOptions.LongRunning);
+        var events = client.UntilDone(T);
+        var done = Assert.IsType<GenerationCompleted>(events[^1]);
+        Assert.Equal(Enumerable.Range(4, 12).ToArray(), done.TokenIds);
+        Assert.Equal(Enumerable.Range(4, 12).ToArray()[4..], events.OfType<TokenGenerated>().Select(t => t.TokenId));
+        Assert.Equal(Enumerable.Range(4, 8), events.OfType<TokenGenerated>().Select(t => t.Index)); // no index repeated or skipped
+        Assert.Equal(3 + 12 - 1, done.PositionAfter);
+
+        // The rebuild replayed the prompt and every generated token but the last (positions 0-5, in chunks of 4,
+        // sampling nothing), then decoded the last one at position 6.
+        List<StepPlan> plans;
+        lock (engine2.Calls) plans = engine2.Calls.Select(c => c.Plan).ToList();
+        var first = plans.Take(3).Select(p => p.Sequences.Single()).Select(q => (q.StartPosition, string.Join(",", q.Tokens), q.NeedsLogits));
+        Assert.Equal(new[] { (0, "1,2,3,4", false), (4, "5,6", false), (6, "7", true) }, first);
+        stop.Cancel();
+        await loop2.WaitAsync(T);
+    }
+
+    [Fact]
+    public async Task Suspended_requests_fail_with_the_reason_when_the_ring_does_not_come_back_and_later_suspensions_fail_at_once()
+    {
+        var port = new ServingPort();
+        var comm = new FakeCollectives(0, 2);
+        var engine = new FakeEngine(comm);
+        var scheduler = new Scheduler(new SchedulerOptions(), new KvBlockPool(64, 4), 64);
+        var client = new RecordingClient();
+        port.Submit(new ServingRequest("r", [1], new SamplingSpec(MaxTokens: 40), new GreedyPickers().Create(new SamplingSpec()), client));
+        using var suspend = new CancellationTokenSource();
+        using var permits = new SemaphoreSlim(0);
+        engine.Steps = permits;
+        var loop = Task.Factory.StartNew(() => new StepLoop(engine, comm, scheduler, port).Run(CancellationToken.None, suspend.Token), TaskCreationOptions.LongRunning);
         permits.Release();
         Assert.IsType<TokenGenerated>(client.Next(T));
-        comm.FailWith = "all-reduce #9: right neighbour rank 1 closed the connection";
+        suspend.Cancel(); // the coordinator closes the ring under the loop
         permits.Release(100);
+        await loop.WaitAsync(T);
+        Assert.Equal(1, port.Suspended);
+
+        port.FailQueued("rank 1 did not come back within the recovery timeout of 30 s (rank 1 is gone)");
         var failed = Assert.IsType<GenerationFailed>(client.UntilDone(T)[^1]);
-        Assert.Equal("the ring failed: all-reduce #9: right neighbour rank 1 closed the connection", failed.Reason);
-        await Assert.ThrowsAsync<CollectiveException>(() => loop.WaitAsync(T));
+        Assert.Equal("rank 1 did not come back within the recovery timeout of 30 s (rank 1 is gone)", failed.Reason);
+        Assert.Equal(0, port.Suspended);
+
+        // Until the cluster serves again, a loop that loses its ring fails its requests at once.
+        var late = new RecordingClient();
+        var s2 = new Scheduler(new SchedulerOptions(), new KvBlockPool(64, 4), 64);
+        Assert.Null(s2.Submit(new ServingRequest("late", [1], new SamplingSpec(MaxTokens: 4), new GreedyPickers().Create(new SamplingSpec()), late)));
+        port.Suspend(s2);
+        Assert.Equal("rank 1 did not come back within the recovery timeout of 30 s (rank 1 is gone)",
+            Assert.IsType<GenerationFailed>(late.Next(T)).Reason);
+        port.Resume();
+        var later = new Scheduler(new SchedulerOptions(), new KvBlockPool(64, 4), 64);
+        port.Suspend(later);
+        Assert.Same(later, port.TakeSuspended());
+    }
+
+    [Fact]
+    public async Task A_step_error_that_is_not_the_rings_still_fails_every_request()
+    {
+        var comm = new FakeCollectives(0, 2);
+        var port = new ServingPort();
+        var scheduler = new Scheduler(new SchedulerOptions(), new KvBlockPool(64, 4), 64);
+        var client = new RecordingClient();
+        port.Submit(new ServingRequest("r", [1], new SamplingSpec(MaxTokens: 4), new GreedyPickers().Create(new SamplingSpec()), client));
+        var loop = Task.Factory.StartNew(() => new StepLoop(new BrokenEngine(), comm, scheduler, port).Run(CancellationToken.None), TaskCreationOptions.LongRunning);
+        // Replaying would only fail again: a model error is the request's end, not the ring's.
+        var failed = Assert.IsType<GenerationFailed>(client.UntilDone(T)[^1]);
+        Assert.Equal("the step failed: token id 1 is outside the vocabulary", failed.Reason);
+        Assert.Equal(0, port.Suspended);
+        await Assert.ThrowsAsync<InvalidDataException>(() => loop.WaitAsync(T));
+    }
+
+    private sealed class BrokenEngine : Engine.IShardEngine
+    {
+        public StepResult Execute(StepPlan plan) => throw new InvalidDataException("token id 1 is outside the vocabulary");
+        public int KvBlocks => 64;
+        public int KvBlockSize => 4;
+        public int ContextLength => 64;
+        public void Dispose() { }
     }
 }

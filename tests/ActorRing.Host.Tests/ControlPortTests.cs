@@ -87,19 +87,12 @@ public sealed class ControlPortTests
     [Fact]
     public async Task A_flood_of_300_strangers_holding_partial_maximal_frames_leaves_rank_0_memory_flat_and_the_cluster_forms()
     {
-        var dir = Directory.CreateTempSubdirectory("actorring-flood-").FullName;
-        var configs = RingConfig.ForLoopback(2);
-        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
-        Dictionary<string, string> Env(int rank) => new()
-        {
-            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
-        };
-        int masterPort = configs[0].MasterPort!.Value;
-        try
+        using var ring = new LoopbackRing(2);
+        int masterPort = ring.Configs[0].MasterPort!.Value;
+        await ring.RunAsync(async () =>
         {
             // Not --verbose: at debug level the log may carry stack traces, and that is what is checked below.
-            using var master = new RankProcess(["serve", "--prompt", "Once upon a time", "--max-tokens", "16"], Env(0));
+            var master = ring.Serve(0, ["--prompt", "Once upon a time", "--max-tokens", "16"]);
             await WaitListeningAsync(masterPort, master);
             await Task.Delay(2000);
             double baseline = RssMb(master.Id);
@@ -117,15 +110,11 @@ public sealed class ControlPortTests
             Assert.DoesNotMatch(@"(?m)^\s+at |\s{3}at Akka\.", master.Stderr);
 
             // The real worker still gets in, and the answer is exact.
-            using var worker = new RankProcess(["serve"], Env(1));
+            var worker = ring.Serve(1);
             int exit = await master.WaitAsync(Deadline);
             Assert.True(exit == 0, $"rank 0 exited with {exit}\nstderr:\n{master.Stderr}\nworker:\n{worker.Stderr}");
             Assert.Equal(", there was a little girl named Lily. She loved to play", master.Stdout.TrimEnd('\n'));
             Console.WriteLine($"rank 0 RSS: baseline {baseline:0.0} MB, during the flood {during:0.0} MB, 2 s after {after:0.0} MB");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        });
     }
 }

@@ -4,7 +4,6 @@ using System.Net.Http.Headers;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
-using ActorRing.Transport;
 
 namespace ActorRing.Host.Tests;
 
@@ -21,9 +20,8 @@ public sealed class HttpCluster : IAsyncLifetime
     public const int ReferenceTokens = 24;
     public static readonly TimeSpan Deadline = TimeSpan.FromSeconds(120);
 
-    private readonly string _dir = Directory.CreateTempSubdirectory("actorring-http-").FullName;
+    private readonly LoopbackRing _ring = new(2);
     private RankProcess? _master;
-    private RankProcess? _worker;
 
     public Uri BaseUrl { get; private set; } = null!;
 
@@ -38,17 +36,10 @@ public sealed class HttpCluster : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var configs = RingConfig.ForLoopback(2);
-        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(_dir, $"ring_{r}.json"), configs[r].ToJson());
         int port = FreePort();
-        Dictionary<string, string> Env(int rank) => new()
-        {
-            ["RING_CONFIG"] = Path.Combine(_dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
-            ["ACTORRING_API_KEY"] = ApiKey,
-        };
-        _master = new RankProcess(["serve", "--http-port", port.ToString(), "--context", "512"], Env(0));
-        _worker = new RankProcess(["serve", "--context", "512"], Env(1));
+        var apiKey = new Dictionary<string, string> { ["ACTORRING_API_KEY"] = ApiKey };
+        _master = _ring.Serve(0, ["--http-port", port.ToString(), "--context", "512"], environment: apiKey);
+        _ring.Serve(1, ["--context", "512"], environment: apiKey);
         using (var reference = new RankProcess(["generate", "--prompt", Prompt, "--max-tokens", ReferenceTokens.ToString(), "--json"]))
         {
             Assert.Equal(0, await reference.WaitAsync(Deadline));
@@ -105,9 +96,7 @@ public sealed class HttpCluster : IAsyncLifetime
     public Task DisposeAsync()
     {
         Http?.Dispose();
-        _master?.Dispose();
-        _worker?.Dispose();
-        Directory.Delete(_dir, recursive: true);
+        _ring.Dispose();
         return Task.CompletedTask;
     }
 }

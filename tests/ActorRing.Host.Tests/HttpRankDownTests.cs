@@ -1,32 +1,24 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
-using ActorRing.Transport;
 
 namespace ActorRing.Host.Tests;
 
-/// <summary>The HTTP API while a rank is missing: 503s that name it, and a stream that breaks ends with an error
-/// event instead of a silent cut. It kills a rank, so it runs a cluster of its own.</summary>
+/// <summary>The HTTP API while a rank is missing: 503s that name it, and a stream whose rank does not come back within
+/// --recovery-timeout ends with an error event instead of a silent cut. It kills a rank, so it runs a cluster of its own.</summary>
 public sealed class HttpRankDownTests
 {
     [Fact]
-    public async Task A_missing_rank_gets_503s_naming_it_and_a_broken_stream_ends_with_an_error_event()
+    public async Task A_missing_rank_gets_503s_naming_it_and_a_stream_whose_rank_does_not_come_back_ends_with_an_error_event()
     {
-        var dir = Directory.CreateTempSubdirectory("actorring-http-down-").FullName;
-        var configs = RingConfig.ForLoopback(2);
-        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
-        Dictionary<string, string> Env(int rank) => new()
-        {
-            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
-        };
+        using var ring = new LoopbackRing(2);
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         int port = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
-        try
+        await ring.RunAsync(async () =>
         {
-            using var master = new RankProcess(["serve", "--http-port", port.ToString()], Env(0));
+            var master = ring.Serve(0, ["--http-port", port.ToString(), "--recovery-timeout", "2"]);
             await master.WaitForLogAsync($"[http] listening on http://127.0.0.1:{port}", HttpCluster.Deadline);
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(60) };
 
@@ -47,7 +39,7 @@ public sealed class HttpRankDownTests
                 Assert.Equal("server_error", error.GetProperty("type").GetString());
             }
 
-            using var worker = new RankProcess(["serve"], Env(1));
+            var worker = ring.Serve(1);
             await master.WaitForLogAsync("actorring: serving stories260K on", HttpCluster.Deadline);
             using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
             {
@@ -63,9 +55,9 @@ public sealed class HttpRankDownTests
             Assert.Equal("[DONE]", events[^1]);
             var error2 = JsonDocument.Parse(events[^2]).RootElement.GetProperty("error");
             Assert.Contains("rank 1", error2.GetProperty("message").GetString());
+            Assert.Contains("within the recovery timeout of 2 s", error2.GetProperty("message").GetString());
             Assert.Equal("cluster_unavailable", error2.GetProperty("code").GetString());
-            // The stream hears of the broken ring from the step loop itself; the coordinator's own view (which
-            // /health reports) follows within moments, once the loop's stop and the lost rank reach it.
+            // /health reports the coordinator's own view, which names the lost rank too.
             HttpStatusCode afterStatus = HttpStatusCode.OK;
             string afterBody = "";
             for (var wait = System.Diagnostics.Stopwatch.StartNew(); wait.Elapsed < TimeSpan.FromSeconds(15); await Task.Delay(200))
@@ -77,10 +69,6 @@ public sealed class HttpRankDownTests
             }
             Assert.Equal(HttpStatusCode.ServiceUnavailable, afterStatus);
             Assert.Contains("rank 1", afterBody);
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        });
     }
 }

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using ActorRing.Transport;
+using System.Text.RegularExpressions;
 
 namespace ActorRing.Host.Tests;
 
@@ -14,18 +14,11 @@ public sealed class PauseTests
     [Fact]
     public async Task A_worker_paused_for_15_s_rejoins_after_SIGCONT_and_the_next_prompt_is_answered_exactly()
     {
-        var dir = Directory.CreateTempSubdirectory("actorring-pause-").FullName;
-        var configs = RingConfig.ForLoopback(2);
-        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
-        Dictionary<string, string> Env(int rank) => new()
+        using var ring = new LoopbackRing(2);
+        await ring.RunAsync(async () =>
         {
-            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
-        };
-        try
-        {
-            using var master = new RankProcess(["serve", "--interactive", "--max-tokens", "16", "--verbose"], Env(0), redirectStdin: true);
-            using var worker = new RankProcess(["serve"], Env(1));
+            var master = ring.Serve(0, ["--interactive", "--max-tokens", "16", "--verbose"], redirectStdin: true);
+            var worker = ring.Serve(1, ["--verbose"]);
             await master.StandardInput.WriteLineAsync("Once upon a time");
             await master.StandardInput.FlushAsync();
             await master.WaitForStdoutLinesAsync(1, Deadline);
@@ -53,15 +46,11 @@ public sealed class PauseTests
             var lines = master.Stdout.Split('\n');
             Assert.Equal(Expected, lines[0]);
             Assert.Equal(Expected, lines[1]);
-            Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(master.Stderr, "rank 1/2 registered from").Count);
+            Assert.Equal(2, Regex.Matches(master.Stderr, "rank 1/2 registered from").Count);
             Assert.Contains("stopped answering heartbeats; reported as terminated, not quarantined, so it can rejoin", master.Stderr);
             Assert.DoesNotContain("uarantined", worker.Stderr.Replace("not quarantined", ""));
             // The worker kept its weights: it loaded its shard once.
-            Assert.Single(System.Text.RegularExpressions.Regex.Matches(worker.Stderr, "rank 1/2: loading shard"));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+            Assert.Single(Regex.Matches(worker.Stderr, "rank 1/2: loading shard"));
+        });
     }
 }

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.Json;
-using ActorRing.Transport;
 
 namespace ActorRing.Host.Tests;
 
@@ -30,34 +29,20 @@ public sealed class RecoveryTests
             expected = JsonDocument.Parse(reference.Stdout).RootElement.GetProperty("text").GetString()!.Replace("\n", "\\n");
         }
 
-        var dir = Directory.CreateTempSubdirectory("actorring-recovery-").FullName;
-        var configs = RingConfig.ForLoopback(2);
-        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
-        Dictionary<string, string> Env(int rank) => new()
+        using var ring = new LoopbackRing(2);
+        await ring.RunAsync(async () =>
         {
-            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
-        };
-        try
-        {
-            using var master = new RankProcess(["serve", "--interactive", "--max-tokens", "24"], Env(0), redirectStdin: true);
-            var worker = new RankProcess(["serve"], Env(1));
-            try
-            {
-                await master.StandardInput.WriteLineAsync("Once upon a time");
-                await master.StandardInput.FlushAsync();
-                await WaitForLinesAsync(master, 1, Deadline);
+            var master = ring.Serve(0, ["--interactive", "--max-tokens", "24"], redirectStdin: true);
+            var worker = ring.Serve(1);
+            await master.StandardInput.WriteLineAsync("Once upon a time");
+            await master.StandardInput.FlushAsync();
+            await WaitForLinesAsync(master, 1, Deadline);
 
-                worker.Kill(); // SIGKILL: no goodbye, only the failure detector can tell
-                await master.WaitForLogAsync("rank 1 (akka.tcp://actorring@127.0.0.1:", Deadline);
-                Assert.Contains("is gone (connection lost or process stopped); waiting for it to register again", master.Stderr);
-            }
-            finally
-            {
-                worker.Dispose();
-            }
+            worker.Kill(); // SIGKILL: no goodbye, only the failure detector can tell
+            await master.WaitForLogAsync("rank 1 (akka.tcp://actorring@127.0.0.1:", Deadline);
+            Assert.Contains("is gone (connection lost or process stopped); waiting for it to register again", master.Stderr);
 
-            using var restarted = new RankProcess(["serve"], Env(1));
+            ring.Serve(1);
             // Every turn sends the whole conversation (nothing is kept in the ranks' caches between requests), so
             // the new rank 1 serves it like the old one; a fresh conversation gives the first answer again.
             await master.StandardInput.WriteLineAsync("/reset");
@@ -71,28 +56,17 @@ public sealed class RecoveryTests
             Assert.Equal(expected, lines[0]);
             Assert.Equal("", lines[1]); // /reset
             Assert.Equal(expected, lines[2]);
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        });
     }
 
     [Fact]
     public async Task Sigterm_stops_a_worker_cleanly_and_rank_0_hears_it_at_once()
     {
-        var dir = Directory.CreateTempSubdirectory("actorring-sigterm-").FullName;
-        var configs = RingConfig.ForLoopback(2);
-        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
-        Dictionary<string, string> Env(int rank) => new()
+        using var ring = new LoopbackRing(2);
+        await ring.RunAsync(async () =>
         {
-            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
-        };
-        try
-        {
-            using var master = new RankProcess(["serve", "--http-port", "0"], Env(0)); // any free port for the API
-            using var worker = new RankProcess(["serve"], Env(1));
+            var master = ring.Serve(0, ["--http-port", "0"]); // any free port for the API
+            var worker = ring.Serve(1);
             await master.WaitForLogAsync("cluster ready: 2 rank(s)", Deadline);
             worker.Terminate();
             Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(20)));
@@ -102,31 +76,20 @@ public sealed class RecoveryTests
 
             master.Terminate();
             Assert.Equal(0, await master.WaitAsync(TimeSpan.FromSeconds(20)));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        });
     }
 
     [Fact]
     public async Task Workers_outlive_rank_0_and_serve_its_next_incarnation_without_reloading()
     {
-        var dir = Directory.CreateTempSubdirectory("actorring-rank0-").FullName;
-        var configs = RingConfig.ForLoopback(2);
-        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
-        Dictionary<string, string> Env(int rank) => new()
+        using var ring = new LoopbackRing(2);
+        await ring.RunAsync(async () =>
         {
-            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = TestSecrets.Cluster,
-        };
-        try
-        {
-            using var worker = new RankProcess(["serve"], Env(1));
+            var worker = ring.Serve(1);
             var answers = new List<string>();
             for (int run = 0; run < 2; run++)
             {
-                using var master = new RankProcess(["serve", "--interactive", "--max-tokens", "16"], Env(0), redirectStdin: true);
+                var master = ring.Serve(0, ["--interactive", "--max-tokens", "16"], redirectStdin: true);
                 await master.StandardInput.WriteLineAsync("Once upon a time");
                 master.StandardInput.Close(); // end of input: rank 0 answers and exits, the worker stays
                 Assert.Equal(0, await master.WaitAsync(Deadline));
@@ -138,10 +101,6 @@ public sealed class RecoveryTests
             Assert.Equal(answers[0], answers[1]);
             // The second rank 0 found the worker's shard already loaded.
             Assert.Single(System.Text.RegularExpressions.Regex.Matches(worker.Stderr, "rank 1/2: loading shard"));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        });
     }
 }

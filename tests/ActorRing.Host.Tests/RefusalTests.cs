@@ -10,29 +10,18 @@ public sealed class RefusalTests
     [Fact]
     public async Task A_rank_with_another_secret_is_refused_and_both_sides_say_why()
     {
-        var dir = Directory.CreateTempSubdirectory("actorring-refusal-").FullName;
-        var configs = RingConfig.ForLoopback(2);
-        for (int r = 0; r < 2; r++) File.WriteAllText(Path.Combine(dir, $"ring_{r}.json"), configs[r].ToJson());
-        Dictionary<string, string> Env(int rank, string secret) => new()
+        using var ring = new LoopbackRing(2);
+        await ring.RunAsync(async () =>
         {
-            ["RING_CONFIG"] = Path.Combine(dir, $"ring_{rank}.json"),
-            ["ACTORRING_SECRET"] = secret,
-        };
-        try
-        {
-            using var master = new RankProcess(["serve", "--http-port", "0"], Env(0, TestSecrets.Cluster));
-            using var worker = new RankProcess(["serve"], Env(1, TestSecrets.Other));
+            var master = ring.Serve(0, ["--http-port", "0"]);
+            var worker = ring.Serve(1, secret: TestSecrets.Other);
             // The worker proves first, so the coordinator refuses it without handing out a proof of its own.
             const string why = "wrong cluster secret: the proof does not match; set the same ACTORRING_SECRET on every rank";
             await worker.WaitForLogAsync("the coordinator refused rank 1: " + why, Deadline);
             await master.WaitForLogAsync("refused registration of rank 1 from akka.tcp://actorring@127.0.0.1:", Deadline);
             Assert.Contains(why, master.Stderr);
             Assert.DoesNotContain("rank 1/2 registered", master.Stderr);
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        });
     }
 
     [Fact]

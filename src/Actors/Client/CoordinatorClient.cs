@@ -10,6 +10,17 @@ namespace ActorRing.Actors.Client;
 /// </summary>
 public sealed class CoordinatorClient(ActorSystem system, IActorRef coordinator)
 {
+    /// <summary>Cancelled once the actor system has terminated: rank 0 is stopping (SIGTERM runs Akka's coordinated
+    /// shutdown before the web server's), so no reply can come any more.</summary>
+    private readonly CancellationToken _systemDown = Terminated(system);
+
+    private static CancellationToken Terminated(ActorSystem system)
+    {
+        var down = new CancellationTokenSource();
+        system.WhenTerminated.ContinueWith(_ => down.Cancel(), TaskScheduler.Default);
+        return down.Token;
+    }
+
     public async Task<ClusterStatus> StatusAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
         await coordinator.Ask<ClusterStatus>(GetClusterStatus.Instance, timeout, cancellationToken);
 
@@ -67,6 +78,12 @@ public sealed class CoordinatorClient(ActorSystem system, IActorRef coordinator)
         var channel = Channel.CreateUnbounded<IControlMessage>(new UnboundedChannelOptions { SingleReader = true });
         var receiver = system.ActorOf(Props.Create(() => new Receiver(channel.Writer, request.RequestId)));
         await using var cancel = cancellationToken.Register(() => coordinator.Tell(new CancelGeneration(request.RequestId)));
+        // The caller hears of rank 0's stop now, not when the host's shutdown timeout cuts its connection.
+        await using var down = _systemDown.Register(() =>
+        {
+            channel.Writer.TryWrite(new GenerationFailed(request.RequestId, "rank 0 is shutting down; the request was not finished"));
+            channel.Writer.TryComplete();
+        });
         try
         {
             coordinator.Tell(request, receiver);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using ActorRing.Model.Batching;
 
 namespace ActorRing.Actors.Serving;
@@ -19,6 +20,9 @@ namespace ActorRing.Actors.Serving;
 /// prompts (at most <see cref="SchedulerOptions.PrefillChunk"/> tokens each) within a per-step token budget.</item>
 /// <item>Every stop check is here: stop token ids (EOS), the request's own stop rule (stop strings),
 /// max_tokens, a full context, and cancellation.</item>
+/// <item>A lost ring loses no request (<see cref="Suspend"/>): every sequence keeps its tokens, its picker (so a
+/// seeded RNG continues where it was) and its KV blocks, and on the next ring its cache is rebuilt by prefilling
+/// the prompt and the tokens generated so far; then it decodes on as if nothing had happened.</item>
 /// </list>
 /// Not thread-safe: the loop calls it from one thread; other threads reach it through <see cref="StepLoop"/>'s queue.
 /// </summary>
@@ -52,6 +56,8 @@ public sealed class Scheduler
         public ServingRequest Request { get; } = request;
         public int Id { get; } = id;
         public int[] Blocks { get; set; } = [];
+
+        /// <summary>Positions in the KV cache: the prompt, then every generated token but the last.</summary>
         public int Fed { get; set; }
         public List<int> Generated { get; } = new();
         public List<int> History { get; } = new(request.PromptTokens);
@@ -62,7 +68,11 @@ public sealed class Scheduler
         public double DecodeWallMs { get; set; }
         public double DecodeComputeMs { get; set; }
         public int Prompt => Request.PromptTokens.Length;
-        public bool Prefilled => Fed >= Prompt;
+
+        /// <summary>Positions a prefill must fill before the sequence decodes: its prompt, or after a
+        /// <see cref="Suspend"/> also every generated token but the last (the next decode feeds that one).</summary>
+        public int PrefillTarget => Generated.Count == 0 ? Prompt : Prompt + Generated.Count - 1;
+        public bool Prefilled => Fed >= PrefillTarget;
     }
 
     /// <summary>Positions a request can occupy: its prompt, then every generated token but the last (which is
@@ -129,9 +139,12 @@ public sealed class Scheduler
         foreach (var s in _running)
         {
             if (s.Prefilled || budget <= 0) continue;
-            int chunk = Math.Min(Math.Min(_options.PrefillChunk, s.Prompt - s.Fed), budget);
-            var tokens = s.Request.PromptTokens.AsSpan(s.Fed, chunk).ToArray();
-            work.Add(Step(s, s.Fed, tokens, sample: s.Fed + chunk == s.Prompt));
+            int target = s.PrefillTarget;
+            int chunk = Math.Min(Math.Min(_options.PrefillChunk, target - s.Fed), budget);
+            // History is the prompt followed by the generated tokens, so a rebuild after Suspend replays both;
+            // only a fresh prompt samples at its end (a rebuilt sequence samples in its next decode).
+            var tokens = CollectionsMarshal.AsSpan(s.History).Slice(s.Fed, chunk).ToArray();
+            work.Add(Step(s, s.Fed, tokens, sample: s.Generated.Count == 0 && s.Fed + chunk == target));
             budget -= chunk;
         }
         return work.Count == 0 ? null : new StepPlan(step, work);
@@ -157,7 +170,7 @@ public sealed class Scheduler
         foreach (var step in plan.Sequences)
         {
             if (!byId.TryGetValue(step.SequenceId, out var s)) continue;
-            if (!s.Prefilled) s.Fed = step.StartPosition + step.Tokens.Length;
+            s.Fed = step.StartPosition + step.Tokens.Length; // positions now in the cache, decodes included
             if (!step.NeedsLogits) continue;
             var logits = result.Logits[sampled++];
             if (s.Generated.Count > 0)
@@ -202,6 +215,19 @@ public sealed class Scheduler
         return events;
     }
 
+    /// <summary>
+    /// The ring was lost in the middle of a step, so no rank's KV cache can be trusted (a restarted rank has an empty
+    /// one): every running request will rebuild its cache by prefilling its prompt and generated tokens again, in
+    /// the same blocks, on the next ring. Nothing is sampled twice: the interrupted step never reached sampling, so
+    /// each picker's RNG continues from its last token. Waiting requests are untouched. Returns the requests that
+    /// were running.
+    /// </summary>
+    public int Suspend()
+    {
+        foreach (var s in _running) s.Fed = 0;
+        return _running.Count;
+    }
+
     /// <summary>Fails every request, running and waiting (the ring broke, or the server stops), and frees every block.</summary>
     public IReadOnlyList<ServingEvent> FailAll(string reason)
     {
@@ -222,9 +248,8 @@ public sealed class Scheduler
         double prefillMs = s.FirstToken == 0 ? 0 : ms(s.Submitted, s.FirstToken);
         double msPerToken = s.Generated.Count > 1 ? ms(s.FirstToken, s.LastToken) / (s.Generated.Count - 1) : prefillMs;
         double controlShare = s.DecodeWallMs > 0 ? Math.Max(0, 1 - s.DecodeComputeMs / s.DecodeWallMs) : 0;
-        int positionAfter = s.Fed + Math.Max(0, s.Generated.Count - 1);
         _pending.Add(new ServingEvent(s.Request, new GenerationCompleted(s.Request.RequestId, s.Generated.ToArray(), reason,
-            positionAfter, prefillMs, msPerToken, controlShare)));
+            s.Fed, prefillMs, msPerToken, controlShare)));
     }
 
     private void Fail(Sequence s, string reason)

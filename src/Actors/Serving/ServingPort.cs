@@ -5,13 +5,17 @@ namespace ActorRing.Actors.Serving;
 /// <summary>
 /// The in-process queue between rank 0's Coordinator (any thread) and the step loop on rank 0's compute
 /// thread: requests and cancellations go in, the loop takes them between steps. It outlives any one loop,
-/// so requests that arrive while the ring is forming or re-forming simply wait here for the next loop.
+/// so requests that arrive while the ring is forming or re-forming simply wait here for the next loop, and so
+/// does the scheduler of a loop that lost its ring, with every request that was running (<see cref="Suspend"/>).
 /// </summary>
 public sealed class ServingPort
 {
     private readonly ConcurrentQueue<object> _inbox = new();
     private readonly SemaphoreSlim _signal = new(0);
     private volatile int _running, _waiting;
+    private readonly object _gate = new();
+    private Scheduler? _suspended;
+    private string? _givenUp;
 
     public void Submit(ServingRequest request) => Put(request);
 
@@ -46,12 +50,67 @@ public sealed class ServingPort
         lock (_stepsGate) _steps = _steps.Add(wallMs, result);
     }
 
-    /// <summary>Fails every request still queued (the cluster failed for good or is shutting down, so no loop
-    /// will take them).</summary>
+    /// <summary>Requests held by a loop that lost its ring (running and waiting), until a new loop takes them on.</summary>
+    public int Suspended
+    {
+        get { lock (_gate) return _suspended is { } s ? s.Running + s.Waiting : 0; }
+    }
+
+    /// <summary>
+    /// Fails every request still queued or suspended, and every request a lost ring suspends from now on until
+    /// <see cref="Resume"/>: the cluster failed for good, is shutting down, or its ring did not come back within
+    /// the recovery timeout, so no loop will take them.
+    /// </summary>
     public void FailQueued(string reason)
     {
+        Scheduler? suspended;
+        lock (_gate)
+        {
+            _givenUp = reason;
+            suspended = _suspended;
+            _suspended = null;
+        }
+        if (suspended is not null) Deliver(suspended.FailAll(reason));
         while (_inbox.TryDequeue(out var item))
             if (item is ServingRequest r) r.Client.OnFailed(new GenerationFailed(r.RequestId, reason));
+    }
+
+    /// <summary>The cluster serves again: a ring lost from now on suspends its requests instead of failing them.</summary>
+    public void Resume()
+    {
+        lock (_gate) _givenUp = null;
+    }
+
+    /// <summary>
+    /// Called by a step loop whose ring failed, with its <see cref="Scheduler.Suspend"/>ed scheduler: it waits here,
+    /// with every request in it, for the next loop (<see cref="TakeSuspended"/>). If the requests may no longer wait
+    /// (<see cref="FailQueued"/>), they fail at once.
+    /// </summary>
+    internal void Suspend(Scheduler scheduler)
+    {
+        string? reason;
+        lock (_gate)
+        {
+            reason = _givenUp;
+            if (reason is null) _suspended = scheduler;
+        }
+        if (reason is not null) Deliver(scheduler.FailAll(reason));
+    }
+
+    /// <summary>The scheduler a lost ring left behind, for the next loop to continue (null if there is none).</summary>
+    internal Scheduler? TakeSuspended()
+    {
+        lock (_gate)
+        {
+            var suspended = _suspended;
+            _suspended = null;
+            return suspended;
+        }
+    }
+
+    private static void Deliver(IReadOnlyList<ServingEvent> events)
+    {
+        foreach (var e in events) e.Deliver();
     }
 
     internal sealed record CancelRequest(string RequestId);

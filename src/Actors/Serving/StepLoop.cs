@@ -21,15 +21,20 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
     private readonly PlanChannel _channel = new(comm);
 
     /// <summary>
-    /// Runs until <paramref name="stop"/> is cancelled (then tells the followers to stop and returns) or the
-    /// ring fails (then fails every request in the scheduler and rethrows).
+    /// Runs until <paramref name="stop"/> is cancelled (the server stops: every request fails, the followers are told
+    /// to stop), <paramref name="suspend"/> is cancelled (the ring is being closed because a rank was lost), or the
+    /// ring fails. After a lost or failed ring the scheduler, with every request in it, waits in the port for the
+    /// next loop (<see cref="Scheduler.Suspend"/>), which rebuilds their caches and continues them; the ring's
+    /// error is rethrown. Any other error fails every request and is rethrown.
     /// </summary>
-    public void Run(CancellationToken stop)
+    public void Run(CancellationToken stop, CancellationToken suspend = default)
     {
+        using var ending = CancellationTokenSource.CreateLinkedTokenSource(stop, suspend);
+        var end = ending.Token;
         try
         {
             long stepStart = Stopwatch.GetTimestamp();
-            while (!stop.IsCancellationRequested)
+            while (!end.IsCancellationRequested)
             {
                 TakeQueued();
                 Deliver(scheduler.TakeEvents());
@@ -38,8 +43,8 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
                 port.ReportKvCache(scheduler.KvBlocks);
                 if (plan is null)
                 {
-                    if (port.WaitForWork(KeepAlive, stop)) continue;
-                    if (stop.IsCancellationRequested) break;
+                    if (port.WaitForWork(KeepAlive, end)) continue;
+                    if (end.IsCancellationRequested) break;
                     if (comm.WorldSize > 1) _channel.Send(new StepPlan(_channel.LastStep + 1, [])); // keep-alive
                     stepStart = Stopwatch.GetTimestamp();
                     continue;
@@ -54,13 +59,29 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
         }
         catch (Exception e)
         {
-            Deliver(scheduler.FailAll(e is CollectiveException ? $"the ring failed: {e.Message}" : $"the step failed: {e.Message}"));
+            // The interrupted step sampled nothing, so suspended requests continue exactly where they were.
+            if (e is CollectiveException && !stop.IsCancellationRequested) SuspendInPort();
+            else Deliver(scheduler.FailAll(e is CollectiveException ? $"the ring failed: {e.Message}" : $"the step failed: {e.Message}"));
             port.Report(0, 0);
             throw;
+        }
+        if (suspend.IsCancellationRequested && !stop.IsCancellationRequested)
+        {
+            // The ring is being closed under this loop: no stop plan (the ring may be gone), and nothing fails.
+            SuspendInPort();
+            port.Report(0, 0);
+            return;
         }
         Deliver(scheduler.FailAll("the server is stopping"));
         port.Report(0, 0);
         if (comm.WorldSize > 1) _channel.Send(new StepPlan(_channel.LastStep + 1, [], Stop: true));
+    }
+
+    private void SuspendInPort()
+    {
+        Deliver(scheduler.TakeEvents());
+        scheduler.Suspend();
+        port.Suspend(scheduler);
     }
 
     private void TakeQueued()

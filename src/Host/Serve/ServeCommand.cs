@@ -50,7 +50,9 @@ public static class ServeCommand
         share a machine (generate --world-size N does this itself when the ranks' threads fit the cores).
         --tls-cert FILE.pfx (every rank the same file; password from --tls-cert-password or ACTORRING_TLS_PASSWORD)
         encrypts the control plane with mutual TLS pinned to that certificate (README "TLS on the control plane").
-        See docs/running.md.
+        If a rank is lost mid-request, the requests in flight wait up to --recovery-timeout (default 30 s) for it to
+        come back (restart it with the same command) and then continue with the same output; otherwise they fail
+        naming the rank. See docs/running.md.
         """;
 
     public static Command Create()
@@ -279,6 +281,7 @@ public static class ServeCommand
                     // Longer than the transport's own deadlines, so its precise error (naming the peer) wins.
                     StepTimeout = ringOptions.OperationTimeout + TimeSpan.FromSeconds(30),
                     RingTimeout = ringOptions.ConnectTimeout + TimeSpan.FromSeconds(30),
+                    RecoveryTimeout = options.RecoveryTimeout,
                 };
             }
             akka.AddActorRingHocon()

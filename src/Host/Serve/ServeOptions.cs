@@ -50,6 +50,10 @@ public sealed record ServeOptions
     public int KvCacheTokens(int contextLength) =>
         Load.KvCacheTokens ?? Math.Max(contextLength, Math.Min(Scheduling.MaxBatch * contextLength, 8192));
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>--recovery-timeout: how long requests in flight wait for a lost rank to come back (restarted with the
+    /// same command, or resumed from a pause) before they fail naming it; 0 fails them at once.</summary>
+    public TimeSpan RecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
     public bool Verbose { get; init; }
 
     /// <summary>Accept an ACTORRING_SECRET shorter than <see cref="Actors.Security.ClusterSecret.MinimumBytes"/> (tests, demos).</summary>
@@ -116,6 +120,8 @@ public sealed record ServeOptions
         public readonly IntListOption Cores = Opt.IntList("--cores", "C0,C1,...",
             "Pin this rank (its compute thread and helpers, in order) to these CPU cores");
         public readonly Option<int> ReadyTimeout = Opt.Int("--ready-timeout", "Seconds to wait for every rank to join and load", 600, 1, 86_400, "SECONDS");
+        public readonly Option<int> RecoveryTimeout = Opt.Int("--recovery-timeout",
+            "Seconds the requests in flight wait for a lost rank to come back before they fail naming it; 0 fails them at once", 30, 0, 86_400, "SECONDS");
         public readonly Option<bool> Verbose = Opt.Flag("--verbose", "Log debug detail");
         public readonly Option<bool> Quiet = Opt.Flag("--quiet", "Log warnings and errors only");
         public readonly Option<int?> HttpTimeout = Opt.Int("--http-timeout",
@@ -214,6 +220,7 @@ public sealed record ServeOptions
                 MaxBatch: Get(o.Rank.MaxBatch),
                 PrefillChunk: Get(o.Rank.PrefillChunk)),
             ReadyTimeout = TimeSpan.FromSeconds(Get(o.ReadyTimeout)),
+            RecoveryTimeout = TimeSpan.FromSeconds(Get(o.RecoveryTimeout)),
             Verbose = Get(o.Verbose),
             Quiet = Get(o.Quiet),
             InsecureShortSecret = Get(o.InsecureShortSecret),
