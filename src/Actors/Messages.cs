@@ -108,10 +108,11 @@ public sealed record TokenGenerated(string RequestId, int Index, int TokenId, fl
 /// <paramref name="PositionAfter"/> counts the tokens the request fed (prompt and every generated token but
 /// the last). <paramref name="PrefillMs"/> is the time from admission to the first token;
 /// <paramref name="ControlShare"/> the share of its decode steps' time rank 0's loop spent outside the model
-/// (planning, sending the plan, sampling).</summary>
+/// (planning, sending the plan, sampling). <paramref name="CachedPromptTokens"/>: the prompt tokens whose KV came
+/// from the prefix cache, so their prefill was skipped.</summary>
 public sealed record GenerationCompleted(
     string RequestId, int[] TokenIds, string FinishReason, int PositionAfter, double PrefillMs, double MsPerToken,
-    double ControlShare) : IControlMessage;
+    double ControlShare, int CachedPromptTokens = 0) : IControlMessage;
 
 /// <summary><paramref name="ContextLost"/>: the request continued a conversation the cluster no longer holds;
 /// the same prompt can be sent again as a new conversation (start position 0).</summary>

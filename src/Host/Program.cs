@@ -25,6 +25,7 @@ public static class Program
                                   [--tokens 16] [--dtype f32|bf16] [--quant none|q8_0|q4_0] [--quant-lm-head]
           actorring bench serve --preset llama-160m|tinyllama-1.1b [--world-size N] [--concurrency C]
                                 [--max-tokens 64] [--prompt-tokens P] [--requests R]
+                                [--shared-prefix-tokens S] [--no-prefix-cache]
           actorring bench tokenize --model DIR [--size 1MiB] [--rounds 5]
 
         Every verb that takes --model defaults to the bundled stories260K model.

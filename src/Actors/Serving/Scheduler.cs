@@ -19,6 +19,9 @@ namespace ActorRing.Actors.Serving;
 /// prompts (at most <see cref="SchedulerOptions.PrefillChunk"/> tokens each) within a per-step token budget.</item>
 /// <item>Every stop check is here: stop token ids (EOS), the request's own stop rule (stop strings),
 /// max_tokens, a full context, and cancellation.</item>
+/// <item>Prefix caching (<see cref="SchedulerOptions.PrefixCaching"/>): a request admitted with a prompt that
+/// starts with cached full blocks shares them and starts its prefill after them; every full block a sequence
+/// writes is registered for later requests (see <see cref="KvBlockPool"/>).</item>
 /// </list>
 /// Not thread-safe: the loop calls it from one thread; other threads reach it through <see cref="StepLoop"/>'s queue.
 /// </summary>
@@ -60,6 +63,16 @@ public sealed class Scheduler
         public double DecodeComputeMs { get; set; }
         public int Prompt => Request.PromptTokens.Length;
         public bool Prefilled => Fed >= Prompt;
+
+        /// <summary>Prompt tokens whose KV came from the prefix cache (not prefilled).</summary>
+        public int CachedTokens { get; set; }
+
+        /// <summary>This sequence's registered blocks; null once a key collision ended its chain.</summary>
+        public KvBlockPool.PrefixChain? Chain { get; set; } = KvBlockPool.PrefixChain.Empty;
+
+        /// <summary>Positions whose keys and values are written: the prompt fed so far, then every generated token but
+        /// the last.</summary>
+        public int Written => Fed + Math.Max(0, Generated.Count - 1);
     }
 
     /// <summary>Positions a request can occupy: its prompt, then every generated token but the last (which is
@@ -107,9 +120,7 @@ public sealed class Scheduler
         while (_waiting.First is { } head && _running.Count < _options.MaxBatch)
         {
             var s = head.Value;
-            var blocks = _pool.TryAllocate(_pool.BlocksFor(MaxPositions(s.Request)));
-            if (blocks is null) break; // the head waits for room; nobody overtakes it
-            s.Blocks = blocks;
+            if (!Admit(s)) break; // the head waits for room; nobody overtakes it
             _waiting.RemoveFirst();
             _running.Add(s);
         }
@@ -134,6 +145,40 @@ public sealed class Scheduler
         return work.Count == 0 ? null : new StepPlan(step, work);
     }
 
+    /// <summary>Reserves the blocks <paramref name="s"/> can ever need, sharing the cached blocks its prompt starts
+    /// with (the last prompt token is always fed: its logits give the first token). False, with nothing taken,
+    /// when the cache has no room.</summary>
+    private bool Admit(Sequence s)
+    {
+        int need = _pool.BlocksFor(MaxPositions(s.Request));
+        var (shared, chain) = _options.PrefixCaching
+            ? _pool.AcquirePrefix(s.Request.PromptTokens, (s.Prompt - 1) / _pool.BlockSize)
+            : ([], KvBlockPool.PrefixChain.Empty);
+        var own = _pool.TryAllocate(need - shared.Length);
+        if (own is null)
+        {
+            _pool.Release(shared);
+            return false;
+        }
+        s.Blocks = [.. shared, .. own];
+        s.Chain = chain;
+        s.Fed = s.CachedTokens = shared.Length * _pool.BlockSize;
+        return true;
+    }
+
+    /// <summary>Registers every block of <paramref name="s"/> that is now fully written, so later requests with
+    /// the same prefix can share it.</summary>
+    private void CacheFullBlocks(Sequence s)
+    {
+        if (!_options.PrefixCaching) return;
+        int full = Math.Min(s.Written / _pool.BlockSize, s.Blocks.Length);
+        while (s.Chain is { } chain && chain.Blocks < full)
+        {
+            int i = chain.Blocks;
+            s.Chain = _pool.Register(chain, s.Blocks[i], System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.History).Slice(i * _pool.BlockSize, _pool.BlockSize));
+        }
+    }
+
     private SequenceStep Step(Sequence s, int start, int[] tokens, bool sample)
     {
         // Only the blocks this step touches travel in the plan.
@@ -155,7 +200,11 @@ public sealed class Scheduler
         {
             if (!byId.TryGetValue(step.SequenceId, out var s)) continue;
             if (!s.Prefilled) s.Fed = step.StartPosition + step.Tokens.Length;
-            if (!step.NeedsLogits) continue;
+            if (!step.NeedsLogits)
+            {
+                CacheFullBlocks(s);
+                continue;
+            }
             var logits = result.Logits[sampled++];
             if (s.Generated.Count > 0)
             {
@@ -178,6 +227,7 @@ public sealed class Scheduler
             s.LastToken = now;
             s.Generated.Add(token);
             s.History.Add(token);
+            CacheFullBlocks(s);
             _pending.Add(new ServingEvent(s.Request, new TokenGenerated(s.Request.RequestId, s.Generated.Count - 1, token,
                 picked.Logprob, picked.Top?.Select(t => t.TokenId).ToArray(), picked.Top?.Select(t => t.Logprob).ToArray())));
             var stops = s.Request.Sampling.StopTokenIds;
@@ -221,7 +271,7 @@ public sealed class Scheduler
         double controlShare = s.DecodeWallMs > 0 ? Math.Max(0, 1 - s.DecodeComputeMs / s.DecodeWallMs) : 0;
         int positionAfter = s.Fed + Math.Max(0, s.Generated.Count - 1);
         _pending.Add(new ServingEvent(s.Request, new GenerationCompleted(s.Request.RequestId, s.Generated.ToArray(), reason,
-            positionAfter, prefillMs, msPerToken, controlShare)));
+            positionAfter, prefillMs, msPerToken, controlShare, s.CachedTokens)));
     }
 
     private void Fail(Sequence s, string reason)

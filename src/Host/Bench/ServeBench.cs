@@ -18,15 +18,19 @@ namespace ActorRing.Host.Bench;
 /// hosted in this process exactly as <c>serve</c> builds it) driven by C concurrent streamed requests through
 /// the coordinator's client API, as a front end would. Each of the C streams sends its requests back to back;
 /// prompts are random ids of the preset's vocabulary (the preset has no tokenizer, so no EOS: every request
-/// runs max_tokens). Prints one JSON line: output tokens per second over the measured wall time, time to
-/// first token and inter-token latency percentiles.
+/// runs max_tokens). With <c>--shared-prefix-tokens S</c> every prompt starts with the same S tokens (a long system
+/// prompt or chat history) before its own P; <c>--no-prefix-cache</c> runs the same without the prefix cache, for
+/// the time-to-first-token comparison. Prints one JSON line: output tokens per second over the measured wall
+/// time, time to first token and inter-token latency percentiles, and the prefix cache's hit rate (cached prompt
+/// tokens over prompt tokens of the measured requests).
 /// </summary>
 internal static class ServeBench
 {
     public static async Task<int> RunAsync(string[] args)
     {
-        var cli = CliArgs.Parse(args);
-        cli.EnsureOnly("preset", "world-size", "concurrency", "max-tokens", "prompt-tokens", "requests", "threads", "dtype", "max-batch");
+        var cli = CliArgs.Parse(args, "no-prefix-cache");
+        cli.EnsureOnly("preset", "world-size", "concurrency", "max-tokens", "prompt-tokens", "requests", "threads", "dtype", "max-batch",
+            "shared-prefix-tokens", "no-prefix-cache");
         int worldSize = cli.Int("world-size", 1, 64) ?? 1;
         var (preset, config) = DecodeBench.PresetOption(cli, "serve", worldSize);
         int concurrency = cli.Int("concurrency", 1, 4096) ?? 1;
@@ -35,12 +39,14 @@ internal static class ServeBench
         int requests = cli.Int("requests", 1, 1 << 20) ?? 2 * concurrency;
         int threads = cli.Int("threads", 1, 1024) ?? Math.Max(1, Environment.ProcessorCount / worldSize);
         int maxBatch = cli.Int("max-batch", 1, 4096) ?? Math.Max(16, concurrency);
+        int sharedPrefix = cli.Int("shared-prefix-tokens", 0, 1 << 20) ?? 0;
+        bool noPrefixCache = cli.Flag("no-prefix-cache");
         var dtype = cli.DType();
 
         string[] shared =
         [
             "--preset", preset, "--threads", threads.ToString(CultureInfo.InvariantCulture), "--dtype", CliArgs.DTypeName(dtype),
-            "--quiet", "--max-batch", maxBatch.ToString(CultureInfo.InvariantCulture),
+            "--quiet", "--max-batch", maxBatch.ToString(CultureInfo.InvariantCulture), .. (string[])(noPrefixCache ? ["--no-prefix-cache"] : []),
         ];
         using var launcher = RankProcessLauncher.Start(worldSize,
             rank => ["serve", .. shared, .. RankProcessLauncher.CoreArguments(rank, worldSize, threads)],
@@ -60,7 +66,8 @@ internal static class ServeBench
             await client.WaitReadyAsync(TimeSpan.FromMinutes(10), s => Console.Error.WriteLine($"[cluster] {s.Detail}"), CancellationToken.None);
 
             var rng = new Random(11);
-            int[] Prompt() => Enumerable.Range(0, promptTokens).Select(_ => rng.Next(1, config.VocabSize)).ToArray();
+            var history = Enumerable.Range(0, sharedPrefix).Select(_ => rng.Next(1, config.VocabSize)).ToArray();
+            int[] Prompt() => [.. history, .. Enumerable.Range(0, promptTokens).Select(_ => rng.Next(1, config.VocabSize))];
             // Warm-up (JIT, first-touch of the KV cache), not measured: one request per stream, concurrently.
             await Task.WhenAll(Enumerable.Range(0, concurrency).Select(i => RunOne(client, $"warm{i}", Prompt(), Math.Min(8, maxTokens))));
 
@@ -74,6 +81,7 @@ internal static class ServeBench
                 while ((i = Interlocked.Increment(ref next)) < requests)
                 {
                     var timing = await RunOne(client, $"r{i}", prompts[i], maxTokens);
+                    timing = timing with { PromptTokens = prompts[i].Length };
                     lock (results) results.Add(timing);
                 }
             }));
@@ -88,19 +96,22 @@ internal static class ServeBench
             var ttft = results.Select(r => r.TtftMs).Order().ToArray();
             var itl = results.SelectMany(r => r.GapsMs).Order().ToArray();
             long tokens = results.Sum(r => (long)r.Tokens);
+            double hitRate = (double)results.Sum(r => (long)r.CachedTokens) / results.Sum(r => (long)r.PromptTokens);
             var json = new Dictionary<string, object?>
             {
                 ["preset"] = preset,
                 ["world_size"] = worldSize,
                 ["concurrency"] = concurrency,
+                ["shared_prefix_tokens"] = sharedPrefix,
+                ["prompt_tokens"] = sharedPrefix + promptTokens,
+                ["prefix_cache"] = !noPrefixCache,
                 ["requests"] = requests,
                 ["output_tok_per_s"] = Math.Round(tokens / wallS, 2),
                 ["ttft_ms_p50"] = Math.Round(Percentile(ttft, 0.5), 2),
                 ["ttft_ms_p90"] = Math.Round(Percentile(ttft, 0.9), 2),
                 ["itl_ms_p50"] = Math.Round(Percentile(itl, 0.5), 3),
                 ["itl_ms_p90"] = Math.Round(Percentile(itl, 0.9), 3),
-                // No prefix cache yet: nothing is reused, and the field says so rather than claiming a rate.
-                ["prefix_hit_rate"] = null,
+                ["prefix_hit_rate"] = Math.Round(hitRate, 4),
             };
             Console.Out.WriteLine(JsonSerializer.Serialize(json));
             return 0;
@@ -121,7 +132,7 @@ internal static class ServeBench
         }
     }
 
-    private sealed record RequestTiming(double TtftMs, List<double> GapsMs, int Tokens, string? Error);
+    private sealed record RequestTiming(double TtftMs, List<double> GapsMs, int Tokens, string? Error, int CachedTokens = 0, int PromptTokens = 0);
 
     private static async Task<RequestTiming> RunOne(CoordinatorClient client, string id, int[] prompt, int maxTokens)
     {
@@ -141,6 +152,8 @@ internal static class ServeBench
                     last = now;
                     tokens++;
                     break;
+                case GenerationCompleted c:
+                    return new RequestTiming(ttft, gaps, tokens, null, c.CachedPromptTokens);
                 case GenerationFailed f:
                     return new RequestTiming(ttft, gaps, tokens, f.Reason);
             }

@@ -48,7 +48,7 @@ public static class ServeCommand
                                [--threads T] [--cores C0,C1,...] [--context N] [--dtype f32|bf16]
                                [--quant none|q8_0|q4_0] [--quant-lm-head] [--sync-dtype f32|bf16|q8_0]
                                [--ready-timeout SECONDS] [--quiet | --verbose] [--preset llama-160m|tinyllama-1.1b]
-                               [--max-batch N] [--kv-cache-tokens N] [--prefill-chunk N]
+                               [--max-batch N] [--kv-cache-tokens N] [--prefill-chunk N] [--no-prefix-cache]
                                [--generation-config auto|ignore] [--insecure-short-secret]
 
         Runs one rank. The ring file comes from --ring-config or RING_CONFIG (mistral.rs format); every rank

@@ -11,7 +11,7 @@ public sealed record ServeOptions
 {
     public const string Verb = "serve";
 
-    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet", "quant-lm-head", "insecure-short-secret"];
+    public static readonly string[] Flags = ["interactive", "json", "verbose", "quiet", "quant-lm-head", "insecure-short-secret", "no-prefix-cache"];
 
     public static readonly string[] Known =
     [
@@ -20,7 +20,7 @@ public sealed record ServeOptions
         "verbose", "quiet", "preset", "max-batch", "kv-cache-tokens", "prefill-chunk", "generation-config",
         "http-host", "http-port", "model-id", "api-key", "chat-template",
         "quant", "quant-lm-head", "sync-dtype",
-        "insecure-short-secret",
+        "insecure-short-secret", "no-prefix-cache",
     ];
 
     /// <summary>The environment variable that sets the HTTP API key when --api-key is not given.</summary>
@@ -160,7 +160,8 @@ public sealed record ServeOptions
             },
             Scheduling = new ActorRing.Actors.Serving.SchedulerOptions(
                 MaxBatch: cli.Int("max-batch", 1, 4096) ?? 16,
-                PrefillChunk: cli.Int("prefill-chunk", 1, 1 << 20) ?? 256),
+                PrefillChunk: cli.Int("prefill-chunk", 1, 1 << 20) ?? 256,
+                PrefixCaching: !cli.Flag("no-prefix-cache")),
             ReadyTimeout = TimeSpan.FromSeconds(cli.Int("ready-timeout", 1, 86_400) ?? 600),
             Verbose = cli.Flag("verbose"),
             Quiet = cli.Flag("quiet"),
