@@ -360,7 +360,10 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
             var stop = _loopStop = new CancellationTokenSource();
             loop = () =>
             {
-                var scheduler = new Scheduler(serving.Scheduling, new KvBlockPool(engine.KvBlocks, engine.KvBlockSize), engine.ContextLength);
+                var blocks = StepLoop.AgreeKvBlocks(engine, collectives);
+                if (blocks < engine.KvBlocks)
+                    _log.Info("rank 0: the KV cache is limited to {0} blocks, the smallest any rank has (this rank has {1})", blocks, engine.KvBlocks);
+                var scheduler = new Scheduler(serving.Scheduling, new KvBlockPool(blocks, engine.KvBlockSize), engine.ContextLength);
                 new StepLoop(engine, collectives, scheduler, serving.Port).Run(stop.Token);
                 return 0;
             };
@@ -369,6 +372,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         {
             loop = () =>
             {
+                StepLoop.AgreeKvBlocks(engine, collectives);
                 StepLoop.Follow(engine, collectives);
                 return 0;
             };

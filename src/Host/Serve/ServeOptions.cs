@@ -54,12 +54,17 @@ public sealed record ServeOptions
     public ActorRing.Actors.Serving.SchedulerOptions Scheduling { get; init; } = new();
 
     /// <summary>
-    /// The KV cache every rank allocates when --kv-cache-tokens is not given: room for --max-batch full contexts,
-    /// but at most 8192 positions (and at least one context). It depends only on flags every rank gets, never
-    /// on a rank's free memory, because plans name blocks by index and every rank must have the same blocks.
+    /// How a rank loads its shard for a model of <paramref name="contextLength"/> positions. Without
+    /// --kv-cache-tokens, each rank gives its KV cache half of the memory still free once its weights are in, up
+    /// to room for --max-batch full contexts (all the scheduler can ever reserve), and refuses to start when that
+    /// is less than one full context. Ranks may end up with different sizes; the step loop uses the smallest,
+    /// since plans name blocks by index.
     /// </summary>
-    public int KvCacheTokens(int contextLength) =>
-        Load.KvCacheTokens ?? Math.Max(contextLength, Math.Min(Scheduling.MaxBatch * contextLength, 8192));
+    public ModelLoadOptions LoadFor(int contextLength) => Load.KvCacheTokens is not null ? Load : Load with
+    {
+        KvCacheFromMemory = new KvMemoryBudget(KvMemoryBudget.DefaultShare, (int)Math.Min(int.MaxValue, (long)Scheduling.MaxBatch * contextLength), contextLength,
+            Announce: !Quiet),
+    };
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(10);
     public bool Verbose { get; init; }
 
