@@ -7,6 +7,7 @@ using ActorRing.Actors.Engine;
 using ActorRing.Actors.Hosting;
 using ActorRing.Actors.Security;
 using ActorRing.Host.Cli;
+using ActorRing.Host.Engine;
 using ActorRing.Host.Generation;
 using ActorRing.Host.Http;
 using ActorRing.Model;
