@@ -55,7 +55,9 @@ internal static class ServeBench
 
         // Rank 0 in this process, built exactly as `serve` builds it.
         Environment.SetEnvironmentVariable(RingOptions.SecretEnvironmentVariable, launcher.Secret);
-        var options = ServeOptions.Parse([.. shared, "--ring-config", launcher.ConfigPath(0), .. RankProcessLauncher.CoreArguments(0, worldSize, threads)]);
+        // Any free HTTP port: the bench drives the coordinator directly, and must not collide with a server on 8080.
+        var options = ServeOptions.Parse([.. shared, "--ring-config", launcher.ConfigPath(0), "--http-port", "0",
+            .. RankProcessLauncher.CoreArguments(0, worldSize, threads)]);
         if (!ServeCommand.TryPrepare(options, out var setup, out int failure)) return failure;
         using var host = ServeCommand.Build(options, setup!, TextWriter.Null);
         await host.StartAsync();
