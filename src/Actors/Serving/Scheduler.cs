@@ -69,10 +69,6 @@ public sealed class Scheduler
 
         /// <summary>This sequence's registered blocks; null once a key collision ended its chain.</summary>
         public KvBlockPool.PrefixChain? Chain { get; set; } = KvBlockPool.PrefixChain.Empty;
-
-        /// <summary>Positions whose keys and values are written: the prompt fed so far, then every generated token but
-        /// the last.</summary>
-        public int Written => Fed + Math.Max(0, Generated.Count - 1);
     }
 
     /// <summary>Positions a request can occupy: its prompt, then every generated token but the last (which is
@@ -166,12 +162,13 @@ public sealed class Scheduler
         return true;
     }
 
-    /// <summary>Registers every block of <paramref name="s"/> that is now fully written, so later requests with
-    /// the same prefix can share it.</summary>
-    private void CacheFullBlocks(Sequence s)
+    /// <summary>Registers every block of <paramref name="s"/> that is full once its first <paramref name="written"/>
+    /// positions hold keys and values, so later requests with the same prefix can share it. Call it before the
+    /// sequence can finish (which releases its blocks).</summary>
+    private void CacheFullBlocks(Sequence s, int written)
     {
         if (!_options.PrefixCaching) return;
-        int full = Math.Min(s.Written / _pool.BlockSize, s.Blocks.Length);
+        int full = Math.Min(written / _pool.BlockSize, s.Blocks.Length);
         while (s.Chain is { } chain && chain.Blocks < full)
         {
             int i = chain.Blocks;
@@ -200,9 +197,11 @@ public sealed class Scheduler
         {
             if (!byId.TryGetValue(step.SequenceId, out var s)) continue;
             if (!s.Prefilled) s.Fed = step.StartPosition + step.Tokens.Length;
+            // Every position before the step's end now holds its keys and values on every rank.
+            int written = step.StartPosition + step.Tokens.Length;
             if (!step.NeedsLogits)
             {
-                CacheFullBlocks(s);
+                CacheFullBlocks(s, written);
                 continue;
             }
             var logits = result.Logits[sampled++];
@@ -227,7 +226,7 @@ public sealed class Scheduler
             s.LastToken = now;
             s.Generated.Add(token);
             s.History.Add(token);
-            CacheFullBlocks(s);
+            CacheFullBlocks(s, written);
             _pending.Add(new ServingEvent(s.Request, new TokenGenerated(s.Request.RequestId, s.Generated.Count - 1, token,
                 picked.Logprob, picked.Top?.Select(t => t.TokenId).ToArray(), picked.Top?.Select(t => t.Logprob).ToArray())));
             var stops = s.Request.Sampling.StopTokenIds;
