@@ -366,12 +366,25 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
             var log = _log;
             loop = () =>
             {
+                // Every rank agrees on the cache size at each loop's start (a collective: a rank that came back may
+                // have room for a different number of blocks).
+                var blocks = StepLoop.AgreeKvBlocks(engine, collectives);
+                if (blocks < engine.KvBlocks)
+                    log.Info("rank 0: the KV cache is limited to {0} blocks, the smallest any rank has (this rank has {1})", blocks, engine.KvBlocks);
                 // Requests a lost ring suspended continue on this one (their caches are rebuilt by prefill); the
-                // engine, and so its KV blocks, is the same one, as rank 0 never reloads.
+                // engine, and so its KV blocks, is the same one, as rank 0 never reloads. Their block tables name
+                // blocks of the old agreement, so they continue only if every rank still has that many.
                 var scheduler = serving.Port.TakeSuspended();
+                if (scheduler is not null && scheduler.KvBlocks.Total > blocks)
+                {
+                    string reason = $"a rank that rejoined has room for {blocks} KV blocks, fewer than the {scheduler.KvBlocks.Total} the suspended requests' block tables use";
+                    log.Warning("rank 0: {0}; failing {1} suspended request(s)", reason, scheduler.Running + scheduler.Waiting);
+                    foreach (var e in scheduler.FailAll(reason)) e.Deliver();
+                    scheduler = null;
+                }
                 if (scheduler is not null)
                     log.Info("rank 0: resuming {0} running and {1} waiting request(s) from the lost ring; rebuilding their KV caches", scheduler.Running, scheduler.Waiting);
-                scheduler ??= new Scheduler(serving.Scheduling, new KvBlockPool(engine.KvBlocks, engine.KvBlockSize), engine.ContextLength);
+                scheduler ??= new Scheduler(serving.Scheduling, new KvBlockPool(blocks, engine.KvBlockSize), engine.ContextLength);
                 new StepLoop(engine, collectives, scheduler, serving.Port).Run(stop.Token, suspend.Token);
                 return 0;
             };
@@ -380,6 +393,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         {
             loop = () =>
             {
+                StepLoop.AgreeKvBlocks(engine, collectives);
                 StepLoop.Follow(engine, collectives);
                 return 0;
             };

@@ -19,6 +19,10 @@ public sealed record ModelLoadOptions
     /// running sequence of a scheduler; null = <see cref="Slots"/> full contexts.</summary>
     public int? KvCacheTokens { get; init; }
 
+    /// <summary>When <see cref="KvCacheTokens"/> is null: size the KV cache from free memory after the weights
+    /// are loaded (serve's default) instead of <see cref="Slots"/> full contexts.</summary>
+    public KvMemoryBudget? KvCacheFromMemory { get; init; }
+
     public ComputeDType DType { get; init; } = ComputeDType.F32;
 
     /// <summary>

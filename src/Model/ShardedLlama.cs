@@ -65,8 +65,8 @@ public sealed partial class ShardedLlama : IDisposable
         /// <summary>down_proj columns of this rank's FFN block: [hidden, localFfn].</summary>
         public required SplitMatrix Wdown;
         /// <summary>This rank's KV heads in pages: [blocks, localKv, blockSize, headDim], compute dtype.</summary>
-        public required Tensor KPool;
-        public required Tensor VPool;
+        public Tensor KPool = null!;
+        public Tensor VPool = null!;
     }
 
     private readonly ICollectives _comm;
@@ -170,7 +170,6 @@ public sealed partial class ShardedLlama : IDisposable
         _blocksPerSlot = (context + KvBlockSize - 1) / KvBlockSize;
         if (options.KvCacheTokens is int kvTokens && kvTokens < KvBlockSize)
             throw new ModelLoadException($"kv-cache-tokens {kvTokens} is less than one block of {KvBlockSize} positions");
-        KvBlocks = options.KvCacheTokens is int tokens ? tokens / KvBlockSize : Slots * _blocksPerSlot;
         DType = options.DType;
         _dtype = options.DType == ComputeDType.BF16 ? ScalarType.BFloat16 : ScalarType.Float32;
         _wireDType = options.DType == ComputeDType.BF16 ? Transport.DType.BF16 : Transport.DType.F32;
@@ -230,8 +229,6 @@ public sealed partial class ShardedLlama : IDisposable
                         (pre + "mlp.gate_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h),
                         (pre + "mlp.up_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h)),
                     Wdown = LoadLinear(reader, (pre + "mlp.down_proj.weight", h, c.IntermediateSize, 0, h, p.FfnStart, p.LocalFfn)),
-                    KPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _dtype)),
-                    VPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _dtype)),
                 };
                 _layers[i] = layer;
                 Advance();
@@ -258,6 +255,15 @@ public sealed partial class ShardedLlama : IDisposable
                     throw new ModelLoadException($"{reader.Source}: tie_word_embeddings is false but lm_head.weight is missing");
                 _lmHead = LoadLinear(reader, _quantizeLmHead, ("lm_head.weight", c.VocabSize, h, p.VocabStart, p.LocalVocab, 0, h));
             }
+            // The cache is sized once the weights are in, so a budget from free memory sees what they left.
+            KvBlocks = options.KvCacheTokens is int tokens ? tokens / KvBlockSize
+                : options.KvCacheFromMemory is { } budget ? BlocksFromMemory(budget, options.Log)
+                : Slots * _blocksPerSlot;
+            foreach (var layer in _layers)
+            {
+                layer.KPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _dtype));
+                layer.VPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _dtype));
+            }
             Advance();
             var (cos, sin) = RotaryTables.Build(c, context);
             _cos = Own(torch.tensor(cos, new long[] { context, d / 2 }).to(_dtype));
@@ -277,6 +283,14 @@ public sealed partial class ShardedLlama : IDisposable
         long Bytes(SplitMatrix m) => m.Weight.NumberOfElements * m.Weight.ElementSize;
         WeightBytesPerToken = _layers.Sum(l => Bytes(l.Wqkv) + Bytes(l.Wo) + Bytes(l.Wgu) + Bytes(l.Wdown) + 2L * h * elem)
             + Bytes(_lmHead) + h * elem;
+    }
+
+    /// <summary>Blocks the KV cache gets from <paramref name="budget"/> and this rank's free memory now; says so through <paramref name="log"/>.</summary>
+    private int BlocksFromMemory(KvMemoryBudget budget, Action<string>? log)
+    {
+        var (tokens, description) = budget.Resolve(KvBlockBytes / KvBlockSize, KvMemoryBudget.ReadAvailableBytes());
+        if (budget.Announce) log?.Invoke($"rank {_comm.Rank}: KV cache: {description}");
+        return tokens / KvBlockSize;
     }
 
     /// <summary>FFN columns are dealt out in whole blocks when the row-parallel weights are blocks (and the width allows), else one by one.</summary>

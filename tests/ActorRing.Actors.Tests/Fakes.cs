@@ -25,7 +25,12 @@ public sealed class FakeCollectives(int rank, int worldSize) : ICollectives
     public void AllReduceSum(Span<Half> data) => Check();
     public void AllReduceSum(Span<BFloat16> data) => Check();
     public unsafe void AllReduceSum(void* data, long count, DType dtype) => Check();
-    public void AllGather<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts) where T : unmanaged => Check();
+    /// <summary>As if every rank contributed what this one does.</summary>
+    public void AllGather<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts) where T : unmanaged
+    {
+        Check();
+        for (int at = 0; at + local.Length <= output.Length; at += local.Length) local.CopyTo(output[at..]);
+    }
     public void Gather<T>(ReadOnlySpan<T> local, Span<T> output, ReadOnlySpan<int> counts, int root) where T : unmanaged => Check();
     /// <summary>What a non-root rank receives from its broadcasts, in order (see <see cref="SendPlan"/>); it
     /// waits up to 10 s for each, as a ring deadline would.</summary>

@@ -287,6 +287,33 @@ public sealed class HttpApiTests(HttpCluster cluster)
             .ToDictionary(x => x.Series, x => double.Parse(x.Value, System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    [Fact]
+    public async Task A_repeated_long_prompt_skips_its_cached_blocks_and_answers_exactly_as_the_first_time()
+    {
+        // 40 ids: two full 16-position KV blocks and 8 tokens more, none of which another test sends.
+        var ids = Enumerable.Range(0, 40).Select(i => i == 0 ? 1 : 3 + i * 37 % 500).ToArray();
+        string body = JsonSerializer.Serialize(new { prompt = ids, max_tokens = 8, temperature = 0, logprobs = 2 });
+        var before = await PrefixCacheCountsAsync();
+        var (s1, first) = await cluster.PostAsync("/v1/completions", body);
+        var (s2, second) = await cluster.PostAsync("/v1/completions", body);
+        var after = await PrefixCacheCountsAsync();
+        Assert.Equal(HttpStatusCode.OK, s1);
+        Assert.Equal(HttpStatusCode.OK, s2);
+        // Text, tokens and every logprob (two ranks' logits, gathered) are the same with the prefix cached.
+        Assert.Equal(first.GetProperty("choices")[0].GetRawText(), second.GetProperty("choices")[0].GetRawText());
+        Assert.Equal(80, after.Queries - before.Queries);
+        Assert.Equal(32, after.Hits - before.Hits); // the second request's two full blocks; the last 8 are prefilled
+    }
+
+    private async Task<(double Queries, double Hits)> PrefixCacheCountsAsync()
+    {
+        using var metrics = await cluster.Http.GetAsync("/metrics");
+        var lines = (await metrics.Content.ReadAsStringAsync()).Split('\n');
+        double Value(string series) => double.Parse(lines.Single(l => l.StartsWith(series + " ", StringComparison.Ordinal)).Split(' ')[1],
+            System.Globalization.CultureInfo.InvariantCulture);
+        return (Value("actorring_prefix_cache_queries_total"), Value("actorring_prefix_cache_hits_total"));
+    }
+
     /// <summary>Prompts for the concurrency test: each continues differently.</summary>
     private static readonly string[] Prompts =
     [

@@ -114,6 +114,36 @@ public sealed class BatchedStepTests
         }
     }
 
+    /// <summary>
+    /// What the prefix cache relies on: a sequence that starts its prefill after two full blocks another sequence
+    /// wrote (sharing them read-only, as the scheduler does on a hit) gets bit-identical logits to a fresh
+    /// prefill of its whole prompt, while the sequence that wrote them keeps decoding beside it.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void A_sequence_reusing_another_sequences_full_blocks_gets_the_logits_of_a_fresh_prefill(int worldSize)
+    {
+        var history = Prompts[2].Concat(Prompts[4]).Concat(Prompts[0]).ToArray(); // 35 tokens: two full blocks and 3
+        int[] turn = [.. history[..32], 300, 301, 302, 303, 304];
+        var perRank = InProcessGroup.Run(worldSize, comm =>
+        {
+            using var model = ShardedLlama.Load(TestPaths.Hf, comm, Options);
+            var fresh = Run(model, comm, [new Sequence(0, turn, [5, 6, 7, 8], 0)], chunk: 64)[0];
+            // The first sequence writes blocks 10 and 11 (positions 0..31) and keeps going; the second joins two
+            // steps later with those blocks and its own 20 and 21, prefilling from position 32 only.
+            var writer = new Sequence(1, history, [10, 11, 12, 13], 0);
+            var reader = new Sequence(2, turn, [10, 11, 20, 21], startStep: 2) { Fed = 32 };
+            Run(model, comm, [writer, reader], chunk: 16);
+            return (fresh, reader);
+        });
+        var (alone, shared) = perRank[0];
+        Assert.Equal(alone.Generated, shared.Generated);
+        for (int t = 0; t < Generate; t++)
+            Assert.True(alone.Logits[t].Select(BitConverter.SingleToInt32Bits).SequenceEqual(shared.Logits[t].Select(BitConverter.SingleToInt32Bits)),
+                $"token {t}: the logits after reusing cached blocks differ from a fresh prefill's");
+    }
+
     [Fact]
     public void A_plan_naming_a_block_outside_the_cache_is_refused_with_the_numbers()
     {

@@ -23,6 +23,9 @@ namespace ActorRing.Actors.Serving;
 /// <item>A lost ring loses no request (<see cref="Suspend"/>): every sequence keeps its tokens, its picker (so a
 /// seeded RNG continues where it was) and its KV blocks, and on the next ring its cache is rebuilt by prefilling
 /// the prompt and the tokens generated so far; then it decodes on as if nothing had happened.</item>
+/// <item>Prefix caching (<see cref="SchedulerOptions.PrefixCaching"/>): a request admitted with a prompt that
+/// starts with cached full blocks shares them and starts its prefill after them; every full block a sequence
+/// writes is registered for later requests (see <see cref="KvBlockPool"/>).</item>
 /// </list>
 /// Not thread-safe: the loop calls it from one thread; other threads reach it through <see cref="StepLoop"/>'s queue.
 /// </summary>
@@ -73,6 +76,12 @@ public sealed class Scheduler
         /// <see cref="Suspend"/> also every generated token but the last (the next decode feeds that one).</summary>
         public int PrefillTarget => Generated.Count == 0 ? Prompt : Prompt + Generated.Count - 1;
         public bool Prefilled => Fed >= PrefillTarget;
+
+        /// <summary>Prompt tokens whose KV came from the prefix cache (not prefilled).</summary>
+        public int CachedTokens { get; set; }
+
+        /// <summary>This sequence's registered blocks; null once a key collision ended its chain.</summary>
+        public KvBlockPool.PrefixChain? Chain { get; set; } = KvBlockPool.PrefixChain.Empty;
     }
 
     /// <summary>Positions a request can occupy: its prompt, then every generated token but the last (which is
@@ -120,9 +129,7 @@ public sealed class Scheduler
         while (_waiting.First is { } head && _running.Count < _options.MaxBatch)
         {
             var s = head.Value;
-            var blocks = _pool.TryAllocate(_pool.BlocksFor(MaxPositions(s.Request)));
-            if (blocks is null) break; // the head waits for room; nobody overtakes it
-            s.Blocks = blocks;
+            if (!Admit(s)) break; // the head waits for room; nobody overtakes it
             _waiting.RemoveFirst();
             _running.Add(s);
         }
@@ -150,6 +157,41 @@ public sealed class Scheduler
         return work.Count == 0 ? null : new StepPlan(step, work);
     }
 
+    /// <summary>Reserves the blocks <paramref name="s"/> can ever need, sharing the cached blocks its prompt starts
+    /// with (the last prompt token is always fed: its logits give the first token). False, with nothing taken,
+    /// when the cache has no room.</summary>
+    private bool Admit(Sequence s)
+    {
+        int need = _pool.BlocksFor(MaxPositions(s.Request));
+        var (shared, chain) = _options.PrefixCaching
+            ? _pool.AcquirePrefix(s.Request.PromptTokens, (s.Prompt - 1) / _pool.BlockSize)
+            : ([], KvBlockPool.PrefixChain.Empty);
+        var own = _pool.TryAllocate(need - shared.Length);
+        if (own is null)
+        {
+            _pool.Release(shared);
+            return false;
+        }
+        s.Blocks = [.. shared, .. own];
+        s.Chain = chain;
+        s.Fed = s.CachedTokens = shared.Length * _pool.BlockSize;
+        return true;
+    }
+
+    /// <summary>Registers every block of <paramref name="s"/> that is full once its first <paramref name="written"/>
+    /// positions hold keys and values, so later requests with the same prefix can share it. Call it before the
+    /// sequence can finish (which releases its blocks).</summary>
+    private void CacheFullBlocks(Sequence s, int written)
+    {
+        if (!_options.PrefixCaching) return;
+        int full = Math.Min(written / _pool.BlockSize, s.Blocks.Length);
+        while (s.Chain is { } chain && chain.Blocks < full)
+        {
+            int i = chain.Blocks;
+            s.Chain = _pool.Register(chain, s.Blocks[i], System.Runtime.InteropServices.CollectionsMarshal.AsSpan(s.History).Slice(i * _pool.BlockSize, _pool.BlockSize));
+        }
+    }
+
     private SequenceStep Step(Sequence s, int start, int[] tokens, bool sample)
     {
         // Only the blocks this step touches travel in the plan.
@@ -170,8 +212,14 @@ public sealed class Scheduler
         foreach (var step in plan.Sequences)
         {
             if (!byId.TryGetValue(step.SequenceId, out var s)) continue;
-            s.Fed = step.StartPosition + step.Tokens.Length; // positions now in the cache, decodes included
-            if (!step.NeedsLogits) continue;
+            // Every position before the step's end now holds its keys and values on every rank (decodes included).
+            int written = step.StartPosition + step.Tokens.Length;
+            s.Fed = written;
+            if (!step.NeedsLogits)
+            {
+                CacheFullBlocks(s, written);
+                continue;
+            }
             var logits = result.Logits[sampled++];
             if (s.Generated.Count > 0)
             {
@@ -194,6 +242,7 @@ public sealed class Scheduler
             s.LastToken = now;
             s.Generated.Add(token);
             s.History.Add(token);
+            CacheFullBlocks(s, written);
             _pending.Add(new ServingEvent(s.Request, new TokenGenerated(s.Request.RequestId, s.Generated.Count - 1, token,
                 picked.Logprob, picked.Top?.Select(t => t.TokenId).ToArray(), picked.Top?.Select(t => t.Logprob).ToArray())));
             var stops = s.Request.Sampling.StopTokenIds;
@@ -224,7 +273,15 @@ public sealed class Scheduler
     /// </summary>
     public int Suspend()
     {
-        foreach (var s in _running) s.Fed = 0;
+        foreach (var s in _running)
+        {
+            s.Fed = 0;
+            // Its blocks are registered again as the rebuild writes them.
+            s.Chain = KvBlockPool.PrefixChain.Empty;
+        }
+        // No cached prefix can be trusted either: a restarted rank's blocks are empty. Shared blocks stay held by
+        // their sequences, which rewrite the same keys and values into them.
+        _pool.ForgetCached();
         return _running.Count;
     }
 
@@ -249,7 +306,7 @@ public sealed class Scheduler
         double msPerToken = s.Generated.Count > 1 ? ms(s.FirstToken, s.LastToken) / (s.Generated.Count - 1) : prefillMs;
         double controlShare = s.DecodeWallMs > 0 ? Math.Max(0, 1 - s.DecodeComputeMs / s.DecodeWallMs) : 0;
         _pending.Add(new ServingEvent(s.Request, new GenerationCompleted(s.Request.RequestId, s.Generated.ToArray(), reason,
-            s.Fed, prefillMs, msPerToken, controlShare)));
+            s.Fed, prefillMs, msPerToken, controlShare, s.CachedTokens)));
     }
 
     private void Fail(Sequence s, string reason)

@@ -6,7 +6,9 @@ namespace ActorRing.Actors.Serving;
 /// several steps and never stalls the running streams for long.</param>
 /// <param name="StepTokens">Most tokens in one step: every running decode first, then prefill chunks in
 /// arrival order with what is left. Null = <paramref name="MaxBatch"/> + <paramref name="PrefillChunk"/>.</param>
-public sealed record SchedulerOptions(int MaxBatch = 16, int PrefillChunk = 256, int? StepTokens = null)
+/// <param name="PrefixCaching">Share the KV blocks of prompt prefixes seen before and skip their prefill
+/// (off: <c>--no-prefix-cache</c>, for comparison).</param>
+public sealed record SchedulerOptions(int MaxBatch = 16, int PrefillChunk = 256, int? StepTokens = null, bool PrefixCaching = true)
 {
     public int EffectiveStepTokens => StepTokens ?? MaxBatch + PrefillChunk;
 

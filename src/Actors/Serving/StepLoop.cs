@@ -105,6 +105,21 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
         foreach (var e in events) e.Deliver();
     }
 
+    /// <summary>
+    /// The KV blocks the loop may use: the fewest any rank has. Ranks size their caches from their own free
+    /// memory, and plans name blocks by index, so rank 0's book must not exceed the smallest. Every rank calls
+    /// it once before its side of the loop (one all-gather on the fresh ring).
+    /// </summary>
+    public static int AgreeKvBlocks(IShardEngine engine, ICollectives comm)
+    {
+        if (comm.WorldSize == 1) return engine.KvBlocks;
+        var all = new int[comm.WorldSize];
+        var counts = new int[comm.WorldSize];
+        Array.Fill(counts, 1);
+        comm.AllGather<int>([engine.KvBlocks], all, counts);
+        return all.Min();
+    }
+
     /// <summary>A non-zero rank's side of the loop: run every plan rank 0 sends until a stop plan. A gap in
     /// the plans' step numbers, or any ring error, throws a <see cref="CollectiveException"/>.</summary>
     public static void Follow(IShardEngine engine, ICollectives comm)

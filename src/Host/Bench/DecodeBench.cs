@@ -18,30 +18,8 @@ namespace ActorRing.Host.Bench;
 /// </summary>
 internal static class DecodeBench
 {
-    internal static ModelConfig Preset(string name) => name switch
-    {
-        "llama-160m" => Shape(name, hidden: 768, layers: 12, heads: 12, kvHeads: 12, ffn: 3072),
-        "tinyllama-1.1b" => Shape(name, hidden: 2048, layers: 22, heads: 32, kvHeads: 4, ffn: 5632),
-        _ => throw new UsageException($"option --preset expects llama-160m or tinyllama-1.1b, got '{name}'"),
-    };
-
-    private static ModelConfig Shape(string name, int hidden, int layers, int heads, int kvHeads, int ffn) => new()
-    {
-        ModelType = "llama",
-        HiddenSize = hidden,
-        IntermediateSize = ffn,
-        NumLayers = layers,
-        NumHeads = heads,
-        NumKvHeads = kvHeads,
-        HeadDim = hidden / heads,
-        VocabSize = 32000,
-        MaxPositionEmbeddings = 2048,
-        RmsNormEps = 1e-5,
-        RopeTheta = 10000,
-        TieWordEmbeddings = false,
-        QkvBias = false,
-        OProjBias = false,
-    };
+    internal static ModelConfig Preset(string name) => ModelPresets.Find(name)
+        ?? throw new UsageException($"option --preset expects {string.Join(" or ", ModelPresets.Names)}, got '{name}'");
 
     /// <summary>
     /// The shape <c>--preset</c> names, refused (as a usage error) before anything loads when its heads cannot

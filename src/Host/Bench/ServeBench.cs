@@ -19,8 +19,11 @@ namespace ActorRing.Host.Bench;
 /// hosted in this process exactly as <c>serve</c> builds it) driven by C concurrent streamed requests through
 /// the coordinator's client API, as a front end would. Each of the C streams sends its requests back to back;
 /// prompts are random ids of the preset's vocabulary (the preset has no tokenizer, so no EOS: every request
-/// runs max_tokens). Prints one JSON line: output tokens per second over the measured wall time, time to
-/// first token and inter-token latency percentiles.
+/// runs max_tokens). With <c>--shared-prefix-tokens S</c> every prompt starts with the same S tokens (a long system
+/// prompt or chat history) before its own P; <c>--no-prefix-cache</c> runs the same without the prefix cache, for
+/// the time-to-first-token comparison. Prints one JSON line: output tokens per second over the measured wall
+/// time, time to first token and inter-token latency percentiles, and the prefix cache's hit rate (cached prompt
+/// tokens over prompt tokens of the measured requests).
 /// </summary>
 internal static class ServeBench
 {
@@ -36,6 +39,9 @@ internal static class ServeBench
         public readonly Option<int?> Threads = Opt.Int("--threads", "Compute threads per rank [default: cores / world size]", 1, 1024);
         public readonly ChoiceOption<Model.ComputeDType> DType = ComputeOptions.DType();
         public readonly Option<int?> MaxBatch = Opt.Int("--max-batch", "Most requests decoded together [default: the larger of 16 and --concurrency]", 1, 4096);
+        public readonly Option<int> SharedPrefixTokens = Opt.Int("--shared-prefix-tokens",
+            "Ids every prompt starts with (a shared system prompt or history), before its own --prompt-tokens", 0, 0, 1 << 20);
+        public readonly Option<bool> NoPrefixCache = Opt.Flag("--no-prefix-cache", "Run the cluster without the prefix cache (the TTFT baseline)");
     }
 
     public static Command Create()
@@ -57,12 +63,14 @@ internal static class ServeBench
         int requests = cli.GetValue(o.Requests) ?? 2 * concurrency;
         int threads = cli.GetValue(o.Threads) ?? Math.Max(1, Environment.ProcessorCount / worldSize);
         int maxBatch = cli.GetValue(o.MaxBatch) ?? Math.Max(16, concurrency);
+        int sharedPrefix = cli.GetValue(o.SharedPrefixTokens);
+        bool noPrefixCache = cli.GetValue(o.NoPrefixCache);
         var dtype = o.DType.Get(cli);
 
         string[] shared =
         [
             "--preset", preset, "--threads", threads.ToString(CultureInfo.InvariantCulture), "--dtype", ComputeOptions.DTypeName(dtype),
-            "--quiet", "--max-batch", maxBatch.ToString(CultureInfo.InvariantCulture),
+            "--quiet", "--max-batch", maxBatch.ToString(CultureInfo.InvariantCulture), .. (string[])(noPrefixCache ? ["--no-prefix-cache"] : []),
         ];
         using var launcher = RankProcessLauncher.Start(worldSize,
             rank => ["serve", .. shared, .. RankProcessLauncher.CoreArguments(rank, worldSize, threads)],
@@ -71,7 +79,9 @@ internal static class ServeBench
 
         // Rank 0 in this process, built exactly as `serve` builds it.
         Environment.SetEnvironmentVariable(RingOptions.SecretEnvironmentVariable, launcher.Secret);
-        var options = ServeOptions.Parse([.. shared, "--ring-config", launcher.ConfigPath(0), .. RankProcessLauncher.CoreArguments(0, worldSize, threads)]);
+        // Any free HTTP port: the bench drives the coordinator directly, and must not collide with a server on 8080.
+        var options = ServeOptions.Parse([.. shared, "--ring-config", launcher.ConfigPath(0), "--http-port", "0",
+            .. RankProcessLauncher.CoreArguments(0, worldSize, threads)]);
         if (!ServeCommand.TryPrepare(options, out var setup, out int failure)) return failure;
         using var host = ServeCommand.Build(options, setup!, TextWriter.Null);
         await host.StartAsync();
@@ -82,7 +92,8 @@ internal static class ServeBench
             await client.WaitReadyAsync(TimeSpan.FromMinutes(10), s => Console.Error.WriteLine($"[cluster] {s.Detail}"), CancellationToken.None);
 
             var rng = new Random(11);
-            int[] Prompt() => Enumerable.Range(0, promptTokens).Select(_ => rng.Next(1, config.VocabSize)).ToArray();
+            var history = Enumerable.Range(0, sharedPrefix).Select(_ => rng.Next(1, config.VocabSize)).ToArray();
+            int[] Prompt() => [.. history, .. Enumerable.Range(0, promptTokens).Select(_ => rng.Next(1, config.VocabSize))];
             // Warm-up (JIT, first-touch of the KV cache), not measured: one request per stream, concurrently.
             await Task.WhenAll(Enumerable.Range(0, concurrency).Select(i => RunOne(client, $"warm{i}", Prompt(), Math.Min(8, maxTokens))));
 
@@ -96,6 +107,7 @@ internal static class ServeBench
                 while ((i = Interlocked.Increment(ref next)) < requests)
                 {
                     var timing = await RunOne(client, $"r{i}", prompts[i], maxTokens);
+                    timing = timing with { PromptTokens = prompts[i].Length };
                     lock (results) results.Add(timing);
                 }
             }));
@@ -110,19 +122,22 @@ internal static class ServeBench
             var ttft = results.Select(r => r.TtftMs).Order().ToArray();
             var itl = results.SelectMany(r => r.GapsMs).Order().ToArray();
             long tokens = results.Sum(r => (long)r.Tokens);
+            double hitRate = (double)results.Sum(r => (long)r.CachedTokens) / results.Sum(r => (long)r.PromptTokens);
             var json = new Dictionary<string, object?>
             {
                 ["preset"] = preset,
                 ["world_size"] = worldSize,
                 ["concurrency"] = concurrency,
+                ["shared_prefix_tokens"] = sharedPrefix,
+                ["prompt_tokens"] = sharedPrefix + promptTokens,
+                ["prefix_cache"] = !noPrefixCache,
                 ["requests"] = requests,
                 ["output_tok_per_s"] = Math.Round(tokens / wallS, 2),
                 ["ttft_ms_p50"] = Math.Round(Percentile(ttft, 0.5), 2),
                 ["ttft_ms_p90"] = Math.Round(Percentile(ttft, 0.9), 2),
                 ["itl_ms_p50"] = Math.Round(Percentile(itl, 0.5), 3),
                 ["itl_ms_p90"] = Math.Round(Percentile(itl, 0.9), 3),
-                // No prefix cache yet: nothing is reused, and the field says so rather than claiming a rate.
-                ["prefix_hit_rate"] = null,
+                ["prefix_hit_rate"] = Math.Round(hitRate, 4),
             };
             Console.Out.WriteLine(JsonSerializer.Serialize(json));
             return 0;
@@ -143,7 +158,7 @@ internal static class ServeBench
         }
     }
 
-    private sealed record RequestTiming(double TtftMs, List<double> GapsMs, int Tokens, string? Error);
+    private sealed record RequestTiming(double TtftMs, List<double> GapsMs, int Tokens, string? Error, int CachedTokens = 0, int PromptTokens = 0);
 
     private static async Task<RequestTiming> RunOne(CoordinatorClient client, string id, int[] prompt, int maxTokens)
     {
@@ -163,6 +178,8 @@ internal static class ServeBench
                     last = now;
                     tokens++;
                     break;
+                case GenerationCompleted c:
+                    return new RequestTiming(ttft, gaps, tokens, null, c.CachedPromptTokens);
                 case GenerationFailed f:
                     return new RequestTiming(ttft, gaps, tokens, f.Reason);
             }

@@ -69,6 +69,7 @@ public sealed class GenerationMetrics
             new CounterConfiguration { LabelNames = ["part"] });
         foreach (var part in (string[])["compute", "all_reduce", "gather", "control"]) _stepSeconds.WithLabels(part);
         foreach (var outcome in (string[])["stop", "length", "cancelled", "invalid", "unavailable"]) _requests.WithLabels(outcome);
+        _prefixCache = new PrefixCacheCounters(f);
     }
 
     public CollectorRegistry Registry { get; }
@@ -123,5 +124,23 @@ public sealed class GenerationMetrics
             _step.WithLabels("compute").Observe(t.MsPerToken * (1 - t.ControlShare) / 1000);
             _step.WithLabels("control").Observe(t.MsPerToken * t.ControlShare / 1000);
         }
+    }
+
+    // Prefix cache: counted in prompt tokens, as vLLM's prefix_cache_queries/hits, so the hit rate is hits / queries.
+    private sealed class PrefixCacheCounters(IMetricFactory f)
+    {
+        public readonly Counter Queries = f.CreateCounter("actorring_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.");
+        public readonly Counter Hits = f.CreateCounter("actorring_prefix_cache_hits_total",
+            "Prompt tokens found in the prefix cache, whose prefill was skipped (hit rate: hits / queries).");
+    }
+
+    private readonly PrefixCacheCounters _prefixCache;
+
+    /// <summary>A finished request's prompt: <paramref name="promptTokens"/> looked up, <paramref name="cachedTokens"/>
+    /// of them found in the prefix cache (their prefill skipped).</summary>
+    public void PrefixCacheLookup(int promptTokens, int cachedTokens)
+    {
+        _prefixCache.Queries.Inc(promptTokens);
+        _prefixCache.Hits.Inc(cachedTokens);
     }
 }

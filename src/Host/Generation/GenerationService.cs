@@ -232,6 +232,7 @@ public sealed class GenerationService
                     finish ??= c.FinishReason;
                     var timings = new GenerationTimings(queuedMs, firstTokenMs, c.PrefillMs, c.MsPerToken, c.ControlShare);
                     _metrics?.RequestTimed(timings, generated);
+                    _metrics?.PrefixCacheLookup(prompt.Length, c.CachedPromptTokens);
                     _log.LogInformation("request {Id}: {Prompt} prompt + {Count} tokens, {Finish}, queued {Queued:0.#} ms, prefill {Prefill:0.#} ms, {Ms:0.###} ms/token, control share {Share:P1}",
                         c.RequestId, prompt.Length, generated, finish, queuedMs, c.PrefillMs, c.MsPerToken, c.ControlShare);
                     events.TryWrite(new FinishedEvent(finish, new TokenUsage(prompt.Length, generated), timings, stopString));

@@ -8,6 +8,7 @@ using ActorRing.Actors.Engine;
 using ActorRing.Actors.Hosting;
 using ActorRing.Actors.Security;
 using ActorRing.Host.Cli;
+using ActorRing.Host.Engine;
 using ActorRing.Host.Generation;
 using ActorRing.Host.Http;
 using ActorRing.Model;
@@ -184,14 +185,14 @@ public static class ServeCommand
             if (options.Preset is { } preset)
             {
                 var presetConfig = Bench.DecodeBench.Preset(preset);
-                var presetLoad = options.Load with { KvCacheTokens = options.KvCacheTokens(options.Load.ContextLength ?? Math.Min(presetConfig.MaxPositionEmbeddings, 4096)) };
+                var presetLoad = options.LoadFor(options.Load.ContextLength ?? Math.Min(presetConfig.MaxPositionEmbeddings, 4096));
                 var random = ShardedLlamaEngineFactory.Random(presetConfig, seed: 42, presetLoad);
                 setup = new RankSetup(ring, secret, random, Tokenizer: null, new PlainChatTemplate(), tls);
                 return true;
             }
             var model = ModelDirectory.Recognise(options.ModelDir);
             var config = model.ReadConfig();
-            var load = options.Load with { KvCacheTokens = options.KvCacheTokens(options.Load.ContextLength ?? Math.Min(config.MaxPositionEmbeddings, 4096)) };
+            var load = options.LoadFor(options.Load.ContextLength ?? Math.Min(config.MaxPositionEmbeddings, 4096));
             var engines = new ShardedLlamaEngineFactory(options.ModelDir, load);
             var tokenizer = ring.Rank == 0 ? TokenizerLoader.Load(model.TokenizerFile ?? model.Path) : null;
             // Only rank 0 renders prompts; a broken template is found before any network activity.

@@ -43,12 +43,17 @@ public sealed record ServeOptions
     public ActorRing.Actors.Serving.SchedulerOptions Scheduling { get; init; } = new();
 
     /// <summary>
-    /// The KV cache every rank allocates when --kv-cache-tokens is not given: room for --max-batch full contexts,
-    /// but at most 8192 positions (and at least one context). It depends only on flags every rank gets, never
-    /// on a rank's free memory, because plans name blocks by index and every rank must have the same blocks.
+    /// How a rank loads its shard for a model of <paramref name="contextLength"/> positions. Without
+    /// --kv-cache-tokens, each rank gives its KV cache half of the memory still free once its weights are in, up
+    /// to room for --max-batch full contexts (all the scheduler can ever reserve), and refuses to start when that
+    /// is less than one full context. Ranks may end up with different sizes; the step loop uses the smallest,
+    /// since plans name blocks by index.
     /// </summary>
-    public int KvCacheTokens(int contextLength) =>
-        Load.KvCacheTokens ?? Math.Max(contextLength, Math.Min(Scheduling.MaxBatch * contextLength, 8192));
+    public ModelLoadOptions LoadFor(int contextLength) => Load.KvCacheTokens is not null ? Load : Load with
+    {
+        KvCacheFromMemory = new KvMemoryBudget(KvMemoryBudget.DefaultShare, (int)Math.Min(int.MaxValue, (long)Scheduling.MaxBatch * contextLength), contextLength,
+            Announce: !Quiet),
+    };
     public TimeSpan ReadyTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
     /// <summary>--recovery-timeout: how long requests in flight wait for a lost rank to come back (restarted with the
@@ -120,6 +125,8 @@ public sealed record ServeOptions
         public readonly IntListOption Cores = Opt.IntList("--cores", "C0,C1,...",
             "Pin this rank (its compute thread and helpers, in order) to these CPU cores");
         public readonly Option<int> ReadyTimeout = Opt.Int("--ready-timeout", "Seconds to wait for every rank to join and load", 600, 1, 86_400, "SECONDS");
+        public readonly Option<bool> NoPrefixCache = Opt.Flag("--no-prefix-cache",
+            "Turn off the prefix cache (full KV blocks of earlier prompts shared by later prompts that start the same way)");
         public readonly Option<int> RecoveryTimeout = Opt.Int("--recovery-timeout",
             "Seconds the requests in flight wait for a lost rank to come back before they fail naming it; 0 fails them at once", 30, 0, 86_400, "SECONDS");
         public readonly Option<bool> Verbose = Opt.Flag("--verbose", "Log debug detail");
@@ -218,7 +225,8 @@ public sealed record ServeOptions
             },
             Scheduling = new ActorRing.Actors.Serving.SchedulerOptions(
                 MaxBatch: Get(o.Rank.MaxBatch),
-                PrefillChunk: Get(o.Rank.PrefillChunk)),
+                PrefillChunk: Get(o.Rank.PrefillChunk),
+                PrefixCaching: !Get(o.NoPrefixCache)),
             ReadyTimeout = TimeSpan.FromSeconds(Get(o.ReadyTimeout)),
             RecoveryTimeout = TimeSpan.FromSeconds(Get(o.RecoveryTimeout)),
             Verbose = Get(o.Verbose),

@@ -1,6 +1,8 @@
+using ActorRing.Actors;
+using ActorRing.Actors.Engine;
 using ActorRing.Model.Sampling;
 
-namespace ActorRing.Actors.Engine;
+namespace ActorRing.Host.Engine;
 
 /// <summary>The model layer's <see cref="Sampler"/>, one per request (its seeded RNG belongs to that request).</summary>
 public sealed class SamplerPickerFactory : ITokenPickerFactory

@@ -1,8 +1,10 @@
+using ActorRing.Actors;
+using ActorRing.Actors.Engine;
 using ActorRing.Model;
 using ActorRing.Model.Batching;
 using ActorRing.Transport;
 
-namespace ActorRing.Actors.Engine;
+namespace ActorRing.Host.Engine;
 
 /// <summary>The real model: this rank's <see cref="ShardedLlama"/> shard of the model in <paramref name="modelDir"/>.</summary>
 public sealed class ShardedLlamaEngineFactory : IShardEngineFactory
