@@ -106,6 +106,38 @@ public sealed class PrefixCacheTests
     }
 
     [Fact]
+    public void A_lost_ring_forgets_every_cached_prefix_and_the_rebuild_rewrites_and_registers_the_shared_blocks()
+    {
+        var pool = new KvBlockPool(16, 4);
+        var s = new Scheduler(new SchedulerOptions(PrefillChunk: 64), pool, 64);
+        s.Submit(Request("a", Ten, maxTokens: 6));
+        Run(s, s.Plan(1)!);                        // a's prompt is in: blocks 0 and 1 are cached
+        s.Submit(Request("b", Ten, maxTokens: 6)); // b shares them
+        var p2 = s.Plan(2)!;
+        Assert.Equal(8, p2.Sequences[1].StartPosition);
+        Run(s, p2);
+        Assert.Equal(2, pool.Cached);
+
+        // The ring breaks: a restarted rank holds nothing, so no cached prefix may be handed out any more.
+        Assert.Equal(2, s.Suspend());
+        Assert.Equal(0, pool.Cached);
+        s.Submit(Request("c", Ten));
+        var rebuild = s.Plan(3)!;
+        // Both running sequences replay from position 0 (prompt and the token each fed since), into their own
+        // tables, which still share blocks 0 and 1; c finds nothing cached and prefills its whole prompt.
+        Assert.Equal(new[] { (0, 0, 11), (1, 0, 10), (2, 0, 10) },
+            rebuild.Sequences.Select(q => (q.SequenceId, q.StartPosition, q.Tokens.Length)));
+        Assert.Equal(rebuild.Sequences[0].BlockTable[..2], rebuild.Sequences[1].BlockTable[..2]);
+        Assert.NotEqual(rebuild.Sequences[0].BlockTable[0], rebuild.Sequences[2].BlockTable[0]);
+        Run(s, rebuild);
+        // Written again, the blocks are cached again, for requests after the recovery.
+        Assert.Equal(2, pool.Cached);
+        s.Submit(Request("d", Ten));
+        var p4 = s.Plan(4)!;
+        Assert.Equal(8, p4.Sequences.Single(q => q.SequenceId == 3).StartPosition);
+    }
+
+    [Fact]
     public void Without_prefix_caching_every_prompt_is_prefilled_from_the_start()
     {
         var pool = new KvBlockPool(16, 4);
