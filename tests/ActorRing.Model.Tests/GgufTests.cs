@@ -19,10 +19,10 @@ public sealed class GgufTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    private static SyntheticModel Model(string type) => new SyntheticModel
+    private static SyntheticModel Model(string type, bool attentionBias = false) => new SyntheticModel
     {
         ModelType = type, Hidden = 128, Intermediate = 192, Layers = 2, Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
-        MatrixScale = 0.5f, Tied = type == "llama",
+        MatrixScale = 0.5f, Tied = type == "llama", AttentionBias = attentionBias,
     }.Build(seed: 99);
 
     private static readonly int[] Prompt = [1, 17, 42, 5, 99, 3];
@@ -63,6 +63,94 @@ public sealed class GgufTests : IDisposable
             SyntheticModelTests.AssertClose(expected[step], fromFile[step], 0f, $"{type} {stored} N=1, step {step}");
             SyntheticModelTests.AssertClose(expected[step], split[step], 1e-4f, $"{type} {stored} N=2, step {step}");
         }
+    }
+
+    [Fact]
+    public void A_llama_file_with_attention_biases_has_its_q_and_k_biases_permuted_back()
+    {
+        // llama.cpp's converter permutes q_proj.bias and k_proj.bias as it permutes their weight rows; reading the
+        // biases unpermuted would rotate the wrong pairs and change every logit.
+        var model = Model("llama", attentionBias: true);
+        string safetensors = model.WriteTo(Path.Combine(_root, "hf"));
+        string gguf = Path.Combine(_root, "biased.gguf");
+        GgufWriter.Write(gguf, GgufWriter.Metadata(model), GgufWriter.Tensors(model, GgmlType.F32));
+        var options = new ModelLoadOptions { ContextLength = 32, Threads = 1 };
+        var expected = Run(safetensors, 1, options);
+        var fromFile = Run(gguf, 1, options);
+        var split = Run(gguf, 2, options);
+        for (int step = 0; step < expected.Count; step++)
+        {
+            SyntheticModelTests.AssertClose(expected[step], fromFile[step], 0f, $"N=1, step {step}");
+            SyntheticModelTests.AssertClose(expected[step], split[step], 1e-4f, $"N=2, step {step}");
+        }
+    }
+
+    [Fact]
+    public void A_k_quant_file_loads_as_its_values_requantized_to_q8_0_at_world_sizes_1_and_2()
+    {
+        // Q4_K_M's mix: Q4_K for most matrices, Q6_K for down_proj and the head, and Q5_K (as in Q5_K_M) for
+        // o_proj. Blocks of 256 values, so every row-parallel share at world size 2 must be 256 columns wide.
+        var model = new SyntheticModel
+        {
+            ModelType = "qwen2", Hidden = 256, Intermediate = 512, Layers = 2, Heads = 8, KvHeads = 4, HeadDim = 64, Vocab = 300,
+            Tied = false,
+        }.Build(seed: 5);
+        var tensors = GgufWriter.Tensors(model, GgmlType.F32);
+        var rng = new Random(6);
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            var t = tensors[i];
+            if (t.Shape.Length != 2 || t.Name == "token_embd.weight") continue;
+            var type = t.Name.Contains("ffn_down") || t.Name == "output.weight" ? GgmlType.Q6_K
+                : t.Name.Contains("attn_output") ? GgmlType.Q5_K : GgmlType.Q4_K;
+            byte[] blocks = RandomKBlocks(type, t.Shape[0] * t.Shape[1], rng);
+            tensors[i] = t with { Type = type, Data = blocks };
+            // The checkpoint it is compared with holds the very values those blocks stand for.
+            Dequantized(type, blocks, t.Shape[0] * t.Shape[1]).CopyTo(model.W.First(kv => GgufWriter.GgufName(kv.Key) == t.Name).Value, 0);
+        }
+        string gguf = Path.Combine(_root, "k.gguf");
+        GgufWriter.Write(gguf, GgufWriter.Metadata(model), tensors);
+        string safetensors = model.WriteTo(Path.Combine(_root, "hf"));
+
+        var expected = Run(safetensors, 1, new ModelLoadOptions { ContextLength = 32, Threads = 1, Quant = WeightQuantization.Q8_0, QuantizeLmHead = true });
+        var fromFile = Run(gguf, 1, new ModelLoadOptions { ContextLength = 32, Threads = 1 });
+        var split = Run(gguf, 2, new ModelLoadOptions { ContextLength = 32, Threads = 1 });
+        for (int step = 0; step < expected.Count; step++)
+        {
+            SyntheticModelTests.AssertClose(expected[step], fromFile[step], 0f, $"N=1, step {step}");
+            SyntheticModelTests.AssertClose(expected[step], split[step], 1e-4f, $"N=2, step {step}");
+        }
+    }
+
+    /// <summary>
+    /// K-quant blocks with random quants and sub-block scales and a small, finite super-block scale (random bytes
+    /// there could be an fp16 NaN): every field of the format is exercised, as a real file's would be.
+    /// </summary>
+    private static byte[] RandomKBlocks(GgmlType type, long count, Random rng)
+    {
+        var (blockSize, blockBytes) = GgmlTypeTraits.Geometry(type)!.Value;
+        var data = new byte[count / blockSize * blockBytes];
+        rng.NextBytes(data);
+        for (int at = 0; at < data.Length; at += blockBytes)
+        {
+            if (type == GgmlType.Q6_K)
+            {
+                BitConverter.TryWriteBytes(data.AsSpan(at + blockBytes - 2), (Half)0.0002f);
+                continue;
+            }
+            BitConverter.TryWriteBytes(data.AsSpan(at), (Half)0.0003f);     // d
+            BitConverter.TryWriteBytes(data.AsSpan(at + 2), (Half)0.0002f); // dmin
+        }
+        return data;
+    }
+
+    private static unsafe float[] Dequantized(GgmlType type, byte[] blocks, long count)
+    {
+        var values = new float[count];
+        fixed (byte* src = blocks)
+        fixed (float* dst = values)
+            GgmlTypeTraits.Dequantize(type, src, count, dst);
+        return values;
     }
 
     [Fact]

@@ -68,6 +68,60 @@ public sealed class TokenizerParityTests
         Assert.True(mismatches == 0, $"{name}: {mismatches} mismatches over {Corpus.Count} strings\n{failures}");
     }
 
+    /// <summary>
+    /// A GGUF "gpt2" vocabulary (tokens, merges, token types and llama.cpp's pre-tokenizer name) written from the
+    /// same tokenizer.json, as llama.cpp's converter writes it, gives Hugging Face's ids on the whole corpus.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("qwen2_5", "qwen2")]
+    [InlineData("llama3", "llama-bpe")]
+    public void A_gguf_gpt2_vocabulary_tokenizes_as_hugging_face(string name, string pre)
+    {
+        TokenizerReference.Load(name); // skips when the reference files are not installed
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(TokenizerReference.ModelDirectory(name), "tokenizer.json")));
+        var model = json.RootElement.GetProperty("model");
+        var byId = new SortedDictionary<int, (string Text, int Type)>();
+        foreach (var entry in model.GetProperty("vocab").EnumerateObject()) byId[entry.Value.GetInt32()] = (entry.Name, 1);
+        foreach (var added in json.RootElement.GetProperty("added_tokens").EnumerateArray())
+            byId[added.GetProperty("id").GetInt32()] = (added.GetProperty("content").GetString()!, added.GetProperty("special").GetBoolean() ? 3 : 4);
+        Assert.Equal(byId.Count, byId.Keys.Last() + 1); // ids are dense, as a GGUF token array needs
+        // Merges are "a b" strings in older files and [a, b] pairs in newer ones; GGUF keeps the string form.
+        var merges = model.GetProperty("merges").EnumerateArray()
+            .Select(mg => mg.ValueKind == JsonValueKind.String ? mg.GetString()! : string.Join(' ', mg.EnumerateArray().Select(x => x.GetString()))).ToArray();
+        var metadata = new Dictionary<string, object>
+        {
+            ["tokenizer.ggml.model"] = "gpt2",
+            ["tokenizer.ggml.pre"] = pre,
+            ["tokenizer.ggml.tokens"] = byId.Values.Select(v => v.Text).ToArray(),
+            ["tokenizer.ggml.token_type"] = byId.Values.Select(v => v.Type).ToArray(),
+            ["tokenizer.ggml.merges"] = merges,
+        };
+        string dir = Path.Combine(Path.GetTempPath(), "actorring-gguf-vocab-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string gguf = Path.Combine(dir, name + ".gguf");
+            Support.GgufWriter.Write(gguf, metadata, []);
+            var tok = TokenizerLoader.Load(gguf);
+            using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(ParityDir(), "expected", name + ".json")));
+            var ids = expected.RootElement.GetProperty("ids").EnumerateArray().Select(a => a.EnumerateArray().Select(x => x.GetInt32()).ToArray()).ToList();
+            var failures = new StringBuilder();
+            int mismatches = 0;
+            for (var i = 0; i < Corpus.Count; i++)
+            {
+                var ours = tok.Encode(Corpus[i], addBos: false);
+                if (ours.SequenceEqual(ids[i])) continue;
+                if (++mismatches <= 8)
+                    failures.AppendLine($"#{i} {JsonSerializer.Serialize(Corpus[i])}: expected [{string.Join(",", ids[i])}] got [{string.Join(",", ours)}]");
+            }
+            Assert.True(mismatches == 0, $"{name} from GGUF: {mismatches} mismatches over {Corpus.Count} strings\n{failures}");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [SkippableTheory]
     [MemberData(nameof(Tokenizers))]
     public void Special_tokens_are_added_as_transformers_adds_them(string name)

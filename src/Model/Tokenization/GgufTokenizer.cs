@@ -82,6 +82,9 @@ public static class GgufTokenizer
             w.WriteStartObject();
             w.WriteStartObject("model");
             w.WriteString("type", "BPE");
+            // Llama 3's tokenizer.json takes a word that is in the vocabulary whole, before any merge; llama.cpp
+            // does the same for this pre-tokenizer. Without it a few words split differently (e.g. "Việt").
+            w.WriteBoolean("ignore_merges", pre is "llama-bpe" or "llama3");
             w.WriteStartObject("vocab");
             var seen = new HashSet<string>(StringComparer.Ordinal);
             for (int i = 0; i < tokens.Length; i++)
@@ -103,6 +106,14 @@ public static class GgufTokenizer
                 w.WriteEndObject();
             }
             w.WriteEndArray();
+            // Qwen2's tokenizer.json normalizes to NFC before splitting, which a GGUF file does not record (llama.cpp
+            // skips it and so splits "e" + U+0301 where Hugging Face has one token); we follow the model's own tokenizer.
+            if (pre == "qwen2")
+            {
+                w.WriteStartObject("normalizer");
+                w.WriteString("type", "NFC");
+                w.WriteEndObject();
+            }
             w.WriteStartObject("pre_tokenizer");
             if (regex is null)
             {

@@ -21,8 +21,11 @@ internal static class GgufWriter
             string name = GgufName(hf);
             long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") ? [values.Length] : MatrixShape(model, hf);
             var data = values;
+            // llama.cpp's converter permutes q/k biases exactly as the weight rows (a bias is a one-column matrix).
             if (model.ModelType == "llama" && (hf.EndsWith("q_proj.weight") || hf.EndsWith("k_proj.weight")))
                 data = Permute(values, shape[0], shape[1], model.HeadDim);
+            else if (model.ModelType == "llama" && (hf.EndsWith("q_proj.bias") || hf.EndsWith("k_proj.bias")))
+                data = Permute(values, shape[0], 1, model.HeadDim);
             bool matrix = shape.Length == 2 && hf != "model.embed_tokens.weight";
             var type = matrix ? matrixType : GgmlType.F32;
             list.Add(new Tensor(name, shape, type, Encode(data, shape, type)));

@@ -176,6 +176,34 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     }
 
     /// <summary>
+    /// Heads of a q/k bias that llama.cpp's converter permuted as it permutes the weight rows (its
+    /// <c>LlamaModel.permute</c> matches <c>q_proj.bias</c> and <c>k_proj.bias</c> too), or null.
+    /// </summary>
+    private int? PermutedBiasHeads(string name) =>
+        !_permuteQk ? null
+        : name.EndsWith("q_proj.bias", StringComparison.Ordinal) ? Config.NumHeads
+        : name.EndsWith("k_proj.bias", StringComparison.Ordinal) ? Config.NumKvHeads
+        : null;
+
+    /// <summary>Elements [col0, col0+cols) of a permuted q/k bias, in our order: a bias is small, so it is read whole.</summary>
+    private unsafe void ReadPermutedBias(string name, int heads, long col0, long cols, Span<float> destination)
+    {
+        var t = Tensor(name);
+        long length = (long)heads * Config.HeadDim;
+        if (t.Dims.Length != 1 || t.Dims[0] != length)
+            throw new ModelLoadException($"{Source}: tensor {t.Name} has shape [{string.Join(", ", t.Dims)}], expected [{length}] ({heads} heads of {Config.HeadDim})");
+        var (bs, bb) = GgmlTypeTraits.Geometry(t.Type)!.Value;
+        var raw = new byte[length / bs * bb];
+        var stored = new float[length];
+        t.File.Read(t.Offset, raw);
+        fixed (byte* src = raw)
+        fixed (float* dst = stored)
+            GgmlTypeTraits.Dequantize(t.Type, src, length, dst);
+        // The same within-head mapping as the weight rows: one bias entry per row.
+        for (long i = 0; i < cols; i++) destination[(int)i] = stored[StoredRow(name.Replace(".bias", ".weight", StringComparison.Ordinal), col0 + i)];
+    }
+
+    /// <summary>
     /// Raw bytes of rows [row0, row0+rows) × columns [col0, col0+cols) in the stored type, row after row (for
     /// Q8_0/Q4_0, blocks in ggml's row layout). Columns must fall on block boundaries.
     /// </summary>
@@ -201,6 +229,11 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
 
     public unsafe void ReadBlock(string name, long row0, long rows, long col0, long cols, Span<float> destination)
     {
+        if (PermutedBiasHeads(name) is int biasHeads)
+        {
+            ReadPermutedBias(name, biasHeads, col0, cols, destination);
+            return;
+        }
         var t = Tensor(name);
         var (bs, bb) = GgmlTypeTraits.Geometry(t.Type)!.Value;
         long sliceBytes = cols / bs * bb;
