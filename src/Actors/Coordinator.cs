@@ -236,6 +236,14 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
         // Stale replies from abandoned generations or requests are expected after a failure; drop them quietly.
         Receive<ServingStopped>(f =>
         {
+            if (RankOf(Sender) is null && !Sender.Path.Address.HasLocalScope)
+            {
+                // A worker this coordinator has dropped (DeathWatch fired while it was paused) may not know it: its
+                // own failure detector can miss the pause. Its broken ring makes it report here, so tell it to
+                // register again rather than leave it waiting for a FormRing that will never come.
+                Sender.Tell(new RegistrationRefused(f.Rank, $"rank {f.Rank} at {Sender.Path.Address} is not registered (the coordinator lost it); register again"));
+                return;
+            }
             if (f.Generation != _generation || RankOf(Sender) != f.Rank) return;
             if (_phase is Phase.Failed or Phase.Gathering) return;
             RestartRing($"rank {f.Rank}'s step loop stopped: {f.Reason}");

@@ -268,12 +268,26 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         {
             _log.Warning("rank {0}: the coordinator at {1} is gone; closing the ring and dialing it again", _settings.Rank, t.ActorRef.Path.Address);
             _coordinator = ActorRefs.Nobody;
-            StopLoop();
-            _ringPeer.Tell(new RingPeer.Close(_ringGeneration, "coordinator lost"));
-            Become(Dialing);
-            StartDialing();
+            Redial("coordinator lost");
+        });
+        // The coordinator dropped this rank while it could not answer (a pause), and this rank's own failure
+        // detector did not notice: it registers again, keeping its weights.
+        Receive<RegistrationRefused>(r => Sender.Path.Address.Equals(_coordinator.Path.Address), r =>
+        {
+            _log.Warning("rank {0}: {1}; closing the ring and dialing the coordinator again", _settings.Rank, r.Reason);
+            Context.Unwatch(_coordinator);
+            _coordinator = ActorRefs.Nobody;
+            Redial("the coordinator dropped this rank");
         });
         Common();
+    }
+
+    private void Redial(string reason)
+    {
+        StopLoop();
+        _ringPeer.Tell(new RingPeer.Close(_ringGeneration, reason));
+        Become(Dialing);
+        StartDialing();
     }
 
     private void Common()
