@@ -14,7 +14,7 @@ namespace ActorRing.Host.Tests.Network;
 /// </summary>
 public sealed class MultiHostLatencyBench(ITestOutputHelper output)
 {
-    private const int Rounds = 2;
+    private const int Rounds = 3;
     private const int Tokens = 64;
 
     /// <param name="Rank0Args">The request, on rank 0.</param>
