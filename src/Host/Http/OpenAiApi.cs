@@ -300,7 +300,9 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
     /// Content-Length or chunked alike.</summary>
     private static async Task<ReadOnlyMemory<byte>> ReadBodyAsync(HttpContext ctx)
     {
-        var buffer = new MemoryStream(ctx.Request.ContentLength is long length and <= MaxBodyBytes ? (int)length : 4096);
+        // Sized by what arrives, not by what the client announces: a thousand connections each declaring 4 MiB
+        // and sending nothing must not reserve 4 GiB.
+        var buffer = new MemoryStream(ctx.Request.ContentLength is long length ? (int)Math.Min(length, 64 * 1024) : 4096);
         try
         {
             await ctx.Request.Body.CopyToAsync(buffer, ctx.RequestAborted);

@@ -14,10 +14,12 @@ namespace ActorRing.Host.Tests.Network;
 /// </summary>
 public sealed class MultiHostLatencyBench(ITestOutputHelper output)
 {
-    private const int Rounds = 2;
+    private const int Rounds = 3;
     private const int Tokens = 64;
 
-    private sealed record Case(string Model, string[] Args, int Layers, string Link, LinkShape? Shape);
+    /// <param name="Rank0Args">The request, on rank 0.</param>
+    /// <param name="Shared">What every rank gets (the model).</param>
+    private sealed record Case(string Model, string[] Rank0Args, string[] Shared, int Layers, string Link, LinkShape? Shape);
 
     [SkippableFact]
     public async Task Decode_step_time_against_added_latency()
@@ -26,17 +28,18 @@ public sealed class MultiHostLatencyBench(ITestOutputHelper output)
         var (hosts, reason) = NamespaceCluster.TryCreate(2, "1gbit");
         Skip.If(hosts is null, reason);
         static TimeSpan ms(double milliseconds) => TimeSpan.FromMilliseconds(milliseconds);
-        string[] stories = ["--prompt-ids", "1", "--max-tokens", Tokens.ToString(), "--json"];
-        string[] llama = ["--preset", "llama-160m", "--prompt-ids", "1", "--max-tokens", Tokens.ToString(), "--json"];
+        string[] request = ["--prompt-ids", "1", "--max-tokens", Tokens.ToString(), "--json"];
+        string[] stories = ["--context", "512"];
+        string[] llama = ["--preset", "llama-160m", "--context", "512"];
         Case[] cases =
         [
-            new("stories260K", stories, 5, "direct (no relay)", null),
-            new("stories260K", stories, 5, "relay, 0 ms", LinkShape.None),
-            new("stories260K", stories, 5, "relay, 1 ms", new LinkShape(ms(1))),
-            new("stories260K", stories, 5, "relay, 2 ms ± 1 ms", new LinkShape(ms(1), ms(2))),
-            new("stories260K", stories, 5, "relay, 1 ms, 0.5% loss", new LinkShape(ms(1), LossRate: 0.005)),
-            new("llama-160m", llama, 12, "relay, 0 ms", LinkShape.None),
-            new("llama-160m", llama, 12, "relay, 1 ms", new LinkShape(ms(1))),
+            new("stories260K", request, stories, 5, "direct (no relay)", null),
+            new("stories260K", request, stories, 5, "relay, 0 ms", LinkShape.None),
+            new("stories260K", request, stories, 5, "relay, 1 ms", new LinkShape(ms(1))),
+            new("stories260K", request, stories, 5, "relay, 2 ms ± 1 ms", new LinkShape(ms(1), ms(2))),
+            new("stories260K", request, stories, 5, "relay, 1 ms, 0.5% loss", new LinkShape(ms(1), LossRate: 0.005)),
+            new("llama-160m", request, llama, 12, "relay, 0 ms", LinkShape.None),
+            new("llama-160m", request, llama, 12, "relay, 1 ms", new LinkShape(ms(1))),
         ];
         var times = cases.Select(_ => new List<double>()).ToArray();
         var bytes = new long[cases.Length];
@@ -49,7 +52,7 @@ public sealed class MultiHostLatencyBench(ITestOutputHelper output)
                 {
                     for (int c = 0; c < cases.Length; c++)
                     {
-                        var (result, relayed) = await MultiHostTests.RunAsync(hosts!, cases[c].Shape, cases[c].Args, ["--context", "512"], dir);
+                        var (result, relayed) = await MultiHostTests.RunAsync(hosts!, cases[c].Shape, cases[c].Rank0Args, cases[c].Shared, dir);
                         double msPerToken = result.GetProperty("ms_per_token").GetDouble();
                         times[c].Add(msPerToken);
                         bytes[c] = relayed;
