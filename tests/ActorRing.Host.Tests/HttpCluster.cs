@@ -36,7 +36,7 @@ public sealed class HttpCluster : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        int port = FreePort();
+        int port = LoopbackRing.FreePort();
         var apiKey = new Dictionary<string, string> { ["ACTORRING_API_KEY"] = ApiKey };
         _master = _ring.Serve(0, ["--http-port", port.ToString(), "--context", "512"], environment: apiKey);
         _ring.Serve(1, ["--context", "512"], environment: apiKey);
@@ -82,15 +82,6 @@ public sealed class HttpCluster : IAsyncLifetime
             events.Add(lines[i]["data: ".Length..]);
         }
         return events;
-    }
-
-    private static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
     }
 
     public Task DisposeAsync()

@@ -27,7 +27,7 @@ public sealed class HardenedServer : IAsyncLifetime
         // No master: a lone rank has no control port, only its HTTP API.
         string file = Path.Combine(_dir, "ring_0.json");
         File.WriteAllText(file, $$"""{"port":{{ring.Port}},"right_port":{{ring.Port}},"right_ip":"127.0.0.1","rank":0,"world_size":1}""");
-        Port = HttpHardeningTests.FreePort();
+        Port = LoopbackRing.FreePort();
         _server = new RankProcess(["serve", "--http-port", Port.ToString(), "--http-timeout", TimeoutSeconds.ToString(), "--context", "512"],
             new Dictionary<string, string> { ["RING_CONFIG"] = file });
         await _server.WaitForLogAsync($"actorring: serving stories260K on http://127.0.0.1:{Port}/v1", HttpCluster.Deadline);
@@ -47,15 +47,6 @@ public sealed class HardenedServer : IAsyncLifetime
 public sealed class HttpHardeningTests(HardenedServer server) : IClassFixture<HardenedServer>
 {
     private static readonly TimeSpan ReadDeadline = TimeSpan.FromSeconds(30);
-
-    internal static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
 
     private async Task<string> ExchangeAsync(byte[] request)
     {

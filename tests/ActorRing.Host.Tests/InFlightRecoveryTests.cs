@@ -101,15 +101,6 @@ public sealed class InFlightRecoveryTests(ITestOutputHelper output)
         }
     }
 
-    private static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
-
     private static HttpClient Client(int port) => new() { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = Deadline };
 
     [Fact]
@@ -118,7 +109,7 @@ public sealed class InFlightRecoveryTests(ITestOutputHelper output)
         using var ring = new LoopbackRing(2);
         await ring.RunAsync(async () =>
         {
-            int port = FreePort();
+            int port = LoopbackRing.FreePort();
             var master = ring.Serve(0, ["--http-port", port.ToString(), "--context", "512"]);
             var worker = ring.Serve(1, ["--context", "512"]);
             await master.WaitForLogAsync($"actorring: serving stories260K on http://127.0.0.1:{port}/v1", Deadline);
@@ -198,7 +189,7 @@ public sealed class InFlightRecoveryTests(ITestOutputHelper output)
         using var ring = new LoopbackRing(2);
         await ring.RunAsync(async () =>
         {
-            int port = FreePort();
+            int port = LoopbackRing.FreePort();
             string[] args = ["--http-port", port.ToString(), "--context", "512"];
             var master = ring.Serve(0, args);
             var worker = ring.Serve(1, ["--context", "512"]);
@@ -234,7 +225,7 @@ public sealed class InFlightRecoveryTests(ITestOutputHelper output)
         using var ring = new LoopbackRing(2);
         await ring.RunAsync(async () =>
         {
-            int port = FreePort();
+            int port = LoopbackRing.FreePort();
             var master = ring.Serve(0, ["--http-port", port.ToString(), "--context", "512"]);
             var worker = ring.Serve(1, ["--context", "512"]);
             await master.WaitForLogAsync($"actorring: serving stories260K on http://127.0.0.1:{port}/v1", Deadline);

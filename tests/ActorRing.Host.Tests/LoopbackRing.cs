@@ -10,6 +10,16 @@ namespace ActorRing.Host.Tests;
 /// </summary>
 public sealed class LoopbackRing : IDisposable
 {
+    /// <summary>A port free on loopback right now (for a rank's HTTP API), chosen by the OS.</summary>
+    public static int FreePort()
+    {
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
+    }
+
     private readonly List<(string Name, RankProcess Process)> _started = new();
 
     public LoopbackRing(int worldSize)
