@@ -101,6 +101,22 @@ public sealed class InFlightRecoveryTests(ITestOutputHelper output)
         }
     }
 
+    private static string[] MasterArgs(int port) => ["--http-port", port.ToString(), "--context", "512"];
+
+    private static readonly string[] WorkerArgs = ["--context", "512"];
+
+    private static string ServingLine(int port) => $"actorring: serving stories260K on http://127.0.0.1:{port}/v1";
+
+    /// <summary>A 2-rank cluster whose rank 0 serves HTTP on a free port, once it says it is serving.</summary>
+    private static async Task<(int Port, RankProcess Master, RankProcess Worker)> StartAsync(LoopbackRing ring)
+    {
+        int port = LoopbackRing.FreePort();
+        var master = ring.Serve(0, MasterArgs(port));
+        var worker = ring.Serve(1, WorkerArgs);
+        await master.WaitForLogAsync(ServingLine(port), Deadline);
+        return (port, master, worker);
+    }
+
     private static HttpClient Client(int port) => new() { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = Deadline };
 
     [Fact]
@@ -109,10 +125,7 @@ public sealed class InFlightRecoveryTests(ITestOutputHelper output)
         using var ring = new LoopbackRing(2);
         await ring.RunAsync(async () =>
         {
-            int port = LoopbackRing.FreePort();
-            var master = ring.Serve(0, ["--http-port", port.ToString(), "--context", "512"]);
-            var worker = ring.Serve(1, ["--context", "512"]);
-            await master.WaitForLogAsync($"actorring: serving stories260K on http://127.0.0.1:{port}/v1", Deadline);
+            var (port, master, worker) = await StartAsync(ring);
             using var http = Client(port);
             var references = new string[Bodies.Length];
             for (int i = 0; i < Bodies.Length; i++) references[i] = await ReferenceAsync(http, Bodies[i]);
@@ -155,7 +168,7 @@ public sealed class InFlightRecoveryTests(ITestOutputHelper output)
             Assert.True(refusedNow.Ended - refusedNow.Started < TimeSpan.FromSeconds(3), $"a new request while the ring is down took {(refusedNow.Ended - refusedNow.Started).TotalSeconds:0.0} s to be refused");
 
             var restartedAt = clock.Elapsed;
-            ring.Serve(1, ["--context", "512"]);
+            ring.Serve(1, WorkerArgs);
             var readyAt = await WaitHealthAsync(http, HttpStatusCode.OK, clock, Deadline);
             await Task.Delay(1500); // serve a little after the recovery too
             stopLoad.Cancel();
@@ -189,11 +202,7 @@ public sealed class InFlightRecoveryTests(ITestOutputHelper output)
         using var ring = new LoopbackRing(2);
         await ring.RunAsync(async () =>
         {
-            int port = LoopbackRing.FreePort();
-            string[] args = ["--http-port", port.ToString(), "--context", "512"];
-            var master = ring.Serve(0, args);
-            var worker = ring.Serve(1, ["--context", "512"]);
-            await master.WaitForLogAsync($"actorring: serving stories260K on http://127.0.0.1:{port}/v1", Deadline);
+            var (port, master, worker) = await StartAsync(ring);
             using var http = Client(port);
             string reference = await ReferenceAsync(http, Bodies[1]);
 
@@ -209,8 +218,8 @@ public sealed class InFlightRecoveryTests(ITestOutputHelper output)
             Assert.True(reference.StartsWith(broken.Text, StringComparison.Ordinal), $"partial text '{broken.Text}' is not a prefix of '{reference}'");
 
             await worker.WaitForLogAsync("is gone; closing the ring and dialing it again", Deadline);
-            var again = ring.Serve(0, args);
-            await again.WaitForLogAsync($"actorring: serving stories260K on http://127.0.0.1:{port}/v1", Deadline);
+            var again = ring.Serve(0, MasterArgs(port));
+            await again.WaitForLogAsync(ServingLine(port), Deadline);
             var next = await StreamAsync(http, Bodies[1], clock);
             Assert.True(next.Done, next.Error);
             Assert.Equal(reference, next.Text);
@@ -225,10 +234,7 @@ public sealed class InFlightRecoveryTests(ITestOutputHelper output)
         using var ring = new LoopbackRing(2);
         await ring.RunAsync(async () =>
         {
-            int port = LoopbackRing.FreePort();
-            var master = ring.Serve(0, ["--http-port", port.ToString(), "--context", "512"]);
-            var worker = ring.Serve(1, ["--context", "512"]);
-            await master.WaitForLogAsync($"actorring: serving stories260K on http://127.0.0.1:{port}/v1", Deadline);
+            var (port, master, worker) = await StartAsync(ring);
             using var http = Client(port);
             string reference = await ReferenceAsync(http, Bodies[0]);
             var clock = Stopwatch.StartNew();
@@ -246,7 +252,7 @@ public sealed class InFlightRecoveryTests(ITestOutputHelper output)
             await master.WaitForLogAsync("rank 1 is shutting down: the process is stopping; waiting for it to register again", TimeSpan.FromSeconds(10));
             Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(20)));
             Assert.False(resumed.IsCompleted, "the request should wait for the rank to come back");
-            ring.Serve(1, ["--context", "512"]);
+            ring.Serve(1, WorkerArgs);
             var r = await resumed.WaitAsync(Deadline);
             Assert.True(r.Done, r.Error);
             Assert.Null(r.Error);
