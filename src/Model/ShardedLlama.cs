@@ -611,12 +611,39 @@ public sealed partial class ShardedLlama : IDisposable
         int held = _slotLength[slot] ?? 0;
         if (startPosition < 0 || startPosition > held)
             throw new ArgumentOutOfRangeException(nameof(startPosition), startPosition, $"slot {slot} holds {held} tokens; a forward must start at or before position {held}");
-        if ((long)(slot + 1) * _blocksPerSlot > KvBlocks)
-            throw new InvalidOperationException($"slot {slot} needs blocks up to {(slot + 1) * _blocksPerSlot}, but the KV cache has {KvBlocks} (loaded with a kv-cache-tokens budget meant for a scheduler)");
-        var table = Enumerable.Range(slot * _blocksPerSlot, _blocksPerSlot).ToArray();
-        var result = Execute(new StepPlan(0, [new SequenceStep(slot, startPosition, tokens.ToArray(), table, NeedsLogits: true)]));
+        var result = Execute(new StepPlan(0, [new SequenceStep(slot, startPosition, tokens.ToArray(), SlotBlockTable(slot), NeedsLogits: true)]));
         _slotLength[slot] = startPosition + tokens.Length;
         return _comm.Rank == 0 ? result.Logits[0] : null;
+    }
+
+    /// <summary>
+    /// One decode step over slots 0..B-1 at once (B = <paramref name="tokens"/>.Length), as the serving loop
+    /// batches its sequences: slot b is fed tokens[b] at the position after what it holds. Each slot must hold
+    /// a prompt already (<see cref="Forward"/>). Returns every slot's full logits on rank 0 (slot order) and
+    /// nothing elsewhere. For benches that measure the batched step without a scheduler.
+    /// </summary>
+    public IReadOnlyList<float[]> DecodeSlots(ReadOnlySpan<int> tokens)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (tokens.Length == 0 || tokens.Length > Slots)
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens.Length, $"a step decodes 1 to {Slots} slots (the model's slots)");
+        var sequences = new SequenceStep[tokens.Length];
+        for (int slot = 0; slot < sequences.Length; slot++)
+        {
+            int held = _slotLength[slot] ?? throw new InvalidOperationException($"slot {slot} holds no prompt; prefill it with Forward first");
+            sequences[slot] = new SequenceStep(slot, held, [tokens[slot]], SlotBlockTable(slot), NeedsLogits: true);
+        }
+        var result = Execute(new StepPlan(0, sequences));
+        for (int slot = 0; slot < sequences.Length; slot++) _slotLength[slot]++;
+        return result.Logits;
+    }
+
+    /// <summary>The fixed run of KV blocks that <see cref="Forward"/> reserves for <paramref name="slot"/>.</summary>
+    private int[] SlotBlockTable(int slot)
+    {
+        if ((long)(slot + 1) * _blocksPerSlot > KvBlocks)
+            throw new InvalidOperationException($"slot {slot} needs blocks up to {(slot + 1) * _blocksPerSlot}, but the KV cache has {KvBlocks} (loaded with a kv-cache-tokens budget meant for a scheduler)");
+        return Enumerable.Range(slot * _blocksPerSlot, _blocksPerSlot).ToArray();
     }
 
     /// <summary>

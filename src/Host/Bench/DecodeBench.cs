@@ -46,6 +46,7 @@ internal static class DecodeBench
         public readonly Option<int> WorldSize = Opt.Int("--world-size", "Ranks (threads of this process, or serve processes with --runtime actors)", 1, 1, 64);
         public readonly Option<int> Threads = Opt.Int("--threads", "Compute threads per rank", 1, 1, 256);
         public readonly Option<int> Tokens = Opt.Int("--tokens", "Decode steps to time", 32, 1, 4096);
+        public readonly Option<int> Batch = Opt.Int("--batch", "Sequences each decode step feeds (one row each, through the serving loop's batched step; --runtime threads)", 1, 1, 64, "B");
         public readonly Option<string> Runtime = Opt.Text("--runtime", "threads|actors",
             "threads: ranks as threads of this process; actors: serve processes, as users run them", "threads");
         public readonly ChoiceOption<ComputeDType> DType = ComputeOptions.DType();
@@ -69,12 +70,14 @@ internal static class DecodeBench
         var (presetName, config) = PresetOption(cli, o.Preset, "decode", worldSize);
         int threads = cli.GetValue(o.Threads);
         int tokens = cli.GetValue(o.Tokens);
+        int batch = cli.GetValue(o.Batch);
         var dtype = o.DType.Get(cli);
         var (quant, quantHead) = ComputeOptions.QuantChoice(cli, o.Quant, o.QuantLmHead);
         var sync = o.SyncDType.Get(cli);
 
         string runtime = cli.GetValue(o.Runtime)!;
         if (runtime == "actors" && sync != SyncPayload.F32) throw new UsageException("--sync-dtype is measured with --runtime threads");
+        if (runtime == "actors" && batch != 1) throw new UsageException($"--batch {batch} is measured with --runtime threads; 'bench serve --concurrency C' batches through serve processes");
         if (runtime == "actors") return await RunThroughActorsAsync(presetName, worldSize, threads, tokens, dtype, quant, quantHead);
         if (runtime != "threads") throw new UsageException($"option --runtime expects threads or actors, got '{runtime}'");
 
@@ -94,6 +97,7 @@ internal static class DecodeBench
                 new ModelLoadOptions
                 {
                     ContextLength = DecodeSteps.ContextFor(WarmupSteps + tokens),
+                    Slots = batch,
                     Threads = threads,
                     DType = dtype,
                     Quant = quant,
@@ -103,14 +107,14 @@ internal static class DecodeBench
                     Cores = CorePinning.CoresFor(rank, worldSize, threads),
                 });
             loaded.SignalAndWait();
-            return Measure(model, comm, tokens);
+            return Measure(model, comm, tokens, batch);
         }, "bench-rank");
 
         double memGBps = Math.Max(memBefore, MemoryProbe.OneThreadGBps());
 
         var perToken = Lockstep(reports.Select(r => r.StepMs).ToArray()).OrderBy(x => x).ToArray();
         double median = perToken[tokens / 2];
-        double tokPerS = 1000 / median;
+        double tokPerS = 1000 * batch / median;
         long bytesPerToken = reports.Sum(r => r.WeightBytes);
         double limit = memGBps * 1e9 / bytesPerToken;
         var r0 = reports[0];
@@ -124,7 +128,10 @@ internal static class DecodeBench
             ["quant"] = quant.Name() + (quantHead ? "+lm_head" : ""),
             ["sync_dtype"] = sync.Name(),
             ["params"] = config.ParameterCount,
-            ["ms_per_token_median"] = Math.Round(median, 3),
+            ["batch"] = batch,
+            // A step decodes one token of each of the batch's sequences.
+            ["ms_per_step_median"] = Math.Round(median, 3),
+            ["ms_per_token_median"] = Math.Round(median / batch, 3),
             ["tok_per_s"] = Math.Round(tokPerS, 2),
             ["prefill_128_ms"] = Math.Round(reports.Max(r => r.PrefillMs), 2),
             // Ranks are threads of this process: its resident set once every rank has loaded, divided by N.
@@ -136,7 +143,7 @@ internal static class DecodeBench
             ["mem_read_all_cores_GBps"] = Math.Round(memAllCores, 2),
             ["limit_tok_per_s"] = Math.Round(limit, 2),
             ["bw_efficiency"] = Math.Round(tokPerS / limit, 3),
-            // Distributed overhead per token, averaged over ranks: all-reduce (2 per layer), logits gather,
+            // Distributed overhead per step (a token at --batch 1), averaged over ranks: all-reduce (2 per layer), logits gather,
             // control (rank 0's token broadcast), and the rest is compute.
             ["compute_ms_per_token"] = Math.Round(median - allReduce - gather - control, 3),
             ["allreduce_ms_per_token"] = Math.Round(allReduce, 3),
@@ -209,9 +216,9 @@ internal static class DecodeBench
     /// </summary>
     internal const int WarmupSteps = 40;
 
-    private static RankReport Measure(ShardedLlama model, ICollectives comm, int tokens)
+    private static RankReport Measure(ShardedLlama model, ICollectives comm, int tokens, int batch)
     {
-        var steps = new DecodeSteps(model, comm);
+        var steps = new DecodeSteps(model, comm, batch);
         double prefillMs = steps.Prefill();
         steps.Run(WarmupSteps);
         model.ResetCommunicationTime();
@@ -227,13 +234,14 @@ internal static class DecodeBench
     /// <summary>
     /// One rank's side of the benchmark's generation: a 128-token prefill of a seeded random prompt, then greedy
     /// decode steps as <c>generate</c> runs them (rank 0 picks the token and broadcasts it, every rank steps).
-    /// Every rank of a ring must call the same methods in the same order.
+    /// With <paramref name="batch"/> B &gt; 1, slots 0..B-1 each hold the prompt and every step decodes one token
+    /// of each, as B rows of one batched step (the model needs B slots). Every rank of a ring must call the
+    /// same methods in the same order.
     /// </summary>
-    internal sealed class DecodeSteps(ShardedLlama model, ICollectives comm)
+    internal sealed class DecodeSteps(ShardedLlama model, ICollectives comm, int batch = 1)
     {
         public const int PromptLength = 128;
-        private float[]? _logits;
-        private int _pos;
+        private IReadOnlyList<float[]>? _logits;
 
         /// <summary>Positions a run of <paramref name="decodeSteps"/> steps after the prefill needs.</summary>
         public static int ContextFor(int decodeSteps) => PromptLength + decodeSteps + 8;
@@ -247,25 +255,30 @@ internal static class DecodeBench
             model.ResetSlot(0);
             comm.Barrier();
             var clock = Stopwatch.StartNew();
-            _logits = model.Forward(0, prompt, 0);
-            _pos = prompt.Length;
-            return clock.Elapsed.TotalMilliseconds;
+            var first = model.Forward(0, prompt, 0);
+            double ms = clock.Elapsed.TotalMilliseconds;
+            // The other slots' prompts are untimed: the figure stays one 128-token prefill at any batch.
+            for (int slot = 1; slot < batch; slot++) model.Forward(slot, prompt, 0);
+            _logits = first is null ? null : Enumerable.Repeat(first, batch).ToArray();
+            return ms;
         }
 
         /// <summary>Runs <paramref name="count"/> steps: each one's wall time (ms), and the part spent picking and broadcasting tokens.</summary>
         public (double[] StepMs, double ControlMs) Run(int count)
         {
-            Span<int> next = stackalloc int[1];
+            Span<int> next = stackalloc int[batch];
             var steps = new double[count];
             long controlTicks = 0;
             for (int i = 0; i < count; i++)
             {
                 comm.Barrier(); // lines the ranks up so each step's time is its own
                 long t0 = Stopwatch.GetTimestamp();
-                if (_logits is not null) next[0] = TensorPrimitives.IndexOfMax(_logits);
+                if (_logits is not null)
+                    for (int b = 0; b < batch; b++) next[b] = TensorPrimitives.IndexOfMax(_logits[b]);
                 if (comm.WorldSize > 1) comm.Broadcast(next, 0);
                 long t1 = Stopwatch.GetTimestamp();
-                _logits = model.Forward(0, next, _pos++);
+                var logits = model.DecodeSlots(next);
+                _logits = logits.Count == 0 ? null : logits; // only rank 0 gets logits
                 steps[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
                 controlTicks += t1 - t0;
             }
