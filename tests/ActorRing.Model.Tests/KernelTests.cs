@@ -188,6 +188,53 @@ public sealed unsafe class KernelTests
         }
     }
 
+    [Theory]
+    [InlineData(false, 8)]
+    [InlineData(false, 264)]
+    [InlineData(false, 776)]
+    [InlineData(true, 8)]
+    [InlineData(true, 264)]
+    [InlineData(true, 776)]
+    public void Batched_panels_accumulate_every_output_in_the_one_row_order(bool bf16, int cols)
+    {
+        // The order that defines batch invariance, spelled out lane by lane: 8 lane accumulators, k ascending
+        // in blocks of 8, one fused multiply-add per product, then Vector256.Sum. Whichever kernel
+        // Panel4Rows picks (512-bit groups of 8, 4 and 2 rows on AVX-512, the 256-bit ones elsewhere), every
+        // output must have exactly these bits, for batch sizes that leave every kind of remainder.
+        const int rows = 8;
+        var rng = new Random(cols + (bf16 ? 1 : 0));
+        float[] w = Random(rng, rows * cols).Select(RoundToBf16).ToArray();
+        var packedF = PackPanels(w, rows, cols);
+        var packedB = PackPanels(ToBf16Bits(w), rows, cols);
+        foreach (int batch in new[] { 2, 3, 5, 7, 8, 9, 13, 16, 19 })
+        {
+            float[] x = Random(rng, batch * cols);
+            var y = new float[batch * rows];
+            fixed (float* pf = packedF, px = x, py = y)
+            fixed (ushort* pb = packedB)
+            {
+                byte* panels = bf16 ? (byte*)pb : (byte*)pf;
+                int panelBytes = 4 * cols * (bf16 ? 2 : 4);
+                for (int p = 0; p < rows / 4; p++)
+                {
+                    if (bf16) DotKernel.Panel4Rows<BF16Weights>(panels + p * panelBytes, px, cols, batch, cols, py + p * 4, rows);
+                    else DotKernel.Panel4Rows<F32Weights>(panels + p * panelBytes, px, cols, batch, cols, py + p * 4, rows);
+                }
+            }
+            for (int b = 0; b < batch; b++)
+                for (int r = 0; r < rows; r++)
+                {
+                    var lanes = new float[8];
+                    for (int k = 0; k < cols; k += 8)
+                        for (int l = 0; l < 8; l++) lanes[l] = MathF.FusedMultiplyAdd(w[r * cols + k + l], x[b * cols + k + l], lanes[l]);
+                    float want = System.Runtime.Intrinsics.Vector256.Sum(System.Runtime.Intrinsics.Vector256.Create(lanes));
+                    float got = y[b * rows + r];
+                    Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(got),
+                        $"{(bf16 ? "bf16" : "f32")} n={cols} batch {batch}, row {b}, output {r}: {got} != {want} (the one-row order)");
+                }
+        }
+    }
+
     /// <summary>Packs as the model does: per 4-row panel, 8 columns of row 0, of row 1, ..., then the next 8.</summary>
     private static T[] PackPanels<T>(T[] w, int rows, int cols)
     {
