@@ -95,6 +95,10 @@ public sealed partial class ShardedLlama : IDisposable
     public int ContextLength { get; }
     public int Slots { get; }
 
+    /// <summary>The instruction set of the batched float32/bf16 products on this CPU: "avx512" (<see cref="DotKernel512"/>)
+    /// or "avx2" (also what <c>DOTNET_EnableAVX512=0</c> selects, for an A/B run in one build).</summary>
+    public static string BatchedKernels => DotKernel512.IsSupported ? "avx512" : "avx2";
+
     /// <summary>Positions per KV-cache block (page).</summary>
     public const int KvBlockSize = 16;
 

@@ -37,7 +37,7 @@ internal static class DecodeBench
     internal static double[] Lockstep(double[][] stepMsPerRank) =>
         Enumerable.Range(0, stepMsPerRank[0].Length).Select(i => stepMsPerRank.Max(r => r[i])).ToArray();
 
-    private sealed record RankReport(double[] StepMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes, double SentBytes);
+    private sealed record RankReport(double[] StepMs, double[] CpuMs, double PrefillMs, double AllReduceMs, double GatherMs, double ControlMs, long WeightBytes, double SentBytes);
 
     /// <summary>bench decode's options; a field declared here is an option.</summary>
     private sealed class Options : OptionGroup
@@ -115,6 +115,7 @@ internal static class DecodeBench
         var perToken = Lockstep(reports.Select(r => r.StepMs).ToArray()).OrderBy(x => x).ToArray();
         double median = perToken[tokens / 2];
         double tokPerS = 1000 * batch / median;
+        var cpuPerStep = Lockstep(reports.Select(r => r.CpuMs).ToArray()).OrderBy(x => x).ToArray();
         long bytesPerToken = reports.Sum(r => r.WeightBytes);
         double limit = memGBps * 1e9 / bytesPerToken;
         var r0 = reports[0];
@@ -129,9 +130,13 @@ internal static class DecodeBench
             ["sync_dtype"] = sync.Name(),
             ["params"] = config.ParameterCount,
             ["batch"] = batch,
+            ["kernels"] = ShardedLlama.BatchedKernels,
             // A step decodes one token of each of the batch's sequences.
             ["ms_per_step_median"] = Math.Round(median, 3),
             ["ms_per_token_median"] = Math.Round(median / batch, 3),
+            // The busiest rank thread's CPU time in a step (ring busy-polling included): unlike the wall time it
+            // hardly moves when other processes share the cores, so it compares kernels on a busy host.
+            ["cpu_ms_per_step_median"] = Math.Round(cpuPerStep[tokens / 2], 3),
             ["tok_per_s"] = Math.Round(tokPerS, 2),
             ["prefill_128_ms"] = Math.Round(reports.Max(r => r.PrefillMs), 2),
             // Ranks are threads of this process: its resident set once every rank has loaded, divided by N.
@@ -226,7 +231,7 @@ internal static class DecodeBench
         var timing = steps.Run(tokens);
         double n = tokens;
         long sent = ((comm as RingCommunicator)?.PayloadBytesSent ?? 0) - sentBefore;
-        return new RankReport(timing.StepMs, prefillMs,
+        return new RankReport(timing.StepMs, timing.CpuMs, prefillMs,
             model.AllReduceTime.TotalMilliseconds / n, model.GatherTime.TotalMilliseconds / n,
             timing.ControlMs / n, model.WeightBytesPerToken, sent / n);
     }
@@ -263,16 +268,19 @@ internal static class DecodeBench
             return ms;
         }
 
-        /// <summary>Runs <paramref name="count"/> steps: each one's wall time (ms), and the part spent picking and broadcasting tokens.</summary>
-        public (double[] StepMs, double ControlMs) Run(int count)
+        /// <summary>Runs <paramref name="count"/> steps: each one's wall time (ms), this thread's CPU time in it (ms),
+        /// and the part of the wall time spent picking and broadcasting tokens.</summary>
+        public (double[] StepMs, double[] CpuMs, double ControlMs) Run(int count)
         {
             Span<int> next = stackalloc int[batch];
             var steps = new double[count];
+            var cpu = new double[count];
             long controlTicks = 0;
             for (int i = 0; i < count; i++)
             {
                 comm.Barrier(); // lines the ranks up so each step's time is its own
                 long t0 = Stopwatch.GetTimestamp();
+                double cpu0 = ThreadCpuTime.Milliseconds();
                 if (_logits is not null)
                     for (int b = 0; b < batch; b++) next[b] = TensorPrimitives.IndexOfMax(_logits[b]);
                 if (comm.WorldSize > 1) comm.Broadcast(next, 0);
@@ -280,9 +288,10 @@ internal static class DecodeBench
                 var logits = model.DecodeSlots(next);
                 _logits = logits.Count == 0 ? null : logits; // only rank 0 gets logits
                 steps[i] = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+                cpu[i] = ThreadCpuTime.Milliseconds() - cpu0;
                 controlTicks += t1 - t0;
             }
-            return (steps, controlTicks * 1000.0 / Stopwatch.Frequency);
+            return (steps, cpu, controlTicks * 1000.0 / Stopwatch.Frequency);
         }
     }
 }
