@@ -99,8 +99,11 @@ internal static class ServeBench
             var rng = new Random(11);
             var history = Enumerable.Range(0, sharedPrefix).Select(_ => rng.Next(1, config.VocabSize)).ToArray();
             int[] Prompt() => [.. history, .. Enumerable.Range(0, promptTokens).Select(_ => rng.Next(1, config.VocabSize))];
-            // Warm-up (JIT, first-touch of the KV cache), not measured: one request per stream, concurrently.
-            await Task.WhenAll(Enumerable.Range(0, concurrency).Select(i => RunOne(client, $"warm{i}", Prompt(), Math.Min(8, maxTokens))));
+            // Warm-up (JIT, first-touch of the KV cache), not measured: one request per stream, concurrently, for as
+            // many steps as bench decode's untimed ones: .NET optimizes a method only after about 30 calls, in the
+            // background, so with fewer steps the per-step code (planning, sampling, delivery) would still run
+            // unoptimized, and be recompiled on a thread that competes with the compute threads, while measured.
+            await Task.WhenAll(Enumerable.Range(0, concurrency).Select(i => RunOne(client, $"warm{i}", Prompt(), DecodeBench.WarmupSteps)));
 
             var prompts = Enumerable.Range(0, requests).Select(_ => Prompt()).ToArray();
             var port = host.Services.GetRequiredService<ActorRing.Actors.Serving.ServingPort>();
