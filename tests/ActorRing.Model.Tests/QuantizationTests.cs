@@ -232,19 +232,10 @@ public sealed unsafe class QuantizationTests
                     {
                         float got = batched[b * rows + r];
                         Assert.Equal(BitConverter.SingleToInt32Bits(single[r]), BitConverter.SingleToInt32Bits(got)); // batch-independent
-                        byte* scale = w + format.ScaleOffset(r, 0, blocks, 4), quants = w + format.QuantOffset(r, 0, blocks, 4);
-                        long column = 4 * format.BytesPerBlock;
                         var portable = format == BlockFormat.Q8_0
-                            ? Q8_0Format.RowPortable(scale, quants, column, blocks, one.Quants, one.Scales)
-                            : Q4_0Format.RowPortable(scale, quants, column, blocks, one.Quants, one.Scales);
+                            ? Q8_0Format.RowPortable(w, r, blocks, 4, one.Quants, one.Scales)
+                            : Q4_0Format.RowPortable(w, r, blocks, 4, one.Quants, one.Scales);
                         Assert.Equal(BitConverter.SingleToInt32Bits(portable), BitConverter.SingleToInt32Bits(got));
-                        if (Avx2.IsSupported)
-                        {
-                            var avx2 = format == BlockFormat.Q8_0
-                                ? Q8_0Format.Row<Avx2Dot>(scale, quants, column, blocks, one.Quants, one.Scales)
-                                : Q4_0Format.Row<Avx2Dot>(scale, quants, column, blocks, one.Quants, one.Scales, one.LaneBias);
-                            Assert.Equal(BitConverter.SingleToInt32Bits(portable), BitConverter.SingleToInt32Bits(avx2));
-                        }
                         // Against the dequantized weights times the dequantized activations, in double.
                         double want = 0;
                         for (int k = 0; k < cols; k++) want += (double)values[r * cols + k] * one.Quants[k] * one.Scales[k / 32];
@@ -276,6 +267,80 @@ public sealed unsafe class QuantizationTests
                 format.Dot(wr, 0, rows, cols / 32, 1, acts, pb, rows);
             }
             Assert.Equal(a.Select(BitConverter.SingleToInt32Bits), b.Select(BitConverter.SingleToInt32Bits));
+        }
+    }
+
+    private delegate void PanelKernel(float* y);
+
+    /// <summary>
+    /// Every panel kernel this CPU can run (AVX2, AVX-VNNI, AVX-512) against the portable one, on raw random
+    /// blocks: every quant byte value (Q8_0's -128, which no quantizer writes but a GGUF file may hold, and every
+    /// nibble) and scales across fp16's range, for one and several activation rows.
+    /// </summary>
+    [Theory]
+    [InlineData(768)]
+    [InlineData(224)] // 7 block columns: the 512-bit kernels' scales of the last three come from a padded copy
+    public void Every_panel_kernel_gives_the_portable_bits_on_raw_random_blocks(int cols)
+    {
+        const int rows = 8;
+        int blocks = cols / 32;
+        foreach (var format in Formats)
+        {
+            var random = new Random(11);
+            var packed = new byte[rows * format.RowBytes(cols)];
+            random.NextBytes(packed);
+            fixed (byte* w = packed)
+            {
+                for (int r = 0; r < rows; r++)
+                {
+                    for (int c = 0; c < blocks; c++)
+                        *(ushort*)(w + format.ScaleOffset(r, c, blocks, 4)) = Fp16.FromSingle((float)((random.NextDouble() * 2 - 1) * Math.Pow(2, random.Next(-20, 12))));
+                }
+                var x = Enumerable.Range(0, 3 * cols).Select(_ => (float)(random.NextDouble() * 2 - 1) * 40f).ToArray();
+                var acts = new QuantizedActivations();
+                fixed (float* px = x)
+                {
+                    acts.Quantize(px, cols, 3, cols);
+                    for (int b = 0; b < 3; b++)
+                    {
+                        sbyte* xq = acts.Quants + b * cols;
+                        float* xs = acts.Scales + b * blocks;
+                        int* bias = acts.LaneBias + b * blocks * 8;
+                        for (int r = 0; r < rows; r += 4)
+                        {
+                            byte* panel = w + format.ScaleOffset(r, 0, blocks, 4);
+                            var want = new int[4];
+                            for (int i = 0; i < 4; i++)
+                            {
+                                want[i] = BitConverter.SingleToInt32Bits(format == BlockFormat.Q8_0
+                                    ? Q8_0Format.RowPortable(w, r + i, blocks, 4, xq, xs)
+                                    : Q4_0Format.RowPortable(w, r + i, blocks, 4, xq, xs));
+                            }
+                            void Check(string kernel, PanelKernel run)
+                            {
+                                var output = new float[8];
+                                Array.Fill(output, 12345f, 4, 4); // a kernel writes its four rows and nothing past them
+                                fixed (float* y = output) run(y);
+                                Assert.Equal([12345f, 12345f, 12345f, 12345f], output[4..]);
+                                var got = output[..4];
+                                Assert.True(want.SequenceEqual(got.Select(BitConverter.SingleToInt32Bits)), $"{format} {kernel}, rows {r}..{r + 3}, activation row {b}: [{string.Join(", ", got)}] where the portable kernel gives [{string.Join(", ", want.Select(BitConverter.Int32BitsToSingle))}]");
+                            }
+                            if (format == BlockFormat.Q8_0)
+                            {
+                                if (Avx2.IsSupported) Check("AVX2", y => Q8_0Format.Panel4<Avx2Dot>(panel, blocks, xq, xs, y));
+                                if (AvxVnni.IsSupported) Check("AVX-VNNI", y => Q8_0Format.Panel4<VnniDot>(panel, blocks, xq, xs, y));
+                                if (Avx512BW.IsSupported) Check("AVX-512", y => Q8_0Format.Panel4x512(panel, blocks, xq, xs, y));
+                            }
+                            else
+                            {
+                                if (Avx2.IsSupported) Check("AVX2", y => Q4_0Format.Panel4<Avx2Dot>(panel, blocks, xq, xs, bias, y));
+                                if (AvxVnni.IsSupported) Check("AVX-VNNI", y => Q4_0Format.Panel4<VnniDot>(panel, blocks, xq, xs, bias, y));
+                                if (Avx512BW.IsSupported) Check("AVX-512", y => Q4_0Format.Panel4x512(panel, blocks, xq, xs, bias, y));
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -66,6 +66,39 @@ public sealed class SamplerTests
     }
 
     [Fact]
+    public void Greedy_fast_pick_equals_the_scalar_argmax_across_vector_lanes_and_the_tail()
+    {
+        // The greedy pick without penalties scans in vectors; it must agree with ArgMax wherever the maximum sits
+        // (first lane, a later vector, the scalar tail), with ties across vectors, and with -0 beside +0.
+        var sampler = new Sampler(SamplingOptions.Greedy);
+        foreach (int n in new[] { 1, 7, 31, 32000, 32003 })
+        {
+            for (int seed = 0; seed < 4; seed++)
+            {
+                var logits = RandomLogits(seed * 100 + n, n);
+                Assert.Equal(Sampler.ArgMax(logits), sampler.Sample(logits, []));
+            }
+            var tie = new float[n];
+            Array.Fill(tie, -1f);
+            tie[n - 1] = 5f;
+            Assert.Equal(n - 1, sampler.Sample(tie, []));
+            if (n > 1) tie[n / 2] = 5f;
+            Assert.Equal(n > 1 ? n / 2 : 0, sampler.Sample(tie, []));
+        }
+        var zeros = new float[40];
+        Array.Fill(zeros, -3f);
+        zeros[21] = -0f;
+        zeros[22] = 0f;
+        Assert.Equal(21, sampler.Sample(zeros, []));
+        var minusInfinity = new float[50];
+        Array.Fill(minusInfinity, float.NegativeInfinity);
+        Assert.Equal(0, sampler.Sample(minusInfinity, []));
+        var nan = RandomLogits(3, 100);
+        nan[77] = float.NaN;
+        Assert.Contains("logits[77] is NaN", Assert.Throws<ArgumentException>(() => sampler.Sample(nan, [])).Message);
+    }
+
+    [Fact]
     public void Top_k_1_and_tiny_top_p_equal_greedy()
     {
         for (var seed = 0; seed < 40; seed++)

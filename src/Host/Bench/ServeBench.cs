@@ -6,6 +6,7 @@ using ActorRing.Actors;
 using ActorRing.Actors.Client;
 using ActorRing.Actors.Hosting;
 using ActorRing.Host.Cli;
+using ActorRing.Model.Quantization;
 using ActorRing.Host.Serve;
 using ActorRing.Transport;
 using Akka.Hosting;
@@ -38,6 +39,8 @@ internal static class ServeBench
         public readonly Option<int?> Requests = Opt.Int("--requests", "Requests in all [default: 2 x --concurrency]", 1, 1 << 20);
         public readonly Option<int?> Threads = Opt.Int("--threads", "Compute threads per rank [default: cores / world size]", 1, 1024);
         public readonly ChoiceOption<Model.ComputeDType> DType = ComputeOptions.DType();
+        public readonly ChoiceOption<WeightQuantization> Quant = ComputeOptions.Quant();
+        public readonly Option<bool> QuantLmHead = ComputeOptions.QuantLmHead();
         public readonly Option<int?> MaxBatch = Opt.Int("--max-batch", "Most requests decoded together [default: the larger of 16 and --concurrency]", 1, 4096);
         public readonly Option<int> SharedPrefixTokens = Opt.Int("--shared-prefix-tokens",
             "Ids every prompt starts with (a shared system prompt or history), before its own --prompt-tokens", 0, 0, 1 << 20);
@@ -66,10 +69,12 @@ internal static class ServeBench
         int sharedPrefix = cli.GetValue(o.SharedPrefixTokens);
         bool noPrefixCache = cli.GetValue(o.NoPrefixCache);
         var dtype = o.DType.Get(cli);
+        var (quant, quantHead) = ComputeOptions.QuantChoice(cli, o.Quant, o.QuantLmHead);
 
         string[] shared =
         [
             "--preset", preset, "--threads", threads.ToString(CultureInfo.InvariantCulture), "--dtype", ComputeOptions.DTypeName(dtype),
+            "--quant", quant.Name(), .. (string[])(quantHead ? ["--quant-lm-head"] : []),
             "--quiet", "--max-batch", maxBatch.ToString(CultureInfo.InvariantCulture), .. (string[])(noPrefixCache ? ["--no-prefix-cache"] : []),
         ];
         using var launcher = RankProcessLauncher.Start(worldSize,
@@ -94,10 +99,16 @@ internal static class ServeBench
             var rng = new Random(11);
             var history = Enumerable.Range(0, sharedPrefix).Select(_ => rng.Next(1, config.VocabSize)).ToArray();
             int[] Prompt() => [.. history, .. Enumerable.Range(0, promptTokens).Select(_ => rng.Next(1, config.VocabSize))];
-            // Warm-up (JIT, first-touch of the KV cache), not measured: one request per stream, concurrently.
-            await Task.WhenAll(Enumerable.Range(0, concurrency).Select(i => RunOne(client, $"warm{i}", Prompt(), Math.Min(8, maxTokens))));
+            // Warm-up (JIT, first-touch of the KV cache), not measured: one request per stream, concurrently, for as
+            // many steps as bench decode's untimed ones: .NET optimizes a method only after about 30 calls, in the
+            // background, so with fewer steps the per-step code (planning, sampling, delivery) would still run
+            // unoptimized, and be recompiled on a thread that competes with the compute threads, while measured.
+            await Task.WhenAll(Enumerable.Range(0, concurrency).Select(i => RunOne(client, $"warm{i}", Prompt(), DecodeBench.WarmupSteps)));
 
             var prompts = Enumerable.Range(0, requests).Select(_ => Prompt()).ToArray();
+            var port = host.Services.GetRequiredService<ActorRing.Actors.Serving.ServingPort>();
+            var stepsBefore = port.Steps;
+            var gcBefore = GcTotals.Now();
             int next = -1;
             var results = new List<RequestTiming>();
             var clock = Stopwatch.StartNew();
@@ -112,6 +123,8 @@ internal static class ServeBench
                 }
             }));
             double wallS = clock.Elapsed.TotalSeconds;
+            var steps = port.Steps;
+            var gc = GcTotals.Now() - gcBefore;
 
             var failed = results.Where(r => r.Error is not null).ToList();
             if (failed.Count > 0)
@@ -127,6 +140,8 @@ internal static class ServeBench
             {
                 ["preset"] = preset,
                 ["world_size"] = worldSize,
+                ["dtype"] = ComputeOptions.DTypeName(dtype),
+                ["quant"] = quant.Name() + (quantHead ? "+lm_head" : ""),
                 ["concurrency"] = concurrency,
                 ["shared_prefix_tokens"] = sharedPrefix,
                 ["prompt_tokens"] = sharedPrefix + promptTokens,
@@ -139,6 +154,22 @@ internal static class ServeBench
                 ["itl_ms_p90"] = Math.Round(Percentile(itl, 0.9), 3),
                 ["prefix_hit_rate"] = Math.Round(hitRate, 4),
             };
+            // Where rank 0's steps spent their time over the measured requests (the /metrics split, per step), so a
+            // slow run shows whether the kernel, the ring or the loop around them grew.
+            long stepCount = steps.Steps - stepsBefore.Steps;
+            double PerStep(Func<ActorRing.Actors.Serving.StepTotals, double> part) =>
+                stepCount == 0 ? 0 : Math.Round((part(steps) - part(stepsBefore)) / stepCount, 3);
+            json["steps"] = stepCount;
+            json["step_ms_mean"] = PerStep(t => t.WallMs);
+            json["compute_ms_per_step"] = PerStep(t => t.ComputeMs);
+            json["allreduce_ms_per_step"] = PerStep(t => t.AllReduceMs);
+            json["gather_ms_per_step"] = PerStep(t => t.GatherMs);
+            json["control_ms_per_step"] = PerStep(t => t.ControlMs);
+            // This process (rank 0's loop and the bench's own clients): what it allocated per step, and the garbage
+            // collections that paused it, since a pause stops the step loop's thread too.
+            json["alloc_kb_per_step"] = stepCount == 0 ? 0 : Math.Round(gc.AllocatedBytes / 1024.0 / stepCount, 1);
+            json["gc_gen0_gen1_gen2"] = new[] { gc.Gen0, gc.Gen1, gc.Gen2 };
+            json["gc_pause_ms"] = Math.Round(gc.PauseMs, 1);
             Console.Out.WriteLine(JsonSerializer.Serialize(json));
             return 0;
         }
@@ -156,6 +187,15 @@ internal static class ServeBench
             }
             await host.StopAsync();
         }
+    }
+
+    private readonly record struct GcTotals(long AllocatedBytes, int Gen0, int Gen1, int Gen2, double PauseMs)
+    {
+        public static GcTotals Now() => new(GC.GetTotalAllocatedBytes(precise: false), GC.CollectionCount(0), GC.CollectionCount(1),
+            GC.CollectionCount(2), GC.GetTotalPauseDuration().TotalMilliseconds);
+
+        public static GcTotals operator -(GcTotals a, GcTotals b) => new(a.AllocatedBytes - b.AllocatedBytes, a.Gen0 - b.Gen0,
+            a.Gen1 - b.Gen1, a.Gen2 - b.Gen2, a.PauseMs - b.PauseMs);
     }
 
     private sealed record RequestTiming(double TtftMs, List<double> GapsMs, int Tokens, string? Error, int CachedTokens = 0, int PromptTokens = 0);

@@ -7,16 +7,22 @@ namespace ActorRing.Model.Quantization;
 /// a GGUF tensor needs no conversion and our quantization error is ggml's.
 ///
 /// Panel layout (see <see cref="DotKernel"/> for the float formats' equivalent): rows are grouped
-/// <see cref="PanelRows"/> at a time, and within a group the blocks of one block column sit together, first
-/// the group's scales, then each row's quants: [d0 d1 d2 d3][qs0][qs1][qs2][qs3], then the next column. The
-/// weights are one sequential stream, each activation block is loaded once for four rows, and the four scales
-/// share a cache line. With one row per group this is ggml's row layout byte for byte, which is how matrices
-/// whose row count is not a multiple of four are kept.
+/// <see cref="PanelRows"/> at a time, and a group's block columns are kept <see cref="ColumnGroup"/> at a
+/// time: first those columns' scales, column by column ([d0 d1 d2 d3] each), then their quants, column by
+/// column ([qs0][qs1][qs2][qs3] each). The weights are one sequential stream, each activation block is loaded
+/// once for four rows, the 512-bit kernels widen four columns' sixteen scales with one load, and a column's
+/// quants (64 bytes for Q4_0, 128 for Q8_0) start on a cache line when the panel does. The last group of a
+/// panel holds the columns that are left (fewer than four when the block count is not a multiple of four).
+/// With one row per group this is ggml's row layout byte for byte, which is how matrices whose row count is
+/// not a multiple of four are kept.
 /// </summary>
 internal abstract unsafe class BlockFormat
 {
     public const int BlockSize = 32;
     public const int PanelRows = 4;
+
+    /// <summary>Block columns whose scales sit together in a panel.</summary>
+    public const int ColumnGroup = 4;
 
     public static readonly BlockFormat Q8_0 = new Q8_0Format();
     public static readonly BlockFormat Q4_0 = new Q4_0Format();
@@ -117,16 +123,21 @@ internal abstract unsafe class BlockFormat
     /// <summary>Where row <paramref name="row"/>'s scale of block column <paramref name="column"/> sits in a panel-packed matrix.</summary>
     public long ScaleOffset(long row, long column, long blocksPerRow, int panelRows)
     {
-        long panel = row / panelRows, r = row % panelRows;
-        return panel * panelRows * blocksPerRow * BytesPerBlock + column * panelRows * BytesPerBlock + r * sizeof(ushort);
+        if (panelRows == 1) return row * blocksPerRow * BytesPerBlock + column * BytesPerBlock;
+        return GroupOffset(row, column, blocksPerRow, panelRows) + (column % ColumnGroup * panelRows + row % panelRows) * sizeof(ushort);
     }
 
     /// <summary>Where row <paramref name="row"/>'s quants of block column <paramref name="column"/> sit in a panel-packed matrix.</summary>
     public long QuantOffset(long row, long column, long blocksPerRow, int panelRows)
     {
-        long panel = row / panelRows, r = row % panelRows;
-        return panel * panelRows * blocksPerRow * BytesPerBlock + column * panelRows * BytesPerBlock + panelRows * sizeof(ushort) + r * QuantBytes;
+        if (panelRows == 1) return row * blocksPerRow * BytesPerBlock + column * BytesPerBlock + sizeof(ushort);
+        long groupColumns = Math.Min(ColumnGroup, blocksPerRow - column / ColumnGroup * ColumnGroup);
+        return GroupOffset(row, column, blocksPerRow, panelRows) + groupColumns * panelRows * sizeof(ushort)
+            + (column % ColumnGroup * panelRows + row % panelRows) * QuantBytes;
     }
+
+    private long GroupOffset(long row, long column, long blocksPerRow, int panelRows) =>
+        (row / panelRows * blocksPerRow + column / ColumnGroup * ColumnGroup) * panelRows * BytesPerBlock;
 
     /// <summary>
     /// Copies <paramref name="rows"/> rows of blocks in ggml's row layout, starting at row <paramref name="row0"/>

@@ -41,6 +41,22 @@ internal static class Fp16
         return signed.AsSingle() * Vector128.Create(by);
     }
 
+    /// <summary>
+    /// The scales of four block columns of a panel (16 fp16 values at <paramref name="h"/>, column after column,
+    /// four rows each), widened as <see cref="ToSingle"/> does and each multiplied by its column's activation
+    /// scale in <paramref name="by"/>: lane 4j+i is row i's scale of column j, the product
+    /// <see cref="ToSingle4"/> gives. No calls and no branches, so the kernels' registers survive it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<float> ScaleColumns(ushort* h, float* by)
+    {
+        var wide = Avx512F.ConvertToVector512UInt32(Vector256.Load(h)); // vpmovzxwd
+        var magnitude = Vector512.ShiftLeft(wide & Vector512.Create(0x7fffu), 13).AsSingle() * Vector512.Create(5.192296858534828e33f);
+        var signed = magnitude.AsUInt32() | Vector512.ShiftLeft(wide & Vector512.Create(0x8000u), 16);
+        var columnScale = Avx512F.PermuteVar16x32(Vector128.Load(by).ToVector256Unsafe().ToVector512Unsafe(), Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+        return signed.AsSingle() * columnScale;
+    }
+
     /// <summary>Lane <paramref name="lane"/> of <paramref name="scales"/> in all eight lanes (one vpermps).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Broadcast(Vector256<float> scales, int lane) => Avx2.PermuteVar8x32(scales, Vector256.Create(lane));

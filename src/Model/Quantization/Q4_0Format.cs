@@ -56,28 +56,26 @@ internal sealed unsafe class Q4_0Format : BlockFormat
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride)
     {
-        long columnBytes = panelRows * BytesPerBlock;
         int blocks = (int)blocksPerRow;
         for (long r = row0; r < row1; r += panelRows)
         {
             byte* panel = packed + ScaleOffset(r, 0, blocksPerRow, panelRows);
-            for (int b = 0; b < x.Batch; b++)
+            for (int b = 0; b < x.Batch; b++) // the panel stays in L1 while every activation row passes over it
             {
                 sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
                 float* xs = x.Scales + (long)b * blocks;
                 int* bias = x.LaneBias + (long)b * blocks * 8;
                 float* yb = y + b * yStride + r;
-                if (panelRows == PanelRows && Avx2.IsSupported)
+                if (panelRows == PanelRows && Avx512BW.IsSupported) Panel4x512(panel, blocks, xq, xs, bias, yb);
+                else if (panelRows == PanelRows && Avx2.IsSupported)
                 {
                     if (AvxVnni.IsSupported) Panel4<VnniDot>(panel, blocks, xq, xs, bias, yb);
                     else Panel4<Avx2Dot>(panel, blocks, xq, xs, bias, yb);
                 }
+                else if (panelRows == 1 && Avx2.IsSupported) *yb = Row<Avx2Dot>(panel, blocks, xq, xs, bias);
                 else
                 {
-                    for (int i = 0; i < panelRows; i++)
-                        yb[i] = Avx2.IsSupported
-                            ? Row<Avx2Dot>(panel + i * sizeof(ushort), panel + panelRows * sizeof(ushort) + i * QuantBytes, columnBytes, blocks, xq, xs, bias)
-                            : RowPortable(panel + i * sizeof(ushort), panel + panelRows * sizeof(ushort) + i * QuantBytes, columnBytes, blocks, xq, xs);
+                    for (int i = 0; i < panelRows; i++) yb[i] = RowPortable(packed, r + i, blocksPerRow, panelRows, xq, xs);
                 }
             }
         }
@@ -91,21 +89,26 @@ internal sealed unsafe class Q4_0Format : BlockFormat
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Panel4<TDot>(byte* panel, int blocks, sbyte* xq, float* xs, int* bias, float* y) where TDot : struct, IInt8Dot
     {
-        const int Column = PanelRows * 18, Quants = PanelRows * sizeof(ushort);
         var acc0 = Vector256<float>.Zero;
         var acc1 = acc0;
         var acc2 = acc0;
         var acc3 = acc0;
-        for (int c = 0; c < blocks; c++, panel += Column)
+        for (int c = 0; c < blocks; c += ColumnGroup)
         {
-            var x = Vector256.Load(xq + c * BlockSize);
-            var addend = Vector256.Load(bias + c * 8);
-            var d = Fp16.ToSingle4((ushort*)panel, xs[c]).ToVector256Unsafe();
-            byte* q = panel + Quants;
-            acc0 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 0), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q), x)), acc0);
-            acc1 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 1), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q + 16), x)), acc1);
-            acc2 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 2), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q + 32), x)), acc2);
-            acc3 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 3), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(q + 48), x)), acc3);
+            int columns = Math.Min(ColumnGroup, blocks - c);
+            ushort* scales = (ushort*)panel;
+            byte* quants = panel + columns * PanelRows * sizeof(ushort);
+            for (int j = 0; j < columns; j++, scales += PanelRows, quants += PanelRows * 16)
+            {
+                var x = Vector256.Load(xq + (c + j) * BlockSize);
+                var addend = Vector256.Load(bias + (c + j) * 8);
+                var d = Fp16.ToSingle4(scales, xs[c + j]).ToVector256Unsafe();
+                acc0 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 0), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(quants), x)), acc0);
+                acc1 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 1), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(quants + 16), x)), acc1);
+                acc2 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 2), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(quants + 32), x)), acc2);
+                acc3 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 3), Vector256.ConvertToSingle(TDot.Dot(addend, Nibbles(quants + 48), x)), acc3);
+            }
+            panel = quants;
         }
         y[0] = LaneSum.Of(acc0);
         y[1] = LaneSum.Of(acc1);
@@ -113,25 +116,77 @@ internal sealed unsafe class Q4_0Format : BlockFormat
         y[3] = LaneSum.Of(acc3);
     }
 
+    /// <summary>
+    /// Four rows of a panel in 512-bit registers, with the same integer lanes and float operations as
+    /// <see cref="Panel4{TDot}"/> (so the same bits). A block column's four rows of 16 quant bytes are one
+    /// 64-byte load; masking and shifting it gives, in 128-bit lane r, row r's weights 0..15 (low nibbles) and
+    /// 16..31 (high nibbles), against activations 0..15 and 16..31 broadcast to every lane. Each product is then
+    /// row r's integer lanes 0..3 and 4..7 in 128-bit lane r: no shuffles to unpack, and one multiply chain
+    /// per 16 weights of four rows where the 256-bit kernel needs one per 32 of one row. The scales of a
+    /// group of four block columns are widened together (<see cref="Fp16.ScaleColumns"/>); a last group of
+    /// fewer columns widens them one column at a time. One flat loop with no calls: the JIT keeps the
+    /// accumulators in registers (a nested loop after a call made it spill them every column).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static float Row<TDot>(byte* scale, byte* quants, long columnBytes, int blocks, sbyte* xq, float* xs, int* bias) where TDot : struct, IInt8Dot
+    internal static void Panel4x512(byte* panel, int blocks, sbyte* xq, float* xs, int* bias, float* y)
+    {
+        var low = Vector512<float>.Zero; // row r's float lanes 0..3 in 128-bit lane r
+        var high = low;                  // and its lanes 4..7
+        var mask = Vector512.Create((byte)0x0F);
+        var ones = Vector512.Create((short)1);
+        var rowScale = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        var columnScales = Vector512<float>.Zero;
+        ushort* scales = null;
+        int columns = 0;
+        for (int c = 0; c < blocks; c++, panel += PanelRows * 16)
+        {
+            int j = c & (ColumnGroup - 1);
+            if (j == 0)
+            {
+                columns = Math.Min(ColumnGroup, blocks - c);
+                scales = (ushort*)panel;
+                panel += columns * PanelRows * sizeof(ushort);
+                if (columns == ColumnGroup) columnScales = Fp16.ScaleColumns(scales, xs + c);
+            }
+            var d = columns == ColumnGroup
+                ? Avx512F.PermuteVar16x32(columnScales, rowScale + Vector512.Create(j * 4))
+                : Avx512F.PermuteVar16x32(Fp16.ToSingle4(scales + j * PanelRows, xs[c]).ToVector256Unsafe().ToVector512Unsafe(), rowScale);
+            var raw = Vector512.Load(panel);
+            var lowNibbles = raw & mask;
+            var highNibbles = Vector512.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
+            int* x = (int*)(xq + c * BlockSize);
+            int* addend = bias + c * 8;
+            var first = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lowNibbles, Avx512F.BroadcastVector128ToVector512(x).AsSByte()), ones)
+                + Avx512F.BroadcastVector128ToVector512(addend);
+            var second = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(highNibbles, Avx512F.BroadcastVector128ToVector512(x + 4).AsSByte()), ones)
+                + Avx512F.BroadcastVector128ToVector512(addend + 4);
+            low = Vector512.FusedMultiplyAdd(d, Vector512.ConvertToSingle(first), low);
+            high = Vector512.FusedMultiplyAdd(d, Vector512.ConvertToSingle(second), high);
+        }
+        LaneSum.Of4Rows(low, high, y);
+    }
+
+    /// <summary>One row in ggml's row layout (18-byte blocks one after another).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float Row<TDot>(byte* row, int blocks, sbyte* xq, float* xs, int* bias) where TDot : struct, IInt8Dot
     {
         var acc = Vector256<float>.Zero;
-        for (int c = 0; c < blocks; c++, scale += columnBytes, quants += columnBytes)
+        for (int c = 0; c < blocks; c++, row += 18)
         {
-            var lanes = TDot.Dot(Vector256.Load(bias + c * 8), Nibbles(quants), Vector256.Load(xq + c * BlockSize));
-            acc = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(*(ushort*)scale) * xs[c]), Vector256.ConvertToSingle(lanes), acc);
+            var lanes = TDot.Dot(Vector256.Load(bias + c * 8), Nibbles(row + sizeof(ushort)), Vector256.Load(xq + c * BlockSize));
+            acc = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(*(ushort*)row) * xs[c]), Vector256.ConvertToSingle(lanes), acc);
         }
         return LaneSum.Of(acc);
     }
 
-    /// <summary>The same lanes and float operations in scalar code, for CPUs without AVX2.</summary>
-    internal static float RowPortable(byte* scale, byte* quants, long columnBytes, int blocks, sbyte* xq, float* xs)
+    /// <summary>The same lanes and float operations in scalar code, for CPUs without AVX2: row <paramref name="row"/> of a packed matrix.</summary>
+    internal static float RowPortable(byte* packed, long row, long blocksPerRow, int panelRows, sbyte* xq, float* xs)
     {
         Span<float> acc = stackalloc float[8];
-        for (int c = 0; c < blocks; c++, scale += columnBytes, quants += columnBytes)
+        for (int c = 0; c < blocksPerRow; c++)
         {
-            float d = Fp16.ToSingle(*(ushort*)scale) * xs[c];
+            byte* quants = packed + Q4_0.QuantOffset(row, c, blocksPerRow, panelRows);
+            float d = Fp16.ToSingle(*(ushort*)(packed + Q4_0.ScaleOffset(row, c, blocksPerRow, panelRows))) * xs[c];
             sbyte* x = xq + c * BlockSize;
             for (int lane = 0; lane < 8; lane++)
             {

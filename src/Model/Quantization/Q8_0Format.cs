@@ -46,27 +46,25 @@ internal sealed unsafe class Q8_0Format : BlockFormat
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride)
     {
-        long columnBytes = panelRows * BytesPerBlock;
         int blocks = (int)blocksPerRow;
         for (long r = row0; r < row1; r += panelRows)
         {
             byte* panel = packed + ScaleOffset(r, 0, blocksPerRow, panelRows);
-            for (int b = 0; b < x.Batch; b++)
+            for (int b = 0; b < x.Batch; b++) // the panel stays in L1 while every activation row passes over it
             {
                 sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
                 float* xs = x.Scales + (long)b * blocks;
                 float* yb = y + b * yStride + r;
-                if (panelRows == PanelRows && Avx2.IsSupported)
+                if (panelRows == PanelRows && Avx512BW.IsSupported) Panel4x512(panel, blocks, xq, xs, yb);
+                else if (panelRows == PanelRows && Avx2.IsSupported)
                 {
                     if (AvxVnni.IsSupported) Panel4<VnniDot>(panel, blocks, xq, xs, yb);
                     else Panel4<Avx2Dot>(panel, blocks, xq, xs, yb);
                 }
+                else if (panelRows == 1 && Avx2.IsSupported) *yb = Row<Avx2Dot>(panel, blocks, xq, xs);
                 else
                 {
-                    for (int i = 0; i < panelRows; i++)
-                        yb[i] = Avx2.IsSupported
-                            ? Row<Avx2Dot>(panel + i * sizeof(ushort), panel + panelRows * sizeof(ushort) + i * QuantBytes, columnBytes, blocks, xq, xs)
-                            : RowPortable(panel + i * sizeof(ushort), panel + panelRows * sizeof(ushort) + i * QuantBytes, columnBytes, blocks, xq, xs);
+                    for (int i = 0; i < panelRows; i++) yb[i] = RowPortable(packed, r + i, blocksPerRow, panelRows, xq, xs);
                 }
             }
         }
@@ -80,20 +78,25 @@ internal sealed unsafe class Q8_0Format : BlockFormat
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Panel4<TDot>(byte* panel, int blocks, sbyte* xq, float* xs, float* y) where TDot : struct, IInt8Dot
     {
-        const int Column = PanelRows * 34, Quants = PanelRows * sizeof(ushort);
         var acc0 = Vector256<float>.Zero;
         var acc1 = acc0;
         var acc2 = acc0;
         var acc3 = acc0;
-        for (int c = 0; c < blocks; c++, panel += Column)
+        for (int c = 0; c < blocks; c += ColumnGroup)
         {
-            var x = Vector256.Load(xq + c * BlockSize);
-            var d = Fp16.ToSingle4((ushort*)panel, xs[c]).ToVector256Unsafe();
-            sbyte* q = (sbyte*)(panel + Quants);
-            acc0 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 0), Vector256.ConvertToSingle(Product<TDot>(q, x)), acc0);
-            acc1 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 1), Vector256.ConvertToSingle(Product<TDot>(q + 32, x)), acc1);
-            acc2 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 2), Vector256.ConvertToSingle(Product<TDot>(q + 64, x)), acc2);
-            acc3 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 3), Vector256.ConvertToSingle(Product<TDot>(q + 96, x)), acc3);
+            int columns = Math.Min(ColumnGroup, blocks - c);
+            ushort* scales = (ushort*)panel;
+            sbyte* quants = (sbyte*)(panel + columns * PanelRows * sizeof(ushort));
+            for (int j = 0; j < columns; j++, scales += PanelRows, quants += PanelRows * BlockSize)
+            {
+                var x = Vector256.Load(xq + (c + j) * BlockSize);
+                var d = Fp16.ToSingle4(scales, xs[c + j]).ToVector256Unsafe();
+                acc0 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 0), Vector256.ConvertToSingle(Product<TDot>(quants, x)), acc0);
+                acc1 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 1), Vector256.ConvertToSingle(Product<TDot>(quants + 32, x)), acc1);
+                acc2 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 2), Vector256.ConvertToSingle(Product<TDot>(quants + 64, x)), acc2);
+                acc3 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 3), Vector256.ConvertToSingle(Product<TDot>(quants + 96, x)), acc3);
+            }
+            panel = (byte*)quants;
         }
         y[0] = LaneSum.Of(acc0);
         y[1] = LaneSum.Of(acc1);
@@ -101,27 +104,71 @@ internal sealed unsafe class Q8_0Format : BlockFormat
         y[3] = LaneSum.Of(acc3);
     }
 
-    /// <summary>One row whose block columns are <paramref name="columnBytes"/> apart (ggml's row layout when 34).</summary>
+    /// <summary>
+    /// Four rows of a panel in 512-bit registers, two rows per register, with the same integer lanes and float
+    /// operations as <see cref="Panel4{TDot}"/> (so the same bits). AVX-512 has no <c>vpsignb</c>, so x takes
+    /// w's sign by a masked blend of x and -x (where w is 0, |w| is 0 and either will do). The scales of a
+    /// group of four block columns are widened together (<see cref="Fp16.ScaleColumns"/>), a last group of
+    /// fewer columns one column at a time; one flat loop with no calls, as in <see cref="Q4_0Format.Panel4x512"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static float Row<TDot>(byte* scale, byte* quants, long columnBytes, int blocks, sbyte* xq, float* xs) where TDot : struct, IInt8Dot
+    internal static void Panel4x512(byte* panel, int blocks, sbyte* xq, float* xs, float* y)
+    {
+        var rows01 = Vector512<float>.Zero; // row 0's eight float lanes, then row 1's
+        var rows23 = rows01;
+        var ones = Vector512.Create((short)1);
+        var scale01 = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        var scale23 = Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        var columnScales = Vector512<float>.Zero;
+        ushort* scales = null;
+        int columns = 0;
+        for (int c = 0; c < blocks; c++, panel += PanelRows * BlockSize)
+        {
+            int j = c & (ColumnGroup - 1);
+            if (j == 0)
+            {
+                columns = Math.Min(ColumnGroup, blocks - c);
+                scales = (ushort*)panel;
+                panel += columns * PanelRows * sizeof(ushort);
+                if (columns == ColumnGroup) columnScales = Fp16.ScaleColumns(scales, xs + c);
+            }
+            var d = columns == ColumnGroup ? columnScales : Fp16.ToSingle4(scales + j * PanelRows, xs[c]).ToVector256Unsafe().ToVector512Unsafe();
+            var column = Vector512.Create(columns == ColumnGroup ? j * 4 : 0);
+            var x = Avx512F.BroadcastVector256ToVector512((long*)(xq + c * BlockSize)).AsSByte();
+            var negated = Vector512<sbyte>.Zero - x;
+            var w01 = Vector512.Load((sbyte*)panel);
+            var w23 = Vector512.Load((sbyte*)panel + 64);
+            var lanes01 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(w01), Vector512.ConditionalSelect(Vector512.IsNegative(w01), negated, x)), ones);
+            var lanes23 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512BW.Abs(w23), Vector512.ConditionalSelect(Vector512.IsNegative(w23), negated, x)), ones);
+            rows01 = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(d, scale01 + column), Vector512.ConvertToSingle(lanes01), rows01);
+            rows23 = Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(d, scale23 + column), Vector512.ConvertToSingle(lanes23), rows23);
+        }
+        // Into the four-rows layout LaneSum.Of4Rows takes: 128-bit lane r holding row r's lanes 0..3, or 4..7.
+        const byte Firsts = 0b10_00_10_00, Seconds = 0b11_01_11_01;
+        LaneSum.Of4Rows(Avx512F.Shuffle4x128(rows01, rows23, Firsts), Avx512F.Shuffle4x128(rows01, rows23, Seconds), y);
+    }
+
+    /// <summary>One row in ggml's row layout (34-byte blocks one after another).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float Row<TDot>(byte* row, int blocks, sbyte* xq, float* xs) where TDot : struct, IInt8Dot
     {
         var acc = Vector256<float>.Zero;
-        for (int c = 0; c < blocks; c++, scale += columnBytes, quants += columnBytes)
+        for (int c = 0; c < blocks; c++, row += 34)
         {
             var x = Vector256.Load(xq + c * BlockSize);
-            acc = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(*(ushort*)scale) * xs[c]), Vector256.ConvertToSingle(Product<TDot>((sbyte*)quants, x)), acc);
+            acc = Vector256.FusedMultiplyAdd(Vector256.Create(Fp16.ToSingle(*(ushort*)row) * xs[c]), Vector256.ConvertToSingle(Product<TDot>((sbyte*)(row + sizeof(ushort)), x)), acc);
         }
         return LaneSum.Of(acc);
     }
 
-    /// <summary>The same lanes and the same float operations in scalar code, for CPUs without AVX2.</summary>
-    internal static float RowPortable(byte* scale, byte* quants, long columnBytes, int blocks, sbyte* xq, float* xs)
+    /// <summary>The same lanes and the same float operations in scalar code, for CPUs without AVX2: row <paramref name="row"/> of a packed matrix.</summary>
+    internal static float RowPortable(byte* packed, long row, long blocksPerRow, int panelRows, sbyte* xq, float* xs)
     {
         Span<float> acc = stackalloc float[8];
-        for (int c = 0; c < blocks; c++, scale += columnBytes, quants += columnBytes)
+        for (int c = 0; c < blocksPerRow; c++)
         {
-            float d = Fp16.ToSingle(*(ushort*)scale) * xs[c];
-            sbyte* w = (sbyte*)quants, x = xq + c * BlockSize;
+            float d = Fp16.ToSingle(*(ushort*)(packed + Q8_0.ScaleOffset(row, c, blocksPerRow, panelRows))) * xs[c];
+            sbyte* w = (sbyte*)(packed + Q8_0.QuantOffset(row, c, blocksPerRow, panelRows)), x = xq + c * BlockSize;
             for (int lane = 0; lane < 8; lane++)
             {
                 int sum = 0;

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Security.Cryptography;
 
 namespace ActorRing.Model.Sampling;
@@ -53,6 +54,51 @@ public sealed class Sampler
         return best;
     }
 
+    /// <summary>
+    /// <see cref="ArgMax"/>'s pick (the first of equal maxima) for logits that must hold no NaN, in two vector passes
+    /// instead of a copy and two scalar ones: the maximum (with a NaN check on the side), then the first index equal
+    /// to it. Comparing with == finds the same index whichever zero the vector maximum keeps of -0 and +0.
+    /// </summary>
+    /// <exception cref="ArgumentException">A logit is NaN (a broken forward pass), naming its index.</exception>
+    private static int GreedyArgMax(ReadOnlySpan<float> logits)
+    {
+        int n = logits.Length, i = 0, width = Vector<float>.Count;
+        float max = float.NegativeInfinity;
+        bool nan = false;
+        if (Vector.IsHardwareAccelerated && n >= width)
+        {
+            var vmax = new Vector<float>(float.NegativeInfinity);
+            var ordered = Vector<int>.AllBitsSet;
+            for (; i <= n - width; i += width)
+            {
+                var v = new Vector<float>(logits.Slice(i, width));
+                vmax = Vector.Max(vmax, v);
+                ordered &= Vector.Equals(v, v); // false only in a NaN lane
+            }
+            nan = ordered != Vector<int>.AllBitsSet;
+            for (int lane = 0; lane < width; lane++) if (vmax[lane] > max) max = vmax[lane];
+        }
+        for (; i < n; i++)
+        {
+            if (float.IsNaN(logits[i])) nan = true;
+            else if (logits[i] > max) max = logits[i];
+        }
+        if (nan)
+        {
+            int at = 0;
+            while (!float.IsNaN(logits[at])) at++;
+            throw new ArgumentException($"logits[{at}] is NaN", nameof(logits));
+        }
+        i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var target = new Vector<float>(max);
+            while (i <= n - width && !Vector.EqualsAny(new Vector<float>(logits.Slice(i, width)), target)) i += width;
+        }
+        while (logits[i] != max) i++;
+        return i;
+    }
+
     /// <param name="logits">Logits over the whole vocabulary for the position being sampled.</param>
     /// <param name="previousTokens">Tokens already in the sequence (prompt and generated) for the repetition penalty.</param>
     public int Sample(ReadOnlySpan<float> logits, IReadOnlyList<int> previousTokens) =>
@@ -75,6 +121,13 @@ public sealed class Sampler
         if (n == 0)
         {
             throw new ArgumentException("logits must not be empty", nameof(logits));
+        }
+
+        if (Options.IsGreedy && Options.RepetitionPenalty == 1 && Options.PresencePenalty == 0 && Options.FrequencyPenalty == 0)
+        {
+            // Nothing rewrites the scores, so the pick needs neither their copy nor a scalar pass: on rank 0's step
+            // loop this runs for every greedy row of every step, serially before the next plan goes out.
+            return GreedyArgMax(logits);
         }
 
         EnsureCapacity(n);
