@@ -39,6 +39,24 @@ public sealed class DecodeBenchTests
     }
 
     [Fact]
+    public async Task A_batch_decodes_that_many_sequences_per_step()
+    {
+        var (r, _) = await Bench("decode", "--preset", "llama-160m", "--tokens", "2", "--batch", "3");
+        Assert.Equal(3, r.GetProperty("batch").GetInt32());
+        double step = r.GetProperty("ms_per_step_median").GetDouble();
+        Assert.True(step > 0);
+        // Three tokens a step: throughput and the per-token figure both count every sequence.
+        Assert.Equal(3000 / step, r.GetProperty("tok_per_s").GetDouble(), 3000 / step * 0.01);
+        Assert.Equal(step / 3, r.GetProperty("ms_per_token_median").GetDouble(), 0.002);
+        Assert.Contains(r.GetProperty("kernels").GetString(), new[] { "avx512", "avx2" });
+        Assert.True(r.GetProperty("cpu_ms_per_step_median").GetDouble() > 0);
+    }
+
+    [Fact]
+    public Task A_batch_through_the_actor_runtime_is_refused() =>
+        AssertRefused("--batch 4 is measured with --runtime threads", "decode", "--preset", "llama-160m", "--batch", "4", "--runtime", "actors");
+
+    [Fact]
     public async Task Scaling_compares_every_configuration_round_by_round()
     {
         var (r, stderr) = await Bench("scaling", "--preset", "llama-160m", "--rounds", "2", "--tokens", "2");
