@@ -51,6 +51,25 @@ internal static class DotKernel512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe Vector512<float> Broadcast(float* x) => Avx512DQ.BroadcastVector256ToVector512(x);
 
+    /// <summary>
+    /// How far ahead of the loads the panel is prefetched. With several activation rows the loop issues 8–16 FMAs
+    /// per 64-byte line, so the out-of-order window holds too few loads to keep memory busy and the hardware
+    /// prefetcher alone left a B = 8 pass over cold panels 2.4× slower than a B = 1 pass over the same bytes
+    /// (measured: llama-160m shapes, 440 MB of f32 panels, n = 768 and 3072; a 4–12 KB distance brought it
+    /// to 1.25–1.3×, while the same pass over cached panels took 0.75×). A prefetch does not change any result.
+    /// </summary>
+    private const int PrefetchBytes = 8 * 1024;
+
+    /// <summary>Prefetches the 64-byte lines one k step of the panel will use <see cref="PrefetchBytes"/> later.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void PrefetchAhead<TWeights>(byte* panel) where TWeights : struct, IWeightFormat
+    {
+        // A k step reads 4 rows x 8 columns: 128 bytes of f32 (two lines), 64 of bf16 (one line). A prefetch
+        // past the end of the weights is harmless: prefetches never fault.
+        Sse.Prefetch0(panel + PrefetchBytes);
+        if (DotKernel.PanelRows * DotKernel.PanelColumns * TWeights.Bytes > 64) Sse.Prefetch0(panel + PrefetchBytes + 64);
+    }
+
     /// <summary>One activation row's four outputs: each 256-bit half summed as the 256-bit kernel sums it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Store(float* y, Vector512<float> rows01, Vector512<float> rows23)
@@ -74,6 +93,7 @@ internal static class DotKernel512
         Vector512<float> p4 = p0, q4 = p0, p5 = p0, q5 = p0, p6 = p0, q6 = p0, p7 = p0, q7 = p0;
         for (int k = 0; k < n; k += DotKernel.PanelColumns)
         {
+            PrefetchAhead<TWeights>(panel);
             var w01 = TWeights.Load16(panel);
             var w23 = TWeights.Load16(panel + pair);
             var v = Broadcast(x0 + k);
@@ -122,6 +142,7 @@ internal static class DotKernel512
         Vector512<float> q0 = p0, p1 = p0, q1 = p0, p2 = p0, q2 = p0, p3 = p0, q3 = p0;
         for (int k = 0; k < n; k += DotKernel.PanelColumns)
         {
+            PrefetchAhead<TWeights>(panel);
             var w01 = TWeights.Load16(panel);
             var w23 = TWeights.Load16(panel + pair);
             var v = Broadcast(x0 + k);
@@ -154,6 +175,7 @@ internal static class DotKernel512
         Vector512<float> q0 = p0, p1 = p0, q1 = p0;
         for (int k = 0; k < n; k += DotKernel.PanelColumns)
         {
+            PrefetchAhead<TWeights>(panel);
             var w01 = TWeights.Load16(panel);
             var w23 = TWeights.Load16(panel + pair);
             var v = Broadcast(x0 + k);
