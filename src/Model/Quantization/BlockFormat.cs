@@ -10,8 +10,9 @@ namespace ActorRing.Model.Quantization;
 /// <see cref="PanelRows"/> at a time, and a group's block columns are kept <see cref="ColumnGroup"/> at a
 /// time: first those columns' scales, column by column ([d0 d1 d2 d3] each), then their quants, column by
 /// column ([qs0][qs1][qs2][qs3] each). The weights are one sequential stream, each activation block is loaded
-/// once for four rows, the 512-bit kernels widen four columns' sixteen scales with one load, and a column's
-/// quants (64 bytes for Q4_0, 128 for Q8_0) start on a cache line when the panel does. The last group of a
+/// once for four rows, the 512-bit kernels widen four columns' sixteen scales with one load, and when the
+/// panel starts on a cache line the quants of every other group do too (a group is 4.5 lines for Q4_0, 8.5 for
+/// Q8_0; groups of eight columns would align them all, and measured no faster). The last group of a
 /// panel holds the columns that are left (fewer than four when the block count is not a multiple of four).
 /// With one row per group this is ggml's row layout byte for byte, which is how matrices whose row count is
 /// not a multiple of four are kept.
