@@ -82,7 +82,7 @@ public sealed partial class ShardedLlama
         int rows = Validate(plan);
         if (rows == 0) return StepResult.Empty;
         int sampled = plan.SampledCount;
-        float[] local = sampled == 0 ? [] : new float[sampled * Plan.LocalVocab];
+        float[] local = Reused(ref _localLogits, sampled * Plan.LocalVocab);
         using (torch.no_grad())
         {
             RunRows(plan, rows, local);
@@ -117,6 +117,19 @@ public sealed partial class ShardedLlama
         return rows;
     }
 
+    /// <summary>
+    /// A scratch array of at least <paramref name="length"/> floats, kept from step to step. At concurrency 8 a
+    /// step's logits slices are 0.5–1.5 MB: allocated anew each step they landed on the large-object heap and
+    /// forced a full collection about every 8 steps (docs/serving-profile.md). These two never leave this class.
+    /// </summary>
+    private static float[] Reused(ref float[] buffer, int length)
+    {
+        if (buffer.Length < length) buffer = new float[Math.Max(length, 2 * buffer.Length)];
+        return buffer;
+    }
+
+    private float[] _localLogits = [], _gatheredLogits = [];
+
     /// <summary>Rank 0 receives every rank's vocabulary slice of every sampled row and reassembles full rows.</summary>
     private void GatherLogits(float[] local, float[][] logits)
     {
@@ -129,8 +142,8 @@ public sealed partial class ShardedLlama
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
         var counts = new int[_comm.WorldSize];
         for (int r = 0; r < counts.Length; r++) counts[r] = sampled * Plan.VocabCounts[r];
-        float[]? all = _comm.Rank == 0 ? new float[sampled * vocab] : null;
-        _comm.Gather<float>(local, all ?? Span<float>.Empty, counts, 0);
+        float[]? all = _comm.Rank == 0 ? Reused(ref _gatheredLogits, sampled * vocab) : null;
+        _comm.Gather<float>(local.AsSpan(0, sampled * Plan.LocalVocab), all is null ? Span<float>.Empty : all.AsSpan(0, sampled * vocab), counts, 0);
         _gatherTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
         if (all is null) return;
         // Rank r's block is [sampled, vocabCount_r]; row i of the result is the concatenation of each block's row i.
