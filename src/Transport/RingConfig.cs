@@ -195,13 +195,13 @@ public sealed record RingConfig
 
     /// <summary>
     /// N configurations for one machine: rank i listens on a free port and dials rank (i+1) mod N on
-    /// 127.0.0.1. Ports come from the OS (bind to port 0), so parallel test runs do not collide.
+    /// 127.0.0.1. Ports are free when chosen and below the kernel's ephemeral range (<see cref="FreeLoopbackPorts"/>).
     /// </summary>
     public static IReadOnlyList<RingConfig> ForLoopback(int worldSize, int? masterPort = null, string sourcePrefix = "loopback")
     {
         if (worldSize < 1) throw new ArgumentOutOfRangeException(nameof(worldSize), worldSize, "must be at least 1");
         // One call for all ports (ring and master) so none is handed out twice.
-        int[] ports = FreeTcpPorts(worldSize + 1);
+        int[] ports = FreeLoopbackPorts(worldSize + 1);
         int master = masterPort ?? ports[worldSize];
         var configs = new RingConfig[worldSize];
         for (int i = 0; i < worldSize; i++)
@@ -232,13 +232,34 @@ public sealed record RingConfig
         return sb.ToString();
     }
 
-    internal static int[] FreeTcpPorts(int count)
+    /// <summary>
+    /// <paramref name="count"/> distinct loopback TCP ports that are free now, chosen BELOW the kernel's
+    /// ephemeral range. A port taken from the ephemeral range (bind to port 0) is free only until the kernel
+    /// hands it to someone else's port-0 bind or outgoing connection, and the ranks bind theirs seconds later
+    /// (rank 0 only when the ring forms): a test run once lost its ring port to another process's Akka listener
+    /// that way and the ring never formed. Below that range only an explicit bind can take a port.
+    /// </summary>
+    public static int[] FreeLoopbackPorts(int count)
     {
-        // Keep every probe socket open until all are chosen so the OS cannot hand out one port twice.
+        // Keep every probe socket open until all are chosen so no port is handed out twice.
         var sockets = new List<Socket>();
         try
         {
-            for (int i = 0; i < count; i++)
+            var (low, high) = BelowEphemeralRange();
+            for (int attempt = 0; sockets.Count < count && attempt < 64 * count && high > low; attempt++)
+            {
+                var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                try
+                {
+                    s.Bind(new IPEndPoint(IPAddress.Loopback, Random.Shared.Next(low, high)));
+                    sockets.Add(s);
+                }
+                catch (SocketException)
+                {
+                    s.Dispose(); // taken: try another
+                }
+            }
+            while (sockets.Count < count) // no such range here (not Linux), or it is full: let the OS choose
             {
                 var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
                 sockets.Add(s);
@@ -249,6 +270,22 @@ public sealed record RingConfig
         finally
         {
             foreach (var s in sockets) s.Dispose();
+        }
+    }
+
+    /// <summary>Up to 16384 ports just below Linux's ephemeral range (<c>ip_local_port_range</c>), or an empty range.</summary>
+    private static (int Low, int High) BelowEphemeralRange()
+    {
+        try
+        {
+            var fields = File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range")
+                .Split((char[])['\t', ' ', '\n'], StringSplitOptions.RemoveEmptyEntries);
+            int ephemeralLow = int.Parse(fields[0], CultureInfo.InvariantCulture);
+            return (Math.Max(1024, ephemeralLow - 16384), ephemeralLow);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return (0, 0);
         }
     }
 

@@ -10,15 +10,8 @@ namespace ActorRing.Host.Tests;
 /// </summary>
 public sealed class LoopbackRing : IDisposable
 {
-    /// <summary>A port free on loopback right now (for a rank's HTTP API), chosen by the OS.</summary>
-    public static int FreePort()
-    {
-        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
+    /// <summary>A port free on loopback right now (for a rank's HTTP API), below the ephemeral range (see RingConfig.FreeLoopbackPorts).</summary>
+    public static int FreePort() => RingConfig.FreeLoopbackPorts(1)[0];
 
     private readonly List<(string Name, RankProcess Process)> _started = new();
 

@@ -308,6 +308,22 @@ public class RingConfigTests
     }
 
     [Fact]
+    public void LoopbackPortsAreFreeAndBelowTheKernelsEphemeralRange()
+    {
+        const string range = "/proc/sys/net/ipv4/ip_local_port_range";
+        if (!File.Exists(range)) return; // not Linux: the OS chooses, and nothing more can be checked
+        int ephemeralLow = int.Parse(File.ReadAllText(range).Split((char[])['\t', ' '], StringSplitOptions.RemoveEmptyEntries)[0]);
+        var ports = RingConfig.FreeLoopbackPorts(8);
+        Assert.Equal(8, ports.Distinct().Count());
+        foreach (int port in ports)
+        {
+            Assert.InRange(port, 1024, ephemeralLow - 1);
+            using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, port);
+            listener.Start(); // free: a rank can bind it
+        }
+    }
+
+    [Fact]
     public void SocketSpinIsOnOnlyWhenEveryBusyThreadHasACore()
     {
         int cores = Environment.ProcessorCount;
