@@ -100,6 +100,7 @@ internal sealed unsafe class Q4_0Format : BlockFormat
             byte* quants = panel + columns * PanelRows * sizeof(ushort);
             for (int j = 0; j < columns; j++, scales += PanelRows, quants += PanelRows * 16)
             {
+                Sse.Prefetch0(quants + DotKernel512.PrefetchBytes);
                 var x = Vector256.Load(xq + (c + j) * BlockSize);
                 var addend = Vector256.Load(bias + (c + j) * 8);
                 var d = Fp16.ToSingle4(scales, xs[c + j]).ToVector256Unsafe();
@@ -151,6 +152,7 @@ internal sealed unsafe class Q4_0Format : BlockFormat
             var d = columns == ColumnGroup
                 ? Avx512F.PermuteVar16x32(columnScales, rowScale + Vector512.Create(j * 4))
                 : Avx512F.PermuteVar16x32(Fp16.ToSingle4(scales + j * PanelRows, xs[c]).ToVector256Unsafe().ToVector512Unsafe(), rowScale);
+            Sse.Prefetch0(panel + DotKernel512.PrefetchBytes); // the column's one 64-byte line, 8 KB ahead (see there)
             var raw = Vector512.Load(panel);
             var lowNibbles = raw & mask;
             var highNibbles = Vector512.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;

@@ -89,6 +89,8 @@ internal sealed unsafe class Q8_0Format : BlockFormat
             sbyte* quants = (sbyte*)(panel + columns * PanelRows * sizeof(ushort));
             for (int j = 0; j < columns; j++, scales += PanelRows, quants += PanelRows * BlockSize)
             {
+                Sse.Prefetch0(quants + DotKernel512.PrefetchBytes);
+                Sse.Prefetch0(quants + DotKernel512.PrefetchBytes + 64);
                 var x = Vector256.Load(xq + (c + j) * BlockSize);
                 var d = Fp16.ToSingle4(scales, xs[c + j]).ToVector256Unsafe();
                 acc0 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d, 0), Vector256.ConvertToSingle(Product<TDot>(quants, x)), acc0);
@@ -134,6 +136,9 @@ internal sealed unsafe class Q8_0Format : BlockFormat
             }
             var d = columns == ColumnGroup ? columnScales : Fp16.ToSingle4(scales + j * PanelRows, xs[c]).ToVector256Unsafe().ToVector512Unsafe();
             var column = Vector512.Create(columns == ColumnGroup ? j * 4 : 0);
+            // The column's two 64-byte lines, 8 KB ahead: the stream prefetcher alone left this loop waiting on memory.
+            Sse.Prefetch0(panel + DotKernel512.PrefetchBytes);
+            Sse.Prefetch0(panel + DotKernel512.PrefetchBytes + 64);
             var x = Avx512F.BroadcastVector256ToVector512((long*)(xq + c * BlockSize)).AsSByte();
             var negated = Vector512<sbyte>.Zero - x;
             var w01 = Vector512.Load((sbyte*)panel);
