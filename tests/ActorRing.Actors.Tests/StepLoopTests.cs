@@ -86,7 +86,8 @@ public sealed class StepLoopTests
         using var permits = new SemaphoreSlim(0);
         engine.Steps = permits;
         port.Submit(new ServingRequest("r", [1, 2, 3], new SamplingSpec(MaxTokens: 12), new GreedyPickers().Create(new SamplingSpec()), client));
-        var loop = Task.Factory.StartNew(() => new StepLoop(engine, comm, scheduler, port).Run(CancellationToken.None), TaskCreationOptions.LongRunning);
+        // No coalescing: the test blocks the fifth step and reads the four tokens before it one by one.
+        var loop = Task.Factory.StartNew(() => new StepLoop(engine, comm, scheduler, port, TimeSpan.Zero).Run(CancellationToken.None), TaskCreationOptions.LongRunning);
         permits.Release(4); // the prompt, then 3 decodes: tokens 4, 5, 6, 7
         for (int i = 0; i < 4; i++) Assert.Equal(4 + i, Assert.IsType<TokenGenerated>(client.Next(T)).TokenId);
         comm.FailWith = "all-reduce #9: right neighbour rank 1 closed the connection";

@@ -12,13 +12,14 @@ namespace ActorRing.Actors.Serving;
 /// gathered logits, and the scheduler hands each request's events straight to its client. No actor message
 /// is on the per-token path. Other ranks run <see cref="Follow"/>.
 /// </summary>
-public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler scheduler, ServingPort port)
+public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler scheduler, ServingPort port, TimeSpan? deliveryInterval = null)
 {
     /// <summary>Longest a follower waits for a plan while rank 0 is idle: an empty plan goes out this often,
     /// well inside the ring's operation deadline, so an idle cluster is not mistaken for a dead one.</summary>
     public static readonly TimeSpan KeepAlive = TimeSpan.FromSeconds(1);
 
     private readonly PlanChannel _channel = new(comm);
+    private readonly EventOutbox _outbox = new(deliveryInterval ?? EventOutbox.DefaultInterval);
 
     /// <summary>
     /// Runs until <paramref name="stop"/> is cancelled (the server stops: every request fails, the followers are told
@@ -34,6 +35,7 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
         try
         {
             long stepStart = Stopwatch.GetTimestamp();
+            double lastWallMs = double.PositiveInfinity;
             while (!end.IsCancellationRequested)
             {
                 TakeQueued();
@@ -43,15 +45,21 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
                 port.ReportKvCache(scheduler.KvBlocks);
                 if (plan is null)
                 {
-                    if (port.WaitForWork(KeepAlive, end)) continue;
+                    _outbox.Flush();
+                    if (port.WaitForWork(KeepAlive, end))
+                    {
+                        stepStart = Stopwatch.GetTimestamp(); // an idle wait is no step's time
+                        continue;
+                    }
                     if (end.IsCancellationRequested) break;
                     if (comm.WorldSize > 1) _channel.Send(new StepPlan(_channel.LastStep + 1, [])); // keep-alive
                     stepStart = Stopwatch.GetTimestamp();
                     continue;
                 }
+                _outbox.BeforeStep(lastWallMs < _outbox.Interval.TotalMilliseconds / 2 && IsDecodeOnly(plan));
                 _channel.Send(plan);
                 var result = engine.Execute(plan);
-                double wallMs = Stopwatch.GetElapsedTime(stepStart).TotalMilliseconds;
+                double wallMs = lastWallMs = Stopwatch.GetElapsedTime(stepStart).TotalMilliseconds;
                 port.ReportStep(wallMs, result);
                 stepStart = Stopwatch.GetTimestamp();
                 Deliver(scheduler.Complete(plan, result, wallMs));
@@ -65,6 +73,10 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
             port.Report(0, 0);
             throw;
         }
+        finally
+        {
+            _outbox.Flush(); // tokens held for coalescing go out before anything else can happen to their requests
+        }
         if (suspend.IsCancellationRequested && !stop.IsCancellationRequested)
         {
             // The ring is being closed under this loop: no stop plan (the ring may be gone), and nothing fails.
@@ -75,6 +87,13 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
         Deliver(scheduler.FailAll("the server is stopping"));
         port.Report(0, 0);
         if (comm.WorldSize > 1) _channel.Send(new StepPlan(_channel.LastStep + 1, [], Stop: true));
+    }
+
+    private static bool IsDecodeOnly(StepPlan plan)
+    {
+        foreach (var s in plan.Sequences)
+            if (s.Tokens.Length != 1) return false;
+        return true;
     }
 
     private void SuspendInPort()
@@ -100,10 +119,7 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
         }
     }
 
-    private static void Deliver(IReadOnlyList<ServingEvent> events)
-    {
-        foreach (var e in events) e.Deliver();
-    }
+    private void Deliver(IReadOnlyList<ServingEvent> events) => _outbox.Add(events);
 
     /// <summary>
     /// The KV blocks the loop may use: the fewest any rank has. Ranks size their caches from their own free
