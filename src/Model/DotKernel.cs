@@ -81,6 +81,24 @@ internal static class DotKernel
         for (; b < rows; b++) Panel4<TWeights>(panel, x + b * xStride, n, y + b * yStride);
     }
 
+    /// <summary>
+    /// Panels [0, <paramref name="panelCount"/>) of a packed matrix (panel p's outputs at y + 4p) against activation
+    /// rows [0, rows): with several rows on AVX-512, k-blocked so the activation rows stay in L1
+    /// (<see cref="DotKernel512.PanelsRows{TWeights}"/>); otherwise panel by panel. Bits as <see cref="Panel4Rows{TWeights}"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void PanelsRows<TWeights>(byte* panels, long panelCount, float* x, long xStride, int rows, int n, float* y, long yStride)
+        where TWeights : struct, IWeightFormat
+    {
+        if (rows > 1 && DotKernel512.IsSupported)
+        {
+            DotKernel512.PanelsRows<TWeights>(panels, panelCount, x, xStride, rows, n, y, yStride);
+            return;
+        }
+        long panelBytes = (long)PanelRows * n * TWeights.Bytes;
+        for (long p = 0; p < panelCount; p++) Panel4Rows<TWeights>(panels + p * panelBytes, x, xStride, rows, n, y + p * PanelRows, yStride);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void Panel4x4<TWeights>(byte* panel, float* x, long xStride, int n, float* y, long yStride)
         where TWeights : struct, IWeightFormat

@@ -692,7 +692,7 @@ public sealed partial class ShardedLlama : IDisposable
         {
             if (w.Packed)
             {
-                for (; r < end; r += DotKernel.PanelRows) DotKernel.Panel4Rows<TWeights>(ws + r * rowBytes, x, n, rows, n, y + r, outDim);
+                DotKernel.PanelsRows<TWeights>(ws + r * rowBytes, (end - r) / DotKernel.PanelRows, x, n, rows, n, y + r, outDim);
                 return;
             }
             for (; r < end; r++)

@@ -195,13 +195,17 @@ public sealed unsafe class KernelTests
     [InlineData(true, 8)]
     [InlineData(true, 264)]
     [InlineData(true, 776)]
+    [InlineData(false, 3080)]
+    [InlineData(true, 3080)]
     public void Batched_panels_accumulate_every_output_in_the_one_row_order(bool bf16, int cols)
     {
         // The order that defines batch invariance, spelled out lane by lane: 8 lane accumulators, k ascending
         // in blocks of 8, one fused multiply-add per product, then Vector256.Sum. Whichever kernel
         // Panel4Rows picks (512-bit groups of 8, 4 and 2 rows on AVX-512, the 256-bit ones elsewhere), every
-        // output must have exactly these bits, for batch sizes that leave every kind of remainder.
-        const int rows = 8;
+        // output must have exactly these bits, for batch sizes that leave every kind of remainder. PanelsRows
+        // over the whole matrix must give them too: with 3080 columns it cuts k into blocks (carrying the lanes
+        // between them) and takes 18 panels in chunks of 16.
+        int rows = cols > 1000 ? 72 : 8;
         var rng = new Random(cols + (bf16 ? 1 : 0));
         float[] w = Random(rng, rows * cols).Select(RoundToBf16).ToArray();
         var packedF = PackPanels(w, rows, cols);
@@ -210,6 +214,7 @@ public sealed unsafe class KernelTests
         {
             float[] x = Random(rng, batch * cols);
             var y = new float[batch * rows];
+            var whole = new float[batch * rows];
             fixed (float* pf = packedF, px = x, py = y)
             fixed (ushort* pb = packedB)
             {
@@ -219,6 +224,11 @@ public sealed unsafe class KernelTests
                 {
                     if (bf16) DotKernel.Panel4Rows<BF16Weights>(panels + p * panelBytes, px, cols, batch, cols, py + p * 4, rows);
                     else DotKernel.Panel4Rows<F32Weights>(panels + p * panelBytes, px, cols, batch, cols, py + p * 4, rows);
+                }
+                fixed (float* pw = whole)
+                {
+                    if (bf16) DotKernel.PanelsRows<BF16Weights>(panels, rows / 4, px, cols, batch, cols, pw, rows);
+                    else DotKernel.PanelsRows<F32Weights>(panels, rows / 4, px, cols, batch, cols, pw, rows);
                 }
             }
             for (int b = 0; b < batch; b++)
@@ -231,6 +241,9 @@ public sealed unsafe class KernelTests
                     float got = y[b * rows + r];
                     Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(got),
                         $"{(bf16 ? "bf16" : "f32")} n={cols} batch {batch}, row {b}, output {r}: {got} != {want} (the one-row order)");
+                    float blocked = whole[b * rows + r];
+                    Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(blocked),
+                        $"{(bf16 ? "bf16" : "f32")} n={cols} batch {batch}, row {b}, output {r}: PanelsRows gave {blocked} != {want} (the one-row order)");
                 }
         }
     }
