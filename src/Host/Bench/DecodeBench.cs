@@ -46,6 +46,7 @@ internal static class DecodeBench
         public readonly Option<int> WorldSize = Opt.Int("--world-size", "Ranks (threads of this process, or serve processes with --runtime actors)", 1, 1, 64);
         public readonly Option<int> Threads = Opt.Int("--threads", "Compute threads per rank", 1, 1, 256);
         public readonly Option<int> Tokens = Opt.Int("--tokens", "Decode steps to time", 32, 1, 4096);
+        public readonly Option<int> PromptTokens = Opt.Int("--prompt-tokens", "Positions already in each sequence's cache when the timed steps start (llama-bench's tg64 starts at 1); the prefill figure stays a 128-token one", DecodeSteps.PromptLength, 1, 4096, "P");
         public readonly Option<int> Batch = Opt.Int("--batch", "Sequences each decode step feeds (one row each, through the serving loop's batched step; --runtime threads)", 1, 1, 64, "B");
         public readonly Option<string> Runtime = Opt.Text("--runtime", "threads|actors",
             "threads: ranks as threads of this process; actors: serve processes, as users run them", "threads");
@@ -71,12 +72,14 @@ internal static class DecodeBench
         int threads = cli.GetValue(o.Threads);
         int tokens = cli.GetValue(o.Tokens);
         int batch = cli.GetValue(o.Batch);
+        int promptTokens = cli.GetValue(o.PromptTokens);
         var dtype = o.DType.Get(cli);
         var (quant, quantHead) = ComputeOptions.QuantChoice(cli, o.Quant, o.QuantLmHead);
         var sync = o.SyncDType.Get(cli);
 
         string runtime = cli.GetValue(o.Runtime)!;
         if (runtime == "actors" && sync != SyncPayload.F32) throw new UsageException("--sync-dtype is measured with --runtime threads");
+        if (runtime == "actors" && promptTokens != DecodeSteps.PromptLength) throw new UsageException("--prompt-tokens is measured with --runtime threads");
         if (runtime == "actors" && batch != 1) throw new UsageException($"--batch {batch} is measured with --runtime threads; 'bench serve --concurrency C' batches through serve processes");
         if (runtime == "actors") return await RunThroughActorsAsync(presetName, worldSize, threads, tokens, dtype, quant, quantHead);
         if (runtime != "threads") throw new UsageException($"option --runtime expects threads or actors, got '{runtime}'");
@@ -96,7 +99,7 @@ internal static class DecodeBench
             using var model = ShardedLlama.CreateRandom(config, seed: 42, comm,
                 new ModelLoadOptions
                 {
-                    ContextLength = DecodeSteps.ContextFor(WarmupSteps + tokens),
+                    ContextLength = Math.Max(DecodeSteps.ContextFor(WarmupSteps), promptTokens + tokens + 8),
                     Slots = batch,
                     Threads = threads,
                     DType = dtype,
@@ -107,7 +110,7 @@ internal static class DecodeBench
                     Cores = CorePinning.CoresFor(rank, worldSize, threads),
                 });
             loaded.SignalAndWait();
-            return Measure(model, comm, tokens, batch);
+            return Measure(model, comm, tokens, batch, promptTokens);
         }, "bench-rank");
 
         double memGBps = Math.Max(memBefore, MemoryProbe.OneThreadGBps());
@@ -130,6 +133,7 @@ internal static class DecodeBench
             ["sync_dtype"] = sync.Name(),
             ["params"] = config.ParameterCount,
             ["batch"] = batch,
+            ["prompt_tokens"] = promptTokens,
             ["kernels"] = ShardedLlama.BatchedKernels,
             // A step decodes one token of each of the batch's sequences.
             ["ms_per_step_median"] = Math.Round(median, 3),
@@ -221,11 +225,14 @@ internal static class DecodeBench
     /// </summary>
     internal const int WarmupSteps = 40;
 
-    private static RankReport Measure(ShardedLlama model, ICollectives comm, int tokens, int batch)
+    private static RankReport Measure(ShardedLlama model, ICollectives comm, int tokens, int batch, int promptTokens)
     {
         var steps = new DecodeSteps(model, comm, batch);
         double prefillMs = steps.Prefill();
         steps.Run(WarmupSteps);
+        // The timed steps start with promptTokens positions cached, whatever the warm-up left: attention reads every
+        // cached position, so the starting context is part of what is measured.
+        steps.Restart(promptTokens);
         model.ResetCommunicationTime();
         long sentBefore = (comm as RingCommunicator)?.PayloadBytesSent ?? 0;
         var timing = steps.Run(tokens);
@@ -266,6 +273,21 @@ internal static class DecodeBench
             for (int slot = 1; slot < batch; slot++) model.Forward(slot, prompt, 0);
             _logits = first is null ? null : Enumerable.Repeat(first, batch).ToArray();
             return ms;
+        }
+
+        /// <summary>Empties every slot and prefills the first <paramref name="promptTokens"/> tokens of the prompt into
+        /// each (untimed), so the next <see cref="Run"/> decodes from that context.</summary>
+        public void Restart(int promptTokens)
+        {
+            var rng = new Random(7);
+            int[] prompt = Enumerable.Range(0, Math.Max(PromptLength, promptTokens)).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
+            float[]? first = null;
+            for (int slot = 0; slot < batch; slot++)
+            {
+                model.ResetSlot(slot);
+                first = model.Forward(slot, prompt.AsSpan(0, promptTokens), 0);
+            }
+            _logits = first is null ? null : Enumerable.Repeat(first, batch).ToArray();
         }
 
         /// <summary>Runs <paramref name="count"/> steps: each one's wall time (ms), this thread's CPU time in it (ms),

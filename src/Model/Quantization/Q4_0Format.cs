@@ -147,10 +147,10 @@ internal sealed unsafe class Q4_0Format : BlockFormat
                 columns = Math.Min(ColumnGroup, blocks - c);
                 scales = (ushort*)panel;
                 panel += columns * PanelRows * sizeof(ushort);
-                if (columns == ColumnGroup) columnScales = Fp16.ScaleColumns(scales, xs + c);
             }
+            if (columns == ColumnGroup && (j & 3) == 0) columnScales = Fp16.ScaleColumns(scales + j * PanelRows, xs + c);
             var d = columns == ColumnGroup
-                ? Avx512F.PermuteVar16x32(columnScales, rowScale + Vector512.Create(j * 4))
+                ? Avx512F.PermuteVar16x32(columnScales, rowScale + Vector512.Create((j & 3) * 4))
                 : Avx512F.PermuteVar16x32(Fp16.ToSingle4(scales + j * PanelRows, xs[c]).ToVector256Unsafe().ToVector512Unsafe(), rowScale);
             Sse.Prefetch0(panel + DotKernel512.PrefetchBytes); // the column's one 64-byte line, 8 KB ahead (see there)
             var raw = Vector512.Load(panel);

@@ -132,10 +132,10 @@ internal sealed unsafe class Q8_0Format : BlockFormat
                 columns = Math.Min(ColumnGroup, blocks - c);
                 scales = (ushort*)panel;
                 panel += columns * PanelRows * sizeof(ushort);
-                if (columns == ColumnGroup) columnScales = Fp16.ScaleColumns(scales, xs + c);
             }
+            if (columns == ColumnGroup && (j & 3) == 0) columnScales = Fp16.ScaleColumns(scales + j * PanelRows, xs + c);
             var d = columns == ColumnGroup ? columnScales : Fp16.ToSingle4(scales + j * PanelRows, xs[c]).ToVector256Unsafe().ToVector512Unsafe();
-            var column = Vector512.Create(columns == ColumnGroup ? j * 4 : 0);
+            var column = Vector512.Create(columns == ColumnGroup ? (j & 3) * 4 : 0);
             // The column's two 64-byte lines, 8 KB ahead: the stream prefetcher alone left this loop waiting on memory.
             Sse.Prefetch0(panel + DotKernel512.PrefetchBytes);
             Sse.Prefetch0(panel + DotKernel512.PrefetchBytes + 64);
