@@ -48,14 +48,22 @@ internal static class Fp16
     /// <see cref="ToSingle4"/> gives. No calls and no branches, so the kernels' registers survive it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe Vector512<float> ScaleColumns(ushort* h, float* by)
+    public static unsafe Vector512<float> ScaleColumns(ushort* h, float* by) => Widen16(h) * ColumnFactors(by);
+
+    /// <summary>Sixteen fp16 values widened exactly to float (the first half of <see cref="ScaleColumns"/>,
+    /// for kernels that scale one set of weight scales by several activation rows' scales).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<float> Widen16(ushort* h)
     {
         var wide = Avx512F.ConvertToVector512UInt32(Vector256.Load(h)); // vpmovzxwd
         var magnitude = Vector512.ShiftLeft(wide & Vector512.Create(0x7fffu), 13).AsSingle() * Vector512.Create(5.192296858534828e33f);
-        var signed = magnitude.AsUInt32() | Vector512.ShiftLeft(wide & Vector512.Create(0x8000u), 16);
-        var columnScale = Avx512F.PermuteVar16x32(Vector128.Load(by).ToVector256Unsafe().ToVector512Unsafe(), Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
-        return signed.AsSingle() * columnScale;
+        return (magnitude.AsUInt32() | Vector512.ShiftLeft(wide & Vector512.Create(0x8000u), 16)).AsSingle();
     }
+
+    /// <summary>by[0..3], each repeated four times (column c's factor for its four rows).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector512<float> ColumnFactors(float* by) =>
+        Avx512F.PermuteVar16x32(Vector128.Load(by).ToVector256Unsafe().ToVector512Unsafe(), Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
 
     /// <summary>Lane <paramref name="lane"/> of <paramref name="scales"/> in all eight lanes (one vpermps).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -57,10 +57,24 @@ internal sealed unsafe class Q4_0Format : BlockFormat
     public override void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride)
     {
         int blocks = (int)blocksPerRow;
-        for (long r = row0; r < row1; r += panelRows)
+        // With many activation rows their quantized blocks (and Q4_0's lane biases) outgrow L1 and would be read
+        // from L2 for every panel: rows go in groups of RowGroup, each group over a chunk of PanelChunk panels
+        // (which stays in L2 for the next group). Each output is still one kernel call's, so the bits do not change.
+        for (long chunk = row0; chunk < row1; chunk += PanelChunk * panelRows)
+        for (int group = 0; group < x.Batch; group += RowGroup)
+        for (long r = chunk, chunkEnd = Math.Min(row1, chunk + PanelChunk * panelRows); r < chunkEnd; r += panelRows)
         {
+            int groupEnd = Math.Min(x.Batch, group + RowGroup);
             byte* panel = packed + ScaleOffset(r, 0, blocksPerRow, panelRows);
-            for (int b = 0; b < x.Batch; b++) // the panel stays in L1 while every activation row passes over it
+            int b = group;
+            if (panelRows == PanelRows && Avx512BW.IsSupported)
+            {
+                // Four activation rows share each column's nibble unpacking and weight-scale widening.
+                for (; b + 4 <= groupEnd; b += 4)
+                    Panel4x512Rows4(panel, blocks, x.Quants + (long)b * blocks * BlockSize, x.Scales + (long)b * blocks,
+                        x.LaneBias + (long)b * blocks * 8, y + b * yStride + r, yStride);
+            }
+            for (; b < groupEnd; b++) // the panel stays in L1 while the group's activation rows pass over it
             {
                 sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
                 float* xs = x.Scales + (long)b * blocks;
@@ -166,6 +180,84 @@ internal sealed unsafe class Q4_0Format : BlockFormat
             high = Vector512.FusedMultiplyAdd(d, Vector512.ConvertToSingle(second), high);
         }
         LaneSum.Of4Rows(low, high, y);
+    }
+
+    /// <summary>
+    /// <see cref="Panel4x512"/> for four activation rows at once (their quants, scales and lane biases one row of
+    /// blocks apart; outputs <paramref name="yStride"/> apart): each column's nibbles are unpacked and its weight
+    /// scales widened once for the four, which is most of what a batched step repeats per row. Every row's
+    /// integer lanes, scale products and float accumulation are exactly <see cref="Panel4x512"/>'s, so each
+    /// output has the same bits as the one-row kernel gives it (batch invariance).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Panel4x512Rows4(byte* panel, int blocks, sbyte* xq, float* xs, int* bias, float* y, long yStride)
+    {
+        long qRow = (long)blocks * BlockSize, sRow = blocks, bRow = (long)blocks * 8;
+        var low0 = Vector512<float>.Zero;
+        Vector512<float> high0 = low0, low1 = low0, high1 = low0, low2 = low0, high2 = low0, low3 = low0, high3 = low0;
+        Vector512<float> scales0 = low0, scales1 = low0, scales2 = low0, scales3 = low0;
+        var mask = Vector512.Create((byte)0x0F);
+        var rowScale = Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+        ushort* scales = null;
+        int columns = 0;
+        for (int c = 0; c < blocks; c++, panel += PanelRows * 16)
+        {
+            int j = c & (ColumnGroup - 1);
+            if (j == 0)
+            {
+                columns = Math.Min(ColumnGroup, blocks - c);
+                scales = (ushort*)panel;
+                panel += columns * PanelRows * sizeof(ushort);
+            }
+            Vector512<int> pick;
+            if (columns == ColumnGroup)
+            {
+                if ((j & 3) == 0)
+                {
+                    var widened = Fp16.Widen16(scales + j * PanelRows);
+                    scales0 = widened * Fp16.ColumnFactors(xs + c);
+                    scales1 = widened * Fp16.ColumnFactors(xs + sRow + c);
+                    scales2 = widened * Fp16.ColumnFactors(xs + 2 * sRow + c);
+                    scales3 = widened * Fp16.ColumnFactors(xs + 3 * sRow + c);
+                }
+                pick = rowScale + Vector512.Create((j & 3) * 4);
+            }
+            else
+            {
+                scales0 = Fp16.ToSingle4(scales + j * PanelRows, xs[c]).ToVector256Unsafe().ToVector512Unsafe();
+                scales1 = Fp16.ToSingle4(scales + j * PanelRows, xs[sRow + c]).ToVector256Unsafe().ToVector512Unsafe();
+                scales2 = Fp16.ToSingle4(scales + j * PanelRows, xs[2 * sRow + c]).ToVector256Unsafe().ToVector512Unsafe();
+                scales3 = Fp16.ToSingle4(scales + j * PanelRows, xs[3 * sRow + c]).ToVector256Unsafe().ToVector512Unsafe();
+                pick = rowScale;
+            }
+            Sse.Prefetch0(panel + DotKernel512.PrefetchBytes);
+            var raw = Vector512.Load(panel);
+            var lowNibbles = raw & mask;
+            var highNibbles = Vector512.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask;
+            int* x = (int*)(xq + c * BlockSize);
+            int* addend = bias + c * 8;
+            (low0, high0) = Accumulate(low0, high0, Avx512F.PermuteVar16x32(scales0, pick), lowNibbles, highNibbles, x, addend);
+            (low1, high1) = Accumulate(low1, high1, Avx512F.PermuteVar16x32(scales1, pick), lowNibbles, highNibbles, (int*)((sbyte*)x + qRow), addend + bRow);
+            (low2, high2) = Accumulate(low2, high2, Avx512F.PermuteVar16x32(scales2, pick), lowNibbles, highNibbles, (int*)((sbyte*)x + 2 * qRow), addend + 2 * bRow);
+            (low3, high3) = Accumulate(low3, high3, Avx512F.PermuteVar16x32(scales3, pick), lowNibbles, highNibbles, (int*)((sbyte*)x + 3 * qRow), addend + 3 * bRow);
+        }
+        LaneSum.Of4Rows(low0, high0, y);
+        LaneSum.Of4Rows(low1, high1, y + yStride);
+        LaneSum.Of4Rows(low2, high2, y + 2 * yStride);
+        LaneSum.Of4Rows(low3, high3, y + 3 * yStride);
+    }
+
+    /// <summary>One activation row's step of <see cref="Panel4x512"/> over an unpacked column (the same operations in the same order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector512<float> Low, Vector512<float> High) Accumulate(Vector512<float> low, Vector512<float> high, Vector512<float> d,
+        Vector512<byte> lowNibbles, Vector512<byte> highNibbles, int* x, int* addend)
+    {
+        var ones = Vector512.Create((short)1);
+        var first = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(lowNibbles, Avx512F.BroadcastVector128ToVector512(x).AsSByte()), ones)
+            + Avx512F.BroadcastVector128ToVector512(addend);
+        var second = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(highNibbles, Avx512F.BroadcastVector128ToVector512(x + 4).AsSByte()), ones)
+            + Avx512F.BroadcastVector128ToVector512(addend + 4);
+        return (Vector512.FusedMultiplyAdd(d, Vector512.ConvertToSingle(first), low), Vector512.FusedMultiplyAdd(d, Vector512.ConvertToSingle(second), high));
     }
 
     /// <summary>One row in ggml's row layout (18-byte blocks one after another).</summary>

@@ -47,10 +47,23 @@ internal sealed unsafe class Q8_0Format : BlockFormat
     public override void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride)
     {
         int blocks = (int)blocksPerRow;
-        for (long r = row0; r < row1; r += panelRows)
+        // With many activation rows their quantized blocks (and Q4_0's lane biases) outgrow L1 and would be read
+        // from L2 for every panel: rows go in groups of RowGroup, each group over a chunk of PanelChunk panels
+        // (which stays in L2 for the next group). Each output is still one kernel call's, so the bits do not change.
+        for (long chunk = row0; chunk < row1; chunk += PanelChunk * panelRows)
+        for (int group = 0; group < x.Batch; group += RowGroup)
+        for (long r = chunk, chunkEnd = Math.Min(row1, chunk + PanelChunk * panelRows); r < chunkEnd; r += panelRows)
         {
+            int groupEnd = Math.Min(x.Batch, group + RowGroup);
             byte* panel = packed + ScaleOffset(r, 0, blocksPerRow, panelRows);
-            for (int b = 0; b < x.Batch; b++) // the panel stays in L1 while every activation row passes over it
+            int b = group;
+            if (panelRows == PanelRows && Avx512BW.IsSupported)
+            {
+                // Four activation rows share each column's weight loads, magnitudes and signs, and its scale widening.
+                for (; b + 4 <= groupEnd; b += 4)
+                    Panel4x512Rows4(panel, blocks, x.Quants + (long)b * blocks * BlockSize, x.Scales + (long)b * blocks, y + b * yStride + r, yStride);
+            }
+            for (; b < groupEnd; b++) // the panel stays in L1 while the group's activation rows pass over it
             {
                 sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
                 float* xs = x.Scales + (long)b * blocks;
@@ -151,6 +164,91 @@ internal sealed unsafe class Q8_0Format : BlockFormat
         // Into the four-rows layout LaneSum.Of4Rows takes: 128-bit lane r holding row r's lanes 0..3, or 4..7.
         const byte Firsts = 0b10_00_10_00, Seconds = 0b11_01_11_01;
         LaneSum.Of4Rows(Avx512F.Shuffle4x128(rows01, rows23, Firsts), Avx512F.Shuffle4x128(rows01, rows23, Seconds), y);
+    }
+
+    /// <summary>
+    /// <see cref="Panel4x512"/> for four activation rows at once (their quants and scales one row of blocks
+    /// apart; outputs <paramref name="yStride"/> apart): each column's two weight loads, their magnitudes and
+    /// sign masks, and its weight-scale widening are done once for the four. Every row's integer lanes, scale
+    /// products and float accumulation are exactly <see cref="Panel4x512"/>'s (so each output has its bits).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Panel4x512Rows4(byte* panel, int blocks, sbyte* xq, float* xs, float* y, long yStride)
+    {
+        long qRow = (long)blocks * BlockSize, sRow = blocks;
+        var a01 = Vector512<float>.Zero; // activation row 0: weight rows 0 and 1, then 2 and 3
+        Vector512<float> a23 = a01, b01 = a01, b23 = a01, c01 = a01, c23 = a01, d01 = a01, d23 = a01;
+        Vector512<float> scales0 = a01, scales1 = a01, scales2 = a01, scales3 = a01;
+        var scale01 = Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        var scale23 = Vector512.Create(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        ushort* scales = null;
+        int columns = 0;
+        for (int c = 0; c < blocks; c++, panel += PanelRows * BlockSize)
+        {
+            int j = c & (ColumnGroup - 1);
+            if (j == 0)
+            {
+                columns = Math.Min(ColumnGroup, blocks - c);
+                scales = (ushort*)panel;
+                panel += columns * PanelRows * sizeof(ushort);
+            }
+            Vector512<int> column;
+            if (columns == ColumnGroup)
+            {
+                if ((j & 3) == 0)
+                {
+                    var widened = Fp16.Widen16(scales + j * PanelRows);
+                    scales0 = widened * Fp16.ColumnFactors(xs + c);
+                    scales1 = widened * Fp16.ColumnFactors(xs + sRow + c);
+                    scales2 = widened * Fp16.ColumnFactors(xs + 2 * sRow + c);
+                    scales3 = widened * Fp16.ColumnFactors(xs + 3 * sRow + c);
+                }
+                column = Vector512.Create((j & 3) * 4);
+            }
+            else
+            {
+                scales0 = Fp16.ToSingle4(scales + j * PanelRows, xs[c]).ToVector256Unsafe().ToVector512Unsafe();
+                scales1 = Fp16.ToSingle4(scales + j * PanelRows, xs[sRow + c]).ToVector256Unsafe().ToVector512Unsafe();
+                scales2 = Fp16.ToSingle4(scales + j * PanelRows, xs[2 * sRow + c]).ToVector256Unsafe().ToVector512Unsafe();
+                scales3 = Fp16.ToSingle4(scales + j * PanelRows, xs[3 * sRow + c]).ToVector256Unsafe().ToVector512Unsafe();
+                column = Vector512<int>.Zero;
+            }
+            Sse.Prefetch0(panel + DotKernel512.PrefetchBytes);
+            Sse.Prefetch0(panel + DotKernel512.PrefetchBytes + 64);
+            var w01 = Vector512.Load((sbyte*)panel);
+            var w23 = Vector512.Load((sbyte*)panel + 64);
+            var magnitude01 = Avx512BW.Abs(w01);
+            var magnitude23 = Avx512BW.Abs(w23);
+            var negative01 = Vector512.IsNegative(w01);
+            var negative23 = Vector512.IsNegative(w23);
+            var pick01 = scale01 + column;
+            var pick23 = scale23 + column;
+            sbyte* x = xq + c * BlockSize;
+            (a01, a23) = Accumulate(a01, a23, scales0, pick01, pick23, magnitude01, magnitude23, negative01, negative23, x);
+            (b01, b23) = Accumulate(b01, b23, scales1, pick01, pick23, magnitude01, magnitude23, negative01, negative23, x + qRow);
+            (c01, c23) = Accumulate(c01, c23, scales2, pick01, pick23, magnitude01, magnitude23, negative01, negative23, x + 2 * qRow);
+            (d01, d23) = Accumulate(d01, d23, scales3, pick01, pick23, magnitude01, magnitude23, negative01, negative23, x + 3 * qRow);
+        }
+        const byte Firsts = 0b10_00_10_00, Seconds = 0b11_01_11_01;
+        LaneSum.Of4Rows(Avx512F.Shuffle4x128(a01, a23, Firsts), Avx512F.Shuffle4x128(a01, a23, Seconds), y);
+        LaneSum.Of4Rows(Avx512F.Shuffle4x128(b01, b23, Firsts), Avx512F.Shuffle4x128(b01, b23, Seconds), y + yStride);
+        LaneSum.Of4Rows(Avx512F.Shuffle4x128(c01, c23, Firsts), Avx512F.Shuffle4x128(c01, c23, Seconds), y + 2 * yStride);
+        LaneSum.Of4Rows(Avx512F.Shuffle4x128(d01, d23, Firsts), Avx512F.Shuffle4x128(d01, d23, Seconds), y + 3 * yStride);
+    }
+
+    /// <summary>One activation row's step of <see cref="Panel4x512"/> over a loaded column (the same operations in the same order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector512<float> Rows01, Vector512<float> Rows23) Accumulate(Vector512<float> rows01, Vector512<float> rows23,
+        Vector512<float> d, Vector512<int> pick01, Vector512<int> pick23, Vector512<byte> magnitude01, Vector512<byte> magnitude23,
+        Vector512<sbyte> negative01, Vector512<sbyte> negative23, sbyte* xq)
+    {
+        var ones = Vector512.Create((short)1);
+        var x = Avx512F.BroadcastVector256ToVector512((long*)xq).AsSByte();
+        var negated = Vector512<sbyte>.Zero - x;
+        var lanes01 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitude01, Vector512.ConditionalSelect(negative01, negated, x)), ones);
+        var lanes23 = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(magnitude23, Vector512.ConditionalSelect(negative23, negated, x)), ones);
+        return (Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(d, pick01), Vector512.ConvertToSingle(lanes01), rows01),
+            Vector512.FusedMultiplyAdd(Avx512F.PermuteVar16x32(d, pick23), Vector512.ConvertToSingle(lanes23), rows23));
     }
 
     /// <summary>One row in ggml's row layout (34-byte blocks one after another).</summary>
