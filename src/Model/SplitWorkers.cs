@@ -109,7 +109,15 @@ internal sealed class SplitWorkers : IDisposable
         {
             long spinUntil = Stopwatch.GetTimestamp() + _spinTicks;
             while (Volatile.Read(ref _pending) != 0 && Stopwatch.GetTimestamp() < spinUntil) Thread.SpinWait(20);
-            if (Volatile.Read(ref _pending) != 0) _done.Wait();
+            // The last helper of a run sets _done after its decrement; when this thread saw the zero first (by
+            // spinning) that Set can land after the next run's Reset, and would end the next run's wait while its
+            // helpers still work (a product used before all its rows were written; KernelTests caught a part
+            // missing). So the count, not the event, ends the wait: a stale Set only costs one more look.
+            while (Volatile.Read(ref _pending) != 0)
+            {
+                _done.Wait();
+                _done.Reset();
+            }
             _work = null;
         }
         if (_error is { } e) ExceptionDispatchInfo.Capture(e).Throw();
