@@ -99,6 +99,7 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
     private void SuspendInPort()
     {
         Deliver(scheduler.TakeEvents());
+        _outbox.Flush(); // every token sampled so far reaches its client before another loop can continue the request
         scheduler.Suspend();
         port.Suspend(scheduler);
     }
