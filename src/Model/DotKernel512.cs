@@ -26,26 +26,13 @@ internal static class DotKernel512
     /// Activation rows [0, rows) against one 4-row panel, as <see cref="DotKernel.Panel4Rows{TWeights}"/>
     /// (which calls this only when <see cref="IsSupported"/>): groups of 8 rows, then 4, then 2 (16, 8 and 4
     /// accumulators: enough independent FMAs to cover their latency on two FMA pipes), and a last odd row on
-    /// the one-row kernel.
+    /// the one-row kernel (<see cref="Panel4x1{TWeights}"/>, the bits of <see cref="DotKernel.Panel4{TWeights}"/>):
+    /// one k block spanning the whole row, of <see cref="BlockRows{TWeights}"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe void PanelRows<TWeights>(byte* panel, float* x, long xStride, int rows, int n, float* y, long yStride)
-        where TWeights : struct, IWeightFormat
-    {
-        int b = 0;
-        for (; b + 8 <= rows; b += 8) Panel4x8<TWeights>(panel, x + b * xStride, xStride, n, y + b * yStride, yStride);
-        if (b + 4 <= rows)
-        {
-            Panel4x4<TWeights>(panel, x + b * xStride, xStride, n, y + b * yStride, yStride);
-            b += 4;
-        }
-        if (b + 2 <= rows)
-        {
-            Panel4x2<TWeights>(panel, x + b * xStride, xStride, n, y + b * yStride, yStride);
-            b += 2;
-        }
-        if (b < rows) DotKernel.Panel4<TWeights>(panel, x + b * xStride, n, y + b * yStride);
-    }
+        where TWeights : struct, IWeightFormat =>
+        BlockRows<TWeights>(panel, x, xStride, rows, n, y, yStride, carry: null, keep: null, PrefetchBytes);
 
     /// <summary>x[k..k+8) in both 256-bit halves: one load-port broadcast, no shuffle.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

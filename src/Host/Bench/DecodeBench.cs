@@ -261,8 +261,7 @@ internal static class DecodeBench
         /// <summary>Warms up with a short prompt, then times the 128-token prefill (ms).</summary>
         public double Prefill()
         {
-            var rng = new Random(7);
-            int[] prompt = Enumerable.Range(0, PromptLength).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
+            int[] prompt = SeededPrompt(PromptLength);
             model.Forward(0, prompt.AsSpan(0, 8), 0);
             model.ResetSlot(0);
             comm.Barrier();
@@ -275,12 +274,18 @@ internal static class DecodeBench
             return ms;
         }
 
+        /// <summary>The benchmark's prompt: the same seeded random ids on every rank and in every run.</summary>
+        private int[] SeededPrompt(int length)
+        {
+            var rng = new Random(7);
+            return Enumerable.Range(0, length).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
+        }
+
         /// <summary>Empties every slot and prefills the first <paramref name="promptTokens"/> tokens of the prompt into
         /// each (untimed), so the next <see cref="Run"/> decodes from that context.</summary>
         public void Restart(int promptTokens)
         {
-            var rng = new Random(7);
-            int[] prompt = Enumerable.Range(0, Math.Max(PromptLength, promptTokens)).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
+            int[] prompt = SeededPrompt(promptTokens);
             float[]? first = null;
             for (int slot = 0; slot < batch; slot++)
             {
