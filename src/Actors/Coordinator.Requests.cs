@@ -1,6 +1,7 @@
 using ActorRing.Actors.Engine;
 using ActorRing.Actors.Serving;
 using Akka.Actor;
+using Akka.Event;
 
 namespace ActorRing.Actors;
 
@@ -43,6 +44,50 @@ public sealed partial class Coordinator
     }
 
     private void Cancel(CancelGeneration cancel) => _port.Cancel(cancel.RequestId);
+
+    private bool _warmedUp;
+
+    /// <summary>
+    /// Once per process, when the cluster first becomes ready: two short internal requests (one greedy, one
+    /// sampled with every filter, the same prompt) that the step loop runs to the end before it serves (see
+    /// <see cref="ServingPort.WarmUpWith"/>). With tiered compilation off (the host's setting), each method of the
+    /// loop's path (planning, the batched forward on every rank, the samplers, block registration, finishing) is
+    /// compiled on its first call, 30-40 ms in all on the bundled model, which the first request's first steps paid
+    /// before. The cost is one prefill and one decode step; the results are dropped.
+    /// </summary>
+    private void WarmUp()
+    {
+        if (_warmedUp || !_settings.WarmUp) return;
+        _warmedUp = true;
+        // Token 0 exists in every vocabulary; two blocks of the largest block size in use, so full blocks register.
+        var prompt = new int[32];
+        var client = new WarmUpClient(_log, 2);
+        SamplingSpec[] specs =
+        [
+            new(MaxTokens: 2),
+            new(Temperature: 0.8, TopK: 40, TopP: 0.95, Seed: 1, RepetitionPenalty: 1.1, MaxTokens: 2, MinP: 0.01,
+                PresencePenalty: 0.1, FrequencyPenalty: 0.1, Logprobs: 2),
+        ];
+        _port.WarmUpWith([.. specs.Select((spec, i) => new ServingRequest($"warm-up-{i}", prompt, spec, _pickers.Create(spec), client))]);
+    }
+
+    /// <summary>Drops the warm-up's tokens, and logs when its requests are done (called on the step loop's thread).</summary>
+    private sealed class WarmUpClient(ILoggingAdapter log, int requests) : IServingClient
+    {
+        private readonly long _started = System.Diagnostics.Stopwatch.GetTimestamp();
+        private int _left = requests;
+
+        public void OnToken(TokenGenerated token) { }
+
+        public void OnCompleted(GenerationCompleted completed)
+        {
+            if (Interlocked.Decrement(ref _left) == 0)
+                log.Info("step loop warmed up in {0:0} ms", System.Diagnostics.Stopwatch.GetElapsedTime(_started).TotalMilliseconds);
+        }
+
+        public void OnFailed(GenerationFailed failed) =>
+            log.Warning("the step loop's warm-up request failed ({0}); the first client request pays the loop's first-call costs instead", failed.Reason);
+    }
 
     /// <summary>A caller's actor as the step loop's client: each event is one Tell (thread-safe, never blocks).</summary>
     private sealed class ActorClient(IActorRef client) : IServingClient

@@ -354,6 +354,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
             _downSince = null;
         }
         _port.Resume();
+        WarmUp(); // before the loop starts, which takes it first
         // Highest rank first: followers are waiting for the first plan before rank 0 sends it.
         foreach (var (_, state) in _ranks.OrderByDescending(r => r.Key)) state.Worker.Tell(new StartServing(_generation));
         Become(Ready);

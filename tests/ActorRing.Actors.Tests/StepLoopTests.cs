@@ -64,6 +64,39 @@ public sealed class StepLoopTests
     }
 
     [Fact]
+    public async Task Warm_up_requests_run_to_the_end_before_any_client_request_and_leave_no_prefix_behind()
+    {
+        var comm = new FakeCollectives(0, 1);
+        var engine = new FakeEngine(comm);
+        var port = new ServingPort();
+        var scheduler = new Scheduler(new SchedulerOptions(), new KvBlockPool(engine.KvBlocks, engine.KvBlockSize), engine.ContextLength);
+        var warm = new RecordingClient();
+        // Two full blocks of the fake's block size (4): a warm-up prefix the client request below would hit if it leaked.
+        int[] prompt = [1, 2, 3, 4, 5, 6, 7, 8];
+        port.WarmUpWith([new ServingRequest("warm", prompt, new SamplingSpec(MaxTokens: 2), new GreedyPickers().Create(new SamplingSpec()), warm)]);
+        var client = new RecordingClient();
+        port.Submit(new ServingRequest("client", prompt, new SamplingSpec(MaxTokens: 3), new GreedyPickers().Create(new SamplingSpec()), client));
+        using var stop = new CancellationTokenSource();
+        var loop = Task.Factory.StartNew(() => new StepLoop(engine, comm, scheduler, port).Run(stop.Token), TaskCreationOptions.LongRunning);
+
+        var warmDone = Assert.IsType<GenerationCompleted>(warm.UntilDone(T)[^1]);
+        Assert.Equal(new[] { 9, 10 }, warmDone.TokenIds);
+        var done = Assert.IsType<GenerationCompleted>(client.UntilDone(T)[^1]);
+        Assert.Equal(new[] { 9, 10, 11 }, done.TokenIds);
+        Assert.Equal(0, done.CachedPromptTokens); // the warm-up's blocks were registered in a scratch book only
+
+        // The warm-up's steps came first, and the plans' numbers run on without a gap (followers see ordinary plans).
+        List<StepPlan> plans;
+        lock (engine.Calls) plans = engine.Calls.Select(c => c.Plan).ToList();
+        Assert.Equal(Enumerable.Range(1, plans.Count).Select(i => (long)i), plans.Select(p => p.Step));
+        int firstClientStep = plans.FindIndex(p => p.Sequences.Count > 0 && p.Sequences[0].StartPosition == 0 && p.Step > 1);
+        Assert.Equal(2, firstClientStep); // warm-up: prefill, one decode; then the client's prefill
+        Assert.Equal(0, scheduler.KvBlocks.Used);
+        stop.Cancel();
+        await loop.WaitAsync(T);
+    }
+
+    [Fact]
     public void A_follower_that_sees_a_skipped_plan_fails_the_ring_loudly()
     {
         var comm = new FakeCollectives(1, 2);

@@ -54,6 +54,11 @@ public sealed class Scheduler
     public (int Used, int Total) KvBlocks => (_pool.Total - _pool.Free, _pool.Total);
     public bool Idle => _running.Count == 0 && _waiting.Count == 0 && _pending.Count == 0;
 
+    /// <summary>No request was ever submitted: no block holds anything (not even an evictable prefix).</summary>
+    public bool Fresh => Idle && _nextSequenceId == 0;
+
+    public SchedulerOptions Options => _options;
+
     private sealed class Sequence(ServingRequest request, int id)
     {
         public ServingRequest Request { get; } = request;

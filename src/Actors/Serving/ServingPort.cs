@@ -115,6 +115,17 @@ public sealed class ServingPort
 
     internal sealed record CancelRequest(string RequestId);
 
+    private IReadOnlyList<ServingRequest>? _warmUp;
+
+    /// <summary>
+    /// Requests the next step loop runs to the end on a scratch scheduler before it serves anything (see
+    /// <see cref="StepLoop"/>): they exercise the loop's whole path once, so that no client's request pays its
+    /// first-call costs. Their blocks and prefix entries live only in the scratch scheduler's book.
+    /// </summary>
+    public void WarmUpWith(IReadOnlyList<ServingRequest> requests) => Volatile.Write(ref _warmUp, requests);
+
+    internal IReadOnlyList<ServingRequest> TakeWarmUp() => Interlocked.Exchange(ref _warmUp, null) ?? [];
+
     private void Put(object item)
     {
         _inbox.Enqueue(item);

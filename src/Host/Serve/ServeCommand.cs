@@ -283,6 +283,7 @@ public static class ServeCommand
                     StepTimeout = ringOptions.OperationTimeout + TimeSpan.FromSeconds(30),
                     RingTimeout = ringOptions.ConnectTimeout + TimeSpan.FromSeconds(30),
                     RecoveryTimeout = options.RecoveryTimeout,
+                    WarmUp = true,
                 };
             }
             akka.AddActorRingHocon()
