@@ -50,10 +50,11 @@ public sealed partial class Coordinator
     /// <summary>
     /// Once per process, when the cluster first becomes ready: two short internal requests (one greedy, one
     /// sampled with every filter, the same prompt) that the step loop runs to the end before it serves (see
-    /// <see cref="ServingPort.WarmUpWith"/>). With tiered compilation off (the host's setting), each method of the
-    /// loop's path (planning, the batched forward on every rank, the samplers, block registration, finishing) is
-    /// compiled on its first call, 30-40 ms in all on the bundled model, which the first request's first steps paid
-    /// before. The cost is one prefill and one decode step; the results are dropped.
+    /// <see cref="ServingPort.WarmUpWith"/>). With tiered compilation off (the host's setting), each method on the
+    /// loop's path (planning, the batched forward on every rank, the samplers, block registration, finishing, the
+    /// Tell of each kind of event to a client actor) is compiled on its first call, 30-40 ms in all on the bundled
+    /// model, which the first request's first steps paid before. The cost is one prefill and one decode step; the
+    /// results go to a child actor that drops them.
     /// </summary>
     private void WarmUp()
     {
@@ -61,32 +62,37 @@ public sealed partial class Coordinator
         _warmedUp = true;
         // Token 0 exists in every vocabulary; two blocks of the largest block size in use, so full blocks register.
         var prompt = new int[32];
-        var client = new WarmUpClient(_log, 2);
         SamplingSpec[] specs =
         [
             new(MaxTokens: 2),
             new(Temperature: 0.8, TopK: 40, TopP: 0.95, Seed: 1, RepetitionPenalty: 1.1, MaxTokens: 2, MinP: 0.01,
                 PresencePenalty: 0.1, FrequencyPenalty: 0.1, Logprobs: 2),
         ];
+        var client = new ActorClient(Context.ActorOf(Akka.Actor.Props.Create(() => new WarmUpReceiver(specs.Length)), "warm-up"));
         _port.WarmUpWith([.. specs.Select((spec, i) => new ServingRequest($"warm-up-{i}", prompt, spec, _pickers.Create(spec), client))]);
     }
 
-    /// <summary>Drops the warm-up's tokens, and logs when its requests are done (called on the step loop's thread).</summary>
-    private sealed class WarmUpClient(ILoggingAdapter log, int requests) : IServingClient
+    /// <summary>Drops the warm-up's tokens, logs when its requests are done, and stops.</summary>
+    private sealed class WarmUpReceiver : ReceiveActor
     {
-        private readonly long _started = System.Diagnostics.Stopwatch.GetTimestamp();
-        private int _left = requests;
-
-        public void OnToken(TokenGenerated token) { }
-
-        public void OnCompleted(GenerationCompleted completed)
+        public WarmUpReceiver(int requests)
         {
-            if (Interlocked.Decrement(ref _left) == 0)
-                log.Info("step loop warmed up in {0:0} ms", System.Diagnostics.Stopwatch.GetElapsedTime(_started).TotalMilliseconds);
+            var log = Context.GetLogger();
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
+            void Ended()
+            {
+                if (--requests > 0) return;
+                log.Info("step loop warmed up in {0:0} ms", System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                Context.Stop(Self);
+            }
+            Receive<TokenGenerated>(_ => { });
+            Receive<GenerationCompleted>(_ => Ended());
+            Receive<GenerationFailed>(f =>
+            {
+                log.Warning("the step loop's warm-up request failed ({0}); the first client request pays the loop's first-call costs instead", f.Reason);
+                Ended();
+            });
         }
-
-        public void OnFailed(GenerationFailed failed) =>
-            log.Warning("the step loop's warm-up request failed ({0}); the first client request pays the loop's first-call costs instead", failed.Reason);
     }
 
     /// <summary>A caller's actor as the step loop's client: each event is one Tell (thread-safe, never blocks).</summary>

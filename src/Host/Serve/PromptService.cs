@@ -54,6 +54,7 @@ internal sealed class PromptService(
     private async Task OneShotAsync(CancellationToken ct)
     {
         var promptIds = options.PromptIds ?? service.Encode(options.Prompt!).ToArray();
+        await WarmUpAsync(promptIds, ct);
         // Text mode streams the completion as it comes, like generate; JSON prints one object at the end.
         var result = await CompleteAsync(promptIds, options.Json ? null : piece => { _out.Write(piece); _out.Flush(); }, ct);
         if (result.Failure is not null)
@@ -97,6 +98,7 @@ internal sealed class PromptService(
         {
             _out.WriteLine($"actorring: {setup.Ring.WorldSize} rank(s) ready. Type a prompt; /reset clears the conversation, /exit quits.");
         }
+        bool warmedUp = false;
         while (!ct.IsCancellationRequested)
         {
             if (terminal)
@@ -122,7 +124,13 @@ internal sealed class PromptService(
             Completion result;
             try
             {
-                result = await CompleteAsync(NextTurnTokens(line), stream, ct);
+                var turn = NextTurnTokens(line);
+                if (!warmedUp)
+                {
+                    await WarmUpAsync(turn, ct);
+                    warmedUp = true;
+                }
+                result = await CompleteAsync(turn, stream, ct);
             }
             catch (Exception e) when (e is GenerationRequestException or ChatTemplateException)
             {
@@ -158,11 +166,25 @@ internal sealed class PromptService(
 
     private sealed record Completion(int[] Ids, string Text, FinishedEvent? Finished, string? Failure);
 
-    private async Task<Completion> CompleteAsync(int[] promptIds, Action<string>? onText, CancellationToken ct)
+    /// <summary>
+    /// Runs a two-token completion of the prompt's first few tokens through the whole client path (the coordinator
+    /// client, the generation service, stop conditions and text decoding, this service's own reading) and drops
+    /// it, before the user's first prompt. Tiered compilation is off (see the host project), so each method on
+    /// that path is compiled at its first call: on the bundled model that was 8-15 ms of compiling on thread-pool
+    /// threads in the middle of the first request's decode, on the cores the ranks compute on. A failure here is
+    /// left for the real request to report.
+    /// </summary>
+    private async Task WarmUpAsync(int[] promptIds, CancellationToken ct)
     {
-        int maxTokens = service.ResolveMaxTokens(promptIds.Length, options.Sampling.MaxTokens, options.Sampling.MaxTokens, "prompt");
+        if (promptIds.Length == 0) return;
+        await CompleteAsync(promptIds[..Math.Min(promptIds.Length, 4)], _ => { }, ct, maxTokens: 2);
+    }
+
+    private async Task<Completion> CompleteAsync(int[] promptIds, Action<string>? onText, CancellationToken ct, int? maxTokens = null)
+    {
+        maxTokens ??= service.ResolveMaxTokens(promptIds.Length, options.Sampling.MaxTokens, options.Sampling.MaxTokens, "prompt");
         // A terminal user would rather wait for a rank that is coming back than get an error.
-        var input = new GenerationInput(promptIds, options.Sampling with { MaxTokens = maxTokens }, WaitForCluster: true);
+        var input = new GenerationInput(promptIds, options.Sampling with { MaxTokens = maxTokens.Value }, WaitForCluster: true);
         service.Validate(input, "prompt");
         var ids = new List<int>();
         var text = new StringBuilder();
