@@ -178,6 +178,9 @@ internal sealed class PromptService(
     {
         if (promptIds.Length == 0) return;
         await CompleteAsync(promptIds[..Math.Min(promptIds.Length, 4)], _ => { }, ct, maxTokens: 2);
+        // The warm-up's own ending (its log line, compiled and written by the console logger's thread) runs on
+        // after its result is read; let it finish before the real request's decode competes with it for a core.
+        await Task.Delay(TimeSpan.FromMilliseconds(50), ct);
     }
 
     private async Task<Completion> CompleteAsync(int[] promptIds, Action<string>? onText, CancellationToken ct, int? maxTokens = null)
