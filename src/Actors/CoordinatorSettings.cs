@@ -21,7 +21,7 @@ public sealed record CoordinatorSettings(
     /// pause) before they fail naming the lost rank. Zero fails them at once.</summary>
     public TimeSpan RecoveryTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Run a short internal request through the step loop when the cluster first becomes ready, so no
+    /// <summary>Run two short internal requests through the step loop when the cluster first becomes ready, so no
     /// client's request pays the loop's first-call costs (see <see cref="Coordinator"/>'s WarmUp). Off by default:
     /// tests that count a fake engine's steps must see only their own.</summary>
     public bool WarmUp { get; init; }
