@@ -97,6 +97,25 @@ public sealed class StepLoopTests
     }
 
     [Fact]
+    public async Task A_warm_up_prompt_longer_than_the_context_is_cut_to_fit_and_still_runs()
+    {
+        var comm = new FakeCollectives(0, 1);
+        var engine = new FakeEngine(comm) { ContextLength = 6 };
+        var port = new ServingPort();
+        var scheduler = new Scheduler(new SchedulerOptions(), new KvBlockPool(engine.KvBlocks, engine.KvBlockSize), engine.ContextLength);
+        var warm = new RecordingClient();
+        port.WarmUpWith([new ServingRequest("warm", Enumerable.Range(1, 32).ToArray(), new SamplingSpec(MaxTokens: 2), new GreedyPickers().Create(new SamplingSpec()), warm)]);
+        using var stop = new CancellationTokenSource();
+        var loop = Task.Factory.StartNew(() => new StepLoop(engine, comm, scheduler, port).Run(stop.Token), TaskCreationOptions.LongRunning);
+
+        // 6 positions hold 5 prompt tokens and the one generated token that is fed back.
+        var done = Assert.IsType<GenerationCompleted>(warm.UntilDone(T)[^1]);
+        Assert.Equal(new[] { 6, 7 }, done.TokenIds);
+        stop.Cancel();
+        await loop.WaitAsync(T);
+    }
+
+    [Fact]
     public void A_follower_that_sees_a_skipped_plan_fails_the_ring_loudly()
     {
         var comm = new FakeCollectives(1, 2);

@@ -100,8 +100,15 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
     {
         if (requests.Count == 0 || !scheduler.Fresh) return;
         var scratch = new Scheduler(scheduler.Options, new KvBlockPool(scheduler.KvBlocks.Total, engine.KvBlockSize), engine.ContextLength);
+        // A warm-up only has to pass through every step once: its prompt is cut to what the context and the cache
+        // hold (a server loaded with a short --context or a small --kv-cache-tokens still warms up).
+        int room = Math.Min(engine.ContextLength, scheduler.KvBlocks.Total * engine.KvBlockSize);
         foreach (var r in requests)
-            if (scratch.Submit(r) is { } refusal) r.Client.OnFailed(new GenerationFailed(r.RequestId, refusal));
+        {
+            int fits = Math.Max(1, room - (r.Sampling.MaxTokens - 1));
+            var fitted = r.PromptTokens.Length <= fits ? r : r with { PromptTokens = r.PromptTokens[..fits] };
+            if (scratch.Submit(fitted) is { } refusal) r.Client.OnFailed(new GenerationFailed(r.RequestId, refusal));
+        }
         while (!end.IsCancellationRequested && scratch.Plan(_channel.LastStep + 1) is { } plan)
         {
             _channel.Send(plan);
