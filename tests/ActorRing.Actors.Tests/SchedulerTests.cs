@@ -120,6 +120,39 @@ public sealed class SchedulerTests
         Assert.Equal(("cancelled", 1), (cancelled.FinishReason, cancelled.TokenIds.Length));
     }
 
+    [Fact]
+    public void Every_cancellation_ends_its_request_however_often_it_is_asked_and_wherever_it_lands()
+    {
+        // Plan only looks for cancelled sequences while some are pending, so each path that settles one must count
+        // it exactly once: asked twice, ended by Plan, ended by Complete (cancelled mid-step), or failed.
+        var s = new Scheduler(new SchedulerOptions(), new KvBlockPool(100, 4), 64);
+        string? Cancelled() => s.TakeEvents().Select(e => e.Message).OfType<GenerationCompleted>().SingleOrDefault(c => c.FinishReason == "cancelled")?.RequestId;
+
+        s.Submit(Request("twice", [1], maxTokens: 9));
+        s.Cancel("twice");
+        s.Cancel("twice");
+        Assert.Null(s.Plan(1));
+        Assert.Equal("twice", Cancelled());
+
+        s.Submit(Request("mid-step", [1], maxTokens: 9));
+        var p2 = s.Plan(2)!;
+        s.Cancel("mid-step");
+        var ended = Run(s, p2).Select(e => e.Message).OfType<GenerationCompleted>().Single();
+        Assert.Equal(("mid-step", "cancelled"), (ended.RequestId, ended.FinishReason));
+
+        s.Submit(Request("failed", [1], maxTokens: 9));
+        s.Cancel("failed");
+        s.FailAll("the ring failed");
+
+        s.Submit(Request("later", [1], maxTokens: 9));
+        Run(s, s.Plan(3)!);
+        s.Cancel("later");
+        s.Cancel("unknown");
+        Assert.Null(s.Plan(4));
+        Assert.Equal("later", Cancelled());
+        Assert.True(s.Idle);
+    }
+
     private sealed class StopAt(int token) : IStopRule
     {
         public bool Stops(int t) => t == token;

@@ -39,6 +39,8 @@ public sealed class Scheduler
     private readonly Dictionary<string, Sequence> _byId = new(StringComparer.Ordinal);
     private readonly List<ServingEvent> _pending = new();
     private int _nextSequenceId;
+    private int _cancelled; // cancelled sequences not yet finished
+    private readonly Dictionary<int, Sequence> _runningById = new();
 
     public Scheduler(SchedulerOptions options, KvBlockPool pool, int contextLength)
     {
@@ -115,7 +117,11 @@ public sealed class Scheduler
     /// after its next sampled token at the latest (finish reason "cancelled"). Unknown ids are ignored.</summary>
     public void Cancel(string requestId)
     {
-        if (_byId.TryGetValue(requestId, out var s)) s.Cancelled = true;
+        if (_byId.TryGetValue(requestId, out var s) && !s.Cancelled)
+        {
+            s.Cancelled = true;
+            _cancelled++;
+        }
     }
 
     /// <summary>
@@ -124,12 +130,16 @@ public sealed class Scheduler
     /// </summary>
     public StepPlan? Plan(long step)
     {
-        foreach (var s in _waiting.Where(s => s.Cancelled).ToList())
+        // Checked without allocating first: this runs every step, and cancellations are rare.
+        if (_cancelled > 0)
         {
-            _waiting.Remove(s);
-            Finish(s, "cancelled");
+            foreach (var s in _waiting.Where(s => s.Cancelled).ToList())
+            {
+                _waiting.Remove(s);
+                Finish(s, "cancelled");
+            }
+            foreach (var s in _running.Where(s => s.Cancelled).ToList()) Finish(s, "cancelled");
         }
-        foreach (var s in _running.Where(s => s.Cancelled).ToList()) Finish(s, "cancelled");
 
         while (_waiting.First is { } head && _running.Count < _options.MaxBatch)
         {
@@ -137,6 +147,7 @@ public sealed class Scheduler
             if (!Admit(s)) break; // the head waits for room; nobody overtakes it
             _waiting.RemoveFirst();
             _running.Add(s);
+            _runningById.Add(s.Id, s);
         }
 
         int budget = _options.EffectiveStepTokens;
@@ -213,10 +224,9 @@ public sealed class Scheduler
     public IReadOnlyList<ServingEvent> Complete(StepPlan plan, StepResult result, double stepWallMs)
     {
         int sampled = 0;
-        var byId = _running.ToDictionary(s => s.Id);
         foreach (var step in plan.Sequences)
         {
-            if (!byId.TryGetValue(step.SequenceId, out var s)) continue;
+            if (!_runningById.TryGetValue(step.SequenceId, out var s)) continue;
             // Every position before the step's end now holds its keys and values on every rank (decodes included).
             int written = step.StartPosition + step.Tokens.Length;
             s.Fed = written;
@@ -300,6 +310,7 @@ public sealed class Scheduler
             _byId.Remove(s.Request.RequestId);
             _pending.Add(new ServingEvent(s.Request, new GenerationFailed(s.Request.RequestId, reason)));
         }
+        _cancelled = 0; // nothing is left, cancelled or not
         return TakeEvents();
     }
 
@@ -322,7 +333,10 @@ public sealed class Scheduler
 
     private void Release(Sequence s)
     {
+        if (s.Cancelled) _cancelled--;
+        s.Cancelled = false; // its cancellation is settled: it no longer counts in _cancelled
         _running.Remove(s);
+        _runningById.Remove(s.Id);
         _waiting.Remove(s);
         _byId.Remove(s.Request.RequestId);
         if (s.Blocks.Length > 0) _pool.Release(s.Blocks);
