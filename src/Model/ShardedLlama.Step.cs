@@ -213,6 +213,13 @@ public sealed partial class ShardedLlama
                             FromFloat32(rq + _qDim + _kvDim + kv * d, mem.VPool + at + kv * headStride, bf16, d);
                         }
                     }
+                    if (li == _layers.Length - 1)
+                    {
+                        // Every row's keys and values are in the cache now, and the last layer's other outputs matter
+                        // only for the rows the LM head reads: from here on only those run (1/L of a prefill's work).
+                        rows = KeepSampledRows(plan, x, qkv, qkvDim, positions, sequenceOf);
+                        if (rows == 0) break; // every rank has the same plan, so all skip the same collectives
+                    }
                     if (bf16) AttendRows<BF16Weights>(rows, qkv, mem, layer.Window, tables, positions, sequenceOf, blockStride, headStride, scores, attn);
                     else AttendRows<F32Weights>(rows, qkv, mem, layer.Window, tables, positions, sequenceOf, blockStride, headStride, scores, attn);
 
@@ -245,18 +252,37 @@ public sealed partial class ShardedLlama
                 tables.Dispose();
             }
 
-            // Only the last row of each sampled sequence goes through the LM head, packed densely.
-            int sampled = 0;
-            row = 0;
-            foreach (var seq in plan.Sequences)
-            {
-                row += seq.Tokens.Length;
-                if (!seq.NeedsLogits) continue;
-                RmsNorm(x + (long)(row - 1) * h, _finalNormData, normed + (long)sampled * h, h);
-                sampled++;
-            }
-            if (sampled > 0) MatMul(normed, sampled, _lmHead, logits);
+            // The last layer left only the last row of each sampled sequence, packed densely in plan order.
+            for (int r = 0; r < rows; r++) RmsNorm(x + (long)r * h, _finalNormData, normed + (long)r * h, h);
+            if (rows > 0) MatMul(normed, rows, _lmHead, logits);
         }
+    }
+
+    /// <summary>
+    /// Moves the last row of each sequence that needs logits to the front, in plan order (its activations, its
+    /// query/key/value row, its position and sequence), and returns how many there are. Rows only move to lower
+    /// indices, in ascending order, so no row is overwritten before it is moved. A kept row's results are those it
+    /// would have had in place: every product and norm is per row, and attention reads the cache, which already
+    /// holds every row's keys and values.
+    /// </summary>
+    private unsafe int KeepSampledRows(StepPlan plan, float* x, float* qkv, int qkvDim, int* positions, int* sequenceOf)
+    {
+        int h = Config.HiddenSize, kept = 0, end = 0;
+        foreach (var seq in plan.Sequences)
+        {
+            end += seq.Tokens.Length;
+            if (!seq.NeedsLogits) continue;
+            int from = end - 1;
+            if (from != kept)
+            {
+                new ReadOnlySpan<float>(x + (long)from * h, h).CopyTo(new Span<float>(x + (long)kept * h, h));
+                new ReadOnlySpan<float>(qkv + (long)from * qkvDim, qkvDim).CopyTo(new Span<float>(qkv + (long)kept * qkvDim, qkvDim));
+                positions[kept] = positions[from];
+                sequenceOf[kept] = sequenceOf[from];
+            }
+            kept++;
+        }
+        return kept;
     }
 
     /// <summary>The block tables of a step's sequences, pinned for the attention loops.</summary>
