@@ -115,6 +115,30 @@ public sealed class BatchedStepTests
     }
 
     /// <summary>
+    /// A step in which no row needs logits (the early chunks of a long prompt, alone) skips the last layer's
+    /// attention and FFN, and their all-reduces, on every rank: the prompt's first logits and every later one are
+    /// bit-identical to those of a prefill in one step.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void A_prompt_prefilled_in_chunks_that_sample_nothing_gets_the_logits_of_a_one_step_prefill(int worldSize)
+    {
+        var perRank = InProcessGroup.Run(worldSize, comm =>
+        {
+            using var model = ShardedLlama.Load(TestPaths.Hf, comm, Options);
+            var prompt = Prompts[1]; // 19 tokens: chunks of 4 leave four steps that sample nothing
+            var whole = Run(model, comm, [new Sequence(0, prompt, [0, 1, 2, 3], 0)], chunk: 64)[0];
+            var chunked = Run(model, comm, [new Sequence(1, prompt, [4, 5, 6, 7], 0)], chunk: 4)[0];
+            return (whole, chunked);
+        });
+        var (one, chunks) = perRank[0];
+        Assert.Equal(one.Generated, chunks.Generated);
+        for (int t = 0; t < Generate; t++)
+            Assert.Equal(one.Logits[t].Select(BitConverter.SingleToInt32Bits), chunks.Logits[t].Select(BitConverter.SingleToInt32Bits));
+    }
+
+    /// <summary>
     /// What the prefix cache relies on: a sequence that starts its prefill after two full blocks another sequence
     /// wrote (sharing them read-only, as the scheduler does on a hit) gets bit-identical logits to a fresh
     /// prefill of its whole prompt, while the sequence that wrote them keeps decoding beside it.
