@@ -71,6 +71,9 @@ public sealed partial class ShardedLlama
     /// Runs one step of <paramref name="plan"/>: writes every new token's keys and values into its sequence's
     /// blocks and, on rank 0, returns the logits of every sequence that needs a token. Every rank calls it with
     /// the same plan (the tensor-parallel forward runs two all-reduces per layer and one gather).
+    /// The returned rows are this model's buffers, overwritten by the next call: sample them (or copy them)
+    /// before the next step. At concurrency 16 fresh rows were 2 MB of large-object allocations a step, and
+    /// the page faults of their first writes were serial work on rank 0 while every other rank waited.
     /// </summary>
     /// <exception cref="ModelLoadException">The plan asks for what this model cannot do (a position beyond the
     /// context, a token outside the vocabulary, a block table too short or naming a block that does not exist);
@@ -87,9 +90,9 @@ public sealed partial class ShardedLlama
         {
             RunRows(plan, rows, local);
         }
-        var logits = new float[sampled][];
-        if (sampled > 0) GatherLogits(local, logits);
-        return new StepResult(_comm.Rank == 0 ? logits : Array.Empty<float[]>(),
+        var logits = _comm.Rank == 0 ? LogitRows(sampled) : [];
+        if (sampled > 0) GatherLogits(local, sampled, logits);
+        return new StepResult(_comm.Rank == 0 ? new ArraySegment<float[]>(logits, 0, sampled) : Array.Empty<float[]>(),
             System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 
@@ -130,13 +133,30 @@ public sealed partial class ShardedLlama
 
     private float[] _localLogits = [], _gatheredLogits = [];
 
-    /// <summary>Rank 0 receives every rank's vocabulary slice of every sampled row and reassembles full rows.</summary>
-    private void GatherLogits(float[] local, float[][] logits)
+    /// <summary>Rank 0's full-vocabulary rows, at least <paramref name="count"/> of them, kept from step to step
+    /// (see <see cref="Execute"/>).</summary>
+    private float[][] LogitRows(int count)
     {
-        int sampled = logits.Length, vocab = Config.VocabSize;
+        if (_logitRows.Length < count)
+        {
+            var grown = new float[Math.Max(count, 2 * _logitRows.Length)][];
+            _logitRows.CopyTo(grown, 0);
+            for (int i = _logitRows.Length; i < grown.Length; i++) grown[i] = new float[Config.VocabSize];
+            _logitRows = grown;
+        }
+        return _logitRows;
+    }
+
+    private float[][] _logitRows = [];
+
+    /// <summary>Rank 0 receives every rank's vocabulary slice of every sampled row and reassembles full rows
+    /// into <paramref name="logits"/> (empty on the other ranks), <paramref name="sampled"/> rows of this step.</summary>
+    private void GatherLogits(float[] local, int sampled, float[][] logits)
+    {
+        int vocab = Config.VocabSize;
         if (_comm.WorldSize == 1)
         {
-            for (int i = 0; i < sampled; i++) logits[i] = local.AsSpan(i * vocab, vocab).ToArray();
+            for (int i = 0; i < sampled; i++) local.AsSpan(i * vocab, vocab).CopyTo(logits[i]);
             return;
         }
         long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -147,7 +167,6 @@ public sealed partial class ShardedLlama
         _gatherTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
         if (all is null) return;
         // Rank r's block is [sampled, vocabCount_r]; row i of the result is the concatenation of each block's row i.
-        for (int i = 0; i < sampled; i++) logits[i] = new float[vocab];
         int at = 0, column = 0;
         for (int r = 0; r < counts.Length; r++)
         {

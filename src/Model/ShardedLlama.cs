@@ -617,14 +617,15 @@ public sealed partial class ShardedLlama : IDisposable
             throw new ArgumentOutOfRangeException(nameof(startPosition), startPosition, $"slot {slot} holds {held} tokens; a forward must start at or before position {held}");
         var result = Execute(new StepPlan(0, [new SequenceStep(slot, startPosition, tokens.ToArray(), SlotBlockTable(slot), NeedsLogits: true)]));
         _slotLength[slot] = startPosition + tokens.Length;
-        return _comm.Rank == 0 ? result.Logits[0] : null;
+        return _comm.Rank == 0 ? (float[])result.Logits[0].Clone() : null; // a copy: the step's rows are reused
     }
 
     /// <summary>
     /// One decode step over slots 0..B-1 at once (B = <paramref name="tokens"/>.Length), as the serving loop
     /// batches its sequences: slot b is fed tokens[b] at the position after what it holds. Each slot must hold
     /// a prompt already (<see cref="Forward"/>). Returns every slot's full logits on rank 0 (slot order) and
-    /// nothing elsewhere. For benches that measure the batched step without a scheduler.
+    /// nothing elsewhere, valid until the next step (as <see cref="Execute"/>'s). For benches that measure the
+    /// batched step without a scheduler.
     /// </summary>
     public IReadOnlyList<float[]> DecodeSlots(ReadOnlySpan<int> tokens)
     {

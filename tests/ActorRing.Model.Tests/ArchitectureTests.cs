@@ -105,9 +105,10 @@ public sealed class ArchitectureTests : IDisposable
         {
             using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 32, Threads = 1, KvCacheTokens = 4 * ShardedLlama.KvBlockSize });
             int[] aBlocks = [0], bBlocks = [2]; // apart, so neither reads the other's pages
-            var prefill = m.Execute(new Batching.StepPlan(1, [new(0, 0, a, aBlocks, true), new(1, 0, b, bBlocks, true)]));
-            var decode = m.Execute(new Batching.StepPlan(2, [new(0, a.Length, aNext, aBlocks, true), new(1, b.Length, bNext, bBlocks, true)]));
-            return prefill.Logits.Concat(decode.Logits).ToArray();
+            // Copies: a step's rows are the model's buffers, reused by the next step.
+            var prefill = m.Execute(new Batching.StepPlan(1, [new(0, 0, a, aBlocks, true), new(1, 0, b, bBlocks, true)])).Logits.Select(r => r.ToArray()).ToArray();
+            var decode = m.Execute(new Batching.StepPlan(2, [new(0, a.Length, aNext, aBlocks, true), new(1, b.Length, bNext, bBlocks, true)])).Logits.Select(r => r.ToArray());
+            return prefill.Concat(decode).ToArray();
         })[0];
         SyntheticModelTests.AssertClose(ReferenceForward.LastLogits(model, a), got[0], 1e-4f, "sequence a, prefill");
         SyntheticModelTests.AssertClose(ReferenceForward.LastLogits(model, b), got[1], 1e-4f, "sequence b, prefill");

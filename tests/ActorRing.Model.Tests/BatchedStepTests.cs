@@ -68,7 +68,7 @@ public sealed class BatchedStepTests
             var picks = new int[sampled.Count];
             for (int i = 0; i < sampled.Count && comm.Rank == 0; i++)
             {
-                sampled[i].Seq.Logits.Add(result.Logits[i]);
+                sampled[i].Seq.Logits.Add(result.Logits[i].ToArray()); // a copy: the model reuses its rows next step
                 picks[i] = TestPaths.ArgMax(result.Logits[i]);
             }
             if (comm.WorldSize > 1 && picks.Length > 0) comm.Broadcast<int>(picks, 0);

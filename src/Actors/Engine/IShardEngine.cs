@@ -10,7 +10,7 @@ namespace ActorRing.Actors.Engine;
 public interface IShardEngine : IDisposable
 {
     /// <summary>Runs one batched step. Rank 0 gets the logits of every sequence that needs a token, in plan
-    /// order; other ranks get none.</summary>
+    /// order, valid until the next call; other ranks get none.</summary>
     StepResult Execute(StepPlan plan);
 
     /// <summary>Blocks in this rank's paged KV cache (the same on every rank).</summary>

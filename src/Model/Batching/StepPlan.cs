@@ -40,7 +40,8 @@ public sealed record StepPlan(long Step, IReadOnlyList<SequenceStep> Sequences, 
 
 /// <summary>
 /// What a step returns. On rank 0: the full-vocabulary float32 logits of every sequence with
-/// <see cref="SequenceStep.NeedsLogits"/>, in plan order (empty on other ranks).
+/// <see cref="SequenceStep.NeedsLogits"/>, in plan order (empty on other ranks). The rows may be the engine's
+/// own buffers, valid only until its next step: whoever keeps one copies it.
 /// </summary>
 /// <param name="ComputeMs">This rank's time in the step, its collectives included.</param>
 /// <param name="AllReduceMs">The part of <paramref name="ComputeMs"/> spent in all-reduces (waiting for the
