@@ -197,6 +197,8 @@ public sealed unsafe class KernelTests
     [InlineData(true, 776)]
     [InlineData(false, 3080)]
     [InlineData(true, 3080)]
+    [InlineData(false, 3072)] // rows 12 KB apart: PanelsRows packs each k block's activations side by side
+    [InlineData(true, 3072)]
     public void Batched_panels_accumulate_every_output_in_the_one_row_order(bool bf16, int cols)
     {
         // The order that defines batch invariance, spelled out lane by lane: 8 lane accumulators, k ascending
@@ -204,7 +206,8 @@ public sealed unsafe class KernelTests
         // Panel4Rows picks (512-bit groups of 8, 4 and 2 rows on AVX-512, the 256-bit ones elsewhere), every
         // output must have exactly these bits, for batch sizes that leave every kind of remainder. PanelsRows
         // over the whole matrix must give them too: with 3080 columns it cuts k into blocks (carrying the lanes
-        // between them) and takes 18 panels in chunks of 16.
+        // between them) and takes 18 panels in chunks of 16; with 3072, rows a multiple of 4 KB apart, it also
+        // copies each block's activation rows side by side first.
         int rows = cols > 1000 ? 72 : 8;
         var rng = new Random(cols + (bf16 ? 1 : 0));
         float[] w = Random(rng, rows * cols).Select(RoundToBf16).ToArray();
