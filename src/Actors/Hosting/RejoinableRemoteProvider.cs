@@ -20,8 +20,9 @@ namespace ActorRing.Actors.Hosting;
 /// <c>Terminated</c> arrives exactly as before. Akka.Cluster makes the same choice for cluster members
 /// (its watcher leaves quarantine to membership).
 /// </para>
-/// <para>Quarantine for other reasons (a system-message buffer overflow, a peer restarted with pending system
-/// messages) is unchanged.</para>
+/// <para>Quarantine for other reasons (system-message sequence numbers out of step, a peer restarted with pending
+/// system messages) still happens here, but its marker lasts seconds (<c>prune-quarantine-marker-after</c> in
+/// hocon/actorring.hocon), after which the two systems may associate again with fresh buffers.</para>
 /// Installed by <see cref="ActorRingAkkaExtensions.AddActorRingRemoting"/>.
 /// </summary>
 public sealed class RejoinableRemoteProvider(string systemName, Settings settings, EventStream eventStream)
