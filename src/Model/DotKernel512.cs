@@ -109,7 +109,7 @@ internal static class DotKernel512
         const int R = DotKernel.PanelRows, C = DotKernel.PanelColumns;
         long panelBytes = (long)R * n * TWeights.Bytes;
         int kBlock = Math.Max(8 * C, ActivationBlockBytes / (rows * sizeof(float)) / C * C);
-        if (n <= kBlock || panelCount == 1)
+        if (n <= kBlock || panelCount == 1 || (long)rows * n * sizeof(float) <= WholeRowsBytes)
         {
             for (long p = 0; p < panelCount; p++) PanelRows<TWeights>(panels + p * panelBytes, x, xStride, rows, n, y + p * R, yStride);
             return;
@@ -165,6 +165,17 @@ internal static class DotKernel512
     /// 16 KB 41 / 66–71, 32 KB 44–46 / 75–78, unblocked 45–54 / 73–94.
     /// </summary>
     private const int ActivationBlockBytes = 8 * 1024;
+
+    /// <summary>
+    /// Activation rows this small (half of a 48 KB L1) stay in L1 whole, so the panels are streamed one after
+    /// another, not k block by k block: cut into blocks, each panel is read in runs of 2-4 KB a panel apart, which
+    /// the hardware prefetcher follows poorly, and a step with few rows is bound by that stream. Measured on the
+    /// Zen 5 VM, two processes at once (as two ranks), ms per pass over 256 MB of f32 panels, k blocks / whole:
+    /// 8 rows n = 768 8.1-8.6 / 7.4-7.5; 4 rows n = 768 12.0-12.2 / 7.2-9.2; 2 rows n = 1536 10.6-11.0 / 8.7-8.9,
+    /// n = 3072 10.8-12.3 / 8.2-9.1; 16 rows n = 384 16.8-17.9 / 14.3. Above it whole rows lost (8 rows n = 1536
+    /// 9.6-10.2 / 12.4). The bits are the same either way.
+    /// </summary>
+    private const int WholeRowsBytes = 24 * 1024;
 
     /// <summary>Floats carried per activation row of a panel between k blocks: two 512-bit accumulators.</summary>
     private const int CarryFloats = 32;
