@@ -68,6 +68,8 @@ internal static class DotKernel512
     /// whose activation chunk stays in L1 (<see cref="ActivationBlockBytes"/>), and <see cref="PanelChunk"/> panels
     /// take turns over each chunk. Every output still accumulates in the one-row order (its lanes carried to the
     /// next block through memory, which rounds nothing), so the bits are those of <see cref="PanelRows{TWeights}"/>.
+    /// Rows that fit in L1 whole skip the blocks (<see cref="WholeRowsBytes"/>), and more than
+    /// <see cref="RowsInOnePass"/> rows go in groups (below).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe void PanelsRows<TWeights>(byte* panels, long panelCount, float* x, long xStride, int rows, int n, float* y, long yStride)
