@@ -26,6 +26,14 @@ public sealed record ModelLoadOptions
     public ComputeDType DType { get; init; } = ComputeDType.F32;
 
     /// <summary>
+    /// Element type of the KV cache; null = <see cref="DType"/>. bf16 under float32 (or quantized) weights halves
+    /// the cache's memory, so it holds twice the positions, and halves what attention reads per position, which
+    /// dominates a batched step at long contexts. Keys and values are rounded to bf16 as they are stored; the
+    /// arithmetic stays float32.
+    /// </summary>
+    public ComputeDType? KvDType { get; init; }
+
+    /// <summary>
     /// Cores this rank computes on; null leaves libtorch's own threading alone. 1 pins libtorch to one thread.
     /// T &gt; 1 splits every matrix product by output rows over T threads of the rank (the compute thread
     /// plus T-1 helpers), because a matrix-vector product runs on one core. N ranks on one host usually want

@@ -186,9 +186,9 @@ public sealed partial class ShardedLlama
             _scratch = new StepScratch(Math.Max(rows, _scratch?.Rows ?? 0), h, qkvDim, _qDim, f, ContextLength, _workers?.Parts ?? 1);
         var s = _scratch;
         var memory = _layerMemory ??= TakeAddresses();
-        bool bf16 = _dtype == ScalarType.BFloat16;
-        int e = bf16 ? sizeof(ushort) : sizeof(float);
-        long blockStride = (long)localKv * KvBlockSize * d * e, headStride = (long)KvBlockSize * d * e;
+        bool bf16 = _dtype == ScalarType.BFloat16, kvBf16 = _kvDtype == ScalarType.BFloat16;
+        int e = bf16 ? sizeof(ushort) : sizeof(float), kvE = kvBf16 ? sizeof(ushort) : sizeof(float);
+        long blockStride = (long)localKv * KvBlockSize * d * kvE, headStride = (long)KvBlockSize * d * kvE;
 
         fixed (float* x = s.X, normed = s.Normed, qkv = s.Qkv, attn = s.Attn, o = s.Out, gu = s.GateUp, act = s.Act, scores = s.Scores, logits = localLogits)
         fixed (int* positions = s.Positions, sequenceOf = s.SequenceOf)
@@ -225,11 +225,11 @@ public sealed partial class ShardedLlama
                         // Every new row's keys and values go into its block before any row attends, so a prefill
                         // row sees the rows before it in the same step.
                         int pos = positions[r];
-                        long at = tables.Block(sequenceOf[r], pos / KvBlockSize) * blockStride + (long)(pos % KvBlockSize) * d * e;
+                        long at = tables.Block(sequenceOf[r], pos / KvBlockSize) * blockStride + (long)(pos % KvBlockSize) * d * kvE;
                         for (int kv = 0; kv < localKv; kv++)
                         {
-                            FromFloat32(rq + _qDim + kv * d, mem.KPool + at + kv * headStride, bf16, d);
-                            FromFloat32(rq + _qDim + _kvDim + kv * d, mem.VPool + at + kv * headStride, bf16, d);
+                            FromFloat32(rq + _qDim + kv * d, mem.KPool + at + kv * headStride, kvBf16, d);
+                            FromFloat32(rq + _qDim + _kvDim + kv * d, mem.VPool + at + kv * headStride, kvBf16, d);
                         }
                     }
                     if (li == _layers.Length - 1)
@@ -239,7 +239,7 @@ public sealed partial class ShardedLlama
                         rows = KeepSampledRows(plan, x, qkv, qkvDim, positions, sequenceOf);
                         if (rows == 0) break; // every rank has the same plan, so all skip the same collectives
                     }
-                    if (bf16) AttendRows<BF16Weights>(rows, qkv, mem, layer.Window, tables, positions, sequenceOf, blockStride, headStride, scores, attn);
+                    if (kvBf16) AttendRows<BF16Weights>(rows, qkv, mem, layer.Window, tables, positions, sequenceOf, blockStride, headStride, scores, attn);
                     else AttendRows<F32Weights>(rows, qkv, mem, layer.Window, tables, positions, sequenceOf, blockStride, headStride, scores, attn);
 
                     MatMul(attn, rows, layer.Wo, o);

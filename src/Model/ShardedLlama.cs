@@ -78,6 +78,9 @@ public sealed partial class ShardedLlama : IDisposable
     private readonly SplitWorkers? _workers;
     private readonly Tensor _cos, _sin; // [context, headDim/2], compute dtype
     private readonly ScalarType _dtype;
+
+    /// <summary>The KV cache's element type (<see cref="ModelLoadOptions.KvDType"/>).</summary>
+    private readonly ScalarType _kvDtype;
     private readonly DType _wireDType;
     private readonly int _qDim, _kvDim, _group;
     private readonly int?[] _slotLength;
@@ -106,7 +109,7 @@ public sealed partial class ShardedLlama : IDisposable
     public int KvBlocks { get; }
 
     /// <summary>Bytes of one block on this rank, keys and values of every layer.</summary>
-    public long KvBlockBytes => 2L * Config.NumLayers * Plan.LocalKvHeads * KvBlockSize * Config.HeadDim * (_dtype == ScalarType.Float32 ? 4 : 2);
+    public long KvBlockBytes => 2L * Config.NumLayers * Plan.LocalKvHeads * KvBlockSize * Config.HeadDim * (_kvDtype == ScalarType.Float32 ? 4 : 2);
 
     private readonly int _blocksPerSlot;
     public ComputeDType DType { get; }
@@ -176,6 +179,7 @@ public sealed partial class ShardedLlama : IDisposable
             throw new ModelLoadException($"kv-cache-tokens {kvTokens} is less than one block of {KvBlockSize} positions");
         DType = options.DType;
         _dtype = options.DType == ComputeDType.BF16 ? ScalarType.BFloat16 : ScalarType.Float32;
+        _kvDtype = (options.KvDType ?? options.DType) == ComputeDType.BF16 ? ScalarType.BFloat16 : ScalarType.Float32;
         _wireDType = options.DType == ComputeDType.BF16 ? Transport.DType.BF16 : Transport.DType.F32;
         _slotLength = new int?[Slots];
         _threads = options.Threads;
@@ -265,8 +269,8 @@ public sealed partial class ShardedLlama : IDisposable
                 : Slots * _blocksPerSlot;
             foreach (var layer in _layers)
             {
-                layer.KPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _dtype));
-                layer.VPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _dtype));
+                layer.KPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _kvDtype));
+                layer.VPool = Own(torch.zeros(new long[] { KvBlocks, p.LocalKvHeads, KvBlockSize, d }, _kvDtype));
             }
             Advance();
             var (cos, sin) = RotaryTables.Build(c, context);

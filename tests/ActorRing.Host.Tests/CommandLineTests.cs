@@ -28,6 +28,7 @@ public sealed class CommandLineTests
     [InlineData("error: option --temperature expects a number, got 'hot'", "generate", "--temperature", "hot")]
     [InlineData("error: option --dtype expects f32 or bf16, got 'f16'", "bench", "decode", "--preset", "llama-160m", "--dtype", "f16")]
     [InlineData("error: option --dtype must be f32, bf16 or f16, got 'f64'", "bench", "allreduce", "--world-size", "2", "--dtype", "f64")]
+    [InlineData("error: option --kv-dtype expects auto, f32 or bf16, got 'f16'", "generate", "--kv-dtype", "f16")]
     [InlineData("error: option --preset expects llama-160m or tinyllama-1.1b, got 'gpt-5'", "serve", "--preset", "gpt-5")]
     [InlineData("error: option --sizes expects sizes like 16KiB, 4MiB or 1048576, got '4 lots'", "bench", "allreduce", "--world-size", "2", "--sizes", "4 lots")]
     [InlineData("error: option --json is a flag: give it alone, or as --json=true or --json=false; got 'yes'", "generate", "--json=yes")]
@@ -111,13 +112,15 @@ public sealed class CommandLineTests
         Assert.Equal((16, 256), (options.Scheduling.MaxBatch, options.Scheduling.PrefillChunk));
         Assert.Equal(TimeSpan.FromSeconds(600), options.ReadyTimeout);
         Assert.Null(options.Load.Cores);
+        Assert.Null(options.Load.KvDType); // auto: the cache in the compute dtype
         Assert.Equal("stories260K", options.ModelId);
 
-        var oneShot = ServeOptions.Parse(["--prompt-ids", "1,403", "--max-tokens=7", "--dtype", "bfloat16", "--interactive=false"]);
+        var oneShot = ServeOptions.Parse(["--prompt-ids", "1,403", "--max-tokens=7", "--dtype", "bfloat16", "--kv-dtype", "f32", "--interactive=false"]);
         Assert.Equal([1, 403], oneShot.PromptIds!);
         Assert.False(oneShot.Http);
         Assert.Equal(7, oneShot.Sampling.MaxTokens);
         Assert.Equal(Model.ComputeDType.BF16, oneShot.Load.DType);
+        Assert.Equal(Model.ComputeDType.F32, oneShot.Load.KvDType);
     }
 
     /// <summary>generate hands the shard's options to every rank and the request's to rank 0, spelled so that
@@ -129,13 +132,14 @@ public sealed class CommandLineTests
         var command = new Command("generate");
         o.AddTo(command);
         var cli = CommandLine.ParseVerb(command,
-            ["--prompt", "Once", "--model", "/m odel", "--quant", "q8_0", "--quant-lm-head", "--temperature", "0.5", "--stop=\n", "--world-size", "2", "--json"]);
-        Assert.Equal(["--model=/m odel", "--quant=q8_0", "--quant-lm-head"], o.Rank.GivenArguments(cli));
+            ["--prompt", "Once", "--model", "/m odel", "--quant", "q8_0", "--quant-lm-head", "--kv-dtype", "bf16", "--temperature", "0.5", "--stop=\n", "--world-size", "2", "--json"]);
+        Assert.Equal(["--model=/m odel", "--kv-dtype=bf16", "--quant=q8_0", "--quant-lm-head"], o.Rank.GivenArguments(cli));
         Assert.Equal(["--temperature=0.5", "--stop=\n"], o.Sampling.GivenArguments(cli));
 
-        var serve = ServeOptions.Parse([.. o.Sampling.GivenArguments(cli), "--quant=q8_0", "--quant-lm-head", "--prompt-ids", "1"]);
+        var serve = ServeOptions.Parse([.. o.Sampling.GivenArguments(cli), .. o.Rank.GivenArguments(cli).Where(a => !a.StartsWith("--model=", StringComparison.Ordinal)), "--prompt-ids", "1"]);
         Assert.Equal(0.5f, serve.Sampling.Temperature);
         Assert.Equal(["\n"], serve.Sampling.StopStrings);
         Assert.True(serve.Load.QuantizeLmHead);
+        Assert.Equal(Model.ComputeDType.BF16, serve.Load.KvDType);
     }
 }

@@ -85,11 +85,13 @@ public sealed class BatchedStepTests
     [InlineData(1, ComputeDType.BF16)]
     [InlineData(1, ComputeDType.F32, Quantization.WeightQuantization.Q8_0)]
     [InlineData(2, ComputeDType.F32, Quantization.WeightQuantization.Q4_0)]
-    public void A_sequence_gets_bit_identical_logits_alone_and_in_any_batch(int worldSize, ComputeDType dtype, Quantization.WeightQuantization quant = default)
+    [InlineData(2, ComputeDType.F32, Quantization.WeightQuantization.None, ComputeDType.BF16)] // a bf16 KV cache under f32 weights
+    public void A_sequence_gets_bit_identical_logits_alone_and_in_any_batch(int worldSize, ComputeDType dtype,
+        Quantization.WeightQuantization quant = default, ComputeDType? kvDtype = null)
     {
         var perRank = InProcessGroup.Run(worldSize, comm =>
         {
-            using var model = ShardedLlama.Load(TestPaths.Hf, comm, Options with { DType = dtype, Quant = quant, QuantizeLmHead = quant != default });
+            using var model = ShardedLlama.Load(TestPaths.Hf, comm, Options with { DType = dtype, KvDType = kvDtype, Quant = quant, QuantizeLmHead = quant != default });
             // Alone: one sequence at a time, its whole prompt in one step, in blocks 0.. .
             var solo = Prompts.Select((p, i) => Run(model, comm, [new Sequence(i, p, [0, 1, 2, 3], 0)], chunk: 64)[0]).ToList();
             // Together: prompts chunked by 3 tokens, sequences joining at different steps (so prefill chunks and

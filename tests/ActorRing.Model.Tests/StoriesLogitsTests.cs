@@ -144,6 +144,27 @@ public sealed class StoriesLogitsTests : IDisposable
     }
 
     [Fact]
+    public void A_bf16_KV_cache_under_float32_weights_takes_half_the_memory_and_keeps_the_greedy_tokens()
+    {
+        var options = new ModelLoadOptions { ContextLength = 64, Threads = 1 };
+        var f32 = PrefillAndDecode(TestPaths.Hf, 1, options);
+        var bf16Kv = PrefillAndDecode(TestPaths.Hf, 2, options with { KvDType = ComputeDType.BF16 });
+        // Only keys and values are rounded (to 8 bits of mantissa) as they are stored: every step's greedy token
+        // survives and the logits stay close, yet they are not the float32 cache's.
+        for (int i = 0; i < f32.Count; i++)
+        {
+            Assert.Equal(TestPaths.ArgMax(f32[i]), TestPaths.ArgMax(bf16Kv[i]));
+            SyntheticModelTests.AssertClose(f32[i], bf16Kv[i], 0.3f, $"bf16 KV vs f32 KV, step {i}");
+        }
+        Assert.Contains(Enumerable.Range(1, f32.Count - 1), i => !bf16Kv[i].SequenceEqual(f32[i]));
+
+        using var comm = new InProcessGroup(1).Member(0);
+        using var wide = ShardedLlama.Load(TestPaths.Hf, comm, options);
+        using var narrow = ShardedLlama.Load(TestPaths.Hf, comm, options with { KvDType = ComputeDType.BF16 });
+        Assert.Equal(wide.KvBlockBytes, 2 * narrow.KvBlockBytes);
+    }
+
+    [Fact]
     public void BF16_decode_steps_agree_with_a_bf16_prefill_of_the_same_tokens()
     {
         // Decode runs its own float32 loops over the bf16 weights and cache; prefill runs libtorch in bf16. Each

@@ -51,6 +51,7 @@ internal static class DecodeBench
         public readonly Option<string> Runtime = Opt.Text("--runtime", "threads|actors",
             "threads: ranks as threads of this process; actors: serve processes, as users run them", "threads");
         public readonly ChoiceOption<ComputeDType> DType = ComputeOptions.DType();
+        public readonly ChoiceOption<ComputeDType?> KvDType = ComputeOptions.KvDType();
         public readonly ChoiceOption<WeightQuantization> Quant = ComputeOptions.Quant();
         public readonly Option<bool> QuantLmHead = ComputeOptions.QuantLmHead();
         public readonly ChoiceOption<SyncPayload> SyncDType = ComputeOptions.SyncDType();
@@ -74,11 +75,13 @@ internal static class DecodeBench
         int batch = cli.GetValue(o.Batch);
         int promptTokens = cli.GetValue(o.PromptTokens);
         var dtype = o.DType.Get(cli);
+        var kvDtype = o.KvDType.Get(cli) ?? dtype;
         var (quant, quantHead) = ComputeOptions.QuantChoice(cli, o.Quant, o.QuantLmHead);
         var sync = o.SyncDType.Get(cli);
 
         string runtime = cli.GetValue(o.Runtime)!;
         if (runtime == "actors" && sync != SyncPayload.F32) throw new UsageException("--sync-dtype is measured with --runtime threads");
+        if (runtime == "actors" && kvDtype != dtype) throw new UsageException("--kv-dtype is measured with --runtime threads; 'bench serve --kv-dtype' runs serve processes with it");
         if (runtime == "actors" && promptTokens != DecodeSteps.PromptLength) throw new UsageException("--prompt-tokens is measured with --runtime threads");
         if (runtime == "actors" && batch != 1) throw new UsageException($"--batch {batch} is measured with --runtime threads; 'bench serve --concurrency C' batches through serve processes");
         if (runtime == "actors") return await RunThroughActorsAsync(presetName, worldSize, threads, tokens, dtype, quant, quantHead);
@@ -103,6 +106,7 @@ internal static class DecodeBench
                     Slots = batch,
                     Threads = threads,
                     DType = dtype,
+                    KvDType = kvDtype,
                     Quant = quant,
                     QuantizeLmHead = quantHead,
                     SyncDType = sync,
@@ -129,6 +133,7 @@ internal static class DecodeBench
             ["world_size"] = worldSize,
             ["threads_per_rank"] = threads,
             ["dtype"] = ComputeOptions.DTypeName(dtype),
+            ["kv_dtype"] = ComputeOptions.DTypeName(kvDtype),
             ["quant"] = quant.Name() + (quantHead ? "+lm_head" : ""),
             ["sync_dtype"] = sync.Name(),
             ["params"] = config.ParameterCount,

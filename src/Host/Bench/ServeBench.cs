@@ -47,6 +47,7 @@ internal static class ServeBench
         public readonly Option<int?> Requests = Opt.Int("--requests", "Requests in all, per level and round [default: 2 x --concurrency]", 1, 1 << 20);
         public readonly Option<int?> Threads = Opt.Int("--threads", "Compute threads per rank [default: cores / world size]", 1, 1024);
         public readonly ChoiceOption<Model.ComputeDType> DType = ComputeOptions.DType();
+        public readonly ChoiceOption<Model.ComputeDType?> KvDType = ComputeOptions.KvDType();
         public readonly ChoiceOption<WeightQuantization> Quant = ComputeOptions.Quant();
         public readonly Option<bool> QuantLmHead = ComputeOptions.QuantLmHead();
         public readonly Option<int?> MaxBatch = Opt.Int("--max-batch", "Most requests decoded together [default: the larger of 16 and --concurrency]", 1, 4096);
@@ -80,12 +81,13 @@ internal static class ServeBench
         int sharedPrefix = cli.GetValue(o.SharedPrefixTokens);
         bool noPrefixCache = cli.GetValue(o.NoPrefixCache);
         var dtype = o.DType.Get(cli);
+        var kvDtype = o.KvDType.Get(cli) ?? dtype;
         var (quant, quantHead) = ComputeOptions.QuantChoice(cli, o.Quant, o.QuantLmHead);
 
         string[] shared =
         [
             "--preset", preset, "--threads", threads.ToString(CultureInfo.InvariantCulture), "--dtype", ComputeOptions.DTypeName(dtype),
-            "--quant", quant.Name(), .. (string[])(quantHead ? ["--quant-lm-head"] : []),
+            "--kv-dtype", ComputeOptions.DTypeName(kvDtype), "--quant", quant.Name(), .. (string[])(quantHead ? ["--quant-lm-head"] : []),
             "--quiet", "--max-batch", maxBatch.ToString(CultureInfo.InvariantCulture), .. (string[])(noPrefixCache ? ["--no-prefix-cache"] : []),
         ];
         using var launcher = RankProcessLauncher.Start(worldSize,
@@ -131,6 +133,7 @@ internal static class ServeBench
                         ["preset"] = preset,
                         ["world_size"] = worldSize,
                         ["dtype"] = ComputeOptions.DTypeName(dtype),
+                        ["kv_dtype"] = ComputeOptions.DTypeName(kvDtype),
                         ["quant"] = quant.Name() + (quantHead ? "+lm_head" : ""),
                         ["concurrency"] = concurrency,
                         ["round"] = round,

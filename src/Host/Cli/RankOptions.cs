@@ -16,6 +16,7 @@ internal sealed class RankOptions : OptionGroup
         "Model directory: Hugging Face (config.json) or llama2.c (*.bin with tokenizer.bin) [default: the bundled stories260K]");
 
     public readonly ChoiceOption<ComputeDType> DType = ComputeOptions.DType();
+    public readonly ChoiceOption<ComputeDType?> KvDType = ComputeOptions.KvDType();
     public readonly ChoiceOption<WeightQuantization> Quant = ComputeOptions.Quant();
     public readonly Option<bool> QuantLmHead = ComputeOptions.QuantLmHead();
     public readonly ChoiceOption<SyncPayload> SyncDType = ComputeOptions.SyncDType();

@@ -217,6 +217,7 @@ public sealed record ServeOptions
                 Threads = Get(o.Threads),
                 Cores = o.Cores.Get(cli),
                 DType = o.Rank.DType.Get(cli),
+                KvDType = o.Rank.KvDType.Get(cli),
                 KvCacheTokens = Get(o.Rank.KvCacheTokens),
                 Quant = quant,
                 QuantizeLmHead = quantHead,
