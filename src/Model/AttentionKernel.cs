@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace ActorRing.Model;
@@ -57,8 +58,10 @@ internal static class AttentionKernel
         {
             int inBlock = l % blockSize, end = Math.Min(length, l - inBlock + blockSize);
             byte* key = keys + blocks[l / blockSize] * blockStride + inBlock * row;
-            for (; l < end; l++, key += row)
+            byte* ahead = NextBlockRow(keys, blocks, l, blockSize, blockStride, length, inBlock * row);
+            for (; l < end; l++, key += row, ahead += row)
             {
+                Prefetch(ahead, row);
                 byte* k8 = key;
                 var s0 = Vector256<float>.Zero;
                 var s1 = s0;
@@ -86,8 +89,10 @@ internal static class AttentionKernel
             {
                 int inBlock = l % blockSize, end = Math.Min(length, l - inBlock + blockSize);
                 byte* v = values + blocks[l / blockSize] * blockStride + inBlock * row + col * TCache.Bytes;
-                for (; l < end; l++, v += row)
+                byte* ahead = NextBlockRow(values, blocks, l, blockSize, blockStride, length, inBlock * row + col * TCache.Bytes);
+                for (; l < end; l++, v += row, ahead += row)
                 {
+                    Prefetch(ahead, 4 * eight);
                     var w = Vector256.Create(scores[l]);
                     a0 = Vector256.FusedMultiplyAdd(TCache.Load8(v), w, a0);
                     a1 = Vector256.FusedMultiplyAdd(TCache.Load8(v + eight), w, a1);
@@ -111,5 +116,27 @@ internal static class AttentionKernel
             }
             a.Store(output + col);
         }
+    }
+
+    /// <summary>
+    /// The same row of the next block of the sequence, to prefetch while this block is read; in the last block, this
+    /// block's row (a prefetch of lines already being read costs next to nothing, and the loop stays branch-free).
+    /// A sequence's blocks lie anywhere in the pool, so each 4 KB run (16 positions of a 64-wide f32 head) ends in a
+    /// jump the hardware prefetcher cannot foresee; at long contexts and large batches attention reads more bytes
+    /// than the weights (16 sequences of 1000 positions: 590 MB of f32 keys and values a step per llama-160m rank).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe byte* NextBlockRow(byte* pool, int* blocks, int position, int blockSize, long blockStride, int length, long offset)
+    {
+        int block = position / blockSize;
+        if ((long)(block + 1) * blockSize < length) block++;
+        return pool + blocks[block] * blockStride + offset;
+    }
+
+    /// <summary>Prefetches [at, at + bytes) a line at a time. A prefetch never faults and changes no result.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Prefetch(byte* at, long bytes)
+    {
+        for (long b = 0; b < bytes; b += 64) Sse.Prefetch0(at + b);
     }
 }
