@@ -53,8 +53,8 @@ public sealed unsafe class KernelTests
     [InlineData(64, 1, false)]
     [InlineData(64, 200, false)]
     [InlineData(128, 37, false)]
-    [InlineData(48, 9, false)]   // a whole register block of 32 columns, then one of 8
-    [InlineData(96, 21, false)]  // a block of 64 columns, then one of 32
+    [InlineData(48, 9, false)]   // not a multiple of 64: six blocks of 8 columns
+    [InlineData(96, 21, false)]  // a block of 64 columns, then four of 8
     [InlineData(8, 3, false)]
     [InlineData(12, 5, false)]   // not a multiple of 8: the portable path
     [InlineData(64, 200, true)]
