@@ -75,7 +75,8 @@ internal static class DotKernel512
     public static unsafe void PanelsRows<TWeights>(byte* panels, long panelCount, float* x, long xStride, int rows, int n, float* y, long yStride)
         where TWeights : struct, IWeightFormat
     {
-        if (rows <= RowsInOnePass)
+        bool groups = rows > RowsInOnePass || (rows > RowGroup && (long)RowGroup * n * sizeof(float) <= WholeRowsBytes);
+        if (!groups)
         {
             BlockedPanelsRows<TWeights>(panels, panelCount, x, xStride, rows, n, y, yStride);
             return;
@@ -85,7 +86,11 @@ internal static class DotKernel512
         // over a chunk of PanelChunk panels instead: the chunk (48-192 KB) comes from memory for the first group
         // and from L2 for the others. Measured on the Zen 5 VM, f32 panels, GFLOP/s one pass / groups of 8: 64 rows
         // n = 768 126 / 156, n = 1536 123 / 157; 256 rows 123 / 152 and 124 / 161; 32 rows 152 / 159 and 133 / 151.
-        // At 16 rows (a decode step) groups gained 11% at n = 768 and lost 6% at n = 1536, so they start above it.
+        // 9-16 rows (a decode step) go in groups too where a group's rows fit in L1 whole (WholeRowsBytes: n = 768
+        // at 8 rows, three quarters of llama-160m's weights at 2 ranks), so each group streams its panels without
+        // k blocks or carried sums: `bench decode --preset llama-160m --world-size 2 --batch 16`, alternating x5,
+        // 25.2-35.6 -> 20.7-29.4 ms per step. Wider rows stay in one blocked pass (groups of 8 lost 6% at n = 1536,
+        // groups of 4 lost at B = 8 there).
         // Each output still has its one-row accumulation order, so the bits do not change.
         long panelBytes = (long)DotKernel.PanelRows * n * TWeights.Bytes;
         for (long first = 0; first < panelCount; first += PanelChunk)
@@ -100,7 +105,7 @@ internal static class DotKernel512
     /// <summary>The most activation rows <see cref="PanelsRows{TWeights}"/> passes over the panels at once.</summary>
     private const int RowsInOnePass = 16;
 
-    /// <summary>Rows per group above <see cref="RowsInOnePass"/>: one <see cref="Panel4x8{TWeights}"/> call's.</summary>
+    /// <summary>Rows per group (see <see cref="PanelsRows{TWeights}"/>): one <see cref="Panel4x8{TWeights}"/> call's.</summary>
     private const int RowGroup = 8;
 
     /// <summary>All rows in one pass over the panels, k blocked (see <see cref="PanelsRows{TWeights}"/>).</summary>
