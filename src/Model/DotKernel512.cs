@@ -24,10 +24,9 @@ internal static class DotKernel512
 
     /// <summary>
     /// Activation rows [0, rows) against one 4-row panel, as <see cref="DotKernel.Panel4Rows{TWeights}"/>
-    /// (which calls this only when <see cref="IsSupported"/>): groups of 8 rows, then 4, then 2 (16, 8 and 4
-    /// accumulators: enough independent FMAs to cover their latency on two FMA pipes), and a last odd row on
-    /// the one-row kernel (<see cref="Panel4x1{TWeights}"/>, the bits of <see cref="DotKernel.Panel4{TWeights}"/>):
-    /// one k block spanning the whole row, of <see cref="BlockRows{TWeights}"/>.
+    /// (which calls this only when <see cref="IsSupported"/>): one k block spanning the whole row, of
+    /// <see cref="BlockRows{TWeights}"/> (groups of at most 8 rows, each output with the bits of
+    /// <see cref="DotKernel.Panel4{TWeights}"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe void PanelRows<TWeights>(byte* panel, float* x, long xStride, int rows, int n, float* y, long yStride)
@@ -105,8 +104,8 @@ internal static class DotKernel512
     /// <summary>The most activation rows <see cref="PanelsRows{TWeights}"/> passes over the panels at once.</summary>
     private const int RowsInOnePass = 16;
 
-    /// <summary>Rows per group (see <see cref="PanelsRows{TWeights}"/>): one <see cref="Panel4x8{TWeights}"/> call's.</summary>
-    private const int RowGroup = 8;
+    /// <summary>The most rows per group (see <see cref="PanelsRows{TWeights}"/>): one kernel call's (<see cref="MaxKernelRows"/>).</summary>
+    private const int RowGroup = MaxKernelRows;
 
     /// <summary>All rows in one pass over the panels, k blocked (see <see cref="PanelsRows{TWeights}"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -197,26 +196,38 @@ internal static class DotKernel512
         return (float*)((start + 63) & ~(nint)63);
     }
 
-    /// <summary>One k block of one panel for every row: groups of 8, 4 and 2, and a last odd row.</summary>
+    /// <summary>
+    /// One k block of one panel for every row: groups of 8 rows, then the rest in one kernel call. Each output's
+    /// lanes form one chain of FMAs, each waiting on the previous (4 cycles), so a call needs 8 chains (4 rows) to
+    /// keep both FMA pipes busy; the rest used to be split into 4, 2 and 1 rows, whose 4 and 2 chains ran at half
+    /// and a quarter of the rate (7 rows cost about as much as 12). The first group is the largest on purpose: it
+    /// reads the panel from memory, and 8 rows of arithmetic cover that read best (9 rows as 5 and 4 were no faster
+    /// than as 8 and 1).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void BlockRows<TWeights>(byte* panel, float* x, long xStride, int rows, int n, float* y, long yStride,
         float* carry, float* keep, long prefetch) where TWeights : struct, IWeightFormat
     {
-        int b = 0;
-        for (; b + 8 <= rows; b += 8)
-            Panel4x8<TWeights>(panel, x + b * xStride, xStride, n, y + b * yStride, yStride, At(carry, b), At(keep, b), prefetch);
-        if (b + 4 <= rows)
+        for (int b = 0; b < rows; b += MaxKernelRows)
         {
-            Panel4x4<TWeights>(panel, x + b * xStride, xStride, n, y + b * yStride, yStride, At(carry, b), At(keep, b), prefetch);
-            b += 4;
+            int size = Math.Min(MaxKernelRows, rows - b);
+            float* xb = x + b * xStride, yb = y + b * yStride, c = At(carry, b), k = At(keep, b);
+            switch (size)
+            {
+                case 1: Panel4xR<TWeights, R1>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
+                case 2: Panel4xR<TWeights, R2>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
+                case 3: Panel4xR<TWeights, R3>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
+                case 4: Panel4xR<TWeights, R4>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
+                case 5: Panel4xR<TWeights, R5>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
+                case 6: Panel4xR<TWeights, R6>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
+                case 7: Panel4xR<TWeights, R7>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
+                default: Panel4xR<TWeights, R8>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
+            }
         }
-        if (b + 2 <= rows)
-        {
-            Panel4x2<TWeights>(panel, x + b * xStride, xStride, n, y + b * yStride, yStride, At(carry, b), At(keep, b), prefetch);
-            b += 2;
-        }
-        if (b < rows) Panel4x1<TWeights>(panel, x + b * xStride, n, y + b * yStride, At(carry, b), At(keep, b), prefetch);
     }
+
+    /// <summary>The most activation rows one kernel call takes: 16 accumulators, two weight registers and a broadcast.</summary>
+    private const int MaxKernelRows = 8;
 
     private static unsafe float* At(float* state, int row) => state == null ? null : state + row * CarryFloats;
 
@@ -237,26 +248,6 @@ internal static class DotKernel512
         rows23.Store(keep + row * CarryFloats + 16);
     }
 
-    /// <summary>One activation row in 512-bit registers: the lanes and operations of <see cref="DotKernel.Panel4{TWeights}"/>
-    /// (so its bits), with a carry for the k blocks.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Panel4x1<TWeights>(byte* panel, float* x, int n, float* y, float* carry, float* keep, long prefetch)
-        where TWeights : struct, IWeightFormat
-    {
-        int pair = 2 * DotKernel.PanelColumns * TWeights.Bytes;
-        var p0 = Carried(carry, 0);
-        var q0 = Carried(carry, 1);
-        for (int k = 0; k < n; k += DotKernel.PanelColumns)
-        {
-            PrefetchAhead<TWeights>(panel, prefetch);
-            var v = Broadcast(x + k);
-            p0 = Avx512F.FusedMultiplyAdd(TWeights.Load16(panel), v, p0);
-            q0 = Avx512F.FusedMultiplyAdd(TWeights.Load16(panel + pair), v, q0);
-            panel += 2 * pair;
-        }
-        Finish(y, p0, q0, keep, 0);
-    }
-
     /// <summary>One activation row's four outputs: each 256-bit half summed as the 256-bit kernel sums it.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void Store(float* y, Vector512<float> rows01, Vector512<float> rows23)
@@ -267,18 +258,48 @@ internal static class DotKernel512
         y[3] = Vector256.Sum(rows23.GetUpper());
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Panel4x8<TWeights>(byte* panel, float* x, long xStride, int n, float* y, long yStride,
-        float* carry = null, float* keep = null, long prefetch = PrefetchBytes)
-        where TWeights : struct, IWeightFormat
+    /// <summary>A row count as a type, so each <see cref="Panel4xR{TWeights, TRows}"/> is compiled for its count with the unused rows' code removed.</summary>
+    private interface IRowCount
     {
+        static abstract int Count { get; }
+    }
+
+    private readonly struct R1 : IRowCount { public static int Count => 1; }
+    private readonly struct R2 : IRowCount { public static int Count => 2; }
+    private readonly struct R3 : IRowCount { public static int Count => 3; }
+    private readonly struct R4 : IRowCount { public static int Count => 4; }
+    private readonly struct R5 : IRowCount { public static int Count => 5; }
+    private readonly struct R6 : IRowCount { public static int Count => 6; }
+    private readonly struct R7 : IRowCount { public static int Count => 7; }
+    private readonly struct R8 : IRowCount { public static int Count => 8; }
+
+    /// <summary>
+    /// <typeparamref name="TRows"/> activation rows (1-8, <paramref name="xStride"/> apart) against one k block of
+    /// a 4-row panel. Per 8 columns: the block's two weight registers are loaded once, and each row's 8 floats are
+    /// broadcast to both halves and multiplied into that row's two accumulators (pB: weight rows 0 and 1, qB: 2 and
+    /// 3). Each lane thus accumulates the products of <see cref="DotKernel.Panel4{TWeights}"/>'s lane in the same k
+    /// order, whatever the row count: the one-row bits. The <c>if (R &gt; i)</c> tests are constants per
+    /// <typeparamref name="TRows"/>, so each instantiation holds only its own rows' registers and FMAs.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void Panel4xR<TWeights, TRows>(byte* panel, float* x, long xStride, int n, float* y, long yStride,
+        float* carry, float* keep, long prefetch)
+        where TWeights : struct, IWeightFormat where TRows : struct, IRowCount
+    {
+        int R = TRows.Count;
         int pair = 2 * DotKernel.PanelColumns * TWeights.Bytes; // weight rows 0-1 of a block, then rows 2-3
         float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
         float* x4 = x + 4 * xStride, x5 = x + 5 * xStride, x6 = x + 6 * xStride, x7 = x + 7 * xStride;
-        // pB holds activation row B's sums for weight rows 0 and 1, qB for weight rows 2 and 3.
-        var p0 = Carried(carry, 0);
-        Vector512<float> q0 = Carried(carry, 1), p1 = Carried(carry, 2), q1 = Carried(carry, 3), p2 = Carried(carry, 4), q2 = Carried(carry, 5), p3 = Carried(carry, 6), q3 = Carried(carry, 7);
-        Vector512<float> p4 = Carried(carry, 8), q4 = Carried(carry, 9), p5 = Carried(carry, 10), q5 = Carried(carry, 11), p6 = Carried(carry, 12), q6 = Carried(carry, 13), p7 = Carried(carry, 14), q7 = Carried(carry, 15);
+        Vector512<float> p0 = Carried(carry, 0), q0 = Carried(carry, 1);
+        Vector512<float> p1 = default, q1 = default, p2 = default, q2 = default, p3 = default, q3 = default;
+        Vector512<float> p4 = default, q4 = default, p5 = default, q5 = default, p6 = default, q6 = default, p7 = default, q7 = default;
+        if (R > 1) { p1 = Carried(carry, 2); q1 = Carried(carry, 3); }
+        if (R > 2) { p2 = Carried(carry, 4); q2 = Carried(carry, 5); }
+        if (R > 3) { p3 = Carried(carry, 6); q3 = Carried(carry, 7); }
+        if (R > 4) { p4 = Carried(carry, 8); q4 = Carried(carry, 9); }
+        if (R > 5) { p5 = Carried(carry, 10); q5 = Carried(carry, 11); }
+        if (R > 6) { p6 = Carried(carry, 12); q6 = Carried(carry, 13); }
+        if (R > 7) { p7 = Carried(carry, 14); q7 = Carried(carry, 15); }
         for (int k = 0; k < n; k += DotKernel.PanelColumns)
         {
             PrefetchAhead<TWeights>(panel, prefetch);
@@ -287,96 +308,57 @@ internal static class DotKernel512
             var v = Broadcast(x0 + k);
             p0 = Avx512F.FusedMultiplyAdd(w01, v, p0);
             q0 = Avx512F.FusedMultiplyAdd(w23, v, q0);
-            v = Broadcast(x1 + k);
-            p1 = Avx512F.FusedMultiplyAdd(w01, v, p1);
-            q1 = Avx512F.FusedMultiplyAdd(w23, v, q1);
-            v = Broadcast(x2 + k);
-            p2 = Avx512F.FusedMultiplyAdd(w01, v, p2);
-            q2 = Avx512F.FusedMultiplyAdd(w23, v, q2);
-            v = Broadcast(x3 + k);
-            p3 = Avx512F.FusedMultiplyAdd(w01, v, p3);
-            q3 = Avx512F.FusedMultiplyAdd(w23, v, q3);
-            v = Broadcast(x4 + k);
-            p4 = Avx512F.FusedMultiplyAdd(w01, v, p4);
-            q4 = Avx512F.FusedMultiplyAdd(w23, v, q4);
-            v = Broadcast(x5 + k);
-            p5 = Avx512F.FusedMultiplyAdd(w01, v, p5);
-            q5 = Avx512F.FusedMultiplyAdd(w23, v, q5);
-            v = Broadcast(x6 + k);
-            p6 = Avx512F.FusedMultiplyAdd(w01, v, p6);
-            q6 = Avx512F.FusedMultiplyAdd(w23, v, q6);
-            v = Broadcast(x7 + k);
-            p7 = Avx512F.FusedMultiplyAdd(w01, v, p7);
-            q7 = Avx512F.FusedMultiplyAdd(w23, v, q7);
+            if (R > 1)
+            {
+                v = Broadcast(x1 + k);
+                p1 = Avx512F.FusedMultiplyAdd(w01, v, p1);
+                q1 = Avx512F.FusedMultiplyAdd(w23, v, q1);
+            }
+            if (R > 2)
+            {
+                v = Broadcast(x2 + k);
+                p2 = Avx512F.FusedMultiplyAdd(w01, v, p2);
+                q2 = Avx512F.FusedMultiplyAdd(w23, v, q2);
+            }
+            if (R > 3)
+            {
+                v = Broadcast(x3 + k);
+                p3 = Avx512F.FusedMultiplyAdd(w01, v, p3);
+                q3 = Avx512F.FusedMultiplyAdd(w23, v, q3);
+            }
+            if (R > 4)
+            {
+                v = Broadcast(x4 + k);
+                p4 = Avx512F.FusedMultiplyAdd(w01, v, p4);
+                q4 = Avx512F.FusedMultiplyAdd(w23, v, q4);
+            }
+            if (R > 5)
+            {
+                v = Broadcast(x5 + k);
+                p5 = Avx512F.FusedMultiplyAdd(w01, v, p5);
+                q5 = Avx512F.FusedMultiplyAdd(w23, v, q5);
+            }
+            if (R > 6)
+            {
+                v = Broadcast(x6 + k);
+                p6 = Avx512F.FusedMultiplyAdd(w01, v, p6);
+                q6 = Avx512F.FusedMultiplyAdd(w23, v, q6);
+            }
+            if (R > 7)
+            {
+                v = Broadcast(x7 + k);
+                p7 = Avx512F.FusedMultiplyAdd(w01, v, p7);
+                q7 = Avx512F.FusedMultiplyAdd(w23, v, q7);
+            }
             panel += 2 * pair;
         }
         Finish(y, p0, q0, keep, 0);
-        Finish(y + 1 * yStride, p1, q1, keep, 1);
-        Finish(y + 2 * yStride, p2, q2, keep, 2);
-        Finish(y + 3 * yStride, p3, q3, keep, 3);
-        Finish(y + 4 * yStride, p4, q4, keep, 4);
-        Finish(y + 5 * yStride, p5, q5, keep, 5);
-        Finish(y + 6 * yStride, p6, q6, keep, 6);
-        Finish(y + 7 * yStride, p7, q7, keep, 7);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Panel4x4<TWeights>(byte* panel, float* x, long xStride, int n, float* y, long yStride,
-        float* carry = null, float* keep = null, long prefetch = PrefetchBytes)
-        where TWeights : struct, IWeightFormat
-    {
-        int pair = 2 * DotKernel.PanelColumns * TWeights.Bytes;
-        float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
-        var p0 = Carried(carry, 0);
-        Vector512<float> q0 = Carried(carry, 1), p1 = Carried(carry, 2), q1 = Carried(carry, 3), p2 = Carried(carry, 4), q2 = Carried(carry, 5), p3 = Carried(carry, 6), q3 = Carried(carry, 7);
-        for (int k = 0; k < n; k += DotKernel.PanelColumns)
-        {
-            PrefetchAhead<TWeights>(panel, prefetch);
-            var w01 = TWeights.Load16(panel);
-            var w23 = TWeights.Load16(panel + pair);
-            var v = Broadcast(x0 + k);
-            p0 = Avx512F.FusedMultiplyAdd(w01, v, p0);
-            q0 = Avx512F.FusedMultiplyAdd(w23, v, q0);
-            v = Broadcast(x1 + k);
-            p1 = Avx512F.FusedMultiplyAdd(w01, v, p1);
-            q1 = Avx512F.FusedMultiplyAdd(w23, v, q1);
-            v = Broadcast(x2 + k);
-            p2 = Avx512F.FusedMultiplyAdd(w01, v, p2);
-            q2 = Avx512F.FusedMultiplyAdd(w23, v, q2);
-            v = Broadcast(x3 + k);
-            p3 = Avx512F.FusedMultiplyAdd(w01, v, p3);
-            q3 = Avx512F.FusedMultiplyAdd(w23, v, q3);
-            panel += 2 * pair;
-        }
-        Finish(y, p0, q0, keep, 0);
-        Finish(y + 1 * yStride, p1, q1, keep, 1);
-        Finish(y + 2 * yStride, p2, q2, keep, 2);
-        Finish(y + 3 * yStride, p3, q3, keep, 3);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Panel4x2<TWeights>(byte* panel, float* x, long xStride, int n, float* y, long yStride,
-        float* carry = null, float* keep = null, long prefetch = PrefetchBytes)
-        where TWeights : struct, IWeightFormat
-    {
-        int pair = 2 * DotKernel.PanelColumns * TWeights.Bytes;
-        float* x0 = x, x1 = x + xStride;
-        var p0 = Carried(carry, 0);
-        Vector512<float> q0 = Carried(carry, 1), p1 = Carried(carry, 2), q1 = Carried(carry, 3);
-        for (int k = 0; k < n; k += DotKernel.PanelColumns)
-        {
-            PrefetchAhead<TWeights>(panel, prefetch);
-            var w01 = TWeights.Load16(panel);
-            var w23 = TWeights.Load16(panel + pair);
-            var v = Broadcast(x0 + k);
-            p0 = Avx512F.FusedMultiplyAdd(w01, v, p0);
-            q0 = Avx512F.FusedMultiplyAdd(w23, v, q0);
-            v = Broadcast(x1 + k);
-            p1 = Avx512F.FusedMultiplyAdd(w01, v, p1);
-            q1 = Avx512F.FusedMultiplyAdd(w23, v, q1);
-            panel += 2 * pair;
-        }
-        Finish(y, p0, q0, keep, 0);
-        Finish(y + 1 * yStride, p1, q1, keep, 1);
+        if (R > 1) Finish(y + 1 * yStride, p1, q1, keep, 1);
+        if (R > 2) Finish(y + 2 * yStride, p2, q2, keep, 2);
+        if (R > 3) Finish(y + 3 * yStride, p3, q3, keep, 3);
+        if (R > 4) Finish(y + 4 * yStride, p4, q4, keep, 4);
+        if (R > 5) Finish(y + 5 * yStride, p5, q5, keep, 5);
+        if (R > 6) Finish(y + 6 * yStride, p6, q6, keep, 6);
+        if (R > 7) Finish(y + 7 * yStride, p7, q7, keep, 7);
     }
 }
