@@ -50,7 +50,7 @@ internal static class DotKernel512
 
     /// <summary>Prefetches the 64-byte lines one k step of the panel will use <see cref="PrefetchBytes"/> later.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static unsafe void PrefetchAhead<TWeights>(byte* panel, long distance) where TWeights : struct, IWeightFormat
+    internal static unsafe void PrefetchAhead<TWeights>(byte* panel, long distance) where TWeights : struct, IWeightFormat
     {
         // A k step reads 4 rows x 8 columns: 128 bytes of f32 (two lines), 64 of bf16 (one line). A prefetch
         // past the end of the weights is harmless: prefetches never fault.

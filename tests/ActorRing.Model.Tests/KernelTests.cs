@@ -204,7 +204,7 @@ public sealed unsafe class KernelTests
     {
         // The order that defines batch invariance, spelled out lane by lane: 8 lane accumulators, k ascending
         // in blocks of 8, one fused multiply-add per product, then Vector256.Sum. Whichever kernel
-        // Panel4Rows picks (512-bit groups of 8, 4 and 2 rows on AVX-512, the 256-bit ones elsewhere), every
+        // Panel4Rows picks (512-bit calls of up to 8 rows on AVX-512, 256-bit pairs of rows elsewhere), every
         // output must have exactly these bits, for batch sizes that leave every kind of remainder. PanelsRows
         // over the whole matrix must give them too: with 3080 columns it cuts k into blocks (carrying the lanes
         // between them) and takes 18 panels in chunks of 16; with 3072, rows a multiple of 4 KB apart, it also
@@ -219,7 +219,8 @@ public sealed unsafe class KernelTests
             float[] x = Random(rng, batch * cols);
             var y = new float[batch * rows];
             var whole = new float[batch * rows];
-            fixed (float* pf = packedF, px = x, py = y)
+            var narrow = new float[batch * rows];
+            fixed (float* pf = packedF, px = x, py = y, pn = narrow)
             fixed (ushort* pb = packedB)
             {
                 byte* panels = bf16 ? (byte*)pb : (byte*)pf;
@@ -228,6 +229,9 @@ public sealed unsafe class KernelTests
                 {
                     if (bf16) DotKernel.Panel4Rows<BF16Weights>(panels + p * panelBytes, px, cols, batch, cols, py + p * 4, rows);
                     else DotKernel.Panel4Rows<F32Weights>(panels + p * panelBytes, px, cols, batch, cols, py + p * 4, rows);
+                    // The 256-bit kernels of CPUs without AVX-512 (pairs of rows, then one), which this CPU may not pick.
+                    if (bf16) DotKernel.Panel4Rows256<BF16Weights>(panels + p * panelBytes, px, cols, batch, cols, pn + p * 4, rows);
+                    else DotKernel.Panel4Rows256<F32Weights>(panels + p * panelBytes, px, cols, batch, cols, pn + p * 4, rows);
                 }
                 fixed (float* pw = whole)
                 {
@@ -245,6 +249,9 @@ public sealed unsafe class KernelTests
                     float got = y[b * rows + r];
                     Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(got),
                         $"{(bf16 ? "bf16" : "f32")} n={cols} batch {batch}, row {b}, output {r}: {got} != {want} (the one-row order)");
+                    float twoRows = narrow[b * rows + r];
+                    Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(twoRows),
+                        $"{(bf16 ? "bf16" : "f32")} n={cols} batch {batch}, row {b}, output {r}: the 256-bit kernels gave {twoRows} != {want} (the one-row order)");
                     float blocked = whole[b * rows + r];
                     Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(blocked),
                         $"{(bf16 ? "bf16" : "f32")} n={cols} batch {batch}, row {b}, output {r}: PanelsRows gave {blocked} != {want} (the one-row order)");
