@@ -322,51 +322,16 @@ internal static class DotKernel512
             PrefetchAhead<TWeights>(panel, prefetch);
             var w01 = TWeights.Load16(panel);
             var w23 = TWeights.Load16(panel + pair);
-            var v = Broadcast(x0 + k);
-            p0 = Avx512F.FusedMultiplyAdd(w01, v, p0);
-            q0 = Avx512F.FusedMultiplyAdd(w23, v, q0);
-            if (R > 1)
-            {
-                v = Broadcast(x1 + k);
-                p1 = Avx512F.FusedMultiplyAdd(w01, v, p1);
-                q1 = Avx512F.FusedMultiplyAdd(w23, v, q1);
-            }
-            if (R > 2)
-            {
-                v = Broadcast(x2 + k);
-                p2 = Avx512F.FusedMultiplyAdd(w01, v, p2);
-                q2 = Avx512F.FusedMultiplyAdd(w23, v, q2);
-            }
-            if (R > 3)
-            {
-                v = Broadcast(x3 + k);
-                p3 = Avx512F.FusedMultiplyAdd(w01, v, p3);
-                q3 = Avx512F.FusedMultiplyAdd(w23, v, q3);
-            }
-            if (R > 4)
-            {
-                v = Broadcast(x4 + k);
-                p4 = Avx512F.FusedMultiplyAdd(w01, v, p4);
-                q4 = Avx512F.FusedMultiplyAdd(w23, v, q4);
-            }
-            if (R > 5)
-            {
-                v = Broadcast(x5 + k);
-                p5 = Avx512F.FusedMultiplyAdd(w01, v, p5);
-                q5 = Avx512F.FusedMultiplyAdd(w23, v, q5);
-            }
-            if (R > 6)
-            {
-                v = Broadcast(x6 + k);
-                p6 = Avx512F.FusedMultiplyAdd(w01, v, p6);
-                q6 = Avx512F.FusedMultiplyAdd(w23, v, q6);
-            }
-            if (R > 7)
-            {
-                v = Broadcast(x7 + k);
-                p7 = Avx512F.FusedMultiplyAdd(w01, v, p7);
-                q7 = Avx512F.FusedMultiplyAdd(w23, v, q7);
-            }
+            // Row B's 8 floats broadcast to both halves, times each weight register (written out per row: a helper
+            // returning the pair made the JIT add a register move per FMA).
+            var v = Broadcast(x0 + k); p0 = Avx512F.FusedMultiplyAdd(w01, v, p0); q0 = Avx512F.FusedMultiplyAdd(w23, v, q0);
+            if (R > 1) { v = Broadcast(x1 + k); p1 = Avx512F.FusedMultiplyAdd(w01, v, p1); q1 = Avx512F.FusedMultiplyAdd(w23, v, q1); }
+            if (R > 2) { v = Broadcast(x2 + k); p2 = Avx512F.FusedMultiplyAdd(w01, v, p2); q2 = Avx512F.FusedMultiplyAdd(w23, v, q2); }
+            if (R > 3) { v = Broadcast(x3 + k); p3 = Avx512F.FusedMultiplyAdd(w01, v, p3); q3 = Avx512F.FusedMultiplyAdd(w23, v, q3); }
+            if (R > 4) { v = Broadcast(x4 + k); p4 = Avx512F.FusedMultiplyAdd(w01, v, p4); q4 = Avx512F.FusedMultiplyAdd(w23, v, q4); }
+            if (R > 5) { v = Broadcast(x5 + k); p5 = Avx512F.FusedMultiplyAdd(w01, v, p5); q5 = Avx512F.FusedMultiplyAdd(w23, v, q5); }
+            if (R > 6) { v = Broadcast(x6 + k); p6 = Avx512F.FusedMultiplyAdd(w01, v, p6); q6 = Avx512F.FusedMultiplyAdd(w23, v, q6); }
+            if (R > 7) { v = Broadcast(x7 + k); p7 = Avx512F.FusedMultiplyAdd(w01, v, p7); q7 = Avx512F.FusedMultiplyAdd(w23, v, q7); }
             panel += 2 * pair;
         }
         Finish(y, p0, q0, keep, 0);
