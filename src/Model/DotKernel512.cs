@@ -228,17 +228,17 @@ internal static class DotKernel512
         for (int b = 0; b < rows; b += MaxKernelRows)
         {
             int size = Math.Min(MaxKernelRows, rows - b);
-            float* xb = x + b * xStride, yb = y + b * yStride, c = At(carry, b), k = At(keep, b);
+            float* xb = x + b * xStride, yb = y + b * yStride, carried = At(carry, b), kept = At(keep, b);
             switch (size)
             {
-                case 1: Panel4xR<TWeights, R1>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
-                case 2: Panel4xR<TWeights, R2>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
-                case 3: Panel4xR<TWeights, R3>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
-                case 4: Panel4xR<TWeights, R4>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
-                case 5: Panel4xR<TWeights, R5>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
-                case 6: Panel4xR<TWeights, R6>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
-                case 7: Panel4xR<TWeights, R7>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
-                default: Panel4xR<TWeights, R8>(panel, xb, xStride, n, yb, yStride, c, k, prefetch); break;
+                case 1: Panel4xR<TWeights, R1>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
+                case 2: Panel4xR<TWeights, R2>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
+                case 3: Panel4xR<TWeights, R3>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
+                case 4: Panel4xR<TWeights, R4>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
+                case 5: Panel4xR<TWeights, R5>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
+                case 6: Panel4xR<TWeights, R6>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
+                case 7: Panel4xR<TWeights, R7>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
+                default: Panel4xR<TWeights, R8>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
             }
         }
     }
