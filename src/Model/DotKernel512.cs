@@ -74,7 +74,7 @@ internal static class DotKernel512
     public static unsafe void PanelsRows<TWeights>(byte* panels, long panelCount, float* x, long xStride, int rows, int n, float* y, long yStride)
         where TWeights : struct, IWeightFormat
     {
-        bool groups = rows > RowsInOnePass || (rows > RowGroup && (long)RowGroup * n * sizeof(float) <= WholeRowsBytes);
+        bool groups = rows > RowsInOnePass || (rows > MaxKernelRowsAlone && (long)RowGroup * n * sizeof(float) <= WholeRowsBytes);
         if (!groups)
         {
             BlockedPanelsRows<TWeights>(panels, panelCount, x, xStride, rows, n, y, yStride);
@@ -85,11 +85,11 @@ internal static class DotKernel512
         // over a chunk of PanelChunk panels instead: the chunk (48-192 KB) comes from memory for the first group
         // and from L2 for the others. Measured on the Zen 5 VM, f32 panels, GFLOP/s one pass / groups of 8: 64 rows
         // n = 768 126 / 156, n = 1536 123 / 157; 256 rows 123 / 152 and 124 / 161; 32 rows 152 / 159 and 133 / 151.
-        // 9-16 rows (a decode step) go in groups too where a group's rows fit in L1 whole (WholeRowsBytes: n = 768
+        // 12-16 rows (a decode step) go in groups too where a group's rows fit in L1 whole (WholeRowsBytes: n = 768
         // at 8 rows, three quarters of llama-160m's weights at 2 ranks), so each group streams its panels without
         // k blocks or carried sums: `bench decode --preset llama-160m --world-size 2 --batch 16`, alternating x5,
         // 25.2-35.6 -> 20.7-29.4 ms per step. Wider rows stay in one blocked pass (groups of 8 lost 6% at n = 1536,
-        // groups of 4 lost at B = 8 there).
+        // groups of 4 lost at B = 8 there), and so do 9-11 rows, which one kernel call takes (MaxKernelRowsAlone).
         // Each output still has its one-row accumulation order, so the bits do not change.
         long panelBytes = (long)DotKernel.PanelRows * n * TWeights.Bytes;
         for (long first = 0; first < panelCount; first += PanelChunk)
@@ -190,15 +190,16 @@ internal static class DotKernel512
     private const int ActivationBlockBytes = 8 * 1024;
 
     /// <summary>
-    /// Activation rows this small (half of a 48 KB L1) stay in L1 whole, so the panels are streamed one after
+    /// Activation rows this small (three quarters of a 48 KB L1) stay in L1 whole, so the panels are streamed one after
     /// another, not k block by k block: cut into blocks, each panel is read in runs of 2-4 KB a panel apart, which
     /// the hardware prefetcher follows poorly, and a step with few rows is bound by that stream. Measured on the
     /// Zen 5 VM, two processes at once (as two ranks), ms per pass over 256 MB of f32 panels, k blocks / whole:
     /// 8 rows n = 768 8.1-8.6 / 7.4-7.5; 4 rows n = 768 12.0-12.2 / 7.2-9.2; 2 rows n = 1536 10.6-11.0 / 8.7-8.9,
-    /// n = 3072 10.8-12.3 / 8.2-9.1; 16 rows n = 384 16.8-17.9 / 14.3. Above it whole rows lost (8 rows n = 1536
-    /// 9.6-10.2 / 12.4). The bits are the same either way.
+    /// n = 3072 10.8-12.3 / 8.2-9.1; 16 rows n = 384 16.8-17.9 / 14.3. At 48 KB whole rows lost (8 rows n = 1536
+    /// 9.6-10.2 / 12.4); at 36 KB they won (GFLOP/s, 24 KB limit / 36 KB: 6 rows n = 1536 56-59 / 67-70; 9 rows
+    /// n = 768 in one call 109-111 / 143-144, 10 rows 89-114 / 114-135). The bits are the same either way.
     /// </summary>
-    private const int WholeRowsBytes = 24 * 1024;
+    private const int WholeRowsBytes = 36 * 1024;
 
     /// <summary>Floats carried per activation row of a panel between k blocks: two 512-bit accumulators.</summary>
     private const int CarryFloats = 32;
@@ -225,9 +226,9 @@ internal static class DotKernel512
     private static unsafe void BlockRows<TWeights>(byte* panel, float* x, long xStride, int rows, int n, float* y, long yStride,
         float* carry, float* keep, long prefetch) where TWeights : struct, IWeightFormat
     {
-        for (int b = 0; b < rows; b += MaxKernelRows)
+        for (int b = 0; b < rows;)
         {
-            int size = Math.Min(MaxKernelRows, rows - b);
+            int size = rows - b <= MaxKernelRowsAlone ? rows - b : MaxKernelRows;
             float* xb = x + b * xStride, yb = y + b * yStride, carried = At(carry, b), kept = At(keep, b);
             switch (size)
             {
@@ -238,13 +239,23 @@ internal static class DotKernel512
                 case 5: Panel4xR<TWeights, R5>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
                 case 6: Panel4xR<TWeights, R6>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
                 case 7: Panel4xR<TWeights, R7>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
-                default: Panel4xR<TWeights, R8>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
+                case 8: Panel4xR<TWeights, R8>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
+                case 9: Panel4xR<TWeights, R9>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
+                case 10: Panel4xR<TWeights, R10>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
+                default: Panel4xR<TWeights, R11>(panel, xb, xStride, n, yb, yStride, carried, kept, prefetch); break;
             }
+            b += size;
         }
     }
 
-    /// <summary>The most activation rows one kernel call takes: 16 accumulators, two weight registers and a broadcast.</summary>
+    /// <summary>The rows of one kernel call in a group of many: 16 accumulators, two weight registers and a broadcast.</summary>
     private const int MaxKernelRows = 8;
+
+    /// <summary>
+    /// The most rows taken in one call when they are all that is left (22 accumulators): 9-11 rows as 8 and 1-3
+    /// left a call of 2-6 FMA chains.
+    /// </summary>
+    private const int MaxKernelRowsAlone = 11;
 
     private static unsafe float* At(float* state, int row) => state == null ? null : state + row * CarryFloats;
 
@@ -289,6 +300,9 @@ internal static class DotKernel512
     private readonly struct R6 : IRowCount { public static int Count => 6; }
     private readonly struct R7 : IRowCount { public static int Count => 7; }
     private readonly struct R8 : IRowCount { public static int Count => 8; }
+    private readonly struct R9 : IRowCount { public static int Count => 9; }
+    private readonly struct R10 : IRowCount { public static int Count => 10; }
+    private readonly struct R11 : IRowCount { public static int Count => 11; }
 
     /// <summary>
     /// <typeparamref name="TRows"/> activation rows (1-8, <paramref name="xStride"/> apart) against one k block of
@@ -307,9 +321,11 @@ internal static class DotKernel512
         int pair = 2 * DotKernel.PanelColumns * TWeights.Bytes; // weight rows 0-1 of a block, then rows 2-3
         float* x0 = x, x1 = x + xStride, x2 = x + 2 * xStride, x3 = x + 3 * xStride;
         float* x4 = x + 4 * xStride, x5 = x + 5 * xStride, x6 = x + 6 * xStride, x7 = x + 7 * xStride;
+        float* x8 = x + 8 * xStride, x9 = x + 9 * xStride, x10 = x + 10 * xStride;
         Vector512<float> p0 = Carried(carry, 0), q0 = Carried(carry, 1);
         Vector512<float> p1 = default, q1 = default, p2 = default, q2 = default, p3 = default, q3 = default;
         Vector512<float> p4 = default, q4 = default, p5 = default, q5 = default, p6 = default, q6 = default, p7 = default, q7 = default;
+        Vector512<float> p8 = default, q8 = default, p9 = default, q9 = default, p10 = default, q10 = default;
         if (R > 1) { p1 = Carried(carry, 2); q1 = Carried(carry, 3); }
         if (R > 2) { p2 = Carried(carry, 4); q2 = Carried(carry, 5); }
         if (R > 3) { p3 = Carried(carry, 6); q3 = Carried(carry, 7); }
@@ -317,6 +333,9 @@ internal static class DotKernel512
         if (R > 5) { p5 = Carried(carry, 10); q5 = Carried(carry, 11); }
         if (R > 6) { p6 = Carried(carry, 12); q6 = Carried(carry, 13); }
         if (R > 7) { p7 = Carried(carry, 14); q7 = Carried(carry, 15); }
+        if (R > 8) { p8 = Carried(carry, 16); q8 = Carried(carry, 17); }
+        if (R > 9) { p9 = Carried(carry, 18); q9 = Carried(carry, 19); }
+        if (R > 10) { p10 = Carried(carry, 20); q10 = Carried(carry, 21); }
         for (int k = 0; k < n; k += DotKernel.PanelColumns)
         {
             PrefetchAhead<TWeights>(panel, prefetch);
@@ -332,6 +351,9 @@ internal static class DotKernel512
             if (R > 5) { v = Broadcast(x5 + k); p5 = Avx512F.FusedMultiplyAdd(w01, v, p5); q5 = Avx512F.FusedMultiplyAdd(w23, v, q5); }
             if (R > 6) { v = Broadcast(x6 + k); p6 = Avx512F.FusedMultiplyAdd(w01, v, p6); q6 = Avx512F.FusedMultiplyAdd(w23, v, q6); }
             if (R > 7) { v = Broadcast(x7 + k); p7 = Avx512F.FusedMultiplyAdd(w01, v, p7); q7 = Avx512F.FusedMultiplyAdd(w23, v, q7); }
+            if (R > 8) { v = Broadcast(x8 + k); p8 = Avx512F.FusedMultiplyAdd(w01, v, p8); q8 = Avx512F.FusedMultiplyAdd(w23, v, q8); }
+            if (R > 9) { v = Broadcast(x9 + k); p9 = Avx512F.FusedMultiplyAdd(w01, v, p9); q9 = Avx512F.FusedMultiplyAdd(w23, v, q9); }
+            if (R > 10) { v = Broadcast(x10 + k); p10 = Avx512F.FusedMultiplyAdd(w01, v, p10); q10 = Avx512F.FusedMultiplyAdd(w23, v, q10); }
             panel += 2 * pair;
         }
         Finish(y, p0, q0, keep, 0);
@@ -342,5 +364,8 @@ internal static class DotKernel512
         if (R > 5) Finish(y + 5 * yStride, p5, q5, keep, 5);
         if (R > 6) Finish(y + 6 * yStride, p6, q6, keep, 6);
         if (R > 7) Finish(y + 7 * yStride, p7, q7, keep, 7);
+        if (R > 8) Finish(y + 8 * yStride, p8, q8, keep, 8);
+        if (R > 9) Finish(y + 9 * yStride, p9, q9, keep, 9);
+        if (R > 10) Finish(y + 10 * yStride, p10, q10, keep, 10);
     }
 }

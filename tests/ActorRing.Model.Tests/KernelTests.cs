@@ -214,7 +214,7 @@ public sealed unsafe class KernelTests
         float[] w = Random(rng, rows * cols).Select(RoundToBf16).ToArray();
         var packedF = PackPanels(w, rows, cols);
         var packedB = PackPanels(ToBf16Bits(w), rows, cols);
-        foreach (int batch in new[] { 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14, 16, 17, 19, 25, 37 }) // one kernel call for each of 2-8 rows; above 16 (and 9-16 when 8 rows fit in L1 whole): groups of 8 rows take turns over chunks of panels
+        foreach (int batch in new[] { 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 25, 37 }) // one kernel call for each of 2-11 rows; above 16 (and 9-16 when 8 rows fit in L1 whole): groups of 8 rows take turns over chunks of panels
         {
             float[] x = Random(rng, batch * cols);
             var y = new float[batch * rows];
