@@ -215,7 +215,8 @@ internal static class DotKernel512
     }
 
     /// <summary>
-    /// One k block of one panel for every row: groups of 8 rows, then the rest in one kernel call. Each output's
+    /// One k block of one panel for every row: up to 11 rows in one kernel call, more in groups of 8 rows and then
+    /// the rest in one call. Each output's
     /// lanes form one chain of FMAs, each waiting on the previous (4 cycles), so a call needs 8 chains (4 rows) to
     /// keep both FMA pipes busy; the rest used to be split into 4, 2 and 1 rows, whose 4 and 2 chains ran at half
     /// and a quarter of the rate (7 rows cost about as much as 12). The first group is the largest on purpose: it
