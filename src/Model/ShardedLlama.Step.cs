@@ -187,7 +187,7 @@ public sealed partial class ShardedLlama
         var s = _scratch;
         var memory = _layerMemory ??= TakeAddresses();
         bool bf16 = _dtype == ScalarType.BFloat16, kvBf16 = _kvDtype == ScalarType.BFloat16;
-        int e = bf16 ? sizeof(ushort) : sizeof(float), kvE = kvBf16 ? sizeof(ushort) : sizeof(float);
+        int e = bf16 ? sizeof(ushort) : sizeof(float), kvE = KvElementBytes;
         long blockStride = (long)localKv * KvBlockSize * d * kvE, headStride = (long)KvBlockSize * d * kvE;
 
         fixed (float* x = s.X, normed = s.Normed, qkv = s.Qkv, attn = s.Attn, o = s.Out, gu = s.GateUp, act = s.Act, scores = s.Scores, logits = localLogits)

@@ -109,7 +109,10 @@ public sealed partial class ShardedLlama : IDisposable
     public int KvBlocks { get; }
 
     /// <summary>Bytes of one block on this rank, keys and values of every layer.</summary>
-    public long KvBlockBytes => 2L * Config.NumLayers * Plan.LocalKvHeads * KvBlockSize * Config.HeadDim * (_kvDtype == ScalarType.Float32 ? 4 : 2);
+    public long KvBlockBytes => 2L * Config.NumLayers * Plan.LocalKvHeads * KvBlockSize * Config.HeadDim * KvElementBytes;
+
+    /// <summary>Bytes of one cached key or value element.</summary>
+    private int KvElementBytes => _kvDtype == ScalarType.Float32 ? sizeof(float) : sizeof(ushort);
 
     private readonly int _blocksPerSlot;
     public ComputeDType DType { get; }

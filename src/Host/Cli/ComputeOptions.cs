@@ -10,22 +10,21 @@ namespace ActorRing.Host.Cli;
 internal static class ComputeOptions
 {
     public static ChoiceOption<ComputeDType> DType() => Opt.Choice("--dtype", "f32|bf16",
-        "Compute dtype of weights and activations", "f32", text => text switch
-        {
-            "f32" or "fp32" or "float32" => ComputeDType.F32,
-            "bf16" or "bfloat16" => ComputeDType.BF16,
-            var other => throw new UsageException($"option --dtype expects f32 or bf16, got '{other}'"),
-        });
+        "Compute dtype of weights and activations", "f32", text =>
+            ParseDType(text) ?? throw new UsageException($"option --dtype expects f32 or bf16, got '{text}'"));
 
     /// <summary>--kv-dtype: the KV cache's element type; null (auto) keeps it in the --dtype.</summary>
     public static ChoiceOption<ComputeDType?> KvDType() => Opt.Choice<ComputeDType?>("--kv-dtype", "auto|f32|bf16",
-        "Element type of the KV cache (bf16 halves its memory and what attention reads; auto: the --dtype)", "auto", text => text switch
-        {
-            "auto" => null,
-            "f32" or "fp32" or "float32" => ComputeDType.F32,
-            "bf16" or "bfloat16" => ComputeDType.BF16,
-            var other => throw new UsageException($"option --kv-dtype expects auto, f32 or bf16, got '{other}'"),
-        });
+        "Element type of the KV cache (bf16 halves its memory and what attention reads; auto: the --dtype)", "auto", text =>
+            text == "auto" ? null : ParseDType(text) ?? throw new UsageException($"option --kv-dtype expects auto, f32 or bf16, got '{text}'"));
+
+    /// <summary>The spellings --dtype and --kv-dtype accept for a storage type; null for anything else.</summary>
+    private static ComputeDType? ParseDType(string text) => text switch
+    {
+        "f32" or "fp32" or "float32" => ComputeDType.F32,
+        "bf16" or "bfloat16" => ComputeDType.BF16,
+        _ => null,
+    };
 
     /// <summary>How <see cref="DType"/> is spelled on the command line and in JSON output.</summary>
     public static string DTypeName(ComputeDType dtype) => dtype == ComputeDType.F32 ? "f32" : "bf16";
