@@ -25,7 +25,7 @@ internal sealed class RankOptions : OptionGroup
         "Longest sequence (prompt + generated) in positions; the same on every rank [default: min(max_position_embeddings, 4096)]", 1, 1 << 20);
 
     public readonly Option<int?> KvCacheTokens = Opt.Int("--kv-cache-tokens",
-        "KV cache size in positions, shared by the running requests [default: --max-batch full contexts, at most 8192]", 16, 1 << 28);
+        "KV cache size in positions, shared by the running requests [default: room for --max-batch full contexts, within half of the memory free once the weights are loaded]", 16, 1 << 28);
 
     public readonly Option<int> MaxBatch = Opt.Int("--max-batch", "Most requests decoded together in one step", 16, 1, 4096);
     public readonly Option<int> PrefillChunk = Opt.Int("--prefill-chunk", "Most prompt tokens one step prefills", 256, 1, 1 << 20);
