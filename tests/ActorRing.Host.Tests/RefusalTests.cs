@@ -34,6 +34,18 @@ public sealed class RefusalTests
         Assert.Equal("", p.Stdout);
     }
 
+    [Fact]
+    public async Task A_prompt_longer_than_the_context_is_refused_in_its_own_figures()
+    {
+        // 10 tokens with BOS in the bundled tokenizer; the warm-up before it takes only the first 4, and its own
+        // refusal ("the prompt is 4 tokens") used to be what the user saw.
+        using var p = new RankProcess(["generate", "--prompt", "Once upon a time there was a dog", "--max-tokens", "4", "--context", "4"]);
+        Assert.NotEqual(0, await p.WaitAsync(Deadline));
+        Assert.Contains("error: the prompt is 10 tokens, but this model's context is 4 tokens and at least one must be left for the completion; shorten the prompt", p.Stderr);
+        Assert.DoesNotContain("the prompt is 4 tokens", p.Stderr);
+        Assert.Equal("", p.Stdout);
+    }
+
     [Theory]
     [InlineData("generate", "--prompt", "x")]
     [InlineData("serve")]

@@ -177,7 +177,16 @@ internal sealed class PromptService(
     private async Task WarmUpAsync(int[] promptIds, CancellationToken ct)
     {
         if (promptIds.Length == 0) return;
-        await CompleteAsync(promptIds[..Math.Min(promptIds.Length, 4)], _ => { }, ct, maxTokens: 2);
+        try
+        {
+            await CompleteAsync(promptIds[..Math.Min(promptIds.Length, 4)], _ => { }, ct, maxTokens: 2);
+        }
+        catch (GenerationRequestException)
+        {
+            // The warm-up's own few tokens do not fit (a tiny --context): the user's request, validated next, says
+            // what is wrong with it in its own figures, not the warm-up's.
+            return;
+        }
         // The warm-up's own ending (its log line, compiled and written by the console logger's thread) runs on
         // after its result is read; let it finish before the real request's decode competes with it for a core.
         await Task.Delay(TimeSpan.FromMilliseconds(50), ct);
