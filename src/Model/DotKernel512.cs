@@ -25,7 +25,7 @@ internal static class DotKernel512
     /// <summary>
     /// Activation rows [0, rows) against one 4-row panel, as <see cref="DotKernel.Panel4Rows{TWeights}"/>
     /// (which calls this only when <see cref="IsSupported"/>): one k block spanning the whole row, of
-    /// <see cref="BlockRows{TWeights}"/> (groups of at most 8 rows, each output with the bits of
+    /// <see cref="BlockRows{TWeights}"/> (up to 11 rows in one kernel call, more in groups, each output with the bits of
     /// <see cref="DotKernel.Panel4{TWeights}"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -219,9 +219,9 @@ internal static class DotKernel512
     /// the rest in one call. Each output's
     /// lanes form one chain of FMAs, each waiting on the previous (4 cycles), so a call needs 8 chains (4 rows) to
     /// keep both FMA pipes busy; the rest used to be split into 4, 2 and 1 rows, whose 4 and 2 chains ran at half
-    /// and a quarter of the rate (7 rows cost about as much as 12). The first group is the largest on purpose: it
-    /// reads the panel from memory, and 8 rows of arithmetic cover that read best (9 rows as 5 and 4 were no faster
-    /// than as 8 and 1).
+    /// and a quarter of the rate (7 rows cost about as much as 12). Past 11 rows the first group is the full 8 on
+    /// purpose: it reads the panel from memory, and a larger first group (11 + 5, 12 + 4) gained nothing with two
+    /// ranks at once (README, "where concurrency 16 stands").
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static unsafe void BlockRows<TWeights>(byte* panel, float* x, long xStride, int rows, int n, float* y, long yStride,

@@ -204,7 +204,7 @@ public sealed unsafe class KernelTests
     {
         // The order that defines batch invariance, spelled out lane by lane: 8 lane accumulators, k ascending
         // in blocks of 8, one fused multiply-add per product, then Vector256.Sum. Whichever kernel
-        // Panel4Rows picks (512-bit calls of up to 8 rows on AVX-512, 256-bit pairs of rows elsewhere), every
+        // Panel4Rows picks (512-bit calls of up to 11 rows on AVX-512, 256-bit pairs of rows elsewhere), every
         // output must have exactly these bits, for batch sizes that leave every kind of remainder. PanelsRows
         // over the whole matrix must give them too: with 3080 columns it cuts k into blocks (carrying the lanes
         // between them) and takes 18 panels in chunks of 16; with 3072, rows a multiple of 4 KB apart, it also
