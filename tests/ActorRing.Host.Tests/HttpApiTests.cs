@@ -194,6 +194,23 @@ public sealed class HttpApiTests(HttpCluster cluster)
     }
 
     [Fact]
+    public async Task A_completion_is_stamped_with_its_own_time_not_the_servers_start()
+    {
+        // The model card's created is the server's start; a completion must carry the second it was made in.
+        var models = JsonDocument.Parse(await cluster.Http.GetStringAsync("/v1/models")).RootElement;
+        long started = models.GetProperty("data")[0].GetProperty("created").GetInt64();
+        while (DateTimeOffset.UtcNow.ToUnixTimeSeconds() <= started) await Task.Delay(100); // at most a second
+        long before = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        var (status, chat) = await cluster.PostAsync(Chat, $$"""{"messages":{{User}},"temperature":0,"max_tokens":2}""");
+        var (_, text) = await cluster.PostAsync("/v1/completions", """{"prompt":"Once","temperature":0,"max_tokens":2}""");
+        long after = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.InRange(chat.GetProperty("created").GetInt64(), before, after);
+        Assert.InRange(text.GetProperty("created").GetInt64(), before, after);
+    }
+
+    [Fact]
     public async Task Seeded_sampling_with_every_sampling_field_is_reproducible()
     {
         const string body = """

@@ -25,7 +25,11 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
-    private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+    /// <summary>When this server started: the model card's <c>created</c>. A completion's <c>created</c> is its own
+    /// request's time (<see cref="Now"/>), as OpenAI gives it; it used to be this one for every completion.</summary>
+    private readonly long _created = Now();
+
+    private static long Now() => DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
     public void Map(WebApplication app, GenerationMetrics metrics)
     {
@@ -87,7 +91,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         var f = await ReadAsync(ctx);
         var request = OpenAiRequest.Chat(f, service);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
-        await RunAsync(ctx, request, new ChatFormat(this, id, _created, modelId));
+        await RunAsync(ctx, request, new ChatFormat(this, id, Now(), modelId));
     }
 
     private async Task CompletionAsync(HttpContext ctx)
@@ -95,7 +99,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         var f = await ReadAsync(ctx);
         var request = OpenAiRequest.Completion(f, service);
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
-        await RunAsync(ctx, request, new TextFormat(this, id, _created, modelId));
+        await RunAsync(ctx, request, new TextFormat(this, id, Now(), modelId));
     }
 
     /// <summary>How chat and legacy completions spell the same events.</summary>
