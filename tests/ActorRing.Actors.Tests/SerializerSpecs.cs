@@ -34,6 +34,7 @@ public sealed class SerializerSpecs : TestKit
         new ServingStopped(1, 7, "rank 1: received step plan 4 but expected 3"),
         new SamplingSpec(0.8, 40, 0.95, 42, 1.1, 64, [2, 13]),
         new GenerateRequest("req-2", 1, [1, 2], 0, new SamplingSpec(StopTokenIds: null)),
+        new GenerateRequest("req-4", 0, [1], 0, new SamplingSpec(LogitBias: new Dictionary<int, float> { [403] = -100f, [7] = 2.5f })),
         new TokenGenerated("req-2", 3, 407),
         new GenerationCompleted("req-2", [5, 6], "stop", 9, 4.5, 1.25, 0.01),
         new GenerationFailed("req-2", "rank 1 is gone"),

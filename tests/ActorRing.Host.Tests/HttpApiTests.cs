@@ -49,6 +49,10 @@ public sealed class HttpApiTests(HttpCluster cluster)
     [InlineData("""{"prompt":[1, 99999]}""", "prompt", "token id 99999 is outside the vocabulary")]
     [InlineData("""{"max_tokens":3}""", "prompt", "prompt is required")]
     [InlineData("""{"prompt":"x","logprobs":9}""", "logprobs", "logprobs must be between 0 and 5, got 9")]
+    [InlineData("""{"prompt":"x","logit_bias":{"7":150}}""", "logit_bias", "logit_bias[7] must be between -100 and 100, got 150")]
+    [InlineData("""{"prompt":"x","logit_bias":{"seven":1}}""", "logit_bias", "logit_bias keys must be token ids (non-negative integers), got 'seven'")]
+    [InlineData("""{"prompt":"x","logit_bias":{"99999":1}}""", "logit_bias", "logit_bias names token 99999, outside the vocabulary [0, 512)")]
+    [InlineData("""{"prompt":"x","logit_bias":[1]}""", "logit_bias", "logit_bias must be an object from token ids to biases")]
     public async Task Bad_completion_requests_get_400_naming_the_field(string body, string param, string message)
     {
         AssertError(HttpStatusCode.BadRequest, await cluster.PostAsync("/v1/completions", body), param, message);
@@ -208,6 +212,30 @@ public sealed class HttpApiTests(HttpCluster cluster)
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.InRange(chat.GetProperty("created").GetInt64(), before, after);
         Assert.InRange(text.GetProperty("created").GetInt64(), before, after);
+    }
+
+    [Fact]
+    public async Task Logit_bias_bans_or_forces_tokens_as_OpenAI_defines_it()
+    {
+        const string Prompt = "[1,403,407,261,378]"; // the reference's prompt, so greedy gives cluster.ReferenceIds
+        async Task<string> Completion(string bias, int maxTokens = 6)
+        {
+            var (status, json) = await cluster.PostAsync("/v1/completions",
+                $$"""{"prompt":{{Prompt}},"temperature":0,"max_tokens":{{maxTokens}},"logit_bias":{{bias}}}""");
+            Assert.Equal(HttpStatusCode.OK, status);
+            return json.GetProperty("choices")[0].GetProperty("text").GetString()!;
+        }
+        async Task<string> Text(IEnumerable<int> ids) =>
+            (await cluster.PostAsync("/detokenize", JsonSerializer.Serialize(new { tokens = ids }))).Json.GetProperty("prompt").GetString()!;
+
+        // +100 forces a token at every step: " time" six times.
+        Assert.Equal(await Text(Enumerable.Repeat(378, 6)), await Completion("""{"378":100}"""));
+        // -100 bans the reference's first token (","), so the answer starts otherwise.
+        int first = cluster.ReferenceIds[0];
+        string banned = await Completion($$"""{"{{first}}":-100}""");
+        Assert.False(banned.StartsWith(await Text([first]), StringComparison.Ordinal), banned);
+        // An empty bias is no bias: the reference text, unchanged.
+        Assert.Equal(cluster.ReferenceText, await Completion("{}", maxTokens: 24));
     }
 
     [Fact]

@@ -55,6 +55,36 @@ public sealed class SamplerOpenAiFieldsTests
         Assert.Equal(3 - logSum, only.Logprob!.Value, 5);
     }
 
+    [Fact]
+    public void Logit_bias_is_added_to_the_logits_before_the_pick_and_leaves_logprobs_raw()
+    {
+        // Greedy picks token 4 (logit 3); -100 bans it, so 5 (2.5) wins; +1 on token 1 (2 -> 3) then beats 5; +100 on
+        // token 3 (-1 -> 99) forces it, even sampled and under a repetition penalty on it.
+        Assert.Equal(4, new Sampler(new SamplingOptions()).Sample(Logits, []));
+        Assert.Equal(5, new Sampler(new SamplingOptions(LogitBias: new Dictionary<int, float> { [4] = -100 })).Sample(Logits, []));
+        Assert.Equal(1, new Sampler(new SamplingOptions(LogitBias: new Dictionary<int, float> { [4] = -100, [1] = 1f })).Sample(Logits, []));
+        var forced = new Sampler(new SamplingOptions(Temperature: 1, Seed: 5, RepetitionPenalty: 1.3f, Logprobs: 1,
+            LogitBias: new Dictionary<int, float> { [3] = 100 }));
+        for (int i = 0; i < 20; i++)
+        {
+            var picked = forced.Sample(Logits, [3, 3], promptLength: 0);
+            Assert.Equal(3, picked.TokenId);
+            // Logprobs stay the model's own distribution: token 3's raw log-softmax, the unbiased top token first.
+            Assert.Equal(-1 - Math.Log(Logits.Sum(l => Math.Exp(l))), picked.Logprob!.Value, 5);
+            Assert.Equal(4, picked.Top![0].TokenId);
+        }
+    }
+
+    [Fact]
+    public void Logit_bias_out_of_range_or_beyond_the_vocabulary_is_refused_by_name()
+    {
+        var options = new SamplingOptions(LogitBias: new Dictionary<int, float> { [2] = 101, [-1] = 0 });
+        Assert.Equal(["logit_bias values must be in [-100, 100], but token 2 has 101", "logit_bias keys must be token ids >= 0, got -1"],
+            options.GetErrors());
+        var beyond = new Sampler(new SamplingOptions(LogitBias: new Dictionary<int, float> { [8] = 1 }));
+        Assert.Equal("logit_bias names token 8, but the model's vocabulary is [0, 8)", Assert.Throws<ArgumentException>(() => beyond.Sample(Logits, [])).Message);
+    }
+
     [Theory]
     [InlineData(1.5f, 0f, 0f, 0, "min_p must be in [0, 1] (0 disables it), got 1.5")]
     [InlineData(0f, 2.5f, 0f, 0, "presence_penalty must be in [-2, 2] (0 disables it), got 2.5")]

@@ -17,7 +17,8 @@ public sealed class SamplerPickerFactory : ITokenPickerFactory
         MinP: (float)s.MinP,
         PresencePenalty: (float)s.PresencePenalty,
         FrequencyPenalty: (float)s.FrequencyPenalty,
-        Logprobs: s.Logprobs);
+        Logprobs: s.Logprobs,
+        LogitBias: s.LogitBias);
 
     /// <exception cref="ArgumentException">The options name a field and value that cannot be used.</exception>
     public ITokenPicker Create(SamplingSpec sampling) => new Picker(new Sampler(ToOptions(sampling).Validate()));

@@ -113,6 +113,13 @@ public sealed class GenerationService
         {
             if (id < 0 || id >= vocab) throw new GenerationRequestException($"token id {id} is outside the vocabulary [0, {vocab})", promptParam);
         }
+        if (input.Sampling.LogitBias is { } bias)
+        {
+            foreach (int id in bias.Keys)
+            {
+                if (id >= vocab) throw new GenerationRequestException($"logit_bias names token {id}, outside the vocabulary [0, {vocab})", "logit_bias");
+            }
+        }
         ResolveMaxTokens(input.PromptIds.Count, input.Sampling.MaxTokens, input.Sampling.MaxTokens, promptParam);
         var errors = input.Sampling.GetErrors();
         if (errors.Count > 0) throw new GenerationRequestException(string.Join("; ", errors), null);
@@ -254,5 +261,5 @@ public sealed class GenerationService
     /// the options' own stop ids (e.g. those of the model's generation_config.json).</summary>
     public static SamplingSpec ToSpec(SamplingOptions o, IEnumerable<int> stopIds) =>
         new(o.Temperature, o.TopK, o.TopP, o.Seed, o.RepetitionPenalty, o.MaxTokens, stopIds.Union(o.StopTokenIds ?? []).ToArray(),
-            o.MinP, o.PresencePenalty, o.FrequencyPenalty, o.Logprobs);
+            o.MinP, o.PresencePenalty, o.FrequencyPenalty, o.Logprobs, o.LogitBias);
 }

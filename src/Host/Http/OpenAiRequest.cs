@@ -90,6 +90,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             PresencePenalty = (float)(f.Number("presence_penalty", -2, 2) ?? 0),
             FrequencyPenalty = (float)(f.Number("frequency_penalty", -2, 2) ?? 0),
             Logprobs = logprobs,
+            LogitBias = LogitBias(f),
         };
         var input = new GenerationInput(ids, sampling);
         try
@@ -108,6 +109,28 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
     {
         if (f.Number(name, 0, max) is not { } v) return null;
         return v > 0 ? v : throw ApiException.BadRequest($"{name} must be in (0, {max}], got 0", name);
+    }
+
+    /// <summary>
+    /// OpenAI's logit_bias: an object from token ids (as strings, since JSON keys are strings) to a bias in
+    /// [-100, 100]. It changes the output, so it is honoured, never ignored.
+    /// </summary>
+    private static Dictionary<int, float>? LogitBias(JsonFields f)
+    {
+        if (f.Get("logit_bias") is not { } v || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Object) throw JsonFields.Type("logit_bias", "an object from token ids to biases", v);
+        var bias = new Dictionary<int, float>();
+        foreach (var p in v.EnumerateObject())
+        {
+            string at = $"logit_bias[{p.Name}]";
+            if (!int.TryParse(p.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id))
+                throw ApiException.BadRequest($"logit_bias keys must be token ids (non-negative integers), got '{p.Name}'", "logit_bias");
+            if (p.Value.ValueKind != JsonValueKind.Number || !p.Value.TryGetDouble(out double b)) throw JsonFields.Type(at, "a number", p.Value);
+            if (b < -SamplingOptions.MaxLogitBias || b > SamplingOptions.MaxLogitBias)
+                throw ApiException.BadRequest($"{at} must be between -100 and 100, got {p.Value.GetRawText()}", "logit_bias");
+            bias[id] = (float)b;
+        }
+        return bias.Count == 0 ? null : bias;
     }
 
     private static List<string>? Stop(JsonFields f)

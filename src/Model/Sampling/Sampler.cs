@@ -123,7 +123,7 @@ public sealed class Sampler
             throw new ArgumentException("logits must not be empty", nameof(logits));
         }
 
-        if (Options.IsGreedy && Options.RepetitionPenalty == 1 && Options.PresencePenalty == 0 && Options.FrequencyPenalty == 0)
+        if (Options.IsGreedy && Options.RepetitionPenalty == 1 && Options.PresencePenalty == 0 && Options.FrequencyPenalty == 0 && !Options.HasLogitBias)
         {
             // Nothing rewrites the scores, so the pick needs neither their copy nor a scalar pass: on rank 0's step
             // loop this runs for every greedy row of every step, serially before the next plan goes out.
@@ -139,6 +139,20 @@ public sealed class Sampler
             {
                 // A NaN would silently turn every later comparison false; it always means a broken forward pass.
                 throw new ArgumentException($"logits[{i}] is NaN", nameof(logits));
+            }
+        }
+
+        if (Options.HasLogitBias)
+        {
+            // OpenAI adds the bias to the model's logits, so it comes first; the penalties then see biased scores.
+            foreach (var (id, bias) in Options.LogitBias!)
+            {
+                if (id >= n)
+                {
+                    throw new ArgumentException($"logit_bias names token {id}, but the model's vocabulary is [0, {n})");
+                }
+
+                scores[id] += bias;
             }
         }
 

@@ -8,6 +8,8 @@ namespace ActorRing.Model.Sampling;
 /// <see cref="Sampler.Seed"/>). Logprobs null returns no log-probabilities; N returns the sampled token's and the
 /// N most likely alternatives' (0: the sampled token's only).
 /// StopTokenIds end a generation like the tokenizer's EOS ids (e.g. those of the model's generation_config.json).
+/// LogitBias (OpenAI's logit_bias) adds a value in [-100, 100] to a token's logit before anything else looks at
+/// it: -100 in effect bans the token, 100 in effect forces it.
 /// </summary>
 public sealed record SamplingOptions(
     float Temperature = 0,
@@ -21,8 +23,14 @@ public sealed record SamplingOptions(
     float MinP = 0,
     float PresencePenalty = 0,
     float FrequencyPenalty = 0,
-    int? Logprobs = null)
+    int? Logprobs = null,
+    IReadOnlyDictionary<int, float>? LogitBias = null)
 {
+    /// <summary>The largest bias magnitude a request may give a token (OpenAI's limit).</summary>
+    public const float MaxLogitBias = 100;
+
+    public bool HasLogitBias => LogitBias is { Count: > 0 };
+
     /// <summary>The most alternatives a request may ask log-probabilities for (OpenAI's limit).</summary>
     public const int MaxLogprobs = 20;
 
@@ -80,6 +88,22 @@ public sealed record SamplingOptions(
         if (Logprobs is < 0 or > MaxLogprobs)
         {
             errors.Add($"top_logprobs must be in [0, {MaxLogprobs}], got {Logprobs}");
+        }
+
+        if (LogitBias is not null)
+        {
+            foreach (var (id, bias) in LogitBias)
+            {
+                if (id < 0)
+                {
+                    errors.Add($"logit_bias keys must be token ids >= 0, got {id}");
+                }
+
+                if (!(bias >= -MaxLogitBias && bias <= MaxLogitBias))
+                {
+                    errors.Add($"logit_bias values must be in [-{MaxLogitBias}, {MaxLogitBias}], but token {id} has {F(bias)}");
+                }
+            }
         }
 
         if (MaxTokens < 1)
