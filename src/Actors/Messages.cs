@@ -93,11 +93,12 @@ public sealed record ServingStopped(int Rank, int Generation, string Reason) : I
 // ---------------------------------------------------------------- client API (rank 0)
 
 /// <summary>Sampling parameters; Temperature 0 means greedy. A seed makes sampling reproducible at any world size
-/// (null draws a random one). <paramref name="LogitBias"/>: token id to a bias added to its logit (OpenAI's logit_bias).</summary>
+/// (null draws a random one). <paramref name="LogitBias"/>: token id to a bias added to its logit (OpenAI's logit_bias).
+/// <paramref name="MinTokens"/>: no <paramref name="StopTokenIds"/> id is picked before that many tokens (vLLM's min_tokens).</summary>
 public sealed record SamplingSpec(
     double Temperature = 0, int TopK = 0, double TopP = 1.0, ulong? Seed = null, double RepetitionPenalty = 1.0,
     int MaxTokens = 256, int[]? StopTokenIds = null, double MinP = 0, double PresencePenalty = 0,
-    double FrequencyPenalty = 0, int? Logprobs = null, IReadOnlyDictionary<int, float>? LogitBias = null) : IClientMessage;
+    double FrequencyPenalty = 0, int? Logprobs = null, IReadOnlyDictionary<int, float>? LogitBias = null, int MinTokens = 0) : IClientMessage;
 
 /// <summary>
 /// Client to coordinator. Requests run concurrently, batched by the scheduler. <paramref name="Slot"/> is

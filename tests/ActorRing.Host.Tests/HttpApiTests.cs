@@ -53,6 +53,11 @@ public sealed class HttpApiTests(HttpCluster cluster)
     [InlineData("""{"prompt":"x","logit_bias":{"seven":1}}""", "logit_bias", "logit_bias keys must be token ids (non-negative integers), got 'seven'")]
     [InlineData("""{"prompt":"x","logit_bias":{"99999":1}}""", "logit_bias", "logit_bias names token 99999, outside the vocabulary [0, 512)")]
     [InlineData("""{"prompt":"x","logit_bias":[1]}""", "logit_bias", "logit_bias must be an object from token ids to biases")]
+    [InlineData("""{"prompt":"x","max_tokens":4,"min_tokens":5}""", "min_tokens", "min_tokens is 5 but max_tokens is 4")]
+    [InlineData("""{"prompt":"x","min_tokens":2,"stop":"."}""", "min_tokens", "min_tokens with stop strings is not supported")]
+    [InlineData("""{"prompt":"x","stop_token_ids":[3,700]}""", "stop_token_ids", "stop_token_ids names token 700, outside the vocabulary [0, 512)")]
+    [InlineData("""{"prompt":"x","stop_token_ids":5}""", "stop_token_ids", "stop_token_ids must be an array of token ids")]
+    [InlineData("""{"prompt":"x","ignore_eos":"yes"}""", "ignore_eos", "ignore_eos must be")]
     public async Task Bad_completion_requests_get_400_naming_the_field(string body, string param, string message)
     {
         AssertError(HttpStatusCode.BadRequest, await cluster.PostAsync("/v1/completions", body), param, message);
@@ -236,6 +241,43 @@ public sealed class HttpApiTests(HttpCluster cluster)
         Assert.False(banned.StartsWith(await Text([first]), StringComparison.Ordinal), banned);
         // An empty bias is no bias: the reference text, unchanged.
         Assert.Equal(cluster.ReferenceText, await Completion("{}", maxTokens: 24));
+    }
+
+    [Fact]
+    public async Task Stop_token_ids_ignore_eos_and_min_tokens_behave_as_in_vllm()
+    {
+        const string Prompt = "[1,403,407,261,378]"; // greedy gives cluster.ReferenceIds
+        async Task<(string Finish, int Tokens, string Text)> Completion(string fields)
+        {
+            var (status, json) = await cluster.PostAsync("/v1/completions", $$"""{"prompt":{{Prompt}},"temperature":0,{{fields}}}""");
+            Assert.True(status == HttpStatusCode.OK, $"{fields}: {status} {json}");
+            var choice = json.GetProperty("choices")[0];
+            return (choice.GetProperty("finish_reason").GetString()!, json.GetProperty("usage").GetProperty("completion_tokens").GetInt32(),
+                choice.GetProperty("text").GetString()!);
+        }
+        var reference = cluster.ReferenceIds;
+
+        // stop_token_ids: the 4th reference token ends the completion as EOS would, and is not in the text.
+        int fourth = reference[3];
+        int firstAt = Array.IndexOf(reference, fourth);
+        var stopped = await Completion($$""" "max_tokens":24,"stop_token_ids":[{{fourth}}] """);
+        Assert.Equal(("stop", firstAt + 1), (stopped.Finish, stopped.Tokens));
+        var (_, detok) = await cluster.PostAsync("/detokenize", JsonSerializer.Serialize(new { tokens = reference.Take(firstAt) }));
+        Assert.Equal(detok.GetProperty("prompt").GetString(), stopped.Text);
+
+        // min_tokens: the first token is a stop id, so without it the completion is one token long; with it the stop
+        // id cannot come before 3 tokens, so the completion is longer and does not start the reference's way.
+        int first = reference[0];
+        var early = await Completion($$""" "max_tokens":24,"stop_token_ids":[{{first}}] """);
+        Assert.Equal(("stop", 1, ""), early);
+        var held = await Completion($$""" "max_tokens":24,"stop_token_ids":[{{first}}],"min_tokens":3 """);
+        Assert.True(held.Tokens >= 4, $"min_tokens 3 gave {held.Tokens} tokens ({held.Finish}): '{held.Text}'");
+
+        // ignore_eos: logit_bias forces EOS (id 2) every step; EOS ends it at once unless ignored.
+        var eos = await Completion(""" "max_tokens":5,"logit_bias":{"2":100} """);
+        Assert.Equal(("stop", 1), (eos.Finish, eos.Tokens));
+        var ignored = await Completion(""" "max_tokens":5,"logit_bias":{"2":100},"ignore_eos":true """);
+        Assert.Equal(("length", 5), (ignored.Finish, ignored.Tokens));
     }
 
     [Fact]

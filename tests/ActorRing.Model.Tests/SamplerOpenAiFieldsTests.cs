@@ -76,6 +76,20 @@ public sealed class SamplerOpenAiFieldsTests
     }
 
     [Fact]
+    public void Min_tokens_holds_back_every_stop_id_until_the_completion_is_that_long()
+    {
+        // Token 4 is the greedy pick and a stop id; with min_tokens 2 it is masked for the first two generated tokens.
+        var sampler = new Sampler(new SamplingOptions(StopTokenIds: [4, 6], MinTokens: 2));
+        Assert.Equal(5, sampler.Sample(Logits, [0], promptLength: 1).TokenId);
+        Assert.Equal(5, sampler.Sample(Logits, [0, 5], promptLength: 1).TokenId);
+        Assert.Equal(4, sampler.Sample(Logits, [0, 5, 5], promptLength: 1).TokenId);
+        // Sampled: never a stop id before the minimum, whatever the draw.
+        var sampled = new Sampler(new SamplingOptions(Temperature: 2, Seed: 9, StopTokenIds: [4, 5, 1], MinTokens: 1));
+        Assert.DoesNotContain(Enumerable.Range(0, 200).Select(_ => sampled.Sample(Logits, [7], promptLength: 1).TokenId), t => t is 4 or 5 or 1);
+        Assert.Equal(["min_tokens must be in [0, max_tokens = 3], got 4"], new SamplingOptions(MaxTokens: 3, MinTokens: 4).GetErrors());
+    }
+
+    [Fact]
     public void Logit_bias_out_of_range_or_beyond_the_vocabulary_is_refused_by_name()
     {
         var options = new SamplingOptions(LogitBias: new Dictionary<int, float> { [2] = 101, [-1] = 0 });

@@ -18,7 +18,10 @@ public sealed class SamplerPickerFactory : ITokenPickerFactory
         PresencePenalty: (float)s.PresencePenalty,
         FrequencyPenalty: (float)s.FrequencyPenalty,
         Logprobs: s.Logprobs,
-        LogitBias: s.LogitBias);
+        LogitBias: s.LogitBias,
+        // The spec's stop ids hold the EOS ids too (unless the request ignores EOS): min_tokens holds them all back.
+        StopTokenIds: s.StopTokenIds,
+        MinTokens: s.MinTokens);
 
     /// <exception cref="ArgumentException">The options name a field and value that cannot be used.</exception>
     public ITokenPicker Create(SamplingSpec sampling) => new Picker(new Sampler(ToOptions(sampling).Validate()));

@@ -113,6 +113,10 @@ public sealed class GenerationService
         {
             if (id < 0 || id >= vocab) throw new GenerationRequestException($"token id {id} is outside the vocabulary [0, {vocab})", promptParam);
         }
+        foreach (int id in input.Sampling.StopTokenIds ?? [])
+        {
+            if (id < 0 || id >= vocab) throw new GenerationRequestException($"stop_token_ids names token {id}, outside the vocabulary [0, {vocab})", "stop_token_ids");
+        }
         if (input.Sampling.LogitBias is { } bias)
         {
             foreach (int id in bias.Keys)
@@ -200,7 +204,7 @@ public sealed class GenerationService
         // Without a tokenizer (random --preset model) there is no text and no EOS: max_tokens ends the request.
         var stop = Tokenizer is null ? null
             : StopConditions.For(Tokenizer, sampling, prompt);
-        var spec = ToSpec(sampling, Tokenizer?.EosIds ?? []);
+        var spec = ToSpec(sampling, sampling.IgnoreEos ? [] : Tokenizer?.EosIds ?? []);
         // Slot 0 and start position 0: every request is a fresh sequence (see ConcurrentRequests).
         // The scheduler checks the stop strings too, so a stop ends the request on the token that completes it,
         // with no extra step; the text-side check here cuts the stop string out of what the client sees.
@@ -261,5 +265,5 @@ public sealed class GenerationService
     /// the options' own stop ids (e.g. those of the model's generation_config.json).</summary>
     public static SamplingSpec ToSpec(SamplingOptions o, IEnumerable<int> stopIds) =>
         new(o.Temperature, o.TopK, o.TopP, o.Seed, o.RepetitionPenalty, o.MaxTokens, stopIds.Union(o.StopTokenIds ?? []).ToArray(),
-            o.MinP, o.PresencePenalty, o.FrequencyPenalty, o.Logprobs, o.LogitBias);
+            o.MinP, o.PresencePenalty, o.FrequencyPenalty, o.Logprobs, o.LogitBias, o.MinTokens);
 }

@@ -83,7 +83,9 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             RepetitionPenalty: (float?)Positive(f, "repetition_penalty", 100),
             Seed: f.Integer("seed", long.MinValue, long.MaxValue) is long seed ? unchecked((ulong)seed) : null,
             MaxTokens: max,
-            StopStrings: Stop(f)));
+            StopStrings: Stop(f),
+            StopTokenIds: StopTokenIds(f),
+            IgnoreEos: f.Bool("ignore_eos") ?? false));
         var sampling = given with
         {
             MinP = (float)(f.Number("min_p", 0, 1) ?? 0),
@@ -91,6 +93,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             FrequencyPenalty = (float)(f.Number("frequency_penalty", -2, 2) ?? 0),
             Logprobs = logprobs,
             LogitBias = LogitBias(f),
+            MinTokens = MinTokens(f, max),
         };
         var input = new GenerationInput(ids, sampling);
         try
@@ -131,6 +134,30 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             bias[id] = (float)b;
         }
         return bias.Count == 0 ? null : bias;
+    }
+
+    /// <summary>
+    /// vLLM's min_tokens: EOS and stop_token_ids cannot end the completion before this many tokens. Stop strings
+    /// are text, matched by two checkers (the scheduler's and the stream's); holding them back too is not built,
+    /// so the pair is refused rather than half honoured.
+    /// </summary>
+    private static int MinTokens(JsonFields f, int maxTokens)
+    {
+        if (f.Int("min_tokens", 0, int.MaxValue) is not int min || min == 0) return 0;
+        if (min > maxTokens) throw ApiException.BadRequest($"min_tokens is {min} but max_tokens is {maxTokens}; min_tokens must not exceed it", "min_tokens");
+        if (f.Has("stop") && Stop(f) is not null)
+            throw ApiException.BadRequest("min_tokens with stop strings is not supported: stop strings could end the completion early; use stop_token_ids, or drop one of the two", "min_tokens", "unsupported_parameter");
+        return min;
+    }
+
+    /// <summary>vLLM's stop_token_ids: token ids that end the completion like EOS (the token is not in the text).</summary>
+    private static int[]? StopTokenIds(JsonFields f)
+    {
+        if (f.Get("stop_token_ids") is not { } v || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Array) throw JsonFields.Type("stop_token_ids", "an array of token ids", v);
+        var ids = v.EnumerateArray().Select((e, i) => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int id) && id >= 0 ? id
+            : throw JsonFields.Type($"stop_token_ids[{i}]", "a token id (non-negative integer)", e)).ToArray();
+        return ids.Length == 0 ? null : ids;
     }
 
     private static List<string>? Stop(JsonFields f)

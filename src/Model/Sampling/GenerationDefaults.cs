@@ -94,7 +94,7 @@ public sealed record GenerationDefaults
 
     /// <summary>
     /// The options of a request: each value it gives, else this file's default, else the built-in one
-    /// (greedy, no top-k/top-p, no penalty). The file's EOS ids join the request's stop token ids.
+    /// (greedy, no top-k/top-p, no penalty). The file's EOS ids join the request's stop token ids, unless it ignores EOS.
     /// </summary>
     public SamplingOptions Resolve(SamplingRequest request)
     {
@@ -107,7 +107,8 @@ public sealed record GenerationDefaults
             Seed: request.Seed,
             MaxTokens: request.MaxTokens ?? builtIn.MaxTokens,
             StopStrings: request.StopStrings,
-            StopTokenIds: EosTokenIds.Count == 0 ? request.StopTokenIds : [.. (request.StopTokenIds ?? []).Union(EosTokenIds)]);
+            StopTokenIds: EosTokenIds.Count == 0 || request.IgnoreEos ? request.StopTokenIds : [.. (request.StopTokenIds ?? []).Union(EosTokenIds)],
+            IgnoreEos: request.IgnoreEos);
     }
 
     /// <summary>One line for logs: what this file sets.</summary>

@@ -115,6 +115,9 @@ public sealed class Sampler
         return Options.Logprobs is int top ? Logprobs(logits, token, top) : new SampledToken(token);
     }
 
+    private bool BelowMinTokens(IReadOnlyList<int> previousTokens, int promptLength) =>
+        Options.MinTokens > 0 && Options.StopTokenIds is { Count: > 0 } && previousTokens.Count - promptLength < Options.MinTokens;
+
     private int Pick(ReadOnlySpan<float> logits, IReadOnlyList<int> previousTokens, int promptLength)
     {
         var n = logits.Length;
@@ -123,7 +126,8 @@ public sealed class Sampler
             throw new ArgumentException("logits must not be empty", nameof(logits));
         }
 
-        if (Options.IsGreedy && Options.RepetitionPenalty == 1 && Options.PresencePenalty == 0 && Options.FrequencyPenalty == 0 && !Options.HasLogitBias)
+        if (Options.IsGreedy && Options.RepetitionPenalty == 1 && Options.PresencePenalty == 0 && Options.FrequencyPenalty == 0 && !Options.HasLogitBias
+            && !BelowMinTokens(previousTokens, promptLength))
         {
             // Nothing rewrites the scores, so the pick needs neither their copy nor a scalar pass: on rank 0's step
             // loop this runs for every greedy row of every step, serially before the next plan goes out.
@@ -153,6 +157,18 @@ public sealed class Sampler
                 }
 
                 scores[id] += bias;
+            }
+        }
+
+        if (BelowMinTokens(previousTokens, promptLength))
+        {
+            // vLLM's min_tokens: no stop id (EOS included) can be picked before the completion is that long.
+            foreach (var id in Options.StopTokenIds!)
+            {
+                if ((uint)id < (uint)n)
+                {
+                    scores[id] = float.NegativeInfinity;
+                }
             }
         }
 

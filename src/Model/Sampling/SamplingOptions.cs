@@ -8,6 +8,9 @@ namespace ActorRing.Model.Sampling;
 /// <see cref="Sampler.Seed"/>). Logprobs null returns no log-probabilities; N returns the sampled token's and the
 /// N most likely alternatives' (0: the sampled token's only).
 /// StopTokenIds end a generation like the tokenizer's EOS ids (e.g. those of the model's generation_config.json).
+/// IgnoreEos (vLLM's ignore_eos, for load tests that need every completion max_tokens long): the tokenizer's EOS ids
+/// do not end the generation; StopTokenIds and stop strings still do. MinTokens (vLLM's min_tokens): the sampler
+/// never picks a StopTokenIds id before that many tokens are generated (give it the EOS ids among them).
 /// LogitBias (OpenAI's logit_bias) adds a value in [-100, 100] to a token's logit before anything else looks at
 /// it: -100 in effect bans the token, 100 in effect forces it.
 /// </summary>
@@ -24,7 +27,9 @@ public sealed record SamplingOptions(
     float PresencePenalty = 0,
     float FrequencyPenalty = 0,
     int? Logprobs = null,
-    IReadOnlyDictionary<int, float>? LogitBias = null)
+    IReadOnlyDictionary<int, float>? LogitBias = null,
+    bool IgnoreEos = false,
+    int MinTokens = 0)
 {
     /// <summary>The largest bias magnitude a request may give a token (OpenAI's limit).</summary>
     public const float MaxLogitBias = 100;
@@ -109,6 +114,11 @@ public sealed record SamplingOptions(
         if (MaxTokens < 1)
         {
             errors.Add($"max_tokens must be >= 1, got {MaxTokens}");
+        }
+
+        if (MinTokens < 0 || MinTokens > MaxTokens)
+        {
+            errors.Add($"min_tokens must be in [0, max_tokens = {MaxTokens}], got {MinTokens}");
         }
 
         if (StopStrings is not null)

@@ -44,13 +44,15 @@ public sealed class StopConditions
         _matcher = new StopStringMatcher(stopStrings);
     }
 
-    /// <summary>Stop conditions for a completion of <paramref name="promptIds"/> with the tokenizer's EOS ids, the options' stop token ids and limits.</summary>
+    /// <summary>Stop conditions for a completion of <paramref name="promptIds"/> with the tokenizer's EOS ids (unless the
+    /// options ignore EOS), the options' stop token ids and limits.</summary>
     public static StopConditions For(ITextTokenizer tokenizer, SamplingOptions options, IReadOnlyList<int> promptIds)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        return new StopConditions(tokenizer.CreateIncrementalDecoder(promptIds), tokenizer.EosIds.Concat(options.StopTokenIds ?? []), options.MaxTokens, options.StopStrings);
+        var eos = options.IgnoreEos ? [] : tokenizer.EosIds;
+        return new StopConditions(tokenizer.CreateIncrementalDecoder(promptIds), eos.Concat(options.StopTokenIds ?? []), options.MaxTokens, options.StopStrings);
     }
 
     public int MaxTokens { get; }
