@@ -107,6 +107,40 @@ public sealed class HttpHardeningTests(HardenedServer server) : IClassFixture<Ha
     }
 
     [Fact]
+    public async Task A_client_that_hangs_up_mid_body_is_counted_as_cancelled_not_as_an_invalid_request()
+    {
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{server.Port}") };
+        async Task<(int Cancelled, int Invalid)> Counts()
+        {
+            string text = await http.GetStringAsync("/metrics");
+            int Count(string outcome) => (int)double.Parse(text.Split('\n').Single(l => l.StartsWith($"actorring_requests_total{{outcome=\"{outcome}\"}} ", StringComparison.Ordinal)).Split(' ')[1],
+                System.Globalization.CultureInfo.InvariantCulture);
+            return (Count("cancelled"), Count("invalid"));
+        }
+        var before = await Counts();
+        using (var tcp = new TcpClient())
+        {
+            await tcp.ConnectAsync(IPAddress.Loopback, server.Port);
+            // 10 of the 100 bytes it announces, then the client closes.
+            await tcp.GetStream().WriteAsync(Encoding.ASCII.GetBytes(
+                "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"prompt\":"));
+            await Task.Delay(200);
+        }
+        var clock = Stopwatch.StartNew();
+        var after = await Counts();
+        while (after == before && clock.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(100);
+            after = await Counts();
+        }
+        Assert.Equal((before.Cancelled + 1, before.Invalid), after);
+        // A complete bad body is still an invalid request.
+        var (status, _) = ParseError(await ExchangeAsync(Post("{\"prompt\":"u8.ToArray())));
+        Assert.StartsWith("HTTP/1.1 400 ", status);
+        Assert.Equal((before.Cancelled + 1, before.Invalid + 1), await Counts());
+    }
+
+    [Fact]
     public async Task A_chunked_body_without_a_length_is_cut_at_4_MiB_with_413()
     {
         using var tcp = new TcpClient();

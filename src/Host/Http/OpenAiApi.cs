@@ -43,8 +43,16 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
             }
             catch (ApiException e) when (!ctx.Response.HasStarted)
             {
+                bool completion = ctx.Request.Path.StartsWithSegments("/v1") && ctx.Request.Method == "POST";
+                if (e.Code == ClientClosedCode)
+                {
+                    // Nobody is left to answer: a client that hung up mid-body cancelled its request, it did not send a bad one.
+                    if (completion) metrics.RequestEnded("cancelled");
+                    ctx.Abort();
+                    return;
+                }
                 // A refused completion request counts as one; 503s are counted by the service that refused them.
-                if (e.Status is >= 400 and < 500 && ctx.Request.Path.StartsWithSegments("/v1") && ctx.Request.Method == "POST")
+                if (e.Status is >= 400 and < 500 && completion)
                     metrics.RequestEnded("invalid");
                 await WriteAsync(ctx, e.Status, e.Body);
             }
@@ -315,13 +323,35 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         {
             throw new ApiException(413, $"the request body is larger than {MaxBodyBytes} bytes", null, "request_too_large");
         }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status400BadRequest && IsEndOfContent(ctx, buffer))
+        {
+            throw ClientGone(e.Message);
+        }
         catch (BadHttpRequestException e)
         {
             // A body slower than the minimum rate (408), a broken chunk encoding (400): the client's fault, not ours.
             throw new ApiException(e.StatusCode, $"the request body could not be read: {e.Message}", null, "bad_request_body");
         }
+        catch (Exception e) when (e is OperationCanceledException or IOException && ctx.RequestAborted.IsCancellationRequested)
+        {
+            throw ClientGone(e.Message);
+        }
         return buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
     }
+
+    /// <summary>
+    /// Whether the body ended before its Content-Length: with Kestrel's 400 that means the connection closed
+    /// mid-body, so the client is gone (Kestrel does not cancel RequestAborted for it). A body too slow to arrive
+    /// is a 408 and is still answered.
+    /// </summary>
+    private static bool IsEndOfContent(HttpContext ctx, MemoryStream received) =>
+        ctx.Request.ContentLength is long length && received.Length < length;
+
+    private const string ClientClosedCode = "client_closed_request";
+
+    /// <summary>The client closed its connection before its request was read: there is no one to answer (nginx's 499).</summary>
+    private static ApiException ClientGone(string detail) =>
+        new(499, $"the client went away while sending its request: {detail}", null, ClientClosedCode);
 
     /// <summary>The offset of the first byte that is not part of a well-formed UTF-8 character, or null.</summary>
     internal static int? FirstInvalidUtf8(ReadOnlySpan<byte> bytes)
