@@ -105,5 +105,12 @@ public sealed class OpenAiClientTests(HttpCluster cluster)
         var model = Assert.Single(list);
         Assert.Equal(HttpCluster.ModelId, model.Id);
         Assert.Equal("actorring", model.OwnedBy);
+
+        // Retrieving one model by its id, and one this server does not have (a 404 the client raises).
+        OpenAIModel one = await models.GetModelAsync(HttpCluster.ModelId);
+        Assert.Equal((HttpCluster.ModelId, "actorring"), (one.Id, one.OwnedBy));
+        var missing = await Assert.ThrowsAsync<ClientResultException>(() => models.GetModelAsync("gpt-4o"));
+        Assert.Equal(404, missing.Status);
+        Assert.Contains("the model 'gpt-4o' does not exist; this server serves 'stories260K'", missing.Message);
     }
 }

@@ -61,6 +61,11 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         app.MapPost("/v1/completions", CompletionAsync);
         app.MapGet("/v1/models", ctx => WriteAsync(ctx, 200,
             new ModelList([new ModelCard(modelId, _created, service.ContextLength)])));
+        // OpenAI's "retrieve model" (the .NET and Python clients' GetModel / models.retrieve). The id may hold '/'
+        // (a Hugging Face repo name), hence the catch-all segment.
+        app.MapGet("/v1/models/{**id}", (HttpContext ctx, string id) => id == modelId
+            ? WriteAsync(ctx, 200, new ModelCard(modelId, _created, service.ContextLength))
+            : throw new ApiException(404, $"the model '{id}' does not exist; this server serves '{modelId}' (see GET /v1/models)", null, "model_not_found"));
         app.MapPost("/tokenize", TokenizeAsync);
         app.MapPost("/detokenize", DetokenizeAsync);
         app.MapGet("/health", HealthAsync);
@@ -80,7 +85,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         });
         app.MapMetrics("/metrics", metrics.Registry);
         app.MapFallback(ctx => throw new ApiException(404,
-            $"no such endpoint: {ctx.Request.Method} {ctx.Request.Path}; this server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models, POST /tokenize, POST /detokenize, GET /health and GET /metrics",
+            $"no such endpoint: {ctx.Request.Method} {ctx.Request.Path}; this server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/{{id}}, POST /tokenize, POST /detokenize, GET /health and GET /metrics",
             null, "not_found"));
     }
 
