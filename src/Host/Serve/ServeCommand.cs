@@ -299,12 +299,15 @@ public static class ServeCommand
                     guarded ? setup.Tls : null,
                     refusal => loggers.CreateLogger("ActorRing.ControlPort").LogWarning("{Refusal}", refusal))
                 .AddStartup((system, _) => Volatile.Write(ref provider, ((ExtendedActorSystem)system).Provider as RejoinableRemoteProvider))
-                // After the bridge to our log stops, Akka prints what is left of its shutdown to stdout at its
-                // current level, bypassing the filter above; in an ordered shutdown its remoting warnings
-                // ("Unable to REMOVE channel ...") are expected, so only errors may go out then.
+                // Once this process is stopping (an ordered shutdown, `serve --interactive`'s /exit, Ctrl-C or SIGTERM)
+                // its peers going away is expected too: `/exit` used to end with Akka's "Association ... has failed"
+                // and "Disassociated" warnings. After the bridge to our log stops, Akka prints what is left of its
+                // shutdown to stdout at its current level, bypassing the filter above, and its remoting warnings
+                // ("Unable to REMOVE channel ...") are expected then as well, so only errors may go out.
                 .AddStartup((system, _) => lifetime.ApplicationStopping.Register(() =>
                 {
-                    if (Volatile.Read(ref _peerLossExpected)) system.EventStream.SetLogLevel(Akka.Event.LogLevel.ErrorLevel);
+                    Volatile.Write(ref _peerLossExpected, true);
+                    system.EventStream.SetLogLevel(Akka.Event.LogLevel.ErrorLevel);
                 }))
                 .AddActorRingRank(new RankActorsOptions(
                     worker,
