@@ -84,8 +84,11 @@ internal sealed class SplitWorkers : IDisposable
             }
             // Announce the sleep, then re-check: Run bumps the generation before it reads _asleep, so either
             // we see the new generation here or Run sees us asleep and releases the semaphore. A stale
-            // release only makes a later wait return early, and the loop re-checks.
-            Volatile.Write(ref _asleep[helper], 1);
+            // release only makes a later wait return early, and the loop re-checks. The announcement must be a
+            // full fence (Interlocked), not a volatile write: x86 lets a load pass an earlier store, so with a
+            // plain store the re-check could read the old generation while Run still read _asleep as 0, and
+            // both then slept for good (three processes of 10^6 hand-offs each on two cores hung every time).
+            Interlocked.Exchange(ref _asleep[helper], 1);
             if (Volatile.Read(ref _generation) == seen) _wake[helper].Wait();
             Volatile.Write(ref _asleep[helper], 0);
             spinUntil = Stopwatch.GetTimestamp() + _spinTicks;
