@@ -19,18 +19,23 @@ internal sealed class SplitWorkers : IDisposable
     private readonly int[] _asleep;
     private readonly ManualResetEventSlim _done = new(false, spinCount: 1);
     private readonly long _spinTicks;
+    private readonly TimeSpan _partDeadline;
     private Action<int>? _work;
     private Exception? _error;
     private long _generation;
     private int _pending;
     private volatile bool _stopping;
+    private string? _fault;
 
     public int Parts { get; }
 
     /// <param name="cores">Core of each part (part 0 is the caller's); null pins nothing.</param>
-    public SplitWorkers(int parts, TimeSpan spin, int[]? cores = null)
+    /// <param name="partDeadline">How long <see cref="Run"/> waits for the helpers once its own part is done
+    /// (default <see cref="DefaultPartDeadline"/>).</param>
+    public SplitWorkers(int parts, TimeSpan spin, int[]? cores = null, TimeSpan? partDeadline = null)
     {
         Parts = parts;
+        _partDeadline = partDeadline ?? DefaultPartDeadline;
         _spinTicks = (long)(spin.TotalSeconds * Stopwatch.Frequency);
         _threads = new Thread[parts - 1];
         _wake = new SemaphoreSlim[parts - 1];
@@ -95,9 +100,19 @@ internal sealed class SplitWorkers : IDisposable
         }
     }
 
+    /// <summary>
+    /// A helper's part is one share of one matrix product: milliseconds, seconds for a long prefill of a large model.
+    /// A minute without it means a lost hand-off or a stuck helper, and a rank that waited on it for ever would hang
+    /// its whole ring with no word; the step fails loudly instead (the ring is then re-formed).
+    /// </summary>
+    public static readonly TimeSpan DefaultPartDeadline = TimeSpan.FromMinutes(1);
+
     /// <summary>Runs work(0..Parts-1) in parallel and returns when all are done.</summary>
+    /// <exception cref="TimeoutException">A helper did not finish its part within the deadline after the caller's.</exception>
     public void Run(Action<int> work)
     {
+        // After a timeout a helper may still be in the old product, and would count itself out of the next one.
+        if (_fault is not null) throw new InvalidOperationException($"the split helpers of this rank are unusable: {_fault}");
         _work = work;
         _error = null;
         _done.Reset();
@@ -116,9 +131,15 @@ internal sealed class SplitWorkers : IDisposable
             // spinning) that Set can land after the next run's Reset, and would end the next run's wait while its
             // helpers still work (a product used before all its rows were written; KernelTests caught a part
             // missing). So the count, not the event, ends the wait: a stale Set only costs one more look.
+            long deadline = Stopwatch.GetTimestamp() + (long)(_partDeadline.TotalSeconds * Stopwatch.Frequency);
             while (Volatile.Read(ref _pending) != 0)
             {
-                _done.Wait();
+                var left = TimeSpan.FromSeconds((double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency);
+                if (left <= TimeSpan.Zero || !_done.Wait(left) && Volatile.Read(ref _pending) != 0)
+                {
+                    _fault = $"{Volatile.Read(ref _pending)} of {Parts - 1} split helpers had not finished their part of a product {_partDeadline.TotalSeconds:0.#} s after this thread finished its own; the rank stops rather than wait for ever";
+                    throw new TimeoutException(_fault);
+                }
                 _done.Reset();
             }
             _work = null;

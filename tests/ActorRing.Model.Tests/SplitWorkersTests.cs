@@ -28,4 +28,22 @@ public sealed class SplitWorkersTests
         Assert.True(await Task.WhenAny(loop, Task.Delay(TimeSpan.FromSeconds(60))) == loop, $"a hand-off was lost: {Interlocked.Read(ref done)} of 200000 parts ran, then the workers slept");
         Assert.Equal(200_000, done);
     }
+
+    [Fact]
+    public void A_helper_that_never_finishes_fails_the_product_instead_of_hanging_the_rank()
+    {
+        using var release = new ManualResetEventSlim(false);
+        using var workers = new SplitWorkers(2, TimeSpan.Zero, partDeadline: TimeSpan.FromMilliseconds(300));
+        var clock = Stopwatch.StartNew();
+        var timeout = Assert.Throws<TimeoutException>(() => workers.Run(part =>
+        {
+            if (part == 1) release.Wait(TimeSpan.FromSeconds(30)); // a stuck helper
+        }));
+        Assert.InRange(clock.Elapsed.TotalSeconds, 0.25, 10);
+        Assert.Equal("1 of 1 split helpers had not finished their part of a product 0.3 s after this thread finished its own; the rank stops rather than wait for ever", timeout.Message);
+        // The helper is still in that product: the workers refuse the next one rather than mix the two up.
+        var refused = Assert.Throws<InvalidOperationException>(() => workers.Run(_ => { }));
+        Assert.StartsWith("the split helpers of this rank are unusable: 1 of 1 split helpers", refused.Message);
+        release.Set();
+    }
 }
