@@ -137,7 +137,7 @@ internal sealed class SplitWorkers : IDisposable
                 var left = TimeSpan.FromSeconds((double)(deadline - Stopwatch.GetTimestamp()) / Stopwatch.Frequency);
                 if (left <= TimeSpan.Zero || !_done.Wait(left) && Volatile.Read(ref _pending) != 0)
                 {
-                    _fault = $"{Volatile.Read(ref _pending)} of {Parts - 1} split helpers had not finished their part of a product {_partDeadline.TotalSeconds:0.#} s after this thread finished its own; the rank stops rather than wait for ever";
+                    _fault = $"{Volatile.Read(ref _pending)} of {Parts - 1} split helpers had not finished their part of a product {_partDeadline.TotalSeconds:0.#} s after this thread finished its own; the step fails rather than wait for ever";
                     throw new TimeoutException(_fault);
                 }
                 _done.Reset();

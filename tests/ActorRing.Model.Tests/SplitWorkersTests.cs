@@ -40,7 +40,7 @@ public sealed class SplitWorkersTests
             if (part == 1) release.Wait(TimeSpan.FromSeconds(30)); // a stuck helper
         }));
         Assert.InRange(clock.Elapsed.TotalSeconds, 0.25, 10);
-        Assert.Equal("1 of 1 split helpers had not finished their part of a product 0.3 s after this thread finished its own; the rank stops rather than wait for ever", timeout.Message);
+        Assert.Equal("1 of 1 split helpers had not finished their part of a product 0.3 s after this thread finished its own; the step fails rather than wait for ever", timeout.Message);
         // The helper is still in that product: the workers refuse the next one rather than mix the two up.
         var refused = Assert.Throws<InvalidOperationException>(() => workers.Run(_ => { }));
         Assert.StartsWith("the split helpers of this rank are unusable: 1 of 1 split helpers", refused.Message);
