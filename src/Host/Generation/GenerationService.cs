@@ -109,21 +109,14 @@ public sealed class GenerationService
     {
         if (input.PromptIds.Count == 0) throw new GenerationRequestException("the prompt is empty: give at least one token", promptParam);
         int vocab = Tokenizer?.VocabSize ?? int.MaxValue;
-        foreach (int id in input.PromptIds)
+        void InVocabulary(IEnumerable<int> ids, string param, Func<int, string> what)
         {
-            if (id < 0 || id >= vocab) throw new GenerationRequestException($"token id {id} is outside the vocabulary [0, {vocab})", promptParam);
+            foreach (int id in ids)
+                if (id < 0 || id >= vocab) throw new GenerationRequestException($"{what(id)} outside the vocabulary [0, {vocab})", param);
         }
-        foreach (int id in input.Sampling.StopTokenIds ?? [])
-        {
-            if (id < 0 || id >= vocab) throw new GenerationRequestException($"stop_token_ids names token {id}, outside the vocabulary [0, {vocab})", "stop_token_ids");
-        }
-        if (input.Sampling.LogitBias is { } bias)
-        {
-            foreach (int id in bias.Keys)
-            {
-                if (id >= vocab) throw new GenerationRequestException($"logit_bias names token {id}, outside the vocabulary [0, {vocab})", "logit_bias");
-            }
-        }
+        InVocabulary(input.PromptIds, promptParam, id => $"token id {id} is");
+        InVocabulary(input.Sampling.StopTokenIds ?? [], "stop_token_ids", id => $"stop_token_ids names token {id},");
+        InVocabulary(input.Sampling.LogitBias?.Keys ?? [], "logit_bias", id => $"logit_bias names token {id},");
         ResolveMaxTokens(input.PromptIds.Count, input.Sampling.MaxTokens, input.Sampling.MaxTokens, promptParam);
         var errors = input.Sampling.GetErrors();
         if (errors.Count > 0) throw new GenerationRequestException(string.Join("; ", errors), null);
@@ -204,7 +197,7 @@ public sealed class GenerationService
         // Without a tokenizer (random --preset model) there is no text and no EOS: max_tokens ends the request.
         var stop = Tokenizer is null ? null
             : StopConditions.For(Tokenizer, sampling, prompt);
-        var spec = ToSpec(sampling, sampling.IgnoreEos ? [] : Tokenizer?.EosIds ?? []);
+        var spec = ToSpec(sampling, Tokenizer?.EosIds ?? []);
         // Slot 0 and start position 0: every request is a fresh sequence (see ConcurrentRequests).
         // The scheduler checks the stop strings too, so a stop ends the request on the token that completes it,
         // with no extra step; the text-side check here cuts the stop string out of what the client sees.
@@ -261,9 +254,11 @@ public sealed class GenerationService
         return "unavailable";
     }
 
-    /// <summary>The control-plane form of the sampling options, stopping at the tokenizer's end-of-sequence ids and
-    /// the options' own stop ids (e.g. those of the model's generation_config.json).</summary>
+    /// <summary>The control-plane form of the sampling options, stopping at the tokenizer's end-of-sequence ids
+    /// (<paramref name="stopIds"/>, dropped when the options ignore EOS) and the options' own stop ids (e.g. those of
+    /// the model's generation_config.json).</summary>
     public static SamplingSpec ToSpec(SamplingOptions o, IEnumerable<int> stopIds) =>
-        new(o.Temperature, o.TopK, o.TopP, o.Seed, o.RepetitionPenalty, o.MaxTokens, stopIds.Union(o.StopTokenIds ?? []).ToArray(),
+        new(o.Temperature, o.TopK, o.TopP, o.Seed, o.RepetitionPenalty, o.MaxTokens,
+            (o.IgnoreEos ? [] : stopIds).Union(o.StopTokenIds ?? []).ToArray(),
             o.MinP, o.PresencePenalty, o.FrequencyPenalty, o.Logprobs, o.LogitBias, o.MinTokens);
 }
