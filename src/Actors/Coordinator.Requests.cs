@@ -39,7 +39,7 @@ public sealed partial class Coordinator
             Sender.Tell(new GenerationFailed(request.RequestId, $"invalid sampling options: {e.Message}"));
             return;
         }
-        var stopRule = request.StopStrings is { Length: > 0 } stops ? _stopRules!.Create(request.PromptTokens, stops) : null;
+        var stopRule = request.StopStrings is { Length: > 0 } stops ? _stopRules!.Create(request.PromptTokens, stops, request.Sampling.MinTokens) : null;
         _port.Submit(new ServingRequest(request.RequestId, request.PromptTokens, request.Sampling, picker, new ActorClient(Sender), stopRule));
     }
 

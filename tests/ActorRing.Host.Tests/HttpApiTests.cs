@@ -54,7 +54,6 @@ public sealed class HttpApiTests(HttpCluster cluster)
     [InlineData("""{"prompt":"x","logit_bias":{"99999":1}}""", "logit_bias", "logit_bias names token 99999, outside the vocabulary [0, 512)")]
     [InlineData("""{"prompt":"x","logit_bias":[1]}""", "logit_bias", "logit_bias must be an object from token ids to biases")]
     [InlineData("""{"prompt":"x","max_tokens":4,"min_tokens":5}""", "min_tokens", "min_tokens is 5 but max_tokens is 4")]
-    [InlineData("""{"prompt":"x","min_tokens":2,"stop":"."}""", "min_tokens", "min_tokens with stop strings is not supported")]
     [InlineData("""{"prompt":"x","stop_token_ids":[3,700]}""", "stop_token_ids", "stop_token_ids names token 700, outside the vocabulary [0, 512)")]
     [InlineData("""{"prompt":"x","stop_token_ids":5}""", "stop_token_ids", "stop_token_ids must be an array of token ids")]
     [InlineData("""{"prompt":"x","ignore_eos":"yes"}""", "ignore_eos", "ignore_eos must be")]
@@ -272,6 +271,17 @@ public sealed class HttpApiTests(HttpCluster cluster)
         Assert.Equal(("stop", 1, ""), early);
         var held = await Completion($$""" "max_tokens":24,"stop_token_ids":[{{first}}],"min_tokens":3 """);
         Assert.True(held.Tokens >= 4, $"min_tokens 3 gave {held.Tokens} tokens ({held.Finish}): '{held.Text}'");
+
+        // min_tokens with a stop string: the first token's text ends the completion at once, unless min_tokens holds the
+        // stop back; then that text stays in the answer, which goes on as the reference does.
+        var (_, firstJson) = await cluster.PostAsync("/detokenize", JsonSerializer.Serialize(new { tokens = new[] { first } }));
+        string firstText = firstJson.GetProperty("prompt").GetString()!;
+        string stopField = JsonSerializer.Serialize(firstText);
+        Assert.Equal(("stop", 1, ""), await Completion($$""" "max_tokens":24,"stop":{{stopField}} """));
+        var textHeld = await Completion($$""" "max_tokens":24,"stop":{{stopField}},"min_tokens":3 """);
+        Assert.True(textHeld.Tokens >= 3 && textHeld.Text.StartsWith(firstText, StringComparison.Ordinal)
+            && cluster.ReferenceText.StartsWith(textHeld.Text, StringComparison.Ordinal),
+            $"min_tokens 3 with stop {stopField} gave {textHeld.Tokens} tokens ({textHeld.Finish}): '{textHeld.Text}'");
 
         // ignore_eos: logit_bias forces EOS (id 2) every step; EOS ends it at once unless ignored.
         var eos = await Completion(""" "max_tokens":5,"logit_bias":{"2":100} """);

@@ -84,6 +84,36 @@ public sealed class SamplingStopTests
     }
 
     [Fact]
+    public void Min_tokens_lets_no_stop_string_end_a_shorter_completion()
+    {
+        // Without min_tokens "Once" ends the completion on its first token, with no text.
+        var early = StopConditions.For(Stories, new SamplingOptions(StopStrings: ["Once", " a"]), [1]);
+        Assert.Equal(new StopCheck("", true, "stop"), early.Append(403));
+
+        // With min_tokens 2 the first "Once" is text; " a" on the third token still stops it.
+        var held = StopConditions.For(Stories, new SamplingOptions(StopStrings: ["Once", " a"], MinTokens: 2), [1]);
+        var (text, steps) = Run(held, [403, 407, 261, 378]);
+        Assert.Equal("Once upon", text);
+        Assert.Equal(3, steps.Count);
+        Assert.Equal(" a", held.MatchedStopString);
+
+        // "n a t" spans tokens 2-4: armed from token 3 on, it is still found when it began earlier (as vLLM does)...
+        var spanning = StopConditions.For(Stories, new SamplingOptions(StopStrings: ["n a t"], MinTokens: 3), [1]);
+        var (spanText, spanSteps) = Run(spanning, [403, 407, 261, 378, 432]);
+        Assert.Equal(("Once upo", 4), (spanText, spanSteps.Count));
+        // ...but not when it is complete before min_tokens.
+        var late = StopConditions.For(Stories, new SamplingOptions(MaxTokens: 5, StopStrings: ["n a t"], MinTokens: 5), [1]);
+        var (all, lateSteps) = Run(late, [403, 407, 261, 378, 432]);
+        Assert.Equal((5, "length"), (lateSteps.Count, late.FinishReason));
+        Assert.StartsWith("Once upon a t", all);
+
+        // The matcher alone: unarmed, a whole stop string passes as text; a possible prefix is still held back.
+        var matcher = new StopStringMatcher(["stop"]);
+        Assert.Equal(new StopStringMatch("x stop ", false, null), matcher.Push("x stop st", armed: false));
+        Assert.Equal(new StopStringMatch("", true, "stop"), matcher.Push("op"));
+    }
+
+    [Fact]
     public void Eos_stops_without_text()
     {
         var stop = StopConditions.For(Stories, new SamplingOptions(), [1]);

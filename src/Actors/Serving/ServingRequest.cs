@@ -19,10 +19,10 @@ public interface IStopRule
 }
 
 /// <summary>Makes a request's <see cref="IStopRule"/> for its stop strings (the composition root binds it to the
-/// model's tokenizer).</summary>
+/// model's tokenizer). No stop string ends a completion shorter than <c>minTokens</c> (vLLM's min_tokens).</summary>
 public interface IStopRuleFactory
 {
-    IStopRule Create(int[] promptTokens, IReadOnlyList<string> stopStrings);
+    IStopRule Create(int[] promptTokens, IReadOnlyList<string> stopStrings, int minTokens);
 }
 
 /// <summary>A request as the scheduler takes it: prompt ids, sampling limits, its own token picker (and so its own

@@ -93,7 +93,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             FrequencyPenalty = (float)(f.Number("frequency_penalty", -2, 2) ?? 0),
             Logprobs = logprobs,
             LogitBias = LogitBias(f),
-            MinTokens = MinTokens(f, max, given.StopStrings),
+            MinTokens = MinTokens(f, max),
         };
         var input = new GenerationInput(ids, sampling);
         try
@@ -136,17 +136,12 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         return bias.Count == 0 ? null : bias;
     }
 
-    /// <summary>
-    /// vLLM's min_tokens: EOS and stop_token_ids cannot end the completion before this many tokens. Stop strings
-    /// are text, matched by two checkers (the scheduler's and the stream's); holding them back too is not built,
-    /// so the pair is refused rather than half honoured.
-    /// </summary>
-    private static int MinTokens(JsonFields f, int maxTokens, IReadOnlyList<string>? stopStrings)
+    /// <summary>vLLM's min_tokens: neither EOS, stop_token_ids nor a stop string ends the completion before this many
+    /// tokens.</summary>
+    private static int MinTokens(JsonFields f, int maxTokens)
     {
         if (f.Int("min_tokens", 0, int.MaxValue) is not int min || min == 0) return 0;
         if (min > maxTokens) throw ApiException.BadRequest($"min_tokens is {min} but max_tokens is {maxTokens}; min_tokens must not exceed it", "min_tokens");
-        if (stopStrings is { Count: > 0 })
-            throw ApiException.BadRequest("min_tokens with stop strings is not supported: stop strings could end the completion early; use stop_token_ids, or drop one of the two", "min_tokens", "unsupported_parameter");
         return min;
     }
 

@@ -8,8 +8,8 @@ namespace ActorRing.Host.Serve;
 /// matcher as <see cref="StopConditions"/> (EOS ids and max_tokens stay the scheduler's own checks).</summary>
 internal sealed class StopStringRules(ITextTokenizer tokenizer) : IStopRuleFactory
 {
-    public IStopRule Create(int[] promptTokens, IReadOnlyList<string> stopStrings) =>
-        new Rule(new StopConditions(tokenizer.CreateIncrementalDecoder(promptTokens), [], int.MaxValue, stopStrings));
+    public IStopRule Create(int[] promptTokens, IReadOnlyList<string> stopStrings, int minTokens) =>
+        new Rule(new StopConditions(tokenizer.CreateIncrementalDecoder(promptTokens), [], int.MaxValue, stopStrings, minTokens));
 
     private sealed class Rule(StopConditions conditions) : IStopRule
     {

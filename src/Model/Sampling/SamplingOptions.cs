@@ -10,7 +10,8 @@ namespace ActorRing.Model.Sampling;
 /// StopTokenIds end a generation like the tokenizer's EOS ids (e.g. those of the model's generation_config.json).
 /// IgnoreEos (vLLM's ignore_eos, for load tests that need every completion max_tokens long): the tokenizer's EOS ids
 /// do not end the generation; StopTokenIds and stop strings still do. MinTokens (vLLM's min_tokens): the sampler
-/// never picks a StopTokenIds id before that many tokens are generated (give it the EOS ids among them).
+/// never picks a StopTokenIds id before that many tokens are generated (give it the EOS ids among them), and
+/// <see cref="StopConditions"/> lets no stop string end a shorter completion.
 /// LogitBias (OpenAI's logit_bias) adds a value in [-100, 100] to a token's logit before anything else looks at
 /// it: -100 in effect bans the token, 100 in effect forces it.
 /// </summary>

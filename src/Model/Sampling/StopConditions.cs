@@ -28,8 +28,11 @@ public sealed class StopConditions
     private readonly IncrementalDecoder _decoder;
     private readonly HashSet<int> _eos;
     private readonly StopStringMatcher _matcher;
+    private readonly int _minTokens;
 
-    public StopConditions(IncrementalDecoder decoder, IEnumerable<int> eosIds, int maxTokens, IReadOnlyList<string>? stopStrings)
+    /// <param name="minTokens">vLLM's min_tokens: no stop string ends a completion shorter than this many tokens (the
+    /// sampler holds back EOS and the stop ids; see <see cref="SamplingOptions"/>).</param>
+    public StopConditions(IncrementalDecoder decoder, IEnumerable<int> eosIds, int maxTokens, IReadOnlyList<string>? stopStrings, int minTokens = 0)
     {
         ArgumentNullException.ThrowIfNull(decoder);
         ArgumentNullException.ThrowIfNull(eosIds);
@@ -42,6 +45,7 @@ public sealed class StopConditions
         _eos = [.. eosIds];
         MaxTokens = maxTokens;
         _matcher = new StopStringMatcher(stopStrings);
+        _minTokens = minTokens;
     }
 
     /// <summary>Stop conditions for a completion of <paramref name="promptIds"/> with the tokenizer's EOS ids (unless the
@@ -52,7 +56,8 @@ public sealed class StopConditions
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         var eos = options.IgnoreEos ? [] : tokenizer.EosIds;
-        return new StopConditions(tokenizer.CreateIncrementalDecoder(promptIds), eos.Concat(options.StopTokenIds ?? []), options.MaxTokens, options.StopStrings);
+        return new StopConditions(tokenizer.CreateIncrementalDecoder(promptIds), eos.Concat(options.StopTokenIds ?? []), options.MaxTokens, options.StopStrings,
+            options.MinTokens);
     }
 
     public int MaxTokens { get; }
@@ -81,7 +86,7 @@ public sealed class StopConditions
             return Finish(FinishReasons.Stop);
         }
 
-        var step = _matcher.Push(_decoder.Append(tokenId));
+        var step = _matcher.Push(_decoder.Append(tokenId), armed: GeneratedTokens >= _minTokens);
         if (step.Stopped)
         {
             return Stop(step.Text, step.StopString);
@@ -94,7 +99,7 @@ public sealed class StopConditions
     // the completion, unless flushing it completes a stop string after all.
     private StopCheck Finish(string reason, string already = "")
     {
-        var tail = _matcher.Push(_decoder.Flush());
+        var tail = _matcher.Push(_decoder.Flush(), armed: GeneratedTokens >= _minTokens);
         if (tail.Stopped)
         {
             return Stop(already + tail.Text, tail.StopString);

@@ -32,7 +32,10 @@ public sealed class StopStringMatcher
     /// <summary>Text currently held back as a possible stop-string prefix.</summary>
     public string HeldBack => _held;
 
-    public StopStringMatch Push(string text)
+    /// <summary>Feeds streamed text. While <paramref name="armed"/> is false (vLLM's min_tokens not yet reached) no
+    /// stop string ends the text, but a possible stop-string prefix at its end is still held back, so a stop
+    /// string that is completed once armed is found even when it began earlier.</summary>
+    public StopStringMatch Push(string text, bool armed = true)
     {
         ArgumentNullException.ThrowIfNull(text);
         if (Stopped)
@@ -60,7 +63,7 @@ public sealed class StopStringMatcher
             }
         }
 
-        if (matched is not null)
+        if (matched is not null && armed)
         {
             Stopped = true;
             _held = "";
