@@ -150,7 +150,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
     /// </summary>
     private void RefuseRemoteClients()
     {
-        Receive<IControlMessage>(m => m is GenerateRequest or CancelGeneration or GetClusterStatus or ShutdownCluster
+        Receive<IControlMessage>(m => m is GenerateRequest or CancelGeneration or GetClusterStatus or ShutdownCluster or LeaveCluster
                                       && !Sender.Path.Address.HasLocalScope, m =>
         {
             const string reason = "client requests are accepted only from inside rank 0's process";
@@ -208,7 +208,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
         Receive<GetClusterStatus>(_ => Sender.Tell(Status()));
         Receive<ShutdownGraceOver>(_ =>
         {
-            _log.Warning("{0} rank(s) did not stop within {1} s of the shutdown", _stopping.Count, ShutdownGrace.TotalSeconds);
+            _log.Warning("{0} rank(s) did not answer within {1} s of the shutdown", _stopping.Count, ShutdownGrace.TotalSeconds);
             _stopping.Clear();
             AnswerShutdown();
         });
@@ -232,6 +232,33 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
             _shutdownRequester = Sender;
             if (_stopping.Count == 0) AnswerShutdown();
             else Timers.StartSingleTimer(ShutdownTimer, new ShutdownGraceOver(), ShutdownGrace);
+        });
+        Receive<LeaveCluster>(l =>
+        {
+            _log.Info("rank 0 is leaving: {0}; the other ranks stay up for its next start", l.Reason);
+            foreach (var (_, state) in _ranks)
+            {
+                // Rank 0's own worker ends its step loop, which sends the others a stop plan, so their loops end
+                // cleanly before the ring closes. Remote workers answer, so this process does not exit with the
+                // message still queued on the wire (they would then find out through a lost connection).
+                state.Worker.Tell(new MasterLeaving(l.Reason));
+                if (state.Worker.Path.Address.HasLocalScope) Context.Unwatch(state.Worker);
+                else _stopping.Add(state.Worker);
+            }
+            _ranks.Clear();
+            _fatal = $"rank 0 is stopping: {l.Reason}";
+            _port.FailQueued(_fatal);
+            Become(Failed);
+            Stash.UnstashAll();
+            _shutdownRequester = Sender;
+            if (_stopping.Count == 0) AnswerShutdown();
+            else Timers.StartSingleTimer(ShutdownTimer, new ShutdownGraceOver(), ShutdownGrace);
+        });
+        Receive<MasterLeavingNoted>(n =>
+        {
+            if (!_stopping.Remove(Sender)) return;
+            Context.Unwatch(Sender);
+            if (_stopping.Count == 0) AnswerShutdown();
         });
         // Stale replies from abandoned generations or requests are expected after a failure; drop them quietly.
         Receive<ServingStopped>(f =>

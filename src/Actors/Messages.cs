@@ -21,8 +21,10 @@ public interface IClientMessage : IControlMessage;
 public static class ControlProtocol
 {
     /// <summary>3: step plans travel over the ring (StartServing, ServingStopped; RunStep is gone), and the
-    /// coordinator proves the secret in <see cref="Registered"/>, after the worker, not in <see cref="Challenge"/>.</summary>
-    public const int Version = 3;
+    /// coordinator proves the secret in <see cref="Registered"/>, after the worker, not in <see cref="Challenge"/>.
+    /// 4: rank 0 announces that it stops (<see cref="LeaveCluster"/>, <see cref="MasterLeaving"/>,
+    /// <see cref="MasterLeavingNoted"/>), which a rank of version 3 could not read.</summary>
+    public const int Version = 4;
 
     /// <summary>Actor system name on every rank; remote paths include it, so all ranks must agree.</summary>
     public const string SystemName = "actorring";
@@ -143,6 +145,17 @@ public sealed record ShutdownCluster(string Reason) : IClientMessage;
 
 /// <summary>Coordinator to worker: the cluster is going down; stop this process.</summary>
 public sealed record Shutdown(string Reason) : IClusterMessage;
+
+/// <summary>Client to coordinator, as rank 0's process stops on its own (`/exit`, Ctrl-C, SIGTERM): the other ranks
+/// are told so, and stay up for its next incarnation. Answered with the status once they have heard it.</summary>
+public sealed record LeaveCluster(string Reason) : IClientMessage;
+
+/// <summary>Coordinator to worker: rank 0 is stopping; close the ring and dial it again (an ordered departure, so
+/// no failure to report). The worker answers <see cref="MasterLeavingNoted"/>.</summary>
+public sealed record MasterLeaving(string Reason) : IClusterMessage;
+
+/// <summary>Worker to coordinator: <see cref="MasterLeaving"/> arrived, so rank 0 may go.</summary>
+public sealed record MasterLeavingNoted(int Rank) : IClusterMessage;
 
 /// <summary>Worker to coordinator, on a clean stop (Ctrl-C, SIGTERM): lets in-flight work fail at once with the
 /// reason instead of after the failure detector's timeout.</summary>

@@ -98,6 +98,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     private sealed record LoadDone(int Generation, IShardEngine? Engine, Exception? Error) : INoSerializationVerificationNeeded;
     private sealed record ServingDone(int Generation, Exception? Error) : INoSerializationVerificationNeeded;
     private sealed record CloseForShutdown(string Reason) : INoSerializationVerificationNeeded;
+    private sealed record RedialAfterLoop(string Reason) : INoSerializationVerificationNeeded;
     private sealed record LocalProgress(int Generation, double Fraction) : INoSerializationVerificationNeeded;
 
     protected override void PreStart() => StartDialing();
@@ -255,6 +256,29 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
             _compute.Run(() => 0).PipeTo(self, success: _ => new CloseForShutdown(s.Reason), failure: _ => new CloseForShutdown(s.Reason));
             Timers.StartSingleTimer("shutdown-close", new CloseForShutdown(s.Reason), TimeSpan.FromSeconds(2));
         });
+        Receive<MasterLeaving>(m => FromCoordinator(), m =>
+        {
+            Sender.Tell(new MasterLeavingNoted(_settings.Rank));
+            Context.Unwatch(_coordinator);
+            _coordinator = ActorRefs.Nobody;
+            _loopEnding = true;
+            StopLoop();
+            // Rank 0's own worker just ends its loop (that sends the stop plan); its process is exiting.
+            if (_settings.Rank == 0) return;
+            _log.Info("rank {0}: rank 0 is leaving ({1}); this rank stays up, keeps its shard and dials it again", _settings.Rank, m.Reason);
+            // Rank 0's going is expected now: its connection's loss is not worth Akka's warnings.
+            _settings.OnDialing?.Invoke(true);
+            // As for a shutdown, the ring closes once the loop has left on rank 0's stop plan (or after a grace).
+            var self = Self;
+            string reason = $"rank 0 left: {m.Reason}";
+            _compute.Run(() => 0).PipeTo(self, success: _ => new RedialAfterLoop(reason), failure: _ => new RedialAfterLoop(reason));
+            Timers.StartSingleTimer("leave-redial", new RedialAfterLoop(reason), TimeSpan.FromSeconds(2));
+        });
+        Receive<RedialAfterLoop>(r =>
+        {
+            Timers.Cancel("leave-redial");
+            Redial(r.Reason);
+        });
         Receive<CloseForShutdown>(s =>
         {
             if (_shutDown) return;
@@ -299,6 +323,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
         Receive<LoadDone>(d => d.Engine?.Dispose());
         Receive<ServingDone>(_ => { });
         Receive<CloseForShutdown>(_ => { });
+        Receive<RedialAfterLoop>(_ => { });
         Receive<LocalProgress>(_ => { });
         Receive<RingPeer.Connected>(_ => { });
         Receive<RingPeer.ConnectFailed>(_ => { });

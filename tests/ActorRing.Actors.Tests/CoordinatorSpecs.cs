@@ -347,4 +347,18 @@ public sealed class CoordinatorSpecs : TestKit, IDisposable
         coordinator.Tell(Request("late", [1]), TestActor);
         Assert.Equal("the cluster was shut down: generate finished", ExpectMsg<GenerationFailed>(T).Reason);
     }
+
+    [Fact]
+    public void Rank_0_leaving_tells_every_rank_it_goes_and_refuses_later_requests()
+    {
+        var coordinator = StartCoordinator(worldSize: 2);
+        var workers = ReadyCluster(coordinator, 2);
+        ExpectServing(workers);
+        coordinator.Tell(new LeaveCluster("its process is stopping"), TestActor);
+        Assert.Equal(new MasterLeaving("its process is stopping"), workers[0].ExpectMsg<MasterLeaving>(T));
+        Assert.Equal(new MasterLeaving("its process is stopping"), workers[1].ExpectMsg<MasterLeaving>(T));
+        Assert.False(ExpectMsg<ClusterStatus>(T).Ready);
+        coordinator.Tell(Request("late", [1]), TestActor);
+        Assert.Equal("rank 0 is stopping: its process is stopping", ExpectMsg<GenerationFailed>(T).Reason);
+    }
 }

@@ -45,6 +45,9 @@ public sealed class SerializerSpecs : TestKit
         new ShutdownCluster("done"),
         new Shutdown("done"),
         new RankLeaving(3, "SIGTERM"),
+        new LeaveCluster("its process is stopping"),
+        new MasterLeaving("its process is stopping"),
+        new MasterLeavingNoted(2),
     };
 
     [Theory]
@@ -70,10 +73,10 @@ public sealed class SerializerSpecs : TestKit
         var records = typeof(IControlMessage).Assembly.GetTypes()
             .Where(t => t is { IsClass: true, IsSealed: true, IsAbstract: false } && typeof(IControlMessage).IsAssignableFrom(t));
         Assert.Equal(records.OrderBy(t => t.Name), ControlMessageSerializer.Manifests.Keys.OrderBy(t => t.Name));
-        // The wire of protocol version 3: a change here breaks every rank of an older build.
+        // The wire of protocol version 4: a change here breaks every rank of an older build.
         Assert.Equal(
             "CancelGeneration Challenge CloseRing ClusterStatus CoordinatorRefused FormRing GenerateRequest GenerationCompleted " +
-            "GenerationFailed GetClusterStatus Hello LoadFailed LoadProgress LoadShard RankLeaving Register Registered " +
+            "GenerationFailed GetClusterStatus Hello LeaveCluster LoadFailed LoadProgress LoadShard MasterLeaving MasterLeavingNoted RankLeaving Register Registered " +
             "RegistrationRefused RingFailed RingReady SamplingSpec ServingStopped ShardLoaded Shutdown ShutdownCluster StartServing TokenGenerated",
             string.Join(' ', ControlMessageSerializer.KnownManifests.Order(StringComparer.Ordinal)));
     }

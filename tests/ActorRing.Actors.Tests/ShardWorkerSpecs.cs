@@ -278,6 +278,21 @@ public sealed class ShardWorkerSpecs : TestKit
     }
 
     [Fact]
+    public void Rank_0_leaving_is_acknowledged_and_the_worker_closes_its_ring_and_dials_again_keeping_its_process()
+    {
+        var rig = Start(rank: 1);
+        Register(rig, rank: 1);
+        FormAndLoad(rig, rank: 1);
+        var comm = rig.Ring.Last;
+        rig.Coordinator.Send(rig.Worker, new MasterLeaving("its process is stopping"));
+        Assert.Equal(new MasterLeavingNoted(1), rig.Coordinator.FishForMessage<MasterLeavingNoted>(_ => true, T));
+        AwaitCondition(() => comm.Disposed, T);
+        // Back to dialing: a new Hello, and the host was not asked to stop.
+        Assert.Equal(1, rig.Coordinator.FishForMessage<Hello>(_ => true, T).Rank);
+        lock (rig.Shutdowns) Assert.Empty(rig.Shutdowns);
+    }
+
+    [Fact]
     public void Stopping_the_worker_tells_the_coordinator_and_closes_the_ring()
     {
         var rig = Start(rank: 1);

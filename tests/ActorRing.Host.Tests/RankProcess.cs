@@ -88,16 +88,23 @@ public sealed class RankProcess : IDisposable
         return _process.ExitCode;
     }
 
-    /// <summary>Waits until <paramref name="text"/> appears on stderr (the log), or fails after the deadline.</summary>
-    public async Task WaitForLogAsync(string text, TimeSpan timeout)
+    /// <summary>Waits until <paramref name="text"/> appears on stderr (the log) <paramref name="occurrences"/> times, or fails after the deadline.</summary>
+    public async Task WaitForLogAsync(string text, TimeSpan timeout, int occurrences = 1)
     {
         var deadline = Stopwatch.StartNew();
-        while (!Stderr.Contains(text, StringComparison.Ordinal))
+        while (Occurrences(Stderr, text) < occurrences)
         {
             if (deadline.Elapsed > timeout || _process.HasExited)
-                throw new TimeoutException($"'{text}' did not appear in the log within {timeout.TotalSeconds:0} s (exited: {_process.HasExited})\nstderr:\n{Stderr}");
+                throw new TimeoutException($"'{text}' did not appear {occurrences} time(s) in the log within {timeout.TotalSeconds:0} s (exited: {_process.HasExited})\nstderr:\n{Stderr}");
             await Task.Delay(100);
         }
+    }
+
+    private static int Occurrences(string haystack, string text)
+    {
+        int count = 0;
+        for (int at = haystack.IndexOf(text, StringComparison.Ordinal); at >= 0; at = haystack.IndexOf(text, at + text.Length, StringComparison.Ordinal)) count++;
+        return count;
     }
 
     /// <summary>Waits until stdout holds <paramref name="count"/> non-empty lines, or fails after the deadline.</summary>

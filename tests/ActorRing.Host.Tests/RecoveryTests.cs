@@ -94,9 +94,13 @@ public sealed class RecoveryTests
                 master.StandardInput.Close(); // end of input: rank 0 answers and exits, the worker stays
                 Assert.Equal(0, await master.WaitAsync(Deadline));
                 answers.Add(master.Stdout.Split('\n')[0]);
-                await worker.WaitForLogAsync("is gone; closing the ring and dialing it again", Deadline);
+                // Rank 0 said it was leaving: the worker went back to dialing without a failure to report.
+                await worker.WaitForLogAsync("rank 1/2: dialing the coordinator", Deadline, occurrences: run + 2);
                 Assert.False(worker.HasExited);
             }
+            Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(worker.Stderr, "rank 1: rank 0 is leaving \\(its process is stopping\\)").Count);
+            // An ordered departure: no ring failure, no lost coordinator, no Akka association warnings.
+            Assert.DoesNotMatch(" (fail|warn): ", worker.Stderr);
             Assert.Equal(", there was a little girl named Lily. She loved to play", answers[0]); // greedy, 16 tokens
             Assert.Equal(answers[0], answers[1]);
             // The second rank 0 found the worker's shard already loaded.

@@ -28,6 +28,11 @@ public sealed class CoordinatorClient(ActorSystem system, IActorRef coordinator)
     public async Task ShutdownAsync(string reason, TimeSpan timeout) =>
         await coordinator.Ask<ClusterStatus>(new ShutdownCluster(reason), timeout);
 
+    /// <summary>Rank 0 is stopping on its own: tells the other ranks, which stay up for its next start, and waits until
+    /// they have heard it (the coordinator gives up on a silent rank after a few seconds).</summary>
+    public async Task LeaveAsync(string reason, TimeSpan timeout) =>
+        await coordinator.Ask<ClusterStatus>(new LeaveCluster(reason), timeout);
+
     /// <summary>Waits until every rank is registered, the ring is formed and the shards are loaded; reports each
     /// change of status (e.g. "loading: rank 0 40%, rank 1 35%") while waiting.</summary>
     public async Task WaitReadyAsync(TimeSpan timeout, Action<ClusterStatus>? onChange, CancellationToken cancellationToken)

@@ -49,6 +49,8 @@ public sealed class ControlMessageSerializer : SerializerWithStringManifest
         [typeof(ServingStopped)] = "ServingStopped",
         [typeof(Shutdown)] = "Shutdown",
         [typeof(RankLeaving)] = "RankLeaving",
+        [typeof(MasterLeaving)] = "MasterLeaving",
+        [typeof(MasterLeavingNoted)] = "MasterLeavingNoted",
         // client API
         [typeof(SamplingSpec)] = "SamplingSpec",
         [typeof(GenerateRequest)] = "GenerateRequest",
@@ -59,6 +61,7 @@ public sealed class ControlMessageSerializer : SerializerWithStringManifest
         [typeof(GetClusterStatus)] = "GetClusterStatus",
         [typeof(ClusterStatus)] = "ClusterStatus",
         [typeof(ShutdownCluster)] = "ShutdownCluster",
+        [typeof(LeaveCluster)] = "LeaveCluster",
     }.ToFrozenDictionary();
 
     private static readonly FrozenDictionary<string, Type> TypesByManifest =

@@ -322,6 +322,8 @@ public static class ServeCommand
 
         // After Akka, so the guard forwards to a listening system from its first connection, and stops first.
         if (guarded) builder.Services.AddHostedService(sp => new ControlPortGuardService(sp.GetRequiredService<ControlPortGuard>()));
+        // After the guard, so it stops before the guard ends the other ranks' connections.
+        if (ring.Rank == 0) builder.Services.AddHostedService(sp => new LeaveClusterOnStop(sp));
 
         if (ring.Rank == 0)
         {
@@ -430,6 +432,32 @@ internal sealed class ControlPortGuardService(ControlPortGuard guard) : IHostedS
     }
 
     public async Task StopAsync(CancellationToken cancellationToken) => await guard.DisposeAsync();
+}
+
+/// <summary>
+/// Rank 0 stopping on its own (`/exit`, Ctrl-C, SIGTERM; not a cluster shutdown, which has already dropped every
+/// rank) tells the other ranks first: they stay up for its next start and log an ordered departure, where a
+/// vanished master used to leave them a broken ring and three errors.
+/// </summary>
+internal sealed class LeaveClusterOnStop(IServiceProvider services) : IHostedService
+{
+    /// <summary>Within the host's shutdown timeout; the coordinator gives up on a silent rank after 3 s.</summary>
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(4);
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (!services.GetRequiredService<ActorRegistry>().TryGet<CoordinatorActor>(out var coordinator)) return;
+        try
+        {
+            await new CoordinatorClient(services.GetRequiredService<ActorSystem>(), coordinator).LeaveAsync("its process is stopping", Timeout);
+        }
+        catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+        {
+            // A rank that did not answer finds out through the lost connection, as before.
+        }
+    }
 }
 
 /// <summary>The process exit code decided by a hosted service (0 unless a prompt run failed), and stdout.</summary>
