@@ -34,7 +34,7 @@ public sealed class HttpApiTests(HttpCluster cluster)
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"temperature":"hot"}""", "temperature", "temperature must be a number, got a string")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"max_tokens":-5}""", "max_tokens", "max_tokens must be at least 1, got -5")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"max_tokens":5000}""", "max_tokens", "only 509 tokens fit")]
-    [InlineData("""{"messages":[{"role":"user","content":"x"}],"n":2}""", "n", "n must be 1")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"n":65}""", "n", "n must be between 1 and 64, got 65")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"top_logprobs":2}""", "top_logprobs", "needs logprobs: true")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"stop":[""]}""", "stop", "stop[0]")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}""", "stream_options", "only allowed with stream: true")]
@@ -199,6 +199,53 @@ public sealed class HttpApiTests(HttpCluster cluster)
         Assert.Equal(cluster.ReferenceText, string.Concat(chunks.Select(c => c.GetProperty("choices")[0].GetProperty("text").GetString())));
         Assert.Equal("length", chunks[^1].GetProperty("choices")[0].GetProperty("finish_reason").GetString());
         Assert.All(chunks, c => Assert.False(c.TryGetProperty("usage", out _))); // include_usage was not asked
+    }
+
+    [Fact]
+    public async Task N_choices_are_each_a_full_completion_greedy_alike_seeded_distinct_and_streamed_by_index()
+    {
+        const string Prompt = "[1,403,407,261,378]"; // greedy gives cluster.ReferenceText
+        // Greedy: every choice is the reference text; the prompt is counted once in the usage.
+        var (status, greedy) = await cluster.PostAsync("/v1/completions", $$"""{"prompt":{{Prompt}},"temperature":0,"max_tokens":24,"n":3}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choices = greedy.GetProperty("choices").EnumerateArray().ToList();
+        Assert.Equal([0, 1, 2], choices.Select(c => c.GetProperty("index").GetInt32()));
+        Assert.All(choices, c => Assert.Equal(cluster.ReferenceText, c.GetProperty("text").GetString()));
+        Assert.Equal((5, 72, 77), (greedy.GetProperty("usage").GetProperty("prompt_tokens").GetInt32(),
+            greedy.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), greedy.GetProperty("usage").GetProperty("total_tokens").GetInt32()));
+
+        // Seeded: choice i samples with seed + i, so choice 1 is the single answer for seed 8, and the two differ.
+        async Task<string[]> Sampled(int seed, int n)
+        {
+            var (s, json) = await cluster.PostAsync("/v1/completions",
+                $$"""{"prompt":{{Prompt}},"temperature":1,"max_tokens":24,"seed":{{seed}},"n":{{n}}}""");
+            Assert.Equal(HttpStatusCode.OK, s);
+            return [.. json.GetProperty("choices").EnumerateArray().Select(c => c.GetProperty("text").GetString()!)];
+        }
+        var pair = await Sampled(7, 2);
+        Assert.Equal([(await Sampled(7, 1))[0], (await Sampled(8, 1))[0]], pair);
+        Assert.NotEqual(pair[0], pair[1]);
+
+        // Streamed chat: each choice opens with its role chunk and ends with its own finish reason; the pieces of
+        // each index add up to that choice's whole text.
+        using var response = await cluster.Http.PostAsync(Chat, HttpCluster.Body($$$"""
+            {"messages":{{{User}}},"temperature":0,"max_tokens":12,"n":2,"stream":true,"stream_options":{"include_usage":true}}
+            """));
+        var events = HttpCluster.SseEvents(await response.Content.ReadAsStringAsync());
+        Assert.Equal("[DONE]", events[^1]);
+        var chunks = events[..^1].Select(e => JsonDocument.Parse(e).RootElement).ToList();
+        var perChoice = chunks.Where(c => c.GetProperty("choices").GetArrayLength() == 1).Select(c => c.GetProperty("choices")[0])
+            .GroupBy(c => c.GetProperty("index").GetInt32()).OrderBy(g => g.Key).ToList();
+        Assert.Equal([0, 1], perChoice.Select(g => g.Key));
+        var (_, whole) = await cluster.PostAsync(Chat, $$"""{"messages":{{User}},"temperature":0,"max_tokens":12}""");
+        string expected = whole.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
+        foreach (var g in perChoice)
+        {
+            Assert.Equal("assistant", g.First().GetProperty("delta").GetProperty("role").GetString());
+            Assert.Equal(expected, string.Concat(g.Select(c => c.GetProperty("delta").TryGetProperty("content", out var t) ? t.GetString() : "")));
+            Assert.Equal("length", g.Last().GetProperty("finish_reason").GetString());
+        }
+        Assert.Equal(24, chunks[^1].GetProperty("usage").GetProperty("completion_tokens").GetInt32());
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using System.Threading.Channels;
 using ActorRing.Host.Generation;
 using ActorRing.Model.Tokenization;
 using Microsoft.AspNetCore.Builder;
@@ -115,32 +116,63 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         await RunAsync(ctx, request, new TextFormat(this, id, Now(), modelId));
     }
 
-    /// <summary>How chat and legacy completions spell the same events.</summary>
+    /// <summary>How chat and legacy completions spell the same events; <c>index</c> is the choice's.</summary>
     internal abstract class ResponseFormat(OpenAiApi api)
     {
         public OpenAiApi Api { get; } = api;
-        public abstract object? StreamStart();
-        public abstract object StreamText(string text, IReadOnlyList<TokenLogprob> logprobs);
-        public abstract object StreamFinish(string reason, IReadOnlyList<TokenLogprob> logprobs);
+        public abstract object? StreamStart(int index);
+        public abstract object StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs);
+        public abstract object StreamFinish(int index, string reason, IReadOnlyList<TokenLogprob> logprobs);
         public abstract object StreamUsage(UsageBody usage);
-        public abstract object Whole(string text, IReadOnlyList<TokenLogprob>? logprobs, string reason, UsageBody usage);
+        public abstract object Whole(IReadOnlyList<ChoiceResult> choices, UsageBody usage);
+    }
+
+    /// <summary>What one choice has received so far.</summary>
+    private sealed class ChoiceState
+    {
+        public readonly StringBuilder Text = new();
+        public readonly List<TokenLogprob> Logprobs = [];
+        public int Sent; // logprobs already streamed
+        public FinishedEvent? Finished;
     }
 
     private async Task RunAsync(HttpContext ctx, OpenAiRequest request, ResponseFormat format)
     {
         var ct = ctx.RequestAborted;
-        await using var events = service.GenerateAsync(request.Input, ct).GetAsyncEnumerator(ct);
-        var text = new StringBuilder();
-        var logprobs = new List<TokenLogprob>();
-        int sent = 0; // logprobs already streamed
+        // The choices run as separate requests, side by side in the batch; their events meet in one channel, so
+        // this method alone writes the response. Leaving it (done, failed, or the client gone) cancels them all.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var events = Channel.CreateUnbounded<(int Index, GenerationEvent Event)>(new UnboundedChannelOptions { SingleReader = true });
+        var inputs = request.ChoiceInputs();
+        var producers = inputs.Select((input, index) => PumpAsync(input, index)).ToArray();
+        _ = Task.WhenAll(producers).ContinueWith(_ => events.Writer.TryComplete(), TaskScheduler.Default);
+        async Task PumpAsync(GenerationInput input, int index)
+        {
+            try
+            {
+                await foreach (var e in service.GenerateAsync(input, stop.Token).WithCancellation(stop.Token))
+                    events.Writer.TryWrite((index, e));
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+            }
+            catch (Exception e)
+            {
+                events.Writer.TryComplete(e);
+            }
+        }
+
+        var choices = inputs.Select(_ => new ChoiceState()).ToArray();
+        int finished = 0;
         bool streaming = false;
         try
         {
             // Nothing is sent before the first event: a request refused after its wait in the queue still gets
             // a proper status instead of a stream that starts and breaks.
-            while (await events.MoveNextAsync())
+            await foreach (var (index, e) in events.Reader.ReadAllAsync(ct))
             {
-                switch (events.Current)
+                var choice = choices[index];
+                switch (e)
                 {
                     case FailedEvent failed when !streaming:
                         throw Failure(failed);
@@ -149,24 +181,33 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
                         await SendDoneAsync(ctx);
                         return;
                     case TokenEvent { Logprob: { } lp } when request.Logprobs is not null:
-                        logprobs.Add(lp);
+                        choice.Logprobs.Add(lp);
                         break;
                     case TextEvent t:
-                        text.Append(t.Text);
+                        choice.Text.Append(t.Text);
                         if (!request.Stream) break;
-                        if (!streaming) streaming = await StartStreamAsync(ctx, format);
-                        await SendEventAsync(ctx, format.StreamText(t.Text, logprobs[sent..]));
-                        sent = logprobs.Count;
+                        if (!streaming) streaming = await StartStreamAsync(ctx, format, choices.Length);
+                        await SendEventAsync(ctx, format.StreamText(index, t.Text, choice.Logprobs[choice.Sent..]));
+                        choice.Sent = choice.Logprobs.Count;
                         break;
                     case FinishedEvent done:
-                        var usage = new UsageBody(done.Usage.PromptTokens, done.Usage.CompletionTokens, done.Usage.TotalTokens);
+                        choice.Finished = done;
+                        if (request.Stream)
+                        {
+                            if (!streaming) streaming = await StartStreamAsync(ctx, format, choices.Length);
+                            await SendEventAsync(ctx, format.StreamFinish(index, done.FinishReason, choice.Logprobs[choice.Sent..]));
+                        }
+                        if (++finished < choices.Length) break;
+                        // The prompt is counted once, as OpenAI does for n choices.
+                        int prompt = done.Usage.PromptTokens, completion = choices.Sum(c => c.Finished!.Usage.CompletionTokens);
+                        var usage = new UsageBody(prompt, completion, prompt + completion);
                         if (!request.Stream)
                         {
-                            await WriteAsync(ctx, 200, format.Whole(text.ToString(), request.Logprobs is null ? null : logprobs, done.FinishReason, usage));
+                            await WriteAsync(ctx, 200, format.Whole(
+                                [.. choices.Select(c => new ChoiceResult(c.Text.ToString(), request.Logprobs is null ? null : c.Logprobs, c.Finished!.FinishReason))],
+                                usage));
                             return;
                         }
-                        if (!streaming) streaming = await StartStreamAsync(ctx, format);
-                        await SendEventAsync(ctx, format.StreamFinish(done.FinishReason, logprobs[sent..]));
                         if (request.IncludeUsage) await SendEventAsync(ctx, format.StreamUsage(usage));
                         await SendDoneAsync(ctx);
                         return;
@@ -182,15 +223,21 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         {
             return;
         }
+        finally
+        {
+            stop.Cancel();
+            await Task.WhenAll(producers);
+        }
     }
 
-    private static async Task<bool> StartStreamAsync(HttpContext ctx, ResponseFormat format)
+    private static async Task<bool> StartStreamAsync(HttpContext ctx, ResponseFormat format, int choices)
     {
         ctx.Response.StatusCode = 200;
         ctx.Response.ContentType = "text/event-stream; charset=utf-8";
         ctx.Response.Headers.CacheControl = "no-cache";
         ctx.Response.Headers["X-Accel-Buffering"] = "no";
-        if (format.StreamStart() is { } first) await SendEventAsync(ctx, first);
+        for (int index = 0; index < choices; index++)
+            if (format.StreamStart(index) is { } first) await SendEventAsync(ctx, first);
         return true;
     }
 

@@ -8,8 +8,22 @@ namespace ActorRing.Host.Http;
 /// <summary>A parsed chat or legacy completion request: the prompt as ids, how to sample, how to answer.</summary>
 /// <param name="Logprobs">Null: none. Otherwise the number of alternatives per token (chat's top_logprobs, the
 /// legacy API's integer logprobs).</param>
-internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool IncludeUsage, int? Logprobs, string PromptParam)
+/// <param name="N">Choices to generate for the prompt (OpenAI's n), each its own sequence in the batch.</param>
+internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool IncludeUsage, int? Logprobs, string PromptParam, int N = 1)
 {
+    /// <summary>The most choices one request may ask for (OpenAI allows 128); each takes a place in the batch.</summary>
+    public const int MaxChoices = 64;
+
+    /// <summary>
+    /// One input per choice. They share the prompt, so the prefix cache prefills its full blocks once. With a
+    /// seed, choice i samples with seed + i: the choices differ, and each is reproducible. Without one, each draws
+    /// its own. Greedy choices are all the same text, as OpenAI's are.
+    /// </summary>
+    public IReadOnlyList<GenerationInput> ChoiceInputs() =>
+        [.. Enumerable.Range(0, N).Select(i => i == 0 || Input.Sampling.Seed is not ulong seed
+            ? Input
+            : Input with { Sampling = Input.Sampling with { Seed = unchecked(seed + (ulong)i) } })];
+
     /// <summary>The completion length when the request gives none (vLLM lets it run to the end of the context;
     /// a bounded default keeps a forgotten max_tokens from holding the single queue for minutes).</summary>
     public const int DefaultMaxTokens = 256;
@@ -55,7 +69,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
     private static OpenAiRequest Build(JsonFields f, GenerationService service, IReadOnlyList<int> ids, string promptParam,
         int? maxTokens, string maxParam, int? logprobs)
     {
-        if (f.Int("n", 1, int.MaxValue) is > 1) throw ApiException.BadRequest("n must be 1: this server generates one choice per request", "n");
+        int n = f.Int("n", 1, MaxChoices) ?? 1;
         bool stream = f.Bool("stream") ?? false;
         bool includeUsage = false;
         if (f.Get("stream_options") is { } so)
@@ -104,7 +118,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         {
             throw ApiException.BadRequest(e.Message, e.Param);
         }
-        return new OpenAiRequest(input, stream, includeUsage, logprobs, promptParam);
+        return new OpenAiRequest(input, stream, includeUsage, logprobs, promptParam, n);
     }
 
     /// <summary>A number in (0, max]: zero would remove every token (top_p) or divide by zero (repetition_penalty).</summary>

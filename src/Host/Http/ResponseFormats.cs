@@ -1,27 +1,30 @@
-using System.Globalization;
 using ActorRing.Host.Generation;
 
 namespace ActorRing.Host.Http;
 
+/// <summary>One finished choice of a non-streamed answer.</summary>
+internal sealed record ChoiceResult(string Text, IReadOnlyList<TokenLogprob>? Logprobs, string FinishReason);
+
 /// <summary>Chat completions: the assistant's message, or chunks whose first delta carries the role.</summary>
 internal sealed class ChatFormat(OpenAiApi api, string id, long created, string model) : OpenAiApi.ResponseFormat(api)
 {
-    public override object? StreamStart() => Chunk(new ChunkDelta("assistant", ""), null, null);
+    public override object? StreamStart(int index) => Chunk(index, new ChunkDelta("assistant", ""), null, null);
 
-    public override object StreamText(string text, IReadOnlyList<TokenLogprob> logprobs) =>
-        Chunk(new ChunkDelta(null, text), Logprobs(logprobs), null);
+    public override object StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs) =>
+        Chunk(index, new ChunkDelta(null, text), Logprobs(logprobs), null);
 
-    public override object StreamFinish(string reason, IReadOnlyList<TokenLogprob> logprobs) =>
-        Chunk(new ChunkDelta(null, null), logprobs.Count > 0 ? Logprobs(logprobs) : null, reason);
+    public override object StreamFinish(int index, string reason, IReadOnlyList<TokenLogprob> logprobs) =>
+        Chunk(index, new ChunkDelta(null, null), logprobs.Count > 0 ? Logprobs(logprobs) : null, reason);
 
     public override object StreamUsage(UsageBody usage) => new ChatChunkBody(id, created, model, [], usage);
 
-    public override object Whole(string text, IReadOnlyList<TokenLogprob>? logprobs, string reason, UsageBody usage) =>
+    public override object Whole(IReadOnlyList<ChoiceResult> choices, UsageBody usage) =>
         new ChatCompletionBody(id, created, model,
-            [new ChatChoice(0, new AssistantMessage(text), logprobs is null ? null : Logprobs(logprobs), reason)], usage);
+            [.. choices.Select((c, i) => new ChatChoice(i, new AssistantMessage(c.Text), c.Logprobs is null ? null : Logprobs(c.Logprobs), c.FinishReason))],
+            usage);
 
-    private ChatChunkBody Chunk(ChunkDelta delta, ChatLogprobs? logprobs, string? finish) =>
-        new(id, created, model, [new ChunkChoice(0, delta, logprobs, finish)], null);
+    private ChatChunkBody Chunk(int index, ChunkDelta delta, ChatLogprobs? logprobs, string? finish) =>
+        new(id, created, model, [new ChunkChoice(index, delta, logprobs, finish)], null);
 
     private ChatLogprobs? Logprobs(IReadOnlyList<TokenLogprob> logprobs)
     {
@@ -41,36 +44,42 @@ internal sealed class ChatFormat(OpenAiApi api, string id, long created, string 
 /// <summary>Legacy completions: text choices, with the parallel-list log-probabilities of that API.</summary>
 internal sealed class TextFormat(OpenAiApi api, string id, long created, string model) : OpenAiApi.ResponseFormat(api)
 {
-    private int _offset;
+    /// <summary>Per choice, the text offset of its next token (the legacy logprobs' text_offset).</summary>
+    private readonly Dictionary<int, int> _offsets = [];
 
-    public override object? StreamStart() => null;
+    public override object? StreamStart(int index) => null;
 
-    public override object StreamText(string text, IReadOnlyList<TokenLogprob> logprobs) =>
-        Body(text, logprobs, null, null);
+    public override object StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs) =>
+        Body([Choice(index, text, logprobs, null, usage: false)], null);
 
-    public override object StreamFinish(string reason, IReadOnlyList<TokenLogprob> logprobs) => Body("", logprobs, reason, null);
+    public override object StreamFinish(int index, string reason, IReadOnlyList<TokenLogprob> logprobs) =>
+        Body([Choice(index, "", logprobs, reason, usage: false)], null);
 
     public override object StreamUsage(UsageBody usage) => new TextCompletionBody(id, created, model, [], usage);
 
-    public override object Whole(string text, IReadOnlyList<TokenLogprob>? logprobs, string reason, UsageBody usage) =>
-        Body(text, logprobs, reason, usage);
+    public override object Whole(IReadOnlyList<ChoiceResult> choices, UsageBody usage) =>
+        Body([.. choices.Select((c, i) => Choice(i, c.Text, c.Logprobs, c.FinishReason, usage: true))], usage);
 
-    private TextCompletionBody Body(string text, IReadOnlyList<TokenLogprob>? logprobs, string? finish, UsageBody? usage) =>
-        new(id, created, model, [new TextChoice(text, 0, logprobs is null || (logprobs.Count == 0 && usage is null) ? null : Legacy(logprobs), finish)], usage);
+    private TextCompletionBody Body(TextChoice[] choices, UsageBody? usage) => new(id, created, model, choices, usage);
 
-    private LegacyLogprobs Legacy(IReadOnlyList<TokenLogprob> logprobs)
+    private TextChoice Choice(int index, string text, IReadOnlyList<TokenLogprob>? logprobs, string? finish, bool usage) =>
+        new(text, index, logprobs is null || (logprobs.Count == 0 && !usage) ? null : Legacy(index, logprobs), finish);
+
+    private LegacyLogprobs Legacy(int index, IReadOnlyList<TokenLogprob> logprobs)
     {
+        int offset = _offsets.GetValueOrDefault(index);
         var tokens = new string[logprobs.Count];
         var offsets = new int[logprobs.Count];
         var top = new Dictionary<string, float>[logprobs.Count];
         for (int i = 0; i < logprobs.Count; i++)
         {
             tokens[i] = Api.TokenText(logprobs[i].TokenId).Text;
-            offsets[i] = _offset;
-            _offset += tokens[i].Length;
+            offsets[i] = offset;
+            offset += tokens[i].Length;
             top[i] = new Dictionary<string, float>(StringComparer.Ordinal);
             foreach (var (alt, lp) in logprobs[i].Top) top[i].TryAdd(Api.TokenText(alt).Text, lp);
         }
+        _offsets[index] = offset;
         return new LegacyLogprobs(tokens, [.. logprobs.Select(l => l.Logprob)], top, offsets);
     }
 }
