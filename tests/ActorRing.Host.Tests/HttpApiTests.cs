@@ -226,6 +226,15 @@ public sealed class HttpApiTests(HttpCluster cluster)
         Assert.Equal([(await Sampled(7, 1))[0], (await Sampled(8, 1))[0]], pair);
         Assert.NotEqual(pair[0], pair[1]);
 
+        // The later choices start once the first has its first token, so they take its full blocks from the prefix
+        // cache instead of all prefilling the prompt in the same step: 40 tokens, two full blocks each.
+        string fresh = "[1," + string.Join(',', Enumerable.Range(300, 39)) + "]"; // in no other test's prompt
+        var before = await PrefixCacheCountsAsync();
+        var (shared, _) = await cluster.PostAsync("/v1/completions", $$"""{"prompt":{{fresh}},"temperature":0,"max_tokens":2,"n":3}""");
+        var after = await PrefixCacheCountsAsync();
+        Assert.Equal(HttpStatusCode.OK, shared);
+        Assert.Equal((120, 64), (after.Queries - before.Queries, after.Hits - before.Hits));
+
         // Streamed chat: each choice opens with its role chunk and ends with its own finish reason; the pieces of
         // each index add up to that choice's whole text.
         using var response = await cluster.Http.PostAsync(Chat, HttpCluster.Body($$$"""

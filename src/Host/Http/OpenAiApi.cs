@@ -144,14 +144,21 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var events = Channel.CreateUnbounded<(int Index, GenerationEvent Event)>(new UnboundedChannelOptions { SingleReader = true });
         var inputs = request.ChoiceInputs();
+        // The other choices start once the first has its first token: its prompt is prefilled by then and its full
+        // blocks are in the prefix cache, so they skip that prefill instead of all computing it in the same step.
+        var firstPrefilled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var producers = inputs.Select((input, index) => PumpAsync(input, index)).ToArray();
         _ = Task.WhenAll(producers).ContinueWith(_ => events.Writer.TryComplete(), TaskScheduler.Default);
         async Task PumpAsync(GenerationInput input, int index)
         {
             try
             {
+                if (index > 0) await firstPrefilled.Task.WaitAsync(stop.Token);
                 await foreach (var e in service.GenerateAsync(input, stop.Token).WithCancellation(stop.Token))
+                {
+                    if (index == 0) firstPrefilled.TrySetResult();
                     events.Writer.TryWrite((index, e));
+                }
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested)
             {
@@ -159,6 +166,10 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
             catch (Exception e)
             {
                 events.Writer.TryComplete(e);
+            }
+            finally
+            {
+                if (index == 0) firstPrefilled.TrySetResult(); // it ended without a token: the others need not wait
             }
         }
 
