@@ -128,6 +128,31 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
         Common();
     }
 
+    /// <summary>
+    /// Sends every rank <paramref name="order"/> (stop, or rank 0 is leaving) and stops serving with
+    /// <paramref name="fatal"/>. The requester is answered once every remote rank has acknowledged (stopped, or
+    /// noted the departure), or after <see cref="ShutdownGrace"/>: rank 0's process exits once answered, and an
+    /// order still queued on the wire would then never arrive, leaving the ranks to find out through a lost
+    /// connection. Rank 0's own worker ends its step loop, whose stop plan lets the others' loops end cleanly.
+    /// </summary>
+    private void DismissRanks(IClusterMessage order, string fatal)
+    {
+        foreach (var (_, state) in _ranks)
+        {
+            state.Worker.Tell(order);
+            if (state.Worker.Path.Address.HasLocalScope) Context.Unwatch(state.Worker);
+            else _stopping.Add(state.Worker);
+        }
+        _ranks.Clear();
+        _fatal = fatal;
+        _port.FailQueued(_fatal);
+        Become(Failed);
+        Stash.UnstashAll();
+        _shutdownRequester = Sender;
+        if (_stopping.Count == 0) AnswerShutdown();
+        else Timers.StartSingleTimer(ShutdownTimer, new ShutdownGraceOver(), ShutdownGrace);
+    }
+
     private void AnswerShutdown()
     {
         Timers.Cancel(ShutdownTimer);
@@ -215,44 +240,12 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
         Receive<ShutdownCluster>(s =>
         {
             _log.Info("shutting the cluster down: {0}", s.Reason);
-            foreach (var (_, state) in _ranks)
-            {
-                state.Worker.Tell(new Shutdown(s.Reason));
-                // The answer waits (briefly) until remote ranks have stopped: rank 0's process exits once it
-                // is answered, and a Shutdown still queued on the wire would then never arrive, leaving the
-                // other ranks to find out through a lost connection.
-                if (state.Worker.Path.Address.HasLocalScope) Context.Unwatch(state.Worker);
-                else _stopping.Add(state.Worker);
-            }
-            _ranks.Clear();
-            _fatal = $"the cluster was shut down: {s.Reason}";
-            _port.FailQueued(_fatal);
-            Become(Failed);
-            Stash.UnstashAll();
-            _shutdownRequester = Sender;
-            if (_stopping.Count == 0) AnswerShutdown();
-            else Timers.StartSingleTimer(ShutdownTimer, new ShutdownGraceOver(), ShutdownGrace);
+            DismissRanks(new Shutdown(s.Reason), $"the cluster was shut down: {s.Reason}");
         });
         Receive<LeaveCluster>(l =>
         {
             _log.Info("rank 0 is leaving: {0}; the other ranks stay up for its next start", l.Reason);
-            foreach (var (_, state) in _ranks)
-            {
-                // Rank 0's own worker ends its step loop, which sends the others a stop plan, so their loops end
-                // cleanly before the ring closes. Remote workers answer, so this process does not exit with the
-                // message still queued on the wire (they would then find out through a lost connection).
-                state.Worker.Tell(new MasterLeaving(l.Reason));
-                if (state.Worker.Path.Address.HasLocalScope) Context.Unwatch(state.Worker);
-                else _stopping.Add(state.Worker);
-            }
-            _ranks.Clear();
-            _fatal = $"rank 0 is stopping: {l.Reason}";
-            _port.FailQueued(_fatal);
-            Become(Failed);
-            Stash.UnstashAll();
-            _shutdownRequester = Sender;
-            if (_stopping.Count == 0) AnswerShutdown();
-            else Timers.StartSingleTimer(ShutdownTimer, new ShutdownGraceOver(), ShutdownGrace);
+            DismissRanks(new MasterLeaving(l.Reason), $"rank 0 is stopping: {l.Reason}");
         });
         Receive<MasterLeavingNoted>(n =>
         {

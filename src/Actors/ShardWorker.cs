@@ -247,32 +247,24 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
             // Rank 0 exits right after this; its end is expected now, not a loss to report.
             Context.Unwatch(_coordinator);
             _coordinator = ActorRefs.Nobody; // no RankLeaving for a shutdown the coordinator ordered
-            _loopEnding = true;
-            StopLoop();
-            // Rank 0's loop sends the other ranks a stop plan as it ends, so they leave their loops cleanly; the
-            // ring closes once the compute thread is free (the work queued behind the loop runs), or after a
-            // grace period if a collective hangs.
-            var self = Self;
-            _compute.Run(() => 0).PipeTo(self, success: _ => new CloseForShutdown(s.Reason), failure: _ => new CloseForShutdown(s.Reason));
-            Timers.StartSingleTimer("shutdown-close", new CloseForShutdown(s.Reason), TimeSpan.FromSeconds(2));
+            EndLoopThen(new CloseForShutdown(s.Reason), "shutdown-close");
         });
         Receive<MasterLeaving>(m => FromCoordinator(), m =>
         {
             Sender.Tell(new MasterLeavingNoted(_settings.Rank));
             Context.Unwatch(_coordinator);
             _coordinator = ActorRefs.Nobody;
-            _loopEnding = true;
-            StopLoop();
-            // Rank 0's own worker just ends its loop (that sends the stop plan); its process is exiting.
-            if (_settings.Rank == 0) return;
+            if (_settings.Rank == 0)
+            {
+                // Rank 0's own worker only ends its loop (that sends the stop plan): its process is exiting.
+                _loopEnding = true;
+                StopLoop();
+                return;
+            }
             _log.Info("rank {0}: rank 0 is leaving ({1}); this rank stays up, keeps its shard and dials it again", _settings.Rank, m.Reason);
             // Rank 0's going is expected now: its connection's loss is not worth Akka's warnings.
             _settings.OnDialing?.Invoke(true);
-            // As for a shutdown, the ring closes once the loop has left on rank 0's stop plan (or after a grace).
-            var self = Self;
-            string reason = $"rank 0 left: {m.Reason}";
-            _compute.Run(() => 0).PipeTo(self, success: _ => new RedialAfterLoop(reason), failure: _ => new RedialAfterLoop(reason));
-            Timers.StartSingleTimer("leave-redial", new RedialAfterLoop(reason), TimeSpan.FromSeconds(2));
+            EndLoopThen(new RedialAfterLoop($"rank 0 left: {m.Reason}"), "leave-redial");
         });
         Receive<RedialAfterLoop>(r =>
         {
@@ -304,6 +296,20 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
             Redial("the coordinator dropped this rank");
         });
         Common();
+    }
+
+    /// <summary>
+    /// Ends the step loop as ordered, then sends <paramref name="next"/> to this actor once the compute thread is
+    /// free (the work queued behind the loop has run), or after a grace if a collective hangs. Rank 0's loop sends
+    /// the other ranks a stop plan as it ends, so they leave their loops cleanly before their ring closes.
+    /// </summary>
+    private void EndLoopThen(object next, string graceTimer)
+    {
+        _loopEnding = true;
+        StopLoop();
+        var self = Self;
+        _compute.Run(() => 0).PipeTo(self, success: _ => next, failure: _ => next);
+        Timers.StartSingleTimer(graceTimer, next, TimeSpan.FromSeconds(2));
     }
 
     private void Redial(string reason)
