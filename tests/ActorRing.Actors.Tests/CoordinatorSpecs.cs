@@ -334,31 +334,22 @@ public sealed class CoordinatorSpecs : TestKit, IDisposable
         Assert.Equal((0, 0), _port.Load); // nothing reached the step loop
     }
 
-    [Fact]
-    public void Shutdown_tells_every_rank_and_refuses_later_requests()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_shutdown_or_rank_0_leaving_tells_every_rank_and_refuses_later_requests(bool rank0Leaves)
     {
         var coordinator = StartCoordinator(worldSize: 2);
         var workers = ReadyCluster(coordinator, 2);
         ExpectServing(workers);
-        coordinator.Tell(new ShutdownCluster("generate finished"), TestActor);
-        Assert.Equal(new Shutdown("generate finished"), workers[0].ExpectMsg<Shutdown>(T));
-        Assert.Equal(new Shutdown("generate finished"), workers[1].ExpectMsg<Shutdown>(T));
+        (IControlMessage ask, IClusterMessage order, string refusal) = rank0Leaves
+            ? ((IControlMessage)new LeaveCluster("its process is stopping"), (IClusterMessage)new MasterLeaving("its process is stopping"), "rank 0 is stopping: its process is stopping")
+            : (new ShutdownCluster("generate finished"), new Shutdown("generate finished"), "the cluster was shut down: generate finished");
+        coordinator.Tell(ask, TestActor);
+        Assert.Equal(order, workers[0].ExpectMsg<IClusterMessage>(T));
+        Assert.Equal(order, workers[1].ExpectMsg<IClusterMessage>(T));
         Assert.False(ExpectMsg<ClusterStatus>(T).Ready);
         coordinator.Tell(Request("late", [1]), TestActor);
-        Assert.Equal("the cluster was shut down: generate finished", ExpectMsg<GenerationFailed>(T).Reason);
-    }
-
-    [Fact]
-    public void Rank_0_leaving_tells_every_rank_it_goes_and_refuses_later_requests()
-    {
-        var coordinator = StartCoordinator(worldSize: 2);
-        var workers = ReadyCluster(coordinator, 2);
-        ExpectServing(workers);
-        coordinator.Tell(new LeaveCluster("its process is stopping"), TestActor);
-        Assert.Equal(new MasterLeaving("its process is stopping"), workers[0].ExpectMsg<MasterLeaving>(T));
-        Assert.Equal(new MasterLeaving("its process is stopping"), workers[1].ExpectMsg<MasterLeaving>(T));
-        Assert.False(ExpectMsg<ClusterStatus>(T).Ready);
-        coordinator.Tell(Request("late", [1]), TestActor);
-        Assert.Equal("rank 0 is stopping: its process is stopping", ExpectMsg<GenerationFailed>(T).Reason);
+        Assert.Equal(refusal, ExpectMsg<GenerationFailed>(T).Reason);
     }
 }
