@@ -118,26 +118,38 @@ public sealed class HttpHardeningTests(HardenedServer server) : IClassFixture<Ha
             return (Count("cancelled"), Count("invalid"));
         }
         var before = await Counts();
-        using (var tcp = new TcpClient())
+        async Task<(int Cancelled, int Invalid)> HangUpAfter(string request, (int Cancelled, int Invalid) counts)
         {
-            await tcp.ConnectAsync(IPAddress.Loopback, server.Port);
-            // 10 of the 100 bytes it announces, then the client closes.
-            await tcp.GetStream().WriteAsync(Encoding.ASCII.GetBytes(
-                "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"prompt\":"));
-            await Task.Delay(200);
+            using (var tcp = new TcpClient())
+            {
+                await tcp.ConnectAsync(IPAddress.Loopback, server.Port);
+                await tcp.GetStream().WriteAsync(Encoding.ASCII.GetBytes(request));
+                await Task.Delay(200);
+            }
+            var clock = Stopwatch.StartNew();
+            var after = await Counts();
+            while (after == counts && clock.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                await Task.Delay(100);
+                after = await Counts();
+            }
+            return after;
         }
-        var clock = Stopwatch.StartNew();
-        var after = await Counts();
-        while (after == before && clock.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            await Task.Delay(100);
-            after = await Counts();
-        }
-        Assert.Equal((before.Cancelled + 1, before.Invalid), after);
-        // A complete bad body is still an invalid request.
+        const string Head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+        // 10 of the 100 bytes it announces, then the client closes.
+        var cut = await HangUpAfter(Head + "Content-Length: 100\r\n\r\n{\"prompt\":", before);
+        Assert.Equal((before.Cancelled + 1, before.Invalid), cut);
+        // Chunked: 10 bytes of a 32-byte chunk, then the client closes.
+        var chunkCut = await HangUpAfter(Head + "Transfer-Encoding: chunked\r\n\r\n20\r\n{\"prompt\":", cut);
+        Assert.Equal((before.Cancelled + 2, before.Invalid), chunkCut);
+        // A complete bad body is still an invalid request, and so is a malformed chunk.
         var (status, _) = ParseError(await ExchangeAsync(Post("{\"prompt\":"u8.ToArray())));
         Assert.StartsWith("HTTP/1.1 400 ", status);
-        Assert.Equal((before.Cancelled + 1, before.Invalid + 1), await Counts());
+        var (badChunk, chunkError) = ParseError(await ExchangeAsync(Encoding.ASCII.GetBytes(
+            Head + "Connection: close\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")));
+        Assert.StartsWith("HTTP/1.1 400 ", badChunk);
+        Assert.Contains("the request body could not be read", chunkError.GetProperty("message").GetString());
+        Assert.Equal((before.Cancelled + 2, before.Invalid + 2), await Counts());
     }
 
     [Fact]

@@ -386,7 +386,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         {
             throw new ApiException(413, $"the request body is larger than {MaxBodyBytes} bytes", null, "request_too_large");
         }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status400BadRequest && IsEndOfContent(ctx, buffer))
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status400BadRequest && IsEndOfContent(ctx, buffer, e))
         {
             throw ClientGone(e.Message);
         }
@@ -403,12 +403,18 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
     }
 
     /// <summary>
-    /// Whether the body ended before its Content-Length: with Kestrel's 400 that means the connection closed
-    /// mid-body, so the client is gone (Kestrel does not cancel RequestAborted for it). A body too slow to arrive
-    /// is a 408 and is still answered.
+    /// Whether the connection closed mid-body, so the client is gone (Kestrel does not cancel RequestAborted for
+    /// it): with a Content-Length, the body is shorter; a chunked body has no length, and Kestrel's 400 then says
+    /// so in its message (its reason code is internal), where a malformed chunk gets another. A body too slow to
+    /// arrive is a 408 and is still answered.
     /// </summary>
-    private static bool IsEndOfContent(HttpContext ctx, MemoryStream received) =>
-        ctx.Request.ContentLength is long length && received.Length < length;
+    private static bool IsEndOfContent(HttpContext ctx, MemoryStream received, BadHttpRequestException e) =>
+        ctx.Request.ContentLength is long length
+            ? received.Length < length
+            : e.Message.StartsWith(KestrelEndOfContent, StringComparison.Ordinal);
+
+    /// <summary>Kestrel's message for a request body cut off by the end of the connection.</summary>
+    private const string KestrelEndOfContent = "Unexpected end of request content";
 
     private const string ClientClosedCode = "client_closed_request";
 
