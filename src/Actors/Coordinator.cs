@@ -26,7 +26,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
     private const string ShutdownTimer = "shutdown-grace";
     private const string RecoveryTimer = "recovery-timeout";
 
-    /// <summary>How long a shutdown waits for remote ranks to stop before it answers anyway.</summary>
+    /// <summary>How long a shutdown (or rank 0's departure) waits for remote ranks to acknowledge before it answers anyway.</summary>
     private static readonly TimeSpan ShutdownGrace = TimeSpan.FromSeconds(3);
 
     private readonly CoordinatorSettings _settings;
@@ -76,7 +76,8 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
     private string _downReason = "";
     private int _outage;
 
-    /// <summary>Remote workers told to shut down that have not stopped yet, and who asked for the shutdown.</summary>
+    /// <summary>Remote workers told to shut down (or that rank 0 leaves) that have not acknowledged yet (stopped, or
+    /// answered <see cref="MasterLeavingNoted"/>), and who asked.</summary>
     private readonly HashSet<IActorRef> _stopping = new();
     private IActorRef? _shutdownRequester;
 
