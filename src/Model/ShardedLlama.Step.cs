@@ -239,8 +239,7 @@ public sealed partial class ShardedLlama
                         rows = KeepSampledRows(plan, x, qkv, qkvDim, positions, sequenceOf);
                         if (rows == 0) break; // every rank has the same plan, so all skip the same collectives
                     }
-                    if (kvBf16) AttendRows<BF16Weights>(rows, qkv, mem, layer.Window, tables, positions, sequenceOf, blockStride, headStride, scores, attn);
-                    else AttendRows<F32Weights>(rows, qkv, mem, layer.Window, tables, positions, sequenceOf, blockStride, headStride, scores, attn);
+                    AttendRows(new Attention(rows, qkv, mem, layer.Window, tables, positions, sequenceOf, blockStride, headStride, scores, attn, kvBf16));
 
                     MatMul(attn, rows, layer.Wo, o);
                     AllReduceActivations(o, rows); // the step's activations are float32 in either compute dtype
@@ -326,33 +325,60 @@ public sealed partial class ShardedLlama
         }
     }
 
+    /// <summary>One layer's attention as the split workers share it, held in a field so that handing it out
+    /// allocates nothing (see <see cref="Product"/>).</summary>
+    private readonly unsafe struct Attention(int rows, float* qkv, LayerMemory mem, int? window, GCHandleArray tables, int* positions,
+        int* sequenceOf, long blockStride, long headStride, float* scores, float* attn, bool kvBf16)
+    {
+        public readonly int Rows = rows;
+        public readonly float* Qkv = qkv, Scores = scores, Attn = attn;
+        public readonly LayerMemory Mem = mem;
+        public readonly int? Window = window;
+        public readonly GCHandleArray Tables = tables;
+        public readonly int* Positions = positions, SequenceOf = sequenceOf;
+        public readonly long BlockStride = blockStride, HeadStride = headStride;
+        public readonly bool KvBf16 = kvBf16;
+    }
+
+    private Attention _attention;
+
+    /// <summary>What every split worker runs for a layer's attention.</summary>
+    private readonly Action<int> _attendPairs;
+
     /// <summary>
     /// Every row's local query heads attend over their sequence's positions up to the row's own. (row, head)
     /// pairs are dealt out among the split helpers: attention is 5–8% of a llama-160m decode step, and much
     /// more of a long prefill, which would otherwise run on one thread while the others wait.
     /// </summary>
-    private unsafe void AttendRows<TCache>(int rows, float* qkv, LayerMemory mem, int? window, GCHandleArray tables, int* positions, int* sequenceOf,
-        long blockStride, long headStride, float* scores, float* attn)
-        where TCache : struct, IWeightFormat
+    private void AttendRows(in Attention attention)
     {
-        int d = Config.HeadDim, heads = Plan.LocalHeads, context = ContextLength, group = _group, qkvDim = _qDim + 2 * _kvDim;
+        _attention = attention;
+        if (_workers is null) AttendPairs(0, 1);
+        else _workers.Run(_attendPairs);
+    }
+
+    private void AttendPairs(int part, int parts)
+    {
+        if (_attention.KvBf16) AttendPairs<BF16Weights>(part, parts);
+        else AttendPairs<F32Weights>(part, parts);
+    }
+
+    private unsafe void AttendPairs<TCache>(int part, int parts) where TCache : struct, IWeightFormat
+    {
+        var a = _attention;
+        int d = Config.HeadDim, heads = Plan.LocalHeads, group = _group, qkvDim = _qDim + 2 * _kvDim;
         float scale = 1f / MathF.Sqrt(d);
-        int total = rows * heads;
-        void Pairs(int part, int parts)
+        int total = a.Rows * heads;
+        float* partScores = a.Scores + (long)part * ContextLength; // each part its own score row
+        for (int pair = part; pair < total; pair += parts)
         {
-            float* partScores = scores + (long)part * context; // each part its own score row
-            for (int pair = part; pair < total; pair += parts)
-            {
-                int r = pair / heads, head = pair % heads;
-                long kvOffset = (head / group) * headStride;
-                // The positions a row sees: [first, position], the last W of them in a windowed layer.
-                int length = positions[r] + 1, first = window is int w ? Math.Max(0, length - w) : 0;
-                AttentionKernel.Attend<TCache>(qkv + (long)r * qkvDim + head * d, mem.KPool + kvOffset, mem.VPool + kvOffset,
-                    tables.Table(sequenceOf[r]), KvBlockSize, blockStride, first, length, d, scale, partScores, attn + (long)r * _qDim + head * d);
-            }
+            int r = pair / heads, head = pair % heads;
+            long kvOffset = (head / group) * a.HeadStride;
+            // The positions a row sees: [first, position], the last W of them in a windowed layer.
+            int length = a.Positions[r] + 1, first = a.Window is int w ? Math.Max(0, length - w) : 0;
+            AttentionKernel.Attend<TCache>(a.Qkv + (long)r * qkvDim + head * d, a.Mem.KPool + kvOffset, a.Mem.VPool + kvOffset,
+                a.Tables.Table(a.SequenceOf[r]), KvBlockSize, a.BlockStride, first, length, d, scale, partScores, a.Attn + (long)r * _qDim + head * d);
         }
-        if (_workers is null) Pairs(0, 1);
-        else _workers.Run(part => Pairs(part, _workers.Parts));
     }
 
     /// <summary>n elements of a float32 or bf16 tensor's memory into float32.</summary>

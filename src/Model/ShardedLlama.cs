@@ -157,6 +157,8 @@ public sealed partial class ShardedLlama : IDisposable
 
     internal ShardedLlama(ICheckpointReader reader, ICollectives comm, ModelLoadOptions options, IProgress<double>? progress)
     {
+        _claimProductRows = _ => ClaimProductRows();
+        _attendPairs = part => AttendPairs(part, _workers!.Parts);
         _comm = comm;
         var c = reader.Config;
         Config = c;
@@ -668,75 +670,98 @@ public sealed partial class ShardedLlama : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private unsafe void MatMul(float* x, int rows, SplitMatrix w, float* y)
     {
-        if (w.Format is not null) QuantizedMatMul(x, rows, w, y);
-        else if (w.ElementSize == sizeof(float)) MatMul<F32Weights>(x, rows, w, y);
-        else MatMul<BF16Weights>(x, rows, w, y);
+        ProductKind kind = w.Format is not null ? ProductKind.Quantized : w.ElementSize == sizeof(float) ? ProductKind.F32 : ProductKind.BF16;
+        // Block formats: every activation row quantized to Q8_0 once, then integer dot products over the blocks
+        // (BlockFormat.Dot, batched like the float panels: each panel streamed once for all rows, each row's result
+        // the same in any batch).
+        if (kind == ProductKind.Quantized) _quantizedX.Quantize(x, (int)w.In, rows, w.In);
+        _product = new Product(x, rows, w, y, kind);
+        if (w.RowStart.Length == 2)
+        {
+            ProductRows(0, w.Out);
+            return;
+        }
+        _nextRow = 0;
+        _workers!.Run(_claimProductRows);
     }
+
+    private enum ProductKind : byte { F32, BF16, Quantized }
+
+    /// <summary>The product being computed, held in a field (not captured by a lambda) so that handing it to the
+    /// split workers allocates nothing: a closure and two delegates per product were most of the 5–7 KB of garbage
+    /// a step made on rank 0, whose gen0 collections (3–6 ms) stalled a step every few hundred.</summary>
+    private readonly unsafe struct Product(float* x, int rows, SplitMatrix w, float* y, ProductKind kind)
+    {
+        public readonly float* X = x, Y = y;
+        public readonly int Rows = rows;
+        public readonly SplitMatrix W = w;
+        public readonly ProductKind Kind = kind;
+
+        /// <summary>Rows are claimed in whole panels.</summary>
+        public long Unit => Kind == ProductKind.Quantized ? W.PanelRows : DotKernel.PanelRows;
+    }
+
+    private Product _product;
 
     /// <summary>Activations quantized to Q8_0 for the integer kernels, once per product and shared by the split workers.</summary>
     private readonly QuantizedActivations _quantizedX = new();
 
+    /// <summary>What every split worker runs for a product: it claims blocks of rows until none are left.</summary>
+    private readonly Action<int> _claimProductRows;
+
     /// <summary>
-    /// The step's products against a block-quantized matrix: every activation row quantized to Q8_0 once, then
-    /// integer dot products over the blocks (<see cref="BlockFormat.Dot"/>, batched like
-    /// <see cref="DotKernel.Panel4Rows{TWeights}"/>: each panel streamed once for all rows, each row's result the
-    /// same in any batch), the panels shared among the split workers as for floats.
+    /// Threads take blocks of rows from a shared counter rather than fixed halves, so a thread whose core is slowed
+    /// (a neighbour's burst, an interrupt) does less of the product instead of holding the others up. Blocks shrink
+    /// as the product nears its end (a share of what is left, guided scheduling): the caller waits for the last
+    /// block to finish, and a fixed 64-row block of a 3072-wide matrix is ~30 µs of streaming, paid up to ~50 times
+    /// a step.
     /// </summary>
-    private unsafe void QuantizedMatMul(float* x, int rows, SplitMatrix w, float* y)
+    private void ClaimProductRows()
     {
-        _quantizedX.Quantize(x, (int)w.In, rows, w.In);
-        var format = w.Format!;
-        long blocks = w.In / BlockFormat.BlockSize;
-        ShareRows(w, w.PanelRows, (r, end) => format.Dot(w.Data, r, end, blocks, w.PanelRows, _quantizedX, y, w.Out));
+        long total = _product.W.Out, unit = _product.Unit;
+        int parts = _workers!.Parts;
+        while (true)
+        {
+            long r = Volatile.Read(ref _nextRow);
+            if (r >= total) return;
+            long size = Math.Clamp((total - r) / (2 * parts), MinBlockRows, MaxBlockRows) / unit * unit;
+            long end = Math.Min(total, r + size);
+            if (Interlocked.CompareExchange(ref _nextRow, end, r) != r) continue;
+            ProductRows(r, end);
+        }
+    }
+
+    /// <summary>Output rows [r, end) of the current product.</summary>
+    private unsafe void ProductRows(long r, long end)
+    {
+        var p = _product;
+        switch (p.Kind)
+        {
+            case ProductKind.F32:
+                MatMulRows<F32Weights>(p.X, p.Rows, p.W, p.Y, r, end);
+                break;
+            case ProductKind.BF16:
+                MatMulRows<BF16Weights>(p.X, p.Rows, p.W, p.Y, r, end);
+                break;
+            default:
+                p.W.Format!.Dot(p.W.Data, r, end, p.W.In / BlockFormat.BlockSize, p.W.PanelRows, _quantizedX, p.Y, p.W.Out);
+                break;
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private unsafe void MatMul<TWeights>(float* x, int rows, SplitMatrix w, float* y) where TWeights : struct, IWeightFormat
+    private static unsafe void MatMulRows<TWeights>(float* x, int rows, SplitMatrix w, float* y, long r, long end) where TWeights : struct, IWeightFormat
     {
         byte* ws = w.Data;
         int n = (int)w.In;
         long rowBytes = (long)n * TWeights.Bytes, outDim = w.Out;
-        void Block(long r, long end)
+        if (w.Packed)
         {
-            if (w.Packed)
-            {
-                DotKernel.PanelsRows<TWeights>(ws + r * rowBytes, (end - r) / DotKernel.PanelRows, x, n, rows, n, y + r, outDim);
-                return;
-            }
-            for (; r < end; r++)
-                for (int b = 0; b < rows; b++) y[b * outDim + r] = DotKernel.Dot<TWeights>(ws + r * rowBytes, x + (long)b * n, n);
-        }
-        ShareRows(w, DotKernel.PanelRows, Block);
-    }
-
-    /// <summary>Runs <paramref name="block"/> over the rows of <paramref name="w"/>, on the split workers when the rank has them.</summary>
-    private void ShareRows(SplitMatrix w, long unit, Action<long, long> block)
-    {
-        if (w.RowStart.Length == 2)
-        {
-            block(0, w.Out);
+            DotKernel.PanelsRows<TWeights>(ws + r * rowBytes, (end - r) / DotKernel.PanelRows, x, n, rows, n, y + r, outDim);
             return;
         }
-        // Threads take blocks of rows from a shared counter rather than fixed halves, so a thread whose core
-        // is slowed (a neighbour's burst, an interrupt) does less of the product instead of holding the
-        // others up. Blocks shrink as the product nears its end (a share of what is left, guided scheduling):
-        // the caller waits for the last block to finish, and a fixed 64-row block of a 3072-wide matrix is
-        // ~30 µs of streaming, paid up to ~50 times a step.
-        long total = w.Out;
-        int parts = _workers!.Parts;
-        _nextRow = 0;
-        _workers.Run(_ =>
-        {
-            while (true)
-            {
-                long r = Volatile.Read(ref _nextRow);
-                if (r >= total) return;
-                long size = Math.Clamp((total - r) / (2 * parts), MinBlockRows, MaxBlockRows) / unit * unit;
-                long end = Math.Min(total, r + size);
-                if (Interlocked.CompareExchange(ref _nextRow, end, r) != r) continue;
-                block(r, end);
-            }
-        });
+        for (; r < end; r++)
+            for (int b = 0; b < rows; b++) y[b * outDim + r] = DotKernel.Dot<TWeights>(ws + r * rowBytes, x + (long)b * n, n);
     }
 
     /// <summary>Bounds of a claimed block of rows (multiples of the panel height): large enough that claiming
