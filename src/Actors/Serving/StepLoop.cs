@@ -35,7 +35,7 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
         try
         {
             WarmUp(port.TakeWarmUp(), end);
-            CollectWhileIdle(full: true);
+            CollectWhileIdle(GC.MaxGeneration);
             long stepStart = Stopwatch.GetTimestamp();
             double lastWallMs = double.PositiveInfinity;
             while (!end.IsCancellationRequested)
@@ -55,7 +55,7 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
                     }
                     if (end.IsCancellationRequested) break;
                     if (comm.WorldSize > 1) _channel.Send(new StepPlan(_channel.LastStep + 1, [])); // keep-alive
-                    CollectWhileIdle(full: false);
+                    CollectWhileIdle(0);
                     stepStart = Stopwatch.GetTimestamp();
                     continue;
                 }
@@ -173,27 +173,23 @@ public sealed class StepLoop(IShardEngine engine, ICollectives comm, Scheduler s
     /// one included, for 3–6 ms) is less likely to land inside a request. At the loop's start the heap still holds
     /// what loading and the warm-up left, and the first collection used to come a few hundred steps into the first
     /// request: `generate --world-size 2` on the bundled model (256 tokens, about 51 ms of decode) showed a control
-    /// share above 10% in 8 of 14 runs, and in 2 of 14 with this (median about 11% against 7.5%). While idle, every
-    /// keep-alive empties gen0 (microseconds when there is little in it).
+    /// share above 10% in 8 of 14 runs, and in 2 of 14 with this (median about 11% against 7.5%; the machine's fast
+    /// state). While idle, every keep-alive empties gen0 (microseconds when there is little in it).
     /// </summary>
-    private static void CollectWhileIdle(bool full)
-    {
-        if (full) GC.Collect();
-        else GC.Collect(0);
-    }
+    private static void CollectWhileIdle(int generation) => GC.Collect(generation);
 
     /// <summary>A non-zero rank's side of the loop: run every plan rank 0 sends until a stop plan. A gap in
     /// the plans' step numbers, or any ring error, throws a <see cref="CollectiveException"/>.</summary>
     public static void Follow(IShardEngine engine, ICollectives comm)
     {
         var channel = new PlanChannel(comm);
-        CollectWhileIdle(full: true);
+        CollectWhileIdle(GC.MaxGeneration);
         while (true)
         {
             var plan = channel.Receive();
             if (plan.Stop) return;
             if (plan.Sequences.Count > 0) engine.Execute(plan);
-            else CollectWhileIdle(full: false); // a keep-alive: rank 0 has been idle for a while
+            else CollectWhileIdle(0); // a keep-alive: rank 0 has been idle for a while
         }
     }
 }
