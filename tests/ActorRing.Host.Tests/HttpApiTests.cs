@@ -38,6 +38,11 @@ public sealed class HttpApiTests(HttpCluster cluster)
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"top_logprobs":2}""", "top_logprobs", "needs logprobs: true")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"stop":[""]}""", "stop", "stop[0]")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}""", "stream_options", "only allowed with stream: true")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}""", "response_format", "json_schema is not supported")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}""", "response_format", "must be \"text\" or \"json_object\", got \"yaml\"")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":"json"}""", "response_format", "response_format must be an object")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{}}""", "response_format", "response_format.type is required")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"},"ignore_eos":true}""", "response_format", "ignore_eos cannot be used with it")]
     public async Task Bad_chat_requests_get_400_in_OpenAI_error_shape_naming_the_field(string body, string? param, string message)
     {
         AssertError(HttpStatusCode.BadRequest, await cluster.PostAsync(Chat, body), param, message);
@@ -344,6 +349,43 @@ public sealed class HttpApiTests(HttpCluster cluster)
         Assert.Equal(("stop", 1), (eos.Finish, eos.Tokens));
         var ignored = await Completion(""" "max_tokens":5,"logit_bias":{"2":100},"ignore_eos":true """);
         Assert.Equal(("length", 5), (ignored.Finish, ignored.Tokens));
+    }
+
+    [Fact]
+    public async Task JSON_mode_answers_with_one_JSON_object_and_text_mode_is_the_default()
+    {
+        async Task<(string Finish, string Content)> Ask(string fields)
+        {
+            var (status, json) = await cluster.PostAsync(Chat, $$"""{"messages":{{User}},"max_tokens":400,{{fields}}}""");
+            Assert.True(status == HttpStatusCode.OK, $"{fields}: {status} {json}");
+            var choice = json.GetProperty("choices")[0];
+            return (choice.GetProperty("finish_reason").GetString()!, choice.GetProperty("message").GetProperty("content").GetString()!);
+        }
+        static void AssertObjectOrPrefix((string Finish, string Content) answer, string what)
+        {
+            var prefix = Model.Sampling.JsonPrefix.Empty;
+            Assert.True(prefix.TryRead(Encoding.UTF8.GetBytes(answer.Content)), $"{what}: not JSON: {answer.Content}");
+            if (answer.Finish != "stop") return;
+            using var doc = JsonDocument.Parse(answer.Content);
+            Assert.Equal(JsonValueKind.Object, doc.RootElement.ValueKind);
+        }
+
+        // The story model writes prose, not JSON: greedy and seeded sampling are held to an object all the same. It
+        // rarely closes one, so "}" (byte token 128) gets a bias, which the constraint overrules wherever "}" cannot go.
+        var greedy = await Ask(""" "temperature":0,"response_format":{"type":"json_object"} """);
+        Assert.StartsWith("{", greedy.Content.TrimStart());
+        AssertObjectOrPrefix(greedy, "greedy");
+        for (int seed = 1; seed <= 3; seed++) AssertObjectOrPrefix(await Ask($$""" "temperature":1,"seed":{{seed}},"response_format":{"type":"json_object"} """), $"seed {seed}");
+
+        var empty = await Ask(""" "temperature":0,"logit_bias":{"128":100},"response_format":{"type":"json_object"} """);
+        Assert.Equal(("stop", "{}"), (empty.Finish, empty.Content.Trim()));
+        var closed = await Ask(""" "temperature":1,"seed":2,"logit_bias":{"128":10},"response_format":{"type":"json_object"} """);
+        Assert.Equal("stop", closed.Finish);
+        AssertObjectOrPrefix(closed, "closed");
+        using (var doc = JsonDocument.Parse(closed.Content)) Assert.NotEmpty(doc.RootElement.EnumerateObject());
+
+        // "text" is the default format: the same answer as no response_format at all.
+        Assert.Equal(await Ask(""" "temperature":0 """), await Ask(""" "temperature":0,"response_format":{"type":"text"} """));
     }
 
     [Fact]

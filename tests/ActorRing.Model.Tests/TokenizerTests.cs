@@ -179,6 +179,20 @@ public sealed class TokenizerTests
         Assert.Contains("512", ex.Message);
     }
 
+    [Theory]
+    [MemberData(nameof(BundledTokenizers))]
+    public void Token_bytes_are_what_each_token_adds_to_the_text_in_mid_sequence(string which)
+    {
+        // JSON mode reads these bytes to tell which tokens may come next, so they must be the decoder's own.
+        var tok = Load(which);
+        var ids = tok.Encode("Once upon a time, \"Tim\" said: {hello}\n", addBos: true);
+        var decoded = System.Text.Encoding.UTF8.GetBytes(tok.Decode([.. ids, .. ids.Skip(1)]));
+        var first = System.Text.Encoding.UTF8.GetBytes(tok.Decode(ids));
+        Assert.Equal(decoded[first.Length..], ids.Skip(1).SelectMany(tok.TokenBytes).ToArray());
+        Assert.Empty(tok.TokenBytes(1)); // BOS: special, no text
+        Assert.Equal("\n"u8.ToArray(), tok.TokenBytes(13)); // a byte token
+    }
+
     [Fact]
     public void Empty_text_encodes_to_bos_only()
     {

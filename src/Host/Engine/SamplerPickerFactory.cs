@@ -1,12 +1,20 @@
 using ActorRing.Actors;
 using ActorRing.Actors.Engine;
 using ActorRing.Model.Sampling;
+using ActorRing.Model.Tokenization;
 
 namespace ActorRing.Host.Engine;
 
-/// <summary>The model layer's <see cref="Sampler"/>, one per request (its seeded RNG belongs to that request).</summary>
-public sealed class SamplerPickerFactory : ITokenPickerFactory
+/// <summary>
+/// The model layer's <see cref="Sampler"/>, one per request (its seeded RNG belongs to that request), with a
+/// <see cref="JsonObjectConstraint"/> when the request asks for JSON. That needs each token's bytes, which
+/// <paramref name="tokenizer"/> gives (the table is built on the first such request and shared).
+/// </summary>
+public sealed class SamplerPickerFactory(ITextTokenizer? tokenizer = null) : ITokenPickerFactory
 {
+    private readonly Lazy<byte[]?[]> _tokenBytes = new(() => tokenizer is null ? [] :
+        [.. Enumerable.Range(0, tokenizer.VocabSize).Select(id => tokenizer.IsSpecial(id) ? null : tokenizer.TokenBytes(id))]);
+
     public static SamplingOptions ToOptions(SamplingSpec s) => new(
         Temperature: (float)s.Temperature,
         TopK: s.TopK,
@@ -21,20 +29,33 @@ public sealed class SamplerPickerFactory : ITokenPickerFactory
         LogitBias: s.LogitBias,
         // The spec's stop ids hold the EOS ids too (unless the request ignores EOS): min_tokens holds them all back.
         StopTokenIds: s.StopTokenIds,
-        MinTokens: s.MinTokens);
+        MinTokens: s.MinTokens,
+        JsonObject: s.JsonObject);
 
     /// <exception cref="ArgumentException">The options name a field and value that cannot be used.</exception>
-    public ITokenPicker Create(SamplingSpec sampling) => new Picker(new Sampler(ToOptions(sampling).Validate()));
-
-    private sealed class Picker(Sampler sampler) : ITokenPicker
+    public ITokenPicker Create(SamplingSpec sampling)
     {
-        private int _promptLength = -1;
+        var options = ToOptions(sampling).Validate();
+        JsonObjectConstraint? json = null;
+        if (sampling.JsonObject)
+        {
+            if (tokenizer is null) throw new ArgumentException("response_format json_object needs the model's tokenizer, and this rank has none");
+            json = new JsonObjectConstraint(_tokenBytes.Value, sampling.StopTokenIds ?? []);
+        }
+        return new Picker(new Sampler(options, json), json);
+    }
+
+    private sealed class Picker(Sampler sampler, ITokenConstraint? constraint) : ITokenPicker
+    {
+        private int _promptLength = -1, _accepted;
 
         public int Pick(float[] logits, IReadOnlyList<int> history) => Sample(logits, history).TokenId;
 
         public SampledToken Sample(float[] logits, IReadOnlyList<int> history)
         {
-            if (_promptLength < 0) _promptLength = history.Count;
+            if (_promptLength < 0) _accepted = _promptLength = history.Count;
+            // The history holds the tokens picked since the last call (one, or more after a recompute).
+            for (; _accepted < history.Count; _accepted++) constraint?.Accept(history[_accepted]);
             return sampler.Sample(logits, history, _promptLength);
         }
     }

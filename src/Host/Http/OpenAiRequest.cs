@@ -34,7 +34,6 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
     {
         var messages = Messages(f);
         f.Refuse("tools", "this server has no tool calling");
-        f.Refuse("response_format", "this server has no structured output");
         if (f.Bool("logprobs") is not true && f.Has("top_logprobs"))
             throw ApiException.BadRequest("top_logprobs needs logprobs: true", "top_logprobs");
         int? logprobs = f.Bool("logprobs") is true ? f.Int("top_logprobs", 0, SamplingOptions.MaxLogprobs) ?? 0 : null;
@@ -53,7 +52,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         }
         int? max = f.Int("max_completion_tokens", 1, int.MaxValue) ?? f.Int("max_tokens", 1, int.MaxValue);
         string maxParam = f.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-        return Build(f, service, ids, "messages", max, maxParam, logprobs);
+        return Build(f, service, ids, "messages", max, maxParam, logprobs, JsonObjectFormat(f));
     }
 
     public static OpenAiRequest Completion(JsonFields f, GenerationService service)
@@ -63,11 +62,11 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         f.Refuse("best_of", "only one completion is generated per request; drop best_of");
         var ids = Prompt(f, service);
         int? logprobs = f.Int("logprobs", 0, 5);
-        return Build(f, service, ids, "prompt", f.Int("max_tokens", 1, int.MaxValue), "max_tokens", logprobs);
+        return Build(f, service, ids, "prompt", f.Int("max_tokens", 1, int.MaxValue), "max_tokens", logprobs, JsonObjectFormat(f));
     }
 
     private static OpenAiRequest Build(JsonFields f, GenerationService service, IReadOnlyList<int> ids, string promptParam,
-        int? maxTokens, string maxParam, int? logprobs)
+        int? maxTokens, string maxParam, int? logprobs, bool jsonObject)
     {
         int n = f.Int("n", 1, MaxChoices) ?? 1;
         bool stream = f.Bool("stream") ?? false;
@@ -108,7 +107,11 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             Logprobs = logprobs,
             LogitBias = LogitBias(f),
             MinTokens = MinTokens(f, max),
+            JsonObject = jsonObject,
         };
+        // The clashes of JSON mode with other fields, named after response_format (GetErrors lists them first).
+        if (jsonObject && sampling.GetErrors().FirstOrDefault(e => e.StartsWith("response_format", StringComparison.Ordinal)) is { } clash)
+            throw ApiException.BadRequest(clash, "response_format");
         var input = new GenerationInput(ids, sampling);
         try
         {
@@ -119,6 +122,28 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             throw ApiException.BadRequest(e.Message, e.Param);
         }
         return new OpenAiRequest(input, stream, includeUsage, logprobs, promptParam, n);
+    }
+
+    /// <summary>
+    /// OpenAI's response_format: "text" (the default) or "json_object", whose completion is one JSON object (the
+    /// sampler allows only tokens that continue it, then EOS). vLLM takes it in the legacy API as well. A schema
+    /// ("json_schema") is refused by name rather than answered with JSON that may not follow it.
+    /// </summary>
+    private static bool JsonObjectFormat(JsonFields f)
+    {
+        if (f.Get("response_format") is not { } v) return false;
+        if (v.ValueKind != JsonValueKind.Object) throw JsonFields.Type("response_format", "an object such as {\"type\": \"json_object\"}", v);
+        string? type = new JsonFields(v).String("type");
+        return type switch
+        {
+            "text" => false,
+            "json_object" => true,
+            "json_schema" => throw ApiException.BadRequest(
+                "response_format json_schema is not supported: this server can constrain the output to a JSON object "
+                + "({\"type\": \"json_object\"}) but not to a schema", "response_format", "unsupported_parameter"),
+            null => throw ApiException.BadRequest("response_format.type is required: \"text\" or \"json_object\"", "response_format", "missing_required_parameter"),
+            _ => throw ApiException.BadRequest($"response_format.type must be \"text\" or \"json_object\", got \"{type}\"", "response_format"),
+        };
     }
 
     /// <summary>A number in (0, max]: zero would remove every token (top_p) or divide by zero (repetition_penalty).</summary>

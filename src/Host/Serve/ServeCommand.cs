@@ -314,7 +314,7 @@ public static class ServeCommand
                     setup.Engines,
                     new RingCommunicatorConnector(ring, ringOptions, loggers.CreateLogger("ActorRing.Transport")),
                     coordinator,
-                    ring.Rank == 0 ? new SamplerPickerFactory() : null,
+                    ring.Rank == 0 ? new SamplerPickerFactory(setup.Tokenizer) : null,
                     options.Scheduling,
                     setup.Tokenizer is { } tokenizer ? new StopStringRules(tokenizer) : null,
                     ring.Rank == 0 ? sp.GetRequiredService<ActorRing.Actors.Serving.ServingPort>() : null));

@@ -12,15 +12,19 @@ namespace ActorRing.Model.Sampling;
 public sealed class Sampler
 {
     private readonly DeterministicRng _rng;
+    private readonly ITokenConstraint? _constraint;
     private float[] _scores = [];
     private double[] _weights = [];
     private int[] _candidates = [];
     private int[] _seenStamp = [];
     private int _stamp;
 
-    public Sampler(SamplingOptions options)
+    /// <param name="constraint">Which tokens may come next (e.g. OpenAI's JSON mode); null: any. It follows the picks
+    /// only through its own Accept, which the caller calls.</param>
+    public Sampler(SamplingOptions options, ITokenConstraint? constraint = null)
     {
         ArgumentNullException.ThrowIfNull(options);
+        _constraint = constraint;
         Options = options.Validate();
         Seed = options.Seed ?? BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
         _rng = new DeterministicRng(Seed);
@@ -126,7 +130,7 @@ public sealed class Sampler
             throw new ArgumentException("logits must not be empty", nameof(logits));
         }
 
-        if (Options.IsGreedy && Options.RepetitionPenalty == 1 && Options.PresencePenalty == 0 && Options.FrequencyPenalty == 0 && !Options.HasLogitBias
+        if (_constraint is null && Options.IsGreedy && Options.RepetitionPenalty == 1 && Options.PresencePenalty == 0 && Options.FrequencyPenalty == 0 && !Options.HasLogitBias
             && !BelowMinTokens(previousTokens, promptLength))
         {
             // Nothing rewrites the scores, so the pick needs neither their copy nor a scalar pass: on rank 0's step
@@ -184,7 +188,12 @@ public sealed class Sampler
 
         if (Options.IsGreedy)
         {
-            return ArgMax(scores);
+            return _constraint is null ? ArgMax(scores) : ConstrainedArgMax(scores);
+        }
+
+        if (_constraint is not null)
+        {
+            RemoveDisallowed(scores);
         }
 
         var top = ArgMax(scores);
@@ -278,6 +287,43 @@ public sealed class Sampler
         }
 
         return candidates[0];
+    }
+
+    /// <summary>
+    /// The greedy pick among the allowed tokens. The model's own favourite is allowed most of the time, so the best
+    /// few are tried one by one before every token is checked; either way the pick is the first of the highest
+    /// allowed scores, as <see cref="ArgMax"/> over the masked scores would give.
+    /// </summary>
+    private int ConstrainedArgMax(Span<float> scores)
+    {
+        const int Tries = 8;
+        for (var i = 0; i < Tries; i++)
+        {
+            var best = ArgMax(scores);
+            if (float.IsNegativeInfinity(scores[best]))
+            {
+                break;
+            }
+
+            if (_constraint!.Allows(best))
+            {
+                return best;
+            }
+
+            scores[best] = float.NegativeInfinity;
+        }
+
+        RemoveDisallowed(scores);
+        return ArgMax(scores);
+    }
+
+    /// <summary>Sets every disallowed token's score to -infinity; throws when no token is left.</summary>
+    private void RemoveDisallowed(Span<float> scores)
+    {
+        if (!_constraint!.RemoveDisallowed(scores))
+        {
+            throw new InvalidOperationException("no token may come next: the response format allows none of those the other settings leave");
+        }
     }
 
     // Fills _candidates with the tokens that survive top-k (and a lossless pre-filter for top-p), ordered by

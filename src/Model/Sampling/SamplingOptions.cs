@@ -14,6 +14,8 @@ namespace ActorRing.Model.Sampling;
 /// <see cref="StopConditions"/> lets no stop string end a shorter completion.
 /// LogitBias (OpenAI's logit_bias) adds a value in [-100, 100] to a token's logit before anything else looks at
 /// it: -100 in effect bans the token, 100 in effect forces it.
+/// JsonObject (OpenAI's response_format json_object): the completion is one JSON object, ended by an EOS or stop id
+/// right after it (<see cref="JsonObjectConstraint"/>), so it cannot be combined with IgnoreEos or MinTokens.
 /// </summary>
 public sealed record SamplingOptions(
     float Temperature = 0,
@@ -30,7 +32,8 @@ public sealed record SamplingOptions(
     int? Logprobs = null,
     IReadOnlyDictionary<int, float>? LogitBias = null,
     bool IgnoreEos = false,
-    int MinTokens = 0)
+    int MinTokens = 0,
+    bool JsonObject = false)
 {
     /// <summary>The largest bias magnitude a request may give a token (OpenAI's limit).</summary>
     public const float MaxLogitBias = 100;
@@ -120,6 +123,16 @@ public sealed record SamplingOptions(
         if (MinTokens < 0 || MinTokens > MaxTokens)
         {
             errors.Add($"min_tokens must be in [0, max_tokens = {MaxTokens}], got {MinTokens}");
+        }
+
+        if (JsonObject && IgnoreEos)
+        {
+            errors.Add("response_format json_object ends the completion with EOS right after the object, so ignore_eos cannot be used with it");
+        }
+
+        if (JsonObject && MinTokens > 0)
+        {
+            errors.Add($"response_format json_object ends the completion right after the object, however short, so min_tokens ({MinTokens}) cannot be used with it");
         }
 
         if (StopStrings is not null)

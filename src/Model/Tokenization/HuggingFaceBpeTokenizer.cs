@@ -279,6 +279,8 @@ public sealed class HuggingFaceBpeTokenizer : ITextTokenizer
 
     public string IdToToken(int id) => _table.Spelling(id);
 
+    public byte[] TokenBytes(int id) => _table.BytesFor(id, previousId: -1, atTextStart: false).ToArray();
+
     public IncrementalDecoder CreateIncrementalDecoder() => new(_table);
 
     private void EncodeSegment(string source, int start, int length, List<int> ids)

@@ -38,6 +38,12 @@ public interface ITextTokenizer
     /// <summary>The vocabulary's own spelling of a token (e.g. "▁Once", "&lt;0x0A&gt;", "Ġthe"), for diagnostics.</summary>
     string IdToToken(int id);
 
+    /// <summary>
+    /// The bytes a token adds to the decoded text in mid-sequence (the rules about a leading space at the start of
+    /// the text aside): UTF-8, or a part of a character for byte tokens. Empty for special tokens.
+    /// </summary>
+    byte[] TokenBytes(int id);
+
     /// <summary>A fresh streaming decoder, positioned at the start of a sequence.</summary>
     IncrementalDecoder CreateIncrementalDecoder();
 }

@@ -260,6 +260,8 @@ public sealed class Llama2cTokenizer : ITextTokenizer
 
     public string IdToToken(int id) => _table.Spelling(id);
 
+    public byte[] TokenBytes(int id) => _table.BytesFor(id, previousId: -1, atTextStart: false).ToArray();
+
     public IncrementalDecoder CreateIncrementalDecoder() => new(_table);
 
     internal static bool TryParseByteToken(string piece, out byte value)

@@ -169,5 +169,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
 
     public string IdToToken(int id) => _table.Spelling(id);
 
+    public byte[] TokenBytes(int id) => _table.BytesFor(id, previousId: -1, atTextStart: false).ToArray();
+
     public IncrementalDecoder CreateIncrementalDecoder() => new(_table);
 }
