@@ -38,8 +38,9 @@ public sealed class HttpApiTests(HttpCluster cluster)
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"top_logprobs":2}""", "top_logprobs", "needs logprobs: true")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"stop":[""]}""", "stop", "stop[0]")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}""", "stream_options", "only allowed with stream: true")]
-    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}""", "response_format", "json_schema is not supported")]
-    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}""", "response_format", "must be \"text\" or \"json_object\", got \"yaml\"")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}""", "response_format", "response_format.json_schema.schema is required")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"e":{"type":"string","format":"email"}}}}}}""", "response_format", "response_format json_schema: the keyword \"format\" at #/properties/e is not supported")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}""", "response_format", "must be \"text\", \"json_object\" or \"json_schema\", got \"yaml\"")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":"json"}""", "response_format", "response_format must be an object")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{}}""", "response_format", "response_format.type is required")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"},"ignore_eos":true}""", "response_format", "ignore_eos cannot be used with it")]
@@ -383,6 +384,30 @@ public sealed class HttpApiTests(HttpCluster cluster)
         Assert.Equal("stop", closed.Finish);
         AssertObjectOrPrefix(closed, "closed");
         using (var doc = JsonDocument.Parse(closed.Content)) Assert.NotEmpty(doc.RootElement.EnumerateObject());
+
+        // json_schema: keys only from the properties, each once, every required one before the object closes; the enum,
+        // the integer and the boolean as declared. Greedy closes it (this model, this prompt), and seeded answers that
+        // end parse to the schema too.
+        const string Schema = """
+            {"type":"object","properties":{"mood":{"enum":["happy","sad"]},"age":{"type":"integer"},"done":{"type":"boolean"},
+             "name":{"type":"string"}},"required":["mood","age","done","name"],"additionalProperties":false}
+            """;
+        string format = $$$""" "response_format":{"type":"json_schema","json_schema":{"name":"story","strict":true,"schema":{{{Schema}}}}} """;
+        int followed = 0;
+        foreach (string sampling in new[] { """ "temperature":0 """, """ "temperature":1,"seed":2 """, """ "temperature":1,"seed":3 """ })
+        {
+            var answer = await Ask(sampling + "," + format);
+            if (answer.Finish != "stop") continue;
+            using var doc = JsonDocument.Parse(answer.Content);
+            var root = doc.RootElement;
+            Assert.Equal(new[] { "age", "done", "mood", "name" }, root.EnumerateObject().Select(p => p.Name).Order()); // each once
+            Assert.Contains(root.GetProperty("mood").GetString(), new[] { "happy", "sad" });
+            Assert.True(root.GetProperty("age").TryGetInt64(out _), answer.Content);
+            Assert.True(root.GetProperty("done").ValueKind is JsonValueKind.True or JsonValueKind.False, answer.Content);
+            Assert.Equal(JsonValueKind.String, root.GetProperty("name").ValueKind);
+            followed++;
+        }
+        Assert.True(followed >= 2, $"only {followed} of 3 answers closed their object");
 
         // "text" is the default format: the same answer as no response_format at all.
         Assert.Equal(await Ask(""" "temperature":0 """), await Ask(""" "temperature":0,"response_format":{"type":"text"} """));

@@ -33,6 +33,28 @@ public sealed class OpenAiClientTests(HttpCluster cluster)
     }
 
     [Fact]
+    public async Task Structured_output_through_the_clients_json_schema_format_parses_to_the_schema()
+    {
+        var options = Greedy(300);
+        options.ResponseFormat = ChatResponseFormat.CreateJsonSchemaFormat("story", BinaryData.FromString("""
+            {"type":"object","properties":{"mood":{"enum":["happy","sad"]},"age":{"type":"integer"},"done":{"type":"boolean"},
+             "name":{"type":"string"}},"required":["mood","age","done","name"],"additionalProperties":false}
+            """), jsonSchemaIsStrict: true);
+        ChatCompletion answer = await Chat.CompleteChatAsync([new UserChatMessage(HttpCluster.Prompt)], options);
+
+        Assert.Equal(ChatFinishReason.Stop, answer.FinishReason);
+        using var doc = JsonDocument.Parse(answer.Content[0].Text);
+        Assert.Equal(new[] { "age", "done", "mood", "name" }, doc.RootElement.EnumerateObject().Select(p => p.Name).Order());
+        Assert.Contains(doc.RootElement.GetProperty("mood").GetString(), new[] { "happy", "sad" });
+
+        // JSON mode through the client's own switch: the answer opens an object.
+        var json = Greedy(40);
+        json.ResponseFormat = ChatResponseFormat.CreateJsonObjectFormat();
+        ChatCompletion jsonAnswer = await Chat.CompleteChatAsync([new UserChatMessage(HttpCluster.Prompt)], json);
+        Assert.StartsWith("{", jsonAnswer.Content[0].Text.TrimStart());
+    }
+
+    [Fact]
     public async Task A_streamed_chat_completion_arrives_in_pieces_that_add_up_to_the_same_text()
     {
         var options = Greedy(HttpCluster.ReferenceTokens);

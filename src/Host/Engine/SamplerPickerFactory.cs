@@ -7,13 +7,13 @@ namespace ActorRing.Host.Engine;
 
 /// <summary>
 /// The model layer's <see cref="Sampler"/>, one per request (its seeded RNG belongs to that request), with a
-/// <see cref="JsonObjectConstraint"/> when the request asks for JSON. That needs each token's bytes, which
+/// <see cref="JsonConstraint{TPrefix}"/> when the request asks for JSON. That needs each token's bytes, which
 /// <paramref name="tokenizer"/> gives (the table is built on the first such request and shared).
 /// </summary>
 public sealed class SamplerPickerFactory(ITextTokenizer? tokenizer = null) : ITokenPickerFactory
 {
-    private readonly Lazy<byte[]?[]> _tokenBytes = new(() => tokenizer is null ? [] :
-        [.. Enumerable.Range(0, tokenizer.VocabSize).Select(id => tokenizer.IsSpecial(id) ? null : tokenizer.TokenBytes(id))]);
+    private readonly Lazy<VocabularyBytes> _vocabulary = new(() => new VocabularyBytes(tokenizer is null ? [] :
+        [.. Enumerable.Range(0, tokenizer.VocabSize).Select(id => tokenizer.IsSpecial(id) ? null : tokenizer.TokenBytes(id))]));
 
     public static SamplingOptions ToOptions(SamplingSpec s) => new(
         Temperature: (float)s.Temperature,
@@ -30,17 +30,27 @@ public sealed class SamplerPickerFactory(ITextTokenizer? tokenizer = null) : ITo
         // The spec's stop ids hold the EOS ids too (unless the request ignores EOS): min_tokens holds them all back.
         StopTokenIds: s.StopTokenIds,
         MinTokens: s.MinTokens,
-        JsonObject: s.JsonObject);
+        JsonObject: s.JsonObject,
+        JsonSchema: s.JsonSchema);
 
     /// <exception cref="ArgumentException">The options name a field and value that cannot be used.</exception>
     public ITokenPicker Create(SamplingSpec sampling)
     {
         var options = ToOptions(sampling).Validate();
-        JsonObjectConstraint? json = null;
-        if (sampling.JsonObject)
+        ITokenConstraint? json = null;
+        if (options.ConstrainsJson)
         {
-            if (tokenizer is null) throw new ArgumentException("response_format json_object needs the model's tokenizer, and this rank has none");
-            json = new JsonObjectConstraint(_tokenBytes.Value, sampling.StopTokenIds ?? []);
+            if (tokenizer is null) throw new ArgumentException($"{options.JsonFormatName} needs the model's tokenizer, and this rank has none");
+            var stops = sampling.StopTokenIds ?? [];
+            if (options.JsonSchema is { } text)
+            {
+                using var schema = System.Text.Json.JsonDocument.Parse(text); // valid: Validate compiled it
+                json = new JsonConstraint<JsonSchemaPrefix>(_vocabulary.Value, JsonSchema.Compile(schema.RootElement).Start(), stops, options.JsonFormatName);
+            }
+            else
+            {
+                json = new JsonConstraint<JsonPrefix>(_vocabulary.Value, JsonPrefix.Empty, stops, options.JsonFormatName);
+            }
         }
         return new Picker(new Sampler(options, json), json);
     }

@@ -52,7 +52,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         }
         int? max = f.Int("max_completion_tokens", 1, int.MaxValue) ?? f.Int("max_tokens", 1, int.MaxValue);
         string maxParam = f.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-        return Build(f, service, ids, "messages", max, maxParam, logprobs, JsonObjectFormat(f));
+        return Build(f, service, ids, "messages", max, maxParam, logprobs, Format(f));
     }
 
     public static OpenAiRequest Completion(JsonFields f, GenerationService service)
@@ -62,11 +62,11 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         f.Refuse("best_of", "only one completion is generated per request; drop best_of");
         var ids = Prompt(f, service);
         int? logprobs = f.Int("logprobs", 0, 5);
-        return Build(f, service, ids, "prompt", f.Int("max_tokens", 1, int.MaxValue), "max_tokens", logprobs, JsonObjectFormat(f));
+        return Build(f, service, ids, "prompt", f.Int("max_tokens", 1, int.MaxValue), "max_tokens", logprobs, Format(f));
     }
 
     private static OpenAiRequest Build(JsonFields f, GenerationService service, IReadOnlyList<int> ids, string promptParam,
-        int? maxTokens, string maxParam, int? logprobs, bool jsonObject)
+        int? maxTokens, string maxParam, int? logprobs, ResponseFormat format)
     {
         int n = f.Int("n", 1, MaxChoices) ?? 1;
         bool stream = f.Bool("stream") ?? false;
@@ -107,10 +107,11 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             Logprobs = logprobs,
             LogitBias = LogitBias(f),
             MinTokens = MinTokens(f, max),
-            JsonObject = jsonObject,
+            JsonObject = format.JsonObject,
+            JsonSchema = format.JsonSchema,
         };
         // The clashes of JSON mode with other fields, named after response_format (GetErrors lists them first).
-        if (jsonObject && sampling.GetErrors().FirstOrDefault(e => e.StartsWith("response_format", StringComparison.Ordinal)) is { } clash)
+        if (sampling.ConstrainsJson && sampling.GetErrors().FirstOrDefault(e => e.StartsWith("response_format", StringComparison.Ordinal)) is { } clash)
             throw ApiException.BadRequest(clash, "response_format");
         var input = new GenerationInput(ids, sampling);
         try
@@ -124,26 +125,47 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         return new OpenAiRequest(input, stream, includeUsage, logprobs, promptParam, n);
     }
 
+    /// <summary>A request's response_format: plain text, any JSON object, or a JSON object that follows a schema.</summary>
+    private sealed record ResponseFormat(bool JsonObject = false, string? JsonSchema = null);
+
     /// <summary>
-    /// OpenAI's response_format: "text" (the default) or "json_object", whose completion is one JSON object (the
-    /// sampler allows only tokens that continue it, then EOS). vLLM takes it in the legacy API as well. A schema
-    /// ("json_schema") is refused by name rather than answered with JSON that may not follow it.
+    /// OpenAI's response_format: "text" (the default), "json_object", whose completion is one JSON object, or
+    /// "json_schema" ({"name", "schema", "strict"}), whose object follows the schema (the sampler allows only tokens
+    /// that continue it, then EOS). vLLM takes it in the legacy API as well. A schema keyword this server would not
+    /// enforce is refused by name (JsonSchema says which it enforces), strict or not.
     /// </summary>
-    private static bool JsonObjectFormat(JsonFields f)
+    private static ResponseFormat Format(JsonFields f)
     {
-        if (f.Get("response_format") is not { } v) return false;
+        if (f.Get("response_format") is not { } v) return new();
         if (v.ValueKind != JsonValueKind.Object) throw JsonFields.Type("response_format", "an object such as {\"type\": \"json_object\"}", v);
-        string? type = new JsonFields(v).String("type");
-        return type switch
+        var rf = new JsonFields(v);
+        string? type = rf.String("type");
+        switch (type)
         {
-            "text" => false,
-            "json_object" => true,
-            "json_schema" => throw ApiException.BadRequest(
-                "response_format json_schema is not supported: this server can constrain the output to a JSON object "
-                + "({\"type\": \"json_object\"}) but not to a schema", "response_format", "unsupported_parameter"),
-            null => throw ApiException.BadRequest("response_format.type is required: \"text\" or \"json_object\"", "response_format", "missing_required_parameter"),
-            _ => throw ApiException.BadRequest($"response_format.type must be \"text\" or \"json_object\", got \"{type}\"", "response_format"),
-        };
+            case "text": return new();
+            case "json_object": return new(JsonObject: true);
+            case "json_schema":
+                if (rf.Get("json_schema") is not { ValueKind: JsonValueKind.Object } spec)
+                    throw ApiException.BadRequest("response_format json_schema needs json_schema: {\"name\", \"schema\"}", "response_format", "missing_required_parameter");
+                var sf = new JsonFields(spec);
+                if (string.IsNullOrEmpty(sf.String("name"))) throw ApiException.BadRequest("response_format.json_schema.name is required", "response_format", "missing_required_parameter");
+                sf.Bool("strict"); // either way: every keyword used is enforced, the others are refused
+                if (sf.Get("schema") is not { } schema)
+                    throw ApiException.BadRequest("response_format.json_schema.schema is required: the JSON Schema of the answer", "response_format", "missing_required_parameter");
+                try
+                {
+                    JsonSchema.Compile(schema);
+                }
+                catch (JsonSchemaException e)
+                {
+                    throw ApiException.BadRequest($"response_format json_schema: {e.Message}", "response_format", "unsupported_parameter");
+                }
+                return new(JsonSchema: schema.GetRawText());
+            case null:
+                throw ApiException.BadRequest("response_format.type is required: \"text\", \"json_object\" or \"json_schema\"", "response_format", "missing_required_parameter");
+            default:
+                throw ApiException.BadRequest($"response_format.type must be \"text\", \"json_object\" or \"json_schema\", got \"{type}\"", "response_format");
+        }
     }
 
     /// <summary>A number in (0, max]: zero would remove every token (top_p) or divide by zero (repetition_penalty).</summary>

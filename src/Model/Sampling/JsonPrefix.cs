@@ -4,7 +4,7 @@ namespace ActorRing.Model.Sampling;
 /// Where a JSON object's text stands after some UTF-8 bytes, as far as it matters for what may follow: the
 /// state of a pushdown recognizer for RFC 8259 whose top-level value must be an object (OpenAI's
 /// <c>response_format: {"type": "json_object"}</c>). A value type, so trying a token's bytes on a copy leaves
-/// the original as it was: <see cref="JsonObjectConstraint"/> tries every vocabulary entry from the same state.
+/// the original as it was: <see cref="JsonConstraint{TPrefix}"/> tries every vocabulary entry from the same state.
 /// <para>
 /// Two limits keep a poorly trained model from wandering where the grammar alone would let it. Whitespace between
 /// tokens is nothing, one space, or a line break and at most <see cref="MaxIndent"/> spaces or tabs of indentation
@@ -14,7 +14,7 @@ namespace ActorRing.Model.Sampling;
 /// multi-byte character may span tokens.
 /// </para>
 /// </summary>
-public struct JsonPrefix
+public struct JsonPrefix : IJsonPrefix
 {
     /// <summary>The deepest nesting of objects and arrays allowed.</summary>
     public const int MaxDepth = 64;

@@ -15,7 +15,9 @@ namespace ActorRing.Model.Sampling;
 /// LogitBias (OpenAI's logit_bias) adds a value in [-100, 100] to a token's logit before anything else looks at
 /// it: -100 in effect bans the token, 100 in effect forces it.
 /// JsonObject (OpenAI's response_format json_object): the completion is one JSON object, ended by an EOS or stop id
-/// right after it (<see cref="JsonObjectConstraint"/>), so it cannot be combined with IgnoreEos or MinTokens.
+/// right after it (<see cref="JsonConstraint{TPrefix}"/>), so it cannot be combined with IgnoreEos or MinTokens.
+/// JsonSchema (response_format json_schema): the same, for an object that follows this JSON Schema (its text; see
+/// <see cref="Sampling.JsonSchema"/> for the keywords it may use).
 /// </summary>
 public sealed record SamplingOptions(
     float Temperature = 0,
@@ -33,8 +35,15 @@ public sealed record SamplingOptions(
     IReadOnlyDictionary<int, float>? LogitBias = null,
     bool IgnoreEos = false,
     int MinTokens = 0,
-    bool JsonObject = false)
+    bool JsonObject = false,
+    string? JsonSchema = null)
 {
+    /// <summary>The answer is held to JSON: an object (<see cref="JsonObject"/>) or one that follows <see cref="JsonSchema"/>.</summary>
+    public bool ConstrainsJson => JsonObject || JsonSchema is not null;
+
+    /// <summary>The response format as errors name it.</summary>
+    public string JsonFormatName => JsonSchema is not null ? "response_format json_schema" : "response_format json_object";
+
     /// <summary>The largest bias magnitude a request may give a token (OpenAI's limit).</summary>
     public const float MaxLogitBias = 100;
 
@@ -125,14 +134,32 @@ public sealed record SamplingOptions(
             errors.Add($"min_tokens must be in [0, max_tokens = {MaxTokens}], got {MinTokens}");
         }
 
-        if (JsonObject && IgnoreEos)
+        if (ConstrainsJson && IgnoreEos)
         {
-            errors.Add("response_format json_object ends the completion with EOS right after the object, so ignore_eos cannot be used with it");
+            errors.Add($"{JsonFormatName} ends the completion with EOS right after the object, so ignore_eos cannot be used with it");
         }
 
-        if (JsonObject && MinTokens > 0)
+        if (ConstrainsJson && MinTokens > 0)
         {
-            errors.Add($"response_format json_object ends the completion right after the object, however short, so min_tokens ({MinTokens}) cannot be used with it");
+            errors.Add($"{JsonFormatName} ends the completion right after the object, however short, so min_tokens ({MinTokens}) cannot be used with it");
+        }
+
+        if (JsonObject && JsonSchema is not null)
+        {
+            errors.Add("response_format is either json_object or json_schema, not both");
+        }
+
+        if (JsonSchema is not null)
+        {
+            try
+            {
+                using var document = System.Text.Json.JsonDocument.Parse(JsonSchema);
+                Sampling.JsonSchema.Compile(document.RootElement);
+            }
+            catch (Exception e) when (e is System.Text.Json.JsonException or JsonSchemaException)
+            {
+                errors.Add($"response_format json_schema: {e.Message}");
+            }
         }
 
         if (StopStrings is not null)

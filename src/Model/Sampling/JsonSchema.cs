@@ -1,0 +1,280 @@
+using System.Text;
+using System.Text.Json;
+
+namespace ActorRing.Model.Sampling;
+
+/// <summary>A JSON Schema this server cannot hold an answer to, with the keyword and where it is.</summary>
+public sealed class JsonSchemaException(string message) : Exception(message);
+
+/// <summary>
+/// A JSON Schema compiled for <see cref="JsonSchemaPrefix"/> (OpenAI's <c>response_format: {"type": "json_schema"}</c>).
+/// The subset is what OpenAI's strict mode and Pydantic's models use, and every keyword in it is enforced:
+/// <list type="bullet">
+/// <item><c>type</c> object (with <c>properties</c>, <c>required</c>, and <c>additionalProperties</c> absent or
+/// false: only the listed properties are written, each at most once, in any order), array (<c>items</c>,
+/// <c>minItems</c>, <c>maxItems</c>), string, number, integer, boolean, null, or a list of those;</item>
+/// <item><c>enum</c> and <c>const</c> of strings;</item>
+/// <item><c>anyOf</c> and <c>oneOf</c> whose branches start differently (an object, an array, a string, a number, a
+/// boolean, null): Pydantic's Optional fields are <c>anyOf</c> a type and null;</item>
+/// <item><c>$ref</c> to <c>#/$defs/…</c> or <c>#/definitions/…</c>, recursive ones included.</item>
+/// </list>
+/// Annotations (title, description, default, examples, $schema, $id, $comment) are ignored. Any other keyword
+/// (pattern, format, minimum, minLength, …) is refused by name rather than silently not enforced.
+/// </summary>
+public sealed class JsonSchema
+{
+    internal enum Kind : byte { Object, Array, String, Number, Integer, Boolean, Null, AnyOf }
+
+    internal sealed class Node
+    {
+        public Kind Kind;
+        /// <summary>Object: the property names; String: the enum values (none: any string). UTF-8, plain text.</summary>
+        public byte[][] Names = [];
+        /// <summary>Object: each property's schema; Array: the items' schema; AnyOf: the branches.</summary>
+        public int[] Children = [];
+        public ulong Required;
+        public int MinItems, MaxItems = int.MaxValue;
+        /// <summary>Per byte: whether a value of this node can start with it (an anyOf: any branch's).</summary>
+        public bool[] StartBytes = new bool[256];
+    }
+
+    /// <summary>The most properties of one object, and of enum values of one string (one bit each in a 64-bit mask).</summary>
+    public const int MaxNames = 64;
+
+    private static readonly HashSet<string> Annotations = ["title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions"];
+
+    internal Node[] Nodes { get; }
+
+    internal int Root { get; }
+
+    private JsonSchema(Node[] nodes, int root)
+    {
+        Nodes = nodes;
+        Root = root;
+    }
+
+    /// <summary>Compiles <paramref name="schema"/>; its root must be an object, as OpenAI requires.</summary>
+    /// <exception cref="JsonSchemaException">The schema uses what this server cannot enforce, or is malformed.</exception>
+    public static JsonSchema Compile(JsonElement schema)
+    {
+        var compiler = new Compiler(schema);
+        int root = compiler.Compile(schema, "#");
+        var top = compiler.Nodes[root];
+        while (top.Kind == Kind.AnyOf && top.Children.Length == 1) top = compiler.Nodes[top.Children[0]]; // a $ref
+        if (top.Kind != Kind.Object) throw new JsonSchemaException("the schema's root must be an object (\"type\": \"object\"), as OpenAI requires");
+        FillStartBytes(compiler.Nodes);
+        return new JsonSchema([.. compiler.Nodes], root);
+    }
+
+    /// <summary>Which bytes each node's values start with; anyOf nodes (refs included, which may be recursive) take
+    /// their branches' until nothing changes.</summary>
+    private static void FillStartBytes(List<Node> nodes)
+    {
+        foreach (var n in nodes)
+        {
+            switch (n.Kind)
+            {
+                case Kind.Object: n.StartBytes['{'] = true; break;
+                case Kind.Array: n.StartBytes['['] = true; break;
+                case Kind.String: n.StartBytes['"'] = true; break;
+                case Kind.Number or Kind.Integer:
+                    n.StartBytes['-'] = true;
+                    for (char d = '0'; d <= '9'; d++) n.StartBytes[d] = true;
+                    break;
+                case Kind.Boolean: n.StartBytes['t'] = n.StartBytes['f'] = true; break;
+                case Kind.Null: n.StartBytes['n'] = true; break;
+            }
+        }
+        for (bool changed = true; changed;)
+        {
+            changed = false;
+            foreach (var n in nodes.Where(n => n.Kind == Kind.AnyOf))
+            {
+                foreach (int c in n.Children)
+                {
+                    for (int b = 0; b < 256; b++)
+                    {
+                        if (nodes[c].StartBytes[b] && !n.StartBytes[b]) n.StartBytes[b] = changed = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The state before the answer's first byte.</summary>
+    public JsonSchemaPrefix Start() => new(this);
+
+    private sealed class Compiler(JsonElement document)
+    {
+        public List<Node> Nodes { get; } = [];
+        private readonly Dictionary<string, int> _refs = [];
+
+        public int Compile(JsonElement s, string path)
+        {
+            if (s.ValueKind != JsonValueKind.Object) throw new JsonSchemaException($"the schema at {path} must be an object, got {s.ValueKind.ToString().ToLowerInvariant()}");
+            foreach (var p in s.EnumerateObject())
+            {
+                if (!Annotations.Contains(p.Name) && p.Name is not ("type" or "properties" or "required" or "additionalProperties" or "items"
+                    or "minItems" or "maxItems" or "enum" or "const" or "anyOf" or "oneOf" or "$ref"))
+                    throw new JsonSchemaException($"the keyword \"{p.Name}\" at {path} is not supported: this server would not enforce it");
+            }
+            if (s.TryGetProperty("$ref", out var reference)) return Reference(s, reference, path);
+            if (s.TryGetProperty("anyOf", out var anyOf) || s.TryGetProperty("oneOf", out anyOf))
+            {
+                string keyword = s.TryGetProperty("anyOf", out _) ? "anyOf" : "oneOf";
+                OnlyAnnotationsBeside(s, keyword, path);
+                if (anyOf.ValueKind != JsonValueKind.Array || anyOf.GetArrayLength() == 0) throw new JsonSchemaException($"{keyword} at {path} must be a non-empty array");
+                return AnyOf([.. anyOf.EnumerateArray().Select((b, i) => Compile(b, $"{path}/{keyword}/{i}"))], $"{path}/{keyword}");
+            }
+            if (s.TryGetProperty("enum", out var values) || s.TryGetProperty("const", out values))
+            {
+                bool isConst = !s.TryGetProperty("enum", out _);
+                var list = isConst ? [values] : values.ValueKind == JsonValueKind.Array ? values.EnumerateArray().ToList()
+                    : throw new JsonSchemaException($"enum at {path} must be an array");
+                if (list.Count == 0 || list.Count > MaxNames) throw new JsonSchemaException($"enum at {path} must have 1 to {MaxNames} values, got {list.Count}");
+                if (s.TryGetProperty("type", out var t) && !(t.ValueKind == JsonValueKind.String && t.GetString() == "string"))
+                    throw new JsonSchemaException($"enum and const at {path} must be strings (\"type\": \"string\")");
+                var names = list.Select(v => v.ValueKind == JsonValueKind.String ? Plain(v.GetString()!, $"{path}/{(isConst ? "const" : "enum")}")
+                    : throw new JsonSchemaException($"enum and const values at {path} must be strings, got {v.ValueKind.ToString().ToLowerInvariant()} {v.GetRawText()}")).ToArray();
+                return Add(new Node { Kind = Kind.String, Names = names });
+            }
+            if (!s.TryGetProperty("type", out var type))
+                throw new JsonSchemaException($"the schema at {path} has no type: this server needs every value's type (or enum, const, anyOf or $ref)");
+            if (type.ValueKind == JsonValueKind.Array)
+            {
+                var kinds = type.EnumerateArray().Select(k => k.ValueKind == JsonValueKind.String ? k.GetString()! : throw new JsonSchemaException($"type at {path} must name types")).ToList();
+                if (kinds.Count == 0) throw new JsonSchemaException($"type at {path} must not be empty");
+                return kinds.Count == 1 ? Typed(s, kinds[0], path) : AnyOf([.. kinds.Select(k => Typed(s, k, path))], $"{path}/type");
+            }
+            if (type.ValueKind != JsonValueKind.String) throw new JsonSchemaException($"type at {path} must be a string or a list of strings");
+            return Typed(s, type.GetString()!, path);
+        }
+
+        private int Typed(JsonElement s, string type, string path)
+        {
+            switch (type)
+            {
+                case "object":
+                    return Object(s, path);
+                case "array":
+                    if (!s.TryGetProperty("items", out var items)) throw new JsonSchemaException($"the array at {path} needs items");
+                    var array = new Node { Kind = Kind.Array, MinItems = Count(s, "minItems", 0, path), MaxItems = Count(s, "maxItems", int.MaxValue, path) };
+                    if (array.MinItems > array.MaxItems) throw new JsonSchemaException($"minItems ({array.MinItems}) exceeds maxItems ({array.MaxItems}) at {path}");
+                    int id = Add(array);
+                    array.Children = [Compile(items, $"{path}/items")];
+                    return id;
+                case "string": return Add(new Node { Kind = Kind.String });
+                case "number": return Add(new Node { Kind = Kind.Number });
+                case "integer": return Add(new Node { Kind = Kind.Integer });
+                case "boolean": return Add(new Node { Kind = Kind.Boolean });
+                case "null": return Add(new Node { Kind = Kind.Null });
+                default: throw new JsonSchemaException($"type \"{type}\" at {path} is not a JSON Schema type");
+            }
+        }
+
+        private int Object(JsonElement s, string path)
+        {
+            if (s.TryGetProperty("additionalProperties", out var extra) && extra.ValueKind != JsonValueKind.False)
+                throw new JsonSchemaException($"additionalProperties at {path} must be false or absent: only the listed properties are written");
+            var node = new Node { Kind = Kind.Object };
+            int id = Add(node);
+            var names = new List<string>();
+            var children = new List<int>();
+            if (s.TryGetProperty("properties", out var properties))
+            {
+                if (properties.ValueKind != JsonValueKind.Object) throw new JsonSchemaException($"properties at {path} must be an object");
+                foreach (var p in properties.EnumerateObject())
+                {
+                    names.Add(p.Name);
+                    children.Add(Compile(p.Value, $"{path}/properties/{p.Name}"));
+                }
+            }
+            if (names.Count > MaxNames) throw new JsonSchemaException($"the object at {path} has {names.Count} properties; at most {MaxNames} are supported");
+            node.Names = [.. names.Select(n => Plain(n, $"{path}/properties"))];
+            node.Children = [.. children];
+            if (s.TryGetProperty("required", out var required))
+            {
+                if (required.ValueKind != JsonValueKind.Array) throw new JsonSchemaException($"required at {path} must be an array of property names");
+                foreach (var r in required.EnumerateArray())
+                {
+                    int at = r.ValueKind == JsonValueKind.String ? names.IndexOf(r.GetString()!) : -1;
+                    if (at < 0) throw new JsonSchemaException($"required at {path} names {r.GetRawText()}, which is not in properties");
+                    node.Required |= 1UL << at;
+                }
+            }
+            return id;
+        }
+
+        private int Reference(JsonElement s, JsonElement reference, string path)
+        {
+            OnlyAnnotationsBeside(s, "$ref", path);
+            string target = reference.ValueKind == JsonValueKind.String ? reference.GetString()! : throw new JsonSchemaException($"$ref at {path} must be a string");
+            if (_refs.TryGetValue(target, out int known)) return known;
+            string[] parts = target.Split('/');
+            if (parts.Length != 3 || parts[0] != "#" || parts[1] is not ("$defs" or "definitions")
+                || !document.TryGetProperty(parts[1], out var defs) || defs.ValueKind != JsonValueKind.Object || !defs.TryGetProperty(parts[2], out var def))
+                throw new JsonSchemaException($"$ref \"{target}\" at {path} must name an entry of this schema's $defs or definitions");
+            // A placeholder first, so a schema that refers to itself (a tree) finds its own id.
+            var placeholder = new Node { Kind = Kind.AnyOf };
+            int id = Add(placeholder);
+            _refs[target] = id;
+            int body = Compile(def, target);
+            placeholder.Children = [body];
+            return id;
+        }
+
+        private int AnyOf(int[] branches, string path)
+        {
+            var starts = new HashSet<Kind>();
+            foreach (int b in branches)
+            {
+                foreach (var k in StartKinds(b, []))
+                {
+                    if (!starts.Add(k)) throw new JsonSchemaException($"{path}: two branches can start with the same kind of value ({Name(k)}), which this server cannot tell apart as it writes");
+                }
+            }
+            return Add(new Node { Kind = Kind.AnyOf, Children = branches });
+        }
+
+        /// <summary>The kinds a node's value can start as (numbers and integers alike).</summary>
+        private IEnumerable<Kind> StartKinds(int id, HashSet<int> seen)
+        {
+            var n = Nodes[id];
+            if (n.Kind != Kind.AnyOf) return [n.Kind == Kind.Integer ? Kind.Number : n.Kind];
+            if (!seen.Add(id)) return [];
+            return n.Children.SelectMany(c => StartKinds(c, seen)).ToList();
+        }
+
+        private static string Name(Kind k) => k switch { Kind.Number => "a number", Kind.String => "a string", Kind.Object => "an object", Kind.Array => "an array", Kind.Boolean => "a boolean", _ => "null" };
+
+        private static void OnlyAnnotationsBeside(JsonElement s, string keyword, string path)
+        {
+            foreach (var p in s.EnumerateObject())
+            {
+                if (p.Name != keyword && !Annotations.Contains(p.Name))
+                    throw new JsonSchemaException($"{keyword} at {path} cannot be combined with \"{p.Name}\"");
+            }
+        }
+
+        private static int Count(JsonElement s, string name, int absent, string path)
+        {
+            if (!s.TryGetProperty(name, out var v)) return absent;
+            return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int n) && n >= 0 ? n
+                : throw new JsonSchemaException($"{name} at {path} must be a non-negative integer, got {v.GetRawText()}");
+        }
+
+        /// <summary>A name or enum value as the bytes between its quotes: one that needs escaping is refused.</summary>
+        private static byte[] Plain(string text, string path)
+        {
+            var bytes = Encoding.UTF8.GetBytes(text);
+            return JsonPrefix.IsPlainStringText(bytes) ? bytes
+                : throw new JsonSchemaException($"\"{JsonEncodedText.Encode(text)}\" at {path} holds a quote, a backslash or a control character, which this server does not write");
+        }
+
+        private int Add(Node node)
+        {
+            Nodes.Add(node);
+            return Nodes.Count - 1;
+        }
+    }
+}

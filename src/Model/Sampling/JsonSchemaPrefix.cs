@@ -1,0 +1,294 @@
+using System.Runtime.CompilerServices;
+using Kind = ActorRing.Model.Sampling.JsonSchema.Kind;
+
+namespace ActorRing.Model.Sampling;
+
+/// <summary>
+/// Where an answer that must follow a <see cref="JsonSchema"/> stands after some UTF-8 bytes: a pushdown
+/// recognizer with one frame per open value (an object, an array, a string, a number or a literal). Keys and enum
+/// values are matched against the names still possible, so a key is always one of the object's properties, never
+/// one it already has, and an object closes only once its required properties are all there. Strings, numbers,
+/// literals and the whitespace between tokens follow <see cref="JsonPrefix"/>'s rules. A value type (the frames
+/// are inline), so a trial read on a copy leaves the original as it was.
+/// </summary>
+public struct JsonSchemaPrefix : IJsonPrefix
+{
+    /// <summary>The deepest nesting of values (objects, arrays and the scalar being written) allowed.</summary>
+    public const int MaxDepth = 16;
+
+    private enum Mode : byte
+    {
+        KeyOrClose, Key, InKey, Colon, PropertyValue, AfterProperty,  // an object
+        ItemOrClose, Item, AfterItem,                                   // an array
+        Text, Escape, Unicode,                                          // a string of any text
+        EnumText,                                                       // a string among the enum values
+        Minus, Zero, Integer, Point, Fraction, Exponent, ExponentSign, ExponentDigits, // a number
+        Literal,                                                        // true, false or null
+    }
+
+    private struct Frame
+    {
+        public short Node;
+        public Mode Mode;
+        public byte Sub;        // Literal: which; Unicode: hex digits read
+        public ushort Pos;      // InKey, EnumText: bytes matched; Literal: bytes read
+        public int Count;       // object: the property being written; array: the items written
+        public ulong Used;      // object: the properties written
+        public ulong Candidates; // InKey, EnumText: the names still possible
+    }
+
+    [InlineArray(MaxDepth)]
+    private struct Frames
+    {
+        private Frame _first;
+    }
+
+    private static readonly byte[][] Literals = ["true"u8.ToArray(), "false"u8.ToArray(), "null"u8.ToArray()];
+
+    private readonly JsonSchema _schema;
+    private Frames _frames;
+    private byte _depth;
+    private bool _complete;
+    private byte _whitespace;
+    private bool _lineBreak;
+
+    internal JsonSchemaPrefix(JsonSchema schema) => _schema = schema;
+
+    public readonly bool IsComplete => _complete;
+
+    public readonly bool InStringText => _depth > 0 && _frames[_depth - 1].Mode == Mode.Text;
+
+    public bool TryRead(ReadOnlySpan<byte> bytes)
+    {
+        foreach (byte b in bytes)
+        {
+            if (!TryRead(b)) return false;
+        }
+        return true;
+    }
+
+    private bool TryRead(byte b)
+    {
+        if (_complete) return false;
+        if (_depth == 0) return Between(b) ?? StartValue(_schema.Root, b);
+        ref var f = ref _frames[_depth - 1];
+        var node = _schema.Nodes[f.Node];
+        switch (f.Mode)
+        {
+            case Mode.Text:
+                if (b == (byte)'"') return EndValue();
+                if (b == (byte)'\\') f.Mode = Mode.Escape;
+                return b >= 0x20;
+            case Mode.Escape:
+                if (b == (byte)'u')
+                {
+                    f.Mode = Mode.Unicode;
+                    f.Sub = 0;
+                    return true;
+                }
+                f.Mode = Mode.Text;
+                return b is (byte)'"' or (byte)'\\' or (byte)'/' or (byte)'b' or (byte)'f' or (byte)'n' or (byte)'r' or (byte)'t';
+            case Mode.Unicode:
+                if (!IsHexDigit(b)) return false;
+                if (++f.Sub == 4) f.Mode = Mode.Text;
+                return true;
+            case Mode.EnumText or Mode.InKey:
+                if (b == (byte)'"')
+                {
+                    int whole = WholeName(node.Names, f.Candidates, f.Pos);
+                    if (whole < 0) return false;
+                    if (f.Mode == Mode.EnumText) return EndValue();
+                    f.Count = whole;
+                    f.Mode = Mode.Colon;
+                    return true;
+                }
+                f.Candidates = Narrow(node.Names, f.Candidates, f.Pos++, b);
+                return f.Candidates != 0;
+            case Mode.Literal:
+                var literal = Literals[f.Sub];
+                if (b != literal[f.Pos]) return false;
+                return ++f.Pos < literal.Length || EndValue();
+            case Mode.Minus:
+                if (!IsDigit(b)) return false;
+                f.Mode = b == (byte)'0' ? Mode.Zero : Mode.Integer;
+                return true;
+            case Mode.Zero or Mode.Integer:
+                if (IsDigit(b) && f.Mode == Mode.Integer) return true;
+                if (node.Kind == Kind.Number && b == (byte)'.') { f.Mode = Mode.Point; return true; }
+                if (node.Kind == Kind.Number && b is (byte)'e' or (byte)'E') { f.Mode = Mode.Exponent; return true; }
+                return EndNumber(b);
+            case Mode.Point:
+                if (!IsDigit(b)) return false;
+                f.Mode = Mode.Fraction;
+                return true;
+            case Mode.Fraction:
+                if (IsDigit(b)) return true;
+                if (b is (byte)'e' or (byte)'E') { f.Mode = Mode.Exponent; return true; }
+                return EndNumber(b);
+            case Mode.Exponent:
+                if (b is (byte)'+' or (byte)'-') { f.Mode = Mode.ExponentSign; return true; }
+                if (!IsDigit(b)) return false;
+                f.Mode = Mode.ExponentDigits;
+                return true;
+            case Mode.ExponentSign:
+                if (!IsDigit(b)) return false;
+                f.Mode = Mode.ExponentDigits;
+                return true;
+            case Mode.ExponentDigits:
+                return IsDigit(b) || EndNumber(b);
+        }
+
+        if (Between(b) is bool whitespace) return whitespace;
+        ulong all = node.Names.Length == JsonSchema.MaxNames ? ulong.MaxValue : (1UL << node.Names.Length) - 1;
+        switch (f.Mode)
+        {
+            case Mode.KeyOrClose:
+                if (b == (byte)'}') return (node.Required & ~f.Used) == 0 && EndValue();
+                goto case Mode.Key;
+            case Mode.Key:
+                if (b != (byte)'"' || (all & ~f.Used) == 0) return false;
+                f.Mode = Mode.InKey;
+                f.Candidates = all & ~f.Used;
+                f.Pos = 0;
+                return true;
+            case Mode.Colon:
+                if (b != (byte)':') return false;
+                f.Mode = Mode.PropertyValue;
+                return true;
+            case Mode.PropertyValue:
+                return StartValue(node.Children[f.Count], b);
+            case Mode.AfterProperty:
+                if (b == (byte)',')
+                {
+                    f.Mode = Mode.Key;
+                    return (all & ~f.Used) != 0;
+                }
+                return b == (byte)'}' && (node.Required & ~f.Used) == 0 && EndValue();
+            case Mode.ItemOrClose:
+                if (b == (byte)']') return node.MinItems == 0 && EndValue();
+                return node.MaxItems > 0 && StartValue(node.Children[0], b);
+            case Mode.Item:
+                return StartValue(node.Children[0], b);
+            case Mode.AfterItem:
+                if (b == (byte)',')
+                {
+                    f.Mode = Mode.Item;
+                    return f.Count < node.MaxItems;
+                }
+                return b == (byte)']' && f.Count >= node.MinItems && EndValue();
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>
+    /// Whitespace between tokens, by <see cref="JsonPrefix"/>'s rule (nothing, one space, or a line break and at most
+    /// <see cref="JsonPrefix.MaxIndent"/> spaces or tabs): whether it may go on, or null for any other byte.
+    /// </summary>
+    private bool? Between(byte b)
+    {
+        if (b is not ((byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r'))
+        {
+            _whitespace = 0;
+            return null;
+        }
+        if (_whitespace == 0)
+        {
+            _lineBreak = b == (byte)'\n';
+            _whitespace = 1;
+            return b is (byte)' ' or (byte)'\n';
+        }
+        return _lineBreak && (b is (byte)' ' or (byte)'\t') && _whitespace++ <= JsonPrefix.MaxIndent;
+    }
+
+    /// <summary>Opens a value of schema node <paramref name="id"/> with its first byte (an anyOf takes the branch that can start so).</summary>
+    private bool StartValue(int id, byte b)
+    {
+        var node = _schema.Nodes[id];
+        while (node.Kind == Kind.AnyOf)
+        {
+            int branch = -1;
+            foreach (int c in node.Children)
+            {
+                if (_schema.Nodes[c].StartBytes[b]) { branch = c; break; } // branches start apart (JsonSchema checks)
+            }
+            if (branch < 0) return false;
+            id = branch;
+            node = _schema.Nodes[id];
+        }
+        if (_depth == MaxDepth || !node.StartBytes[b]) return false;
+        ref var f = ref _frames[_depth++];
+        f = new Frame { Node = (short)id };
+        switch (node.Kind)
+        {
+            case Kind.Object: f.Mode = Mode.KeyOrClose; break;
+            case Kind.Array: f.Mode = Mode.ItemOrClose; break;
+            case Kind.String:
+                f.Mode = node.Names.Length == 0 ? Mode.Text : Mode.EnumText;
+                f.Candidates = node.Names.Length == JsonSchema.MaxNames ? ulong.MaxValue : (1UL << node.Names.Length) - 1;
+                break;
+            case Kind.Number or Kind.Integer:
+                f.Mode = b == (byte)'-' ? Mode.Minus : b == (byte)'0' ? Mode.Zero : Mode.Integer;
+                break;
+            default:
+                f.Mode = Mode.Literal;
+                f.Sub = b switch { (byte)'t' => 0, (byte)'f' => 1, _ => 2 };
+                f.Pos = 1;
+                break;
+        }
+        return true;
+    }
+
+    /// <summary>The value on top ended: its container goes on, or the answer is whole.</summary>
+    private bool EndValue()
+    {
+        _depth--;
+        if (_depth == 0)
+        {
+            _complete = true;
+            return true;
+        }
+        ref var parent = ref _frames[_depth - 1];
+        if (parent.Mode == Mode.PropertyValue)
+        {
+            parent.Used |= 1UL << parent.Count;
+            parent.Mode = Mode.AfterProperty;
+        }
+        else
+        {
+            parent.Count++;
+            parent.Mode = Mode.AfterItem;
+        }
+        return true;
+    }
+
+    /// <summary>A number ends at the first byte that cannot continue it, which its container then reads.</summary>
+    private bool EndNumber(byte b) => EndValue() && TryRead(b);
+
+    /// <summary>The names among <paramref name="candidates"/> whose byte <paramref name="pos"/> is <paramref name="b"/>.</summary>
+    private static ulong Narrow(byte[][] names, ulong candidates, int pos, byte b)
+    {
+        ulong left = 0;
+        for (ulong rest = candidates; rest != 0; rest &= rest - 1)
+        {
+            int i = System.Numerics.BitOperations.TrailingZeroCount(rest);
+            if (pos < names[i].Length && names[i][pos] == b) left |= 1UL << i;
+        }
+        return left;
+    }
+
+    /// <summary>The candidate that is exactly <paramref name="length"/> bytes long, or -1.</summary>
+    private static int WholeName(byte[][] names, ulong candidates, int length)
+    {
+        for (ulong rest = candidates; rest != 0; rest &= rest - 1)
+        {
+            int i = System.Numerics.BitOperations.TrailingZeroCount(rest);
+            if (names[i].Length == length) return i;
+        }
+        return -1;
+    }
+
+    private static bool IsDigit(byte b) => b - (uint)'0' <= 9;
+
+    private static bool IsHexDigit(byte b) => IsDigit(b) || (b | 0x20) - (uint)'a' <= 5;
+}

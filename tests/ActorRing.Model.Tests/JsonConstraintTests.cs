@@ -1,0 +1,329 @@
+using System.Text;
+using System.Text.Json;
+using ActorRing.Model.Sampling;
+
+namespace ActorRing.Model.Tests;
+
+/// <summary>OpenAI's JSON modes: the recognizers of JSON object prefixes (any object, or one that follows a schema),
+/// and the sampler held to them.</summary>
+public sealed class JsonConstraintTests
+{
+    private static bool Reads(string text, out JsonPrefix prefix)
+    {
+        prefix = JsonPrefix.Empty;
+        return prefix.TryRead(Encoding.UTF8.GetBytes(text));
+    }
+
+    [Theory]
+    [InlineData("{}")]
+    [InlineData("\n{ }")]
+    [InlineData("{\n  \"pretty\": {\n\t\t\"printed\": [\n      1,\n      2\n    ]\n  }\n}")]
+    [InlineData("{\"a\":1}")]
+    [InlineData("{\"a\": -0.5e+10, \"b\": [1, 2.25, -3E2, 0], \"c\": {\"d\": null}}")]
+    [InlineData("{\"s\": \"q\\\"uote \\\\ \\/ \\b\\f\\n\\r\\t \\u00e9\\uABCD\"}")]
+    [InlineData("{\"t\": true, \"f\": false, \"n\": null, \"e\": [], \"o\": {}}")]
+    [InlineData("{\"ünïcode ключ\": \"値\"}")]
+    [InlineData("{\"nested\": [[[{\"x\": [ ]}]]]}")]
+    public void Whole_objects_are_complete_and_each_of_their_prefixes_reads_without_being_complete(string json)
+    {
+        JsonDocument.Parse(json).Dispose(); // the cases are valid JSON, by System.Text.Json's reading too
+        var bytes = Encoding.UTF8.GetBytes(json);
+        for (int cut = 0; cut < bytes.Length; cut++)
+        {
+            var prefix = JsonPrefix.Empty;
+            Assert.True(prefix.TryRead(bytes.AsSpan(0, cut)), $"prefix of {cut} bytes of {json}");
+            Assert.False(prefix.IsComplete, $"prefix of {cut} bytes of {json} is not whole");
+        }
+        Assert.True(Reads(json, out var whole));
+        Assert.True(whole.IsComplete);
+    }
+
+    [Theory]
+    [InlineData("[1]")]                  // the top-level value must be an object
+    [InlineData("\"text\"")]
+    [InlineData("x")]
+    [InlineData("{,")]
+    [InlineData("{\"a\" 1")]             // no colon
+    [InlineData("{\"a\":1,}")]           // trailing comma
+    [InlineData("{\"a\":[1,]")]
+    [InlineData("{\"a\":01")]            // leading zero
+    [InlineData("{\"a\":-}")]
+    [InlineData("{\"a\":1.}")]
+    [InlineData("{\"a\":1e}")]
+    [InlineData("{\"a\":tru}")]
+    [InlineData("{\"a\":nul ")]
+    [InlineData("{\"a\":\"\\x\"}")]      // not an escape
+    [InlineData("{\"a\":\"\\u12G4\"}")]
+    [InlineData("{\"a\":\"line\nbreak\"}")] // control characters must be escaped
+    [InlineData("{\"a\":1]")]            // the wrong bracket
+    [InlineData("{\"a\":[1}")]
+    [InlineData("{} ")]                  // nothing after the object, not even whitespace: EOS must come
+    [InlineData("{}{}")]
+    [InlineData("{1:2}")]                // keys are strings
+    public void Bytes_that_cannot_continue_a_JSON_object_are_refused(string text)
+    {
+        Assert.False(Reads(text, out _));
+    }
+
+    [Fact]
+    public void A_token_may_end_inside_a_literal_a_number_an_escape_or_a_character()
+    {
+        var prefix = JsonPrefix.Empty;
+        foreach (var piece in new[] { "{\"a\":tr", "ue,\"b\":-1", "2.5", "e", "-3", ",\"c\":\"\\", "u00", "e9 ", "\"}" })
+        {
+            Assert.True(prefix.TryRead(Encoding.UTF8.GetBytes(piece)), piece);
+        }
+        Assert.True(prefix.IsComplete);
+
+        // A UTF-8 character split between two byte tokens (é = C3 A9) is string content either way.
+        var split = JsonPrefix.Empty;
+        Assert.True(split.TryRead("{\"k\":\""u8));
+        Assert.True(split.TryRead([0xC3]));
+        Assert.True(split.TryRead([0xA9]));
+        Assert.True(split.TryRead("\"}"u8));
+        Assert.True(split.IsComplete);
+    }
+
+    [Fact]
+    public void Nesting_and_whitespace_between_tokens_are_limited()
+    {
+        Assert.True(Reads("{\"a\":" + new string('[', JsonPrefix.MaxDepth - 1), out _));
+        Assert.False(Reads("{\"a\":" + new string('[', JsonPrefix.MaxDepth), out _));
+        // Between tokens: nothing, one space, or a line break and up to MaxIndent spaces or tabs.
+        Assert.True(Reads("{\n" + new string(' ', JsonPrefix.MaxIndent) + "\"a\" :\n\t1 }", out _));
+        Assert.False(Reads("{\n" + new string(' ', JsonPrefix.MaxIndent + 1), out _));
+        Assert.False(Reads("{  ", out _));
+        Assert.False(Reads("{\n\n", out _));
+        Assert.False(Reads("{ \n", out _));
+        Assert.False(Reads("{\t", out _));
+        // Whitespace inside a string is text.
+        Assert.True(Reads("{\"a\":\"" + new string(' ', 3 * JsonPrefix.MaxIndent) + "\"}", out var text));
+        Assert.True(text.IsComplete);
+    }
+
+    // A toy vocabulary: id 0 is EOS (special), the rest are texts.
+    private static readonly string[] Vocabulary = ["", "{", "}", "\"", "a", "\":", " 1", "hello", "[", "]", ",", " ", "}\n", "{\"", "x\": \"y\"}", "\n\n", ":"];
+    private const int Eos = 0;
+
+    private static readonly VocabularyBytes ToyBytes = new([.. Vocabulary.Select((t, id) => id == Eos ? null : Encoding.UTF8.GetBytes(t))]);
+
+    private static JsonConstraint<JsonPrefix> Constraint() => new(ToyBytes, JsonPrefix.Empty, [Eos], "response_format json_object");
+
+    private static string Text(IEnumerable<int> ids) => string.Concat(ids.Select(id => Vocabulary[id]));
+
+    [Fact]
+    public void Greedy_picks_the_best_allowed_token_and_ends_with_EOS_right_after_the_object()
+    {
+        // Per step, the tokens the model likes best, best first; all others score 0. The first one or two break
+        // the object each time (EOS before it is whole, a bracket where a value goes, whitespace after it).
+        string[][] script =
+        [
+            ["hello", "}", "{\""],  // "hello" cannot open an object
+            ["", "a"],                // EOS before the object is whole
+            ["", "\":"],
+            ["}", "hello", " 1"],    // a value must follow the colon
+            ["\":", "}\n", "}"],    // nothing, not even a newline, may follow the object
+            ["\n\n", ""],
+        ];
+        var json = Constraint();
+        var sampler = new Sampler(SamplingOptions.Greedy, json);
+        var picked = new List<int>();
+        foreach (var liked in script)
+        {
+            var logits = new float[Vocabulary.Length];
+            for (int rank = 0; rank < liked.Length; rank++) logits[Array.IndexOf(Vocabulary, liked[rank])] = 10 - rank;
+            int id = sampler.Sample(logits, picked);
+            Assert.Equal(liked[^1], Vocabulary[id]);
+            json.Accept(id);
+            picked.Add(id);
+        }
+        Assert.Equal("{\"a\": 1}", Text(picked));
+        Assert.Equal(Eos, picked[^1]);
+        Assert.True(json.IsComplete);
+    }
+
+    [Fact]
+    public void Seeded_sampling_draws_only_allowed_tokens_and_its_objects_parse()
+    {
+        int whole = 0;
+        for (ulong seed = 1; seed <= 40; seed++)
+        {
+            var rng = new DeterministicRng(seed);
+            var json = Constraint();
+            var sampler = new Sampler(new SamplingOptions(Temperature: 1, Seed: seed, TopK: 6), json);
+            var picked = new List<int>();
+            while (picked.Count < 200 && (picked.Count == 0 || picked[^1] != Eos))
+            {
+                var logits = Enumerable.Range(0, Vocabulary.Length).Select(_ => (float)(rng.NextDouble() * 6)).ToArray();
+                int id = sampler.Sample(logits, picked);
+                json.Accept(id);
+                picked.Add(id);
+            }
+            string text = Text(picked);
+            var prefix = JsonPrefix.Empty;
+            Assert.True(prefix.TryRead(Encoding.UTF8.GetBytes(text)), $"seed {seed}: {text}");
+            if (picked[^1] == Eos)
+            {
+                using var doc = JsonDocument.Parse(text);
+                Assert.Equal(JsonValueKind.Object, doc.RootElement.ValueKind);
+                whole++;
+            }
+        }
+        Assert.True(whole >= 10, $"only {whole} of 40 draws closed their object within 200 tokens");
+    }
+
+    [Fact]
+    public void Accepting_a_token_that_breaks_the_object_is_an_error_and_a_dead_end_fails_the_pick_by_name()
+    {
+        var json = Constraint();
+        var error = Assert.Throws<InvalidOperationException>(() => json.Accept(Array.IndexOf(Vocabulary, "hello")));
+        Assert.Contains("does not continue the JSON answer (response_format json_object)", error.Message);
+
+        // Every token but "hello" has no chance: nothing may open the object.
+        var onlyHello = Enumerable.Range(0, Vocabulary.Length).Select(id => Vocabulary[id] == "hello" ? 0f : float.NegativeInfinity).ToArray();
+        var sampler = new Sampler(new SamplingOptions(Temperature: 1, Seed: 3), Constraint());
+        var dead = Assert.Throws<InvalidOperationException>(() => sampler.Sample(onlyHello, []));
+        Assert.Contains("response format allows none", dead.Message);
+    }
+
+    [Fact]
+    public void JSON_mode_refuses_ignore_eos_and_min_tokens_by_name()
+    {
+        Assert.Contains(new SamplingOptions(JsonObject: true, IgnoreEos: true).GetErrors(), e => e.Contains("ignore_eos"));
+        Assert.Contains(new SamplingOptions(JsonObject: true, MinTokens: 3).GetErrors(), e => e.Contains("min_tokens (3)"));
+        Assert.Empty(new SamplingOptions(JsonObject: true).GetErrors());
+        Assert.Contains(new SamplingOptions(JsonSchema: PersonSchema, IgnoreEos: true).GetErrors(), e => e.StartsWith("response_format json_schema ends"));
+        Assert.Contains(new SamplingOptions(JsonSchema: """{"type":"object","properties":{"a":{"type":"string","pattern":"x"}}}""").GetErrors(),
+            e => e == "response_format json_schema: the keyword \"pattern\" at #/properties/a is not supported: this server would not enforce it");
+        Assert.Empty(new SamplingOptions(JsonSchema: PersonSchema).GetErrors());
+    }
+
+    // ---------------------------------------------------------------- json_schema
+
+    private const string PersonSchema = """
+        {"type":"object","title":"Person","properties":{
+            "name":{"type":"string","description":"any text"},
+            "age":{"type":"integer"},
+            "height":{"type":"number"},
+            "pet":{"enum":["cat","caterpillar","dog"]},
+            "tags":{"type":"array","items":{"type":"string"},"minItems":1,"maxItems":2},
+            "nickname":{"anyOf":[{"type":"string"},{"type":"null"}]},
+            "alive":{"type":"boolean"},
+            "home":{"$ref":"#/$defs/Place"}},
+         "required":["name","age","pet"],"additionalProperties":false,
+         "$defs":{"Place":{"type":"object","properties":{"city":{"const":"Oslo"},"inner":{"$ref":"#/$defs/Place"}},"required":["city"]}}}
+        """;
+
+    private static JsonSchemaPrefix Person()
+    {
+        using var doc = JsonDocument.Parse(PersonSchema);
+        return JsonSchema.Compile(doc.RootElement).Start();
+    }
+
+    private static bool ReadsPerson(string text, out JsonSchemaPrefix prefix)
+    {
+        prefix = Person();
+        return prefix.TryRead(Encoding.UTF8.GetBytes(text));
+    }
+
+    [Theory]
+    [InlineData("{\"name\":\"Tim\",\"age\":7,\"pet\":\"cat\"}")]
+    [InlineData("{\"pet\": \"caterpillar\", \"age\": -12, \"name\": \"\\u00e9 \\\"q\\\"\"}")]   // any order, escapes in free text
+    [InlineData("{\"name\":\"\",\"age\":0,\"pet\":\"dog\",\"height\":1.5e3,\"tags\":[\"a\",\"b\"],\"nickname\":null,\"alive\":false}")]
+    [InlineData("{\n  \"name\": \"x\",\n  \"age\": 1,\n  \"pet\": \"cat\",\n  \"nickname\": \"Timmy\",\n  \"home\": {\"city\": \"Oslo\", \"inner\": {\"city\": \"Oslo\"}}\n}")]
+    public void Answers_that_follow_the_schema_are_complete_and_their_prefixes_are_not(string json)
+    {
+        JsonDocument.Parse(json).Dispose();
+        var bytes = Encoding.UTF8.GetBytes(json);
+        for (int cut = 0; cut < bytes.Length; cut++)
+        {
+            var prefix = Person();
+            Assert.True(prefix.TryRead(bytes.AsSpan(0, cut)), $"prefix of {cut} bytes of {json}");
+            Assert.False(prefix.IsComplete);
+        }
+        Assert.True(ReadsPerson(json, out var whole));
+        Assert.True(whole.IsComplete);
+    }
+
+    [Theory]
+    [InlineData("{\"name\":\"Tim\",\"age\":7}")]                          // pet is required
+    [InlineData("{\"name\":\"Tim\",\"age\":7,\"pet\":\"cat\",\"color\"")] // not a property
+    [InlineData("{\"name\":\"Tim\",\"name\"")]                             // a property only once
+    [InlineData("{\"age\":7.5")]                                               // an integer
+    [InlineData("{\"age\":7e2")]
+    [InlineData("{\"age\":\"7\"")]
+    [InlineData("{\"pet\":\"caterpillars")]                                  // not among the enum values
+    [InlineData("{\"pet\":\"ca\"")]
+    [InlineData("{\"tags\":[]")]                                               // minItems 1
+    [InlineData("{\"tags\":[\"a\",\"b\",")]                                 // maxItems 2
+    [InlineData("{\"nickname\":7")]                                            // a string or null
+    [InlineData("{\"alive\":nul")]
+    [InlineData("{\"home\":{\"city\":\"Bergen\"")]                          // const
+    [InlineData("{\"home\":{}")]                                               // city is required in a Place
+    [InlineData("[")]                                                          // the root is an object
+    [InlineData("{  ")]                                                        // whitespace as JsonPrefix allows it
+    public void Answers_that_break_the_schema_are_refused_where_they_break(string text)
+    {
+        Assert.False(ReadsPerson(text, out _));
+    }
+
+    [Theory]
+    [InlineData("""{"type":"array","items":{"type":"string"}}""", "the schema's root must be an object")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"string","format":"email"}}}""", "the keyword \"format\" at #/properties/a is not supported")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"integer","minimum":3}}}""", "the keyword \"minimum\" at #/properties/a")]
+    [InlineData("""{"type":"object","properties":{"a":{}}}""", "the schema at #/properties/a has no type")]
+    [InlineData("""{"type":"object","additionalProperties":true}""", "additionalProperties at # must be false or absent")]
+    [InlineData("""{"type":"object","properties":{"a":{"anyOf":[{"type":"integer"},{"type":"number"}]}}}""", "two branches can start with the same kind of value (a number)")]
+    [InlineData("""{"type":"object","properties":{"a":{"enum":["x",1]}}}""", "enum and const values at #/properties/a must be strings, got number 1")]
+    [InlineData("""{"type":"object","properties":{"a":{"$ref":"#/$defs/Missing"}}}""", "$ref \"#/$defs/Missing\" at #/properties/a must name an entry")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"string"}},"required":["b"]}""", "required at # names \"b\", which is not in properties")]
+    [InlineData("""{"type":"object","properties":{"a\"b":{"type":"string"}}}""", "holds a quote, a backslash or a control character")]
+    public void Schemas_with_what_the_recognizer_would_not_enforce_are_refused_by_name(string schema, string message)
+    {
+        using var doc = JsonDocument.Parse(schema);
+        var error = Assert.Throws<JsonSchemaException>(() => JsonSchema.Compile(doc.RootElement));
+        Assert.Contains(message, error.Message);
+    }
+
+    [Fact]
+    public void Seeded_sampling_under_a_schema_gives_answers_that_parse_and_follow_it()
+    {
+        // A byte-level vocabulary (every byte its own token) and a few longer tokens: any answer can be spelled.
+        string[] longer = ["{\"", "\":", "\",\"", "name", "age", "pet", "cat", "dog", "true", "null", " ", "\n  "];
+        var texts = new List<string?> { null };
+        texts.AddRange(Enumerable.Range(0x20, 0x5F).Select(b => ((char)b).ToString()));
+        texts.AddRange(longer);
+        var vocabulary = new VocabularyBytes([.. texts.Select(t => t is null ? null : Encoding.UTF8.GetBytes(t))]);
+        int closed = 0;
+        for (ulong seed = 1; seed <= 30; seed++)
+        {
+            var rng = new DeterministicRng(seed * 7919);
+            var json = new JsonConstraint<JsonSchemaPrefix>(vocabulary, Person(), [Eos], "response_format json_schema");
+            var sampler = new Sampler(new SamplingOptions(Temperature: 1, Seed: seed), json);
+            var picked = new List<int>();
+            var quote = texts.IndexOf("\"");
+            while (picked.Count < 300 && (picked.Count == 0 || picked[^1] != Eos))
+            {
+                // Random logits, with the quote and EOS favoured so strings and answers end now and then.
+                var logits = Enumerable.Range(0, texts.Count).Select(_ => (float)(rng.NextDouble() * 4)).ToArray();
+                logits[quote] += 3;
+                logits[Eos] += 3;
+                int id = sampler.Sample(logits, picked);
+                json.Accept(id);
+                picked.Add(id);
+            }
+            string text = string.Concat(picked.Select(id => texts[id]));
+            var prefix = Person();
+            Assert.True(prefix.TryRead(Encoding.UTF8.GetBytes(text)), $"seed {seed}: {text}");
+            if (picked[^1] != Eos) continue;
+            closed++;
+            using var doc = JsonDocument.Parse(text);
+            var root = doc.RootElement;
+            Assert.Equal(JsonValueKind.String, root.GetProperty("name").ValueKind);
+            Assert.True(root.GetProperty("age").TryGetInt64(out _), text);
+            Assert.Contains(root.GetProperty("pet").GetString(), new[] { "cat", "caterpillar", "dog" });
+            Assert.All(root.EnumerateObject(), p => Assert.Contains(p.Name, new[] { "name", "age", "height", "pet", "tags", "nickname", "alive", "home" }));
+        }
+        Assert.True(closed >= 5, $"only {closed} of 30 answers closed within 300 tokens");
+    }
+}
