@@ -8,9 +8,9 @@ namespace ActorRing.Model.Tests;
 /// and the sampler held to them.</summary>
 public sealed class JsonConstraintTests
 {
-    private static bool Reads(string text, out JsonPrefix prefix)
+    private static bool Reads(string text, out JsonSchemaPrefix prefix)
     {
-        prefix = JsonPrefix.Empty;
+        prefix = JsonSchema.AnyObject.Start();
         return prefix.TryRead(Encoding.UTF8.GetBytes(text));
     }
 
@@ -30,7 +30,7 @@ public sealed class JsonConstraintTests
         var bytes = Encoding.UTF8.GetBytes(json);
         for (int cut = 0; cut < bytes.Length; cut++)
         {
-            var prefix = JsonPrefix.Empty;
+            var prefix = JsonSchema.AnyObject.Start();
             Assert.True(prefix.TryRead(bytes.AsSpan(0, cut)), $"prefix of {cut} bytes of {json}");
             Assert.False(prefix.IsComplete, $"prefix of {cut} bytes of {json} is not whole");
         }
@@ -68,7 +68,7 @@ public sealed class JsonConstraintTests
     [Fact]
     public void A_token_may_end_inside_a_literal_a_number_an_escape_or_a_character()
     {
-        var prefix = JsonPrefix.Empty;
+        var prefix = JsonSchema.AnyObject.Start();
         foreach (var piece in new[] { "{\"a\":tr", "ue,\"b\":-1", "2.5", "e", "-3", ",\"c\":\"\\", "u00", "e9 ", "\"}" })
         {
             Assert.True(prefix.TryRead(Encoding.UTF8.GetBytes(piece)), piece);
@@ -76,7 +76,7 @@ public sealed class JsonConstraintTests
         Assert.True(prefix.IsComplete);
 
         // A UTF-8 character split between two byte tokens (é = C3 A9) is string content either way.
-        var split = JsonPrefix.Empty;
+        var split = JsonSchema.AnyObject.Start();
         Assert.True(split.TryRead("{\"k\":\""u8));
         Assert.True(split.TryRead([0xC3]));
         Assert.True(split.TryRead([0xA9]));
@@ -87,17 +87,19 @@ public sealed class JsonConstraintTests
     [Fact]
     public void Nesting_and_whitespace_between_tokens_are_limited()
     {
-        Assert.True(Reads("{\"a\":" + new string('[', JsonPrefix.MaxDepth - 1), out _));
-        Assert.False(Reads("{\"a\":" + new string('[', JsonPrefix.MaxDepth), out _));
+        // The object and its arrays are frames, and so is the innermost value being written.
+        Assert.True(Reads("{\"a\":" + new string('[', JsonSchemaPrefix.MaxDepth - 2) + "1", out _));
+        Assert.False(Reads("{\"a\":" + new string('[', JsonSchemaPrefix.MaxDepth - 1) + "1", out _));
+        Assert.False(Reads("{\"a\":" + new string('[', JsonSchemaPrefix.MaxDepth), out _));
         // Between tokens: nothing, one space, or a line break and up to MaxIndent spaces or tabs.
-        Assert.True(Reads("{\n" + new string(' ', JsonPrefix.MaxIndent) + "\"a\" :\n\t1 }", out _));
-        Assert.False(Reads("{\n" + new string(' ', JsonPrefix.MaxIndent + 1), out _));
+        Assert.True(Reads("{\n" + new string(' ', JsonSchemaPrefix.MaxIndent) + "\"a\" :\n\t1 }", out _));
+        Assert.False(Reads("{\n" + new string(' ', JsonSchemaPrefix.MaxIndent + 1), out _));
         Assert.False(Reads("{  ", out _));
         Assert.False(Reads("{\n\n", out _));
         Assert.False(Reads("{ \n", out _));
         Assert.False(Reads("{\t", out _));
         // Whitespace inside a string is text.
-        Assert.True(Reads("{\"a\":\"" + new string(' ', 3 * JsonPrefix.MaxIndent) + "\"}", out var text));
+        Assert.True(Reads("{\"a\":\"" + new string(' ', 3 * JsonSchemaPrefix.MaxIndent) + "\"}", out var text));
         Assert.True(text.IsComplete);
     }
 
@@ -107,7 +109,7 @@ public sealed class JsonConstraintTests
 
     private static readonly VocabularyBytes ToyBytes = new([.. Vocabulary.Select((t, id) => id == Eos ? null : Encoding.UTF8.GetBytes(t))]);
 
-    private static JsonConstraint<JsonPrefix> Constraint() => new(ToyBytes, JsonPrefix.Empty, [Eos], "response_format json_object");
+    private static JsonConstraint Constraint() => new(ToyBytes, JsonSchema.AnyObject, [Eos], "response_format json_object");
 
     private static string Text(IEnumerable<int> ids) => string.Concat(ids.Select(id => Vocabulary[id]));
 
@@ -160,7 +162,7 @@ public sealed class JsonConstraintTests
                 picked.Add(id);
             }
             string text = Text(picked);
-            var prefix = JsonPrefix.Empty;
+            var prefix = JsonSchema.AnyObject.Start();
             Assert.True(prefix.TryRead(Encoding.UTF8.GetBytes(text)), $"seed {seed}: {text}");
             if (picked[^1] == Eos)
             {
@@ -214,11 +216,13 @@ public sealed class JsonConstraintTests
          "$defs":{"Place":{"type":"object","properties":{"city":{"const":"Oslo"},"inner":{"$ref":"#/$defs/Place"}},"required":["city"]}}}
         """;
 
-    private static JsonSchemaPrefix Person()
+    private static JsonSchema PersonSchemaCompiled()
     {
         using var doc = JsonDocument.Parse(PersonSchema);
-        return JsonSchema.Compile(doc.RootElement).Start();
+        return JsonSchema.Compile(doc.RootElement);
     }
+
+    private static JsonSchemaPrefix Person() => PersonSchemaCompiled().Start();
 
     private static bool ReadsPerson(string text, out JsonSchemaPrefix prefix)
     {
@@ -261,7 +265,7 @@ public sealed class JsonConstraintTests
     [InlineData("{\"home\":{\"city\":\"Bergen\"")]                          // const
     [InlineData("{\"home\":{}")]                                               // city is required in a Place
     [InlineData("[")]                                                          // the root is an object
-    [InlineData("{  ")]                                                        // whitespace as JsonPrefix allows it
+    [InlineData("{  ")]                                                        // whitespace as in JSON mode
     public void Answers_that_break_the_schema_are_refused_where_they_break(string text)
     {
         Assert.False(ReadsPerson(text, out _));
@@ -298,7 +302,7 @@ public sealed class JsonConstraintTests
         for (ulong seed = 1; seed <= 30; seed++)
         {
             var rng = new DeterministicRng(seed * 7919);
-            var json = new JsonConstraint<JsonSchemaPrefix>(vocabulary, Person(), [Eos], "response_format json_schema");
+            var json = new JsonConstraint(vocabulary, PersonSchemaCompiled(), [Eos], "response_format json_schema");
             var sampler = new Sampler(new SamplingOptions(Temperature: 1, Seed: seed), json);
             var picked = new List<int>();
             var quote = texts.IndexOf("\"");

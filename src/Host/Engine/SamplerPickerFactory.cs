@@ -7,7 +7,7 @@ namespace ActorRing.Host.Engine;
 
 /// <summary>
 /// The model layer's <see cref="Sampler"/>, one per request (its seeded RNG belongs to that request), with a
-/// <see cref="JsonConstraint{TPrefix}"/> when the request asks for JSON. That needs each token's bytes, which
+/// <see cref="JsonConstraint"/> when the request asks for JSON. That needs each token's bytes, which
 /// <paramref name="tokenizer"/> gives (the table is built on the first such request and shared).
 /// </summary>
 public sealed class SamplerPickerFactory(ITextTokenizer? tokenizer = null) : ITokenPickerFactory
@@ -41,16 +41,13 @@ public sealed class SamplerPickerFactory(ITextTokenizer? tokenizer = null) : ITo
         if (options.ConstrainsJson)
         {
             if (tokenizer is null) throw new ArgumentException($"{options.JsonFormatName} needs the model's tokenizer, and this rank has none");
-            var stops = sampling.StopTokenIds ?? [];
+            JsonSchema schema = JsonSchema.AnyObject;
             if (options.JsonSchema is { } text)
             {
-                using var schema = System.Text.Json.JsonDocument.Parse(text); // valid: Validate compiled it
-                json = new JsonConstraint<JsonSchemaPrefix>(_vocabulary.Value, JsonSchema.Compile(schema.RootElement).Start(), stops, options.JsonFormatName);
+                using var document = System.Text.Json.JsonDocument.Parse(text); // valid: Validate compiled it
+                schema = JsonSchema.Compile(document.RootElement);
             }
-            else
-            {
-                json = new JsonConstraint<JsonPrefix>(_vocabulary.Value, JsonPrefix.Empty, stops, options.JsonFormatName);
-            }
+            json = new JsonConstraint(_vocabulary.Value, schema, sampling.StopTokenIds ?? [], options.JsonFormatName);
         }
         return new Picker(new Sampler(options, json), json);
     }

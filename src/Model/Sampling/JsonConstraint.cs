@@ -1,20 +1,5 @@
 namespace ActorRing.Model.Sampling;
 
-/// <summary>A JSON recognizer's state as <see cref="JsonConstraint{TPrefix}"/> needs it: a value type, so trying a
-/// token's bytes on a copy leaves the original as it was.</summary>
-public interface IJsonPrefix
-{
-    /// <summary>Reads <paramref name="bytes"/>; false (and the state undefined) when they cannot go on.</summary>
-    bool TryRead(ReadOnlySpan<byte> bytes);
-
-    /// <summary>The bytes read so far are a whole answer: only a stop token may follow.</summary>
-    bool IsComplete { get; }
-
-    /// <summary>Inside a free string, outside an escape: any bytes without a quote, a backslash or a control
-    /// character go on (<see cref="JsonPrefix.IsPlainStringText"/>).</summary>
-    bool InStringText { get; }
-}
-
 /// <summary>
 /// What the JSON constraints need to know of a vocabulary, built once per tokenizer and shared by every request:
 /// each token's bytes, and the facts that decide most tokens without reading them.
@@ -25,7 +10,7 @@ public sealed class VocabularyBytes
     public VocabularyBytes(IReadOnlyList<byte[]?> tokenBytes)
     {
         Bytes = [.. tokenBytes]; // an array: through IReadOnlyList every lookup is an interface call
-        PlainStringText = [.. Bytes.Select(b => b is { Length: > 0 } && JsonPrefix.IsPlainStringText(b))];
+        PlainStringText = [.. Bytes.Select(b => b is { Length: > 0 } && JsonSchema.IsPlainStringText(b))];
         FirstByte = [.. Bytes.Select(b => b is { Length: > 0 } ? (short)b[0] : (short)-1)];
         SecondByte = [.. Bytes.Select(b => b is { Length: > 1 } ? (short)b[1] : (short)-1)];
     }
@@ -42,27 +27,26 @@ public sealed class VocabularyBytes
 }
 
 /// <summary>
-/// Holds a completion to a JSON grammar (<typeparamref name="TPrefix"/>: any JSON object, or one that follows a
-/// schema). A token is allowed while its bytes go on in the grammar; once the answer is whole only a stop token is,
+/// Holds a completion to a <see cref="JsonSchema"/> (<see cref="JsonSchema.AnyObject"/> for OpenAI's json_object). A
+/// token is allowed while its bytes go on in the schema's grammar (<see cref="JsonSchemaPrefix"/>); once the answer is whole only a stop token is,
 /// so the completion ends right there (as vLLM's guided decoding does). Special tokens render no text and are
 /// allowed only as that stop. A completion cut short by max_tokens or a stop string is cut-off JSON, as OpenAI's is.
 /// </summary>
-public sealed class JsonConstraint<TPrefix> : ITokenConstraint where TPrefix : struct, IJsonPrefix
+public sealed class JsonConstraint : ITokenConstraint
 {
     private readonly VocabularyBytes _vocabulary;
     private readonly HashSet<int> _stopIds;
     private readonly string _what;
     private readonly bool[] _firstByteGoesOn = new bool[256]; // from the current state, by the token's first byte
     private readonly bool[] _afterSpaceGoesOn = new bool[256]; // from the current state and a space, by the next byte
-    private TPrefix _prefix;
+    private JsonSchemaPrefix _prefix;
 
-    /// <param name="start">The grammar's state before the answer's first byte.</param>
     /// <param name="stopIds">The ids that end the completion (EOS and the request's stop ids).</param>
-    /// <param name="what">The grammar as errors name it (e.g. "response_format json_object").</param>
-    public JsonConstraint(VocabularyBytes vocabulary, TPrefix start, IEnumerable<int> stopIds, string what)
+    /// <param name="what">The format as errors name it (e.g. "response_format json_object").</param>
+    public JsonConstraint(VocabularyBytes vocabulary, JsonSchema schema, IEnumerable<int> stopIds, string what)
     {
         _vocabulary = vocabulary;
-        _prefix = start;
+        _prefix = schema.Start();
         _stopIds = [.. stopIds];
         _what = what;
         UpdateFirstBytes();

@@ -33,6 +33,8 @@ public sealed class JsonSchema
         /// <summary>Object: each property's schema; Array: the items' schema; AnyOf: the branches.</summary>
         public int[] Children = [];
         public ulong Required;
+        /// <summary>Object: any key, each value of Children[0]'s schema (JSON mode's objects), instead of Names.</summary>
+        public bool AnyKeys;
         public int MinItems, MaxItems = int.MaxValue;
         /// <summary>Per byte: whether a value of this node can start with it (an anyOf: any branch's).</summary>
         public bool[] StartBytes = new bool[256];
@@ -103,6 +105,33 @@ public sealed class JsonSchema
 
     /// <summary>The state before the answer's first byte.</summary>
     public JsonSchemaPrefix Start() => new(this);
+
+    /// <summary>Any JSON object (OpenAI's json_object): any keys, any values, nested as deep as
+    /// <see cref="JsonSchemaPrefix.MaxDepth"/> allows.</summary>
+    public static JsonSchema AnyObject { get; } = BuildAnyObject();
+
+    private static JsonSchema BuildAnyObject()
+    {
+        // any = anyOf(object of any, array of any, string, number, boolean, null); the root is the object.
+        var any = new Node { Kind = Kind.AnyOf };
+        var obj = new Node { Kind = Kind.Object, AnyKeys = true, Children = [0] };
+        var array = new Node { Kind = Kind.Array, Children = [0] };
+        List<Node> nodes = [any, obj, array, new() { Kind = Kind.String }, new() { Kind = Kind.Number }, new() { Kind = Kind.Boolean }, new() { Kind = Kind.Null }];
+        any.Children = [1, 2, 3, 4, 5, 6];
+        FillStartBytes(nodes);
+        return new JsonSchema([.. nodes], root: 1);
+    }
+
+    /// <summary>Whether <paramref name="bytes"/> hold no quote, backslash or control character: text that goes on
+    /// wherever a string is open, and a name this server can match without escapes.</summary>
+    public static bool IsPlainStringText(ReadOnlySpan<byte> bytes)
+    {
+        foreach (byte b in bytes)
+        {
+            if (b < 0x20 || b == (byte)'"' || b == (byte)'\\') return false;
+        }
+        return true;
+    }
 
     private sealed class Compiler(JsonElement document)
     {
@@ -267,7 +296,7 @@ public sealed class JsonSchema
         private static byte[] Plain(string text, string path)
         {
             var bytes = Encoding.UTF8.GetBytes(text);
-            return JsonPrefix.IsPlainStringText(bytes) ? bytes
+            return IsPlainStringText(bytes) ? bytes
                 : throw new JsonSchemaException($"\"{JsonEncodedText.Encode(text)}\" at {path} holds a quote, a backslash or a control character, which this server does not write");
         }
 

@@ -5,20 +5,31 @@ namespace ActorRing.Model.Sampling;
 
 /// <summary>
 /// Where an answer that must follow a <see cref="JsonSchema"/> stands after some UTF-8 bytes: a pushdown
-/// recognizer with one frame per open value (an object, an array, a string, a number or a literal). Keys and enum
-/// values are matched against the names still possible, so a key is always one of the object's properties, never
-/// one it already has, and an object closes only once its required properties are all there. Strings, numbers,
-/// literals and the whitespace between tokens follow <see cref="JsonPrefix"/>'s rules. A value type (the frames
-/// are inline), so a trial read on a copy leaves the original as it was.
+/// recognizer for RFC 8259 with one frame per open value (an object, an array, a string, a number or a literal).
+/// Keys and enum values are matched against the names still possible, so a key is always one of the object's
+/// properties, never one it already has, and an object closes only once its required properties are all there
+/// (<see cref="JsonSchema.AnyObject"/>'s objects take any key). A value type (the frames are inline), so
+/// <see cref="JsonConstraint"/> tries every vocabulary entry on a copy and the original stays as it was.
+/// <para>
+/// Two limits keep a poorly trained model from wandering where the grammar alone would let it. Whitespace between
+/// tokens is nothing, one space, or a line break and at most <see cref="MaxIndent"/> spaces or tabs of indentation
+/// (the rule of llama.cpp's JSON grammar): with any whitespace allowed, the bundled story model spent its whole
+/// max_tokens on spaces and line breaks. And values nest at most <see cref="MaxDepth"/> deep, the value being
+/// written included (OpenAI's structured outputs allow 10 levels). Bytes of 0x80 and above are accepted inside
+/// strings as they come: a multi-byte character may span tokens.
+/// </para>
 /// </summary>
-public struct JsonSchemaPrefix : IJsonPrefix
+public struct JsonSchemaPrefix
 {
     /// <summary>The deepest nesting of values (objects, arrays and the scalar being written) allowed.</summary>
     public const int MaxDepth = 16;
 
+    /// <summary>The most spaces or tabs allowed after a line break between tokens.</summary>
+    public const int MaxIndent = 20;
+
     private enum Mode : byte
     {
-        KeyOrClose, Key, InKey, Colon, PropertyValue, AfterProperty,  // an object
+        KeyOrClose, Key, InKey, AnyKey, Colon, PropertyValue, AfterProperty, // an object (AnyKey: its key's string frame is on top)
         ItemOrClose, Item, AfterItem,                                   // an array
         Text, Escape, Unicode,                                          // a string of any text
         EnumText,                                                       // a string among the enum values
@@ -54,10 +65,14 @@ public struct JsonSchemaPrefix : IJsonPrefix
 
     internal JsonSchemaPrefix(JsonSchema schema) => _schema = schema;
 
+    /// <summary>The bytes read so far are a whole answer: only a stop token may follow.</summary>
     public readonly bool IsComplete => _complete;
 
+    /// <summary>Inside a string of any text, outside an escape: bytes that are
+    /// <see cref="JsonSchema.IsPlainStringText"/> go on.</summary>
     public readonly bool InStringText => _depth > 0 && _frames[_depth - 1].Mode == Mode.Text;
 
+    /// <summary>Reads <paramref name="bytes"/>; false (and the state undefined) when they cannot go on.</summary>
     public bool TryRead(ReadOnlySpan<byte> bytes)
     {
         foreach (byte b in bytes)
@@ -146,6 +161,7 @@ public struct JsonSchemaPrefix : IJsonPrefix
                 if (b == (byte)'}') return (node.Required & ~f.Used) == 0 && EndValue();
                 goto case Mode.Key;
             case Mode.Key:
+                if (node.AnyKeys) return b == (byte)'"' && OpenAnyKey(ref f);
                 if (b != (byte)'"' || (all & ~f.Used) == 0) return false;
                 f.Mode = Mode.InKey;
                 f.Candidates = all & ~f.Used;
@@ -156,12 +172,12 @@ public struct JsonSchemaPrefix : IJsonPrefix
                 f.Mode = Mode.PropertyValue;
                 return true;
             case Mode.PropertyValue:
-                return StartValue(node.Children[f.Count], b);
+                return StartValue(node.AnyKeys ? node.Children[0] : node.Children[f.Count], b);
             case Mode.AfterProperty:
                 if (b == (byte)',')
                 {
                     f.Mode = Mode.Key;
-                    return (all & ~f.Used) != 0;
+                    return node.AnyKeys || (all & ~f.Used) != 0;
                 }
                 return b == (byte)'}' && (node.Required & ~f.Used) == 0 && EndValue();
             case Mode.ItemOrClose:
@@ -182,8 +198,8 @@ public struct JsonSchemaPrefix : IJsonPrefix
     }
 
     /// <summary>
-    /// Whitespace between tokens, by <see cref="JsonPrefix"/>'s rule (nothing, one space, or a line break and at most
-    /// <see cref="JsonPrefix.MaxIndent"/> spaces or tabs): whether it may go on, or null for any other byte.
+    /// Whitespace between tokens (nothing, one space, or a line break and at most <see cref="MaxIndent"/> spaces or
+    /// tabs): whether it may go on, or null for any other byte.
     /// </summary>
     private bool? Between(byte b)
     {
@@ -198,7 +214,7 @@ public struct JsonSchemaPrefix : IJsonPrefix
             _whitespace = 1;
             return b is (byte)' ' or (byte)'\n';
         }
-        return _lineBreak && (b is (byte)' ' or (byte)'\t') && _whitespace++ <= JsonPrefix.MaxIndent;
+        return _lineBreak && (b is (byte)' ' or (byte)'\t') && _whitespace++ <= MaxIndent; // _whitespace - 1 indentation bytes so far
     }
 
     /// <summary>Opens a value of schema node <paramref name="id"/> with its first byte (an anyOf takes the branch that can start so).</summary>
@@ -249,6 +265,11 @@ public struct JsonSchemaPrefix : IJsonPrefix
             return true;
         }
         ref var parent = ref _frames[_depth - 1];
+        if (parent.Mode == Mode.AnyKey)
+        {
+            parent.Mode = Mode.Colon;
+            return true;
+        }
         if (parent.Mode == Mode.PropertyValue)
         {
             parent.Used |= 1UL << parent.Count;
@@ -259,6 +280,15 @@ public struct JsonSchemaPrefix : IJsonPrefix
             parent.Count++;
             parent.Mode = Mode.AfterItem;
         }
+        return true;
+    }
+
+    /// <summary>A key of an object that takes any: a string of any text, in a frame of its own on top.</summary>
+    private bool OpenAnyKey(ref Frame obj)
+    {
+        if (_depth == MaxDepth) return false;
+        obj.Mode = Mode.AnyKey;
+        _frames[_depth++] = new Frame { Node = obj.Node, Mode = Mode.Text }; // text needs nothing of its node
         return true;
     }
 

@@ -15,7 +15,7 @@ namespace ActorRing.Model.Sampling;
 /// LogitBias (OpenAI's logit_bias) adds a value in [-100, 100] to a token's logit before anything else looks at
 /// it: -100 in effect bans the token, 100 in effect forces it.
 /// JsonObject (OpenAI's response_format json_object): the completion is one JSON object, ended by an EOS or stop id
-/// right after it (<see cref="JsonConstraint{TPrefix}"/>), so it cannot be combined with IgnoreEos or MinTokens.
+/// right after it (<see cref="JsonConstraint"/>), so it cannot be combined with IgnoreEos or MinTokens.
 /// JsonSchema (response_format json_schema): the same, for an object that follows this JSON Schema (its text; see
 /// <see cref="Sampling.JsonSchema"/> for the keywords it may use).
 /// </summary>
