@@ -275,8 +275,10 @@ public sealed class JsonConstraintTests
     [InlineData("""{"type":"array","items":{"type":"string"}}""", "the schema's root must be an object")]
     [InlineData("""{"type":"object","properties":{"a":{"type":"string","format":"email"}}}""", "the keyword \"format\" at #/properties/a is not supported")]
     [InlineData("""{"type":"object","properties":{"a":{"type":"integer","minimum":3}}}""", "the keyword \"minimum\" at #/properties/a")]
-    [InlineData("""{"type":"object","properties":{"a":{}}}""", "the schema at #/properties/a has no type")]
-    [InlineData("""{"type":"object","additionalProperties":true}""", "additionalProperties at # must be false or absent")]
+    [InlineData("""{"properties":{"a":{"type":"string"}}}""", "the schema at # has no type")]
+    [InlineData("""{"type":"object","properties":{"a":{"minLength":3}}}""", "the keyword \"minLength\" at #/properties/a is not supported")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"string"}},"additionalProperties":true}""", "additionalProperties at # must be false or absent beside properties")]
+    [InlineData("""{"type":"object","required":["a"]}""", "required at # needs properties")]
     [InlineData("""{"type":"object","properties":{"a":{"anyOf":[{"type":"integer"},{"type":"number"}]}}}""", "two branches can start with the same kind of value (a number)")]
     [InlineData("""{"type":"object","properties":{"a":{"enum":["x",1]}}}""", "enum and const values at #/properties/a must be strings, got number 1")]
     [InlineData("""{"type":"object","properties":{"a":{"$ref":"#/$defs/Missing"}}}""", "$ref \"#/$defs/Missing\" at #/properties/a must name an entry")]
@@ -287,6 +289,32 @@ public sealed class JsonConstraintTests
         using var doc = JsonDocument.Parse(schema);
         var error = Assert.Throws<JsonSchemaException>(() => JsonSchema.Compile(doc.RootElement));
         Assert.Contains(message, error.Message);
+    }
+
+    [Fact]
+    public void Maps_and_values_of_any_kind_take_what_their_schemas_leave_open()
+    {
+        using var doc = JsonDocument.Parse("""
+            {"type":"object","properties":{
+                "counts":{"type":"object","additionalProperties":{"type":"integer"}},
+                "extra":{"description":"anything"},
+                "list":{"type":"array"},
+                "empty":{"type":"object","properties":{},"additionalProperties":false}},
+             "required":["counts"]}
+            """);
+        var schema = JsonSchema.Compile(doc.RootElement);
+        bool Reads(string text, out JsonSchemaPrefix prefix)
+        {
+            prefix = schema.Start();
+            return prefix.TryRead(Encoding.UTF8.GetBytes(text));
+        }
+
+        Assert.True(Reads("""{"counts":{"x":1,"x":-2,"\u00e9":0},"extra":[{"a":null},"b",true],"list":[1,"two",[]],"empty":{}}""", out var whole));
+        Assert.True(whole.IsComplete);
+        Assert.False(Reads("""{"counts":{"x":"1""", out _));   // a map of integers
+        Assert.False(Reads("""{"counts":{"x":1.5""", out _));
+        Assert.False(Reads("""{"counts":{},"empty":{"a""", out _)); // no properties, none allowed
+        Assert.False(Reads("""{"extra":1}""", out _));          // counts is required
     }
 
     [Fact]

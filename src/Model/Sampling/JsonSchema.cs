@@ -10,9 +10,11 @@ public sealed class JsonSchemaException(string message) : Exception(message);
 /// A JSON Schema compiled for <see cref="JsonSchemaPrefix"/> (OpenAI's <c>response_format: {"type": "json_schema"}</c>).
 /// The subset is what OpenAI's strict mode and Pydantic's models use, and every keyword in it is enforced:
 /// <list type="bullet">
-/// <item><c>type</c> object (with <c>properties</c>, <c>required</c>, and <c>additionalProperties</c> absent or
-/// false: only the listed properties are written, each at most once, in any order), array (<c>items</c>,
-/// <c>minItems</c>, <c>maxItems</c>), string, number, integer, boolean, null, or a list of those;</item>
+/// <item><c>type</c> object with <c>properties</c>, <c>required</c>, and <c>additionalProperties</c> absent or
+/// false (only the listed properties are written, each at most once, in any order), or without properties (a map:
+/// any keys, each value of <c>additionalProperties</c>' schema); array (<c>items</c>, <c>minItems</c>,
+/// <c>maxItems</c>); string, number, integer, boolean, null, or a list of those;</item>
+/// <item><c>true</c> or a schema of annotations only: any JSON value;</item>
 /// <item><c>enum</c> and <c>const</c> of strings;</item>
 /// <item><c>anyOf</c> and <c>oneOf</c> whose branches start differently (an object, an array, a string, a number, a
 /// boolean, null): Pydantic's Optional fields are <c>anyOf</c> a type and null;</item>
@@ -108,19 +110,7 @@ public sealed class JsonSchema
 
     /// <summary>Any JSON object (OpenAI's json_object): any keys, any values, nested as deep as
     /// <see cref="JsonSchemaPrefix.MaxDepth"/> allows.</summary>
-    public static JsonSchema AnyObject { get; } = BuildAnyObject();
-
-    private static JsonSchema BuildAnyObject()
-    {
-        // any = anyOf(object of any, array of any, string, number, boolean, null); the root is the object.
-        var any = new Node { Kind = Kind.AnyOf };
-        var obj = new Node { Kind = Kind.Object, AnyKeys = true, Children = [0] };
-        var array = new Node { Kind = Kind.Array, Children = [0] };
-        List<Node> nodes = [any, obj, array, new() { Kind = Kind.String }, new() { Kind = Kind.Number }, new() { Kind = Kind.Boolean }, new() { Kind = Kind.Null }];
-        any.Children = [1, 2, 3, 4, 5, 6];
-        FillStartBytes(nodes);
-        return new JsonSchema([.. nodes], root: 1);
-    }
+    public static JsonSchema AnyObject { get; } = Compile(JsonDocument.Parse("""{"type": "object"}""").RootElement);
 
     /// <summary>Whether <paramref name="bytes"/> hold no quote, backslash or control character: text that goes on
     /// wherever a string is open, and a name this server can match without escapes.</summary>
@@ -138,9 +128,25 @@ public sealed class JsonSchema
         public List<Node> Nodes { get; } = [];
         private readonly Dictionary<string, int> _refs = [];
 
+        private int _any = -1;
+
+        /// <summary>Any JSON value: the schema true, or one of annotations only (JSON Schema's meaning of {}).</summary>
+        private int Any()
+        {
+            if (_any >= 0) return _any;
+            var any = new Node { Kind = Kind.AnyOf };
+            _any = Add(any);
+            int obj = Add(new Node { Kind = Kind.Object, AnyKeys = true, Children = [_any] });
+            int array = Add(new Node { Kind = Kind.Array, Children = [_any] });
+            any.Children = [obj, array, Add(new Node { Kind = Kind.String }), Add(new Node { Kind = Kind.Number }),
+                Add(new Node { Kind = Kind.Boolean }), Add(new Node { Kind = Kind.Null })];
+            return _any;
+        }
+
         public int Compile(JsonElement s, string path)
         {
-            if (s.ValueKind != JsonValueKind.Object) throw new JsonSchemaException($"the schema at {path} must be an object, got {s.ValueKind.ToString().ToLowerInvariant()}");
+            if (s.ValueKind == JsonValueKind.True) return Any();
+            if (s.ValueKind != JsonValueKind.Object) throw new JsonSchemaException($"the schema at {path} must be an object or true, got {s.ValueKind.ToString().ToLowerInvariant()}");
             foreach (var p in s.EnumerateObject())
             {
                 if (!Annotations.Contains(p.Name) && p.Name is not ("type" or "properties" or "required" or "additionalProperties" or "items"
@@ -168,7 +174,10 @@ public sealed class JsonSchema
                 return Add(new Node { Kind = Kind.String, Names = names });
             }
             if (!s.TryGetProperty("type", out var type))
-                throw new JsonSchemaException($"the schema at {path} has no type: this server needs every value's type (or enum, const, anyOf or $ref)");
+            {
+                if (s.EnumerateObject().All(p => Annotations.Contains(p.Name))) return Any();
+                throw new JsonSchemaException($"the schema at {path} has no type: this server needs the type of a value whose schema says more than annotations");
+            }
             if (type.ValueKind == JsonValueKind.Array)
             {
                 var kinds = type.EnumerateArray().Select(k => k.ValueKind == JsonValueKind.String ? k.GetString()! : throw new JsonSchemaException($"type at {path} must name types")).ToList();
@@ -186,11 +195,10 @@ public sealed class JsonSchema
                 case "object":
                     return Object(s, path);
                 case "array":
-                    if (!s.TryGetProperty("items", out var items)) throw new JsonSchemaException($"the array at {path} needs items");
                     var array = new Node { Kind = Kind.Array, MinItems = Count(s, "minItems", 0, path), MaxItems = Count(s, "maxItems", int.MaxValue, path) };
                     if (array.MinItems > array.MaxItems) throw new JsonSchemaException($"minItems ({array.MinItems}) exceeds maxItems ({array.MaxItems}) at {path}");
                     int id = Add(array);
-                    array.Children = [Compile(items, $"{path}/items")];
+                    array.Children = [s.TryGetProperty("items", out var items) ? Compile(items, $"{path}/items") : Any()];
                     return id;
                 case "string": return Add(new Node { Kind = Kind.String });
                 case "number": return Add(new Node { Kind = Kind.Number });
@@ -203,10 +211,20 @@ public sealed class JsonSchema
 
         private int Object(JsonElement s, string path)
         {
-            if (s.TryGetProperty("additionalProperties", out var extra) && extra.ValueKind != JsonValueKind.False)
-                throw new JsonSchemaException($"additionalProperties at {path} must be false or absent: only the listed properties are written");
+            bool listed = s.TryGetProperty("properties", out _);
+            bool hasExtra = s.TryGetProperty("additionalProperties", out var extra) && extra.ValueKind != JsonValueKind.False;
+            if (listed && hasExtra)
+                throw new JsonSchemaException($"additionalProperties at {path} must be false or absent beside properties: only the listed properties are written");
             var node = new Node { Kind = Kind.Object };
             int id = Add(node);
+            if (!listed && (hasExtra || extra.ValueKind == JsonValueKind.Undefined))
+            {
+                // A map (Pydantic's dict[str, T]): any keys, each value of additionalProperties' schema (absent: any).
+                if (s.TryGetProperty("required", out _)) throw new JsonSchemaException($"required at {path} needs properties");
+                node.AnyKeys = true;
+                node.Children = [hasExtra ? Compile(extra, $"{path}/additionalProperties") : Any()];
+                return id;
+            }
             var names = new List<string>();
             var children = new List<int>();
             if (s.TryGetProperty("properties", out var properties))
