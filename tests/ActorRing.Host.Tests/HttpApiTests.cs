@@ -50,7 +50,10 @@ public sealed class HttpApiTests(HttpCluster cluster)
     }
 
     [Theory]
-    [InlineData("""{"prompt":"x","echo":true}""", "echo", "echo is not supported")]
+    [InlineData("""{"prompt":"x","echo":true,"logprobs":1}""", "echo", "echo with logprobs asks for the prompt's log-probabilities")]
+    [InlineData("""{"prompt":"x","best_of":2,"n":3}""", "best_of", "best_of (2) must be at least n (3)")]
+    [InlineData("""{"prompt":"x","best_of":2,"stream":true}""", "best_of", "best_of cannot be used with stream")]
+    [InlineData("""{"prompt":"x","best_of":65}""", "best_of", "best_of must be between 1 and 64, got 65")]
     [InlineData("""{"prompt":"x","suffix":"y"}""", "suffix", "suffix is not supported")]
     [InlineData("""{"prompt":[1, 99999]}""", "prompt", "token id 99999 is outside the vocabulary")]
     [InlineData("""{"max_tokens":3}""", "prompt", "prompt is required")]
@@ -411,6 +414,51 @@ public sealed class HttpApiTests(HttpCluster cluster)
 
         // "text" is the default format: the same answer as no response_format at all.
         Assert.Equal(await Ask(""" "temperature":0 """), await Ask(""" "temperature":0,"response_format":{"type":"text"} """));
+    }
+
+    [Fact]
+    public async Task Echo_repeats_the_prompt_and_best_of_returns_the_choices_most_likely_per_token()
+    {
+        async Task<JsonElement> Completion(string fields)
+        {
+            var (status, json) = await cluster.PostAsync("/v1/completions", "{" + fields + "}");
+            Assert.True(status == HttpStatusCode.OK, $"{fields}: {status} {json}");
+            return json;
+        }
+        static string Text(JsonElement json, int i = 0) => json.GetProperty("choices")[i].GetProperty("text").GetString()!;
+
+        // echo: the prompt as given (text), or as its ids decode, then the completion; streamed, the prompt comes first.
+        string plain = Text(await Completion(""" "prompt":"Once upon a time","temperature":0,"max_tokens":8 """));
+        Assert.Equal("Once upon a time" + plain, Text(await Completion(""" "prompt":"Once upon a time","temperature":0,"max_tokens":8,"echo":true """)));
+        Assert.Equal("Once upon a time" + cluster.ReferenceText,
+            Text(await Completion(""" "prompt":[1,403,407,261,378],"temperature":0,"max_tokens":24,"echo":true """)));
+        using var stream = await cluster.Http.PostAsync("/v1/completions", new StringContent(
+            """{"prompt":"Once upon a time","temperature":0,"max_tokens":8,"echo":true,"stream":true}""", Encoding.UTF8, "application/json"));
+        var pieces = (await stream.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Where(e => e != "data: [DONE]").Select(e => JsonDocument.Parse(e["data: ".Length..]).RootElement)
+            .Select(chunk => chunk.GetProperty("choices")[0].GetProperty("text").GetString()).ToList();
+        Assert.Equal("Once upon a time", pieces[0]);
+        Assert.Equal(plain, string.Concat(pieces.Skip(1)));
+
+        // best_of 4, n 2: the same four seeded choices as n 4 (choice i samples with seed + i), of which the two with
+        // the highest mean log-probability per token come back, best first; usage counts all four. The seed is the
+        // first whose two best are not simply choices 0 and 1, so that the ranking shows.
+        for (int seed = 11; ; seed++)
+        {
+            Assert.True(seed < 40, "no seed ranked its choices out of their order");
+            string sampled = $$""" "prompt":"Once upon a time","temperature":1,"seed":{{seed}},"max_tokens":12 """;
+            var all = await Completion(sampled + ""","n":4,"logprobs":0""");
+            var ranked = Enumerable.Range(0, 4).Select(i => (Index: i, Text: Text(all, i),
+                    Mean: all.GetProperty("choices")[i].GetProperty("logprobs").GetProperty("token_logprobs").EnumerateArray().Average(l => l.GetDouble())))
+                .OrderByDescending(c => c.Mean).ThenBy(c => c.Index).ToList();
+            if (ranked[0].Index == 0 && ranked[1].Index == 1) continue;
+            var best = await Completion(sampled + ""","n":2,"best_of":4""");
+            Assert.Equal(2, best.GetProperty("choices").GetArrayLength());
+            Assert.Equal([ranked[0].Text, ranked[1].Text], [Text(best, 0), Text(best, 1)]);
+            Assert.Equal(JsonValueKind.Null, best.GetProperty("choices")[0].GetProperty("logprobs").ValueKind); // not asked for
+            Assert.Equal(all.GetProperty("usage").GetProperty("completion_tokens").GetInt32(), best.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+            break;
+        }
     }
 
     [Fact]

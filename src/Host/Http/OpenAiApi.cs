@@ -113,7 +113,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         var f = await ReadAsync(ctx);
         var request = OpenAiRequest.Completion(f, service);
         string id = "cmpl-" + Guid.NewGuid().ToString("N");
-        await RunAsync(ctx, request, new TextFormat(this, id, Now(), modelId));
+        await RunAsync(ctx, request, new TextFormat(this, id, Now(), modelId, request.Echo));
     }
 
     /// <summary>How chat and legacy completions spell the same events; <c>index</c> is the choice's.</summary>
@@ -173,7 +173,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
             }
         }
 
-        var choices = inputs.Select(_ => new ChoiceState()).ToArray();
+        var choices = inputs.Select(_ => new ChoiceState()).ToArray(); // best_of's too: all are generated, n returned
         int finished = 0;
         bool streaming = false;
         try
@@ -191,7 +191,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
                         await SendEventAsync(ctx, Failure(failed).Body);
                         await SendDoneAsync(ctx);
                         return;
-                    case TokenEvent { Logprob: { } lp } when request.Logprobs is not null:
+                    case TokenEvent { Logprob: { } lp } when request.Logprobs is not null || request.Ranked:
                         choice.Logprobs.Add(lp);
                         break;
                     case TextEvent t:
@@ -215,7 +215,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
                         if (!request.Stream)
                         {
                             await WriteAsync(ctx, 200, format.Whole(
-                                [.. choices.Select(c => new ChoiceResult(c.Text.ToString(), request.Logprobs is null ? null : c.Logprobs, c.Finished!.FinishReason))],
+                                [.. Returned(request, choices).Select(c => new ChoiceResult(c.Text.ToString(), request.Logprobs is null ? null : c.Logprobs, c.Finished!.FinishReason))],
                                 usage));
                             return;
                         }
@@ -240,6 +240,14 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
             await Task.WhenAll(producers);
         }
     }
+
+    /// <summary>
+    /// The choices the answer holds: all of them, or with best_of the n with the highest mean log-probability per
+    /// token (OpenAI's rule), best first, the earlier choice first on a tie. Usage counts every choice generated.
+    /// </summary>
+    private static IEnumerable<ChoiceState> Returned(OpenAiRequest request, ChoiceState[] choices) => !request.Ranked ? choices
+        : choices.Select((c, i) => (c, i, Mean: c.Logprobs.Count == 0 ? double.NegativeInfinity : c.Logprobs.Average(l => (double)l.Logprob)))
+            .OrderByDescending(x => x.Mean).ThenBy(x => x.i).Take(request.N).Select(x => x.c);
 
     private static async Task<bool> StartStreamAsync(HttpContext ctx, ResponseFormat format, int choices)
     {

@@ -9,8 +9,18 @@ namespace ActorRing.Host.Http;
 /// <param name="Logprobs">Null: none. Otherwise the number of alternatives per token (chat's top_logprobs, the
 /// legacy API's integer logprobs).</param>
 /// <param name="N">Choices to generate for the prompt (OpenAI's n), each its own sequence in the batch.</param>
-internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool IncludeUsage, int? Logprobs, string PromptParam, int N = 1)
+/// <param name="BestOf">Choices to generate, of which the N with the highest log-probability per token are returned
+/// (the legacy API's best_of; at least N).</param>
+/// <param name="Echo">The prompt's text, which the answer starts with (the legacy API's echo), or null.</param>
+internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool IncludeUsage, int? Logprobs, string PromptParam, int N = 1,
+    int BestOf = 1, string? Echo = null)
 {
+    /// <summary>The choices generated: best_of when it asks for more than n.</summary>
+    public int Generated => Math.Max(N, BestOf);
+
+    /// <summary>Whether the choices are ranked (best_of above n), which needs each sampled token's log-probability.</summary>
+    public bool Ranked => BestOf > N;
+
     /// <summary>The most choices one request may ask for (OpenAI allows 128); each takes a place in the batch.</summary>
     public const int MaxChoices = 64;
 
@@ -19,10 +29,14 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
     /// seed, choice i samples with seed + i: the choices differ, and each is reproducible. Without one, each draws
     /// its own. Greedy choices are all the same text, as OpenAI's are.
     /// </summary>
-    public IReadOnlyList<GenerationInput> ChoiceInputs() =>
-        [.. Enumerable.Range(0, N).Select(i => i == 0 || Input.Sampling.Seed is not ulong seed
-            ? Input
-            : Input with { Sampling = Input.Sampling with { Seed = unchecked(seed + (ulong)i) } })];
+    public IReadOnlyList<GenerationInput> ChoiceInputs()
+    {
+        // Ranking needs the sampled tokens' log-probabilities even when the answer shows none.
+        var input = Ranked && Input.Sampling.Logprobs is null ? Input with { Sampling = Input.Sampling with { Logprobs = 0 } } : Input;
+        return [.. Enumerable.Range(0, Generated).Select(i => i == 0 || input.Sampling.Seed is not ulong seed
+            ? input
+            : input with { Sampling = input.Sampling with { Seed = unchecked(seed + (ulong)i) } })];
+    }
 
     /// <summary>The completion length when the request gives none (vLLM lets it run to the end of the context;
     /// a bounded default keeps a forgotten max_tokens from holding the single queue for minutes).</summary>
@@ -57,12 +71,25 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
 
     public static OpenAiRequest Completion(JsonFields f, GenerationService service)
     {
-        if (f.Bool("echo") is true) throw ApiException.BadRequest("echo is not supported: the prompt is not repeated in the answer; drop echo", "echo", "unsupported_parameter");
         f.Refuse("suffix", "this server does not fill in the middle; drop suffix");
-        f.Refuse("best_of", "only one completion is generated per request; drop best_of");
         var ids = Prompt(f, service);
         int? logprobs = f.Int("logprobs", 0, 5);
-        return Build(f, service, ids, "prompt", f.Int("max_tokens", 1, int.MaxValue), "max_tokens", logprobs, Format(f));
+        bool echo = f.Bool("echo") ?? false;
+        if (echo && logprobs is not null)
+            throw ApiException.BadRequest("echo with logprobs asks for the prompt's log-probabilities, which this server does not compute; drop one of them", "echo", "unsupported_parameter");
+        var request = Build(f, service, ids, "prompt", f.Int("max_tokens", 1, int.MaxValue), "max_tokens", logprobs, Format(f));
+        int bestOf = f.Int("best_of", 1, MaxChoices) ?? request.N; // absent: n, all of them returned
+        if (bestOf < request.N) throw ApiException.BadRequest($"best_of ({bestOf}) must be at least n ({request.N})", "best_of");
+        if (bestOf > 1 && request.Stream) throw ApiException.BadRequest("best_of cannot be used with stream: the best choices are known only at the end", "best_of");
+        return request with { BestOf = bestOf, Echo = echo ? EchoText(f, ids, service) : null };
+    }
+
+    /// <summary>The prompt as the answer repeats it: a text prompt as given, token ids as they decode.</summary>
+    private static string EchoText(JsonFields f, IReadOnlyList<int> ids, GenerationService service)
+    {
+        var p = f.Get("prompt")!.Value;
+        if (p.ValueKind == JsonValueKind.Array && p.GetArrayLength() == 1 && p[0].ValueKind == JsonValueKind.String) p = p[0];
+        return p.ValueKind == JsonValueKind.String ? p.GetString()! : service.Decode(ids);
     }
 
     private static OpenAiRequest Build(JsonFields f, GenerationService service, IReadOnlyList<int> ids, string promptParam,

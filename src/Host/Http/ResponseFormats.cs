@@ -41,13 +41,14 @@ internal sealed class ChatFormat(OpenAiApi api, string id, long created, string 
     }
 }
 
-/// <summary>Legacy completions: text choices, with the parallel-list log-probabilities of that API.</summary>
-internal sealed class TextFormat(OpenAiApi api, string id, long created, string model) : OpenAiApi.ResponseFormat(api)
+/// <summary>Legacy completions: text choices, with the parallel-list log-probabilities of that API. With
+/// <paramref name="echo"/> (the prompt's text) each choice starts with the prompt, streamed as its first chunk.</summary>
+internal sealed class TextFormat(OpenAiApi api, string id, long created, string model, string? echo = null) : OpenAiApi.ResponseFormat(api)
 {
     /// <summary>Per choice, the text offset of its next token (the legacy logprobs' text_offset).</summary>
     private readonly Dictionary<int, int> _offsets = [];
 
-    public override object? StreamStart(int index) => null;
+    public override object? StreamStart(int index) => echo is null ? null : Body([Choice(index, echo, null, null, usage: false)], null);
 
     public override object StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs) =>
         Body([Choice(index, text, logprobs, null, usage: false)], null);
@@ -58,7 +59,7 @@ internal sealed class TextFormat(OpenAiApi api, string id, long created, string 
     public override object StreamUsage(UsageBody usage) => new TextCompletionBody(id, created, model, [], usage);
 
     public override object Whole(IReadOnlyList<ChoiceResult> choices, UsageBody usage) =>
-        Body([.. choices.Select((c, i) => Choice(i, c.Text, c.Logprobs, c.FinishReason, usage: true))], usage);
+        Body([.. choices.Select((c, i) => Choice(i, echo + c.Text, c.Logprobs, c.FinishReason, usage: true))], usage);
 
     private TextCompletionBody Body(TextChoice[] choices, UsageBody? usage) => new(id, created, model, choices, usage);
 
