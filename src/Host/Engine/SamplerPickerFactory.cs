@@ -61,7 +61,7 @@ public sealed class SamplerPickerFactory(ITextTokenizer? tokenizer = null) : ITo
         public SampledToken Sample(float[] logits, IReadOnlyList<int> history)
         {
             if (_promptLength < 0) _accepted = _promptLength = history.Count;
-            // The history holds the tokens picked since the last call (one, or more after a recompute).
+            // The constraint follows every token picked since the last call (the scheduler appends each to the history).
             for (; _accepted < history.Count; _accepted++) constraint?.Accept(history[_accepted]);
             return sampler.Sample(logits, history, _promptLength);
         }

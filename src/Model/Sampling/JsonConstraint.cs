@@ -27,10 +27,11 @@ public sealed class VocabularyBytes
 }
 
 /// <summary>
-/// Holds a completion to a <see cref="JsonSchema"/> (<see cref="JsonSchema.AnyObject"/> for OpenAI's json_object). A
-/// token is allowed while its bytes go on in the schema's grammar (<see cref="JsonSchemaPrefix"/>); once the answer is whole only a stop token is,
-/// so the completion ends right there (as vLLM's guided decoding does). Special tokens render no text and are
-/// allowed only as that stop. A completion cut short by max_tokens or a stop string is cut-off JSON, as OpenAI's is.
+/// Holds a completion to a <see cref="JsonSchema"/> (<see cref="JsonSchema.AnyObject"/> for OpenAI's json_object).
+/// A token is allowed while its bytes go on in the schema's grammar (<see cref="JsonSchemaPrefix"/>); once the
+/// answer is whole only a stop token is, so the completion ends right there (as vLLM's guided decoding does).
+/// Special tokens render no text and are allowed only as that stop. A completion cut short by max_tokens or a stop
+/// string is cut-off JSON, as OpenAI's is.
 /// </summary>
 public sealed class JsonConstraint : ITokenConstraint
 {
