@@ -41,12 +41,7 @@ public sealed class SamplerPickerFactory(ITextTokenizer? tokenizer = null) : ITo
         if (options.ConstrainsJson)
         {
             if (tokenizer is null) throw new ArgumentException($"{options.JsonFormatName} needs the model's tokenizer, and this rank has none");
-            JsonSchema schema = JsonSchema.AnyObject;
-            if (options.JsonSchema is { } text)
-            {
-                using var document = System.Text.Json.JsonDocument.Parse(text); // valid: Validate compiled it
-                schema = JsonSchema.Compile(document.RootElement);
-            }
+            var schema = options.JsonSchema is { } text ? JsonSchema.FromText(text) : JsonSchema.AnyObject; // Validate compiled it
             json = new JsonConstraint(_vocabulary.Value, schema, sampling.StopTokenIds ?? [], options.JsonFormatName);
         }
         return new Picker(new Sampler(options, json), json);

@@ -93,7 +93,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
     }
 
     private static OpenAiRequest Build(JsonFields f, GenerationService service, IReadOnlyList<int> ids, string promptParam,
-        int? maxTokens, string maxParam, int? logprobs, ResponseFormat format)
+        int? maxTokens, string maxParam, int? logprobs, AnswerFormat format)
     {
         int n = f.Int("n", 1, MaxChoices) ?? 1;
         bool stream = f.Bool("stream") ?? false;
@@ -153,7 +153,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
     }
 
     /// <summary>A request's response_format: plain text, any JSON object, or a JSON object that follows a schema.</summary>
-    private sealed record ResponseFormat(bool JsonObject = false, string? JsonSchema = null);
+    private sealed record AnswerFormat(bool JsonObject = false, string? JsonSchema = null);
 
     /// <summary>
     /// OpenAI's response_format: "text" (the default), "json_object", whose completion is one JSON object, or
@@ -161,7 +161,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
     /// that continue it, then EOS). vLLM takes it in the legacy API as well. A schema keyword this server would not
     /// enforce is refused by name (JsonSchema says which it enforces), strict or not.
     /// </summary>
-    private static ResponseFormat Format(JsonFields f)
+    private static AnswerFormat Format(JsonFields f)
     {
         if (f.Get("response_format") is not { } v) return new();
         if (v.ValueKind != JsonValueKind.Object) throw JsonFields.Type("response_format", "an object such as {\"type\": \"json_object\"}", v);
@@ -179,15 +179,16 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
                 sf.Bool("strict"); // either way: every keyword used is enforced, the others are refused
                 if (sf.Get("schema") is not { } schema)
                     throw ApiException.BadRequest("response_format.json_schema.schema is required: the JSON Schema of the answer", "response_format", "missing_required_parameter");
+                string text = schema.GetRawText();
                 try
                 {
-                    JsonSchema.Compile(schema);
+                    JsonSchema.FromText(text); // compiled once for this request: later checks of the same text find it
                 }
                 catch (JsonSchemaException e)
                 {
                     throw ApiException.BadRequest($"response_format json_schema: {e.Message}", "response_format", "unsupported_parameter");
                 }
-                return new(JsonSchema: schema.GetRawText());
+                return new(JsonSchema: text);
             case null:
                 throw ApiException.BadRequest("response_format.type is required: \"text\", \"json_object\" or \"json_schema\"", "response_format", "missing_required_parameter");
             default:

@@ -105,6 +105,26 @@ public sealed class JsonSchema
         }
     }
 
+    /// <summary>Compiled schemas by their text's string instance: a request's text goes from the HTTP layer through
+    /// the sampling options, their validations and the control message to the picker as one string, so it is
+    /// compiled once, and the entry goes when the request's last reference does.</summary>
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<string, JsonSchema> ByText = [];
+
+    /// <summary><see cref="Compile"/> of a schema's JSON text, once per string instance.</summary>
+    /// <exception cref="JsonSchemaException">The text is not JSON, or the schema uses what this server cannot enforce.</exception>
+    public static JsonSchema FromText(string text) => ByText.GetValue(text, static t =>
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(t);
+            return Compile(document.RootElement);
+        }
+        catch (JsonException e)
+        {
+            throw new JsonSchemaException($"the schema is not valid JSON: {e.Message}");
+        }
+    });
+
     /// <summary>The state before the answer's first byte.</summary>
     public JsonSchemaPrefix Start() => new(this);
 

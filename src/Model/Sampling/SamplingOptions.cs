@@ -153,10 +153,9 @@ public sealed record SamplingOptions(
         {
             try
             {
-                using var document = System.Text.Json.JsonDocument.Parse(JsonSchema);
-                Sampling.JsonSchema.Compile(document.RootElement);
+                Sampling.JsonSchema.FromText(JsonSchema);
             }
-            catch (Exception e) when (e is System.Text.Json.JsonException or JsonSchemaException)
+            catch (JsonSchemaException e)
             {
                 errors.Add($"response_format json_schema: {e.Message}");
             }
