@@ -13,8 +13,8 @@ namespace ActorRing.Model.Sampling;
 /// <para>
 /// Two limits keep a poorly trained model from wandering where the grammar alone would let it. Whitespace between
 /// tokens is nothing, one space, or a line break and at most <see cref="MaxIndent"/> spaces or tabs of indentation
-/// (the rule of llama.cpp's JSON grammar): with any whitespace allowed, the bundled story model spent its whole
-/// max_tokens on spaces and line breaks. And values nest at most <see cref="MaxDepth"/> deep, the value being
+/// (the rule of llama.cpp's JSON grammar): with any whitespace allowed, the bundled story model spent most of its
+/// max_tokens on runs of spaces and line breaks. And values nest at most <see cref="MaxDepth"/> deep, the value being
 /// written included (OpenAI's structured outputs allow 10 levels). Bytes of 0x80 and above are accepted inside
 /// strings as they come: a multi-byte character may span tokens.
 /// </para>
