@@ -40,6 +40,8 @@ public sealed class HttpApiTests(HttpCluster cluster)
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}""", "stream_options", "only allowed with stream: true")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}""", "response_format", "response_format.json_schema.schema is required")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"e":{"type":"string","format":"email"}}}}}}""", "response_format", "response_format json_schema: the keyword \"format\" at #/properties/e is not supported")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}""", "tools", "tools is not supported: this server has no tool calling")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"tool_choice":"required"}""", "tool_choice", "tool_choice \"required\" asks for a tool call")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}""", "response_format", "must be \"text\", \"json_object\" or \"json_schema\", got \"yaml\"")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":"json"}""", "response_format", "response_format must be an object")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{}}""", "response_format", "response_format.type is required")]
@@ -356,7 +358,7 @@ public sealed class HttpApiTests(HttpCluster cluster)
     }
 
     [Fact]
-    public async Task JSON_mode_answers_with_one_JSON_object_and_text_mode_is_the_default()
+    public async Task JSON_modes_hold_the_answer_and_text_or_no_tools_change_nothing()
     {
         async Task<(string Finish, string Content)> Ask(string fields)
         {
@@ -411,6 +413,9 @@ public sealed class HttpApiTests(HttpCluster cluster)
             followed++;
         }
         Assert.True(followed >= 2, $"only {followed} of 3 answers closed their object");
+
+        // What clients send by default about tools when they have none changes nothing.
+        Assert.Equal(await Ask(""" "temperature":0 """), await Ask(""" "temperature":0,"tools":[],"tool_choice":"none","parallel_tool_calls":false """));
 
         // "text" is the default format: the same answer as no response_format at all.
         Assert.Equal(await Ask(""" "temperature":0 """), await Ask(""" "temperature":0,"response_format":{"type":"text"} """));

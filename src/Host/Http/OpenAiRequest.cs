@@ -47,7 +47,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
     public static OpenAiRequest Chat(JsonFields f, GenerationService service)
     {
         var messages = Messages(f);
-        f.Refuse("tools", "this server has no tool calling");
+        NoToolCalls(f);
         if (f.Bool("logprobs") is not true && f.Has("top_logprobs"))
             throw ApiException.BadRequest("top_logprobs needs logprobs: true", "top_logprobs");
         int? logprobs = f.Bool("logprobs") is true ? f.Int("top_logprobs", 0, SamplingOptions.MaxLogprobs) ?? 0 : null;
@@ -67,6 +67,19 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         int? max = f.Int("max_completion_tokens", 1, int.MaxValue) ?? f.Int("max_tokens", 1, int.MaxValue);
         string maxParam = f.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
         return Build(f, service, ids, "messages", max, maxParam, logprobs, Format(f));
+    }
+
+    /// <summary>
+    /// This server does not call tools, so a request that offers any, or asks for a call, is refused by name. What
+    /// some clients send by default is not such a request: an empty tools list, tool_choice "none" (or "auto", with no
+    /// tools there is nothing to choose), and parallel_tool_calls.
+    /// </summary>
+    private static void NoToolCalls(JsonFields f)
+    {
+        if (f.Get("tools") is { } tools && !(tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0))
+            throw ApiException.BadRequest("tools is not supported: this server has no tool calling (an empty list is accepted)", "tools", "unsupported_parameter");
+        if (f.Get("tool_choice") is { } choice && !(choice.ValueKind == JsonValueKind.String && choice.GetString() is "none" or "auto"))
+            throw ApiException.BadRequest($"tool_choice {choice.GetRawText()} asks for a tool call, and this server has no tool calling; send \"none\" or leave it out", "tool_choice", "unsupported_parameter");
     }
 
     public static OpenAiRequest Completion(JsonFields f, GenerationService service)
