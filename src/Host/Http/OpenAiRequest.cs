@@ -150,7 +150,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             JsonObject = format.JsonObject,
             JsonSchema = format.JsonSchema,
         };
-        // The clashes of JSON mode with other fields, named after response_format (GetErrors lists them first).
+        // JSON mode's clashes with other fields (ignore_eos, min_tokens) are answered as errors of response_format.
         if (sampling.ConstrainsJson && sampling.GetErrors().FirstOrDefault(e => e.StartsWith("response_format", StringComparison.Ordinal)) is { } clash)
             throw ApiException.BadRequest(clash, "response_format");
         var input = new GenerationInput(ids, sampling);

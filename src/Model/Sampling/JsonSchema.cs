@@ -67,6 +67,7 @@ public sealed class JsonSchema
         while (top.Kind == Kind.AnyOf && top.Children.Length == 1) top = compiler.Nodes[top.Children[0]]; // a $ref
         if (top.Kind != Kind.Object) throw new JsonSchemaException("the schema's root must be an object (\"type\": \"object\"), as OpenAI requires");
         FillStartBytes(compiler.Nodes);
+        compiler.CheckBranchesStartApart();
         return new JsonSchema([.. compiler.Nodes], root);
     }
 
@@ -290,29 +291,41 @@ public sealed class JsonSchema
             return id;
         }
 
+        private readonly List<(int Node, string Path)> _anyOfs = [];
+
         private int AnyOf(int[] branches, string path)
         {
-            var starts = new HashSet<Kind>();
-            foreach (int b in branches)
+            int id = Add(new Node { Kind = Kind.AnyOf, Children = branches });
+            _anyOfs.Add((id, path));
+            return id;
+        }
+
+        /// <summary>
+        /// Refuses an anyOf two of whose branches can start with the same byte: the recognizer picks a branch by its
+        /// value's first byte. Checked on the filled <see cref="Node.StartBytes"/>, so branches that are refs (recursive
+        /// ones too) count with everything they can start with.
+        /// </summary>
+        public void CheckBranchesStartApart()
+        {
+            foreach (var (id, path) in _anyOfs)
             {
-                foreach (var k in StartKinds(b, []))
+                var taken = new bool[256];
+                foreach (int branch in Nodes[id].Children)
                 {
-                    if (!starts.Add(k)) throw new JsonSchemaException($"{path}: two branches can start with the same kind of value ({Name(k)}), which this server cannot tell apart as it writes");
+                    for (int b = 0; b < 256; b++)
+                    {
+                        if (!Nodes[branch].StartBytes[b]) continue;
+                        if (taken[b]) throw new JsonSchemaException($"{path}: two branches can start with the same kind of value ({KindStartingWith((byte)b)}), which this server cannot tell apart as it writes");
+                        taken[b] = true;
+                    }
                 }
             }
-            return Add(new Node { Kind = Kind.AnyOf, Children = branches });
         }
 
-        /// <summary>The kinds a node's value can start as (numbers and integers alike).</summary>
-        private IEnumerable<Kind> StartKinds(int id, HashSet<int> seen)
+        private static string KindStartingWith(byte b) => b switch
         {
-            var n = Nodes[id];
-            if (n.Kind != Kind.AnyOf) return [n.Kind == Kind.Integer ? Kind.Number : n.Kind];
-            if (!seen.Add(id)) return [];
-            return n.Children.SelectMany(c => StartKinds(c, seen)).ToList();
-        }
-
-        private static string Name(Kind k) => k switch { Kind.Number => "a number", Kind.String => "a string", Kind.Object => "an object", Kind.Array => "an array", Kind.Boolean => "a boolean", _ => "null" };
+            (byte)'{' => "an object", (byte)'[' => "an array", (byte)'"' => "a string", (byte)'t' or (byte)'f' => "a boolean", (byte)'n' => "null", _ => "a number",
+        };
 
         private static void OnlyAnnotationsBeside(JsonElement s, string keyword, string path)
         {
