@@ -24,6 +24,7 @@ public sealed class JinjaChatTemplate : IChatTemplate
     {
         _template = new JinjaTemplate(source);
         _toolUseTemplate = toolUseSource is null ? null : new JinjaTemplate(toolUseSource);
+        ToolCallSyntax = ToolCallSyntax.For(toolUseSource ?? source);
         _bosToken = bosToken;
         _eosToken = eosToken;
         _clock = clock ?? TimeProvider.System;
@@ -32,8 +33,13 @@ public sealed class JinjaChatTemplate : IChatTemplate
     public string? BosToken => _bosToken;
     public string? EosToken => _eosToken;
 
+    public ToolCallSyntax? ToolCallSyntax { get; }
+
     public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt) =>
         Render(messages.Cast<object?>().ToList(), addGenerationPrompt);
+
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, System.Text.Json.JsonElement tools) =>
+        Render(messages.Cast<object?>().ToList(), addGenerationPrompt, tools);
 
     /// <summary>
     /// The general form, for messages with more than role and content (tool calls, tool results, content

@@ -55,6 +55,53 @@ public sealed class OpenAiClientTests(HttpCluster cluster)
     }
 
     [Fact]
+    public async Task A_forced_tool_call_comes_back_as_the_clients_tool_call_and_its_result_goes_back_in()
+    {
+        var weather = ChatTool.CreateFunctionTool("get_weather", "The weather in a city", BinaryData.FromString("""
+            {"type":"object","properties":{"city":{"type":"string"},"days":{"type":"integer"}},"required":["city","days"],"additionalProperties":false}
+            """), functionSchemaIsStrict: true);
+        var options = Greedy(200);
+        options.Tools.Add(weather);
+        options.ToolChoice = ChatToolChoice.CreateFunctionChoice("get_weather");
+        List<ChatMessage> messages = [new UserChatMessage(HttpCluster.Prompt)];
+        ChatCompletion answer = await Chat.CompleteChatAsync(messages, options);
+
+        var call = Assert.Single(answer.ToolCalls);
+        Assert.Equal("get_weather", call.FunctionName);
+        using (var doc = JsonDocument.Parse(call.FunctionArguments.ToString()))
+        {
+            Assert.Equal(JsonValueKind.String, doc.RootElement.GetProperty("city").ValueKind);
+            Assert.True(doc.RootElement.GetProperty("days").TryGetInt64(out _));
+        }
+        Assert.Equal(ChatFinishReason.Stop, answer.FinishReason);
+
+        // Streamed, the client's updates carry the same call.
+        var streamedArguments = new StringBuilder();
+        string? streamedName = null, streamedId = null;
+        await foreach (var update in Chat.CompleteChatStreamingAsync(messages, options))
+        {
+            foreach (var part in update.ToolCallUpdates)
+            {
+                streamedName ??= part.FunctionName;
+                streamedId ??= part.ToolCallId;
+                streamedArguments.Append(part.FunctionArgumentsUpdate?.ToString());
+            }
+        }
+        Assert.Equal("get_weather", streamedName);
+        Assert.False(string.IsNullOrEmpty(streamedId));
+        Assert.Equal(call.FunctionArguments.ToString(), streamedArguments.ToString());
+
+        // The agent loop's next turn: the call and its result go back in, and the model answers in text.
+        messages.Add(new AssistantChatMessage(answer.ToolCalls));
+        messages.Add(new ToolChatMessage(call.Id, "Sunny, 20 degrees."));
+        options.ToolChoice = ChatToolChoice.CreateNoneChoice();
+        options.MaxOutputTokenCount = 8;
+        ChatCompletion next = await Chat.CompleteChatAsync(messages, options);
+        Assert.Empty(next.ToolCalls);
+        Assert.False(string.IsNullOrEmpty(next.Content[0].Text));
+    }
+
+    [Fact]
     public async Task A_streamed_chat_completion_arrives_in_pieces_that_add_up_to_the_same_text()
     {
         var options = Greedy(HttpCluster.ReferenceTokens);

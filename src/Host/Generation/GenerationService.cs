@@ -78,14 +78,18 @@ public sealed class GenerationService
         addBos ? RequireTokenizer().EncodePrompt(text) : RequireTokenizer().Encode(text, addBos: false);
 
     /// <exception cref="ChatTemplateException">The template refused the conversation (a 400 with its message).</exception>
-    public string RenderChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true) =>
-        Template.Render(messages, addGenerationPrompt);
+    /// <param name="tools">OpenAI's tools list, which the template describes to the model; null: none.</param>
+    public string RenderChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, System.Text.Json.JsonElement? tools = null) =>
+        tools is { } t ? Template.Render(messages, addGenerationPrompt, t) : Template.Render(messages, addGenerationPrompt);
 
-    public IReadOnlyList<int> EncodeChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true)
+    public IReadOnlyList<int> EncodeChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, System.Text.Json.JsonElement? tools = null)
     {
         RequireTokenizer();
-        return Encode(RenderChat(messages, addGenerationPrompt));
+        return Encode(RenderChat(messages, addGenerationPrompt, tools));
     }
+
+    /// <summary>How the model writes tool calls, as its chat template teaches it; null when it teaches none this server reads.</summary>
+    public ToolCallSyntax? ToolCallSyntax => Template.ToolCallSyntax;
 
     public string Decode(IReadOnlyList<int> ids) => RequireTokenizer().Decode(ids);
 

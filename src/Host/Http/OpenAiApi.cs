@@ -105,7 +105,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         var f = await ReadAsync(ctx);
         var request = OpenAiRequest.Chat(f, service);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
-        await RunAsync(ctx, request, new ChatFormat(this, id, Now(), modelId));
+        await RunAsync(ctx, request, new ChatFormat(this, id, Now(), modelId, request.Tools));
     }
 
     private async Task CompletionAsync(HttpContext ctx)
@@ -121,8 +121,10 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
     {
         public OpenAiApi Api { get; } = api;
         public abstract object? StreamStart(int index);
-        public abstract object StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs);
-        public abstract object StreamFinish(int index, string reason, IReadOnlyList<TokenLogprob> logprobs);
+        /// <summary>The chunk that sends a piece of text, or null while it is held back (a tool call may be starting).</summary>
+        public abstract object? StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs);
+        /// <summary>The chunks that end a choice: what was held back, then the finish reason.</summary>
+        public abstract IEnumerable<object> StreamFinish(int index, string reason, IReadOnlyList<TokenLogprob> logprobs);
         public abstract object StreamUsage(UsageBody usage);
         public abstract object Whole(IReadOnlyList<ChoiceResult> choices, UsageBody usage);
     }
@@ -198,7 +200,8 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
                         choice.Text.Append(t.Text);
                         if (!request.Stream) break;
                         if (!streaming) streaming = await StartStreamAsync(ctx, format, choices.Length);
-                        await SendEventAsync(ctx, format.StreamText(index, t.Text, choice.Logprobs[choice.Sent..]));
+                        if (format.StreamText(index, t.Text, choice.Logprobs[choice.Sent..]) is not { } piece) break;
+                        await SendEventAsync(ctx, piece);
                         choice.Sent = choice.Logprobs.Count;
                         break;
                     case FinishedEvent done:
@@ -206,7 +209,8 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
                         if (request.Stream)
                         {
                             if (!streaming) streaming = await StartStreamAsync(ctx, format, choices.Length);
-                            await SendEventAsync(ctx, format.StreamFinish(index, done.FinishReason, choice.Logprobs[choice.Sent..]));
+                            foreach (var chunk in format.StreamFinish(index, done.FinishReason, choice.Logprobs[choice.Sent..]))
+                                await SendEventAsync(ctx, chunk);
                         }
                         if (++finished < choices.Length) break;
                         // The prompt is counted once, as OpenAI does for n choices.

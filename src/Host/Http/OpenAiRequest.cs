@@ -12,8 +12,9 @@ namespace ActorRing.Host.Http;
 /// <param name="BestOf">Choices to generate, of which the N with the highest log-probability per token are returned
 /// (the legacy API's best_of; at least N).</param>
 /// <param name="Echo">The prompt's text, which the answer starts with (the legacy API's echo), or null.</param>
+/// <param name="Tools">The functions a chat request lets the model call, and how; null when none.</param>
 internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool IncludeUsage, int? Logprobs, string PromptParam, int N = 1,
-    int BestOf = 1, string? Echo = null)
+    int BestOf = 1, string? Echo = null, ToolUse? Tools = null)
 {
     /// <summary>The choices generated: best_of when it asks for more than n.</summary>
     public int Generated => Math.Max(N, BestOf);
@@ -42,19 +43,22 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
     /// a bounded default keeps a forgotten max_tokens from holding the single queue for minutes).</summary>
     public const int DefaultMaxTokens = 256;
 
-    private static readonly string[] Roles = ["system", "developer", "user", "assistant"];
+    private static readonly string[] Roles = ["system", "developer", "user", "assistant", "tool"];
 
     public static OpenAiRequest Chat(JsonFields f, GenerationService service)
     {
         var messages = Messages(f);
-        NoToolCalls(f);
+        var tools = ToolUse.From(f, service.ToolCallSyntax);
+        var format = Format(f);
+        if (tools is not null && (format.JsonObject || format.JsonSchema is not null))
+            throw ApiException.BadRequest("response_format cannot be combined with tools: a call is written in the model's own form (or, forced, as its function's arguments); drop one of them, or send tool_choice \"none\"", "response_format");
         if (f.Bool("logprobs") is not true && f.Has("top_logprobs"))
             throw ApiException.BadRequest("top_logprobs needs logprobs: true", "top_logprobs");
         int? logprobs = f.Bool("logprobs") is true ? f.Int("top_logprobs", 0, SamplingOptions.MaxLogprobs) ?? 0 : null;
         IReadOnlyList<int> ids;
         try
         {
-            ids = service.EncodeChat(messages);
+            ids = service.EncodeChat(messages, tools: tools?.Tools);
         }
         catch (ChatTemplateException e)
         {
@@ -66,20 +70,8 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         }
         int? max = f.Int("max_completion_tokens", 1, int.MaxValue) ?? f.Int("max_tokens", 1, int.MaxValue);
         string maxParam = f.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-        return Build(f, service, ids, "messages", max, maxParam, logprobs, Format(f));
-    }
-
-    /// <summary>
-    /// This server does not call tools, so a request that offers any, or asks for a call, is refused by name. What
-    /// some clients send by default is not such a request: an empty tools list, tool_choice "none" (or "auto", with no
-    /// tools there is nothing to choose), and parallel_tool_calls.
-    /// </summary>
-    private static void NoToolCalls(JsonFields f)
-    {
-        if (f.Get("tools") is { } tools && !(tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() == 0))
-            throw ApiException.BadRequest("tools is not supported: this server has no tool calling (an empty list is accepted)", "tools", "unsupported_parameter");
-        if (f.Get("tool_choice") is { } choice && !(choice.ValueKind == JsonValueKind.String && choice.GetString() is "none" or "auto"))
-            throw ApiException.BadRequest($"tool_choice {choice.GetRawText()} asks for a tool call, and this server has no tool calling; send \"none\" or leave it out", "tool_choice", "unsupported_parameter");
+        if (tools?.CallSchema is { } callSchema) format = new AnswerFormat(JsonSchema: callSchema);
+        return Build(f, service, ids, "messages", max, maxParam, logprobs, format) with { Tools = tools };
     }
 
     public static OpenAiRequest Completion(JsonFields f, GenerationService service)
@@ -289,10 +281,36 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             string role = mf.String("role") ?? throw ApiException.BadRequest($"{at}.role is required", $"{at}.role", "missing_required_parameter");
             if (Array.IndexOf(Roles, role) < 0)
                 throw ApiException.BadRequest($"{at}.role must be one of {string.Join(", ", Roles)}, got '{role}'", $"{at}.role");
-            messages.Add(new ChatMessage(role == "developer" ? "system" : role, Content(mf, at)));
+            var calls = role == "assistant" ? ToolCalls(mf, at) : null;
+            string? callId = role == "tool" ? mf.String("tool_call_id") ?? throw ApiException.BadRequest($"{at}.tool_call_id is required: the id of the call this message answers", $"{at}.tool_call_id", "missing_required_parameter")
+                : null;
+            messages.Add(new ChatMessage(role == "developer" ? "system" : role, Content(mf, at), calls, callId));
         }
         if (messages.Count == 0) throw ApiException.BadRequest("messages must not be empty", "messages");
         return messages;
+    }
+
+    /// <summary>An assistant turn's earlier calls: [{id, type "function", function: {name, arguments (JSON text)}}].</summary>
+    private static List<ToolCall>? ToolCalls(JsonFields m, string at)
+    {
+        if (m.Get("tool_calls") is not { } list) return null;
+        if (list.ValueKind != JsonValueKind.Array) throw JsonFields.Type($"{at}.tool_calls", "an array of calls", list);
+        var calls = new List<ToolCall>();
+        int i = 0;
+        foreach (var call in list.EnumerateArray())
+        {
+            string cat = $"{at}.tool_calls[{i++}]";
+            if (call.ValueKind != JsonValueKind.Object) throw JsonFields.Type(cat, "an object", call);
+            var cf = new JsonFields(call);
+            string id = cf.String("id") ?? throw ApiException.BadRequest($"{cat}.id is required", $"{cat}.id", "missing_required_parameter");
+            if ((cf.String("type") ?? "function") != "function") throw ApiException.BadRequest($"{cat}.type must be \"function\"", $"{cat}.type");
+            if (cf.Get("function") is not { ValueKind: JsonValueKind.Object } fn)
+                throw ApiException.BadRequest($"{cat}.function is required: {{\"name\", \"arguments\"}}", $"{cat}.function", "missing_required_parameter");
+            var ff = new JsonFields(fn);
+            string name = ff.String("name") ?? throw ApiException.BadRequest($"{cat}.function.name is required", $"{cat}.function.name", "missing_required_parameter");
+            calls.Add(new ToolCall(id, name, ff.String("arguments") ?? "{}"));
+        }
+        return calls.Count == 0 ? null : calls;
     }
 
     /// <summary>A string, or a list of text parts (<c>{"type":"text","text":...}</c>) joined together.</summary>

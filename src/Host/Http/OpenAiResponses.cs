@@ -15,10 +15,26 @@ internal sealed record ChatCompletionBody(string Id, long Created, string Model,
 
 internal sealed record ChatChoice(int Index, AssistantMessage Message, ChatLogprobs? Logprobs, string FinishReason);
 
-internal sealed record AssistantMessage(string Content)
+/// <summary>The answer: its text (null when it only calls functions) and its calls, left out when it makes none.</summary>
+internal sealed record AssistantMessage(string? Content,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ToolCallBody[]? ToolCalls = null)
 {
     public string Role => "assistant";
     public string? Refusal => null;
+}
+
+internal sealed record ToolCallBody(string Id, FunctionCallBody Function)
+{
+    public string Type => "function";
+}
+
+/// <summary>A called function: its name and its arguments as JSON text.</summary>
+internal sealed record FunctionCallBody(string Name, string Arguments);
+
+/// <summary>A call in a streamed delta: <c>index</c> is the call's place in the answer's list.</summary>
+internal sealed record ChunkToolCall(int Index, string Id, FunctionCallBody Function)
+{
+    public string Type => "function";
 }
 
 internal sealed record ChatChunkBody(string Id, long Created, string Model, ChunkChoice[] Choices,
@@ -32,7 +48,8 @@ internal sealed record ChunkChoice(int Index, ChunkDelta Delta, ChatLogprobs? Lo
 
 internal sealed record ChunkDelta(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChunkToolCall[]? ToolCalls = null);
 
 internal sealed record ChatLogprobs(ChatTokenLogprob[] Content)
 {

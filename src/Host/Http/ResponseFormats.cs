@@ -1,27 +1,80 @@
 using ActorRing.Host.Generation;
+using ActorRing.Templating;
 
 namespace ActorRing.Host.Http;
 
 /// <summary>One finished choice of a non-streamed answer.</summary>
 internal sealed record ChoiceResult(string Text, IReadOnlyList<TokenLogprob>? Logprobs, string FinishReason);
 
-/// <summary>Chat completions: the assistant's message, or chunks whose first delta carries the role.</summary>
-internal sealed class ChatFormat(OpenAiApi api, string id, long created, string model) : OpenAiApi.ResponseFormat(api)
+/// <summary>
+/// Chat completions: the assistant's message, or chunks whose first delta carries the role. With tools
+/// (<paramref name="tools"/>) an answer's calls become <c>tool_calls</c>: streamed, text that is or may become a
+/// call is held back, and the calls are sent whole, each in one delta, when the choice ends (a client joins
+/// deltas, so one whole delta reads the same as many pieces).
+/// </summary>
+internal sealed class ChatFormat(OpenAiApi api, string id, long created, string model, ToolUse? tools = null) : OpenAiApi.ResponseFormat(api)
 {
+    /// <summary>Per choice, with tools: the text so far and how much of it was sent.</summary>
+    private readonly Dictionary<int, (System.Text.StringBuilder Text, int Sent)> _held = [];
+
     public override object? StreamStart(int index) => Chunk(index, new ChunkDelta("assistant", ""), null, null);
 
-    public override object StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs) =>
-        Chunk(index, new ChunkDelta(null, text), Logprobs(logprobs), null);
+    public override object? StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs)
+    {
+        if (tools is null) return Chunk(index, new ChunkDelta(null, text), Logprobs(logprobs), null);
+        var (all, sent) = Held(index);
+        all.Append(text);
+        string whole = all.ToString();
+        int hold = tools.HoldFrom(whole);
+        if (hold <= sent) return null;
+        _held[index] = (all, hold);
+        return Chunk(index, new ChunkDelta(null, whole[sent..hold]), Logprobs(logprobs), null);
+    }
 
-    public override object StreamFinish(int index, string reason, IReadOnlyList<TokenLogprob> logprobs) =>
-        Chunk(index, new ChunkDelta(null, null), logprobs.Count > 0 ? Logprobs(logprobs) : null, reason);
+    public override IEnumerable<object> StreamFinish(int index, string reason, IReadOnlyList<TokenLogprob> logprobs)
+    {
+        if (tools is not null)
+        {
+            var (all, sent) = Held(index);
+            string whole = all.ToString();
+            var answer = tools.Read(whole);
+            if (answer.Calls.Count > 0)
+            {
+                var calls = answer.Calls.Select((c, i) => new ChunkToolCall(i, c.Id, new FunctionCallBody(c.Name, c.Arguments))).ToArray();
+                yield return Chunk(index, new ChunkDelta(null, null, calls), Logprobs(logprobs), null);
+                yield return Chunk(index, new ChunkDelta(null, null), null, tools.FinishReason(reason));
+                yield break;
+            }
+            if (sent < whole.Length)
+            {
+                yield return Chunk(index, new ChunkDelta(null, whole[sent..]), Logprobs(logprobs), null);
+                logprobs = [];
+            }
+        }
+        yield return Chunk(index, new ChunkDelta(null, null), logprobs.Count > 0 ? Logprobs(logprobs) : null, reason);
+    }
+
+    private (System.Text.StringBuilder Text, int Sent) Held(int index)
+    {
+        if (!_held.TryGetValue(index, out var state)) _held[index] = state = (new System.Text.StringBuilder(), 0);
+        return state;
+    }
 
     public override object StreamUsage(UsageBody usage) => new ChatChunkBody(id, created, model, [], usage);
 
     public override object Whole(IReadOnlyList<ChoiceResult> choices, UsageBody usage) =>
         new ChatCompletionBody(id, created, model,
-            [.. choices.Select((c, i) => new ChatChoice(i, new AssistantMessage(c.Text), c.Logprobs is null ? null : Logprobs(c.Logprobs), c.FinishReason))],
+            [.. choices.Select((c, i) => Choice(i, c))],
             usage);
+
+    private ChatChoice Choice(int index, ChoiceResult c)
+    {
+        var logprobs = c.Logprobs is null ? null : Logprobs(c.Logprobs);
+        if (tools?.Read(c.Text) is { Calls.Count: > 0 } answer)
+            return new ChatChoice(index, new AssistantMessage(answer.Content, [.. answer.Calls.Select(call => new ToolCallBody(call.Id, new FunctionCallBody(call.Name, call.Arguments)))]),
+                logprobs, tools.FinishReason(c.FinishReason));
+        return new ChatChoice(index, new AssistantMessage(c.Text), logprobs, c.FinishReason);
+    }
 
     private ChatChunkBody Chunk(int index, ChunkDelta delta, ChatLogprobs? logprobs, string? finish) =>
         new(id, created, model, [new ChunkChoice(index, delta, logprobs, finish)], null);
@@ -50,11 +103,11 @@ internal sealed class TextFormat(OpenAiApi api, string id, long created, string 
 
     public override object? StreamStart(int index) => echo is null ? null : Body([Choice(index, echo, null, null, usage: false)], null);
 
-    public override object StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs) =>
+    public override object? StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs) =>
         Body([Choice(index, text, logprobs, null, usage: false)], null);
 
-    public override object StreamFinish(int index, string reason, IReadOnlyList<TokenLogprob> logprobs) =>
-        Body([Choice(index, "", logprobs, reason, usage: false)], null);
+    public override IEnumerable<object> StreamFinish(int index, string reason, IReadOnlyList<TokenLogprob> logprobs) =>
+        [Body([Choice(index, "", logprobs, reason, usage: false)], null)];
 
     public override object StreamUsage(UsageBody usage) => new TextCompletionBody(id, created, model, [], usage);
 

@@ -297,7 +297,7 @@ internal static class Values
             case float or decimal: return Convert.ToDouble(value, CultureInfo.InvariantCulture);
             case JsonElement json: return FromJson(json);
             case JsonNode node: return FromJson(JsonSerializer.SerializeToElement(node));
-            case ChatMessage message: return new Dictionary<string, object?> { ["role"] = message.Role, ["content"] = message.Content };
+            case ChatMessage message: return FromMessage(message);
             case IDictionary dict:
                 var result = new Dictionary<string, object?>();
                 foreach (DictionaryEntry entry in dict)
@@ -309,6 +309,46 @@ internal static class Values
                 return items.Cast<object?>().Select(FromHost).ToList();
             default:
                 throw new ArgumentException($"a template variable cannot be a {value.GetType().Name}; pass strings, numbers, booleans, lists, dictionaries or JSON");
+        }
+    }
+
+    /// <summary>
+    /// A message as Hugging Face's templates read it from an OpenAI request: role and content, and for the turns of a
+    /// tool conversation tool_calls ({id, type, function: {name, arguments}}, the arguments as an object, which
+    /// templates write with tojson, as vLLM passes them) and tool_call_id. A turn that only called tools has empty
+    /// content, as Hugging Face's own examples write it.
+    /// </summary>
+    private static Dictionary<string, object?> FromMessage(ChatMessage message)
+    {
+        var result = new Dictionary<string, object?>
+        {
+            ["role"] = message.Role,
+            ["content"] = message.Content,
+        };
+        if (message.ToolCalls is { Count: > 0 } calls)
+        {
+            result["tool_calls"] = calls.Select(c => (object?)new Dictionary<string, object?>
+            {
+                ["id"] = c.Id,
+                ["type"] = "function",
+                ["function"] = new Dictionary<string, object?> { ["name"] = c.Name, ["arguments"] = Arguments(c.Arguments) },
+            }).ToList();
+        }
+        if (message.ToolCallId is not null) result["tool_call_id"] = message.ToolCallId;
+        return result;
+    }
+
+    /// <summary>A call's arguments as a dictionary when they are a JSON object, else the text as it came.</summary>
+    private static object? Arguments(string json)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(json);
+            return document.RootElement.ValueKind == JsonValueKind.Object ? FromJson(document.RootElement) : json;
+        }
+        catch (JsonException)
+        {
+            return json;
         }
     }
 
