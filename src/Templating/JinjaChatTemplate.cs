@@ -25,6 +25,7 @@ public sealed class JinjaChatTemplate : IChatTemplate
         _template = new JinjaTemplate(source);
         _toolUseTemplate = toolUseSource is null ? null : new JinjaTemplate(toolUseSource);
         ToolCallSyntax = ToolCallSyntax.For(toolUseSource ?? source);
+        TeachesThinking = ThinkSplitter.Teaches(source);
         _bosToken = bosToken;
         _eosToken = eosToken;
         _clock = clock ?? TimeProvider.System;
@@ -38,8 +39,11 @@ public sealed class JinjaChatTemplate : IChatTemplate
     public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt) =>
         Render(messages.Cast<object?>().ToList(), addGenerationPrompt);
 
-    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, System.Text.Json.JsonElement tools) =>
-        Render(messages.Cast<object?>().ToList(), addGenerationPrompt, tools);
+    public bool TeachesThinking { get; }
+
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt, System.Text.Json.JsonElement? tools,
+        IReadOnlyDictionary<string, object?>? variables) =>
+        Render(messages.Cast<object?>().ToList(), addGenerationPrompt, tools is { } t ? t : null, variables);
 
     /// <summary>
     /// The general form, for messages with more than role and content (tool calls, tool results, content

@@ -414,6 +414,8 @@ public sealed class HttpApiTests(HttpCluster cluster)
 
         // What clients send by default about tools when they have none changes nothing.
         Assert.Equal(await Ask(""" "temperature":0 """), await Ask(""" "temperature":0,"tools":[],"tool_choice":"none","parallel_tool_calls":false """));
+        // Template variables the bundled model's plain template has no use for change nothing either.
+        Assert.Equal(await Ask(""" "temperature":0 """), await Ask(""" "temperature":0,"chat_template_kwargs":{"enable_thinking":false} """));
 
         // "text" is the default format: the same answer as no response_format at all.
         Assert.Equal(await Ask(""" "temperature":0 """), await Ask(""" "temperature":0,"response_format":{"type":"text"} """));

@@ -131,6 +131,8 @@ public sealed class ToolCallTests(HttpCluster cluster)
     [InlineData(""" "tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"always" """, "tool_choice", "got \"always\"")]
     [InlineData(""" "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"n":{"type":"integer","minimum":1}}}}}],"tool_choice":"required" """, "tools", "the keyword \"minimum\" at #/properties/n is not supported")]
     [InlineData(""" "tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required","response_format":{"type":"json_object"} """, "response_format", "response_format cannot be combined with tools")]
+    [InlineData(""" "chat_template_kwargs":[true] """, "chat_template_kwargs", "chat_template_kwargs must be an object of template variables")]
+    [InlineData(""" "chat_template_kwargs":{"messages":[]} """, "chat_template_kwargs", "chat_template_kwargs may not set 'messages'")]
     public async Task Tool_requests_that_cannot_be_honoured_get_400_naming_the_field(string fields, string param, string message)
     {
         var (status, json) = await cluster.PostAsync(Chat, $$"""{"messages":[{"role":"user","content":"x"}],{{fields}}}""");

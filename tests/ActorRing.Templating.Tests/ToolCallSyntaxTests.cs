@@ -124,8 +124,8 @@ public class ToolCallSyntaxTests
         var tools = conversation.GetProperty("tools");
 
         if (expected.ValueKind == JsonValueKind.String)
-            Assert.Equal(expected.GetString(), template.Render(messages, addGenerationPrompt: true, tools));
+            Assert.Equal(expected.GetString(), template.Render(messages, addGenerationPrompt: true, tools, null));
         else // the template refuses this conversation (mistral_nemo: its roles must alternate user/assistant), with its own message
-            Assert.Equal(expected.GetProperty("error").GetString(), Assert.Throws<ChatTemplateException>(() => template.Render(messages, true, tools)).Message);
+            Assert.Equal(expected.GetProperty("error").GetString(), Assert.Throws<ChatTemplateException>(() => template.Render(messages, true, tools, null)).Message);
     }
 }

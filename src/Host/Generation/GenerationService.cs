@@ -79,14 +79,20 @@ public sealed class GenerationService
 
     /// <exception cref="ChatTemplateException">The template refused the conversation (a 400 with its message).</exception>
     /// <param name="tools">OpenAI's tools list, which the template describes to the model; null: none.</param>
-    public string RenderChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, System.Text.Json.JsonElement? tools = null) =>
-        tools is { } t ? Template.Render(messages, addGenerationPrompt, t) : Template.Render(messages, addGenerationPrompt);
+    /// <param name="variables">Further template variables (chat_template_kwargs); null: none.</param>
+    public string RenderChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, System.Text.Json.JsonElement? tools = null,
+        IReadOnlyDictionary<string, object?>? variables = null) =>
+        tools is null && variables is null ? Template.Render(messages, addGenerationPrompt) : Template.Render(messages, addGenerationPrompt, tools, variables);
 
-    public IReadOnlyList<int> EncodeChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, System.Text.Json.JsonElement? tools = null)
+    public IReadOnlyList<int> EncodeChat(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = true, System.Text.Json.JsonElement? tools = null,
+        IReadOnlyDictionary<string, object?>? variables = null)
     {
         RequireTokenizer();
-        return Encode(RenderChat(messages, addGenerationPrompt, tools));
+        return Encode(RenderChat(messages, addGenerationPrompt, tools, variables));
     }
+
+    /// <summary>Whether the model writes a think block before its answer, as its chat template teaches it.</summary>
+    public bool TeachesThinking => Template.TeachesThinking;
 
     /// <summary>How the model writes tool calls, as its chat template teaches it; null when it teaches none this server reads.</summary>
     public ToolCallSyntax? ToolCallSyntax => Template.ToolCallSyntax;

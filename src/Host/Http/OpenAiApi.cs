@@ -105,7 +105,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         var f = await ReadAsync(ctx);
         var request = OpenAiRequest.Chat(f, service);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
-        await RunAsync(ctx, request, new ChatFormat(this, id, Now(), modelId, request.Tools));
+        await RunAsync(ctx, request, new ChatFormat(this, id, Now(), modelId, request.Tools, request.ThinkingPrompt));
     }
 
     private async Task CompletionAsync(HttpContext ctx)

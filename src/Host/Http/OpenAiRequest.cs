@@ -13,8 +13,10 @@ namespace ActorRing.Host.Http;
 /// (the legacy API's best_of; at least N).</param>
 /// <param name="Echo">The prompt's text, which the answer starts with (the legacy API's echo), or null.</param>
 /// <param name="Tools">The functions a chat request lets the model call, and how; null when none.</param>
+/// <param name="ThinkingPrompt">The rendered prompt, when the model's template teaches a think block and the answer is
+/// free (not held to JSON): its answers are split into reasoning and content; null otherwise.</param>
 internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool IncludeUsage, int? Logprobs, string PromptParam, int N = 1,
-    int BestOf = 1, string? Echo = null, ToolUse? Tools = null)
+    int BestOf = 1, string? Echo = null, ToolUse? Tools = null, string? ThinkingPrompt = null)
 {
     /// <summary>The choices generated: best_of when it asks for more than n.</summary>
     public int Generated => Math.Max(N, BestOf);
@@ -55,10 +57,13 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         if (f.Bool("logprobs") is not true && f.Has("top_logprobs"))
             throw ApiException.BadRequest("top_logprobs needs logprobs: true", "top_logprobs");
         int? logprobs = f.Bool("logprobs") is true ? f.Int("top_logprobs", 0, SamplingOptions.MaxLogprobs) ?? 0 : null;
+        var variables = TemplateVariables(f);
         IReadOnlyList<int> ids;
+        string promptText;
         try
         {
-            ids = service.EncodeChat(messages, tools: tools?.Tools);
+            promptText = service.RenderChat(messages, addGenerationPrompt: true, tools?.Tools, variables);
+            ids = service.Encode(promptText);
         }
         catch (ChatTemplateException e)
         {
@@ -71,7 +76,35 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         int? max = f.Int("max_completion_tokens", 1, int.MaxValue) ?? f.Int("max_tokens", 1, int.MaxValue);
         string maxParam = f.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
         if (tools?.CallSchema is { } callSchema) format = new AnswerFormat(JsonSchema: callSchema);
-        return Build(f, service, ids, "messages", max, maxParam, logprobs, format) with { Tools = tools };
+        // An answer held to JSON from its first token has no think block, whatever the prompt opened.
+        bool free = !format.JsonObject && format.JsonSchema is null;
+        return Build(f, service, ids, "messages", max, maxParam, logprobs, format) with
+        {
+            Tools = tools,
+            ThinkingPrompt = free && service.TeachesThinking ? promptText : null,
+        };
+    }
+
+    /// <summary>The variables the template itself sets, which chat_template_kwargs may not replace.</summary>
+    private static readonly string[] TemplateOwnVariables =
+        ["messages", "tools", "add_generation_prompt", "documents", "bos_token", "eos_token", "strftime_now", "raise_exception"];
+
+    /// <summary>
+    /// vLLM's chat_template_kwargs: further variables for the chat template, such as Qwen3's enable_thinking: false
+    /// (the template then writes an empty think block, and the model answers at once).
+    /// </summary>
+    private static Dictionary<string, object?>? TemplateVariables(JsonFields f)
+    {
+        if (f.Get("chat_template_kwargs") is not { } v) return null;
+        if (v.ValueKind != JsonValueKind.Object) throw JsonFields.Type("chat_template_kwargs", "an object of template variables, such as {\"enable_thinking\": false}", v);
+        var variables = new Dictionary<string, object?>();
+        foreach (var p in v.EnumerateObject())
+        {
+            if (Array.IndexOf(TemplateOwnVariables, p.Name) >= 0)
+                throw ApiException.BadRequest($"chat_template_kwargs may not set '{p.Name}', which the server sets from the request ({string.Join(", ", TemplateOwnVariables)} are its own)", "chat_template_kwargs");
+            variables[p.Name] = p.Value;
+        }
+        return variables.Count == 0 ? null : variables;
     }
 
     public static OpenAiRequest Completion(JsonFields f, GenerationService service)

@@ -15,9 +15,11 @@ internal sealed record ChatCompletionBody(string Id, long Created, string Model,
 
 internal sealed record ChatChoice(int Index, AssistantMessage Message, ChatLogprobs? Logprobs, string FinishReason);
 
-/// <summary>The answer: its text (null when it only calls functions) and its calls, left out when it makes none.</summary>
+/// <summary>The answer: its text (null when it only calls functions), its calls, left out when it makes none, and the
+/// model's thinking (vLLM's and DeepSeek's <c>reasoning_content</c>), left out when it has none.</summary>
 internal sealed record AssistantMessage(string? Content,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ToolCallBody[]? ToolCalls = null)
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ToolCallBody[]? ToolCalls = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? ReasoningContent = null)
 {
     public string Role => "assistant";
     public string? Refusal => null;
@@ -49,7 +51,8 @@ internal sealed record ChunkChoice(int Index, ChunkDelta Delta, ChatLogprobs? Lo
 internal sealed record ChunkDelta(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Role,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Content,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChunkToolCall[]? ToolCalls = null);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] ChunkToolCall[]? ToolCalls = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? ReasoningContent = null);
 
 internal sealed record ChatLogprobs(ChatTokenLogprob[] Content)
 {

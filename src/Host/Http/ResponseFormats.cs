@@ -7,57 +7,84 @@ namespace ActorRing.Host.Http;
 internal sealed record ChoiceResult(string Text, IReadOnlyList<TokenLogprob>? Logprobs, string FinishReason);
 
 /// <summary>
-/// Chat completions: the assistant's message, or chunks whose first delta carries the role. With tools
-/// (<paramref name="tools"/>) an answer's calls become <c>tool_calls</c>: streamed, text that is or may become a
-/// call is held back, and the calls are sent whole, each in one delta, when the choice ends (a client joins
-/// deltas, so one whole delta reads the same as many pieces).
+/// Chat completions: the assistant's message, or chunks whose first delta carries the role.
+/// <list type="bullet">
+/// <item>With a prompt whose template teaches a think block (<paramref name="thinkingPrompt"/>), the model's thinking
+/// goes to <c>reasoning_content</c> and the rest to <c>content</c> (<see cref="ThinkSplitter"/>).</item>
+/// <item>With tools (<paramref name="tools"/>), the calls in the answer become <c>tool_calls</c>: streamed, content
+/// that is or may become a call is held back, and the calls are sent whole, each in one delta, when the choice ends
+/// (a client joins deltas, so one whole delta reads the same as many pieces).</item>
+/// </list>
 /// </summary>
-internal sealed class ChatFormat(OpenAiApi api, string id, long created, string model, ToolUse? tools = null) : OpenAiApi.ResponseFormat(api)
+internal sealed class ChatFormat(OpenAiApi api, string id, long created, string model, ToolUse? tools = null, string? thinkingPrompt = null)
+    : OpenAiApi.ResponseFormat(api)
 {
-    /// <summary>Per choice, with tools: the text so far and how much of it was sent.</summary>
-    private readonly Dictionary<int, (System.Text.StringBuilder Text, int Sent)> _held = [];
+    /// <summary>One streamed choice: its splitter, its answer text so far and how much of that was sent.</summary>
+    private sealed class Streamed(ThinkSplitter? think)
+    {
+        public readonly ThinkSplitter? Think = think;
+        public readonly System.Text.StringBuilder Content = new();
+        public int Sent;
+    }
+
+    private readonly Dictionary<int, Streamed> _streamed = [];
+
+    private Streamed State(int index)
+    {
+        if (!_streamed.TryGetValue(index, out var state))
+            _streamed[index] = state = new Streamed(thinkingPrompt is null ? null : ThinkSplitter.ForPrompt(thinkingPrompt));
+        return state;
+    }
 
     public override object? StreamStart(int index) => Chunk(index, new ChunkDelta("assistant", ""), null, null);
 
     public override object? StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs)
     {
-        if (tools is null) return Chunk(index, new ChunkDelta(null, text), Logprobs(logprobs), null);
-        var (all, sent) = Held(index);
-        all.Append(text);
-        string whole = all.ToString();
-        int hold = tools.HoldFrom(whole);
-        if (hold <= sent) return null;
-        _held[index] = (all, hold);
-        return Chunk(index, new ChunkDelta(null, whole[sent..hold]), Logprobs(logprobs), null);
+        if (tools is null && thinkingPrompt is null) return Chunk(index, new ChunkDelta(null, text), Logprobs(logprobs), null);
+        var state = State(index);
+        var (reasoning, content) = state.Think?.Push(text) ?? ("", text);
+        return Send(index, state, reasoning, content, logprobs);
+    }
+
+    /// <summary>The chunk of what is known now: reasoning as it comes, answer text up to where a call may begin.</summary>
+    private ChatChunkBody? Send(int index, Streamed state, string reasoning, string content, IReadOnlyList<TokenLogprob> logprobs)
+    {
+        state.Content.Append(content);
+        string whole = state.Content.ToString();
+        int until = tools?.HoldFrom(whole) ?? whole.Length;
+        string? answer = until > state.Sent ? whole[state.Sent..until] : null;
+        state.Sent = Math.Max(state.Sent, until);
+        if (reasoning.Length == 0 && answer is null) return null;
+        return Chunk(index, new ChunkDelta(null, answer, ReasoningContent: reasoning.Length == 0 ? null : reasoning), Logprobs(logprobs), null);
     }
 
     public override IEnumerable<object> StreamFinish(int index, string reason, IReadOnlyList<TokenLogprob> logprobs)
     {
-        if (tools is not null)
+        if (tools is not null || thinkingPrompt is not null)
         {
-            var (all, sent) = Held(index);
-            string whole = all.ToString();
-            var answer = tools.Read(whole);
-            if (answer.Calls.Count > 0)
+            var state = State(index);
+            var (reasoning, content) = state.Think?.Finish() ?? ("", "");
+            if (reasoning.Length > 0)
+            {
+                yield return Chunk(index, new ChunkDelta(null, null, ReasoningContent: reasoning), Logprobs(logprobs), null);
+                logprobs = [];
+            }
+            state.Content.Append(content);
+            string whole = state.Content.ToString();
+            if (tools?.Read(whole) is { Calls.Count: > 0 } answer)
             {
                 var calls = answer.Calls.Select((c, i) => new ChunkToolCall(i, c.Id, new FunctionCallBody(c.Name, c.Arguments))).ToArray();
                 yield return Chunk(index, new ChunkDelta(null, null, calls), Logprobs(logprobs), null);
                 yield return Chunk(index, new ChunkDelta(null, null), null, tools.FinishReason(reason));
                 yield break;
             }
-            if (sent < whole.Length)
+            if (state.Sent < whole.Length)
             {
-                yield return Chunk(index, new ChunkDelta(null, whole[sent..]), Logprobs(logprobs), null);
+                yield return Chunk(index, new ChunkDelta(null, whole[state.Sent..]), Logprobs(logprobs), null);
                 logprobs = [];
             }
         }
         yield return Chunk(index, new ChunkDelta(null, null), logprobs.Count > 0 ? Logprobs(logprobs) : null, reason);
-    }
-
-    private (System.Text.StringBuilder Text, int Sent) Held(int index)
-    {
-        if (!_held.TryGetValue(index, out var state)) _held[index] = state = (new System.Text.StringBuilder(), 0);
-        return state;
     }
 
     public override object StreamUsage(UsageBody usage) => new ChatChunkBody(id, created, model, [], usage);
@@ -70,10 +97,21 @@ internal sealed class ChatFormat(OpenAiApi api, string id, long created, string 
     private ChatChoice Choice(int index, ChoiceResult c)
     {
         var logprobs = c.Logprobs is null ? null : Logprobs(c.Logprobs);
-        if (tools?.Read(c.Text) is { Calls.Count: > 0 } answer)
-            return new ChatChoice(index, new AssistantMessage(answer.Content, [.. answer.Calls.Select(call => new ToolCallBody(call.Id, new FunctionCallBody(call.Name, call.Arguments)))]),
+        string content = c.Text;
+        string? reasoning = null;
+        if (thinkingPrompt is not null)
+        {
+            var think = ThinkSplitter.ForPrompt(thinkingPrompt);
+            var (r1, c1) = think.Push(c.Text);
+            var (r2, c2) = think.Finish();
+            reasoning = r1 + r2 is { Length: > 0 } r ? r : null;
+            content = c1 + c2;
+        }
+        if (tools?.Read(content) is { Calls.Count: > 0 } answer)
+            return new ChatChoice(index, new AssistantMessage(answer.Content, [.. answer.Calls.Select(call => new ToolCallBody(call.Id, new FunctionCallBody(call.Name, call.Arguments)))], reasoning),
                 logprobs, tools.FinishReason(c.FinishReason));
-        return new ChatChoice(index, new AssistantMessage(c.Text), logprobs, c.FinishReason);
+        // An answer cut off while thinking has no content yet.
+        return new ChatChoice(index, new AssistantMessage(content.Length == 0 && reasoning is not null ? null : content, null, reasoning), logprobs, c.FinishReason);
     }
 
     private ChatChunkBody Chunk(int index, ChunkDelta delta, ChatLogprobs? logprobs, string? finish) =>
