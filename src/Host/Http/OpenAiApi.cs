@@ -303,8 +303,10 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         {
             if (f.Has("messages"))
             {
+                // The prompt a chat request with the same messages, tools and template variables would get.
                 var messages = OpenAiRequest.Messages(f);
-                ids = service.EncodeChat(messages, f.Bool("add_generation_prompt") ?? true);
+                var tools = f.Get("tools") is { } t ? t.ValueKind == JsonValueKind.Array ? t : throw JsonFields.Type("tools", "an array", t) : (JsonElement?)null;
+                ids = service.EncodeChat(messages, f.Bool("add_generation_prompt") ?? true, tools, OpenAiRequest.TemplateVariables(f));
             }
             else if (f.String("prompt") is { } prompt)
             {

@@ -93,7 +93,7 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
     /// vLLM's chat_template_kwargs: further variables for the chat template, such as Qwen3's enable_thinking: false
     /// (the template then writes an empty think block, and the model answers at once).
     /// </summary>
-    private static Dictionary<string, object?>? TemplateVariables(JsonFields f)
+    public static Dictionary<string, object?>? TemplateVariables(JsonFields f)
     {
         if (f.Get("chat_template_kwargs") is not { } v) return null;
         if (v.ValueKind != JsonValueKind.Object) throw JsonFields.Type("chat_template_kwargs", "an object of template variables, such as {\"enable_thinking\": false}", v);
