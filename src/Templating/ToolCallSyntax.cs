@@ -129,14 +129,15 @@ public abstract class ToolCallSyntax
         string text = arguments switch
         {
             null => "{}",
-            { ValueKind: JsonValueKind.String } s => Compact(JsonDocument.Parse(s.GetString()!).RootElement),
-            { ValueKind: JsonValueKind.Object } o => Compact(o),
+            { ValueKind: JsonValueKind.String } s => CompactArguments(JsonDocument.Parse(s.GetString()!).RootElement),
+            { ValueKind: JsonValueKind.Object } o => CompactArguments(o),
             _ => throw new InvalidOperationException("a call's arguments are not an object"),
         };
         return new ToolCall("", name, text);
     }
 
-    private static string Compact(JsonElement e)
+    /// <summary>A call's arguments object as compact JSON text, as OpenAI sends them.</summary>
+    public static string CompactArguments(JsonElement e)
     {
         if (e.ValueKind != JsonValueKind.Object) throw new InvalidOperationException("a call's arguments are not an object");
         return JsonSerializer.Serialize(e, CompactJson);

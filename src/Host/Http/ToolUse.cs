@@ -161,7 +161,7 @@ internal sealed record ToolUse(JsonElement Tools, IReadOnlyList<string> Names, s
             using var document = JsonDocument.Parse(text);
             var root = document.RootElement;
             string name = OnlyFunction ?? root.GetProperty("name").GetString()!;
-            string arguments = JsonSerializer.Serialize(OnlyFunction is null ? root.GetProperty("arguments") : root, CompactJson);
+            string arguments = ToolCallSyntax.CompactArguments(OnlyFunction is null ? root.GetProperty("arguments") : root);
             return new ToolCallAnswer(null, [new ToolCall(Syntax?.NewId() ?? ToolCallSyntax.OpenAiId(), name, arguments)]);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
@@ -169,8 +169,6 @@ internal sealed record ToolUse(JsonElement Tools, IReadOnlyList<string> Names, s
             return new ToolCallAnswer(text, []); // cut off by max_tokens or a stop string before the call closed
         }
     }
-
-    private static readonly JsonSerializerOptions CompactJson = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     /// <summary>Where a streamed answer's text must be held back from: a forced answer is all call, an auto one from
     /// where its template's form of call may begin.</summary>
