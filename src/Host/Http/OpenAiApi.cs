@@ -60,6 +60,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         });
         app.MapPost("/v1/chat/completions", ChatAsync);
         app.MapPost("/v1/completions", CompletionAsync);
+        app.MapPost("/v1/responses", ResponsesAsync);
         app.MapGet("/v1/models", ctx => WriteAsync(ctx, 200,
             new ModelList([new ModelCard(modelId, _created, service.ContextLength)])));
         // OpenAI's "retrieve model" (the .NET and Python clients' GetModel / models.retrieve). The id may hold '/'
@@ -86,7 +87,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         });
         app.MapMetrics("/metrics", metrics.Registry);
         app.MapFallback(ctx => throw new ApiException(404,
-            $"no such endpoint: {ctx.Request.Method} {ctx.Request.Path}; this server has POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/{{id}}, POST /tokenize, POST /detokenize, GET /health and GET /metrics",
+            $"no such endpoint: {ctx.Request.Method} {ctx.Request.Path}; this server has POST /v1/chat/completions, POST /v1/completions, POST /v1/responses, GET /v1/models, GET /v1/models/{{id}}, POST /tokenize, POST /detokenize, GET /health and GET /metrics",
             null, "not_found"));
     }
 
@@ -108,6 +109,16 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         await RunAsync(ctx, request, new ChatFormat(this, id, Now(), modelId, request.Tools, request.ThinkingPrompt));
     }
 
+    private async Task ResponsesAsync(HttpContext ctx)
+    {
+        var f = await ReadAsync(ctx);
+        var request = ResponsesRequest.From(f, service);
+        string id = "resp_" + Guid.NewGuid().ToString("N");
+        long created = Now();
+        var chat = new ChatFormat(this, id, created, modelId, request.Tools, request.ThinkingPrompt);
+        await RunAsync(ctx, request, new ResponsesFormat(this, id, created, modelId, chat, ResponsesRequest.Echo(f)));
+    }
+
     private async Task CompletionAsync(HttpContext ctx)
     {
         var f = await ReadAsync(ctx);
@@ -116,10 +127,18 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         await RunAsync(ctx, request, new TextFormat(this, id, Now(), modelId, request.Echo));
     }
 
-    /// <summary>How chat and legacy completions spell the same events; <c>index</c> is the choice's.</summary>
+    /// <summary>How chat, legacy completions and responses spell the same events; <c>index</c> is the choice's. A
+    /// stream method returns one event, none (null), or several (an <see cref="EventBatch"/>).</summary>
     internal abstract class ResponseFormat(OpenAiApi api)
     {
         public OpenAiApi Api { get; } = api;
+
+        /// <summary>Whether a stream ends with <c>data: [DONE]</c> (chat and completions; the Responses API has its
+        /// own last event).</summary>
+        public virtual bool EndsWithDone => true;
+
+        /// <summary>The SSE <c>event:</c> name of a body, for APIs that name their events.</summary>
+        public virtual string? EventName(object body) => null;
         public abstract object? StreamStart(int index);
         /// <summary>The chunk that sends a piece of text, or null while it is held back (a tool call may be starting).</summary>
         public abstract object? StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs);
@@ -190,8 +209,8 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
                     case FailedEvent failed when !streaming:
                         throw Failure(failed);
                     case FailedEvent failed:
-                        await SendEventAsync(ctx, Failure(failed).Body);
-                        await SendDoneAsync(ctx);
+                        await SendEventAsync(ctx, format, Failure(failed).Body);
+                        if (format.EndsWithDone) await SendDoneAsync(ctx);
                         return;
                     case TokenEvent { Logprob: { } lp } when request.Logprobs is not null || request.Ranked:
                         choice.Logprobs.Add(lp);
@@ -201,7 +220,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
                         if (!request.Stream) break;
                         if (!streaming) streaming = await StartStreamAsync(ctx, format, choices.Length);
                         if (format.StreamText(index, t.Text, choice.Logprobs[choice.Sent..]) is not { } piece) break;
-                        await SendEventAsync(ctx, piece);
+                        await SendEventsAsync(ctx, format, piece);
                         choice.Sent = choice.Logprobs.Count;
                         break;
                     case FinishedEvent done:
@@ -210,7 +229,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
                         {
                             if (!streaming) streaming = await StartStreamAsync(ctx, format, choices.Length);
                             foreach (var chunk in format.StreamFinish(index, done.FinishReason, choice.Logprobs[choice.Sent..]))
-                                await SendEventAsync(ctx, chunk);
+                                await SendEventsAsync(ctx, format, chunk);
                         }
                         if (++finished < choices.Length) break;
                         // The prompt is counted once, as OpenAI does for n choices.
@@ -223,8 +242,8 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
                                 usage));
                             return;
                         }
-                        if (request.IncludeUsage) await SendEventAsync(ctx, format.StreamUsage(usage));
-                        await SendDoneAsync(ctx);
+                        if (request.IncludeUsage) await SendEventsAsync(ctx, format, format.StreamUsage(usage));
+                        if (format.EndsWithDone) await SendDoneAsync(ctx);
                         return;
                 }
             }
@@ -260,12 +279,26 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
         ctx.Response.Headers.CacheControl = "no-cache";
         ctx.Response.Headers["X-Accel-Buffering"] = "no";
         for (int index = 0; index < choices; index++)
-            if (format.StreamStart(index) is { } first) await SendEventAsync(ctx, first);
+            if (format.StreamStart(index) is { } first) await SendEventsAsync(ctx, format, first);
         return true;
     }
 
-    private static async Task SendEventAsync(HttpContext ctx, object body)
+    /// <summary>Several events a format returns at once, sent in order.</summary>
+    internal sealed record EventBatch(IReadOnlyList<object> Events);
+
+    private static async Task SendEventsAsync(HttpContext ctx, ResponseFormat format, object body)
     {
+        if (body is not EventBatch batch)
+        {
+            await SendEventAsync(ctx, format, body);
+            return;
+        }
+        foreach (var e in batch.Events) await SendEventAsync(ctx, format, e);
+    }
+
+    private static async Task SendEventAsync(HttpContext ctx, ResponseFormat format, object body)
+    {
+        if (format.EventName(body) is { } name) await ctx.Response.Body.WriteAsync(Encoding.UTF8.GetBytes($"event: {name}\n"), ctx.RequestAborted);
         var bytes = JsonSerializer.SerializeToUtf8Bytes(body, body.GetType(), Json);
         await ctx.Response.Body.WriteAsync("data: "u8.ToArray(), ctx.RequestAborted);
         await ctx.Response.Body.WriteAsync(bytes, ctx.RequestAborted);
