@@ -358,4 +358,134 @@ public sealed class JsonConstraintTests
         }
         Assert.True(closed >= 5, $"only {closed} of 30 answers closed within 300 tokens");
     }
+
+    // A discriminated union: the shape a forced tool call takes (several functions, told apart by "name"), as the root,
+    // as array items and (through a $ref) as a property's value.
+    private const string Calls = """
+        {"type":"object","properties":{
+            "call":{"anyOf":[{"$ref":"#/$defs/Weather"},{"$ref":"#/$defs/Time"},{"type":"null"}]},
+            "list":{"type":"array","items":{"anyOf":[{"$ref":"#/$defs/Weather"},{"$ref":"#/$defs/Time"}]}}},
+         "required":["call"],
+         "$defs":{
+            "Weather":{"type":"object","properties":{"name":{"const":"get_weather"},"arguments":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}},
+                       "required":["name","arguments"],"additionalProperties":false},
+            "Time":{"type":"object","properties":{"arguments":{"type":"object","properties":{"utc":{"type":"boolean"}},"required":["utc"]},"name":{"enum":["get_time","now"]}},
+                    "required":["name","arguments"],"additionalProperties":false}}}
+        """;
+
+    private static JsonSchemaPrefix Start(string schema)
+    {
+        using var doc = JsonDocument.Parse(schema);
+        return JsonSchema.Compile(doc.RootElement).Start();
+    }
+
+    private const string RootUnion = """
+        {"anyOf":[{"type":"object","properties":{"name":{"const":"a"},"x":{"type":"integer"}},"required":["name","x"]},
+                  {"type":"object","properties":{"name":{"const":"b"},"y":{"type":"boolean"}},"required":["name"]}]}
+        """;
+
+    [Theory]
+    [InlineData(Calls, """{"call":{"name":"get_weather","arguments":{"city":"Oslo"}}}""")]
+    [InlineData(Calls, """{"call": {"name": "now", "arguments": {"utc": true}}, "list": [{"name":"get_time","arguments":{"utc":false}},{"name":"get_weather","arguments":{"city":""}}]}""")]
+    [InlineData(Calls, """{"call":null,"list":[]}""")]
+    [InlineData(RootUnion, """{"name":"a","x":1}""")]
+    [InlineData(RootUnion, """{"name":"b"}""")]
+    [InlineData(RootUnion, """{"name":"b","y":false}""")]
+    public void A_union_told_apart_by_its_first_property_reads_each_branch_whole_and_no_prefix_is_complete(string schema, string json)
+    {
+        JsonDocument.Parse(json).Dispose();
+        var bytes = Encoding.UTF8.GetBytes(json);
+        for (int cut = 0; cut < bytes.Length; cut++)
+        {
+            var prefix = Start(schema);
+            Assert.True(prefix.TryRead(bytes.AsSpan(0, cut)), $"prefix of {cut} bytes of {json}");
+            Assert.False(prefix.IsComplete);
+        }
+        var whole = Start(schema);
+        Assert.True(whole.TryRead(bytes));
+        Assert.True(whole.IsComplete);
+    }
+
+    [Theory]
+    [InlineData(Calls, """{"call":{"arguments""")]                                   // the discriminator comes first
+    [InlineData(Calls, """{"call":{}""")]                                             // and is required
+    [InlineData(Calls, """{"call":{"name":"get_wind""")]                             // a value of no branch
+    [InlineData(Calls, """{"call":{"name":"get_weather","arguments":{"utc""")]      // the other branch's arguments
+    [InlineData(Calls, """{"call":{"name":"now","arguments":{"utc":1""")]
+    [InlineData(Calls, """{"call":{"name":"get_weather"}""")]                        // arguments is required there
+    [InlineData(Calls, """{"call":{"name":"get_weather","name""")]                   // a key only once
+    [InlineData(Calls, """{"call":{"name":"get_weather","arguments":{"city":"x"},"x""")] // no other keys
+    [InlineData(RootUnion, """{"name":"a","y""")]
+    [InlineData(RootUnion, """{"name":"a"}""")]                                         // x is required in branch a
+    public void A_union_refuses_what_its_chosen_branch_refuses(string schema, string text)
+    {
+        Assert.False(Start(schema).TryRead(Encoding.UTF8.GetBytes(text)));
+    }
+
+    [Theory]
+    [InlineData("""{"anyOf":[{"type":"object","properties":{"k":{"const":"a"}},"required":["k"]},{"type":"object","properties":{"k":{"enum":["b","a"]}},"required":["k"]}]}""",
+        "#/anyOf: the value \"a\" of \"k\" is in two branches")]
+    [InlineData("""{"anyOf":[{"type":"object","properties":{"k":{"const":"a"}},"required":["k"]},{"type":"object","properties":{"k":{"const":"b"}}}]}""",
+        "#/anyOf: 2 branches are objects, which this server tells apart only by a property every one of them requires")]
+    [InlineData("""{"anyOf":[{"type":"object","properties":{"k":{"type":"string"}},"required":["k"]},{"type":"object","properties":{"k":{"const":"b"}},"required":["k"]}]}""",
+        "these share none")]
+    public void Unions_that_cannot_be_told_apart_are_refused_by_name(string schema, string message)
+    {
+        using var doc = JsonDocument.Parse(schema);
+        Assert.Contains(message, Assert.Throws<JsonSchemaException>(() => JsonSchema.Compile(doc.RootElement)).Message);
+    }
+
+    [Fact]
+    public void A_union_of_more_values_than_a_mask_holds_is_refused()
+    {
+        string Branch(int i) => $$$"""{"type":"object","properties":{"k":{"const":"v{{{i}}}"}},"required":["k"]}""";
+        using var doc = JsonDocument.Parse($$"""{"anyOf":[{{string.Join(",", Enumerable.Range(0, 65).Select(Branch))}}]}""");
+        Assert.Contains("are 65; at most 64 are supported", Assert.Throws<JsonSchemaException>(() => JsonSchema.Compile(doc.RootElement)).Message);
+    }
+
+    [Fact]
+    public void Seeded_sampling_under_a_union_gives_calls_that_follow_the_branch_they_name()
+    {
+        string[] longer = ["{\"", "\":", "\",\"", "name", "arguments", "get_weather", "get_time", "now", "city", "utc", "true", "null", " "];
+        var texts = new List<string?> { null };
+        texts.AddRange(Enumerable.Range(0x20, 0x5F).Select(b => ((char)b).ToString()));
+        texts.AddRange(longer);
+        var vocabulary = new VocabularyBytes([.. texts.Select(t => t is null ? null : Encoding.UTF8.GetBytes(t))]);
+        using var doc = JsonDocument.Parse(Calls);
+        var schema = JsonSchema.Compile(doc.RootElement);
+        int closed = 0;
+        var names = new HashSet<string>();
+        for (ulong seed = 1; seed <= 30; seed++)
+        {
+            var rng = new DeterministicRng(seed * 104729);
+            var json = new JsonConstraint(vocabulary, schema, [Eos], "tool_choice");
+            var sampler = new Sampler(new SamplingOptions(Temperature: 1, Seed: seed), json);
+            var picked = new List<int>();
+            int quote = texts.IndexOf("\""), brace = texts.IndexOf("}");
+            while (picked.Count < 300 && (picked.Count == 0 || picked[^1] != Eos))
+            {
+                var logits = Enumerable.Range(0, texts.Count).Select(_ => (float)(rng.NextDouble() * 4)).ToArray();
+                logits[quote] += 3;
+                logits[brace] += 3;
+                logits[Eos] += 3;
+                int id = sampler.Sample(logits, picked);
+                json.Accept(id);
+                picked.Add(id);
+            }
+            string text = string.Concat(picked.Select(id => texts[id]));
+            if (picked[^1] != Eos) continue;
+            closed++;
+            using var answer = JsonDocument.Parse(text);
+            var call = answer.RootElement.GetProperty("call");
+            if (call.ValueKind == JsonValueKind.Null) continue;
+            string name = call.GetProperty("name").GetString()!;
+            names.Add(name);
+            var arguments = call.GetProperty("arguments");
+            if (name == "get_weather") Assert.Equal(JsonValueKind.String, arguments.GetProperty("city").ValueKind);
+            else Assert.True(arguments.GetProperty("utc").ValueKind is JsonValueKind.True or JsonValueKind.False, text);
+            Assert.Equal(["arguments", "name"], call.EnumerateObject().Select(p => p.Name).Order());
+        }
+        Assert.True(closed >= 5, $"only {closed} of 30 answers closed within 300 tokens");
+        Assert.True(names.Count >= 2, $"the draws named only {string.Join(", ", names)}");
+    }
 }

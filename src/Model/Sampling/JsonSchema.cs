@@ -18,6 +18,10 @@ public sealed class JsonSchemaException(string message) : Exception(message);
 /// <item><c>enum</c> and <c>const</c> of strings;</item>
 /// <item><c>anyOf</c> and <c>oneOf</c> whose branches start differently (an object, an array, a string, a number, a
 /// boolean, null): Pydantic's Optional fields are <c>anyOf</c> a type and null;</item>
+/// <item>among those branches, several objects that share a required property whose values (a string <c>const</c> or
+/// <c>enum</c>) differ from branch to branch: a discriminated union (Pydantic's, and a forced tool call's choice of
+/// function). That property, the discriminator, is written first, and its value picks the branch whose rules hold
+/// for the rest of the object;</item>
 /// <item><c>$ref</c> to <c>#/$defs/…</c> or <c>#/definitions/…</c>, recursive ones included.</item>
 /// </list>
 /// Annotations (title, description, default, examples, $schema, $id, $comment) are ignored. Any other keyword
@@ -25,15 +29,20 @@ public sealed class JsonSchemaException(string message) : Exception(message);
 /// </summary>
 public sealed class JsonSchema
 {
-    internal enum Kind : byte { Object, Array, String, Number, Integer, Boolean, Null, AnyOf }
+    internal enum Kind : byte { Object, Array, String, Number, Integer, Boolean, Null, AnyOf, Union }
 
     internal sealed class Node
     {
         public Kind Kind;
         /// <summary>Object: the property names; String: the enum values (none: any string). UTF-8, plain text.</summary>
         public byte[][] Names = [];
-        /// <summary>Object: each property's schema; Array: the items' schema; AnyOf: the branches.</summary>
+        /// <summary>Object: each property's schema; Array: the items' schema; AnyOf: the branches; Union: the
+        /// discriminator's values (a string enum of every branch's values).</summary>
         public int[] Children = [];
+        /// <summary>Union: per discriminator value, the object it picks and the discriminator's index among that
+        /// object's properties. A union is read as an object whose one property (<see cref="Names"/>, required) is the
+        /// discriminator, until its value turns it into the branch.</summary>
+        public int[] Branches = [], BranchKey = [];
         public ulong Required;
         /// <summary>Object: any key, each value of Children[0]'s schema (JSON mode's objects), instead of Names.</summary>
         public bool AnyKeys;
@@ -63,9 +72,10 @@ public sealed class JsonSchema
     {
         var compiler = new Compiler(schema);
         int root = compiler.Compile(schema, "#");
+        compiler.FormUnions();
         var top = compiler.Nodes[root];
         while (top.Kind == Kind.AnyOf && top.Children.Length == 1) top = compiler.Nodes[top.Children[0]]; // a $ref
-        if (top.Kind != Kind.Object) throw new JsonSchemaException("the schema's root must be an object (\"type\": \"object\"), as OpenAI requires");
+        if (top.Kind is not (Kind.Object or Kind.Union)) throw new JsonSchemaException("the schema's root must be an object (\"type\": \"object\"), as OpenAI requires");
         FillStartBytes(compiler.Nodes);
         compiler.CheckBranchesStartApart();
         return new JsonSchema([.. compiler.Nodes], root);
@@ -79,7 +89,7 @@ public sealed class JsonSchema
         {
             switch (n.Kind)
             {
-                case Kind.Object: n.StartBytes['{'] = true; break;
+                case Kind.Object or Kind.Union: n.StartBytes['{'] = true; break;
                 case Kind.Array: n.StartBytes['['] = true; break;
                 case Kind.String: n.StartBytes['"'] = true; break;
                 case Kind.Number or Kind.Integer:
@@ -300,6 +310,72 @@ public sealed class JsonSchema
             return id;
         }
 
+        /// <summary>A node past the refs and one-branch anyOfs that stand for it (a ref's placeholder holds its body as its
+        /// one branch).</summary>
+        private int Resolve(int id)
+        {
+            for (int hops = 0; hops < Nodes.Count && Nodes[id].Kind == Kind.AnyOf && Nodes[id].Children.Length == 1; hops++)
+                id = Nodes[id].Children[0];
+            return id;
+        }
+
+        /// <summary>
+        /// Turns the object branches of each anyOf (two or more of them) into one <see cref="Kind.Union"/> branch, told
+        /// apart by a discriminator: the first property of the first such object that every one of them requires and
+        /// whose schema in each is a string const or enum, the values differing across the branches. Runs once every
+        /// ref is compiled, since a branch may be a ref to a definition compiled later.
+        /// </summary>
+        public void FormUnions()
+        {
+            foreach (var (id, path) in _anyOfs)
+            {
+                var node = Nodes[id];
+                var objects = node.Children.Where(c => Nodes[Resolve(c)] is { Kind: Kind.Object, AnyKeys: false }).ToList();
+                if (objects.Count < 2) continue;
+                var bodies = objects.Select(c => Nodes[Resolve(c)]).ToList();
+                byte[]? key = bodies[0].Names.FirstOrDefault(name => bodies.All(b => DiscriminatorAt(b, name) >= 0));
+                if (key is null)
+                    throw new JsonSchemaException($"{path}: {objects.Count} branches are objects, which this server tells apart only by a property every one of them requires whose values (a string const or enum) differ, written first; these share none");
+                var values = new List<byte[]>();
+                var branches = new List<int>();
+                var keyIndex = new List<int>();
+                foreach (int c in objects)
+                {
+                    var body = Nodes[Resolve(c)];
+                    int at = DiscriminatorAt(body, key);
+                    foreach (var value in Nodes[Resolve(body.Children[at])].Names)
+                    {
+                        if (values.Any(v => v.AsSpan().SequenceEqual(value)))
+                            throw new JsonSchemaException($"{path}: the value \"{Encoding.UTF8.GetString(value)}\" of \"{Encoding.UTF8.GetString(key)}\" is in two branches, so it cannot tell them apart");
+                        values.Add(value);
+                        branches.Add(Resolve(c));
+                        keyIndex.Add(at);
+                    }
+                }
+                if (values.Count > MaxNames)
+                    throw new JsonSchemaException($"{path}: the branches' values of \"{Encoding.UTF8.GetString(key)}\" are {values.Count}; at most {MaxNames} are supported");
+                int union = Add(new Node
+                {
+                    Kind = Kind.Union, Names = [key], Required = 1, Children = [Add(new Node { Kind = Kind.String, Names = [.. values] })],
+                    Branches = [.. branches], BranchKey = [.. keyIndex],
+                });
+                node.Children = [union, .. node.Children.Where(c => !objects.Contains(c))];
+            }
+        }
+
+        /// <summary>The index of property <paramref name="name"/> in an object that requires it as a string const or
+        /// enum, or -1.</summary>
+        private int DiscriminatorAt(Node obj, byte[] name)
+        {
+            for (int i = 0; i < obj.Names.Length; i++)
+            {
+                if (!obj.Names[i].AsSpan().SequenceEqual(name)) continue;
+                var value = Nodes[Resolve(obj.Children[i])];
+                return (obj.Required & (1UL << i)) != 0 && value.Kind == Kind.String && value.Names.Length > 0 ? i : -1;
+            }
+            return -1;
+        }
+
         /// <summary>
         /// Refuses an anyOf two of whose branches can start with the same byte: the recognizer picks a branch by its
         /// value's first byte. Checked on the filled <see cref="Node.StartBytes"/>, so branches that are refs (recursive
@@ -315,7 +391,7 @@ public sealed class JsonSchema
                     for (int b = 0; b < 256; b++)
                     {
                         if (!Nodes[branch].StartBytes[b]) continue;
-                        if (taken[b]) throw new JsonSchemaException($"{path}: two branches can start with the same kind of value ({KindStartingWith((byte)b)}), which this server cannot tell apart as it writes");
+                        if (taken[b]) throw new JsonSchemaException($"{path}: two branches can start with the same kind of value ({KindStartingWith((byte)b)}), which this server cannot tell apart as it writes (objects can be told apart by a property they all require whose string const or enum values differ)");
                         taken[b] = true;
                     }
                 }

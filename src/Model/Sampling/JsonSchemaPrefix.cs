@@ -8,7 +8,8 @@ namespace ActorRing.Model.Sampling;
 /// recognizer for RFC 8259 with one frame per open value (an object, an array, a string, a number or a literal).
 /// Keys and enum values are matched against the names still possible, so a key is always one of the object's
 /// properties, never one it already has, and an object closes only once its required properties are all there
-/// (<see cref="JsonSchema.AnyObject"/>'s objects take any key). A value type (the frames are inline), so
+/// (<see cref="JsonSchema.AnyObject"/>'s objects take any key). A discriminated union is read as an object whose only
+/// key is its discriminator until that key's value turns the frame into the branch it names. A value type (the frames are inline), so
 /// <see cref="JsonConstraint"/> tries every vocabulary entry on a copy and the original stays as it was.
 /// <para>
 /// Two limits keep a poorly trained model from wandering where the grammar alone would let it. Whitespace between
@@ -62,6 +63,7 @@ public struct JsonSchemaPrefix
     private bool _complete;
     private byte _whitespace;
     private bool _lineBreak;
+    private byte _enumChosen; // the value an enum string just closed with: a union's discriminator picks its branch by it
 
     internal JsonSchemaPrefix(JsonSchema schema) => _schema = schema;
 
@@ -112,7 +114,11 @@ public struct JsonSchemaPrefix
                 {
                     int whole = WholeName(node.Names, f.Candidates, f.Pos);
                     if (whole < 0) return false;
-                    if (f.Mode == Mode.EnumText) return EndValue();
+                    if (f.Mode == Mode.EnumText)
+                    {
+                        _enumChosen = (byte)whole;
+                        return EndValue();
+                    }
                     f.Count = whole;
                     f.Mode = Mode.Colon;
                     return true;
@@ -237,7 +243,7 @@ public struct JsonSchemaPrefix
         f = new Frame { Node = (short)id };
         switch (node.Kind)
         {
-            case Kind.Object: f.Mode = Mode.KeyOrClose; break;
+            case Kind.Object or Kind.Union: f.Mode = Mode.KeyOrClose; break;
             case Kind.Array: f.Mode = Mode.ItemOrClose; break;
             case Kind.String:
                 f.Mode = node.Names.Length == 0 ? Mode.Text : Mode.EnumText;
@@ -272,6 +278,13 @@ public struct JsonSchemaPrefix
         }
         if (parent.Mode == Mode.PropertyValue)
         {
+            var node = _schema.Nodes[parent.Node];
+            if (node.Kind == Kind.Union)
+            {
+                // The discriminator's value picks the branch: from here on the object is that branch, its key written.
+                parent.Node = (short)node.Branches[_enumChosen];
+                parent.Count = node.BranchKey[_enumChosen];
+            }
             parent.Used |= 1UL << parent.Count;
             parent.Mode = Mode.AfterProperty;
         }
