@@ -274,9 +274,14 @@ public sealed class JsonConstraintTests
     [Theory]
     [InlineData("""{"type":"array","items":{"type":"string"}}""", "the schema's root must be an object")]
     [InlineData("""{"type":"object","properties":{"a":{"type":"string","format":"email"}}}""", "the keyword \"format\" at #/properties/a is not supported")]
-    [InlineData("""{"type":"object","properties":{"a":{"type":"integer","minimum":3}}}""", "the keyword \"minimum\" at #/properties/a")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"integer","multipleOf":3}}}""", "the keyword \"multipleOf\" at #/properties/a")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"string","minimum":3}}}""", "minimum at #/properties/a applies to numbers, not string values")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":["integer","null"],"maxLength":3}}}""", "maxLength at #/properties/a applies to strings, not integer or null values")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"number","exclusiveMinimum":true}}}""", "exclusiveMinimum at #/properties/a must be a number, got true (the boolean form of draft 4")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"integer","minimum":1.5,"maximum":1.9}}}""", "the bounds at #/properties/a leave no integer")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"string","minLength":3,"maxLength":2}}}""", "minLength (3) exceeds maxLength (2) at #/properties/a")]
     [InlineData("""{"properties":{"a":{"type":"string"}}}""", "the schema at # has no type")]
-    [InlineData("""{"type":"object","properties":{"a":{"minLength":3}}}""", "the keyword \"minLength\" at #/properties/a is not supported")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"string","pattern":"^a"}}}""", "the keyword \"pattern\" at #/properties/a is not supported")]
     [InlineData("""{"type":"object","properties":{"a":{"type":"string"}},"additionalProperties":true}""", "additionalProperties at # must be false or absent beside properties")]
     [InlineData("""{"type":"object","required":["a"]}""", "required at # needs properties")]
     [InlineData("""{"type":"object","properties":{"a":{"anyOf":[{"type":"integer"},{"type":"number"}]}}}""", "two branches can start with the same kind of value (a number)")]
@@ -487,5 +492,92 @@ public sealed class JsonConstraintTests
         }
         Assert.True(closed >= 5, $"only {closed} of 30 answers closed within 300 tokens");
         Assert.True(names.Count >= 2, $"the draws named only {string.Join(", ", names)}");
+    }
+
+    private const string Bounded = """
+        {"type":"object","properties":{
+            "n":{"type":"integer","minimum":-5,"maximum":120},
+            "x":{"type":"number","exclusiveMinimum":0,"maximum":1.5},
+            "s":{"type":"string","minLength":2,"maxLength":4}},
+         "required":["n","x","s"],"additionalProperties":false}
+        """;
+
+    [Theory]
+    [InlineData("""{"n":-5,"x":1.5,"s":"ab"}""")]
+    [InlineData("""{"n":120,"x":0.001,"s":"äöüß"}""")]       // four characters in eight bytes
+    [InlineData("""{"n":0,"x":1,"s":"a\"b"}""")]            // an escape is one character
+    [InlineData("""{"n":-0,"x":1.25,"s":"\u00e9\u00e9"}""")]
+    public void Bounded_numbers_and_strings_read_within_their_bounds_and_no_prefix_is_complete(string json)
+    {
+        JsonDocument.Parse(json).Dispose();
+        var bytes = Encoding.UTF8.GetBytes(json);
+        for (int cut = 0; cut < bytes.Length; cut++)
+        {
+            var prefix = Start(Bounded);
+            Assert.True(prefix.TryRead(bytes.AsSpan(0, cut)), $"prefix of {cut} bytes of {json}");
+            Assert.False(prefix.IsComplete);
+        }
+        var whole = Start(Bounded);
+        Assert.True(whole.TryRead(bytes));
+        Assert.True(whole.IsComplete);
+    }
+
+    [Theory]
+    [InlineData("""{"n":121""")]   // "12" can still become 120, "121" cannot
+    [InlineData("""{"n":1200""")]
+    [InlineData("""{"n":-6""")]
+    [InlineData("""{"n":-50""")]
+    [InlineData("""{"n":1.""")]    // an integer
+    [InlineData("""{"x":0,""")]     // exclusive: 0 itself is out
+    [InlineData("""{"x":-""")]
+    [InlineData("""{"x":1.6""")]
+    [InlineData("""{"x":2""")]
+    [InlineData("""{"x":1e""")]     // no exponent in a bounded number
+    [InlineData("""{"s":"a",""")]  // shorter than minLength
+    [InlineData("""{"s":"abcde""")]
+    [InlineData("""{"s":"abc\n\t""")]
+    public void Values_out_of_their_bounds_are_refused_at_the_first_byte_that_leaves_them(string text)
+    {
+        Assert.False(Start(Bounded).TryRead(Encoding.UTF8.GetBytes(text)));
+    }
+
+    [Fact]
+    public void Seeded_sampling_under_bounds_gives_values_within_them()
+    {
+        string[] longer = ["{\"", "\":", "\",\"", ",\"", "n", "x", "s", "12", "99", "0.", "1.", " "];
+        var texts = new List<string?> { null };
+        texts.AddRange(Enumerable.Range(0x20, 0x5F).Select(b => ((char)b).ToString()));
+        texts.AddRange(longer);
+        var vocabulary = new VocabularyBytes([.. texts.Select(t => t is null ? null : Encoding.UTF8.GetBytes(t))]);
+        using var doc = JsonDocument.Parse(Bounded);
+        var schema = JsonSchema.Compile(doc.RootElement);
+        int closed = 0;
+        for (ulong seed = 1; seed <= 30; seed++)
+        {
+            var rng = new DeterministicRng(seed * 7727);
+            var json = new JsonConstraint(vocabulary, schema, [Eos], "response_format json_schema");
+            var sampler = new Sampler(new SamplingOptions(Temperature: 1, Seed: seed), json);
+            var picked = new List<int>();
+            int quote = texts.IndexOf("\"");
+            while (picked.Count < 200 && (picked.Count == 0 || picked[^1] != Eos))
+            {
+                var logits = Enumerable.Range(0, texts.Count).Select(_ => (float)(rng.NextDouble() * 4)).ToArray();
+                logits[quote] += 2;
+                logits[Eos] += 3;
+                int id = sampler.Sample(logits, picked);
+                json.Accept(id);
+                picked.Add(id);
+            }
+            if (picked[^1] != Eos) continue;
+            closed++;
+            string text = string.Concat(picked.Select(id => texts[id]));
+            using var answer = JsonDocument.Parse(text);
+            var root = answer.RootElement;
+            long n = root.GetProperty("n").GetInt64();
+            double x = root.GetProperty("x").GetDouble();
+            int length = new System.Globalization.StringInfo(root.GetProperty("s").GetString()!).LengthInTextElements;
+            Assert.True(n is >= -5 and <= 120 && x is > 0 and <= 1.5 && length is >= 2 and <= 4, text);
+        }
+        Assert.True(closed >= 5, $"only {closed} of 30 answers closed within 200 tokens");
     }
 }

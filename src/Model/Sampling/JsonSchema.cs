@@ -16,6 +16,10 @@ public sealed class JsonSchemaException(string message) : Exception(message);
 /// <c>maxItems</c>); string, number, integer, boolean, null, or a list of those;</item>
 /// <item><c>true</c> or a schema of annotations only: any JSON value;</item>
 /// <item><c>enum</c> and <c>const</c> of strings;</item>
+/// <item><c>minimum</c>, <c>maximum</c>, <c>exclusiveMinimum</c> and <c>exclusiveMaximum</c> of integers and numbers
+/// (Pydantic's <c>ge</c>, <c>le</c>, <c>gt</c>, <c>lt</c>): a digit is allowed only while some number it begins is in
+/// range, so a bounded number is written without an exponent and with at most 18 digits before the point and 15 after
+/// it; <c>minLength</c> and <c>maxLength</c> of strings, counted in characters (an escape is one);</item>
 /// <item><c>anyOf</c> and <c>oneOf</c> whose branches start differently (an object, an array, a string, a number, a
 /// boolean, null): Pydantic's Optional fields are <c>anyOf</c> a type and null;</item>
 /// <item>among those branches, several objects that share a required property whose values (a string <c>const</c> or
@@ -25,7 +29,7 @@ public sealed class JsonSchemaException(string message) : Exception(message);
 /// <item><c>$ref</c> to <c>#/$defs/…</c> or <c>#/definitions/…</c>, recursive ones included.</item>
 /// </list>
 /// Annotations (title, description, default, examples, $schema, $id, $comment) are ignored. Any other keyword
-/// (pattern, format, minimum, minLength, …) is refused by name rather than silently not enforced.
+/// (pattern, format, multipleOf, …) is refused by name rather than silently not enforced.
 /// </summary>
 public sealed class JsonSchema
 {
@@ -47,6 +51,24 @@ public sealed class JsonSchema
         /// <summary>Object: any key, each value of Children[0]'s schema (JSON mode's objects), instead of Names.</summary>
         public bool AnyKeys;
         public int MinItems, MaxItems = int.MaxValue;
+        /// <summary>String: its length in characters.</summary>
+        public int MinLength, MaxLength = int.MaxValue;
+        /// <summary>Number, Integer: its bounds (infinite when absent), each inclusive or not.</summary>
+        public double Minimum = double.NegativeInfinity, Maximum = double.PositiveInfinity;
+        public bool MinimumExclusive, MaximumExclusive;
+
+        /// <summary>Whether a number's value must be tracked as it is written.</summary>
+        public bool Bounded => !double.IsNegativeInfinity(Minimum) || !double.IsPositiveInfinity(Maximum);
+
+        /// <summary>Whether <paramref name="low"/> to <paramref name="high"/> (each end closed) meets the bounds.</summary>
+        public bool Meets(double low, double high)
+        {
+            double from = Math.Max(low, Minimum), to = Math.Min(high, Maximum);
+            if (from > to) return false;
+            if (from < to) return true;
+            // One point: it must not sit on an exclusive bound.
+            return !(MinimumExclusive && from == Minimum) && !(MaximumExclusive && to == Maximum);
+        }
         /// <summary>Per byte: whether a value of this node can start with it (an anyOf: any branch's).</summary>
         public bool[] StartBytes = new bool[256];
     }
@@ -181,7 +203,8 @@ public sealed class JsonSchema
             foreach (var p in s.EnumerateObject())
             {
                 if (!Annotations.Contains(p.Name) && p.Name is not ("type" or "properties" or "required" or "additionalProperties" or "items"
-                    or "minItems" or "maxItems" or "enum" or "const" or "anyOf" or "oneOf" or "$ref"))
+                    or "minItems" or "maxItems" or "enum" or "const" or "anyOf" or "oneOf" or "$ref" or "minLength" or "maxLength"
+                    or "minimum" or "maximum" or "exclusiveMinimum" or "exclusiveMaximum"))
                     throw new JsonSchemaException($"the keyword \"{p.Name}\" at {path} is not supported: this server would not enforce it");
             }
             if (s.TryGetProperty("$ref", out var reference)) return Reference(s, reference, path);
@@ -202,6 +225,14 @@ public sealed class JsonSchema
                     throw new JsonSchemaException($"enum and const at {path} must be strings (\"type\": \"string\")");
                 var names = list.Select(v => v.ValueKind == JsonValueKind.String ? Plain(v.GetString()!, $"{path}/{(isConst ? "const" : "enum")}")
                     : throw new JsonSchemaException($"enum and const values at {path} must be strings, got {v.ValueKind.ToString().ToLowerInvariant()} {v.GetRawText()}")).ToArray();
+                NoBounds(s, path, "strings");
+                var (minLength, maxLength) = Lengths(s, path);
+                foreach (var v in list)
+                {
+                    int length = new System.Globalization.StringInfo(v.GetString()!).LengthInTextElements;
+                    if (length < minLength || length > maxLength)
+                        throw new JsonSchemaException($"the value {v.GetRawText()} at {path} does not fit its own minLength/maxLength");
+                }
                 return Add(new Node { Kind = Kind.String, Names = names });
             }
             if (!s.TryGetProperty("type", out var type))
@@ -213,9 +244,11 @@ public sealed class JsonSchema
             {
                 var kinds = type.EnumerateArray().Select(k => k.ValueKind == JsonValueKind.String ? k.GetString()! : throw new JsonSchemaException($"type at {path} must name types")).ToList();
                 if (kinds.Count == 0) throw new JsonSchemaException($"type at {path} must not be empty");
+                KeywordsFitTypes(s, kinds, path);
                 return kinds.Count == 1 ? Typed(s, kinds[0], path) : AnyOf([.. kinds.Select(k => Typed(s, k, path))], $"{path}/type");
             }
             if (type.ValueKind != JsonValueKind.String) throw new JsonSchemaException($"type at {path} must be a string or a list of strings");
+            KeywordsFitTypes(s, [type.GetString()!], path);
             return Typed(s, type.GetString()!, path);
         }
 
@@ -231,9 +264,11 @@ public sealed class JsonSchema
                     int id = Add(array);
                     array.Children = [s.TryGetProperty("items", out var items) ? Compile(items, $"{path}/items") : Any()];
                     return id;
-                case "string": return Add(new Node { Kind = Kind.String });
-                case "number": return Add(new Node { Kind = Kind.Number });
-                case "integer": return Add(new Node { Kind = Kind.Integer });
+                case "string":
+                    var (minLength, maxLength) = Lengths(s, path);
+                    return Add(new Node { Kind = Kind.String, MinLength = minLength, MaxLength = maxLength });
+                case "number" or "integer":
+                    return Add(Bounds(s, new Node { Kind = type == "number" ? Kind.Number : Kind.Integer }, path));
                 case "boolean": return Add(new Node { Kind = Kind.Boolean });
                 case "null": return Add(new Node { Kind = Kind.Null });
                 default: throw new JsonSchemaException($"type \"{type}\" at {path} is not a JSON Schema type");
@@ -345,7 +380,9 @@ public sealed class JsonSchema
                     int at = DiscriminatorAt(body, key);
                     foreach (var value in Nodes[Resolve(body.Children[at])].Names)
                     {
-                        if (values.Any(v => v.AsSpan().SequenceEqual(value)))
+                        int seen = values.FindIndex(v => v.AsSpan().SequenceEqual(value));
+                        if (seen >= 0 && branches[seen] == Resolve(c)) continue; // an enum that repeats a value
+                        if (seen >= 0)
                             throw new JsonSchemaException($"{path}: the value \"{Encoding.UTF8.GetString(value)}\" of \"{Encoding.UTF8.GetString(key)}\" is in two branches, so it cannot tell them apart");
                         values.Add(value);
                         branches.Add(Resolve(c));
@@ -410,6 +447,58 @@ public sealed class JsonSchema
                 if (p.Name != keyword && !Annotations.Contains(p.Name))
                     throw new JsonSchemaException($"{keyword} at {path} cannot be combined with \"{p.Name}\"");
             }
+        }
+
+        /// <summary>minLength and maxLength, if given: a string's length in characters.</summary>
+        private static (int Min, int Max) Lengths(JsonElement s, string path)
+        {
+            int min = Count(s, "minLength", 0, path), max = Count(s, "maxLength", int.MaxValue, path);
+            if (min > max) throw new JsonSchemaException($"minLength ({min}) exceeds maxLength ({max}) at {path}");
+            return (min, max);
+        }
+
+        /// <summary>A number's minimum, maximum, exclusiveMinimum and exclusiveMaximum (numbers, as in JSON Schema since
+        /// draft 6); the tighter of an inclusive and an exclusive bound on the same side holds.</summary>
+        private static Node Bounds(JsonElement s, Node node, string path)
+        {
+            double? Bound(string name)
+            {
+                if (!s.TryGetProperty(name, out var v)) return null;
+                if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double d) || !double.IsFinite(d))
+                    throw new JsonSchemaException($"{name} at {path} must be a number, got {v.GetRawText()} (the boolean form of draft 4 is not supported)");
+                return d;
+            }
+            if (Bound("minimum") is double min) node.Minimum = min;
+            if (Bound("exclusiveMinimum") is double xmin && xmin >= node.Minimum) (node.Minimum, node.MinimumExclusive) = (xmin, true);
+            if (Bound("maximum") is double max) node.Maximum = max;
+            if (Bound("exclusiveMaximum") is double xmax && xmax <= node.Maximum) (node.Maximum, node.MaximumExclusive) = (xmax, true);
+            if (node.Kind == Kind.Integer)
+            {
+                // Integer bounds: the nearest integers inside them, inclusive.
+                if (!double.IsNegativeInfinity(node.Minimum)) node.Minimum = node.MinimumExclusive ? Math.Floor(node.Minimum) + 1 : Math.Ceiling(node.Minimum);
+                if (!double.IsPositiveInfinity(node.Maximum)) node.Maximum = node.MaximumExclusive ? Math.Ceiling(node.Maximum) - 1 : Math.Floor(node.Maximum);
+                node.MinimumExclusive = node.MaximumExclusive = false;
+            }
+            if (!node.Meets(node.Minimum, node.Maximum)) throw new JsonSchemaException($"the bounds at {path} leave no {(node.Kind == Kind.Integer ? "integer" : "number")}");
+            return node;
+        }
+
+        private static readonly string[] NumberKeywords = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"], StringKeywords = ["minLength", "maxLength"];
+
+        private static void NoBounds(JsonElement s, string path, string what)
+        {
+            foreach (var name in NumberKeywords)
+                if (s.TryGetProperty(name, out _)) throw new JsonSchemaException($"{name} at {path} applies to numbers, not {what}");
+        }
+
+        /// <summary>A number's or a string's keywords beside types that have none of those values would not be enforced:
+        /// refused (beside a list of types they hold for the values of their kind).</summary>
+        private static void KeywordsFitTypes(JsonElement s, IReadOnlyList<string> types, string path)
+        {
+            if (!types.Any(t => t is "number" or "integer")) NoBounds(s, path, string.Join(" or ", types) + " values");
+            if (!types.Contains("string"))
+                foreach (var name in StringKeywords)
+                    if (s.TryGetProperty(name, out _)) throw new JsonSchemaException($"{name} at {path} applies to strings, not {string.Join(" or ", types)} values");
         }
 
         private static int Count(JsonElement s, string name, int absent, string path)

@@ -42,11 +42,12 @@ public struct JsonSchemaPrefix
     {
         public short Node;
         public Mode Mode;
-        public byte Sub;        // Literal: which; Unicode: hex digits read
-        public ushort Pos;      // InKey, EnumText: bytes matched; Literal: bytes read
-        public int Count;       // object: the property being written; array: the items written
-        public ulong Used;      // object: the properties written
-        public ulong Candidates; // InKey, EnumText: the names still possible
+        public byte Sub;        // Literal: which; Unicode: hex digits read; a bounded number: 1 if negative
+        public ushort Pos;      // InKey, EnumText: bytes matched; Literal: bytes read; a bounded number: fraction digits
+        public int Count;       // object: the property being written; array: the items written; string: its characters;
+                                // a bounded number: its integer digits
+        public ulong Used;      // object: the properties written; a bounded number: its integer part
+        public ulong Candidates; // InKey, EnumText: the names still possible; a bounded number: its fraction digits' value
     }
 
     [InlineArray(MaxDepth)]
@@ -70,9 +71,10 @@ public struct JsonSchemaPrefix
     /// <summary>The bytes read so far are a whole answer: only a stop token may follow.</summary>
     public readonly bool IsComplete => _complete;
 
-    /// <summary>Inside a string of any text, outside an escape: bytes that are
+    /// <summary>Inside a string of any text and any length, outside an escape: bytes that are
     /// <see cref="JsonSchema.IsPlainStringText"/> go on.</summary>
-    public readonly bool InStringText => _depth > 0 && _frames[_depth - 1].Mode == Mode.Text;
+    public readonly bool InStringText => _depth > 0 && _frames[_depth - 1].Mode == Mode.Text
+        && _schema.Nodes[_frames[_depth - 1].Node] is { MinLength: 0, MaxLength: int.MaxValue };
 
     /// <summary>Reads <paramref name="bytes"/>; false (and the state undefined) when they cannot go on.</summary>
     public bool TryRead(ReadOnlySpan<byte> bytes)
@@ -93,9 +95,15 @@ public struct JsonSchemaPrefix
         switch (f.Mode)
         {
             case Mode.Text:
-                if (b == (byte)'"') return EndValue();
+                if (b == (byte)'"') return f.Count >= node.MinLength && EndValue();
+                if (b < 0x20) return false;
+                if ((b & 0xC0) != 0x80) // a character starts (an escape is one): not past maxLength
+                {
+                    if (f.Count == node.MaxLength) return false;
+                    f.Count++;
+                }
                 if (b == (byte)'\\') f.Mode = Mode.Escape;
-                return b >= 0x20;
+                return true;
             case Mode.Escape:
                 if (b == (byte)'u')
                 {
@@ -132,19 +140,24 @@ public struct JsonSchemaPrefix
             case Mode.Minus:
                 if (!IsDigit(b)) return false;
                 f.Mode = b == (byte)'0' ? Mode.Zero : Mode.Integer;
-                return true;
+                return !node.Bounded || IntegerDigit(ref f, node, b);
             case Mode.Zero or Mode.Integer:
-                if (IsDigit(b) && f.Mode == Mode.Integer) return true;
-                if (node.Kind == Kind.Number && b == (byte)'.') { f.Mode = Mode.Point; return true; }
-                if (node.Kind == Kind.Number && b is (byte)'e' or (byte)'E') { f.Mode = Mode.Exponent; return true; }
+                if (IsDigit(b) && f.Mode == Mode.Integer) return !node.Bounded || IntegerDigit(ref f, node, b);
+                if (node.Kind == Kind.Number && b == (byte)'.')
+                {
+                    f.Mode = Mode.Point;
+                    return !node.Bounded || Reachable(f, node);
+                }
+                // A bounded number has no exponent: its digits say where it stands.
+                if (node.Kind == Kind.Number && !node.Bounded && b is (byte)'e' or (byte)'E') { f.Mode = Mode.Exponent; return true; }
                 return EndNumber(b);
             case Mode.Point:
                 if (!IsDigit(b)) return false;
                 f.Mode = Mode.Fraction;
-                return true;
+                return !node.Bounded || FractionDigit(ref f, node, b);
             case Mode.Fraction:
-                if (IsDigit(b)) return true;
-                if (b is (byte)'e' or (byte)'E') { f.Mode = Mode.Exponent; return true; }
+                if (IsDigit(b)) return !node.Bounded || FractionDigit(ref f, node, b);
+                if (!node.Bounded && b is (byte)'e' or (byte)'E') { f.Mode = Mode.Exponent; return true; }
                 return EndNumber(b);
             case Mode.Exponent:
                 if (b is (byte)'+' or (byte)'-') { f.Mode = Mode.ExponentSign; return true; }
@@ -251,7 +264,13 @@ public struct JsonSchemaPrefix
                 break;
             case Kind.Number or Kind.Integer:
                 f.Mode = b == (byte)'-' ? Mode.Minus : b == (byte)'0' ? Mode.Zero : Mode.Integer;
-                break;
+                if (!node.Bounded) break;
+                if (b == (byte)'-')
+                {
+                    f.Sub = 1;
+                    return Reachable(f, node);
+                }
+                return IntegerDigit(ref f, node, b);
             default:
                 f.Mode = Mode.Literal;
                 f.Sub = b switch { (byte)'t' => 0, (byte)'f' => 1, _ => 2 };
@@ -305,8 +324,76 @@ public struct JsonSchemaPrefix
         return true;
     }
 
-    /// <summary>A number ends at the first byte that cannot continue it, which its container then reads.</summary>
-    private bool EndNumber(byte b) => EndValue() && TryRead(b);
+    /// <summary>A number ends at the first byte that cannot continue it, which its container then reads; a bounded
+    /// one only at a value within its bounds.</summary>
+    private bool EndNumber(byte b)
+    {
+        ref var f = ref _frames[_depth - 1];
+        var node = _schema.Nodes[f.Node];
+        if (node.Bounded)
+        {
+            double value = Value(f);
+            if (!node.Meets(value, value)) return false;
+        }
+        return EndValue() && TryRead(b);
+    }
+
+    /// <summary>The most digits a bounded number's integer part and fraction may have: its value is kept exactly.</summary>
+    private const int MaxIntegerDigits = 18, MaxFractionDigits = 15;
+
+    private static bool IntegerDigit(ref Frame f, JsonSchema.Node node, byte digit)
+    {
+        if (f.Count == MaxIntegerDigits) return false;
+        f.Used = f.Used * 10 + (ulong)(digit - '0');
+        f.Count++;
+        return Reachable(f, node);
+    }
+
+    private static bool FractionDigit(ref Frame f, JsonSchema.Node node, byte digit)
+    {
+        if (f.Pos == MaxFractionDigits) return false;
+        f.Candidates = f.Candidates * 10 + (ulong)(digit - '0');
+        f.Pos++;
+        return Reachable(f, node);
+    }
+
+    /// <summary>A bounded number's value as written so far.</summary>
+    private static double Value(in Frame f)
+    {
+        double magnitude = f.Used + f.Candidates / Math.Pow(10, f.Pos);
+        return f.Sub == 1 ? -magnitude : magnitude;
+    }
+
+    /// <summary>
+    /// Whether some number that starts as the bounded number written so far lies within its bounds: the values it can
+    /// still become, range by range (more integer digits, each count its own range; or a fraction), meet the bounds.
+    /// Each byte is allowed only while that holds, so a bounded number never comes to a dead end.
+    /// </summary>
+    private static bool Reachable(in Frame f, JsonSchema.Node node)
+    {
+        bool negative = f.Sub == 1, integer = node.Kind == Kind.Integer;
+        bool Meets(double low, double high) => negative ? node.Meets(-high, -low) : node.Meets(low, high);
+        double m = f.Used;
+        switch (f.Mode)
+        {
+            case Mode.Minus:
+                return node.Meets(double.NegativeInfinity, 0);
+            case Mode.Zero or Mode.Point:
+                return Meets(m, integer ? m : m + 1);
+            case Mode.Fraction:
+                double step = Math.Pow(10, -f.Pos), low = m + f.Candidates * step;
+                return Meets(low, low + step);
+            default: // Mode.Integer: the value as it is, then each count of further digits
+                if (Meets(m, integer ? m : m + 1)) return true;
+                double scale = 1;
+                for (int more = 1; f.Count + more <= MaxIntegerDigits; more++)
+                {
+                    scale *= 10;
+                    if (Meets(m * scale, integer ? m * scale + scale - 1 : (m + 1) * scale)) return true;
+                }
+                return false;
+        }
+    }
 
     /// <summary>The names among <paramref name="candidates"/> whose byte <paramref name="pos"/> is <paramref name="b"/>.</summary>
     private static ulong Narrow(byte[][] names, ulong candidates, int pos, byte b)
