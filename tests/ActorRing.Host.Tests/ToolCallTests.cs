@@ -129,7 +129,7 @@ public sealed class ToolCallTests(HttpCluster cluster)
     [InlineData(""" "tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"g"}} """, "tool_choice", "names the function 'g', which is not in tools (f)")]
     [InlineData(""" "tool_choice":"required" """, "tool_choice", "tool_choice \"required\" asks for a call, but tools offers no function")]
     [InlineData(""" "tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"always" """, "tool_choice", "got \"always\"")]
-    [InlineData(""" "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"n":{"type":"integer","minimum":1}}}}}],"tool_choice":"required" """, "tools", "the keyword \"minimum\" at #/properties/n is not supported")]
+    [InlineData(""" "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"n":{"type":"string","pattern":"^a"}}}}}],"tool_choice":"required" """, "tools", "the keyword \"pattern\" at #/properties/n is not supported")]
     [InlineData(""" "tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required","response_format":{"type":"json_object"} """, "response_format", "response_format cannot be combined with tools")]
     [InlineData(""" "chat_template_kwargs":[true] """, "chat_template_kwargs", "chat_template_kwargs must be an object of template variables")]
     [InlineData(""" "chat_template_kwargs":{"messages":[]} """, "chat_template_kwargs", "chat_template_kwargs may not set 'messages'")]
