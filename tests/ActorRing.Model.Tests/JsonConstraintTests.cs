@@ -273,7 +273,9 @@ public sealed class JsonConstraintTests
 
     [Theory]
     [InlineData("""{"type":"array","items":{"type":"string"}}""", "the schema's root must be an object")]
-    [InlineData("""{"type":"object","properties":{"a":{"type":"string","format":"email"}}}""", "the keyword \"format\" at #/properties/a is not supported")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"string","format":"email"}}}""", "the format \"email\" at #/properties/a is not supported: this server enforces date, time, date-time and uuid")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"integer","format":"date"}}}""", "format at #/properties/a applies to strings, not integer values")]
+    [InlineData("""{"type":"object","properties":{"a":{"enum":["x"],"format":"date"}}}""", "format at #/properties/a cannot be combined with enum or const")]
     [InlineData("""{"type":"object","properties":{"a":{"type":"integer","multipleOf":3}}}""", "the keyword \"multipleOf\" at #/properties/a")]
     [InlineData("""{"type":"object","properties":{"a":{"type":"string","minimum":3}}}""", "minimum at #/properties/a applies to numbers, not string values")]
     [InlineData("""{"type":"object","properties":{"a":{"type":["integer","null"],"maxLength":3}}}""", "maxLength at #/properties/a applies to strings, not integer or null values")]
@@ -579,5 +581,64 @@ public sealed class JsonConstraintTests
             Assert.True(n is >= -5 and <= 120 && x is > 0 and <= 1.5 && length is >= 2 and <= 4, text);
         }
         Assert.True(closed >= 5, $"only {closed} of 30 answers closed within 200 tokens");
+    }
+
+    private const string Formats = """
+        {"type":"object","properties":{
+            "d":{"type":"string","format":"date"},
+            "t":{"type":"string","format":"time"},
+            "at":{"type":"string","format":"date-time"},
+            "id":{"type":"string","format":"uuid"}},
+         "required":["d","t","at","id"]}
+        """;
+
+    [Theory]
+    [InlineData("""{"d":"2026-12-04","t":"17:45:00Z","at":"1999-01-31T23:59:59.123+01:00","id":"123e4567-e89b-12d3-a456-426614174000"}""")]
+    [InlineData("""{"id":"ABCDEF00-0000-0000-0000-00000000000f","at":"2000-10-10T00:00:00z","t":"09:05:30.5-11:30","d":"0001-09-30"}""")]
+    public void Formatted_strings_read_whole_and_no_prefix_is_complete(string json)
+    {
+        var bytes = Encoding.UTF8.GetBytes(json);
+        for (int cut = 0; cut < bytes.Length; cut++)
+        {
+            var prefix = Start(Formats);
+            Assert.True(prefix.TryRead(bytes.AsSpan(0, cut)), $"prefix of {cut} bytes of {json}");
+            Assert.False(prefix.IsComplete);
+        }
+        var whole = Start(Formats);
+        Assert.True(whole.TryRead(bytes));
+        Assert.True(whole.IsComplete);
+    }
+
+    [Theory]
+    [InlineData("""{"d":"2026-13""")]          // month 13
+    [InlineData("""{"d":"2026-00""")]
+    [InlineData("""{"d":"2026-12-32""")]       // day 32
+    [InlineData("""{"d":"2026-12-00""")]
+    [InlineData("""{"d":"2026-12-4""")]
+    [InlineData("""{"d":"2026-12-04T""")]      // a date is only a date
+    [InlineData("""{"d":"26-12-04""")]
+    [InlineData("""{"t":"24""")]               // hour 24
+    [InlineData("""{"t":"12:60""")]
+    [InlineData("""{"t":"12:30:00",""")]       // a time has a zone
+    [InlineData("""{"t":"12:30:00.Z""")]       // a point needs a digit
+    [InlineData("""{"t":"12:30:00+1:00""")]
+    [InlineData("""{"at":"2026-12-04 12""")]   // date-time joins with T
+    [InlineData("""{"id":"123e4567-e89b-12d3-a456-42661417400g""")]
+    [InlineData("""{"id":"123e4567e89b""")]
+    [InlineData("""{"id":"123e4567-e89b-12d3-a456-426614174000a""")]
+    public void Strings_that_break_their_format_are_refused_where_they_break(string text)
+    {
+        Assert.False(Start(Formats).TryRead(Encoding.UTF8.GetBytes(text)));
+    }
+
+    [Fact]
+    public void A_formatted_string_is_not_free_text_for_the_masks_shortcut()
+    {
+        var prefix = Start(Formats);
+        Assert.True(prefix.TryRead("{\"d\":\"20"u8));
+        Assert.False(prefix.InStringText); // plain text tokens must be read: "ab" cannot follow
+        var free = JsonSchema.AnyObject.Start();
+        Assert.True(free.TryRead("{\"d\":\"20"u8));
+        Assert.True(free.InStringText);
     }
 }

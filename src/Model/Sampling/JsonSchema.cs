@@ -20,6 +20,8 @@ public sealed class JsonSchemaException(string message) : Exception(message);
 /// (Pydantic's <c>ge</c>, <c>le</c>, <c>gt</c>, <c>lt</c>): a digit is allowed only while some number it begins is in
 /// range, so a bounded number is written without an exponent and with at most 18 digits before the point and 15 after
 /// it; <c>minLength</c> and <c>maxLength</c> of strings, counted in characters (an escape is one);</item>
+/// <item><c>format</c> of strings: <c>date</c>, <c>time</c> and <c>date-time</c> (RFC 3339, with a time zone; each
+/// field's digits within its range, the calendar not checked) and <c>uuid</c>;</item>
 /// <item><c>anyOf</c> and <c>oneOf</c> whose branches start differently (an object, an array, a string, a number, a
 /// boolean, null): Pydantic's Optional fields are <c>anyOf</c> a type and null;</item>
 /// <item>among those branches, several objects that share a required property whose values (a string <c>const</c> or
@@ -29,11 +31,15 @@ public sealed class JsonSchemaException(string message) : Exception(message);
 /// <item><c>$ref</c> to <c>#/$defs/…</c> or <c>#/definitions/…</c>, recursive ones included.</item>
 /// </list>
 /// Annotations (title, description, default, examples, $schema, $id, $comment) are ignored. Any other keyword
-/// (pattern, format, multipleOf, …) is refused by name rather than silently not enforced.
+/// (pattern, multipleOf, another format, …) is refused by name rather than silently not enforced.
 /// </summary>
 public sealed class JsonSchema
 {
     internal enum Kind : byte { Object, Array, String, Number, Integer, Boolean, Null, AnyOf, Union }
+
+    /// <summary>The string formats enforced (JSON Schema's <c>format</c>): RFC 3339's full-date, full-time and date-time,
+    /// and RFC 4122's uuid.</summary>
+    internal enum StringFormat : byte { None, Date, Time, DateTime, Uuid }
 
     internal sealed class Node
     {
@@ -51,8 +57,9 @@ public sealed class JsonSchema
         /// <summary>Object: any key, each value of Children[0]'s schema (JSON mode's objects), instead of Names.</summary>
         public bool AnyKeys;
         public int MinItems, MaxItems = int.MaxValue;
-        /// <summary>String: its length in characters.</summary>
+        /// <summary>String: its length in characters, and its format.</summary>
         public int MinLength, MaxLength = int.MaxValue;
+        public StringFormat Format;
         /// <summary>Number, Integer: its bounds (infinite when absent), each inclusive or not.</summary>
         public double Minimum = double.NegativeInfinity, Maximum = double.PositiveInfinity;
         public bool MinimumExclusive, MaximumExclusive;
@@ -204,7 +211,7 @@ public sealed class JsonSchema
             {
                 if (!Annotations.Contains(p.Name) && p.Name is not ("type" or "properties" or "required" or "additionalProperties" or "items"
                     or "minItems" or "maxItems" or "enum" or "const" or "anyOf" or "oneOf" or "$ref" or "minLength" or "maxLength"
-                    or "minimum" or "maximum" or "exclusiveMinimum" or "exclusiveMaximum"))
+                    or "minimum" or "maximum" or "exclusiveMinimum" or "exclusiveMaximum" or "format"))
                     throw new JsonSchemaException($"the keyword \"{p.Name}\" at {path} is not supported: this server would not enforce it");
             }
             if (s.TryGetProperty("$ref", out var reference)) return Reference(s, reference, path);
@@ -226,6 +233,7 @@ public sealed class JsonSchema
                 var names = list.Select(v => v.ValueKind == JsonValueKind.String ? Plain(v.GetString()!, $"{path}/{(isConst ? "const" : "enum")}")
                     : throw new JsonSchemaException($"enum and const values at {path} must be strings, got {v.ValueKind.ToString().ToLowerInvariant()} {v.GetRawText()}")).ToArray();
                 NoBounds(s, path, "strings");
+                if (s.TryGetProperty("format", out _)) throw new JsonSchemaException($"format at {path} cannot be combined with enum or const: the values are given");
                 var (minLength, maxLength) = Lengths(s, path);
                 foreach (var v in list)
                 {
@@ -266,7 +274,7 @@ public sealed class JsonSchema
                     return id;
                 case "string":
                     var (minLength, maxLength) = Lengths(s, path);
-                    return Add(new Node { Kind = Kind.String, MinLength = minLength, MaxLength = maxLength });
+                    return Add(new Node { Kind = Kind.String, MinLength = minLength, MaxLength = maxLength, Format = Format(s, path) });
                 case "number" or "integer":
                     return Add(Bounds(s, new Node { Kind = type == "number" ? Kind.Number : Kind.Integer }, path));
                 case "boolean": return Add(new Node { Kind = Kind.Boolean });
@@ -449,6 +457,20 @@ public sealed class JsonSchema
             }
         }
 
+        private static StringFormat Format(JsonElement s, string path)
+        {
+            if (!s.TryGetProperty("format", out var f)) return StringFormat.None;
+            return f.ValueKind != JsonValueKind.String ? throw new JsonSchemaException($"format at {path} must be a string")
+                : f.GetString() switch
+                {
+                    "date" => StringFormat.Date,
+                    "time" => StringFormat.Time,
+                    "date-time" => StringFormat.DateTime,
+                    "uuid" => StringFormat.Uuid,
+                    var other => throw new JsonSchemaException($"the format \"{other}\" at {path} is not supported: this server enforces date, time, date-time and uuid"),
+                };
+        }
+
         /// <summary>minLength and maxLength, if given: a string's length in characters.</summary>
         private static (int Min, int Max) Lengths(JsonElement s, string path)
         {
@@ -497,7 +519,7 @@ public sealed class JsonSchema
         {
             if (!types.Any(t => t is "number" or "integer")) NoBounds(s, path, string.Join(" or ", types) + " values");
             if (!types.Contains("string"))
-                foreach (var name in StringKeywords)
+                foreach (var name in (string[])[.. StringKeywords, "format"])
                     if (s.TryGetProperty(name, out _)) throw new JsonSchemaException($"{name} at {path} applies to strings, not {string.Join(" or ", types)} values");
         }
 

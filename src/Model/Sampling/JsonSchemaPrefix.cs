@@ -33,6 +33,7 @@ public struct JsonSchemaPrefix
         KeyOrClose, Key, InKey, AnyKey, Colon, PropertyValue, AfterProperty, // an object (AnyKey: its key's string frame is on top)
         ItemOrClose, Item, AfterItem,                                   // an array
         Text, Escape, Unicode,                                          // a string of any text
+        Formatted,                                                      // a string of a format (Pos: where in it)
         EnumText,                                                       // a string among the enum values
         Minus, Zero, Integer, Point, Fraction, Exponent, ExponentSign, ExponentDigits, // a number
         Literal,                                                        // true, false or null
@@ -103,6 +104,13 @@ public struct JsonSchemaPrefix
                     f.Count++;
                 }
                 if (b == (byte)'\\') f.Mode = Mode.Escape;
+                return true;
+            case Mode.Formatted:
+                if (b == (byte)'"') return FormatEnds(node.Format, f.Pos) && f.Count >= node.MinLength && EndValue();
+                if (f.Count == node.MaxLength) return false;
+                int next = FormatStep(node.Format, f.Pos, f.Sub, b);
+                if (next < 0) return false;
+                (f.Pos, f.Sub, f.Count) = ((ushort)next, b, f.Count + 1);
                 return true;
             case Mode.Escape:
                 if (b == (byte)'u')
@@ -259,7 +267,7 @@ public struct JsonSchemaPrefix
             case Kind.Object or Kind.Union: f.Mode = Mode.KeyOrClose; break;
             case Kind.Array: f.Mode = Mode.ItemOrClose; break;
             case Kind.String:
-                f.Mode = node.Names.Length == 0 ? Mode.Text : Mode.EnumText;
+                f.Mode = node.Names.Length > 0 ? Mode.EnumText : node.Format != JsonSchema.StringFormat.None ? Mode.Formatted : Mode.Text;
                 f.Candidates = node.Names.Length == JsonSchema.MaxNames ? ulong.MaxValue : (1UL << node.Names.Length) - 1;
                 break;
             case Kind.Number or Kind.Integer:
@@ -337,6 +345,66 @@ public struct JsonSchemaPrefix
         }
         return EndValue() && TryRead(b);
     }
+
+    /// <summary>
+    /// The fixed part of each format, a character class per position: d a digit, x a hex digit, M and m a month's
+    /// digits (01-12), D and e a day's (01-31), H and h an hour's (00-23), N a minute's or second's first digit (0-5);
+    /// anything else is itself. A time then has its tail: an optional fraction of a second and a zone, Z or ±hh:mm.
+    /// </summary>
+    private static string FormatPattern(JsonSchema.StringFormat format) => format switch
+    {
+        JsonSchema.StringFormat.Date => "dddd-Mm-De",
+        JsonSchema.StringFormat.Time => "Hh:Nd:Nd",
+        JsonSchema.StringFormat.DateTime => "dddd-Mm-DeTHh:Nd:Nd",
+        _ => "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx",
+    };
+
+    private static bool HasZone(JsonSchema.StringFormat format) => format is JsonSchema.StringFormat.Time or JsonSchema.StringFormat.DateTime;
+
+    /// <summary>States of a time's tail, counted past its fixed part: after the seconds, after the point, in the fraction,
+    /// then the five characters of an offset; <see cref="FormatDone"/> once the zone is written.</summary>
+    private const int AfterSeconds = 0, AfterPoint = 1, InFraction = 2, InOffset = 3, FormatDone = 1000;
+
+    private static bool FormatEnds(JsonSchema.StringFormat format, int state) =>
+        HasZone(format) ? state == FormatDone : state == FormatPattern(format).Length;
+
+    /// <summary>The state after byte <paramref name="b"/> (the previous byte <paramref name="previous"/>), or -1.</summary>
+    private static int FormatStep(JsonSchema.StringFormat format, int state, byte previous, byte b)
+    {
+        string pattern = FormatPattern(format);
+        if (state < pattern.Length) return FixedStep(pattern[state], previous, b) ? state + 1 : -1;
+        if (!HasZone(format) || state == FormatDone) return -1;
+        int tail = state - pattern.Length;
+        switch (tail)
+        {
+            case AfterSeconds or InFraction:
+                if (tail == InFraction && IsDigit(b)) return state;
+                if (b == (byte)'.' && tail == AfterSeconds) return pattern.Length + AfterPoint;
+                if (b is (byte)'Z' or (byte)'z') return FormatDone;
+                return b is (byte)'+' or (byte)'-' ? pattern.Length + InOffset : -1;
+            case AfterPoint:
+                return IsDigit(b) ? pattern.Length + InFraction : -1;
+            default: // the offset hh:mm
+                const string Offset = "Hh:Nd";
+                int at = tail - InOffset;
+                if (!FixedStep(Offset[at], previous, b)) return -1;
+                return at == Offset.Length - 1 ? FormatDone : state + 1;
+        }
+    }
+
+    private static bool FixedStep(char cls, byte previous, byte b) => cls switch
+    {
+        'd' => IsDigit(b),
+        'x' => IsHexDigit(b),
+        'M' => b is (byte)'0' or (byte)'1',
+        'm' => previous == (byte)'0' ? b is >= (byte)'1' and <= (byte)'9' : b is >= (byte)'0' and <= (byte)'2',
+        'D' => b is >= (byte)'0' and <= (byte)'3',
+        'e' => previous switch { (byte)'0' => b is >= (byte)'1' and <= (byte)'9', (byte)'3' => b is (byte)'0' or (byte)'1', _ => IsDigit(b) },
+        'H' => b is >= (byte)'0' and <= (byte)'2',
+        'h' => previous == (byte)'2' ? b is >= (byte)'0' and <= (byte)'3' : IsDigit(b),
+        'N' => b is >= (byte)'0' and <= (byte)'5',
+        _ => b == (byte)cls,
+    };
 
     /// <summary>The most digits a bounded number's integer part and fraction may have: its value is kept exactly.</summary>
     private const int MaxIntegerDigits = 18, MaxFractionDigits = 15;
