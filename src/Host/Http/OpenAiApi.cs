@@ -139,6 +139,9 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
 
         /// <summary>The SSE <c>event:</c> name of a body, for APIs that name their events.</summary>
         public virtual string? EventName(object body) => null;
+
+        /// <summary>The event that tells a stream's client the request failed after the stream began.</summary>
+        public virtual object StreamError(ApiException error) => error.Body;
         public abstract object? StreamStart(int index);
         /// <summary>The chunk that sends a piece of text, or null while it is held back (a tool call may be starting).</summary>
         public abstract object? StreamText(int index, string text, IReadOnlyList<TokenLogprob> logprobs);
@@ -209,7 +212,7 @@ internal sealed class OpenAiApi(GenerationService service, string modelId, strin
                     case FailedEvent failed when !streaming:
                         throw Failure(failed);
                     case FailedEvent failed:
-                        await SendEventAsync(ctx, format, Failure(failed).Body);
+                        await SendEventAsync(ctx, format, format.StreamError(Failure(failed)));
                         if (format.EndsWithDone) await SendDoneAsync(ctx);
                         return;
                     case TokenEvent { Logprob: { } lp } when request.Logprobs is not null || request.Ranked:

@@ -276,6 +276,14 @@ internal sealed class ResponsesFormat(OpenAiApi api, string id, long created, st
         return events;
     }
 
+    /// <summary>A failure mid-stream (the cluster lost a rank past its recovery time): the response failed, with why.</summary>
+    public override object StreamError(ApiException error)
+    {
+        var response = Response("failed", null);
+        response["error"] = new JsonObject { ["code"] = error.Code ?? "server_error", ["message"] = error.Message };
+        return Event("response.failed", new JsonObject { ["response"] = response });
+    }
+
     public override object StreamUsage(UsageBody usage)
     {
         string status = _finish == "length" ? "incomplete" : "completed";
