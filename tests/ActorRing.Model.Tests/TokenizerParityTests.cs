@@ -154,4 +154,25 @@ public sealed class TokenizerParityTests
         Assert.Equal(eos, tok.EosId);
         Assert.Equal([eos], tok.EosIds);
     }
+
+    /// <summary>
+    /// The tags the server reads out of answers (Qwen's tool-call blocks and think blocks) are tokens of their own that
+    /// decode as their text, so the hermes and think readers see them; a special token would decode to nothing.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("qwen2_5", "<tool_call>")]
+    [InlineData("qwen2_5", "</tool_call>")]
+    [InlineData("qwen3", "<tool_call>")]
+    [InlineData("qwen3", "<think>")]
+    [InlineData("qwen3", "</think>")]
+    public void The_tags_answers_are_read_by_are_single_tokens_that_decode_as_text(string name, string tag)
+    {
+        var tok = TokenizerReference.Load(name);
+        var ids = tok.Encode(tag, addBos: false);
+        Assert.Single(ids);
+        Assert.False(tok.IsSpecial(ids[0]));
+        Assert.Equal(tag, tok.Decode(ids));
+        string answer = $"x{tag}\n{{\"a\": 1}}";
+        Assert.Equal(answer, tok.Decode(tok.Encode(answer, addBos: false)));
+    }
 }
