@@ -129,6 +129,7 @@ public sealed class ResponsesApiTests(HttpCluster cluster)
     [InlineData("""{"input":"x","max_output_tokens":9000}""", "max_output_tokens", "lower max_output_tokens")]
     [InlineData("""{"input":"x","text":{"format":{"type":"yaml"}}}""", "text.format", "got \"yaml\"")]
     [InlineData("""{"input":[{"role":"wizard","content":"x"}]}""", "input[0].role", "got 'wizard'")]
+    [InlineData("""{"input":"x","tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"function"}}""", "tool_choice", "must be {\"type\": \"function\", \"name\": ...}")]
     public async Task What_cannot_be_honoured_is_a_400_in_this_apis_words(string body, string param, string message)
     {
         var (status, json) = await cluster.PostAsync(Path, body);

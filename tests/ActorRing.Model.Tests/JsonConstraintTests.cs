@@ -595,6 +595,7 @@ public sealed class JsonConstraintTests
     [Theory]
     [InlineData("""{"d":"2026-12-04","t":"17:45:00Z","at":"1999-01-31T23:59:59.123+01:00","id":"123e4567-e89b-12d3-a456-426614174000"}""")]
     [InlineData("""{"id":"ABCDEF00-0000-0000-0000-00000000000f","at":"2000-10-10T00:00:00z","t":"09:05:30.5-11:30","d":"0001-09-30"}""")]
+    [InlineData("""{"id":"00000000-0000-0000-0000-000000000000","at":"2000-10-10T00:00:00.123456789Z","t":"23:59:59+00:00","d":"9999-12-31"}""")]
     public void Formatted_strings_read_whole_and_no_prefix_is_complete(string json)
     {
         var bytes = Encoding.UTF8.GetBytes(json);
@@ -622,6 +623,7 @@ public sealed class JsonConstraintTests
     [InlineData("""{"t":"12:30:00",""")]       // a time has a zone
     [InlineData("""{"t":"12:30:00.Z""")]       // a point needs a digit
     [InlineData("""{"t":"12:30:00+1:00""")]
+    [InlineData("""{"t":"12:30:00.1234567890""")] // at most nanoseconds
     [InlineData("""{"at":"2026-12-04 12""")]   // date-time joins with T
     [InlineData("""{"id":"123e4567-e89b-12d3-a456-42661417400g""")]
     [InlineData("""{"id":"123e4567e89b""")]

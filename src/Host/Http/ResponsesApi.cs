@@ -184,7 +184,15 @@ internal static class ResponsesRequest
     private static JsonNode ToolChoice(JsonElement choice)
     {
         if (choice.ValueKind == JsonValueKind.Object && new JsonFields(choice).String("type") == "function")
-            return new JsonObject { ["type"] = "function", ["function"] = new JsonObject { ["name"] = new JsonFields(choice).String("name") } };
+            return new JsonObject
+            {
+                ["type"] = "function",
+                ["function"] = new JsonObject
+                {
+                    ["name"] = new JsonFields(choice).String("name")
+                        ?? throw ApiException.BadRequest("tool_choice as an object must be {\"type\": \"function\", \"name\": ...}", "tool_choice", "missing_required_parameter"),
+                },
+            };
         return JsonNode.Parse(choice.GetRawText())!;
     }
 

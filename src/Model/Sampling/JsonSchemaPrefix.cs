@@ -361,9 +361,10 @@ public struct JsonSchemaPrefix
 
     private static bool HasZone(JsonSchema.StringFormat format) => format is JsonSchema.StringFormat.Time or JsonSchema.StringFormat.DateTime;
 
-    /// <summary>States of a time's tail, counted past its fixed part: after the seconds, after the point, in the fraction,
-    /// then the five characters of an offset; <see cref="FormatDone"/> once the zone is written.</summary>
-    private const int AfterSeconds = 0, AfterPoint = 1, InFraction = 2, InOffset = 3, FormatDone = 1000;
+    /// <summary>States of a time's tail, counted past its fixed part: after the seconds, after the point, in the fraction
+    /// (one state per digit, at most <see cref="MaxSecondDigits"/>: nanoseconds; unbounded, the story model wrote zeros
+    /// until max_tokens), then the five characters of an offset; <see cref="FormatDone"/> once the zone is written.</summary>
+    private const int MaxSecondDigits = 9, AfterSeconds = 0, AfterPoint = 1, InFraction = 2, InOffset = InFraction + MaxSecondDigits, FormatDone = 1000;
 
     private static bool FormatEnds(JsonSchema.StringFormat format, int state) =>
         HasZone(format) ? state == FormatDone : state == FormatPattern(format).Length;
@@ -377,8 +378,8 @@ public struct JsonSchemaPrefix
         int tail = state - pattern.Length;
         switch (tail)
         {
-            case AfterSeconds or InFraction:
-                if (tail == InFraction && IsDigit(b)) return state;
+            case AfterSeconds or (>= InFraction and < InOffset):
+                if (tail >= InFraction && IsDigit(b)) return tail + 1 < InOffset ? state + 1 : -1;
                 if (b == (byte)'.' && tail == AfterSeconds) return pattern.Length + AfterPoint;
                 if (b is (byte)'Z' or (byte)'z') return FormatDone;
                 return b is (byte)'+' or (byte)'-' ? pattern.Length + InOffset : -1;
