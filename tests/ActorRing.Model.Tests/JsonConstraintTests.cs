@@ -643,4 +643,43 @@ public sealed class JsonConstraintTests
         Assert.True(free.TryRead("{\"d\":\"20"u8));
         Assert.True(free.InStringText);
     }
+
+    [Fact]
+    public void The_masks_trie_walk_allows_exactly_the_tokens_that_go_on()
+    {
+        // A vocabulary of JSON-ish pieces: byte-identical tokens, prefixes of one another, leading spaces, long runs.
+        var rng = new DeterministicRng(42);
+        const string Alphabet = "{}[]\":, \n\\\"0123456789.-eEtrufalsnabcxyzTZ";
+        var texts = new List<string?> { null, "", "\"", "\"", " ", new string(' ', 40), "{\"", "\":", "12", "123", "-0", "true", "nul" };
+        while (texts.Count < 3000)
+        {
+            int length = 1 + (int)(rng.NextDouble() * 6);
+            string token = string.Concat(Enumerable.Range(0, length).Select(_ => Alphabet[(int)(rng.NextDouble() * Alphabet.Length)]));
+            texts.Add(rng.NextDouble() < 0.3 ? " " + token : token);
+        }
+        var vocabulary = new VocabularyBytes([.. texts.Select(t => t is null ? null : Encoding.UTF8.GetBytes(t))]);
+        int checkedStates = 0;
+        foreach (string schemaText in new[] { """{"type":"object"}""", PersonSchema, Calls, Bounded, Formats })
+        {
+            using var doc = JsonDocument.Parse(schemaText);
+            var schema = JsonSchema.Compile(doc.RootElement);
+            for (int walk = 0; walk < 6; walk++)
+            {
+                var json = new JsonConstraint(vocabulary, schema, [Eos], "response_format json_schema");
+                for (int step = 0; step < 80 && !json.IsComplete; step++)
+                {
+                    var scores = new float[texts.Count];
+                    bool any = json.RemoveDisallowed(scores);
+                    var masked = Enumerable.Range(0, texts.Count).Where(id => !float.IsNegativeInfinity(scores[id])).ToList();
+                    var oneByOne = Enumerable.Range(0, texts.Count).Where(json.Allows).ToList();
+                    Assert.Equal(oneByOne, masked);
+                    Assert.Equal(masked.Count > 0, any);
+                    checkedStates++;
+                    if (masked.Count == 0) break;
+                    json.Accept(masked[(int)(rng.NextDouble() * masked.Count)]);
+                }
+            }
+        }
+        Assert.True(checkedStates > 300, $"only {checkedStates} states checked");
+    }
 }

@@ -87,7 +87,7 @@ public struct JsonSchemaPrefix
         return true;
     }
 
-    private bool TryRead(byte b)
+    internal bool TryRead(byte b)
     {
         if (_complete) return false;
         if (_depth == 0) return Between(b) ?? StartValue(_schema.Root, b);
