@@ -19,13 +19,18 @@ public sealed class VocabularyBytes
         })];
         ClassIsWhole = [.. Bytes.Select(b => b is { Length: 1 } || b is [(byte)' ', _])];
         _trie = new Lazy<TokenTrie>(() => new TokenTrie(Bytes));
+        _notPlainTrie = new Lazy<TokenTrie>(() => new TokenTrie(Bytes, id => !PlainStringText[id]));
     }
 
-    private readonly Lazy<TokenTrie> _trie;
+    private readonly Lazy<TokenTrie> _trie, _notPlainTrie;
 
     /// <summary>The tokens as a trie of their bytes (built on first use: a tokenizer whose requests never ask for
     /// JSON pays nothing).</summary>
     internal TokenTrie Trie => _trie.Value;
+
+    /// <summary>The tokens that are not plain string text (a quote, a backslash or a control byte in them), as a trie:
+    /// inside a string only these need a read.</summary>
+    internal TokenTrie NotPlainTrie => _notPlainTrie.Value;
 
     /// <summary>The class of a token with no text (a special token): never allowed but as a stop.</summary>
     public const ushort NoClass = ushort.MaxValue;
@@ -97,13 +102,14 @@ public sealed class JsonConstraint : ITokenConstraint
 
     /// <summary>
     /// A full mask runs on rank 0's step loop and holds up every sequence's next step, so no token is read alone that
-    /// need not be. Inside free text a token without a quote, a backslash or a control byte goes on whatever it holds,
-    /// and its table entry says so. Elsewhere few tokens go on, and a walk down the vocabulary's trie finds them
-    /// (<see cref="MarkAllowed"/>). Measured with 152k random tokens of 1-8 printable bytes, half of them starting with
-    /// a space (a throwaway timing test; ms a mask, against one check per token in the same run): after a number 0.48
-    /// against 6.4, after "[" 0.93 against 5.8, after ":" 0.78 against 7.1, after a number in an inner object 0.43
-    /// against 3.8; inside a string (the table path, unchanged) 1.8 against 2.0. The trie of that vocabulary (356k nodes)
-    /// takes 0.23 s to build, once per tokenizer, at its first JSON request.
+    /// need not be: a walk down a trie of the vocabulary reads each shared prefix once, and a byte that cannot go on
+    /// prunes every token below it (<see cref="MarkAllowed"/>). Inside free text a token without a quote, a backslash
+    /// or a control byte goes on whatever it holds, and its table entry says so; only the other tokens are walked.
+    /// Measured with 152k random tokens of 1-8 printable bytes, half of them starting with a space (a throwaway timing
+    /// test, two runs; ms a mask, against one check per token in the same run): after a number 0.47-0.48 against
+    /// 5.4-6.4, after "[" 0.58-0.93 against 4.2-5.8, after ":" 0.51-0.78 against 3.2-7.1, inside a string 1.2 against
+    /// 1.5. The tries of that vocabulary (356k and 48k nodes) take 0.16-0.23 s to build, once per tokenizer, at its
+    /// first JSON request.
     /// </summary>
     public bool RemoveDisallowed(Span<float> scores)
     {
@@ -118,29 +124,17 @@ public sealed class JsonConstraint : ITokenConstraint
             return stop;
         }
         bool left = false;
-        var classes = _vocabulary.Class;
-        int known = Math.Min(scores.Length, classes.Length);
-        if (_prefix.InStringText)
+        int known = Math.Min(scores.Length, _vocabulary.Bytes.Length);
+        // Inside free text nearly every token goes on, and its table entry says so without a read: only the others
+        // are walked. Elsewhere few tokens go on, and the walk over all of them finds those.
+        bool inString = _prefix.InStringText;
+        var plain = _vocabulary.PlainStringText;
+        var allowed = MarkAllowed(inString ? _vocabulary.NotPlainTrie : _vocabulary.Trie);
+        for (int id = 0; id < known; id++)
         {
-            // Inside free text nearly every token goes on, and its table entry says so without a read.
-            var plain = _vocabulary.PlainStringText;
-            for (int id = 0; id < known; id++)
-            {
-                if (float.IsNegativeInfinity(scores[id])) continue;
-                if (plain[id] || GoesOn(id, classes[id])) left = true;
-                else scores[id] = float.NegativeInfinity;
-            }
-        }
-        else
-        {
-            // Elsewhere few tokens go on: the trie finds them, reading each shared prefix once.
-            var allowed = MarkAllowed();
-            for (int id = 0; id < known; id++)
-            {
-                if (float.IsNegativeInfinity(scores[id])) continue;
-                if (allowed[id]) left = true;
-                else scores[id] = float.NegativeInfinity;
-            }
+            if (float.IsNegativeInfinity(scores[id])) continue;
+            if (allowed[id] || inString && plain[id]) left = true;
+            else scores[id] = float.NegativeInfinity;
         }
         scores[known..].Fill(float.NegativeInfinity); // past the tokenizer's vocabulary: ids with no text
         return left;
@@ -154,9 +148,8 @@ public sealed class JsonConstraint : ITokenConstraint
     /// a copy of its parent's state, and a byte that cannot go on prunes all below it. Outside strings, against one
     /// check per token (<see cref="GoesOn"/>), measured in <c>RemoveDisallowed</c>'s comment.
     /// </summary>
-    private bool[] MarkAllowed()
+    private bool[] MarkAllowed(TokenTrie trie)
     {
-        var trie = _vocabulary.Trie;
         if (_allowed.Length != _vocabulary.Bytes.Length) _allowed = new bool[_vocabulary.Bytes.Length];
         else Array.Clear(_allowed);
         if (_states.Length < trie.Depth + 1) _states = new JsonSchemaPrefix[trie.Depth + 1];

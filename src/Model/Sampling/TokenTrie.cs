@@ -25,9 +25,10 @@ internal sealed class TokenTrie
 
     public const int Root = 0;
 
-    public TokenTrie(byte[]?[] tokenBytes)
+    /// <param name="include">Which tokens the trie holds (null: every token with bytes).</param>
+    public TokenTrie(byte[]?[] tokenBytes, Func<int, bool>? include = null)
     {
-        var ids = Enumerable.Range(0, tokenBytes.Length).Where(id => tokenBytes[id] is { Length: > 0 }).ToArray();
+        var ids = Enumerable.Range(0, tokenBytes.Length).Where(id => tokenBytes[id] is { Length: > 0 } && (include is null || include(id))).ToArray();
         Array.Sort(ids, (a, b) => tokenBytes[a].AsSpan().SequenceCompareTo(tokenBytes[b]));
         Depth = ids.Length == 0 ? 0 : ids.Max(id => tokenBytes[id]!.Length);
         var label = new List<byte> { 0 };
