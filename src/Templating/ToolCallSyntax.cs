@@ -29,11 +29,12 @@ public abstract class ToolCallSyntax
     public abstract string Name { get; }
 
     /// <summary>
-    /// Where in a streamed answer's text so far the part that is or may become a call begins: text before it is
+    /// Where in a streamed answer's text not yet sent the part that is or may become a call begins: text before it is
     /// content and can be sent; text from it on is held until the answer ends (a marker's first characters are
-    /// held too, since the next token may complete it).
+    /// held too, since the next token may complete it). <paramref name="atStart"/>: nothing of the answer was sent
+    /// yet (a form whose calls are the whole answer cannot begin one later).
     /// </summary>
-    public abstract int HoldFrom(string text);
+    public abstract int HoldFrom(string text, bool atStart = true);
 
     /// <summary>Reads the calls out of a whole answer, each with a fresh id.</summary>
     public ToolCallAnswer Parse(string text)
@@ -169,7 +170,7 @@ public abstract class ToolCallSyntax
 
         public override string Name => "hermes";
 
-        public override int HoldFrom(string text) => MarkerHold(text, Open);
+        public override int HoldFrom(string text, bool atStart = true) => MarkerHold(text, Open);
 
         protected override List<ToolCall>? Calls(string text, out string? content)
         {
@@ -196,7 +197,8 @@ public abstract class ToolCallSyntax
 
         public override string Name => "llama3_json";
 
-        public override int HoldFrom(string text) => LeadingHold(text, t => t[0] == '{' || PythonTag.StartsWith(t[..Math.Min(t.Length, PythonTag.Length)], StringComparison.Ordinal));
+        public override int HoldFrom(string text, bool atStart = true) =>
+            !atStart ? text.Length : LeadingHold(text, t => t[0] == '{' || PythonTag.StartsWith(t[..Math.Min(t.Length, PythonTag.Length)], StringComparison.Ordinal));
 
         protected override List<ToolCall>? Calls(string text, out string? content)
         {
@@ -221,10 +223,10 @@ public abstract class ToolCallSyntax
         /// <summary>Mistral's templates refuse ids that are not 9 letters and digits.</summary>
         public override string NewId() => RandomAlphanumeric(9);
 
-        public override int HoldFrom(string text)
+        public override int HoldFrom(string text, bool atStart = true)
         {
             int marker = MarkerHold(text, Marker);
-            int leading = LeadingHold(text, t => t[0] == '[');
+            int leading = atStart ? LeadingHold(text, t => t[0] == '[') : text.Length;
             return Math.Min(marker, leading);
         }
 

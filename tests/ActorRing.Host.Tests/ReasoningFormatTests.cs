@@ -55,7 +55,7 @@ public sealed class ReasoningFormatTests
     [Fact]
     public void A_call_written_after_the_thinking_is_read_as_a_call()
     {
-        var tools = new ToolUse(JsonDocument.Parse("[]").RootElement, ["get_weather"], Forced: null, OnlyFunction: null, CallSchema: null, ToolCallSyntax.Hermes, Parallel: true);
+        var tools = new ToolUse(JsonDocument.Parse("[]").RootElement, Forced: null, OnlyFunction: null, CallSchema: null, ToolCallSyntax.Hermes, Parallel: true);
         var format = Format("<|im_start|>assistant\n", tools);
         var chunks = new[] { "<think>\nI need the weather.\n</think>\n\n", "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>" }
             .Select(piece => format.StreamText(0, piece, [])).Where(c => c is not null).Select(c => Choice(c!)).ToList();

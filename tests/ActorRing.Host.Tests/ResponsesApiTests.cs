@@ -124,7 +124,7 @@ public sealed class ResponsesApiTests(HttpCluster cluster)
     [InlineData("""{"input":"x","previous_response_id":"resp_1"}""", "previous_response_id", "this server keeps no responses")]
     [InlineData("""{"max_output_tokens":3}""", "input", "input is required")]
     [InlineData("""{"input":[{"type":"image","url":"x"}]}""", "input[0].type", "got \"image\"")]
-    [InlineData("""{"input":[{"role":"user","content":[{"type":"input_image"}]}]}""", "input[0].content[0].type", "got \"input_image\"")]
+    [InlineData("""{"input":[{"role":"user","content":[{"type":"input_image"}]}]}""", "input[0].content[0].type", "got 'input_image'")]
     [InlineData("""{"input":"x","tools":[{"type":"web_search"}]}""", "tools[0].type", "this server runs no built-in tools")]
     [InlineData("""{"input":"x","max_output_tokens":9000}""", "max_output_tokens", "lower max_output_tokens")]
     [InlineData("""{"input":"x","text":{"format":{"type":"yaml"}}}""", "text.format", "got \"yaml\"")]

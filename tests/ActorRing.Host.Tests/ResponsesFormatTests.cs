@@ -30,7 +30,7 @@ public sealed class ResponsesFormatTests
     [Fact]
     public void Thinking_then_a_call_stream_as_a_reasoning_item_then_a_function_call_item()
     {
-        var tools = new ToolUse(JsonDocument.Parse("[]").RootElement, ["get_weather"], Forced: null, OnlyFunction: null, CallSchema: null, ToolCallSyntax.Hermes, Parallel: true);
+        var tools = new ToolUse(JsonDocument.Parse("[]").RootElement, Forced: null, OnlyFunction: null, CallSchema: null, ToolCallSyntax.Hermes, Parallel: true);
         var format = Format(tools);
         var events = Events(format.StreamStart(0));
         foreach (var piece in new[] { "<think>\nWeather", " needed.\n</think>\n\n", "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>" })

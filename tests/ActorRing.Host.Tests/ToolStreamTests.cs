@@ -15,7 +15,7 @@ public sealed class ToolStreamTests
 
     private static (ChatFormat Format, ToolUse Tools) Auto(ToolCallSyntax syntax)
     {
-        var tools = new ToolUse(JsonDocument.Parse("[]").RootElement, ["get_weather"], Forced: null, OnlyFunction: null, CallSchema: null, syntax, Parallel: true);
+        var tools = new ToolUse(JsonDocument.Parse("[]").RootElement, Forced: null, OnlyFunction: null, CallSchema: null, syntax, Parallel: true);
         // The API object is only asked for token texts, which chunks without log-probabilities never need.
         return (new ChatFormat(new OpenAiApi(null!, "m", null), "chatcmpl-1", 0, "m", tools), tools);
     }

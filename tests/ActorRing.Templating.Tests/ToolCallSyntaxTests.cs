@@ -98,6 +98,16 @@ public class ToolCallSyntaxTests
         Assert.Equal(holdFrom, s.HoldFrom(text));
     }
 
+    [Fact]
+    public void A_form_whose_calls_are_the_whole_answer_holds_nothing_once_text_was_sent()
+    {
+        Assert.Equal(0, ToolCallSyntax.LlamaJson.HoldFrom("{\"name", atStart: true));
+        Assert.Equal(6, ToolCallSyntax.LlamaJson.HoldFrom("{\"name", atStart: false));
+        Assert.Equal(7, ToolCallSyntax.Mistral.HoldFrom("[1, 2] ", atStart: false));
+        Assert.Equal(2, ToolCallSyntax.Mistral.HoldFrom("x [TOOL", atStart: false)); // its marker still counts
+        Assert.Equal(0, ToolCallSyntax.Hermes.HoldFrom("<tool_call>", atStart: false));
+    }
+
     [Theory]
     [InlineData("qwen2_5")]
     [InlineData("qwen3")]

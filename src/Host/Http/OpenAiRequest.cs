@@ -346,9 +346,11 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         return calls.Count == 0 ? null : calls;
     }
 
-    /// <summary>A string, or a list of text parts (<c>{"type":"text","text":...}</c>) joined together.</summary>
-    private static string Content(JsonFields m, string at)
+    /// <summary>A string, or a list of text parts (<c>{"type":"text","text":...}</c>, or another of
+    /// <paramref name="textTypes"/>) joined together.</summary>
+    internal static string Content(JsonFields m, string at, params string[] textTypes)
     {
+        if (textTypes.Length == 0) textTypes = ["text"];
         if (m.Get("content") is not { } c) return "";
         if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
         if (c.ValueKind != JsonValueKind.Array) throw JsonFields.Type($"{at}.content", "a string or an array of text parts", c);
@@ -360,7 +362,8 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
             if (part.ValueKind != JsonValueKind.Object) throw JsonFields.Type(pat, "an object", part);
             var pf = new JsonFields(part);
             string type = pf.String("type") ?? "";
-            if (type != "text") throw ApiException.BadRequest($"{pat}.type must be 'text' (this model reads text only), got '{type}'", $"{pat}.type");
+            if (Array.IndexOf(textTypes, type) < 0)
+                throw ApiException.BadRequest($"{pat}.type must be {string.Join(" or ", textTypes.Select(t => $"'{t}'"))} (this model reads text only), got '{type}'", $"{pat}.type");
             text.Append(pf.String("text") ?? throw ApiException.BadRequest($"{pat}.text is required", $"{pat}.text", "missing_required_parameter"));
         }
         return text.ToString();

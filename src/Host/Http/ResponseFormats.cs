@@ -19,7 +19,7 @@ internal sealed record ChoiceResult(string Text, IReadOnlyList<TokenLogprob>? Lo
 internal sealed class ChatFormat(OpenAiApi api, string id, long created, string model, ToolUse? tools = null, string? thinkingPrompt = null)
     : OpenAiApi.ResponseFormat(api)
 {
-    /// <summary>One streamed choice: its splitter, its answer text so far and how much of that was sent.</summary>
+    /// <summary>One streamed choice: its splitter, and with tools its answer text so far and how much of that was sent.</summary>
     private sealed class Streamed(ThinkSplitter? think)
     {
         public readonly ThinkSplitter? Think = think;
@@ -46,14 +46,19 @@ internal sealed class ChatFormat(OpenAiApi api, string id, long created, string 
         return Send(index, state, reasoning, content, logprobs);
     }
 
-    /// <summary>The chunk of what is known now: reasoning as it comes, answer text up to where a call may begin.</summary>
+    /// <summary>The chunk of what is known now: reasoning as it comes, answer text up to where a call may begin
+    /// (only the unsent text is looked at, so a long answer costs no more per token than a short one).</summary>
     private ChatChunkBody? Send(int index, Streamed state, string reasoning, string content, IReadOnlyList<TokenLogprob> logprobs)
     {
-        state.Content.Append(content);
-        string whole = state.Content.ToString();
-        int until = tools?.HoldFrom(whole) ?? whole.Length;
-        string? answer = until > state.Sent ? whole[state.Sent..until] : null;
-        state.Sent = Math.Max(state.Sent, until);
+        string? answer = content.Length > 0 ? content : null;
+        if (tools is not null)
+        {
+            state.Content.Append(content);
+            string unsent = state.Content.ToString(state.Sent, state.Content.Length - state.Sent);
+            int hold = tools.HoldFrom(unsent, atStart: state.Sent == 0);
+            answer = hold > 0 ? unsent[..hold] : null;
+            state.Sent += hold;
+        }
         if (reasoning.Length == 0 && answer is null) return null;
         return Chunk(index, new ChunkDelta(null, answer, ReasoningContent: reasoning.Length == 0 ? null : reasoning), Logprobs(logprobs), null);
     }

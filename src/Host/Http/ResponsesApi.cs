@@ -101,7 +101,7 @@ internal static class ResponsesRequest
             {
                 case "message":
                     string role = it.String("role") ?? throw ApiException.BadRequest($"{at}.role is required", $"{at}.role", "missing_required_parameter");
-                    messages.Add(new JsonObject { ["role"] = role, ["content"] = Content(it, at) });
+                    messages.Add(new JsonObject { ["role"] = role, ["content"] = OpenAiRequest.Content(it, at, "input_text", "output_text", "text") });
                     break;
                 case "function_call":
                     // Consecutive calls are one assistant turn that made them all.
@@ -135,27 +135,6 @@ internal static class ResponsesRequest
             }
         }
         return messages;
-    }
-
-    /// <summary>A message's content: a string, or parts of text (input_text, output_text).</summary>
-    private static string Content(JsonFields item, string at)
-    {
-        if (item.Get("content") is not { } c) return "";
-        if (c.ValueKind == JsonValueKind.String) return c.GetString()!;
-        if (c.ValueKind != JsonValueKind.Array) throw JsonFields.Type($"{at}.content", "a string or a list of text parts", c);
-        var text = new System.Text.StringBuilder();
-        int j = 0;
-        foreach (var part in c.EnumerateArray())
-        {
-            string pat = $"{at}.content[{j++}]";
-            if (part.ValueKind != JsonValueKind.Object) throw JsonFields.Type(pat, "an object", part);
-            var pf = new JsonFields(part);
-            string type = pf.String("type") ?? "";
-            if (type is not ("input_text" or "output_text" or "text"))
-                throw ApiException.BadRequest($"{pat}.type must be \"input_text\" or \"output_text\" (this model reads text only), got \"{type}\"", $"{pat}.type");
-            text.Append(pf.String("text") ?? throw ApiException.BadRequest($"{pat}.text is required", $"{pat}.text", "missing_required_parameter"));
-        }
-        return text.ToString();
     }
 
     /// <summary>The flat function tools of this API ({type, name, description, parameters, strict}) in chat's shape.</summary>
@@ -357,7 +336,7 @@ internal sealed class ResponsesFormat(OpenAiApi api, string id, long created, st
     private IEnumerable<JsonObject> Open(JsonObject item)
     {
         _open = item;
-        yield return Event("response.output_item.added", new JsonObject { ["output_index"] = _output.Count, ["item"] = Empty(item) });
+        yield return Event("response.output_item.added", new JsonObject { ["output_index"] = _output.Count, ["item"] = item.DeepClone() }); // a copy: the open item goes on growing
         if (item["content"] is JsonArray parts)
         {
             yield return Event("response.content_part.added", new JsonObject
@@ -366,9 +345,6 @@ internal sealed class ResponsesFormat(OpenAiApi api, string id, long created, st
             });
         }
     }
-
-    /// <summary>The item as it is announced: a copy, since the open item goes on growing.</summary>
-    private static JsonNode Empty(JsonObject item) => item.DeepClone();
 
     /// <summary>Ends the open item: its text done, its part done, the item done and in the output.</summary>
     private IEnumerable<JsonObject> Close()

@@ -26,7 +26,7 @@ namespace ActorRing.Host.Http;
 /// the answer names it (required, with several).</param>
 /// <param name="CallSchema">The JSON Schema a forced answer follows; null in auto.</param>
 /// <param name="Parallel">Whether an auto answer may hold several calls (parallel_tool_calls); when false only the first is kept.</param>
-internal sealed record ToolUse(JsonElement Tools, IReadOnlyList<string> Names, string? Forced, string? OnlyFunction, string? CallSchema, ToolCallSyntax? Syntax, bool Parallel)
+internal sealed record ToolUse(JsonElement Tools, string? Forced, string? OnlyFunction, string? CallSchema, ToolCallSyntax? Syntax, bool Parallel)
 {
     /// <summary>OpenAI's limit on a function's name: letters, digits, '_' and '-', at most 64.</summary>
     private static readonly System.Text.RegularExpressions.Regex FunctionName = new("^[A-Za-z0-9_-]{1,64}$");
@@ -45,12 +45,11 @@ internal sealed record ToolUse(JsonElement Tools, IReadOnlyList<string> Names, s
         var functions = tools is { } list ? Functions(list) : [];
         string choice = Choice(f, functions.Select(fn => fn.Name).ToList());
         if (functions.Count == 0 || choice == "none") return null;
-        var names = functions.Select(fn => fn.Name).ToList();
         if (choice == "auto")
         {
             if (syntax is null)
                 throw ApiException.BadRequest("tool_choice \"auto\" (the default with tools) lets the model decide to call a function, but this model's chat template teaches no form of call this server reads (hermes, llama3_json or mistral); send tool_choice \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}} to have a call written for you, or \"none\"", "tool_choice", "unsupported_parameter");
-            return new ToolUse(tools!.Value, names, null, null, null, syntax, parallel);
+            return new ToolUse(tools!.Value, null, null, null, syntax, parallel);
         }
         var called = choice == "required" ? functions : functions.Where(fn => fn.Name == choice).ToList();
         string schema = CallSchemaOf(called);
@@ -62,7 +61,7 @@ internal sealed record ToolUse(JsonElement Tools, IReadOnlyList<string> Names, s
         {
             throw ApiException.BadRequest($"tool_choice {(choice == "required" ? "\"required\"" : $"'{choice}'")} forces the call to follow the function's parameters, and that schema cannot be enforced: {e.Message}", "tools", "unsupported_parameter");
         }
-        return new ToolUse(tools!.Value, names, choice == "required" ? "" : choice, called.Count == 1 ? called[0].Name : null, schema, syntax, parallel);
+        return new ToolUse(tools!.Value, choice == "required" ? "" : choice, called.Count == 1 ? called[0].Name : null, schema, syntax, parallel);
     }
 
     private sealed record Function(string Name, JsonElement? Parameters);
@@ -170,9 +169,9 @@ internal sealed record ToolUse(JsonElement Tools, IReadOnlyList<string> Names, s
         }
     }
 
-    /// <summary>Where a streamed answer's text must be held back from: a forced answer is all call, an auto one from
-    /// where its template's form of call may begin.</summary>
-    public int HoldFrom(string text) => CallSchema is null ? Syntax!.HoldFrom(text) : 0;
+    /// <summary>Where a streamed answer's unsent text must be held back from: a forced answer is all call, an auto one
+    /// from where its template's form of call may begin (<see cref="ToolCallSyntax.HoldFrom"/>).</summary>
+    public int HoldFrom(string unsent, bool atStart) => CallSchema is null ? Syntax!.HoldFrom(unsent, atStart) : 0;
 
     /// <summary>The finish reason of an answer that holds calls: "tool_calls", except for a named function, which
     /// OpenAI ends with "stop".</summary>
