@@ -98,12 +98,13 @@ public sealed record ServingStopped(int Rank, int Generation, string Reason) : I
 /// (null draws a random one). <paramref name="LogitBias"/>: token id to a bias added to its logit (OpenAI's logit_bias).
 /// <paramref name="MinTokens"/>: no <paramref name="StopTokenIds"/> id is picked before that many tokens (vLLM's min_tokens).
 /// <paramref name="JsonObject"/>: the completion is one JSON object, ended by a stop id right after it (OpenAI's
-/// response_format json_object); <paramref name="JsonSchema"/>: the same for one that follows this JSON Schema (json_schema).</summary>
+/// response_format json_object); <paramref name="JsonSchema"/>: the same for one that follows this JSON Schema (json_schema);
+/// <paramref name="ThinkFirst"/>: that JSON comes after the think block of a reasoning model.</summary>
 public sealed record SamplingSpec(
     double Temperature = 0, int TopK = 0, double TopP = 1.0, ulong? Seed = null, double RepetitionPenalty = 1.0,
     int MaxTokens = 256, int[]? StopTokenIds = null, double MinP = 0, double PresencePenalty = 0,
     double FrequencyPenalty = 0, int? Logprobs = null, IReadOnlyDictionary<int, float>? LogitBias = null, int MinTokens = 0,
-    bool JsonObject = false, string? JsonSchema = null) : IClientMessage;
+    bool JsonObject = false, string? JsonSchema = null, Model.Sampling.ThinkBlock ThinkFirst = Model.Sampling.ThinkBlock.None) : IClientMessage;
 
 /// <summary>
 /// Client to coordinator. Requests run concurrently, batched by the scheduler. <paramref name="Slot"/> is

@@ -23,7 +23,14 @@ public sealed class ThinkSplitter
     private string _pending = "";
     private bool _reasoningStarted, _contentStarted;
 
-    private ThinkSplitter(bool startsInside) => _side = startsInside ? Side.Reasoning : Side.Undecided;
+    private ThinkSplitter(bool startsInside)
+    {
+        _side = startsInside ? Side.Reasoning : Side.Undecided;
+        StartsInside = startsInside;
+    }
+
+    /// <summary>The answer starts inside a think block the prompt opened.</summary>
+    public bool StartsInside { get; }
 
     /// <summary>Whether a template teaches a think block at all (writes both tags somewhere).</summary>
     public static bool Teaches(string templateSource) =>

@@ -636,8 +636,9 @@ public sealed class JsonConstraintTests
     {
         // A vocabulary of JSON-ish pieces: byte-identical tokens, prefixes of one another, leading spaces, long runs.
         var rng = new DeterministicRng(42);
-        const string Alphabet = "{}[]\":, \n\\\"0123456789.-eEtrufalsnabcxyzTZ";
-        var texts = new List<string?> { null, "", "\"", "\"", " ", new string(' ', 40), "{\"", "\":", "12", "123", "-0", "true", "nul" };
+        const string Alphabet = "{}[]\":, \n\\\"0123456789.-eEtrufalsnabcxyzTZ<>/hik";
+        var texts = new List<string?> { null, "", "\"", "\"", " ", new string(' ', 40), "{\"", "\":", "12", "123", "-0", "true", "nul",
+            "<think>", "</think>", "<", "</", "think>", "k>{", "</think>\n\n", ">\n{\"" };
         while (texts.Count < 3000)
         {
             int length = 1 + (int)(rng.NextDouble() * 6);
@@ -646,13 +647,14 @@ public sealed class JsonConstraintTests
         }
         var vocabulary = new VocabularyBytes([.. texts.Select(t => t is null ? null : Encoding.UTF8.GetBytes(t))]);
         int checkedStates = 0;
-        foreach (string schemaText in new[] { """{"type":"object"}""", PersonSchema, Calls, Bounded, Formats })
+        foreach (var (schemaText, think) in new[] { ("""{"type":"object"}""", ThinkBlock.None), (PersonSchema, ThinkBlock.None), (Calls, ThinkBlock.None),
+            (Bounded, ThinkBlock.None), (Formats, ThinkBlock.None), (Calls, ThinkBlock.Open), (PersonSchema, ThinkBlock.Optional) })
         {
             using var doc = JsonDocument.Parse(schemaText);
             var schema = JsonSchema.Compile(doc.RootElement);
             for (int walk = 0; walk < 6; walk++)
             {
-                var json = new JsonConstraint(vocabulary, schema, [Eos], "response_format json_schema");
+                var json = new JsonConstraint(vocabulary, schema, [Eos], "response_format json_schema", think);
                 for (int step = 0; step < 80 && !json.IsComplete; step++)
                 {
                     var scores = new float[texts.Count];
@@ -668,5 +670,54 @@ public sealed class JsonConstraintTests
             }
         }
         Assert.True(checkedStates > 300, $"only {checkedStates} states checked");
+    }
+
+    private static readonly string[] ThinkVocabulary = ["", "<think>", "</think>", "Hmm", " {", "}", "\n\n", "{", "x", "<", "{\"a\":1}", "\n"];
+
+    private static JsonConstraint Thinking(ThinkBlock think) =>
+        new(new VocabularyBytes([.. ThinkVocabulary.Select((t, id) => id == Eos ? null : Encoding.UTF8.GetBytes(t))]), JsonSchema.AnyObject, [Eos],
+            "response_format json_object", think);
+
+    private static int T(string text) => Array.IndexOf(ThinkVocabulary, text);
+
+    [Fact]
+    public void A_reasoning_models_JSON_comes_after_its_think_block_which_holds_any_text()
+    {
+        // The prompt opened the block (DeepSeek-R1): anything but a stop goes until the closing tag, then the JSON.
+        var open = Thinking(ThinkBlock.Open);
+        foreach (var text in new[] { "Hmm", " {", "x", "<", "}", "\n" })
+        {
+            Assert.True(open.Allows(T(text)), text);
+            open.Accept(T(text));
+        }
+        Assert.False(open.Allows(Eos)); // no JSON yet
+        var scores = new float[ThinkVocabulary.Length];
+        Assert.True(open.RemoveDisallowed(scores));
+        Assert.True(float.IsNegativeInfinity(scores[Eos]));
+        Assert.Equal(ThinkVocabulary.Length - 1, scores.Count(float.IsFinite));
+        open.Accept(T("</think>"));
+        open.Accept(T("\n\n"));   // blank lines before the JSON
+        Assert.False(open.Allows(T("x")));
+        Assert.False(open.Allows(T("<think>")));
+        open.Accept(T("{\"a\":1}"));
+        Assert.True(open.IsComplete);
+        Assert.True(open.Allows(Eos));
+
+        // The model may open one (Qwen3): the answer starts with the block or with the JSON, nothing else.
+        var optional = Thinking(ThinkBlock.Optional);
+        Assert.True(optional.Allows(T("<think>")));
+        Assert.True(optional.Allows(T("{")));
+        Assert.True(optional.Allows(T("\n")));
+        Assert.False(optional.Allows(T("Hmm")));
+        Assert.False(optional.Allows(T("</think>")));
+        optional.Accept(T("<think>"));
+        Assert.True(optional.Allows(T("Hmm")));
+        optional.Accept(T("</think>"));
+        optional.Accept(T(" {"));
+        optional.Accept(T("}"));
+        Assert.True(optional.IsComplete);
+
+        // Without a block the JSON starts at once, as before.
+        Assert.False(Thinking(ThinkBlock.None).Allows(T("<think>")));
     }
 }

@@ -31,7 +31,8 @@ public sealed class SamplerPickerFactory(ITextTokenizer? tokenizer = null) : ITo
         StopTokenIds: s.StopTokenIds,
         MinTokens: s.MinTokens,
         JsonObject: s.JsonObject,
-        JsonSchema: s.JsonSchema);
+        JsonSchema: s.JsonSchema,
+        ThinkFirst: s.ThinkFirst);
 
     /// <exception cref="ArgumentException">The options name a field and value that cannot be used.</exception>
     public ITokenPicker Create(SamplingSpec sampling)
@@ -42,7 +43,7 @@ public sealed class SamplerPickerFactory(ITextTokenizer? tokenizer = null) : ITo
         {
             if (tokenizer is null) throw new ArgumentException($"{options.JsonFormatName} needs the model's tokenizer, and this rank has none");
             var schema = options.JsonSchema is { } text ? JsonSchema.FromText(text) : JsonSchema.AnyObject; // Validate compiled it
-            json = new JsonConstraint(_vocabulary.Value, schema, sampling.StopTokenIds ?? [], options.JsonFormatName);
+            json = new JsonConstraint(_vocabulary.Value, schema, sampling.StopTokenIds ?? [], options.JsonFormatName, options.ThinkFirst);
         }
         return new Picker(new Sampler(options, json), json);
     }

@@ -270,5 +270,5 @@ public sealed class GenerationService
     public static SamplingSpec ToSpec(SamplingOptions o, IEnumerable<int> stopIds) =>
         new(o.Temperature, o.TopK, o.TopP, o.Seed, o.RepetitionPenalty, o.MaxTokens,
             (o.IgnoreEos ? [] : stopIds).Union(o.StopTokenIds ?? []).ToArray(),
-            o.MinP, o.PresencePenalty, o.FrequencyPenalty, o.Logprobs, o.LogitBias, o.MinTokens, o.JsonObject, o.JsonSchema);
+            o.MinP, o.PresencePenalty, o.FrequencyPenalty, o.Logprobs, o.LogitBias, o.MinTokens, o.JsonObject, o.JsonSchema, o.ThinkFirst);
 }

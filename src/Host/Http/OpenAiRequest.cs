@@ -13,8 +13,8 @@ namespace ActorRing.Host.Http;
 /// (the legacy API's best_of; at least N).</param>
 /// <param name="Echo">The prompt's text, which the answer starts with (the legacy API's echo), or null.</param>
 /// <param name="Tools">The functions a chat request lets the model call, and how; null when none.</param>
-/// <param name="ThinkingPrompt">The rendered prompt, when the model's template teaches a think block and the answer is
-/// free (not held to JSON): its answers are split into reasoning and content; null otherwise.</param>
+/// <param name="ThinkingPrompt">The rendered prompt, when the model's template teaches a think block: its answers are
+/// split into reasoning and content (an answer held to JSON is held to it after the block); null otherwise.</param>
 internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool IncludeUsage, int? Logprobs, string PromptParam, int N = 1,
     int BestOf = 1, string? Echo = null, ToolUse? Tools = null, string? ThinkingPrompt = null)
 {
@@ -76,13 +76,15 @@ internal sealed record OpenAiRequest(GenerationInput Input, bool Stream, bool In
         int? max = f.Int("max_completion_tokens", 1, int.MaxValue) ?? f.Int("max_tokens", 1, int.MaxValue);
         string maxParam = f.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
         if (tools?.CallSchema is { } callSchema) format = new AnswerFormat(JsonSchema: callSchema);
-        // An answer held to JSON from its first token has no think block, whatever the prompt opened.
-        bool free = !format.JsonObject && format.JsonSchema is null;
-        return Build(f, service, ids, "messages", max, maxParam, logprobs, format) with
+        // A reasoning model thinks first and writes its JSON after the think block: the constraint waits for it.
+        var request = Build(f, service, ids, "messages", max, maxParam, logprobs, format);
+        if (!service.TeachesThinking) return request with { Tools = tools };
+        if (request.Input.Sampling.ConstrainsJson)
         {
-            Tools = tools,
-            ThinkingPrompt = free && service.TeachesThinking ? promptText : null,
-        };
+            var think = ThinkSplitter.ForPrompt(promptText).StartsInside ? ThinkBlock.Open : ThinkBlock.Optional;
+            request = request with { Input = request.Input with { Sampling = request.Input.Sampling with { ThinkFirst = think } } };
+        }
+        return request with { Tools = tools, ThinkingPrompt = promptText };
     }
 
     /// <summary>The variables the template itself sets, which chat_template_kwargs may not replace.</summary>

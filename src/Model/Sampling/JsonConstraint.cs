@@ -18,6 +18,7 @@ public sealed class VocabularyBytes
             [var first, ..] => first,
         })];
         ClassIsWhole = [.. Bytes.Select(b => b is { Length: 1 } || b is [(byte)' ', _])];
+        HasAngle = [.. Bytes.Select(b => b is not null && b.AsSpan().Contains((byte)'<'))];
         _trie = new Lazy<TokenTrie>(() => new TokenTrie(Bytes));
         _notPlainTrie = new Lazy<TokenTrie>(() => new TokenTrie(Bytes, id => !PlainStringText[id]));
     }
@@ -51,6 +52,9 @@ public sealed class VocabularyBytes
 
     /// <summary>Per token: its class is all of it (one byte, or a space and one byte), so the class alone decides.</summary>
     public bool[] ClassIsWhole { get; }
+
+    /// <summary>Per token: it holds a '&lt;', so inside a think block it may close it (see <see cref="ThinkPreamble"/>).</summary>
+    public bool[] HasAngle { get; }
 }
 
 /// <summary>
@@ -66,37 +70,66 @@ public sealed class JsonConstraint : ITokenConstraint
     private readonly HashSet<int> _stopIds;
     private readonly string _what;
     private readonly bool[] _classGoesOn = new bool[VocabularyBytes.Classes]; // from the current state
-    private JsonSchemaPrefix _prefix;
+    private AnswerState _state;
+
+    /// <summary>Where the answer stands: in its think block (if any), then in its JSON.</summary>
+    private struct AnswerState
+    {
+        public ThinkPreamble Preamble;
+        public JsonSchemaPrefix Json;
+
+        public readonly bool IsComplete => Preamble.Done && Json.IsComplete;
+
+        public readonly bool InStringText => Preamble.Done && Json.InStringText;
+
+        public bool TryRead(byte b) => Preamble.Done ? Json.TryRead(b) : Preamble.TryRead(b) switch
+        {
+            ThinkPreamble.Read.Taken => true,
+            ThinkPreamble.Read.Json => Json.TryRead(b),
+            _ => false,
+        };
+
+        public bool TryRead(ReadOnlySpan<byte> bytes)
+        {
+            foreach (byte b in bytes)
+            {
+                if (!TryRead(b)) return false;
+            }
+            return true;
+        }
+    }
 
     /// <param name="stopIds">The ids that end the completion (EOS and the request's stop ids).</param>
     /// <param name="what">The format as errors name it (e.g. "response_format json_object").</param>
-    public JsonConstraint(VocabularyBytes vocabulary, JsonSchema schema, IEnumerable<int> stopIds, string what)
+    /// <param name="think">Whether the JSON may come after a think block (a reasoning model's answer).</param>
+    public JsonConstraint(VocabularyBytes vocabulary, JsonSchema schema, IEnumerable<int> stopIds, string what, ThinkBlock think = ThinkBlock.None)
     {
         _vocabulary = vocabulary;
-        _prefix = schema.Start();
+        _state = new AnswerState { Preamble = new ThinkPreamble(think), Json = schema.Start() };
         _stopIds = [.. stopIds];
         _what = what;
         UpdateClasses();
     }
 
     /// <summary>The text so far is a whole answer.</summary>
-    public bool IsComplete => _prefix.IsComplete;
+    public bool IsComplete => _state.IsComplete;
 
     public bool Allows(int tokenId)
     {
-        if (_prefix.IsComplete) return _stopIds.Contains(tokenId);
+        if (_state.IsComplete) return _stopIds.Contains(tokenId);
         var v = _vocabulary;
         if ((uint)tokenId >= (uint)v.Class.Length) return false;
-        if (v.PlainStringText[tokenId] && _prefix.InStringText) return true;
+        if (v.PlainStringText[tokenId] && _state.InStringText) return true;
+        if (v.Bytes[tokenId] is { Length: > 0 } && !v.HasAngle[tokenId] && _state.Preamble.FreeText) return true;
         return GoesOn(tokenId, v.Class[tokenId]);
     }
 
-    /// <summary>A token with text, past the string-text shortcut: its class decides, or its bytes are read.</summary>
+    /// <summary>A token with text, past the shortcuts: its class decides, or its bytes are read.</summary>
     private bool GoesOn(int tokenId, ushort tokenClass)
     {
         if (tokenClass == VocabularyBytes.NoClass || !_classGoesOn[tokenClass]) return false;
         if (_vocabulary.ClassIsWhole[tokenId]) return true;
-        var next = _prefix;
+        var next = _state;
         return next.TryRead(_vocabulary.Bytes[tokenId]);
     }
 
@@ -113,7 +146,7 @@ public sealed class JsonConstraint : ITokenConstraint
     /// </summary>
     public bool RemoveDisallowed(Span<float> scores)
     {
-        if (_prefix.IsComplete)
+        if (_state.IsComplete)
         {
             bool stop = false;
             for (int id = 0; id < scores.Length; id++)
@@ -127,7 +160,20 @@ public sealed class JsonConstraint : ITokenConstraint
         int known = Math.Min(scores.Length, _vocabulary.Bytes.Length);
         // Inside free text nearly every token goes on, and its table entry says so without a read: only the others
         // are walked. Elsewhere few tokens go on, and the walk over all of them finds those.
-        bool inString = _prefix.InStringText;
+        if (_state.Preamble.FreeText)
+        {
+            // Thinking: any text goes on but the stops; only a token with a '<' may close the block, and then what
+            // follows the tag in it must start the JSON.
+            for (int id = 0; id < known; id++)
+            {
+                if (float.IsNegativeInfinity(scores[id])) continue;
+                if (Allows(id)) left = true;
+                else scores[id] = float.NegativeInfinity;
+            }
+            scores[known..].Fill(float.NegativeInfinity);
+            return left;
+        }
+        bool inString = _state.InStringText;
         var plain = _vocabulary.PlainStringText;
         var allowed = MarkAllowed(inString ? _vocabulary.NotPlainTrie : _vocabulary.Trie);
         for (int id = 0; id < known; id++)
@@ -141,7 +187,7 @@ public sealed class JsonConstraint : ITokenConstraint
     }
 
     private bool[] _allowed = [];
-    private JsonSchemaPrefix[] _states = [];
+    private AnswerState[] _states = [];
 
     /// <summary>
     /// Every token whose bytes go on from the current state, by a walk down the vocabulary's trie: a child is read on
@@ -152,8 +198,8 @@ public sealed class JsonConstraint : ITokenConstraint
     {
         if (_allowed.Length != _vocabulary.Bytes.Length) _allowed = new bool[_vocabulary.Bytes.Length];
         else Array.Clear(_allowed);
-        if (_states.Length < trie.Depth + 1) _states = new JsonSchemaPrefix[trie.Depth + 1];
-        _states[0] = _prefix;
+        if (_states.Length < trie.Depth + 1) _states = new AnswerState[trie.Depth + 1];
+        _states[0] = _state;
         // Depth-first, one state per depth: the walk's stack holds (node, depth) pairs still to read.
         var pending = _pending;
         pending.Clear();
@@ -179,9 +225,9 @@ public sealed class JsonConstraint : ITokenConstraint
 
     public void Accept(int tokenId)
     {
-        if (_prefix.IsComplete && _stopIds.Contains(tokenId)) return;
+        if (_state.IsComplete && _stopIds.Contains(tokenId)) return;
         if (!Allows(tokenId)) throw new InvalidOperationException($"token {tokenId} does not continue the JSON answer ({_what})");
-        _prefix.TryRead(_vocabulary.Bytes[tokenId]);
+        _state.TryRead(_vocabulary.Bytes[tokenId]);
         UpdateClasses();
     }
 
@@ -193,9 +239,9 @@ public sealed class JsonConstraint : ITokenConstraint
         for (int b = 0; b < 256; b++)
         {
             bytes[1] = (byte)b;
-            var next = _prefix;
+            var next = _state;
             _classGoesOn[b] = next.TryRead(bytes[1..]);
-            next = _prefix;
+            next = _state;
             _classGoesOn[256 + b] = next.TryRead(bytes);
         }
     }

@@ -18,6 +18,7 @@ namespace ActorRing.Model.Sampling;
 /// right after it (<see cref="JsonConstraint"/>), so it cannot be combined with IgnoreEos or MinTokens.
 /// JsonSchema (response_format json_schema): the same, for an object that follows this JSON Schema (its text; see
 /// <see cref="Sampling.JsonSchema"/> for the keywords it may use).
+/// ThinkFirst: a reasoning model's JSON comes after its think block (<see cref="ThinkPreamble"/>).
 /// </summary>
 public sealed record SamplingOptions(
     float Temperature = 0,
@@ -36,7 +37,8 @@ public sealed record SamplingOptions(
     bool IgnoreEos = false,
     int MinTokens = 0,
     bool JsonObject = false,
-    string? JsonSchema = null)
+    string? JsonSchema = null,
+    ThinkBlock ThinkFirst = ThinkBlock.None)
 {
     /// <summary>The answer is held to JSON: an object (<see cref="JsonObject"/>) or one that follows <see cref="JsonSchema"/>.</summary>
     public bool ConstrainsJson => JsonObject || JsonSchema is not null;
