@@ -65,18 +65,22 @@ public sealed class ToolCallTests(HttpCluster cluster)
         AssertArguments("get_weather", arguments);
         Assert.Equal("stop", choice.GetProperty("finish_reason").GetString()); // OpenAI ends a named call with "stop"
 
-        // Streamed: no content, and the same call (greedy) in one delta before the finish.
+        // Streamed: no content, and the same call (greedy), its arguments in pieces as they are written: the first
+        // delta has the id and the name, the ones after it only arguments.
         using var client = cluster.NewClient(withKey: true);
         using var response = await client.PostAsync(Chat, HttpCluster.Body(body.Replace("\"temperature\":0", "\"temperature\":0,\"stream\":true")));
         var chunks = HttpCluster.SseEvents(await response.Content.ReadAsStringAsync());
         Assert.Equal("[DONE]", chunks[^1]);
         var deltas = chunks[..^1].Select(c => JsonDocument.Parse(c).RootElement.GetProperty("choices")[0]).ToList();
         Assert.DoesNotContain(deltas.Skip(1), d => d.GetProperty("delta").TryGetProperty("content", out _));
-        var streamed = deltas.Where(d => d.GetProperty("delta").TryGetProperty("tool_calls", out _)).ToList();
-        var streamedCall = Assert.Single(streamed).GetProperty("delta").GetProperty("tool_calls")[0];
-        Assert.Equal(0, streamedCall.GetProperty("index").GetInt32());
-        Assert.Equal("get_weather", streamedCall.GetProperty("function").GetProperty("name").GetString());
-        Assert.Equal(arguments, streamedCall.GetProperty("function").GetProperty("arguments").GetString());
+        var pieces = deltas.Where(d => d.GetProperty("delta").TryGetProperty("tool_calls", out _))
+            .Select(d => d.GetProperty("delta").GetProperty("tool_calls")[0]).ToList();
+        Assert.True(pieces.Count > 5, $"the arguments came in {pieces.Count} pieces");
+        Assert.All(pieces, p => Assert.Equal(0, p.GetProperty("index").GetInt32()));
+        Assert.Equal("get_weather", pieces[0].GetProperty("function").GetProperty("name").GetString());
+        Assert.Matches("^call_[A-Za-z0-9]{24}$", pieces[0].GetProperty("id").GetString());
+        Assert.All(pieces.Skip(1), p => Assert.False(p.TryGetProperty("id", out _) || p.GetProperty("function").TryGetProperty("name", out _)));
+        Assert.Equal(arguments, string.Concat(pieces.Select(p => p.GetProperty("function").GetProperty("arguments").GetString())));
         Assert.Equal("stop", deltas[^1].GetProperty("finish_reason").GetString());
     }
 

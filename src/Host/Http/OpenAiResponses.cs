@@ -33,11 +33,19 @@ internal sealed record ToolCallBody(string Id, FunctionCallBody Function)
 /// <summary>A called function: its name and its arguments as JSON text.</summary>
 internal sealed record FunctionCallBody(string Name, string Arguments);
 
-/// <summary>A call in a streamed delta: <c>index</c> is the call's place in the answer's list.</summary>
-internal sealed record ChunkToolCall(int Index, string Id, FunctionCallBody Function)
+/// <summary>A call in a streamed delta: <c>index</c> is the call's place in the answer's list. Its first delta has
+/// the id, the type and the name; the ones after it only more of its arguments, as OpenAI streams them.</summary>
+internal sealed record ChunkToolCall(int Index,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Id,
+    ChunkFunction Function)
 {
-    public string Type => "function";
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Type => Id is null ? null : "function";
 }
+
+internal sealed record ChunkFunction(
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Name,
+    string Arguments);
 
 internal sealed record ChatChunkBody(string Id, long Created, string Model, ChunkChoice[] Choices,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] UsageBody? Usage)

@@ -19,12 +19,14 @@ internal sealed record ChoiceResult(string Text, IReadOnlyList<TokenLogprob>? Lo
 internal sealed class ChatFormat(OpenAiApi api, string id, long created, string model, ToolUse? tools = null, string? thinkingPrompt = null)
     : OpenAiApi.ResponseFormat(api)
 {
-    /// <summary>One streamed choice: its splitter, and with tools its answer text so far and how much of that was sent.</summary>
+    /// <summary>One streamed choice: its splitter, and with tools its answer text so far, how much of that was sent,
+    /// and the id of the call whose arguments are being streamed.</summary>
     private sealed class Streamed(ThinkSplitter? think)
     {
         public readonly ThinkSplitter? Think = think;
         public readonly System.Text.StringBuilder Content = new();
         public int Sent;
+        public string? CallId;
     }
 
     private readonly Dictionary<int, Streamed> _streamed = [];
@@ -50,6 +52,7 @@ internal sealed class ChatFormat(OpenAiApi api, string id, long created, string 
     /// (only the unsent text is looked at, so a long answer costs no more per token than a short one).</summary>
     private ChatChunkBody? Send(int index, Streamed state, string reasoning, string content, IReadOnlyList<TokenLogprob> logprobs)
     {
+        if (tools is { StreamsArguments: true }) return SendArguments(index, state, reasoning, content, logprobs);
         string? answer = content.Length > 0 ? content : null;
         if (tools is not null)
         {
@@ -63,12 +66,37 @@ internal sealed class ChatFormat(OpenAiApi api, string id, long created, string 
         return Chunk(index, new ChunkDelta(null, answer, ReasoningContent: reasoning.Length == 0 ? null : reasoning), Logprobs(logprobs), null);
     }
 
+    /// <summary>A forced call's arguments as they are written: the first piece opens the call with its id and name.</summary>
+    private ChatChunkBody? SendArguments(int index, Streamed state, string reasoning, string content, IReadOnlyList<TokenLogprob> logprobs)
+    {
+        ChunkToolCall[]? call = null;
+        if (state.CallId is null) content = content.TrimStart(); // the whitespace JSON allows before the object
+        if (content.Length > 0)
+        {
+            bool first = state.CallId is null;
+            state.CallId ??= tools!.NewCallId();
+            call = [new ChunkToolCall(0, first ? state.CallId : null, new ChunkFunction(first ? tools!.OnlyFunction : null, content))];
+            state.Content.Append(content);
+            state.Sent = state.Content.Length;
+        }
+        if (reasoning.Length == 0 && call is null) return null;
+        return Chunk(index, new ChunkDelta(null, null, call, reasoning.Length == 0 ? null : reasoning), Logprobs(logprobs), null);
+    }
+
     public override IEnumerable<object> StreamFinish(int index, string reason, IReadOnlyList<TokenLogprob> logprobs)
     {
         if (tools is not null || thinkingPrompt is not null)
         {
             var state = State(index);
             var (reasoning, content) = state.Think?.Finish() ?? ("", "");
+            if (tools is { StreamsArguments: true })
+            {
+                // The arguments went out as they came; a cut-off call ends cut off, as OpenAI's does.
+                if (SendArguments(index, state, reasoning, content, logprobs) is { } last) yield return last;
+                bool complete = tools.Read(state.Content.ToString()).Calls.Count > 0;
+                yield return Chunk(index, new ChunkDelta(null, null), null, complete ? tools.FinishReason(reason) : reason);
+                yield break;
+            }
             if (reasoning.Length > 0)
             {
                 yield return Chunk(index, new ChunkDelta(null, null, ReasoningContent: reasoning), Logprobs(logprobs), null);
@@ -78,7 +106,7 @@ internal sealed class ChatFormat(OpenAiApi api, string id, long created, string 
             string whole = state.Content.ToString();
             if (tools?.Read(whole) is { Calls.Count: > 0 } answer)
             {
-                var calls = answer.Calls.Select((c, i) => new ChunkToolCall(i, c.Id, new FunctionCallBody(c.Name, c.Arguments))).ToArray();
+                var calls = answer.Calls.Select((c, i) => new ChunkToolCall(i, c.Id, new ChunkFunction(c.Name, c.Arguments))).ToArray();
                 yield return Chunk(index, new ChunkDelta(null, null, calls), Logprobs(logprobs), null);
                 yield return Chunk(index, new ChunkDelta(null, null), null, tools.FinishReason(reason));
                 yield break;

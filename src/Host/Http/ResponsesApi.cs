@@ -302,13 +302,16 @@ internal sealed class ResponsesFormat(OpenAiApi api, string id, long created, st
             events.AddRange(Delta("message", text));
         foreach (var call in choice.Delta.ToolCalls ?? [])
         {
-            events.AddRange(Close());
-            var item = CallItem(call.Id, call.Function.Name, "", "in_progress");
-            events.AddRange(Open(item));
-            string itemId = (string)item["id"]!;
-            events.Add(Event("response.function_call_arguments.delta", new JsonObject { ["item_id"] = itemId, ["output_index"] = _output.Count, ["delta"] = call.Function.Arguments }));
-            events.Add(Event("response.function_call_arguments.done", new JsonObject { ["item_id"] = itemId, ["output_index"] = _output.Count, ["arguments"] = call.Function.Arguments }));
-            item["arguments"] = call.Function.Arguments;
+            // A call's first delta (with its id) opens its item; later ones (a forced call's arguments as they are
+            // written) only add to the open item's arguments.
+            if (call.Id is not null)
+            {
+                events.AddRange(Close());
+                events.AddRange(Open(CallItem(call.Id, call.Function.Name!, "", "in_progress")));
+            }
+            var item = _open!;
+            item["arguments"] = (string)item["arguments"]! + call.Function.Arguments;
+            events.Add(Event("response.function_call_arguments.delta", new JsonObject { ["item_id"] = (string)item["id"]!, ["output_index"] = _output.Count, ["delta"] = call.Function.Arguments }));
         }
         if (choice.FinishReason is { } finish) _finish = finish;
         return events;
@@ -346,12 +349,14 @@ internal sealed class ResponsesFormat(OpenAiApi api, string id, long created, st
         }
     }
 
-    /// <summary>Ends the open item: its text done, its part done, the item done and in the output.</summary>
+    /// <summary>Ends the open item: its text (or a call's arguments) done, its part done, the item done and in the output.</summary>
     private IEnumerable<JsonObject> Close()
     {
         if (_open is not { } item) yield break;
         _open = null;
         string itemId = (string)item["id"]!;
+        if ((string?)item["type"] == "function_call")
+            yield return Event("response.function_call_arguments.done", new JsonObject { ["item_id"] = itemId, ["output_index"] = _output.Count, ["arguments"] = (string)item["arguments"]! });
         if (item["content"] is JsonArray parts)
         {
             var part = parts[0]!;

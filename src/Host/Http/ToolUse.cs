@@ -160,14 +160,23 @@ internal sealed record ToolUse(JsonElement Tools, string? Forced, string? OnlyFu
             using var document = JsonDocument.Parse(text);
             var root = document.RootElement;
             string name = OnlyFunction ?? root.GetProperty("name").GetString()!;
-            string arguments = ToolCallSyntax.CompactArguments(OnlyFunction is null ? root.GetProperty("arguments") : root);
-            return new ToolCallAnswer(null, [new ToolCall(Syntax?.NewId() ?? ToolCallSyntax.OpenAiId(), name, arguments)]);
+            // One function's arguments are the answer, as written (a stream sends them so, piece by piece); from a
+            // union's call object they are cut out, compact.
+            string arguments = OnlyFunction is not null ? text.TrimStart() : ToolCallSyntax.CompactArguments(root.GetProperty("arguments"));
+            return new ToolCallAnswer(null, [new ToolCall(NewCallId(), name, arguments)]);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
         {
             return new ToolCallAnswer(text, []); // cut off by max_tokens or a stop string before the call closed
         }
     }
+
+    /// <summary>A call id in the form the template takes back.</summary>
+    public string NewCallId() => Syntax?.NewId() ?? ToolCallSyntax.OpenAiId();
+
+    /// <summary>The answer is one function's arguments (a forced call with one function to call), so a stream sends them
+    /// as they are written, as OpenAI streams a call's arguments.</summary>
+    public bool StreamsArguments => OnlyFunction is not null;
 
     /// <summary>Where a streamed answer's unsent text must be held back from: a forced answer is all call, an auto one
     /// from where its template's form of call may begin (<see cref="ToolCallSyntax.HoldFrom"/>).</summary>
