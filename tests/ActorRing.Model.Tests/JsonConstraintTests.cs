@@ -324,38 +324,49 @@ public sealed class JsonConstraintTests
         Assert.False(Reads("""{"extra":1}""", out _));          // counts is required
     }
 
-    [Fact]
-    public void Seeded_sampling_under_a_schema_gives_answers_that_parse_and_follow_it()
+    /// <summary>
+    /// Seeded draws under a schema, over a byte-level vocabulary (every printable byte its own token, so any answer can
+    /// be spelled) and <paramref name="longer"/> pieces, with random logits in which <paramref name="favoured"/> tokens
+    /// (and EOS) get +3, so strings and answers end now and then. Every answer reads as a prefix of the schema's; the
+    /// ones that ended with EOS within <paramref name="maxTokens"/> come back as text.
+    /// </summary>
+    private static List<string> SampledAnswers(string schemaText, string[] longer, string[] favoured, ulong seedFactor, int maxTokens)
     {
-        // A byte-level vocabulary (every byte its own token) and a few longer tokens: any answer can be spelled.
-        string[] longer = ["{\"", "\":", "\",\"", "name", "age", "pet", "cat", "dog", "true", "null", " ", "\n  "];
         var texts = new List<string?> { null };
         texts.AddRange(Enumerable.Range(0x20, 0x5F).Select(b => ((char)b).ToString()));
         texts.AddRange(longer);
         var vocabulary = new VocabularyBytes([.. texts.Select(t => t is null ? null : Encoding.UTF8.GetBytes(t))]);
-        int closed = 0;
+        using var doc = JsonDocument.Parse(schemaText);
+        var schema = JsonSchema.Compile(doc.RootElement);
+        int[] boosted = [Eos, .. favoured.Select(t => texts.IndexOf(t))];
+        var closed = new List<string>();
         for (ulong seed = 1; seed <= 30; seed++)
         {
-            var rng = new DeterministicRng(seed * 7919);
-            var json = new JsonConstraint(vocabulary, PersonSchemaCompiled(), [Eos], "response_format json_schema");
+            var rng = new DeterministicRng(seed * seedFactor);
+            var json = new JsonConstraint(vocabulary, schema, [Eos], "response_format json_schema");
             var sampler = new Sampler(new SamplingOptions(Temperature: 1, Seed: seed), json);
             var picked = new List<int>();
-            var quote = texts.IndexOf("\"");
-            while (picked.Count < 300 && (picked.Count == 0 || picked[^1] != Eos))
+            while (picked.Count < maxTokens && (picked.Count == 0 || picked[^1] != Eos))
             {
-                // Random logits, with the quote and EOS favoured so strings and answers end now and then.
                 var logits = Enumerable.Range(0, texts.Count).Select(_ => (float)(rng.NextDouble() * 4)).ToArray();
-                logits[quote] += 3;
-                logits[Eos] += 3;
-                int id = sampler.Sample(logits, picked);
-                json.Accept(id);
-                picked.Add(id);
+                foreach (int id in boosted) logits[id] += 3;
+                int pick = sampler.Sample(logits, picked);
+                json.Accept(pick);
+                picked.Add(pick);
             }
             string text = string.Concat(picked.Select(id => texts[id]));
-            var prefix = Person();
-            Assert.True(prefix.TryRead(Encoding.UTF8.GetBytes(text)), $"seed {seed}: {text}");
-            if (picked[^1] != Eos) continue;
-            closed++;
+            Assert.True(schema.Start().TryRead(Encoding.UTF8.GetBytes(text)), $"seed {seed}: {text}");
+            if (picked[^1] == Eos) closed.Add(text);
+        }
+        Assert.True(closed.Count >= 5, $"only {closed.Count} of 30 answers closed within {maxTokens} tokens");
+        return closed;
+    }
+
+    [Fact]
+    public void Seeded_sampling_under_a_schema_gives_answers_that_parse_and_follow_it()
+    {
+        foreach (string text in SampledAnswers(PersonSchema, ["{\"", "\":", "\",\"", "name", "age", "pet", "cat", "dog", "true", "null", " ", "\n  "], ["\""], 7919, 300))
+        {
             using var doc = JsonDocument.Parse(text);
             var root = doc.RootElement;
             Assert.Equal(JsonValueKind.String, root.GetProperty("name").ValueKind);
@@ -363,7 +374,6 @@ public sealed class JsonConstraintTests
             Assert.Contains(root.GetProperty("pet").GetString(), new[] { "cat", "caterpillar", "dog" });
             Assert.All(root.EnumerateObject(), p => Assert.Contains(p.Name, new[] { "name", "age", "height", "pet", "tags", "nickname", "alive", "home" }));
         }
-        Assert.True(closed >= 5, $"only {closed} of 30 answers closed within 300 tokens");
     }
 
     // A discriminated union: the shape a forced tool call takes (several functions, told apart by "name"), as the root,
@@ -459,35 +469,10 @@ public sealed class JsonConstraintTests
     [Fact]
     public void Seeded_sampling_under_a_union_gives_calls_that_follow_the_branch_they_name()
     {
-        string[] longer = ["{\"", "\":", "\",\"", "name", "arguments", "get_weather", "get_time", "now", "city", "utc", "true", "null", " "];
-        var texts = new List<string?> { null };
-        texts.AddRange(Enumerable.Range(0x20, 0x5F).Select(b => ((char)b).ToString()));
-        texts.AddRange(longer);
-        var vocabulary = new VocabularyBytes([.. texts.Select(t => t is null ? null : Encoding.UTF8.GetBytes(t))]);
-        using var doc = JsonDocument.Parse(Calls);
-        var schema = JsonSchema.Compile(doc.RootElement);
-        int closed = 0;
         var names = new HashSet<string>();
-        for (ulong seed = 1; seed <= 30; seed++)
+        foreach (string text in SampledAnswers(Calls, ["{\"", "\":", "\",\"", "name", "arguments", "get_weather", "get_time", "now", "city", "utc", "true", "null", " "],
+            ["\"", "}"], 104729, 300))
         {
-            var rng = new DeterministicRng(seed * 104729);
-            var json = new JsonConstraint(vocabulary, schema, [Eos], "tool_choice");
-            var sampler = new Sampler(new SamplingOptions(Temperature: 1, Seed: seed), json);
-            var picked = new List<int>();
-            int quote = texts.IndexOf("\""), brace = texts.IndexOf("}");
-            while (picked.Count < 300 && (picked.Count == 0 || picked[^1] != Eos))
-            {
-                var logits = Enumerable.Range(0, texts.Count).Select(_ => (float)(rng.NextDouble() * 4)).ToArray();
-                logits[quote] += 3;
-                logits[brace] += 3;
-                logits[Eos] += 3;
-                int id = sampler.Sample(logits, picked);
-                json.Accept(id);
-                picked.Add(id);
-            }
-            string text = string.Concat(picked.Select(id => texts[id]));
-            if (picked[^1] != Eos) continue;
-            closed++;
             using var answer = JsonDocument.Parse(text);
             var call = answer.RootElement.GetProperty("call");
             if (call.ValueKind == JsonValueKind.Null) continue;
@@ -498,7 +483,6 @@ public sealed class JsonConstraintTests
             else Assert.True(arguments.GetProperty("utc").ValueKind is JsonValueKind.True or JsonValueKind.False, text);
             Assert.Equal(["arguments", "name"], call.EnumerateObject().Select(p => p.Name).Order());
         }
-        Assert.True(closed >= 5, $"only {closed} of 30 answers closed within 300 tokens");
         Assert.True(names.Count >= 2, $"the draws named only {string.Join(", ", names)}");
     }
 
@@ -542,33 +526,8 @@ public sealed class JsonConstraintTests
     [Fact]
     public void Seeded_sampling_under_bounds_gives_values_within_them()
     {
-        string[] longer = ["{\"", "\":", "\",\"", ",\"", "n", "x", "s", "12", "99", "0.", "1.", " "];
-        var texts = new List<string?> { null };
-        texts.AddRange(Enumerable.Range(0x20, 0x5F).Select(b => ((char)b).ToString()));
-        texts.AddRange(longer);
-        var vocabulary = new VocabularyBytes([.. texts.Select(t => t is null ? null : Encoding.UTF8.GetBytes(t))]);
-        using var doc = JsonDocument.Parse(Bounded);
-        var schema = JsonSchema.Compile(doc.RootElement);
-        int closed = 0;
-        for (ulong seed = 1; seed <= 30; seed++)
+        foreach (string text in SampledAnswers(Bounded, ["{\"", "\":", "\",\"", ",\"", "n", "x", "s", "12", "99", "0.", "1.", " "], ["\""], 7727, 200))
         {
-            var rng = new DeterministicRng(seed * 7727);
-            var json = new JsonConstraint(vocabulary, schema, [Eos], "response_format json_schema");
-            var sampler = new Sampler(new SamplingOptions(Temperature: 1, Seed: seed), json);
-            var picked = new List<int>();
-            int quote = texts.IndexOf("\"");
-            while (picked.Count < 200 && (picked.Count == 0 || picked[^1] != Eos))
-            {
-                var logits = Enumerable.Range(0, texts.Count).Select(_ => (float)(rng.NextDouble() * 4)).ToArray();
-                logits[quote] += 2;
-                logits[Eos] += 3;
-                int id = sampler.Sample(logits, picked);
-                json.Accept(id);
-                picked.Add(id);
-            }
-            if (picked[^1] != Eos) continue;
-            closed++;
-            string text = string.Concat(picked.Select(id => texts[id]));
             using var answer = JsonDocument.Parse(text);
             var root = answer.RootElement;
             long n = root.GetProperty("n").GetInt64();
@@ -576,7 +535,6 @@ public sealed class JsonConstraintTests
             int length = new System.Globalization.StringInfo(root.GetProperty("s").GetString()!).LengthInTextElements;
             Assert.True(n is >= -5 and <= 120 && x is > 0 and <= 1.5 && length is >= 2 and <= 4, text);
         }
-        Assert.True(closed >= 5, $"only {closed} of 30 answers closed within 200 tokens");
     }
 
     private const string Formats = """
