@@ -39,7 +39,7 @@ public sealed class HttpApiTests(HttpCluster cluster)
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"stop":[""]}""", "stop", "stop[0]")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}""", "stream_options", "only allowed with stream: true")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x"}}}""", "response_format", "response_format.json_schema.schema is required")]
-    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"e":{"type":"string","format":"email"}}}}}}""", "response_format", "response_format json_schema: the format \"email\" at #/properties/e is not supported")]
+    [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"e":{"type":"string","format":"uri"}}}}}}""", "response_format", "response_format json_schema: the format \"uri\" at #/properties/e is not supported")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}""", "response_format", "must be \"text\", \"json_object\" or \"json_schema\", got \"yaml\"")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":"json"}""", "response_format", "response_format must be an object")]
     [InlineData("""{"messages":[{"role":"user","content":"x"}],"response_format":{}}""", "response_format", "response_format.type is required")]

@@ -54,6 +54,8 @@ public sealed class JsonConstraintTests
     [InlineData("{\"a\":nul ")]
     [InlineData("{\"a\":\"\\x\"}")]      // not an escape
     [InlineData("{\"a\":\"\\u12G4\"}")]
+    [InlineData("{\"a\":\"\\u12!4\"}")]  // '!' below 'a' once passed for a hex digit
+    [InlineData("{\"a\":\"\\u@000\"}")]
     [InlineData("{\"a\":\"line\nbreak\"}")] // control characters must be escaped
     [InlineData("{\"a\":1]")]            // the wrong bracket
     [InlineData("{\"a\":[1}")]
@@ -273,7 +275,7 @@ public sealed class JsonConstraintTests
 
     [Theory]
     [InlineData("""{"type":"array","items":{"type":"string"}}""", "the schema's root must be an object")]
-    [InlineData("""{"type":"object","properties":{"a":{"type":"string","format":"email"}}}""", "the format \"email\" at #/properties/a is not supported: this server enforces date, time, date-time and uuid")]
+    [InlineData("""{"type":"object","properties":{"a":{"type":"string","format":"uri"}}}""", "the format \"uri\" at #/properties/a is not supported: this server enforces date, time, date-time, uuid and email")]
     [InlineData("""{"type":"object","properties":{"a":{"type":"integer","format":"date"}}}""", "format at #/properties/a applies to strings, not integer values")]
     [InlineData("""{"type":"object","properties":{"a":{"enum":["x"],"format":"date"}}}""", "format at #/properties/a cannot be combined with enum or const")]
     [InlineData("""{"type":"object","properties":{"a":{"type":"integer","multipleOf":3}}}""", "the keyword \"multipleOf\" at #/properties/a")]
@@ -542,7 +544,8 @@ public sealed class JsonConstraintTests
             "d":{"type":"string","format":"date"},
             "t":{"type":"string","format":"time"},
             "at":{"type":"string","format":"date-time"},
-            "id":{"type":"string","format":"uuid"}},
+            "id":{"type":"string","format":"uuid"},
+            "mail":{"type":"string","format":"email"}},
          "required":["d","t","at","id"]}
         """;
 
@@ -550,6 +553,7 @@ public sealed class JsonConstraintTests
     [InlineData("""{"d":"2026-12-04","t":"17:45:00Z","at":"1999-01-31T23:59:59.123+01:00","id":"123e4567-e89b-12d3-a456-426614174000"}""")]
     [InlineData("""{"id":"ABCDEF00-0000-0000-0000-00000000000f","at":"2000-10-10T00:00:00z","t":"09:05:30.5-11:30","d":"0001-09-30"}""")]
     [InlineData("""{"id":"00000000-0000-0000-0000-000000000000","at":"2000-10-10T00:00:00.123456789Z","t":"23:59:59+00:00","d":"9999-12-31"}""")]
+    [InlineData("""{"mail":"ada.lovelace+x@math-dept.example.co.uk","d":"2026-12-04","t":"17:45:00Z","at":"1999-01-31T23:59:59Z","id":"123e4567-e89b-12d3-a456-426614174000"}""")]
     public void Formatted_strings_read_whole_and_no_prefix_is_complete(string json)
     {
         AssertReadsWholeAndNoPrefixIsComplete(Formats, json);
@@ -573,6 +577,13 @@ public sealed class JsonConstraintTests
     [InlineData("""{"id":"123e4567-e89b-12d3-a456-42661417400g""")]
     [InlineData("""{"id":"123e4567e89b""")]
     [InlineData("""{"id":"123e4567-e89b-12d3-a456-426614174000a""")]
+    [InlineData("""{"id":"123e4567-e89b-12d3-a456-4266141740!0""")]  // '!' and '@' are no hex digits
+    [InlineData("""{"id":"@""")]
+    [InlineData("""{"mail":"@""")]                 // a local part first
+    [InlineData("""{"mail":"ada@example",""")]    // a domain has a dot
+    [InlineData("""{"mail":"ada@example.",""")]
+    [InlineData("""{"mail":"ada@@""")]
+    [InlineData("""{"mail":"ada lovelace""")]
     public void Strings_that_break_their_format_are_refused_where_they_break(string text)
     {
         Assert.False(Start(Formats).TryRead(Encoding.UTF8.GetBytes(text)));

@@ -21,7 +21,8 @@ public sealed class JsonSchemaException(string message) : Exception(message);
 /// range, so a bounded number is written without an exponent and with at most 18 digits before the point and 15 after
 /// it; <c>minLength</c> and <c>maxLength</c> of strings, counted in characters (an escape is one);</item>
 /// <item><c>format</c> of strings: <c>date</c>, <c>time</c> and <c>date-time</c> (RFC 3339, with a time zone; each
-/// field's digits within its range, the calendar not checked) and <c>uuid</c>;</item>
+/// field's digits within its range, the calendar not checked), <c>uuid</c>, and <c>email</c> (a local part of letters,
+/// digits and <c>._%+-</c>, an @, and a domain of two or more dot-separated labels of letters, digits and hyphens);</item>
 /// <item><c>anyOf</c> and <c>oneOf</c> whose branches start differently (an object, an array, a string, a number, a
 /// boolean, null): Pydantic's Optional fields are <c>anyOf</c> a type and null;</item>
 /// <item>among those branches, several objects that share a required property whose values (a string <c>const</c> or
@@ -38,8 +39,8 @@ public sealed class JsonSchema
     internal enum Kind : byte { Object, Array, String, Number, Integer, Boolean, Null, AnyOf, Union }
 
     /// <summary>The string formats enforced (JSON Schema's <c>format</c>): RFC 3339's full-date, full-time and date-time,
-    /// and RFC 4122's uuid.</summary>
-    internal enum StringFormat : byte { None, Date, Time, DateTime, Uuid }
+    /// RFC 4122's uuid, and an email address (Pydantic's EmailStr).</summary>
+    internal enum StringFormat : byte { None, Date, Time, DateTime, Uuid, Email }
 
     internal sealed class Node
     {
@@ -467,7 +468,8 @@ public sealed class JsonSchema
                     "time" => StringFormat.Time,
                     "date-time" => StringFormat.DateTime,
                     "uuid" => StringFormat.Uuid,
-                    var other => throw new JsonSchemaException($"the format \"{other}\" at {path} is not supported: this server enforces date, time, date-time and uuid"),
+                    "email" => StringFormat.Email,
+                    var other => throw new JsonSchemaException($"the format \"{other}\" at {path} is not supported: this server enforces date, time, date-time, uuid and email"),
                 };
         }
 

@@ -367,11 +367,33 @@ public struct JsonSchemaPrefix
     private const int MaxSecondDigits = 9, AfterSeconds = 0, AfterPoint = 1, InFraction = 2, InOffset = InFraction + MaxSecondDigits, FormatDone = 1000;
 
     private static bool FormatEnds(JsonSchema.StringFormat format, int state) =>
-        HasZone(format) ? state == FormatDone : state == FormatPattern(format).Length;
+        format == JsonSchema.StringFormat.Email ? state == InLaterLabel
+        : HasZone(format) ? state == FormatDone : state == FormatPattern(format).Length;
+
+    /// <summary>An email address's states: in its local part (none yet, some), then in its domain's first label (none
+    /// yet, some), after a dot, and in a later label, where it may end.</summary>
+    private const int LocalStart = 0, InLocal = 1, DomainStart = 2, InFirstLabel = 3, AfterDot = 4, InLaterLabel = 5;
+
+    private static int EmailStep(int state, byte b)
+    {
+        bool alnum = IsDigit(b) || IsLetter(b);
+        switch (state)
+        {
+            case LocalStart or InLocal:
+                if (alnum || b is (byte)'.' or (byte)'_' or (byte)'%' or (byte)'+' or (byte)'-') return InLocal;
+                return state == InLocal && b == (byte)'@' ? DomainStart : -1;
+            case DomainStart or AfterDot:
+                return alnum ? (state == DomainStart ? InFirstLabel : InLaterLabel) : -1;
+            default: // in a label
+                if (alnum || b == (byte)'-') return state;
+                return b == (byte)'.' ? AfterDot : -1;
+        }
+    }
 
     /// <summary>The state after byte <paramref name="b"/> (the previous byte <paramref name="previous"/>), or -1.</summary>
     private static int FormatStep(JsonSchema.StringFormat format, int state, byte previous, byte b)
     {
+        if (format == JsonSchema.StringFormat.Email) return EmailStep(state, b);
         string pattern = FormatPattern(format);
         if (state < pattern.Length) return FixedStep(pattern[state], previous, b) ? state + 1 : -1;
         if (!HasZone(format) || state == FormatDone) return -1;
@@ -489,5 +511,9 @@ public struct JsonSchemaPrefix
 
     private static bool IsDigit(byte b) => b - (uint)'0' <= 9;
 
-    private static bool IsHexDigit(byte b) => IsDigit(b) || (b | 0x20) - (uint)'a' <= 5;
+    // Unsigned on purpose: a byte below the range wraps to a large number (an int minus a uint would be a long, and
+    // negative: '!' and '@' passed for hex digits until that was found).
+    private static bool IsHexDigit(byte b) => IsDigit(b) || (uint)((b | 0x20) - 'a') <= 5;
+
+    private static bool IsLetter(byte b) => (uint)((b | 0x20) - 'a') <= 25;
 }
