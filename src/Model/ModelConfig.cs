@@ -9,13 +9,22 @@ namespace ActorRing.Model;
 public sealed record Llama3RopeScaling(double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositionEmbeddings);
 
 /// <summary>
+/// The sparse feed-forward of a mixture-of-experts model: <paramref name="Experts"/> SwiGLU experts of
+/// <paramref name="IntermediateSize"/> each; a token runs the <paramref name="PerToken"/> whose router
+/// probabilities (a softmax over all experts) are highest, weighted by those probabilities, renormalized to sum to
+/// 1 when <paramref name="NormalizeTopK"/>. <paramref name="SparseLayers"/> says which layers have experts (null:
+/// all of them; the others have the dense MLP).
+/// </summary>
+public sealed record MixtureOfExperts(int Experts, int PerToken, int IntermediateSize, bool NormalizeTopK, IReadOnlyList<bool>? SparseLayers);
+
+/// <summary>
 /// The architecture of a Llama-family model, normalised from a Hugging Face <c>config.json</c> or a llama2.c
 /// header. Everything the forward pass depends on is here; anything the forward pass does not implement is
 /// refused while parsing, so a model never loads with a silently ignored setting.
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c> or <c>qwen3</c> (dense).</summary>
+    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, or the mixtures of experts <c>qwen3_moe</c> and <c>mixtral</c>.</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
     public required int IntermediateSize { get; init; }
@@ -45,6 +54,15 @@ public sealed record ModelConfig
     public IReadOnlyList<bool>? SlidingLayers { get; init; }
     public int? BosTokenId { get; init; }
     public int[] EosTokenIds { get; init; } = [];
+    /// <summary>
+    /// Mixture of experts (<c>qwen3_moe</c>, <c>mixtral</c>), or null for a dense model: the sparse layers'
+    /// feed-forward is a router and <see cref="MixtureOfExperts.Experts"/> SwiGLU experts, of which each token runs
+    /// the <see cref="MixtureOfExperts.PerToken"/> its router scores highest.
+    /// </summary>
+    public MixtureOfExperts? Moe { get; init; }
+
+    /// <summary>Whether layer <paramref name="layer"/>'s feed-forward is the experts (else the dense MLP of <see cref="IntermediateSize"/>).</summary>
+    public bool IsSparse(int layer) => Moe is { } m && (m.SparseLayers is null || m.SparseLayers[layer]);
 
     /// <summary>
     /// A stable, short identity of everything that changes the numerics (SHA-256 over a canonical text form,
@@ -65,6 +83,8 @@ public sealed record ModelConfig
             // Appended only when set, so the fingerprints of models without them stay what they were.
             if (QkNorm) sb.Append("qkn;");
             if (SlidingLayers is not null) sb.Append(ci, $"swl={string.Concat(SlidingLayers.Select(b => b ? '1' : '0'))};");
+            if (Moe is { } moe)
+                sb.Append(ci, $"moe={moe.Experts},{moe.PerToken},{moe.IntermediateSize},{moe.NormalizeTopK},{(moe.SparseLayers is null ? "all" : string.Concat(moe.SparseLayers.Select(b => b ? '1' : '0')))};");
             if (RopeScaling is { } rs)
                 sb.Append(ci, $"llama3={rs.Factor:R},{rs.LowFreqFactor:R},{rs.HighFreqFactor:R},{rs.OriginalMaxPositionEmbeddings};");
             var hash = SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString()));
@@ -78,27 +98,37 @@ public sealed record ModelConfig
         get
         {
             long h = HiddenSize, q = (long)NumHeads * HeadDim, kv = (long)NumKvHeads * HeadDim;
-            long perLayer = h * q + 2 * h * kv + q * h + 3 * h * IntermediateSize + 2 * h;
+            long perLayer = h * q + 2 * h * kv + q * h + 2 * h;
             if (QkvBias) perLayer += q + 2 * kv;
             if (OProjBias) perLayer += h;
             if (QkNorm) perLayer += 2L * HeadDim;
             long total = NumLayers * perLayer + (long)VocabSize * h + h;
+            for (int l = 0; l < NumLayers; l++)
+                total += IsSparse(l) ? Moe!.Experts * (3 * h * Moe.IntermediateSize + h) : 3 * h * IntermediateSize;
             if (!TieWordEmbeddings) total += (long)VocabSize * h;
             return total;
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the dense decoders llama, mistral, qwen2 and qwen3 (not mixture-of-experts models such as mixtral or qwen3_moe, nor gemma, gemma2, gemma3 or phi3)";
+        "supported are the decoders llama, mistral, qwen2 and qwen3 and the mixture-of-experts qwen3_moe and mixtral (not qwen2_moe, deepseek or other experts with shared experts, nor gemma, gemma2, gemma3 or phi3)";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
     {
         "num_experts", "num_local_experts", "n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
         "decoder_sparse_step", "n_shared_experts", "shared_expert_intermediate_size", "router_aux_loss_coef",
-        "output_router_logits", "mlp_only_layers", "norm_topk_prob",
+        "output_router_logits", "mlp_only_layers", "norm_topk_prob", "router_jitter_noise",
+    };
+
+    // The mixture-of-experts fields each MoE type reads; the training-only ones (the router's auxiliary loss and
+    // its jitter noise) change nothing at inference.
+    private static readonly Dictionary<string, string[]> MoeFieldsOf = new(StringComparer.Ordinal)
+    {
+        ["qwen3_moe"] = ["num_experts", "num_experts_per_tok", "moe_intermediate_size", "decoder_sparse_step", "norm_topk_prob", "mlp_only_layers", "router_aux_loss_coef", "output_router_logits"],
+        ["mixtral"] = ["num_local_experts", "num_experts_per_tok", "router_aux_loss_coef", "output_router_logits", "router_jitter_noise"],
     };
 
     // Fields that carry no numerics (metadata, training-only knobs, generation defaults).
@@ -135,14 +165,17 @@ public sealed record ModelConfig
         string modelType = RequiredString(root, source, "model_type");
         if (!SupportedModelTypes.Contains(modelType))
             throw Refuse(source, "model_type", root.GetProperty("model_type"), SupportedLine);
+        var moeFields = MoeFieldsOf.GetValueOrDefault(modelType) ?? [];
         foreach (var p in root.EnumerateObject())
         {
-            if (MixtureOfExpertsFields.Contains(p.Name))
-                throw Refuse(source, p.Name, p.Value, "mixture-of-experts models are not supported; " + SupportedLine);
+            if (MixtureOfExpertsFields.Contains(p.Name) && !moeFields.Contains(p.Name))
+                throw Refuse(source, p.Name, p.Value, moeFields.Length == 0
+                    ? $"a mixture-of-experts field under the dense model_type {modelType}; " + SupportedLine
+                    : $"{modelType} does not read it; " + SupportedLine);
         }
         foreach (var p in root.EnumerateObject())
         {
-            if (!IgnoredFields.Contains(p.Name))
+            if (!IgnoredFields.Contains(p.Name) && !moeFields.Contains(p.Name))
                 throw Refuse(source, p.Name, p.Value, "this field is not supported by ActorRing's forward pass; remove it only if it is known to have no effect");
         }
 
@@ -208,7 +241,7 @@ public sealed record ModelConfig
             TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? false,
             QkvBias = qkvBias,
             OProjBias = oBias,
-            QkNorm = modelType == "qwen3",
+            QkNorm = modelType is "qwen3" or "qwen3_moe",
             RopeScaling = scaling,
             SlidingWindow = slidingWindow,
             SlidingLayers = slidingLayers,
@@ -219,6 +252,7 @@ public sealed record ModelConfig
                 JsonValueKind.Array => eos.EnumerateArray().Select(e => e.GetInt32()).ToArray(),
                 _ => [],
             } : [],
+            Moe = ParseExperts(root, source, modelType, layers),
         };
         return config;
     }
@@ -262,18 +296,18 @@ public sealed record ModelConfig
                 if (listed is not null && listed.Any(b => b))
                     throw Refuse(source, "layer_types", typesEl, "llama has no sliding-window attention");
                 return (null, null);
-            case "mistral":
+            case "mistral" or "mixtral":
             {
                 int? window = hasWindow ? declared
-                    : root.TryGetProperty("sliding_window", out _) ? null
-                    : 4096; // transformers' MistralConfig default when the field is absent
+                    : root.TryGetProperty("sliding_window", out _) || modelType == "mixtral" ? null
+                    : 4096; // transformers' MistralConfig default when the field is absent (MixtralConfig's is none)
                 if (window is not null && OptionalBool(root, source, "use_sliding_window") == false)
-                    throw Refuse(source, "use_sliding_window", root.GetProperty("use_sliding_window"), $"mistral does not read use_sliding_window: its sliding_window {window} applies anyway; set sliding_window to null for full attention");
+                    throw Refuse(source, "use_sliding_window", root.GetProperty("use_sliding_window"), $"{modelType} does not read use_sliding_window: its sliding_window {window} applies anyway; set sliding_window to null for full attention");
                 if (listed is not null && listed.Any(b => b != (window is not null)))
-                    throw Refuse(source, "layer_types", typesEl, $"mistral applies sliding_window {(window is null ? "null" : window)} to every layer; remove layer_types");
+                    throw Refuse(source, "layer_types", typesEl, $"{modelType} applies sliding_window {(window is null ? "null" : window)} to every layer; remove layer_types");
                 return (window, null);
             }
-            default: // qwen2, qwen3
+            default: // qwen2, qwen3, qwen3_moe
             {
                 bool used = OptionalBool(root, source, "use_sliding_window") ?? false;
                 if (used && !hasWindow)
@@ -293,6 +327,43 @@ public sealed record ModelConfig
                 return pattern.Any(b => b) ? (window, pattern) : (null, null);
             }
         }
+    }
+
+    /// <summary>
+    /// The experts of a qwen3_moe or mixtral config, as transformers reads them. qwen3_moe: <c>num_experts</c> of
+    /// <c>moe_intermediate_size</c>, layer l sparse when it is not in <c>mlp_only_layers</c> and (l + 1) is a
+    /// multiple of <c>decoder_sparse_step</c> (default 1), the top-k weights renormalized when <c>norm_topk_prob</c>.
+    /// mixtral: <c>num_local_experts</c> of <c>intermediate_size</c> on every layer, always renormalized.
+    /// </summary>
+    private static MixtureOfExperts? ParseExperts(JsonElement root, string source, string modelType, int layers)
+    {
+        if (modelType is not ("qwen3_moe" or "mixtral")) return null;
+        bool qwen = modelType == "qwen3_moe";
+        string expertsField = qwen ? "num_experts" : "num_local_experts";
+        int experts = RequiredInt(root, source, expertsField);
+        int perToken = RequiredInt(root, source, "num_experts_per_tok");
+        if (perToken > experts)
+            throw Refuse(source, "num_experts_per_tok", perToken, $"more than the {experts} experts ({expertsField})");
+        int size = qwen ? RequiredInt(root, source, "moe_intermediate_size") : RequiredInt(root, source, "intermediate_size");
+        bool[]? sparse = null;
+        if (qwen)
+        {
+            int step = OptionalInt(root, source, "decoder_sparse_step") ?? 1;
+            var dense = new HashSet<int>();
+            if (root.TryGetProperty("mlp_only_layers", out var only) && only.ValueKind != JsonValueKind.Null)
+            {
+                if (only.ValueKind != JsonValueKind.Array)
+                    throw Refuse(source, "mlp_only_layers", only, "expected a list of layer indices");
+                foreach (var e in only.EnumerateArray())
+                    dense.Add(e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int l) && l >= 0 && l < layers ? l
+                        : throw Refuse(source, "mlp_only_layers", only, $"expected layer indices in [0, {layers})"));
+            }
+            var pattern = Enumerable.Range(0, layers).Select(l => !dense.Contains(l) && (l + 1) % step == 0).ToArray();
+            if (!pattern.Any(b => b))
+                throw Refuse(source, "decoder_sparse_step", step, "no layer is left with experts (mlp_only_layers and decoder_sparse_step exclude them all); use model_type qwen3 for a dense model");
+            sparse = pattern.All(b => b) ? null : pattern;
+        }
+        return new MixtureOfExperts(experts, perToken, size, qwen ? OptionalBool(root, source, "norm_topk_prob") ?? false : true, sparse);
     }
 
     private static ModelLoadException Refuse(string source, string field, object value, string why)

@@ -6,13 +6,21 @@ namespace ActorRing.Model;
 /// </summary>
 public static class ModelPresets
 {
-    public static IReadOnlyList<string> Names { get; } = ["llama-160m", "tinyllama-1.1b"];
+    public static IReadOnlyList<string> Names { get; } = ["llama-160m", "tinyllama-1.1b", "qwen3-moe-520m"];
 
     /// <summary>The preset's configuration, or null when no preset has that name.</summary>
     public static ModelConfig? Find(string name) => name switch
     {
         "llama-160m" => Shape(hidden: 768, layers: 12, heads: 12, kvHeads: 12, ffn: 3072),
         "tinyllama-1.1b" => Shape(hidden: 2048, layers: 22, heads: 32, kvHeads: 4, ffn: 5632),
+        // Qwen3-30B-A3B's proportions at llama-160m's width: 64 experts of 256, 8 per token, q/k norms. 520M
+        // weights, of which a token reads about 100M (its 8 experts, attention, the head).
+        "qwen3-moe-520m" => Shape(hidden: 768, layers: 12, heads: 12, kvHeads: 4, ffn: 3072) with
+        {
+            ModelType = "qwen3_moe",
+            QkNorm = true,
+            Moe = new MixtureOfExperts(Experts: 64, PerToken: 8, IntermediateSize: 256, NormalizeTopK: true, SparseLayers: null),
+        },
         _ => null,
     };
 

@@ -17,6 +17,10 @@ public sealed record ShardPlan
     public required bool KvReplicated { get; init; }
     public required int FfnStart { get; init; }
     public required int LocalFfn { get; init; }
+    /// <summary>The block of every expert's intermediate dimension this rank holds (mixture of experts; 0 wide when dense).
+    /// Every rank holds a slice of every expert, so a token's experts run on all ranks and one all-reduce sums them.</summary>
+    public int ExpertFfnStart { get; init; }
+    public int LocalExpertFfn { get; init; }
     public required int VocabStart { get; init; }
     public required int LocalVocab { get; init; }
     /// <summary>Vocabulary rows per rank, in rank order (the counts of the logits gather).</summary>
@@ -59,6 +63,15 @@ public sealed record ShardPlan
         var (ffnStart, ffnCount) = EvenSplit(c.IntermediateSize / ffnUnit, worldSize, rank);
         ffnStart *= ffnUnit;
         ffnCount *= ffnUnit;
+        var (expertStart, expertCount) = (0, 0);
+        if (c.Moe is { } moe)
+        {
+            int unit = moe.IntermediateSize % ffnUnit == 0 ? ffnUnit : 1;
+            if (moe.IntermediateSize / unit < worldSize)
+                throw new ModelLoadException($"the experts' intermediate size {moe.IntermediateSize} is too small to split over {worldSize} ranks");
+            (expertStart, expertCount) = EvenSplit(moe.IntermediateSize / unit, worldSize, rank);
+            (expertStart, expertCount) = (expertStart * unit, expertCount * unit);
+        }
         var vocabCounts = Enumerable.Range(0, worldSize).Select(r => EvenSplit(c.VocabSize, worldSize, r).Count).ToArray();
         var (vocabStart, vocabCount) = EvenSplit(c.VocabSize, worldSize, rank);
         return new ShardPlan
@@ -72,6 +85,8 @@ public sealed record ShardPlan
             KvReplicated = replicated,
             FfnStart = ffnStart,
             LocalFfn = ffnCount,
+            ExpertFfnStart = expertStart,
+            LocalExpertFfn = expertCount,
             VocabStart = vocabStart,
             LocalVocab = vocabCount,
             VocabCounts = vocabCounts,

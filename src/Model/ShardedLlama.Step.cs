@@ -249,18 +249,16 @@ public sealed partial class ShardedLlama
                         Add(x + (long)r * h, o + (long)r * h, h);
                         RmsNorm(x + (long)r * h, mem.PostNorm, normed + (long)r * h, h);
                     }
-                    MatMul(normed, rows, layer.Wgu, gu);
-                    for (int r = 0; r < rows; r++)
+                    if (layer.Experts is { } experts)
                     {
-                        // SiLU(gate)·up = gate·σ(gate)·up
-                        var gate = new Span<float>(gu + (long)r * 2 * f, f);
-                        var up = new ReadOnlySpan<float>(gu + (long)r * 2 * f + f, f);
-                        var a = new Span<float>(act + (long)r * f, f);
-                        TensorPrimitives.Sigmoid(gate, a);
-                        TensorPrimitives.Multiply(a, gate, a);
-                        TensorPrimitives.Multiply(a, up, a);
+                        MixExperts(experts, normed, rows, o);
                     }
-                    MatMul(act, rows, layer.Wdown, o);
+                    else
+                    {
+                        MatMul(normed, rows, layer.Wgu!, gu);
+                        SwiGlu(gu, act, rows, f);
+                        MatMul(act, rows, layer.Wdown!, o);
+                    }
                     AllReduceActivations(o, rows);
                     for (int r = 0; r < rows; r++) Add(x + (long)r * h, o + (long)r * h, h);
                 }
@@ -274,6 +272,110 @@ public sealed partial class ShardedLlama
             for (int r = 0; r < rows; r++) RmsNorm(x + (long)r * h, _finalNormData, normed + (long)r * h, h);
             if (rows > 0) MatMul(normed, rows, _lmHead, logits);
         }
+    }
+
+    /// <summary>SiLU(gate)·up = gate·σ(gate)·up for each of <paramref name="rows"/> rows of fused [gate; up] (2·<paramref name="f"/> wide).</summary>
+    private static unsafe void SwiGlu(float* gu, float* act, int rows, int f)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            var gate = new Span<float>(gu + (long)r * 2 * f, f);
+            var up = new ReadOnlySpan<float>(gu + (long)r * 2 * f + f, f);
+            var a = new Span<float>(act + (long)r * f, f);
+            TensorPrimitives.Sigmoid(gate, a);
+            TensorPrimitives.Multiply(a, gate, a);
+            TensorPrimitives.Multiply(a, up, a);
+        }
+    }
+
+    /// <summary>Scratch of a layer of experts, grown to the largest row count seen and reused (pinned).</summary>
+    private sealed class ExpertScratch(int rows, int hidden, int experts, int perToken, int ffn)
+    {
+        public readonly int Rows = rows;
+        public readonly float[] RouterLogits = GC.AllocateArray<float>(rows * experts, pinned: true);
+        public readonly int[] Chosen = GC.AllocateArray<int>(rows * perToken, pinned: true);
+        public readonly float[] Weights = GC.AllocateArray<float>(rows * perToken, pinned: true);
+        public readonly int[] Members = GC.AllocateArray<int>(rows, pinned: true);
+        public readonly float[] Gathered = GC.AllocateArray<float>(rows * hidden, pinned: true);
+        public readonly float[] GateUp = GC.AllocateArray<float>(rows * 2 * ffn, pinned: true);
+        public readonly float[] Act = GC.AllocateArray<float>(rows * ffn, pinned: true);
+        public readonly float[] ExpertOut = GC.AllocateArray<float>(rows * hidden, pinned: true);
+        /// <summary>Row r's j-th expert's output at (r·perToken + j)·hidden, summed per row in j order at the end.</summary>
+        public readonly float[] PickOut = GC.AllocateArray<float>(rows * perToken * hidden, pinned: true);
+    }
+
+    private ExpertScratch? _expertScratch;
+
+    /// <summary>
+    /// A layer of experts over <paramref name="rows"/> normalized rows, this rank's share written to
+    /// <paramref name="o"/> (the caller's all-reduce sums the ranks' shares, as after a dense down projection):
+    /// each row's router probabilities are a softmax over all experts, its PerToken highest (ties to the lower
+    /// index) are its picks, weighted by their probabilities (renormalized to sum to 1 when the model says so).
+    /// Each expert then runs once over the rows that picked it, gathered, so its weights stream once per step
+    /// however many rows share it. Batch invariance holds: a row's products have the kernels' one-row bits in
+    /// any gathering, and its picks are summed in its own pick order.
+    /// </summary>
+    private unsafe void MixExperts(ExpertWeights experts, float* normed, int rows, float* o)
+    {
+        var moe = Config.Moe!;
+        int h = Config.HiddenSize, k = moe.PerToken, count = moe.Experts, f = Plan.LocalExpertFfn;
+        if (_expertScratch is null || _expertScratch.Rows < rows)
+            _expertScratch = new ExpertScratch(Math.Max(rows, _expertScratch?.Rows ?? 0), h, count, k, f);
+        var s = _expertScratch;
+        fixed (float* logits = s.RouterLogits, weights = s.Weights, gathered = s.Gathered, gu = s.GateUp, act = s.Act, expertOut = s.ExpertOut, pickOut = s.PickOut)
+        fixed (int* chosen = s.Chosen, members = s.Members)
+        {
+            MatMul(normed, rows, experts.Router, logits);
+            for (int r = 0; r < rows; r++) Route(new Span<float>(logits + (long)r * count, count), k, moe.NormalizeTopK, chosen + r * k, weights + r * k);
+            for (int e = 0; e < count; e++)
+            {
+                int n = 0;
+                for (int i = 0; i < rows * k; i++)
+                    if (chosen[i] == e) members[n++] = i; // a pick: row i / k, its (i % k)-th
+                if (n == 0) continue;
+                for (int m = 0; m < n; m++)
+                    new ReadOnlySpan<float>(normed + (long)(members[m] / k) * h, h).CopyTo(new Span<float>(gathered + (long)m * h, h));
+                MatMul(gathered, n, experts.GateUp[e], gu);
+                SwiGlu(gu, act, n, f);
+                MatMul(act, n, experts.Down[e], expertOut);
+                for (int m = 0; m < n; m++)
+                    new ReadOnlySpan<float>(expertOut + (long)m * h, h).CopyTo(new Span<float>(pickOut + (long)members[m] * h, h));
+            }
+            for (int r = 0; r < rows; r++)
+            {
+                var sum = new Span<float>(o + (long)r * h, h);
+                TensorPrimitives.Multiply(new ReadOnlySpan<float>(pickOut + (long)r * k * h, h), weights[r * k], sum);
+                for (int j = 1; j < k; j++)
+                    TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(pickOut + ((long)r * k + j) * h, h), weights[r * k + j], sum, sum);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One row's picks from its router logits (overwritten with the probabilities): a softmax over every expert
+    /// (as transformers computes it, in float32), the <paramref name="k"/> highest in descending order (ties to the
+    /// lower index), and their weights, divided by their sum when <paramref name="normalize"/>.
+    /// </summary>
+    internal static unsafe void Route(Span<float> logits, int k, bool normalize, int* chosen, float* weights)
+    {
+        TensorPrimitives.SoftMax(logits, logits);
+        float total = 0;
+        for (int j = 0; j < k; j++)
+        {
+            int best = -1;
+            for (int e = 0; e < logits.Length; e++)
+            {
+                if (best >= 0 && logits[e] <= logits[best]) continue;
+                bool taken = false;
+                for (int i = 0; i < j; i++) taken |= chosen[i] == e;
+                if (!taken) best = e;
+            }
+            chosen[j] = best;
+            weights[j] = logits[best];
+            total += weights[j];
+        }
+        if (normalize)
+            for (int j = 0; j < k; j++) weights[j] /= total;
     }
 
     /// <summary>

@@ -44,6 +44,18 @@ public sealed partial class ShardedLlama : IDisposable
         public long In => inDim;
     }
 
+    /// <summary>
+    /// A layer's experts: the router (all experts' rows, replicated on every rank, so every rank routes each token
+    /// the same way) and each expert's fused [gate; up] rows and down columns of this rank's slice of its
+    /// intermediate dimension, as the dense MLP is split.
+    /// </summary>
+    private sealed class ExpertWeights(SplitMatrix router, SplitMatrix[] gateUp, SplitMatrix[] down)
+    {
+        public readonly SplitMatrix Router = router;
+        public readonly SplitMatrix[] GateUp = gateUp;
+        public readonly SplitMatrix[] Down = down;
+    }
+
     private sealed class Layer
     {
         public required Tensor InputNorm;
@@ -60,10 +72,12 @@ public sealed partial class ShardedLlama : IDisposable
         public required SplitMatrix Wo;
         /// <summary>Full o_proj bias, added once after the all-reduce.</summary>
         public Tensor? Bo;
-        /// <summary>Fused [gate; up] rows of this rank's FFN block: [2·localFfn, hidden].</summary>
-        public required SplitMatrix Wgu;
+        /// <summary>Fused [gate; up] rows of this rank's FFN block: [2·localFfn, hidden] (null in a layer of experts).</summary>
+        public SplitMatrix? Wgu;
         /// <summary>down_proj columns of this rank's FFN block: [hidden, localFfn].</summary>
-        public required SplitMatrix Wdown;
+        public SplitMatrix? Wdown;
+        /// <summary>The router and this rank's slice of every expert, in a mixture-of-experts layer; else null.</summary>
+        public ExpertWeights? Experts;
         /// <summary>This rank's KV heads in pages: [blocks, localKv, blockSize, headDim], compute dtype.</summary>
         public Tensor KPool = null!;
         public Tensor VPool = null!;
@@ -238,11 +252,18 @@ public sealed partial class ShardedLlama : IDisposable
                     Window = c.WindowOf(i),
                     Wo = LoadLinear(reader, (pre + "self_attn.o_proj.weight", h, c.NumHeads * d, 0, h, qRow0, _qDim)),
                     Bo = c.OProjBias ? Own(LoadVector(reader, pre + "self_attn.o_proj.bias", h)) : null,
-                    Wgu = LoadLinear(reader,
-                        (pre + "mlp.gate_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h),
-                        (pre + "mlp.up_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h)),
-                    Wdown = LoadLinear(reader, (pre + "mlp.down_proj.weight", h, c.IntermediateSize, 0, h, p.FfnStart, p.LocalFfn)),
                 };
+                if (c.IsSparse(i))
+                {
+                    layer.Experts = LoadExperts(reader, i);
+                }
+                else
+                {
+                    layer.Wgu = LoadLinear(reader,
+                        (pre + "mlp.gate_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h),
+                        (pre + "mlp.up_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h));
+                    layer.Wdown = LoadLinear(reader, (pre + "mlp.down_proj.weight", h, c.IntermediateSize, 0, h, p.FfnStart, p.LocalFfn));
+                }
                 _layers[i] = layer;
                 Advance();
             }
@@ -294,7 +315,11 @@ public sealed partial class ShardedLlama : IDisposable
         long elem = _dtype == ScalarType.Float32 ? 4 : 2;
         // What a decode step must stream from memory: every matrix once in its stored format, plus the norms.
         long Bytes(SplitMatrix m) => m.Weight.NumberOfElements * m.Weight.ElementSize;
-        WeightBytesPerToken = _layers.Sum(l => Bytes(l.Wqkv) + Bytes(l.Wo) + Bytes(l.Wgu) + Bytes(l.Wdown) + 2L * h * elem)
+        // A layer of experts streams its router and the experts a token picks (PerToken of them, for one sequence).
+        long Ffn(Layer l) => l.Experts is { } x
+            ? Bytes(x.Router) + c.Moe!.PerToken * (Bytes(x.GateUp[0]) + Bytes(x.Down[0]))
+            : Bytes(l.Wgu!) + Bytes(l.Wdown!);
+        WeightBytesPerToken = _layers.Sum(l => Bytes(l.Wqkv) + Bytes(l.Wo) + Ffn(l) + 2L * h * elem)
             + Bytes(_lmHead) + h * elem;
     }
 
@@ -304,6 +329,42 @@ public sealed partial class ShardedLlama : IDisposable
         var (tokens, description) = budget.Resolve(KvBlockBytes / KvBlockSize, KvMemoryBudget.ReadAvailableBytes());
         if (budget.Announce) log?.Invoke($"rank {_comm.Rank}: KV cache: {description}");
         return tokens / KvBlockSize;
+    }
+
+    /// <summary>
+    /// Tensor names of expert <paramref name="expert"/>'s gate, up and down projections and of the router, as each
+    /// family's checkpoints name them (qwen3_moe: <c>mlp.experts.E.gate_proj</c>; mixtral: <c>block_sparse_moe.experts.E.w1</c>
+    /// (gate), <c>w3</c> (up) and <c>w2</c> (down)).
+    /// </summary>
+    internal static (string Gate, string Up, string Down, string Router) ExpertNames(ModelConfig c, int layer, int expert)
+    {
+        string pre = $"model.layers.{layer}.";
+        return c.ModelType == "mixtral"
+            ? ($"{pre}block_sparse_moe.experts.{expert}.w1.weight", $"{pre}block_sparse_moe.experts.{expert}.w3.weight",
+               $"{pre}block_sparse_moe.experts.{expert}.w2.weight", $"{pre}block_sparse_moe.gate.weight")
+            : ($"{pre}mlp.experts.{expert}.gate_proj.weight", $"{pre}mlp.experts.{expert}.up_proj.weight",
+               $"{pre}mlp.experts.{expert}.down_proj.weight", $"{pre}mlp.gate.weight");
+    }
+
+    /// <summary>
+    /// One layer's router (in full precision, whatever <c>--quant</c> says: a rounding that flips which expert a
+    /// token picks changes the answer far more than one in a product) and this rank's slice of each expert.
+    /// </summary>
+    private ExpertWeights LoadExperts(ICheckpointReader reader, int layer)
+    {
+        var c = Config;
+        var moe = c.Moe!;
+        long h = c.HiddenSize, size = moe.IntermediateSize, start = Plan.ExpertFfnStart, local = Plan.LocalExpertFfn;
+        var router = LoadLinear(reader, quantize: false, (ExpertNames(c, layer, 0).Router, moe.Experts, h, 0, moe.Experts, 0, h));
+        var gateUp = new SplitMatrix[moe.Experts];
+        var down = new SplitMatrix[moe.Experts];
+        for (int e = 0; e < moe.Experts; e++)
+        {
+            var (gate, up, downName, _) = ExpertNames(c, layer, e);
+            gateUp[e] = LoadLinear(reader, (gate, size, h, start, local, 0, h), (up, size, h, start, local, 0, h));
+            down[e] = LoadLinear(reader, (downName, h, size, 0, h, start, local));
+        }
+        return new ExpertWeights(router, gateUp, down);
     }
 
     /// <summary>FFN columns are dealt out in whole blocks when the row-parallel weights are blocks (and the width allows), else one by one.</summary>

@@ -45,6 +45,64 @@ public class ArchitectureConfigTests
         Assert.NotEqual(c.Fingerprint, Parse(Qwen3.Replace("\"qwen3\"", "\"qwen2\"").Replace("\"attention_bias\": false,", "")).Fingerprint);
     }
 
+    // Qwen/Qwen3-30B-A3B's config.json.
+    private const string Qwen3Moe = """
+        {"architectures": ["Qwen3MoeForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 151643,
+         "decoder_sparse_step": 1, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu", "hidden_size": 2048,
+         "initializer_range": 0.02, "intermediate_size": 6144, "max_position_embeddings": 40960, "max_window_layers": 48,
+         "mlp_only_layers": [], "model_type": "qwen3_moe", "moe_intermediate_size": 768, "norm_topk_prob": true,
+         "num_attention_heads": 32, "num_experts": 128, "num_experts_per_tok": 8, "num_hidden_layers": 48,
+         "num_key_value_heads": 4, "output_router_logits": false, "rms_norm_eps": 1e-06, "rope_scaling": null,
+         "rope_theta": 1000000.0, "router_aux_loss_coef": 0.001, "sliding_window": null, "tie_word_embeddings": false,
+         "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": true, "use_sliding_window": false,
+         "vocab_size": 151936}
+        """;
+
+    // mistralai/Mixtral-8x7B-v0.1's config.json.
+    private const string Mixtral = """
+        {"architectures": ["MixtralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2,
+         "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336,
+         "max_position_embeddings": 32768, "model_type": "mixtral", "num_attention_heads": 32, "num_experts_per_tok": 2,
+         "num_hidden_layers": 32, "num_key_value_heads": 8, "num_local_experts": 8, "output_router_logits": false,
+         "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "router_aux_loss_coef": 0.02, "sliding_window": null,
+         "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.36.0.dev0",
+         "use_cache": true, "vocab_size": 32000}
+        """;
+
+    [Fact]
+    public void Qwen3_moe_and_mixtral_read_their_experts_and_count_their_published_sizes()
+    {
+        var q = Parse(Qwen3Moe);
+        Assert.Equal(new MixtureOfExperts(128, 8, 768, true, null), q.Moe);
+        Assert.Null(q.Moe!.SparseLayers);
+        Assert.True(q.QkNorm);
+        Assert.True(Enumerable.Range(0, 48).All(q.IsSparse));
+        Assert.Equal(305, Math.Round(q.ParameterCount / 1e8)); // "30.5B in total" (the model card)
+
+        var m = Parse(Mixtral);
+        Assert.Equal(new MixtureOfExperts(8, 2, 14336, true, null), m.Moe);
+        Assert.Null(m.SlidingWindow); // MixtralConfig's default is no window, unlike MistralConfig's 4096
+        Assert.Null(Parse(Mixtral.Replace("\"sliding_window\": null,", "")).SlidingWindow);
+        Assert.Equal(467, Math.Round(m.ParameterCount / 1e8)); // 46.7B
+
+        // qwen3_moe's dense layers: mlp_only_layers, and decoder_sparse_step (layer l has experts when (l + 1) % step == 0).
+        var mixed = Parse(Qwen3Moe.Replace("\"mlp_only_layers\": []", "\"mlp_only_layers\": [0, 5]").Replace("\"decoder_sparse_step\": 1", "\"decoder_sparse_step\": 2"));
+        Assert.Equal([1, 3, 7, 9], Enumerable.Range(0, 10).Where(mixed.IsSparse));
+        Assert.False(Parse(Qwen3Moe.Replace("\"norm_topk_prob\": true", "\"norm_topk_prob\": false")).Moe!.NormalizeTopK);
+        Assert.NotEqual(q.Fingerprint, mixed.Fingerprint);
+        Assert.NotEqual(q.Fingerprint, Parse(Qwen3Moe.Replace("\"num_experts_per_tok\": 8", "\"num_experts_per_tok\": 4")).Fingerprint);
+
+        Assert.Contains("unsupported num_experts_per_tok = 9: more than the 8 experts (num_local_experts)",
+            Refusal(Mixtral.Replace("\"num_experts_per_tok\": 2", "\"num_experts_per_tok\": 9")));
+        Assert.Contains("unsupported moe_intermediate_size = 768: mixtral does not read it",
+            Refusal(Mixtral.Replace("\"use_cache\": true", "\"moe_intermediate_size\": 768")));
+        Assert.Contains("required field moe_intermediate_size is missing", Refusal(Qwen3Moe.Replace("\"moe_intermediate_size\": 768,", "")));
+        Assert.Contains("no layer is left with experts",
+            Refusal(Qwen3Moe.Replace("\"num_hidden_layers\": 48", "\"num_hidden_layers\": 2").Replace("\"mlp_only_layers\": []", "\"mlp_only_layers\": [0, 1]")));
+        Assert.Contains("unsupported mlp_only_layers = [48]: expected layer indices in [0, 48)",
+            Refusal(Qwen3Moe.Replace("\"mlp_only_layers\": []", "\"mlp_only_layers\": [48]")));
+    }
+
     [Fact]
     public void Mistral_applies_its_window_to_every_layer_and_null_turns_it_off()
     {
@@ -76,13 +134,13 @@ public class ArchitectureConfigTests
     }
 
     [Theory]
-    // Mixture-of-experts and other architectures: refused by model_type, with what is supported.
-    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"qwen3_moe\"", "unsupported model_type = \"qwen3_moe\"")]
+    // Other architectures, and experts with shared experts: refused by model_type, with what is supported.
+    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"qwen2_moe\"", "unsupported model_type = \"qwen2_moe\"")]
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"gemma3\"", "unsupported model_type = \"gemma3\"")]
-    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"mixtral\"", "unsupported model_type = \"mixtral\"")]
+    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"deepseek_v3\"", "unsupported model_type = \"deepseek_v3\"")]
     // An MoE config under a dense model type is refused as MoE, by the field that makes it one.
-    [InlineData("\"use_cache\": true", "\"num_experts\": 128", "unsupported num_experts = 128: mixture-of-experts models are not supported")]
-    [InlineData("\"use_cache\": true", "\"num_local_experts\": 8", "unsupported num_local_experts = 8: mixture-of-experts")]
+    [InlineData("\"use_cache\": true", "\"num_experts\": 128", "unsupported num_experts = 128: a mixture-of-experts field under the dense model_type qwen3")]
+    [InlineData("\"use_cache\": true", "\"num_local_experts\": 8", "unsupported num_local_experts = 8: a mixture-of-experts field")]
     // Window settings that contradict themselves or the model type.
     [InlineData("\"use_sliding_window\": false", "\"use_sliding_window\": true", "unsupported use_sliding_window = true: needs a positive sliding_window")]
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"llama\", \"layer_types\": [\"sliding_attention\"]", "unsupported layer_types = [\"sliding_attention\"]")]
@@ -92,7 +150,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the dense decoders llama, mistral, qwen2 and qwen3", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2 and qwen3 and the mixture-of-experts qwen3_moe and mixtral", message);
     }
 
     [Fact]

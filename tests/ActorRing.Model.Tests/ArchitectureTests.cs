@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -30,6 +30,11 @@ public sealed class ArchitectureTests : IDisposable
         "qwen2-window-layers" => new SyntheticModel { ModelType = "qwen2", UseSlidingWindow = true, SlidingWindow = 3, MaxWindowLayers = 1, Tied = false },
         // Llama 3.2 / SmolLM style tied head, vocabulary 103 split 26/26/26/25 at N=4 (52/51 at N=2).
         "tied-uneven-vocab" => new SyntheticModel { ModelType = "llama", Tied = true, Vocab = 103, KvHeads = 4 },
+        // 8 experts of 12 (3 per rank at N=4), 2 per token, weights not renormalized (norm_topk_prob false), and
+        // layer 1 dense (mlp_only_layers) with intermediate 42.
+        "qwen3-moe" => new SyntheticModel { ModelType = "qwen3_moe", HeadDim = 16, Experts = 8, ExpertsPerToken = 2, ExpertIntermediate = 12, NormTopK = false, DenseLayers = [1] },
+        // mixtral: block_sparse_moe names (w1/w3/w2), 4 experts of 16, 2 per token, always renormalized, untied head.
+        "mixtral-moe" => new SyntheticModel { ModelType = "mixtral", Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 16, Tied = false },
         _ => throw new ArgumentException(name),
     };
 

@@ -87,11 +87,41 @@ public sealed class BatchedStepTests
     [InlineData(2, ComputeDType.F32, Quantization.WeightQuantization.Q4_0)]
     [InlineData(2, ComputeDType.F32, Quantization.WeightQuantization.None, ComputeDType.BF16)] // a bf16 KV cache under f32 weights
     public void A_sequence_gets_bit_identical_logits_alone_and_in_any_batch(int worldSize, ComputeDType dtype,
-        Quantization.WeightQuantization quant = default, ComputeDType? kvDtype = null)
+        Quantization.WeightQuantization quant = default, ComputeDType? kvDtype = null) =>
+        AssertBatchInvariant(TestPaths.Hf, worldSize, dtype, quant, kvDtype);
+
+    /// <summary>
+    /// A mixture of experts: rows of one step pick different experts, and each expert runs once over the rows
+    /// that picked it, gathered; still every sequence gets its solo logits bit for bit. qwen3_moe with 16 experts,
+    /// 4 per token, layer 1 dense (mlp_only_layers).
+    /// </summary>
+    [Theory]
+    [InlineData(1, Quantization.WeightQuantization.None)]
+    [InlineData(2, Quantization.WeightQuantization.None)]
+    [InlineData(2, Quantization.WeightQuantization.Q8_0)]
+    public void A_sequence_of_a_mixture_of_experts_model_gets_bit_identical_logits_alone_and_in_any_batch(int worldSize, Quantization.WeightQuantization quant)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "actorring-moe-batch-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            new SyntheticModel
+            {
+                ModelType = "qwen3_moe", Hidden = 64, HeadDim = 16, Vocab = 512, Layers = 3, Experts = 16, ExpertsPerToken = 4,
+                ExpertIntermediate = 64, Intermediate = 96, DenseLayers = [1], MatrixScale = 0.7f,
+            }.Build(seed: 31).WriteTo(dir);
+            AssertBatchInvariant(dir, worldSize, ComputeDType.F32, quant, null);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static void AssertBatchInvariant(string modelDir, int worldSize, ComputeDType dtype, Quantization.WeightQuantization quant, ComputeDType? kvDtype)
     {
         var perRank = InProcessGroup.Run(worldSize, comm =>
         {
-            using var model = ShardedLlama.Load(TestPaths.Hf, comm, Options with { DType = dtype, KvDType = kvDtype, Quant = quant, QuantizeLmHead = quant != default });
+            using var model = ShardedLlama.Load(modelDir, comm, Options with { DType = dtype, KvDType = kvDtype, Quant = quant, QuantizeLmHead = quant != default });
             // Alone: one sequence at a time, its whole prompt in one step, in blocks 0.. .
             var solo = Prompts.Select((p, i) => Run(model, comm, [new Sequence(i, p, [0, 1, 2, 3], 0)], chunk: 64)[0]).ToList();
             // Together: prompts chunked by 3 tokens, sequences joining at different steps (so prefill chunks and

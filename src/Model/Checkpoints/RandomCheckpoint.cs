@@ -31,9 +31,24 @@ internal sealed class RandomCheckpoint : ICheckpointReader
             _shapes[p + "self_attn.k_proj.weight"] = [kv, h];
             _shapes[p + "self_attn.v_proj.weight"] = [kv, h];
             _shapes[p + "self_attn.o_proj.weight"] = [h, q];
-            _shapes[p + "mlp.gate_proj.weight"] = [config.IntermediateSize, h];
-            _shapes[p + "mlp.up_proj.weight"] = [config.IntermediateSize, h];
-            _shapes[p + "mlp.down_proj.weight"] = [h, config.IntermediateSize];
+            if (config.IsSparse(i))
+            {
+                var moe = config.Moe!;
+                for (int e = 0; e < moe.Experts; e++)
+                {
+                    var (gate, up, down, router) = ShardedLlama.ExpertNames(config, i, e);
+                    _shapes[gate] = [moe.IntermediateSize, h];
+                    _shapes[up] = [moe.IntermediateSize, h];
+                    _shapes[down] = [h, moe.IntermediateSize];
+                    _shapes[router] = [moe.Experts, h];
+                }
+            }
+            else
+            {
+                _shapes[p + "mlp.gate_proj.weight"] = [config.IntermediateSize, h];
+                _shapes[p + "mlp.up_proj.weight"] = [config.IntermediateSize, h];
+                _shapes[p + "mlp.down_proj.weight"] = [h, config.IntermediateSize];
+            }
             if (config.QkvBias)
             {
                 _shapes[p + "self_attn.q_proj.bias"] = [q];

@@ -70,10 +70,24 @@ internal static class ReferenceForward
                 for (int i = 0; i < H; i++) x[t][i] += o[i];
 
                 var h2 = RmsNorm(x[t], W[p + "post_attention_layernorm.weight"], m.Eps);
-                var g = MatVec(W[p + "mlp.gate_proj.weight"], m.Intermediate, H, h2, null);
-                var u = MatVec(W[p + "mlp.up_proj.weight"], m.Intermediate, H, h2, null);
-                for (int i = 0; i < g.Length; i++) g[i] = g[i] / (1 + Math.Exp(-g[i])) * u[i];
-                var down = MatVec(W[p + "mlp.down_proj.weight"], H, m.Intermediate, g, null);
+                if (m.IsSparse(l))
+                {
+                    // Router softmax over all experts, the top k, their probabilities (renormalized) as weights.
+                    var probs = MatVec(W[m.ExpertNames(l, 0).Router], m.Experts, H, h2, null);
+                    double top = probs.Max(), total = 0;
+                    for (int e = 0; e < probs.Length; e++) total += probs[e] = Math.Exp(probs[e] - top);
+                    for (int e = 0; e < probs.Length; e++) probs[e] /= total;
+                    var picks = Enumerable.Range(0, m.Experts).OrderByDescending(e => probs[e]).ThenBy(e => e).Take(m.ExpertsPerToken).ToArray();
+                    double norm = m.NormTopK || m.ModelType == "mixtral" ? picks.Sum(e => probs[e]) : 1;
+                    foreach (int e in picks)
+                    {
+                        var (_, gate, up, downName) = m.ExpertNames(l, e);
+                        var eo = Mlp(W[gate], W[up], W[downName], m.ExpertIntermediate, H, h2);
+                        for (int i = 0; i < H; i++) x[t][i] += probs[e] / norm * eo[i];
+                    }
+                    continue;
+                }
+                var down = Mlp(W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"], W[p + "mlp.down_proj.weight"], m.Intermediate, H, h2);
                 for (int i = 0; i < H; i++) x[t][i] += down[i];
             }
         }
@@ -81,6 +95,15 @@ internal static class ReferenceForward
         var head_ = m.Tied ? W["model.embed_tokens.weight"] : W["lm_head.weight"];
         var logits = MatVec(head_, m.Vocab, H, final, null);
         return logits.Select(z => (float)z).ToArray();
+    }
+
+    /// <summary>SwiGLU: down(SiLU(gate·x) · up·x).</summary>
+    private static double[] Mlp(float[] gate, float[] up, float[] down, int inner, int hidden, double[] x)
+    {
+        var g = MatVec(gate, inner, hidden, x, null);
+        var u = MatVec(up, inner, hidden, x, null);
+        for (int i = 0; i < g.Length; i++) g[i] = g[i] / (1 + Math.Exp(-g[i])) * u[i];
+        return MatVec(down, hidden, inner, g, null);
     }
 
     private static double[] InverseFrequencies(SyntheticModel m)

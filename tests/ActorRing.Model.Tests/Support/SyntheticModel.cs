@@ -23,19 +23,35 @@ internal sealed class SyntheticModel
     public int? SlidingWindow;
     public bool UseSlidingWindow;
     public int MaxWindowLayers;
+    /// <summary>Mixture of experts (qwen3_moe, mixtral): experts per sparse layer, picks per token, each expert's
+    /// intermediate size, whether the picks' weights are renormalized (qwen3_moe's norm_topk_prob; mixtral always),
+    /// and qwen3_moe's mlp_only_layers (dense layers of <see cref="Intermediate"/>).</summary>
+    public int Experts, ExpertsPerToken, ExpertIntermediate;
+    public bool NormTopK = true;
+    public int[] DenseLayers = [];
+
+    public bool IsMoe => ModelType is "qwen3_moe" or "mixtral";
+    public bool IsSparse(int layer) => IsMoe && !DenseLayers.Contains(layer);
+
+    /// <summary>Checkpoint names of a sparse layer's router and expert e's gate, up and down weights.</summary>
+    public (string Router, string Gate, string Up, string Down) ExpertNames(int layer, int e) => ModelType == "mixtral"
+        ? ($"model.layers.{layer}.block_sparse_moe.gate.weight", $"model.layers.{layer}.block_sparse_moe.experts.{e}.w1.weight",
+           $"model.layers.{layer}.block_sparse_moe.experts.{e}.w3.weight", $"model.layers.{layer}.block_sparse_moe.experts.{e}.w2.weight")
+        : ($"model.layers.{layer}.mlp.gate.weight", $"model.layers.{layer}.mlp.experts.{e}.gate_proj.weight",
+           $"model.layers.{layer}.mlp.experts.{e}.up_proj.weight", $"model.layers.{layer}.mlp.experts.{e}.down_proj.weight");
 
     public readonly Dictionary<string, float[]> W = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long[]> _shapes = new(StringComparer.Ordinal);
 
     public bool QkvBias => ModelType == "qwen2" || AttentionBias;
     public bool OBias => ModelType != "qwen2" && AttentionBias;
-    public bool QkNorm => ModelType == "qwen3";
+    public bool QkNorm => ModelType is "qwen3" or "qwen3_moe";
 
     /// <summary>The window layer <paramref name="layer"/> attends through, as transformers reads the config; null for full attention.</summary>
     public int? WindowOf(int layer) => ModelType switch
     {
-        "mistral" => SlidingWindow,
-        "qwen2" or "qwen3" when UseSlidingWindow && layer >= MaxWindowLayers => SlidingWindow,
+        "mistral" or "mixtral" => SlidingWindow,
+        "qwen2" or "qwen3" or "qwen3_moe" when UseSlidingWindow && layer >= MaxWindowLayers => SlidingWindow,
         _ => null,
     };
 
@@ -75,6 +91,19 @@ internal sealed class SyntheticModel
                 Add(p + "self_attn.q_norm.weight", 0.2f, 1, HeadDim);
                 Add(p + "self_attn.k_norm.weight", 0.2f, 1, HeadDim);
             }
+            if (IsSparse(l))
+            {
+                // A router wide enough apart that float32 and the double reference pick the same experts.
+                Add(ExpertNames(l, 0).Router, 1f, 0, Experts, Hidden);
+                for (int e = 0; e < Experts; e++)
+                {
+                    var (_, gate, up, down) = ExpertNames(l, e);
+                    Add(gate, 0.3f, 0, ExpertIntermediate, Hidden);
+                    Add(up, 0.3f, 0, ExpertIntermediate, Hidden);
+                    Add(down, 0.3f, 0, Hidden, ExpertIntermediate);
+                }
+                continue;
+            }
             Add(p + "mlp.gate_proj.weight", 0.3f, 0, Intermediate, Hidden);
             Add(p + "mlp.up_proj.weight", 0.3f, 0, Intermediate, Hidden);
             Add(p + "mlp.down_proj.weight", 0.3f, 0, Hidden, Intermediate);
@@ -106,14 +135,32 @@ internal sealed class SyntheticModel
             ["torch_dtype"] = DiskDType == "F32" ? "float32" : DiskDType == "BF16" ? "bfloat16" : "float16",
         };
         if (ModelType == "llama") config["attention_bias"] = AttentionBias;
-        if (ModelType is "qwen2" or "qwen3")
+        if (ModelType is "qwen2" or "qwen3" or "qwen3_moe")
         {
             config["use_sliding_window"] = UseSlidingWindow;
             config["sliding_window"] = SlidingWindow ?? 4096;
             config["max_window_layers"] = MaxWindowLayers;
         }
-        if (ModelType == "qwen3") config["attention_bias"] = false;
-        if (ModelType == "mistral") config["sliding_window"] = SlidingWindow; // null: full attention
+        if (ModelType is "qwen3" or "qwen3_moe") config["attention_bias"] = false;
+        if (ModelType is "mistral" or "mixtral") config["sliding_window"] = SlidingWindow; // null: full attention
+        if (ModelType == "qwen3_moe")
+        {
+            config["num_experts"] = Experts;
+            config["num_experts_per_tok"] = ExpertsPerToken;
+            config["moe_intermediate_size"] = ExpertIntermediate;
+            config["norm_topk_prob"] = NormTopK;
+            config["decoder_sparse_step"] = 1;
+            config["mlp_only_layers"] = DenseLayers;
+            config["router_aux_loss_coef"] = 0.001;
+            config["output_router_logits"] = false;
+        }
+        if (ModelType == "mixtral")
+        {
+            config["intermediate_size"] = ExpertIntermediate; // mixtral's experts are its intermediate_size
+            config["num_local_experts"] = Experts;
+            config["num_experts_per_tok"] = ExpertsPerToken;
+            config["router_jitter_noise"] = 0.0;
+        }
         if (Llama3 is { } s)
         {
             config["rope_scaling"] = new Dictionary<string, object>
