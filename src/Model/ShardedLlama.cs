@@ -377,7 +377,13 @@ public sealed partial class ShardedLlama : IDisposable
     private static (int Block, string Why) RowParallelBlock(ICheckpointReader reader, BlockFormat? quant)
     {
         var (block, why) = quant is null ? (1, "") : (BlockFormat.BlockSize, $"--quant {quant.Name}");
-        foreach (var name in new[] { "model.layers.0.self_attn.o_proj.weight", "model.layers.0.mlp.down_proj.weight" })
+        var c = reader.Config;
+        int firstDense = Enumerable.Range(0, c.NumLayers).FirstOrDefault(l => !c.IsSparse(l), -1);
+        int firstSparse = Enumerable.Range(0, c.NumLayers).FirstOrDefault(c.IsSparse, -1);
+        var rowParallel = new List<string> { "model.layers.0.self_attn.o_proj.weight" };
+        if (firstDense >= 0) rowParallel.Add($"model.layers.{firstDense}.mlp.down_proj.weight");
+        if (firstSparse >= 0) rowParallel.Add(ExpertNames(c, firstSparse, 0).Down);
+        foreach (var name in rowParallel)
         {
             int stored = reader.ColumnBlock(name);
             if (stored > block) (block, why) = (stored, $"{name} stored as {reader.StoredType(name)}");
@@ -393,7 +399,7 @@ public sealed partial class ShardedLlama : IDisposable
     {
         if (block == 1 || BlockAligned(c, worldSize, block)) return;
         var work = Enumerable.Range(1, c.NumHeads).Where(n => BlockAligned(c, n, block)).ToArray();
-        throw new ModelLoadException($"{why} needs every rank's share of o_proj and down_proj to be whole {block}-value blocks, and world size {worldSize} cuts them ({c.NumHeads} heads of {c.HeadDim}, intermediate_size {c.IntermediateSize}); world sizes that work: {(work.Length == 0 ? "none" : string.Join(", ", work))}{(why.StartsWith("--quant", StringComparison.Ordinal) ? "; or load without --quant" : "")}");
+        throw new ModelLoadException($"{why} needs every rank's share of o_proj and down_proj to be whole {block}-value blocks, and world size {worldSize} cuts them ({c.NumHeads} heads of {c.HeadDim}, intermediate_size {c.IntermediateSize}{(c.Moe is { } moe ? $", experts of {moe.IntermediateSize}" : "")}); world sizes that work: {(work.Length == 0 ? "none" : string.Join(", ", work))}{(why.StartsWith("--quant", StringComparison.Ordinal) ? "; or load without --quant" : "")}");
     }
 
     private static bool BlockAligned(ModelConfig c, int worldSize, int block)
@@ -406,6 +412,7 @@ public sealed partial class ShardedLlama : IDisposable
             // A width that is not whole blocks even unsplit stays in full precision (see QuantizableWidth).
             if (c.NumHeads * c.HeadDim % block == 0 && plan.LocalHeads * c.HeadDim % block != 0) return false;
             if (c.IntermediateSize % block == 0 && plan.LocalFfn % block != 0) return false;
+            if (c.Moe is { } moe && moe.IntermediateSize % block == 0 && plan.LocalExpertFfn % block != 0) return false;
         }
         return true;
     }

@@ -27,7 +27,7 @@ internal static class DecodeBench
     /// </summary>
     internal static (string Name, ModelConfig Config) PresetOption(ParseResult cli, Option<string?> preset, string bench, int worldSize)
     {
-        string name = cli.GetValue(preset) ?? throw new UsageException($"bench {bench} needs --preset llama-160m|tinyllama-1.1b");
+        string name = cli.GetValue(preset) ?? throw new UsageException($"bench {bench} needs --preset {string.Join("|", ModelPresets.Names)}");
         var config = Preset(name);
         UsageException.FromUserErrors(() => ShardPlan.Create(config, 0, worldSize));
         return (name, config);

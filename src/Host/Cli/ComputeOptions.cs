@@ -52,7 +52,7 @@ internal static class ComputeOptions
             SyncPayloadNames.Parse(text) ?? throw new UsageException($"option --sync-dtype expects f32, bf16 or q8_0, got '{text}'"));
 
     /// <summary>A benchmark's model shape with seeded random weights (no checkpoint, no tokenizer).</summary>
-    public static System.CommandLine.Option<string?> Preset() => Opt.Typed<string?>("--preset", "llama-160m|tinyllama-1.1b",
+    public static System.CommandLine.Option<string?> Preset() => Opt.Typed<string?>("--preset", string.Join("|", ModelPresets.Names),
         "Model shape to build with seeded random weights", text =>
         {
             Bench.DecodeBench.Preset(text); // refuses an unknown name

@@ -17,7 +17,7 @@ public sealed record ServeOptions
 
     public required string ModelDir { get; init; }
 
-    /// <summary>bench decode's shapes (llama-160m, tinyllama-1.1b) with seeded random weights instead of --model:
+    /// <summary>bench decode's shapes (<see cref="ModelPresets.Names"/>) with seeded random weights instead of --model:
     /// measures the runtime (e.g. its control-plane share) at a real model's size. Prompts must be ids.</summary>
     public string? Preset { get; init; }
     public string? RingConfigPath { get; init; }

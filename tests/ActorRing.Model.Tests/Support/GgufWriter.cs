@@ -16,19 +16,39 @@ internal static class GgufWriter
     public static List<Tensor> Tensors(SyntheticModel model, GgmlType matrixType)
     {
         var list = new List<Tensor>();
+        bool permuted = model.ModelType is "llama" or "mixtral";
         foreach (var (hf, values) in model.W.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
+            if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight")) continue; // experts and routers: stacked below
             string name = GgufName(hf);
             long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") ? [values.Length] : MatrixShape(model, hf);
             var data = values;
             // llama.cpp's converter permutes q/k biases exactly as the weight rows (a bias is a one-column matrix).
-            if (model.ModelType == "llama" && (hf.EndsWith("q_proj.weight") || hf.EndsWith("k_proj.weight")))
+            if (permuted && (hf.EndsWith("q_proj.weight") || hf.EndsWith("k_proj.weight")))
                 data = Permute(values, shape[0], shape[1], model.HeadDim);
-            else if (model.ModelType == "llama" && (hf.EndsWith("q_proj.bias") || hf.EndsWith("k_proj.bias")))
+            else if (permuted && (hf.EndsWith("q_proj.bias") || hf.EndsWith("k_proj.bias")))
                 data = Permute(values, shape[0], 1, model.HeadDim);
             bool matrix = shape.Length == 2 && hf != "model.embed_tokens.weight";
             var type = matrix ? matrixType : GgmlType.F32;
             list.Add(new Tensor(name, shape, type, Encode(data, shape, type)));
+        }
+        // llama.cpp stacks a layer's experts: ffn_gate_exps [experts, ffn, hidden] (ggml ne = hidden, ffn, experts),
+        // and so on; the router ffn_gate_inp is [experts, hidden] in float32.
+        for (int l = 0; l < model.Layers && model.IsMoe; l++)
+        {
+            list.Add(new Tensor($"blk.{l}.ffn_gate_inp.weight", [model.Experts, model.Hidden], GgmlType.F32,
+                Encode(model.W[model.ExpertNames(l, 0).Router], [model.Experts, model.Hidden], GgmlType.F32)));
+            foreach (var (kind, pick, rows, cols) in new (string, Func<(string, string, string, string), string>, int, int)[]
+            {
+                ("gate", n => n.Item2, model.ExpertIntermediate, model.Hidden),
+                ("up", n => n.Item3, model.ExpertIntermediate, model.Hidden),
+                ("down", n => n.Item4, model.Hidden, model.ExpertIntermediate),
+            })
+            {
+                var stacked = Enumerable.Range(0, model.Experts).SelectMany(e => model.W[pick(model.ExpertNames(l, e))]).ToArray();
+                long[] shape = [model.Experts, rows, cols];
+                list.Add(new Tensor($"blk.{l}.ffn_{kind}_exps.weight", shape, matrixType, Encode(stacked, shape, matrixType)));
+            }
         }
         return list;
     }
@@ -86,6 +106,8 @@ internal static class GgufWriter
             "self_attn.k_proj" => "attn_k",
             "self_attn.v_proj" => "attn_v",
             "self_attn.o_proj" => "attn_output",
+            "self_attn.q_norm" => "attn_q_norm",
+            "self_attn.k_norm" => "attn_k_norm",
             "mlp.gate_proj" => "ffn_gate",
             "mlp.up_proj" => "ffn_up",
             "mlp.down_proj" => "ffn_down",
@@ -97,15 +119,15 @@ internal static class GgufWriter
     /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
     public static Dictionary<string, object> Metadata(SyntheticModel m)
     {
-        string a = m.ModelType == "qwen2" ? "qwen2" : "llama";
-        return new Dictionary<string, object>
+        string a = m.ModelType switch { "qwen2" or "qwen3" => m.ModelType, "qwen3_moe" => "qwen3moe", _ => "llama" };
+        var meta = new Dictionary<string, object>
         {
             ["general.architecture"] = a,
             ["general.name"] = "synthetic",
             [$"{a}.context_length"] = (uint)m.MaxPos,
             [$"{a}.embedding_length"] = (uint)m.Hidden,
             [$"{a}.block_count"] = (uint)m.Layers,
-            [$"{a}.feed_forward_length"] = (uint)m.Intermediate,
+            [$"{a}.feed_forward_length"] = (uint)(m.ModelType == "mixtral" ? m.ExpertIntermediate : m.Intermediate),
             [$"{a}.attention.head_count"] = (uint)m.Heads,
             [$"{a}.attention.head_count_kv"] = (uint)m.KvHeads,
             [$"{a}.attention.key_length"] = (uint)m.HeadDim,
@@ -114,6 +136,13 @@ internal static class GgufWriter
             [$"{a}.attention.layer_norm_rms_epsilon"] = (float)m.Eps,
             [$"{a}.vocab_size"] = (uint)m.Vocab,
         };
+        if (m.IsMoe)
+        {
+            meta[$"{a}.expert_count"] = (uint)m.Experts;
+            meta[$"{a}.expert_used_count"] = (uint)m.ExpertsPerToken;
+            if (a == "qwen3moe") meta[$"{a}.expert_feed_forward_length"] = (uint)m.ExpertIntermediate;
+        }
+        return meta;
     }
 
     public static void Write(string path, Dictionary<string, object> metadata, IReadOnlyList<Tensor> tensors, int alignment = 32)

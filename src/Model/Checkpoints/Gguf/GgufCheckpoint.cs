@@ -9,7 +9,10 @@ namespace ActorRing.Model.Checkpoints.Gguf;
 /// Hugging Face layout: llama.cpp's tensor names and <c>llama.*</c>/<c>qwen2.*</c> hyperparameters map to ours,
 /// and the q/k row permutation llama.cpp's converter applies to llama-family models is undone as rows are
 /// read. Q8_0 and Q4_0 tensors can be read as raw blocks (they are our formats byte for byte); every
-/// supported type can be read as float32.
+/// supported type can be read as float32. A mixture of experts (<c>qwen3moe</c>, and <c>llama</c> with
+/// <c>expert_count</c>: Mixtral) stores each layer's experts stacked in one 3-D tensor per projection
+/// (<c>ffn_gate_exps</c> [experts, ffn, hidden] and so on); each expert is read as the 2-D tensor of our name, a
+/// run of rows of the stack.
 /// </summary>
 internal sealed partial class GgufCheckpoint : ICheckpointReader
 {
@@ -34,12 +37,14 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
                 foreach (var t in f.Tensors.Values) _tensors[t.Name] = t;
             }
             Config = ReadConfig(_files[0], _tensors);
-            // llama.cpp's convert_hf_to_gguf permutes q/k rows of llama-family models for its interleaved RoPE;
-            // qwen2 keeps Hugging Face's rotate-half order.
-            _permuteQk = Config.ModelType == "llama";
+            // llama.cpp's convert_hf_to_gguf permutes q/k rows of llama-family models (Mixtral included) for its
+            // interleaved RoPE; the qwen models keep Hugging Face's rotate-half order.
+            _permuteQk = Config.ModelType is "llama" or "mixtral";
+            _byHfName = MapNames();
+            var used = _byHfName.Values.Select(v => v.Tensor).ToHashSet();
             foreach (var t in _tensors.Values)
             {
-                if (GgmlTypeTraits.Geometry(t.Type) is null && HfName(t.Name) is not null)
+                if (GgmlTypeTraits.Geometry(t.Type) is null && used.Contains(t))
                     throw new ModelLoadException($"{path}: tensor {t.Name} is {t.Type}, which this loader does not read; supported: F32, F16, BF16, Q8_0, Q4_0 (natively) and Q4_K, Q5_K, Q6_K (requantized to Q8_0)");
             }
         }
@@ -70,8 +75,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     {
         var m = file.Metadata;
         string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
-        if (arch is not ("llama" or "qwen2"))
-            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral as llama) and qwen2 models");
+        if (arch is not ("llama" or "qwen2" or "qwen3" or "qwen3moe"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3 and qwen3moe models");
         long Int(string key, long? fallback = null) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToInt64(v, CultureInfo.InvariantCulture)
             : fallback ?? throw new ModelLoadException($"{file.Path}: metadata {arch}.{key} is missing");
         double Real(string key, double fallback) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToDouble(v, CultureInfo.InvariantCulture) : fallback;
@@ -82,9 +87,17 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         int hidden = (int)Int("embedding_length"), heads = (int)Int("attention.head_count");
         if (!tensors.TryGetValue("token_embd.weight", out var embed)) throw new ModelLoadException($"{file.Path}: tensor token_embd.weight is missing");
         int vocab = (int)Int("vocab_size", embed.Dims.Length == 2 ? embed.Dims[1] : 0);
+        // Experts: llama.cpp normalizes the picked experts' weights for both families (qwen3moe's models all set
+        // norm_topk_prob), and every layer has experts.
+        long experts = Int("expert_count", 0);
+        MixtureOfExperts? moe = experts == 0 ? null : new MixtureOfExperts((int)experts, (int)Int("expert_used_count"),
+            (int)(arch == "qwen3moe" ? Int("expert_feed_forward_length") : Int("feed_forward_length")), NormalizeTopK: true, SparseLayers: null);
+        if (arch == "qwen3moe" && moe is null) throw new ModelLoadException($"{file.Path}: metadata qwen3moe.expert_count is missing");
         return new ModelConfig
         {
-            ModelType = arch,
+            ModelType = arch == "qwen3moe" ? "qwen3_moe" : arch == "llama" && moe is not null ? "mixtral" : arch,
+            QkNorm = arch is "qwen3" or "qwen3moe",
+            Moe = moe,
             HiddenSize = hidden,
             IntermediateSize = (int)Int("feed_forward_length"),
             NumLayers = (int)Int("block_count"),
@@ -122,6 +135,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             "attn_k" => "self_attn.k_proj",
             "attn_v" => "self_attn.v_proj",
             "attn_output" => "self_attn.o_proj",
+            "attn_q_norm" => "self_attn.q_norm",
+            "attn_k_norm" => "self_attn.k_norm",
             "ffn_gate" => "mlp.gate_proj",
             "ffn_up" => "mlp.up_proj",
             "ffn_down" => "mlp.down_proj",
@@ -133,13 +148,48 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     [GeneratedRegex(@"^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$")]
     private static partial Regex LayerName();
 
-    private Dictionary<string, GgufTensor>? _byHfName;
+    /// <summary>What one of our tensor names reads: a GGUF tensor, or (an expert) a run of rows of a stacked one.</summary>
+    private sealed record Slice(GgufTensor Tensor, long RowOffset, long[] Shape);
 
-    private GgufTensor Tensor(string name)
+    private readonly Dictionary<string, Slice> _byHfName;
+
+    /// <summary>Our names of the file's tensors; each expert of a stacked tensor under its own name.</summary>
+    private Dictionary<string, Slice> MapNames()
     {
-        _byHfName ??= _tensors.Values.Where(t => HfName(t.Name) is not null).ToDictionary(t => HfName(t.Name)!, StringComparer.Ordinal);
-        return _byHfName.TryGetValue(name, out var t) ? t : throw new ModelLoadException($"{Source}: tensor {name} (llama.cpp name {GgufNameHint(name)}) is missing from the GGUF file");
+        var map = new Dictionary<string, Slice>(StringComparer.Ordinal);
+        foreach (var t in _tensors.Values)
+        {
+            if (HfName(t.Name) is { } hf) map[hf] = new Slice(t, 0, t.Dims.Reverse().ToArray());
+            if (Config.Moe is not { } moe) continue;
+            var m = ExpertTensorName().Match(t.Name);
+            if (!m.Success) continue;
+            int layer = int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+            string kind = m.Groups[2].Value;
+            if (kind == "gate_inp")
+            {
+                map[ShardedLlama.ExpertNames(Config, layer, 0).Router] = new Slice(t, 0, t.Dims.Reverse().ToArray());
+                continue;
+            }
+            if (t.Dims.Length != 3 || t.Dims[2] != moe.Experts)
+                throw new ModelLoadException($"{Source}: tensor {t.Name} has shape [{string.Join(", ", t.Dims)}] (ggml order), expected 3 dimensions, the last the {moe.Experts} experts");
+            long rows = t.Dims[1];
+            for (int e = 0; e < moe.Experts; e++)
+            {
+                var names = ShardedLlama.ExpertNames(Config, layer, e);
+                string name = kind switch { "gate_exps" => names.Gate, "up_exps" => names.Up, _ => names.Down };
+                map[name] = new Slice(t, e * rows, [rows, t.Dims[0]]);
+            }
+        }
+        return map;
     }
+
+    [GeneratedRegex(@"^blk\.(\d+)\.ffn_(gate_inp|gate_exps|up_exps|down_exps)\.weight$")]
+    private static partial Regex ExpertTensorName();
+
+    private Slice Resolve(string name) =>
+        _byHfName.TryGetValue(name, out var t) ? t : throw new ModelLoadException($"{Source}: tensor {name} (llama.cpp name {GgufNameHint(name)}) is missing from the GGUF file");
+
+    private GgufTensor Tensor(string name) => Resolve(name).Tensor;
 
     private static string GgufNameHint(string hf) => hf switch
     {
@@ -156,7 +206,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     }
 
     /// <summary>Shape in our convention, [rows, cols] (ggml lists ne[0], the row length, first).</summary>
-    public long[] Shape(string name) => Tensor(name).Dims.Reverse().ToArray();
+    public long[] Shape(string name) => Resolve(name).Shape;
 
     public GgmlType StoredType(string name) => Tensor(name).Type;
 
@@ -209,7 +259,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     /// </summary>
     public void ReadRaw(string name, long row0, long rows, long col0, long cols, Span<byte> destination)
     {
-        var t = Tensor(name);
+        var (t, rowOffset, _) = Resolve(name);
         var (bs, bb) = GgmlTypeTraits.Geometry(t.Type)!.Value;
         if (col0 % bs != 0 || cols % bs != 0)
             throw new ModelLoadException($"{Source}: columns [{col0}, {col0 + cols}) of {name} cut its {bs}-value {t.Type} blocks; use a world size that splits on block boundaries");
@@ -222,7 +272,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             long first = StoredRow(name, row0 + r), run = 1;
             if (sliceBytes == rowBytes)
                 while (r + run < rows && StoredRow(name, row0 + r + run) == first + run && (run + 1) * rowBytes <= 16 << 20) run++;
-            t.File.Read(t.Offset + first * rowBytes + skip, destination.Slice((int)(r * sliceBytes), (int)(run * sliceBytes)));
+            t.File.Read(t.Offset + (rowOffset + first) * rowBytes + skip, destination.Slice((int)(r * sliceBytes), (int)(run * sliceBytes)));
             r += run;
         }
     }
