@@ -29,7 +29,7 @@ public sealed class CommandLineTests
     [InlineData("error: option --dtype expects f32 or bf16, got 'f16'", "bench", "decode", "--preset", "llama-160m", "--dtype", "f16")]
     [InlineData("error: option --dtype must be f32, bf16 or f16, got 'f64'", "bench", "allreduce", "--world-size", "2", "--dtype", "f64")]
     [InlineData("error: option --kv-dtype expects auto, f32 or bf16, got 'f16'", "generate", "--kv-dtype", "f16")]
-    [InlineData("error: option --preset expects llama-160m or tinyllama-1.1b, got 'gpt-5'", "serve", "--preset", "gpt-5")]
+    [InlineData("error: option --preset expects llama-160m, tinyllama-1.1b or qwen3-moe-520m, got 'gpt-5'", "serve", "--preset", "gpt-5")]
     [InlineData("error: option --sizes expects sizes like 16KiB, 4MiB or 1048576, got '4 lots'", "bench", "allreduce", "--world-size", "2", "--sizes", "4 lots")]
     [InlineData("error: option --json is a flag: give it alone, or as --json=true or --json=false; got 'yes'", "generate", "--json=yes")]
     [InlineData("error: unexpected argument 'now'; actorring secret takes options only ('actorring secret --help' lists them)", "secret", "now")]

@@ -19,7 +19,7 @@ namespace ActorRing.Host.Bench;
 internal static class DecodeBench
 {
     internal static ModelConfig Preset(string name) => ModelPresets.Find(name)
-        ?? throw new UsageException($"option --preset expects {string.Join(" or ", ModelPresets.Names)}, got '{name}'");
+        ?? throw new UsageException($"option --preset expects {string.Join(", ", ModelPresets.Names.SkipLast(1))} or {ModelPresets.Names[^1]}, got '{name}'");
 
     /// <summary>
     /// The shape <c>--preset</c> names, refused (as a usage error) before anything loads when its heads cannot
