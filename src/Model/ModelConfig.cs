@@ -24,7 +24,7 @@ public sealed record MixtureOfExperts(int Experts, int PerToken, int Intermediat
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, or the mixtures of experts <c>qwen3_moe</c> and <c>mixtral</c>.</summary>
+    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, or the mixtures of experts <c>qwen3_moe</c> and <c>mixtral</c>.</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
     public required int IntermediateSize { get; init; }
@@ -63,6 +63,10 @@ public sealed record ModelConfig
 
     /// <summary>Whether layer <paramref name="layer"/>'s feed-forward is the experts (else the dense MLP of <see cref="IntermediateSize"/>).</summary>
     public bool IsSparse(int layer) => Moe is { } m && (m.SparseLayers is null || m.SparseLayers[layer]);
+
+    /// <summary>phi3 checkpoints store q, k and v as one <c>qkv_proj</c> and gate and up as one <c>gate_up_proj</c>
+    /// (rows in that order); the maths is llama's.</summary>
+    public bool FusedProjections => ModelType == "phi3";
 
     /// <summary>
     /// A stable, short identity of everything that changes the numerics (SHA-256 over a canonical text form,
@@ -110,10 +114,10 @@ public sealed record ModelConfig
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "qwen3_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2 and qwen3 and the mixture-of-experts qwen3_moe and mixtral (not qwen2_moe, deepseek or other experts with shared experts, nor gemma, gemma2, gemma3 or phi3)";
+        "supported are the decoders llama, mistral, qwen2, qwen3 and phi3 and the mixture-of-experts qwen3_moe and mixtral (not qwen2_moe, deepseek or other experts with shared experts, nor gemma, gemma2, gemma3, phi or phimoe)";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -123,12 +127,15 @@ public sealed record ModelConfig
         "output_router_logits", "mlp_only_layers", "norm_topk_prob", "router_jitter_noise",
     };
 
-    // The mixture-of-experts fields each MoE type reads; the training-only ones (the router's auxiliary loss and
-    // its jitter noise) change nothing at inference.
-    private static readonly Dictionary<string, string[]> MoeFieldsOf = new(StringComparer.Ordinal)
+    // The fields only some types read: each MoE type's mixture-of-experts fields (the training-only ones, the
+    // router's auxiliary loss and its jitter noise, change nothing at inference), and phi3's dropouts (training
+    // only), its partial_rotary_factor (checked to be 1) and original_max_position_embeddings (read by longrope
+    // scaling only, which is refused).
+    private static readonly Dictionary<string, string[]> FieldsOf = new(StringComparer.Ordinal)
     {
         ["qwen3_moe"] = ["num_experts", "num_experts_per_tok", "moe_intermediate_size", "decoder_sparse_step", "norm_topk_prob", "mlp_only_layers", "router_aux_loss_coef", "output_router_logits"],
         ["mixtral"] = ["num_local_experts", "num_experts_per_tok", "router_aux_loss_coef", "output_router_logits", "router_jitter_noise"],
+        ["phi3"] = ["resid_pdrop", "embd_pdrop", "partial_rotary_factor", "original_max_position_embeddings"],
     };
 
     // Fields that carry no numerics (metadata, training-only knobs, generation defaults).
@@ -145,6 +152,7 @@ public sealed record ModelConfig
         "label2id", "problem_type", "finetuning_task", "task_specific_params", "prefix", "sep_token_id",
         "decoder_start_token_id", "bad_words_ids", "num_beams", "do_sample", "temperature", "top_k", "top_p",
         "repetition_penalty", "max_length", "min_length", "torchscript", "use_bfloat16", "unsloth_version",
+        "auto_map", // the classes of a checkpoint's own remote code: which code to load, not what it computes
     };
 
     /// <summary>Parses and validates a Hugging Face <c>config.json</c>.</summary>
@@ -165,17 +173,18 @@ public sealed record ModelConfig
         string modelType = RequiredString(root, source, "model_type");
         if (!SupportedModelTypes.Contains(modelType))
             throw Refuse(source, "model_type", root.GetProperty("model_type"), SupportedLine);
-        var moeFields = MoeFieldsOf.GetValueOrDefault(modelType) ?? [];
+        var typeFields = FieldsOf.GetValueOrDefault(modelType) ?? [];
+        bool moeType = typeFields.Any(MixtureOfExpertsFields.Contains);
         foreach (var p in root.EnumerateObject())
         {
-            if (MixtureOfExpertsFields.Contains(p.Name) && !moeFields.Contains(p.Name))
-                throw Refuse(source, p.Name, p.Value, moeFields.Length == 0
+            if (MixtureOfExpertsFields.Contains(p.Name) && !typeFields.Contains(p.Name))
+                throw Refuse(source, p.Name, p.Value, !moeType
                     ? $"a mixture-of-experts field under the dense model_type {modelType}; " + SupportedLine
                     : $"{modelType} does not read it; " + SupportedLine);
         }
         foreach (var p in root.EnumerateObject())
         {
-            if (!IgnoredFields.Contains(p.Name) && !moeFields.Contains(p.Name))
+            if (!IgnoredFields.Contains(p.Name) && !typeFields.Contains(p.Name))
                 throw Refuse(source, p.Name, p.Value, "this field is not supported by ActorRing's forward pass; remove it only if it is known to have no effect");
         }
 
@@ -194,6 +203,12 @@ public sealed record ModelConfig
         if (headDim % 2 != 0) throw Refuse(source, "head_dim", headDim, "RoPE needs an even head dimension");
 
         bool attentionBias = OptionalBool(root, source, "attention_bias") ?? false;
+        if (modelType == "phi3")
+        {
+            if (attentionBias) throw Refuse(source, "attention_bias", true, "phi3 has no attention biases");
+            if (root.TryGetProperty("partial_rotary_factor", out var prf) && prf.ValueKind != JsonValueKind.Null && (prf.ValueKind != JsonValueKind.Number || prf.GetDouble() != 1.0))
+                throw Refuse(source, "partial_rotary_factor", prf, "only RoPE over the whole head (1.0) is supported");
+        }
         bool qkvBias = modelType == "qwen2" || attentionBias;
         // In transformers, llama's (and qwen3's) attention_bias also puts a bias on o_proj; qwen2's o_proj never has one.
         bool oBias = modelType != "qwen2" && attentionBias;
@@ -296,11 +311,11 @@ public sealed record ModelConfig
                 if (listed is not null && listed.Any(b => b))
                     throw Refuse(source, "layer_types", typesEl, "llama has no sliding-window attention");
                 return (null, null);
-            case "mistral" or "mixtral":
+            case "mistral" or "mixtral" or "phi3":
             {
                 int? window = hasWindow ? declared
-                    : root.TryGetProperty("sliding_window", out _) || modelType == "mixtral" ? null
-                    : 4096; // transformers' MistralConfig default when the field is absent (MixtralConfig's is none)
+                    : root.TryGetProperty("sliding_window", out _) || modelType != "mistral" ? null
+                    : 4096; // transformers' MistralConfig default when the field is absent (MixtralConfig's and Phi3Config's are none)
                 if (window is not null && OptionalBool(root, source, "use_sliding_window") == false)
                     throw Refuse(source, "use_sliding_window", root.GetProperty("use_sliding_window"), $"{modelType} does not read use_sliding_window: its sliding_window {window} applies anyway; set sliding_window to null for full attention");
                 if (listed is not null && listed.Any(b => b != (window is not null)))

@@ -229,10 +229,14 @@ public sealed partial class ShardedLlama : IDisposable
             for (int i = 0; i < c.NumLayers; i++)
             {
                 string pre = $"model.layers.{i}.";
+                var (qName, kName, vName, qOffset, kOffset, vOffset, qkvRows) = c.FusedProjections
+                    ? (pre + "self_attn.qkv_proj.weight", pre + "self_attn.qkv_proj.weight", pre + "self_attn.qkv_proj.weight",
+                        0, c.NumHeads * d, (c.NumHeads + c.NumKvHeads) * d, (c.NumHeads + 2 * c.NumKvHeads) * d)
+                    : (pre + "self_attn.q_proj.weight", pre + "self_attn.k_proj.weight", pre + "self_attn.v_proj.weight", 0, 0, 0, 0);
                 var wqkv = LoadLinear(reader,
-                    (pre + "self_attn.q_proj.weight", c.NumHeads * d, h, qRow0, _qDim, 0, h),
-                    (pre + "self_attn.k_proj.weight", c.NumKvHeads * d, h, kvRow0, _kvDim, 0, h),
-                    (pre + "self_attn.v_proj.weight", c.NumKvHeads * d, h, kvRow0, _kvDim, 0, h));
+                    (qName, c.FusedProjections ? qkvRows : c.NumHeads * d, h, qOffset + qRow0, _qDim, 0, h),
+                    (kName, c.FusedProjections ? qkvRows : c.NumKvHeads * d, h, kOffset + kvRow0, _kvDim, 0, h),
+                    (vName, c.FusedProjections ? qkvRows : c.NumKvHeads * d, h, vOffset + kvRow0, _kvDim, 0, h));
                 Tensor? bqkv = null;
                 if (c.QkvBias)
                 {
@@ -259,9 +263,14 @@ public sealed partial class ShardedLlama : IDisposable
                 }
                 else
                 {
-                    layer.Wgu = LoadLinear(reader,
-                        (pre + "mlp.gate_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h),
-                        (pre + "mlp.up_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h));
+                    // phi3's gate_up_proj holds the gate's rows, then up's.
+                    layer.Wgu = c.FusedProjections
+                        ? LoadLinear(reader,
+                            (pre + "mlp.gate_up_proj.weight", 2L * c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h),
+                            (pre + "mlp.gate_up_proj.weight", 2L * c.IntermediateSize, h, c.IntermediateSize + p.FfnStart, p.LocalFfn, 0, h))
+                        : LoadLinear(reader,
+                            (pre + "mlp.gate_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h),
+                            (pre + "mlp.up_proj.weight", c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h));
                     layer.Wdown = LoadLinear(reader, (pre + "mlp.down_proj.weight", h, c.IntermediateSize, 0, h, p.FfnStart, p.LocalFfn));
                 }
                 _layers[i] = layer;
@@ -442,7 +451,7 @@ public sealed partial class ShardedLlama : IDisposable
     /// </summary>
     private SplitMatrix LoadLinear(ICheckpointReader reader, bool quantize, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
     {
-        string what = string.Join("+", parts.Select(x => System.Text.RegularExpressions.Regex.Replace(x.Name, @"^model\.layers\.\d+\.|\.weight$", "")));
+        string what = string.Join("+", parts.Select(x => System.Text.RegularExpressions.Regex.Replace(x.Name, @"^model\.layers\.\d+\.|\.weight$", "")).Distinct());
         var types = parts.Select(x => reader.StoredType(x.Name)).Distinct().ToArray();
         if (types.Length == 1 && BlockFormat.OfType(types[0]) is { } stored) return LoadNative(reader, stored, parts);
         BlockFormat target;

@@ -69,6 +69,33 @@ public class ArchitectureConfigTests
          "use_cache": true, "vocab_size": 32000}
         """;
 
+    // microsoft/Phi-3-mini-4k-instruct's config.json (auto_map shortened).
+    private const string Phi3 = """
+        {"_name_or_path": "Phi-3-mini-4k-instruct", "architectures": ["Phi3ForCausalLM"], "attention_dropout": 0.0,
+         "auto_map": {"AutoConfig": "configuration_phi3.Phi3Config", "AutoModelForCausalLM": "modeling_phi3.Phi3ForCausalLM"},
+         "bos_token_id": 1, "embd_pdrop": 0.0, "eos_token_id": 32000, "hidden_act": "silu", "hidden_size": 3072,
+         "initializer_range": 0.02, "intermediate_size": 8192, "max_position_embeddings": 4096, "model_type": "phi3",
+         "num_attention_heads": 32, "num_hidden_layers": 32, "num_key_value_heads": 32, "original_max_position_embeddings": 4096,
+         "pad_token_id": 32000, "resid_pdrop": 0.0, "rms_norm_eps": 1e-05, "rope_scaling": null, "rope_theta": 10000.0,
+         "sliding_window": 2047, "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.40.2",
+         "use_cache": true, "attention_bias": false, "vocab_size": 32064}
+        """;
+
+    [Fact]
+    public void Phi3_is_llama_with_fused_projections_and_a_window_on_every_layer()
+    {
+        var c = Parse(Phi3);
+        Assert.Equal(("phi3", true, false, false, 2047, (IReadOnlyList<bool>?)null), (c.ModelType, c.FusedProjections, c.QkvBias, c.QkNorm, c.SlidingWindow, c.SlidingLayers));
+        Assert.Equal(38, Math.Round(c.ParameterCount / 1e8)); // 3.8B (the model card)
+        Assert.Null(Parse(Phi3.Replace("\"sliding_window\": 2047,", "")).SlidingWindow); // Phi3Config's default: none
+        Assert.Contains("unsupported rope_scaling.rope_type = longrope: only rope_type llama3 is supported",
+            Refusal(Phi3.Replace("\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"longrope\", \"short_factor\": [1.0], \"long_factor\": [1.0]}")));
+        Assert.Contains("unsupported partial_rotary_factor = 0.75: only RoPE over the whole head (1.0) is supported",
+            Refusal(Phi3.Replace("\"use_cache\": true", "\"partial_rotary_factor\": 0.75")));
+        Assert.Contains("unsupported attention_bias = True: phi3 has no attention biases", Refusal(Phi3.Replace("\"attention_bias\": false", "\"attention_bias\": true")));
+        Assert.Contains("unsupported resid_pdrop = 0.0: this field is not supported", Refusal(Qwen3.Replace("\"use_cache\": true", "\"resid_pdrop\": 0.0")));
+    }
+
     [Fact]
     public void Qwen3_moe_and_mixtral_read_their_experts_and_count_their_published_sizes()
     {
@@ -150,7 +177,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2 and qwen3 and the mixture-of-experts qwen3_moe and mixtral", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3 and phi3 and the mixture-of-experts qwen3_moe and mixtral", message);
     }
 
     [Fact]

@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -33,6 +33,10 @@ public sealed class ArchitectureTests : IDisposable
         // 8 experts of 12 (3 per rank at N=4), 2 per token, weights not renormalized (norm_topk_prob false), and
         // layer 1 dense (mlp_only_layers) with intermediate 42.
         "qwen3-moe" => new SyntheticModel { ModelType = "qwen3_moe", HeadDim = 16, Experts = 8, ExpertsPerToken = 2, ExpertIntermediate = 12, NormTopK = false, DenseLayers = [1] },
+        // phi3: q/k/v in one qkv_proj and gate/up in one gate_up_proj on disk (sliced per rank out of the fused rows),
+        // with a window of 5 on every layer; as many KV heads as query heads (each rank's k and v rows at their own
+        // offsets in the fused rows), untied head.
+        "phi3-fused" => new SyntheticModel { ModelType = "phi3", KvHeads = 4, SlidingWindow = 5, Tied = false },
         // mixtral: block_sparse_moe names (w1/w3/w2), 4 experts of 16, 2 per token, always renormalized, untied head.
         "mixtral-moe" => new SyntheticModel { ModelType = "mixtral", Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 16, Tied = false },
         _ => throw new ArgumentException(name),

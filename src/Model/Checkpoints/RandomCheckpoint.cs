@@ -27,9 +27,16 @@ internal sealed class RandomCheckpoint : ICheckpointReader
             string p = $"model.layers.{i}.";
             _shapes[p + "input_layernorm.weight"] = [h];
             _shapes[p + "post_attention_layernorm.weight"] = [h];
-            _shapes[p + "self_attn.q_proj.weight"] = [q, h];
-            _shapes[p + "self_attn.k_proj.weight"] = [kv, h];
-            _shapes[p + "self_attn.v_proj.weight"] = [kv, h];
+            if (config.FusedProjections)
+            {
+                _shapes[p + "self_attn.qkv_proj.weight"] = [q + 2 * kv, h];
+            }
+            else
+            {
+                _shapes[p + "self_attn.q_proj.weight"] = [q, h];
+                _shapes[p + "self_attn.k_proj.weight"] = [kv, h];
+                _shapes[p + "self_attn.v_proj.weight"] = [kv, h];
+            }
             _shapes[p + "self_attn.o_proj.weight"] = [h, q];
             if (config.IsSparse(i))
             {
@@ -45,8 +52,15 @@ internal sealed class RandomCheckpoint : ICheckpointReader
             }
             else
             {
-                _shapes[p + "mlp.gate_proj.weight"] = [config.IntermediateSize, h];
-                _shapes[p + "mlp.up_proj.weight"] = [config.IntermediateSize, h];
+                if (config.FusedProjections)
+                {
+                    _shapes[p + "mlp.gate_up_proj.weight"] = [2L * config.IntermediateSize, h];
+                }
+                else
+                {
+                    _shapes[p + "mlp.gate_proj.weight"] = [config.IntermediateSize, h];
+                    _shapes[p + "mlp.up_proj.weight"] = [config.IntermediateSize, h];
+                }
                 _shapes[p + "mlp.down_proj.weight"] = [h, config.IntermediateSize];
             }
             if (config.QkvBias)

@@ -50,7 +50,7 @@ internal sealed class SyntheticModel
     /// <summary>The window layer <paramref name="layer"/> attends through, as transformers reads the config; null for full attention.</summary>
     public int? WindowOf(int layer) => ModelType switch
     {
-        "mistral" or "mixtral" => SlidingWindow,
+        "mistral" or "mixtral" or "phi3" => SlidingWindow,
         "qwen2" or "qwen3" or "qwen3_moe" when UseSlidingWindow && layer >= MaxWindowLayers => SlidingWindow,
         _ => null,
     };
@@ -142,7 +142,15 @@ internal sealed class SyntheticModel
             config["max_window_layers"] = MaxWindowLayers;
         }
         if (ModelType is "qwen3" or "qwen3_moe") config["attention_bias"] = false;
-        if (ModelType is "mistral" or "mixtral") config["sliding_window"] = SlidingWindow; // null: full attention
+        if (ModelType is "mistral" or "mixtral" or "phi3") config["sliding_window"] = SlidingWindow; // null: full attention
+        if (ModelType == "phi3")
+        {
+            // Phi-3's fields beside llama's: dropouts (training only), RoPE over the whole head, longrope's base length.
+            config["resid_pdrop"] = 0.0;
+            config["embd_pdrop"] = 0.0;
+            config["partial_rotary_factor"] = 1.0;
+            config["original_max_position_embeddings"] = MaxPos;
+        }
         if (ModelType == "qwen3_moe")
         {
             config["num_experts"] = Experts;
@@ -171,7 +179,9 @@ internal sealed class SyntheticModel
         }
         File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(config));
 
-        var names = W.Keys.OrderBy(k => k, StringComparer.Ordinal).ToArray();
+        var onDisk = OnDisk();
+        var names = onDisk.Keys.OrderBy(k => k, StringComparer.Ordinal).ToArray();
+        SafetensorsWriter.Entry Entry(string name) => onDisk[name];
         if (Shards == 1)
         {
             SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), names.ToDictionary(n => n, Entry));
@@ -192,5 +202,25 @@ internal sealed class SyntheticModel
         return dir;
     }
 
-    private SafetensorsWriter.Entry Entry(string name) => new(DiskDType, _shapes[name], W[name]);
+    /// <summary>
+    /// The tensors as the checkpoint stores them: <see cref="W"/>'s, except that phi3 stores q, k and v as one
+    /// qkv_proj and gate and up as one gate_up_proj, rows in that order (the reference reads <see cref="W"/>'s parts).
+    /// </summary>
+    private Dictionary<string, SafetensorsWriter.Entry> OnDisk()
+    {
+        var disk = W.Keys.ToDictionary(n => n, n => new SafetensorsWriter.Entry(DiskDType, _shapes[n], W[n]), StringComparer.Ordinal);
+        if (ModelType != "phi3") return disk;
+        void Fuse(string fused, params string[] parts)
+        {
+            disk[fused] = new SafetensorsWriter.Entry(DiskDType, [parts.Sum(n => _shapes[n][0]), _shapes[parts[0]][1]], parts.SelectMany(n => W[n]).ToArray());
+            foreach (var n in parts) disk.Remove(n);
+        }
+        for (int l = 0; l < Layers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            Fuse(p + "self_attn.qkv_proj.weight", p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight");
+            Fuse(p + "mlp.gate_up_proj.weight", p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight");
+        }
+        return disk;
+    }
 }
