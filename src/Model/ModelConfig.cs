@@ -5,8 +5,23 @@ using System.Text.Json;
 
 namespace ActorRing.Model;
 
+/// <summary>A <c>rope_scaling</c> that stretches RoPE to a longer context (see <see cref="RotaryTables"/>).</summary>
+public abstract record RopeScaling;
+
 /// <summary>Llama 3 style frequency-dependent RoPE scaling (<c>rope_scaling.rope_type = "llama3"</c>).</summary>
-public sealed record Llama3RopeScaling(double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositionEmbeddings);
+public sealed record Llama3RopeScaling(double Factor, double LowFreqFactor, double HighFreqFactor, int OriginalMaxPositionEmbeddings) : RopeScaling;
+
+/// <summary>Position interpolation (<c>"linear"</c>): every frequency divided by <paramref name="Factor"/>.</summary>
+public sealed record LinearRopeScaling(double Factor) : RopeScaling;
+
+/// <summary>
+/// YaRN (<c>"yarn"</c>: Qwen2.5 and Qwen3 past their native context, DeepSeek): the frequencies that turn fewer than
+/// <paramref name="BetaSlow"/> times over <paramref name="OriginalMaxPositionEmbeddings"/> positions are divided by
+/// <paramref name="Factor"/>, those that turn more than <paramref name="BetaFast"/> times are kept, a linear ramp
+/// blends the ones between (its ends rounded outwards when <paramref name="Truncate"/>), and cos and sin are
+/// multiplied by <paramref name="AttentionFactor"/> (by default 0.1·ln(factor) + 1).
+/// </summary>
+public sealed record YarnRopeScaling(double Factor, int OriginalMaxPositionEmbeddings, double BetaFast, double BetaSlow, double AttentionFactor, bool Truncate) : RopeScaling;
 
 /// <summary>
 /// The sparse feed-forward of a mixture-of-experts model: <paramref name="Experts"/> SwiGLU experts of
@@ -43,7 +58,7 @@ public sealed record ModelConfig
     /// <summary>qwen3: an RMSNorm over each query and key head (<c>q_norm</c>, <c>k_norm</c>, weights of size
     /// head_dim) between the projection and RoPE.</summary>
     public bool QkNorm { get; init; }
-    public Llama3RopeScaling? RopeScaling { get; init; }
+    public RopeScaling? RopeScaling { get; init; }
     /// <summary>
     /// Attention window W (a query sees itself and the W−1 positions before it), or null when no layer uses
     /// one. Which layers do is <see cref="SlidingLayers"/>; see <see cref="WindowOf"/>.
@@ -89,8 +104,18 @@ public sealed record ModelConfig
             if (SlidingLayers is not null) sb.Append(ci, $"swl={string.Concat(SlidingLayers.Select(b => b ? '1' : '0'))};");
             if (Moe is { } moe)
                 sb.Append(ci, $"moe={moe.Experts},{moe.PerToken},{moe.IntermediateSize},{moe.NormalizeTopK},{(moe.SparseLayers is null ? "all" : string.Concat(moe.SparseLayers.Select(b => b ? '1' : '0')))};");
-            if (RopeScaling is { } rs)
-                sb.Append(ci, $"llama3={rs.Factor:R},{rs.LowFreqFactor:R},{rs.HighFreqFactor:R},{rs.OriginalMaxPositionEmbeddings};");
+            switch (RopeScaling)
+            {
+                case Llama3RopeScaling rs:
+                    sb.Append(ci, $"llama3={rs.Factor:R},{rs.LowFreqFactor:R},{rs.HighFreqFactor:R},{rs.OriginalMaxPositionEmbeddings};");
+                    break;
+                case LinearRopeScaling rs:
+                    sb.Append(ci, $"linear={rs.Factor:R};");
+                    break;
+                case YarnRopeScaling rs:
+                    sb.Append(ci, $"yarn={rs.Factor:R},{rs.OriginalMaxPositionEmbeddings},{rs.BetaFast:R},{rs.BetaSlow:R},{rs.AttentionFactor:R},{rs.Truncate};");
+                    break;
+            }
             var hash = SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString()));
             return Convert.ToHexStringLower(hash, 0, 8);
         }
@@ -215,30 +240,7 @@ public sealed record ModelConfig
         int layers = RequiredInt(root, source, "num_hidden_layers");
         var (slidingWindow, slidingLayers) = ParseSlidingWindow(root, source, modelType, layers);
 
-        Llama3RopeScaling? scaling = null;
-        if (root.TryGetProperty("rope_scaling", out var rsEl) && rsEl.ValueKind != JsonValueKind.Null)
-        {
-            if (rsEl.ValueKind != JsonValueKind.Object) throw Refuse(source, "rope_scaling", rsEl, "expected an object or null");
-            string? type = OptionalString(rsEl, "rope_type") ?? OptionalString(rsEl, "type");
-            if (type == "default") { }
-            else if (type != "llama3")
-                throw Refuse(source, "rope_scaling.rope_type", type ?? "(missing)", "only rope_type llama3 is supported");
-            else
-            {
-                foreach (var p in rsEl.EnumerateObject())
-                {
-                    if (p.Name is not ("rope_type" or "type" or "factor" or "low_freq_factor" or "high_freq_factor" or "original_max_position_embeddings"))
-                        throw Refuse(source, "rope_scaling." + p.Name, p.Value, "not a llama3 rope_scaling field");
-                }
-                scaling = new Llama3RopeScaling(
-                    RequiredDouble(rsEl, source, "rope_scaling.factor", "factor"),
-                    RequiredDouble(rsEl, source, "rope_scaling.low_freq_factor", "low_freq_factor"),
-                    RequiredDouble(rsEl, source, "rope_scaling.high_freq_factor", "high_freq_factor"),
-                    (int)RequiredDouble(rsEl, source, "rope_scaling.original_max_position_embeddings", "original_max_position_embeddings"));
-                if (scaling.Factor <= 0 || scaling.HighFreqFactor <= scaling.LowFreqFactor || scaling.OriginalMaxPositionEmbeddings <= 0)
-                    throw Refuse(source, "rope_scaling", rsEl, "needs factor > 0, high_freq_factor > low_freq_factor and original_max_position_embeddings > 0");
-            }
-        }
+        var scaling = ParseRopeScaling(root, source);
 
         var config = new ModelConfig
         {
@@ -341,6 +343,61 @@ public sealed record ModelConfig
                 // A window that no layer uses is full attention: canonical form, so fingerprints agree.
                 return pattern.Any(b => b) ? (window, pattern) : (null, null);
             }
+        }
+    }
+
+    /// <summary>
+    /// <c>rope_scaling</c> as transformers reads it: null, <c>default</c> (none), <c>linear</c>, <c>llama3</c> or
+    /// <c>yarn</c>; other types (<c>dynamic</c>, <c>longrope</c>, ...) and fields a type does not read are refused.
+    /// </summary>
+    private static RopeScaling? ParseRopeScaling(JsonElement root, string source)
+    {
+        if (!root.TryGetProperty("rope_scaling", out var rsEl) || rsEl.ValueKind == JsonValueKind.Null) return null;
+        if (rsEl.ValueKind != JsonValueKind.Object) throw Refuse(source, "rope_scaling", rsEl, "expected an object or null");
+        string? type = OptionalString(rsEl, "rope_type") ?? OptionalString(rsEl, "type");
+        string[] fields = type switch
+        {
+            "default" => [],
+            "linear" => ["factor"],
+            "llama3" => ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"],
+            "yarn" => ["factor", "original_max_position_embeddings", "attention_factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "truncate"],
+            _ => throw Refuse(source, "rope_scaling.rope_type", type ?? "(missing)", "supported are linear, llama3 and yarn"),
+        };
+        foreach (var p in rsEl.EnumerateObject())
+        {
+            if (p.Name is not ("rope_type" or "type") && !fields.Contains(p.Name))
+                throw Refuse(source, "rope_scaling." + p.Name, p.Value, $"not a {type} rope_scaling field");
+        }
+        double Required(string name) => RequiredDouble(rsEl, source, "rope_scaling." + name, name);
+        double? Optional(string name) => OptionalDouble(rsEl, source, name, "rope_scaling." + name);
+        switch (type)
+        {
+            case "linear":
+                return new LinearRopeScaling(Required("factor"));
+            case "llama3":
+            {
+                var scaling = new Llama3RopeScaling(Required("factor"), Required("low_freq_factor"), Required("high_freq_factor"),
+                    (int)Required("original_max_position_embeddings"));
+                if (scaling.Factor <= 0 || scaling.HighFreqFactor <= scaling.LowFreqFactor || scaling.OriginalMaxPositionEmbeddings <= 0)
+                    throw Refuse(source, "rope_scaling", rsEl, "needs factor > 0, high_freq_factor > low_freq_factor and original_max_position_embeddings > 0");
+                return scaling;
+            }
+            case "yarn":
+            {
+                double factor = Required("factor");
+                // transformers' get_mscale: 0.1·mscale·ln(factor) + 1, and 1 for a factor of at most 1.
+                static double MScale(double factor, double m) => factor <= 1 ? 1 : 0.1 * m * Math.Log(factor) + 1;
+                double? mscale = Optional("mscale"), mscaleAllDim = Optional("mscale_all_dim");
+                double attention = Optional("attention_factor")
+                    ?? (mscale is double m && mscaleAllDim is double all ? MScale(factor, m) / MScale(factor, all) : MScale(factor, 1));
+                int original = (int)(Optional("original_max_position_embeddings")
+                    ?? OptionalInt(root, source, "max_position_embeddings")
+                    ?? throw new ModelLoadException($"{source}: yarn rope_scaling needs original_max_position_embeddings (or max_position_embeddings)"));
+                bool truncate = OptionalBool(rsEl, source, "truncate") ?? true;
+                return new YarnRopeScaling(factor, original, Optional("beta_fast") ?? 32, Optional("beta_slow") ?? 1, attention, truncate);
+            }
+            default:
+                return null;
         }
     }
 

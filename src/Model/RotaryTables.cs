@@ -3,7 +3,8 @@ namespace ActorRing.Model;
 /// <summary>
 /// RoPE angles per position and frequency, in the Hugging Face rotate-half convention. Computed in float32
 /// like transformers and llama2.c (inv_freq = 1 / theta^(2i/d), angle = position · inv_freq) so greedy
-/// decoding reproduces their tokens; llama3 scaling rescales inv_freq by wavelength band first.
+/// decoding reproduces their tokens; llama3, linear and YaRN scaling rescale inv_freq first, as transformers'
+/// rope init functions of those names do.
 /// </summary>
 internal static class RotaryTables
 {
@@ -13,35 +14,61 @@ internal static class RotaryTables
         var inv = new float[half];
         for (int i = 0; i < half; i++)
             inv[i] = 1f / MathF.Pow((float)c.RopeTheta, 2f * i / c.HeadDim);
-        if (c.RopeScaling is { } s)
+        switch (c.RopeScaling)
         {
-            double lowWavelen = s.OriginalMaxPositionEmbeddings / s.LowFreqFactor;
-            double highWavelen = s.OriginalMaxPositionEmbeddings / s.HighFreqFactor;
-            for (int i = 0; i < half; i++)
+            case Llama3RopeScaling s:
             {
-                double f = inv[i];
-                double wavelen = 2 * Math.PI / f;
-                if (wavelen > lowWavelen)
+                double lowWavelen = s.OriginalMaxPositionEmbeddings / s.LowFreqFactor;
+                double highWavelen = s.OriginalMaxPositionEmbeddings / s.HighFreqFactor;
+                for (int i = 0; i < half; i++)
                 {
-                    f /= s.Factor; // long wavelengths: fully interpolated
+                    double f = inv[i];
+                    double wavelen = 2 * Math.PI / f;
+                    if (wavelen > lowWavelen)
+                    {
+                        f /= s.Factor; // long wavelengths: fully interpolated
+                    }
+                    else if (wavelen >= highWavelen)
+                    {
+                        // The band between: blend interpolated and original frequencies smoothly.
+                        double smooth = (s.OriginalMaxPositionEmbeddings / wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
+                        f = (1 - smooth) * f / s.Factor + smooth * f;
+                    }
+                    inv[i] = (float)f;
                 }
-                else if (wavelen >= highWavelen)
+                break;
+            }
+            case LinearRopeScaling s:
+                for (int i = 0; i < half; i++) inv[i] = (float)(inv[i] / s.Factor);
+                break;
+            case YarnRopeScaling s:
+            {
+                // The dimension pair at which a frequency turns `rotations` times over the original context.
+                int d = c.HeadDim;
+                double Dimension(double rotations) => d * Math.Log(s.OriginalMaxPositionEmbeddings / (rotations * 2 * Math.PI)) / (2 * Math.Log(c.RopeTheta));
+                double low = Dimension(s.BetaFast), high = Dimension(s.BetaSlow);
+                if (s.Truncate) (low, high) = (Math.Floor(low), Math.Ceiling(high));
+                (low, high) = (Math.Max(low, 0), Math.Min(high, d - 1));
+                if (low == high) high += 0.001;
+                for (int i = 0; i < half; i++)
                 {
-                    // The band between: blend interpolated and original frequencies smoothly.
-                    double smooth = (s.OriginalMaxPositionEmbeddings / wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
-                    f = (1 - smooth) * f / s.Factor + smooth * f;
+                    // keep = 1 (fast frequencies, i below the ramp) keeps inv_freq; 0 (slow ones) divides it by the factor.
+                    float ramp = Math.Clamp((float)((i - low) / (high - low)), 0f, 1f);
+                    float keep = 1f - ramp;
+                    inv[i] = inv[i] / (float)s.Factor * (1f - keep) + inv[i] * keep;
                 }
-                inv[i] = (float)f;
+                break;
             }
         }
         return inv;
     }
 
-    /// <summary>cos and sin tables, each [contextLength, headDim/2] row-major.</summary>
+    /// <summary>cos and sin tables, each [contextLength, headDim/2] row-major; YaRN scales both by its attention factor.</summary>
     public static (float[] Cos, float[] Sin) Build(ModelConfig c, int contextLength)
     {
         var inv = InverseFrequencies(c);
         int half = inv.Length;
+        float scale = c.RopeScaling is YarnRopeScaling y ? (float)y.AttentionFactor : 1f;
         var cos = new float[contextLength * half];
         var sin = new float[contextLength * half];
         for (int p = 0; p < contextLength; p++)
@@ -49,8 +76,8 @@ internal static class RotaryTables
             for (int i = 0; i < half; i++)
             {
                 float angle = p * inv[i];
-                cos[p * half + i] = MathF.Cos(angle);
-                sin[p * half + i] = MathF.Sin(angle);
+                cos[p * half + i] = MathF.Cos(angle) * scale;
+                sin[p * half + i] = MathF.Sin(angle) * scale;
             }
         }
         return (cos, sin);

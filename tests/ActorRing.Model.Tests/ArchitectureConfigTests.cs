@@ -88,7 +88,7 @@ public class ArchitectureConfigTests
         Assert.Equal(("phi3", true, false, false, 2047, (IReadOnlyList<bool>?)null), (c.ModelType, c.FusedProjections, c.QkvBias, c.QkNorm, c.SlidingWindow, c.SlidingLayers));
         Assert.Equal(38, Math.Round(c.ParameterCount / 1e8)); // 3.8B (the model card)
         Assert.Null(Parse(Phi3.Replace("\"sliding_window\": 2047,", "")).SlidingWindow); // Phi3Config's default: none
-        Assert.Contains("unsupported rope_scaling.rope_type = longrope: only rope_type llama3 is supported",
+        Assert.Contains("unsupported rope_scaling.rope_type = longrope: supported are linear, llama3 and yarn",
             Refusal(Phi3.Replace("\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"longrope\", \"short_factor\": [1.0], \"long_factor\": [1.0]}")));
         Assert.Contains("unsupported partial_rotary_factor = 0.75: only RoPE over the whole head (1.0) is supported",
             Refusal(Phi3.Replace("\"use_cache\": true", "\"partial_rotary_factor\": 0.75")));

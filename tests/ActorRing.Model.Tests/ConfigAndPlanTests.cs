@@ -30,7 +30,8 @@ public class ConfigAndPlanTests
 
     [Theory]
     [InlineData(""", "hidden_act": "gelu" """, "hidden_act = \"gelu\"")]
-    [InlineData(""", "rope_scaling": {"rope_type": "yarn", "factor": 4.0} """, "rope_scaling.rope_type = yarn")]
+    [InlineData(""", "rope_scaling": {"rope_type": "dynamic", "factor": 4.0} """, "rope_scaling.rope_type = dynamic: supported are linear, llama3 and yarn")]
+    [InlineData(""", "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "low_freq_factor": 1.0} """, "rope_scaling.low_freq_factor = 1.0: not a yarn rope_scaling field")]
     [InlineData(""", "quantization_config": {"bits": 4} """, "quantization_config")]
     [InlineData(""", "mlp_bias": true """, "mlp_bias = true")]
     [InlineData(""", "use_sliding_window": true """, "use_sliding_window")]
@@ -53,6 +54,21 @@ public class ConfigAndPlanTests
         var c = Parse(""", "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}""");
         Assert.Equal(new Llama3RopeScaling(32, 1, 4, 8192), c.RopeScaling);
         Assert.NotEqual(Parse("").Fingerprint, c.Fingerprint);
+    }
+
+    [Fact]
+    public void Yarn_and_linear_rope_scaling_are_parsed_with_transformers_defaults()
+    {
+        // Qwen3's advice for 131072 tokens: yarn, factor 4 over its native 32768. Attention factor 0.1·ln 4 + 1.
+        var qwen = Parse(""", "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}""");
+        Assert.Equal(new YarnRopeScaling(4, 32768, 32, 1, 0.1 * Math.Log(4) + 1, true), qwen.RopeScaling);
+        // DeepSeek's form: mscale / mscale_all_dim give the attention factor, and the original length defaults to
+        // max_position_embeddings (512 in this config).
+        var deepseek = Parse(""", "rope_scaling": {"type": "yarn", "factor": 40, "mscale": 1.0, "mscale_all_dim": 0.707, "beta_fast": 32, "beta_slow": 1}""");
+        var y = Assert.IsType<YarnRopeScaling>(deepseek.RopeScaling);
+        Assert.Equal((512, (0.1 * Math.Log(40) + 1) / (0.1 * 0.707 * Math.Log(40) + 1)), (y.OriginalMaxPositionEmbeddings, y.AttentionFactor));
+        Assert.Equal(new LinearRopeScaling(2), Parse(""", "rope_scaling": {"type": "linear", "factor": 2.0}""").RopeScaling);
+        Assert.Equal(4, new[] { Parse(""), qwen, deepseek, Parse(""", "rope_scaling": {"type": "linear", "factor": 2.0}""") }.Select(c => c.Fingerprint).Distinct().Count());
     }
 
     [Fact]

@@ -32,6 +32,11 @@ public sealed class SyntheticModelTests : IDisposable
         "attention-bias-f16" => new SyntheticModel { ModelType = "llama", AttentionBias = true, DiskDType = "F16", KvHeads = 1, Vocab = 97 },
         // head_dim given explicitly, not hidden/heads; mistral model type.
         "mistral-head-dim" => new SyntheticModel { ModelType = "mistral", HeadDim = 12, Hidden = 40, KvHeads = 4, Intermediate = 64 },
+        // qwen2 with yarn (factor 4 over 64 original positions, head_dim 16: of its 8 frequency pairs the first keeps its
+        // frequency, the next two are blended and the rest divided by 4; cos and sin scaled by 0.1·ln 4 + 1).
+        "qwen2-yarn" => new SyntheticModel { ModelType = "qwen2", HeadDim = 16, Yarn = (4.0, 64), Tied = false },
+        // llama with linear position interpolation (every frequency halved).
+        "llama-linear-rope" => new SyntheticModel { ModelType = "llama", LinearRope = 2.0, KvHeads = 4 },
         _ => ArchitectureTests.Variant(name),
     };
 
@@ -45,7 +50,7 @@ public sealed class SyntheticModelTests : IDisposable
         return (model, model.WriteTo(Path.Combine(_root, variant)), [1, 17, 42, 5, 99 % model.Vocab, 3]);
     }
 
-    public static TheoryData<string> Variants() => new(["kv-replication", "qwen2-biases", "untied-bf16-llama3", "attention-bias-f16", "mistral-head-dim", .. ArchitectureTests.VariantNames]);
+    public static TheoryData<string> Variants() => new(["kv-replication", "qwen2-biases", "untied-bf16-llama3", "attention-bias-f16", "mistral-head-dim", "qwen2-yarn", "llama-linear-rope", .. ArchitectureTests.VariantNames]);
 
     [Theory]
     [MemberData(nameof(Variants))]

@@ -39,8 +39,8 @@ internal static class ReferenceForward
                     for (int head = 0; head < nh; head++) NormHead(q[t], head, d, W[p + "self_attn.q_norm.weight"], m.Eps);
                     for (int head = 0; head < nkv; head++) NormHead(k[t], head, d, W[p + "self_attn.k_norm.weight"], m.Eps);
                 }
-                RotateHalf(q[t], nh, d, t, invFreq);
-                RotateHalf(k[t], nkv, d, t, invFreq);
+                RotateHalf(q[t], nh, d, t, invFreq, RopeMagnitude(m));
+                RotateHalf(k[t], nkv, d, t, invFreq, RopeMagnitude(m));
             }
             int? window = m.WindowOf(l);
             for (int t = 0; t < T; t++)
@@ -125,12 +125,25 @@ internal static class ReferenceForward
                     f = (1 - smooth) * f / s.Factor + smooth * f;
                 }
             }
+            if (m.LinearRope is double linear) f /= linear;
+            if (m.Yarn is { } y)
+            {
+                // YaRN (arXiv 2309.00071): pairs that turn more than 32 times over the original context keep their
+                // frequency, those that turn less than once are divided by the factor, a ramp between (ends rounded out).
+                double Dim(double turns) => m.HeadDim * Math.Log(y.Original / (turns * 2 * Math.PI)) / (2 * Math.Log(m.Theta));
+                double lo = Math.Max(Math.Floor(Dim(32)), 0), hi = Math.Min(Math.Ceiling(Dim(1)), m.HeadDim - 1);
+                double interpolated = Math.Clamp((i - lo) / (hi == lo ? 0.001 : hi - lo), 0, 1);
+                f = f * (1 - interpolated) + f / y.Factor * interpolated;
+            }
             inv[i] = f;
         }
         return inv;
     }
 
-    private static void RotateHalf(double[] vec, int heads, int d, int position, double[] invFreq)
+    /// <summary>YaRN multiplies cos and sin by 0.1·ln(factor) + 1 (so q·k by its square); 1 otherwise.</summary>
+    private static double RopeMagnitude(SyntheticModel m) => m.Yarn is { } y ? 0.1 * Math.Log(y.Factor) + 1 : 1;
+
+    private static void RotateHalf(double[] vec, int heads, int d, int position, double[] invFreq, double magnitude)
     {
         for (int head = 0; head < heads; head++)
         {
@@ -138,8 +151,8 @@ internal static class ReferenceForward
             {
                 double angle = position * invFreq[i];
                 double a = vec[head * d + i], b = vec[head * d + i + d / 2];
-                vec[head * d + i] = a * Math.Cos(angle) - b * Math.Sin(angle);
-                vec[head * d + i + d / 2] = b * Math.Cos(angle) + a * Math.Sin(angle);
+                vec[head * d + i] = magnitude * (a * Math.Cos(angle) - b * Math.Sin(angle));
+                vec[head * d + i + d / 2] = magnitude * (b * Math.Cos(angle) + a * Math.Sin(angle));
             }
         }
     }

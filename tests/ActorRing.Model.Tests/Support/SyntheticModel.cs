@@ -18,6 +18,10 @@ internal sealed class SyntheticModel
     public float MatrixScale = 1f;
     /// <summary>llama3 rope_scaling (factor, low, high, original max positions), or null.</summary>
     public (double Factor, double Low, double High, int Original)? Llama3;
+    /// <summary>yarn rope_scaling (factor, original max positions; transformers' defaults otherwise), or null.</summary>
+    public (double Factor, int Original)? Yarn;
+    /// <summary>linear rope_scaling factor, or null.</summary>
+    public double? LinearRope;
     /// <summary>sliding_window written to the config (mistral: every layer; qwen2/qwen3: with
     /// <see cref="UseSlidingWindow"/>, the layers from <see cref="MaxWindowLayers"/> on).</summary>
     public int? SlidingWindow;
@@ -177,6 +181,10 @@ internal sealed class SyntheticModel
                 ["high_freq_factor"] = s.High, ["original_max_position_embeddings"] = s.Original,
             };
         }
+        if (Yarn is { } yarn)
+            config["rope_scaling"] = new Dictionary<string, object> { ["rope_type"] = "yarn", ["factor"] = yarn.Factor, ["original_max_position_embeddings"] = yarn.Original };
+        if (LinearRope is double linear)
+            config["rope_scaling"] = new Dictionary<string, object> { ["type"] = "linear", ["factor"] = linear };
         File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(config));
 
         var onDisk = OnDisk();
