@@ -79,6 +79,23 @@ public sealed record ModelConfig
     /// <summary>Whether layer <paramref name="layer"/>'s feed-forward is the experts (else the dense MLP of <see cref="IntermediateSize"/>).</summary>
     public bool IsSparse(int layer) => Moe is { } m && (m.SparseLayers is null || m.SparseLayers[layer]);
 
+    /// <summary>
+    /// gemma3_text (Gemma 3 1B, and the text model of the larger ones): embeddings scaled by √hidden, every RMSNorm
+    /// weighted by 1 + w, a norm on the attention's and the MLP's outputs before each residual add, GeGLU with the
+    /// tanh GELU, attention scaled by <see cref="QueryPreAttentionScalar"/>^-1/2, and the windowed layers' RoPE on
+    /// <see cref="LocalRopeTheta"/> (the others on <see cref="RopeTheta"/> with <see cref="RopeScaling"/>).
+    /// </summary>
+    public bool Gemma => ModelType == "gemma3_text";
+
+    /// <summary>The MLP's gate activation: <c>silu</c> (SwiGLU) or <c>gelu_tanh</c> (GeGLU, gemma's gelu_pytorch_tanh).</summary>
+    public string Activation { get; init; } = "silu";
+
+    /// <summary>Attention scores are q·k / √(this); null means head_dim.</summary>
+    public double? QueryPreAttentionScalar { get; init; }
+
+    /// <summary>RoPE base of the windowed layers (gemma's rope_local_base_freq), unscaled; null: every layer uses <see cref="RopeTheta"/>.</summary>
+    public double? LocalRopeTheta { get; init; }
+
     /// <summary>phi3 checkpoints store q, k and v as one <c>qkv_proj</c> and gate and up as one <c>gate_up_proj</c>
     /// (rows in that order); the maths is llama's.</summary>
     public bool FusedProjections => ModelType == "phi3";
@@ -101,6 +118,7 @@ public sealed record ModelConfig
             sb.Append(ci, $"qkvb={QkvBias};ob={OProjBias};sw={SlidingWindow};");
             // Appended only when set, so the fingerprints of models without them stay what they were.
             if (QkNorm) sb.Append("qkn;");
+            if (Gemma) sb.Append(ci, $"gemma={Activation},{QueryPreAttentionScalar:R},{LocalRopeTheta:R};");
             if (SlidingLayers is not null) sb.Append(ci, $"swl={string.Concat(SlidingLayers.Select(b => b ? '1' : '0'))};");
             if (Moe is { } moe)
                 sb.Append(ci, $"moe={moe.Experts},{moe.PerToken},{moe.IntermediateSize},{moe.NormalizeTopK},{(moe.SparseLayers is null ? "all" : string.Concat(moe.SparseLayers.Select(b => b ? '1' : '0')))};");
@@ -131,6 +149,7 @@ public sealed record ModelConfig
             if (QkvBias) perLayer += q + 2 * kv;
             if (OProjBias) perLayer += h;
             if (QkNorm) perLayer += 2L * HeadDim;
+            if (Gemma) perLayer += 2 * h; // the norms of the attention's and the MLP's outputs
             long total = NumLayers * perLayer + (long)VocabSize * h + h;
             for (int l = 0; l < NumLayers; l++)
                 total += IsSparse(l) ? Moe!.Experts * (3 * h * Moe.IntermediateSize + h) : 3 * h * IntermediateSize;
@@ -139,10 +158,10 @@ public sealed record ModelConfig
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "qwen3_moe", "mixtral" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text", "qwen3_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3 and phi3 and the mixture-of-experts qwen3_moe and mixtral (not qwen2_moe, deepseek or other experts with shared experts, nor gemma, gemma2, gemma3, phi or phimoe)";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (not qwen2_moe, deepseek or other experts with shared experts, nor gemma, gemma2, the multimodal gemma3 wrapper, phi or phimoe)";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -161,6 +180,10 @@ public sealed record ModelConfig
         ["qwen3_moe"] = ["num_experts", "num_experts_per_tok", "moe_intermediate_size", "decoder_sparse_step", "norm_topk_prob", "mlp_only_layers", "router_aux_loss_coef", "output_router_logits"],
         ["mixtral"] = ["num_local_experts", "num_experts_per_tok", "router_aux_loss_coef", "output_router_logits", "router_jitter_noise"],
         ["phi3"] = ["resid_pdrop", "embd_pdrop", "partial_rotary_factor", "original_max_position_embeddings"],
+        // gemma3_text: its own names for the activation and the windows, the two soft-caps (checked to be null), and
+        // cache_implementation (how transformers allocates its cache, not what it computes).
+        ["gemma3_text"] = ["hidden_activation", "query_pre_attn_scalar", "rope_local_base_freq", "sliding_window_pattern",
+            "attn_logit_softcapping", "final_logit_softcapping", "cache_implementation", "use_bidirectional_attention"],
     };
 
     // Fields that carry no numerics (metadata, training-only knobs, generation defaults).
@@ -213,8 +236,26 @@ public sealed record ModelConfig
                 throw Refuse(source, p.Name, p.Value, "this field is not supported by ActorRing's forward pass; remove it only if it is known to have no effect");
         }
 
-        string act = OptionalString(root, "hidden_act") ?? "silu";
-        if (act != "silu") throw Refuse(source, "hidden_act", root.GetProperty("hidden_act"), "only silu (SwiGLU) is supported");
+        string activation = "silu";
+        if (modelType == "gemma3_text")
+        {
+            string gelu = OptionalString(root, "hidden_activation") ?? "gelu_pytorch_tanh";
+            if (gelu != "gelu_pytorch_tanh")
+                throw Refuse(source, "hidden_activation", root.GetProperty("hidden_activation"), "gemma3_text runs gelu_pytorch_tanh (GeGLU) only");
+            activation = "gelu_tanh";
+            foreach (var cap in new[] { "attn_logit_softcapping", "final_logit_softcapping" })
+                if (root.TryGetProperty(cap, out var c) && c.ValueKind != JsonValueKind.Null)
+                    throw Refuse(source, cap, c, "soft-capping is not implemented (Gemma 3 has none; Gemma 2 does)");
+            if (OptionalBool(root, source, "use_bidirectional_attention") == true)
+                throw Refuse(source, "use_bidirectional_attention", true, "only causal attention is supported");
+            if (root.TryGetProperty("hidden_act", out var ha))
+                throw Refuse(source, "hidden_act", ha, "gemma3_text reads hidden_activation");
+        }
+        else
+        {
+            string act = OptionalString(root, "hidden_act") ?? "silu";
+            if (act != "silu") throw Refuse(source, "hidden_act", root.GetProperty("hidden_act"), "only silu (SwiGLU) is supported");
+        }
         if (OptionalBool(root, source, "mlp_bias") == true)
             throw Refuse(source, "mlp_bias", root.GetProperty("mlp_bias"), "MLP biases are not supported");
 
@@ -228,6 +269,7 @@ public sealed record ModelConfig
         if (headDim % 2 != 0) throw Refuse(source, "head_dim", headDim, "RoPE needs an even head dimension");
 
         bool attentionBias = OptionalBool(root, source, "attention_bias") ?? false;
+        if (modelType == "gemma3_text" && attentionBias) throw Refuse(source, "attention_bias", true, "gemma3_text attention biases are not implemented");
         if (modelType == "phi3")
         {
             if (attentionBias) throw Refuse(source, "attention_bias", true, "phi3 has no attention biases");
@@ -255,10 +297,10 @@ public sealed record ModelConfig
             MaxPositionEmbeddings = OptionalInt(root, source, "max_position_embeddings") ?? 2048,
             RmsNormEps = OptionalDouble(root, source, "rms_norm_eps") ?? 1e-6,
             RopeTheta = OptionalDouble(root, source, "rope_theta") ?? 10000.0,
-            TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? false,
+            TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? modelType == "gemma3_text", // Gemma3TextConfig ties by default
             QkvBias = qkvBias,
             OProjBias = oBias,
-            QkNorm = modelType is "qwen3" or "qwen3_moe",
+            QkNorm = modelType is "qwen3" or "qwen3_moe" or "gemma3_text",
             RopeScaling = scaling,
             SlidingWindow = slidingWindow,
             SlidingLayers = slidingLayers,
@@ -270,6 +312,9 @@ public sealed record ModelConfig
                 _ => [],
             } : [],
             Moe = ParseExperts(root, source, modelType, layers),
+            Activation = activation,
+            QueryPreAttentionScalar = modelType == "gemma3_text" ? OptionalDouble(root, source, "query_pre_attn_scalar") ?? 256 : null,
+            LocalRopeTheta = modelType == "gemma3_text" ? OptionalDouble(root, source, "rope_local_base_freq") ?? 10000 : null,
         };
         return config;
     }
@@ -313,6 +358,15 @@ public sealed record ModelConfig
                 if (listed is not null && listed.Any(b => b))
                     throw Refuse(source, "layer_types", typesEl, "llama has no sliding-window attention");
                 return (null, null);
+            case "gemma3_text":
+            {
+                // Gemma3TextConfig: layer i is windowed unless (i + 1) is a multiple of sliding_window_pattern (6), or as
+                // layer_types lists; the window is sliding_window (4096 when absent).
+                int window = declared ?? 4096;
+                int pattern = OptionalInt(root, source, "sliding_window_pattern") ?? 6;
+                var layersWindowed = listed ?? Enumerable.Range(0, layers).Select(i => (i + 1) % pattern != 0).ToArray();
+                return layersWindowed.Any(b => b) ? (window, layersWindowed) : (null, null);
+            }
             case "mistral" or "mixtral" or "phi3":
             {
                 int? window = hasWindow ? declared

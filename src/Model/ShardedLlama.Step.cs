@@ -42,15 +42,20 @@ public sealed partial class ShardedLlama
     /// Norm weights and biases are float32 (copies, when the model computes in bf16); the KV pools are in the
     /// compute dtype.
     /// </summary>
-    private readonly unsafe struct LayerMemory(float* inputNorm, float* postNorm, float* bqkv, float* qkNorm, float* bo, byte* kPool, byte* vPool)
+    private readonly unsafe struct LayerMemory(float* inputNorm, float* postNorm, float* bqkv, float* qkNorm, float* bo, byte* kPool, byte* vPool,
+        float* attnOutNorm, float* ffnOutNorm, float* cos, float* sin)
     {
         public readonly float* InputNorm = inputNorm, PostNorm = postNorm, Bqkv = bqkv, QkNorm = qkNorm, Bo = bo;
         public readonly byte* KPool = kPool, VPool = vPool;
+        /// <summary>gemma's norms of the attention's and the MLP's outputs (else null).</summary>
+        public readonly float* AttnOutNorm = attnOutNorm, FfnOutNorm = ffnOutNorm;
+        /// <summary>This layer's RoPE tables, [context, headDim/2].</summary>
+        public readonly float* Cos = cos, Sin = sin;
     }
 
     private LayerMemory[]? _layerMemory;
     private unsafe byte* _embedData;
-    private unsafe float* _cosData, _sinData, _finalNormData;
+    private unsafe float* _finalNormData;
 
     private unsafe LayerMemory[] TakeAddresses()
     {
@@ -59,12 +64,14 @@ public sealed partial class ShardedLlama
         // nothing (for llama-160m, 150 KiB).
         float* Float32(Tensor t) => DataPointer(t.dtype == ScalarType.Float32 ? t : Own(t.to(ScalarType.Float32).DetachFromDisposeScope()));
         _embedData = (byte*)DataPointer(_embed);
-        _cosData = Float32(_cos);
-        _sinData = Float32(_sin);
+        float* cos = Float32(_cos), sin = Float32(_sin);
+        float* localCos = _localCos is null ? null : Float32(_localCos), localSin = _localSin is null ? null : Float32(_localSin);
         _finalNormData = Float32(_finalNorm);
         return _layers.Select(l => new LayerMemory(Float32(l.InputNorm), Float32(l.PostNorm),
             l.Bqkv is null ? null : Float32(l.Bqkv), l.QkNorm is null ? null : Float32(l.QkNorm), l.Bo is null ? null : Float32(l.Bo),
-            (byte*)DataPointer(l.KPool), (byte*)DataPointer(l.VPool))).ToArray();
+            (byte*)DataPointer(l.KPool), (byte*)DataPointer(l.VPool),
+            l.AttnOutNorm is null ? null : Float32(l.AttnOutNorm), l.FfnOutNorm is null ? null : Float32(l.FfnOutNorm),
+            l.LocalRope ? localCos : cos, l.LocalRope ? localSin : sin)).ToArray();
     }
 
     /// <summary>
@@ -202,6 +209,7 @@ public sealed partial class ShardedLlama
                     positions[row] = seq.StartPosition + t;
                     sequenceOf[row] = i;
                     ToFloat32(_embedData + (long)seq.Tokens[t] * h * e, bf16, x + (long)row * h, h);
+                    if (_embedScale != 1f) TensorPrimitives.Multiply(new Span<float>(x + (long)row * h, h), _embedScale, new Span<float>(x + (long)row * h, h));
                 }
             }
             var tables = new GCHandleArray(plan);
@@ -220,7 +228,7 @@ public sealed partial class ShardedLlama
                         if (mem.QkNorm is not null) // qwen3: each q and k head normalized by its own weight row, before RoPE
                             for (int head = 0; head < localHeads + localKv; head++) RmsNorm(rq + head * d, mem.QkNorm + head * d, rq + head * d, d);
                         // q heads, then k heads, sit side by side: rotate them all (rotate-half convention).
-                        float* cos = _cosData + (long)positions[r] * half, sin = _sinData + (long)positions[r] * half;
+                        float* cos = mem.Cos + (long)positions[r] * half, sin = mem.Sin + (long)positions[r] * half;
                         for (int head = 0; head < localHeads + localKv; head++) RotateHalf(rq + head * d, cos, sin, half);
                         // Every new row's keys and values go into its block before any row attends, so a prefill
                         // row sees the rows before it in the same step.
@@ -246,6 +254,7 @@ public sealed partial class ShardedLlama
                     for (int r = 0; r < rows; r++)
                     {
                         if (mem.Bo is not null) Add(o + (long)r * h, mem.Bo, h); // once, after the reduction
+                        if (mem.AttnOutNorm is not null) RmsNorm(o + (long)r * h, mem.AttnOutNorm, o + (long)r * h, h);
                         Add(x + (long)r * h, o + (long)r * h, h);
                         RmsNorm(x + (long)r * h, mem.PostNorm, normed + (long)r * h, h);
                     }
@@ -256,11 +265,15 @@ public sealed partial class ShardedLlama
                     else
                     {
                         MatMul(normed, rows, layer.Wgu!, gu);
-                        SwiGlu(gu, act, rows, f);
+                        GatedActivation(gu, act, rows, f);
                         MatMul(act, rows, layer.Wdown!, o);
                     }
                     AllReduceActivations(o, rows);
-                    for (int r = 0; r < rows; r++) Add(x + (long)r * h, o + (long)r * h, h);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        if (mem.FfnOutNorm is not null) RmsNorm(o + (long)r * h, mem.FfnOutNorm, o + (long)r * h, h);
+                        Add(x + (long)r * h, o + (long)r * h, h);
+                    }
                 }
             }
             finally
@@ -274,16 +287,36 @@ public sealed partial class ShardedLlama
         }
     }
 
-    /// <summary>SiLU(gate)·up = gate·σ(gate)·up for each of <paramref name="rows"/> rows of fused [gate; up] (2·<paramref name="f"/> wide).</summary>
-    private static unsafe void SwiGlu(float* gu, float* act, int rows, int f)
+    /// <summary>
+    /// act = activation(gate)·up for each of <paramref name="rows"/> rows of fused [gate; up] (2·<paramref name="f"/>
+    /// wide): SiLU (gate·σ(gate), SwiGLU) or, for gemma, the tanh GELU
+    /// (0.5·gate·(1 + tanh(√(2/π)·(gate + 0.044715·gate³))), GeGLU), all in vectorized passes.
+    /// </summary>
+    private unsafe void GatedActivation(float* gu, float* act, int rows, int f)
     {
+        bool gelu = Config.Activation == "gelu_tanh";
         for (int r = 0; r < rows; r++)
         {
             var gate = new Span<float>(gu + (long)r * 2 * f, f);
             var up = new ReadOnlySpan<float>(gu + (long)r * 2 * f + f, f);
             var a = new Span<float>(act + (long)r * f, f);
-            TensorPrimitives.Sigmoid(gate, a);
-            TensorPrimitives.Multiply(a, gate, a);
+            if (gelu)
+            {
+                TensorPrimitives.Multiply(gate, gate, a);
+                TensorPrimitives.Multiply(a, 0.044715f, a);
+                TensorPrimitives.Add(a, 1f, a);                    // 1 + 0.044715·g²
+                TensorPrimitives.Multiply(a, gate, a);             // g + 0.044715·g³
+                TensorPrimitives.Multiply(a, 0.7978845608f, a);    // · √(2/π)
+                TensorPrimitives.Tanh(a, a);
+                TensorPrimitives.Add(a, 1f, a);
+                TensorPrimitives.Multiply(a, gate, a);
+                TensorPrimitives.Multiply(a, 0.5f, a);
+            }
+            else
+            {
+                TensorPrimitives.Sigmoid(gate, a);
+                TensorPrimitives.Multiply(a, gate, a);
+            }
             TensorPrimitives.Multiply(a, up, a);
         }
     }
@@ -336,7 +369,7 @@ public sealed partial class ShardedLlama
                 for (int m = 0; m < n; m++)
                     new ReadOnlySpan<float>(normed + (long)(members[m] / k) * h, h).CopyTo(new Span<float>(gathered + (long)m * h, h));
                 MatMul(gathered, n, experts.GateUp[e], gu);
-                SwiGlu(gu, act, n, f);
+                GatedActivation(gu, act, n, f);
                 MatMul(act, n, experts.Down[e], expertOut);
                 for (int m = 0; m < n; m++)
                     new ReadOnlySpan<float>(expertOut + (long)m * h, h).CopyTo(new Span<float>(pickOut + (long)members[m] * h, h));
@@ -469,7 +502,7 @@ public sealed partial class ShardedLlama
     {
         var a = _attention;
         int d = Config.HeadDim, heads = Plan.LocalHeads, group = _group, qkvDim = _qDim + 2 * _kvDim;
-        float scale = 1f / MathF.Sqrt(d);
+        float scale = Config.QueryPreAttentionScalar is double q ? (float)(1 / Math.Sqrt(q)) : 1f / MathF.Sqrt(d);
         int total = a.Rows * heads;
         float* partScores = a.Scores + (long)part * ContextLength; // each part its own score row
         for (int pair = part; pair < total; pair += parts)

@@ -78,6 +78,10 @@ public sealed partial class ShardedLlama : IDisposable
         public SplitMatrix? Wdown;
         /// <summary>The router and this rank's slice of every expert, in a mixture-of-experts layer; else null.</summary>
         public ExpertWeights? Experts;
+        /// <summary>gemma: the norms of the attention's and the MLP's outputs, before each residual add; else null.</summary>
+        public Tensor? AttnOutNorm, FfnOutNorm;
+        /// <summary>Whether this layer's RoPE uses the local tables (gemma's windowed layers).</summary>
+        public bool LocalRope;
         /// <summary>This rank's KV heads in pages: [blocks, localKv, blockSize, headDim], compute dtype.</summary>
         public Tensor KPool = null!;
         public Tensor VPool = null!;
@@ -91,6 +95,13 @@ public sealed partial class ShardedLlama : IDisposable
     private readonly SplitMatrix _lmHead;
     private readonly SplitWorkers? _workers;
     private readonly Tensor _cos, _sin; // [context, headDim/2], compute dtype
+    private readonly Tensor? _localCos, _localSin; // the same for LocalRopeTheta (gemma's windowed layers), else null
+
+    /// <summary>
+    /// gemma multiplies the embedding rows by √hidden, a scale transformers casts to the weights' dtype first (in
+    /// bf16 √1152 = 33.94 becomes 34): so here, in the compute dtype. 1 for the other families.
+    /// </summary>
+    private readonly float _embedScale = 1f;
     private readonly ScalarType _dtype;
 
     /// <summary>The KV cache's element type (<see cref="ModelLoadOptions.KvDType"/>).</summary>
@@ -200,6 +211,11 @@ public sealed partial class ShardedLlama : IDisposable
         _dtype = options.DType == ComputeDType.BF16 ? ScalarType.BFloat16 : ScalarType.Float32;
         _kvDtype = (options.KvDType ?? options.DType) == ComputeDType.BF16 ? ScalarType.BFloat16 : ScalarType.Float32;
         _wireDType = options.DType == ComputeDType.BF16 ? Transport.DType.BF16 : Transport.DType.F32;
+        if (c.Gemma)
+        {
+            float scale = MathF.Sqrt(c.HiddenSize);
+            _embedScale = _dtype == ScalarType.BFloat16 ? Transport.BFloat16.FromSingle(scale).ToSingle() : scale;
+        }
         _slotLength = new int?[Slots];
         _threads = options.Threads;
         if (options.Cores is { Length: > 0 } cores) CorePinning.PinCurrentThread(cores[0]);
@@ -248,15 +264,23 @@ public sealed partial class ShardedLlama : IDisposable
                 }
                 var layer = new Layer
                 {
-                    InputNorm = Own(LoadVector(reader, pre + "input_layernorm.weight", h)),
-                    PostNorm = Own(LoadVector(reader, pre + "post_attention_layernorm.weight", h)),
+                    InputNorm = Own(LoadNorm(reader, pre + "input_layernorm.weight", h)),
+                    // gemma's post_attention_layernorm is the norm of the attention's output; its pre-MLP norm is
+                    // pre_feedforward_layernorm.
+                    PostNorm = Own(LoadNorm(reader, pre + (c.Gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), h)),
                     Wqkv = wqkv,
                     Bqkv = bqkv,
                     QkNorm = c.QkNorm ? Own(LoadQkNorm(reader, pre)) : null,
                     Window = c.WindowOf(i),
+                    LocalRope = c.LocalRopeTheta is not null && c.WindowOf(i) is not null,
                     Wo = LoadLinear(reader, (pre + "self_attn.o_proj.weight", h, c.NumHeads * d, 0, h, qRow0, _qDim)),
                     Bo = c.OProjBias ? Own(LoadVector(reader, pre + "self_attn.o_proj.bias", h)) : null,
                 };
+                if (c.Gemma)
+                {
+                    layer.AttnOutNorm = Own(LoadNorm(reader, pre + "post_attention_layernorm.weight", h));
+                    layer.FfnOutNorm = Own(LoadNorm(reader, pre + "post_feedforward_layernorm.weight", h));
+                }
                 if (c.IsSparse(i))
                 {
                     layer.Experts = LoadExperts(reader, i);
@@ -276,7 +300,7 @@ public sealed partial class ShardedLlama : IDisposable
                 _layers[i] = layer;
                 Advance();
             }
-            _finalNorm = Own(LoadVector(reader, "model.norm.weight", h));
+            _finalNorm = Own(LoadNorm(reader, "model.norm.weight", h));
             if (c.TieWordEmbeddings)
             {
                 // A tied head is this rank's vocabulary rows of the (replicated) embedding: a view, or a copy in
@@ -311,6 +335,12 @@ public sealed partial class ShardedLlama : IDisposable
             var (cos, sin) = RotaryTables.Build(c, context);
             _cos = Own(torch.tensor(cos, new long[] { context, d / 2 }).to(_dtype));
             _sin = Own(torch.tensor(sin, new long[] { context, d / 2 }).to(_dtype));
+            if (c.LocalRopeTheta is double localTheta)
+            {
+                var (localCos, localSin) = RotaryTables.Build(c with { RopeTheta = localTheta, RopeScaling = null }, context);
+                _localCos = Own(torch.tensor(localCos, new long[] { context, d / 2 }).to(_dtype));
+                _localSin = Own(torch.tensor(localSin, new long[] { context, d / 2 }).to(_dtype));
+            }
             Advance();
         }
         catch
@@ -642,12 +672,23 @@ public sealed partial class ShardedLlama : IDisposable
         return row.view(length);
     }
 
+    /// <summary>
+    /// An RMSNorm weight as the step multiplies by it: as stored, or for gemma 1 + w, added in float32 and kept in
+    /// float32 (transformers' Gemma3RMSNorm computes <c>1.0 + weight.float()</c>; bf16 would round the sum).
+    /// </summary>
+    private Tensor LoadNorm(ICheckpointReader reader, string name, long length)
+    {
+        if (!Config.Gemma) return LoadVector(reader, name, length);
+        using var row = LoadMatrixF32(reader, (name, 1, length, 0, 1, 0, length));
+        return row.view(length).add(1.0f);
+    }
+
     /// <summary>q_norm and k_norm (each [headDim], replicated) laid out per local head: see <see cref="Layer.QkNorm"/>.</summary>
     private Tensor LoadQkNorm(ICheckpointReader reader, string prefix)
     {
         int d = Config.HeadDim;
-        using var q = LoadVector(reader, prefix + "self_attn.q_norm.weight", d);
-        using var k = LoadVector(reader, prefix + "self_attn.k_norm.weight", d);
+        using var q = LoadNorm(reader, prefix + "self_attn.q_norm.weight", d);
+        using var k = LoadNorm(reader, prefix + "self_attn.k_norm.weight", d);
         using var qs = q.expand(Plan.LocalHeads, d);
         using var ks = k.expand(Plan.LocalKvHeads, d);
         return torch.cat(new[] { qs, ks }, 0);

@@ -81,6 +81,35 @@ public class ArchitectureConfigTests
          "use_cache": true, "attention_bias": false, "vocab_size": 32064}
         """;
 
+    // google/gemma-3-1b-it's config.json.
+    private const string Gemma3 = """
+        {"architectures": ["Gemma3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "attn_logit_softcapping": null,
+         "bos_token_id": 2, "cache_implementation": "hybrid", "eos_token_id": [1, 106], "final_logit_softcapping": null,
+         "head_dim": 256, "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 1152, "initializer_range": 0.02,
+         "intermediate_size": 6912, "max_position_embeddings": 32768, "model_type": "gemma3_text", "num_attention_heads": 4,
+         "num_hidden_layers": 26, "num_key_value_heads": 1, "pad_token_id": 0, "query_pre_attn_scalar": 256,
+         "rms_norm_eps": 1e-06, "rope_local_base_freq": 10000, "rope_scaling": null, "rope_theta": 1000000,
+         "sliding_window": 512, "sliding_window_pattern": 6, "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0",
+         "use_cache": true, "vocab_size": 262144}
+        """;
+
+    [Fact]
+    public void Gemma3_text_reads_its_windows_its_two_rope_bases_and_its_activation()
+    {
+        var c = Parse(Gemma3);
+        Assert.Equal(("gemma3_text", true, "gelu_tanh", 256.0, 10000.0, 1_000_000.0, true, 512), (c.ModelType, c.Gemma, c.Activation,
+            c.QueryPreAttentionScalar, c.LocalRopeTheta, c.RopeTheta, c.TieWordEmbeddings, c.SlidingWindow));
+        // Every sixth layer attends globally: 5, 11, 17, 23.
+        Assert.Equal([5, 11, 17, 23], Enumerable.Range(0, 26).Where(l => c.WindowOf(l) is null));
+        Assert.Equal([1, 106], c.EosTokenIds);
+        Assert.Equal(10, Math.Round(c.ParameterCount / 1e8)); // "1B" (999,885,952 weights)
+        Assert.Contains("unsupported final_logit_softcapping = 30.0: soft-capping is not implemented",
+            Refusal(Gemma3.Replace("\"final_logit_softcapping\": null", "\"final_logit_softcapping\": 30.0")));
+        Assert.Contains("unsupported hidden_activation = \"gelu\": gemma3_text runs gelu_pytorch_tanh",
+            Refusal(Gemma3.Replace("\"gelu_pytorch_tanh\"", "\"gelu\"")));
+        Assert.Contains("unsupported model_type = \"gemma3\"", Refusal(Gemma3.Replace("\"gemma3_text\"", "\"gemma3\"")));
+    }
+
     [Fact]
     public void Phi3_is_llama_with_fused_projections_and_a_window_on_every_layer()
     {
@@ -177,7 +206,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3 and phi3 and the mixture-of-experts qwen3_moe and mixtral", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral", message);
     }
 
     [Fact]

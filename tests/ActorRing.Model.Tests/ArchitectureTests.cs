@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "gemma3-text"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -37,6 +37,9 @@ public sealed class ArchitectureTests : IDisposable
         // with a window of 5 on every layer; as many KV heads as query heads (each rank's k and v rows at their own
         // offsets in the fused rows), untied head.
         "phi3-fused" => new SyntheticModel { ModelType = "phi3", KvHeads = 4, SlidingWindow = 5, Tied = false },
+        // gemma3_text: √hidden embeddings, 1 + w norms, output norms, GeGLU, attention scaled by 24^-1/2 (not head_dim
+        // 16), layer 0 windowed (4) with RoPE base 10000 and layer 1 global with base 1e6 and linear scaling 2.
+        "gemma3-text" => new SyntheticModel { ModelType = "gemma3_text", HeadDim = 16, KvHeads = 2, SlidingWindow = 4, Theta = 1_000_000, LinearRope = 2.0 },
         // mixtral: block_sparse_moe names (w1/w3/w2), 4 experts of 16, 2 per token, always renormalized, untied head.
         "mixtral-moe" => new SyntheticModel { ModelType = "mixtral", Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 16, Tied = false },
         _ => throw new ArgumentException(name),

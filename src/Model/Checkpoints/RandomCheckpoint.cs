@@ -27,6 +27,11 @@ internal sealed class RandomCheckpoint : ICheckpointReader
             string p = $"model.layers.{i}.";
             _shapes[p + "input_layernorm.weight"] = [h];
             _shapes[p + "post_attention_layernorm.weight"] = [h];
+            if (config.Gemma)
+            {
+                _shapes[p + "pre_feedforward_layernorm.weight"] = [h];
+                _shapes[p + "post_feedforward_layernorm.weight"] = [h];
+            }
             if (config.FusedProjections)
             {
                 _shapes[p + "self_attn.qkv_proj.weight"] = [q + 2 * kv, h];

@@ -17,27 +17,32 @@ internal static class ReferenceForward
         for (int t = 0; t < T; t++)
         {
             x[t] = new double[H];
-            for (int i = 0; i < H; i++) x[t][i] = W["model.embed_tokens.weight"][tokens[t] * H + i];
+            // gemma scales its embeddings by sqrt(hidden).
+            double embedScale = m.ModelType == "gemma3_text" ? Math.Sqrt(H) : 1;
+            for (int i = 0; i < H; i++) x[t][i] = W["model.embed_tokens.weight"][tokens[t] * H + i] * embedScale;
         }
-        double[] invFreq = InverseFrequencies(m);
+        bool gemma = m.ModelType == "gemma3_text";
+        double normOffset = gemma ? 1 : 0; // gemma's RMSNorm multiplies by 1 + w
 
         for (int l = 0; l < m.Layers; l++)
         {
             string p = $"model.layers.{l}.";
+            // gemma's windowed layers rotate with their own base (rope_local_base_freq), unscaled.
+            double[] invFreq = gemma && m.WindowOf(l) is not null ? InverseFrequencies(m, m.LocalTheta) : InverseFrequencies(m, m.Theta);
             var q = new double[T][];
             var k = new double[T][];
             var v = new double[T][];
             for (int t = 0; t < T; t++)
             {
-                var h = RmsNorm(x[t], W[p + "input_layernorm.weight"], m.Eps);
+                var h = RmsNorm(x[t], W[p + "input_layernorm.weight"], m.Eps, normOffset);
                 q[t] = MatVec(W[p + "self_attn.q_proj.weight"], nh * d, H, h, m.QkvBias ? W[p + "self_attn.q_proj.bias"] : null);
                 k[t] = MatVec(W[p + "self_attn.k_proj.weight"], nkv * d, H, h, m.QkvBias ? W[p + "self_attn.k_proj.bias"] : null);
                 v[t] = MatVec(W[p + "self_attn.v_proj.weight"], nkv * d, H, h, m.QkvBias ? W[p + "self_attn.v_proj.bias"] : null);
                 if (m.QkNorm)
                 {
                     // qwen3: every head of q (and of k) is RMS-normalized over its head_dim by a shared weight, before RoPE.
-                    for (int head = 0; head < nh; head++) NormHead(q[t], head, d, W[p + "self_attn.q_norm.weight"], m.Eps);
-                    for (int head = 0; head < nkv; head++) NormHead(k[t], head, d, W[p + "self_attn.k_norm.weight"], m.Eps);
+                    for (int head = 0; head < nh; head++) NormHead(q[t], head, d, W[p + "self_attn.q_norm.weight"], m.Eps, normOffset);
+                    for (int head = 0; head < nkv; head++) NormHead(k[t], head, d, W[p + "self_attn.k_norm.weight"], m.Eps, normOffset);
                 }
                 RotateHalf(q[t], nh, d, t, invFreq, RopeMagnitude(m));
                 RotateHalf(k[t], nkv, d, t, invFreq, RopeMagnitude(m));
@@ -58,7 +63,7 @@ internal static class ReferenceForward
                     {
                         double dot = 0;
                         for (int i = 0; i < d; i++) dot += q[t][head * d + i] * k[s][kvh * d + i];
-                        scores[s] = dot / Math.Sqrt(d);
+                        scores[s] = dot / Math.Sqrt(gemma ? m.QueryPreAttnScalar : d);
                         max = Math.Max(max, scores[s]);
                     }
                     double sum = 0;
@@ -67,9 +72,10 @@ internal static class ReferenceForward
                         for (int i = 0; i < d; i++) attn[head * d + i] += scores[s] / sum * v[s][kvh * d + i];
                 }
                 var o = MatVec(W[p + "self_attn.o_proj.weight"], H, nh * d, attn, m.OBias ? W[p + "self_attn.o_proj.bias"] : null);
+                if (gemma) o = RmsNorm(o, W[p + "post_attention_layernorm.weight"], m.Eps, normOffset); // a norm of the output
                 for (int i = 0; i < H; i++) x[t][i] += o[i];
 
-                var h2 = RmsNorm(x[t], W[p + "post_attention_layernorm.weight"], m.Eps);
+                var h2 = RmsNorm(x[t], W[p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")], m.Eps, normOffset);
                 if (m.IsSparse(l))
                 {
                     // Router softmax over all experts, the top k, their probabilities (renormalized) as weights.
@@ -87,32 +93,35 @@ internal static class ReferenceForward
                     }
                     continue;
                 }
-                var down = Mlp(W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"], W[p + "mlp.down_proj.weight"], m.Intermediate, H, h2);
+                var down = Mlp(W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"], W[p + "mlp.down_proj.weight"], m.Intermediate, H, h2, gemma);
+                if (gemma) down = RmsNorm(down, W[p + "post_feedforward_layernorm.weight"], m.Eps, normOffset);
                 for (int i = 0; i < H; i++) x[t][i] += down[i];
             }
         }
-        var final = RmsNorm(x[T - 1], W["model.norm.weight"], m.Eps);
+        var final = RmsNorm(x[T - 1], W["model.norm.weight"], m.Eps, normOffset);
         var head_ = m.Tied ? W["model.embed_tokens.weight"] : W["lm_head.weight"];
         var logits = MatVec(head_, m.Vocab, H, final, null);
         return logits.Select(z => (float)z).ToArray();
     }
 
-    /// <summary>SwiGLU: down(SiLU(gate·x) · up·x).</summary>
-    private static double[] Mlp(float[] gate, float[] up, float[] down, int inner, int hidden, double[] x)
+    /// <summary>SwiGLU: down(SiLU(gate·x) · up·x); GeGLU with the tanh GELU when <paramref name="gelu"/>.</summary>
+    private static double[] Mlp(float[] gate, float[] up, float[] down, int inner, int hidden, double[] x, bool gelu = false)
     {
         var g = MatVec(gate, inner, hidden, x, null);
         var u = MatVec(up, inner, hidden, x, null);
-        for (int i = 0; i < g.Length; i++) g[i] = g[i] / (1 + Math.Exp(-g[i])) * u[i];
+        for (int i = 0; i < g.Length; i++)
+            g[i] = (gelu ? 0.5 * g[i] * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (g[i] + 0.044715 * g[i] * g[i] * g[i]))) : g[i] / (1 + Math.Exp(-g[i]))) * u[i];
         return MatVec(down, hidden, inner, g, null);
     }
 
-    private static double[] InverseFrequencies(SyntheticModel m)
+    private static double[] InverseFrequencies(SyntheticModel m, double theta)
     {
         int half = m.HeadDim / 2;
         var inv = new double[half];
         for (int i = 0; i < half; i++)
         {
-            double f = 1.0 / Math.Pow(m.Theta, 2.0 * i / m.HeadDim);
+            double f = 1.0 / Math.Pow(theta, 2.0 * i / m.HeadDim);
+            if (theta != m.Theta) { inv[i] = f; continue; } // gemma's local base: no scaling
             if (m.Llama3 is { } s)
             {
                 double wavelen = 2 * Math.PI / f;
@@ -157,18 +166,18 @@ internal static class ReferenceForward
         }
     }
 
-    private static void NormHead(double[] vec, int head, int d, float[] w, double eps)
+    private static void NormHead(double[] vec, int head, int d, float[] w, double eps, double offset)
     {
-        var normed = RmsNorm(vec[(head * d)..((head + 1) * d)], w, eps);
+        var normed = RmsNorm(vec[(head * d)..((head + 1) * d)], w, eps, offset);
         normed.CopyTo(vec, head * d);
     }
 
-    private static double[] RmsNorm(double[] x, float[] w, double eps)
+    private static double[] RmsNorm(double[] x, float[] w, double eps, double offset)
     {
         double ss = 0;
         foreach (var z in x) ss += z * z;
         double inv = 1 / Math.Sqrt(ss / x.Length + eps);
-        return x.Select((z, i) => z * inv * w[i]).ToArray();
+        return x.Select((z, i) => z * inv * (offset + w[i])).ToArray();
     }
 
     /// <summary>y = W x (+ b), W row-major [rows, cols].</summary>

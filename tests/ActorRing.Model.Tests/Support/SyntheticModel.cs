@@ -33,6 +33,9 @@ internal sealed class SyntheticModel
     public int Experts, ExpertsPerToken, ExpertIntermediate;
     public bool NormTopK = true;
     public int[] DenseLayers = [];
+    /// <summary>gemma3_text: attention scaled by QueryPreAttnScalar^-1/2, windowed layers' RoPE base, window pattern.</summary>
+    public double QueryPreAttnScalar = 24, LocalTheta = 10000;
+    public int SlidingWindowPattern = 2;
 
     public bool IsMoe => ModelType is "qwen3_moe" or "mixtral";
     public bool IsSparse(int layer) => IsMoe && !DenseLayers.Contains(layer);
@@ -49,12 +52,13 @@ internal sealed class SyntheticModel
 
     public bool QkvBias => ModelType == "qwen2" || AttentionBias;
     public bool OBias => ModelType != "qwen2" && AttentionBias;
-    public bool QkNorm => ModelType is "qwen3" or "qwen3_moe";
+    public bool QkNorm => ModelType is "qwen3" or "qwen3_moe" or "gemma3_text";
 
     /// <summary>The window layer <paramref name="layer"/> attends through, as transformers reads the config; null for full attention.</summary>
     public int? WindowOf(int layer) => ModelType switch
     {
         "mistral" or "mixtral" or "phi3" => SlidingWindow,
+        "gemma3_text" when (layer + 1) % SlidingWindowPattern != 0 => SlidingWindow ?? 4096,
         "qwen2" or "qwen3" or "qwen3_moe" when UseSlidingWindow && layer >= MaxWindowLayers => SlidingWindow,
         _ => null,
     };
@@ -79,6 +83,12 @@ internal sealed class SyntheticModel
             string p = $"model.layers.{l}.";
             Add(p + "input_layernorm.weight", 0.2f, 1, Hidden);
             Add(p + "post_attention_layernorm.weight", 0.2f, 1, Hidden);
+            if (ModelType == "gemma3_text")
+            {
+                // gemma's norms are stored as w and used as 1 + w: small values around zero.
+                Add(p + "pre_feedforward_layernorm.weight", 0.2f, 0, Hidden);
+                Add(p + "post_feedforward_layernorm.weight", 0.2f, 0, Hidden);
+            }
             Add(p + "self_attn.q_proj.weight", 0.5f, 0, q, Hidden);
             Add(p + "self_attn.k_proj.weight", 0.5f, 0, kv, Hidden);
             Add(p + "self_attn.v_proj.weight", 0.3f, 0, kv, Hidden);
@@ -135,7 +145,7 @@ internal sealed class SyntheticModel
             ["rms_norm_eps"] = Eps,
             ["rope_theta"] = Theta,
             ["tie_word_embeddings"] = Tied,
-            ["hidden_act"] = "silu",
+            [ModelType == "gemma3_text" ? "hidden_activation" : "hidden_act"] = ModelType == "gemma3_text" ? "gelu_pytorch_tanh" : "silu",
             ["torch_dtype"] = DiskDType == "F32" ? "float32" : DiskDType == "BF16" ? "bfloat16" : "float16",
         };
         if (ModelType == "llama") config["attention_bias"] = AttentionBias;
@@ -180,6 +190,16 @@ internal sealed class SyntheticModel
                 ["rope_type"] = "llama3", ["factor"] = s.Factor, ["low_freq_factor"] = s.Low,
                 ["high_freq_factor"] = s.High, ["original_max_position_embeddings"] = s.Original,
             };
+        }
+        if (ModelType == "gemma3_text")
+        {
+            config["query_pre_attn_scalar"] = QueryPreAttnScalar;
+            config["rope_local_base_freq"] = LocalTheta;
+            config["sliding_window"] = SlidingWindow ?? 4096;
+            config["sliding_window_pattern"] = SlidingWindowPattern;
+            config["attn_logit_softcapping"] = null;
+            config["final_logit_softcapping"] = null;
+            config["cache_implementation"] = "hybrid";
         }
         if (Yarn is { } yarn)
             config["rope_scaling"] = new Dictionary<string, object> { ["rope_type"] = "yarn", ["factor"] = yarn.Factor, ["original_max_position_embeddings"] = yarn.Original };
