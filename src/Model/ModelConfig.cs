@@ -219,6 +219,7 @@ public sealed record ModelConfig
 
         // The model type first: an unsupported architecture is named as such, not by its first unknown field.
         string modelType = RequiredString(root, source, "model_type");
+        if (modelType == "gemma3") return FromGemma3Wrapper(root, source);
         if (!SupportedModelTypes.Contains(modelType))
             throw Refuse(source, "model_type", root.GetProperty("model_type"), SupportedLine);
         var typeFields = FieldsOf.GetValueOrDefault(modelType) ?? [];
@@ -398,6 +399,31 @@ public sealed record ModelConfig
                 return pattern.Any(b => b) ? (window, pattern) : (null, null);
             }
         }
+    }
+
+    /// <summary>
+    /// Gemma 3 4B, 12B and 27B ship as an image-and-text model (<c>gemma3</c>) whose <c>text_config</c> is a
+    /// gemma3_text model; its text part is served (the vision tower is not loaded, and the checkpoint's
+    /// <c>language_model.</c> tensors are read under our names). The published text_configs list only what differs
+    /// from Gemma3TextConfig's defaults, so those fill the rest; bos/eos come from the outer config when the inner
+    /// one has none.
+    /// </summary>
+    private static ModelConfig FromGemma3Wrapper(JsonElement root, string source)
+    {
+        if (!root.TryGetProperty("text_config", out var text) || text.ValueKind != JsonValueKind.Object)
+            throw new ModelLoadException($"{source}: a gemma3 (image and text) config needs a text_config object; its text model is what is served");
+        var fields = new System.Text.Json.Nodes.JsonObject
+        {
+            ["vocab_size"] = 262208, ["hidden_size"] = 2304, ["intermediate_size"] = 9216, ["num_hidden_layers"] = 26,
+            ["num_attention_heads"] = 8, ["num_key_value_heads"] = 4, ["head_dim"] = 256, ["max_position_embeddings"] = 131072,
+            ["rms_norm_eps"] = 1e-6, ["rope_theta"] = 1_000_000.0, ["query_pre_attn_scalar"] = 256, ["sliding_window"] = 4096,
+            ["rope_local_base_freq"] = 10000.0,
+        };
+        foreach (var p in text.EnumerateObject()) fields[p.Name] = System.Text.Json.Nodes.JsonNode.Parse(p.Value.GetRawText());
+        fields["model_type"] = "gemma3_text";
+        foreach (var id in new[] { "bos_token_id", "eos_token_id" })
+            if (!fields.ContainsKey(id) && root.TryGetProperty(id, out var v)) fields[id] = System.Text.Json.Nodes.JsonNode.Parse(v.GetRawText());
+        return FromHuggingFaceJson(fields.ToJsonString(), source + " (text_config)");
     }
 
     /// <summary>

@@ -107,7 +107,23 @@ public class ArchitectureConfigTests
             Refusal(Gemma3.Replace("\"final_logit_softcapping\": null", "\"final_logit_softcapping\": 30.0")));
         Assert.Contains("unsupported hidden_activation = \"gelu\": gemma3_text runs gelu_pytorch_tanh",
             Refusal(Gemma3.Replace("\"gelu_pytorch_tanh\"", "\"gelu\"")));
-        Assert.Contains("unsupported model_type = \"gemma3\"", Refusal(Gemma3.Replace("\"gemma3_text\"", "\"gemma3\"")));
+        Assert.Contains("a gemma3 (image and text) config needs a text_config object", Refusal(Gemma3.Replace("\"gemma3_text\"", "\"gemma3\"")));
+
+        // google/gemma-3-4b-it's config.json (vision_config shortened): its text_config lists only what differs from
+        // Gemma3TextConfig's defaults.
+        var wrapped = Parse("""
+            {"architectures": ["Gemma3ForConditionalGeneration"], "boi_token_index": 255999, "eoi_token_index": 256000,
+             "eos_token_id": [1, 106], "image_token_index": 262144, "initializer_range": 0.02, "mm_tokens_per_image": 256,
+             "model_type": "gemma3", "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text",
+             "num_hidden_layers": 34, "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "sliding_window": 1024},
+             "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0",
+             "vision_config": {"hidden_size": 1152, "image_size": 896, "model_type": "siglip_vision_model"}}
+            """);
+        Assert.Equal(("gemma3_text", 2560, 34, 8, 4, 256, 262208, 1024, 1_000_000.0, (RopeScaling?)new LinearRopeScaling(8)),
+            (wrapped.ModelType, wrapped.HiddenSize, wrapped.NumLayers, wrapped.NumHeads, wrapped.NumKvHeads, wrapped.HeadDim,
+             wrapped.VocabSize, wrapped.SlidingWindow, wrapped.RopeTheta, wrapped.RopeScaling));
+        Assert.Equal([1, 106], wrapped.EosTokenIds);
+        Assert.Equal(39, Math.Round(wrapped.ParameterCount / 1e8)); // the text model's 3.9B of the 4.3B
     }
 
     [Fact]
@@ -192,7 +208,7 @@ public class ArchitectureConfigTests
     [Theory]
     // Other architectures, and experts with shared experts: refused by model_type, with what is supported.
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"qwen2_moe\"", "unsupported model_type = \"qwen2_moe\"")]
-    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"gemma3\"", "unsupported model_type = \"gemma3\"")]
+    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"gemma2\"", "unsupported model_type = \"gemma2\"")]
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"deepseek_v3\"", "unsupported model_type = \"deepseek_v3\"")]
     // An MoE config under a dense model type is refused as MoE, by the field that makes it one.
     [InlineData("\"use_cache\": true", "\"num_experts\": 128", "unsupported num_experts = 128: a mixture-of-experts field under the dense model_type qwen3")]

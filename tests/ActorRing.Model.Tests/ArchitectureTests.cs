@@ -82,6 +82,31 @@ public sealed class ArchitectureTests : IDisposable
     }
 
     /// <summary>
+    /// Gemma 3 4B and up ship as image-and-text models: a "gemma3" config around the text model's, and the text
+    /// model's tensors under language_model. (the vision tower's beside them). The same weights written that way and
+    /// as a plain gemma3_text checkpoint give the same logits, bit for bit, at one and two ranks.
+    /// </summary>
+    [Fact]
+    public void A_gemma3_image_and_text_checkpoint_serves_its_text_model()
+    {
+        var model = Variant("gemma3-text").Build(seed: 77);
+        string plain = model.WriteTo(Path.Combine(_root, "gemma-plain"));
+        model.Gemma3Wrapper = true;
+        string wrapped = model.WriteTo(Path.Combine(_root, "gemma-wrapped"));
+        int[] tokens = [1, 9, 33, 70, 2, 15];
+        foreach (int n in new[] { 1, 2 })
+        {
+            float[] Logits(string dir) => InProcessGroup.Run(n, comm =>
+            {
+                using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 16, Threads = 1 });
+                Assert.Equal("gemma3_text", m.Config.ModelType);
+                return m.Forward(0, tokens, 0);
+            })[0]!;
+            SyntheticModelTests.AssertClose(Logits(plain), Logits(wrapped), 0f, $"wrapped against plain, N={n}");
+        }
+    }
+
+    /// <summary>
     /// Windowed attention in a prompt appended in chunks: each chunk's queries start after position 0, so the
     /// window's lower bound moves with the offset, and a chunk crosses the window's edge.
     /// </summary>

@@ -44,7 +44,33 @@ internal sealed class HuggingFaceCheckpoint : ICheckpointReader
         {
             throw new ModelLoadException($"{dir}: has config.json but neither model.safetensors nor model.safetensors.index.json");
         }
+        FindLanguageModel();
     }
+
+    /// <summary>Our tensor name → the checkpoint's, where they differ (the text model inside an image-and-text one).</summary>
+    private readonly Dictionary<string, string> _diskName = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// An image-and-text checkpoint (Gemma 3 4B and up) keeps its text model under <c>language_model.model.</c> (and
+    /// its head under <c>language_model.lm_head</c>), or, as transformers saves it since 4.52, under
+    /// <c>model.language_model.</c>: those tensors are read under our names, and the vision tower's are never read.
+    /// </summary>
+    private void FindLanguageModel()
+    {
+        if (_weightMap.ContainsKey("model.embed_tokens.weight")) return;
+        foreach (var (body, head) in new[] { ("language_model.model.", "language_model.lm_head."), ("model.language_model.", "lm_head.") })
+        {
+            if (!_weightMap.ContainsKey(body + "embed_tokens.weight")) continue;
+            foreach (var disk in _weightMap.Keys.ToArray())
+            {
+                if (disk.StartsWith(body, StringComparison.Ordinal)) _diskName["model." + disk[body.Length..]] = disk;
+                else if (disk.StartsWith(head, StringComparison.Ordinal)) _diskName["lm_head." + disk[head.Length..]] = disk;
+            }
+            return;
+        }
+    }
+
+    private string Disk(string name) => _diskName.TryGetValue(name, out var disk) ? disk : name;
 
     private SafetensorsFile Open(string file)
     {
@@ -58,8 +84,9 @@ internal sealed class HuggingFaceCheckpoint : ICheckpointReader
         return f;
     }
 
-    private SafetensorsEntry Entry(string name)
+    private SafetensorsEntry Entry(string ours)
     {
+        string name = Disk(ours);
         if (!_weightMap.TryGetValue(name, out var file))
             throw new ModelLoadException($"{_dir}: tensor {name} is missing from the checkpoint");
         var f = Open(file);
@@ -67,14 +94,14 @@ internal sealed class HuggingFaceCheckpoint : ICheckpointReader
             : throw new ModelLoadException($"{_dir}: tensor {name} is listed in the index under {file} but that file does not hold it");
     }
 
-    public bool Contains(string name) => _weightMap.ContainsKey(name);
+    public bool Contains(string name) => _weightMap.ContainsKey(Disk(name));
 
     public long BytesRead => _open.Values.Sum(f => f.BytesRead);
 
     public long[] Shape(string name) => Entry(name).Shape;
 
     public void ReadBlock(string name, long row0, long rows, long col0, long cols, Span<float> destination) =>
-        Open(_weightMap[name]).ReadBlock(Entry(name), row0, rows, col0, cols, destination);
+        Open(_weightMap[Disk(name)]).ReadBlock(Entry(name), row0, rows, col0, cols, destination);
 
     public void Dispose()
     {

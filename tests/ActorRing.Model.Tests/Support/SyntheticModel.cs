@@ -36,6 +36,9 @@ internal sealed class SyntheticModel
     /// <summary>gemma3_text: attention scaled by QueryPreAttnScalar^-1/2, windowed layers' RoPE base, window pattern.</summary>
     public double QueryPreAttnScalar = 24, LocalTheta = 10000;
     public int SlidingWindowPattern = 2;
+    /// <summary>gemma3_text written as Gemma 3 4B+ ships: a "gemma3" config whose text_config is this model, its
+    /// tensors under language_model.model. / language_model.lm_head., beside a vision tower's.</summary>
+    public bool Gemma3Wrapper;
 
     public bool IsMoe => ModelType is "qwen3_moe" or "mixtral";
     public bool IsSparse(int layer) => IsMoe && !DenseLayers.Contains(layer);
@@ -205,7 +208,21 @@ internal sealed class SyntheticModel
             config["rope_scaling"] = new Dictionary<string, object> { ["rope_type"] = "yarn", ["factor"] = yarn.Factor, ["original_max_position_embeddings"] = yarn.Original };
         if (LinearRope is double linear)
             config["rope_scaling"] = new Dictionary<string, object> { ["type"] = "linear", ["factor"] = linear };
-        File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(config));
+        if (Gemma3Wrapper)
+        {
+            config.Remove("architectures");
+            var outer = new Dictionary<string, object?>
+            {
+                ["architectures"] = new[] { "Gemma3ForConditionalGeneration" }, ["model_type"] = "gemma3", ["text_config"] = config,
+                ["vision_config"] = new Dictionary<string, object> { ["model_type"] = "siglip_vision_model", ["hidden_size"] = 8 },
+                ["mm_tokens_per_image"] = 256, ["boi_token_index"] = 255999, ["eos_token_id"] = new[] { 1, 106 },
+            };
+            File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(outer));
+        }
+        else
+        {
+            File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(config));
+        }
 
         var onDisk = OnDisk();
         var names = onDisk.Keys.OrderBy(k => k, StringComparer.Ordinal).ToArray();
@@ -237,6 +254,12 @@ internal sealed class SyntheticModel
     private Dictionary<string, SafetensorsWriter.Entry> OnDisk()
     {
         var disk = W.Keys.ToDictionary(n => n, n => new SafetensorsWriter.Entry(DiskDType, _shapes[n], W[n]), StringComparer.Ordinal);
+        if (Gemma3Wrapper)
+        {
+            var wrapped = disk.ToDictionary(kv => kv.Key.StartsWith("model.") ? "language_model." + kv.Key : "language_model." + kv.Key, kv => kv.Value);
+            wrapped["vision_tower.vision_model.embeddings.patch_embedding.weight"] = new SafetensorsWriter.Entry(DiskDType, [8, 3], new float[24]);
+            return wrapped;
+        }
         if (ModelType != "phi3") return disk;
         void Fuse(string fused, params string[] parts)
         {

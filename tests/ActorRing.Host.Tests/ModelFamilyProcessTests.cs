@@ -1,0 +1,69 @@
+using System.Text.Json;
+using ActorRing.Model.Tests.Support;
+
+namespace ActorRing.Host.Tests;
+
+/// <summary>
+/// The model families the bundled model does not cover, served as users run them: <c>actorring generate --model DIR
+/// --world-size N</c>, N real <c>serve</c> processes on loopback. Each model is random-weight, written as a Hugging
+/// Face directory with the bundled model's tokenizer (the same 512-token vocabulary).
+/// </summary>
+public sealed class ModelFamilyProcessTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "actorring-moe-e2e-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    public static TheoryData<string> Families() => new(["qwen3_moe", "gemma3", "phi3"]);
+
+    private static SyntheticModel Family(string name) => name switch
+    {
+        // 8 experts of 16 (4 per rank at N = 4), 2 per token, renormalized; layer 1 dense.
+        "qwen3_moe" => new SyntheticModel
+        {
+            ModelType = "qwen3_moe", Hidden = 32, HeadDim = 16, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 3,
+            Experts = 8, ExpertsPerToken = 2, ExpertIntermediate = 16, Intermediate = 48, DenseLayers = [1],
+        },
+        // Gemma 3 as 4B and up ship: an image-and-text config and checkpoint around the text model; windows of 4 on
+        // layers 0 and 2, layer 1 global with linear RoPE scaling.
+        "gemma3" => new SyntheticModel
+        {
+            ModelType = "gemma3_text", Hidden = 32, HeadDim = 16, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 3,
+            SlidingWindow = 4, Theta = 1_000_000, LinearRope = 2.0, Gemma3Wrapper = true,
+        },
+        // Fused qkv_proj and gate_up_proj, a window of 6 on every layer.
+        _ => new SyntheticModel { ModelType = "phi3", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 4, Vocab = 512, Layers = 2, SlidingWindow = 6, Tied = false },
+    };
+
+    [Theory]
+    [MemberData(nameof(Families))]
+    public async Task Greedy_ids_over_one_two_and_four_processes_equal_the_reference_forward(string family)
+    {
+        var model = Family(family).Build(seed: 2026);
+        model.WriteTo(_dir);
+        File.Copy(Path.Combine(AppContext.BaseDirectory, "models", "stories260K", "hf", "tokenizer.model"), Path.Combine(_dir, "tokenizer.model"));
+
+        int[] prompt = [1, 403, 407, 261, 378];
+        const int tokens = 10;
+        var expected = new List<int>();
+        for (int i = 0; i < tokens; i++)
+        {
+            var logits = ReferenceForward.LastLogits(model, [.. prompt, .. expected]);
+            expected.Add(Array.IndexOf(logits, logits.Max()));
+        }
+
+        foreach (int n in new[] { 1, 2, 4 })
+        {
+            using var p = new RankProcess(["generate", "--model", _dir, "--world-size", n.ToString(), "--prompt-ids", string.Join(',', prompt),
+                "--max-tokens", tokens.ToString(), "--json"]);
+            int code = await p.WaitAsync(TimeSpan.FromSeconds(90));
+            Assert.True(code == 0, $"{family}: generate at world size {n} exited with {code}\nstderr:\n{p.Stderr}");
+            var result = JsonDocument.Parse(p.Stdout.Trim()).RootElement;
+            var ids = result.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToList();
+            Assert.True(expected.SequenceEqual(ids), $"{family}, world size {n}: [{string.Join(",", ids)}], the reference [{string.Join(",", expected)}]");
+        }
+    }
+}
