@@ -245,14 +245,17 @@ public sealed partial class ShardedLlama : IDisposable
             for (int i = 0; i < c.NumLayers; i++)
             {
                 string pre = $"model.layers.{i}.";
-                var (qName, kName, vName, qOffset, kOffset, vOffset, qkvRows) = c.FusedProjections
-                    ? (pre + "self_attn.qkv_proj.weight", pre + "self_attn.qkv_proj.weight", pre + "self_attn.qkv_proj.weight",
-                        0, c.NumHeads * d, (c.NumHeads + c.NumKvHeads) * d, (c.NumHeads + 2 * c.NumKvHeads) * d)
-                    : (pre + "self_attn.q_proj.weight", pre + "self_attn.k_proj.weight", pre + "self_attn.v_proj.weight", 0, 0, 0, 0);
+                // Where a projection's rows are stored: its own tensor, or (phi3) its rows of qkv_proj, q then k then v.
+                (string Name, long DiskRows, long Offset) Stored(string proj, long rows, long fusedOffset) => c.FusedProjections
+                    ? (pre + "self_attn.qkv_proj.weight", (long)(c.NumHeads + 2 * c.NumKvHeads) * d, fusedOffset)
+                    : (pre + $"self_attn.{proj}.weight", rows, 0);
+                var q = Stored("q_proj", c.NumHeads * d, 0);
+                var k = Stored("k_proj", c.NumKvHeads * d, c.NumHeads * d);
+                var v = Stored("v_proj", c.NumKvHeads * d, (c.NumHeads + c.NumKvHeads) * d);
                 var wqkv = LoadLinear(reader,
-                    (qName, c.FusedProjections ? qkvRows : c.NumHeads * d, h, qOffset + qRow0, _qDim, 0, h),
-                    (kName, c.FusedProjections ? qkvRows : c.NumKvHeads * d, h, kOffset + kvRow0, _kvDim, 0, h),
-                    (vName, c.FusedProjections ? qkvRows : c.NumKvHeads * d, h, vOffset + kvRow0, _kvDim, 0, h));
+                    (q.Name, q.DiskRows, h, q.Offset + qRow0, _qDim, 0, h),
+                    (k.Name, k.DiskRows, h, k.Offset + kvRow0, _kvDim, 0, h),
+                    (v.Name, v.DiskRows, h, v.Offset + kvRow0, _kvDim, 0, h));
                 Tensor? bqkv = null;
                 if (c.QkvBias)
                 {
