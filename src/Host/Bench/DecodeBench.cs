@@ -251,9 +251,10 @@ internal static class DecodeBench
     /// <summary>
     /// One rank's side of the benchmark's generation: a 128-token prefill of a seeded random prompt, then greedy
     /// decode steps as <c>generate</c> runs them (rank 0 picks the token and broadcasts it, every rank steps).
-    /// With <paramref name="batch"/> B &gt; 1, slots 0..B-1 each hold the prompt and every step decodes one token
-    /// of each, as B rows of one batched step (the model needs B slots). Every rank of a ring must call the
-    /// same methods in the same order.
+    /// With <paramref name="batch"/> B &gt; 1, slots 0..B-1 each hold a prompt of their own and every step decodes
+    /// one token of each, as B rows of one batched step (the model needs B slots). The prompts differ so the rows
+    /// do: with the same prompt every row of a mixture of experts picked the same experts, and a batch cost what one
+    /// sequence costs. Every rank of a ring must call the same methods in the same order.
     /// </summary>
     internal sealed class DecodeSteps(ShardedLlama model, ICollectives comm, int batch = 1)
     {
@@ -274,15 +275,16 @@ internal static class DecodeBench
             var first = model.Forward(0, prompt, 0);
             double ms = clock.Elapsed.TotalMilliseconds;
             // The other slots' prompts are untimed: the figure stays one 128-token prefill at any batch.
-            for (int slot = 1; slot < batch; slot++) model.Forward(slot, prompt, 0);
-            _logits = first is null ? null : Enumerable.Repeat(first, batch).ToArray();
+            var logits = new List<float[]?> { first };
+            for (int slot = 1; slot < batch; slot++) logits.Add(model.Forward(slot, SeededPrompt(PromptLength, slot), 0));
+            _logits = first is null ? null : logits.Select(l => l!).ToArray();
             return ms;
         }
 
-        /// <summary>The benchmark's prompt: the same seeded random ids on every rank and in every run.</summary>
-        private int[] SeededPrompt(int length)
+        /// <summary>Slot <paramref name="slot"/>'s prompt: the same seeded random ids on every rank and in every run.</summary>
+        private int[] SeededPrompt(int length, int slot = 0)
         {
-            var rng = new Random(7);
+            var rng = new Random(7 + slot);
             return Enumerable.Range(0, length).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
         }
 
@@ -290,14 +292,13 @@ internal static class DecodeBench
         /// each (untimed), so the next <see cref="Run"/> decodes from that context.</summary>
         public void Restart(int promptTokens)
         {
-            int[] prompt = SeededPrompt(promptTokens);
-            float[]? first = null;
+            var logits = new float[]?[batch];
             for (int slot = 0; slot < batch; slot++)
             {
                 model.ResetSlot(slot);
-                first = model.Forward(slot, prompt.AsSpan(0, promptTokens), 0);
+                logits[slot] = model.Forward(slot, SeededPrompt(promptTokens, slot), 0);
             }
-            _logits = first is null ? null : Enumerable.Repeat(first, batch).ToArray();
+            _logits = logits[0] is null ? null : logits.Select(l => l!).ToArray();
         }
 
         /// <summary>Runs <paramref name="count"/> steps: each one's wall time (ms), this thread's CPU time in it (ms),
