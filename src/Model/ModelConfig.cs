@@ -39,7 +39,8 @@ public sealed record MixtureOfExperts(int Experts, int PerToken, int Intermediat
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, or the mixtures of experts <c>qwen3_moe</c> and <c>mixtral</c>.</summary>
+    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma3_text</c> (also for a <c>gemma3</c>
+    /// checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c> and <c>mixtral</c>.</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
     public required int IntermediateSize { get; init; }
@@ -161,7 +162,7 @@ public sealed record ModelConfig
     private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text", "qwen3_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3, phi3 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (not qwen2_moe, deepseek or other experts with shared experts, nor gemma, gemma2, the multimodal gemma3 wrapper, phi or phimoe)";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and gemma3's text model; not qwen2_moe, deepseek or other experts with shared experts, nor gemma, gemma2, phi or phimoe)";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -172,9 +173,9 @@ public sealed record ModelConfig
     };
 
     // The fields only some types read: each MoE type's mixture-of-experts fields (the training-only ones, the
-    // router's auxiliary loss and its jitter noise, change nothing at inference), and phi3's dropouts (training
-    // only), its partial_rotary_factor (checked to be 1) and original_max_position_embeddings (read by longrope
-    // scaling only, which is refused).
+    // router's auxiliary loss and its jitter noise, change nothing at inference), phi3's dropouts (training only),
+    // its partial_rotary_factor (checked to be 1) and original_max_position_embeddings (read by longrope scaling
+    // only, which is refused), and gemma3_text's own fields.
     private static readonly Dictionary<string, string[]> FieldsOf = new(StringComparer.Ordinal)
     {
         ["qwen3_moe"] = ["num_experts", "num_experts_per_tok", "moe_intermediate_size", "decoder_sparse_step", "norm_topk_prob", "mlp_only_layers", "router_aux_loss_coef", "output_router_logits"],
