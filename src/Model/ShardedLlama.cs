@@ -683,7 +683,7 @@ public sealed partial class ShardedLlama : IDisposable
     {
         if (!Config.Gemma) return LoadVector(reader, name, length);
         using var row = LoadMatrixF32(reader, (name, 1, length, 0, 1, 0, length));
-        return row.view(length).add(1.0f);
+        return reader.GemmaNormsIncludeOne ? row.view(length).clone() : row.view(length).add(1.0f);
     }
 
     /// <summary>q_norm and k_norm (each [headDim], replicated) laid out per local head: see <see cref="Layer.QkNorm"/>.</summary>

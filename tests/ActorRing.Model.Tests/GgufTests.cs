@@ -21,9 +21,14 @@ public sealed class GgufTests : IDisposable
 
     private static SyntheticModel Model(string type, bool attentionBias = false) => new SyntheticModel
     {
-        ModelType = type, Hidden = 128, Intermediate = 192, Layers = 2, Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
-        MatrixScale = 0.5f, Tied = type is "llama" or "qwen3" or "qwen3_moe", AttentionBias = attentionBias,
+        ModelType = type, Hidden = 128, Intermediate = 192, Layers = type == "gemma3_text" ? 6 : 2, Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
+        MatrixScale = 0.5f, Tied = type is "llama" or "qwen3" or "qwen3_moe" or "gemma3_text", AttentionBias = attentionBias,
         Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 64, // read by the mixture-of-experts types only
+        // Gemma 3 as llama.cpp runs a GGUF of it (the file has neither the pattern nor query_pre_attn_scalar): five
+        // windowed layers of six, attention scaled by the head size; a window shorter than the test's 9 positions,
+        // and the 4B+ models' linear RoPE scaling on the global layer.
+        SlidingWindowPattern = 6, SlidingWindow = type == "gemma3_text" ? 4 : null, QueryPreAttnScalar = 32,
+        LinearRope = type == "gemma3_text" ? 8.0 : null,
     }.Build(seed: 99);
 
     private static readonly int[] Prompt = [1, 17, 42, 5, 99, 3];
@@ -53,6 +58,9 @@ public sealed class GgufTests : IDisposable
     [InlineData("qwen3_moe", GgmlType.Q8_0, WeightQuantization.Q8_0)]
     [InlineData("mixtral", GgmlType.F16, WeightQuantization.None)]
     [InlineData("mixtral", GgmlType.Q4_0, WeightQuantization.Q4_0)]
+    // gemma3: its post-attention and post-MLP norms under llama.cpp's names, every norm stored as 1 + w.
+    [InlineData("gemma3_text", GgmlType.F32, WeightQuantization.None)]
+    [InlineData("gemma3_text", GgmlType.Q8_0, WeightQuantization.Q8_0)]
     public void A_gguf_file_gives_the_logits_of_its_safetensors_checkpoint_at_world_sizes_1_and_2(string type, GgmlType stored, WeightQuantization quant)
     {
         var model = Model(type);
@@ -74,6 +82,31 @@ public sealed class GgufTests : IDisposable
             SyntheticModelTests.AssertClose(expected[step], fromFile[step], 0f, $"{type} {stored} N=1, step {step}");
             SyntheticModelTests.AssertClose(expected[step], split[step], 1e-4f, $"{type} {stored} N=2, step {step}");
         }
+    }
+
+    [Fact]
+    public void Architectures_it_does_not_run_and_gemma_soft_capping_are_refused_by_name()
+    {
+        var model = Model("llama");
+        string gguf = Path.Combine(_root, "phi.gguf");
+        var meta = GgufWriter.Metadata(model);
+        meta["general.architecture"] = "phi3";
+        GgufWriter.Write(gguf, meta, GgufWriter.Tensors(model, GgmlType.F32));
+        var e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
+        Assert.Contains("general.architecture is 'phi3'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3, qwen3moe and gemma3 models", e.Message);
+
+        var gemma = Model("gemma3_text");
+        meta = GgufWriter.Metadata(gemma);
+        meta["gemma3.final_logit_softcapping"] = 30f;
+        GgufWriter.Write(gguf, meta, GgufWriter.Tensors(gemma, GgmlType.F32));
+        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
+        Assert.Contains("logit soft-capping is not implemented (Gemma 3 has none; Gemma 2 does)", e.Message);
+
+        meta = GgufWriter.Metadata(gemma);
+        meta["gemma3.rope.scaling.type"] = "yarn";
+        GgufWriter.Write(gguf, meta, GgufWriter.Tensors(gemma, GgmlType.F32));
+        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
+        Assert.Contains("gemma3.rope.scaling.type is 'yarn', which is not implemented for GGUF models (linear is)", e.Message);
     }
 
     [Fact]

@@ -28,6 +28,12 @@ internal interface ICheckpointReader : IDisposable
     /// </summary>
     void ReadBlock(string name, long row0, long rows, long col0, long cols, Span<float> destination);
 
+    /// <summary>
+    /// Whether Gemma's RMSNorm weights are stored with its 1 already added (llama.cpp's converter writes 1 + w, so
+    /// its norm is a plain multiply); Hugging Face checkpoints store w, and the loader adds the 1.
+    /// </summary>
+    bool GemmaNormsIncludeOne => false;
+
     /// <summary>The type a tensor is stored in, as far as loading cares: block-quantized (GGUF) or float.</summary>
     GgmlType StoredType(string name) => GgmlType.F32;
 

@@ -20,9 +20,11 @@ internal static class GgufWriter
         foreach (var (hf, values) in model.W.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight")) continue; // experts and routers: stacked below
-            string name = GgufName(hf);
+            string name = GgufName(hf, model.ModelType == "gemma3_text");
             long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") ? [values.Length] : MatrixShape(model, hf);
             var data = values;
+            // llama.cpp's Gemma3Model converter adds Gemma3RMSNorm's 1 to every norm weight, so its norm multiplies.
+            if (model.ModelType == "gemma3_text" && hf.EndsWith("norm.weight")) data = values.Select(v => v + 1f).ToArray();
             // llama.cpp's converter permutes q/k biases exactly as the weight rows (a bias is a one-column matrix).
             if (permuted && (hf.EndsWith("q_proj.weight") || hf.EndsWith("k_proj.weight")))
                 data = Permute(values, shape[0], shape[1], model.HeadDim);
@@ -88,7 +90,7 @@ internal static class GgufWriter
         return data;
     }
 
-    public static string GgufName(string hf)
+    public static string GgufName(string hf, bool gemma = false)
     {
         switch (hf)
         {
@@ -101,7 +103,9 @@ internal static class GgufWriter
         string module = string.Join('.', parts[3..^1]) switch
         {
             "input_layernorm" => "attn_norm",
-            "post_attention_layernorm" => "ffn_norm",
+            "post_attention_layernorm" => gemma ? "post_attention_norm" : "ffn_norm",
+            "pre_feedforward_layernorm" => "ffn_norm",
+            "post_feedforward_layernorm" => "post_ffw_norm",
             "self_attn.q_proj" => "attn_q",
             "self_attn.k_proj" => "attn_k",
             "self_attn.v_proj" => "attn_v",
@@ -119,7 +123,7 @@ internal static class GgufWriter
     /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
     public static Dictionary<string, object> Metadata(SyntheticModel m)
     {
-        string a = m.ModelType switch { "qwen2" or "qwen3" => m.ModelType, "qwen3_moe" => "qwen3moe", _ => "llama" };
+        string a = m.ModelType switch { "qwen2" or "qwen3" => m.ModelType, "qwen3_moe" => "qwen3moe", "gemma3_text" => "gemma3", _ => "llama" };
         var meta = new Dictionary<string, object>
         {
             ["general.architecture"] = a,
@@ -136,6 +140,16 @@ internal static class GgufWriter
             [$"{a}.attention.layer_norm_rms_epsilon"] = (float)m.Eps,
             [$"{a}.vocab_size"] = (uint)m.Vocab,
         };
+        if (a == "gemma3")
+        {
+            // Gemma3Model.set_gguf_parameters: the window, the global layers' base; no pattern (llama.cpp takes 6).
+            meta[$"{a}.attention.sliding_window"] = (uint)(m.SlidingWindow ?? 4096);
+            if (m.LinearRope is double factor)
+            {
+                meta[$"{a}.rope.scaling.type"] = "linear";
+                meta[$"{a}.rope.scaling.factor"] = (float)factor;
+            }
+        }
         if (m.IsMoe)
         {
             meta[$"{a}.expert_count"] = (uint)m.Experts;

@@ -75,13 +75,23 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     {
         var m = file.Metadata;
         string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
-        if (arch is not ("llama" or "qwen2" or "qwen3" or "qwen3moe"))
-            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3 and qwen3moe models");
+        if (arch is not ("llama" or "qwen2" or "qwen3" or "qwen3moe" or "gemma3"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3, qwen3moe and gemma3 models");
         long Int(string key, long? fallback = null) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToInt64(v, CultureInfo.InvariantCulture)
             : fallback ?? throw new ModelLoadException($"{file.Path}: metadata {arch}.{key} is missing");
         double Real(string key, double fallback) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToDouble(v, CultureInfo.InvariantCulture) : fallback;
+        // Linear scaling (Gemma 3 4B and up: factor 8 on the global layers) is llama.cpp's freq_scale = 1/factor,
+        // which is Hugging Face's linear rope_scaling.
+        RopeScaling? ropeScaling = null;
         if (m.TryGetValue($"{arch}.rope.scaling.type", out var scaling) && (string)scaling is not ("none" or ""))
-            throw new ModelLoadException($"{file.Path}: {arch}.rope.scaling.type is '{scaling}', which is not implemented for GGUF models");
+        {
+            if ((string)scaling != "linear")
+                throw new ModelLoadException($"{file.Path}: {arch}.rope.scaling.type is '{scaling}', which is not implemented for GGUF models (linear is)");
+            ropeScaling = new LinearRopeScaling(Real("rope.scaling.factor", 0) is > 0 and var f ? f
+                : throw new ModelLoadException($"{file.Path}: {arch}.rope.scaling.type is linear but {arch}.rope.scaling.factor is missing or not positive"));
+        }
+        if (m.ContainsKey($"{arch}.final_logit_softcapping") || m.ContainsKey($"{arch}.attn_logit_softcapping"))
+            throw new ModelLoadException($"{file.Path}: logit soft-capping is not implemented (Gemma 3 has none; Gemma 2 does)");
         if (tensors.ContainsKey("rope_freqs.weight"))
             throw new ModelLoadException($"{file.Path}: holds rope_freqs.weight (llama3-style RoPE scaling baked into a tensor), which is not implemented for GGUF models");
         int hidden = (int)Int("embedding_length"), heads = (int)Int("attention.head_count");
@@ -93,21 +103,32 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         MixtureOfExperts? moe = experts == 0 ? null : new MixtureOfExperts((int)experts, (int)Int("expert_used_count"),
             (int)(arch == "qwen3moe" ? Int("expert_feed_forward_length") : Int("feed_forward_length")), NormalizeTopK: true, SparseLayers: null);
         if (arch == "qwen3moe" && moe is null) throw new ModelLoadException($"{file.Path}: metadata qwen3moe.expert_count is missing");
+        bool gemma = arch == "gemma3";
+        int layers = (int)Int("block_count"), headDim = (int)Int("attention.key_length", hidden / heads);
+        var (window, windowed) = gemma ? GemmaWindows(file, m, layers) : (null, null);
         return new ModelConfig
         {
-            ModelType = arch == "qwen3moe" ? "qwen3_moe" : arch == "llama" && moe is not null ? "mixtral" : arch,
-            QkNorm = arch is "qwen3" or "qwen3moe",
+            ModelType = arch switch { "qwen3moe" => "qwen3_moe", "gemma3" => "gemma3_text", "llama" when moe is not null => "mixtral", _ => arch },
+            QkNorm = arch is "qwen3" or "qwen3moe" or "gemma3",
             Moe = moe,
             HiddenSize = hidden,
             IntermediateSize = (int)Int("feed_forward_length"),
-            NumLayers = (int)Int("block_count"),
+            NumLayers = layers,
             NumHeads = heads,
             NumKvHeads = (int)Int("attention.head_count_kv", heads),
-            HeadDim = (int)Int("attention.key_length", hidden / heads),
+            HeadDim = headDim,
             VocabSize = vocab,
             MaxPositionEmbeddings = (int)Int("context_length"),
             RmsNormEps = Real("attention.layer_norm_rms_epsilon", 1e-5),
             RopeTheta = Real("rope.freq_base", 10000),
+            RopeScaling = ropeScaling,
+            SlidingWindow = window,
+            SlidingLayers = windowed,
+            // Gemma 3 as llama.cpp runs it (its query_pre_attn_scalar is not in the file): attention scaled by the head
+            // size, except the 62-layer 27B's hidden/heads; windowed layers on rope.freq_base_swa (10000 by default).
+            Activation = gemma ? "gelu_tanh" : "silu",
+            QueryPreAttentionScalar = gemma ? (layers == 62 ? hidden / heads : headDim) : null,
+            LocalRopeTheta = gemma ? Real("rope.freq_base_swa", 10000) : null,
             TieWordEmbeddings = !tensors.ContainsKey("output.weight"),
             QkvBias = tensors.ContainsKey("blk.0.attn_q.bias"),
             OProjBias = tensors.ContainsKey("blk.0.attn_output.bias"),
@@ -116,8 +137,38 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         };
     }
 
+    /// <summary>
+    /// Gemma 3's windowed layers as llama.cpp reads them: <c>attention.sliding_window_pattern</c> as one flag per
+    /// layer or as a period (every period-th layer global), 6 when absent (what its converter relies on); no
+    /// <c>attention.sliding_window</c> means every layer is global.
+    /// </summary>
+    private static (int? Window, IReadOnlyList<bool>? Windowed) GemmaWindows(GgufFile file, IReadOnlyDictionary<string, object> m, int layers)
+    {
+        if (!m.TryGetValue("gemma3.attention.sliding_window", out var w) || Convert.ToInt64(w, CultureInfo.InvariantCulture) is not (> 0 and var window))
+            return (null, null);
+        bool[] windowed;
+        switch (m.GetValueOrDefault("gemma3.attention.sliding_window_pattern"))
+        {
+            case object[] flags when flags.Length == layers && flags.All(f => f is bool):
+                windowed = flags.Select(f => (bool)f).ToArray();
+                break;
+            case int[] flags when flags.Length == layers:
+                windowed = flags.Select(f => f != 0).ToArray();
+                break;
+            case null:
+                windowed = Enumerable.Range(0, layers).Select(i => (i + 1) % 6 != 0).ToArray();
+                break;
+            case var v when v is not Array && Convert.ToInt64(v, CultureInfo.InvariantCulture) is >= 0 and var period:
+                windowed = Enumerable.Range(0, layers).Select(i => period == 0 || (i + 1) % period != 0).ToArray();
+                break;
+            case var v:
+                throw new ModelLoadException($"{file.Path}: gemma3.attention.sliding_window_pattern is {v}; expected a period or one flag per each of the {layers} layers");
+        }
+        return windowed.Any(b => b) ? ((int)window, windowed) : (null, null);
+    }
+
     /// <summary>Our (Hugging Face) name for a llama.cpp tensor name, or null for tensors we do not use.</summary>
-    internal static string? HfName(string gguf)
+    internal static string? HfName(string gguf, bool gemma = false)
     {
         switch (gguf)
         {
@@ -130,7 +181,11 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         string? ours = m.Groups[2].Value switch
         {
             "attn_norm" => "input_layernorm",
-            "ffn_norm" => "post_attention_layernorm",
+            // Gemma's norm before the MLP is pre_feedforward_layernorm; its post_attention_layernorm normalizes the
+            // attention's output.
+            "ffn_norm" => gemma ? "pre_feedforward_layernorm" : "post_attention_layernorm",
+            "post_attention_norm" when gemma => "post_attention_layernorm",
+            "post_ffw_norm" when gemma => "post_feedforward_layernorm",
             "attn_q" => "self_attn.q_proj",
             "attn_k" => "self_attn.k_proj",
             "attn_v" => "self_attn.v_proj",
@@ -159,7 +214,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         var map = new Dictionary<string, Slice>(StringComparer.Ordinal);
         foreach (var t in _tensors.Values)
         {
-            if (HfName(t.Name) is { } hf) map[hf] = new Slice(t, 0, t.Dims.Reverse().ToArray());
+            if (HfName(t.Name, Config.Gemma) is { } hf) map[hf] = new Slice(t, 0, t.Dims.Reverse().ToArray());
             if (Config.Moe is not { } moe) continue;
             var m = ExpertTensorName().Match(t.Name);
             if (!m.Success) continue;
@@ -209,6 +264,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     public long[] Shape(string name) => Resolve(name).Shape;
 
     public GgmlType StoredType(string name) => Tensor(name).Type;
+
+    public bool GemmaNormsIncludeOne => Config.Gemma;
 
     /// <summary>Values per block of the stored type: a row-parallel split must not cut one.</summary>
     public int ColumnBlock(string name) => Contains(name) ? GgmlTypeTraits.Geometry(Tensor(name).Type)!.Value.BlockSize : 1;

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""A random-weight Gemma 3 GGUF written the way llama.cpp's converter writes one, for checking ActorRing against
+llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama.cpp).
+
+Gemma 3 1B's layout at a small size: hidden 256, 6 layers (five windowed of six, window 8), 4 heads of 64 with one
+KV head, GeGLU MLP of 512, vocabulary 1024, tied embeddings, per-head q/k norms, norms after the attention and the
+MLP; the global layer's RoPE on base 1e6 with linear scaling 8 (the 4B+ models' rope_scaling). As the converter
+does, every norm weight is stored with Gemma3RMSNorm's 1 added (random in 0.5..1.5 here, so a reader that adds
+another 1 is caught). Vocabulary: SentencePiece-style, <pad> <eos> <bos> <unk> first, as Gemma's.
+
+    python3 docs/bench/gemma3_gguf.py OUT.gguf
+"""
+import os
+import random
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from moe_gguf import ALIGN, GGUF_ARR, GGUF_BOOL, GGUF_F32, GGUF_I32, GGUF_STR, GGUF_U32, gstr, kv, kv_arr  # noqa: E402
+
+D, L, H, KV, HD, FF, V, C, WINDOW = 256, 6, 4, 1, 64, 512, 1024, 512, 8
+
+
+def gemma_vocab(n):
+    toks, scores, types = ["<pad>", "<eos>", "<bos>", "<unk>"], [0.0] * 4, [3, 3, 3, 2]
+    for b in range(256):
+        toks.append("<0x%02X>" % b); scores.append(0.0); types.append(6)
+    toks.append("\u2581"); scores.append(-1.0); types.append(1)
+    for c in range(0x21, 0x7F):
+        toks.append(chr(c)); scores.append(-2.0); types.append(1)
+    i = 0
+    while len(toks) < n:
+        toks.append("\u2581w%04d" % i); scores.append(-10.0 - i * 1e-4); types.append(1)
+        i += 1
+    return toks, scores, types
+
+
+def main(path):
+    tensors = [("token_embd.weight", [D, V])]  # ggml order: ne0 is the row length
+    for i in range(L):
+        b = "blk.%d." % i
+        tensors += [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_k.weight", [D, KV * HD]),
+                    (b + "attn_v.weight", [D, KV * HD]), (b + "attn_q_norm.weight", [HD]), (b + "attn_k_norm.weight", [HD]),
+                    (b + "attn_output.weight", [H * HD, D]), (b + "post_attention_norm.weight", [D]),
+                    (b + "ffn_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]), (b + "ffn_up.weight", [D, FF]),
+                    (b + "ffn_down.weight", [FF, D]), (b + "post_ffw_norm.weight", [D])]
+    tensors += [("output_norm.weight", [D])]
+    toks, scores, types = gemma_vocab(V)
+    a = "gemma3"
+    kvs = [
+        kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-gemma3-small"),
+        kv("general.file_type", GGUF_U32, 0), kv("general.alignment", GGUF_U32, ALIGN),
+        kv(a + ".context_length", GGUF_U32, C), kv(a + ".embedding_length", GGUF_U32, D),
+        kv(a + ".block_count", GGUF_U32, L), kv(a + ".feed_forward_length", GGUF_U32, FF),
+        kv(a + ".attention.head_count", GGUF_U32, H), kv(a + ".attention.head_count_kv", GGUF_U32, KV),
+        kv(a + ".attention.key_length", GGUF_U32, HD), kv(a + ".attention.value_length", GGUF_U32, HD),
+        kv(a + ".attention.layer_norm_rms_epsilon", GGUF_F32, 1e-6), kv(a + ".rope.freq_base", GGUF_F32, 1e6),
+        kv(a + ".attention.sliding_window", GGUF_U32, WINDOW),
+        kv(a + ".rope.scaling.type", GGUF_STR, "linear"), kv(a + ".rope.scaling.factor", GGUF_F32, 8.0),
+        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
+        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
+        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
+        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 2), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 1),
+        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 3), kv("tokenizer.ggml.padding_token_id", GGUF_U32, 0),
+        kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True), kv("tokenizer.ggml.add_eos_token", GGUF_BOOL, False),
+        kv("tokenizer.ggml.add_space_prefix", GGUF_BOOL, False),
+    ]
+    infos, offset = [], 0
+    for name, ne in tensors:
+        n = 1
+        for d in ne:
+            n *= d
+        infos.append(gstr(name) + struct.pack("<I", len(ne)) + struct.pack("<%dQ" % len(ne), *ne) + struct.pack("<IQ", 0, offset))
+        offset += (n * 4 + ALIGN - 1) // ALIGN * ALIGN
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs)) + b"".join(kvs) + b"".join(infos)
+    head += b"\0" * ((-len(head)) % ALIGN)
+    rnd = random.Random(3)
+    with open(path + ".tmp", "wb") as f:
+        f.write(head)
+        for name, ne in tensors:
+            n = 1
+            for d in ne:
+                n *= d
+            if len(ne) == 1:
+                values = [1.0 + (rnd.random() - 0.5) for _ in range(n)]  # 1 + w, w in +-0.5
+            else:
+                scale = 0.05 if name == "token_embd.weight" else 1.0 / ne[0] ** 0.5  # rows of unit-ish gain
+                values = [(rnd.random() * 2 - 1) * scale * 1.7 for _ in range(n)]
+            f.write(struct.pack("<%df" % n, *values))
+            f.write(b"\0" * ((-(n * 4)) % ALIGN))
+    os.replace(path + ".tmp", path)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
