@@ -7,6 +7,9 @@
 //       $LLAMA/build/src/libllama.a $LLAMA/build/ggml/src/libggml.a $LLAMA/build/ggml/src/libggml-cpu.a \
 //       $LLAMA/build/ggml/src/libggml-base.a -fopenmp -lpthread -o llamacpp_greedy
 //   ./llamacpp_greedy MODEL.gguf N_TOKENS ID,ID,...
+//   ./llamacpp_greedy MODEL.gguf tokenize < lines      # each stdin line's text (\n and \\ escaped) to ids,
+//                                                      # as a chat prompt is tokenized (special tokens parsed,
+//                                                      # no BOS added); a vocabulary-only file is enough
 #include "llama.h"
 
 #include <algorithm>
@@ -18,7 +21,35 @@
 
 static void quiet(ggml_log_level, const char *, void *) {}
 
+static int tokenize(const char * path) {
+    llama_model_params mp = llama_model_default_params();
+    mp.vocab_only = true;
+    llama_model * model = llama_model_load_from_file(path, mp);
+    if (!model) { fprintf(stderr, "cannot load %s\n", path); return 1; }
+    const llama_vocab * vocab = llama_model_get_vocab(model);
+    char line[1 << 16];
+    std::vector<llama_token> ids(1 << 16);
+    while (fgets(line, sizeof line, stdin)) {
+        std::string text;
+        for (char * c = line; *c && *c != '\n'; c++) {
+            if (*c == '\\' && c[1] == 'n') { text += '\n'; c++; }
+            else if (*c == '\\' && c[1] == '\\') { text += '\\'; c++; }
+            else text += *c;
+        }
+        int n = llama_tokenize(vocab, text.c_str(), (int32_t)text.size(), ids.data(), (int32_t)ids.size(), false, true);
+        printf("[");
+        for (int i = 0; i < n; i++) printf("%s%d", i ? "," : "", ids[i]);
+        printf("]\n");
+    }
+    llama_model_free(model);
+    return 0;
+}
+
 int main(int argc, char ** argv) {
+    if (argc == 3 && std::string(argv[2]) == "tokenize") {
+        if (!getenv("LLAMACPP_LOG")) llama_log_set(quiet, nullptr);
+        return tokenize(argv[1]);
+    }
     if (argc != 4) {
         fprintf(stderr, "usage: %s MODEL.gguf N_TOKENS ID,ID,...\n", argv[0]);
         return 2;

@@ -35,9 +35,20 @@ public static class ChatTemplates
 
         var (source, toolUse, origin) = FindSource(modelDirectory, overrideFile, config);
         if (source is null) return new PlainChatTemplate();
+        return FromSource(source, bos, eos, origin, clock, toolUse);
+    }
+
+    /// <summary>
+    /// A template whose Jinja source the caller found (a GGUF file's <c>tokenizer.chat_template</c>), with the
+    /// <c>bos_token</c>/<c>eos_token</c> texts it renders; <paramref name="origin"/> names the source in errors.
+    /// </summary>
+    /// <exception cref="ChatTemplateException">The template does not parse.</exception>
+    public static IChatTemplate FromSource(string source, string? bosToken, string? eosToken, string origin,
+        TimeProvider? clock = null, string? toolUseSource = null)
+    {
         try
         {
-            return new JinjaChatTemplate(source, bos, eos, clock, toolUse);
+            return new JinjaChatTemplate(source, bosToken, eosToken, clock, toolUseSource);
         }
         catch (ChatTemplateException e)
         {

@@ -56,6 +56,56 @@ public sealed class TokenizeCommandTests
         }
     }
 
+    /// <summary>
+    /// A GGUF model brings its chat template in its metadata (tokenizer.chat_template, where llama.cpp's converter
+    /// puts it), with its BOS and EOS texts; the prompt's "&lt;s&gt;" and "&lt;/s&gt;" are the control tokens, matched
+    /// whole, and the template's BOS is the only one. The vocabulary is stories260K's, written as a GGUF
+    /// SentencePiece vocabulary with token types.
+    /// </summary>
+    [Fact]
+    public void A_gguf_model_renders_chats_with_the_template_in_its_metadata()
+    {
+        var bin = File.ReadAllBytes(Path.Combine(ActorRing.Model.ModelDirectory.DefaultBundledPath(), "llama2c", "tok512.bin"));
+        var tokens = new List<string>();
+        var scores = new List<float>();
+        for (int at = 4; at < bin.Length;)
+        {
+            scores.Add(BitConverter.ToSingle(bin, at));
+            int len = BitConverter.ToInt32(bin, at + 4);
+            tokens.Add(System.Text.Encoding.UTF8.GetString(bin, at + 8, len).Replace(' ', '\u2581'));
+            at += 8 + len;
+        }
+        var types = tokens.Select((t, i) => i == 0 ? 2 : i < 3 ? 3 : t.StartsWith("<0x", StringComparison.Ordinal) ? 6 : 1).ToArray();
+        var dir = Directory.CreateTempSubdirectory("actorring-gguf-chat-");
+        var chat = Path.Combine(dir.FullName, "chat.json");
+        try
+        {
+            string gguf = Path.Combine(dir.FullName, "model.gguf");
+            ActorRing.Model.Tests.Support.GgufWriter.Write(gguf, new Dictionary<string, object>
+            {
+                ["tokenizer.ggml.model"] = "llama",
+                ["tokenizer.ggml.tokens"] = tokens.ToArray(),
+                ["tokenizer.ggml.scores"] = scores.ToArray(),
+                ["tokenizer.ggml.token_type"] = types,
+                ["tokenizer.ggml.bos_token_id"] = 1u,
+                ["tokenizer.ggml.eos_token_id"] = 2u,
+                ["tokenizer.chat_template"] = "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{{ eos_token }}{% endfor %}",
+            }, []);
+            File.WriteAllText(chat, """[{"role": "user", "content": "Once upon"}, {"role": "assistant", "content": "a time"}]""");
+
+            var (code, output) = Run("", "--model", gguf, "--chat", chat);
+            Assert.Equal(0, code);
+            int[] Text(string text) => System.Text.Json.JsonSerializer.Deserialize<int[]>(Run("", "--model", gguf, "--text", text, "--no-special-tokens").Output)!;
+            // Each piece of text between two control tokens gets the dummy space, as llama.cpp tokenizes a chat prompt.
+            int[] expected = [1, .. Text("[user] Once upon"), 2, .. Text("[assistant] a time"), 2];
+            Assert.Equal(System.Text.Json.JsonSerializer.Serialize(expected) + "\n", output);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
     [Fact]
     public void Bad_input_names_the_line_option_and_value()
     {

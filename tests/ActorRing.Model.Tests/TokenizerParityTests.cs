@@ -122,6 +122,79 @@ public sealed class TokenizerParityTests
         }
     }
 
+    /// <summary>
+    /// A GGUF SentencePiece ("llama") vocabulary written from the same tokenizer.json as llama.cpp's converter writes
+    /// one from tokenizer.model: pieces in id order with SentencePiece BPE's scores (a piece's score falls with its
+    /// rank, so -id), token types (added special tokens control, other added tokens user-defined, &lt;0xNN&gt; bytes),
+    /// BOS/EOS/UNK ids and add_space_prefix (Gemma's converter writes false). It gives Hugging Face's ids on the
+    /// corpus: the score-driven merges, Gemma's text without a dummy space, a '▁' in the text taken as the space,
+    /// its added tokens ("\n\n", "&lt;start_of_turn&gt;", "&lt;unk&gt;") matched whole, and a lone surrogate as
+    /// U+FFFD's bytes. (Llama 2's tokenizer.json cannot stand in for its tokenizer.model here:
+    /// there the whitespace pieces "▁▁", "▁▁▁▁" score -1e9, far below their rank. Its vocabulary with real scores
+    /// is checked against llama2.c in GgufTests.)
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("gemma3", false, 2, 1, 3)]
+    public void A_gguf_sentencepiece_vocabulary_tokenizes_as_hugging_face(string name, bool spacePrefix, int bos, int eos, int unk)
+    {
+        TokenizerReference.Load(name); // skips when the reference files are not installed
+        using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(TokenizerReference.ModelDirectory(name), "tokenizer.json")));
+        var byId = new SortedDictionary<int, (string Text, int Type)>();
+        foreach (var entry in json.RootElement.GetProperty("model").GetProperty("vocab").EnumerateObject())
+            byId[entry.Value.GetInt32()] = (entry.Name, Llama2cTokenizer.TryParseByteToken(entry.Name, out _) ? 6 : 1);
+        foreach (var added in json.RootElement.GetProperty("added_tokens").EnumerateArray())
+        {
+            int id = added.GetProperty("id").GetInt32();
+            byId[id] = (added.GetProperty("content").GetString()!, id == unk ? 2 : added.GetProperty("special").GetBoolean() ? 3 : 4);
+        }
+        Assert.Equal(byId.Count, byId.Keys.Last() + 1);
+        var metadata = new Dictionary<string, object>
+        {
+            ["tokenizer.ggml.model"] = "llama",
+            ["tokenizer.ggml.tokens"] = byId.Values.Select(v => v.Text).ToArray(),
+            ["tokenizer.ggml.scores"] = byId.Select(kv => kv.Value.Type == 1 ? -(float)kv.Key : 0f).ToArray(),
+            ["tokenizer.ggml.token_type"] = byId.Values.Select(v => v.Type).ToArray(),
+            ["tokenizer.ggml.bos_token_id"] = (uint)bos,
+            ["tokenizer.ggml.eos_token_id"] = (uint)eos,
+            ["tokenizer.ggml.unknown_token_id"] = (uint)unk,
+            ["tokenizer.ggml.add_space_prefix"] = spacePrefix,
+        };
+        string dir = Path.Combine(Path.GetTempPath(), "actorring-gguf-vocab-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string gguf = Path.Combine(dir, name + ".gguf");
+            Support.GgufWriter.Write(gguf, metadata, []);
+            var tok = TokenizerLoader.Load(gguf);
+            using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(ParityDir(), "expected", name + ".json")));
+            var ids = expected.RootElement.GetProperty("ids").EnumerateArray().Select(a => a.EnumerateArray().Select(x => x.GetInt32()).ToArray()).ToList();
+            var decoded = expected.RootElement.GetProperty("decoded").EnumerateArray().Select(x => x.GetString()!).ToList();
+            var failures = new StringBuilder();
+            int mismatches = 0;
+            for (var i = 0; i < Corpus.Count; i++)
+            {
+                var ours = tok.Encode(Corpus[i], addBos: false);
+                if (!ours.SequenceEqual(ids[i]) && ++mismatches <= 8)
+                    failures.AppendLine($"#{i} {JsonSerializer.Serialize(Corpus[i])}: expected [{string.Join(",", ids[i])}] got [{string.Join(",", ours)}]");
+                var text = tok.Decode(ids[i]);
+                if (text != decoded[i] && ++mismatches <= 8)
+                    failures.AppendLine($"#{i} decode of [{string.Join(",", ids[i])}]: expected {JsonSerializer.Serialize(decoded[i])} got {JsonSerializer.Serialize(text)}");
+            }
+            Assert.True(mismatches == 0, $"{name} from GGUF: {mismatches} mismatches over {Corpus.Count} strings\n{failures}");
+            Assert.Equal(bos, tok.BosId);
+            Assert.Equal(eos, tok.EosId);
+            Assert.Equal(bos, tok.Encode("Hello", addBos: true)[0]);
+            // Generation ends at EOS and, found by its text as llama.cpp finds it, at the end of a chat turn.
+            Assert.Equal(name == "gemma3" ? [eos, 106] : [eos], tok.EosIds.Order());
+            // A chat prompt as the template renders it: BOS and the turn markers are the tokens, not their spelling.
+            Assert.Equal([2, 105, 2364, 107, 9259, 106, 107], tok.Encode("<bos><start_of_turn>user\nHello<end_of_turn>\n", addBos: false));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     [SkippableTheory]
     [MemberData(nameof(Tokenizers))]
     public void Special_tokens_are_added_as_transformers_adds_them(string name)

@@ -99,7 +99,7 @@ internal static class TokenizeCommand
             string prompt;
             try
             {
-                prompt = ChatTemplates.Load(modelPath).Render(messages, addGenerationPrompt: true);
+                prompt = Generation.ModelChatTemplate.Load(ModelDirectory.Recognise(modelPath), overrideFile: null).Render(messages, addGenerationPrompt: true);
             }
             catch (ChatTemplateException e)
             {

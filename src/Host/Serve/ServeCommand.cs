@@ -196,7 +196,7 @@ public static class ServeCommand
             var engines = new ShardedLlamaEngineFactory(options.ModelDir, load);
             var tokenizer = ring.Rank == 0 ? TokenizerLoader.Load(model.TokenizerFile ?? model.Path) : null;
             // Only rank 0 renders prompts; a broken template is found before any network activity.
-            var template = ring.Rank == 0 ? ChatTemplates.Load(model.Path, options.ChatTemplatePath) : new PlainChatTemplate();
+            var template = ring.Rank == 0 ? Generation.ModelChatTemplate.Load(model, options.ChatTemplatePath) : new PlainChatTemplate();
             setup = new RankSetup(ring, secret, engines, tokenizer, template, tls);
             return true;
         }

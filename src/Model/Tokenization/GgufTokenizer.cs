@@ -13,18 +13,38 @@ namespace ActorRing.Model.Tokenization;
 /// </summary>
 public static class GgufTokenizer
 {
+    /// <summary>A GGUF file's Jinja chat template and the texts of its BOS and EOS tokens.</summary>
+    public sealed record GgufChatTemplate(string Source, string? BosToken, string? EosToken);
+
     public static ITextTokenizer Load(string path)
     {
-        GgufFile file;
+        using var file = Open(path);
+        return FromMetadata(file.Metadata, path);
+    }
+
+    /// <summary>The chat template a GGUF file carries (<c>tokenizer.chat_template</c>, as llama.cpp's converter
+    /// copies it from tokenizer_config.json), with the texts of its BOS and EOS tokens; null when it has none.</summary>
+    public static GgufChatTemplate? ReadChatTemplate(string path)
+    {
+        using var file = Open(path);
+        var m = file.Metadata;
+        if (!m.TryGetValue("tokenizer.chat_template", out var t) || t is not string source || source.Length == 0) return null;
+        var tokens = m.GetValueOrDefault("tokenizer.ggml.tokens") as string[];
+        string? Text(string key) => tokens is not null && m.TryGetValue(key, out var v)
+            && Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture) is var id && id >= 0 && id < tokens.Length ? tokens[id] : null;
+        return new GgufChatTemplate(source, Text("tokenizer.ggml.bos_token_id"), Text("tokenizer.ggml.eos_token_id"));
+    }
+
+    private static GgufFile Open(string path)
+    {
         try
         {
-            file = new GgufFile(path);
+            return new GgufFile(path);
         }
         catch (ModelLoadException e)
         {
             throw new TokenizerFormatException(e.Message, e);
         }
-        using (file) return FromMetadata(file.Metadata, path);
     }
 
     internal static ITextTokenizer FromMetadata(IReadOnlyDictionary<string, object> m, string name)
@@ -35,30 +55,50 @@ public static class GgufTokenizer
         var tokens = Get<string[]>("tokenizer.ggml.tokens");
         return model switch
         {
-            "llama" => Llama(tokens, Get<float[]>("tokenizer.ggml.scores"), name),
+            "llama" => Llama(m, tokens, Get<float[]>("tokenizer.ggml.scores"), name),
             "gpt2" => Gpt2(m, tokens, Get<string[]>("tokenizer.ggml.merges"), name),
             _ => throw new TokenizerFormatException($"GGUF '{name}': tokenizer.ggml.model is '{model}'; supported are 'llama' (SentencePiece) and 'gpt2' (byte-level BPE)"),
         };
     }
 
-    /// <summary>The vocabulary in llama.c's tokenizer.bin form, SentencePiece's '▁' written as the space it stands for.</summary>
-    private static ITextTokenizer Llama(string[] tokens, float[] scores, string name)
+    /// <summary>
+    /// A SentencePiece vocabulary (pieces with scores, '▁' for the space) on the llama.c tokenizer's score-driven
+    /// merges, with the file's conventions: BOS/EOS/UNK ids, <c>add_space_prefix</c> (default true; Gemma's
+    /// converter writes false), and token types (2 unknown, 3 control and 4 user-defined are matched whole in the
+    /// text, as llama.cpp does for a chat prompt; unknown, control and 5 unused render as nothing). Without token types, ids 0-2
+    /// are the control tokens, as in llama2.c.
+    /// </summary>
+    private static ITextTokenizer Llama(IReadOnlyDictionary<string, object> m, string[] tokens, float[] scores, string name)
     {
         if (scores.Length != tokens.Length)
             throw new TokenizerFormatException($"GGUF '{name}': {tokens.Length} tokens but {scores.Length} scores");
-        var pieces = tokens.Select(t => Encoding.UTF8.GetBytes(t.Replace('\u2581', ' '))).ToArray();
-        using var bytes = new MemoryStream();
-        using (var w = new BinaryWriter(bytes, Encoding.UTF8, leaveOpen: true))
-        {
-            w.Write(Math.Max(1, pieces.Max(p => p.Length)));
-            for (int i = 0; i < pieces.Length; i++)
-            {
-                w.Write(scores[i]);
-                w.Write(pieces[i].Length);
-                w.Write(pieces[i]);
-            }
-        }
-        return Llama2cTokenizer.Parse(bytes.ToArray(), name);
+        var pieces = tokens.Select(t => t.Replace('\u2581', ' ')).ToArray();
+        var types = m.GetValueOrDefault("tokenizer.ggml.token_type") as int[];
+        if (types is not null && types.Length != tokens.Length)
+            throw new TokenizerFormatException($"GGUF '{name}': {tokens.Length} tokens but {types.Length} token types");
+        var control = types is null ? Enumerable.Range(0, tokens.Length).Select(i => i < 3).ToArray() : types.Select(t => t is 2 or 3 or 5).ToArray();
+        int[] whole = types is null ? [] : Enumerable.Range(0, tokens.Length).Where(i => types[i] is 2 or 3 or 4).ToArray();
+        int Id(string key, int fallback) => m.TryGetValue(key, out var v) ? (int)Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture) : fallback;
+        int bos = Id("tokenizer.ggml.bos_token_id", 1), eos = Id("tokenizer.ggml.eos_token_id", 2);
+        bool prefix = m.GetValueOrDefault("tokenizer.ggml.add_space_prefix") is not false;
+        return Llama2cTokenizer.FromPieces(pieces, scores,
+            new Llama2cTokenizer.SentencePieceConventions(bos, eos, EndOfTurnIds(m, tokens, eos), Id("tokenizer.ggml.unknown_token_id", 0), prefix, control, whole));
+    }
+
+    /// <summary>
+    /// Ids that end generation: EOS, the file's <c>eot_token_id</c>/<c>eom_token_id</c>, and, as llama.cpp does for
+    /// files written before those keys existed, the chat templates' end-of-turn tokens by their text
+    /// (Gemma's &lt;end_of_turn&gt;, ChatML's &lt;|im_end|&gt;, Llama 3's &lt;|eot_id|&gt;, Phi's &lt;|end|&gt;).
+    /// </summary>
+    private static int[] EndOfTurnIds(IReadOnlyDictionary<string, object> m, string[] tokens, int eos)
+    {
+        var ids = new List<int> { eos };
+        foreach (var key in new[] { "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id" })
+            if (m.TryGetValue(key, out var v)) ids.Add((int)Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture));
+        string[] endOfTurn = ["<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>"];
+        for (int i = 0; i < tokens.Length; i++)
+            if (Array.IndexOf(endOfTurn, tokens[i]) >= 0) ids.Add(i);
+        return [.. ids.Distinct()];
     }
 
     /// <summary>Pre-tokenizer regexes of the <c>tokenizer.ggml.pre</c> names llama.cpp gives Llama 3 and Qwen2.</summary>

@@ -8,10 +8,12 @@ namespace ActorRing.Model.Tokenization;
 /// are &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt; and byte-fallback tokens are spelled &lt;0xNN&gt;.
 /// Encoding is llama2.c's: dummy-prefix space, one piece per code point (bytes as &lt;0xNN&gt; when the code
 /// point has no piece), then repeatedly merge the adjacent pair whose concatenation is the highest-scoring piece.
+/// The same algorithm runs a GGUF file's SentencePiece vocabulary, with that file's conventions
+/// (<see cref="SentencePieceConventions"/>).
 /// </summary>
 public sealed class Llama2cTokenizer : ITextTokenizer
 {
-    private const int UnkId = 0;
+    private readonly int _unkId;
     private readonly string[] _pieces;
     private readonly float[] _scores;
     private readonly Dictionary<string, int> _mergeable;
@@ -19,8 +21,11 @@ public sealed class Llama2cTokenizer : ITextTokenizer
     private readonly TokenByteTable _table;
     private readonly bool[] _notMergeable;
     private readonly int _spaceId;
+    private readonly bool _addDummyPrefix;
+    private readonly bool _normalizeSpaceSymbol;
+    private readonly AddedTokenMatcher? _whole;
 
-    private Llama2cTokenizer(string[] pieces, byte[][] pieceBytes, float[] scores)
+    private Llama2cTokenizer(string[] pieces, byte[][] pieceBytes, float[] scores, SentencePieceConventions? conventions = null)
     {
         _pieces = pieces;
         _scores = scores;
@@ -29,11 +34,19 @@ public sealed class Llama2cTokenizer : ITextTokenizer
         var isByte = new bool[n];
         var bytes = new byte[n][];
 
-        // llama2.c's export writes <unk>, <s>, </s> first; they are control tokens, not text.
-        for (var i = 0; i < Math.Min(3, n); i++)
+        // llama2.c's export writes <unk>, <s>, </s> first; they are control tokens, not text. A GGUF vocabulary
+        // says which tokens are control tokens.
+        for (var i = 0; i < n; i++)
         {
-            special[i] = true;
+            special[i] = conventions is { } c ? c.Control[i] : i < 3;
         }
+
+        BosId = conventions?.BosId ?? 1;
+        _unkId = conventions?.UnkId ?? 0;
+        _normalizeSpaceSymbol = conventions is not null;
+        EosId = conventions?.EosId ?? 2;
+        _addDummyPrefix = conventions?.AddDummyPrefix ?? true;
+        var whole = new HashSet<int>(conventions?.WholeTokens ?? []);
 
         Array.Fill(_byteIds, -1);
         _mergeable = new Dictionary<string, int>(n, StringComparer.Ordinal);
@@ -61,25 +74,49 @@ public sealed class Llama2cTokenizer : ITextTokenizer
 
             // Byte and control tokens are kept out of the merge table on purpose: llama2.c looks merges up in the
             // whole vocabulary, so the literal text "<0x41>" could otherwise merge into the byte token for 'A'.
-            _mergeable.TryAdd(pieces[i], i);
+            // Tokens matched whole (SentencePiece's user-defined symbols) never come out of a merge either.
+            if (!whole.Contains(i))
+            {
+                _mergeable.TryAdd(pieces[i], i);
+            }
         }
 
         _notMergeable = new bool[n];
         for (var i = 0; i < n; i++)
         {
-            _notMergeable[i] = special[i] || isByte[i];
+            _notMergeable[i] = special[i] || isByte[i] || whole.Contains(i);
         }
 
         _spaceId = _mergeable.GetValueOrDefault(" ", -1);
-        _table = new TokenByteTable(bytes, special, isByte, pieces, bosId: n > 1 ? 1 : -1, LeadingSpace.DropAfterBos);
-        EosIds = n > 2 ? [2] : [];
+        _whole = whole.Count == 0 ? null
+            : new AddedTokenMatcher(whole.Where(i => pieces[i].Length > 0)
+                .Select(i => new AddedTokenMatcher.Token(pieces[i], i, special[i], LStrip: false, RStrip: false, SingleWord: false)).ToArray());
+        bool Valid(int id) => id >= 0 && id < n;
+        // The dummy prefix's space is dropped when decoding: after BOS in llama2.c's way for its own files; from the
+        // first text of any decode for a GGUF vocabulary, as llama.cpp's and Hugging Face's detokenizers do.
+        _table = new TokenByteTable(bytes, special, isByte, pieces, bosId: Valid(BosId) ? BosId : -1,
+            !_addDummyPrefix ? LeadingSpace.Keep : conventions is null ? LeadingSpace.DropAfterBos : LeadingSpace.DropAtStart);
+        EosIds = (conventions?.EosIds ?? [EosId]).Where(Valid).Distinct().ToArray();
     }
+
+    /// <summary>
+    /// How a SentencePiece vocabulary in a GGUF file differs from llama2.c's fixed conventions: its BOS and EOS
+    /// ids (Gemma's are 2 and 1), further ids that end a turn, whether a space is put before the text
+    /// (<c>add_space_prefix</c>; Gemma puts none), which tokens are control tokens, and which are matched whole
+    /// in the text before any merge (control and user-defined tokens, as llama.cpp does for a chat prompt).
+    /// </summary>
+    internal sealed record SentencePieceConventions(int BosId, int EosId, IReadOnlyList<int> EosIds, int UnkId, bool AddDummyPrefix,
+        bool[] Control, IReadOnlyList<int> WholeTokens);
+
+    /// <summary>A SentencePiece vocabulary given piece by piece (spaces as ' '), with its conventions.</summary>
+    internal static Llama2cTokenizer FromPieces(string[] pieces, float[] scores, SentencePieceConventions conventions) =>
+        new(pieces, pieces.Select(p => Encoding.UTF8.GetBytes(p)).ToArray(), scores, conventions);
 
     public int VocabSize => _pieces.Length;
 
-    public int BosId => 1;
+    public int BosId { get; }
 
-    public int EosId => 2;
+    public int EosId { get; }
 
     public IReadOnlyCollection<int> EosIds { get; }
 
@@ -156,7 +193,7 @@ public sealed class Llama2cTokenizer : ITextTokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         var tokens = new List<int>(text.Length + 2);
-        if (addBos)
+        if (addBos && BosId >= 0)
         {
             tokens.Add(BosId);
         }
@@ -166,19 +203,60 @@ public sealed class Llama2cTokenizer : ITextTokenizer
             return tokens;
         }
 
+        // SentencePiece writes the space as '▁' before it merges, so a '▁' in the text is a space too (a GGUF
+        // vocabulary's pieces are held with ' '); llama2.c's own files take the text as it is.
+        if (_normalizeSpaceSymbol)
+        {
+            text = text.Replace('\u2581', ' ');
+        }
+
+        if (_whole is null)
+        {
+            EncodeText(text, tokens);
+            return tokens;
+        }
+
+        // Tokens matched whole split the text; each piece between them is merged on its own (and, as llama.cpp
+        // does, gets the dummy prefix: a piece follows either the start or a token matched whole).
+        var at = 0;
+        foreach (var (start, length, id) in _whole.Find(text))
+        {
+            if (start > at)
+            {
+                EncodeText(text[at..start], tokens);
+            }
+
+            tokens.Add(id);
+            at = start + length;
+        }
+
+        if (at < text.Length)
+        {
+            EncodeText(text[at..], tokens);
+        }
+
+        return tokens;
+    }
+
+    private void EncodeText(string text, List<int> tokens)
+    {
         var start = tokens.Count;
 
         // SentencePiece's add_dummy_prefix: the text is treated as if preceded by a space, so "Once" at the start
         // tokenizes like " Once" in the middle of a sentence.
-        if (_spaceId >= 0)
+        if (_addDummyPrefix && _spaceId >= 0)
         {
             tokens.Add(_spaceId);
         }
 
         Span<byte> utf8 = stackalloc byte[4];
-        foreach (var rune in text.EnumerateRunes())
+        for (var at = 0; at < text.Length;)
         {
-            if (_mergeable.TryGetValue(rune.ToString(), out var id))
+            // A lone surrogate is not a character: its U+FFFD goes in as bytes, never as a "�" piece (as Hugging
+            // Face's tokenizers do).
+            var valid = System.Buffers.OperationStatus.Done == Rune.DecodeFromUtf16(text.AsSpan(at), out var rune, out var used);
+            at += used;
+            if (valid && _mergeable.TryGetValue(rune.ToString(), out var id))
             {
                 tokens.Add(id);
                 continue;
@@ -188,12 +266,11 @@ public sealed class Llama2cTokenizer : ITextTokenizer
             for (var i = 0; i < n; i++)
             {
                 var byteId = _byteIds[utf8[i]];
-                tokens.Add(byteId >= 0 ? byteId : UnkId);
+                tokens.Add(byteId >= 0 ? byteId : _unkId);
             }
         }
 
         Merge(tokens, start);
-        return tokens;
     }
 
     // Greedy merge by score, as llama2.c does: each round merges the single best adjacent pair (first one on ties).
