@@ -65,16 +65,7 @@ public sealed class TokenizeCommandTests
     [Fact]
     public void A_gguf_model_renders_chats_with_the_template_in_its_metadata()
     {
-        var bin = File.ReadAllBytes(Path.Combine(ActorRing.Model.ModelDirectory.DefaultBundledPath(), "llama2c", "tok512.bin"));
-        var tokens = new List<string>();
-        var scores = new List<float>();
-        for (int at = 4; at < bin.Length;)
-        {
-            scores.Add(BitConverter.ToSingle(bin, at));
-            int len = BitConverter.ToInt32(bin, at + 4);
-            tokens.Add(System.Text.Encoding.UTF8.GetString(bin, at + 8, len).Replace(' ', '\u2581'));
-            at += 8 + len;
-        }
+        var (tokens, scores) = ActorRing.Model.Tests.Support.GgufWriter.Llama2cVocabulary(Path.Combine(ActorRing.Model.ModelDirectory.DefaultBundledPath(), "llama2c", "tok512.bin"));
         var types = tokens.Select((t, i) => i == 0 ? 2 : i < 3 ? 3 : t.StartsWith("<0x", StringComparison.Ordinal) ? 6 : 1).ToArray();
         var dir = Directory.CreateTempSubdirectory("actorring-gguf-chat-");
         var chat = Path.Combine(dir.FullName, "chat.json");

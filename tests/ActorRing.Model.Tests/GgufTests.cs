@@ -27,7 +27,7 @@ public sealed class GgufTests : IDisposable
         // Gemma 3 as llama.cpp runs a GGUF of it (the file has neither the pattern nor query_pre_attn_scalar): five
         // windowed layers of six, attention scaled by the head size; a window shorter than the test's 9 positions,
         // and the 4B+ models' linear RoPE scaling on the global layer.
-        SlidingWindowPattern = 6, SlidingWindow = type == "gemma3_text" ? 4 : null, QueryPreAttnScalar = 32,
+        SlidingWindowPattern = 6, SlidingWindow = type is "gemma3_text" or "phi3" ? 4 : null, QueryPreAttnScalar = 32,
         LinearRope = type == "gemma3_text" ? 8.0 : null,
     }.Build(seed: 99);
 
@@ -61,6 +61,9 @@ public sealed class GgufTests : IDisposable
     // gemma3: its post-attention and post-MLP norms under llama.cpp's names, every norm stored as 1 + w.
     [InlineData("gemma3_text", GgmlType.F32, WeightQuantization.None)]
     [InlineData("gemma3_text", GgmlType.Q8_0, WeightQuantization.Q8_0)]
+    // phi3: q/k/v fused in attn_qkv and gate/up in ffn_up, its window on every layer.
+    [InlineData("phi3", GgmlType.F32, WeightQuantization.None)]
+    [InlineData("phi3", GgmlType.Q4_0, WeightQuantization.Q4_0)]
     public void A_gguf_file_gives_the_logits_of_its_safetensors_checkpoint_at_world_sizes_1_and_2(string type, GgmlType stored, WeightQuantization quant)
     {
         var model = Model(type);
@@ -85,15 +88,15 @@ public sealed class GgufTests : IDisposable
     }
 
     [Fact]
-    public void Architectures_it_does_not_run_and_gemma_soft_capping_are_refused_by_name()
+    public void Architectures_it_does_not_run_soft_capping_longrope_and_partial_rotary_are_refused_by_name()
     {
         var model = Model("llama");
         string gguf = Path.Combine(_root, "phi.gguf");
         var meta = GgufWriter.Metadata(model);
-        meta["general.architecture"] = "phi3";
+        meta["general.architecture"] = "phi2";
         GgufWriter.Write(gguf, meta, GgufWriter.Tensors(model, GgmlType.F32));
         var e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("general.architecture is 'phi3'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3, qwen3moe and gemma3 models", e.Message);
+        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3, qwen3moe, gemma3 and phi3 models", e.Message);
 
         var gemma = Model("gemma3_text");
         meta = GgufWriter.Metadata(gemma);
@@ -107,6 +110,18 @@ public sealed class GgufTests : IDisposable
         GgufWriter.Write(gguf, meta, GgufWriter.Tensors(gemma, GgmlType.F32));
         e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
         Assert.Contains("gemma3.rope.scaling.type is 'yarn', which is not implemented for GGUF models (linear is)", e.Message);
+
+        // Phi-3 128k (longrope factors as tensors) and Phi-4-mini (RoPE on part of each head).
+        var phi = Model("phi3");
+        meta = GgufWriter.Metadata(phi);
+        var tensors = GgufWriter.Tensors(phi, GgmlType.F32);
+        GgufWriter.Write(gguf, meta, [.. tensors, new GgufWriter.Tensor("rope_factors_long.weight", [phi.HeadDim / 2], GgmlType.F32, new byte[phi.HeadDim * 2])]);
+        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
+        Assert.Contains("holds rope_factors_long.weight (longrope, the 128k Phi-3 models), which is not implemented", e.Message);
+        meta["phi3.rope.dimension_count"] = (uint)(phi.HeadDim * 3 / 4);
+        GgufWriter.Write(gguf, meta, tensors);
+        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
+        Assert.Contains("phi3.rope.dimension_count is 24 of a head of 32; partial rotary embeddings are not implemented", e.Message);
     }
 
     [Fact]
@@ -255,16 +270,7 @@ public sealed class GgufTests : IDisposable
     public void A_llama_vocabulary_in_the_metadata_tokenizes_as_the_original()
     {
         // stories260K's llama2.c vocabulary (pieces and scores), written as a SentencePiece-style GGUF vocabulary.
-        var bin = File.ReadAllBytes(Path.Combine(TestPaths.Llama2c, "tok512.bin"));
-        var tokens = new List<string>();
-        var scores = new List<float>();
-        for (int at = 4; at < bin.Length;)
-        {
-            scores.Add(BitConverter.ToSingle(bin, at));
-            int len = BitConverter.ToInt32(bin, at + 4);
-            tokens.Add(System.Text.Encoding.UTF8.GetString(bin, at + 8, len).Replace(' ', '\u2581'));
-            at += 8 + len;
-        }
+        var (tokens, scores) = GgufWriter.Llama2cVocabulary(Path.Combine(TestPaths.Llama2c, "tok512.bin"));
         var meta = new Dictionary<string, object>
         {
             ["tokenizer.ggml.model"] = "llama",
@@ -282,5 +288,53 @@ public sealed class GgufTests : IDisposable
         Assert.Equal(1, ids[0]);
         Assert.Equal(original.Decode(ids), fromGguf.Decode(ids));
         Assert.Contains("little girl named Lily", fromGguf.Decode(ids));
+    }
+
+    /// <summary>
+    /// A SentencePiece vocabulary with chat tokens: control tokens are matched whole wherever they are in the text,
+    /// the text between them gets the dummy space (as llama.cpp tokenizes a chat prompt), and in a phi3 file the
+    /// chat tokens swallow the whitespace after them, as Phi-3's tokenizer.json marks them (rstrip) and llama.cpp
+    /// hard-codes; &lt;|endoftext|&gt; does not. The same ids came from llama.cpp on this vocabulary (by hand, with
+    /// docs/bench/llamacpp_greedy.cpp tokenize).
+    /// </summary>
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("phi3")]
+    public void Chat_tokens_are_matched_whole_and_phi3s_strip_the_whitespace_after_them(string arch)
+    {
+        var (tokens, scores) = GgufWriter.Llama2cVocabulary(Path.Combine(TestPaths.Llama2c, "tok512.bin"));
+        (tokens[1], tokens[2]) = ("<s>", "</s>"); // llama2.c's file spells them "\n<s>\n" and "\n</s>\n"
+        int plain = tokens.Count;
+        string[] chat = ["<|endoftext|>", "<|user|>", "<|end|>", "<|assistant|>"];
+        tokens.AddRange(chat);
+        scores.AddRange(chat.Select(_ => 0f));
+        var types = tokens.Select((t, i) => i == 0 ? 2 : i < 3 || i >= plain ? 3 : t.StartsWith("<0x", StringComparison.Ordinal) ? 6 : 1).ToArray();
+        string gguf = Path.Combine(_root, "chat.gguf");
+        GgufWriter.Write(gguf, new Dictionary<string, object>
+        {
+            ["general.architecture"] = arch,
+            ["tokenizer.ggml.model"] = "llama",
+            ["tokenizer.ggml.tokens"] = tokens.ToArray(),
+            ["tokenizer.ggml.scores"] = scores.ToArray(),
+            ["tokenizer.ggml.token_type"] = types,
+            ["tokenizer.ggml.bos_token_id"] = 1u,
+            ["tokenizer.ggml.eos_token_id"] = 2u,
+        }, []);
+        var tok = TokenizerLoader.Load(gguf);
+        int endOfText = plain, user = plain + 1, end = plain + 2, assistant = plain + 3;
+        var ids = tok.Encode("<|user|>\nOnce upon<|end|>\n<|assistant|>\n", addBos: false);
+        int[] Text(string text) => [.. tok.Encode(text, addBos: false)];
+        int[] expected = arch == "phi3"
+            ? [user, .. Text("Once upon"), end, assistant]
+            : [user, .. Text("\nOnce upon"), end, .. Text("\n"), assistant, .. Text("\n")];
+        Assert.Equal(expected, ids);
+        // <|endoftext|> keeps what follows; <|end|> ends a turn (found by its text), as does EOS.
+        Assert.Equal([endOfText, .. Text(" a")], tok.Encode("<|endoftext|> a", addBos: false));
+        // llama.cpp's ids for these on the same vocabulary.
+        Assert.Equal(arch == "phi3" ? [user, 403, 407, end, assistant] : [user, 410, 13, 441, 416, 331, 407, end, 410, 13, assistant, 410, 13], ids);
+        Assert.Equal(arch == "phi3" ? [user, 320, 417, 383, end] : [user, 410, 410, 320, 417, 383, end], tok.Encode("<|user|>  Hi there<|end|>", addBos: false));
+        Assert.Equal([2, end], tok.EosIds.Order());
+        Assert.True(tok.IsSpecial(user));
+        if (arch == "phi3") Assert.Equal("Once upon", tok.Decode(ids));
     }
 }

@@ -79,47 +79,18 @@ public sealed class TokenizerParityTests
     {
         TokenizerReference.Load(name); // skips when the reference files are not installed
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(TokenizerReference.ModelDirectory(name), "tokenizer.json")));
-        var model = json.RootElement.GetProperty("model");
-        var byId = new SortedDictionary<int, (string Text, int Type)>();
-        foreach (var entry in model.GetProperty("vocab").EnumerateObject()) byId[entry.Value.GetInt32()] = (entry.Name, 1);
-        foreach (var added in json.RootElement.GetProperty("added_tokens").EnumerateArray())
-            byId[added.GetProperty("id").GetInt32()] = (added.GetProperty("content").GetString()!, added.GetProperty("special").GetBoolean() ? 3 : 4);
-        Assert.Equal(byId.Count, byId.Keys.Last() + 1); // ids are dense, as a GGUF token array needs
+        var byId = GgufTokens(json.RootElement, sentencePiece: false, unk: -1);
         // Merges are "a b" strings in older files and [a, b] pairs in newer ones; GGUF keeps the string form.
-        var merges = model.GetProperty("merges").EnumerateArray()
+        var merges = json.RootElement.GetProperty("model").GetProperty("merges").EnumerateArray()
             .Select(mg => mg.ValueKind == JsonValueKind.String ? mg.GetString()! : string.Join(' ', mg.EnumerateArray().Select(x => x.GetString()))).ToArray();
-        var metadata = new Dictionary<string, object>
+        LoadAsGguf(name, new Dictionary<string, object>
         {
             ["tokenizer.ggml.model"] = "gpt2",
             ["tokenizer.ggml.pre"] = pre,
             ["tokenizer.ggml.tokens"] = byId.Values.Select(v => v.Text).ToArray(),
             ["tokenizer.ggml.token_type"] = byId.Values.Select(v => v.Type).ToArray(),
             ["tokenizer.ggml.merges"] = merges,
-        };
-        string dir = Path.Combine(Path.GetTempPath(), "actorring-gguf-vocab-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        try
-        {
-            string gguf = Path.Combine(dir, name + ".gguf");
-            Support.GgufWriter.Write(gguf, metadata, []);
-            var tok = TokenizerLoader.Load(gguf);
-            using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(ParityDir(), "expected", name + ".json")));
-            var ids = expected.RootElement.GetProperty("ids").EnumerateArray().Select(a => a.EnumerateArray().Select(x => x.GetInt32()).ToArray()).ToList();
-            var failures = new StringBuilder();
-            int mismatches = 0;
-            for (var i = 0; i < Corpus.Count; i++)
-            {
-                var ours = tok.Encode(Corpus[i], addBos: false);
-                if (ours.SequenceEqual(ids[i])) continue;
-                if (++mismatches <= 8)
-                    failures.AppendLine($"#{i} {JsonSerializer.Serialize(Corpus[i])}: expected [{string.Join(",", ids[i])}] got [{string.Join(",", ours)}]");
-            }
-            Assert.True(mismatches == 0, $"{name} from GGUF: {mismatches} mismatches over {Corpus.Count} strings\n{failures}");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        }, checkDecode: false);
     }
 
     /// <summary>
@@ -139,16 +110,8 @@ public sealed class TokenizerParityTests
     {
         TokenizerReference.Load(name); // skips when the reference files are not installed
         using var json = JsonDocument.Parse(File.ReadAllText(Path.Combine(TokenizerReference.ModelDirectory(name), "tokenizer.json")));
-        var byId = new SortedDictionary<int, (string Text, int Type)>();
-        foreach (var entry in json.RootElement.GetProperty("model").GetProperty("vocab").EnumerateObject())
-            byId[entry.Value.GetInt32()] = (entry.Name, Llama2cTokenizer.TryParseByteToken(entry.Name, out _) ? 6 : 1);
-        foreach (var added in json.RootElement.GetProperty("added_tokens").EnumerateArray())
-        {
-            int id = added.GetProperty("id").GetInt32();
-            byId[id] = (added.GetProperty("content").GetString()!, id == unk ? 2 : added.GetProperty("special").GetBoolean() ? 3 : 4);
-        }
-        Assert.Equal(byId.Count, byId.Keys.Last() + 1);
-        var metadata = new Dictionary<string, object>
+        var byId = GgufTokens(json.RootElement, sentencePiece: true, unk);
+        var tok = LoadAsGguf(name, new Dictionary<string, object>
         {
             ["tokenizer.ggml.model"] = "llama",
             ["tokenizer.ggml.tokens"] = byId.Values.Select(v => v.Text).ToArray(),
@@ -158,41 +121,66 @@ public sealed class TokenizerParityTests
             ["tokenizer.ggml.eos_token_id"] = (uint)eos,
             ["tokenizer.ggml.unknown_token_id"] = (uint)unk,
             ["tokenizer.ggml.add_space_prefix"] = spacePrefix,
-        };
-        string dir = Path.Combine(Path.GetTempPath(), "actorring-gguf-vocab-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
+        }, checkDecode: true);
+        Assert.Equal(bos, tok.BosId);
+        Assert.Equal(eos, tok.EosId);
+        Assert.Equal(bos, tok.Encode("Hello", addBos: true)[0]);
+        // Generation ends at EOS and, found by its text as llama.cpp finds it, at the end of a chat turn.
+        Assert.Equal(name == "gemma3" ? [eos, 106] : [eos], tok.EosIds.Order());
+        // A chat prompt as the template renders it: BOS and the turn markers are the tokens, not their spelling.
+        Assert.Equal([2, 105, 2364, 107, 9259, 106, 107], tok.Encode("<bos><start_of_turn>user\nHello<end_of_turn>\n", addBos: false));
+    }
+
+    /// <summary>
+    /// tokenizer.json's vocabulary and added tokens by id with the GGUF token types llama.cpp's converter gives them:
+    /// added special tokens control (3), other added tokens user-defined (4), the rest normal (1); for a
+    /// SentencePiece vocabulary also &lt;0xNN&gt; byte tokens (6) and <paramref name="unk"/> unknown (2).
+    /// </summary>
+    private static SortedDictionary<int, (string Text, int Type)> GgufTokens(JsonElement root, bool sentencePiece, int unk)
+    {
+        var byId = new SortedDictionary<int, (string Text, int Type)>();
+        foreach (var entry in root.GetProperty("model").GetProperty("vocab").EnumerateObject())
+            byId[entry.Value.GetInt32()] = (entry.Name, sentencePiece && Llama2cTokenizer.TryParseByteToken(entry.Name, out _) ? 6 : 1);
+        foreach (var added in root.GetProperty("added_tokens").EnumerateArray())
+        {
+            int id = added.GetProperty("id").GetInt32();
+            byId[id] = (added.GetProperty("content").GetString()!, id == unk ? 2 : added.GetProperty("special").GetBoolean() ? 3 : 4);
+        }
+        Assert.Equal(byId.Count, byId.Keys.Last() + 1); // ids are dense, as a GGUF token array needs
+        return byId;
+    }
+
+    /// <summary>Writes <paramref name="metadata"/> as a GGUF file, loads its tokenizer, and asserts Hugging Face's ids
+    /// (and, with <paramref name="checkDecode"/>, its decoded text) on the whole corpus.</summary>
+    private static ITextTokenizer LoadAsGguf(string name, Dictionary<string, object> metadata, bool checkDecode)
+    {
+        var dir = Directory.CreateTempSubdirectory("actorring-gguf-vocab-");
+        ITextTokenizer tok;
         try
         {
-            string gguf = Path.Combine(dir, name + ".gguf");
+            string gguf = Path.Combine(dir.FullName, name + ".gguf");
             Support.GgufWriter.Write(gguf, metadata, []);
-            var tok = TokenizerLoader.Load(gguf);
-            using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(ParityDir(), "expected", name + ".json")));
-            var ids = expected.RootElement.GetProperty("ids").EnumerateArray().Select(a => a.EnumerateArray().Select(x => x.GetInt32()).ToArray()).ToList();
-            var decoded = expected.RootElement.GetProperty("decoded").EnumerateArray().Select(x => x.GetString()!).ToList();
-            var failures = new StringBuilder();
-            int mismatches = 0;
-            for (var i = 0; i < Corpus.Count; i++)
-            {
-                var ours = tok.Encode(Corpus[i], addBos: false);
-                if (!ours.SequenceEqual(ids[i]) && ++mismatches <= 8)
-                    failures.AppendLine($"#{i} {JsonSerializer.Serialize(Corpus[i])}: expected [{string.Join(",", ids[i])}] got [{string.Join(",", ours)}]");
-                var text = tok.Decode(ids[i]);
-                if (text != decoded[i] && ++mismatches <= 8)
-                    failures.AppendLine($"#{i} decode of [{string.Join(",", ids[i])}]: expected {JsonSerializer.Serialize(decoded[i])} got {JsonSerializer.Serialize(text)}");
-            }
-            Assert.True(mismatches == 0, $"{name} from GGUF: {mismatches} mismatches over {Corpus.Count} strings\n{failures}");
-            Assert.Equal(bos, tok.BosId);
-            Assert.Equal(eos, tok.EosId);
-            Assert.Equal(bos, tok.Encode("Hello", addBos: true)[0]);
-            // Generation ends at EOS and, found by its text as llama.cpp finds it, at the end of a chat turn.
-            Assert.Equal(name == "gemma3" ? [eos, 106] : [eos], tok.EosIds.Order());
-            // A chat prompt as the template renders it: BOS and the turn markers are the tokens, not their spelling.
-            Assert.Equal([2, 105, 2364, 107, 9259, 106, 107], tok.Encode("<bos><start_of_turn>user\nHello<end_of_turn>\n", addBos: false));
+            tok = TokenizerLoader.Load(gguf);
         }
         finally
         {
-            Directory.Delete(dir, recursive: true);
+            dir.Delete(recursive: true);
         }
+        using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(ParityDir(), "expected", name + ".json")));
+        var ids = expected.RootElement.GetProperty("ids").EnumerateArray().Select(a => a.EnumerateArray().Select(x => x.GetInt32()).ToArray()).ToList();
+        var decoded = expected.RootElement.GetProperty("decoded").EnumerateArray().Select(x => x.GetString()!).ToList();
+        var failures = new StringBuilder();
+        int mismatches = 0;
+        for (var i = 0; i < Corpus.Count; i++)
+        {
+            var ours = tok.Encode(Corpus[i], addBos: false);
+            if (!ours.SequenceEqual(ids[i]) && ++mismatches <= 8)
+                failures.AppendLine($"#{i} {JsonSerializer.Serialize(Corpus[i])}: expected [{string.Join(",", ids[i])}] got [{string.Join(",", ours)}]");
+            if (checkDecode && tok.Decode(ids[i]) is var text && text != decoded[i] && ++mismatches <= 8)
+                failures.AppendLine($"#{i} decode of [{string.Join(",", ids[i])}]: expected {JsonSerializer.Serialize(decoded[i])} got {JsonSerializer.Serialize(text)}");
+        }
+        Assert.True(mismatches == 0, $"{name} from GGUF: {mismatches} mismatches over {Corpus.Count} strings\n{failures}");
+        return tok;
     }
 
     [SkippableTheory]

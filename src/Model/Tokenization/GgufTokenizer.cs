@@ -81,8 +81,12 @@ public static class GgufTokenizer
         int Id(string key, int fallback) => m.TryGetValue(key, out var v) ? (int)Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture) : fallback;
         int bos = Id("tokenizer.ggml.bos_token_id", 1), eos = Id("tokenizer.ggml.eos_token_id", 2);
         bool prefix = m.GetValueOrDefault("tokenizer.ggml.add_space_prefix") is not false;
+        // Phi-3's chat tokens (<|user|>, <|end|>, ...) strip the whitespace after them, as its tokenizer.json says and
+        // llama.cpp hard-codes for Phi-3; <unk>, <s> and <|endoftext|> do not.
+        int[] rstrip = m.GetValueOrDefault("general.architecture") is "phi3"
+            ? whole.Where(i => tokens[i] is not ("<unk>" or "<s>" or "<|endoftext|>")).ToArray() : [];
         return Llama2cTokenizer.FromPieces(pieces, scores,
-            new Llama2cTokenizer.SentencePieceConventions(bos, eos, EndOfTurnIds(m, tokens, eos), Id("tokenizer.ggml.unknown_token_id", 0), prefix, control, whole));
+            new Llama2cTokenizer.SentencePieceConventions(bos, eos, EndOfTurnIds(m, tokens, eos), Id("tokenizer.ggml.unknown_token_id", 0), prefix, control, whole, rstrip));
     }
 
     /// <summary>

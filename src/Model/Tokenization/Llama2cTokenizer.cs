@@ -47,6 +47,7 @@ public sealed class Llama2cTokenizer : ITextTokenizer
         EosId = conventions?.EosId ?? 2;
         _addDummyPrefix = conventions?.AddDummyPrefix ?? true;
         var whole = new HashSet<int>(conventions?.WholeTokens ?? []);
+        var rstrip = new HashSet<int>(conventions?.RStripTokens ?? []);
 
         Array.Fill(_byteIds, -1);
         _mergeable = new Dictionary<string, int>(n, StringComparer.Ordinal);
@@ -90,7 +91,7 @@ public sealed class Llama2cTokenizer : ITextTokenizer
         _spaceId = _mergeable.GetValueOrDefault(" ", -1);
         _whole = whole.Count == 0 ? null
             : new AddedTokenMatcher(whole.Where(i => pieces[i].Length > 0)
-                .Select(i => new AddedTokenMatcher.Token(pieces[i], i, special[i], LStrip: false, RStrip: false, SingleWord: false)).ToArray());
+                .Select(i => new AddedTokenMatcher.Token(pieces[i], i, special[i], LStrip: false, RStrip: rstrip.Contains(i), SingleWord: false)).ToArray());
         bool Valid(int id) => id >= 0 && id < n;
         // The dummy prefix's space is dropped when decoding: after BOS in llama2.c's way for its own files; from the
         // first text of any decode for a GGUF vocabulary, as llama.cpp's and Hugging Face's detokenizers do.
@@ -103,10 +104,11 @@ public sealed class Llama2cTokenizer : ITextTokenizer
     /// How a SentencePiece vocabulary in a GGUF file differs from llama2.c's fixed conventions: its BOS and EOS
     /// ids (Gemma's are 2 and 1), further ids that end a turn, whether a space is put before the text
     /// (<c>add_space_prefix</c>; Gemma puts none), which tokens are control tokens, and which are matched whole
-    /// in the text before any merge (control and user-defined tokens, as llama.cpp does for a chat prompt).
+    /// in the text before any merge (control and user-defined tokens, as llama.cpp does for a chat prompt), and
+    /// which of those swallow the whitespace after them (Phi-3's chat tokens).
     /// </summary>
     internal sealed record SentencePieceConventions(int BosId, int EosId, IReadOnlyList<int> EosIds, int UnkId, bool AddDummyPrefix,
-        bool[] Control, IReadOnlyList<int> WholeTokens);
+        bool[] Control, IReadOnlyList<int> WholeTokens, IReadOnlyList<int>? RStripTokens = null);
 
     /// <summary>A SentencePiece vocabulary given piece by piece (spaces as ' '), with its conventions.</summary>
     internal static Llama2cTokenizer FromPieces(string[] pieces, float[] scores, SentencePieceConventions conventions) =>

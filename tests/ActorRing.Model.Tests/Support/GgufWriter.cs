@@ -20,6 +20,7 @@ internal static class GgufWriter
         foreach (var (hf, values) in model.W.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight")) continue; // experts and routers: stacked below
+            if (model.ModelType == "phi3" && (hf.Contains("_proj.weight") && !hf.Contains("o_proj") && !hf.Contains("down_proj"))) continue; // fused below
             string name = GgufName(hf, model.ModelType == "gemma3_text");
             long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") ? [values.Length] : MatrixShape(model, hf);
             var data = values;
@@ -33,6 +34,21 @@ internal static class GgufWriter
             bool matrix = shape.Length == 2 && hf != "model.embed_tokens.weight";
             var type = matrix ? matrixType : GgmlType.F32;
             list.Add(new Tensor(name, shape, type, Encode(data, shape, type)));
+        }
+        // phi3: llama.cpp's converter copies qkv_proj to attn_qkv and gate_up_proj (gate rows, then up rows) to ffn_up.
+        for (int l = 0; l < model.Layers && model.ModelType == "phi3"; l++)
+        {
+            string p = $"model.layers.{l}.";
+            foreach (var (name, parts) in new[]
+            {
+                ($"blk.{l}.attn_qkv.weight", new[] { "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj" }),
+                ($"blk.{l}.ffn_up.weight", new[] { "mlp.gate_proj", "mlp.up_proj" }),
+            })
+            {
+                var fused = parts.SelectMany(part => model.W[p + part + ".weight"]).ToArray();
+                long[] shape = [parts.Sum(part => MatrixShape(model, p + part + ".weight")[0]), model.Hidden];
+                list.Add(new Tensor(name, shape, matrixType, Encode(fused, shape, matrixType)));
+            }
         }
         // llama.cpp stacks a layer's experts: ffn_gate_exps [experts, ffn, hidden] (ggml ne = hidden, ffn, experts),
         // and so on; the router ffn_gate_inp is [experts, hidden] in float32.
@@ -123,7 +139,7 @@ internal static class GgufWriter
     /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
     public static Dictionary<string, object> Metadata(SyntheticModel m)
     {
-        string a = m.ModelType switch { "qwen2" or "qwen3" => m.ModelType, "qwen3_moe" => "qwen3moe", "gemma3_text" => "gemma3", _ => "llama" };
+        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "gemma3_text" => "gemma3", _ => "llama" };
         var meta = new Dictionary<string, object>
         {
             ["general.architecture"] = a,
@@ -140,6 +156,13 @@ internal static class GgufWriter
             [$"{a}.attention.layer_norm_rms_epsilon"] = (float)m.Eps,
             [$"{a}.vocab_size"] = (uint)m.Vocab,
         };
+        if (a == "phi3")
+        {
+            // Phi3MiniModel.set_gguf_parameters: the window (0 when none), the rotary dimensions, the original context.
+            meta[$"{a}.attention.sliding_window"] = (uint)(m.SlidingWindow ?? 0);
+            meta[$"{a}.rope.dimension_count"] = (uint)m.HeadDim;
+            meta[$"{a}.rope.scaling.original_context_length"] = (uint)m.MaxPos;
+        }
         if (a == "gemma3")
         {
             // Gemma3Model.set_gguf_parameters: the window, the global layers' base; no pattern (llama.cpp takes 6).
@@ -157,6 +180,23 @@ internal static class GgufWriter
             if (a == "qwen3moe") meta[$"{a}.expert_feed_forward_length"] = (uint)m.ExpertIntermediate;
         }
         return meta;
+    }
+
+    /// <summary>A llama2.c tokenizer.bin (stories260K's tok512.bin) as a GGUF SentencePiece vocabulary: its pieces,
+    /// '▁' for the space, and their scores.</summary>
+    public static (List<string> Tokens, List<float> Scores) Llama2cVocabulary(string tokenizerBin)
+    {
+        var bin = File.ReadAllBytes(tokenizerBin);
+        var tokens = new List<string>();
+        var scores = new List<float>();
+        for (int at = 4; at < bin.Length;)
+        {
+            scores.Add(BitConverter.ToSingle(bin, at));
+            int len = BitConverter.ToInt32(bin, at + 4);
+            tokens.Add(Encoding.UTF8.GetString(bin, at + 8, len).Replace(' ', '\u2581'));
+            at += 8 + len;
+        }
+        return (tokens, scores);
     }
 
     public static void Write(string path, Dictionary<string, object> metadata, IReadOnlyList<Tensor> tensors, int alignment = 32)

@@ -75,8 +75,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     {
         var m = file.Metadata;
         string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
-        if (arch is not ("llama" or "qwen2" or "qwen3" or "qwen3moe" or "gemma3"))
-            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3, qwen3moe and gemma3 models");
+        if (arch is not ("llama" or "qwen2" or "qwen3" or "qwen3moe" or "gemma3" or "phi3"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3, qwen3moe, gemma3 and phi3 models");
         long Int(string key, long? fallback = null) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToInt64(v, CultureInfo.InvariantCulture)
             : fallback ?? throw new ModelLoadException($"{file.Path}: metadata {arch}.{key} is missing");
         double Real(string key, double fallback) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToDouble(v, CultureInfo.InvariantCulture) : fallback;
@@ -94,6 +94,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             throw new ModelLoadException($"{file.Path}: logit soft-capping is not implemented (Gemma 3 has none; Gemma 2 does)");
         if (tensors.ContainsKey("rope_freqs.weight"))
             throw new ModelLoadException($"{file.Path}: holds rope_freqs.weight (llama3-style RoPE scaling baked into a tensor), which is not implemented for GGUF models");
+        if (tensors.ContainsKey("rope_factors_long.weight"))
+            throw new ModelLoadException($"{file.Path}: holds rope_factors_long.weight (longrope, the 128k Phi-3 models), which is not implemented");
         int hidden = (int)Int("embedding_length"), heads = (int)Int("attention.head_count");
         if (!tensors.TryGetValue("token_embd.weight", out var embed)) throw new ModelLoadException($"{file.Path}: tensor token_embd.weight is missing");
         int vocab = (int)Int("vocab_size", embed.Dims.Length == 2 ? embed.Dims[1] : 0);
@@ -105,7 +107,12 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         if (arch == "qwen3moe" && moe is null) throw new ModelLoadException($"{file.Path}: metadata qwen3moe.expert_count is missing");
         bool gemma = arch == "gemma3";
         int layers = (int)Int("block_count"), headDim = (int)Int("attention.key_length", hidden / heads);
-        var (window, windowed) = gemma ? GemmaWindows(file, m, layers) : (null, null);
+        if (Int("rope.dimension_count", headDim) != headDim)
+            throw new ModelLoadException($"{file.Path}: {arch}.rope.dimension_count is {Int("rope.dimension_count")} of a head of {headDim}; partial rotary embeddings are not implemented");
+        var (window, windowed) = gemma ? GemmaWindows(file, m, layers)
+            // Phi-3's window covers every layer (Phi-4 writes 0: none). llama.cpp ignores it for now (its phi3 has
+            // "SWA currently disabled"); the window is the model's own, as transformers runs it.
+            : arch == "phi3" && Int("attention.sliding_window", 0) is > 0 and var w ? ((int?)w, null) : (null, null);
         return new ModelConfig
         {
             ModelType = arch switch { "qwen3moe" => "qwen3_moe", "gemma3" => "gemma3_text", "llama" when moe is not null => "mixtral", _ => arch },
@@ -168,7 +175,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     }
 
     /// <summary>Our (Hugging Face) name for a llama.cpp tensor name, or null for tensors we do not use.</summary>
-    internal static string? HfName(string gguf, bool gemma = false)
+    internal static string? HfName(string gguf, bool gemma = false, bool phi3 = false)
     {
         switch (gguf)
         {
@@ -187,6 +194,10 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             "post_attention_norm" when gemma => "post_attention_layernorm",
             "post_ffw_norm" when gemma => "post_feedforward_layernorm",
             "attn_q" => "self_attn.q_proj",
+            // phi3: q, k and v in one tensor, and gate and up in ffn_up (2 × intermediate rows, gate first), as
+            // transformers' qkv_proj and gate_up_proj.
+            "attn_qkv" => "self_attn.qkv_proj",
+            "ffn_up" when phi3 => "mlp.gate_up_proj",
             "attn_k" => "self_attn.k_proj",
             "attn_v" => "self_attn.v_proj",
             "attn_output" => "self_attn.o_proj",
@@ -214,7 +225,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         var map = new Dictionary<string, Slice>(StringComparer.Ordinal);
         foreach (var t in _tensors.Values)
         {
-            if (HfName(t.Name, Config.Gemma) is { } hf) map[hf] = new Slice(t, 0, t.Dims.Reverse().ToArray());
+            if (HfName(t.Name, Config.Gemma, Config.FusedProjections) is { } hf) map[hf] = new Slice(t, 0, t.Dims.Reverse().ToArray());
             if (Config.Moe is not { } moe) continue;
             var m = ExpertTensorName().Match(t.Name);
             if (!m.Success) continue;

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""A random-weight Gemma 3 GGUF written the way llama.cpp's converter writes one, for checking ActorRing against
+"""Random-weight GGUF files written the way llama.cpp's converter writes them, for checking ActorRing against
 llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama.cpp).
 
-Gemma 3 1B's layout at a small size: hidden 256, 6 layers (five windowed of six, window 8), 4 heads of 64 with one
+    python3 docs/bench/random_gguf.py gemma3 OUT.gguf
+    python3 docs/bench/random_gguf.py phi3 OUT.gguf
+
+gemma3: Gemma 3 1B's layout at a small size: hidden 256, 6 layers (five windowed of six, window 8), 4 heads of 64 with one
 KV head, GeGLU MLP of 512, vocabulary 1024, tied embeddings, per-head q/k norms, norms after the attention and the
 MLP; the global layer's RoPE on base 1e6 with linear scaling 8 (the 4B+ models' rope_scaling). As the converter
 does, every norm weight is stored with Gemma3RMSNorm's 1 added (random in 0.5..1.5 here, so a reader that adds
 another 1 is caught). Vocabulary: SentencePiece-style, <pad> <eos> <bos> <unk> first, as Gemma's.
 
-    python3 docs/bench/gemma3_gguf.py OUT.gguf
+phi3: Phi-3-mini's layout at a small size: hidden 256, 4 layers, 8 heads of 32 with 4 KV heads, q/k/v fused in
+attn_qkv and gate/up fused in ffn_up (gate rows first), untied head, norms in 0.5..1.5, window 2047 (as
+Phi-3-mini-4k's; llama.cpp ignores Phi windows for now, so prompts stay shorter), a llama-style vocabulary.
 """
 import os
 import random
@@ -16,7 +21,7 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from moe_gguf import ALIGN, GGUF_ARR, GGUF_BOOL, GGUF_F32, GGUF_I32, GGUF_STR, GGUF_U32, gstr, kv, kv_arr  # noqa: E402
+from moe_gguf import ALIGN, GGUF_BOOL, GGUF_F32, GGUF_I32, GGUF_STR, GGUF_U32, gstr, kv, kv_arr, spm_vocab  # noqa: E402
 
 D, L, H, KV, HD, FF, V, C, WINDOW = 256, 6, 4, 1, 64, 512, 1024, 512, 8
 
@@ -35,7 +40,36 @@ def gemma_vocab(n):
     return toks, scores, types
 
 
-def main(path):
+def phi3_file():
+    d, layers, heads, kv_heads, hd, ff = 256, 4, 8, 4, 32, 512
+    tensors = [("token_embd.weight", [d, V])]
+    for i in range(layers):
+        b = "blk.%d." % i
+        tensors += [(b + "attn_norm.weight", [d]), (b + "attn_qkv.weight", [d, (heads + 2 * kv_heads) * hd]),
+                    (b + "attn_output.weight", [heads * hd, d]), (b + "ffn_norm.weight", [d]),
+                    (b + "ffn_up.weight", [d, 2 * ff]), (b + "ffn_down.weight", [ff, d])]
+    tensors += [("output_norm.weight", [d]), ("output.weight", [d, V])]
+    toks, scores, types = spm_vocab(V)
+    a = "phi3"
+    kvs = [
+        kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-small"),
+        kv("general.file_type", GGUF_U32, 0), kv("general.alignment", GGUF_U32, ALIGN),
+        kv(a + ".context_length", GGUF_U32, C), kv(a + ".rope.scaling.original_context_length", GGUF_U32, C),
+        kv(a + ".embedding_length", GGUF_U32, d), kv(a + ".feed_forward_length", GGUF_U32, ff),
+        kv(a + ".block_count", GGUF_U32, layers), kv(a + ".attention.head_count", GGUF_U32, heads),
+        kv(a + ".attention.head_count_kv", GGUF_U32, kv_heads), kv(a + ".attention.layer_norm_rms_epsilon", GGUF_F32, 1e-5),
+        kv(a + ".rope.dimension_count", GGUF_U32, hd), kv(a + ".rope.freq_base", GGUF_F32, 10000.0),
+        kv(a + ".attention.sliding_window", GGUF_U32, 2047),
+        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
+        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
+        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
+        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
+        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
+    ]
+    return tensors, kvs
+
+
+def gemma3_file():
     tensors = [("token_embd.weight", [D, V])]  # ggml order: ne0 is the row length
     for i in range(L):
         b = "blk.%d." % i
@@ -65,6 +99,11 @@ def main(path):
         kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True), kv("tokenizer.ggml.add_eos_token", GGUF_BOOL, False),
         kv("tokenizer.ggml.add_space_prefix", GGUF_BOOL, False),
     ]
+    return tensors, kvs
+
+
+def main(arch, path):
+    tensors, kvs = {"gemma3": gemma3_file, "phi3": phi3_file}[arch]()
     infos, offset = [], 0
     for name, ne in tensors:
         n = 1
@@ -92,6 +131,6 @@ def main(path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 3 or sys.argv[1] not in ("gemma3", "phi3"):
         sys.exit(__doc__)
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])
