@@ -29,11 +29,16 @@ public static class GgufTokenizer
         using var file = Open(path);
         var m = file.Metadata;
         if (!m.TryGetValue("tokenizer.chat_template", out var t) || t is not string source || source.Length == 0) return null;
-        var tokens = m.GetValueOrDefault("tokenizer.ggml.tokens") as string[];
-        string? Text(string key) => tokens is not null && m.TryGetValue(key, out var v)
-            && Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture) is var id && id >= 0 && id < tokens.Length ? tokens[id] : null;
+        var tokens = m.GetValueOrDefault("tokenizer.ggml.tokens") as string[] ?? [];
+        string? Text(string key) => TokenId(m, key, tokens.Length) is int id ? tokens[id] : null;
         return new GgufChatTemplate(source, Text("tokenizer.ggml.bos_token_id"), Text("tokenizer.ggml.eos_token_id"));
     }
+
+    /// <summary>The token id stored under <paramref name="key"/> (any GGUF integer type), or null when it is absent or
+    /// not one of the <paramref name="vocabulary"/>'s ids.</summary>
+    private static int? TokenId(IReadOnlyDictionary<string, object> m, string key, int vocabulary) =>
+        m.TryGetValue(key, out var v) && Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture) is var id && id >= 0 && id < vocabulary
+            ? (int)id : null;
 
     private static GgufFile Open(string path)
     {
@@ -78,7 +83,7 @@ public static class GgufTokenizer
             throw new TokenizerFormatException($"GGUF '{name}': {tokens.Length} tokens but {types.Length} token types");
         var control = types is null ? Enumerable.Range(0, tokens.Length).Select(i => i < 3).ToArray() : types.Select(t => t is 2 or 3 or 5).ToArray();
         int[] whole = types is null ? [] : Enumerable.Range(0, tokens.Length).Where(i => types[i] is 2 or 3 or 4).ToArray();
-        int Id(string key, int fallback) => m.TryGetValue(key, out var v) ? (int)Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture) : fallback;
+        int Id(string key, int fallback) => TokenId(m, key, tokens.Length) ?? fallback;
         int bos = Id("tokenizer.ggml.bos_token_id", 1), eos = Id("tokenizer.ggml.eos_token_id", 2);
         bool prefix = m.GetValueOrDefault("tokenizer.ggml.add_space_prefix") is not false;
         // Phi-3's chat tokens (<|user|>, <|end|>, ...) strip the whitespace after them, as its tokenizer.json says and
@@ -98,7 +103,7 @@ public static class GgufTokenizer
     {
         var ids = new List<int> { eos };
         foreach (var key in new[] { "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id" })
-            if (m.TryGetValue(key, out var v)) ids.Add((int)Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture));
+            if (TokenId(m, key, tokens.Length) is int id) ids.Add(id);
         string[] endOfTurn = ["<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>"];
         for (int i = 0; i < tokens.Length; i++)
             if (Array.IndexOf(endOfTurn, tokens[i]) >= 0) ids.Add(i);
@@ -191,9 +196,9 @@ public static class GgufTokenizer
             w.WriteEndObject();
         }
         var config = new Dictionary<string, string>();
-        if (m.TryGetValue("tokenizer.ggml.bos_token_id", out var bos) && Convert.ToInt64(bos, System.Globalization.CultureInfo.InvariantCulture) is long b && b >= 0 && b < tokens.Length)
+        if (TokenId(m, "tokenizer.ggml.bos_token_id", tokens.Length) is int b)
             config["bos_token"] = tokens[b];
-        if (m.TryGetValue("tokenizer.ggml.eos_token_id", out var eos) && Convert.ToInt64(eos, System.Globalization.CultureInfo.InvariantCulture) is long e && e >= 0 && e < tokens.Length)
+        if (TokenId(m, "tokenizer.ggml.eos_token_id", tokens.Length) is int e)
             config["eos_token"] = tokens[e];
         return HuggingFaceBpeTokenizer.FromJson(Encoding.UTF8.GetString(json.ToArray()), name, JsonSerializer.Serialize(config));
     }

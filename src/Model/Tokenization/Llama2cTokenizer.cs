@@ -13,7 +13,6 @@ namespace ActorRing.Model.Tokenization;
 /// </summary>
 public sealed class Llama2cTokenizer : ITextTokenizer
 {
-    private readonly int _unkId;
     private readonly string[] _pieces;
     private readonly float[] _scores;
     private readonly Dictionary<string, int> _mergeable;
@@ -21,6 +20,7 @@ public sealed class Llama2cTokenizer : ITextTokenizer
     private readonly TokenByteTable _table;
     private readonly bool[] _notMergeable;
     private readonly int _spaceId;
+    private readonly int _unkId;
     private readonly bool _addDummyPrefix;
     private readonly bool _normalizeSpaceSymbol;
     private readonly AddedTokenMatcher? _whole;
