@@ -38,6 +38,9 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
     private int _generation;
     private Phase _phase = Phase.Gathering;
     private string _fatal = "";
+    /// <summary>Rank 0 is leaving (its process stops, the other ranks stay for its next start): a worker dialing in
+    /// meanwhile is refused without alarm.</summary>
+    private bool _leaving;
 
     public Coordinator(CoordinatorSettings settings, ITokenPickerFactory pickers, Serving.ServingPort port, Serving.IStopRuleFactory? stopRules = null)
     {
@@ -246,6 +249,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
         Receive<LeaveCluster>(l =>
         {
             _log.Info("rank 0 is leaving: {0}; the other ranks stay up for its next start", l.Reason);
+            _leaving = true;
             DismissRanks(new MasterLeaving(l.Reason), $"rank 0 is stopping: {l.Reason}");
         });
         Receive<MasterLeavingNoted>(n =>
@@ -298,7 +302,7 @@ public sealed partial class Coordinator : ReceiveActor, IWithUnboundedStash, IWi
         {
             if (_admission.FirstRefusal(Sender.Path.Address.ToString(), refusal))
                 _log.Warning("refused registration of rank {0} from {1}: {2}", r.Rank, Sender.Path, refusal);
-            Sender.Tell(new RegistrationRefused(r.Rank, refusal, rankTaken));
+            Sender.Tell(new RegistrationRefused(r.Rank, refusal, rankTaken, RankZeroLeaving: _phase == Phase.Failed && _leaving));
             return;
         }
 

@@ -53,8 +53,10 @@ public sealed record Register(
 public sealed record Registered(int Rank, int WorldSize, string ServerNonce, string CoordinatorProof) : IRegistrationMessage;
 
 /// <summary><paramref name="RankTaken"/>: another live process holds this rank; a process that never registered
-/// stops (after a grace period in which a just-dead holder is noticed) instead of retrying for ever.</summary>
-public sealed record RegistrationRefused(int Rank, string Reason, bool RankTaken = false) : IRegistrationMessage;
+/// stops (after a grace period in which a just-dead holder is noticed) instead of retrying for ever.
+/// <paramref name="RankZeroLeaving"/>: rank 0's process is stopping and its next start will take this rank; the
+/// worker keeps dialing, and nothing has failed.</summary>
+public sealed record RegistrationRefused(int Rank, string Reason, bool RankTaken = false, bool RankZeroLeaving = false) : IRegistrationMessage;
 
 /// <summary>Worker to coordinator: the coordinator's proof did not match, so this rank will not register (it sends
 /// no proof of its own to an unverified peer). Lets rank 0 log the mismatch too.</summary>

@@ -168,7 +168,7 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
             Become(Active);
         });
         Receive<RegistrationRefused>(r => r.RankTaken && !_everRegistered, OnRankTaken);
-        Receive<RegistrationRefused>(r => LogRefusalOnce($"the coordinator refused rank {r.Rank}: {r.Reason}"));
+        Receive<RegistrationRefused>(r => LogRefusalOnce($"the coordinator refused rank {r.Rank}: {r.Reason}", failure: !r.RankZeroLeaving));
         Common();
     }
 
@@ -211,11 +211,13 @@ public sealed class ShardWorker : ReceiveActor, IWithTimers
     }
 
     /// <summary>Refusals repeat on every retry; log each distinct reason once so the log stays readable.</summary>
-    private void LogRefusalOnce(string reason)
+    private void LogRefusalOnce(string reason, bool failure = true)
     {
         if (reason == _lastRefusal) return;
         _lastRefusal = reason;
-        _log.Error("rank {0}: {1}", _settings.Rank, reason);
+        // Rank 0 on its way out is no failure: this rank dials on and registers with its next start.
+        if (failure) _log.Error("rank {0}: {1}", _settings.Rank, reason);
+        else _log.Info("rank {0}: {1}; dialing on for rank 0's next start", _settings.Rank, reason);
     }
 
     // ------------------------------------------------------------------ registered

@@ -351,5 +351,11 @@ public sealed class CoordinatorSpecs : TestKit, IDisposable
         Assert.False(ExpectMsg<ClusterStatus>(T).Ready);
         coordinator.Tell(Request("late", [1]), TestActor);
         Assert.Equal(refusal, ExpectMsg<GenerationFailed>(T).Reason);
+
+        // A worker that dials in meanwhile is refused; while rank 0 is only leaving, that is no failure (the worker
+        // dials on for rank 0's next start), and the refusal says so.
+        var dialing = Assert.IsType<RegistrationRefused>(Join(CreateTestProbe(), coordinator, 1, 2));
+        Assert.Equal($"the coordinator is not accepting ranks: {refusal}", dialing.Reason);
+        Assert.Equal(rank0Leaves, dialing.RankZeroLeaving);
     }
 }

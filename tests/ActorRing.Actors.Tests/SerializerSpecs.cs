@@ -21,6 +21,7 @@ public sealed class SerializerSpecs : TestKit
         new Registered(2, 4, "00FF", "A1B2"),
         new RegistrationRefused(1, "wrong cluster secret"),
         new RegistrationRefused(1, "rank 1 is already registered", RankTaken: true),
+        new RegistrationRefused(1, "the coordinator is not accepting ranks: rank 0 is stopping", RankZeroLeaving: true),
         new CoordinatorRefused(1, "the coordinator failed to prove the cluster secret"),
         new FormRing(7),
         new RingReady(1, 7, true),

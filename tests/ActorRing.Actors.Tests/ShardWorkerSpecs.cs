@@ -136,6 +136,28 @@ public sealed class ShardWorkerSpecs : TestKit
     }
 
     [Fact]
+    public void A_refusal_while_rank_0_is_leaving_is_no_error_and_the_worker_dials_on()
+    {
+        var coordinator = CreateTestProbe("coordinator");
+        var settings = new ShardWorkerSettings(1, 2, Secret, coordinator.Ref.Path.ToString(), TimeSpan.FromMilliseconds(100));
+        Sys.ActorOf(ShardWorker.Props(settings, new FakeEngineFactory(), RingPeer.Props(new FakeRingConnector(1, 2))), "worker-rank-0-leaving");
+        const string leaving = "the coordinator is not accepting ranks: rank 0 is stopping: its process is stopping";
+        EventFilter.Error(contains: "refused").Expect(0, () =>
+            EventFilter.Info(contains: $"rank 1: the coordinator refused rank 1: {leaving}; dialing on for rank 0's next start").ExpectOne(() =>
+            {
+                coordinator.ExpectMsg<Hello>(T);
+                coordinator.Reply(new RegistrationRefused(1, leaving, RankZeroLeaving: true));
+            }));
+        // The same refusal for any other reason is an error.
+        EventFilter.Error(contains: "rank 1: the coordinator refused rank 1: the coordinator is not accepting ranks: loading failed").ExpectOne(() =>
+        {
+            coordinator.ExpectMsg<Hello>(T);
+            coordinator.Reply(new RegistrationRefused(1, "the coordinator is not accepting ranks: loading failed"));
+        });
+        coordinator.ExpectMsg<Hello>(T); // it dials on
+    }
+
+    [Fact]
     public void Forms_the_ring_loads_and_serves_on_the_compute_thread()
     {
         var rig = Start();
