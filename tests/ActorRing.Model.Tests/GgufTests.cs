@@ -291,6 +291,60 @@ public sealed class GgufTests : IDisposable
     }
 
     /// <summary>
+    /// A prompt begins with BOS as the file's <c>tokenizer.ggml.add_bos_token</c> says, and without the key as
+    /// llama.cpp decides: always for a SentencePiece vocabulary, for a gpt2-type one only with Llama 3's
+    /// pre-tokenizer (Qwen2's files say false, Llama 3's true).
+    /// </summary>
+    [Theory]
+    [InlineData("llama", null, true)]
+    [InlineData("llama", false, false)]
+    [InlineData("llama", true, true)]
+    [InlineData("llama-bpe", null, true)]
+    [InlineData("llama-bpe", false, false)]
+    [InlineData("qwen2", null, false)]
+    [InlineData("qwen2", true, true)]
+    public void A_prompt_begins_with_bos_as_add_bos_token_says(string vocabulary, bool? addBos, bool expectBos)
+    {
+        Dictionary<string, object> meta;
+        if (vocabulary == "llama")
+        {
+            var (tokens, scores) = GgufWriter.Llama2cVocabulary(Path.Combine(TestPaths.Llama2c, "tok512.bin"));
+            (tokens[1], tokens[2]) = ("<s>", "</s>"); // llama2.c's file spells them "\n<s>\n" and "\n</s>\n"
+            meta = new()
+            {
+                ["tokenizer.ggml.model"] = "llama",
+                ["tokenizer.ggml.tokens"] = tokens.ToArray(),
+                ["tokenizer.ggml.scores"] = scores.ToArray(),
+                ["tokenizer.ggml.token_type"] = tokens.Select((t, i) => i == 0 ? 2 : i < 3 ? 3 : t.StartsWith("<0x", StringComparison.Ordinal) ? 6 : 1).ToArray(),
+                ["tokenizer.ggml.bos_token_id"] = 1u,
+            };
+        }
+        else
+        {
+            // A byte-level vocabulary small enough to spell "Hello" (these letters are their own byte-level symbols).
+            meta = new()
+            {
+                ["tokenizer.ggml.model"] = "gpt2",
+                ["tokenizer.ggml.pre"] = vocabulary,
+                ["tokenizer.ggml.tokens"] = new[] { "<|begin_of_text|>", "H", "e", "l", "o", "ll" },
+                ["tokenizer.ggml.token_type"] = new[] { 3, 1, 1, 1, 1, 1 },
+                ["tokenizer.ggml.merges"] = new[] { "l l" },
+                ["tokenizer.ggml.bos_token_id"] = 0u,
+            };
+        }
+        if (addBos is { } value) meta["tokenizer.ggml.add_bos_token"] = value;
+        string gguf = Path.Combine(_root, "bos.gguf");
+        GgufWriter.Write(gguf, meta, []);
+        var tok = TokenizerLoader.Load(gguf);
+        var plain = tok.Encode("Hello", addBos: false);
+        var prompt = tok.Encode("Hello", addBos: true);
+        Assert.Equal(expectBos ? [tok.BosId, .. plain] : plain, prompt);
+        if (vocabulary != "llama") Assert.Equal([1, 2, 5, 4], plain);
+        // A template that writes BOS itself gets no second one, whatever the key says.
+        Assert.Equal([tok.BosId, .. plain], tok.EncodePrompt(tok.IdToToken(tok.BosId) + "Hello"));
+    }
+
+    /// <summary>
     /// A SentencePiece vocabulary with chat tokens: control tokens are matched whole wherever they are in the text,
     /// the text between them gets the dummy space (as llama.cpp tokenizes a chat prompt), and in a phi3 file the
     /// chat tokens swallow the whitespace after them, as Phi-3's tokenizer.json marks them (rstrip) and llama.cpp

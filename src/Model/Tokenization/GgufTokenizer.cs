@@ -91,7 +91,8 @@ public static class GgufTokenizer
         int[] rstrip = m.GetValueOrDefault("general.architecture") is "phi3"
             ? whole.Where(i => tokens[i] is not ("<unk>" or "<s>" or "<|endoftext|>")).ToArray() : [];
         return Llama2cTokenizer.FromPieces(pieces, scores,
-            new Llama2cTokenizer.SentencePieceConventions(bos, eos, EndOfTurnIds(m, tokens, eos), Id("tokenizer.ggml.unknown_token_id", 0), prefix, control, whole, rstrip));
+            new Llama2cTokenizer.SentencePieceConventions(bos, eos, EndOfTurnIds(m, tokens, eos), Id("tokenizer.ggml.unknown_token_id", 0), prefix, control, whole, rstrip,
+                AddBos: m.GetValueOrDefault("tokenizer.ggml.add_bos_token") is not false));
     }
 
     /// <summary>
@@ -195,7 +196,13 @@ public static class GgufTokenizer
             w.WriteEndObject();
             w.WriteEndObject();
         }
-        var config = new Dictionary<string, string>();
+        // tokenizer_config.json's keys. A prompt begins with BOS when the file says so; without the key, llama.cpp
+        // adds it for Llama 3's pre-tokenizer only (a gpt2-type vocabulary's default is none: Qwen2's prompts have no BOS).
+        var config = new Dictionary<string, object>
+        {
+            ["add_bos_token"] = m.GetValueOrDefault("tokenizer.ggml.add_bos_token") as bool? ?? pre is "llama-bpe" or "llama3",
+        };
+        if (m.GetValueOrDefault("tokenizer.ggml.add_eos_token") is bool addEos) config["add_eos_token"] = addEos;
         if (TokenId(m, "tokenizer.ggml.bos_token_id", tokens.Length) is int b)
             config["bos_token"] = tokens[b];
         if (TokenId(m, "tokenizer.ggml.eos_token_id", tokens.Length) is int e)

@@ -23,7 +23,9 @@ public interface ITextTokenizer
     /// </summary>
     IReadOnlyCollection<int> EosIds { get; }
 
-    /// <summary>Encodes text. With <paramref name="addBos"/> the BOS id is prepended (when the tokenizer has one).</summary>
+    /// <summary>Encodes text. With <paramref name="addBos"/> the tokenizer's own special tokens are added, as
+    /// transformers' <c>add_special_tokens=True</c> and llama.cpp's <c>add_special</c> do: BOS when the tokenizer
+    /// has one and its model's files ask for it (<c>add_bos_token</c>), and EOS where they ask for that.</summary>
     IReadOnlyList<int> Encode(string text, bool addBos);
 
     /// <summary>

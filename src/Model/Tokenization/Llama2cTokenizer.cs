@@ -24,6 +24,7 @@ public sealed class Llama2cTokenizer : ITextTokenizer
     private readonly bool _addDummyPrefix;
     private readonly bool _normalizeSpaceSymbol;
     private readonly AddedTokenMatcher? _whole;
+    private readonly bool _addBos;
 
     private Llama2cTokenizer(string[] pieces, byte[][] pieceBytes, float[] scores, SentencePieceConventions? conventions = null)
     {
@@ -46,6 +47,7 @@ public sealed class Llama2cTokenizer : ITextTokenizer
         _normalizeSpaceSymbol = conventions is not null;
         EosId = conventions?.EosId ?? 2;
         _addDummyPrefix = conventions?.AddDummyPrefix ?? true;
+        _addBos = conventions?.AddBos ?? true;
         var whole = new HashSet<int>(conventions?.WholeTokens ?? []);
         var rstrip = new HashSet<int>(conventions?.RStripTokens ?? []);
 
@@ -105,10 +107,11 @@ public sealed class Llama2cTokenizer : ITextTokenizer
     /// ids (Gemma's are 2 and 1), further ids that end a turn, whether a space is put before the text
     /// (<c>add_space_prefix</c>; Gemma puts none), which tokens are control tokens, and which are matched whole
     /// in the text before any merge (control and user-defined tokens, as llama.cpp does for a chat prompt), and
-    /// which of those swallow the whitespace after them (Phi-3's chat tokens).
+    /// which of those swallow the whitespace after them (Phi-3's chat tokens), and whether a prompt begins with BOS
+    /// (<c>add_bos_token</c>).
     /// </summary>
     internal sealed record SentencePieceConventions(int BosId, int EosId, IReadOnlyList<int> EosIds, int UnkId, bool AddDummyPrefix,
-        bool[] Control, IReadOnlyList<int> WholeTokens, IReadOnlyList<int>? RStripTokens = null);
+        bool[] Control, IReadOnlyList<int> WholeTokens, IReadOnlyList<int>? RStripTokens = null, bool AddBos = true);
 
     /// <summary>A SentencePiece vocabulary given piece by piece (spaces as ' '), with its conventions.</summary>
     internal static Llama2cTokenizer FromPieces(string[] pieces, float[] scores, SentencePieceConventions conventions) =>
@@ -195,7 +198,7 @@ public sealed class Llama2cTokenizer : ITextTokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         var tokens = new List<int>(text.Length + 2);
-        if (addBos && BosId >= 0)
+        if (addBos && _addBos && BosId >= 0)
         {
             tokens.Add(BosId);
         }
