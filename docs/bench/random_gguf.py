@@ -4,6 +4,7 @@ llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama
 
     python3 docs/bench/random_gguf.py gemma3 OUT.gguf
     python3 docs/bench/random_gguf.py phi3 OUT.gguf
+    python3 docs/bench/random_gguf.py phi3-longrope OUT.gguf [ORIGINAL_CONTEXT]
 
 gemma3: Gemma 3 1B's layout at a small size: hidden 256, 6 layers (five windowed of six, window 8), 4 heads of 64 with one
 KV head, GeGLU MLP of 512, vocabulary 1024, tied embeddings, per-head q/k norms, norms after the attention and the
@@ -14,7 +15,14 @@ another 1 is caught). Vocabulary: SentencePiece-style, <pad> <eos> <bos> <unk> f
 phi3: Phi-3-mini's layout at a small size: hidden 256, 4 layers, 8 heads of 32 with 4 KV heads, q/k/v fused in
 attn_qkv and gate/up fused in ffn_up (gate rows first), untied head, norms in 0.5..1.5, window 2047 (as
 Phi-3-mini-4k's; llama.cpp ignores Phi windows for now, so prompts stay shorter), a llama-style vocabulary.
+
+phi3-longrope: Phi-4-mini's RoPE on the phi3 layout with heads of 64: partial_rotary_factor 0.75 (rope.dimension_count
+48, the last 16 dimensions of each head not turned) and longrope, 24 short and 24 long factors as the F32 tensors
+rope_factors_short/long, context_length 4096 over ORIGINAL_CONTEXT (default 64) original positions, and the
+attention factor the converter computes, sqrt(1 + ln(4096 / original) / ln(original)). llama.cpp picks the long
+factors when its context (padded to 256) exceeds the original: ORIGINAL_CONTEXT 64 checks the long ones, 512 the short.
 """
+import math
 import os
 import random
 import struct
@@ -40,8 +48,10 @@ def gemma_vocab(n):
     return toks, scores, types
 
 
-def phi3_file():
+def phi3_file(longrope_original=None):
     d, layers, heads, kv_heads, hd, ff = 256, 4, 8, 4, 32, 512
+    if longrope_original:
+        d, hd = 512, 64
     tensors = [("token_embd.weight", [d, V])]
     for i in range(layers):
         b = "blk.%d." % i
@@ -49,16 +59,20 @@ def phi3_file():
                     (b + "attn_output.weight", [heads * hd, d]), (b + "ffn_norm.weight", [d]),
                     (b + "ffn_up.weight", [d, 2 * ff]), (b + "ffn_down.weight", [ff, d])]
     tensors += [("output_norm.weight", [d]), ("output.weight", [d, V])]
+    rotary, context, original = hd, C, C
+    if longrope_original:
+        rotary, context, original = hd * 3 // 4, 4096, longrope_original
+        tensors += [("rope_factors_long.weight", [rotary // 2]), ("rope_factors_short.weight", [rotary // 2])]
     toks, scores, types = spm_vocab(V)
     a = "phi3"
     kvs = [
         kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-small"),
         kv("general.file_type", GGUF_U32, 0), kv("general.alignment", GGUF_U32, ALIGN),
-        kv(a + ".context_length", GGUF_U32, C), kv(a + ".rope.scaling.original_context_length", GGUF_U32, C),
+        kv(a + ".context_length", GGUF_U32, context), kv(a + ".rope.scaling.original_context_length", GGUF_U32, original),
         kv(a + ".embedding_length", GGUF_U32, d), kv(a + ".feed_forward_length", GGUF_U32, ff),
         kv(a + ".block_count", GGUF_U32, layers), kv(a + ".attention.head_count", GGUF_U32, heads),
         kv(a + ".attention.head_count_kv", GGUF_U32, kv_heads), kv(a + ".attention.layer_norm_rms_epsilon", GGUF_F32, 1e-5),
-        kv(a + ".rope.dimension_count", GGUF_U32, hd), kv(a + ".rope.freq_base", GGUF_F32, 10000.0),
+        kv(a + ".rope.dimension_count", GGUF_U32, rotary), kv(a + ".rope.freq_base", GGUF_F32, 10000.0),
         kv(a + ".attention.sliding_window", GGUF_U32, 2047),
         kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
         kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
@@ -66,6 +80,8 @@ def phi3_file():
         kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
         kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
     ]
+    if longrope_original:
+        kvs.append(kv(a + ".rope.scaling.attn_factor", GGUF_F32, math.sqrt(1 + math.log(context / original) / math.log(original))))
     return tensors, kvs
 
 
@@ -102,8 +118,15 @@ def gemma3_file():
     return tensors, kvs
 
 
-def main(arch, path):
-    tensors, kvs = {"gemma3": gemma3_file, "phi3": phi3_file}[arch]()
+# longrope factors, one per rotated pair: the short ones near 1, the long ones growing to 40 (as Phi's do).
+ROPE_FACTORS = {
+    "rope_factors_short.weight": lambda i, n: 1.0 + 0.5 * i / n,
+    "rope_factors_long.weight": lambda i, n: 1.0 + 39.0 * (i / n) ** 2,
+}
+
+
+def main(arch, path, original=None):
+    tensors, kvs = gemma3_file() if arch == "gemma3" else phi3_file(original if arch == "phi3-longrope" else None)
     infos, offset = [], 0
     for name, ne in tensors:
         n = 1
@@ -120,7 +143,9 @@ def main(arch, path):
             n = 1
             for d in ne:
                 n *= d
-            if len(ne) == 1:
+            if name in ROPE_FACTORS:
+                values = [ROPE_FACTORS[name](i, n) for i in range(n)]
+            elif len(ne) == 1:
                 values = [1.0 + (rnd.random() - 0.5) for _ in range(n)]  # 1 + w, w in +-0.5
             else:
                 scale = 0.05 if name == "token_embd.weight" else 1.0 / ne[0] ** 0.5  # rows of unit-ish gain
@@ -131,6 +156,6 @@ def main(arch, path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("gemma3", "phi3"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 64)

@@ -24,6 +24,16 @@ public sealed record LinearRopeScaling(double Factor) : RopeScaling;
 public sealed record YarnRopeScaling(double Factor, int OriginalMaxPositionEmbeddings, double BetaFast, double BetaSlow, double AttentionFactor, bool Truncate) : RopeScaling;
 
 /// <summary>
+/// LongRoPE (<c>"longrope"</c>, Phi-3 128k, Phi-3.5, Phi-4-mini): frequency i is divided by a factor of its own,
+/// <paramref name="LongFactor"/>[i] when the context the server runs is longer than
+/// <paramref name="OriginalMaxPositionEmbeddings"/>, else <paramref name="ShortFactor"/>[i] (llama.cpp's rule;
+/// transformers switches by the sequence's own length and recomputes the cache when it crosses over, so the two
+/// agree on every sequence while the context is at most the original), and cos and sin are multiplied by
+/// <paramref name="AttentionFactor"/> (by default √(1 + ln(s) / ln(original)), s = max / original positions).
+/// </summary>
+public sealed record LongRopeScaling(IReadOnlyList<float> ShortFactor, IReadOnlyList<float> LongFactor, int OriginalMaxPositionEmbeddings, double AttentionFactor) : RopeScaling;
+
+/// <summary>
 /// The sparse feed-forward of a mixture-of-experts model: <paramref name="Experts"/> SwiGLU experts of
 /// <paramref name="IntermediateSize"/> each; a token runs the <paramref name="PerToken"/> whose router
 /// probabilities (a softmax over all experts) are highest, weighted by those probabilities, renormalized to sum to
@@ -97,6 +107,13 @@ public sealed record ModelConfig
     /// <summary>RoPE base of the windowed layers (gemma's rope_local_base_freq), unscaled; null: every layer uses <see cref="RopeTheta"/>.</summary>
     public double? LocalRopeTheta { get; init; }
 
+    /// <summary>How many of each head's leading dimensions RoPE rotates (rotate-half within them); the rest pass
+    /// through. null: the whole head. Phi-4-mini's <c>partial_rotary_factor</c> 0.75 rotates 96 of 128.</summary>
+    public int? PartialRotaryDim { get; init; }
+
+    /// <summary>The dimensions RoPE rotates: <see cref="PartialRotaryDim"/>, else the whole head.</summary>
+    public int RotaryDim => PartialRotaryDim ?? HeadDim;
+
     /// <summary>phi3 checkpoints store q, k and v as one <c>qkv_proj</c> and gate and up as one <c>gate_up_proj</c>
     /// (rows in that order); the maths is llama's.</summary>
     public bool FusedProjections => ModelType == "phi3";
@@ -121,6 +138,7 @@ public sealed record ModelConfig
             if (QkNorm) sb.Append("qkn;");
             if (Gemma) sb.Append(ci, $"gemma={Activation},{QueryPreAttentionScalar:R},{LocalRopeTheta:R};");
             if (SlidingLayers is not null) sb.Append(ci, $"swl={string.Concat(SlidingLayers.Select(b => b ? '1' : '0'))};");
+            if (PartialRotaryDim is int rotary) sb.Append(ci, $"rot={rotary};");
             if (Moe is { } moe)
                 sb.Append(ci, $"moe={moe.Experts},{moe.PerToken},{moe.IntermediateSize},{moe.NormalizeTopK},{(moe.SparseLayers is null ? "all" : string.Concat(moe.SparseLayers.Select(b => b ? '1' : '0')))};");
             switch (RopeScaling)
@@ -133,6 +151,9 @@ public sealed record ModelConfig
                     break;
                 case YarnRopeScaling rs:
                     sb.Append(ci, $"yarn={rs.Factor:R},{rs.OriginalMaxPositionEmbeddings},{rs.BetaFast:R},{rs.BetaSlow:R},{rs.AttentionFactor:R},{rs.Truncate};");
+                    break;
+                case LongRopeScaling rs:
+                    sb.Append(ci, $"longrope={string.Join(',', rs.ShortFactor.Select(f => f.ToString("R", ci)))}/{string.Join(',', rs.LongFactor.Select(f => f.ToString("R", ci)))}/{rs.OriginalMaxPositionEmbeddings},{rs.AttentionFactor:R};");
                     break;
             }
             var hash = SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString()));
@@ -174,8 +195,8 @@ public sealed record ModelConfig
 
     // The fields only some types read: each MoE type's mixture-of-experts fields (the training-only ones, the
     // router's auxiliary loss and its jitter noise, change nothing at inference), phi3's dropouts (training only),
-    // its partial_rotary_factor (checked to be 1) and original_max_position_embeddings (read by longrope scaling
-    // only, which is refused), and gemma3_text's own fields.
+    // its partial_rotary_factor and original_max_position_embeddings (read by longrope scaling), and gemma3_text's
+    // own fields.
     private static readonly Dictionary<string, string[]> FieldsOf = new(StringComparer.Ordinal)
     {
         ["qwen3_moe"] = ["num_experts", "num_experts_per_tok", "moe_intermediate_size", "decoder_sparse_step", "norm_topk_prob", "mlp_only_layers", "router_aux_loss_coef", "output_router_logits"],
@@ -275,8 +296,15 @@ public sealed record ModelConfig
         if (modelType == "phi3")
         {
             if (attentionBias) throw Refuse(source, "attention_bias", true, "phi3 has no attention biases");
-            if (root.TryGetProperty("partial_rotary_factor", out var prf) && prf.ValueKind != JsonValueKind.Null && (prf.ValueKind != JsonValueKind.Number || prf.GetDouble() != 1.0))
-                throw Refuse(source, "partial_rotary_factor", prf, "only RoPE over the whole head (1.0) is supported");
+        }
+        int? partialRotary = null;
+        if (OptionalDouble(root, source, "partial_rotary_factor") is double rotaryFactor && rotaryFactor != 1.0)
+        {
+            // transformers: int(head_dim * partial_rotary_factor) leading dimensions, rotated half against half.
+            int rotary = (int)(headDim * rotaryFactor);
+            if (rotaryFactor <= 0 || rotaryFactor > 1 || rotary % 2 != 0 || rotary == 0)
+                throw Refuse(source, "partial_rotary_factor", rotaryFactor, $"needs (0, 1] and an even number of rotated dimensions (head_dim {headDim} gives {rotary})");
+            partialRotary = rotary;
         }
         bool qkvBias = modelType == "qwen2" || attentionBias;
         // In transformers, llama's (and qwen3's) attention_bias also puts a bias on o_proj; qwen2's o_proj never has one.
@@ -284,7 +312,7 @@ public sealed record ModelConfig
         int layers = RequiredInt(root, source, "num_hidden_layers");
         var (slidingWindow, slidingLayers) = ParseSlidingWindow(root, source, modelType, layers);
 
-        var scaling = ParseRopeScaling(root, source);
+        var scaling = ParseRopeScaling(root, source, partialRotary ?? headDim);
 
         var config = new ModelConfig
         {
@@ -317,6 +345,7 @@ public sealed record ModelConfig
             Activation = activation,
             QueryPreAttentionScalar = modelType == "gemma3_text" ? OptionalDouble(root, source, "query_pre_attn_scalar") ?? 256 : null,
             LocalRopeTheta = modelType == "gemma3_text" ? OptionalDouble(root, source, "rope_local_base_freq") ?? 10000 : null,
+            PartialRotaryDim = partialRotary,
         };
         return config;
     }
@@ -428,10 +457,11 @@ public sealed record ModelConfig
     }
 
     /// <summary>
-    /// <c>rope_scaling</c> as transformers reads it: null, <c>default</c> (none), <c>linear</c>, <c>llama3</c> or
-    /// <c>yarn</c>; other types (<c>dynamic</c>, <c>longrope</c>, ...) and fields a type does not read are refused.
+    /// <c>rope_scaling</c> as transformers reads it: null, <c>default</c> (none), <c>linear</c>, <c>llama3</c>,
+    /// <c>yarn</c> or <c>longrope</c> (also under its old name <c>su</c>, with a factor per rotated pair:
+    /// <paramref name="rotaryDim"/> / 2); other types (<c>dynamic</c>, ...) and fields a type does not read are refused.
     /// </summary>
-    private static RopeScaling? ParseRopeScaling(JsonElement root, string source)
+    private static RopeScaling? ParseRopeScaling(JsonElement root, string source, int rotaryDim)
     {
         if (!root.TryGetProperty("rope_scaling", out var rsEl) || rsEl.ValueKind == JsonValueKind.Null) return null;
         if (rsEl.ValueKind != JsonValueKind.Object) throw Refuse(source, "rope_scaling", rsEl, "expected an object or null");
@@ -442,7 +472,8 @@ public sealed record ModelConfig
             "linear" => ["factor"],
             "llama3" => ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"],
             "yarn" => ["factor", "original_max_position_embeddings", "attention_factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "truncate"],
-            _ => throw Refuse(source, "rope_scaling.rope_type", type ?? "(missing)", "supported are linear, llama3 and yarn"),
+            "longrope" or "su" => ["long_factor", "short_factor", "factor", "attention_factor", "original_max_position_embeddings"],
+            _ => throw Refuse(source, "rope_scaling.rope_type", type ?? "(missing)", "supported are linear, llama3, yarn and longrope"),
         };
         foreach (var p in rsEl.EnumerateObject())
         {
@@ -476,6 +507,36 @@ public sealed record ModelConfig
                     ?? throw new ModelLoadException($"{source}: yarn rope_scaling needs original_max_position_embeddings (or max_position_embeddings)"));
                 bool truncate = OptionalBool(rsEl, source, "truncate") ?? true;
                 return new YarnRopeScaling(factor, original, Optional("beta_fast") ?? 32, Optional("beta_slow") ?? 1, attention, truncate);
+            }
+            case "longrope" or "su":
+            {
+                float[] Factors(string name)
+                {
+                    if (!rsEl.TryGetProperty(name, out var a) || a.ValueKind != JsonValueKind.Array || a.EnumerateArray().Any(f => f.ValueKind != JsonValueKind.Number))
+                        throw new ModelLoadException($"{source}: longrope rope_scaling needs {name}, an array of numbers");
+                    var factors = a.EnumerateArray().Select(f => f.GetSingle()).ToArray();
+                    if (factors.Length != rotaryDim / 2 || factors.Any(f => !(f > 0) || float.IsInfinity(f)))
+                        throw Refuse(source, "rope_scaling." + name, $"{factors.Length} factors", $"needs {rotaryDim / 2} positive factors, one per rotated pair of dimensions");
+                    return factors;
+                }
+                // transformers: a config with a top-level original_max_position_embeddings (Phi-3) takes the factor as
+                // max / original positions; otherwise rope_scaling's own factor and original.
+                int max = OptionalInt(root, source, "max_position_embeddings") ?? 2048;
+                double factor;
+                int original;
+                if (OptionalInt(root, source, "original_max_position_embeddings") is int top)
+                {
+                    original = top;
+                    factor = (double)max / top;
+                }
+                else
+                {
+                    original = (int)(Optional("original_max_position_embeddings") ?? max);
+                    factor = Optional("factor") ?? 1.0;
+                }
+                if (original <= 0) throw Refuse(source, "original_max_position_embeddings", original, "must be positive");
+                double attention = Optional("attention_factor") ?? (factor <= 1 ? 1 : Math.Sqrt(1 + Math.Log(factor) / Math.Log(original)));
+                return new LongRopeScaling(Factors("short_factor"), Factors("long_factor"), original, attention);
             }
             default:
                 return null;

@@ -49,7 +49,7 @@ public sealed partial class ShardedLlama
         public readonly byte* KPool = kPool, VPool = vPool;
         /// <summary>gemma's norms of the attention's and the MLP's outputs (else null).</summary>
         public readonly float* AttnOutNorm = attnOutNorm, FfnOutNorm = ffnOutNorm;
-        /// <summary>This layer's RoPE tables, [context, headDim/2].</summary>
+        /// <summary>This layer's RoPE tables, [context, rotaryDim/2].</summary>
         public readonly float* Cos = cos, Sin = sin;
     }
 
@@ -187,7 +187,7 @@ public sealed partial class ShardedLlama
     private unsafe void RunRows(StepPlan plan, int rows, float[] localLogits)
     {
         var c = Config;
-        int h = c.HiddenSize, d = c.HeadDim, half = d / 2, f = Plan.LocalFfn, qkvDim = _qDim + 2 * _kvDim;
+        int h = c.HiddenSize, d = c.HeadDim, half = c.RotaryDim / 2, f = Plan.LocalFfn, qkvDim = _qDim + 2 * _kvDim;
         int localHeads = Plan.LocalHeads, localKv = Plan.LocalKvHeads;
         if (_scratch is null || _scratch.Rows < rows)
             _scratch = new StepScratch(Math.Max(rows, _scratch?.Rows ?? 0), h, qkvDim, _qDim, f, ContextLength, _workers?.Parts ?? 1);
@@ -227,7 +227,8 @@ public sealed partial class ShardedLlama
                         if (mem.Bqkv is not null) Add(rq, mem.Bqkv, qkvDim);
                         if (mem.QkNorm is not null) // qwen3: each q and k head normalized by its own weight row, before RoPE
                             for (int head = 0; head < localHeads + localKv; head++) RmsNorm(rq + head * d, mem.QkNorm + head * d, rq + head * d, d);
-                        // q heads, then k heads, sit side by side: rotate them all (rotate-half convention).
+                        // q heads, then k heads, sit side by side: rotate them all (rotate-half convention, over each
+                        // head's first RotaryDim dimensions; the rest pass through).
                         float* cos = mem.Cos + (long)positions[r] * half, sin = mem.Sin + (long)positions[r] * half;
                         for (int head = 0; head < localHeads + localKv; head++) RotateHalf(rq + head * d, cos, sin, half);
                         // Every new row's keys and values go into its block before any row attends, so a prefill

@@ -94,7 +94,7 @@ public sealed partial class ShardedLlama : IDisposable
     private readonly Tensor _finalNorm;
     private readonly SplitMatrix _lmHead;
     private readonly SplitWorkers? _workers;
-    private readonly Tensor _cos, _sin; // [context, headDim/2], compute dtype
+    private readonly Tensor _cos, _sin; // [context, rotaryDim/2], compute dtype
     private readonly Tensor? _localCos, _localSin; // the same for LocalRopeTheta (gemma's windowed layers), else null
 
     /// <summary>
@@ -336,13 +336,13 @@ public sealed partial class ShardedLlama : IDisposable
             }
             Advance();
             var (cos, sin) = RotaryTables.Build(c, context);
-            _cos = Own(torch.tensor(cos, new long[] { context, d / 2 }).to(_dtype));
-            _sin = Own(torch.tensor(sin, new long[] { context, d / 2 }).to(_dtype));
+            _cos = Own(torch.tensor(cos, new long[] { context, c.RotaryDim / 2 }).to(_dtype));
+            _sin = Own(torch.tensor(sin, new long[] { context, c.RotaryDim / 2 }).to(_dtype));
             if (c.LocalRopeTheta is double localTheta)
             {
                 var (localCos, localSin) = RotaryTables.Build(c with { RopeTheta = localTheta, RopeScaling = null }, context);
-                _localCos = Own(torch.tensor(localCos, new long[] { context, d / 2 }).to(_dtype));
-                _localSin = Own(torch.tensor(localSin, new long[] { context, d / 2 }).to(_dtype));
+                _localCos = Own(torch.tensor(localCos, new long[] { context, c.RotaryDim / 2 }).to(_dtype));
+                _localSin = Own(torch.tensor(localSin, new long[] { context, c.RotaryDim / 2 }).to(_dtype));
             }
             Advance();
         }

@@ -133,12 +133,49 @@ public class ArchitectureConfigTests
         Assert.Equal(("phi3", true, false, false, 2047, (IReadOnlyList<bool>?)null), (c.ModelType, c.FusedProjections, c.QkvBias, c.QkNorm, c.SlidingWindow, c.SlidingLayers));
         Assert.Equal(38, Math.Round(c.ParameterCount / 1e8)); // 3.8B (the model card)
         Assert.Null(Parse(Phi3.Replace("\"sliding_window\": 2047,", "")).SlidingWindow); // Phi3Config's default: none
-        Assert.Contains("unsupported rope_scaling.rope_type = longrope: supported are linear, llama3 and yarn",
-            Refusal(Phi3.Replace("\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"longrope\", \"short_factor\": [1.0], \"long_factor\": [1.0]}")));
-        Assert.Contains("unsupported partial_rotary_factor = 0.75: only RoPE over the whole head (1.0) is supported",
-            Refusal(Phi3.Replace("\"use_cache\": true", "\"partial_rotary_factor\": 0.75")));
         Assert.Contains("unsupported attention_bias = True: phi3 has no attention biases", Refusal(Phi3.Replace("\"attention_bias\": false", "\"attention_bias\": true")));
         Assert.Contains("unsupported resid_pdrop = 0.0: this field is not supported", Refusal(Qwen3.Replace("\"use_cache\": true", "\"resid_pdrop\": 0.0")));
+    }
+
+    /// <summary>
+    /// Phi-3 128k and Phi-3.5 (longrope: a short and a long factor per frequency pair, max / original positions 32) and
+    /// Phi-4-mini (the same over 96 of each head's 128 dimensions). The long factors apply when the context run is
+    /// longer than the original 4096 positions; cos and sin carry √(1 + ln 32 / ln 4096) either way.
+    /// </summary>
+    [Fact]
+    public void Phi3_longrope_and_partial_rotary_pick_their_factors_by_the_context()
+    {
+        static string Factors(int n, float step) => "[" + string.Join(", ", Enumerable.Range(0, n).Select(i => (1 + step * i).ToString(System.Globalization.CultureInfo.InvariantCulture))) + "]";
+        string LongRope(int pairs) => Phi3.Replace("\"max_position_embeddings\": 4096", "\"max_position_embeddings\": 131072")
+            .Replace("\"rope_scaling\": null", $"\"rope_scaling\": {{\"type\": \"longrope\", \"short_factor\": {Factors(pairs, 0.01f)}, \"long_factor\": {Factors(pairs, 0.5f)}}}");
+        var c = Parse(LongRope(48));
+        var rope = Assert.IsType<LongRopeScaling>(c.RopeScaling);
+        Assert.Equal((4096, 48, 48), (rope.OriginalMaxPositionEmbeddings, rope.ShortFactor.Count, rope.LongFactor.Count));
+        Assert.Equal(Math.Sqrt(1 + Math.Log(32) / Math.Log(4096)), rope.AttentionFactor, 12);
+        Assert.Equal(96, c.RotaryDim);
+        // Frequency pair i: 1 / (factor_i · 10000^(2i/96)), short within the original context, long past it.
+        var shortInv = RotaryTables.InverseFrequencies(c, 4096);
+        var longInv = RotaryTables.InverseFrequencies(c, 4097);
+        for (int i = 0; i < 48; i++)
+        {
+            Assert.Equal(1f / (rope.ShortFactor[i] * MathF.Pow(10000f, 2f * i / 96)), shortInv[i]);
+            Assert.Equal(1f / (rope.LongFactor[i] * MathF.Pow(10000f, 2f * i / 96)), longInv[i]);
+        }
+        var (cos, _) = RotaryTables.Build(c, 8);
+        Assert.Equal((float)rope.AttentionFactor, cos[0]); // position 0: cos 1, times the attention factor
+
+        // Phi-4-mini: partial_rotary_factor 0.75 of a 128-wide head (24 heads of 3072), 48 factors per set.
+        var phi4 = Parse(LongRope(48).Replace("\"use_cache\": true", "\"partial_rotary_factor\": 0.75").Replace("\"num_attention_heads\": 32", "\"num_attention_heads\": 24")
+            .Replace("\"num_key_value_heads\": 32", "\"num_key_value_heads\": 8"));
+        Assert.Equal((128, 96, 48), (phi4.HeadDim, phi4.RotaryDim, RotaryTables.InverseFrequencies(phi4, 4096).Length));
+        Assert.NotEqual(Parse(LongRope(48)).Fingerprint, Parse(Phi3).Fingerprint);
+
+        Assert.Contains("unsupported rope_scaling.short_factor = 47 factors: needs 48 positive factors, one per rotated pair of dimensions",
+            Refusal(LongRope(48).Replace(", 1.47]", "]")));
+        Assert.Contains("unsupported partial_rotary_factor = 0.7: needs (0, 1] and an even number of rotated dimensions (head_dim 96 gives 67)",
+            Refusal(Phi3.Replace("\"use_cache\": true", "\"partial_rotary_factor\": 0.7")));
+        Assert.Contains("unsupported rope_scaling.rope_type = dynamic: supported are linear, llama3, yarn and longrope",
+            Refusal(Phi3.Replace("\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2.0}")));
     }
 
     [Fact]

@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "gemma3-text"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -37,6 +37,14 @@ public sealed class ArchitectureTests : IDisposable
         // with a window of 5 on every layer; as many KV heads as query heads (each rank's k and v rows at their own
         // offsets in the fused rows), untied head.
         "phi3-fused" => new SyntheticModel { ModelType = "phi3", KvHeads = 4, SlidingWindow = 5, Tied = false },
+        // Phi-4-mini's RoPE: partial_rotary_factor 0.75 (12 of 16 dimensions turn, the last 4 pass through) with longrope
+        // factors per rotated pair; the tests' contexts (32, 64) exceed the original 16 positions, so the long factors,
+        // and cos and sin scaled by √(1 + ln(256/16) / ln 16) = √2.
+        "phi3-longrope-partial" => new SyntheticModel
+        {
+            ModelType = "phi3", HeadDim = 16, KvHeads = 2, Tied = false, PartialRotary = 0.75,
+            LongRope = ([1.0f, 1.2f, 1.5f, 2.5f, 4f, 7f], [1.1f, 1.9f, 3.5f, 6f, 11f, 23f], 16),
+        },
         // gemma3_text: √hidden embeddings, 1 + w norms, output norms, GeGLU, attention scaled by 24^-1/2 (not head_dim
         // 16), layer 0 windowed (4) with RoPE base 10000 and layer 1 global with base 1e6 and linear scaling 2.
         "gemma3-text" => new SyntheticModel { ModelType = "gemma3_text", HeadDim = 16, KvHeads = 2, SlidingWindow = 4, Theta = 1_000_000, LinearRope = 2.0 },
@@ -53,7 +61,7 @@ public sealed class ArchitectureTests : IDisposable
         var generated = new List<int>();
         for (int i = 0; i < tokens; i++)
         {
-            int best = TestPaths.ArgMax(ReferenceForward.LastLogits(model, [.. sequence]));
+            int best = TestPaths.ArgMax(ReferenceForward.LastLogits(model, [.. sequence], contextLength: 32));
             generated.Add(best);
             sequence.Add(best);
         }

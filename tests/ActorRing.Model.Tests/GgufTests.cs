@@ -21,13 +21,18 @@ public sealed class GgufTests : IDisposable
 
     private static SyntheticModel Model(string type, bool attentionBias = false) => new SyntheticModel
     {
-        ModelType = type, Hidden = 128, Intermediate = 192, Layers = type == "gemma3_text" ? 6 : 2, Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
+        // phi3-longrope: Phi-4-mini's RoPE, 24 of 32 dimensions turned with longrope factors (the long ones: the
+        // test's context 32 exceeds the original 16).
+        ModelType = type == "phi3-longrope" ? "phi3" : type,
+        PartialRotary = type == "phi3-longrope" ? 0.75 : null,
+        LongRope = type == "phi3-longrope" ? (Enumerable.Range(0, 12).Select(i => 1f + 0.3f * i).ToArray(), Enumerable.Range(0, 12).Select(i => 1f + 2.5f * i).ToArray(), 16) : null,
+        Hidden = 128, Intermediate = 192, Layers = type == "gemma3_text" ? 6 : 2, Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
         MatrixScale = 0.5f, Tied = type is "llama" or "qwen3" or "qwen3_moe" or "gemma3_text", AttentionBias = attentionBias,
         Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 64, // read by the mixture-of-experts types only
         // Gemma 3 as llama.cpp runs a GGUF of it (the file has neither the pattern nor query_pre_attn_scalar): five
         // windowed layers of six, attention scaled by the head size; a window shorter than the test's 9 positions,
         // and the 4B+ models' linear RoPE scaling on the global layer.
-        SlidingWindowPattern = 6, SlidingWindow = type is "gemma3_text" or "phi3" ? 4 : null, QueryPreAttnScalar = 32,
+        SlidingWindowPattern = 6, SlidingWindow = type is "gemma3_text" or "phi3" or "phi3-longrope" ? 4 : null, QueryPreAttnScalar = 32,
         LinearRope = type == "gemma3_text" ? 8.0 : null,
     }.Build(seed: 99);
 
@@ -64,6 +69,8 @@ public sealed class GgufTests : IDisposable
     // phi3: q/k/v fused in attn_qkv and gate/up in ffn_up, its window on every layer.
     [InlineData("phi3", GgmlType.F32, WeightQuantization.None)]
     [InlineData("phi3", GgmlType.Q4_0, WeightQuantization.Q4_0)]
+    // phi3 longrope and partial rotary: rope_factors_long/short tensors, rope.dimension_count below the head, attn_factor.
+    [InlineData("phi3-longrope", GgmlType.F32, WeightQuantization.None)]
     public void A_gguf_file_gives_the_logits_of_its_safetensors_checkpoint_at_world_sizes_1_and_2(string type, GgmlType stored, WeightQuantization quant)
     {
         var model = Model(type);
@@ -88,7 +95,7 @@ public sealed class GgufTests : IDisposable
     }
 
     [Fact]
-    public void Architectures_it_does_not_run_soft_capping_longrope_and_partial_rotary_are_refused_by_name()
+    public void Architectures_it_does_not_run_soft_capping_and_malformed_rope_factors_are_refused_by_name()
     {
         var model = Model("llama");
         string gguf = Path.Combine(_root, "phi.gguf");
@@ -111,17 +118,20 @@ public sealed class GgufTests : IDisposable
         e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
         Assert.Contains("gemma3.rope.scaling.type is 'yarn', which is not implemented for GGUF models (linear is)", e.Message);
 
-        // Phi-3 128k (longrope factors as tensors) and Phi-4-mini (RoPE on part of each head).
-        var phi = Model("phi3");
+        // longrope factors that do not fit the rotated dimensions, one of the two missing, and an odd rotary width.
+        var phi = Model("phi3-longrope");
         meta = GgufWriter.Metadata(phi);
         var tensors = GgufWriter.Tensors(phi, GgmlType.F32);
-        GgufWriter.Write(gguf, meta, [.. tensors, new GgufWriter.Tensor("rope_factors_long.weight", [phi.HeadDim / 2], GgmlType.F32, new byte[phi.HeadDim * 2])]);
+        GgufWriter.Write(gguf, meta, tensors.Select(t => t.Name == "rope_factors_long.weight" ? new GgufWriter.Tensor(t.Name, [16], GgmlType.F32, new byte[64]) : t).ToList());
         e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("holds rope_factors_long.weight (longrope, the 128k Phi-3 models), which is not implemented", e.Message);
-        meta["phi3.rope.dimension_count"] = (uint)(phi.HeadDim * 3 / 4);
+        Assert.Contains("rope_factors_long.weight is F32 [16]; longrope needs F32 [12], one factor per rotated pair", e.Message);
+        GgufWriter.Write(gguf, meta, tensors.Where(t => t.Name != "rope_factors_short.weight").ToList());
+        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
+        Assert.Contains("holds one of rope_factors_long.weight and rope_factors_short.weight but not rope_factors_short.weight", e.Message);
+        meta["phi3.rope.dimension_count"] = 23u;
         GgufWriter.Write(gguf, meta, tensors);
         e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("phi3.rope.dimension_count is 24 of a head of 32; partial rotary embeddings are not implemented", e.Message);
+        Assert.Contains("phi3.rope.dimension_count is 23 of a head of 32; it must be even and at most the head", e.Message);
     }
 
     [Fact]

@@ -37,6 +37,13 @@ public sealed class SyntheticModelTests : IDisposable
         "qwen2-yarn" => new SyntheticModel { ModelType = "qwen2", HeadDim = 16, Yarn = (4.0, 64), Tied = false },
         // llama with linear position interpolation (every frequency halved).
         "llama-linear-rope" => new SyntheticModel { ModelType = "llama", LinearRope = 2.0, KvHeads = 4 },
+        // phi3 longrope within its pretraining context (128 > the tests' 64): the short factors, cos and sin scaled by
+        // √(1 + ln(256/128) / ln 128).
+        "phi3-longrope-short" => new SyntheticModel
+        {
+            ModelType = "phi3", HeadDim = 16, KvHeads = 4, Tied = false,
+            LongRope = ([1.0f, 1.1f, 1.3f, 2f, 3f, 5f, 9f, 14f], [2f, 3f, 5f, 8f, 13f, 21f, 34f, 55f], 128),
+        },
         _ => ArchitectureTests.Variant(name),
     };
 
@@ -50,7 +57,7 @@ public sealed class SyntheticModelTests : IDisposable
         return (model, model.WriteTo(Path.Combine(_root, variant)), [1, 17, 42, 5, 99 % model.Vocab, 3]);
     }
 
-    public static TheoryData<string> Variants() => new(["kv-replication", "qwen2-biases", "untied-bf16-llama3", "attention-bias-f16", "mistral-head-dim", "qwen2-yarn", "llama-linear-rope", .. ArchitectureTests.VariantNames]);
+    public static TheoryData<string> Variants() => new(["kv-replication", "qwen2-biases", "untied-bf16-llama3", "attention-bias-f16", "mistral-head-dim", "qwen2-yarn", "llama-linear-rope", "phi3-longrope-short", .. ArchitectureTests.VariantNames]);
 
     [Theory]
     [MemberData(nameof(Variants))]

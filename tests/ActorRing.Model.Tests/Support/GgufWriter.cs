@@ -50,6 +50,12 @@ internal static class GgufWriter
                 list.Add(new Tensor(name, shape, matrixType, Encode(fused, shape, matrixType)));
             }
         }
+        // phi3 longrope: the factors as two F32 vectors, one per rotated pair (Phi3MiniModel.generate_extra_tensors).
+        if (model.LongRope is { } longRope)
+        {
+            list.Add(new Tensor("rope_factors_long.weight", [longRope.Long.Length], GgmlType.F32, Encode(longRope.Long, [longRope.Long.Length], GgmlType.F32)));
+            list.Add(new Tensor("rope_factors_short.weight", [longRope.Short.Length], GgmlType.F32, Encode(longRope.Short, [longRope.Short.Length], GgmlType.F32)));
+        }
         // llama.cpp stacks a layer's experts: ffn_gate_exps [experts, ffn, hidden] (ggml ne = hidden, ffn, experts),
         // and so on; the router ffn_gate_inp is [experts, hidden] in float32.
         for (int l = 0; l < model.Layers && model.IsMoe; l++)
@@ -158,10 +164,16 @@ internal static class GgufWriter
         };
         if (a == "phi3")
         {
-            // Phi3MiniModel.set_gguf_parameters: the window (0 when none), the rotary dimensions, the original context.
+            // Phi3MiniModel.set_gguf_parameters: the window (0 when none), the rotary dimensions, the original context;
+            // with longrope, the attention factor it computes (the factor tensors are in Tensors).
             meta[$"{a}.attention.sliding_window"] = (uint)(m.SlidingWindow ?? 0);
-            meta[$"{a}.rope.dimension_count"] = (uint)m.HeadDim;
-            meta[$"{a}.rope.scaling.original_context_length"] = (uint)m.MaxPos;
+            meta[$"{a}.rope.dimension_count"] = (uint)m.RotaryDim;
+            meta[$"{a}.rope.scaling.original_context_length"] = (uint)(m.LongRope?.Original ?? m.MaxPos);
+            if (m.LongRope is { } longRope)
+            {
+                double scale = (double)m.MaxPos / longRope.Original;
+                meta[$"{a}.rope.scaling.attn_factor"] = (float)(scale > 1 ? Math.Sqrt(1 + Math.Log(scale) / Math.Log(longRope.Original)) : 1);
+            }
         }
         if (a == "gemma3")
         {

@@ -9,7 +9,8 @@ namespace ActorRing.Model.Tests.Support;
 internal static class ReferenceForward
 {
     /// <summary>Logits of the last position after running all <paramref name="tokens"/> from position 0.</summary>
-    public static float[] LastLogits(SyntheticModel m, int[] tokens)
+    /// <param name="contextLength">The context the model under test is loaded with: longrope picks its factors by it.</param>
+    public static float[] LastLogits(SyntheticModel m, int[] tokens, int contextLength = 64)
     {
         int T = tokens.Length, H = m.Hidden, d = m.HeadDim, nh = m.Heads, nkv = m.KvHeads, group = nh / nkv;
         var W = m.W;
@@ -28,7 +29,7 @@ internal static class ReferenceForward
         {
             string p = $"model.layers.{l}.";
             // gemma's windowed layers rotate with their own base (rope_local_base_freq), unscaled.
-            double[] invFreq = gemma && m.WindowOf(l) is not null ? InverseFrequencies(m, m.LocalTheta) : InverseFrequencies(m, m.Theta);
+            double[] invFreq = gemma && m.WindowOf(l) is not null ? InverseFrequencies(m, m.LocalTheta, contextLength) : InverseFrequencies(m, m.Theta, contextLength);
             var q = new double[T][];
             var k = new double[T][];
             var v = new double[T][];
@@ -44,8 +45,8 @@ internal static class ReferenceForward
                     for (int head = 0; head < nh; head++) NormHead(q[t], head, d, W[p + "self_attn.q_norm.weight"], m.Eps, normOffset);
                     for (int head = 0; head < nkv; head++) NormHead(k[t], head, d, W[p + "self_attn.k_norm.weight"], m.Eps, normOffset);
                 }
-                RotateHalf(q[t], nh, d, t, invFreq, RopeMagnitude(m));
-                RotateHalf(k[t], nkv, d, t, invFreq, RopeMagnitude(m));
+                RotateHalf(q[t], nh, d, m.RotaryDim, t, invFreq, RopeMagnitude(m));
+                RotateHalf(k[t], nkv, d, m.RotaryDim, t, invFreq, RopeMagnitude(m));
             }
             int? window = m.WindowOf(l);
             for (int t = 0; t < T; t++)
@@ -114,13 +115,15 @@ internal static class ReferenceForward
         return MatVec(down, hidden, inner, g, null);
     }
 
-    private static double[] InverseFrequencies(SyntheticModel m, double theta)
+    private static double[] InverseFrequencies(SyntheticModel m, double theta, int contextLength)
     {
-        int half = m.HeadDim / 2;
+        int half = m.RotaryDim / 2;
         var inv = new double[half];
         for (int i = 0; i < half; i++)
         {
-            double f = 1.0 / Math.Pow(theta, 2.0 * i / m.HeadDim);
+            double f = 1.0 / Math.Pow(theta, 2.0 * i / m.RotaryDim);
+            // LongRoPE: each pair's frequency divided by its own factor, the long set past the pretraining context.
+            if (m.LongRope is { } longRope) f /= (contextLength > longRope.Original ? longRope.Long : longRope.Short)[i];
             if (theta != m.Theta) { inv[i] = f; continue; } // gemma's local base: no scaling
             if (m.Llama3 is { } s)
             {
@@ -149,19 +152,25 @@ internal static class ReferenceForward
         return inv;
     }
 
-    /// <summary>YaRN multiplies cos and sin by 0.1·ln(factor) + 1 (so q·k by its square); 1 otherwise.</summary>
-    private static double RopeMagnitude(SyntheticModel m) => m.Yarn is { } y ? 0.1 * Math.Log(y.Factor) + 1 : 1;
+    /// <summary>YaRN multiplies cos and sin by 0.1·ln(factor) + 1 (so q·k by its square), LongRoPE by
+    /// √(1 + ln(max / original) / ln(original)); 1 otherwise.</summary>
+    private static double RopeMagnitude(SyntheticModel m) =>
+        m.Yarn is { } y ? 0.1 * Math.Log(y.Factor) + 1
+        : m.LongRope is { } l ? Math.Sqrt(1 + Math.Log((double)m.MaxPos / l.Original) / Math.Log(l.Original))
+        : 1;
 
-    private static void RotateHalf(double[] vec, int heads, int d, int position, double[] invFreq, double magnitude)
+    /// <summary>Rotate-half RoPE over each head's first <paramref name="rotary"/> dimensions; the rest pass through unscaled.</summary>
+    private static void RotateHalf(double[] vec, int heads, int d, int rotary, int position, double[] invFreq, double magnitude)
     {
+        int half = rotary / 2;
         for (int head = 0; head < heads; head++)
         {
-            for (int i = 0; i < d / 2; i++)
+            for (int i = 0; i < half; i++)
             {
                 double angle = position * invFreq[i];
-                double a = vec[head * d + i], b = vec[head * d + i + d / 2];
+                double a = vec[head * d + i], b = vec[head * d + i + half];
                 vec[head * d + i] = magnitude * (a * Math.Cos(angle) - b * Math.Sin(angle));
-                vec[head * d + i + d / 2] = magnitude * (b * Math.Cos(angle) + a * Math.Sin(angle));
+                vec[head * d + i + half] = magnitude * (b * Math.Cos(angle) + a * Math.Sin(angle));
             }
         }
     }

@@ -22,6 +22,13 @@ internal sealed class SyntheticModel
     public (double Factor, int Original)? Yarn;
     /// <summary>linear rope_scaling factor, or null.</summary>
     public double? LinearRope;
+    /// <summary>phi3's longrope rope_scaling (a factor per rotated pair, short and long, and the pretraining context
+    /// written as original_max_position_embeddings beside <see cref="MaxPos"/>), or null.</summary>
+    public (float[] Short, float[] Long, int Original)? LongRope;
+    /// <summary>phi3's partial_rotary_factor (RoPE over that share of each head's dimensions), or null for all.</summary>
+    public double? PartialRotary;
+    /// <summary>The dimensions RoPE rotates, as transformers computes them.</summary>
+    public int RotaryDim => (int)(HeadDim * (PartialRotary ?? 1.0));
     /// <summary>sliding_window written to the config (mistral: every layer; qwen2/qwen3: with
     /// <see cref="UseSlidingWindow"/>, the layers from <see cref="MaxWindowLayers"/> on).</summary>
     public int? SlidingWindow;
@@ -162,11 +169,13 @@ internal sealed class SyntheticModel
         if (ModelType is "mistral" or "mixtral" or "phi3") config["sliding_window"] = SlidingWindow; // null: full attention
         if (ModelType == "phi3")
         {
-            // Phi-3's fields beside llama's: dropouts (training only), RoPE over the whole head, longrope's base length.
+            // Phi-3's fields beside llama's: dropouts (training only), the share of the head RoPE turns, longrope's base length.
             config["resid_pdrop"] = 0.0;
             config["embd_pdrop"] = 0.0;
-            config["partial_rotary_factor"] = 1.0;
-            config["original_max_position_embeddings"] = MaxPos;
+            config["partial_rotary_factor"] = PartialRotary ?? 1.0;
+            config["original_max_position_embeddings"] = LongRope?.Original ?? MaxPos;
+            if (LongRope is { } longRope)
+                config["rope_scaling"] = new Dictionary<string, object> { ["type"] = "longrope", ["short_factor"] = longRope.Short, ["long_factor"] = longRope.Long };
         }
         if (ModelType == "qwen3_moe")
         {

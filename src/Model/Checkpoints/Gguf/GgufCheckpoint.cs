@@ -94,8 +94,6 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             throw new ModelLoadException($"{file.Path}: logit soft-capping is not implemented (Gemma 3 has none; Gemma 2 does)");
         if (tensors.ContainsKey("rope_freqs.weight"))
             throw new ModelLoadException($"{file.Path}: holds rope_freqs.weight (llama3-style RoPE scaling baked into a tensor), which is not implemented for GGUF models");
-        if (tensors.ContainsKey("rope_factors_long.weight"))
-            throw new ModelLoadException($"{file.Path}: holds rope_factors_long.weight (longrope, the 128k Phi-3 models), which is not implemented");
         int hidden = (int)Int("embedding_length"), heads = (int)Int("attention.head_count");
         if (!tensors.TryGetValue("token_embd.weight", out var embed)) throw new ModelLoadException($"{file.Path}: tensor token_embd.weight is missing");
         int vocab = (int)Int("vocab_size", embed.Dims.Length == 2 ? embed.Dims[1] : 0);
@@ -107,8 +105,12 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         if (arch == "qwen3moe" && moe is null) throw new ModelLoadException($"{file.Path}: metadata qwen3moe.expert_count is missing");
         bool gemma = arch == "gemma3";
         int layers = (int)Int("block_count"), headDim = (int)Int("attention.key_length", hidden / heads);
-        if (Int("rope.dimension_count", headDim) != headDim)
-            throw new ModelLoadException($"{file.Path}: {arch}.rope.dimension_count is {Int("rope.dimension_count")} of a head of {headDim}; partial rotary embeddings are not implemented");
+        // Partial rotary (Phi-4-mini: 96 of 128): RoPE turns the first rope.dimension_count dimensions of each head.
+        int rotary = (int)Int("rope.dimension_count", headDim);
+        if (rotary <= 0 || rotary > headDim || rotary % 2 != 0)
+            throw new ModelLoadException($"{file.Path}: {arch}.rope.dimension_count is {rotary} of a head of {headDim}; it must be even and at most the head");
+        if (tensors.ContainsKey("rope_factors_long.weight") || tensors.ContainsKey("rope_factors_short.weight"))
+            ropeScaling = ReadLongRope(file, tensors, rotary, (int)Int("rope.scaling.original_context_length", Int("context_length")), Real("rope.scaling.attn_factor", 1));
         var (window, windowed) = gemma ? GemmaWindows(file, m, layers)
             // Phi-3's window covers every layer (Phi-4 writes 0: none). llama.cpp ignores it for now (its phi3 has
             // "SWA currently disabled"); the window is the model's own, as transformers runs it.
@@ -136,12 +138,36 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             Activation = gemma ? "gelu_tanh" : "silu",
             QueryPreAttentionScalar = gemma ? (layers == 62 ? hidden / heads : headDim) : null,
             LocalRopeTheta = gemma ? Real("rope.freq_base_swa", 10000) : null,
+            PartialRotaryDim = rotary == headDim ? null : rotary,
             TieWordEmbeddings = !tensors.ContainsKey("output.weight"),
             QkvBias = tensors.ContainsKey("blk.0.attn_q.bias"),
             OProjBias = tensors.ContainsKey("blk.0.attn_output.bias"),
             BosTokenId = m.TryGetValue("tokenizer.ggml.bos_token_id", out var bos) ? (int)Convert.ToInt64(bos, CultureInfo.InvariantCulture) : null,
             EosTokenIds = m.TryGetValue("tokenizer.ggml.eos_token_id", out var eos) ? [(int)Convert.ToInt64(eos, CultureInfo.InvariantCulture)] : [],
         };
+    }
+
+    /// <summary>
+    /// LongRoPE as llama.cpp's converter writes it (Phi-3 128k, Phi-3.5, Phi-4-mini): the two factor vectors as the
+    /// F32 tensors rope_factors_long/short (one factor per rotated pair), the pretraining context as
+    /// <c>rope.scaling.original_context_length</c>, and the attention factor transformers would compute as
+    /// <c>rope.scaling.attn_factor</c>.
+    /// </summary>
+    private static LongRopeScaling ReadLongRope(GgufFile file, Dictionary<string, GgufTensor> tensors, int rotary, int original, double attentionFactor)
+    {
+        float[] Factors(string name)
+        {
+            if (!tensors.TryGetValue(name, out var t))
+                throw new ModelLoadException($"{file.Path}: holds one of rope_factors_long.weight and rope_factors_short.weight but not {name}");
+            if (t.Type != GgmlType.F32 || t.Dims.Length != 1 || t.Dims[0] != rotary / 2)
+                throw new ModelLoadException($"{file.Path}: {name} is {t.Type} [{string.Join(", ", t.Dims)}]; longrope needs F32 [{rotary / 2}], one factor per rotated pair");
+            var factors = new float[rotary / 2];
+            t.File.Read(t.Offset, System.Runtime.InteropServices.MemoryMarshal.AsBytes(factors.AsSpan()));
+            if (factors.Any(f => !(f > 0) || float.IsInfinity(f)))
+                throw new ModelLoadException($"{file.Path}: {name} holds a factor that is not a positive number");
+            return factors;
+        }
+        return new LongRopeScaling(Factors("rope_factors_short.weight"), Factors("rope_factors_long.weight"), original, attentionFactor);
     }
 
     /// <summary>
