@@ -195,13 +195,13 @@ public sealed record ModelConfig
 
     // The fields only some types read: each MoE type's mixture-of-experts fields (the training-only ones, the
     // router's auxiliary loss and its jitter noise, change nothing at inference), phi3's dropouts (training only),
-    // its partial_rotary_factor and original_max_position_embeddings (read by longrope scaling), and gemma3_text's
-    // own fields.
+    // its partial_rotary_factor and original_max_position_embeddings (read by longrope scaling), Phi-4-mini's
+    // fields of its own remote code (checked to be the values that change nothing), and gemma3_text's own fields.
     private static readonly Dictionary<string, string[]> FieldsOf = new(StringComparer.Ordinal)
     {
         ["qwen3_moe"] = ["num_experts", "num_experts_per_tok", "moe_intermediate_size", "decoder_sparse_step", "norm_topk_prob", "mlp_only_layers", "router_aux_loss_coef", "output_router_logits"],
         ["mixtral"] = ["num_local_experts", "num_experts_per_tok", "router_aux_loss_coef", "output_router_logits", "router_jitter_noise"],
-        ["phi3"] = ["resid_pdrop", "embd_pdrop", "partial_rotary_factor", "original_max_position_embeddings"],
+        ["phi3"] = ["resid_pdrop", "embd_pdrop", "partial_rotary_factor", "original_max_position_embeddings", "full_attn_mod", "interpolate_factor", "lm_head_bias"],
         // gemma3_text: its own names for the activation and the windows, the two soft-caps (checked to be null), and
         // cache_implementation (how transformers allocates its cache, not what it computes).
         ["gemma3_text"] = ["hidden_activation", "query_pre_attn_scalar", "rope_local_base_freq", "sliding_window_pattern",
@@ -296,6 +296,12 @@ public sealed record ModelConfig
         if (modelType == "phi3")
         {
             if (attentionBias) throw Refuse(source, "attention_bias", true, "phi3 has no attention biases");
+            // Phi-4-mini's config carries three fields of its remote code that transformers' Phi3 never reads; at these
+            // values they change nothing (one attention kind on every layer, no interpolation, no head bias).
+            if (OptionalBool(root, source, "lm_head_bias") == true) throw Refuse(source, "lm_head_bias", true, "an LM head bias is not implemented");
+            foreach (var one in new[] { "full_attn_mod", "interpolate_factor" })
+                if (OptionalDouble(root, source, one) is double v && v != 1)
+                    throw Refuse(source, one, v, "only 1 (as Phi-4-mini ships it) is supported");
         }
         int? partialRotary = null;
         if (OptionalDouble(root, source, "partial_rotary_factor") is double rotaryFactor && rotaryFactor != 1.0)

@@ -137,6 +137,43 @@ public class ArchitectureConfigTests
         Assert.Contains("unsupported resid_pdrop = 0.0: this field is not supported", Refusal(Qwen3.Replace("\"use_cache\": true", "\"resid_pdrop\": 0.0")));
     }
 
+    // microsoft/Phi-4-mini-instruct's config.json (its longrope factors as published).
+    private const string Phi4Mini = """
+        {"_name_or_path": "Phi-4-mini-instruct", "architectures": ["Phi3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+         "auto_map": {"AutoConfig": "configuration_phi3.Phi3Config", "AutoModelForCausalLM": "modeling_phi3.Phi3ForCausalLM", "AutoTokenizer": "Xenova/gpt-4o"},
+         "bos_token_id": 199999, "embd_pdrop": 0.0, "eos_token_id": 199999, "full_attn_mod": 1, "hidden_act": "silu", "hidden_size": 3072,
+         "initializer_range": 0.02, "intermediate_size": 8192, "interpolate_factor": 1, "lm_head_bias": false, "max_position_embeddings": 131072,
+         "mlp_bias": false, "model_type": "phi3", "num_attention_heads": 24, "num_hidden_layers": 32, "num_key_value_heads": 8,
+         "original_max_position_embeddings": 4096, "pad_token_id": 199999, "partial_rotary_factor": 0.75, "resid_pdrop": 0.0, "rms_norm_eps": 1e-05,
+         "rope_scaling": {"long_factor": [1, 1.118320672, 1.250641126, 1.398617824, 1.564103225, 1.74916897, 1.956131817, 2.187582649, 2.446418898,
+           2.735880826, 3.059592084, 3.421605075, 3.826451687, 4.279200023, 4.785517845, 5.351743533, 5.984965424, 6.693110555, 7.485043894,
+           8.370679318, 9.36110372, 10.4687158, 11.70738129, 13.09260651, 14.64173252, 16.37415215, 18.31155283, 20.47818807, 22.90118105,
+           25.61086418, 28.64115884, 32.03, 32.1, 32.13, 32.23, 32.6, 32.61, 32.64, 32.66, 32.7, 32.71, 32.93, 32.97, 33.28, 33.49, 33.5, 44.16, 47.77],
+           "short_factor": [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
+           1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], "type": "longrope"},
+         "rope_theta": 10000.0, "sliding_window": 262144, "tie_word_embeddings": true, "torch_dtype": "bfloat16", "transformers_version": "4.45.0",
+         "use_cache": true, "vocab_size": 200064}
+        """;
+
+    /// <summary>
+    /// Phi-4-mini's own config.json loads: 96 of each head's 128 dimensions turned, its 48 published factors per set
+    /// (short ones all 1, so within 4096 positions the frequencies are plain RoPE's), the attention factor for 131072
+    /// over 4096, and its remote code's fields at their harmless values; other values of them are refused.
+    /// </summary>
+    [Fact]
+    public void Phi4_mini_loads_from_its_own_config()
+    {
+        var c = Parse(Phi4Mini);
+        var rope = Assert.IsType<LongRopeScaling>(c.RopeScaling);
+        Assert.Equal(("phi3", 128, 96, 8, true, 4096, 47.77f), (c.ModelType, c.HeadDim, c.RotaryDim, c.NumKvHeads, c.TieWordEmbeddings, rope.OriginalMaxPositionEmbeddings, rope.LongFactor[47]));
+        Assert.Equal(1.1902380714238083, rope.AttentionFactor, 12); // √(1 + ln 32 / ln 4096)
+        var plain = RotaryTables.InverseFrequencies(c with { RopeScaling = null }, 4096);
+        Assert.Equal(plain, RotaryTables.InverseFrequencies(c, 4096)); // short factors of 1: the same frequencies
+        Assert.Equal(38, Math.Round(c.ParameterCount / 1e8)); // 3.8B (the model card)
+        Assert.Contains("unsupported lm_head_bias = True: an LM head bias is not implemented", Refusal(Phi4Mini.Replace("\"lm_head_bias\": false", "\"lm_head_bias\": true")));
+        Assert.Contains("unsupported full_attn_mod = 2: only 1 (as Phi-4-mini ships it) is supported", Refusal(Phi4Mini.Replace("\"full_attn_mod\": 1", "\"full_attn_mod\": 2")));
+    }
+
     /// <summary>
     /// Phi-3 128k and Phi-3.5 (longrope: a short and a long factor per frequency pair, max / original positions 32) and
     /// Phi-4-mini (the same over 96 of each head's 128 dimensions). The long factors apply when the context run is

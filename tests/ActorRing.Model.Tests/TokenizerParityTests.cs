@@ -12,7 +12,7 @@ namespace ActorRing.Model.Tests;
 /// </summary>
 public sealed class TokenizerParityTests
 {
-    public static TheoryData<string> Tokenizers => new() { "llama2", "llama3", "llama3_1", "qwen2_5", "qwen3", "gemma3", "deepseek_v3" };
+    public static TheoryData<string> Tokenizers => new() { "llama2", "llama3", "llama3_1", "qwen2_5", "qwen3", "gemma3", "deepseek_v3", "gpt4o" };
 
     private static string ParityDir([System.Runtime.CompilerServices.CallerFilePath] string here = "") =>
         Path.Combine(Path.GetDirectoryName(here)!, "TokenizerParity");
@@ -209,6 +209,7 @@ public sealed class TokenizerParityTests
             "qwen2_5" or "qwen3" => (-1, 151645),
             "gemma3" => (2, 106),
             "deepseek_v3" => (0, 1),
+            "gpt4o" => (199999, 199999), // o200k (Phi-4-mini's vocabulary): <|endoftext|> both, and no BOS added
             _ => throw new ArgumentOutOfRangeException(nameof(name)),
         };
         Assert.Equal(bos, tok.BosId);
