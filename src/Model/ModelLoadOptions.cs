@@ -11,6 +11,9 @@ public sealed record ModelLoadOptions
     /// <summary>Longest sequence (prompt + generated) a slot can hold; null = min(max_position_embeddings, 4096).</summary>
     public int? ContextLength { get; init; }
 
+    /// <summary>The context a model of <paramref name="config"/> is loaded with under these options.</summary>
+    public int ContextFor(ModelConfig config) => ContextLength ?? Math.Min(config.MaxPositionEmbeddings, 4096);
+
     /// <summary>Sequences that <see cref="ShardedLlama.Forward"/> can hold by slot number (tests and benches); with
     /// no <see cref="KvCacheTokens"/>, the KV cache gets exactly the blocks these slots need at full context.</summary>
     public int Slots { get; init; } = 1;

@@ -198,7 +198,7 @@ public sealed partial class ShardedLlama : IDisposable
         var (block, why) = RowParallelBlock(reader, _quant);
         Plan = ShardPlan.Create(c, comm.Rank, comm.WorldSize, FfnSplitUnit(c, block));
         CheckBlockAlignedSplit(c, comm.WorldSize, block, why);
-        int context = options.ContextLength ?? Math.Min(c.MaxPositionEmbeddings, 4096);
+        int context = options.ContextFor(c);
         if (context < 1)
             throw new ModelLoadException($"context length {context} must be positive");
         if (options.Slots < 1) throw new ModelLoadException($"slots {options.Slots} must be at least 1");

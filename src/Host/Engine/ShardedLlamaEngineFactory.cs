@@ -37,7 +37,16 @@ public sealed class ShardedLlamaEngineFactory : IShardEngineFactory
 
     public ModelConfig Config { get; }
 
-    public string ModelFingerprint => _randomSeed is ulong seed ? $"{Config.Fingerprint}-random{seed}" : Config.Fingerprint;
+    public string ModelFingerprint => (_randomSeed is ulong seed ? $"{Config.Fingerprint}-random{seed}" : Config.Fingerprint) + LongRopeFactors;
+
+    /// <summary>
+    /// LongRoPE picks its short or long factors by the context a rank loads with (<c>--context</c>), which is each
+    /// rank's own option: ranks that would pick different sets compute different attention, so their fingerprints
+    /// differ and the ring is refused at registration instead of answering wrongly.
+    /// </summary>
+    private string LongRopeFactors => Config.RopeScaling is LongRopeScaling rope
+        ? _options.ContextFor(Config) > rope.OriginalMaxPositionEmbeddings ? "-longrope-long" : "-longrope-short"
+        : "";
 
     public IShardEngine Load(ICollectives comm, IProgress<double> progress, CancellationToken cancellationToken) =>
         new Engine(_randomSeed is ulong seed

@@ -185,14 +185,14 @@ public static class ServeCommand
             if (options.Preset is { } preset)
             {
                 var presetConfig = Bench.DecodeBench.Preset(preset);
-                var presetLoad = options.LoadFor(options.Load.ContextLength ?? Math.Min(presetConfig.MaxPositionEmbeddings, 4096));
+                var presetLoad = options.LoadFor(options.Load.ContextFor(presetConfig));
                 var random = ShardedLlamaEngineFactory.Random(presetConfig, seed: 42, presetLoad);
                 setup = new RankSetup(ring, secret, random, Tokenizer: null, new PlainChatTemplate(), tls);
                 return true;
             }
             var model = ModelDirectory.Recognise(options.ModelDir);
             var config = model.ReadConfig();
-            var load = options.LoadFor(options.Load.ContextLength ?? Math.Min(config.MaxPositionEmbeddings, 4096));
+            var load = options.LoadFor(options.Load.ContextFor(config));
             var engines = new ShardedLlamaEngineFactory(options.ModelDir, load);
             var tokenizer = ring.Rank == 0 ? TokenizerLoader.Load(model.TokenizerFile ?? model.Path) : null;
             // Only rank 0 renders prompts; a broken template is found before any network activity.
@@ -335,7 +335,7 @@ public static class ServeCommand
                 async () => new CoordinatorClient(sp.GetRequiredService<ActorSystem>(),
                     await sp.GetRequiredService<ActorRegistry>().GetAsync<CoordinatorActor>()),
                 setup.Tokenizer, setup.ChatTemplate, options.GenerationDefaults, options.Scheduling.MaxBatch,
-                options.Load.ContextLength ?? Math.Min(setup.Engines.Config.MaxPositionEmbeddings, 4096), // ModelLoadOptions' documented default
+                options.Load.ContextFor(setup.Engines.Config),
                 ring.WorldSize, options.ReadyTimeout,
                 sp.GetRequiredService<ILoggerFactory>().CreateLogger("ActorRing.Generation"),
                 sp.GetRequiredService<GenerationMetrics>()));
