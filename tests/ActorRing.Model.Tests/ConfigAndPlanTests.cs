@@ -30,7 +30,7 @@ public class ConfigAndPlanTests
 
     [Theory]
     [InlineData(""", "hidden_act": "gelu" """, "hidden_act = \"gelu\"")]
-    [InlineData(""", "rope_scaling": {"rope_type": "dynamic", "factor": 4.0} """, "rope_scaling.rope_type = dynamic: supported are linear, llama3 and yarn")]
+    [InlineData(""", "rope_scaling": {"rope_type": "dynamic", "factor": 4.0} """, "rope_scaling.rope_type = dynamic: supported are linear, llama3, yarn and longrope")]
     [InlineData(""", "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "low_freq_factor": 1.0} """, "rope_scaling.low_freq_factor = 1.0: not a yarn rope_scaling field")]
     [InlineData(""", "quantization_config": {"bits": 4} """, "quantization_config")]
     [InlineData(""", "mlp_bias": true """, "mlp_bias = true")]
