@@ -111,13 +111,16 @@ public static class GgufTokenizer
         return [.. ids.Distinct()];
     }
 
-    /// <summary>Pre-tokenizer regexes of the <c>tokenizer.ggml.pre</c> names llama.cpp gives Llama 3 and Qwen2.</summary>
+    /// <summary>Pre-tokenizer regexes of the <c>tokenizer.ggml.pre</c> names llama.cpp gives Llama 3, Qwen2 and GPT-4o.</summary>
     private static string? PreTokenizerRegex(string pre) => pre switch
     {
         "llama-bpe" or "llama3" => @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
         "qwen2" => @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        // GPT-4o's o200k (Phi-4-mini's vocabulary): cased words keep their trailing contraction, and '/' joins a
+        // punctuation run's line breaks.
+        "gpt-4o" => @"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
         "gpt-2" or "default" => null,
-        _ => throw new TokenizerFormatException($"tokenizer.ggml.pre '{pre}' is not one this server knows (llama-bpe, qwen2, gpt-2, default)"),
+        _ => throw new TokenizerFormatException($"tokenizer.ggml.pre '{pre}' is not one this server knows (llama-bpe, qwen2, gpt-4o, gpt-2, default)"),
     };
 
     /// <summary>The vocabulary written as the tokenizer.json that <see cref="HuggingFaceBpeTokenizer"/> reads.</summary>
