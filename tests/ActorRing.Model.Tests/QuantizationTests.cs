@@ -274,8 +274,8 @@ public sealed unsafe class QuantizationTests
     private delegate void PanelKernel(float* y);
 
     /// <summary>
-    /// Every panel kernel this CPU can run (AVX2, AVX-VNNI, AVX-512) against the portable one, on raw random
-    /// blocks: every quant byte value (Q8_0's -128, which no quantizer writes but a GGUF file may hold, and every
+    /// Every panel kernel this CPU can run (AVX2 for one and two activation rows, AVX-VNNI, AVX-512) against the
+    /// portable one, on raw random blocks: every quant byte value (Q8_0's -128, which no quantizer writes but a GGUF file may hold, and every
     /// nibble) and scales across fp16's range, for one and several activation rows.
     /// </summary>
     [Theory]
@@ -309,13 +309,31 @@ public sealed unsafe class QuantizationTests
                         int* bias = acts.LaneBias + b * blocks * 8;
                         for (int r = 0; r < rows; r += 4)
                         {
-                            byte* panel = w + format.ScaleOffset(r, 0, blocks, 4);
-                            var want = new int[4];
-                            for (int i = 0; i < 4; i++)
+                            byte* panel = w + format.ScaleOffset(r, 0, blocks, 4), weights = w;
+                            int[] Portable(int activationRow) => Enumerable.Range(0, 4).Select(i => BitConverter.SingleToInt32Bits(format == BlockFormat.Q8_0
+                                ? Q8_0Format.RowPortable(weights, r + i, blocks, 4, acts.Quants + activationRow * cols, acts.Scales + activationRow * blocks)
+                                : Q4_0Format.RowPortable(weights, r + i, blocks, 4, acts.Quants + activationRow * cols, acts.Scales + activationRow * blocks))).ToArray();
+                            var want = Portable(b);
+                            if (b + 1 < 3 && Avx2.IsSupported)
                             {
-                                want[i] = BitConverter.SingleToInt32Bits(format == BlockFormat.Q8_0
-                                    ? Q8_0Format.RowPortable(w, r + i, blocks, 4, xq, xs)
-                                    : Q4_0Format.RowPortable(w, r + i, blocks, 4, xq, xs));
+                                // The two-row AVX2 kernels: activation rows b and b+1 at once, outputs 8 apart.
+                                var wantNext = Portable(b + 1);
+                                foreach (bool vnni in AvxVnni.IsSupported ? new[] { false, true } : [false])
+                                {
+                                    var pair = new float[16];
+                                    Array.Fill(pair, 12345f);
+                                    fixed (float* y = pair)
+                                    {
+                                        if (format == BlockFormat.Q8_0 && vnni) Q8_0Format.Panel4Rows2<VnniDot>(panel, blocks, xq, xs, y, 8);
+                                        else if (format == BlockFormat.Q8_0) Q8_0Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, y, 8);
+                                        else if (vnni) Q4_0Format.Panel4Rows2<VnniDot>(panel, blocks, xq, xs, bias, y, 8);
+                                        else Q4_0Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, bias, y, 8);
+                                    }
+                                    Assert.Equal([12345f, 12345f, 12345f, 12345f], pair[4..8]);
+                                    Assert.Equal([12345f, 12345f, 12345f, 12345f], pair[12..]);
+                                    Assert.True(want.SequenceEqual(pair[..4].Select(BitConverter.SingleToInt32Bits)) && wantNext.SequenceEqual(pair[8..12].Select(BitConverter.SingleToInt32Bits)),
+                                        $"{format} two-row kernel (VNNI {vnni}), rows {r}..{r + 3}, activation rows {b} and {b + 1}: [{string.Join(", ", pair[..4])}] and [{string.Join(", ", pair[8..12])}] where the portable kernel gives [{string.Join(", ", want.Select(BitConverter.Int32BitsToSingle))}] and [{string.Join(", ", wantNext.Select(BitConverter.Int32BitsToSingle))}]");
+                                }
                             }
                             void Check(string kernel, PanelKernel run)
                             {

@@ -33,12 +33,16 @@ internal static class Fp16
     /// about forty scalar instructions, which made the Q8_0/Q4_0 kernels compute-bound.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe Vector128<float> ToSingle4(ushort* h, float by)
+    public static unsafe Vector128<float> ToSingle4(ushort* h, float by) => Widen4(h) * Vector128.Create(by);
+
+    /// <summary>Four fp16 values widened exactly to float (the first half of <see cref="ToSingle4"/>, for kernels
+    /// that scale one column's weight scales by several activation rows' scales).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector128<float> Widen4(ushort* h)
     {
         var wide = Sse41.ConvertToVector128Int32(h).AsUInt32(); // vpmovzxwd
         var magnitude = Vector128.ShiftLeft(wide & Vector128.Create(0x7fffu), 13).AsSingle() * Vector128.Create(5.192296858534828e33f);
-        var signed = magnitude.AsUInt32() | Vector128.ShiftLeft(wide & Vector128.Create(0x8000u), 16);
-        return signed.AsSingle() * Vector128.Create(by);
+        return (magnitude.AsUInt32() | Vector128.ShiftLeft(wide & Vector128.Create(0x8000u), 16)).AsSingle();
     }
 
     /// <summary>

@@ -74,6 +74,18 @@ internal sealed unsafe class Q4_0Format : BlockFormat
                     Panel4x512Rows4(panel, blocks, x.Quants + (long)b * blocks * BlockSize, x.Scales + (long)b * blocks,
                         x.LaneBias + (long)b * blocks * 8, y + b * yStride + r, yStride);
             }
+            else if (panelRows == PanelRows && Avx2.IsSupported)
+            {
+                // Two activation rows share each weight row's nibble unpacking and the column's scale widening.
+                for (; b + 2 <= groupEnd; b += 2)
+                {
+                    sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
+                    float* xs = x.Scales + (long)b * blocks;
+                    int* bias = x.LaneBias + (long)b * blocks * 8;
+                    if (AvxVnni.IsSupported) Panel4Rows2<VnniDot>(panel, blocks, xq, xs, bias, y + b * yStride + r, yStride);
+                    else Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, bias, y + b * yStride + r, yStride);
+                }
+            }
             for (; b < groupEnd; b++) // the panel stays in L1 while the group's activation rows pass over it
             {
                 sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
@@ -129,6 +141,58 @@ internal sealed unsafe class Q4_0Format : BlockFormat
         y[1] = LaneSum.Of(acc1);
         y[2] = LaneSum.Of(acc2);
         y[3] = LaneSum.Of(acc3);
+    }
+
+    /// <summary>
+    /// <see cref="Panel4{TDot}"/> for two activation rows (quants, scales and lane biases one row of blocks apart,
+    /// outputs <paramref name="yStride"/> apart): each weight row's nibbles are unpacked once, and the column's
+    /// scales widened once, for both. Every output's operations and their order are <see cref="Panel4{TDot}"/>'s,
+    /// so its bits are too.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Panel4Rows2<TDot>(byte* panel, int blocks, sbyte* xq, float* xs, int* bias, float* y, long yStride) where TDot : struct, IInt8Dot
+    {
+        long qRow = (long)blocks * BlockSize, sRow = blocks, biasRow = (long)blocks * 8;
+        var a0 = Vector256<float>.Zero; // activation row 0 against weight rows 0..3, then row 1's
+        Vector256<float> a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int c = 0; c < blocks; c += ColumnGroup)
+        {
+            int columns = Math.Min(ColumnGroup, blocks - c);
+            ushort* scales = (ushort*)panel;
+            byte* quants = panel + columns * PanelRows * sizeof(ushort);
+            for (int j = 0; j < columns; j++, scales += PanelRows, quants += PanelRows * 16)
+            {
+                Sse.Prefetch0(quants + DotKernel512.PrefetchBytes);
+                var x0 = Vector256.Load(xq + (c + j) * BlockSize);
+                var x1 = Vector256.Load(xq + qRow + (c + j) * BlockSize);
+                var addend0 = Vector256.Load(bias + (c + j) * 8);
+                var addend1 = Vector256.Load(bias + biasRow + (c + j) * 8);
+                var wide = Fp16.Widen4(scales);
+                var d0 = (wide * Vector128.Create(xs[c + j])).ToVector256Unsafe();
+                var d1 = (wide * Vector128.Create(xs[sRow + c + j])).ToVector256Unsafe();
+                var n = Nibbles(quants);
+                a0 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d0, 0), Vector256.ConvertToSingle(TDot.Dot(addend0, n, x0)), a0);
+                b0 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d1, 0), Vector256.ConvertToSingle(TDot.Dot(addend1, n, x1)), b0);
+                n = Nibbles(quants + 16);
+                a1 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d0, 1), Vector256.ConvertToSingle(TDot.Dot(addend0, n, x0)), a1);
+                b1 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d1, 1), Vector256.ConvertToSingle(TDot.Dot(addend1, n, x1)), b1);
+                n = Nibbles(quants + 32);
+                a2 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d0, 2), Vector256.ConvertToSingle(TDot.Dot(addend0, n, x0)), a2);
+                b2 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d1, 2), Vector256.ConvertToSingle(TDot.Dot(addend1, n, x1)), b2);
+                n = Nibbles(quants + 48);
+                a3 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d0, 3), Vector256.ConvertToSingle(TDot.Dot(addend0, n, x0)), a3);
+                b3 = Vector256.FusedMultiplyAdd(Fp16.Broadcast(d1, 3), Vector256.ConvertToSingle(TDot.Dot(addend1, n, x1)), b3);
+            }
+            panel = quants;
+        }
+        y[0] = LaneSum.Of(a0);
+        y[1] = LaneSum.Of(a1);
+        y[2] = LaneSum.Of(a2);
+        y[3] = LaneSum.Of(a3);
+        y[yStride] = LaneSum.Of(b0);
+        y[yStride + 1] = LaneSum.Of(b1);
+        y[yStride + 2] = LaneSum.Of(b2);
+        y[yStride + 3] = LaneSum.Of(b3);
     }
 
     /// <summary>

@@ -63,6 +63,15 @@ internal sealed unsafe class Q8_0Format : BlockFormat
                 for (; b + 4 <= groupEnd; b += 4)
                     Panel4x512Rows4(panel, blocks, x.Quants + (long)b * blocks * BlockSize, x.Scales + (long)b * blocks, y + b * yStride + r, yStride);
             }
+            else if (panelRows == PanelRows && Avx2.IsSupported)
+            {
+                // Two activation rows share each weight load, its magnitude and the column's scale widening.
+                for (; b + 2 <= groupEnd; b += 2)
+                {
+                    if (AvxVnni.IsSupported) Panel4Rows2<VnniDot>(panel, blocks, x.Quants + (long)b * blocks * BlockSize, x.Scales + (long)b * blocks, y + b * yStride + r, yStride);
+                    else Panel4Rows2<Avx2Dot>(panel, blocks, x.Quants + (long)b * blocks * BlockSize, x.Scales + (long)b * blocks, y + b * yStride + r, yStride);
+                }
+            }
             for (; b < groupEnd; b++) // the panel stays in L1 while the group's activation rows pass over it
             {
                 sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
@@ -117,6 +126,61 @@ internal sealed unsafe class Q8_0Format : BlockFormat
         y[1] = LaneSum.Of(acc1);
         y[2] = LaneSum.Of(acc2);
         y[3] = LaneSum.Of(acc3);
+    }
+
+    /// <summary>
+    /// <see cref="Panel4{TDot}"/> for two activation rows (quants and scales one row of blocks apart, outputs
+    /// <paramref name="yStride"/> apart), in 256-bit registers: each weight row's load and magnitude, and the
+    /// column's scale widening, serve both. Every output's integer lanes, scale product and accumulation order are
+    /// <see cref="Panel4{TDot}"/>'s, so its bits are too. Two rows, not four: eight accumulators and the shared
+    /// operands fill AVX2's sixteen registers.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void Panel4Rows2<TDot>(byte* panel, int blocks, sbyte* xq, float* xs, float* y, long yStride) where TDot : struct, IInt8Dot
+    {
+        long qRow = (long)blocks * BlockSize, sRow = blocks;
+        var a0 = Vector256<float>.Zero; // activation row 0 against weight rows 0..3, then row 1's
+        Vector256<float> a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int c = 0; c < blocks; c += ColumnGroup)
+        {
+            int columns = Math.Min(ColumnGroup, blocks - c);
+            ushort* scales = (ushort*)panel;
+            sbyte* quants = (sbyte*)(panel + columns * PanelRows * sizeof(ushort));
+            for (int j = 0; j < columns; j++, scales += PanelRows, quants += PanelRows * BlockSize)
+            {
+                Sse.Prefetch0(quants + DotKernel512.PrefetchBytes);
+                Sse.Prefetch0(quants + DotKernel512.PrefetchBytes + 64);
+                var x0 = Vector256.Load(xq + (c + j) * BlockSize);
+                var x1 = Vector256.Load(xq + qRow + (c + j) * BlockSize);
+                var wide = Fp16.Widen4(scales);
+                var d0 = (wide * Vector128.Create(xs[c + j])).ToVector256Unsafe();
+                var d1 = (wide * Vector128.Create(xs[sRow + c + j])).ToVector256Unsafe();
+                (a0, b0) = Accumulate<TDot>(a0, b0, quants, x0, x1, d0, d1, 0);
+                (a1, b1) = Accumulate<TDot>(a1, b1, quants + 32, x0, x1, d0, d1, 1);
+                (a2, b2) = Accumulate<TDot>(a2, b2, quants + 64, x0, x1, d0, d1, 2);
+                (a3, b3) = Accumulate<TDot>(a3, b3, quants + 96, x0, x1, d0, d1, 3);
+            }
+            panel = (byte*)quants;
+        }
+        y[0] = LaneSum.Of(a0);
+        y[1] = LaneSum.Of(a1);
+        y[2] = LaneSum.Of(a2);
+        y[3] = LaneSum.Of(a3);
+        y[yStride] = LaneSum.Of(b0);
+        y[yStride + 1] = LaneSum.Of(b1);
+        y[yStride + 2] = LaneSum.Of(b2);
+        y[yStride + 3] = LaneSum.Of(b3);
+    }
+
+    /// <summary>One weight row's block against two activation rows: <see cref="Product{TDot}"/>'s operations with the load and magnitude done once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float> First, Vector256<float> Second) Accumulate<TDot>(Vector256<float> first, Vector256<float> second,
+        sbyte* quants, Vector256<sbyte> x0, Vector256<sbyte> x1, Vector256<float> d0, Vector256<float> d1, int row) where TDot : struct, IInt8Dot
+    {
+        var w = Vector256.Load(quants);
+        var magnitude = Avx2.Abs(w);
+        return (Vector256.FusedMultiplyAdd(Fp16.Broadcast(d0, row), Vector256.ConvertToSingle(TDot.Dot(Vector256<int>.Zero, magnitude, Avx2.Sign(x0, w))), first),
+            Vector256.FusedMultiplyAdd(Fp16.Broadcast(d1, row), Vector256.ConvertToSingle(TDot.Dot(Vector256<int>.Zero, magnitude, Avx2.Sign(x1, w))), second));
     }
 
     /// <summary>
