@@ -3,6 +3,7 @@
 llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama.cpp).
 
     python3 docs/bench/random_gguf.py gemma3 OUT.gguf
+    python3 docs/bench/random_gguf.py gemma2 OUT.gguf
     python3 docs/bench/random_gguf.py phi3 OUT.gguf
     python3 docs/bench/random_gguf.py phi3-longrope OUT.gguf [ORIGINAL_CONTEXT]
 
@@ -11,6 +12,11 @@ KV head, GeGLU MLP of 512, vocabulary 1024, tied embeddings, per-head q/k norms,
 MLP; the global layer's RoPE on base 1e6 with linear scaling 8 (the 4B+ models' rope_scaling). As the converter
 does, every norm weight is stored with Gemma3RMSNorm's 1 added (random in 0.5..1.5 here, so a reader that adds
 another 1 is caught). Vocabulary: SentencePiece-style, <pad> <eos> <bos> <unk> first, as Gemma's.
+
+gemma2: Gemma 2 2B's layout at the same small size: no q/k norms, the even layers windowed (window 8, llama.cpp's
+pattern for gemma2), one RoPE base (10000), 4 heads of 64 with 2 KV heads, and both soft-caps, set low enough to
+bite on these weights (5 on the attention scores, 3 on the logits; Gemma 2's own are 50 and 30). Norms stored with
+the 1 added, as the converter's Gemma2Model does.
 
 phi3: Phi-3-mini's layout at a small size: hidden 256, 4 layers, 8 heads of 32 with 4 KV heads, q/k/v fused in
 attn_qkv and gate/up fused in ffn_up (gate rows first), untied head, norms in 0.5..1.5, window 2047 (as
@@ -118,6 +124,39 @@ def gemma3_file():
     return tensors, kvs
 
 
+def gemma2_file():
+    kv_heads = 2
+    tensors = [("token_embd.weight", [D, V])]
+    for i in range(L):
+        b = "blk.%d." % i
+        tensors += [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_k.weight", [D, kv_heads * HD]),
+                    (b + "attn_v.weight", [D, kv_heads * HD]), (b + "attn_output.weight", [H * HD, D]),
+                    (b + "post_attention_norm.weight", [D]), (b + "ffn_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]),
+                    (b + "ffn_up.weight", [D, FF]), (b + "ffn_down.weight", [FF, D]), (b + "post_ffw_norm.weight", [D])]
+    tensors += [("output_norm.weight", [D])]
+    toks, scores, types = gemma_vocab(V)
+    a = "gemma2"
+    kvs = [
+        kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-gemma2-small"),
+        kv("general.file_type", GGUF_U32, 0), kv("general.alignment", GGUF_U32, ALIGN),
+        kv(a + ".context_length", GGUF_U32, C), kv(a + ".embedding_length", GGUF_U32, D),
+        kv(a + ".block_count", GGUF_U32, L), kv(a + ".feed_forward_length", GGUF_U32, FF),
+        kv(a + ".attention.head_count", GGUF_U32, H), kv(a + ".attention.head_count_kv", GGUF_U32, kv_heads),
+        kv(a + ".attention.key_length", GGUF_U32, HD), kv(a + ".attention.value_length", GGUF_U32, HD),
+        kv(a + ".attention.layer_norm_rms_epsilon", GGUF_F32, 1e-6),
+        kv(a + ".attn_logit_softcapping", GGUF_F32, 5.0), kv(a + ".final_logit_softcapping", GGUF_F32, 3.0),
+        kv(a + ".attention.sliding_window", GGUF_U32, WINDOW),
+        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
+        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
+        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
+        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 2), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 1),
+        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 3), kv("tokenizer.ggml.padding_token_id", GGUF_U32, 0),
+        kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True), kv("tokenizer.ggml.add_eos_token", GGUF_BOOL, False),
+        kv("tokenizer.ggml.add_space_prefix", GGUF_BOOL, False),
+    ]
+    return tensors, kvs
+
+
 # longrope factors, one per rotated pair: the short ones near 1, the long ones growing to 40 (as Phi's do).
 ROPE_FACTORS = {
     "rope_factors_short.weight": lambda i, n: 1.0 + 0.5 * i / n,
@@ -126,7 +165,8 @@ ROPE_FACTORS = {
 
 
 def main(arch, path, original=None):
-    tensors, kvs = gemma3_file() if arch == "gemma3" else phi3_file(original if arch == "phi3-longrope" else None)
+    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2"
+                    else phi3_file(original if arch == "phi3-longrope" else None))
     infos, offset = [], 0
     for name, ne in tensors:
         n = 1
@@ -156,6 +196,6 @@ def main(arch, path, original=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 64)

@@ -22,11 +22,12 @@ internal static class AttentionKernel
     /// within block 0. Rows are [headDim] in <typeparamref name="TCache"/>'s format. <paramref name="first"/>
     /// is 0 for full attention; a sliding window starts later. <paramref name="scores"/> has room for
     /// <paramref name="length"/> floats. The arithmetic is float32, and positions are always summed in
-    /// ascending order, so the result does not depend on where the blocks sit.
+    /// ascending order, so the result does not depend on where the blocks sit. A positive <paramref name="softcap"/>
+    /// c (Gemma 2) turns every scaled score s into c·tanh(s / c) before the softmax; 0 leaves them as they are.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static unsafe void Attend<TCache>(float* q, byte* keys, byte* values, int* blocks, int blockSize, long blockStride,
-        int first, int length, int headDim, float scale, float* scores, float* output)
+        int first, int length, int headDim, float scale, float softcap, float* scores, float* output)
         where TCache : struct, IWeightFormat
     {
         long row = (long)headDim * TCache.Bytes;
@@ -42,6 +43,7 @@ internal static class AttentionKernel
                 for (int k = 0; k < headDim; k++) dot += q[k] * TCache.Load1(key + k * TCache.Bytes);
                 scores[l] = dot * scale;
             }
+            Softcap(p, softcap);
             TensorPrimitives.SoftMax(p, p);
             for (int c = 0; c < headDim; c++)
             {
@@ -75,6 +77,7 @@ internal static class AttentionKernel
                 scores[l] = Vector256.Sum(s0 + s1) * scale;
             }
         }
+        Softcap(p, softcap);
         TensorPrimitives.SoftMax(p, p);
 
         // The weighted sum of value rows, 64 columns at a time held in eight registers across all positions: each
@@ -125,6 +128,16 @@ internal static class AttentionKernel
             }
             a.Store(output + col);
         }
+    }
+
+    /// <summary>c·tanh(s / c) over <paramref name="scores"/> when <paramref name="cap"/> is positive, in
+    /// transformers' order of operations (divide, tanh, multiply).</summary>
+    internal static void Softcap(Span<float> scores, float cap)
+    {
+        if (cap <= 0) return;
+        TensorPrimitives.Divide(scores, cap, scores);
+        TensorPrimitives.Tanh(scores, scores);
+        TensorPrimitives.Multiply(scores, cap, scores);
     }
 
     /// <summary>

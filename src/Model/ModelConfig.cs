@@ -49,8 +49,8 @@ public sealed record MixtureOfExperts(int Experts, int PerToken, int Intermediat
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma3_text</c> (also for a <c>gemma3</c>
-    /// checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c> and <c>mixtral</c>.</summary>
+    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
+    /// <c>gemma3</c> checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c> and <c>mixtral</c>.</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
     public required int IntermediateSize { get; init; }
@@ -95,8 +95,16 @@ public sealed record ModelConfig
     /// weighted by 1 + w, a norm on the attention's and the MLP's outputs before each residual add, GeGLU with the
     /// tanh GELU, attention scaled by <see cref="QueryPreAttentionScalar"/>^-1/2, and the windowed layers' RoPE on
     /// <see cref="LocalRopeTheta"/> (the others on <see cref="RopeTheta"/> with <see cref="RopeScaling"/>).
+    /// gemma2 (Gemma 2 2B, 9B, 27B) is the same but for the per-head q/k norms and the local RoPE base, which it does
+    /// not have, and the two soft-caps (<see cref="AttentionSoftcap"/>, <see cref="FinalLogitSoftcap"/>), which it has.
     /// </summary>
-    public bool Gemma => ModelType == "gemma3_text";
+    public bool Gemma => ModelType is "gemma3_text" or "gemma2";
+
+    /// <summary>Gemma 2's attention soft-cap c: every scaled score s becomes c·tanh(s / c) before the softmax; null: none.</summary>
+    public double? AttentionSoftcap { get; init; }
+
+    /// <summary>Gemma 2's final soft-cap c: every logit z becomes c·tanh(z / c); null: none.</summary>
+    public double? FinalLogitSoftcap { get; init; }
 
     /// <summary>The MLP's gate activation: <c>silu</c> (SwiGLU) or <c>gelu_tanh</c> (GeGLU, gemma's gelu_pytorch_tanh).</summary>
     public string Activation { get; init; } = "silu";
@@ -137,6 +145,7 @@ public sealed record ModelConfig
             // Appended only when set, so the fingerprints of models without them stay what they were.
             if (QkNorm) sb.Append("qkn;");
             if (Gemma) sb.Append(ci, $"gemma={Activation},{QueryPreAttentionScalar:R},{LocalRopeTheta:R};");
+            if (AttentionSoftcap is not null || FinalLogitSoftcap is not null) sb.Append(ci, $"softcap={AttentionSoftcap:R},{FinalLogitSoftcap:R};");
             if (SlidingLayers is not null) sb.Append(ci, $"swl={string.Concat(SlidingLayers.Select(b => b ? '1' : '0'))};");
             if (PartialRotaryDim is int rotary) sb.Append(ci, $"rot={rotary};");
             if (Moe is { } moe)
@@ -180,10 +189,10 @@ public sealed record ModelConfig
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text", "qwen3_moe", "mixtral" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3_text", "qwen3_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3, phi3 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and gemma3's text model; not qwen2_moe, deepseek or other experts with shared experts, nor gemma, gemma2, phi or phimoe)";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and gemma3's text model; not qwen2_moe, deepseek or other experts with shared experts, nor gemma, phi or phimoe)";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -196,7 +205,7 @@ public sealed record ModelConfig
     // The fields only some types read: each MoE type's mixture-of-experts fields (the training-only ones, the
     // router's auxiliary loss and its jitter noise, change nothing at inference), phi3's dropouts (training only),
     // its partial_rotary_factor and original_max_position_embeddings (read by longrope scaling), Phi-4-mini's
-    // fields of its own remote code (checked to be the values that change nothing), and gemma3_text's own fields.
+    // fields of its own remote code (checked to be the values that change nothing), and gemma2's and gemma3_text's own fields.
     private static readonly Dictionary<string, string[]> FieldsOf = new(StringComparer.Ordinal)
     {
         ["qwen3_moe"] = ["num_experts", "num_experts_per_tok", "moe_intermediate_size", "decoder_sparse_step", "norm_topk_prob", "mlp_only_layers", "router_aux_loss_coef", "output_router_logits"],
@@ -206,6 +215,9 @@ public sealed record ModelConfig
         // cache_implementation (how transformers allocates its cache, not what it computes).
         ["gemma3_text"] = ["hidden_activation", "query_pre_attn_scalar", "rope_local_base_freq", "sliding_window_pattern",
             "attn_logit_softcapping", "final_logit_softcapping", "cache_implementation", "use_bidirectional_attention"],
+        // gemma2: the same minus the local RoPE base and the window pattern (every other layer is windowed), and with
+        // soft-caps that are on by default.
+        ["gemma2"] = ["hidden_activation", "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping", "cache_implementation"],
     };
 
     // Fields that carry no numerics (metadata, training-only knobs, generation defaults).
@@ -260,19 +272,33 @@ public sealed record ModelConfig
         }
 
         string activation = "silu";
-        if (modelType == "gemma3_text")
+        double? attentionSoftcap = null, finalSoftcap = null;
+        if (modelType is "gemma3_text" or "gemma2")
         {
             string gelu = OptionalString(root, "hidden_activation") ?? "gelu_pytorch_tanh";
             if (gelu != "gelu_pytorch_tanh")
-                throw Refuse(source, "hidden_activation", root.GetProperty("hidden_activation"), "gemma3_text runs gelu_pytorch_tanh (GeGLU) only");
+                throw Refuse(source, "hidden_activation", root.GetProperty("hidden_activation"), $"{modelType} runs gelu_pytorch_tanh (GeGLU) only");
             activation = "gelu_tanh";
-            foreach (var cap in new[] { "attn_logit_softcapping", "final_logit_softcapping" })
-                if (root.TryGetProperty(cap, out var c) && c.ValueKind != JsonValueKind.Null)
-                    throw Refuse(source, cap, c, "soft-capping is not implemented (Gemma 3 has none; Gemma 2 does)");
-            if (OptionalBool(root, source, "use_bidirectional_attention") == true)
-                throw Refuse(source, "use_bidirectional_attention", true, "only causal attention is supported");
-            if (root.TryGetProperty("hidden_act", out var ha))
-                throw Refuse(source, "hidden_act", ha, "gemma3_text reads hidden_activation");
+            if (modelType == "gemma3_text")
+            {
+                foreach (var cap in new[] { "attn_logit_softcapping", "final_logit_softcapping" })
+                    if (root.TryGetProperty(cap, out var c) && c.ValueKind != JsonValueKind.Null)
+                        throw Refuse(source, cap, c, "gemma3_text has no soft-capping (Gemma 2 has; use model_type gemma2 for a Gemma 2 model)");
+                if (OptionalBool(root, source, "use_bidirectional_attention") == true)
+                    throw Refuse(source, "use_bidirectional_attention", true, "only causal attention is supported");
+                if (root.TryGetProperty("hidden_act", out var ha))
+                    throw Refuse(source, "hidden_act", ha, "gemma3_text reads hidden_activation");
+            }
+            else
+            {
+                // Gemma 2's published configs carry hidden_act beside hidden_activation; transformers reads only the
+                // latter, and a hidden_act that disagrees with it means the config was edited by hand.
+                if (OptionalString(root, "hidden_act") is string ha && ha != "gelu_pytorch_tanh")
+                    throw Refuse(source, "hidden_act", root.GetProperty("hidden_act"), "gemma2 runs gelu_pytorch_tanh (GeGLU) only");
+                // Gemma2Config's defaults: 50 on the attention scores and 30 on the logits; null turns one off.
+                attentionSoftcap = Softcap(root, source, "attn_logit_softcapping", 50.0);
+                finalSoftcap = Softcap(root, source, "final_logit_softcapping", 30.0);
+            }
         }
         else
         {
@@ -292,7 +318,7 @@ public sealed record ModelConfig
         if (headDim % 2 != 0) throw Refuse(source, "head_dim", headDim, "RoPE needs an even head dimension");
 
         bool attentionBias = OptionalBool(root, source, "attention_bias") ?? false;
-        if (modelType == "gemma3_text" && attentionBias) throw Refuse(source, "attention_bias", true, "gemma3_text attention biases are not implemented");
+        if (modelType is "gemma3_text" or "gemma2" && attentionBias) throw Refuse(source, "attention_bias", true, $"{modelType} attention biases are not implemented");
         if (modelType == "phi3")
         {
             if (attentionBias) throw Refuse(source, "attention_bias", true, "phi3 has no attention biases");
@@ -333,7 +359,7 @@ public sealed record ModelConfig
             MaxPositionEmbeddings = OptionalInt(root, source, "max_position_embeddings") ?? 2048,
             RmsNormEps = OptionalDouble(root, source, "rms_norm_eps") ?? 1e-6,
             RopeTheta = OptionalDouble(root, source, "rope_theta") ?? 10000.0,
-            TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? modelType == "gemma3_text", // Gemma3TextConfig ties by default
+            TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? modelType is "gemma3_text" or "gemma2", // both Gemma configs tie by default
             QkvBias = qkvBias,
             OProjBias = oBias,
             QkNorm = modelType is "qwen3" or "qwen3_moe" or "gemma3_text",
@@ -349,7 +375,9 @@ public sealed record ModelConfig
             } : [],
             Moe = ParseExperts(root, source, modelType, layers),
             Activation = activation,
-            QueryPreAttentionScalar = modelType == "gemma3_text" ? OptionalDouble(root, source, "query_pre_attn_scalar") ?? 256 : null,
+            QueryPreAttentionScalar = modelType is "gemma3_text" or "gemma2" ? OptionalDouble(root, source, "query_pre_attn_scalar") ?? 256 : null,
+            AttentionSoftcap = attentionSoftcap,
+            FinalLogitSoftcap = finalSoftcap,
             LocalRopeTheta = modelType == "gemma3_text" ? OptionalDouble(root, source, "rope_local_base_freq") ?? 10000 : null,
             PartialRotaryDim = partialRotary,
         };
@@ -395,6 +423,13 @@ public sealed record ModelConfig
                 if (listed is not null && listed.Any(b => b))
                     throw Refuse(source, "layer_types", typesEl, "llama has no sliding-window attention");
                 return (null, null);
+            case "gemma2":
+            {
+                // Gemma2Config: the even layers are windowed (layer_types' default), by sliding_window (4096 when absent).
+                int window = declared ?? 4096;
+                var layersWindowed = listed ?? Enumerable.Range(0, layers).Select(i => i % 2 == 0).ToArray();
+                return layersWindowed.Any(b => b) ? (window, layersWindowed) : (null, null);
+            }
             case "gemma3_text":
             {
                 // Gemma3TextConfig: layer i is windowed unless (i + 1) is a multiple of sliding_window_pattern (6), or as
@@ -613,6 +648,11 @@ public sealed record ModelConfig
             throw new ModelLoadException($"{source}: field {shownName ?? name} must be a positive number, got {v.GetRawText()}");
         return v.GetDouble();
     }
+
+    /// <summary>A soft-cap as transformers reads it: absent means <paramref name="fallback"/> (the config class's
+    /// default), null means none, and otherwise a positive number (0 would divide by zero).</summary>
+    private static double? Softcap(JsonElement root, string source, string name, double fallback) =>
+        !root.TryGetProperty(name, out var v) ? fallback : OptionalDouble(root, source, name);
 
     private static bool? OptionalBool(JsonElement root, string source, string name)
     {

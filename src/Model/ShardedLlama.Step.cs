@@ -285,6 +285,9 @@ public sealed partial class ShardedLlama
             // The last layer left only the last row of each sampled sequence, packed densely in plan order.
             for (int r = 0; r < rows; r++) RmsNorm(x + (long)r * h, _finalNormData, normed + (long)r * h, h);
             if (rows > 0) MatMul(normed, rows, _lmHead, logits);
+            // Gemma 2 caps every logit; elementwise, so each rank caps its own vocabulary slice before the gather.
+            if (rows > 0 && Config.FinalLogitSoftcap is double cap)
+                AttentionKernel.Softcap(new Span<float>(logits, rows * Plan.LocalVocab), (float)cap);
         }
     }
 
@@ -504,6 +507,7 @@ public sealed partial class ShardedLlama
         var a = _attention;
         int d = Config.HeadDim, heads = Plan.LocalHeads, group = _group, qkvDim = _qDim + 2 * _kvDim;
         float scale = Config.QueryPreAttentionScalar is double q ? (float)(1 / Math.Sqrt(q)) : 1f / MathF.Sqrt(d);
+        float softcap = (float)(Config.AttentionSoftcap ?? 0);
         int total = a.Rows * heads;
         float* partScores = a.Scores + (long)part * ContextLength; // each part its own score row
         for (int pair = part; pair < total; pair += parts)
@@ -513,7 +517,7 @@ public sealed partial class ShardedLlama
             // The positions a row sees: [first, position], the last W of them in a windowed layer.
             int length = a.Positions[r] + 1, first = a.Window is int w ? Math.Max(0, length - w) : 0;
             AttentionKernel.Attend<TCache>(a.Qkv + (long)r * qkvDim + head * d, a.Mem.KPool + kvOffset, a.Mem.VPool + kvOffset,
-                a.Tables.Table(a.SequenceOf[r]), KvBlockSize, a.BlockStride, first, length, d, scale, partScores, a.Attn + (long)r * _qDim + head * d);
+                a.Tables.Table(a.SequenceOf[r]), KvBlockSize, a.BlockStride, first, length, d, scale, softcap, partScores, a.Attn + (long)r * _qDim + head * d);
         }
     }
 

@@ -17,7 +17,7 @@ public sealed class ModelFamilyProcessTests : IDisposable
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 
-    public static TheoryData<string> Families() => new(["qwen3_moe", "gemma3", "phi3"]);
+    public static TheoryData<string> Families() => new(["qwen3_moe", "gemma3", "gemma2", "phi3"]);
 
     private static SyntheticModel Family(string name) => name switch
     {
@@ -33,6 +33,12 @@ public sealed class ModelFamilyProcessTests : IDisposable
         {
             ModelType = "gemma3_text", Hidden = 32, HeadDim = 16, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 3,
             SlidingWindow = 4, Theta = 1_000_000, LinearRope = 2.0, Gemma3Wrapper = true,
+        },
+        // Gemma 2: layers 0 and 2 windowed (4), both soft-caps low enough to change the scores and the logits.
+        "gemma2" => new SyntheticModel
+        {
+            ModelType = "gemma2", Hidden = 32, HeadDim = 16, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 3,
+            SlidingWindow = 4, AttnSoftcap = 1.5, FinalSoftcap = 4,
         },
         // Fused qkv_proj and gate_up_proj, a window of 6 on every layer.
         _ => new SyntheticModel { ModelType = "phi3", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 4, Vocab = 512, Layers = 2, SlidingWindow = 6, Tied = false },

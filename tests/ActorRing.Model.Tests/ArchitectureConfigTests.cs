@@ -103,7 +103,7 @@ public class ArchitectureConfigTests
         Assert.Equal([5, 11, 17, 23], Enumerable.Range(0, 26).Where(l => c.WindowOf(l) is null));
         Assert.Equal([1, 106], c.EosTokenIds);
         Assert.Equal(10, Math.Round(c.ParameterCount / 1e8)); // "1B" (999,885,952 weights)
-        Assert.Contains("unsupported final_logit_softcapping = 30.0: soft-capping is not implemented",
+        Assert.Contains("unsupported final_logit_softcapping = 30.0: gemma3_text has no soft-capping (Gemma 2 has; use model_type gemma2",
             Refusal(Gemma3.Replace("\"final_logit_softcapping\": null", "\"final_logit_softcapping\": 30.0")));
         Assert.Contains("unsupported hidden_activation = \"gelu\": gemma3_text runs gelu_pytorch_tanh",
             Refusal(Gemma3.Replace("\"gelu_pytorch_tanh\"", "\"gelu\"")));
@@ -124,6 +124,45 @@ public class ArchitectureConfigTests
              wrapped.VocabSize, wrapped.SlidingWindow, wrapped.RopeTheta, wrapped.RopeScaling));
         Assert.Equal([1, 106], wrapped.EosTokenIds);
         Assert.Equal(39, Math.Round(wrapped.ParameterCount / 1e8)); // the text model's 3.9B of the 4.3B
+    }
+
+    // google/gemma-2-2b-it's config.json.
+    private const string Gemma2 = """
+        {"architectures": ["Gemma2ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "attn_logit_softcapping": 50.0,
+         "bos_token_id": 2, "cache_implementation": "hybrid", "eos_token_id": [1, 107], "final_logit_softcapping": 30.0,
+         "head_dim": 256, "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 2304,
+         "initializer_range": 0.02, "intermediate_size": 9216, "max_position_embeddings": 8192, "model_type": "gemma2",
+         "num_attention_heads": 8, "num_hidden_layers": 26, "num_key_value_heads": 4, "pad_token_id": 0,
+         "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "sliding_window": 4096,
+         "torch_dtype": "float32", "transformers_version": "4.42.4", "use_cache": true, "vocab_size": 256000}
+        """;
+
+    [Fact]
+    public void Gemma2_reads_its_soft_caps_and_windows_every_other_layer()
+    {
+        var c = Parse(Gemma2);
+        Assert.Equal(("gemma2", true, "gelu_tanh", 256.0, (double?)null, 10000.0, true, 4096, false), (c.ModelType, c.Gemma, c.Activation,
+            c.QueryPreAttentionScalar, c.LocalRopeTheta, c.RopeTheta, c.TieWordEmbeddings, c.SlidingWindow, c.QkNorm));
+        Assert.Equal((50.0, 30.0), (c.AttentionSoftcap, c.FinalLogitSoftcap));
+        // Gemma2Config: the even layers windowed, the odd ones global.
+        Assert.Equal(Enumerable.Range(0, 13).Select(i => 2 * i + 1), Enumerable.Range(0, 26).Where(l => c.WindowOf(l) is null));
+        Assert.Equal([1, 107], c.EosTokenIds);
+        Assert.Equal(26, Math.Round(c.ParameterCount / 1e8)); // "2B" (2,614,341,888 weights)
+
+        // Absent caps take Gemma2Config's defaults; null turns one off, and the fingerprint tells the three apart.
+        var absent = Parse(Gemma2.Replace("\"attn_logit_softcapping\": 50.0, ", "").Replace("\"final_logit_softcapping\": 30.0, ", ""));
+        Assert.Equal((50.0, 30.0), (absent.AttentionSoftcap, absent.FinalLogitSoftcap));
+        Assert.Equal(c.Fingerprint, absent.Fingerprint);
+        var off = Parse(Gemma2.Replace("\"final_logit_softcapping\": 30.0", "\"final_logit_softcapping\": null"));
+        Assert.Equal((50.0, (double?)null), (off.AttentionSoftcap, off.FinalLogitSoftcap));
+        Assert.NotEqual(c.Fingerprint, off.Fingerprint);
+        Assert.NotEqual(c.Fingerprint, Parse(Gemma2.Replace("50.0", "40.0")).Fingerprint);
+
+        Assert.Contains("field attn_logit_softcapping must be a positive number, got 0", Refusal(Gemma2.Replace("50.0", "0")));
+        Assert.Contains("unsupported hidden_act = \"gelu\": gemma2 runs gelu_pytorch_tanh", Refusal(Gemma2.Replace("\"hidden_act\": \"gelu_pytorch_tanh\"", "\"hidden_act\": \"gelu\"")));
+        Assert.Contains("unsupported attention_bias = True: gemma2 attention biases are not implemented", Refusal(Gemma2.Replace("\"attention_bias\": false", "\"attention_bias\": true")));
+        // A field of Gemma 3's that Gemma 2 does not read.
+        Assert.Contains("unsupported rope_local_base_freq = 10000", Refusal(Gemma2.Replace("\"use_cache\": true", "\"rope_local_base_freq\": 10000")));
     }
 
     [Fact]
@@ -282,7 +321,7 @@ public class ArchitectureConfigTests
     [Theory]
     // Other architectures, and experts with shared experts: refused by model_type, with what is supported.
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"qwen2_moe\"", "unsupported model_type = \"qwen2_moe\"")]
-    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"gemma2\"", "unsupported model_type = \"gemma2\"")]
+    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"gemma\"", "unsupported model_type = \"gemma\"")]
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"deepseek_v3\"", "unsupported model_type = \"deepseek_v3\"")]
     // An MoE config under a dense model type is refused as MoE, by the field that makes it one.
     [InlineData("\"use_cache\": true", "\"num_experts\": 128", "unsupported num_experts = 128: a mixture-of-experts field under the dense model_type qwen3")]
@@ -296,7 +335,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral", message);
     }
 
     [Fact]

@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -48,6 +48,9 @@ public sealed class ArchitectureTests : IDisposable
         // gemma3_text: √hidden embeddings, 1 + w norms, output norms, GeGLU, attention scaled by 24^-1/2 (not head_dim
         // 16), layer 0 windowed (4) with RoPE base 10000 and layer 1 global with base 1e6 and linear scaling 2.
         "gemma3-text" => new SyntheticModel { ModelType = "gemma3_text", HeadDim = 16, KvHeads = 2, SlidingWindow = 4, Theta = 1_000_000, LinearRope = 2.0 },
+        // gemma2: gemma3's layer without q/k norms or a local RoPE base, the even layers windowed (4), and both soft-caps
+        // low enough to bite: scores capped at 1.5 (their spread is several units here) and logits at 4.
+        "gemma2" => new SyntheticModel { ModelType = "gemma2", HeadDim = 16, KvHeads = 2, Layers = 3, SlidingWindow = 4, AttnSoftcap = 1.5, FinalSoftcap = 4 },
         // mixtral: block_sparse_moe names (w1/w3/w2), 4 experts of 16, 2 per token, always renormalized, untied head.
         "mixtral-moe" => new SyntheticModel { ModelType = "mixtral", Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 16, Tied = false },
         _ => throw new ArgumentException(name),

@@ -85,11 +85,11 @@ public sealed unsafe class KernelTests
             if (bf16Cache)
             {
                 fixed (ushort* bk = ToBf16Bits(pagedKeys), bv = ToBf16Bits(pagedValues))
-                    AttentionKernel.Attend<BF16Weights>(pq, (byte*)bk, (byte*)bv, pt, blockSize, blockSize * headDim * 2L, 0, length, headDim, scale, ps, po);
+                    AttentionKernel.Attend<BF16Weights>(pq, (byte*)bk, (byte*)bv, pt, blockSize, blockSize * headDim * 2L, 0, length, headDim, scale, 0f, ps, po);
             }
             else
             {
-                AttentionKernel.Attend<F32Weights>(pq, (byte*)pk, (byte*)pv, pt, blockSize, blockSize * headDim * 4L, 0, length, headDim, scale, ps, po);
+                AttentionKernel.Attend<F32Weights>(pq, (byte*)pk, (byte*)pv, pt, blockSize, blockSize * headDim * 4L, 0, length, headDim, scale, 0f, ps, po);
             }
         }
 

