@@ -49,7 +49,7 @@ public sealed record MixtureOfExperts(int Experts, int PerToken, int Intermediat
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
+    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
     /// <c>gemma3</c> checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c> and <c>mixtral</c>.</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
@@ -106,6 +106,17 @@ public sealed record ModelConfig
     /// <summary>Gemma 2's final soft-cap c: every logit z becomes c·tanh(z / c); null: none.</summary>
     public double? FinalLogitSoftcap { get; init; }
 
+    /// <summary>
+    /// granite (IBM Granite 3.x): llama with four scalars of its µP training. The embeddings are multiplied by
+    /// <see cref="EmbeddingMultiplier"/>, attention scores are q·k times <see cref="AttentionMultiplier"/> (in place
+    /// of 1/√head_dim), each sublayer's output is multiplied by <see cref="ResidualMultiplier"/> before it is added
+    /// to the residual stream, and the logits are divided by <see cref="LogitsScaling"/>. null: not applied.
+    /// </summary>
+    public double? EmbeddingMultiplier { get; init; }
+    public double? AttentionMultiplier { get; init; }
+    public double? ResidualMultiplier { get; init; }
+    public double? LogitsScaling { get; init; }
+
     /// <summary>The MLP's gate activation: <c>silu</c> (SwiGLU) or <c>gelu_tanh</c> (GeGLU, gemma's gelu_pytorch_tanh).</summary>
     public string Activation { get; init; } = "silu";
 
@@ -146,6 +157,8 @@ public sealed record ModelConfig
             if (QkNorm) sb.Append("qkn;");
             if (Gemma) sb.Append(ci, $"gemma={Activation},{QueryPreAttentionScalar:R},{LocalRopeTheta:R};");
             if (AttentionSoftcap is not null || FinalLogitSoftcap is not null) sb.Append(ci, $"softcap={AttentionSoftcap:R},{FinalLogitSoftcap:R};");
+            if (EmbeddingMultiplier is not null || AttentionMultiplier is not null || ResidualMultiplier is not null || LogitsScaling is not null)
+                sb.Append(ci, $"mup={EmbeddingMultiplier:R},{AttentionMultiplier:R},{ResidualMultiplier:R},{LogitsScaling:R};");
             if (SlidingLayers is not null) sb.Append(ci, $"swl={string.Concat(SlidingLayers.Select(b => b ? '1' : '0'))};");
             if (PartialRotaryDim is int rotary) sb.Append(ci, $"rot={rotary};");
             if (Moe is { } moe)
@@ -189,10 +202,10 @@ public sealed record ModelConfig
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3_text", "qwen3_moe", "mixtral" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "gemma2", "gemma3_text", "qwen3_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and gemma3's text model; not qwen2_moe, deepseek or other experts with shared experts, nor gemma, phi or phimoe)";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and gemma3's text model; not qwen2_moe, deepseek or other experts with shared experts, nor granitemoe, gemma, phi or phimoe)";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -218,6 +231,8 @@ public sealed record ModelConfig
         // gemma2: the same minus the local RoPE base and the window pattern (every other layer is windowed), and with
         // soft-caps that are on by default.
         ["gemma2"] = ["hidden_activation", "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping", "cache_implementation"],
+        // granite: its four µP scalars.
+        ["granite"] = ["embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"],
     };
 
     // Fields that carry no numerics (metadata, training-only knobs, generation defaults).
@@ -366,7 +381,7 @@ public sealed record ModelConfig
             RopeScaling = scaling,
             SlidingWindow = slidingWindow,
             SlidingLayers = slidingLayers,
-            BosTokenId = OptionalInt(root, source, "bos_token_id"),
+            BosTokenId = TokenId(root, source, "bos_token_id"), // 0 is a real id (Granite's, DeepSeek's BOS)
             EosTokenIds = root.TryGetProperty("eos_token_id", out var eos) ? eos.ValueKind switch
             {
                 JsonValueKind.Number => [eos.GetInt32()],
@@ -378,6 +393,11 @@ public sealed record ModelConfig
             QueryPreAttentionScalar = modelType is "gemma3_text" or "gemma2" ? OptionalDouble(root, source, "query_pre_attn_scalar") ?? 256 : null,
             AttentionSoftcap = attentionSoftcap,
             FinalLogitSoftcap = finalSoftcap,
+            // GraniteConfig's defaults are 1.0 each; an attention multiplier of 1 is a real scale (not 1/√head_dim).
+            EmbeddingMultiplier = modelType == "granite" ? OptionalDouble(root, source, "embedding_multiplier") ?? 1.0 : null,
+            AttentionMultiplier = modelType == "granite" ? OptionalDouble(root, source, "attention_multiplier") ?? 1.0 : null,
+            ResidualMultiplier = modelType == "granite" ? OptionalDouble(root, source, "residual_multiplier") ?? 1.0 : null,
+            LogitsScaling = modelType == "granite" ? OptionalDouble(root, source, "logits_scaling") ?? 1.0 : null,
             LocalRopeTheta = modelType == "gemma3_text" ? OptionalDouble(root, source, "rope_local_base_freq") ?? 10000 : null,
             PartialRotaryDim = partialRotary,
         };
@@ -415,13 +435,13 @@ public sealed record ModelConfig
 
         switch (modelType)
         {
-            case "llama":
+            case "llama" or "granite":
                 if (hasWindow)
-                    throw Refuse(source, "sliding_window", swEl, "llama has no sliding-window attention (transformers ignores the field); set it to null, or use model_type mistral if the model was trained with a window");
+                    throw Refuse(source, "sliding_window", swEl, $"{modelType} has no sliding-window attention (transformers ignores the field); set it to null, or use model_type mistral if the model was trained with a window");
                 if (OptionalBool(root, source, "use_sliding_window") == true)
-                    throw Refuse(source, "use_sliding_window", root.GetProperty("use_sliding_window"), "llama has no sliding-window attention; set it to false");
+                    throw Refuse(source, "use_sliding_window", root.GetProperty("use_sliding_window"), $"{modelType} has no sliding-window attention; set it to false");
                 if (listed is not null && listed.Any(b => b))
-                    throw Refuse(source, "layer_types", typesEl, "llama has no sliding-window attention");
+                    throw Refuse(source, "layer_types", typesEl, $"{modelType} has no sliding-window attention");
                 return (null, null);
             case "gemma2":
             {
@@ -636,6 +656,14 @@ public sealed record ModelConfig
         if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int i) || i <= 0)
             throw new ModelLoadException($"{source}: field {name} must be a positive integer, got {v.GetRawText()}");
         return i;
+    }
+
+    private static int? TokenId(JsonElement root, string source, string name)
+    {
+        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out int id) || id < 0)
+            throw new ModelLoadException($"{source}: field {name} must be a token id (an integer of 0 or more), got {v.GetRawText()}");
+        return id;
     }
 
     private static double RequiredDouble(JsonElement root, string source, string shownName, string name) =>

@@ -256,7 +256,7 @@ public sealed partial class ShardedLlama
                     {
                         if (mem.Bo is not null) Add(o + (long)r * h, mem.Bo, h); // once, after the reduction
                         if (mem.AttnOutNorm is not null) RmsNorm(o + (long)r * h, mem.AttnOutNorm, o + (long)r * h, h);
-                        Add(x + (long)r * h, o + (long)r * h, h);
+                        AddResidual(x + (long)r * h, o + (long)r * h, h);
                         RmsNorm(x + (long)r * h, mem.PostNorm, normed + (long)r * h, h);
                     }
                     if (layer.Experts is { } experts)
@@ -273,7 +273,7 @@ public sealed partial class ShardedLlama
                     for (int r = 0; r < rows; r++)
                     {
                         if (mem.FfnOutNorm is not null) RmsNorm(o + (long)r * h, mem.FfnOutNorm, o + (long)r * h, h);
-                        Add(x + (long)r * h, o + (long)r * h, h);
+                        AddResidual(x + (long)r * h, o + (long)r * h, h);
                     }
                 }
             }
@@ -285,7 +285,10 @@ public sealed partial class ShardedLlama
             // The last layer left only the last row of each sampled sequence, packed densely in plan order.
             for (int r = 0; r < rows; r++) RmsNorm(x + (long)r * h, _finalNormData, normed + (long)r * h, h);
             if (rows > 0) MatMul(normed, rows, _lmHead, logits);
-            // Gemma 2 caps every logit; elementwise, so each rank caps its own vocabulary slice before the gather.
+            // Granite divides every logit, Gemma 2 caps them; elementwise, so each rank does its own vocabulary slice
+            // before the gather.
+            if (rows > 0 && Config.LogitsScaling is double divisor)
+                TensorPrimitives.Divide(new Span<float>(logits, rows * Plan.LocalVocab), (float)divisor, new Span<float>(logits, rows * Plan.LocalVocab));
             if (rows > 0 && Config.FinalLogitSoftcap is double cap)
                 AttentionKernel.Softcap(new Span<float>(logits, rows * Plan.LocalVocab), (float)cap);
         }
@@ -506,7 +509,8 @@ public sealed partial class ShardedLlama
     {
         var a = _attention;
         int d = Config.HeadDim, heads = Plan.LocalHeads, group = _group, qkvDim = _qDim + 2 * _kvDim;
-        float scale = Config.QueryPreAttentionScalar is double q ? (float)(1 / Math.Sqrt(q)) : 1f / MathF.Sqrt(d);
+        float scale = Config.AttentionMultiplier is double m ? (float)m // granite's, in place of 1/√d
+            : Config.QueryPreAttentionScalar is double q ? (float)(1 / Math.Sqrt(q)) : 1f / MathF.Sqrt(d);
         float softcap = (float)(Config.AttentionSoftcap ?? 0);
         int total = a.Rows * heads;
         float* partScores = a.Scores + (long)part * ContextLength; // each part its own score row
@@ -551,6 +555,16 @@ public sealed partial class ShardedLlama
         var ys = new Span<float>(y, n);
         TensorPrimitives.Multiply(xs, inv, ys);
         TensorPrimitives.Multiply(ys, new ReadOnlySpan<float>(weight, n), ys);
+    }
+
+    /// <summary>x += sublayer output, scaled first by granite's residual multiplier (x = x + m·o, as transformers'
+    /// <c>residual + hidden_states * residual_multiplier</c>).</summary>
+    private unsafe void AddResidual(float* x, float* o, int n)
+    {
+        if (Config.ResidualMultiplier is double m)
+            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(o, n), (float)m, new ReadOnlySpan<float>(x, n), new Span<float>(x, n));
+        else
+            Add(x, o, n);
     }
 
     private static unsafe void Add(float* x, float* add, int n) =>

@@ -216,6 +216,10 @@ public sealed partial class ShardedLlama : IDisposable
             float scale = MathF.Sqrt(c.HiddenSize);
             _embedScale = _dtype == ScalarType.BFloat16 ? Transport.BFloat16.FromSingle(scale).ToSingle() : scale;
         }
+        else if (c.EmbeddingMultiplier is double multiplier)
+        {
+            _embedScale = (float)multiplier; // granite: a Python float times the embeddings, not rounded to the dtype first
+        }
         _slotLength = new int?[Slots];
         _threads = options.Threads;
         if (options.Cores is { Length: > 0 } cores) CorePinning.PinCurrentThread(cores[0]);

@@ -17,7 +17,7 @@ public sealed class ModelFamilyProcessTests : IDisposable
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 
-    public static TheoryData<string> Families() => new(["qwen3_moe", "gemma3", "gemma2", "phi3"]);
+    public static TheoryData<string> Families() => new(["qwen3_moe", "gemma3", "gemma2", "granite", "phi3"]);
 
     private static SyntheticModel Family(string name) => name switch
     {
@@ -39,6 +39,12 @@ public sealed class ModelFamilyProcessTests : IDisposable
         {
             ModelType = "gemma2", Hidden = 32, HeadDim = 16, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 3,
             SlidingWindow = 4, AttnSoftcap = 1.5, FinalSoftcap = 4,
+        },
+        // Granite: llama with its four µP scalars, each far from 1.
+        "granite" => new SyntheticModel
+        {
+            ModelType = "granite", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 2,
+            EmbeddingMultiplier = 4, AttentionMultiplier = 0.125, ResidualMultiplier = 0.3, LogitsScaling = 2.5,
         },
         // Fused qkv_proj and gate_up_proj, a window of 6 on every layer.
         _ => new SyntheticModel { ModelType = "phi3", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 4, Vocab = 512, Layers = 2, SlidingWindow = 6, Tied = false },

@@ -165,6 +165,40 @@ public class ArchitectureConfigTests
         Assert.Contains("unsupported rope_local_base_freq = 10000", Refusal(Gemma2.Replace("\"use_cache\": true", "\"rope_local_base_freq\": 10000")));
     }
 
+    // The fields of IBM Granite 3.x 2B instruct's config.json (granite-3.1-2b-instruct's values).
+    private const string Granite = """
+        {"architectures": ["GraniteForCausalLM"], "attention_bias": false, "attention_dropout": 0.1, "attention_multiplier": 0.015625,
+         "bos_token_id": 0, "embedding_multiplier": 12.0, "eos_token_id": 0, "hidden_act": "silu", "hidden_size": 2048,
+         "initializer_range": 0.02, "intermediate_size": 8192, "logits_scaling": 8.0, "max_position_embeddings": 131072,
+         "mlp_bias": false, "model_type": "granite", "num_attention_heads": 32, "num_hidden_layers": 40, "num_key_value_heads": 8,
+         "pad_token_id": 0, "residual_multiplier": 0.22, "rms_norm_eps": 1e-05, "rope_scaling": null, "rope_theta": 5000000.0,
+         "tie_word_embeddings": true, "torch_dtype": "bfloat16", "transformers_version": "4.47.0", "use_cache": true, "vocab_size": 49155}
+        """;
+
+    [Fact]
+    public void Granite_reads_its_four_multipliers()
+    {
+        var c = Parse(Granite);
+        Assert.Equal(("granite", 64, 12.0, 0.015625, 0.22, 8.0, true, (int?)null), (c.ModelType, c.HeadDim, c.EmbeddingMultiplier,
+            c.AttentionMultiplier, c.ResidualMultiplier, c.LogitsScaling, c.TieWordEmbeddings, c.SlidingWindow));
+        Assert.False(c.Gemma);
+        Assert.Equal(0, c.BosTokenId); // id 0 is a real BOS (was refused as "must be a positive integer")
+        Assert.Equal(25, Math.Round(c.ParameterCount / 1e8)); // "2B" (2,533,545,984 weights)
+        // GraniteConfig's defaults are 1 each, and an attention multiplier of 1 stays 1 (not 1/√head_dim).
+        string noScalars = System.Text.RegularExpressions.Regex.Replace(Granite, "\"(attention|embedding|residual)_multiplier\": [0-9.]+,\\s*|\"logits_scaling\": [0-9.]+,\\s*", "");
+        var plain = Parse(noScalars);
+        Assert.Equal((1.0, 1.0, 1.0, 1.0), (plain.EmbeddingMultiplier, plain.AttentionMultiplier, plain.ResidualMultiplier, plain.LogitsScaling));
+        Assert.NotEqual(c.Fingerprint, plain.Fingerprint);
+        Assert.NotEqual(c.Fingerprint, Parse(Granite.Replace("0.22", "0.25")).Fingerprint);
+        // A llama config has none of them.
+        Assert.Null(Parse(noScalars.Replace("\"granite\"", "\"llama\"")).EmbeddingMultiplier);
+
+        Assert.Contains("field logits_scaling must be a positive number, got 0", Refusal(Granite.Replace("\"logits_scaling\": 8.0", "\"logits_scaling\": 0")));
+        Assert.Contains("unsupported sliding_window = 4096: granite has no sliding-window attention", Refusal(Granite.Replace("\"use_cache\": true", "\"sliding_window\": 4096")));
+        // The multipliers under llama are not read by transformers' Llama: refused, not ignored.
+        Assert.Contains("unsupported attention_multiplier = 0.015625", Refusal(Granite.Replace("\"granite\"", "\"llama\"")));
+    }
+
     [Fact]
     public void Phi3_is_llama_with_fused_projections_and_a_window_on_every_layer()
     {
@@ -335,7 +369,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral", message);
     }
 
     [Fact]

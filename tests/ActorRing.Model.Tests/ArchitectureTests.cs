@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "granite"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -51,6 +51,14 @@ public sealed class ArchitectureTests : IDisposable
         // gemma2: gemma3's layer without q/k norms or a local RoPE base, the even layers windowed (4), and both soft-caps
         // low enough to bite: scores capped at 1.5 (their spread is several units here) and logits at 4.
         "gemma2" => new SyntheticModel { ModelType = "gemma2", HeadDim = 16, KvHeads = 2, Layers = 3, SlidingWindow = 4, AttnSoftcap = 1.5, FinalSoftcap = 4 },
+        // granite: llama with its µP scalars, each far from 1 so that a missed one changes the logits: embeddings ×4,
+        // scores × 1/head_dim (0.125, not 1/√8), sublayer outputs × 0.3 before the residual add, logits / 2.5; with
+        // llama's attention biases (q/k/v and o).
+        "granite" => new SyntheticModel
+        {
+            ModelType = "granite", KvHeads = 2, AttentionBias = true, EmbeddingMultiplier = 4, AttentionMultiplier = 0.125,
+            ResidualMultiplier = 0.3, LogitsScaling = 2.5,
+        },
         // mixtral: block_sparse_moe names (w1/w3/w2), 4 experts of 16, 2 per token, always renormalized, untied head.
         "mixtral-moe" => new SyntheticModel { ModelType = "mixtral", Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 16, Tied = false },
         _ => throw new ArgumentException(name),

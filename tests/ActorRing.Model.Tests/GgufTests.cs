@@ -27,7 +27,7 @@ public sealed class GgufTests : IDisposable
         PartialRotary = type == "phi3-longrope" ? 0.75 : null,
         LongRope = type == "phi3-longrope" ? (Enumerable.Range(0, 12).Select(i => 1f + 0.3f * i).ToArray(), Enumerable.Range(0, 12).Select(i => 1f + 2.5f * i).ToArray(), 16) : null,
         Hidden = 128, Intermediate = 192, Layers = type == "gemma3_text" ? 6 : type == "gemma2" ? 3 : 2, Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
-        MatrixScale = 0.5f, Tied = type is "llama" or "qwen3" or "qwen3_moe" or "gemma3_text" or "gemma2", AttentionBias = attentionBias,
+        MatrixScale = 0.5f, Tied = type is "llama" or "qwen3" or "qwen3_moe" or "gemma3_text" or "gemma2" or "granite", AttentionBias = attentionBias,
         Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 64, // read by the mixture-of-experts types only
         // Gemma 3 as llama.cpp runs a GGUF of it (the file has neither the pattern nor query_pre_attn_scalar): five
         // windowed layers of six, attention scaled by the head size; a window shorter than the test's 9 positions,
@@ -36,6 +36,8 @@ public sealed class GgufTests : IDisposable
         LinearRope = type == "gemma3_text" ? 8.0 : null,
         // Gemma 2: soft-caps that bite on these weights, written to the file as its converter writes them.
         AttnSoftcap = type == "gemma2" ? 2.0 : null, FinalSoftcap = type == "gemma2" ? 5.0 : null,
+        // Granite's µP scalars, far from 1 (read by granite only).
+        EmbeddingMultiplier = 6, AttentionMultiplier = 1.0 / 32, ResidualMultiplier = 0.4, LogitsScaling = 3,
     }.Build(seed: 99);
 
     private static readonly int[] Prompt = [1, 17, 42, 5, 99, 3];
@@ -68,6 +70,10 @@ public sealed class GgufTests : IDisposable
     // gemma3: its post-attention and post-MLP norms under llama.cpp's names, every norm stored as 1 + w.
     [InlineData("gemma3_text", GgmlType.F32, WeightQuantization.None)]
     [InlineData("gemma3_text", GgmlType.Q8_0, WeightQuantization.Q8_0)]
+    // granite: llama's names and q/k permutation, its four scalars as granite.embedding_scale, residual_scale,
+    // attention.scale and logit_scale.
+    [InlineData("granite", GgmlType.F32, WeightQuantization.None)]
+    [InlineData("granite", GgmlType.Q8_0, WeightQuantization.Q8_0)]
     // gemma2: the same norms and names, no q/k norms, the even layers windowed, and its two soft-caps from the metadata.
     [InlineData("gemma2", GgmlType.F32, WeightQuantization.None)]
     [InlineData("gemma2", GgmlType.Q4_0, WeightQuantization.Q4_0)]
@@ -108,7 +114,7 @@ public sealed class GgufTests : IDisposable
         meta["general.architecture"] = "phi2";
         GgufWriter.Write(gguf, meta, GgufWriter.Tensors(model, GgmlType.F32));
         var e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models", e.Message);
+        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models", e.Message);
 
         var gemma = Model("gemma3_text");
         meta = GgufWriter.Metadata(gemma);

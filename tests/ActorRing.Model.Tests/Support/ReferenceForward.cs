@@ -19,11 +19,13 @@ internal static class ReferenceForward
         {
             x[t] = new double[H];
             // gemma scales its embeddings by sqrt(hidden).
-            double embedScale = m.Gemma ? Math.Sqrt(H) : 1;
+            double embedScale = m.Gemma ? Math.Sqrt(H) : m.ModelType == "granite" ? m.EmbeddingMultiplier : 1;
             for (int i = 0; i < H; i++) x[t][i] = W["model.embed_tokens.weight"][tokens[t] * H + i] * embedScale;
         }
         bool gemma = m.Gemma;
         double normOffset = gemma ? 1 : 0; // gemma's RMSNorm multiplies by 1 + w
+        bool granite = m.ModelType == "granite";
+        double residual = granite ? m.ResidualMultiplier : 1; // granite scales each sublayer's output before the add
 
         for (int l = 0; l < m.Layers; l++)
         {
@@ -64,7 +66,7 @@ internal static class ReferenceForward
                     {
                         double dot = 0;
                         for (int i = 0; i < d; i++) dot += q[t][head * d + i] * k[s][kvh * d + i];
-                        scores[s] = dot / Math.Sqrt(gemma ? m.QueryPreAttnScalar : d);
+                        scores[s] = granite ? dot * m.AttentionMultiplier : dot / Math.Sqrt(gemma ? m.QueryPreAttnScalar : d);
                         if (m.AttnSoftcap is double cap) scores[s] = cap * Math.Tanh(scores[s] / cap); // gemma2
                         max = Math.Max(max, scores[s]);
                     }
@@ -75,7 +77,7 @@ internal static class ReferenceForward
                 }
                 var o = MatVec(W[p + "self_attn.o_proj.weight"], H, nh * d, attn, m.OBias ? W[p + "self_attn.o_proj.bias"] : null);
                 if (gemma) o = RmsNorm(o, W[p + "post_attention_layernorm.weight"], m.Eps, normOffset); // a norm of the output
-                for (int i = 0; i < H; i++) x[t][i] += o[i];
+                for (int i = 0; i < H; i++) x[t][i] += residual * o[i];
 
                 var h2 = RmsNorm(x[t], W[p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")], m.Eps, normOffset);
                 if (m.IsSparse(l))
@@ -97,12 +99,13 @@ internal static class ReferenceForward
                 }
                 var down = Mlp(W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"], W[p + "mlp.down_proj.weight"], m.Intermediate, H, h2, gemma);
                 if (gemma) down = RmsNorm(down, W[p + "post_feedforward_layernorm.weight"], m.Eps, normOffset);
-                for (int i = 0; i < H; i++) x[t][i] += down[i];
+                for (int i = 0; i < H; i++) x[t][i] += residual * down[i];
             }
         }
         var final = RmsNorm(x[T - 1], W["model.norm.weight"], m.Eps, normOffset);
         var head_ = m.Tied ? W["model.embed_tokens.weight"] : W["lm_head.weight"];
         var logits = MatVec(head_, m.Vocab, H, final, null);
+        if (granite) logits = logits.Select(z => z / m.LogitsScaling).ToArray();
         if (m.FinalSoftcap is double finalCap) logits = logits.Select(z => finalCap * Math.Tanh(z / finalCap)).ToArray(); // gemma2
         return logits.Select(z => (float)z).ToArray();
     }

@@ -46,6 +46,9 @@ internal sealed class SyntheticModel
     /// <summary>gemma2's soft-caps on the attention scores and on the logits, written to the config (null: written
     /// as null, none).</summary>
     public double? AttnSoftcap, FinalSoftcap;
+    /// <summary>granite's µP scalars: embeddings times the first, attention scores times the second (in place of
+    /// 1/√head_dim), sublayer outputs times the third before the residual add, logits divided by the fourth.</summary>
+    public double EmbeddingMultiplier = 1, AttentionMultiplier = 1, ResidualMultiplier = 1, LogitsScaling = 1;
     /// <summary>gemma3_text written as Gemma 3 4B+ ships: a "gemma3" config whose text_config is this model, its
     /// tensors under language_model.model. / language_model.lm_head., beside a vision tower's.</summary>
     public bool Gemma3Wrapper;
@@ -218,6 +221,14 @@ internal sealed class SyntheticModel
             config["attn_logit_softcapping"] = null;
             config["final_logit_softcapping"] = null;
             config["cache_implementation"] = "hybrid";
+        }
+        if (ModelType == "granite")
+        {
+            config["attention_bias"] = AttentionBias;
+            config["embedding_multiplier"] = EmbeddingMultiplier;
+            config["attention_multiplier"] = AttentionMultiplier;
+            config["residual_multiplier"] = ResidualMultiplier;
+            config["logits_scaling"] = LogitsScaling;
         }
         if (ModelType == "gemma2")
         {

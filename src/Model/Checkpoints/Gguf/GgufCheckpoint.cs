@@ -39,7 +39,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             Config = ReadConfig(_files[0], _tensors);
             // llama.cpp's convert_hf_to_gguf permutes q/k rows of llama-family models (Mixtral included) for its
             // interleaved RoPE; the qwen models keep Hugging Face's rotate-half order.
-            _permuteQk = Config.ModelType is "llama" or "mixtral";
+            _permuteQk = Config.ModelType is "llama" or "mixtral" or "granite"; // granite's converter is a LlamaModel
             _byHfName = MapNames();
             var used = _byHfName.Values.Select(v => v.Tensor).ToHashSet();
             foreach (var t in _tensors.Values)
@@ -75,8 +75,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     {
         var m = file.Metadata;
         string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
-        if (arch is not ("llama" or "qwen2" or "qwen3" or "qwen3moe" or "gemma2" or "gemma3" or "phi3"))
-            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models");
+        if (arch is not ("llama" or "granite" or "qwen2" or "qwen3" or "qwen3moe" or "gemma2" or "gemma3" or "phi3"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models");
         long Int(string key, long? fallback = null) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToInt64(v, CultureInfo.InvariantCulture)
             : fallback ?? throw new ModelLoadException($"{file.Path}: metadata {arch}.{key} is missing");
         double Real(string key, double fallback) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToDouble(v, CultureInfo.InvariantCulture) : fallback;
@@ -92,10 +92,10 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         }
         // Gemma 2's soft-caps, with llama.cpp's defaults when the keys are absent (it always caps a gemma2 model);
         // no other architecture here has them.
-        double? Softcap(string key, double fallback) => Real(key, fallback) is > 0 and var cap ? cap
+        double? Positive(string key, double fallback) => Real(key, fallback) is > 0 and var value ? value
             : throw new ModelLoadException($"{file.Path}: {arch}.{key} is not a positive number");
-        double? attentionSoftcap = arch == "gemma2" ? Softcap("attn_logit_softcapping", 50) : null;
-        double? finalSoftcap = arch == "gemma2" ? Softcap("final_logit_softcapping", 30) : null;
+        double? attentionSoftcap = arch == "gemma2" ? Positive("attn_logit_softcapping", 50) : null;
+        double? finalSoftcap = arch == "gemma2" ? Positive("final_logit_softcapping", 30) : null;
         if (arch != "gemma2" && (m.ContainsKey($"{arch}.final_logit_softcapping") || m.ContainsKey($"{arch}.attn_logit_softcapping")))
             throw new ModelLoadException($"{file.Path}: {arch} has no logit soft-capping here (Gemma 2 has; its GGUF files say general.architecture gemma2)");
         if (tensors.ContainsKey("rope_freqs.weight"))
@@ -127,6 +127,12 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             ModelType = arch switch { "qwen3moe" => "qwen3_moe", "gemma3" => "gemma3_text", "llama" when moe is not null => "mixtral", _ => arch },
             AttentionSoftcap = attentionSoftcap,
             FinalLogitSoftcap = finalSoftcap,
+            // Granite's µP scalars as its converter writes them; llama.cpp takes an attention scale of 0 (or none) as
+            // 1/√head_dim, and 1 for the others.
+            EmbeddingMultiplier = arch == "granite" ? Positive("embedding_scale", 1) : null,
+            AttentionMultiplier = arch == "granite" && Real("attention.scale", 0) is > 0 and var attentionScale ? attentionScale : null,
+            ResidualMultiplier = arch == "granite" ? Positive("residual_scale", 1) : null,
+            LogitsScaling = arch == "granite" ? Positive("logit_scale", 1) : null,
             QkNorm = arch is "qwen3" or "qwen3moe" or "gemma3",
             Moe = moe,
             HiddenSize = hidden,
