@@ -4,6 +4,7 @@ llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama
 
     python3 docs/bench/random_gguf.py gemma3 OUT.gguf
     python3 docs/bench/random_gguf.py gemma2 OUT.gguf
+    python3 docs/bench/random_gguf.py granite OUT.gguf
     python3 docs/bench/random_gguf.py phi3 OUT.gguf
     python3 docs/bench/random_gguf.py phi3-longrope OUT.gguf [ORIGINAL_CONTEXT]
 
@@ -17,6 +18,11 @@ gemma2: Gemma 2 2B's layout at the same small size: no q/k norms, the even layer
 pattern for gemma2), one RoPE base (10000), 4 heads of 64 with 2 KV heads, and both soft-caps, set low enough to
 bite on these weights (5 on the attention scores, 3 on the logits; Gemma 2's own are 50 and 30). Norms stored with
 the 1 added, as the converter's Gemma2Model does.
+
+granite: Granite 3.x 2B's layout at a small size: llama's tensors (q/k rows in llama.cpp's interleaved order), hidden
+256, 4 layers, 4 heads of 64 with 2 KV heads, SwiGLU of 512, tied embeddings, and the four scalars of the 2B
+(embedding_scale 12, residual_scale 0.22, attention.scale 1/64) except logit_scale, 2 here (8 in the 2B) so that
+the logits' gaps stay well above float rounding.
 
 phi3: Phi-3-mini's layout at a small size: hidden 256, 4 layers, 8 heads of 32 with 4 KV heads, q/k/v fused in
 attn_qkv and gate/up fused in ffn_up (gate rows first), untied head, norms in 0.5..1.5, window 2047 (as
@@ -157,6 +163,37 @@ def gemma2_file():
     return tensors, kvs
 
 
+def granite_file():
+    layers, kv_heads = 4, 2
+    tensors = [("token_embd.weight", [D, V])]
+    for i in range(layers):
+        b = "blk.%d." % i
+        tensors += [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_k.weight", [D, kv_heads * HD]),
+                    (b + "attn_v.weight", [D, kv_heads * HD]), (b + "attn_output.weight", [H * HD, D]),
+                    (b + "ffn_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]), (b + "ffn_up.weight", [D, FF]),
+                    (b + "ffn_down.weight", [FF, D])]
+    tensors += [("output_norm.weight", [D])]
+    toks, scores, types = spm_vocab(V)
+    a = "granite"
+    kvs = [
+        kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-granite-small"),
+        kv("general.file_type", GGUF_U32, 0), kv("general.alignment", GGUF_U32, ALIGN),
+        kv(a + ".context_length", GGUF_U32, C), kv(a + ".embedding_length", GGUF_U32, D),
+        kv(a + ".block_count", GGUF_U32, layers), kv(a + ".feed_forward_length", GGUF_U32, FF),
+        kv(a + ".attention.head_count", GGUF_U32, H), kv(a + ".attention.head_count_kv", GGUF_U32, kv_heads),
+        kv(a + ".attention.layer_norm_rms_epsilon", GGUF_F32, 1e-5), kv(a + ".rope.freq_base", GGUF_F32, 5e6),
+        kv(a + ".rope.dimension_count", GGUF_U32, HD),
+        kv(a + ".embedding_scale", GGUF_F32, 12.0), kv(a + ".residual_scale", GGUF_F32, 0.22),
+        kv(a + ".attention.scale", GGUF_F32, 0.015625), kv(a + ".logit_scale", GGUF_F32, 2.0),
+        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
+        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
+        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
+        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
+        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
+    ]
+    return tensors, kvs
+
+
 # longrope factors, one per rotated pair: the short ones near 1, the long ones growing to 40 (as Phi's do).
 ROPE_FACTORS = {
     "rope_factors_short.weight": lambda i, n: 1.0 + 0.5 * i / n,
@@ -165,7 +202,7 @@ ROPE_FACTORS = {
 
 
 def main(arch, path, original=None):
-    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2"
+    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else granite_file() if arch == "granite"
                     else phi3_file(original if arch == "phi3-longrope" else None))
     infos, offset = [], 0
     for name, ne in tensors:
@@ -196,6 +233,6 @@ def main(arch, path, original=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "granite", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 64)
