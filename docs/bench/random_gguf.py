@@ -5,6 +5,7 @@ llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama
     python3 docs/bench/random_gguf.py gemma3 OUT.gguf
     python3 docs/bench/random_gguf.py gemma2 OUT.gguf
     python3 docs/bench/random_gguf.py granite OUT.gguf
+    python3 docs/bench/random_gguf.py smollm3 OUT.gguf
     python3 docs/bench/random_gguf.py phi3 OUT.gguf
     python3 docs/bench/random_gguf.py phi3-longrope OUT.gguf [ORIGINAL_CONTEXT]
 
@@ -23,6 +24,9 @@ granite: Granite 3.x 2B's layout at a small size: llama's tensors (q/k rows in l
 256, 4 layers, 4 heads of 64 with 2 KV heads, SwiGLU of 512, tied embeddings, and the four scalars of the 2B
 (embedding_scale 12, residual_scale 0.22, attention.scale 1/64) except logit_scale, 2 here (8 in the 2B) so that
 the logits' gaps stay well above float rounding.
+
+smollm3: the granite layout without the scalars, as SmolLM3 (llama.cpp takes every fourth layer, here layer 3, to
+have no RoPE).
 
 phi3: Phi-3-mini's layout at a small size: hidden 256, 4 layers, 8 heads of 32 with 4 KV heads, q/k/v fused in
 attn_qkv and gate/up fused in ffn_up (gate rows first), untied head, norms in 0.5..1.5, window 2047 (as
@@ -163,7 +167,7 @@ def gemma2_file():
     return tensors, kvs
 
 
-def granite_file():
+def granite_file(a="granite"):
     layers, kv_heads = 4, 2
     tensors = [("token_embd.weight", [D, V])]
     for i in range(layers):
@@ -174,23 +178,23 @@ def granite_file():
                     (b + "ffn_down.weight", [FF, D])]
     tensors += [("output_norm.weight", [D])]
     toks, scores, types = spm_vocab(V)
-    a = "granite"
     kvs = [
-        kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-granite-small"),
+        kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-%s-small" % a),
         kv("general.file_type", GGUF_U32, 0), kv("general.alignment", GGUF_U32, ALIGN),
         kv(a + ".context_length", GGUF_U32, C), kv(a + ".embedding_length", GGUF_U32, D),
         kv(a + ".block_count", GGUF_U32, layers), kv(a + ".feed_forward_length", GGUF_U32, FF),
         kv(a + ".attention.head_count", GGUF_U32, H), kv(a + ".attention.head_count_kv", GGUF_U32, kv_heads),
         kv(a + ".attention.layer_norm_rms_epsilon", GGUF_F32, 1e-5), kv(a + ".rope.freq_base", GGUF_F32, 5e6),
         kv(a + ".rope.dimension_count", GGUF_U32, HD),
-        kv(a + ".embedding_scale", GGUF_F32, 12.0), kv(a + ".residual_scale", GGUF_F32, 0.22),
-        kv(a + ".attention.scale", GGUF_F32, 0.015625), kv(a + ".logit_scale", GGUF_F32, 2.0),
         kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
         kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
         kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
         kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
         kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
     ]
+    if a == "granite":
+        kvs += [kv(a + ".embedding_scale", GGUF_F32, 12.0), kv(a + ".residual_scale", GGUF_F32, 0.22),
+                kv(a + ".attention.scale", GGUF_F32, 0.015625), kv(a + ".logit_scale", GGUF_F32, 2.0)]
     return tensors, kvs
 
 
@@ -202,7 +206,7 @@ ROPE_FACTORS = {
 
 
 def main(arch, path, original=None):
-    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else granite_file() if arch == "granite"
+    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else granite_file(arch) if arch in ("granite", "smollm3")
                     else phi3_file(original if arch == "phi3-longrope" else None))
     infos, offset = [], 0
     for name, ne in tensors:
@@ -233,6 +237,6 @@ def main(arch, path, original=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "granite", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "granite", "smollm3", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 64)

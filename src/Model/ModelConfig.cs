@@ -49,7 +49,7 @@ public sealed record MixtureOfExperts(int Experts, int PerToken, int Intermediat
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
+    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>smollm3</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
     /// <c>gemma3</c> checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c> and <c>mixtral</c>.</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
@@ -113,6 +113,16 @@ public sealed record ModelConfig
     /// to the residual stream, and the logits are divided by <see cref="LogitsScaling"/>. null: not applied.
     /// </summary>
     public double? EmbeddingMultiplier { get; init; }
+
+    /// <summary>
+    /// smollm3 (SmolLM3): per layer, whether its queries and keys are rotated; its "NoPE" layers (every fourth,
+    /// <c>no_rope_layers</c> 0) attend by content alone. null: every layer rotates.
+    /// </summary>
+    public IReadOnlyList<bool>? RopeLayers { get; init; }
+
+    /// <summary>Whether layer <paramref name="layer"/> applies RoPE (see <see cref="RopeLayers"/>).</summary>
+    public bool UsesRope(int layer) => RopeLayers is null || RopeLayers[layer];
+
     public double? AttentionMultiplier { get; init; }
     public double? ResidualMultiplier { get; init; }
     public double? LogitsScaling { get; init; }
@@ -157,6 +167,7 @@ public sealed record ModelConfig
             if (QkNorm) sb.Append("qkn;");
             if (Gemma) sb.Append(ci, $"gemma={Activation},{QueryPreAttentionScalar:R},{LocalRopeTheta:R};");
             if (AttentionSoftcap is not null || FinalLogitSoftcap is not null) sb.Append(ci, $"softcap={AttentionSoftcap:R},{FinalLogitSoftcap:R};");
+            if (RopeLayers is not null) sb.Append(ci, $"rope={string.Concat(RopeLayers.Select(b => b ? '1' : '0'))};");
             if (EmbeddingMultiplier is not null || AttentionMultiplier is not null || ResidualMultiplier is not null || LogitsScaling is not null)
                 sb.Append(ci, $"mup={EmbeddingMultiplier:R},{AttentionMultiplier:R},{ResidualMultiplier:R},{LogitsScaling:R};");
             if (SlidingLayers is not null) sb.Append(ci, $"swl={string.Concat(SlidingLayers.Select(b => b ? '1' : '0'))};");
@@ -202,10 +213,10 @@ public sealed record ModelConfig
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "gemma2", "gemma3_text", "qwen3_moe", "mixtral" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "gemma2", "gemma3_text", "qwen3_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and gemma3's text model; not qwen2_moe, deepseek or other experts with shared experts, nor granitemoe, gemma, phi or phimoe)";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and gemma3's text model; not qwen2_moe, deepseek or other experts with shared experts, nor granitemoe, gemma, phi or phimoe)";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -233,6 +244,8 @@ public sealed record ModelConfig
         ["gemma2"] = ["hidden_activation", "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping", "cache_implementation"],
         // granite: its four µP scalars.
         ["granite"] = ["embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"],
+        // smollm3: which layers rotate (no_rope_layers, or every no_rope_layer_interval-th without).
+        ["smollm3"] = ["no_rope_layers", "no_rope_layer_interval"],
     };
 
     // Fields that carry no numerics (metadata, training-only knobs, generation defaults).
@@ -374,7 +387,7 @@ public sealed record ModelConfig
             MaxPositionEmbeddings = OptionalInt(root, source, "max_position_embeddings") ?? 2048,
             RmsNormEps = OptionalDouble(root, source, "rms_norm_eps") ?? 1e-6,
             RopeTheta = OptionalDouble(root, source, "rope_theta") ?? 10000.0,
-            TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? modelType is "gemma3_text" or "gemma2", // both Gemma configs tie by default
+            TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? modelType is "gemma3_text" or "gemma2" or "smollm3", // their configs tie by default
             QkvBias = qkvBias,
             OProjBias = oBias,
             QkNorm = modelType is "qwen3" or "qwen3_moe" or "gemma3_text",
@@ -398,6 +411,7 @@ public sealed record ModelConfig
             AttentionMultiplier = modelType == "granite" ? OptionalDouble(root, source, "attention_multiplier") ?? 1.0 : null,
             ResidualMultiplier = modelType == "granite" ? OptionalDouble(root, source, "residual_multiplier") ?? 1.0 : null,
             LogitsScaling = modelType == "granite" ? OptionalDouble(root, source, "logits_scaling") ?? 1.0 : null,
+            RopeLayers = modelType == "smollm3" ? ParseRopeLayers(root, source, layers) : null,
             LocalRopeTheta = modelType == "gemma3_text" ? OptionalDouble(root, source, "rope_local_base_freq") ?? 10000 : null,
             PartialRotaryDim = partialRotary,
         };
@@ -490,6 +504,28 @@ public sealed record ModelConfig
                 return pattern.Any(b => b) ? (window, pattern) : (null, null);
             }
         }
+    }
+
+    /// <summary>
+    /// SmolLM3's layers that rotate, as SmolLM3Config reads them: <c>no_rope_layers</c> (1: RoPE, 0: none, one per
+    /// layer), else every <c>no_rope_layer_interval</c>-th layer (4) without. null when every layer rotates.
+    /// </summary>
+    private static IReadOnlyList<bool>? ParseRopeLayers(JsonElement root, string source, int layers)
+    {
+        int interval = OptionalInt(root, source, "no_rope_layer_interval") ?? 4;
+        bool[] rope;
+        if (root.TryGetProperty("no_rope_layers", out var listed) && listed.ValueKind != JsonValueKind.Null)
+        {
+            if (listed.ValueKind != JsonValueKind.Array || listed.GetArrayLength() != layers
+                || listed.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int v) || v is not (0 or 1)))
+                throw Refuse(source, "no_rope_layers", listed, $"expected {layers} entries (one per layer) of 1 (RoPE) or 0 (none)");
+            rope = listed.EnumerateArray().Select(e => e.GetInt32() == 1).ToArray();
+        }
+        else
+        {
+            rope = Enumerable.Range(0, layers).Select(i => (i + 1) % interval != 0).ToArray();
+        }
+        return rope.All(b => b) ? null : rope;
     }
 
     /// <summary>

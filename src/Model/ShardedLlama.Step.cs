@@ -230,7 +230,8 @@ public sealed partial class ShardedLlama
                         // q heads, then k heads, sit side by side: rotate them all (rotate-half convention, over each
                         // head's first RotaryDim dimensions; the rest pass through).
                         float* cos = mem.Cos + (long)positions[r] * half, sin = mem.Sin + (long)positions[r] * half;
-                        for (int head = 0; head < localHeads + localKv; head++) RotateHalf(rq + head * d, cos, sin, half);
+                        if (layer.Rope)
+                            for (int head = 0; head < localHeads + localKv; head++) RotateHalf(rq + head * d, cos, sin, half);
                         // Every new row's keys and values go into its block before any row attends, so a prefill
                         // row sees the rows before it in the same step.
                         int pos = positions[r];

@@ -82,6 +82,8 @@ public sealed partial class ShardedLlama : IDisposable
         public Tensor? AttnOutNorm, FfnOutNorm;
         /// <summary>Whether this layer's RoPE uses the local tables (gemma's windowed layers).</summary>
         public bool LocalRope;
+        /// <summary>Whether this layer rotates its queries and keys at all (SmolLM3's NoPE layers do not).</summary>
+        public bool Rope = true;
         /// <summary>This rank's KV heads in pages: [blocks, localKv, blockSize, headDim], compute dtype.</summary>
         public Tensor KPool = null!;
         public Tensor VPool = null!;
@@ -280,6 +282,7 @@ public sealed partial class ShardedLlama : IDisposable
                     QkNorm = c.QkNorm ? Own(LoadQkNorm(reader, pre)) : null,
                     Window = c.WindowOf(i),
                     LocalRope = c.LocalRopeTheta is not null && c.WindowOf(i) is not null,
+                    Rope = c.UsesRope(i),
                     Wo = LoadLinear(reader, (pre + "self_attn.o_proj.weight", h, c.NumHeads * d, 0, h, qRow0, _qDim)),
                     Bo = c.OProjBias ? Own(LoadVector(reader, pre + "self_attn.o_proj.bias", h)) : null,
                 };

@@ -199,6 +199,35 @@ public class ArchitectureConfigTests
         Assert.Contains("unsupported attention_multiplier = 0.015625", Refusal(Granite.Replace("\"granite\"", "\"llama\"")));
     }
 
+    // The fields of SmolLM3-3B's config.json (no_rope_layers written out, as it ships).
+    private static readonly string SmolLM3 = $$"""
+        {"architectures": ["SmolLM3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": null,
+         "eos_token_id": 128012, "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 11008,
+         "max_position_embeddings": 65536, "max_window_layers": 28, "mlp_bias": false, "model_type": "smollm3",
+         "no_rope_layer_interval": 4, "no_rope_layers": [{{string.Join(", ", Enumerable.Range(0, 36).Select(i => (i + 1) % 4 != 0 ? 1 : 0))}}],
+         "num_attention_heads": 16, "num_hidden_layers": 36, "num_key_value_heads": 4, "pad_token_id": 128004, "pretraining_tp": 2,
+         "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 5000000.0, "sliding_window": null, "torch_dtype": "bfloat16",
+         "transformers_version": "4.54.0.dev0", "use_cache": false, "use_sliding_window": false, "vocab_size": 128256}
+        """;
+
+    [Fact]
+    public void SmolLM3_turns_rope_off_on_its_nope_layers()
+    {
+        var c = Parse(SmolLM3);
+        Assert.Equal(("smollm3", true, (int?)null, (int?)null, 128), (c.ModelType, c.TieWordEmbeddings, c.BosTokenId, c.SlidingWindow, c.HeadDim));
+        Assert.Equal([3, 7, 11, 15, 19, 23, 27, 31, 35], Enumerable.Range(0, 36).Where(l => !c.UsesRope(l)));
+        Assert.Equal(31, Math.Round(c.ParameterCount / 1e8)); // "3B" (3,075,098,624 weights)
+        // Without the list, the interval says the same; with it, the list rules.
+        string withoutList = System.Text.RegularExpressions.Regex.Replace(SmolLM3, "\"no_rope_layers\": \\[[0-9, ]+\\],\\s*", "");
+        Assert.Equal(c.Fingerprint, Parse(withoutList).Fingerprint);
+        Assert.Equal([1, 3, 5], Enumerable.Range(0, 6).Where(l => !Parse(withoutList.Replace("\"num_hidden_layers\": 36", "\"num_hidden_layers\": 6")
+            .Replace("\"no_rope_layer_interval\": 4", "\"no_rope_layer_interval\": 2")).UsesRope(l)));
+        // Every layer rotating is plain llama's fingerprint form (no list).
+        Assert.Null(Parse(withoutList.Replace("\"no_rope_layer_interval\": 4", "\"no_rope_layer_interval\": 100")).RopeLayers);
+        Assert.Contains("unsupported no_rope_layers = [1, 2]: expected 36 entries (one per layer) of 1 (RoPE) or 0 (none)",
+            Refusal(withoutList.Replace("\"no_rope_layer_interval\": 4", "\"no_rope_layers\": [1, 2]")));
+    }
+
     [Fact]
     public void Phi3_is_llama_with_fused_projections_and_a_window_on_every_layer()
     {
@@ -369,7 +398,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral", message);
     }
 
     [Fact]

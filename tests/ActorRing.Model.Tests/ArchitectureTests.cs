@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "granite"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "granite", "smollm3"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -59,6 +59,8 @@ public sealed class ArchitectureTests : IDisposable
             ModelType = "granite", KvHeads = 2, AttentionBias = true, EmbeddingMultiplier = 4, AttentionMultiplier = 0.125,
             ResidualMultiplier = 0.3, LogitsScaling = 2.5,
         },
+        // smollm3: llama whose layer 1 has no RoPE (no_rope_layers [1, 0, 1]: queries and keys not rotated), tied head.
+        "smollm3" => new SyntheticModel { ModelType = "smollm3", KvHeads = 2, Layers = 3, NoRopeLayers = [1, 0, 1] },
         // mixtral: block_sparse_moe names (w1/w3/w2), 4 experts of 16, 2 per token, always renormalized, untied head.
         "mixtral-moe" => new SyntheticModel { ModelType = "mixtral", Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 16, Tied = false },
         _ => throw new ArgumentException(name),

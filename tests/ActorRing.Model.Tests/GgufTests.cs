@@ -26,7 +26,7 @@ public sealed class GgufTests : IDisposable
         ModelType = type == "phi3-longrope" ? "phi3" : type,
         PartialRotary = type == "phi3-longrope" ? 0.75 : null,
         LongRope = type == "phi3-longrope" ? (Enumerable.Range(0, 12).Select(i => 1f + 0.3f * i).ToArray(), Enumerable.Range(0, 12).Select(i => 1f + 2.5f * i).ToArray(), 16) : null,
-        Hidden = 128, Intermediate = 192, Layers = type == "gemma3_text" ? 6 : type == "gemma2" ? 3 : 2, Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
+        Hidden = 128, Intermediate = 192, Layers = type == "gemma3_text" ? 6 : type == "gemma2" ? 3 : type == "smollm3" ? 4 : 2, Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
         MatrixScale = 0.5f, Tied = type is "llama" or "qwen3" or "qwen3_moe" or "gemma3_text" or "gemma2" or "granite", AttentionBias = attentionBias,
         Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 64, // read by the mixture-of-experts types only
         // Gemma 3 as llama.cpp runs a GGUF of it (the file has neither the pattern nor query_pre_attn_scalar): five
@@ -74,6 +74,8 @@ public sealed class GgufTests : IDisposable
     // attention.scale and logit_scale.
     [InlineData("granite", GgmlType.F32, WeightQuantization.None)]
     [InlineData("granite", GgmlType.Q8_0, WeightQuantization.Q8_0)]
+    // smollm3: llama's names and q/k permutation; the fourth layer without RoPE, as llama.cpp assumes for smollm3.
+    [InlineData("smollm3", GgmlType.F32, WeightQuantization.None)]
     // gemma2: the same norms and names, no q/k norms, the even layers windowed, and its two soft-caps from the metadata.
     [InlineData("gemma2", GgmlType.F32, WeightQuantization.None)]
     [InlineData("gemma2", GgmlType.Q4_0, WeightQuantization.Q4_0)]
@@ -114,7 +116,7 @@ public sealed class GgufTests : IDisposable
         meta["general.architecture"] = "phi2";
         GgufWriter.Write(gguf, meta, GgufWriter.Tensors(model, GgmlType.F32));
         var e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models", e.Message);
+        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models", e.Message);
 
         var gemma = Model("gemma3_text");
         meta = GgufWriter.Metadata(gemma);

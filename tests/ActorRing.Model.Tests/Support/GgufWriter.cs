@@ -16,7 +16,7 @@ internal static class GgufWriter
     public static List<Tensor> Tensors(SyntheticModel model, GgmlType matrixType)
     {
         var list = new List<Tensor>();
-        bool permuted = model.ModelType is "llama" or "mixtral" or "granite";
+        bool permuted = model.ModelType is "llama" or "mixtral" or "granite" or "smollm3";
         foreach (var (hf, values) in model.W.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight")) continue; // experts and routers: stacked below
@@ -145,7 +145,7 @@ internal static class GgufWriter
     /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
     public static Dictionary<string, object> Metadata(SyntheticModel m)
     {
-        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "granite" => "granite", _ => "llama" };
+        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "granite" => "granite", "smollm3" => "smollm3", _ => "llama" };
         var meta = new Dictionary<string, object>
         {
             ["general.architecture"] = a,

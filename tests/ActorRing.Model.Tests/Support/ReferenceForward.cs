@@ -47,6 +47,7 @@ internal static class ReferenceForward
                     for (int head = 0; head < nh; head++) NormHead(q[t], head, d, W[p + "self_attn.q_norm.weight"], m.Eps, normOffset);
                     for (int head = 0; head < nkv; head++) NormHead(k[t], head, d, W[p + "self_attn.k_norm.weight"], m.Eps, normOffset);
                 }
+                if (!m.UsesRope(l)) continue; // smollm3's NoPE layers
                 RotateHalf(q[t], nh, d, m.RotaryDim, t, invFreq, RopeMagnitude(m));
                 RotateHalf(k[t], nkv, d, m.RotaryDim, t, invFreq, RopeMagnitude(m));
             }

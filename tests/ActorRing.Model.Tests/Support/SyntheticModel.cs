@@ -49,6 +49,11 @@ internal sealed class SyntheticModel
     /// <summary>granite's µP scalars: embeddings times the first, attention scores times the second (in place of
     /// 1/√head_dim), sublayer outputs times the third before the residual add, logits divided by the fourth.</summary>
     public double EmbeddingMultiplier = 1, AttentionMultiplier = 1, ResidualMultiplier = 1, LogitsScaling = 1;
+    /// <summary>smollm3's no_rope_layers (1: RoPE, 0: none), or null for its default, every fourth layer without.</summary>
+    public int[]? NoRopeLayers;
+
+    /// <summary>Whether layer <paramref name="layer"/> rotates its queries and keys.</summary>
+    public bool UsesRope(int layer) => ModelType != "smollm3" || (NoRopeLayers is { } listed ? listed[layer] == 1 : (layer + 1) % 4 != 0);
     /// <summary>gemma3_text written as Gemma 3 4B+ ships: a "gemma3" config whose text_config is this model, its
     /// tensors under language_model.model. / language_model.lm_head., beside a vision tower's.</summary>
     public bool Gemma3Wrapper;
@@ -78,7 +83,7 @@ internal sealed class SyntheticModel
         "mistral" or "mixtral" or "phi3" => SlidingWindow,
         "gemma3_text" when (layer + 1) % SlidingWindowPattern != 0 => SlidingWindow ?? 4096,
         "gemma2" when layer % 2 == 0 => SlidingWindow ?? 4096,
-        "qwen2" or "qwen3" or "qwen3_moe" when UseSlidingWindow && layer >= MaxWindowLayers => SlidingWindow,
+        "qwen2" or "qwen3" or "qwen3_moe" or "smollm3" when UseSlidingWindow && layer >= MaxWindowLayers => SlidingWindow,
         _ => null,
     };
 
@@ -168,7 +173,7 @@ internal sealed class SyntheticModel
             ["torch_dtype"] = DiskDType == "F32" ? "float32" : DiskDType == "BF16" ? "bfloat16" : "float16",
         };
         if (ModelType == "llama") config["attention_bias"] = AttentionBias;
-        if (ModelType is "qwen2" or "qwen3" or "qwen3_moe")
+        if (ModelType is "qwen2" or "qwen3" or "qwen3_moe" or "smollm3")
         {
             config["use_sliding_window"] = UseSlidingWindow;
             config["sliding_window"] = SlidingWindow ?? 4096;
@@ -221,6 +226,13 @@ internal sealed class SyntheticModel
             config["attn_logit_softcapping"] = null;
             config["final_logit_softcapping"] = null;
             config["cache_implementation"] = "hybrid";
+        }
+        if (ModelType == "smollm3")
+        {
+            // As SmolLM3-3B's config.json has them: the list, and the interval it was made from.
+            config["no_rope_layer_interval"] = 4;
+            if (NoRopeLayers is not null) config["no_rope_layers"] = NoRopeLayers;
+            config["pretraining_tp"] = 2;
         }
         if (ModelType == "granite")
         {

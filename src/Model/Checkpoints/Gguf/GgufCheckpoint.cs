@@ -39,7 +39,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             Config = ReadConfig(_files[0], _tensors);
             // llama.cpp's convert_hf_to_gguf permutes q/k rows of llama-family models (Mixtral included) for its
             // interleaved RoPE; the qwen models keep Hugging Face's rotate-half order.
-            _permuteQk = Config.ModelType is "llama" or "mixtral" or "granite"; // granite's converter is a LlamaModel
+            _permuteQk = Config.ModelType is "llama" or "mixtral" or "granite" or "smollm3"; // the converters of both are LlamaModels
             _byHfName = MapNames();
             var used = _byHfName.Values.Select(v => v.Tensor).ToHashSet();
             foreach (var t in _tensors.Values)
@@ -75,8 +75,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     {
         var m = file.Metadata;
         string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
-        if (arch is not ("llama" or "granite" or "qwen2" or "qwen3" or "qwen3moe" or "gemma2" or "gemma3" or "phi3"))
-            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models");
+        if (arch is not ("llama" or "granite" or "smollm3" or "qwen2" or "qwen3" or "qwen3moe" or "gemma2" or "gemma3" or "phi3"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models");
         long Int(string key, long? fallback = null) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToInt64(v, CultureInfo.InvariantCulture)
             : fallback ?? throw new ModelLoadException($"{file.Path}: metadata {arch}.{key} is missing");
         double Real(string key, double fallback) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToDouble(v, CultureInfo.InvariantCulture) : fallback;
@@ -133,6 +133,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             AttentionMultiplier = arch == "granite" && Real("attention.scale", 0) is > 0 and var attentionScale ? attentionScale : null,
             ResidualMultiplier = arch == "granite" ? Positive("residual_scale", 1) : null,
             LogitsScaling = arch == "granite" ? Positive("logit_scale", 1) : null,
+            // SmolLM3 as llama.cpp runs it: every fourth layer without RoPE (the file does not say which).
+            RopeLayers = arch == "smollm3" && layers >= 4 ? Enumerable.Range(0, layers).Select(i => (i + 1) % 4 != 0).ToArray() : null,
             QkNorm = arch is "qwen3" or "qwen3moe" or "gemma3",
             Moe = moe,
             HiddenSize = hidden,
