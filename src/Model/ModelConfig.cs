@@ -216,7 +216,7 @@ public sealed record ModelConfig
     private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "gemma2", "gemma3_text", "qwen3_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and gemma3's text model; not qwen2_moe, deepseek or other experts with shared experts, nor granitemoe, gemma, phi or phimoe)";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and the text models of gemma3 and mistral3); not qwen2_moe, deepseek or other experts with shared experts, nor granitemoe, gemma, phi or phimoe";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -281,7 +281,8 @@ public sealed record ModelConfig
 
         // The model type first: an unsupported architecture is named as such, not by its first unknown field.
         string modelType = RequiredString(root, source, "model_type");
-        if (modelType == "gemma3") return FromGemma3Wrapper(root, source);
+        if (modelType == "gemma3") return FromImageAndTextWrapper(root, source, "gemma3_text", Gemma3TextDefaults);
+        if (modelType == "mistral3") return FromImageAndTextWrapper(root, source, "mistral", MistralDefaults);
         if (!SupportedModelTypes.Contains(modelType))
             throw Refuse(source, "model_type", root.GetProperty("model_type"), SupportedLine);
         var typeFields = FieldsOf.GetValueOrDefault(modelType) ?? [];
@@ -528,26 +529,41 @@ public sealed record ModelConfig
         return rope.All(b => b) ? null : rope;
     }
 
-    /// <summary>
-    /// Gemma 3 4B, 12B and 27B ship as an image-and-text model (<c>gemma3</c>) whose <c>text_config</c> is a
-    /// gemma3_text model; its text part is served (the vision tower is not loaded, and the checkpoint's
-    /// <c>language_model.</c> tensors are read under our names). The published text_configs list only what differs
-    /// from Gemma3TextConfig's defaults, so those fill the rest; bos/eos come from the outer config when the inner
-    /// one has none.
-    /// </summary>
-    private static ModelConfig FromGemma3Wrapper(JsonElement root, string source)
+    // Gemma3TextConfig's defaults, which gemma3's published text_configs rely on.
+    private static System.Text.Json.Nodes.JsonObject Gemma3TextDefaults() => new()
     {
+        ["vocab_size"] = 262208, ["hidden_size"] = 2304, ["intermediate_size"] = 9216, ["num_hidden_layers"] = 26,
+        ["num_attention_heads"] = 8, ["num_key_value_heads"] = 4, ["head_dim"] = 256, ["max_position_embeddings"] = 131072,
+        ["rms_norm_eps"] = 1e-6, ["rope_theta"] = 1_000_000.0, ["query_pre_attn_scalar"] = 256, ["sliding_window"] = 4096,
+        ["rope_local_base_freq"] = 10000.0,
+    };
+
+    // MistralConfig's defaults for the fields a mistral3 text_config may leave out (sliding_window's default, 4096,
+    // is the mistral parser's own when the field is absent).
+    private static System.Text.Json.Nodes.JsonObject MistralDefaults() => new()
+    {
+        ["vocab_size"] = 32000, ["hidden_size"] = 4096, ["intermediate_size"] = 14336, ["num_hidden_layers"] = 32,
+        ["num_attention_heads"] = 32, ["num_key_value_heads"] = 8, ["max_position_embeddings"] = 4096 * 32,
+        ["rms_norm_eps"] = 1e-6, ["rope_theta"] = 10000.0,
+    };
+
+    /// <summary>
+    /// Gemma 3 4B, 12B and 27B (<c>gemma3</c>) and Mistral Small 3.1 and 3.2 (<c>mistral3</c>) ship as
+    /// image-and-text models whose <c>text_config</c> is a gemma3_text or mistral model; that text part is served
+    /// (the vision tower is not loaded, and the checkpoint's <c>language_model.</c> tensors are read under our
+    /// names). A text_config lists only what differs from its config class's defaults, so those fill the rest;
+    /// bos/eos come from the outer config when the inner one has none.
+    /// </summary>
+    private static ModelConfig FromImageAndTextWrapper(JsonElement root, string source, string textType, Func<System.Text.Json.Nodes.JsonObject> defaults)
+    {
+        string outer = OptionalString(root, "model_type")!;
         if (!root.TryGetProperty("text_config", out var text) || text.ValueKind != JsonValueKind.Object)
-            throw new ModelLoadException($"{source}: a gemma3 (image and text) config needs a text_config object; its text model is what is served");
-        var fields = new System.Text.Json.Nodes.JsonObject
-        {
-            ["vocab_size"] = 262208, ["hidden_size"] = 2304, ["intermediate_size"] = 9216, ["num_hidden_layers"] = 26,
-            ["num_attention_heads"] = 8, ["num_key_value_heads"] = 4, ["head_dim"] = 256, ["max_position_embeddings"] = 131072,
-            ["rms_norm_eps"] = 1e-6, ["rope_theta"] = 1_000_000.0, ["query_pre_attn_scalar"] = 256, ["sliding_window"] = 4096,
-            ["rope_local_base_freq"] = 10000.0,
-        };
+            throw new ModelLoadException($"{source}: a {outer} (image and text) config needs a text_config object; its text model is what is served");
+        if (OptionalString(text, "model_type") is string inner && inner != textType)
+            throw Refuse(source + " (text_config)", "model_type", inner, $"a {outer} model's text model is {textType}");
+        var fields = defaults();
         foreach (var p in text.EnumerateObject()) fields[p.Name] = System.Text.Json.Nodes.JsonNode.Parse(p.Value.GetRawText());
-        fields["model_type"] = "gemma3_text";
+        fields["model_type"] = textType;
         foreach (var id in new[] { "bos_token_id", "eos_token_id" })
             if (!fields.ContainsKey(id) && root.TryGetProperty(id, out var v)) fields[id] = System.Text.Json.Nodes.JsonNode.Parse(v.GetRawText());
         return FromHuggingFaceJson(fields.ToJsonString(), source + " (text_config)");

@@ -17,7 +17,7 @@ public sealed class ModelFamilyProcessTests : IDisposable
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 
-    public static TheoryData<string> Families() => new(["qwen3_moe", "gemma3", "gemma2", "granite", "smollm3", "phi3"]);
+    public static TheoryData<string> Families() => new(["qwen3_moe", "gemma3", "gemma2", "granite", "smollm3", "mistral3", "phi3"]);
 
     private static SyntheticModel Family(string name) => name switch
     {
@@ -32,7 +32,7 @@ public sealed class ModelFamilyProcessTests : IDisposable
         "gemma3" => new SyntheticModel
         {
             ModelType = "gemma3_text", Hidden = 32, HeadDim = 16, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 3,
-            SlidingWindow = 4, Theta = 1_000_000, LinearRope = 2.0, Gemma3Wrapper = true,
+            SlidingWindow = 4, Theta = 1_000_000, LinearRope = 2.0, ImageTextWrapper = true,
         },
         // Gemma 2: layers 0 and 2 windowed (4), both soft-caps low enough to change the scores and the logits.
         "gemma2" => new SyntheticModel
@@ -45,6 +45,13 @@ public sealed class ModelFamilyProcessTests : IDisposable
         {
             ModelType = "granite", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 2,
             EmbeddingMultiplier = 4, AttentionMultiplier = 0.125, ResidualMultiplier = 0.3, LogitsScaling = 2.5,
+        },
+        // Mistral Small 3.1 as transformers 4.52+ saves it: a mistral3 config around the text model, whose tensors sit
+        // under model.language_model.; a window of 5 on every layer.
+        "mistral3" => new SyntheticModel
+        {
+            ModelType = "mistral", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 2, SlidingWindow = 5,
+            Tied = false, ImageTextWrapper = true,
         },
         // SmolLM3: llama with every fourth layer's RoPE off (no_rope_layer_interval 4, no list): layer 3 of 4.
         "smollm3" => new SyntheticModel { ModelType = "smollm3", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 4 },

@@ -229,6 +229,31 @@ public class ArchitectureConfigTests
     }
 
     [Fact]
+    public void Mistral_small_3_1_serves_its_text_model()
+    {
+        // mistralai/Mistral-Small-3.1-24B-Instruct-2503's config.json (vision_config shortened): a mistral3 config whose
+        // text_config lists what differs from MistralConfig's defaults.
+        const string json = """
+            {"architectures": ["Mistral3ForConditionalGeneration"], "image_token_index": 10, "model_type": "mistral3",
+             "multimodal_projector_bias": false, "projector_hidden_act": "gelu", "spatial_merge_size": 2,
+             "text_config": {"head_dim": 128, "hidden_act": "silu", "hidden_size": 5120, "intermediate_size": 32768,
+               "max_position_embeddings": 131072, "model_type": "mistral", "num_attention_heads": 32, "num_hidden_layers": 40,
+               "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 1000000000.0, "sliding_window": null, "vocab_size": 131072},
+             "torch_dtype": "bfloat16", "transformers_version": "4.50.0.dev0",
+             "vision_config": {"head_dim": 64, "hidden_size": 1024, "model_type": "pixtral", "patch_size": 14}, "vision_feature_layer": -1}
+            """;
+        var c = Parse(json);
+        Assert.Equal(("mistral", 5120, 40, 32, 8, 128, 131072, (int?)null, 1e9, false), (c.ModelType, c.HiddenSize, c.NumLayers, c.NumHeads,
+            c.NumKvHeads, c.HeadDim, c.VocabSize, c.SlidingWindow, c.RopeTheta, c.TieWordEmbeddings));
+        Assert.Equal(236, Math.Round(c.ParameterCount / 1e8)); // the text model's 23.6B of the 24B
+        // A text_config that leaves sliding_window out gets MistralConfig's 4096; one of another type is refused.
+        Assert.Equal(4096, Parse(json.Replace("\"sliding_window\": null, ", "")).SlidingWindow);
+        Assert.Contains("unsupported model_type = llama: a mistral3 model's text model is mistral",
+            Refusal(json.Replace("\"model_type\": \"mistral\"", "\"model_type\": \"llama\"")));
+        Assert.Contains("a mistral3 (image and text) config needs a text_config object", Refusal("""{"model_type": "mistral3"}"""));
+    }
+
+    [Fact]
     public void Phi3_is_llama_with_fused_projections_and_a_window_on_every_layer()
     {
         var c = Parse(Phi3);
@@ -398,7 +423,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and the text models of gemma3 and mistral3)", message);
     }
 
     [Fact]

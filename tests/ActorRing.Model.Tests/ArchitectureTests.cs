@@ -103,24 +103,27 @@ public sealed class ArchitectureTests : IDisposable
     }
 
     /// <summary>
-    /// Gemma 3 4B and up ship as image-and-text models: a "gemma3" config around the text model's, and the text
-    /// model's tensors under language_model. (the vision tower's beside them). The same weights written that way and
-    /// as a plain gemma3_text checkpoint give the same logits, bit for bit, at one and two ranks.
+    /// Gemma 3 4B and up and Mistral Small 3.1/3.2 ship as image-and-text models: a "gemma3" or "mistral3" config
+    /// around the text model's, and the text model's tensors under language_model. (Gemma's, as first published) or
+    /// model.language_model. (as transformers 4.52+ saves them), the vision tower's beside them. The same weights
+    /// written that way and as a plain text checkpoint give the same logits, bit for bit, at one and two ranks.
     /// </summary>
-    [Fact]
-    public void A_gemma3_image_and_text_checkpoint_serves_its_text_model()
+    [Theory]
+    [InlineData("gemma3-text", "gemma3_text")]
+    [InlineData("mistral-sliding-window", "mistral")]
+    public void An_image_and_text_checkpoint_serves_its_text_model(string variant, string textType)
     {
-        var model = Variant("gemma3-text").Build(seed: 77);
-        string plain = model.WriteTo(Path.Combine(_root, "gemma-plain"));
-        model.Gemma3Wrapper = true;
-        string wrapped = model.WriteTo(Path.Combine(_root, "gemma-wrapped"));
+        var model = Variant(variant).Build(seed: 77);
+        string plain = model.WriteTo(Path.Combine(_root, "plain"));
+        model.ImageTextWrapper = true;
+        string wrapped = model.WriteTo(Path.Combine(_root, "wrapped"));
         int[] tokens = [1, 9, 33, 70, 2, 15];
         foreach (int n in new[] { 1, 2 })
         {
             float[] Logits(string dir) => InProcessGroup.Run(n, comm =>
             {
                 using var m = ShardedLlama.Load(dir, comm, new ModelLoadOptions { ContextLength = 16, Threads = 1 });
-                Assert.Equal("gemma3_text", m.Config.ModelType);
+                Assert.Equal(textType, m.Config.ModelType);
                 return m.Forward(0, tokens, 0);
             })[0]!;
             SyntheticModelTests.AssertClose(Logits(plain), Logits(wrapped), 0f, $"wrapped against plain, N={n}");

@@ -54,9 +54,11 @@ internal sealed class SyntheticModel
 
     /// <summary>Whether layer <paramref name="layer"/> rotates its queries and keys.</summary>
     public bool UsesRope(int layer) => ModelType != "smollm3" || (NoRopeLayers is { } listed ? listed[layer] == 1 : (layer + 1) % 4 != 0);
-    /// <summary>gemma3_text written as Gemma 3 4B+ ships: a "gemma3" config whose text_config is this model, its
-    /// tensors under language_model.model. / language_model.lm_head., beside a vision tower's.</summary>
-    public bool Gemma3Wrapper;
+    /// <summary>Written as an image-and-text model around this text model, beside a vision tower's tensors: for
+    /// gemma3_text as Gemma 3 4B+ ships (a "gemma3" config, tensors under language_model.model. /
+    /// language_model.lm_head.), for mistral as Mistral Small 3.1 does, saved by transformers 4.52+ (a "mistral3"
+    /// config, tensors under model.language_model. / lm_head.).</summary>
+    public bool ImageTextWrapper;
 
     public bool IsMoe => ModelType is "qwen3_moe" or "mixtral";
     /// <summary>gemma2 and gemma3_text: √hidden embeddings, 1 + w norms, output norms, GeGLU.</summary>
@@ -256,10 +258,16 @@ internal sealed class SyntheticModel
             config["rope_scaling"] = new Dictionary<string, object> { ["rope_type"] = "yarn", ["factor"] = yarn.Factor, ["original_max_position_embeddings"] = yarn.Original };
         if (LinearRope is double linear)
             config["rope_scaling"] = new Dictionary<string, object> { ["type"] = "linear", ["factor"] = linear };
-        if (Gemma3Wrapper)
+        if (ImageTextWrapper)
         {
             config.Remove("architectures");
-            var outer = new Dictionary<string, object?>
+            var outer = ModelType == "mistral" ? new Dictionary<string, object?>
+            {
+                ["architectures"] = new[] { "Mistral3ForConditionalGeneration" }, ["model_type"] = "mistral3", ["text_config"] = config,
+                ["vision_config"] = new Dictionary<string, object> { ["model_type"] = "pixtral", ["hidden_size"] = 8 },
+                ["image_token_index"] = 10, ["multimodal_projector_bias"] = false, ["projector_hidden_act"] = "gelu",
+                ["spatial_merge_size"] = 2, ["vision_feature_layer"] = -1,
+            } : new Dictionary<string, object?>
             {
                 ["architectures"] = new[] { "Gemma3ForConditionalGeneration" }, ["model_type"] = "gemma3", ["text_config"] = config,
                 ["vision_config"] = new Dictionary<string, object> { ["model_type"] = "siglip_vision_model", ["hidden_size"] = 8 },
@@ -302,7 +310,13 @@ internal sealed class SyntheticModel
     private Dictionary<string, SafetensorsWriter.Entry> OnDisk()
     {
         var disk = W.Keys.ToDictionary(n => n, n => new SafetensorsWriter.Entry(DiskDType, _shapes[n], W[n]), StringComparer.Ordinal);
-        if (Gemma3Wrapper)
+        if (ImageTextWrapper && ModelType == "mistral")
+        {
+            var wrapped = disk.ToDictionary(kv => kv.Key.StartsWith("model.") ? "model.language_model." + kv.Key["model.".Length..] : kv.Key, kv => kv.Value);
+            wrapped["model.vision_tower.patch_conv.weight"] = new SafetensorsWriter.Entry(DiskDType, [8, 3], new float[24]);
+            return wrapped;
+        }
+        if (ImageTextWrapper)
         {
             var wrapped = disk.ToDictionary(kv => kv.Key.StartsWith("model.") ? "language_model." + kv.Key : "language_model." + kv.Key, kv => kv.Value);
             wrapped["vision_tower.vision_model.embeddings.patch_embedding.weight"] = new SafetensorsWriter.Entry(DiskDType, [8, 3], new float[24]);
