@@ -64,6 +64,48 @@ def gemma_vocab(n):
     return toks, scores, types
 
 
+def shape_kvs(a, layers, kv_heads, eps):
+    """The hyperparameters every small file here shares (hidden D, feed-forward FF, H heads of HD, context C)."""
+    return [
+        kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-%s-small" % a),
+        kv("general.file_type", GGUF_U32, 0), kv("general.alignment", GGUF_U32, ALIGN),
+        kv(a + ".context_length", GGUF_U32, C), kv(a + ".embedding_length", GGUF_U32, D),
+        kv(a + ".block_count", GGUF_U32, layers), kv(a + ".feed_forward_length", GGUF_U32, FF),
+        kv(a + ".attention.head_count", GGUF_U32, H), kv(a + ".attention.head_count_kv", GGUF_U32, kv_heads),
+        kv(a + ".attention.key_length", GGUF_U32, HD), kv(a + ".attention.value_length", GGUF_U32, HD),
+        kv(a + ".attention.layer_norm_rms_epsilon", GGUF_F32, eps),
+    ]
+
+
+def gemma_tokenizer_kvs():
+    """Gemma's SentencePiece vocabulary as its converter writes it: <bos> 2, <eos> 1, no dummy space prefix."""
+    toks, scores, types = gemma_vocab(V)
+    return [
+        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
+        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
+        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
+        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 2), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 1),
+        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 3), kv("tokenizer.ggml.padding_token_id", GGUF_U32, 0),
+        kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True), kv("tokenizer.ggml.add_eos_token", GGUF_BOOL, False),
+        kv("tokenizer.ggml.add_space_prefix", GGUF_BOOL, False),
+    ]
+
+
+def gemma_layer_tensors(kv_heads, qk_norm):
+    """Gemma's layers: llama's projections, q/k norms (Gemma 3 only), and the norms after the attention and the MLP."""
+    tensors = [("token_embd.weight", [D, V])]  # ggml order: ne0 is the row length
+    for i in range(L):
+        b = "blk.%d." % i
+        tensors += [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_k.weight", [D, kv_heads * HD]),
+                    (b + "attn_v.weight", [D, kv_heads * HD])]
+        if qk_norm:
+            tensors += [(b + "attn_q_norm.weight", [HD]), (b + "attn_k_norm.weight", [HD])]
+        tensors += [(b + "attn_output.weight", [H * HD, D]), (b + "post_attention_norm.weight", [D]),
+                    (b + "ffn_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]), (b + "ffn_up.weight", [D, FF]),
+                    (b + "ffn_down.weight", [FF, D]), (b + "post_ffw_norm.weight", [D])]
+    return tensors + [("output_norm.weight", [D])]
+
+
 def phi3_file(longrope_original=None):
     d, layers, heads, kv_heads, hd, ff = 256, 4, 8, 4, 32, 512
     if longrope_original:
@@ -102,69 +144,21 @@ def phi3_file(longrope_original=None):
 
 
 def gemma3_file():
-    tensors = [("token_embd.weight", [D, V])]  # ggml order: ne0 is the row length
-    for i in range(L):
-        b = "blk.%d." % i
-        tensors += [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_k.weight", [D, KV * HD]),
-                    (b + "attn_v.weight", [D, KV * HD]), (b + "attn_q_norm.weight", [HD]), (b + "attn_k_norm.weight", [HD]),
-                    (b + "attn_output.weight", [H * HD, D]), (b + "post_attention_norm.weight", [D]),
-                    (b + "ffn_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]), (b + "ffn_up.weight", [D, FF]),
-                    (b + "ffn_down.weight", [FF, D]), (b + "post_ffw_norm.weight", [D])]
-    tensors += [("output_norm.weight", [D])]
-    toks, scores, types = gemma_vocab(V)
     a = "gemma3"
-    kvs = [
-        kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-gemma3-small"),
-        kv("general.file_type", GGUF_U32, 0), kv("general.alignment", GGUF_U32, ALIGN),
-        kv(a + ".context_length", GGUF_U32, C), kv(a + ".embedding_length", GGUF_U32, D),
-        kv(a + ".block_count", GGUF_U32, L), kv(a + ".feed_forward_length", GGUF_U32, FF),
-        kv(a + ".attention.head_count", GGUF_U32, H), kv(a + ".attention.head_count_kv", GGUF_U32, KV),
-        kv(a + ".attention.key_length", GGUF_U32, HD), kv(a + ".attention.value_length", GGUF_U32, HD),
-        kv(a + ".attention.layer_norm_rms_epsilon", GGUF_F32, 1e-6), kv(a + ".rope.freq_base", GGUF_F32, 1e6),
-        kv(a + ".attention.sliding_window", GGUF_U32, WINDOW),
+    kvs = shape_kvs(a, L, KV, 1e-6) + [
+        kv(a + ".rope.freq_base", GGUF_F32, 1e6), kv(a + ".attention.sliding_window", GGUF_U32, WINDOW),
         kv(a + ".rope.scaling.type", GGUF_STR, "linear"), kv(a + ".rope.scaling.factor", GGUF_F32, 8.0),
-        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
-        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
-        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
-        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 2), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 1),
-        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 3), kv("tokenizer.ggml.padding_token_id", GGUF_U32, 0),
-        kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True), kv("tokenizer.ggml.add_eos_token", GGUF_BOOL, False),
-        kv("tokenizer.ggml.add_space_prefix", GGUF_BOOL, False),
-    ]
-    return tensors, kvs
+    ] + gemma_tokenizer_kvs()
+    return gemma_layer_tensors(KV, qk_norm=True), kvs
 
 
 def gemma2_file():
-    kv_heads = 2
-    tensors = [("token_embd.weight", [D, V])]
-    for i in range(L):
-        b = "blk.%d." % i
-        tensors += [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_k.weight", [D, kv_heads * HD]),
-                    (b + "attn_v.weight", [D, kv_heads * HD]), (b + "attn_output.weight", [H * HD, D]),
-                    (b + "post_attention_norm.weight", [D]), (b + "ffn_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]),
-                    (b + "ffn_up.weight", [D, FF]), (b + "ffn_down.weight", [FF, D]), (b + "post_ffw_norm.weight", [D])]
-    tensors += [("output_norm.weight", [D])]
-    toks, scores, types = gemma_vocab(V)
     a = "gemma2"
-    kvs = [
-        kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-gemma2-small"),
-        kv("general.file_type", GGUF_U32, 0), kv("general.alignment", GGUF_U32, ALIGN),
-        kv(a + ".context_length", GGUF_U32, C), kv(a + ".embedding_length", GGUF_U32, D),
-        kv(a + ".block_count", GGUF_U32, L), kv(a + ".feed_forward_length", GGUF_U32, FF),
-        kv(a + ".attention.head_count", GGUF_U32, H), kv(a + ".attention.head_count_kv", GGUF_U32, kv_heads),
-        kv(a + ".attention.key_length", GGUF_U32, HD), kv(a + ".attention.value_length", GGUF_U32, HD),
-        kv(a + ".attention.layer_norm_rms_epsilon", GGUF_F32, 1e-6),
+    kvs = shape_kvs(a, L, 2, 1e-6) + [
         kv(a + ".attn_logit_softcapping", GGUF_F32, 5.0), kv(a + ".final_logit_softcapping", GGUF_F32, 3.0),
         kv(a + ".attention.sliding_window", GGUF_U32, WINDOW),
-        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
-        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
-        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
-        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 2), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 1),
-        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 3), kv("tokenizer.ggml.padding_token_id", GGUF_U32, 0),
-        kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True), kv("tokenizer.ggml.add_eos_token", GGUF_BOOL, False),
-        kv("tokenizer.ggml.add_space_prefix", GGUF_BOOL, False),
-    ]
-    return tensors, kvs
+    ] + gemma_tokenizer_kvs()
+    return gemma_layer_tensors(2, qk_norm=False), kvs
 
 
 def granite_file(a="granite"):
@@ -178,14 +172,8 @@ def granite_file(a="granite"):
                     (b + "ffn_down.weight", [FF, D])]
     tensors += [("output_norm.weight", [D])]
     toks, scores, types = spm_vocab(V)
-    kvs = [
-        kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-%s-small" % a),
-        kv("general.file_type", GGUF_U32, 0), kv("general.alignment", GGUF_U32, ALIGN),
-        kv(a + ".context_length", GGUF_U32, C), kv(a + ".embedding_length", GGUF_U32, D),
-        kv(a + ".block_count", GGUF_U32, layers), kv(a + ".feed_forward_length", GGUF_U32, FF),
-        kv(a + ".attention.head_count", GGUF_U32, H), kv(a + ".attention.head_count_kv", GGUF_U32, kv_heads),
-        kv(a + ".attention.layer_norm_rms_epsilon", GGUF_F32, 1e-5), kv(a + ".rope.freq_base", GGUF_F32, 5e6),
-        kv(a + ".rope.dimension_count", GGUF_U32, HD),
+    kvs = shape_kvs(a, layers, kv_heads, 1e-5) + [
+        kv(a + ".rope.freq_base", GGUF_F32, 5e6), kv(a + ".rope.dimension_count", GGUF_U32, HD),
         kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
         kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
         kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),

@@ -110,49 +110,35 @@ public sealed class GgufTests : IDisposable
     [Fact]
     public void Architectures_it_does_not_run_soft_capping_and_malformed_rope_factors_are_refused_by_name()
     {
-        var model = Model("llama");
-        string gguf = Path.Combine(_root, "phi.gguf");
-        var meta = GgufWriter.Metadata(model);
-        meta["general.architecture"] = "phi2";
-        GgufWriter.Write(gguf, meta, GgufWriter.Tensors(model, GgmlType.F32));
-        var e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models", e.Message);
+        string gguf = Path.Combine(_root, "refused.gguf");
+        // The message of loading a file of this model's tensors (or those given) under its edited metadata.
+        string Refusal(SyntheticModel model, Action<Dictionary<string, object>> edit, List<GgufWriter.Tensor>? tensors = null)
+        {
+            var meta = GgufWriter.Metadata(model);
+            edit(meta);
+            GgufWriter.Write(gguf, meta, tensors ?? GgufWriter.Tensors(model, GgmlType.F32));
+            return Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 }))).Message;
+        }
 
+        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models",
+            Refusal(Model("llama"), meta => meta["general.architecture"] = "phi2"));
         var gemma = Model("gemma3_text");
-        meta = GgufWriter.Metadata(gemma);
-        meta["gemma3.final_logit_softcapping"] = 30f;
-        GgufWriter.Write(gguf, meta, GgufWriter.Tensors(gemma, GgmlType.F32));
-        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("gemma3 has no logit soft-capping here (Gemma 2 has; its GGUF files say general.architecture gemma2)", e.Message);
-
+        Assert.Contains("gemma3 has no logit soft-capping here (Gemma 2 has; its GGUF files say general.architecture gemma2)",
+            Refusal(gemma, meta => meta["gemma3.final_logit_softcapping"] = 30f));
         // Gemma 2 with a soft-cap of 0, which would divide by zero.
-        var gemma2 = Model("gemma2");
-        meta = GgufWriter.Metadata(gemma2);
-        meta["gemma2.final_logit_softcapping"] = 0f;
-        GgufWriter.Write(gguf, meta, GgufWriter.Tensors(gemma2, GgmlType.F32));
-        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("gemma2.final_logit_softcapping is not a positive number", e.Message);
-
-        meta = GgufWriter.Metadata(gemma);
-        meta["gemma3.rope.scaling.type"] = "yarn";
-        GgufWriter.Write(gguf, meta, GgufWriter.Tensors(gemma, GgmlType.F32));
-        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("gemma3.rope.scaling.type is 'yarn', which is not implemented for GGUF models (linear is)", e.Message);
+        Assert.Contains("gemma2.final_logit_softcapping is not a positive number", Refusal(Model("gemma2"), meta => meta["gemma2.final_logit_softcapping"] = 0f));
+        Assert.Contains("gemma3.rope.scaling.type is 'yarn', which is not implemented for GGUF models (linear is)",
+            Refusal(gemma, meta => meta["gemma3.rope.scaling.type"] = "yarn"));
 
         // longrope factors that do not fit the rotated dimensions, one of the two missing, and an odd rotary width.
         var phi = Model("phi3-longrope");
-        meta = GgufWriter.Metadata(phi);
         var tensors = GgufWriter.Tensors(phi, GgmlType.F32);
-        GgufWriter.Write(gguf, meta, tensors.Select(t => t.Name == "rope_factors_long.weight" ? new GgufWriter.Tensor(t.Name, [16], GgmlType.F32, new byte[64]) : t).ToList());
-        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("rope_factors_long.weight is F32 [16]; longrope needs F32 [12], one factor per rotated pair", e.Message);
-        GgufWriter.Write(gguf, meta, tensors.Where(t => t.Name != "rope_factors_short.weight").ToList());
-        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("holds one of rope_factors_long.weight and rope_factors_short.weight but not rope_factors_short.weight", e.Message);
-        meta["phi3.rope.dimension_count"] = 23u;
-        GgufWriter.Write(gguf, meta, tensors);
-        e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains("phi3.rope.dimension_count is 23 of a head of 32; it must be even and at most the head", e.Message);
+        Assert.Contains("rope_factors_long.weight is F32 [16]; longrope needs F32 [12], one factor per rotated pair", Refusal(phi, _ => { },
+            tensors.Select(t => t.Name == "rope_factors_long.weight" ? new GgufWriter.Tensor(t.Name, [16], GgmlType.F32, new byte[64]) : t).ToList()));
+        Assert.Contains("holds one of rope_factors_long.weight and rope_factors_short.weight but not rope_factors_short.weight",
+            Refusal(phi, _ => { }, tensors.Where(t => t.Name != "rope_factors_short.weight").ToList()));
+        Assert.Contains("phi3.rope.dimension_count is 23 of a head of 32; it must be even and at most the head",
+            Refusal(phi, meta => meta["phi3.rope.dimension_count"] = 23u, tensors));
     }
 
     [Fact]
