@@ -6,6 +6,7 @@ llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama
     python3 docs/bench/random_gguf.py gemma2 OUT.gguf
     python3 docs/bench/random_gguf.py granite OUT.gguf
     python3 docs/bench/random_gguf.py smollm3 OUT.gguf
+    python3 docs/bench/random_gguf.py olmo2 OUT.gguf
     python3 docs/bench/random_gguf.py phi3 OUT.gguf
     python3 docs/bench/random_gguf.py phi3-longrope OUT.gguf [ORIGINAL_CONTEXT]
 
@@ -27,6 +28,10 @@ the logits' gaps stay well above float rounding.
 
 smollm3: the granite layout without the scalars, as SmolLM3 (llama.cpp takes every fourth layer, here layer 3, to
 have no RoPE).
+
+olmo2: OLMo 2's layout at the same size (4 KV heads of 64, 4 layers, untied head): no attn_norm or ffn_norm, the
+norms post_attention_norm and post_ffw_norm on the attention's and the MLP's outputs, and attn_q_norm/attn_k_norm
+over the whole q and k projections (256 wide each), all in 0.5..1.5; rotate-half RoPE (no q/k permutation).
 
 phi3: Phi-3-mini's layout at a small size: hidden 256, 4 layers, 8 heads of 32 with 4 KV heads, q/k/v fused in
 attn_qkv and gate/up fused in ffn_up (gate rows first), untied head, norms in 0.5..1.5, window 2047 (as
@@ -161,6 +166,29 @@ def gemma2_file():
     return gemma_layer_tensors(2, qk_norm=False), kvs
 
 
+def olmo2_file():
+    layers, kv_heads, a = 4, 4, "olmo2"
+    tensors = [("token_embd.weight", [D, V])]
+    for i in range(layers):
+        b = "blk.%d." % i
+        tensors += [(b + "attn_q.weight", [D, H * HD]), (b + "attn_k.weight", [D, kv_heads * HD]),
+                    (b + "attn_v.weight", [D, kv_heads * HD]), (b + "attn_q_norm.weight", [H * HD]),
+                    (b + "attn_k_norm.weight", [kv_heads * HD]), (b + "attn_output.weight", [H * HD, D]),
+                    (b + "post_attention_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]), (b + "ffn_up.weight", [D, FF]),
+                    (b + "ffn_down.weight", [FF, D]), (b + "post_ffw_norm.weight", [D])]
+    tensors += [("output_norm.weight", [D]), ("output.weight", [D, V])]
+    toks, scores, types = spm_vocab(V)
+    kvs = shape_kvs(a, layers, kv_heads, 1e-6) + [
+        kv(a + ".rope.freq_base", GGUF_F32, 500000.0), kv(a + ".rope.dimension_count", GGUF_U32, HD),
+        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
+        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
+        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
+        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
+        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
+    ]
+    return tensors, kvs
+
+
 def granite_file(a="granite"):
     layers, kv_heads = 4, 2
     tensors = [("token_embd.weight", [D, V])]
@@ -194,7 +222,7 @@ ROPE_FACTORS = {
 
 
 def main(arch, path, original=None):
-    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else granite_file(arch) if arch in ("granite", "smollm3")
+    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else granite_file(arch) if arch in ("granite", "smollm3") else olmo2_file() if arch == "olmo2"
                     else phi3_file(original if arch == "phi3-longrope" else None))
     infos, offset = [], 0
     for name, ne in tensors:
@@ -225,6 +253,6 @@ def main(arch, path, original=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "granite", "smollm3", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "granite", "smollm3", "olmo2", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 64)

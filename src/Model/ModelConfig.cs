@@ -49,7 +49,7 @@ public sealed record MixtureOfExperts(int Experts, int PerToken, int Intermediat
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>smollm3</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
+    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>smollm3</c>, <c>olmo2</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
     /// <c>gemma3</c> checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c> and <c>mixtral</c>.</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
@@ -119,6 +119,15 @@ public sealed record ModelConfig
     /// <c>no_rope_layers</c> 0) attend by content alone. null: every layer rotates.
     /// </summary>
     public IReadOnlyList<bool>? RopeLayers { get; init; }
+
+    /// <summary>
+    /// olmo2 (OLMo 2): no norm before the attention or the MLP; their outputs are normalized instead
+    /// (<c>post_attention_layernorm</c>, <c>post_feedforward_layernorm</c>) before each residual add, and q and k are
+    /// each RMS-normalized over their whole projection (<c>q_norm</c> of num_heads·head_dim, <c>k_norm</c> of
+    /// num_key_value_heads·head_dim) before RoPE. Split by heads, that norm needs every rank's sum of squares: one
+    /// small all-reduce per layer (two floats per row).
+    /// </summary>
+    public bool Olmo2 => ModelType == "olmo2";
 
     /// <summary>Whether layer <paramref name="layer"/> applies RoPE (see <see cref="RopeLayers"/>).</summary>
     public bool UsesRope(int layer) => RopeLayers is null || RopeLayers[layer];
@@ -205,6 +214,7 @@ public sealed record ModelConfig
             if (OProjBias) perLayer += h;
             if (QkNorm) perLayer += 2L * HeadDim;
             if (Gemma) perLayer += 2 * h; // the norms of the attention's and the MLP's outputs
+            if (Olmo2) perLayer += q + kv; // the whole-projection q and k norms (its two output norms replace the input ones)
             long total = NumLayers * perLayer + (long)VocabSize * h + h;
             for (int l = 0; l < NumLayers; l++)
                 total += IsSparse(l) ? Moe!.Experts * (3 * h * Moe.IntermediateSize + h) : 3 * h * IntermediateSize;
@@ -213,10 +223,10 @@ public sealed record ModelConfig
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "gemma2", "gemma3_text", "qwen3_moe", "mixtral" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "olmo2", "gemma2", "gemma3_text", "qwen3_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and the text models of gemma3 and mistral3); not qwen2_moe, deepseek or other experts with shared experts, nor granitemoe, gemma, phi or phimoe";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and the text models of gemma3 and mistral3); not qwen2_moe, deepseek or other experts with shared experts, nor granitemoe, olmo3, gemma, phi or phimoe";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -347,7 +357,7 @@ public sealed record ModelConfig
         if (headDim % 2 != 0) throw Refuse(source, "head_dim", headDim, "RoPE needs an even head dimension");
 
         bool attentionBias = OptionalBool(root, source, "attention_bias") ?? false;
-        if (modelType is "gemma3_text" or "gemma2" && attentionBias) throw Refuse(source, "attention_bias", true, $"{modelType} attention biases are not implemented");
+        if (modelType is "gemma3_text" or "gemma2" or "olmo2" && attentionBias) throw Refuse(source, "attention_bias", true, $"{modelType} attention biases are not implemented");
         if (modelType == "phi3")
         {
             if (attentionBias) throw Refuse(source, "attention_bias", true, "phi3 has no attention biases");
@@ -450,7 +460,7 @@ public sealed record ModelConfig
 
         switch (modelType)
         {
-            case "llama" or "granite":
+            case "llama" or "granite" or "olmo2":
                 if (hasWindow)
                     throw Refuse(source, "sliding_window", swEl, $"{modelType} has no sliding-window attention (transformers ignores the field); set it to null, or use model_type mistral if the model was trained with a window");
                 if (OptionalBool(root, source, "use_sliding_window") == true)

@@ -42,10 +42,14 @@ public sealed partial class ShardedLlama
     /// Norm weights and biases are float32 (copies, when the model computes in bf16); the KV pools are in the
     /// compute dtype.
     /// </summary>
-    private readonly unsafe struct LayerMemory(float* inputNorm, float* postNorm, float* bqkv, float* qkNorm, float* bo, byte* kPool, byte* vPool,
+    private readonly unsafe struct LayerMemory(float* inputNorm, float* postNorm, float* bqkv, float* qkNorm, float* qkWholeNorm, float* bo, byte* kPool, byte* vPool,
         float* attnOutNorm, float* ffnOutNorm, float* cos, float* sin)
     {
-        public readonly float* InputNorm = inputNorm, PostNorm = postNorm, Bqkv = bqkv, QkNorm = qkNorm, Bo = bo;
+        /// <summary>The pre-attention and pre-MLP norms (null in olmo2: the row passes as it is).</summary>
+        public readonly float* InputNorm = inputNorm, PostNorm = postNorm;
+        public readonly float* Bqkv = bqkv, QkNorm = qkNorm, Bo = bo;
+        /// <summary>olmo2's whole-projection q and k norm weights, this rank's slices (else null).</summary>
+        public readonly float* QkWholeNorm = qkWholeNorm;
         public readonly byte* KPool = kPool, VPool = vPool;
         /// <summary>gemma's norms of the attention's and the MLP's outputs (else null).</summary>
         public readonly float* AttnOutNorm = attnOutNorm, FfnOutNorm = ffnOutNorm;
@@ -67,8 +71,9 @@ public sealed partial class ShardedLlama
         float* cos = Float32(_cos), sin = Float32(_sin);
         float* localCos = _localCos is null ? null : Float32(_localCos), localSin = _localSin is null ? null : Float32(_localSin);
         _finalNormData = Float32(_finalNorm);
-        return _layers.Select(l => new LayerMemory(Float32(l.InputNorm), Float32(l.PostNorm),
-            l.Bqkv is null ? null : Float32(l.Bqkv), l.QkNorm is null ? null : Float32(l.QkNorm), l.Bo is null ? null : Float32(l.Bo),
+        return _layers.Select(l => new LayerMemory(l.InputNorm is null ? null : Float32(l.InputNorm), l.PostNorm is null ? null : Float32(l.PostNorm),
+            l.Bqkv is null ? null : Float32(l.Bqkv), l.QkNorm is null ? null : Float32(l.QkNorm),
+            l.QkWholeNorm is null ? null : Float32(l.QkWholeNorm), l.Bo is null ? null : Float32(l.Bo),
             (byte*)DataPointer(l.KPool), (byte*)DataPointer(l.VPool),
             l.AttnOutNorm is null ? null : Float32(l.AttnOutNorm), l.FfnOutNorm is null ? null : Float32(l.FfnOutNorm),
             l.LocalRope ? localCos : cos, l.LocalRope ? localSin : sin)).ToArray();
@@ -219,8 +224,9 @@ public sealed partial class ShardedLlama
                 {
                     var layer = _layers[li];
                     var mem = memory[li];
-                    for (int r = 0; r < rows; r++) RmsNorm(x + (long)r * h, mem.InputNorm, normed + (long)r * h, h);
+                    for (int r = 0; r < rows; r++) NormOrCopy(x + (long)r * h, mem.InputNorm, normed + (long)r * h, h);
                     MatMul(normed, rows, layer.Wqkv, qkv);
+                    if (mem.QkWholeNorm is not null) NormWholeQk(qkv, rows, qkvDim, mem.QkWholeNorm);
                     for (int r = 0; r < rows; r++)
                     {
                         float* rq = qkv + (long)r * qkvDim;
@@ -258,7 +264,7 @@ public sealed partial class ShardedLlama
                         if (mem.Bo is not null) Add(o + (long)r * h, mem.Bo, h); // once, after the reduction
                         if (mem.AttnOutNorm is not null) RmsNorm(o + (long)r * h, mem.AttnOutNorm, o + (long)r * h, h);
                         AddResidual(x + (long)r * h, o + (long)r * h, h);
-                        RmsNorm(x + (long)r * h, mem.PostNorm, normed + (long)r * h, h);
+                        NormOrCopy(x + (long)r * h, mem.PostNorm, normed + (long)r * h, h);
                     }
                     if (layer.Experts is { } experts)
                     {
@@ -547,6 +553,51 @@ public sealed partial class ShardedLlama
         }
         var bits = (Transport.BFloat16*)to;
         for (int i = 0; i < n; i++) bits[i] = Transport.BFloat16.FromSingle(from[i]);
+    }
+
+    /// <summary>y = RMSNorm(x) by <paramref name="weight"/>, or x itself where the model has no norm there (olmo2).</summary>
+    private unsafe void NormOrCopy(float* x, float* weight, float* y, int n)
+    {
+        if (weight is null) new ReadOnlySpan<float>(x, n).CopyTo(new Span<float>(y, n));
+        else RmsNorm(x, weight, y, n);
+    }
+
+    private float[] _qkSquares = [];
+
+    /// <summary>
+    /// olmo2's q_norm and k_norm: each row's q and k RMS-normalized over the whole projection, of which this rank
+    /// holds its heads' slice. Each rank sums its slices' squares, one all-reduce of two floats per row adds the ranks'
+    /// sums (a KV head replicated on r ranks counts 1/r on each), and each rank scales its slice by the common factor
+    /// and its slice of the weight. Always float32 on the wire: these are the norms' statistics, not activations.
+    /// </summary>
+    private unsafe void NormWholeQk(float* qkv, int rows, int qkvDim, float* weight)
+    {
+        var c = Config;
+        float kvShare = Plan.KvReplicated ? (float)c.NumKvHeads / _comm.WorldSize : 1f;
+        float* wq = weight, wk = weight + _qDim;
+        float[] squares = Reused(ref _qkSquares, 2 * rows);
+        fixed (float* sums = squares)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                float* q = qkv + (long)r * qkvDim;
+                sums[2 * r] = TensorPrimitives.SumOfSquares(new ReadOnlySpan<float>(q, _qDim));
+                sums[2 * r + 1] = TensorPrimitives.SumOfSquares(new ReadOnlySpan<float>(q + _qDim, _kvDim)) * kvShare;
+            }
+            AllReduce(sums, 2L * rows, Transport.DType.F32);
+            float eps = (float)c.RmsNormEps;
+            int qWidth = c.NumHeads * c.HeadDim, kWidth = c.NumKvHeads * c.HeadDim;
+            for (int r = 0; r < rows; r++)
+            {
+                float* q = qkv + (long)r * qkvDim, k = q + _qDim;
+                var qs = new Span<float>(q, _qDim);
+                TensorPrimitives.Multiply(qs, 1f / MathF.Sqrt(sums[2 * r] / qWidth + eps), qs);
+                TensorPrimitives.Multiply(qs, new ReadOnlySpan<float>(wq, _qDim), qs);
+                var ks = new Span<float>(k, _kvDim);
+                TensorPrimitives.Multiply(ks, 1f / MathF.Sqrt(sums[2 * r + 1] / kWidth + eps), ks);
+                TensorPrimitives.Multiply(ks, new ReadOnlySpan<float>(wk, _kvDim), ks);
+            }
+        }
     }
 
     private unsafe void RmsNorm(float* x, float* weight, float* y, int n)

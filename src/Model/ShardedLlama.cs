@@ -58,14 +58,18 @@ public sealed partial class ShardedLlama : IDisposable
 
     private sealed class Layer
     {
-        public required Tensor InputNorm;
-        public required Tensor PostNorm;
+        /// <summary>The norms before the attention and before the MLP (null in olmo2, which normalizes outputs instead).</summary>
+        public Tensor? InputNorm;
+        public Tensor? PostNorm;
         /// <summary>Fused [q; k; v] rows of this rank, [q + 2kv, hidden]: one product per layer instead of three.</summary>
         public required SplitMatrix Wqkv;
         public Tensor? Bqkv;
         /// <summary>qwen3's q_norm weight repeated for each local query head, then k_norm for each local KV head:
         /// [localHeads + localKv, headDim], so one RMSNorm over the fused q|k heads normalizes each with its own.</summary>
         public Tensor? QkNorm;
+        /// <summary>olmo2's q_norm and k_norm weights over this rank's slices of the q and k projections, [q | k]
+        /// (see <see cref="ModelConfig.Olmo2"/>); else null.</summary>
+        public Tensor? QkWholeNorm;
         /// <summary>The layer's attention window (see <see cref="ModelConfig.WindowOf"/>), or null for full attention.</summary>
         public int? Window;
         /// <summary>o_proj columns of this rank's heads: [hidden, localHeads·headDim].</summary>
@@ -273,10 +277,10 @@ public sealed partial class ShardedLlama : IDisposable
                 }
                 var layer = new Layer
                 {
-                    InputNorm = Own(LoadNorm(reader, pre + "input_layernorm.weight", h)),
+                    InputNorm = c.Olmo2 ? null : Own(LoadNorm(reader, pre + "input_layernorm.weight", h)),
                     // gemma's post_attention_layernorm is the norm of the attention's output; its pre-MLP norm is
-                    // pre_feedforward_layernorm.
-                    PostNorm = Own(LoadNorm(reader, pre + (c.Gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), h)),
+                    // pre_feedforward_layernorm. olmo2 has none before its MLP.
+                    PostNorm = c.Olmo2 ? null : Own(LoadNorm(reader, pre + (c.Gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), h)),
                     Wqkv = wqkv,
                     Bqkv = bqkv,
                     QkNorm = c.QkNorm ? Own(LoadQkNorm(reader, pre)) : null,
@@ -286,7 +290,14 @@ public sealed partial class ShardedLlama : IDisposable
                     Wo = LoadLinear(reader, (pre + "self_attn.o_proj.weight", h, c.NumHeads * d, 0, h, qRow0, _qDim)),
                     Bo = c.OProjBias ? Own(LoadVector(reader, pre + "self_attn.o_proj.bias", h)) : null,
                 };
-                if (c.Gemma)
+                if (c.Olmo2)
+                {
+                    using var whole = Blocks(reader, 1,
+                        (pre + "self_attn.q_norm.weight", qRow0, _qDim, c.NumHeads * d),
+                        (pre + "self_attn.k_norm.weight", kvRow0, _kvDim, c.NumKvHeads * d));
+                    layer.QkWholeNorm = Own(whole.view(-1));
+                }
+                if (c.Gemma || c.Olmo2)
                 {
                     layer.AttnOutNorm = Own(LoadNorm(reader, pre + "post_attention_layernorm.weight", h));
                     layer.FfnOutNorm = Own(LoadNorm(reader, pre + "post_feedforward_layernorm.weight", h));

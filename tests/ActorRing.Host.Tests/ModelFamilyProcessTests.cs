@@ -17,7 +17,7 @@ public sealed class ModelFamilyProcessTests : IDisposable
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 
-    public static TheoryData<string> Families() => new(["qwen3_moe", "gemma3", "gemma2", "granite", "smollm3", "mistral3", "phi3"]);
+    public static TheoryData<string> Families() => new(["qwen3_moe", "gemma3", "gemma2", "granite", "smollm3", "olmo2", "mistral3", "phi3"]);
 
     private static SyntheticModel Family(string name) => name switch
     {
@@ -53,6 +53,8 @@ public sealed class ModelFamilyProcessTests : IDisposable
             ModelType = "mistral", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 2, SlidingWindow = 5,
             Tied = false, ImageTextWrapper = true,
         },
+        // OLMo 2: output norms, no pre-norms, q and k normalized over their whole projections (a reduce across ranks).
+        "olmo2" => new SyntheticModel { ModelType = "olmo2", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 2, Tied = false },
         // SmolLM3: llama with every fourth layer's RoPE off (no_rope_layer_interval 4, no list): layer 3 of 4.
         "smollm3" => new SyntheticModel { ModelType = "smollm3", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 4 },
         // Fused qkv_proj and gate_up_proj, a window of 6 on every layer.

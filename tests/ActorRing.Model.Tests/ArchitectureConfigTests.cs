@@ -254,6 +254,28 @@ public class ArchitectureConfigTests
     }
 
     [Fact]
+    public void Olmo2_normalizes_outputs_and_whole_projections()
+    {
+        // The fields of allenai/OLMo-2-1124-7B-Instruct's config.json.
+        const string json = """
+            {"architectures": ["Olmo2ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "eos_token_id": 100257,
+             "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 11008,
+             "max_position_embeddings": 4096, "model_type": "olmo2", "num_attention_heads": 32, "num_hidden_layers": 32,
+             "num_key_value_heads": 32, "pad_token_id": 100277, "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 500000,
+             "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.47.0.dev0", "use_cache": true,
+             "vocab_size": 100352}
+            """;
+        var c = Parse(json);
+        Assert.Equal(("olmo2", true, false, false, (int?)null, 128), (c.ModelType, c.Olmo2, c.Gemma, c.QkNorm, c.SlidingWindow, c.HeadDim));
+        Assert.Equal(73, Math.Round(c.ParameterCount / 1e8)); // "7B" (7,298,617,344 weights)
+        Assert.Contains("unsupported attention_bias = True: olmo2 attention biases are not implemented",
+            Refusal(json.Replace("\"attention_bias\": false", "\"attention_bias\": true")));
+        Assert.Contains("unsupported sliding_window = 4096: olmo2 has no sliding-window attention",
+            Refusal(json.Replace("\"use_cache\": true", "\"sliding_window\": 4096")));
+        Assert.Contains("unsupported model_type = \"olmo3\"", Refusal(json.Replace("\"olmo2\"", "\"olmo3\"")));
+    }
+
+    [Fact]
     public void Phi3_is_llama_with_fused_projections_and_a_window_on_every_layer()
     {
         var c = Parse(Phi3);
@@ -423,7 +445,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and the text models of gemma3 and mistral3)", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and the text models of gemma3 and mistral3)", message);
     }
 
     [Fact]

@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "granite", "smollm3"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "granite", "smollm3", "olmo2", "olmo2-replicated-kv"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -61,6 +61,11 @@ public sealed class ArchitectureTests : IDisposable
         },
         // smollm3: llama whose layer 1 has no RoPE (no_rope_layers [1, 0, 1]: queries and keys not rotated), tied head.
         "smollm3" => new SyntheticModel { ModelType = "smollm3", KvHeads = 2, Layers = 3, NoRopeLayers = [1, 0, 1] },
+        // olmo2: no pre-norms, output norms, and q/k norms over the whole projections, which each rank holds a slice of
+        // (at N = 4, one of the 4 KV heads each).
+        "olmo2" => new SyntheticModel { ModelType = "olmo2", KvHeads = 4, Tied = false },
+        // ... and with 2 KV heads over 4 ranks, each held by two ranks, whose k norm must count it once.
+        "olmo2-replicated-kv" => new SyntheticModel { ModelType = "olmo2", KvHeads = 2, Tied = false },
         // mixtral: block_sparse_moe names (w1/w3/w2), 4 experts of 16, 2 per token, always renormalized, untied head.
         "mixtral-moe" => new SyntheticModel { ModelType = "mixtral", Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 16, Tied = false },
         _ => throw new ArgumentException(name),

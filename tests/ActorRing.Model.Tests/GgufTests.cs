@@ -76,6 +76,10 @@ public sealed class GgufTests : IDisposable
     [InlineData("granite", GgmlType.Q8_0, WeightQuantization.Q8_0)]
     // smollm3: llama's names and q/k permutation; the fourth layer without RoPE, as llama.cpp assumes for smollm3.
     [InlineData("smollm3", GgmlType.F32, WeightQuantization.None)]
+    // olmo2: no attn_norm or ffn_norm, post_attention_norm and post_ffw_norm on the outputs, attn_q_norm and
+    // attn_k_norm over the whole projections (no q/k permutation: rotate-half, as Hugging Face's).
+    [InlineData("olmo2", GgmlType.F32, WeightQuantization.None)]
+    [InlineData("olmo2", GgmlType.Q8_0, WeightQuantization.Q8_0)]
     // gemma2: the same norms and names, no q/k norms, the even layers windowed, and its two soft-caps from the metadata.
     [InlineData("gemma2", GgmlType.F32, WeightQuantization.None)]
     [InlineData("gemma2", GgmlType.Q4_0, WeightQuantization.Q4_0)]
@@ -120,11 +124,14 @@ public sealed class GgufTests : IDisposable
             return Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 }))).Message;
         }
 
-        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models",
+        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models",
             Refusal(Model("llama"), meta => meta["general.architecture"] = "phi2"));
         var gemma = Model("gemma3_text");
         Assert.Contains("gemma3 has no logit soft-capping here (Gemma 2 has; its GGUF files say general.architecture gemma2)",
             Refusal(gemma, meta => meta["gemma3.final_logit_softcapping"] = 30f));
+        // OLMo 3, which llama.cpp writes as olmo2 with its windows.
+        Assert.Contains("olmo2.attention.sliding_window is 4096 (an OLMo 3 file); OLMo 3's windowed layers are not implemented",
+            Refusal(Model("olmo2"), meta => meta["olmo2.attention.sliding_window"] = 4096u));
         // Gemma 2 with a soft-cap of 0, which would divide by zero.
         Assert.Contains("gemma2.final_logit_softcapping is not a positive number", Refusal(Model("gemma2"), meta => meta["gemma2.final_logit_softcapping"] = 0f));
         Assert.Contains("gemma3.rope.scaling.type is 'yarn', which is not implemented for GGUF models (linear is)",

@@ -21,7 +21,7 @@ internal static class GgufWriter
         {
             if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight")) continue; // experts and routers: stacked below
             if (model.ModelType == "phi3" && (hf.Contains("_proj.weight") && !hf.Contains("o_proj") && !hf.Contains("down_proj"))) continue; // fused below
-            string name = GgufName(hf, model.Gemma);
+            string name = GgufName(hf, model.Gemma || model.ModelType == "olmo2");
             long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") ? [values.Length] : MatrixShape(model, hf);
             var data = values;
             // llama.cpp's Gemma2Model and Gemma3Model converters add the RMSNorm's 1 to every norm weight, so its norm multiplies.
@@ -145,7 +145,7 @@ internal static class GgufWriter
     /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
     public static Dictionary<string, object> Metadata(SyntheticModel m)
     {
-        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "granite" => "granite", "smollm3" => "smollm3", _ => "llama" };
+        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "granite" => "granite", "smollm3" => "smollm3", "olmo2" => "olmo2", _ => "llama" };
         var meta = new Dictionary<string, object>
         {
             ["general.architecture"] = a,

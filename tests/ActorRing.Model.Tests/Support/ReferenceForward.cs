@@ -25,6 +25,7 @@ internal static class ReferenceForward
         bool gemma = m.Gemma;
         double normOffset = gemma ? 1 : 0; // gemma's RMSNorm multiplies by 1 + w
         bool granite = m.ModelType == "granite";
+        bool olmo2 = m.ModelType == "olmo2"; // no pre-norms; output norms; q and k normalized over the whole projection
         double residual = granite ? m.ResidualMultiplier : 1; // granite scales each sublayer's output before the add
 
         for (int l = 0; l < m.Layers; l++)
@@ -37,10 +38,15 @@ internal static class ReferenceForward
             var v = new double[T][];
             for (int t = 0; t < T; t++)
             {
-                var h = RmsNorm(x[t], W[p + "input_layernorm.weight"], m.Eps, normOffset);
+                var h = olmo2 ? x[t] : RmsNorm(x[t], W[p + "input_layernorm.weight"], m.Eps, normOffset);
                 q[t] = MatVec(W[p + "self_attn.q_proj.weight"], nh * d, H, h, m.QkvBias ? W[p + "self_attn.q_proj.bias"] : null);
                 k[t] = MatVec(W[p + "self_attn.k_proj.weight"], nkv * d, H, h, m.QkvBias ? W[p + "self_attn.k_proj.bias"] : null);
                 v[t] = MatVec(W[p + "self_attn.v_proj.weight"], nkv * d, H, h, m.QkvBias ? W[p + "self_attn.v_proj.bias"] : null);
+                if (olmo2)
+                {
+                    q[t] = RmsNorm(q[t], W[p + "self_attn.q_norm.weight"], m.Eps, 0);
+                    k[t] = RmsNorm(k[t], W[p + "self_attn.k_norm.weight"], m.Eps, 0);
+                }
                 if (m.QkNorm)
                 {
                     // qwen3: every head of q (and of k) is RMS-normalized over its head_dim by a shared weight, before RoPE.
@@ -77,10 +83,10 @@ internal static class ReferenceForward
                         for (int i = 0; i < d; i++) attn[head * d + i] += scores[s] / sum * v[s][kvh * d + i];
                 }
                 var o = MatVec(W[p + "self_attn.o_proj.weight"], H, nh * d, attn, m.OBias ? W[p + "self_attn.o_proj.bias"] : null);
-                if (gemma) o = RmsNorm(o, W[p + "post_attention_layernorm.weight"], m.Eps, normOffset); // a norm of the output
+                if (gemma || olmo2) o = RmsNorm(o, W[p + "post_attention_layernorm.weight"], m.Eps, normOffset); // a norm of the output
                 for (int i = 0; i < H; i++) x[t][i] += residual * o[i];
 
-                var h2 = RmsNorm(x[t], W[p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")], m.Eps, normOffset);
+                var h2 = olmo2 ? x[t] : RmsNorm(x[t], W[p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")], m.Eps, normOffset);
                 if (m.IsSparse(l))
                 {
                     // Router softmax over all experts, the top k, their probabilities (renormalized) as weights.
@@ -99,7 +105,7 @@ internal static class ReferenceForward
                     continue;
                 }
                 var down = Mlp(W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"], W[p + "mlp.down_proj.weight"], m.Intermediate, H, h2, gemma);
-                if (gemma) down = RmsNorm(down, W[p + "post_feedforward_layernorm.weight"], m.Eps, normOffset);
+                if (gemma || olmo2) down = RmsNorm(down, W[p + "post_feedforward_layernorm.weight"], m.Eps, normOffset);
                 for (int i = 0; i < H; i++) x[t][i] += residual * down[i];
             }
         }

@@ -107,8 +107,16 @@ internal sealed class SyntheticModel
         for (int l = 0; l < Layers; l++)
         {
             string p = $"model.layers.{l}.";
-            Add(p + "input_layernorm.weight", 0.2f, 1, Hidden);
+            // olmo2 has no norm before the attention: its post_attention_layernorm normalizes the attention's output.
+            if (ModelType != "olmo2") Add(p + "input_layernorm.weight", 0.2f, 1, Hidden);
             Add(p + "post_attention_layernorm.weight", 0.2f, 1, Hidden);
+            if (ModelType == "olmo2")
+            {
+                // ... and post_feedforward_layernorm the MLP's; q_norm and k_norm span the whole q and k projections.
+                Add(p + "post_feedforward_layernorm.weight", 0.2f, 1, Hidden);
+                Add(p + "self_attn.q_norm.weight", 0.2f, 1, q);
+                Add(p + "self_attn.k_norm.weight", 0.2f, 1, kv);
+            }
             if (Gemma)
             {
                 // gemma's norms are stored as w and used as 1 + w: small values around zero.

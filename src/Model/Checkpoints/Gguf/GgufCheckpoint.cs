@@ -75,8 +75,11 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     {
         var m = file.Metadata;
         string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
-        if (arch is not ("llama" or "granite" or "smollm3" or "qwen2" or "qwen3" or "qwen3moe" or "gemma2" or "gemma3" or "phi3"))
-            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models");
+        if (arch is not ("llama" or "granite" or "smollm3" or "olmo2" or "qwen2" or "qwen3" or "qwen3moe" or "gemma2" or "gemma3" or "phi3"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models");
+        // llama.cpp writes OLMo 3 as olmo2 with its windows; those are not implemented here.
+        if (arch == "olmo2" && m.TryGetValue("olmo2.attention.sliding_window", out var olmoWindow) && Convert.ToInt64(olmoWindow, CultureInfo.InvariantCulture) > 0)
+            throw new ModelLoadException($"{file.Path}: olmo2.attention.sliding_window is {olmoWindow} (an OLMo 3 file); OLMo 3's windowed layers are not implemented");
         long Int(string key, long? fallback = null) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToInt64(v, CultureInfo.InvariantCulture)
             : fallback ?? throw new ModelLoadException($"{file.Path}: metadata {arch}.{key} is missing");
         double Real(string key, double fallback) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToDouble(v, CultureInfo.InvariantCulture) : fallback;
@@ -229,7 +232,9 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     }
 
     /// <summary>Our (Hugging Face) name for a llama.cpp tensor name, or null for tensors we do not use.</summary>
-    internal static string? HfName(string gguf, bool gemma = false, bool phi3 = false)
+    /// <param name="postNorms">Gemma's and OLMo 2's layout: <c>post_attention_norm</c> and <c>post_ffw_norm</c>
+    /// normalize the attention's and the MLP's outputs.</param>
+    internal static string? HfName(string gguf, bool postNorms = false, bool phi3 = false)
     {
         switch (gguf)
         {
@@ -244,9 +249,9 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             "attn_norm" => "input_layernorm",
             // Gemma's norm before the MLP is pre_feedforward_layernorm; its post_attention_layernorm normalizes the
             // attention's output.
-            "ffn_norm" => gemma ? "pre_feedforward_layernorm" : "post_attention_layernorm",
-            "post_attention_norm" when gemma => "post_attention_layernorm",
-            "post_ffw_norm" when gemma => "post_feedforward_layernorm",
+            "ffn_norm" => postNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm",
+            "post_attention_norm" when postNorms => "post_attention_layernorm",
+            "post_ffw_norm" when postNorms => "post_feedforward_layernorm",
             "attn_q" => "self_attn.q_proj",
             // phi3: q, k and v in one tensor, and gate and up in ffn_up (2 × intermediate rows, gate first), as
             // transformers' qkv_proj and gate_up_proj.
@@ -279,7 +284,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         var map = new Dictionary<string, Slice>(StringComparer.Ordinal);
         foreach (var t in _tensors.Values)
         {
-            if (HfName(t.Name, Config.Gemma, Config.FusedProjections) is { } hf) map[hf] = new Slice(t, 0, t.Dims.Reverse().ToArray());
+            if (HfName(t.Name, Config.Gemma || Config.Olmo2, Config.FusedProjections) is { } hf) map[hf] = new Slice(t, 0, t.Dims.Reverse().ToArray());
             if (Config.Moe is not { } moe) continue;
             var m = ExpertTensorName().Match(t.Name);
             if (!m.Success) continue;
