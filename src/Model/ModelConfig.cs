@@ -38,9 +38,10 @@ public sealed record LongRopeScaling(IReadOnlyList<float> ShortFactor, IReadOnly
 /// <paramref name="IntermediateSize"/> each; a token runs the <paramref name="PerToken"/> whose router
 /// probabilities (a softmax over all experts) are highest, weighted by those probabilities, renormalized to sum to
 /// 1 when <paramref name="NormalizeTopK"/>. <paramref name="SparseLayers"/> says which layers have experts (null:
-/// all of them; the others have the dense MLP).
+/// all of them; the others have the dense MLP). <paramref name="SharedIntermediateSize"/> (qwen2_moe) is the width
+/// of a shared expert every token runs besides its picks, weighted by σ(shared_expert_gate · x); 0: none.
 /// </summary>
-public sealed record MixtureOfExperts(int Experts, int PerToken, int IntermediateSize, bool NormalizeTopK, IReadOnlyList<bool>? SparseLayers);
+public sealed record MixtureOfExperts(int Experts, int PerToken, int IntermediateSize, bool NormalizeTopK, IReadOnlyList<bool>? SparseLayers, int SharedIntermediateSize = 0);
 
 /// <summary>
 /// The architecture of a Llama-family model, normalised from a Hugging Face <c>config.json</c> or a llama2.c
@@ -50,7 +51,7 @@ public sealed record MixtureOfExperts(int Experts, int PerToken, int Intermediat
 public sealed record ModelConfig
 {
     /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>smollm3</c>, <c>olmo2</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
-    /// <c>gemma3</c> checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c> and <c>mixtral</c>.</summary>
+    /// <c>gemma3</c> checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c>, <c>qwen2_moe</c> and <c>mixtral</c>.</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
     public required int IntermediateSize { get; init; }
@@ -182,7 +183,7 @@ public sealed record ModelConfig
             if (SlidingLayers is not null) sb.Append(ci, $"swl={string.Concat(SlidingLayers.Select(b => b ? '1' : '0'))};");
             if (PartialRotaryDim is int rotary) sb.Append(ci, $"rot={rotary};");
             if (Moe is { } moe)
-                sb.Append(ci, $"moe={moe.Experts},{moe.PerToken},{moe.IntermediateSize},{moe.NormalizeTopK},{(moe.SparseLayers is null ? "all" : string.Concat(moe.SparseLayers.Select(b => b ? '1' : '0')))};");
+                sb.Append(ci, $"moe={moe.Experts},{moe.PerToken},{moe.IntermediateSize},{moe.NormalizeTopK},{(moe.SparseLayers is null ? "all" : string.Concat(moe.SparseLayers.Select(b => b ? '1' : '0')))}{(moe.SharedIntermediateSize > 0 ? $",shared={moe.SharedIntermediateSize}" : "")};");
             switch (RopeScaling)
             {
                 case Llama3RopeScaling rs:
@@ -217,16 +218,17 @@ public sealed record ModelConfig
             if (Olmo2) perLayer += q + kv; // the whole-projection q and k norms (its two output norms replace the input ones)
             long total = NumLayers * perLayer + (long)VocabSize * h + h;
             for (int l = 0; l < NumLayers; l++)
-                total += IsSparse(l) ? Moe!.Experts * (3 * h * Moe.IntermediateSize + h) : 3 * h * IntermediateSize;
+                total += IsSparse(l) ? Moe!.Experts * (3 * h * Moe.IntermediateSize + h) + (Moe.SharedIntermediateSize > 0 ? 3 * h * Moe.SharedIntermediateSize + h : 0)
+                    : 3 * h * IntermediateSize;
             if (!TieWordEmbeddings) total += (long)VocabSize * h;
             return total;
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "olmo2", "gemma2", "gemma3_text", "qwen3_moe", "mixtral" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "olmo2", "gemma2", "gemma3_text", "qwen3_moe", "qwen2_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and the text models of gemma3 and mistral3); not qwen2_moe, deepseek or other experts with shared experts, nor granitemoe, olmo3, gemma, phi or phimoe";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3); not deepseek or other experts with shared experts besides qwen2_moe's, nor granitemoe, olmo3, gemma, phi or phimoe";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -243,6 +245,9 @@ public sealed record ModelConfig
     private static readonly Dictionary<string, string[]> FieldsOf = new(StringComparer.Ordinal)
     {
         ["qwen3_moe"] = ["num_experts", "num_experts_per_tok", "moe_intermediate_size", "decoder_sparse_step", "norm_topk_prob", "mlp_only_layers", "router_aux_loss_coef", "output_router_logits"],
+        // qwen2_moe: qwen3_moe's, its shared expert's width, and qwen2's q/k/v biases (qkv_bias, on by default).
+        ["qwen2_moe"] = ["num_experts", "num_experts_per_tok", "moe_intermediate_size", "shared_expert_intermediate_size", "decoder_sparse_step",
+            "norm_topk_prob", "mlp_only_layers", "router_aux_loss_coef", "output_router_logits", "qkv_bias"],
         ["mixtral"] = ["num_local_experts", "num_experts_per_tok", "router_aux_loss_coef", "output_router_logits", "router_jitter_noise"],
         ["phi3"] = ["resid_pdrop", "embd_pdrop", "partial_rotary_factor", "original_max_position_embeddings", "full_attn_mod", "interpolate_factor", "lm_head_bias"],
         // gemma3_text: its own names for the activation and the windows, the two soft-caps (checked to be null), and
@@ -377,9 +382,9 @@ public sealed record ModelConfig
                 throw Refuse(source, "partial_rotary_factor", rotaryFactor, $"needs (0, 1] and an even number of rotated dimensions (head_dim {headDim} gives {rotary})");
             partialRotary = rotary;
         }
-        bool qkvBias = modelType == "qwen2" || attentionBias;
+        bool qkvBias = modelType == "qwen2" || (modelType == "qwen2_moe" && (OptionalBool(root, source, "qkv_bias") ?? true)) || attentionBias;
         // In transformers, llama's (and qwen3's) attention_bias also puts a bias on o_proj; qwen2's o_proj never has one.
-        bool oBias = modelType != "qwen2" && attentionBias;
+        bool oBias = modelType is not ("qwen2" or "qwen2_moe") && attentionBias;
         int layers = RequiredInt(root, source, "num_hidden_layers");
         var (slidingWindow, slidingLayers) = ParseSlidingWindow(root, source, modelType, layers);
 
@@ -495,7 +500,7 @@ public sealed record ModelConfig
                     throw Refuse(source, "layer_types", typesEl, $"{modelType} applies sliding_window {(window is null ? "null" : window)} to every layer; remove layer_types");
                 return (window, null);
             }
-            default: // qwen2, qwen3, qwen3_moe
+            default: // qwen2, qwen3, qwen3_moe, qwen2_moe, smollm3
             {
                 bool used = OptionalBool(root, source, "use_sliding_window") ?? false;
                 if (used && !hasWindow)
@@ -670,12 +675,13 @@ public sealed record ModelConfig
     /// The experts of a qwen3_moe or mixtral config, as transformers reads them. qwen3_moe: <c>num_experts</c> of
     /// <c>moe_intermediate_size</c>, layer l sparse when it is not in <c>mlp_only_layers</c> and (l + 1) is a
     /// multiple of <c>decoder_sparse_step</c> (default 1), the top-k weights renormalized when <c>norm_topk_prob</c>.
-    /// mixtral: <c>num_local_experts</c> of <c>intermediate_size</c> on every layer, always renormalized.
+    /// mixtral: <c>num_local_experts</c> of <c>intermediate_size</c> on every layer, always renormalized. qwen2_moe:
+    /// qwen3_moe's, and a shared expert of <c>shared_expert_intermediate_size</c> in every sparse layer.
     /// </summary>
     private static MixtureOfExperts? ParseExperts(JsonElement root, string source, string modelType, int layers)
     {
-        if (modelType is not ("qwen3_moe" or "mixtral")) return null;
-        bool qwen = modelType == "qwen3_moe";
+        if (modelType is not ("qwen3_moe" or "qwen2_moe" or "mixtral")) return null;
+        bool qwen = modelType is "qwen3_moe" or "qwen2_moe";
         string expertsField = qwen ? "num_experts" : "num_local_experts";
         int experts = RequiredInt(root, source, expertsField);
         int perToken = RequiredInt(root, source, "num_experts_per_tok");
@@ -697,10 +703,11 @@ public sealed record ModelConfig
             }
             var pattern = Enumerable.Range(0, layers).Select(l => !dense.Contains(l) && (l + 1) % step == 0).ToArray();
             if (!pattern.Any(b => b))
-                throw Refuse(source, "decoder_sparse_step", step, "no layer is left with experts (mlp_only_layers and decoder_sparse_step exclude them all); use model_type qwen3 for a dense model");
+                throw Refuse(source, "decoder_sparse_step", step, $"no layer is left with experts (mlp_only_layers and decoder_sparse_step exclude them all); use model_type {(modelType == "qwen2_moe" ? "qwen2" : "qwen3")} for a dense model");
             sparse = pattern.All(b => b) ? null : pattern;
         }
-        return new MixtureOfExperts(experts, perToken, size, qwen ? OptionalBool(root, source, "norm_topk_prob") ?? false : true, sparse);
+        int shared = modelType == "qwen2_moe" ? RequiredInt(root, source, "shared_expert_intermediate_size") : 0;
+        return new MixtureOfExperts(experts, perToken, size, qwen ? OptionalBool(root, source, "norm_topk_prob") ?? false : true, sparse, shared);
     }
 
     private static ModelLoadException Refuse(string source, string field, object value, string why)

@@ -21,6 +21,9 @@ public sealed record ShardPlan
     /// Every rank holds a slice of every expert, so a token's experts run on all ranks and one all-reduce sums them.</summary>
     public int ExpertFfnStart { get; init; }
     public int LocalExpertFfn { get; init; }
+    /// <summary>The block of the shared expert's intermediate dimension this rank holds (qwen2_moe; else 0 wide).</summary>
+    public int SharedFfnStart { get; init; }
+    public int LocalSharedFfn { get; init; }
     public required int VocabStart { get; init; }
     public required int LocalVocab { get; init; }
     /// <summary>Vocabulary rows per rank, in rank order (the counts of the logits gather).</summary>
@@ -64,13 +67,21 @@ public sealed record ShardPlan
         ffnStart *= ffnUnit;
         ffnCount *= ffnUnit;
         var (expertStart, expertCount) = (0, 0);
+        var (sharedStart, sharedCount) = (0, 0);
         if (c.Moe is { } moe)
         {
-            int unit = moe.IntermediateSize % ffnUnit == 0 ? ffnUnit : 1;
-            if (moe.IntermediateSize / unit < worldSize)
-                throw new ModelLoadException($"the experts' intermediate size {moe.IntermediateSize} is too small to split over {worldSize} ranks");
-            (expertStart, expertCount) = EvenSplit(moe.IntermediateSize / unit, worldSize, rank);
-            (expertStart, expertCount) = (expertStart * unit, expertCount * unit);
+            (expertStart, expertCount) = SplitFfn(moe.IntermediateSize, "the experts' intermediate size");
+            if (moe.SharedIntermediateSize > 0) (sharedStart, sharedCount) = SplitFfn(moe.SharedIntermediateSize, "the shared expert's intermediate size");
+        }
+
+        // An expert's intermediate dimension dealt out as the dense one is, in whole units where its width allows.
+        (int Start, int Count) SplitFfn(int width, string what)
+        {
+            int unit = width % ffnUnit == 0 ? ffnUnit : 1;
+            if (width / unit < worldSize)
+                throw new ModelLoadException($"{what} {width} is too small to split over {worldSize} ranks");
+            var (start, count) = EvenSplit(width / unit, worldSize, rank);
+            return (start * unit, count * unit);
         }
         var vocabCounts = Enumerable.Range(0, worldSize).Select(r => EvenSplit(c.VocabSize, worldSize, r).Count).ToArray();
         var (vocabStart, vocabCount) = EvenSplit(c.VocabSize, worldSize, rank);
@@ -87,6 +98,8 @@ public sealed record ShardPlan
             LocalFfn = ffnCount,
             ExpertFfnStart = expertStart,
             LocalExpertFfn = expertCount,
+            SharedFfnStart = sharedStart,
+            LocalSharedFfn = sharedCount,
             VocabStart = vocabStart,
             LocalVocab = vocabCount,
             VocabCounts = vocabCounts,

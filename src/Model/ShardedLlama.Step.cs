@@ -367,7 +367,7 @@ public sealed partial class ShardedLlama
         var moe = Config.Moe!;
         int h = Config.HiddenSize, k = moe.PerToken, count = moe.Experts, f = Plan.LocalExpertFfn;
         if (_expertScratch is null || _expertScratch.Rows < rows)
-            _expertScratch = new ExpertScratch(Math.Max(rows, _expertScratch?.Rows ?? 0), h, count, k, f);
+            _expertScratch = new ExpertScratch(Math.Max(rows, _expertScratch?.Rows ?? 0), h, count, k, Math.Max(f, Plan.LocalSharedFfn));
         var s = _expertScratch;
         fixed (float* logits = s.RouterLogits, weights = s.Weights, gathered = s.Gathered, gu = s.GateUp, act = s.Act, expertOut = s.ExpertOut, pickOut = s.PickOut)
         fixed (int* chosen = s.Chosen, members = s.Members)
@@ -394,6 +394,21 @@ public sealed partial class ShardedLlama
                 TensorPrimitives.Multiply(new ReadOnlySpan<float>(pickOut + (long)r * k * h, h), weights[r * k], sum);
                 for (int j = 1; j < k; j++)
                     TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(pickOut + ((long)r * k + j) * h, h), weights[r * k + j], sum, sum);
+            }
+            if (experts.Shared is { } shared)
+            {
+                // qwen2_moe: every row also runs the shared expert (this rank's slice of it), weighted by σ(gate · x),
+                // a scalar every rank computes alike from the replicated row and gate; added after the picks.
+                int fs = Plan.LocalSharedFfn;
+                MatMul(normed, rows, shared.GateUp, gu);
+                GatedActivation(gu, act, rows, fs);
+                MatMul(act, rows, shared.Down, expertOut);
+                for (int r = 0; r < rows; r++)
+                {
+                    float g = 1f / (1f + MathF.Exp(-TensorPrimitives.Dot(new ReadOnlySpan<float>(normed + (long)r * h, h), shared.Gate)));
+                    var sum = new Span<float>(o + (long)r * h, h);
+                    TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(expertOut + (long)r * h, h), g, sum, sum);
+                }
             }
         }
     }

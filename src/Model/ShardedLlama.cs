@@ -49,11 +49,23 @@ public sealed partial class ShardedLlama : IDisposable
     /// the same way) and each expert's fused [gate; up] rows and down columns of this rank's slice of its
     /// intermediate dimension, as the dense MLP is split.
     /// </summary>
-    private sealed class ExpertWeights(SplitMatrix router, SplitMatrix[] gateUp, SplitMatrix[] down)
+    private sealed class ExpertWeights(SplitMatrix router, SplitMatrix[] gateUp, SplitMatrix[] down, SharedExpert? shared)
     {
         public readonly SplitMatrix Router = router;
         public readonly SplitMatrix[] GateUp = gateUp;
         public readonly SplitMatrix[] Down = down;
+        public readonly SharedExpert? Shared = shared;
+    }
+
+    /// <summary>
+    /// qwen2_moe's shared expert: this rank's slice of its fused [gate; up] rows and down columns (split as the dense
+    /// MLP is), and its gate vector (replicated, float32), whose σ(gate · x) weights the expert's output for row x.
+    /// </summary>
+    private sealed class SharedExpert(SplitMatrix gateUp, SplitMatrix down, float[] gate)
+    {
+        public readonly SplitMatrix GateUp = gateUp;
+        public readonly SplitMatrix Down = down;
+        public readonly float[] Gate = gate;
     }
 
     private sealed class Layer
@@ -424,7 +436,26 @@ public sealed partial class ShardedLlama : IDisposable
             gateUp[e] = LoadLinear(reader, (gate, size, h, start, local, 0, h), (up, size, h, start, local, 0, h));
             down[e] = LoadLinear(reader, (downName, h, size, 0, h, start, local));
         }
-        return new ExpertWeights(router, gateUp, down);
+        SharedExpert? shared = null;
+        if (moe.SharedIntermediateSize > 0)
+        {
+            var names = SharedExpertNames(layer);
+            long width = moe.SharedIntermediateSize, sharedStart = Plan.SharedFfnStart, sharedLocal = Plan.LocalSharedFfn;
+            using var gate = LoadFull(reader, names.GateVector, 1, h);
+            using var gate32 = gate.to(ScalarType.Float32);
+            shared = new SharedExpert(
+                LoadLinear(reader, (names.Gate, width, h, sharedStart, sharedLocal, 0, h), (names.Up, width, h, sharedStart, sharedLocal, 0, h)),
+                LoadLinear(reader, (names.Down, h, width, 0, h, sharedStart, sharedLocal)),
+                gate32.data<float>().ToArray());
+        }
+        return new ExpertWeights(router, gateUp, down, shared);
+    }
+
+    /// <summary>qwen2_moe's shared expert in a layer: its projections and its gate vector (shared_expert_gate, [1, hidden]).</summary>
+    internal static (string Gate, string Up, string Down, string GateVector) SharedExpertNames(int layer)
+    {
+        string pre = $"model.layers.{layer}.mlp.";
+        return ($"{pre}shared_expert.gate_proj.weight", $"{pre}shared_expert.up_proj.weight", $"{pre}shared_expert.down_proj.weight", $"{pre}shared_expert_gate.weight");
     }
 
     /// <summary>FFN columns are dealt out in whole blocks when the row-parallel weights are blocks (and the width allows), else one by one.</summary>
@@ -443,6 +474,7 @@ public sealed partial class ShardedLlama : IDisposable
         var rowParallel = new List<string> { "model.layers.0.self_attn.o_proj.weight" };
         if (firstDense >= 0) rowParallel.Add($"model.layers.{firstDense}.mlp.down_proj.weight");
         if (firstSparse >= 0) rowParallel.Add(ExpertNames(c, firstSparse, 0).Down);
+        if (firstSparse >= 0 && c.Moe!.SharedIntermediateSize > 0) rowParallel.Add(SharedExpertNames(firstSparse).Down);
         foreach (var name in rowParallel)
         {
             int stored = reader.ColumnBlock(name);
@@ -661,7 +693,10 @@ public sealed partial class ShardedLlama : IDisposable
     private static void CheckShape(ICheckpointReader reader, string name, long rows, long cols)
     {
         var shape = reader.Shape(name);
-        bool ok = rows == 1 ? shape.Length == 1 && shape[0] == cols : shape.Length == 2 && shape[0] == rows && shape[1] == cols;
+        // One row is a vector, stored as [cols] or as a one-row matrix [1, cols] (qwen2_moe's shared_expert_gate, a
+        // Linear(hidden, 1), is the latter in safetensors and the former in GGUF).
+        bool ok = rows == 1 ? shape.Length == 1 && shape[0] == cols || shape.Length == 2 && shape[0] == 1 && shape[1] == cols
+            : shape.Length == 2 && shape[0] == rows && shape[1] == cols;
         if (!ok)
         {
             string want = rows == 1 ? $"[{cols}]" : $"[{rows}, {cols}]";

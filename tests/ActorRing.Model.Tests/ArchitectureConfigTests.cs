@@ -183,7 +183,7 @@ public class ArchitectureConfigTests
             c.AttentionMultiplier, c.ResidualMultiplier, c.LogitsScaling, c.TieWordEmbeddings, c.SlidingWindow));
         Assert.False(c.Gemma);
         Assert.Equal(0, c.BosTokenId); // id 0 is a real BOS (was refused as "must be a positive integer")
-        Assert.Equal(25, Math.Round(c.ParameterCount / 1e8)); // "2B" (2,533,545,984 weights)
+        Assert.Equal(25, Math.Round(c.ParameterCount / 1e8)); // "2B" (2,533,531,648 weights)
         // GraniteConfig's defaults are 1 each, and an attention multiplier of 1 stays 1 (not 1/√head_dim).
         string noScalars = System.Text.RegularExpressions.Regex.Replace(Granite, "\"(attention|embedding|residual)_multiplier\": [0-9.]+,\\s*|\"logits_scaling\": [0-9.]+,\\s*", "");
         var plain = Parse(noScalars);
@@ -251,6 +251,32 @@ public class ArchitectureConfigTests
         Assert.Contains("unsupported model_type = llama: a mistral3 model's text model is mistral",
             Refusal(json.Replace("\"model_type\": \"mistral\"", "\"model_type\": \"llama\"")));
         Assert.Contains("a mistral3 (image and text) config needs a text_config object", Refusal("""{"model_type": "mistral3"}"""));
+    }
+
+    [Fact]
+    public void Qwen2_moe_reads_its_shared_expert_and_qkv_biases()
+    {
+        // The fields of Qwen/Qwen1.5-MoE-A2.7B's config.json.
+        const string json = """
+            {"architectures": ["Qwen2MoeForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643, "decoder_sparse_step": 1,
+             "eos_token_id": 151643, "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 5632,
+             "max_position_embeddings": 8192, "max_window_layers": 21, "model_type": "qwen2_moe", "moe_intermediate_size": 1408,
+             "norm_topk_prob": false, "num_attention_heads": 16, "num_experts": 60, "num_experts_per_tok": 4, "num_hidden_layers": 24,
+             "num_key_value_heads": 16, "output_router_logits": false, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+             "router_aux_loss_coef": 0.001, "shared_expert_intermediate_size": 5632, "sliding_window": 32768, "tie_word_embeddings": false,
+             "torch_dtype": "bfloat16", "transformers_version": "4.36.0.dev0", "use_cache": true, "use_sliding_window": false, "vocab_size": 151936}
+            """;
+        var c = Parse(json);
+        Assert.Equal(new MixtureOfExperts(60, 4, 1408, false, null, 5632), c.Moe);
+        Assert.Equal((true, false, (int?)null), (c.QkvBias, c.OProjBias, c.SlidingWindow));
+        Assert.Equal(143, Math.Round(c.ParameterCount / 1e8)); // "14.3B total" (14,315,784,192 weights)
+        Assert.NotEqual(c.Fingerprint, Parse(json.Replace("\"shared_expert_intermediate_size\": 5632", "\"shared_expert_intermediate_size\": 2816")).Fingerprint);
+        Assert.False(Parse(json.Replace("\"use_cache\": true", "\"qkv_bias\": false")).QkvBias);
+        Assert.Contains("required field shared_expert_intermediate_size is missing",
+            Refusal(json.Replace("\"shared_expert_intermediate_size\": 5632, ", "")));
+        // qwen3_moe has no shared expert: the field is refused there.
+        Assert.Contains("unsupported shared_expert_intermediate_size = 5632: qwen3_moe does not read it",
+            Refusal(json.Replace("\"qwen2_moe\"", "\"qwen3_moe\"")));
     }
 
     [Fact]
@@ -430,7 +456,7 @@ public class ArchitectureConfigTests
 
     [Theory]
     // Other architectures, and experts with shared experts: refused by model_type, with what is supported.
-    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"qwen2_moe\"", "unsupported model_type = \"qwen2_moe\"")]
+    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"deepseek_v2\"", "unsupported model_type = \"deepseek_v2\"")]
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"gemma\"", "unsupported model_type = \"gemma\"")]
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"deepseek_v3\"", "unsupported model_type = \"deepseek_v3\"")]
     // An MoE config under a dense model type is refused as MoE, by the field that makes it one.
@@ -445,7 +471,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe and mixtral (and the text models of gemma3 and mistral3)", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3)", message);
     }
 
     [Fact]

@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "granite", "smollm3", "olmo2", "olmo2-replicated-kv"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "granite", "smollm3", "olmo2", "olmo2-replicated-kv", "qwen2-moe"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -66,6 +66,13 @@ public sealed class ArchitectureTests : IDisposable
         "olmo2" => new SyntheticModel { ModelType = "olmo2", KvHeads = 4, Tied = false },
         // ... and with 2 KV heads over 4 ranks, each held by two ranks, whose k norm must count it once.
         "olmo2-replicated-kv" => new SyntheticModel { ModelType = "olmo2", KvHeads = 2, Tied = false },
+        // qwen2_moe: 6 experts of 16, 2 per token, not renormalized, q/k/v biases, and a shared expert of 24 (12 per rank at
+        // N = 2, 6 at N = 4) weighted by σ(gate · x); layer 1 dense.
+        "qwen2-moe" => new SyntheticModel
+        {
+            ModelType = "qwen2_moe", Experts = 6, ExpertsPerToken = 2, ExpertIntermediate = 16, SharedIntermediate = 24, NormTopK = false,
+            DenseLayers = [1], Tied = false,
+        },
         // mixtral: block_sparse_moe names (w1/w3/w2), 4 experts of 16, 2 per token, always renormalized, untied head.
         "mixtral-moe" => new SyntheticModel { ModelType = "mixtral", Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 16, Tied = false },
         _ => throw new ArgumentException(name),

@@ -28,7 +28,7 @@ public sealed class GgufTests : IDisposable
         LongRope = type == "phi3-longrope" ? (Enumerable.Range(0, 12).Select(i => 1f + 0.3f * i).ToArray(), Enumerable.Range(0, 12).Select(i => 1f + 2.5f * i).ToArray(), 16) : null,
         Hidden = 128, Intermediate = 192, Layers = type == "gemma3_text" ? 6 : type == "gemma2" ? 3 : type == "smollm3" ? 4 : 2, Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
         MatrixScale = 0.5f, Tied = type is "llama" or "qwen3" or "qwen3_moe" or "gemma3_text" or "gemma2" or "granite", AttentionBias = attentionBias,
-        Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 64, // read by the mixture-of-experts types only
+        Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 64, SharedIntermediate = 96, NormTopK = type != "qwen2_moe", // read by the MoE types only
         // Gemma 3 as llama.cpp runs a GGUF of it (the file has neither the pattern nor query_pre_attn_scalar): five
         // windowed layers of six, attention scaled by the head size; a window shorter than the test's 9 positions,
         // and the 4B+ models' linear RoPE scaling on the global layer.
@@ -65,6 +65,10 @@ public sealed class GgufTests : IDisposable
     [InlineData("qwen3", GgmlType.F32, WeightQuantization.None)]
     [InlineData("qwen3_moe", GgmlType.F32, WeightQuantization.None)]
     [InlineData("qwen3_moe", GgmlType.Q8_0, WeightQuantization.Q8_0)]
+    // qwen2moe: the experts stacked as qwen3moe's, a shared expert (ffn_*_shexp) and its gate vector (ffn_gate_inp_shexp),
+    // q/k/v biases, the picks not renormalized.
+    [InlineData("qwen2_moe", GgmlType.F32, WeightQuantization.None)]
+    [InlineData("qwen2_moe", GgmlType.Q8_0, WeightQuantization.Q8_0)]
     [InlineData("mixtral", GgmlType.F16, WeightQuantization.None)]
     [InlineData("mixtral", GgmlType.Q4_0, WeightQuantization.Q4_0)]
     // gemma3: its post-attention and post-MLP norms under llama.cpp's names, every norm stored as 1 + w.
@@ -124,7 +128,7 @@ public sealed class GgufTests : IDisposable
             return Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 }))).Message;
         }
 
-        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models",
+        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, qwen2, qwen3, qwen3moe, qwen2moe, gemma2, gemma3 and phi3 models",
             Refusal(Model("llama"), meta => meta["general.architecture"] = "phi2"));
         var gemma = Model("gemma3_text");
         Assert.Contains("gemma3 has no logit soft-capping here (Gemma 2 has; its GGUF files say general.architecture gemma2)",

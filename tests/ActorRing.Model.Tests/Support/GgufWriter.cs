@@ -22,7 +22,8 @@ internal static class GgufWriter
             if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight")) continue; // experts and routers: stacked below
             if (model.ModelType == "phi3" && (hf.Contains("_proj.weight") && !hf.Contains("o_proj") && !hf.Contains("down_proj"))) continue; // fused below
             string name = GgufName(hf, model.Gemma || model.ModelType == "olmo2");
-            long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") ? [values.Length] : MatrixShape(model, hf);
+            // Vectors, and qwen2moe's shared expert gate, which the converter writes as one [hidden] vector.
+            long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") || hf.EndsWith("shared_expert_gate.weight") ? [values.Length] : MatrixShape(model, hf);
             var data = values;
             // llama.cpp's Gemma2Model and Gemma3Model converters add the RMSNorm's 1 to every norm weight, so its norm multiplies.
             if (model.Gemma && hf.EndsWith("norm.weight")) data = values.Select(v => v + 1f).ToArray();
@@ -83,8 +84,9 @@ internal static class GgufWriter
         if (hf.Contains("q_proj")) return [q, m.Hidden];
         if (hf.Contains("k_proj") || hf.Contains("v_proj")) return [kv, m.Hidden];
         if (hf.Contains("o_proj")) return [m.Hidden, q];
-        if (hf.Contains("gate_proj") || hf.Contains("up_proj")) return [m.Intermediate, m.Hidden];
-        if (hf.Contains("down_proj")) return [m.Hidden, m.Intermediate];
+        int ffn = hf.Contains("shared_expert.") ? m.SharedIntermediate : m.Intermediate;
+        if (hf.Contains("gate_proj") || hf.Contains("up_proj")) return [ffn, m.Hidden];
+        if (hf.Contains("down_proj")) return [m.Hidden, ffn];
         return [m.Vocab, m.Hidden]; // embedding, lm_head
     }
 
@@ -137,6 +139,10 @@ internal static class GgufWriter
             "mlp.gate_proj" => "ffn_gate",
             "mlp.up_proj" => "ffn_up",
             "mlp.down_proj" => "ffn_down",
+            "mlp.shared_expert.gate_proj" => "ffn_gate_shexp",
+            "mlp.shared_expert.up_proj" => "ffn_up_shexp",
+            "mlp.shared_expert.down_proj" => "ffn_down_shexp",
+            "mlp.shared_expert_gate" => "ffn_gate_inp_shexp",
             var other => throw new ArgumentException(other),
         };
         return $"blk.{layer}.{module}.{kind}";
@@ -145,7 +151,7 @@ internal static class GgufWriter
     /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
     public static Dictionary<string, object> Metadata(SyntheticModel m)
     {
-        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "granite" => "granite", "smollm3" => "smollm3", "olmo2" => "olmo2", _ => "llama" };
+        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "qwen2_moe" => "qwen2moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "granite" => "granite", "smollm3" => "smollm3", "olmo2" => "olmo2", _ => "llama" };
         var meta = new Dictionary<string, object>
         {
             ["general.architecture"] = a,
@@ -204,7 +210,8 @@ internal static class GgufWriter
         {
             meta[$"{a}.expert_count"] = (uint)m.Experts;
             meta[$"{a}.expert_used_count"] = (uint)m.ExpertsPerToken;
-            if (a == "qwen3moe") meta[$"{a}.expert_feed_forward_length"] = (uint)m.ExpertIntermediate;
+            if (a is "qwen3moe" or "qwen2moe") meta[$"{a}.expert_feed_forward_length"] = (uint)m.ExpertIntermediate;
+            if (a == "qwen2moe") meta[$"{a}.expert_shared_feed_forward_length"] = (uint)m.SharedIntermediate;
         }
         return meta;
     }

@@ -102,6 +102,14 @@ internal static class ReferenceForward
                         var eo = Mlp(W[gate], W[up], W[downName], m.ExpertIntermediate, H, h2);
                         for (int i = 0; i < H; i++) x[t][i] += probs[e] / norm * eo[i];
                     }
+                    if (m.ModelType == "qwen2_moe")
+                    {
+                        // The shared expert, weighted by σ(shared_expert_gate · h).
+                        string s = p + "mlp.shared_expert.";
+                        var so = Mlp(W[s + "gate_proj.weight"], W[s + "up_proj.weight"], W[s + "down_proj.weight"], m.SharedIntermediate, H, h2);
+                        double g = 1 / (1 + Math.Exp(-MatVec(W[p + "mlp.shared_expert_gate.weight"], 1, H, h2, null)[0]));
+                        for (int i = 0; i < H; i++) x[t][i] += g * so[i];
+                    }
                     continue;
                 }
                 var down = Mlp(W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"], W[p + "mlp.down_proj.weight"], m.Intermediate, H, h2, gemma);

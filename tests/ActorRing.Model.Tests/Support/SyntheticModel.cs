@@ -38,6 +38,8 @@ internal sealed class SyntheticModel
     /// intermediate size, whether the picks' weights are renormalized (qwen3_moe's norm_topk_prob; mixtral always),
     /// and qwen3_moe's mlp_only_layers (dense layers of <see cref="Intermediate"/>).</summary>
     public int Experts, ExpertsPerToken, ExpertIntermediate;
+    /// <summary>qwen2_moe's shared expert width (every token runs it, weighted by σ(shared_expert_gate · x)).</summary>
+    public int SharedIntermediate;
     public bool NormTopK = true;
     public int[] DenseLayers = [];
     /// <summary>gemma3_text: attention scaled by QueryPreAttnScalar^-1/2, windowed layers' RoPE base, window pattern.</summary>
@@ -60,7 +62,7 @@ internal sealed class SyntheticModel
     /// config, tensors under model.language_model. / lm_head.).</summary>
     public bool ImageTextWrapper;
 
-    public bool IsMoe => ModelType is "qwen3_moe" or "mixtral";
+    public bool IsMoe => ModelType is "qwen3_moe" or "qwen2_moe" or "mixtral";
     /// <summary>gemma2 and gemma3_text: √hidden embeddings, 1 + w norms, output norms, GeGLU.</summary>
     public bool Gemma => ModelType is "gemma2" or "gemma3_text";
     public bool IsSparse(int layer) => IsMoe && !DenseLayers.Contains(layer);
@@ -75,8 +77,8 @@ internal sealed class SyntheticModel
     public readonly Dictionary<string, float[]> W = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long[]> _shapes = new(StringComparer.Ordinal);
 
-    public bool QkvBias => ModelType == "qwen2" || AttentionBias;
-    public bool OBias => ModelType != "qwen2" && AttentionBias;
+    public bool QkvBias => ModelType is "qwen2" or "qwen2_moe" || AttentionBias;
+    public bool OBias => ModelType is not ("qwen2" or "qwen2_moe") && AttentionBias;
     public bool QkNorm => ModelType is "qwen3" or "qwen3_moe" or "gemma3_text";
 
     /// <summary>The window layer <paramref name="layer"/> attends through, as transformers reads the config; null for full attention.</summary>
@@ -85,7 +87,7 @@ internal sealed class SyntheticModel
         "mistral" or "mixtral" or "phi3" => SlidingWindow,
         "gemma3_text" when (layer + 1) % SlidingWindowPattern != 0 => SlidingWindow ?? 4096,
         "gemma2" when layer % 2 == 0 => SlidingWindow ?? 4096,
-        "qwen2" or "qwen3" or "qwen3_moe" or "smollm3" when UseSlidingWindow && layer >= MaxWindowLayers => SlidingWindow,
+        "qwen2" or "qwen3" or "qwen3_moe" or "qwen2_moe" or "smollm3" when UseSlidingWindow && layer >= MaxWindowLayers => SlidingWindow,
         _ => null,
     };
 
@@ -150,6 +152,13 @@ internal sealed class SyntheticModel
                     Add(up, 0.3f, 0, ExpertIntermediate, Hidden);
                     Add(down, 0.3f, 0, Hidden, ExpertIntermediate);
                 }
+                if (ModelType == "qwen2_moe")
+                {
+                    Add(p + "mlp.shared_expert.gate_proj.weight", 0.3f, 0, SharedIntermediate, Hidden);
+                    Add(p + "mlp.shared_expert.up_proj.weight", 0.3f, 0, SharedIntermediate, Hidden);
+                    Add(p + "mlp.shared_expert.down_proj.weight", 0.3f, 0, Hidden, SharedIntermediate);
+                    Add(p + "mlp.shared_expert_gate.weight", 0.5f, 0, 1, Hidden);
+                }
                 continue;
             }
             Add(p + "mlp.gate_proj.weight", 0.3f, 0, Intermediate, Hidden);
@@ -183,7 +192,7 @@ internal sealed class SyntheticModel
             ["torch_dtype"] = DiskDType == "F32" ? "float32" : DiskDType == "BF16" ? "bfloat16" : "float16",
         };
         if (ModelType == "llama") config["attention_bias"] = AttentionBias;
-        if (ModelType is "qwen2" or "qwen3" or "qwen3_moe" or "smollm3")
+        if (ModelType is "qwen2" or "qwen3" or "qwen3_moe" or "qwen2_moe" or "smollm3")
         {
             config["use_sliding_window"] = UseSlidingWindow;
             config["sliding_window"] = SlidingWindow ?? 4096;
@@ -201,7 +210,7 @@ internal sealed class SyntheticModel
             if (LongRope is { } longRope)
                 config["rope_scaling"] = new Dictionary<string, object> { ["type"] = "longrope", ["short_factor"] = longRope.Short, ["long_factor"] = longRope.Long };
         }
-        if (ModelType == "qwen3_moe")
+        if (ModelType is "qwen3_moe" or "qwen2_moe")
         {
             config["num_experts"] = Experts;
             config["num_experts_per_tok"] = ExpertsPerToken;
@@ -212,6 +221,7 @@ internal sealed class SyntheticModel
             config["router_aux_loss_coef"] = 0.001;
             config["output_router_logits"] = false;
         }
+        if (ModelType == "qwen2_moe") config["shared_expert_intermediate_size"] = SharedIntermediate;
         if (ModelType == "mixtral")
         {
             config["intermediate_size"] = ExpertIntermediate; // mixtral's experts are its intermediate_size

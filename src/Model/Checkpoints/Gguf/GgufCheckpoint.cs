@@ -75,8 +75,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     {
         var m = file.Metadata;
         string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
-        if (arch is not ("llama" or "granite" or "smollm3" or "olmo2" or "qwen2" or "qwen3" or "qwen3moe" or "gemma2" or "gemma3" or "phi3"))
-            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, qwen2, qwen3, qwen3moe, gemma2, gemma3 and phi3 models");
+        if (arch is not ("llama" or "granite" or "smollm3" or "olmo2" or "qwen2" or "qwen3" or "qwen3moe" or "qwen2moe" or "gemma2" or "gemma3" or "phi3"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, qwen2, qwen3, qwen3moe, qwen2moe, gemma2, gemma3 and phi3 models");
         // llama.cpp writes OLMo 3 as olmo2 with its windows; those are not implemented here.
         if (arch == "olmo2" && m.TryGetValue("olmo2.attention.sliding_window", out var olmoWindow) && Convert.ToInt64(olmoWindow, CultureInfo.InvariantCulture) > 0)
             throw new ModelLoadException($"{file.Path}: olmo2.attention.sliding_window is {olmoWindow} (an OLMo 3 file); OLMo 3's windowed layers are not implemented");
@@ -106,12 +106,14 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         int hidden = (int)Int("embedding_length"), heads = (int)Int("attention.head_count");
         if (!tensors.TryGetValue("token_embd.weight", out var embed)) throw new ModelLoadException($"{file.Path}: tensor token_embd.weight is missing");
         int vocab = (int)Int("vocab_size", embed.Dims.Length == 2 ? embed.Dims[1] : 0);
-        // Experts: llama.cpp normalizes the picked experts' weights for both families (qwen3moe's models all set
-        // norm_topk_prob), and every layer has experts.
+        // Experts: every layer has them; llama.cpp normalizes the picked experts' weights for qwen3moe (whose models all
+        // set norm_topk_prob) and Mixtral, not for qwen2moe (Qwen1.5-MoE's norm_topk_prob is false), whose layers also
+        // have a shared expert of expert_shared_feed_forward_length.
         long experts = Int("expert_count", 0);
         MixtureOfExperts? moe = experts == 0 ? null : new MixtureOfExperts((int)experts, (int)Int("expert_used_count"),
-            (int)(arch == "qwen3moe" ? Int("expert_feed_forward_length") : Int("feed_forward_length")), NormalizeTopK: true, SparseLayers: null);
-        if (arch == "qwen3moe" && moe is null) throw new ModelLoadException($"{file.Path}: metadata qwen3moe.expert_count is missing");
+            (int)(arch is "qwen3moe" or "qwen2moe" ? Int("expert_feed_forward_length") : Int("feed_forward_length")), NormalizeTopK: arch != "qwen2moe", SparseLayers: null,
+            SharedIntermediateSize: arch == "qwen2moe" ? (int)Int("expert_shared_feed_forward_length") : 0);
+        if (arch is "qwen3moe" or "qwen2moe" && moe is null) throw new ModelLoadException($"{file.Path}: metadata {arch}.expert_count is missing");
         bool gemma = arch is "gemma2" or "gemma3";
         int layers = (int)Int("block_count"), headDim = (int)Int("attention.key_length", hidden / heads);
         // Partial rotary (Phi-4-mini: 96 of 128): RoPE turns the first rope.dimension_count dimensions of each head.
@@ -127,7 +129,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             : arch == "phi3" && Int("attention.sliding_window", 0) is > 0 and var w ? ((int?)w, null) : (null, null);
         return new ModelConfig
         {
-            ModelType = arch switch { "qwen3moe" => "qwen3_moe", "gemma3" => "gemma3_text", "llama" when moe is not null => "mixtral", _ => arch },
+            ModelType = arch switch { "qwen3moe" => "qwen3_moe", "qwen2moe" => "qwen2_moe", "gemma3" => "gemma3_text", "llama" when moe is not null => "mixtral", _ => arch },
             AttentionSoftcap = attentionSoftcap,
             FinalLogitSoftcap = finalSoftcap,
             // Granite's µP scalars as its converter writes them; llama.cpp takes an attention scale of 0 (or none) as
@@ -265,6 +267,11 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             "ffn_gate" => "mlp.gate_proj",
             "ffn_up" => "mlp.up_proj",
             "ffn_down" => "mlp.down_proj",
+            // qwen2moe's shared expert and its gate vector.
+            "ffn_gate_shexp" => "mlp.shared_expert.gate_proj",
+            "ffn_up_shexp" => "mlp.shared_expert.up_proj",
+            "ffn_down_shexp" => "mlp.shared_expert.down_proj",
+            "ffn_gate_inp_shexp" => "mlp.shared_expert_gate",
             _ => null,
         };
         return ours is null ? null : $"model.layers.{m.Groups[1].Value}.{ours}.{m.Groups[3].Value}";
