@@ -7,6 +7,7 @@ llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama
     python3 docs/bench/random_gguf.py granite OUT.gguf
     python3 docs/bench/random_gguf.py smollm3 OUT.gguf
     python3 docs/bench/random_gguf.py olmo2 OUT.gguf
+    python3 docs/bench/random_gguf.py qwen2moe OUT.gguf
     python3 docs/bench/random_gguf.py phi3 OUT.gguf
     python3 docs/bench/random_gguf.py phi3-longrope OUT.gguf [ORIGINAL_CONTEXT]
 
@@ -32,6 +33,10 @@ have no RoPE).
 olmo2: OLMo 2's layout at the same size (4 KV heads of 64, 4 layers, untied head): no attn_norm or ffn_norm, the
 norms post_attention_norm and post_ffw_norm on the attention's and the MLP's outputs, and attn_q_norm/attn_k_norm
 over the whole q and k projections (256 wide each), all in 0.5..1.5; rotate-half RoPE (no q/k permutation).
+
+qwen2moe: Qwen1.5-MoE's layout at the same size: q/k/v biases, 4 layers, each with 8 experts of 128 (2 per token,
+stacked in ffn_*_exps, router ffn_gate_inp) and a shared expert of 256 (ffn_*_shexp) weighted by sigmoid of its gate
+vector ffn_gate_inp_shexp; 4 KV heads, untied head.
 
 phi3: Phi-3-mini's layout at a small size: hidden 256, 4 layers, 8 heads of 32 with 4 KV heads, q/k/v fused in
 attn_qkv and gate/up fused in ffn_up (gate rows first), untied head, norms in 0.5..1.5, window 2047 (as
@@ -189,6 +194,34 @@ def olmo2_file():
     return tensors, kvs
 
 
+def qwen2moe_file():
+    layers, kv_heads, experts, used, ffe, ffs, a = 4, 4, 8, 2, 128, 256, "qwen2moe"
+    tensors = [("token_embd.weight", [D, V])]
+    for i in range(layers):
+        b = "blk.%d." % i
+        tensors += [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_q.bias", [H * HD]),
+                    (b + "attn_k.weight", [D, kv_heads * HD]), (b + "attn_k.bias", [kv_heads * HD]),
+                    (b + "attn_v.weight", [D, kv_heads * HD]), (b + "attn_v.bias", [kv_heads * HD]),
+                    (b + "attn_output.weight", [H * HD, D]), (b + "ffn_norm.weight", [D]),
+                    (b + "ffn_gate_inp.weight", [D, experts]), (b + "ffn_gate_exps.weight", [D, ffe, experts]),
+                    (b + "ffn_up_exps.weight", [D, ffe, experts]), (b + "ffn_down_exps.weight", [ffe, D, experts]),
+                    (b + "ffn_gate_inp_shexp.weight", [D]), (b + "ffn_gate_shexp.weight", [D, ffs]),
+                    (b + "ffn_up_shexp.weight", [D, ffs]), (b + "ffn_down_shexp.weight", [ffs, D])]
+    tensors += [("output_norm.weight", [D]), ("output.weight", [D, V])]
+    toks, scores, types = spm_vocab(V)
+    kvs = shape_kvs(a, layers, kv_heads, 1e-6) + [
+        kv(a + ".rope.freq_base", GGUF_F32, 1e6), kv(a + ".expert_count", GGUF_U32, experts),
+        kv(a + ".expert_used_count", GGUF_U32, used), kv(a + ".expert_feed_forward_length", GGUF_U32, ffe),
+        kv(a + ".expert_shared_feed_forward_length", GGUF_U32, ffs),
+        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
+        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
+        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
+        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
+        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
+    ]
+    return tensors, kvs
+
+
 def granite_file(a="granite"):
     layers, kv_heads = 4, 2
     tensors = [("token_embd.weight", [D, V])]
@@ -222,7 +255,7 @@ ROPE_FACTORS = {
 
 
 def main(arch, path, original=None):
-    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else granite_file(arch) if arch in ("granite", "smollm3") else olmo2_file() if arch == "olmo2"
+    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else granite_file(arch) if arch in ("granite", "smollm3") else olmo2_file() if arch == "olmo2" else qwen2moe_file() if arch == "qwen2moe"
                     else phi3_file(original if arch == "phi3-longrope" else None))
     infos, offset = [], 0
     for name, ne in tensors:
@@ -253,6 +286,6 @@ def main(arch, path, original=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "granite", "smollm3", "olmo2", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "granite", "smollm3", "olmo2", "qwen2moe", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 64)
