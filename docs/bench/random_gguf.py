@@ -87,6 +87,18 @@ def shape_kvs(a, layers, kv_heads, eps):
     ]
 
 
+def llama_tokenizer_kvs():
+    """A llama-style SentencePiece vocabulary (spm_vocab): <unk> 0, <s> 1, </s> 2, BOS added."""
+    toks, scores, types = spm_vocab(V)
+    return [
+        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
+        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
+        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
+        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
+        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
+    ]
+
+
 def gemma_tokenizer_kvs():
     """Gemma's SentencePiece vocabulary as its converter writes it: <bos> 2, <eos> 1, no dummy space prefix."""
     toks, scores, types = gemma_vocab(V)
@@ -131,7 +143,6 @@ def phi3_file(longrope_original=None):
     if longrope_original:
         rotary, context, original = hd * 3 // 4, 4096, longrope_original
         tensors += [("rope_factors_long.weight", [rotary // 2]), ("rope_factors_short.weight", [rotary // 2])]
-    toks, scores, types = spm_vocab(V)
     a = "phi3"
     kvs = [
         kv("general.architecture", GGUF_STR, a), kv("general.name", GGUF_STR, "random-small"),
@@ -142,12 +153,7 @@ def phi3_file(longrope_original=None):
         kv(a + ".attention.head_count_kv", GGUF_U32, kv_heads), kv(a + ".attention.layer_norm_rms_epsilon", GGUF_F32, 1e-5),
         kv(a + ".rope.dimension_count", GGUF_U32, rotary), kv(a + ".rope.freq_base", GGUF_F32, 10000.0),
         kv(a + ".attention.sliding_window", GGUF_U32, 2047),
-        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
-        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
-        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
-        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
-        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
-    ]
+    ] + llama_tokenizer_kvs()
     if longrope_original:
         kvs.append(kv(a + ".rope.scaling.attn_factor", GGUF_F32, math.sqrt(1 + math.log(context / original) / math.log(original))))
     return tensors, kvs
@@ -182,15 +188,9 @@ def olmo2_file():
                     (b + "post_attention_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]), (b + "ffn_up.weight", [D, FF]),
                     (b + "ffn_down.weight", [FF, D]), (b + "post_ffw_norm.weight", [D])]
     tensors += [("output_norm.weight", [D]), ("output.weight", [D, V])]
-    toks, scores, types = spm_vocab(V)
     kvs = shape_kvs(a, layers, kv_heads, 1e-6) + [
         kv(a + ".rope.freq_base", GGUF_F32, 500000.0), kv(a + ".rope.dimension_count", GGUF_U32, HD),
-        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
-        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
-        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
-        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
-        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
-    ]
+    ] + llama_tokenizer_kvs()
     return tensors, kvs
 
 
@@ -208,17 +208,11 @@ def qwen2moe_file():
                     (b + "ffn_gate_inp_shexp.weight", [D]), (b + "ffn_gate_shexp.weight", [D, ffs]),
                     (b + "ffn_up_shexp.weight", [D, ffs]), (b + "ffn_down_shexp.weight", [ffs, D])]
     tensors += [("output_norm.weight", [D]), ("output.weight", [D, V])]
-    toks, scores, types = spm_vocab(V)
     kvs = shape_kvs(a, layers, kv_heads, 1e-6) + [
         kv(a + ".rope.freq_base", GGUF_F32, 1e6), kv(a + ".expert_count", GGUF_U32, experts),
         kv(a + ".expert_used_count", GGUF_U32, used), kv(a + ".expert_feed_forward_length", GGUF_U32, ffe),
         kv(a + ".expert_shared_feed_forward_length", GGUF_U32, ffs),
-        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
-        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
-        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
-        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
-        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
-    ]
+    ] + llama_tokenizer_kvs()
     return tensors, kvs
 
 
@@ -232,15 +226,9 @@ def granite_file(a="granite"):
                     (b + "ffn_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]), (b + "ffn_up.weight", [D, FF]),
                     (b + "ffn_down.weight", [FF, D])]
     tensors += [("output_norm.weight", [D])]
-    toks, scores, types = spm_vocab(V)
     kvs = shape_kvs(a, layers, kv_heads, 1e-5) + [
         kv(a + ".rope.freq_base", GGUF_F32, 5e6), kv(a + ".rope.dimension_count", GGUF_U32, HD),
-        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
-        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
-        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
-        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
-        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
-    ]
+    ] + llama_tokenizer_kvs()
     if a == "granite":
         kvs += [kv(a + ".embedding_scale", GGUF_F32, 12.0), kv(a + ".residual_scale", GGUF_F32, 0.22),
                 kv(a + ".attention.scale", GGUF_F32, 0.015625), kv(a + ".logit_scale", GGUF_F32, 2.0)]
