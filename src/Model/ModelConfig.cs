@@ -50,7 +50,7 @@ public sealed record MixtureOfExperts(int Experts, int PerToken, int Intermediat
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>smollm3</c>, <c>olmo2</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
+    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>smollm3</c>, <c>olmo2</c>, <c>glm4</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
     /// <c>gemma3</c> checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c>, <c>qwen2_moe</c> and <c>mixtral</c>.</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
@@ -157,6 +157,19 @@ public sealed record ModelConfig
     /// (rows in that order); the maths is llama's.</summary>
     public bool FusedProjections => ModelType == "phi3";
 
+    /// <summary>The MLP's gate and up rows are stored as one <c>gate_up_proj</c> (gate first): phi3's, and glm4's
+    /// (whose q, k and v are separate).</summary>
+    public bool FusedGateUp => ModelType is "phi3" or "glm4";
+
+    /// <summary>
+    /// glm4 (GLM-4-9B-0414, GLM-4-32B-0414): checkpoints keep each head's rotated q and k dimensions in interleaved
+    /// pairs (2i, 2i + 1), as GLM's rotary turns them, which the reader reorders into the rotate-half layout every
+    /// other family uses; and four norms a layer: before the attention, on its output
+    /// (<c>post_self_attn_layernorm</c>), before the MLP (<c>post_attention_layernorm</c>) and on its output
+    /// (<c>post_mlp_layernorm</c>).
+    /// </summary>
+    public bool Glm4 => ModelType == "glm4";
+
     /// <summary>
     /// A stable, short identity of everything that changes the numerics (SHA-256 over a canonical text form,
     /// first 16 hex digits). Ranks compare it at registration so a cluster never mixes two models.
@@ -214,7 +227,7 @@ public sealed record ModelConfig
             if (QkvBias) perLayer += q + 2 * kv;
             if (OProjBias) perLayer += h;
             if (QkNorm) perLayer += 2L * HeadDim;
-            if (Gemma) perLayer += 2 * h; // the norms of the attention's and the MLP's outputs
+            if (Gemma || Glm4) perLayer += 2 * h; // the norms of the attention's and the MLP's outputs
             if (Olmo2) perLayer += q + kv; // the whole-projection q and k norms (its two output norms replace the input ones)
             long total = NumLayers * perLayer + (long)VocabSize * h + h;
             for (int l = 0; l < NumLayers; l++)
@@ -225,10 +238,10 @@ public sealed record ModelConfig
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "olmo2", "gemma2", "gemma3_text", "qwen3_moe", "qwen2_moe", "mixtral" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "olmo2", "glm4", "gemma2", "gemma3_text", "qwen3_moe", "qwen2_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3); not deepseek or other experts with shared experts besides qwen2_moe's, nor granitemoe, olmo3, gemma, phi or phimoe";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3); not deepseek or other experts with shared experts besides qwen2_moe's, nor granitemoe, olmo3, gemma, phi or phimoe";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -261,6 +274,8 @@ public sealed record ModelConfig
         ["granite"] = ["embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"],
         // smollm3: which layers rotate (no_rope_layers, or every no_rope_layer_interval-th without).
         ["smollm3"] = ["no_rope_layers", "no_rope_layer_interval"],
+        // glm4: the share of each head that RoPE turns (0.5 when absent).
+        ["glm4"] = ["partial_rotary_factor"],
     };
 
     // Fields that carry no numerics (metadata, training-only knobs, generation defaults).
@@ -374,7 +389,8 @@ public sealed record ModelConfig
                     throw Refuse(source, one, v, "only 1 (as Phi-4-mini ships it) is supported");
         }
         int? partialRotary = null;
-        if (OptionalDouble(root, source, "partial_rotary_factor") is double rotaryFactor && rotaryFactor != 1.0)
+        // Glm4Config turns half of each head by default.
+        if ((OptionalDouble(root, source, "partial_rotary_factor") ?? (modelType == "glm4" ? 0.5 : null)) is double rotaryFactor && rotaryFactor != 1.0)
         {
             // transformers: int(head_dim * partial_rotary_factor) leading dimensions, rotated half against half.
             int rotary = (int)(headDim * rotaryFactor);
@@ -384,7 +400,7 @@ public sealed record ModelConfig
         }
         bool qkvBias = modelType == "qwen2" || (modelType == "qwen2_moe" && (OptionalBool(root, source, "qkv_bias") ?? true)) || attentionBias;
         // In transformers, llama's (and qwen3's) attention_bias also puts a bias on o_proj; qwen2's o_proj never has one.
-        bool oBias = modelType is not ("qwen2" or "qwen2_moe") && attentionBias;
+        bool oBias = modelType is not ("qwen2" or "qwen2_moe" or "glm4") && attentionBias; // glm4's o_proj has none either
         int layers = RequiredInt(root, source, "num_hidden_layers");
         var (slidingWindow, slidingLayers) = ParseSlidingWindow(root, source, modelType, layers);
 
@@ -465,7 +481,7 @@ public sealed record ModelConfig
 
         switch (modelType)
         {
-            case "llama" or "granite" or "olmo2":
+            case "llama" or "granite" or "olmo2" or "glm4":
                 if (hasWindow)
                     throw Refuse(source, "sliding_window", swEl, $"{modelType} has no sliding-window attention (transformers ignores the field); set it to null, or use model_type mistral if the model was trained with a window");
                 if (OptionalBool(root, source, "use_sliding_window") == true)

@@ -314,6 +314,11 @@ public sealed partial class ShardedLlama : IDisposable
                     layer.AttnOutNorm = Own(LoadNorm(reader, pre + "post_attention_layernorm.weight", h));
                     layer.FfnOutNorm = Own(LoadNorm(reader, pre + "post_feedforward_layernorm.weight", h));
                 }
+                if (c.Glm4)
+                {
+                    layer.AttnOutNorm = Own(LoadNorm(reader, pre + "post_self_attn_layernorm.weight", h));
+                    layer.FfnOutNorm = Own(LoadNorm(reader, pre + "post_mlp_layernorm.weight", h));
+                }
                 if (c.IsSparse(i))
                 {
                     layer.Experts = LoadExperts(reader, i);
@@ -321,7 +326,7 @@ public sealed partial class ShardedLlama : IDisposable
                 else
                 {
                     // phi3's gate_up_proj holds the gate's rows, then up's.
-                    layer.Wgu = c.FusedProjections
+                    layer.Wgu = c.FusedGateUp
                         ? LoadLinear(reader,
                             (pre + "mlp.gate_up_proj.weight", 2L * c.IntermediateSize, h, p.FfnStart, p.LocalFfn, 0, h),
                             (pre + "mlp.gate_up_proj.weight", 2L * c.IntermediateSize, h, c.IntermediateSize + p.FfnStart, p.LocalFfn, 0, h))

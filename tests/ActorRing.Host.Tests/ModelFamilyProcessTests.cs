@@ -17,7 +17,7 @@ public sealed class ModelFamilyProcessTests : IDisposable
         if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
     }
 
-    public static TheoryData<string> Families() => new(["qwen3_moe", "gemma3", "gemma2", "granite", "smollm3", "olmo2", "mistral3", "qwen2_moe", "phi3"]);
+    public static TheoryData<string> Families() => new(["qwen3_moe", "gemma3", "gemma2", "granite", "smollm3", "olmo2", "mistral3", "qwen2_moe", "glm4", "phi3"]);
 
     private static SyntheticModel Family(string name) => name switch
     {
@@ -58,6 +58,13 @@ public sealed class ModelFamilyProcessTests : IDisposable
         {
             ModelType = "qwen2_moe", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 4, Vocab = 512, Layers = 2,
             Experts = 8, ExpertsPerToken = 2, ExpertIntermediate = 16, SharedIntermediate = 32, NormTopK = false, Tied = false,
+        },
+        // GLM-4: half of each head turned in interleaved pairs (reordered as the checkpoint is read), four norms a layer,
+        // gate_up_proj fused, q/k/v biases.
+        "glm4" => new SyntheticModel
+        {
+            ModelType = "glm4", Hidden = 32, HeadDim = 16, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 2, PartialRotary = 0.5,
+            AttentionBias = true, Tied = false,
         },
         // OLMo 2: output norms, no pre-norms, q and k normalized over their whole projections (a reduce across ranks).
         "olmo2" => new SyntheticModel { ModelType = "olmo2", Hidden = 32, HeadDim = 8, Heads = 4, KvHeads = 2, Vocab = 512, Layers = 2, Tied = false },

@@ -280,6 +280,27 @@ public class ArchitectureConfigTests
     }
 
     [Fact]
+    public void Glm4_turns_half_of_each_head_and_fuses_gate_and_up()
+    {
+        // The fields of THUDM/GLM-4-9B-0414's config.json.
+        const string json = """
+            {"architectures": ["Glm4ForCausalLM"], "attention_bias": true, "attention_dropout": 0.0, "eos_token_id": [151329, 151336, 151338],
+             "head_dim": 128, "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 13696,
+             "max_position_embeddings": 32768, "model_type": "glm4", "num_attention_heads": 32, "num_hidden_layers": 40,
+             "num_key_value_heads": 2, "pad_token_id": 151329, "partial_rotary_factor": 0.5, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+             "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.52.0.dev0", "use_cache": true, "vocab_size": 151552}
+            """;
+        var c = Parse(json);
+        Assert.Equal(("glm4", true, true, false, false, true, 64), (c.ModelType, c.Glm4, c.QkvBias, c.OProjBias, c.FusedProjections, c.FusedGateUp, c.RotaryDim));
+        Assert.Equal([151329, 151336, 151338], c.EosTokenIds);
+        Assert.Equal(94, Math.Round(c.ParameterCount / 1e8)); // "9B" (9,400,279,040 weights)
+        // Glm4Config turns half of each head when the field is absent.
+        Assert.Equal(64, Parse(json.Replace("\"partial_rotary_factor\": 0.5, ", "")).RotaryDim);
+        Assert.Contains("unsupported sliding_window = 4096: glm4 has no sliding-window attention",
+            Refusal(json.Replace("\"use_cache\": true", "\"sliding_window\": 4096")));
+    }
+
+    [Fact]
     public void Olmo2_normalizes_outputs_and_whole_projections()
     {
         // The fields of allenai/OLMo-2-1124-7B-Instruct's config.json.
@@ -471,7 +492,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3)", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3)", message);
     }
 
     [Fact]

@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "granite", "smollm3", "olmo2", "olmo2-replicated-kv", "qwen2-moe"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "granite", "smollm3", "olmo2", "olmo2-replicated-kv", "qwen2-moe", "glm4"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -73,6 +73,9 @@ public sealed class ArchitectureTests : IDisposable
             ModelType = "qwen2_moe", Experts = 6, ExpertsPerToken = 2, ExpertIntermediate = 16, SharedIntermediate = 24, NormTopK = false,
             DenseLayers = [1], Tied = false,
         },
+        // glm4: half of each 16-wide head turned in GLM's interleaved pairs (stored so, reordered at load), q/k/v biases
+        // (o_proj none), four norms a layer, gate_up_proj fused on disk.
+        "glm4" => new SyntheticModel { ModelType = "glm4", HeadDim = 16, KvHeads = 2, PartialRotary = 0.5, AttentionBias = true, Tied = false },
         // mixtral: block_sparse_moe names (w1/w3/w2), 4 experts of 16, 2 per token, always renormalized, untied head.
         "mixtral-moe" => new SyntheticModel { ModelType = "mixtral", Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 16, Tied = false },
         _ => throw new ArgumentException(name),

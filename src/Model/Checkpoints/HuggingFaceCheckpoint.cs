@@ -100,8 +100,36 @@ internal sealed class HuggingFaceCheckpoint : ICheckpointReader
 
     public long[] Shape(string name) => Entry(name).Shape;
 
-    public void ReadBlock(string name, long row0, long rows, long col0, long cols, Span<float> destination) =>
-        Open(_weightMap[Disk(name)]).ReadBlock(Entry(name), row0, rows, col0, cols, destination);
+    public void ReadBlock(string name, long row0, long rows, long col0, long cols, Span<float> destination)
+    {
+        var file = Open(_weightMap[Disk(name)]);
+        if (!Config.Glm4 || !IsQkRow(name))
+        {
+            file.ReadBlock(Entry(name), row0, rows, col0, cols, destination);
+            return;
+        }
+        // glm4 stores each head's rotated dimensions in interleaved pairs: our rotate-half row t·(R/2) + i (t = 0, 1)
+        // is its row 2i + t, within the first R = RotaryDim rows of the head; the rest are where they are. A bias is
+        // read as one row whose columns are those rows.
+        int d = Config.HeadDim, rotary = Config.RotaryDim, half = rotary / 2;
+        long Stored(long ours)
+        {
+            long head = ours / d, j = ours % d;
+            return j < rotary ? head * d + 2 * (j % half) + j / half : ours;
+        }
+        if (name.EndsWith(".bias", StringComparison.Ordinal))
+        {
+            for (long c = 0; c < cols; c++)
+                file.ReadBlock(Entry(name), row0, rows, Stored(col0 + c), 1, destination.Slice((int)c, 1));
+            return;
+        }
+        for (long r = 0; r < rows; r++)
+            file.ReadBlock(Entry(name), Stored(row0 + r), 1, col0, cols, destination.Slice((int)(r * cols), (int)cols));
+    }
+
+    private static bool IsQkRow(string name) =>
+        name.EndsWith("self_attn.q_proj.weight", StringComparison.Ordinal) || name.EndsWith("self_attn.k_proj.weight", StringComparison.Ordinal)
+        || name.EndsWith("self_attn.q_proj.bias", StringComparison.Ordinal) || name.EndsWith("self_attn.k_proj.bias", StringComparison.Ordinal);
 
     public void Dispose()
     {

@@ -57,7 +57,7 @@ internal sealed class RandomCheckpoint : ICheckpointReader
             }
             else
             {
-                if (config.FusedProjections)
+                if (config.FusedGateUp)
                 {
                     _shapes[p + "mlp.gate_up_proj.weight"] = [2L * config.IntermediateSize, h];
                 }

@@ -26,6 +26,7 @@ internal static class ReferenceForward
         double normOffset = gemma ? 1 : 0; // gemma's RMSNorm multiplies by 1 + w
         bool granite = m.ModelType == "granite";
         bool olmo2 = m.ModelType == "olmo2"; // no pre-norms; output norms; q and k normalized over the whole projection
+        bool glm4 = m.ModelType == "glm4"; // interleaved rotary pairs; norms of the attention's and the MLP's outputs
         double residual = granite ? m.ResidualMultiplier : 1; // granite scales each sublayer's output before the add
 
         for (int l = 0; l < m.Layers; l++)
@@ -54,8 +55,8 @@ internal static class ReferenceForward
                     for (int head = 0; head < nkv; head++) NormHead(k[t], head, d, W[p + "self_attn.k_norm.weight"], m.Eps, normOffset);
                 }
                 if (!m.UsesRope(l)) continue; // smollm3's NoPE layers
-                RotateHalf(q[t], nh, d, m.RotaryDim, t, invFreq, RopeMagnitude(m));
-                RotateHalf(k[t], nkv, d, m.RotaryDim, t, invFreq, RopeMagnitude(m));
+                RotateHalf(q[t], nh, d, m.RotaryDim, t, invFreq, RopeMagnitude(m), interleaved: glm4);
+                RotateHalf(k[t], nkv, d, m.RotaryDim, t, invFreq, RopeMagnitude(m), interleaved: glm4);
             }
             int? window = m.WindowOf(l);
             for (int t = 0; t < T; t++)
@@ -84,6 +85,7 @@ internal static class ReferenceForward
                 }
                 var o = MatVec(W[p + "self_attn.o_proj.weight"], H, nh * d, attn, m.OBias ? W[p + "self_attn.o_proj.bias"] : null);
                 if (gemma || olmo2) o = RmsNorm(o, W[p + "post_attention_layernorm.weight"], m.Eps, normOffset); // a norm of the output
+                if (glm4) o = RmsNorm(o, W[p + "post_self_attn_layernorm.weight"], m.Eps, 0);
                 for (int i = 0; i < H; i++) x[t][i] += residual * o[i];
 
                 var h2 = olmo2 ? x[t] : RmsNorm(x[t], W[p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")], m.Eps, normOffset);
@@ -114,6 +116,7 @@ internal static class ReferenceForward
                 }
                 var down = Mlp(W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"], W[p + "mlp.down_proj.weight"], m.Intermediate, H, h2, gemma);
                 if (gemma || olmo2) down = RmsNorm(down, W[p + "post_feedforward_layernorm.weight"], m.Eps, normOffset);
+                if (glm4) down = RmsNorm(down, W[p + "post_mlp_layernorm.weight"], m.Eps, 0);
                 for (int i = 0; i < H; i++) x[t][i] += residual * down[i];
             }
         }
@@ -180,7 +183,8 @@ internal static class ReferenceForward
         : 1;
 
     /// <summary>Rotate-half RoPE over each head's first <paramref name="rotary"/> dimensions; the rest pass through unscaled.</summary>
-    private static void RotateHalf(double[] vec, int heads, int d, int rotary, int position, double[] invFreq, double magnitude)
+    /// <summary>Pairs (i, i + R/2) turn by angle i, or with <paramref name="interleaved"/> (GLM's rotary) pairs (2i, 2i + 1).</summary>
+    private static void RotateHalf(double[] vec, int heads, int d, int rotary, int position, double[] invFreq, double magnitude, bool interleaved = false)
     {
         int half = rotary / 2;
         for (int head = 0; head < heads; head++)
@@ -188,9 +192,10 @@ internal static class ReferenceForward
             for (int i = 0; i < half; i++)
             {
                 double angle = position * invFreq[i];
-                double a = vec[head * d + i], b = vec[head * d + i + half];
-                vec[head * d + i] = magnitude * (a * Math.Cos(angle) - b * Math.Sin(angle));
-                vec[head * d + i + half] = magnitude * (b * Math.Cos(angle) + a * Math.Sin(angle));
+                int first = head * d + (interleaved ? 2 * i : i), second = head * d + (interleaved ? 2 * i + 1 : i + half);
+                double a = vec[first], b = vec[second];
+                vec[first] = magnitude * (a * Math.Cos(angle) - b * Math.Sin(angle));
+                vec[second] = magnitude * (b * Math.Cos(angle) + a * Math.Sin(angle));
             }
         }
     }

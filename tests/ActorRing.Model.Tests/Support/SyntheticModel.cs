@@ -78,7 +78,7 @@ internal sealed class SyntheticModel
     private readonly Dictionary<string, long[]> _shapes = new(StringComparer.Ordinal);
 
     public bool QkvBias => ModelType is "qwen2" or "qwen2_moe" || AttentionBias;
-    public bool OBias => ModelType is not ("qwen2" or "qwen2_moe") && AttentionBias;
+    public bool OBias => ModelType is not ("qwen2" or "qwen2_moe" or "glm4") && AttentionBias;
     public bool QkNorm => ModelType is "qwen3" or "qwen3_moe" or "gemma3_text";
 
     /// <summary>The window layer <paramref name="layer"/> attends through, as transformers reads the config; null for full attention.</summary>
@@ -112,6 +112,12 @@ internal sealed class SyntheticModel
             // olmo2 has no norm before the attention: its post_attention_layernorm normalizes the attention's output.
             if (ModelType != "olmo2") Add(p + "input_layernorm.weight", 0.2f, 1, Hidden);
             Add(p + "post_attention_layernorm.weight", 0.2f, 1, Hidden);
+            if (ModelType == "glm4")
+            {
+                // glm4's norms of the attention's and the MLP's outputs (its post_attention_layernorm is before the MLP).
+                Add(p + "post_self_attn_layernorm.weight", 0.2f, 1, Hidden);
+                Add(p + "post_mlp_layernorm.weight", 0.2f, 1, Hidden);
+            }
             if (ModelType == "olmo2")
             {
                 // ... and post_feedforward_layernorm the MLP's; q_norm and k_norm span the whole q and k projections.
@@ -247,6 +253,13 @@ internal sealed class SyntheticModel
             config["final_logit_softcapping"] = null;
             config["cache_implementation"] = "hybrid";
         }
+        if (ModelType == "glm4")
+        {
+            // Glm4Config's: q/k/v biases (o_proj has none), half of each head turned; W keeps q and k as GLM stores
+            // them, each head's rotated dimensions in interleaved pairs (the reference turns them so).
+            config["attention_bias"] = AttentionBias;
+            config["partial_rotary_factor"] = PartialRotary ?? 0.5;
+        }
         if (ModelType == "smollm3")
         {
             // As SmolLM3-3B's config.json has them: the list, and the interval it was made from.
@@ -339,6 +352,18 @@ internal sealed class SyntheticModel
             var wrapped = disk.ToDictionary(kv => kv.Key.StartsWith("model.") ? "language_model." + kv.Key : "language_model." + kv.Key, kv => kv.Value);
             wrapped["vision_tower.vision_model.embeddings.patch_embedding.weight"] = new SafetensorsWriter.Entry(DiskDType, [8, 3], new float[24]);
             return wrapped;
+        }
+        if (ModelType == "glm4")
+        {
+            // glm4 stores gate and up as one gate_up_proj (gate rows first), q/k/v apart.
+            for (int l = 0; l < Layers; l++)
+            {
+                string p = $"model.layers.{l}.mlp.";
+                disk[p + "gate_up_proj.weight"] = new SafetensorsWriter.Entry(DiskDType, [2L * Intermediate, Hidden], W[p + "gate_proj.weight"].Concat(W[p + "up_proj.weight"]).ToArray());
+                disk.Remove(p + "gate_proj.weight");
+                disk.Remove(p + "up_proj.weight");
+            }
+            return disk;
         }
         if (ModelType != "phi3") return disk;
         void Fuse(string fused, params string[] parts)
