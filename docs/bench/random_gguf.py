@@ -8,6 +8,7 @@ llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama
     python3 docs/bench/random_gguf.py smollm3 OUT.gguf
     python3 docs/bench/random_gguf.py olmo2 OUT.gguf
     python3 docs/bench/random_gguf.py qwen2moe OUT.gguf
+    python3 docs/bench/random_gguf.py glm4 OUT.gguf
     python3 docs/bench/random_gguf.py phi3 OUT.gguf
     python3 docs/bench/random_gguf.py phi3-longrope OUT.gguf [ORIGINAL_CONTEXT]
 
@@ -37,6 +38,10 @@ over the whole q and k projections (256 wide each), all in 0.5..1.5; rotate-half
 qwen2moe: Qwen1.5-MoE's layout at the same size: q/k/v biases, 4 layers, each with 8 experts of 128 (2 per token,
 stacked in ffn_*_exps, router ffn_gate_inp) and a shared expert of 256 (ffn_*_shexp) weighted by sigmoid of its gate
 vector ffn_gate_inp_shexp; 4 KV heads, untied head.
+
+glm4: GLM-4-0414's layout at the same size: q/k/v biases, RoPE over the first half of each head (rope.dimension_count
+32 of 64) in GLM's interleaved pairs (the converter keeps Hugging Face's row order), four norms a layer
+(attn_norm, post_attention_norm, ffn_norm, post_ffw_norm), gate and up fused in ffn_up, 2 KV heads, untied head.
 
 phi3: Phi-3-mini's layout at a small size: hidden 256, 4 layers, 8 heads of 32 with 4 KV heads, q/k/v fused in
 attn_qkv and gate/up fused in ffn_up (gate rows first), untied head, norms in 0.5..1.5, window 2047 (as
@@ -216,6 +221,24 @@ def qwen2moe_file():
     return tensors, kvs
 
 
+def glm4_file():
+    layers, kv_heads, a = 4, 2, "glm4"
+    tensors = [("token_embd.weight", [D, V])]
+    for i in range(layers):
+        b = "blk.%d." % i
+        tensors += [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_q.bias", [H * HD]),
+                    (b + "attn_k.weight", [D, kv_heads * HD]), (b + "attn_k.bias", [kv_heads * HD]),
+                    (b + "attn_v.weight", [D, kv_heads * HD]), (b + "attn_v.bias", [kv_heads * HD]),
+                    (b + "attn_output.weight", [H * HD, D]), (b + "post_attention_norm.weight", [D]),
+                    (b + "ffn_norm.weight", [D]), (b + "ffn_up.weight", [D, 2 * FF]), (b + "ffn_down.weight", [FF, D]),
+                    (b + "post_ffw_norm.weight", [D])]
+    tensors += [("output_norm.weight", [D]), ("output.weight", [D, V])]
+    kvs = shape_kvs(a, layers, kv_heads, 1e-5) + [
+        kv(a + ".rope.freq_base", GGUF_F32, 10000.0), kv(a + ".rope.dimension_count", GGUF_U32, HD // 2),
+    ] + llama_tokenizer_kvs()
+    return tensors, kvs
+
+
 def granite_file(a="granite"):
     layers, kv_heads = 4, 2
     tensors = [("token_embd.weight", [D, V])]
@@ -243,7 +266,7 @@ ROPE_FACTORS = {
 
 
 def main(arch, path, original=None):
-    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else granite_file(arch) if arch in ("granite", "smollm3") else olmo2_file() if arch == "olmo2" else qwen2moe_file() if arch == "qwen2moe"
+    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else granite_file(arch) if arch in ("granite", "smollm3") else olmo2_file() if arch == "olmo2" else qwen2moe_file() if arch == "qwen2moe" else glm4_file() if arch == "glm4"
                     else phi3_file(original if arch == "phi3-longrope" else None))
     infos, offset = [], 0
     for name, ne in tensors:
@@ -274,6 +297,6 @@ def main(arch, path, original=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "granite", "smollm3", "olmo2", "qwen2moe", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "granite", "smollm3", "olmo2", "qwen2moe", "glm4", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 64)

@@ -21,7 +21,8 @@ internal static class GgufWriter
         {
             if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight")) continue; // experts and routers: stacked below
             if (model.ModelType == "phi3" && (hf.Contains("_proj.weight") && !hf.Contains("o_proj") && !hf.Contains("down_proj"))) continue; // fused below
-            string name = GgufName(hf, model.Gemma || model.ModelType == "olmo2");
+            if (model.ModelType == "glm4" && (hf.Contains("gate_proj") || hf.Contains("up_proj"))) continue; // fused below
+            string name = GgufName(hf, model.Gemma || model.ModelType == "olmo2", model.ModelType == "glm4");
             // Vectors, and qwen2moe's shared expert gate, which the converter writes as one [hidden] vector.
             long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") || hf.EndsWith("shared_expert_gate.weight") ? [values.Length] : MatrixShape(model, hf);
             var data = values;
@@ -50,6 +51,14 @@ internal static class GgufWriter
                 long[] shape = [parts.Sum(part => MatrixShape(model, p + part + ".weight")[0]), model.Hidden];
                 list.Add(new Tensor(name, shape, matrixType, Encode(fused, shape, matrixType)));
             }
+        }
+        // glm4: its converter copies gate_up_proj (gate rows, then up rows) to ffn_up, and keeps q/k in GLM's order.
+        for (int l = 0; l < model.Layers && model.ModelType == "glm4"; l++)
+        {
+            string p = $"model.layers.{l}.mlp.";
+            var fused = model.W[p + "gate_proj.weight"].Concat(model.W[p + "up_proj.weight"]).ToArray();
+            long[] shape = [2L * model.Intermediate, model.Hidden];
+            list.Add(new Tensor($"blk.{l}.ffn_up.weight", shape, matrixType, Encode(fused, shape, matrixType)));
         }
         // phi3 longrope: the factors as two F32 vectors, one per rotated pair (Phi3MiniModel.generate_extra_tensors).
         if (model.LongRope is { } longRope)
@@ -114,7 +123,7 @@ internal static class GgufWriter
         return data;
     }
 
-    public static string GgufName(string hf, bool gemma = false)
+    public static string GgufName(string hf, bool gemma = false, bool glm4 = false)
     {
         switch (hf)
         {
@@ -130,6 +139,8 @@ internal static class GgufWriter
             "post_attention_layernorm" => gemma ? "post_attention_norm" : "ffn_norm",
             "pre_feedforward_layernorm" => "ffn_norm",
             "post_feedforward_layernorm" => "post_ffw_norm",
+            "post_self_attn_layernorm" when glm4 => "post_attention_norm",
+            "post_mlp_layernorm" when glm4 => "post_ffw_norm",
             "self_attn.q_proj" => "attn_q",
             "self_attn.k_proj" => "attn_k",
             "self_attn.v_proj" => "attn_v",
@@ -151,7 +162,7 @@ internal static class GgufWriter
     /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
     public static Dictionary<string, object> Metadata(SyntheticModel m)
     {
-        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "qwen2_moe" => "qwen2moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "granite" => "granite", "smollm3" => "smollm3", "olmo2" => "olmo2", _ => "llama" };
+        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "qwen2_moe" => "qwen2moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "granite" => "granite", "smollm3" => "smollm3", "olmo2" => "olmo2", "glm4" => "glm4", _ => "llama" };
         var meta = new Dictionary<string, object>
         {
             ["general.architecture"] = a,
@@ -191,6 +202,7 @@ internal static class GgufWriter
                 meta[$"{a}.rope.scaling.factor"] = (float)factor;
             }
         }
+        if (a == "glm4") meta[$"{a}.rope.dimension_count"] = (uint)m.RotaryDim; // Glm4Model: head_dim × partial_rotary_factor
         if (a == "granite")
         {
             // GraniteModel.set_gguf_parameters: the four µP scalars.

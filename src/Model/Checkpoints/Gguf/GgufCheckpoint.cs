@@ -39,7 +39,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             Config = ReadConfig(_files[0], _tensors);
             // llama.cpp's convert_hf_to_gguf permutes q/k rows of llama-family models (Mixtral included) for its
             // interleaved RoPE; the qwen models keep Hugging Face's rotate-half order.
-            _permuteQk = Config.ModelType is "llama" or "mixtral" or "granite" or "smollm3"; // the converters of both are LlamaModels
+            _permuteQk = Config.ModelType is "llama" or "mixtral" or "granite" or "smollm3" // the converters of these are LlamaModels
+                || Config.Glm4; // glm4 keeps GLM's interleaved pairs, over the rotated part of each head only
             _byHfName = MapNames();
             var used = _byHfName.Values.Select(v => v.Tensor).ToHashSet();
             foreach (var t in _tensors.Values)
@@ -75,8 +76,10 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     {
         var m = file.Metadata;
         string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
-        if (arch is not ("llama" or "granite" or "smollm3" or "olmo2" or "qwen2" or "qwen3" or "qwen3moe" or "qwen2moe" or "gemma2" or "gemma3" or "phi3"))
-            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, qwen2, qwen3, qwen3moe, qwen2moe, gemma2, gemma3 and phi3 models");
+        if (arch is not ("llama" or "granite" or "smollm3" or "olmo2" or "glm4" or "qwen2" or "qwen3" or "qwen3moe" or "qwen2moe" or "gemma2" or "gemma3" or "phi3"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, glm4, qwen2, qwen3, qwen3moe, qwen2moe, gemma2, gemma3 and phi3 models");
+        if (arch == "glm4" && m.ContainsKey("glm4.rope.dimension_sections"))
+            throw new ModelLoadException($"{file.Path}: glm4.rope.dimension_sections is set (multimodal M-RoPE, GLM-4V); only the text model's rotary is implemented");
         // llama.cpp writes OLMo 3 as olmo2 with its windows; those are not implemented here.
         if (arch == "olmo2" && m.TryGetValue("olmo2.attention.sliding_window", out var olmoWindow) && Convert.ToInt64(olmoWindow, CultureInfo.InvariantCulture) > 0)
             throw new ModelLoadException($"{file.Path}: olmo2.attention.sliding_window is {olmoWindow} (an OLMo 3 file); OLMo 3's windowed layers are not implemented");
@@ -236,7 +239,10 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     /// <summary>Our (Hugging Face) name for a llama.cpp tensor name, or null for tensors we do not use.</summary>
     /// <param name="postNorms">Gemma's and OLMo 2's layout: <c>post_attention_norm</c> and <c>post_ffw_norm</c>
     /// normalize the attention's and the MLP's outputs.</param>
-    internal static string? HfName(string gguf, bool postNorms = false, bool phi3 = false)
+    /// <param name="fusedGateUp">phi3's and glm4's <c>ffn_up</c>: gate and up rows in one tensor.</param>
+    /// <param name="glm4">glm4's names: <c>post_attention_norm</c> and <c>post_ffw_norm</c> are its
+    /// post_self_attn_layernorm and post_mlp_layernorm, <c>ffn_norm</c> its post_attention_layernorm (before the MLP).</param>
+    internal static string? HfName(string gguf, bool postNorms = false, bool fusedGateUp = false, bool glm4 = false)
     {
         switch (gguf)
         {
@@ -254,11 +260,13 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             "ffn_norm" => postNorms ? "pre_feedforward_layernorm" : "post_attention_layernorm",
             "post_attention_norm" when postNorms => "post_attention_layernorm",
             "post_ffw_norm" when postNorms => "post_feedforward_layernorm",
+            "post_attention_norm" when glm4 => "post_self_attn_layernorm",
+            "post_ffw_norm" when glm4 => "post_mlp_layernorm",
             "attn_q" => "self_attn.q_proj",
             // phi3: q, k and v in one tensor, and gate and up in ffn_up (2 × intermediate rows, gate first), as
             // transformers' qkv_proj and gate_up_proj.
             "attn_qkv" => "self_attn.qkv_proj",
-            "ffn_up" when phi3 => "mlp.gate_up_proj",
+            "ffn_up" when fusedGateUp => "mlp.gate_up_proj",
             "attn_k" => "self_attn.k_proj",
             "attn_v" => "self_attn.v_proj",
             "attn_output" => "self_attn.o_proj",
@@ -291,7 +299,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         var map = new Dictionary<string, Slice>(StringComparer.Ordinal);
         foreach (var t in _tensors.Values)
         {
-            if (HfName(t.Name, Config.Gemma || Config.Olmo2, Config.FusedProjections) is { } hf) map[hf] = new Slice(t, 0, t.Dims.Reverse().ToArray());
+            if (HfName(t.Name, Config.Gemma || Config.Olmo2, Config.FusedGateUp, Config.Glm4) is { } hf) map[hf] = new Slice(t, 0, t.Dims.Reverse().ToArray());
             if (Config.Moe is not { } moe) continue;
             var m = ExpertTensorName().Match(t.Name);
             if (!m.Success) continue;
@@ -347,16 +355,17 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     /// <summary>Values per block of the stored type: a row-parallel split must not cut one.</summary>
     public int ColumnBlock(string name) => Contains(name) ? GgmlTypeTraits.Geometry(Tensor(name).Type)!.Value.BlockSize : 1;
 
-    /// <summary>Which stored row holds our row <paramref name="row"/> (llama.cpp permutes q/k rows within each head).</summary>
+    /// <summary>Which stored row holds our row <paramref name="row"/> (llama.cpp permutes q/k rows within each head;
+    /// glm4's are GLM's own interleaved pairs, over the head's first RotaryDim rows).</summary>
     private long StoredRow(string name, long row)
     {
         if (!_permuteQk) return row;
         int heads = name.EndsWith("q_proj.weight", StringComparison.Ordinal) ? Config.NumHeads
             : name.EndsWith("k_proj.weight", StringComparison.Ordinal) ? Config.NumKvHeads : 0;
         if (heads == 0) return row;
-        long d = Config.HeadDim, half = d / 2, head = row / d, within = row % d;
-        // Our row h·d + t·(d/2) + i (rotate-half pairs i and i+d/2) is stored at h·d + 2i + t (adjacent pairs).
-        return head * d + 2 * (within % half) + within / half;
+        long d = Config.HeadDim, paired = Config.Glm4 ? Config.RotaryDim : d, half = paired / 2, head = row / d, within = row % d;
+        // Our row h·d + t·(R/2) + i (rotate-half pairs i and i+R/2) is stored at h·d + 2i + t (adjacent pairs).
+        return within < paired ? head * d + 2 * (within % half) + within / half : row;
     }
 
     /// <summary>
