@@ -51,7 +51,7 @@ public sealed partial class ShardedLlama
         /// <summary>olmo2's whole-projection q and k norm weights, this rank's slices (else null).</summary>
         public readonly float* QkWholeNorm = qkWholeNorm;
         public readonly byte* KPool = kPool, VPool = vPool;
-        /// <summary>gemma's norms of the attention's and the MLP's outputs (else null).</summary>
+        /// <summary>The norms of the attention's and the MLP's outputs (gemma, olmo2, glm4; else null).</summary>
         public readonly float* AttnOutNorm = attnOutNorm, FfnOutNorm = ffnOutNorm;
         /// <summary>This layer's RoPE tables, [context, rotaryDim/2].</summary>
         public readonly float* Cos = cos, Sin = sin;

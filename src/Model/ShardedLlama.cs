@@ -94,7 +94,7 @@ public sealed partial class ShardedLlama : IDisposable
         public SplitMatrix? Wdown;
         /// <summary>The router and this rank's slice of every expert, in a mixture-of-experts layer; else null.</summary>
         public ExpertWeights? Experts;
-        /// <summary>gemma: the norms of the attention's and the MLP's outputs, before each residual add; else null.</summary>
+        /// <summary>gemma, olmo2 and glm4: the norms of the attention's and the MLP's outputs, before each residual add; else null.</summary>
         public Tensor? AttnOutNorm, FfnOutNorm;
         /// <summary>Whether this layer's RoPE uses the local tables (gemma's windowed layers).</summary>
         public bool LocalRope;
