@@ -92,30 +92,30 @@ def shape_kvs(a, layers, kv_heads, eps):
     ]
 
 
-def llama_tokenizer_kvs():
-    """A llama-style SentencePiece vocabulary (spm_vocab): <unk> 0, <s> 1, </s> 2, BOS added."""
-    toks, scores, types = spm_vocab(V)
+def spm_tokenizer_kvs(vocab, bos, eos, unk, extra=()):
+    """A SentencePiece ("llama") vocabulary's keys: its pieces, scores and types, and the special ids."""
+    toks, scores, types = vocab
     return [
         kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
         kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
         kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
-        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 1), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 2),
-        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 0), kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True),
-    ]
+        kv("tokenizer.ggml.bos_token_id", GGUF_U32, bos), kv("tokenizer.ggml.eos_token_id", GGUF_U32, eos),
+        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, unk),
+    ] + list(extra)
+
+
+def llama_tokenizer_kvs():
+    """A llama-style vocabulary (spm_vocab): <unk> 0, <s> 1, </s> 2, BOS added."""
+    return spm_tokenizer_kvs(spm_vocab(V), 1, 2, 0, [kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True)])
 
 
 def gemma_tokenizer_kvs():
-    """Gemma's SentencePiece vocabulary as its converter writes it: <bos> 2, <eos> 1, no dummy space prefix."""
-    toks, scores, types = gemma_vocab(V)
-    return [
-        kv("tokenizer.ggml.model", GGUF_STR, "llama"), kv("tokenizer.ggml.pre", GGUF_STR, "default"),
-        kv_arr("tokenizer.ggml.tokens", GGUF_STR, toks), kv_arr("tokenizer.ggml.scores", GGUF_F32, scores),
-        kv_arr("tokenizer.ggml.token_type", GGUF_I32, types),
-        kv("tokenizer.ggml.bos_token_id", GGUF_U32, 2), kv("tokenizer.ggml.eos_token_id", GGUF_U32, 1),
-        kv("tokenizer.ggml.unknown_token_id", GGUF_U32, 3), kv("tokenizer.ggml.padding_token_id", GGUF_U32, 0),
+    """Gemma's vocabulary as its converter writes it: <bos> 2, <eos> 1, no dummy space prefix."""
+    return spm_tokenizer_kvs(gemma_vocab(V), 2, 1, 3, [
+        kv("tokenizer.ggml.padding_token_id", GGUF_U32, 0),
         kv("tokenizer.ggml.add_bos_token", GGUF_BOOL, True), kv("tokenizer.ggml.add_eos_token", GGUF_BOOL, False),
         kv("tokenizer.ggml.add_space_prefix", GGUF_BOOL, False),
-    ]
+    ])
 
 
 def gemma_layer_tensors(kv_heads, qk_norm):
@@ -199,15 +199,20 @@ def olmo2_file():
     return tensors, kvs
 
 
+def biased_attention_tensors(b, kv_heads):
+    """A layer's norm before the attention, and q/k/v with biases (Qwen's and GLM's), and the output projection."""
+    return [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_q.bias", [H * HD]),
+            (b + "attn_k.weight", [D, kv_heads * HD]), (b + "attn_k.bias", [kv_heads * HD]),
+            (b + "attn_v.weight", [D, kv_heads * HD]), (b + "attn_v.bias", [kv_heads * HD]),
+            (b + "attn_output.weight", [H * HD, D])]
+
+
 def qwen2moe_file():
     layers, kv_heads, experts, used, ffe, ffs, a = 4, 4, 8, 2, 128, 256, "qwen2moe"
     tensors = [("token_embd.weight", [D, V])]
     for i in range(layers):
         b = "blk.%d." % i
-        tensors += [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_q.bias", [H * HD]),
-                    (b + "attn_k.weight", [D, kv_heads * HD]), (b + "attn_k.bias", [kv_heads * HD]),
-                    (b + "attn_v.weight", [D, kv_heads * HD]), (b + "attn_v.bias", [kv_heads * HD]),
-                    (b + "attn_output.weight", [H * HD, D]), (b + "ffn_norm.weight", [D]),
+        tensors += biased_attention_tensors(b, kv_heads) + [(b + "ffn_norm.weight", [D]),
                     (b + "ffn_gate_inp.weight", [D, experts]), (b + "ffn_gate_exps.weight", [D, ffe, experts]),
                     (b + "ffn_up_exps.weight", [D, ffe, experts]), (b + "ffn_down_exps.weight", [ffe, D, experts]),
                     (b + "ffn_gate_inp_shexp.weight", [D]), (b + "ffn_gate_shexp.weight", [D, ffs]),
@@ -226,10 +231,7 @@ def glm4_file():
     tensors = [("token_embd.weight", [D, V])]
     for i in range(layers):
         b = "blk.%d." % i
-        tensors += [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_q.bias", [H * HD]),
-                    (b + "attn_k.weight", [D, kv_heads * HD]), (b + "attn_k.bias", [kv_heads * HD]),
-                    (b + "attn_v.weight", [D, kv_heads * HD]), (b + "attn_v.bias", [kv_heads * HD]),
-                    (b + "attn_output.weight", [H * HD, D]), (b + "post_attention_norm.weight", [D]),
+        tensors += biased_attention_tensors(b, kv_heads) + [(b + "post_attention_norm.weight", [D]),
                     (b + "ffn_norm.weight", [D]), (b + "ffn_up.weight", [D, 2 * FF]), (b + "ffn_down.weight", [FF, D]),
                     (b + "post_ffw_norm.weight", [D])]
     tensors += [("output_norm.weight", [D]), ("output.weight", [D, V])]
