@@ -98,8 +98,15 @@ public sealed record ModelConfig
     /// <see cref="LocalRopeTheta"/> (the others on <see cref="RopeTheta"/> with <see cref="RopeScaling"/>).
     /// gemma2 (Gemma 2 2B, 9B, 27B) is the same but for the per-head q/k norms and the local RoPE base, which it does
     /// not have, and the two soft-caps (<see cref="AttentionSoftcap"/>, <see cref="FinalLogitSoftcap"/>), which it has.
+    /// gemma (Gemma 1 2B and 7B, CodeGemma) is Gemma 2 without the output norms (<see cref="GemmaOutputNorms"/>), the
+    /// soft-caps and the windows: a llama layer with Gemma's embeddings, norms and GeGLU, attention scaled by head_dim^-1/2.
     /// </summary>
-    public bool Gemma => ModelType is "gemma3_text" or "gemma2";
+    public bool Gemma => ModelType is "gemma3_text" or "gemma2" or "gemma";
+
+    /// <summary>Gemma 2's and 3's layer: a norm on the attention's and the MLP's outputs (post_attention_layernorm,
+    /// post_feedforward_layernorm) before each residual add, and pre_feedforward_layernorm before the MLP. Gemma 1's
+    /// layer is llama's: its post_attention_layernorm is the norm before the MLP.</summary>
+    public bool GemmaOutputNorms => ModelType is "gemma3_text" or "gemma2";
 
     /// <summary>Gemma 2's attention soft-cap c: every scaled score s becomes c·tanh(s / c) before the softmax; null: none.</summary>
     public double? AttentionSoftcap { get; init; }
@@ -227,7 +234,7 @@ public sealed record ModelConfig
             if (QkvBias) perLayer += q + 2 * kv;
             if (OProjBias) perLayer += h;
             if (QkNorm) perLayer += 2L * HeadDim;
-            if (Gemma || Glm4) perLayer += 2 * h; // the norms of the attention's and the MLP's outputs
+            if (GemmaOutputNorms || Glm4) perLayer += 2 * h; // the norms of the attention's and the MLP's outputs
             if (Olmo2) perLayer += q + kv; // the whole-projection q and k norms (its two output norms replace the input ones)
             long total = NumLayers * perLayer + (long)VocabSize * h + h;
             for (int l = 0; l < NumLayers; l++)
@@ -238,10 +245,10 @@ public sealed record ModelConfig
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "olmo2", "glm4", "gemma2", "gemma3_text", "qwen3_moe", "qwen2_moe", "mixtral" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "olmo2", "glm4", "gemma", "gemma2", "gemma3_text", "qwen3_moe", "qwen2_moe", "mixtral" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3); not deepseek or other experts with shared experts besides qwen2_moe's, nor granitemoe, olmo3, gemma, phi or phimoe";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3); not deepseek or other experts with shared experts besides qwen2_moe's, nor granitemoe, olmo3, phi or phimoe";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -270,6 +277,9 @@ public sealed record ModelConfig
         // gemma2: the same minus the local RoPE base and the window pattern (every other layer is windowed), and with
         // soft-caps that are on by default.
         ["gemma2"] = ["hidden_activation", "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping", "cache_implementation"],
+        // gemma: the activation's later name (its published configs carry it beside hidden_act), and the attention's
+        // direction (checked to be causal).
+        ["gemma"] = ["hidden_activation", "use_bidirectional_attention"],
         // granite: its four µP scalars.
         ["granite"] = ["embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"],
         // smollm3: which layers rotate (no_rope_layers, or every no_rope_layer_interval-th without).
@@ -359,6 +369,18 @@ public sealed record ModelConfig
                 finalSoftcap = Softcap(root, source, "final_logit_softcapping", 30.0);
             }
         }
+        else if (modelType == "gemma")
+        {
+            // Gemma 1's first configs said hidden_act "gelu" while the model was trained with the tanh GELU (Google's
+            // reference code); transformers then added hidden_activation, and read "gelu_pytorch_tanh" when it was
+            // absent, as llama.cpp does. An exact (erf) GELU is not implemented, and is not what these weights want.
+            string gelu = OptionalString(root, "hidden_activation") ?? OptionalString(root, "hidden_act") ?? "gelu_pytorch_tanh";
+            if (gelu is not ("gelu_pytorch_tanh" or "gelu"))
+                throw Refuse(source, root.TryGetProperty("hidden_activation", out _) ? "hidden_activation" : "hidden_act", gelu, "gemma runs gelu_pytorch_tanh (GeGLU) only");
+            activation = "gelu_tanh";
+            if (OptionalBool(root, source, "use_bidirectional_attention") == true)
+                throw Refuse(source, "use_bidirectional_attention", true, "only causal attention is supported");
+        }
         else
         {
             string act = OptionalString(root, "hidden_act") ?? "silu";
@@ -377,7 +399,7 @@ public sealed record ModelConfig
         if (headDim % 2 != 0) throw Refuse(source, "head_dim", headDim, "RoPE needs an even head dimension");
 
         bool attentionBias = OptionalBool(root, source, "attention_bias") ?? false;
-        if (modelType is "gemma3_text" or "gemma2" or "olmo2" && attentionBias) throw Refuse(source, "attention_bias", true, $"{modelType} attention biases are not implemented");
+        if (modelType is "gemma3_text" or "gemma2" or "gemma" or "olmo2" && attentionBias) throw Refuse(source, "attention_bias", true, $"{modelType} attention biases are not implemented");
         if (modelType == "phi3")
         {
             if (attentionBias) throw Refuse(source, "attention_bias", true, "phi3 has no attention biases");
@@ -419,7 +441,7 @@ public sealed record ModelConfig
             MaxPositionEmbeddings = OptionalInt(root, source, "max_position_embeddings") ?? 2048,
             RmsNormEps = OptionalDouble(root, source, "rms_norm_eps") ?? 1e-6,
             RopeTheta = OptionalDouble(root, source, "rope_theta") ?? 10000.0,
-            TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? modelType is "gemma3_text" or "gemma2" or "smollm3", // their configs tie by default
+            TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? modelType is "gemma3_text" or "gemma2" or "gemma" or "smollm3", // their configs tie by default
             QkvBias = qkvBias,
             OProjBias = oBias,
             QkNorm = modelType is "qwen3" or "qwen3_moe" or "gemma3_text",
@@ -435,7 +457,8 @@ public sealed record ModelConfig
             } : [],
             Moe = ParseExperts(root, source, modelType, layers),
             Activation = activation,
-            QueryPreAttentionScalar = modelType is "gemma3_text" or "gemma2" ? OptionalDouble(root, source, "query_pre_attn_scalar") ?? 256 : null,
+            QueryPreAttentionScalar = modelType is "gemma3_text" or "gemma2" ? OptionalDouble(root, source, "query_pre_attn_scalar") ?? 256
+                : modelType == "gemma" ? headDim : null, // Gemma 1: llama's head_dim^-1/2
             AttentionSoftcap = attentionSoftcap,
             FinalLogitSoftcap = finalSoftcap,
             // GraniteConfig's defaults are 1.0 each; an attention multiplier of 1 is a real scale (not 1/√head_dim).
@@ -481,7 +504,7 @@ public sealed record ModelConfig
 
         switch (modelType)
         {
-            case "llama" or "granite" or "olmo2" or "glm4":
+            case "llama" or "granite" or "olmo2" or "glm4" or "gemma":
                 if (hasWindow)
                     throw Refuse(source, "sliding_window", swEl, $"{modelType} has no sliding-window attention (transformers ignores the field); set it to null, or use model_type mistral if the model was trained with a window");
                 if (OptionalBool(root, source, "use_sliding_window") == true)

@@ -290,9 +290,9 @@ public sealed partial class ShardedLlama : IDisposable
                 var layer = new Layer
                 {
                     InputNorm = c.Olmo2 ? null : Own(LoadNorm(reader, pre + "input_layernorm.weight", h)),
-                    // gemma's post_attention_layernorm is the norm of the attention's output; its pre-MLP norm is
-                    // pre_feedforward_layernorm. olmo2 has none before its MLP.
-                    PostNorm = c.Olmo2 ? null : Own(LoadNorm(reader, pre + (c.Gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), h)),
+                    // Gemma 2's and 3's post_attention_layernorm is the norm of the attention's output; their pre-MLP
+                    // norm is pre_feedforward_layernorm. olmo2 has none before its MLP.
+                    PostNorm = c.Olmo2 ? null : Own(LoadNorm(reader, pre + (c.GemmaOutputNorms ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), h)),
                     Wqkv = wqkv,
                     Bqkv = bqkv,
                     QkNorm = c.QkNorm ? Own(LoadQkNorm(reader, pre)) : null,
@@ -309,7 +309,7 @@ public sealed partial class ShardedLlama : IDisposable
                         (pre + "self_attn.k_norm.weight", kvRow0, _kvDim, c.NumKvHeads * d));
                     layer.QkWholeNorm = Own(whole.view(-1));
                 }
-                if (c.Gemma || c.Olmo2)
+                if (c.GemmaOutputNorms || c.Olmo2)
                 {
                     layer.AttnOutNorm = Own(LoadNorm(reader, pre + "post_attention_layernorm.weight", h));
                     layer.FfnOutNorm = Own(LoadNorm(reader, pre + "post_feedforward_layernorm.weight", h));

@@ -126,6 +126,39 @@ public class ArchitectureConfigTests
         Assert.Equal(39, Math.Round(wrapped.ParameterCount / 1e8)); // the text model's 3.9B of the 4.3B
     }
 
+    // google/gemma-2b's config.json as first published (hidden_act "gelu"; transformers 4.38).
+    private const string Gemma1 = """
+        {"architectures": ["GemmaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 2,
+         "eos_token_id": 1, "head_dim": 256, "hidden_act": "gelu", "hidden_size": 2048, "initializer_range": 0.02,
+         "intermediate_size": 16384, "max_position_embeddings": 8192, "model_type": "gemma", "num_attention_heads": 8,
+         "num_hidden_layers": 18, "num_key_value_heads": 1, "pad_token_id": 0, "rms_norm_eps": 1e-06, "rope_scaling": null,
+         "rope_theta": 10000.0, "torch_dtype": "bfloat16", "transformers_version": "4.38.0.dev0", "use_cache": true,
+         "vocab_size": 256000}
+        """;
+
+    [Fact]
+    public void Gemma1_is_a_llama_layer_with_gemma_embeddings_norms_and_geglu()
+    {
+        var c = Parse(Gemma1);
+        // The tanh GELU though the config says "gelu" (Google's reference, llama.cpp, and transformers from 4.39 when
+        // hidden_activation is absent); attention scaled by head_dim^-1/2; no output norms, soft-caps or windows.
+        Assert.Equal(("gemma", true, false, "gelu_tanh", 256.0, true, (int?)null, (double?)null, (double?)null), (c.ModelType, c.Gemma,
+            c.GemmaOutputNorms, c.Activation, c.QueryPreAttentionScalar, c.TieWordEmbeddings, c.SlidingWindow, c.AttentionSoftcap, c.FinalLogitSoftcap));
+        Assert.Equal([1], c.EosTokenIds);
+        Assert.Equal(2_506_172_416, c.ParameterCount); // "2.51B": 18 layers of 110,104,576 and the tied 256000 x 2048 embeddings
+        // The later configs' hidden_activation beside hidden_act reads the same model.
+        Assert.Equal(c.Fingerprint, Parse(Gemma1.Replace("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"gelu\", \"hidden_activation\": \"gelu_pytorch_tanh\"")).Fingerprint);
+
+        var relu = Assert.Throws<ModelLoadException>(() => Parse(Gemma1.Replace("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\"")));
+        Assert.Contains("unsupported hidden_act = relu: gemma runs gelu_pytorch_tanh (GeGLU) only", relu.Message);
+        var both = Assert.Throws<ModelLoadException>(() => Parse(Gemma1.Replace("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"gelu\", \"hidden_activation\": \"silu\"")));
+        Assert.Contains("unsupported hidden_activation = silu", both.Message);
+        var bidirectional = Assert.Throws<ModelLoadException>(() => Parse(Gemma1.Replace("\"use_cache\": true", "\"use_cache\": true, \"use_bidirectional_attention\": true")));
+        Assert.Contains("only causal attention is supported", bidirectional.Message);
+        var window = Assert.Throws<ModelLoadException>(() => Parse(Gemma1.Replace("\"use_cache\": true", "\"use_cache\": true, \"sliding_window\": 4096")));
+        Assert.Contains("gemma has no sliding-window attention", window.Message);
+    }
+
     // google/gemma-2-2b-it's config.json.
     private const string Gemma2 = """
         {"architectures": ["Gemma2ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "attn_logit_softcapping": 50.0,
@@ -478,7 +511,7 @@ public class ArchitectureConfigTests
     [Theory]
     // Other architectures, and experts with shared experts: refused by model_type, with what is supported.
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"deepseek_v2\"", "unsupported model_type = \"deepseek_v2\"")]
-    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"gemma\"", "unsupported model_type = \"gemma\"")]
+    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"olmo3\"", "unsupported model_type = \"olmo3\"")]
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"deepseek_v3\"", "unsupported model_type = \"deepseek_v3\"")]
     // An MoE config under a dense model type is refused as MoE, by the field that makes it one.
     [InlineData("\"use_cache\": true", "\"num_experts\": 128", "unsupported num_experts = 128: a mixture-of-experts field under the dense model_type qwen3")]
@@ -492,7 +525,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3)", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3)", message);
     }
 
     [Fact]

@@ -28,7 +28,7 @@ public sealed class GgufTests : IDisposable
         LongRope = type == "phi3-longrope" ? (Enumerable.Range(0, 12).Select(i => 1f + 0.3f * i).ToArray(), Enumerable.Range(0, 12).Select(i => 1f + 2.5f * i).ToArray(), 16) : null,
         Hidden = 128, Intermediate = 192, Layers = type == "gemma3_text" ? 6 : type == "gemma2" ? 3 : type == "smollm3" ? 4 : 2,
         AttentionBias = attentionBias || type == "glm4", Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
-        MatrixScale = 0.5f, Tied = type is "llama" or "qwen3" or "qwen3_moe" or "gemma3_text" or "gemma2" or "granite",
+        MatrixScale = 0.5f, Tied = type is "llama" or "qwen3" or "qwen3_moe" or "gemma3_text" or "gemma2" or "gemma" or "granite",
         Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 64, SharedIntermediate = 96, NormTopK = type != "qwen2_moe", // read by the MoE types only
         // Gemma 3 as llama.cpp runs a GGUF of it (the file has neither the pattern nor query_pre_attn_scalar): five
         // windowed layers of six, attention scaled by the head size; a window shorter than the test's 9 positions,
@@ -93,6 +93,9 @@ public sealed class GgufTests : IDisposable
     [InlineData("gemma2", GgmlType.F32, WeightQuantization.None)]
     [InlineData("gemma2", GgmlType.Q4_0, WeightQuantization.Q4_0)]
     // phi3: q/k/v fused in attn_qkv and gate/up in ffn_up, its window on every layer.
+    // gemma (Gemma 1): llama's tensor names, every norm stored as 1 + w, attention scaled by the head size.
+    [InlineData("gemma", GgmlType.F32, WeightQuantization.None)]
+    [InlineData("gemma", GgmlType.Q8_0, WeightQuantization.Q8_0)]
     [InlineData("phi3", GgmlType.F32, WeightQuantization.None)]
     [InlineData("phi3", GgmlType.Q4_0, WeightQuantization.Q4_0)]
     // phi3 longrope and partial rotary: rope_factors_long/short tensors, rope.dimension_count below the head, attn_factor.
@@ -137,7 +140,7 @@ public sealed class GgufTests : IDisposable
             return Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 }))).Message;
         }
 
-        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, glm4, qwen2, qwen3, qwen3moe, qwen2moe, gemma2, gemma3 and phi3 models",
+        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, glm4, qwen2, qwen3, qwen3moe, qwen2moe, gemma, gemma2, gemma3 and phi3 models",
             Refusal(Model("llama"), meta => meta["general.architecture"] = "phi2"));
         var gemma = Model("gemma3_text");
         Assert.Contains("gemma3 has no logit soft-capping here (Gemma 2 has; its GGUF files say general.architecture gemma2)",

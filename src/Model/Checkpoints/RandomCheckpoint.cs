@@ -27,7 +27,7 @@ internal sealed class RandomCheckpoint : ICheckpointReader
             string p = $"model.layers.{i}.";
             _shapes[p + "input_layernorm.weight"] = [h];
             _shapes[p + "post_attention_layernorm.weight"] = [h];
-            if (config.Gemma)
+            if (config.GemmaOutputNorms)
             {
                 _shapes[p + "pre_feedforward_layernorm.weight"] = [h];
                 _shapes[p + "post_feedforward_layernorm.weight"] = [h];

@@ -22,11 +22,11 @@ internal static class GgufWriter
             if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight")) continue; // experts and routers: stacked below
             if (model.ModelType == "phi3" && (hf.Contains("_proj.weight") && !hf.Contains("o_proj") && !hf.Contains("down_proj"))) continue; // fused below
             if (model.ModelType == "glm4" && (hf.Contains("gate_proj") || hf.Contains("up_proj"))) continue; // fused below
-            string name = GgufName(hf, model.Gemma || model.ModelType == "olmo2", model.ModelType == "glm4");
+            string name = GgufName(hf, model.GemmaOutputNorms || model.ModelType == "olmo2", model.ModelType == "glm4");
             // Vectors, and qwen2moe's shared expert gate, which the converter writes as one [hidden] vector.
             long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") || hf.EndsWith("shared_expert_gate.weight") ? [values.Length] : MatrixShape(model, hf);
             var data = values;
-            // llama.cpp's Gemma2Model and Gemma3Model converters add the RMSNorm's 1 to every norm weight, so its norm multiplies.
+            // llama.cpp's GemmaModel, Gemma2Model and Gemma3Model converters add the RMSNorm's 1 to every norm weight, so its norm multiplies.
             if (model.Gemma && hf.EndsWith("norm.weight")) data = values.Select(v => v + 1f).ToArray();
             // llama.cpp's converter permutes q/k biases exactly as the weight rows (a bias is a one-column matrix).
             if (permuted && (hf.EndsWith("q_proj.weight") || hf.EndsWith("k_proj.weight")))
@@ -162,7 +162,7 @@ internal static class GgufWriter
     /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
     public static Dictionary<string, object> Metadata(SyntheticModel m)
     {
-        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "qwen2_moe" => "qwen2moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "granite" => "granite", "smollm3" => "smollm3", "olmo2" => "olmo2", "glm4" => "glm4", _ => "llama" };
+        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "qwen2_moe" => "qwen2moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "gemma" => "gemma", "granite" => "granite", "smollm3" => "smollm3", "olmo2" => "olmo2", "glm4" => "glm4", _ => "llama" };
         var meta = new Dictionary<string, object>
         {
             ["general.architecture"] = a,

@@ -74,7 +74,7 @@ internal static class ReferenceForward
                     {
                         double dot = 0;
                         for (int i = 0; i < d; i++) dot += q[t][head * d + i] * k[s][kvh * d + i];
-                        scores[s] = granite ? dot * m.AttentionMultiplier : dot / Math.Sqrt(gemma ? m.QueryPreAttnScalar : d);
+                        scores[s] = granite ? dot * m.AttentionMultiplier : dot / Math.Sqrt(m.GemmaOutputNorms ? m.QueryPreAttnScalar : d); // Gemma 1: head_dim
                         if (m.AttnSoftcap is double cap) scores[s] = cap * Math.Tanh(scores[s] / cap); // gemma2
                         max = Math.Max(max, scores[s]);
                     }
@@ -84,11 +84,11 @@ internal static class ReferenceForward
                         for (int i = 0; i < d; i++) attn[head * d + i] += scores[s] / sum * v[s][kvh * d + i];
                 }
                 var o = MatVec(W[p + "self_attn.o_proj.weight"], H, nh * d, attn, m.OBias ? W[p + "self_attn.o_proj.bias"] : null);
-                if (gemma || olmo2) o = RmsNorm(o, W[p + "post_attention_layernorm.weight"], m.Eps, normOffset); // a norm of the output
+                if (m.GemmaOutputNorms || olmo2) o = RmsNorm(o, W[p + "post_attention_layernorm.weight"], m.Eps, normOffset); // a norm of the output
                 if (glm4) o = RmsNorm(o, W[p + "post_self_attn_layernorm.weight"], m.Eps, 0);
                 for (int i = 0; i < H; i++) x[t][i] += residual * o[i];
 
-                var h2 = olmo2 ? x[t] : RmsNorm(x[t], W[p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")], m.Eps, normOffset);
+                var h2 = olmo2 ? x[t] : RmsNorm(x[t], W[p + (m.GemmaOutputNorms ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight")], m.Eps, normOffset);
                 if (m.IsSparse(l))
                 {
                     // Router softmax over all experts, the top k, their probabilities (renormalized) as weights.
@@ -115,7 +115,7 @@ internal static class ReferenceForward
                     continue;
                 }
                 var down = Mlp(W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"], W[p + "mlp.down_proj.weight"], m.Intermediate, H, h2, gemma);
-                if (gemma || olmo2) down = RmsNorm(down, W[p + "post_feedforward_layernorm.weight"], m.Eps, normOffset);
+                if (m.GemmaOutputNorms || olmo2) down = RmsNorm(down, W[p + "post_feedforward_layernorm.weight"], m.Eps, normOffset);
                 if (glm4) down = RmsNorm(down, W[p + "post_mlp_layernorm.weight"], m.Eps, 0);
                 for (int i = 0; i < H; i++) x[t][i] += residual * down[i];
             }

@@ -63,8 +63,10 @@ internal sealed class SyntheticModel
     public bool ImageTextWrapper;
 
     public bool IsMoe => ModelType is "qwen3_moe" or "qwen2_moe" or "mixtral";
-    /// <summary>gemma2 and gemma3_text: √hidden embeddings, 1 + w norms, output norms, GeGLU.</summary>
-    public bool Gemma => ModelType is "gemma2" or "gemma3_text";
+    /// <summary>gemma, gemma2 and gemma3_text: √hidden embeddings, 1 + w norms, GeGLU.</summary>
+    public bool Gemma => ModelType is "gemma" or "gemma2" or "gemma3_text";
+    /// <summary>gemma2 and gemma3_text: norms of the attention's and the MLP's outputs, pre_feedforward_layernorm before the MLP.</summary>
+    public bool GemmaOutputNorms => ModelType is "gemma2" or "gemma3_text";
     public bool IsSparse(int layer) => IsMoe && !DenseLayers.Contains(layer);
 
     /// <summary>Checkpoint names of a sparse layer's router and expert e's gate, up and down weights.</summary>
@@ -125,7 +127,7 @@ internal sealed class SyntheticModel
                 Add(p + "self_attn.q_norm.weight", 0.2f, 1, q);
                 Add(p + "self_attn.k_norm.weight", 0.2f, 1, kv);
             }
-            if (Gemma)
+            if (GemmaOutputNorms)
             {
                 // gemma's norms are stored as w and used as 1 + w: small values around zero.
                 Add(p + "pre_feedforward_layernorm.weight", 0.2f, 0, Hidden);
@@ -274,6 +276,12 @@ internal sealed class SyntheticModel
             config["attention_multiplier"] = AttentionMultiplier;
             config["residual_multiplier"] = ResidualMultiplier;
             config["logits_scaling"] = LogitsScaling;
+        }
+        if (ModelType == "gemma")
+        {
+            // As google/gemma-2b's config.json has it today: the first hidden_act "gelu", and hidden_activation beside it.
+            config["hidden_act"] = "gelu";
+            config["hidden_activation"] = "gelu_pytorch_tanh";
         }
         if (ModelType == "gemma2")
         {

@@ -76,8 +76,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     {
         var m = file.Metadata;
         string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
-        if (arch is not ("llama" or "granite" or "smollm3" or "olmo2" or "glm4" or "qwen2" or "qwen3" or "qwen3moe" or "qwen2moe" or "gemma2" or "gemma3" or "phi3"))
-            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, glm4, qwen2, qwen3, qwen3moe, qwen2moe, gemma2, gemma3 and phi3 models");
+        if (arch is not ("llama" or "granite" or "smollm3" or "olmo2" or "glm4" or "qwen2" or "qwen3" or "qwen3moe" or "qwen2moe" or "gemma" or "gemma2" or "gemma3" or "phi3"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, glm4, qwen2, qwen3, qwen3moe, qwen2moe, gemma, gemma2, gemma3 and phi3 models");
         if (arch == "glm4" && m.ContainsKey("glm4.rope.dimension_sections"))
             throw new ModelLoadException($"{file.Path}: glm4.rope.dimension_sections is set (multimodal M-RoPE, GLM-4V); only the text model's rotary is implemented");
         // llama.cpp writes OLMo 3 as olmo2 with its windows; those are not implemented here.
@@ -117,7 +117,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             (int)(arch is "qwen3moe" or "qwen2moe" ? Int("expert_feed_forward_length") : Int("feed_forward_length")), NormalizeTopK: arch != "qwen2moe", SparseLayers: null,
             SharedIntermediateSize: arch == "qwen2moe" ? (int)Int("expert_shared_feed_forward_length") : 0);
         if (arch is "qwen3moe" or "qwen2moe" && moe is null) throw new ModelLoadException($"{file.Path}: metadata {arch}.expert_count is missing");
-        bool gemma = arch is "gemma2" or "gemma3";
+        bool gemma = arch is "gemma" or "gemma2" or "gemma3";
         int layers = (int)Int("block_count"), headDim = (int)Int("attention.key_length", hidden / heads);
         // Partial rotary (Phi-4-mini: 96 of 128): RoPE turns the first rope.dimension_count dimensions of each head.
         int rotary = (int)Int("rope.dimension_count", headDim);
@@ -126,7 +126,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         if (tensors.ContainsKey("rope_factors_long.weight") || tensors.ContainsKey("rope_factors_short.weight"))
             ropeScaling = ReadLongRope(file, tensors, rotary, (int)Int("rope.scaling.original_context_length", Int("context_length")), Real("rope.scaling.attn_factor", 1));
         var (window, windowed) = arch == "gemma2" ? Gemma2Windows(m, layers)
-            : gemma ? GemmaWindows(file, m, layers)
+            : arch == "gemma3" ? GemmaWindows(file, m, layers)
             // Phi-3's window covers every layer (Phi-4 writes 0: none). llama.cpp ignores it for now (its phi3 has
             // "SWA currently disabled"); the window is the model's own, as transformers runs it.
             : arch == "phi3" && Int("attention.sliding_window", 0) is > 0 and var w ? ((int?)w, null) : (null, null);
@@ -162,7 +162,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             // head size, except the 27B's hidden/heads (46 layers in Gemma 2, 62 in Gemma 3); Gemma 3's windowed layers
             // on rope.freq_base_swa (10000 by default).
             Activation = gemma ? "gelu_tanh" : "silu",
-            QueryPreAttentionScalar = gemma ? (layers == (arch == "gemma2" ? 46 : 62) ? hidden / heads : headDim) : null,
+            QueryPreAttentionScalar = gemma ? (arch != "gemma" && layers == (arch == "gemma2" ? 46 : 62) ? hidden / heads : headDim) : null,
             LocalRopeTheta = arch == "gemma3" ? Real("rope.freq_base_swa", 10000) : null,
             PartialRotaryDim = rotary == headDim ? null : rotary,
             TieWordEmbeddings = !tensors.ContainsKey("output.weight"),
@@ -299,7 +299,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         var map = new Dictionary<string, Slice>(StringComparer.Ordinal);
         foreach (var t in _tensors.Values)
         {
-            if (HfName(t.Name, Config.Gemma || Config.Olmo2, Config.FusedGateUp, Config.Glm4) is { } hf) map[hf] = new Slice(t, 0, t.Dims.Reverse().ToArray());
+            if (HfName(t.Name, Config.GemmaOutputNorms || Config.Olmo2, Config.FusedGateUp, Config.Glm4) is { } hf) map[hf] = new Slice(t, 0, t.Dims.Reverse().ToArray());
             if (Config.Moe is not { } moe) continue;
             var m = ExpertTensorName().Match(t.Name);
             if (!m.Success) continue;
