@@ -50,8 +50,8 @@ public sealed record MixtureOfExperts(int Experts, int PerToken, int Intermediat
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>smollm3</c>, <c>olmo2</c>, <c>glm4</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
-    /// <c>gemma3</c> checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c>, <c>qwen2_moe</c> and <c>mixtral</c>.</summary>
+    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>smollm3</c>, <c>olmo2</c>, <c>glm4</c>, <c>gemma</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
+    /// <c>gemma3</c> checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c>, <c>qwen2_moe</c>, <c>mixtral</c> and <c>granitemoe</c>.</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
     public required int IntermediateSize { get; init; }
@@ -245,10 +245,10 @@ public sealed record ModelConfig
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "olmo2", "glm4", "gemma", "gemma2", "gemma3_text", "qwen3_moe", "qwen2_moe", "mixtral" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "olmo2", "glm4", "gemma", "gemma2", "gemma3_text", "qwen3_moe", "qwen2_moe", "mixtral", "granitemoe" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3); not deepseek or other experts with shared experts besides qwen2_moe's, nor granitemoe, olmo3, phi or phimoe";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe, mixtral and granitemoe (and the text models of gemma3 and mistral3); not deepseek or other experts with shared experts besides qwen2_moe's (granitemoeshared), nor olmo3, phi or phimoe";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -282,6 +282,9 @@ public sealed record ModelConfig
         ["gemma"] = ["hidden_activation", "use_bidirectional_attention"],
         // granite: its four µP scalars.
         ["granite"] = ["embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling"],
+        // granitemoe: granite's scalars and mixtral's experts (the training-only router loss too).
+        ["granitemoe"] = ["embedding_multiplier", "attention_multiplier", "residual_multiplier", "logits_scaling",
+            "num_local_experts", "num_experts_per_tok", "router_aux_loss_coef", "output_router_logits"],
         // smollm3: which layers rotate (no_rope_layers, or every no_rope_layer_interval-th without).
         ["smollm3"] = ["no_rope_layers", "no_rope_layer_interval"],
         // glm4: the share of each head that RoPE turns (0.5 when absent).
@@ -462,10 +465,10 @@ public sealed record ModelConfig
             AttentionSoftcap = attentionSoftcap,
             FinalLogitSoftcap = finalSoftcap,
             // GraniteConfig's defaults are 1.0 each; an attention multiplier of 1 is a real scale (not 1/√head_dim).
-            EmbeddingMultiplier = modelType == "granite" ? OptionalDouble(root, source, "embedding_multiplier") ?? 1.0 : null,
-            AttentionMultiplier = modelType == "granite" ? OptionalDouble(root, source, "attention_multiplier") ?? 1.0 : null,
-            ResidualMultiplier = modelType == "granite" ? OptionalDouble(root, source, "residual_multiplier") ?? 1.0 : null,
-            LogitsScaling = modelType == "granite" ? OptionalDouble(root, source, "logits_scaling") ?? 1.0 : null,
+            EmbeddingMultiplier = modelType is "granite" or "granitemoe" ? OptionalDouble(root, source, "embedding_multiplier") ?? 1.0 : null,
+            AttentionMultiplier = modelType is "granite" or "granitemoe" ? OptionalDouble(root, source, "attention_multiplier") ?? 1.0 : null,
+            ResidualMultiplier = modelType is "granite" or "granitemoe" ? OptionalDouble(root, source, "residual_multiplier") ?? 1.0 : null,
+            LogitsScaling = modelType is "granite" or "granitemoe" ? OptionalDouble(root, source, "logits_scaling") ?? 1.0 : null,
             RopeLayers = modelType == "smollm3" ? ParseRopeLayers(root, source, layers) : null,
             LocalRopeTheta = modelType == "gemma3_text" ? OptionalDouble(root, source, "rope_local_base_freq") ?? 10000 : null,
             PartialRotaryDim = partialRotary,
@@ -504,7 +507,7 @@ public sealed record ModelConfig
 
         switch (modelType)
         {
-            case "llama" or "granite" or "olmo2" or "glm4" or "gemma":
+            case "llama" or "granite" or "granitemoe" or "olmo2" or "glm4" or "gemma":
                 if (hasWindow)
                     throw Refuse(source, "sliding_window", swEl, $"{modelType} has no sliding-window attention (transformers ignores the field); set it to null, or use model_type mistral if the model was trained with a window");
                 if (OptionalBool(root, source, "use_sliding_window") == true)
@@ -719,7 +722,7 @@ public sealed record ModelConfig
     /// </summary>
     private static MixtureOfExperts? ParseExperts(JsonElement root, string source, string modelType, int layers)
     {
-        if (modelType is not ("qwen3_moe" or "qwen2_moe" or "mixtral")) return null;
+        if (modelType is not ("qwen3_moe" or "qwen2_moe" or "mixtral" or "granitemoe")) return null;
         bool qwen = modelType is "qwen3_moe" or "qwen2_moe";
         string expertsField = qwen ? "num_experts" : "num_local_experts";
         int experts = RequiredInt(root, source, expertsField);

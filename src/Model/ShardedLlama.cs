@@ -416,6 +416,9 @@ public sealed partial class ShardedLlama : IDisposable
     internal static (string Gate, string Up, string Down, string Router) ExpertNames(ModelConfig c, int layer, int expert)
     {
         string pre = $"model.layers.{layer}.";
+        if (c.ModelType == "granitemoe") // one stacked tensor for every expert's gate and up, one for the downs
+            return ($"{pre}block_sparse_moe.input_linear.weight", $"{pre}block_sparse_moe.input_linear.weight",
+                $"{pre}block_sparse_moe.output_linear.weight", $"{pre}block_sparse_moe.router.layer.weight");
         return c.ModelType == "mixtral"
             ? ($"{pre}block_sparse_moe.experts.{expert}.w1.weight", $"{pre}block_sparse_moe.experts.{expert}.w3.weight",
                $"{pre}block_sparse_moe.experts.{expert}.w2.weight", $"{pre}block_sparse_moe.gate.weight")
@@ -438,6 +441,16 @@ public sealed partial class ShardedLlama : IDisposable
         for (int e = 0; e < moe.Experts; e++)
         {
             var (gate, up, downName, _) = ExpertNames(c, layer, e);
+            if (c.ModelType == "granitemoe")
+            {
+                // Every expert in two 3-D tensors, read as matrices of their stacked rows: input_linear
+                // [experts, 2·size, hidden] holds expert e's gate rows then its up rows (transformers chunks the
+                // product in two, gate first), output_linear [experts, hidden, size] its down projection.
+                long stacked = (long)moe.Experts * 2 * size, first = e * 2 * size;
+                gateUp[e] = LoadLinear(reader, (gate, stacked, h, first + start, local, 0, h), (up, stacked, h, first + size + start, local, 0, h));
+                down[e] = LoadLinear(reader, (downName, (long)moe.Experts * h, size, e * h, h, start, local));
+                continue;
+            }
             gateUp[e] = LoadLinear(reader, (gate, size, h, start, local, 0, h), (up, size, h, start, local, 0, h));
             down[e] = LoadLinear(reader, (downName, h, size, 0, h, start, local));
         }
@@ -700,8 +713,9 @@ public sealed partial class ShardedLlama : IDisposable
         var shape = reader.Shape(name);
         // One row is a vector, stored as [cols] or as a one-row matrix [1, cols] (qwen2_moe's shared_expert_gate, a
         // Linear(hidden, 1), is the latter in safetensors and the former in GGUF).
+        // A 3-D tensor (granitemoe's stacked experts) is read as the matrix of its stacked rows.
         bool ok = rows == 1 ? shape.Length == 1 && shape[0] == cols || shape.Length == 2 && shape[0] == 1 && shape[1] == cols
-            : shape.Length == 2 && shape[0] == rows && shape[1] == cols;
+            : shape.Length == 2 && shape[0] == rows && shape[1] == cols || shape.Length == 3 && shape[0] * shape[1] == rows && shape[2] == cols;
         if (!ok)
         {
             string want = rows == 1 ? $"[{cols}]" : $"[{rows}, {cols}]";

@@ -232,6 +232,31 @@ public class ArchitectureConfigTests
         Assert.Contains("unsupported attention_multiplier = 0.015625", Refusal(Granite.Replace("\"granite\"", "\"llama\"")));
     }
 
+    // A Granite 3.0 1B-A400M-shaped granitemoe config: Granite's scalars, 32 experts of 512, 8 per token.
+    private const string GraniteMoe = """
+        {"architectures": ["GraniteMoeForCausalLM"], "attention_bias": false, "attention_dropout": 0.1, "attention_multiplier": 0.015625,
+         "bos_token_id": 0, "embedding_multiplier": 12.0, "eos_token_id": 0, "hidden_act": "silu", "hidden_size": 1024,
+         "initializer_range": 0.02, "intermediate_size": 512, "logits_scaling": 6.0, "max_position_embeddings": 4096,
+         "model_type": "granitemoe", "num_attention_heads": 16, "num_experts_per_tok": 8, "num_hidden_layers": 24,
+         "num_key_value_heads": 8, "num_local_experts": 32, "output_router_logits": false, "pad_token_id": 0,
+         "residual_multiplier": 0.22, "rms_norm_eps": 1e-06, "rope_scaling": null, "rope_theta": 10000, "router_aux_loss_coef": 0.0,
+         "tie_word_embeddings": true, "torch_dtype": "bfloat16", "transformers_version": "4.46.0", "use_cache": true, "vocab_size": 49155}
+        """;
+
+    [Fact]
+    public void GraniteMoe_reads_granites_multipliers_and_mixtral_style_experts()
+    {
+        var c = Parse(GraniteMoe);
+        Assert.Equal(("granitemoe", 12.0, 0.015625, 0.22, 6.0, true), (c.ModelType, c.EmbeddingMultiplier, c.AttentionMultiplier,
+            c.ResidualMultiplier, c.LogitsScaling, c.TieWordEmbeddings));
+        // Every layer sparse; the gates are a softmax over the top k logits, which is the renormalized top k.
+        Assert.Equal(new MixtureOfExperts(32, 8, 512, true, null), c.Moe);
+        Assert.Equal(13, Math.Round(c.ParameterCount / 1e8)); // 1.3B in all, about 0.4B active per token
+        Assert.Contains("unsupported num_experts_per_tok = 33: more than the 32 experts", Refusal(GraniteMoe.Replace("\"num_experts_per_tok\": 8", "\"num_experts_per_tok\": 33")));
+        Assert.Contains("unsupported shared_intermediate_size = 1024", Refusal(GraniteMoe.Replace("\"use_cache\": true", "\"shared_intermediate_size\": 1024")));
+        Assert.Contains("unsupported model_type = \"granitemoeshared\"", Refusal(GraniteMoe.Replace("\"granitemoe\"", "\"granitemoeshared\"")));
+    }
+
     // The fields of SmolLM3-3B's config.json (no_rope_layers written out, as it ships).
     private static readonly string SmolLM3 = $$"""
         {"architectures": ["SmolLM3ForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": null,
@@ -525,7 +550,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe and mixtral (and the text models of gemma3 and mistral3)", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe, mixtral and granitemoe (and the text models of gemma3 and mistral3)", message);
     }
 
     [Fact]

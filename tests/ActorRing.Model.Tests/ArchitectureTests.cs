@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "gemma", "granite", "smollm3", "olmo2", "olmo2-replicated-kv", "qwen2-moe", "glm4"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "gemma", "granite", "granitemoe", "smollm3", "olmo2", "olmo2-replicated-kv", "qwen2-moe", "glm4"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -51,6 +51,13 @@ public sealed class ArchitectureTests : IDisposable
         // gemma2: gemma3's layer without q/k norms or a local RoPE base, the even layers windowed (4), and both soft-caps
         // low enough to bite: scores capped at 1.5 (their spread is several units here) and logits at 4.
         "gemma2" => new SyntheticModel { ModelType = "gemma2", HeadDim = 16, KvHeads = 2, Layers = 3, SlidingWindow = 4, AttnSoftcap = 1.5, FinalSoftcap = 4 },
+        // granitemoe: granite's µP scalars (far from 1) around mixtral-style experts read from two stacked 3-D tensors:
+        // 6 experts of 12 (3 columns each per rank at N=4), 2 per token.
+        "granitemoe" => new SyntheticModel
+        {
+            ModelType = "granitemoe", KvHeads = 2, Experts = 6, ExpertsPerToken = 2, ExpertIntermediate = 12, Tied = false,
+            EmbeddingMultiplier = 4, AttentionMultiplier = 0.125, ResidualMultiplier = 0.3, LogitsScaling = 2.5,
+        },
         // gemma (Gemma 1): a llama layer with gemma's √hidden embeddings, 1 + w norms and GeGLU, attention scaled by
         // head_dim^-1/2 (16, not gemma3's 24), no output norms, soft-caps or windows; multi-query (one KV head, as
         // Gemma 2B), so every rank at 2 and 4 replicates it.

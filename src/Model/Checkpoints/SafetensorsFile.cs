@@ -80,9 +80,10 @@ internal sealed class SafetensorsFile : IDisposable
     /// <summary>See <see cref="ICheckpointReader.ReadBlock"/>.</summary>
     public void ReadBlock(SafetensorsEntry e, long row0, long rows, long col0, long cols, Span<float> destination)
     {
-        long width = e.Shape.Length == 1 ? e.Shape[0] : e.Shape.Length == 2 ? e.Shape[1]
-            : throw new ModelLoadException($"{Path}: tensor {e.Name} has {e.Shape.Length} dimensions; expected 1 or 2");
-        long height = e.Shape.Length == 1 ? 1 : e.Shape[0];
+        // A 3-D tensor [a, b, c] (granitemoe's experts, stacked) reads as the a·b × c matrix of its rows.
+        long width = e.Shape.Length == 1 ? e.Shape[0] : e.Shape.Length is 2 or 3 ? e.Shape[^1]
+            : throw new ModelLoadException($"{Path}: tensor {e.Name} has {e.Shape.Length} dimensions; expected 1, 2 or 3");
+        long height = e.Shape.Length == 1 ? 1 : e.Shape.Length == 2 ? e.Shape[0] : e.Shape[0] * e.Shape[1];
         if (row0 < 0 || col0 < 0 || row0 + rows > height || col0 + cols > width || destination.Length != rows * cols)
             throw new InvalidOperationException($"block [{row0}+{rows}, {col0}+{cols}] is outside tensor {e.Name} [{height}, {width}]");
         int esize = e.DType == DiskDType.F32 ? 4 : 2;

@@ -19,12 +19,12 @@ internal static class ReferenceForward
         {
             x[t] = new double[H];
             // gemma scales its embeddings by sqrt(hidden).
-            double embedScale = m.Gemma ? Math.Sqrt(H) : m.ModelType == "granite" ? m.EmbeddingMultiplier : 1;
+            double embedScale = m.Gemma ? Math.Sqrt(H) : m.ModelType is "granite" or "granitemoe" ? m.EmbeddingMultiplier : 1;
             for (int i = 0; i < H; i++) x[t][i] = W["model.embed_tokens.weight"][tokens[t] * H + i] * embedScale;
         }
         bool gemma = m.Gemma;
         double normOffset = gemma ? 1 : 0; // gemma's RMSNorm multiplies by 1 + w
-        bool granite = m.ModelType == "granite";
+        bool granite = m.ModelType is "granite" or "granitemoe";
         bool olmo2 = m.ModelType == "olmo2"; // no pre-norms; output norms; q and k normalized over the whole projection
         bool glm4 = m.ModelType == "glm4"; // interleaved rotary pairs; norms of the attention's and the MLP's outputs
         double residual = granite ? m.ResidualMultiplier : 1; // granite scales each sublayer's output before the add
@@ -97,12 +97,22 @@ internal static class ReferenceForward
                     for (int e = 0; e < probs.Length; e++) total += probs[e] = Math.Exp(probs[e] - top);
                     for (int e = 0; e < probs.Length; e++) probs[e] /= total;
                     var picks = Enumerable.Range(0, m.Experts).OrderByDescending(e => probs[e]).ThenBy(e => e).Take(m.ExpertsPerToken).ToArray();
-                    double norm = m.NormTopK || m.ModelType == "mixtral" ? picks.Sum(e => probs[e]) : 1;
+                    // granitemoe's gates are a softmax over the top k logits: the same renormalized probabilities.
+                    double norm = m.NormTopK || m.ModelType is "mixtral" or "granitemoe" ? picks.Sum(e => probs[e]) : 1;
                     foreach (int e in picks)
                     {
                         var (_, gate, up, downName) = m.ExpertNames(l, e);
-                        var eo = Mlp(W[gate], W[up], W[downName], m.ExpertIntermediate, H, h2);
-                        for (int i = 0; i < H; i++) x[t][i] += probs[e] / norm * eo[i];
+                        float[] gateW = W[gate], upW = W[up], downW = W[downName];
+                        if (m.ModelType == "granitemoe")
+                        {
+                            // Expert e's rows of the stacked tensors: gate rows, then up rows, then its down matrix.
+                            int I = m.ExpertIntermediate;
+                            gateW = W[gate].AsSpan(e * 2 * I * H, I * H).ToArray();
+                            upW = W[up].AsSpan((e * 2 * I + I) * H, I * H).ToArray();
+                            downW = W[downName].AsSpan(e * H * I, H * I).ToArray();
+                        }
+                        var eo = Mlp(gateW, upW, downW, m.ExpertIntermediate, H, h2);
+                        for (int i = 0; i < H; i++) x[t][i] += residual * probs[e] / norm * eo[i];
                     }
                     if (m.ModelType == "qwen2_moe")
                     {

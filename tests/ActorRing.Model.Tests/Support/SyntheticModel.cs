@@ -62,15 +62,20 @@ internal sealed class SyntheticModel
     /// config, tensors under model.language_model. / lm_head.).</summary>
     public bool ImageTextWrapper;
 
-    public bool IsMoe => ModelType is "qwen3_moe" or "qwen2_moe" or "mixtral";
+    public bool IsMoe => ModelType is "qwen3_moe" or "qwen2_moe" or "mixtral" or "granitemoe";
     /// <summary>gemma, gemma2 and gemma3_text: √hidden embeddings, 1 + w norms, GeGLU.</summary>
     public bool Gemma => ModelType is "gemma" or "gemma2" or "gemma3_text";
     /// <summary>gemma2 and gemma3_text: norms of the attention's and the MLP's outputs, pre_feedforward_layernorm before the MLP.</summary>
     public bool GemmaOutputNorms => ModelType is "gemma2" or "gemma3_text";
     public bool IsSparse(int layer) => IsMoe && !DenseLayers.Contains(layer);
 
-    /// <summary>Checkpoint names of a sparse layer's router and expert e's gate, up and down weights.</summary>
-    public (string Router, string Gate, string Up, string Down) ExpertNames(int layer, int e) => ModelType == "mixtral"
+    /// <summary>Checkpoint names of a sparse layer's router and expert e's gate, up and down weights. A
+    /// granitemoe keeps every expert's gate and up rows in one [experts, 2·intermediate, hidden] tensor (gate first) and
+    /// the downs in one [experts, hidden, intermediate]: its Gate and Up name the first, Down the second.</summary>
+    public (string Router, string Gate, string Up, string Down) ExpertNames(int layer, int e) => ModelType == "granitemoe"
+        ? ($"model.layers.{layer}.block_sparse_moe.router.layer.weight", $"model.layers.{layer}.block_sparse_moe.input_linear.weight",
+           $"model.layers.{layer}.block_sparse_moe.input_linear.weight", $"model.layers.{layer}.block_sparse_moe.output_linear.weight")
+        : ModelType == "mixtral"
         ? ($"model.layers.{layer}.block_sparse_moe.gate.weight", $"model.layers.{layer}.block_sparse_moe.experts.{e}.w1.weight",
            $"model.layers.{layer}.block_sparse_moe.experts.{e}.w3.weight", $"model.layers.{layer}.block_sparse_moe.experts.{e}.w2.weight")
         : ($"model.layers.{layer}.mlp.gate.weight", $"model.layers.{layer}.mlp.experts.{e}.gate_proj.weight",
@@ -153,6 +158,12 @@ internal sealed class SyntheticModel
             {
                 // A router wide enough apart that float32 and the double reference pick the same experts.
                 Add(ExpertNames(l, 0).Router, 1f, 0, Experts, Hidden);
+                if (ModelType == "granitemoe")
+                {
+                    Add(ExpertNames(l, 0).Gate, 0.3f, 0, Experts, 2 * ExpertIntermediate, Hidden);
+                    Add(ExpertNames(l, 0).Down, 0.3f, 0, Experts, Hidden, ExpertIntermediate);
+                    continue;
+                }
                 for (int e = 0; e < Experts; e++)
                 {
                     var (_, gate, up, down) = ExpertNames(l, e);
@@ -230,6 +241,14 @@ internal sealed class SyntheticModel
             config["output_router_logits"] = false;
         }
         if (ModelType == "qwen2_moe") config["shared_expert_intermediate_size"] = SharedIntermediate;
+        if (ModelType == "granitemoe")
+        {
+            config["intermediate_size"] = ExpertIntermediate; // as mixtral, the experts' width
+            config["num_local_experts"] = Experts;
+            config["num_experts_per_tok"] = ExpertsPerToken;
+            config["router_aux_loss_coef"] = 0.001;
+            config["output_router_logits"] = false;
+        }
         if (ModelType == "mixtral")
         {
             config["intermediate_size"] = ExpertIntermediate; // mixtral's experts are its intermediate_size
@@ -269,7 +288,7 @@ internal sealed class SyntheticModel
             if (NoRopeLayers is not null) config["no_rope_layers"] = NoRopeLayers;
             config["pretraining_tp"] = 2;
         }
-        if (ModelType == "granite")
+        if (ModelType is "granite" or "granitemoe")
         {
             config["attention_bias"] = AttentionBias;
             config["embedding_multiplier"] = EmbeddingMultiplier;
