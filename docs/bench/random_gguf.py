@@ -4,9 +4,11 @@ llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama
 
     python3 docs/bench/random_gguf.py gemma3 OUT.gguf
     python3 docs/bench/random_gguf.py gemma2 OUT.gguf
+    python3 docs/bench/random_gguf.py gemma OUT.gguf
     python3 docs/bench/random_gguf.py granite OUT.gguf
     python3 docs/bench/random_gguf.py smollm3 OUT.gguf
     python3 docs/bench/random_gguf.py olmo2 OUT.gguf
+    python3 docs/bench/random_gguf.py olmo3 OUT.gguf
     python3 docs/bench/random_gguf.py qwen2moe OUT.gguf
     python3 docs/bench/random_gguf.py glm4 OUT.gguf
     python3 docs/bench/random_gguf.py phi3 OUT.gguf
@@ -23,6 +25,10 @@ pattern for gemma2), one RoPE base (10000), 4 heads of 64 with 2 KV heads, and b
 bite on these weights (5 on the attention scores, 3 on the logits; Gemma 2's own are 50 and 30). Norms stored with
 the 1 added, as the converter's Gemma2Model does.
 
+gemma: Gemma 1 2B's layout at the same small size: llama's layer (attn_norm, ffn_norm; no q/k norms, no norms after
+the attention or the MLP), one KV head (multi-query), GeGLU, no windows or soft-caps, norms stored with the 1 added
+(the converter's GemmaModel), attention scaled by the head size.
+
 granite: Granite 3.x 2B's layout at a small size: llama's tensors (q/k rows in llama.cpp's interleaved order), hidden
 256, 4 layers, 4 heads of 64 with 2 KV heads, SwiGLU of 512, tied embeddings, and the four scalars of the 2B
 (embedding_scale 12, residual_scale 0.22, attention.scale 1/64) except logit_scale, 2 here (8 in the 2B) so that
@@ -34,6 +40,9 @@ have no RoPE).
 olmo2: OLMo 2's layout at the same size (4 KV heads of 64, 4 layers, untied head): no attn_norm or ffn_norm, the
 norms post_attention_norm and post_ffw_norm on the attention's and the MLP's outputs, and attn_q_norm/attn_k_norm
 over the whole q and k projections (256 wide each), all in 0.5..1.5; rotate-half RoPE (no q/k permutation).
+
+olmo3: the olmo2 file with attention.sliding_window 8, as llama.cpp's converter writes OLMo 3: llama.cpp then windows
+layers 0-2 and leaves layer 3 global.
 
 qwen2moe: Qwen1.5-MoE's layout at the same size: q/k/v biases, 4 layers, each with 8 experts of 128 (2 per token,
 stacked in ffn_*_exps, router ffn_gate_inp) and a shared expert of 256 (ffn_*_shexp) weighted by sigmoid of its gate
@@ -118,8 +127,9 @@ def gemma_tokenizer_kvs():
     ])
 
 
-def gemma_layer_tensors(kv_heads, qk_norm):
-    """Gemma's layers: llama's projections, q/k norms (Gemma 3 only), and the norms after the attention and the MLP."""
+def gemma_layer_tensors(kv_heads, qk_norm, output_norms=True):
+    """Gemma's layers: llama's projections, q/k norms (Gemma 3 only), and the norms after the attention and the MLP
+    (Gemma 2 and 3; not Gemma 1)."""
     tensors = [("token_embd.weight", [D, V])]  # ggml order: ne0 is the row length
     for i in range(L):
         b = "blk.%d." % i
@@ -127,9 +137,9 @@ def gemma_layer_tensors(kv_heads, qk_norm):
                     (b + "attn_v.weight", [D, kv_heads * HD])]
         if qk_norm:
             tensors += [(b + "attn_q_norm.weight", [HD]), (b + "attn_k_norm.weight", [HD])]
-        tensors += [(b + "attn_output.weight", [H * HD, D]), (b + "post_attention_norm.weight", [D]),
-                    (b + "ffn_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]), (b + "ffn_up.weight", [D, FF]),
-                    (b + "ffn_down.weight", [FF, D]), (b + "post_ffw_norm.weight", [D])]
+        tensors += [(b + "attn_output.weight", [H * HD, D])] + ([(b + "post_attention_norm.weight", [D])] if output_norms else [])
+        tensors += [(b + "ffn_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]), (b + "ffn_up.weight", [D, FF]),
+                    (b + "ffn_down.weight", [FF, D])] + ([(b + "post_ffw_norm.weight", [D])] if output_norms else [])
     return tensors + [("output_norm.weight", [D])]
 
 
@@ -182,7 +192,13 @@ def gemma2_file():
     return gemma_layer_tensors(2, qk_norm=False), kvs
 
 
-def olmo2_file():
+def gemma_file():
+    a = "gemma"
+    kvs = shape_kvs(a, L, KV, 1e-6) + [kv(a + ".rope.freq_base", GGUF_F32, 10000.0)] + gemma_tokenizer_kvs()
+    return gemma_layer_tensors(KV, qk_norm=False, output_norms=False), kvs
+
+
+def olmo2_file(window=None):
     layers, kv_heads, a = 4, 4, "olmo2"
     tensors = [("token_embd.weight", [D, V])]
     for i in range(layers):
@@ -195,7 +211,7 @@ def olmo2_file():
     tensors += [("output_norm.weight", [D]), ("output.weight", [D, V])]
     kvs = shape_kvs(a, layers, kv_heads, 1e-6) + [
         kv(a + ".rope.freq_base", GGUF_F32, 500000.0), kv(a + ".rope.dimension_count", GGUF_U32, HD),
-    ] + llama_tokenizer_kvs()
+    ] + ([kv(a + ".attention.sliding_window", GGUF_U32, window)] if window else []) + llama_tokenizer_kvs()
     return tensors, kvs
 
 
@@ -268,7 +284,7 @@ ROPE_FACTORS = {
 
 
 def main(arch, path, original=None):
-    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else granite_file(arch) if arch in ("granite", "smollm3") else olmo2_file() if arch == "olmo2" else qwen2moe_file() if arch == "qwen2moe" else glm4_file() if arch == "glm4"
+    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else gemma_file() if arch == "gemma" else olmo2_file(WINDOW) if arch == "olmo3" else granite_file(arch) if arch in ("granite", "smollm3") else olmo2_file() if arch == "olmo2" else qwen2moe_file() if arch == "qwen2moe" else glm4_file() if arch == "glm4"
                     else phi3_file(original if arch == "phi3-longrope" else None))
     infos, offset = [], 0
     for name, ne in tensors:
@@ -299,6 +315,6 @@ def main(arch, path, original=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "granite", "smollm3", "olmo2", "qwen2moe", "glm4", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "gemma", "olmo3", "granite", "smollm3", "olmo2", "qwen2moe", "glm4", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 64)

@@ -50,7 +50,7 @@ public sealed record MixtureOfExperts(int Experts, int PerToken, int Intermediat
 /// </summary>
 public sealed record ModelConfig
 {
-    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>smollm3</c>, <c>olmo2</c>, <c>glm4</c>, <c>gemma</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
+    /// <summary><c>llama</c>, <c>mistral</c>, <c>qwen2</c>, <c>qwen3</c>, <c>phi3</c>, <c>granite</c>, <c>smollm3</c>, <c>olmo2</c>, <c>olmo3</c>, <c>glm4</c>, <c>gemma</c>, <c>gemma2</c>, <c>gemma3_text</c> (also for a
     /// <c>gemma3</c> checkpoint's text model), or the mixtures of experts <c>qwen3_moe</c>, <c>qwen2_moe</c>, <c>mixtral</c> and <c>granitemoe</c>.</summary>
     public required string ModelType { get; init; }
     public required int HiddenSize { get; init; }
@@ -133,9 +133,11 @@ public sealed record ModelConfig
     /// (<c>post_attention_layernorm</c>, <c>post_feedforward_layernorm</c>) before each residual add, and q and k are
     /// each RMS-normalized over their whole projection (<c>q_norm</c> of num_heads·head_dim, <c>k_norm</c> of
     /// num_key_value_heads·head_dim) before RoPE. Split by heads, that norm needs every rank's sum of squares: one
-    /// small all-reduce per layer (two floats per row).
+    /// small all-reduce per layer (two floats per row). olmo3 (OLMo 3) is the same layer, with three layers of four
+    /// attending through a window (<see cref="SlidingLayers"/>) and rotating without the RoPE scaling
+    /// (<see cref="LocalRopeTheta"/>).
     /// </summary>
-    public bool Olmo2 => ModelType == "olmo2";
+    public bool Olmo2 => ModelType is "olmo2" or "olmo3";
 
     /// <summary>Whether layer <paramref name="layer"/> applies RoPE (see <see cref="RopeLayers"/>).</summary>
     public bool UsesRope(int layer) => RopeLayers is null || RopeLayers[layer];
@@ -245,10 +247,10 @@ public sealed record ModelConfig
         }
     }
 
-    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "olmo2", "glm4", "gemma", "gemma2", "gemma3_text", "qwen3_moe", "qwen2_moe", "mixtral", "granitemoe" };
+    private static readonly HashSet<string> SupportedModelTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "smollm3", "olmo2", "olmo3", "glm4", "gemma", "gemma2", "gemma3_text", "qwen3_moe", "qwen2_moe", "mixtral", "granitemoe" };
 
     private const string SupportedLine =
-        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe, mixtral and granitemoe (and the text models of gemma3 and mistral3); not deepseek or other experts with shared experts besides qwen2_moe's (granitemoeshared), nor olmo3, phi or phimoe";
+        "supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, olmo3, glm4, gemma, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe, mixtral and granitemoe (and the text models of gemma3 and mistral3); not deepseek or other experts with shared experts besides qwen2_moe's (granitemoeshared), nor phi or phimoe";
 
     // Fields that only mixture-of-experts configs carry: an MoE model under a dense model_type is refused as MoE.
     private static readonly HashSet<string> MixtureOfExpertsFields = new(StringComparer.Ordinal)
@@ -402,7 +404,7 @@ public sealed record ModelConfig
         if (headDim % 2 != 0) throw Refuse(source, "head_dim", headDim, "RoPE needs an even head dimension");
 
         bool attentionBias = OptionalBool(root, source, "attention_bias") ?? false;
-        if (modelType is "gemma3_text" or "gemma2" or "gemma" or "olmo2" && attentionBias) throw Refuse(source, "attention_bias", true, $"{modelType} attention biases are not implemented");
+        if (modelType is "gemma3_text" or "gemma2" or "gemma" or "olmo2" or "olmo3" && attentionBias) throw Refuse(source, "attention_bias", true, $"{modelType} attention biases are not implemented");
         if (modelType == "phi3")
         {
             if (attentionBias) throw Refuse(source, "attention_bias", true, "phi3 has no attention biases");
@@ -470,7 +472,10 @@ public sealed record ModelConfig
             ResidualMultiplier = modelType is "granite" or "granitemoe" ? OptionalDouble(root, source, "residual_multiplier") ?? 1.0 : null,
             LogitsScaling = modelType is "granite" or "granitemoe" ? OptionalDouble(root, source, "logits_scaling") ?? 1.0 : null,
             RopeLayers = modelType == "smollm3" ? ParseRopeLayers(root, source, layers) : null,
-            LocalRopeTheta = modelType == "gemma3_text" ? OptionalDouble(root, source, "rope_local_base_freq") ?? 10000 : null,
+            // OLMo 3's windowed layers rotate without the RoPE scaling (its reference code, and llama.cpp): their
+            // own tables, at the same base.
+            LocalRopeTheta = modelType == "gemma3_text" ? OptionalDouble(root, source, "rope_local_base_freq") ?? 10000
+                : modelType == "olmo3" && slidingWindow is not null && scaling is not null ? OptionalDouble(root, source, "rope_theta") ?? 10000.0 : null,
             PartialRotaryDim = partialRotary,
         };
         return config;
@@ -515,6 +520,14 @@ public sealed record ModelConfig
                 if (listed is not null && listed.Any(b => b))
                     throw Refuse(source, "layer_types", typesEl, $"{modelType} has no sliding-window attention");
                 return (null, null);
+            case "olmo3":
+            {
+                // Olmo3Config: layer i is windowed unless (i + 1) is a multiple of 4, or as layer_types lists; the
+                // window is sliding_window (4096 when absent).
+                int window = declared ?? 4096;
+                var layersWindowed = listed ?? Enumerable.Range(0, layers).Select(i => (i + 1) % 4 != 0).ToArray();
+                return layersWindowed.Any(b => b) ? (window, layersWindowed) : (null, null);
+            }
             case "gemma2":
             {
                 // Gemma2Config: the even layers are windowed (layer_types' default), by sliding_window (4096 when absent).

@@ -377,7 +377,24 @@ public class ArchitectureConfigTests
             Refusal(json.Replace("\"attention_bias\": false", "\"attention_bias\": true")));
         Assert.Contains("unsupported sliding_window = 4096: olmo2 has no sliding-window attention",
             Refusal(json.Replace("\"use_cache\": true", "\"sliding_window\": 4096")));
-        Assert.Contains("unsupported model_type = \"olmo3\"", Refusal(json.Replace("\"olmo2\"", "\"olmo3\"")));
+
+        // OLMo 3: the same layer under model_type olmo3, three layers of four windowed (4096 when absent), and with
+        // YaRN (as Olmo-3-7B ships: factor 8 over 8192 positions) the windowed layers rotate unscaled at the same base.
+        var olmo3 = Parse(json.Replace("\"olmo2\"", "\"olmo3\""));
+        Assert.Equal(("olmo3", true, 4096, (double?)null), (olmo3.ModelType, olmo3.Olmo2, olmo3.SlidingWindow, olmo3.LocalRopeTheta));
+        Assert.Equal(Enumerable.Range(0, 8).Select(i => 4 * i + 3), Enumerable.Range(0, 32).Where(l => olmo3.WindowOf(l) is null));
+        Assert.NotEqual(c.Fingerprint, olmo3.Fingerprint);
+        var yarn = Parse(json.Replace("\"olmo2\"", "\"olmo3\"").Replace("\"rope_scaling\": null", """
+            "rope_scaling": {"attention_factor": 1.2079441541679836, "beta_fast": 32, "beta_slow": 1, "factor": 8.0,
+             "original_max_position_embeddings": 8192, "rope_type": "yarn"}, "sliding_window": 4096
+            """));
+        Assert.Equal((500000.0, 500000.0), (yarn.RopeTheta, yarn.LocalRopeTheta));
+        Assert.IsType<YarnRopeScaling>(yarn.RopeScaling);
+        var listed = Parse(json.Replace("\"olmo2\"", "\"olmo3\"").Replace("\"use_cache\": true",
+            "\"use_cache\": true, \"layer_types\": [" + string.Join(", ", Enumerable.Range(0, 32).Select(i => i < 31 ? "\"full_attention\"" : "\"sliding_attention\"")) + "]"));
+        Assert.Equal([31], Enumerable.Range(0, 32).Where(l => listed.WindowOf(l) is not null));
+        Assert.Contains("unsupported attention_bias = True: olmo3 attention biases are not implemented",
+            Refusal(json.Replace("\"olmo2\"", "\"olmo3\"").Replace("\"attention_bias\": false", "\"attention_bias\": true")));
     }
 
     [Fact]
@@ -536,7 +553,7 @@ public class ArchitectureConfigTests
     [Theory]
     // Other architectures, and experts with shared experts: refused by model_type, with what is supported.
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"deepseek_v2\"", "unsupported model_type = \"deepseek_v2\"")]
-    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"olmo3\"", "unsupported model_type = \"olmo3\"")]
+    [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"phimoe\"", "unsupported model_type = \"phimoe\"")]
     [InlineData("\"model_type\": \"qwen3\"", "\"model_type\": \"deepseek_v3\"", "unsupported model_type = \"deepseek_v3\"")]
     // An MoE config under a dense model type is refused as MoE, by the field that makes it one.
     [InlineData("\"use_cache\": true", "\"num_experts\": 128", "unsupported num_experts = 128: a mixture-of-experts field under the dense model_type qwen3")]
@@ -550,7 +567,7 @@ public class ArchitectureConfigTests
         string message = Refusal(Qwen3.Replace(find, replace));
         Assert.Contains(expected, message);
         if (message.Contains("model_type") || message.Contains("experts"))
-            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, glm4, gemma, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe, mixtral and granitemoe (and the text models of gemma3 and mistral3)", message);
+            Assert.Contains("supported are the decoders llama, mistral, qwen2, qwen3, phi3, granite, smollm3, olmo2, olmo3, glm4, gemma, gemma2 and gemma3_text and the mixture-of-experts qwen3_moe, qwen2_moe, mixtral and granitemoe (and the text models of gemma3 and mistral3)", message);
     }
 
     [Fact]

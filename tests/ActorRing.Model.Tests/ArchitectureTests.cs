@@ -18,7 +18,7 @@ public sealed class ArchitectureTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "gemma", "granite", "granitemoe", "smollm3", "olmo2", "olmo2-replicated-kv", "qwen2-moe", "glm4"];
+    public static readonly string[] VariantNames = ["qwen3-qk-norm", "mistral-sliding-window", "qwen2-window-layers", "tied-uneven-vocab", "qwen3-moe", "mixtral-moe", "phi3-fused", "phi3-longrope-partial", "gemma3-text", "gemma2", "gemma", "granite", "granitemoe", "smollm3", "olmo2", "olmo2-replicated-kv", "olmo3-yarn", "qwen2-moe", "glm4"];
 
     internal static SyntheticModel Variant(string name) => name switch
     {
@@ -76,6 +76,9 @@ public sealed class ArchitectureTests : IDisposable
         // (at N = 4, one of the 4 KV heads each).
         "olmo2" => new SyntheticModel { ModelType = "olmo2", KvHeads = 4, Tied = false },
         // ... and with 2 KV heads over 4 ranks, each held by two ranks, whose k norm must count it once.
+        // olmo3: olmo2's layer, layers 0-2 windowed (3) and layer 3 global, with YaRN (factor 4 over an original 8
+        // positions, so the test's 32-position context is scaled); the windowed layers rotate unscaled.
+        "olmo3-yarn" => new SyntheticModel { ModelType = "olmo3", KvHeads = 2, Layers = 4, SlidingWindow = 3, Tied = false, Yarn = (4.0, 8) },
         "olmo2-replicated-kv" => new SyntheticModel { ModelType = "olmo2", KvHeads = 2, Tied = false },
         // qwen2_moe: 6 experts of 16, 2 per token, not renormalized, q/k/v biases, and a shared expert of 24 (12 per rank at
         // N = 2, 6 at N = 4) weighted by σ(gate · x); layer 1 dense.

@@ -22,7 +22,7 @@ internal static class GgufWriter
             if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight")) continue; // experts and routers: stacked below
             if (model.ModelType == "phi3" && (hf.Contains("_proj.weight") && !hf.Contains("o_proj") && !hf.Contains("down_proj"))) continue; // fused below
             if (model.ModelType == "glm4" && (hf.Contains("gate_proj") || hf.Contains("up_proj"))) continue; // fused below
-            string name = GgufName(hf, model.GemmaOutputNorms || model.ModelType == "olmo2", model.ModelType == "glm4");
+            string name = GgufName(hf, model.GemmaOutputNorms || model.ModelType is "olmo2" or "olmo3", model.ModelType == "glm4");
             // Vectors, and qwen2moe's shared expert gate, which the converter writes as one [hidden] vector.
             long[] shape = hf.EndsWith("norm.weight") || hf.EndsWith(".bias") || hf.EndsWith("shared_expert_gate.weight") ? [values.Length] : MatrixShape(model, hf);
             var data = values;
@@ -162,7 +162,7 @@ internal static class GgufWriter
     /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
     public static Dictionary<string, object> Metadata(SyntheticModel m)
     {
-        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "qwen2_moe" => "qwen2moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "gemma" => "gemma", "granite" => "granite", "smollm3" => "smollm3", "olmo2" => "olmo2", "glm4" => "glm4", _ => "llama" };
+        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "qwen2_moe" => "qwen2moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "gemma" => "gemma", "granite" => "granite", "smollm3" => "smollm3", "olmo2" or "olmo3" => "olmo2", "glm4" => "glm4", _ => "llama" };
         var meta = new Dictionary<string, object>
         {
             ["general.architecture"] = a,
@@ -218,6 +218,8 @@ internal static class GgufWriter
             if (m.FinalSoftcap is double finalCap) meta[$"{a}.final_logit_softcapping"] = (float)finalCap;
             meta[$"{a}.attention.sliding_window"] = (uint)(m.SlidingWindow ?? 4096);
         }
+        // Olmo2Model.set_gguf_parameters writes OLMo 3's window (llama.cpp then windows three layers of four).
+        if (m.ModelType == "olmo3") meta[$"{a}.attention.sliding_window"] = (uint)(m.SlidingWindow ?? 4096);
         if (m.IsMoe)
         {
             meta[$"{a}.expert_count"] = (uint)m.Experts;

@@ -25,15 +25,18 @@ internal static class ReferenceForward
         bool gemma = m.Gemma;
         double normOffset = gemma ? 1 : 0; // gemma's RMSNorm multiplies by 1 + w
         bool granite = m.ModelType is "granite" or "granitemoe";
-        bool olmo2 = m.ModelType == "olmo2"; // no pre-norms; output norms; q and k normalized over the whole projection
+        bool olmo2 = m.ModelType is "olmo2" or "olmo3"; // no pre-norms; output norms; q and k normalized over the whole projection
         bool glm4 = m.ModelType == "glm4"; // interleaved rotary pairs; norms of the attention's and the MLP's outputs
         double residual = granite ? m.ResidualMultiplier : 1; // granite scales each sublayer's output before the add
 
         for (int l = 0; l < m.Layers; l++)
         {
             string p = $"model.layers.{l}.";
-            // gemma3's windowed layers rotate with their own base (rope_local_base_freq), unscaled.
-            double[] invFreq = m.ModelType == "gemma3_text" && m.WindowOf(l) is not null ? InverseFrequencies(m, m.LocalTheta, contextLength) : InverseFrequencies(m, m.Theta, contextLength);
+            // gemma3's windowed layers rotate with their own base (rope_local_base_freq), unscaled; olmo3's with the
+            // model's base, unscaled (no YaRN frequencies, no YaRN magnitude).
+            bool unscaled = m.WindowOf(l) is not null && m.ModelType is "gemma3_text" or "olmo3";
+            double[] invFreq = InverseFrequencies(m, m.ModelType == "gemma3_text" && unscaled ? m.LocalTheta : m.Theta, contextLength, unscaled);
+            double magnitude = unscaled ? 1 : RopeMagnitude(m);
             var q = new double[T][];
             var k = new double[T][];
             var v = new double[T][];
@@ -55,8 +58,8 @@ internal static class ReferenceForward
                     for (int head = 0; head < nkv; head++) NormHead(k[t], head, d, W[p + "self_attn.k_norm.weight"], m.Eps, normOffset);
                 }
                 if (!m.UsesRope(l)) continue; // smollm3's NoPE layers
-                RotateHalf(q[t], nh, d, m.RotaryDim, t, invFreq, RopeMagnitude(m), interleaved: glm4);
-                RotateHalf(k[t], nkv, d, m.RotaryDim, t, invFreq, RopeMagnitude(m), interleaved: glm4);
+                RotateHalf(q[t], nh, d, m.RotaryDim, t, invFreq, magnitude, interleaved: glm4);
+                RotateHalf(k[t], nkv, d, m.RotaryDim, t, invFreq, magnitude, interleaved: glm4);
             }
             int? window = m.WindowOf(l);
             for (int t = 0; t < T; t++)
@@ -148,7 +151,7 @@ internal static class ReferenceForward
         return MatVec(down, hidden, inner, g, null);
     }
 
-    private static double[] InverseFrequencies(SyntheticModel m, double theta, int contextLength)
+    private static double[] InverseFrequencies(SyntheticModel m, double theta, int contextLength, bool unscaled = false)
     {
         int half = m.RotaryDim / 2;
         var inv = new double[half];
@@ -157,7 +160,7 @@ internal static class ReferenceForward
             double f = 1.0 / Math.Pow(theta, 2.0 * i / m.RotaryDim);
             // LongRoPE: each pair's frequency divided by its own factor, the long set past the pretraining context.
             if (m.LongRope is { } longRope) f /= (contextLength > longRope.Original ? longRope.Long : longRope.Short)[i];
-            if (theta != m.Theta) { inv[i] = f; continue; } // gemma's local base: no scaling
+            if (unscaled) { inv[i] = f; continue; } // gemma3's and olmo3's windowed layers: no scaling
             if (m.Llama3 is { } s)
             {
                 double wavelen = 2 * Math.PI / f;

@@ -94,6 +94,7 @@ internal sealed class SyntheticModel
         "mistral" or "mixtral" or "phi3" => SlidingWindow,
         "gemma3_text" when (layer + 1) % SlidingWindowPattern != 0 => SlidingWindow ?? 4096,
         "gemma2" when layer % 2 == 0 => SlidingWindow ?? 4096,
+        "olmo3" when (layer + 1) % 4 != 0 => SlidingWindow ?? 4096,
         "qwen2" or "qwen3" or "qwen3_moe" or "qwen2_moe" or "smollm3" when UseSlidingWindow && layer >= MaxWindowLayers => SlidingWindow,
         _ => null,
     };
@@ -117,7 +118,7 @@ internal sealed class SyntheticModel
         {
             string p = $"model.layers.{l}.";
             // olmo2 has no norm before the attention: its post_attention_layernorm normalizes the attention's output.
-            if (ModelType != "olmo2") Add(p + "input_layernorm.weight", 0.2f, 1, Hidden);
+            if (ModelType is not ("olmo2" or "olmo3")) Add(p + "input_layernorm.weight", 0.2f, 1, Hidden);
             Add(p + "post_attention_layernorm.weight", 0.2f, 1, Hidden);
             if (ModelType == "glm4")
             {
@@ -125,7 +126,7 @@ internal sealed class SyntheticModel
                 Add(p + "post_self_attn_layernorm.weight", 0.2f, 1, Hidden);
                 Add(p + "post_mlp_layernorm.weight", 0.2f, 1, Hidden);
             }
-            if (ModelType == "olmo2")
+            if (ModelType is "olmo2" or "olmo3")
             {
                 // ... and post_feedforward_layernorm the MLP's; q_norm and k_norm span the whole q and k projections.
                 Add(p + "post_feedforward_layernorm.weight", 0.2f, 1, Hidden);
@@ -312,6 +313,7 @@ internal sealed class SyntheticModel
             config["final_logit_softcapping"] = FinalSoftcap;
             config["cache_implementation"] = "hybrid";
         }
+        if (ModelType == "olmo3") config["sliding_window"] = SlidingWindow ?? 4096; // layer_types: Olmo3Config's default
         if (Yarn is { } yarn)
             config["rope_scaling"] = new Dictionary<string, object> { ["rope_type"] = "yarn", ["factor"] = yarn.Factor, ["original_max_position_embeddings"] = yarn.Original };
         if (LinearRope is double linear)

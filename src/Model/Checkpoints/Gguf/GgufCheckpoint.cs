@@ -80,9 +80,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, glm4, qwen2, qwen3, qwen3moe, qwen2moe, gemma, gemma2, gemma3 and phi3 models");
         if (arch == "glm4" && m.ContainsKey("glm4.rope.dimension_sections"))
             throw new ModelLoadException($"{file.Path}: glm4.rope.dimension_sections is set (multimodal M-RoPE, GLM-4V); only the text model's rotary is implemented");
-        // llama.cpp writes OLMo 3 as olmo2 with its windows; those are not implemented here.
-        if (arch == "olmo2" && m.TryGetValue("olmo2.attention.sliding_window", out var olmoWindow) && Convert.ToInt64(olmoWindow, CultureInfo.InvariantCulture) > 0)
-            throw new ModelLoadException($"{file.Path}: olmo2.attention.sliding_window is {olmoWindow} (an OLMo 3 file); OLMo 3's windowed layers are not implemented");
+        // llama.cpp writes OLMo 3 as olmo2 with its window (and windows three layers of four, as Olmo3Config does).
+        bool olmo3 = arch == "olmo2" && m.TryGetValue("olmo2.attention.sliding_window", out var olmoWindow) && Convert.ToInt64(olmoWindow, CultureInfo.InvariantCulture) > 0;
         long Int(string key, long? fallback = null) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToInt64(v, CultureInfo.InvariantCulture)
             : fallback ?? throw new ModelLoadException($"{file.Path}: metadata {arch}.{key} is missing");
         double Real(string key, double fallback) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToDouble(v, CultureInfo.InvariantCulture) : fallback;
@@ -127,12 +126,13 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             ropeScaling = ReadLongRope(file, tensors, rotary, (int)Int("rope.scaling.original_context_length", Int("context_length")), Real("rope.scaling.attn_factor", 1));
         var (window, windowed) = arch == "gemma2" ? Gemma2Windows(m, layers)
             : arch == "gemma3" ? GemmaWindows(file, m, layers)
+            : olmo3 ? ((int?)Int("attention.sliding_window"), (IReadOnlyList<bool>?)Enumerable.Range(0, layers).Select(i => (i + 1) % 4 != 0).ToArray())
             // Phi-3's window covers every layer (Phi-4 writes 0: none). llama.cpp ignores it for now (its phi3 has
             // "SWA currently disabled"); the window is the model's own, as transformers runs it.
             : arch == "phi3" && Int("attention.sliding_window", 0) is > 0 and var w ? ((int?)w, null) : (null, null);
         return new ModelConfig
         {
-            ModelType = arch switch { "qwen3moe" => "qwen3_moe", "qwen2moe" => "qwen2_moe", "gemma3" => "gemma3_text", "llama" when moe is not null => "mixtral", _ => arch },
+            ModelType = arch switch { "qwen3moe" => "qwen3_moe", "qwen2moe" => "qwen2_moe", "gemma3" => "gemma3_text", "llama" when moe is not null => "mixtral", "olmo2" when olmo3 => "olmo3", _ => arch },
             AttentionSoftcap = attentionSoftcap,
             FinalLogitSoftcap = finalSoftcap,
             // Granite's µP scalars as its converter writes them; llama.cpp takes an attention scale of 0 (or none) as
@@ -163,7 +163,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             // on rope.freq_base_swa (10000 by default).
             Activation = gemma ? "gelu_tanh" : "silu",
             QueryPreAttentionScalar = gemma ? (arch != "gemma" && layers == (arch == "gemma2" ? 46 : 62) ? hidden / heads : headDim) : null,
-            LocalRopeTheta = arch == "gemma3" ? Real("rope.freq_base_swa", 10000) : null,
+            // OLMo 3's windowed layers rotate unscaled (llama.cpp: no freq_scale or YaRN on its SWA layers).
+            LocalRopeTheta = arch == "gemma3" ? Real("rope.freq_base_swa", 10000) : olmo3 && ropeScaling is not null ? Real("rope.freq_base", 10000) : null,
             PartialRotaryDim = rotary == headDim ? null : rotary,
             TieWordEmbeddings = !tensors.ContainsKey("output.weight"),
             QkvBias = tensors.ContainsKey("blk.0.attn_q.bias"),
