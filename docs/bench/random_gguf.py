@@ -6,6 +6,7 @@ llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama
     python3 docs/bench/random_gguf.py gemma2 OUT.gguf
     python3 docs/bench/random_gguf.py gemma OUT.gguf
     python3 docs/bench/random_gguf.py granite OUT.gguf
+    python3 docs/bench/random_gguf.py granitemoe OUT.gguf
     python3 docs/bench/random_gguf.py smollm3 OUT.gguf
     python3 docs/bench/random_gguf.py olmo2 OUT.gguf
     python3 docs/bench/random_gguf.py olmo3 OUT.gguf
@@ -33,6 +34,10 @@ granite: Granite 3.x 2B's layout at a small size: llama's tensors (q/k rows in l
 256, 4 layers, 4 heads of 64 with 2 KV heads, SwiGLU of 512, tied embeddings, and the four scalars of the 2B
 (embedding_scale 12, residual_scale 0.22, attention.scale 1/64) except logit_scale, 2 here (8 in the 2B) so that
 the logits' gaps stay well above float rounding.
+
+granitemoe: the granite layout (the 2B's scalars, logit_scale 2) with experts in place of the MLP: 4 experts of 512
+a layer, 2 per token, stacked in ffn_gate_exps/ffn_up_exps/ffn_down_exps (the converter splits Hugging Face's
+input_linear into gate and up), router ffn_gate_inp.
 
 smollm3: the granite layout without the scalars, as SmolLM3 (llama.cpp takes every fourth layer, here layer 3, to
 have no RoPE).
@@ -258,19 +263,24 @@ def glm4_file():
 
 
 def granite_file(a="granite"):
-    layers, kv_heads = 4, 2
+    layers, kv_heads, experts, used = 4, 2, 4, 2
     tensors = [("token_embd.weight", [D, V])]
     for i in range(layers):
         b = "blk.%d." % i
         tensors += [(b + "attn_norm.weight", [D]), (b + "attn_q.weight", [D, H * HD]), (b + "attn_k.weight", [D, kv_heads * HD]),
-                    (b + "attn_v.weight", [D, kv_heads * HD]), (b + "attn_output.weight", [H * HD, D]),
-                    (b + "ffn_norm.weight", [D]), (b + "ffn_gate.weight", [D, FF]), (b + "ffn_up.weight", [D, FF]),
-                    (b + "ffn_down.weight", [FF, D])]
+                    (b + "attn_v.weight", [D, kv_heads * HD]), (b + "attn_output.weight", [H * HD, D]), (b + "ffn_norm.weight", [D])]
+        if a == "granitemoe":
+            tensors += [(b + "ffn_gate_inp.weight", [D, experts]), (b + "ffn_gate_exps.weight", [D, FF, experts]),
+                        (b + "ffn_up_exps.weight", [D, FF, experts]), (b + "ffn_down_exps.weight", [FF, D, experts])]
+        else:
+            tensors += [(b + "ffn_gate.weight", [D, FF]), (b + "ffn_up.weight", [D, FF]), (b + "ffn_down.weight", [FF, D])]
     tensors += [("output_norm.weight", [D])]
     kvs = shape_kvs(a, layers, kv_heads, 1e-5) + [
         kv(a + ".rope.freq_base", GGUF_F32, 5e6), kv(a + ".rope.dimension_count", GGUF_U32, HD),
     ] + llama_tokenizer_kvs()
-    if a == "granite":
+    if a == "granitemoe":
+        kvs += [kv(a + ".expert_count", GGUF_U32, experts), kv(a + ".expert_used_count", GGUF_U32, used)]
+    if a in ("granite", "granitemoe"):
         kvs += [kv(a + ".embedding_scale", GGUF_F32, 12.0), kv(a + ".residual_scale", GGUF_F32, 0.22),
                 kv(a + ".attention.scale", GGUF_F32, 0.015625), kv(a + ".logit_scale", GGUF_F32, 2.0)]
     return tensors, kvs
@@ -284,7 +294,7 @@ ROPE_FACTORS = {
 
 
 def main(arch, path, original=None):
-    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else gemma_file() if arch == "gemma" else olmo2_file(WINDOW) if arch == "olmo3" else granite_file(arch) if arch in ("granite", "smollm3") else olmo2_file() if arch == "olmo2" else qwen2moe_file() if arch == "qwen2moe" else glm4_file() if arch == "glm4"
+    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else gemma_file() if arch == "gemma" else olmo2_file(WINDOW) if arch == "olmo3" else granite_file(arch) if arch in ("granite", "granitemoe", "smollm3") else olmo2_file() if arch == "olmo2" else qwen2moe_file() if arch == "qwen2moe" else glm4_file() if arch == "glm4"
                     else phi3_file(original if arch == "phi3-longrope" else None))
     infos, offset = [], 0
     for name, ne in tensors:
@@ -315,6 +325,6 @@ def main(arch, path, original=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "gemma", "olmo3", "granite", "smollm3", "olmo2", "qwen2moe", "glm4", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "gemma", "olmo3", "granite", "granitemoe", "smollm3", "olmo2", "qwen2moe", "glm4", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 64)

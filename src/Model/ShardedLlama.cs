@@ -416,12 +416,11 @@ public sealed partial class ShardedLlama : IDisposable
     internal static (string Gate, string Up, string Down, string Router) ExpertNames(ModelConfig c, int layer, int expert)
     {
         string pre = $"model.layers.{layer}.";
-        if (c.ModelType == "granitemoe") // one stacked tensor for every expert's gate and up, one for the downs
-            return ($"{pre}block_sparse_moe.input_linear.weight", $"{pre}block_sparse_moe.input_linear.weight",
-                $"{pre}block_sparse_moe.output_linear.weight", $"{pre}block_sparse_moe.router.layer.weight");
-        return c.ModelType == "mixtral"
+        // granitemoe: mixtral's per-expert names (what a GGUF file's stacked experts are read as), its own router. Its
+        // Hugging Face checkpoints stack the experts instead (GraniteMoeStackedExperts).
+        return c.ModelType is "mixtral" or "granitemoe"
             ? ($"{pre}block_sparse_moe.experts.{expert}.w1.weight", $"{pre}block_sparse_moe.experts.{expert}.w3.weight",
-               $"{pre}block_sparse_moe.experts.{expert}.w2.weight", $"{pre}block_sparse_moe.gate.weight")
+               $"{pre}block_sparse_moe.experts.{expert}.w2.weight", c.ModelType == "mixtral" ? $"{pre}block_sparse_moe.gate.weight" : $"{pre}block_sparse_moe.router.layer.weight")
             : ($"{pre}mlp.experts.{expert}.gate_proj.weight", $"{pre}mlp.experts.{expert}.up_proj.weight",
                $"{pre}mlp.experts.{expert}.down_proj.weight", $"{pre}mlp.gate.weight");
     }
@@ -441,14 +440,14 @@ public sealed partial class ShardedLlama : IDisposable
         for (int e = 0; e < moe.Experts; e++)
         {
             var (gate, up, downName, _) = ExpertNames(c, layer, e);
-            if (c.ModelType == "granitemoe")
+            if (c.ModelType == "granitemoe" && GraniteMoeStackedExperts(layer) is var (inputLinear, outputLinear) && reader.Contains(inputLinear))
             {
                 // Every expert in two 3-D tensors, read as matrices of their stacked rows: input_linear
                 // [experts, 2·size, hidden] holds expert e's gate rows then its up rows (transformers chunks the
                 // product in two, gate first), output_linear [experts, hidden, size] its down projection.
                 long stacked = (long)moe.Experts * 2 * size, first = e * 2 * size;
-                gateUp[e] = LoadLinear(reader, (gate, stacked, h, first + start, local, 0, h), (up, stacked, h, first + size + start, local, 0, h));
-                down[e] = LoadLinear(reader, (downName, (long)moe.Experts * h, size, e * h, h, start, local));
+                gateUp[e] = LoadLinear(reader, (inputLinear, stacked, h, first + start, local, 0, h), (inputLinear, stacked, h, first + size + start, local, 0, h));
+                down[e] = LoadLinear(reader, (outputLinear, (long)moe.Experts * h, size, e * h, h, start, local));
                 continue;
             }
             gateUp[e] = LoadLinear(reader, (gate, size, h, start, local, 0, h), (up, size, h, start, local, 0, h));
@@ -468,6 +467,11 @@ public sealed partial class ShardedLlama : IDisposable
         }
         return new ExpertWeights(router, gateUp, down, shared);
     }
+
+    /// <summary>A granitemoe layer's experts as its Hugging Face checkpoints hold them: every expert's gate and up rows
+    /// in one [experts, 2·intermediate, hidden] tensor, the downs in one [experts, hidden, intermediate].</summary>
+    internal static (string InputLinear, string OutputLinear) GraniteMoeStackedExperts(int layer) =>
+        ($"model.layers.{layer}.block_sparse_moe.input_linear.weight", $"model.layers.{layer}.block_sparse_moe.output_linear.weight");
 
     /// <summary>qwen2_moe's shared expert in a layer: its projections and its gate vector (shared_expert_gate, [1, hidden]).</summary>
     internal static (string Gate, string Up, string Down, string GateVector) SharedExpertNames(int layer)

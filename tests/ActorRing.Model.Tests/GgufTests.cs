@@ -79,6 +79,8 @@ public sealed class GgufTests : IDisposable
     // attention.scale and logit_scale.
     [InlineData("granite", GgmlType.F32, WeightQuantization.None)]
     [InlineData("granite", GgmlType.Q8_0, WeightQuantization.Q8_0)]
+    // granitemoe: granite's scalars, and Hugging Face's stacked input_linear split into ffn_gate_exps and ffn_up_exps.
+    [InlineData("granitemoe", GgmlType.F32, WeightQuantization.None)]
     // smollm3: llama's names and q/k permutation; the fourth layer without RoPE, as llama.cpp assumes for smollm3.
     [InlineData("smollm3", GgmlType.F32, WeightQuantization.None)]
     // olmo2: no attn_norm or ffn_norm, post_attention_norm and post_ffw_norm on the outputs, attn_q_norm and
@@ -142,7 +144,7 @@ public sealed class GgufTests : IDisposable
             return Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 }))).Message;
         }
 
-        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, glm4, qwen2, qwen3, qwen3moe, qwen2moe, gemma, gemma2, gemma3 and phi3 models",
+        Assert.Contains("general.architecture is 'phi2'; this server runs llama-family (llama, mistral and mixtral as llama), granite, granitemoe, smollm3, olmo2, glm4, qwen2, qwen3, qwen3moe, qwen2moe, gemma, gemma2, gemma3 and phi3 models",
             Refusal(Model("llama"), meta => meta["general.architecture"] = "phi2"));
         var gemma = Model("gemma3_text");
         Assert.Contains("gemma3 has no logit soft-capping here (Gemma 2 has; its GGUF files say general.architecture gemma2)",

@@ -49,10 +49,9 @@ internal sealed class RandomCheckpoint : ICheckpointReader
                 for (int e = 0; e < moe.Experts; e++)
                 {
                     var (gate, up, down, router) = ShardedLlama.ExpertNames(config, i, e);
-                    bool stacked = config.ModelType == "granitemoe"; // every expert in one 3-D gate-and-up and one down tensor
-                    _shapes[gate] = stacked ? [moe.Experts, 2L * moe.IntermediateSize, h] : [moe.IntermediateSize, h];
-                    _shapes[up] = stacked ? [moe.Experts, 2L * moe.IntermediateSize, h] : [moe.IntermediateSize, h];
-                    _shapes[down] = stacked ? [moe.Experts, h, moe.IntermediateSize] : [h, moe.IntermediateSize];
+                    _shapes[gate] = [moe.IntermediateSize, h];
+                    _shapes[up] = [moe.IntermediateSize, h];
+                    _shapes[down] = [h, moe.IntermediateSize];
                     _shapes[router] = [moe.Experts, h];
                 }
             }

@@ -16,10 +16,10 @@ internal static class GgufWriter
     public static List<Tensor> Tensors(SyntheticModel model, GgmlType matrixType)
     {
         var list = new List<Tensor>();
-        bool permuted = model.ModelType is "llama" or "mixtral" or "granite" or "smollm3";
+        bool permuted = model.ModelType is "llama" or "mixtral" or "granite" or "granitemoe" or "smollm3";
         foreach (var (hf, values) in model.W.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
-            if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight")) continue; // experts and routers: stacked below
+            if (hf.Contains(".experts.") || hf.EndsWith(".gate.weight") || hf.Contains(".block_sparse_moe.")) continue; // experts and routers: stacked below
             if (model.ModelType == "phi3" && (hf.Contains("_proj.weight") && !hf.Contains("o_proj") && !hf.Contains("down_proj"))) continue; // fused below
             if (model.ModelType == "glm4" && (hf.Contains("gate_proj") || hf.Contains("up_proj"))) continue; // fused below
             string name = GgufName(hf, model.GemmaOutputNorms || model.ModelType is "olmo2" or "olmo3", model.ModelType == "glm4");
@@ -79,7 +79,11 @@ internal static class GgufWriter
                 ("down", n => n.Item4, model.Hidden, model.ExpertIntermediate),
             })
             {
-                var stacked = Enumerable.Range(0, model.Experts).SelectMany(e => model.W[pick(model.ExpertNames(l, e))]).ToArray();
+                // granitemoe's converter splits each expert's input_linear rows into its gate (first half) and up rows.
+                int I = model.ExpertIntermediate, H = model.Hidden;
+                var stacked = model.ModelType != "granitemoe" ? Enumerable.Range(0, model.Experts).SelectMany(e => model.W[pick(model.ExpertNames(l, e))]).ToArray()
+                    : kind == "down" ? model.W[model.ExpertNames(l, 0).Down]
+                    : Enumerable.Range(0, model.Experts).SelectMany(e => model.W[model.ExpertNames(l, e).Gate].Skip((e * 2 * I + (kind == "up" ? I : 0)) * H).Take(I * H)).ToArray();
                 long[] shape = [model.Experts, rows, cols];
                 list.Add(new Tensor($"blk.{l}.ffn_{kind}_exps.weight", shape, matrixType, Encode(stacked, shape, matrixType)));
             }
@@ -162,7 +166,7 @@ internal static class GgufWriter
     /// <summary>The hyperparameters llama.cpp writes for this model.</summary>
     public static Dictionary<string, object> Metadata(SyntheticModel m)
     {
-        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "qwen2_moe" => "qwen2moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "gemma" => "gemma", "granite" => "granite", "smollm3" => "smollm3", "olmo2" or "olmo3" => "olmo2", "glm4" => "glm4", _ => "llama" };
+        string a = m.ModelType switch { "qwen2" or "qwen3" or "phi3" => m.ModelType, "qwen3_moe" => "qwen3moe", "qwen2_moe" => "qwen2moe", "gemma3_text" => "gemma3", "gemma2" => "gemma2", "gemma" => "gemma", "granite" => "granite", "granitemoe" => "granitemoe", "smollm3" => "smollm3", "olmo2" or "olmo3" => "olmo2", "glm4" => "glm4", _ => "llama" };
         var meta = new Dictionary<string, object>
         {
             ["general.architecture"] = a,
@@ -170,7 +174,7 @@ internal static class GgufWriter
             [$"{a}.context_length"] = (uint)m.MaxPos,
             [$"{a}.embedding_length"] = (uint)m.Hidden,
             [$"{a}.block_count"] = (uint)m.Layers,
-            [$"{a}.feed_forward_length"] = (uint)(m.ModelType == "mixtral" ? m.ExpertIntermediate : m.Intermediate),
+            [$"{a}.feed_forward_length"] = (uint)(m.ModelType is "mixtral" or "granitemoe" ? m.ExpertIntermediate : m.Intermediate),
             [$"{a}.attention.head_count"] = (uint)m.Heads,
             [$"{a}.attention.head_count_kv"] = (uint)m.KvHeads,
             [$"{a}.attention.key_length"] = (uint)m.HeadDim,
@@ -203,7 +207,7 @@ internal static class GgufWriter
             }
         }
         if (a == "glm4") meta[$"{a}.rope.dimension_count"] = (uint)m.RotaryDim; // Glm4Model: head_dim × partial_rotary_factor
-        if (a == "granite")
+        if (a is "granite" or "granitemoe")
         {
             // GraniteModel.set_gguf_parameters: the four µP scalars.
             meta[$"{a}.embedding_scale"] = (float)m.EmbeddingMultiplier;

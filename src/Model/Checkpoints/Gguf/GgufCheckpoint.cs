@@ -39,7 +39,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             Config = ReadConfig(_files[0], _tensors);
             // llama.cpp's convert_hf_to_gguf permutes q/k rows of llama-family models (Mixtral included) for its
             // interleaved RoPE; the qwen models keep Hugging Face's rotate-half order.
-            _permuteQk = Config.ModelType is "llama" or "mixtral" or "granite" or "smollm3" // the converters of these are LlamaModels
+            _permuteQk = Config.ModelType is "llama" or "mixtral" or "granite" or "granitemoe" or "smollm3" // the converters of these are LlamaModels
                 || Config.Glm4; // glm4 keeps GLM's interleaved pairs, over the rotated part of each head only
             _byHfName = MapNames();
             var used = _byHfName.Values.Select(v => v.Tensor).ToHashSet();
@@ -76,8 +76,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
     {
         var m = file.Metadata;
         string arch = m.TryGetValue("general.architecture", out var a) ? (string)a : throw new ModelLoadException($"{file.Path}: metadata general.architecture is missing");
-        if (arch is not ("llama" or "granite" or "smollm3" or "olmo2" or "glm4" or "qwen2" or "qwen3" or "qwen3moe" or "qwen2moe" or "gemma" or "gemma2" or "gemma3" or "phi3"))
-            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, smollm3, olmo2, glm4, qwen2, qwen3, qwen3moe, qwen2moe, gemma, gemma2, gemma3 and phi3 models");
+        if (arch is not ("llama" or "granite" or "granitemoe" or "smollm3" or "olmo2" or "glm4" or "qwen2" or "qwen3" or "qwen3moe" or "qwen2moe" or "gemma" or "gemma2" or "gemma3" or "phi3"))
+            throw new ModelLoadException($"{file.Path}: general.architecture is '{arch}'; this server runs llama-family (llama, mistral and mixtral as llama), granite, granitemoe, smollm3, olmo2, glm4, qwen2, qwen3, qwen3moe, qwen2moe, gemma, gemma2, gemma3 and phi3 models");
         if (arch == "glm4" && m.ContainsKey("glm4.rope.dimension_sections"))
             throw new ModelLoadException($"{file.Path}: glm4.rope.dimension_sections is set (multimodal M-RoPE, GLM-4V); only the text model's rotary is implemented");
         // llama.cpp writes OLMo 3 as olmo2 with its window (and windows three layers of four, as Olmo3Config does).
@@ -109,13 +109,13 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         if (!tensors.TryGetValue("token_embd.weight", out var embed)) throw new ModelLoadException($"{file.Path}: tensor token_embd.weight is missing");
         int vocab = (int)Int("vocab_size", embed.Dims.Length == 2 ? embed.Dims[1] : 0);
         // Experts: every layer has them; llama.cpp normalizes the picked experts' weights for qwen3moe (whose models all
-        // set norm_topk_prob) and Mixtral, not for qwen2moe (Qwen1.5-MoE's norm_topk_prob is false), whose layers also
+        // set norm_topk_prob), Mixtral and granitemoe (a softmax over the picked logits), not for qwen2moe (Qwen1.5-MoE's norm_topk_prob is false), whose layers also
         // have a shared expert of expert_shared_feed_forward_length.
         long experts = Int("expert_count", 0);
         MixtureOfExperts? moe = experts == 0 ? null : new MixtureOfExperts((int)experts, (int)Int("expert_used_count"),
-            (int)(arch is "qwen3moe" or "qwen2moe" ? Int("expert_feed_forward_length") : Int("feed_forward_length")), NormalizeTopK: arch != "qwen2moe", SparseLayers: null,
+            (int)(arch is "qwen3moe" or "qwen2moe" ? Int("expert_feed_forward_length") : Int("expert_feed_forward_length", Int("feed_forward_length"))), NormalizeTopK: arch != "qwen2moe", SparseLayers: null,
             SharedIntermediateSize: arch == "qwen2moe" ? (int)Int("expert_shared_feed_forward_length") : 0);
-        if (arch is "qwen3moe" or "qwen2moe" && moe is null) throw new ModelLoadException($"{file.Path}: metadata {arch}.expert_count is missing");
+        if (arch is "qwen3moe" or "qwen2moe" or "granitemoe" && moe is null) throw new ModelLoadException($"{file.Path}: metadata {arch}.expert_count is missing");
         bool gemma = arch is "gemma" or "gemma2" or "gemma3";
         int layers = (int)Int("block_count"), headDim = (int)Int("attention.key_length", hidden / heads);
         // Partial rotary (Phi-4-mini: 96 of 128): RoPE turns the first rope.dimension_count dimensions of each head.
@@ -137,10 +137,10 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             FinalLogitSoftcap = finalSoftcap,
             // Granite's µP scalars as its converter writes them; llama.cpp takes an attention scale of 0 (or none) as
             // 1/√head_dim, and 1 for the others.
-            EmbeddingMultiplier = arch == "granite" ? Positive("embedding_scale", 1) : null,
-            AttentionMultiplier = arch == "granite" && Real("attention.scale", 0) is > 0 and var attentionScale ? attentionScale : null,
-            ResidualMultiplier = arch == "granite" ? Positive("residual_scale", 1) : null,
-            LogitsScaling = arch == "granite" ? Positive("logit_scale", 1) : null,
+            EmbeddingMultiplier = arch is "granite" or "granitemoe" ? Positive("embedding_scale", 1) : null,
+            AttentionMultiplier = arch is "granite" or "granitemoe" && Real("attention.scale", 0) is > 0 and var attentionScale ? attentionScale : null,
+            ResidualMultiplier = arch is "granite" or "granitemoe" ? Positive("residual_scale", 1) : null,
+            LogitsScaling = arch is "granite" or "granitemoe" ? Positive("logit_scale", 1) : null,
             // SmolLM3 as llama.cpp runs it: every fourth layer without RoPE (the file does not say which).
             RopeLayers = arch == "smollm3" && layers >= 4 ? Enumerable.Range(0, layers).Select(i => (i + 1) % 4 != 0).ToArray() : null,
             QkNorm = arch is "qwen3" or "qwen3moe" or "gemma3",
