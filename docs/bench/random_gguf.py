@@ -10,6 +10,7 @@ llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama
     python3 docs/bench/random_gguf.py smollm3 OUT.gguf
     python3 docs/bench/random_gguf.py olmo2 OUT.gguf
     python3 docs/bench/random_gguf.py olmo3 OUT.gguf
+    python3 docs/bench/random_gguf.py olmo3-yarn OUT.gguf
     python3 docs/bench/random_gguf.py qwen2moe OUT.gguf
     python3 docs/bench/random_gguf.py glm4 OUT.gguf
     python3 docs/bench/random_gguf.py phi3 OUT.gguf
@@ -48,6 +49,9 @@ over the whole q and k projections (256 wide each), all in 0.5..1.5; rotate-half
 
 olmo3: the olmo2 file with attention.sliding_window 8, as llama.cpp's converter writes OLMo 3: llama.cpp then windows
 layers 0-2 and leaves layer 3 global.
+
+olmo3-yarn: the olmo3 file with OLMo 3's YaRN at a small size (factor 8 over 64 original positions, as the converter
+writes rope_scaling: type, factor, original context); llama.cpp applies it to the global layer only.
 
 qwen2moe: Qwen1.5-MoE's layout at the same size: q/k/v biases, 4 layers, each with 8 experts of 128 (2 per token,
 stacked in ffn_*_exps, router ffn_gate_inp) and a shared expert of 256 (ffn_*_shexp) weighted by sigmoid of its gate
@@ -203,7 +207,7 @@ def gemma_file():
     return gemma_layer_tensors(KV, qk_norm=False, output_norms=False), kvs
 
 
-def olmo2_file(window=None):
+def olmo2_file(window=None, yarn=False):
     layers, kv_heads, a = 4, 4, "olmo2"
     tensors = [("token_embd.weight", [D, V])]
     for i in range(layers):
@@ -216,7 +220,10 @@ def olmo2_file(window=None):
     tensors += [("output_norm.weight", [D]), ("output.weight", [D, V])]
     kvs = shape_kvs(a, layers, kv_heads, 1e-6) + [
         kv(a + ".rope.freq_base", GGUF_F32, 500000.0), kv(a + ".rope.dimension_count", GGUF_U32, HD),
-    ] + ([kv(a + ".attention.sliding_window", GGUF_U32, window)] if window else []) + llama_tokenizer_kvs()
+    ] + ([kv(a + ".attention.sliding_window", GGUF_U32, window)] if window else []) + ([
+        kv(a + ".rope.scaling.type", GGUF_STR, "yarn"), kv(a + ".rope.scaling.factor", GGUF_F32, 8.0),
+        kv(a + ".rope.scaling.original_context_length", GGUF_U32, 64),
+    ] if yarn else []) + llama_tokenizer_kvs()
     return tensors, kvs
 
 
@@ -294,7 +301,7 @@ ROPE_FACTORS = {
 
 
 def main(arch, path, original=None):
-    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else gemma_file() if arch == "gemma" else olmo2_file(WINDOW) if arch == "olmo3" else granite_file(arch) if arch in ("granite", "granitemoe", "smollm3") else olmo2_file() if arch == "olmo2" else qwen2moe_file() if arch == "qwen2moe" else glm4_file() if arch == "glm4"
+    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else gemma_file() if arch == "gemma" else olmo2_file(WINDOW) if arch == "olmo3" else olmo2_file(WINDOW, yarn=True) if arch == "olmo3-yarn" else granite_file(arch) if arch in ("granite", "granitemoe", "smollm3") else olmo2_file() if arch == "olmo2" else qwen2moe_file() if arch == "qwen2moe" else glm4_file() if arch == "glm4"
                     else phi3_file(original if arch == "phi3-longrope" else None))
     infos, offset = [], 0
     for name, ne in tensors:
@@ -325,6 +332,6 @@ def main(arch, path, original=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "gemma", "olmo3", "granite", "granitemoe", "smollm3", "olmo2", "qwen2moe", "glm4", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "gemma", "olmo3", "olmo3-yarn", "granite", "granitemoe", "smollm3", "olmo2", "qwen2moe", "glm4", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 64)

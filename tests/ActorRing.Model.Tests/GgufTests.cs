@@ -23,18 +23,19 @@ public sealed class GgufTests : IDisposable
     {
         // phi3-longrope: Phi-4-mini's RoPE, 24 of 32 dimensions turned with longrope factors (the long ones: the
         // test's context 32 exceeds the original 16).
-        ModelType = type == "phi3-longrope" ? "phi3" : type,
+        ModelType = type == "phi3-longrope" ? "phi3" : type == "olmo3-yarn" ? "olmo3" : type,
         PartialRotary = type == "phi3-longrope" ? 0.75 : type == "glm4" ? 0.5 : null,
         LongRope = type == "phi3-longrope" ? (Enumerable.Range(0, 12).Select(i => 1f + 0.3f * i).ToArray(), Enumerable.Range(0, 12).Select(i => 1f + 2.5f * i).ToArray(), 16) : null,
-        Hidden = 128, Intermediate = 192, Layers = type == "gemma3_text" ? 6 : type == "gemma2" ? 3 : type is "smollm3" or "olmo3" ? 4 : 2,
+        Hidden = 128, Intermediate = 192, Layers = type == "gemma3_text" ? 6 : type == "gemma2" ? 3 : type is "smollm3" or "olmo3" or "olmo3-yarn" ? 4 : 2,
         AttentionBias = attentionBias || type == "glm4", Heads = 4, KvHeads = 2, HeadDim = 32, Vocab = 300,
         MatrixScale = 0.5f, Tied = type is "llama" or "qwen3" or "qwen3_moe" or "gemma3_text" or "gemma2" or "gemma" or "granite",
         Experts = 4, ExpertsPerToken = 2, ExpertIntermediate = 64, SharedIntermediate = 96, NormTopK = type != "qwen2_moe", // read by the MoE types only
         // Gemma 3 as llama.cpp runs a GGUF of it (the file has neither the pattern nor query_pre_attn_scalar): five
         // windowed layers of six, attention scaled by the head size; a window shorter than the test's 9 positions,
         // and the 4B+ models' linear RoPE scaling on the global layer.
-        SlidingWindowPattern = 6, SlidingWindow = type is "gemma3_text" or "gemma2" or "phi3" or "phi3-longrope" or "olmo3" ? 4 : null, QueryPreAttnScalar = 32,
+        SlidingWindowPattern = 6, SlidingWindow = type is "gemma3_text" or "gemma2" or "phi3" or "phi3-longrope" or "olmo3" or "olmo3-yarn" ? 4 : null, QueryPreAttnScalar = 32,
         LinearRope = type == "gemma3_text" ? 8.0 : null,
+        Yarn = type == "olmo3-yarn" ? (4.0, 8) : null,
         // Gemma 2: soft-caps that bite on these weights, written to the file as its converter writes them.
         AttnSoftcap = type == "gemma2" ? 2.0 : null, FinalSoftcap = type == "gemma2" ? 5.0 : null,
         // Granite's µP scalars, far from 1 (read by granite only).
@@ -89,6 +90,8 @@ public sealed class GgufTests : IDisposable
     [InlineData("olmo2", GgmlType.Q8_0, WeightQuantization.Q8_0)]
     // OLMo 3: written as olmo2 with attention.sliding_window, which windows layers 0-2 of each four.
     [InlineData("olmo3", GgmlType.F32, WeightQuantization.None)]
+    // ... with YaRN (factor 4 over 8 original positions): scaled on the global layer, not on the windowed ones.
+    [InlineData("olmo3-yarn", GgmlType.F32, WeightQuantization.None)]
     // glm4: GLM's interleaved q/k rows kept as they are (the reader reorders them, as for the safetensors checkpoint),
     // half of each head turned (rope.dimension_count), four norms, gate and up fused in ffn_up, q/k/v biases.
     [InlineData("glm4", GgmlType.F32, WeightQuantization.None)]
@@ -151,8 +154,11 @@ public sealed class GgufTests : IDisposable
             Refusal(gemma, meta => meta["gemma3.final_logit_softcapping"] = 30f));
         // Gemma 2 with a soft-cap of 0, which would divide by zero.
         Assert.Contains("gemma2.final_logit_softcapping is not a positive number", Refusal(Model("gemma2"), meta => meta["gemma2.final_logit_softcapping"] = 0f));
-        Assert.Contains("gemma3.rope.scaling.type is 'yarn', which is not implemented for GGUF models (linear is)",
-            Refusal(gemma, meta => meta["gemma3.rope.scaling.type"] = "yarn"));
+        Assert.Contains("gemma3.rope.scaling.type is 'dynamic', which is not implemented for GGUF models (linear and yarn are)",
+            Refusal(gemma, meta => meta["gemma3.rope.scaling.type"] = "dynamic"));
+        // DeepSeek's YaRN mscale pair.
+        Assert.Contains("gemma3.rope.scaling.yarn_log_multiplier is set (DeepSeek's YaRN mscale), which is not implemented",
+            Refusal(gemma, meta => { meta["gemma3.rope.scaling.type"] = "yarn"; meta["gemma3.rope.scaling.original_context_length"] = 8u; meta["gemma3.rope.scaling.yarn_log_multiplier"] = 0.1f; }));
 
         // longrope factors that do not fit the rotated dimensions, one of the two missing, and an odd rotary width.
         var phi = Model("phi3-longrope");

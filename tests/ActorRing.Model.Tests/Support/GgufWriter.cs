@@ -206,6 +206,14 @@ internal static class GgufWriter
                 meta[$"{a}.rope.scaling.factor"] = (float)factor;
             }
         }
+        if (m.Yarn is { } yarn)
+        {
+            // ModelBase.set_gguf_parameters: YaRN's type, factor and original context (the config has no betas or
+            // attention_factor here, so none are written).
+            meta[$"{a}.rope.scaling.type"] = "yarn";
+            meta[$"{a}.rope.scaling.factor"] = (float)yarn.Factor;
+            meta[$"{a}.rope.scaling.original_context_length"] = (uint)yarn.Original;
+        }
         if (a == "glm4") meta[$"{a}.rope.dimension_count"] = (uint)m.RotaryDim; // Glm4Model: head_dim × partial_rotary_factor
         if (a is "granite" or "granitemoe")
         {

@@ -90,10 +90,24 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         RopeScaling? ropeScaling = null;
         if (m.TryGetValue($"{arch}.rope.scaling.type", out var scaling) && (string)scaling is not ("none" or ""))
         {
-            if ((string)scaling != "linear")
-                throw new ModelLoadException($"{file.Path}: {arch}.rope.scaling.type is '{scaling}', which is not implemented for GGUF models (linear is)");
-            ropeScaling = new LinearRopeScaling(Real("rope.scaling.factor", 0) is > 0 and var f ? f
-                : throw new ModelLoadException($"{file.Path}: {arch}.rope.scaling.type is linear but {arch}.rope.scaling.factor is missing or not positive"));
+            if ((string)scaling is not ("linear" or "yarn"))
+                throw new ModelLoadException($"{file.Path}: {arch}.rope.scaling.type is '{scaling}', which is not implemented for GGUF models (linear and yarn are)");
+            double factor = Real("rope.scaling.factor", 0) is > 0 and var f ? f
+                : throw new ModelLoadException($"{file.Path}: {arch}.rope.scaling.type is {scaling} but {arch}.rope.scaling.factor is missing or not positive");
+            if ((string)scaling == "linear") ropeScaling = new LinearRopeScaling(factor);
+            else
+            {
+                // YaRN as the converter writes Hugging Face's rope_scaling: the original context, and attention_factor
+                // and the betas when the config had them (else transformers' defaults: 0.1·ln(factor) + 1, 32 and 1,
+                // which llama.cpp applies too). DeepSeek's mscale pair (yarn_log_multiplier) is not implemented.
+                if (m.ContainsKey($"{arch}.rope.scaling.yarn_log_multiplier"))
+                    throw new ModelLoadException($"{file.Path}: {arch}.rope.scaling.yarn_log_multiplier is set (DeepSeek's YaRN mscale), which is not implemented");
+                if (Real("rope.scaling.yarn_ext_factor", 1) != 1)
+                    throw new ModelLoadException($"{file.Path}: {arch}.rope.scaling.yarn_ext_factor is {Real("rope.scaling.yarn_ext_factor", 1)}; only 1 (YaRN's own) is implemented");
+                long original = Int("rope.scaling.original_context_length");
+                ropeScaling = new YarnRopeScaling(factor, (int)original, Real("rope.scaling.yarn_beta_fast", 32), Real("rope.scaling.yarn_beta_slow", 1),
+                    Real("rope.scaling.yarn_attn_factor", factor > 1 ? 0.1 * Math.Log(factor) + 1 : 1) * Real("rope.scaling.attn_factor", 1), Truncate: true);
+            }
         }
         // Gemma 2's soft-caps, with llama.cpp's defaults when the keys are absent (it always caps a gemma2 model);
         // no other architecture here has them.
