@@ -432,6 +432,7 @@ public sealed record ModelConfig
         var (slidingWindow, slidingLayers) = ParseSlidingWindow(root, source, modelType, layers);
 
         var scaling = ParseRopeScaling(root, source, partialRotary ?? headDim);
+        double ropeTheta = OptionalDouble(root, source, "rope_theta") ?? 10000.0;
 
         var config = new ModelConfig
         {
@@ -445,7 +446,7 @@ public sealed record ModelConfig
             VocabSize = RequiredInt(root, source, "vocab_size"),
             MaxPositionEmbeddings = OptionalInt(root, source, "max_position_embeddings") ?? 2048,
             RmsNormEps = OptionalDouble(root, source, "rms_norm_eps") ?? 1e-6,
-            RopeTheta = OptionalDouble(root, source, "rope_theta") ?? 10000.0,
+            RopeTheta = ropeTheta,
             TieWordEmbeddings = OptionalBool(root, source, "tie_word_embeddings") ?? modelType is "gemma3_text" or "gemma2" or "gemma" or "smollm3", // their configs tie by default
             QkvBias = qkvBias,
             OProjBias = oBias,
@@ -475,7 +476,7 @@ public sealed record ModelConfig
             // OLMo 3's windowed layers rotate without the RoPE scaling (its reference code, and llama.cpp): their
             // own tables, at the same base.
             LocalRopeTheta = modelType == "gemma3_text" ? OptionalDouble(root, source, "rope_local_base_freq") ?? 10000
-                : modelType == "olmo3" && slidingWindow is not null && scaling is not null ? OptionalDouble(root, source, "rope_theta") ?? 10000.0 : null,
+                : modelType == "olmo3" && slidingWindow is not null && scaling is not null ? ropeTheta : null,
             PartialRotaryDim = partialRotary,
         };
         return config;
