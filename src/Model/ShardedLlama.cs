@@ -437,10 +437,12 @@ public sealed partial class ShardedLlama : IDisposable
         var router = LoadLinear(reader, quantize: false, (ExpertNames(c, layer, 0).Router, moe.Experts, h, 0, moe.Experts, 0, h));
         var gateUp = new SplitMatrix[moe.Experts];
         var down = new SplitMatrix[moe.Experts];
+        var (inputLinear, outputLinear) = GraniteMoeStackedExperts(layer);
+        bool stackedExperts = c.ModelType == "granitemoe" && reader.Contains(inputLinear); // Hugging Face's; a GGUF file's are per expert
         for (int e = 0; e < moe.Experts; e++)
         {
             var (gate, up, downName, _) = ExpertNames(c, layer, e);
-            if (c.ModelType == "granitemoe" && GraniteMoeStackedExperts(layer) is var (inputLinear, outputLinear) && reader.Contains(inputLinear))
+            if (stackedExperts)
             {
                 // Every expert in two 3-D tensors, read as matrices of their stacked rows: input_linear
                 // [experts, 2·size, hidden] holds expert e's gate rows then its up rows (transformers chunks the

@@ -81,7 +81,8 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
         if (arch == "glm4" && m.ContainsKey("glm4.rope.dimension_sections"))
             throw new ModelLoadException($"{file.Path}: glm4.rope.dimension_sections is set (multimodal M-RoPE, GLM-4V); only the text model's rotary is implemented");
         // llama.cpp writes OLMo 3 as olmo2 with its window (and windows three layers of four, as Olmo3Config does).
-        bool olmo3 = arch == "olmo2" && m.TryGetValue("olmo2.attention.sliding_window", out var olmoWindow) && Convert.ToInt64(olmoWindow, CultureInfo.InvariantCulture) > 0;
+        int? olmo3Window = arch == "olmo2" && m.TryGetValue("olmo2.attention.sliding_window", out var olmoWindow) && Convert.ToInt32(olmoWindow, CultureInfo.InvariantCulture) is > 0 and var ow ? ow : null;
+        bool olmo3 = olmo3Window is not null;
         long Int(string key, long? fallback = null) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToInt64(v, CultureInfo.InvariantCulture)
             : fallback ?? throw new ModelLoadException($"{file.Path}: metadata {arch}.{key} is missing");
         double Real(string key, double fallback) => m.TryGetValue($"{arch}.{key}", out var v) ? Convert.ToDouble(v, CultureInfo.InvariantCulture) : fallback;
@@ -140,7 +141,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             ropeScaling = ReadLongRope(file, tensors, rotary, (int)Int("rope.scaling.original_context_length", Int("context_length")), Real("rope.scaling.attn_factor", 1));
         var (window, windowed) = arch == "gemma2" ? Gemma2Windows(m, layers)
             : arch == "gemma3" ? GemmaWindows(file, m, layers)
-            : olmo3 ? ((int?)Int("attention.sliding_window"), (IReadOnlyList<bool>?)Enumerable.Range(0, layers).Select(i => (i + 1) % 4 != 0).ToArray())
+            : olmo3 ? (olmo3Window, (IReadOnlyList<bool>?)Enumerable.Range(0, layers).Select(i => (i + 1) % 4 != 0).ToArray())
             // Phi-3's window covers every layer (Phi-4 writes 0: none). llama.cpp ignores it for now (its phi3 has
             // "SWA currently disabled"); the window is the model's own, as transformers runs it.
             : arch == "phi3" && Int("attention.sliding_window", 0) is > 0 and var w ? ((int?)w, null) : (null, null);
