@@ -561,6 +561,11 @@ public sealed partial class ShardedLlama : IDisposable
         string what = string.Join("+", parts.Select(x => System.Text.RegularExpressions.Regex.Replace(x.Name, @"^model\.layers\.\d+\.|\.weight$", "")).Distinct());
         var types = parts.Select(x => reader.StoredType(x.Name)).Distinct().ToArray();
         if (types.Length == 1 && BlockFormat.OfType(types[0]) is { } stored) return LoadNative(reader, stored, parts);
+        if (types is [GgmlType.Q4_K])
+        {
+            LogOnce($"{what}: stored as Q4_K, which runs as q4_1 (each 32-weight sub-block's scale and minimum rounded to fp16)");
+            return LoadNative(reader, BlockFormat.Q4_1, parts, fromQ4K: true);
+        }
         BlockFormat target;
         if (types.Any(t => t is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)))
         {
@@ -581,10 +586,12 @@ public sealed partial class ShardedLlama : IDisposable
     }
 
     /// <summary>
-    /// Q8_0/Q4_0 blocks read straight from a quantized checkpoint into the panel layout: ggml's bytes are ours,
-    /// so nothing is converted, and a rank reads only its rows and (block-aligned) columns.
+    /// Q8_0/Q4_0/Q4_1 blocks read straight from a quantized checkpoint into the panel layout: ggml's bytes are ours,
+    /// so nothing is converted, and a rank reads only its rows and (block-aligned) columns. With
+    /// <paramref name="fromQ4K"/> the stored blocks are Q4_K, each super-block turned into eight Q4_1 blocks
+    /// (<see cref="KQuantConversion"/>) as it is read.
     /// </summary>
-    private unsafe SplitMatrix LoadNative(ICheckpointReader reader, BlockFormat format, (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
+    private unsafe SplitMatrix LoadNative(ICheckpointReader reader, BlockFormat format, (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts, bool fromQ4K = false)
     {
         long cols = parts[0].Cols, outDim = parts.Sum(x => x.Rows), blocks = cols / BlockFormat.BlockSize, rowBytes = format.RowBytes(cols);
         int panelRows = BlockFormat.PanelRowsFor(outDim);
@@ -593,6 +600,8 @@ public sealed partial class ShardedLlama : IDisposable
         HugePages.Advise(to, outDim * rowBytes);
         long chunkRows = Math.Max(1, (8L << 20) / rowBytes), at = 0;
         var buffer = new byte[chunkRows * rowBytes];
+        long superBlocks = cols / GgmlTypeTraits.KBlock, storedRowBytes = fromQ4K ? superBlocks * KQuantConversion.Q4KBytes : rowBytes;
+        var stored = fromQ4K ? new byte[chunkRows * storedRowBytes] : buffer;
         foreach (var (name, diskRows, diskCols, row0, rows, col0, width) in parts)
         {
             if (width != cols) throw new InvalidOperationException($"{name}: block width {width} != {cols}");
@@ -600,8 +609,12 @@ public sealed partial class ShardedLlama : IDisposable
             for (long r = 0; r < rows; r += chunkRows)
             {
                 long n = Math.Min(chunkRows, rows - r);
-                reader.ReadRaw(name, row0 + r, n, col0, cols, buffer.AsSpan(0, (int)(n * rowBytes)));
-                fixed (byte* from = buffer) format.PackRows(from, at + r, n, blocks, panelRows, to);
+                reader.ReadRaw(name, row0 + r, n, col0, cols, stored.AsSpan(0, (int)(n * storedRowBytes)));
+                fixed (byte* from = buffer, raw = stored)
+                {
+                    if (fromQ4K) KQuantConversion.Q4KToQ4_1(raw, n * superBlocks, from);
+                    format.PackRows(from, at + r, n, blocks, panelRows, to);
+                }
             }
             at += rows;
         }

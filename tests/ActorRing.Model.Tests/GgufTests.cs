@@ -62,6 +62,7 @@ public sealed class GgufTests : IDisposable
     [InlineData("qwen2", GgmlType.F32, WeightQuantization.None)]
     [InlineData("llama", GgmlType.Q8_0, WeightQuantization.Q8_0)]
     [InlineData("qwen2", GgmlType.Q4_0, WeightQuantization.Q4_0)]
+    [InlineData("llama", GgmlType.Q4_1, WeightQuantization.Q4_1)]
     // qwen3 (q/k norms), and the mixtures of experts as llama.cpp writes them: qwen3moe, and Mixtral as llama with
     // expert_count (q/k permuted), each layer's experts stacked in 3-D ffn_*_exps tensors beside an ffn_gate_inp router.
     [InlineData("qwen3", GgmlType.F32, WeightQuantization.None)]
@@ -73,6 +74,7 @@ public sealed class GgufTests : IDisposable
     [InlineData("qwen2_moe", GgmlType.Q8_0, WeightQuantization.Q8_0)]
     [InlineData("mixtral", GgmlType.F16, WeightQuantization.None)]
     [InlineData("mixtral", GgmlType.Q4_0, WeightQuantization.Q4_0)]
+    [InlineData("qwen3_moe", GgmlType.Q4_1, WeightQuantization.Q4_1)]
     // gemma3: its post-attention and post-MLP norms under llama.cpp's names, every norm stored as 1 + w.
     [InlineData("gemma3_text", GgmlType.F32, WeightQuantization.None)]
     [InlineData("gemma3_text", GgmlType.Q8_0, WeightQuantization.Q8_0)]
@@ -192,7 +194,7 @@ public sealed class GgufTests : IDisposable
     }
 
     [Fact]
-    public void A_k_quant_file_loads_as_its_values_requantized_to_q8_0_at_world_sizes_1_and_2()
+    public void A_q4_k_m_file_runs_q4_k_as_q4_1_and_q5_k_and_q6_k_as_q8_0_at_world_sizes_1_and_2()
     {
         // Q4_K_M's mix: Q4_K for most matrices, Q6_K for down_proj and the head, and Q5_K (as in Q5_K_M) for
         // o_proj. Blocks of 256 values, so every row-parallel share at world size 2 must be 256 columns wide.
@@ -202,6 +204,9 @@ public sealed class GgufTests : IDisposable
             Tied = false,
         }.Build(seed: 5);
         var tensors = GgufWriter.Tensors(model, GgmlType.F32);
+        // The reference file holds what each matrix must run as, built independently of the loader's conversion:
+        // the Q4_K matrices' sub-blocks written out as Q4_1 blocks, and the Q5_K/Q6_K values quantized to Q8_0.
+        var reference = tensors.ToList();
         var rng = new Random(6);
         for (int i = 0; i < tensors.Count; i++)
         {
@@ -209,23 +214,74 @@ public sealed class GgufTests : IDisposable
             if (t.Shape.Length != 2 || t.Name == "token_embd.weight") continue;
             var type = t.Name.Contains("ffn_down") || t.Name == "output.weight" ? GgmlType.Q6_K
                 : t.Name.Contains("attn_output") ? GgmlType.Q5_K : GgmlType.Q4_K;
-            byte[] blocks = RandomKBlocks(type, t.Shape[0] * t.Shape[1], rng);
+            long count = t.Shape[0] * t.Shape[1];
+            if (type == GgmlType.Q4_K)
+            {
+                var (q4k, q41) = RandomQ4K(count, rng);
+                tensors[i] = t with { Type = type, Data = q4k };
+                reference[i] = t with { Type = GgmlType.Q4_1, Data = q41 };
+                continue;
+            }
+            byte[] blocks = RandomKBlocks(type, count, rng);
             tensors[i] = t with { Type = type, Data = blocks };
-            // The checkpoint it is compared with holds the very values those blocks stand for.
-            Dequantized(type, blocks, t.Shape[0] * t.Shape[1]).CopyTo(model.W.First(kv => GgufWriter.GgufName(kv.Key) == t.Name).Value, 0);
+            var values = Dequantized(type, blocks, count);
+            long cols = t.Shape[^1], rowBytes = BlockFormat.Q8_0.RowBytes(cols);
+            var q8 = new byte[count / cols * rowBytes];
+            for (long r = 0; r < count / cols; r++)
+                BlockFormat.Q8_0.QuantizeRow(values.AsSpan((int)(r * cols), (int)cols), q8.AsSpan((int)(r * rowBytes), (int)rowBytes));
+            reference[i] = t with { Type = GgmlType.Q8_0, Data = q8 };
         }
         string gguf = Path.Combine(_root, "k.gguf");
         GgufWriter.Write(gguf, GgufWriter.Metadata(model), tensors);
-        string safetensors = model.WriteTo(Path.Combine(_root, "hf"));
+        Directory.CreateDirectory(Path.Combine(_root, "ref"));
+        string referenceGguf = Path.Combine(_root, "ref", "q4_1-q8_0.gguf");
+        GgufWriter.Write(referenceGguf, GgufWriter.Metadata(model), reference);
 
-        var expected = Run(safetensors, 1, new ModelLoadOptions { ContextLength = 32, Threads = 1, Quant = WeightQuantization.Q8_0, QuantizeLmHead = true });
-        var fromFile = Run(gguf, 1, new ModelLoadOptions { ContextLength = 32, Threads = 1 });
-        var split = Run(gguf, 2, new ModelLoadOptions { ContextLength = 32, Threads = 1 });
+        var options = new ModelLoadOptions { ContextLength = 32, Threads = 1 };
+        var expected = Run(referenceGguf, 1, options);
+        var fromFile = Run(gguf, 1, options);
+        var split = Run(gguf, 2, options);
         for (int step = 0; step < expected.Count; step++)
         {
             SyntheticModelTests.AssertClose(expected[step], fromFile[step], 0f, $"N=1, step {step}");
             SyntheticModelTests.AssertClose(expected[step], split[step], 1e-4f, $"N=2, step {step}");
         }
+    }
+
+    /// <summary>
+    /// Random Q4_K super-blocks and the same weights as Q4_1 blocks, both written from one draw of every field: d =
+    /// 2^-12 and dmin = 2^-13, so each sub-block's d·sc and -dmin·m are exact in fp16 and the two hold the very same
+    /// values; the 6-bit scales and minimums packed as ggml's get_scale_min_k4 unpacks them.
+    /// </summary>
+    private static (byte[] Q4K, byte[] Q41) RandomQ4K(long count, Random rng)
+    {
+        long superBlocks = count / 256;
+        var q4k = new byte[superBlocks * 144];
+        var q41 = new byte[superBlocks * 8 * 20];
+        for (long s = 0; s < superBlocks; s++)
+        {
+            var k = q4k.AsSpan((int)(s * 144), 144);
+            BitConverter.TryWriteBytes(k, (Half)MathF.Pow(2, -12));
+            BitConverter.TryWriteBytes(k[2..], (Half)MathF.Pow(2, -13));
+            var sc = Enumerable.Range(0, 8).Select(_ => rng.Next(64)).ToArray();
+            var mins = Enumerable.Range(0, 8).Select(_ => rng.Next(64)).ToArray();
+            for (int j = 0; j < 4; j++)
+            {
+                k[4 + j] = (byte)(sc[j] | ((sc[j + 4] >> 4) << 6));
+                k[8 + j] = (byte)(mins[j] | ((mins[j + 4] >> 4) << 6));
+                k[12 + j] = (byte)((sc[j + 4] & 0xF) | ((mins[j + 4] & 0xF) << 4));
+            }
+            for (int j = 0; j < 8; j++)
+            {
+                var q = Enumerable.Range(0, 32).Select(_ => rng.Next(16)).ToArray();
+                for (int l = 0; l < 32; l++) k[16 + 32 * (j / 2) + l] |= (byte)(q[l] << (4 * (j & 1)));
+                var block = q41.AsSpan((int)((s * 8 + j) * 20), 20);
+                BitConverter.TryWriteBytes(block, (Half)(sc[j] * MathF.Pow(2, -12)));
+                BitConverter.TryWriteBytes(block[2..], (Half)(-mins[j] * MathF.Pow(2, -13)));
+                for (int l = 0; l < 16; l++) block[4 + l] = (byte)(q[l] | (q[l + 16] << 4));
+            }
+        }
+        return (q4k, q41);
     }
 
     /// <summary>
@@ -298,11 +354,11 @@ public sealed class GgufTests : IDisposable
     {
         var model = Model("llama");
         var tensors = GgufWriter.Tensors(model, GgmlType.F32);
-        tensors[3] = tensors[3] with { Type = GgmlType.Q4_1 };
+        tensors[3] = tensors[3] with { Type = GgmlType.Q5_0 };
         string gguf = Path.Combine(_root, "bad.gguf");
         GgufWriter.Write(gguf, GgufWriter.Metadata(model), tensors);
         var e = Assert.Throws<ModelLoadException>(() => InProcessGroup.Run(1, comm => ShardedLlama.Load(gguf, comm, new ModelLoadOptions { ContextLength = 8 })));
-        Assert.Contains($"tensor {tensors[3].Name} is Q4_1, which this loader does not read", e.Message);
+        Assert.Contains($"tensor {tensors[3].Name} is Q5_0, which this loader does not read", e.Message);
 
         // 4 heads of 32 in Q8_0 blocks split over 4 ranks is whole blocks; heads of 16 over 4 ranks are not.
         var narrow = new SyntheticModel { ModelType = "qwen2", Hidden = 64, Intermediate = 256, Heads = 4, KvHeads = 4, HeadDim = 16, Vocab = 50 }.Build(1);

@@ -4,12 +4,12 @@ using ActorRing.Model.Quantization;
 namespace ActorRing.Model.Tests;
 
 /// <summary>
-/// Q8_0 and Q4_0 against ggml itself (blocks its reference quantizers wrote, kept in Data/), and the integer
+/// Q8_0, Q4_0 and Q4_1 against ggml itself (blocks its reference quantizers wrote, kept in Data/), and the integer
 /// decode kernels against each other and against plain double-precision loops over the dequantized values.
 /// </summary>
 public sealed unsafe class QuantizationTests
 {
-    private static readonly BlockFormat[] Formats = [BlockFormat.Q8_0, BlockFormat.Q4_0];
+    private static readonly BlockFormat[] Formats = [BlockFormat.Q8_0, BlockFormat.Q4_0, BlockFormat.Q4_1];
 
     /// <summary>The rows the golden file was made from, built the way its C generator builds them.</summary>
     private static IEnumerable<(string Name, float[] Row)> GoldenRows()
@@ -63,7 +63,7 @@ public sealed unsafe class QuantizationTests
                 compared++;
             }
         }
-        Assert.Equal(16, compared);
+        Assert.Equal(24, compared);
     }
 
     [Fact]
@@ -88,6 +88,43 @@ public sealed unsafe class QuantizationTests
             checkedTypes++;
         }
         Assert.Equal(3, checkedTypes);
+    }
+
+    /// <summary>
+    /// Q4_K super-blocks (ggml's own, from the golden file) as Q4_1 blocks: the dequantized values are ggml's
+    /// dequantize_row_q4_K values within the fp16 rounding of each sub-block's scale and minimum, and the quants
+    /// are carried over unchanged (a value whose sub-block scale is exact in fp16 is exact).
+    /// </summary>
+    [Fact]
+    public unsafe void Q4_k_blocks_become_q4_1_blocks_of_the_same_values()
+    {
+        var line = File.ReadAllLines(Path.Combine(AppContext.BaseDirectory, "Data", "ggml_kquants_golden.txt")).Single(l => l.StartsWith("q4_K "));
+        var blocks = Convert.FromHexString(line.Split(' ')[1]);
+        var want = Convert.FromHexString(line.Split(' ')[2]);
+        var q41 = new byte[2 * KQuantConversion.Q4_1BytesPerSuperBlock];
+        var got = new float[512];
+        fixed (byte* k = blocks, q = q41) KQuantConversion.Q4KToQ4_1(k, 2, q);
+        BlockFormat.Q4_1.DequantizeRow(q41, got);
+        int exact = 0;
+        for (int i = 0; i < 512; i++)
+        {
+            float ggml = BitConverter.UInt32BitsToSingle(System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(want.AsSpan(4 * i)));
+            int block = i / 32;
+            float d = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(q41, block * 20));
+            float m = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(q41, block * 20 + 2));
+            float bound = (15 * MathF.Abs(d) + MathF.Abs(m)) / 2048 * 1.01f;
+            Assert.True(MathF.Abs(got[i] - ggml) <= bound, $"value {i}: {got[i]}, ggml {ggml} (bound {bound})");
+            if (got[i] == ggml) exact++;
+        }
+        Assert.True(exact < 512, "the golden row's scales are not all exact in fp16, so some values must move");
+        // Raw quants carried over: the super-block's nibbles, in Q4_1's order.
+        for (int j = 0; j < 8; j++)
+        for (int l = 0; l < 32; l++)
+        {
+            int fromK = (blocks[16 + 32 * (j / 2) + l] >> (4 * (j & 1))) & 0x0F;
+            int fromQ41 = l < 16 ? q41[j * 20 + 4 + l] & 0x0F : q41[j * 20 + 4 + l - 16] >> 4;
+            Assert.Equal(fromK, fromQ41);
+        }
     }
 
     [Theory]
@@ -127,15 +164,19 @@ public sealed unsafe class QuantizationTests
             for (int b = 0; b < 4; b++)
             {
                 float d = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(blocks, b * format.BytesPerBlock));
+                // Q4_1's values are q·d + m: whole multiples of d above the block's minimum m.
+                float m = format == BlockFormat.Q4_1 ? (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(blocks, b * format.BytesPerBlock + 2)) : 0f;
                 for (int j = 0; j < 32; j++)
                 {
                     int i = b * 32 + j;
                     // Q8_0 rounds to the nearest step; Q4_0 too, except that its 16 levels stop one short of
                     // the far end (-8d..7d), so a value opposite the block's largest can be a whole step off. The
                     // quants come from the float32 scale, dequantizing uses its fp16 rounding: 2^-11 relative more.
-                    float step = format == BlockFormat.Q8_0 ? 0.5f : 1f;
-                    Assert.True(MathF.Abs(back[i] - row[i]) <= MathF.Abs(d) * step + MathF.Abs(row[i]) / 1024, $"{format} {i}: {row[i]} -> {back[i]} (d {d})");
-                    double multiple = back[i] / d;
+                    // Q4_1 rounds to the nearest of its 16 levels from the minimum up (half a step), its fp16
+                    // minimum off the true one by 2^-11 of it.
+                    float step = format == BlockFormat.Q4_0 ? 1f : 0.5f;
+                    Assert.True(MathF.Abs(back[i] - row[i]) <= MathF.Abs(d) * step + (MathF.Abs(row[i]) + MathF.Abs(m)) / 1024, $"{format} {i}: {row[i]} -> {back[i]} (d {d})");
+                    double multiple = (back[i] - (double)m) / d;
                     Assert.Equal(Math.Round(multiple), multiple, 1e-4);
                 }
             }
@@ -233,9 +274,7 @@ public sealed unsafe class QuantizationTests
                     {
                         float got = batched[b * rows + r];
                         Assert.Equal(BitConverter.SingleToInt32Bits(single[r]), BitConverter.SingleToInt32Bits(got)); // batch-independent
-                        var portable = format == BlockFormat.Q8_0
-                            ? Q8_0Format.RowPortable(w, r, blocks, 4, one.Quants, one.Scales)
-                            : Q4_0Format.RowPortable(w, r, blocks, 4, one.Quants, one.Scales);
+                        var portable = Portable(format, w, r, blocks, 4, one.Quants, one.Scales);
                         Assert.Equal(BitConverter.SingleToInt32Bits(portable), BitConverter.SingleToInt32Bits(got));
                         // Against the dequantized weights times the dequantized activations, in double.
                         double want = 0;
@@ -245,6 +284,21 @@ public sealed unsafe class QuantizationTests
                 }
             }
         }
+    }
+
+    private static float Portable(BlockFormat format, byte* w, long row, long blocks, int panelRows, sbyte* xq, float* xs)
+    {
+        if (format == BlockFormat.Q8_0) return Q8_0Format.RowPortable(w, row, blocks, panelRows, xq, xs);
+        if (format == BlockFormat.Q4_0) return Q4_0Format.RowPortable(w, row, blocks, panelRows, xq, xs);
+        // Q4_1's minimum multiplies each activation block's sum, summed here from the quants.
+        float* sums = stackalloc float[(int)blocks];
+        for (long b = 0; b < blocks; b++)
+        {
+            int sum = 0;
+            for (int k = 0; k < 32; k++) sum += xq[b * 32 + k];
+            sums[b] = sum;
+        }
+        return Q4_1Format.RowPortable(w, row, blocks, panelRows, xq, xs, sums);
     }
 
     [Fact]
@@ -295,7 +349,8 @@ public sealed unsafe class QuantizationTests
                 for (int r = 0; r < rows; r++)
                 {
                     for (int c = 0; c < blocks; c++)
-                        *(ushort*)(w + format.ScaleOffset(r, c, blocks, 4)) = Fp16.FromSingle((float)((random.NextDouble() * 2 - 1) * Math.Pow(2, random.Next(-20, 12))));
+                    for (int s = 0; s < format.ScaleBytes; s += 2) // Q4_1's minimum as well as its scale
+                        *(ushort*)(w + format.ScaleOffset(r, c, blocks, 4) + s) = Fp16.FromSingle((float)((random.NextDouble() * 2 - 1) * Math.Pow(2, random.Next(-20, 12))));
                 }
                 var x = Enumerable.Range(0, 3 * cols).Select(_ => (float)(random.NextDouble() * 2 - 1) * 40f).ToArray();
                 var acts = new QuantizedActivations();
@@ -307,17 +362,17 @@ public sealed unsafe class QuantizationTests
                         sbyte* xq = acts.Quants + b * cols;
                         float* xs = acts.Scales + b * blocks;
                         int* bias = acts.LaneBias + b * blocks * 8;
+                        float* sums = acts.Sums + b * blocks;
                         for (int r = 0; r < rows; r += 4)
                         {
                             byte* panel = w + format.ScaleOffset(r, 0, blocks, 4), weights = w;
-                            int[] Portable(int activationRow) => Enumerable.Range(0, 4).Select(i => BitConverter.SingleToInt32Bits(format == BlockFormat.Q8_0
-                                ? Q8_0Format.RowPortable(weights, r + i, blocks, 4, acts.Quants + activationRow * cols, acts.Scales + activationRow * blocks)
-                                : Q4_0Format.RowPortable(weights, r + i, blocks, 4, acts.Quants + activationRow * cols, acts.Scales + activationRow * blocks))).ToArray();
-                            var want = Portable(b);
+                            int[] PortableRows(int activationRow) => Enumerable.Range(0, 4).Select(i => BitConverter.SingleToInt32Bits(
+                                Portable(format, weights, r + i, blocks, 4, acts.Quants + activationRow * cols, acts.Scales + activationRow * blocks))).ToArray();
+                            var want = PortableRows(b);
                             if (b + 1 < 3 && Avx2.IsSupported)
                             {
                                 // The two-row AVX2 kernels: activation rows b and b+1 at once, outputs 8 apart.
-                                var wantNext = Portable(b + 1);
+                                var wantNext = PortableRows(b + 1);
                                 foreach (bool vnni in AvxVnni.IsSupported ? new[] { false, true } : [false])
                                 {
                                     var pair = new float[16];
@@ -326,6 +381,8 @@ public sealed unsafe class QuantizationTests
                                     {
                                         if (format == BlockFormat.Q8_0 && vnni) Q8_0Format.Panel4Rows2<VnniDot>(panel, blocks, xq, xs, y, 8);
                                         else if (format == BlockFormat.Q8_0) Q8_0Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, y, 8);
+                                        else if (format == BlockFormat.Q4_1 && vnni) Q4_1Format.Panel4Rows2<VnniDot>(panel, blocks, xq, xs, sums, y, 8);
+                                        else if (format == BlockFormat.Q4_1) Q4_1Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, sums, y, 8);
                                         else if (vnni) Q4_0Format.Panel4Rows2<VnniDot>(panel, blocks, xq, xs, bias, y, 8);
                                         else Q4_0Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, bias, y, 8);
                                     }
@@ -349,6 +406,11 @@ public sealed unsafe class QuantizationTests
                                 if (Avx2.IsSupported) Check("AVX2", y => Q8_0Format.Panel4<Avx2Dot>(panel, blocks, xq, xs, y));
                                 if (AvxVnni.IsSupported) Check("AVX-VNNI", y => Q8_0Format.Panel4<VnniDot>(panel, blocks, xq, xs, y));
                                 if (Avx512BW.IsSupported) Check("AVX-512", y => Q8_0Format.Panel4x512(panel, blocks, xq, xs, y));
+                            }
+                            else if (format == BlockFormat.Q4_1)
+                            {
+                                if (Avx2.IsSupported) Check("AVX2", y => Q4_1Format.Panel4<Avx2Dot>(panel, blocks, xq, xs, sums, y));
+                                if (AvxVnni.IsSupported) Check("AVX-VNNI", y => Q4_1Format.Panel4<VnniDot>(panel, blocks, xq, xs, sums, y));
                             }
                             else
                             {

@@ -38,12 +38,14 @@ internal abstract unsafe class BlockFormat
 
     public static readonly BlockFormat Q8_0 = new Q8_0Format();
     public static readonly BlockFormat Q4_0 = new Q4_0Format();
+    public static readonly BlockFormat Q4_1 = new Q4_1Format();
 
-    /// <summary>The format named by a <c>--quant</c> value (<c>q8_0</c>, <c>q4_0</c>), or null.</summary>
+    /// <summary>The format named by a <c>--quant</c> value (<c>q8_0</c>, <c>q4_0</c>, <c>q4_1</c>), or null.</summary>
     public static BlockFormat? Named(string name) => name.ToLowerInvariant() switch
     {
         "q8_0" => Q8_0,
         "q4_0" => Q4_0,
+        "q4_1" => Q4_1,
         _ => null,
     };
 
@@ -51,6 +53,7 @@ internal abstract unsafe class BlockFormat
     {
         GgmlType.Q8_0 => Q8_0,
         GgmlType.Q4_0 => Q4_0,
+        GgmlType.Q4_1 => Q4_1,
         _ => null,
     };
 
@@ -59,24 +62,29 @@ internal abstract unsafe class BlockFormat
 
     public abstract GgmlType Type { get; }
 
-    /// <summary>Bytes of one block: the fp16 scale and the quants.</summary>
+    /// <summary>Bytes of one block: the fp16 scale(s) and the quants.</summary>
     public abstract int BytesPerBlock { get; }
 
-    /// <summary>Bytes of one block's quants (after its scale).</summary>
-    public int QuantBytes => BytesPerBlock - sizeof(ushort);
+    /// <summary>Bytes at the start of a block that a panel keeps in its scale area: one fp16 scale, or Q4_1's
+    /// scale and minimum (two fp16 values).</summary>
+    public virtual int ScaleBytes => sizeof(ushort);
+
+    /// <summary>Bytes of one block's quants (after its scales).</summary>
+    public int QuantBytes => BytesPerBlock - ScaleBytes;
 
     public long RowBytes(long columns) => columns / BlockSize * BytesPerBlock;
 
     public override string ToString() => Name;
 
     /// <summary>
-    /// Quantizes one block of 32 finite values exactly as ggml's reference quantizer does, writing the quants
-    /// to <paramref name="quants"/> and returning the fp16 scale bits.
+    /// Quantizes one block of 32 finite values exactly as ggml's reference quantizer does, writing the whole
+    /// block (its fp16 scales, then the quants) to <paramref name="block"/>.
     /// </summary>
-    protected abstract ushort QuantizeBlock(ReadOnlySpan<float> values, Span<byte> quants);
+    protected abstract void QuantizeBlock(ReadOnlySpan<float> values, Span<byte> block);
 
-    /// <summary>One block's 32 values: scale times quant, as ggml's <c>dequantize_row</c>.</summary>
-    public abstract void DequantizeBlock(float scale, byte* quants, float* values);
+    /// <summary>One block's 32 values, as ggml's <c>dequantize_row</c>: its scales at <paramref name="scales"/>
+    /// (<see cref="ScaleBytes"/> bytes), its quants at <paramref name="quants"/>.</summary>
+    public abstract void DequantizeBlock(byte* scales, byte* quants, float* values);
 
     /// <summary>
     /// ggml's <c>quantize_row_*_ref</c>: <paramref name="values"/> (a multiple of 32) into blocks in ggml's row
@@ -98,11 +106,12 @@ internal abstract unsafe class BlockFormat
                     throw new ModelLoadException($"{what}: value {block[j]} at column {b * BlockSize + j} cannot be quantized to {Name}; the weights hold a NaN or an infinity, so the checkpoint is damaged");
             }
             var target = blocks.Slice(b * BytesPerBlock, BytesPerBlock);
-            ushort scale = QuantizeBlock(block, target[sizeof(ushort)..]);
-            if (!Half.IsFinite(BitConverter.UInt16BitsToHalf(scale)))
-                throw new ModelLoadException($"{what}: the block at column {b * BlockSize} holds values up to {MaxAbs(block)}, whose {Name} scale overflows fp16; quantize this model with --quant off");
-            target[0] = (byte)scale;
-            target[1] = (byte)(scale >> 8);
+            QuantizeBlock(block, target);
+            for (int s = 0; s < ScaleBytes; s += sizeof(ushort))
+            {
+                if (!Half.IsFinite(BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(target[s..]))))
+                    throw new ModelLoadException($"{what}: the block at column {b * BlockSize} holds values up to {MaxAbs(block)}, whose {Name} scale overflows fp16; quantize this model with --quant off");
+            }
         }
     }
 
@@ -117,7 +126,7 @@ internal abstract unsafe class BlockFormat
             for (int i = 0; i < values.Length / BlockSize; i++)
             {
                 byte* block = b + (long)i * BytesPerBlock;
-                DequantizeBlock(Fp16.ToSingle(*(ushort*)block), block + sizeof(ushort), v + i * BlockSize);
+                DequantizeBlock(block, block + ScaleBytes, v + i * BlockSize);
             }
         }
     }
@@ -136,15 +145,15 @@ internal abstract unsafe class BlockFormat
     public long ScaleOffset(long row, long column, long blocksPerRow, int panelRows)
     {
         if (panelRows == 1) return row * blocksPerRow * BytesPerBlock + column * BytesPerBlock;
-        return GroupOffset(row, column, blocksPerRow, panelRows) + (column % ColumnGroup * panelRows + row % panelRows) * sizeof(ushort);
+        return GroupOffset(row, column, blocksPerRow, panelRows) + (column % ColumnGroup * panelRows + row % panelRows) * ScaleBytes;
     }
 
     /// <summary>Where row <paramref name="row"/>'s quants of block column <paramref name="column"/> sit in a panel-packed matrix.</summary>
     public long QuantOffset(long row, long column, long blocksPerRow, int panelRows)
     {
-        if (panelRows == 1) return row * blocksPerRow * BytesPerBlock + column * BytesPerBlock + sizeof(ushort);
+        if (panelRows == 1) return row * blocksPerRow * BytesPerBlock + column * BytesPerBlock + ScaleBytes;
         long groupColumns = Math.Min(ColumnGroup, blocksPerRow - column / ColumnGroup * ColumnGroup);
-        return GroupOffset(row, column, blocksPerRow, panelRows) + groupColumns * panelRows * sizeof(ushort)
+        return GroupOffset(row, column, blocksPerRow, panelRows) + groupColumns * panelRows * ScaleBytes
             + (column % ColumnGroup * panelRows + row % panelRows) * QuantBytes;
     }
 
@@ -158,14 +167,14 @@ internal abstract unsafe class BlockFormat
     /// </summary>
     public void PackRows(byte* rowMajor, long row0, long rows, long blocksPerRow, int panelRows, byte* packed)
     {
-        int q = QuantBytes;
+        int q = QuantBytes, s = ScaleBytes;
         for (long r = 0; r < rows; r++)
         {
             byte* from = rowMajor + r * blocksPerRow * BytesPerBlock;
             for (long c = 0; c < blocksPerRow; c++, from += BytesPerBlock)
             {
-                *(ushort*)(packed + ScaleOffset(row0 + r, c, blocksPerRow, panelRows)) = *(ushort*)from;
-                Buffer.MemoryCopy(from + sizeof(ushort), packed + QuantOffset(row0 + r, c, blocksPerRow, panelRows), q, q);
+                Buffer.MemoryCopy(from, packed + ScaleOffset(row0 + r, c, blocksPerRow, panelRows), s, s);
+                Buffer.MemoryCopy(from + s, packed + QuantOffset(row0 + r, c, blocksPerRow, panelRows), q, q);
             }
         }
     }
@@ -180,10 +189,7 @@ internal abstract unsafe class BlockFormat
         {
             float* to = destination + r * blocksPerRow * BlockSize;
             for (long c = 0; c < blocksPerRow; c++)
-            {
-                float scale = Fp16.ToSingle(*(ushort*)(packed + ScaleOffset(row0 + r, c, blocksPerRow, panelRows)));
-                DequantizeBlock(scale, packed + QuantOffset(row0 + r, c, blocksPerRow, panelRows), to + c * BlockSize);
-            }
+                DequantizeBlock(packed + ScaleOffset(row0 + r, c, blocksPerRow, panelRows), packed + QuantOffset(row0 + r, c, blocksPerRow, panelRows), to + c * BlockSize);
         }
     }
 

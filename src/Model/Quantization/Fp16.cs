@@ -45,6 +45,16 @@ internal static class Fp16
         return (magnitude.AsUInt32() | Vector128.ShiftLeft(wide & Vector128.Create(0x8000u), 16)).AsSingle();
     }
 
+    /// <summary>Eight fp16 values widened exactly to float, as <see cref="Widen4"/> does (one Q4_1 block column: four
+    /// rows' scale and minimum pairs).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static unsafe Vector256<float> Widen8(ushort* h)
+    {
+        var wide = Avx2.ConvertToVector256Int32(h).AsUInt32(); // vpmovzxwd
+        var magnitude = Vector256.ShiftLeft(wide & Vector256.Create(0x7fffu), 13).AsSingle() * Vector256.Create(5.192296858534828e33f);
+        return (magnitude.AsUInt32() | Vector256.ShiftLeft(wide & Vector256.Create(0x8000u), 16)).AsSingle();
+    }
+
     /// <summary>
     /// The scales of four block columns of a panel (16 fp16 values at <paramref name="h"/>, column after column,
     /// four rows each), widened as <see cref="ToSingle"/> does and each multiplied by its column's activation

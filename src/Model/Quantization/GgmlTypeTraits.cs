@@ -18,6 +18,7 @@ internal static unsafe class GgmlTypeTraits
         GgmlType.BF16 => (1, 2),
         GgmlType.Q8_0 => (32, 34),
         GgmlType.Q4_0 => (32, 18),
+        GgmlType.Q4_1 => (32, 20),
         GgmlType.Q4_K => (KBlock, 144),
         GgmlType.Q5_K => (KBlock, 176),
         GgmlType.Q6_K => (KBlock, 210),
@@ -40,10 +41,10 @@ internal static unsafe class GgmlTypeTraits
             case GgmlType.BF16:
                 for (long i = 0; i < count; i++) destination[i] = BitConverter.UInt32BitsToSingle((uint)((ushort*)source)[i] << 16);
                 return;
-            case GgmlType.Q8_0 or GgmlType.Q4_0:
+            case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1:
                 var format = BlockFormat.OfType(type)!;
                 for (long b = 0; b < count / BlockFormat.BlockSize; b++, source += format.BytesPerBlock)
-                    format.DequantizeBlock(Fp16.ToSingle(*(ushort*)source), source + 2, destination + b * BlockFormat.BlockSize);
+                    format.DequantizeBlock(source, source + format.ScaleBytes, destination + b * BlockFormat.BlockSize);
                 return;
             case GgmlType.Q4_K:
                 for (long b = 0; b < count / KBlock; b++, source += 144) DequantizeQ4K(source, destination + b * KBlock);
@@ -60,7 +61,7 @@ internal static unsafe class GgmlTypeTraits
     }
 
     /// <summary>The 6-bit scale and min of sub-block j, packed in 12 bytes (ggml's get_scale_min_k4).</summary>
-    private static (int Scale, int Min) ScaleMin(int j, byte* q) => j < 4
+    internal static (int Scale, int Min) ScaleMin(int j, byte* q) => j < 4
         ? (q[j] & 63, q[j + 4] & 63)
         : ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4));
 

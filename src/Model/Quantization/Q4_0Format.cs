@@ -19,8 +19,9 @@ internal sealed unsafe class Q4_0Format : BlockFormat
     /// <c>quantize_row_q4_0_ref</c>, formula for formula: the first value of largest magnitude sets the scale,
     /// and (int8)(x/d + 8.5) truncates, capped at 15.
     /// </summary>
-    protected override ushort QuantizeBlock(ReadOnlySpan<float> values, Span<byte> quants)
+    protected override void QuantizeBlock(ReadOnlySpan<float> values, Span<byte> block)
     {
+        var quants = block[sizeof(ushort)..];
         float amax = 0.0f, max = 0.0f;
         for (int j = 0; j < BlockSize; j++)
         {
@@ -41,11 +42,12 @@ internal sealed unsafe class Q4_0Format : BlockFormat
             byte xi1 = (byte)Math.Min(15, (int)(sbyte)(x1 + 8.5f));
             quants[j] = (byte)(xi0 | (xi1 << 4));
         }
-        return Fp16.FromSingle(d);
+        BitConverter.TryWriteBytes(block, Fp16.FromSingle(d));
     }
 
-    public override void DequantizeBlock(float scale, byte* quants, float* values)
+    public override void DequantizeBlock(byte* scales, byte* quants, float* values)
     {
+        float scale = Fp16.ToSingle(*(ushort*)scales);
         for (int j = 0; j < BlockSize / 2; j++)
         {
             values[j] = ((quants[j] & 0x0F) - 8) * scale;
@@ -365,7 +367,7 @@ internal sealed unsafe class Q4_0Format : BlockFormat
 
     /// <summary>16 bytes to 32 nibbles in weight order: the low nibbles (weights 0..15), then the high ones (16..31).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Nibbles(byte* quants)
+    internal static Vector256<byte> Nibbles(byte* quants)
     {
         var raw = Vector128.Load(quants);
         var mask = Vector128.Create((byte)0x0F);

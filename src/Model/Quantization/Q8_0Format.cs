@@ -14,7 +14,8 @@ internal sealed unsafe class Q8_0Format : BlockFormat
     public override GgmlType Type => GgmlType.Q8_0;
     public override int BytesPerBlock => 34;
 
-    protected override ushort QuantizeBlock(ReadOnlySpan<float> values, Span<byte> quants) => QuantizeBlockReference(values, quants);
+    protected override void QuantizeBlock(ReadOnlySpan<float> values, Span<byte> block) =>
+        BitConverter.TryWriteBytes(block, QuantizeBlockReference(values, block[sizeof(ushort)..]));
 
     /// <summary>
     /// <c>quantize_row_q8_0_ref</c>, formula for formula: the reciprocal of the float32 scale (not of its fp16
@@ -38,8 +39,9 @@ internal sealed unsafe class Q8_0Format : BlockFormat
         return Fp16.FromSingle(d);
     }
 
-    public override void DequantizeBlock(float scale, byte* quants, float* values)
+    public override void DequantizeBlock(byte* scales, byte* quants, float* values)
     {
+        float scale = Fp16.ToSingle(*(ushort*)scales);
         for (int j = 0; j < BlockSize; j++) values[j] = ((sbyte*)quants)[j] * scale;
     }
 

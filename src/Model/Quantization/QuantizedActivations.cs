@@ -15,6 +15,7 @@ internal sealed unsafe class QuantizedActivations
     private sbyte[] _quants = [];
     private float[] _scales = [];
     private int[] _laneBias = [];
+    private float[] _sums = [];
 
     /// <summary>Activation rows held.</summary>
     public int Batch { get; private set; }
@@ -27,6 +28,9 @@ internal sealed unsafe class QuantizedActivations
 
     /// <summary>Per block, eight ints: -8 times the sum of quants 4i..4i+3.</summary>
     public int* LaneBias { get; private set; }
+
+    /// <summary>Per block, the sum of its 32 quants as a float (exact): the factor of Q4_1's minimum.</summary>
+    public float* Sums { get; private set; }
 
     /// <summary>
     /// Quantizes <paramref name="batch"/> rows of <paramref name="n"/> floats (row b at x + b·xStride) with
@@ -45,6 +49,8 @@ internal sealed unsafe class QuantizedActivations
             {
                 long block = (long)b * blocks + c;
                 QuantizeBlock(row + c * BlockFormat.BlockSize, Quants + block * BlockFormat.BlockSize, out Scales[block], LaneBias + block * 8);
+                int* bias = LaneBias + block * 8;
+                Sums[block] = (bias[0] + bias[1] + bias[2] + bias[3] + bias[4] + bias[5] + bias[6] + bias[7]) / -8;
             }
         }
     }
@@ -55,9 +61,11 @@ internal sealed unsafe class QuantizedActivations
         _quants = GC.AllocateArray<sbyte>(blocks * BlockFormat.BlockSize, pinned: true);
         _scales = GC.AllocateArray<float>(blocks, pinned: true);
         _laneBias = GC.AllocateArray<int>(blocks * 8, pinned: true);
+        _sums = GC.AllocateArray<float>(blocks, pinned: true);
         fixed (sbyte* q = _quants) Quants = q; // pinned arrays do not move
         fixed (float* s = _scales) Scales = s;
         fixed (int* l = _laneBias) LaneBias = l;
+        fixed (float* m = _sums) Sums = m;
     }
 
     /// <summary>One block: d = amax/127, q = roundf(x/d), the scale stored as fp16 (see <see cref="Q8_0Format"/>).</summary>

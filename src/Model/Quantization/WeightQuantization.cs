@@ -1,15 +1,16 @@
 namespace ActorRing.Model.Quantization;
 
 /// <summary>What the linear weights of a full-precision checkpoint are quantized to as they load (<c>--quant</c>).</summary>
-public enum WeightQuantization { None, Q8_0, Q4_0 }
+public enum WeightQuantization { None, Q8_0, Q4_0, Q4_1 }
 
 public static class WeightQuantizationNames
 {
-    /// <summary>The <c>--quant</c> spelling: none, q8_0, q4_0.</summary>
+    /// <summary>The <c>--quant</c> spelling: none, q8_0, q4_0, q4_1.</summary>
     public static string Name(this WeightQuantization q) => q switch
     {
         WeightQuantization.Q8_0 => "q8_0",
         WeightQuantization.Q4_0 => "q4_0",
+        WeightQuantization.Q4_1 => "q4_1",
         _ => "none",
     };
 
@@ -18,6 +19,7 @@ public static class WeightQuantizationNames
         "none" or "off" => WeightQuantization.None,
         "q8_0" => WeightQuantization.Q8_0,
         "q4_0" => WeightQuantization.Q4_0,
+        "q4_1" => WeightQuantization.Q4_1,
         _ => null,
     };
 
@@ -25,6 +27,7 @@ public static class WeightQuantizationNames
     {
         WeightQuantization.Q8_0 => BlockFormat.Q8_0,
         WeightQuantization.Q4_0 => BlockFormat.Q4_0,
+        WeightQuantization.Q4_1 => BlockFormat.Q4_1,
         _ => null,
     };
 }
