@@ -15,6 +15,7 @@ llama.cpp on the same file (docs/bench/llamacpp_greedy.cpp runs it through llama
     python3 docs/bench/random_gguf.py glm4 OUT.gguf
     python3 docs/bench/random_gguf.py phi3 OUT.gguf
     python3 docs/bench/random_gguf.py phi3-longrope OUT.gguf [ORIGINAL_CONTEXT]
+    python3 docs/bench/random_gguf.py llama512 OUT.gguf
 
 gemma3: Gemma 3 1B's layout at a small size: hidden 256, 6 layers (five windowed of six, window 8), 4 heads of 64 with one
 KV head, GeGLU MLP of 512, vocabulary 1024, tied embeddings, per-head q/k norms, norms after the attention and the
@@ -70,6 +71,10 @@ phi3-longrope: Phi-4-mini's RoPE on the phi3 layout with heads of 64: partial_ro
 rope_factors_short/long, context_length 4096 over ORIGINAL_CONTEXT (default 64) original positions, and the
 attention factor the converter computes, sqrt(1 + ln(4096 / original) / ln(original)). llama.cpp picks the long
 factors when its context (padded to 256) exceeds the original: ORIGINAL_CONTEXT 64 checks the long ones, 512 the short.
+
+llama512: a plain llama file twice as wide (hidden 512, 8 heads of 64 with 2 KV heads, SwiGLU of 1024, 4 layers,
+tied embeddings), so that every row-parallel share at two ranks is whole 256-value K-quant blocks: the input for
+llama.cpp's own Q4_K_M quantizer (docs/bench/llamacpp_quantize.cpp).
 """
 import math
 import os
@@ -301,7 +306,10 @@ ROPE_FACTORS = {
 
 
 def main(arch, path, original=None):
-    tensors, kvs = (gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else gemma_file() if arch == "gemma" else olmo2_file(WINDOW) if arch == "olmo3" else olmo2_file(WINDOW, yarn=True) if arch == "olmo3-yarn" else granite_file(arch) if arch in ("granite", "granitemoe", "smollm3") else olmo2_file() if arch == "olmo2" else qwen2moe_file() if arch == "qwen2moe" else glm4_file() if arch == "glm4"
+    global D, H, FF
+    if arch == "llama512":
+        D, H, FF = 512, 8, 1024
+    tensors, kvs = (granite_file("llama") if arch == "llama512" else gemma3_file() if arch == "gemma3" else gemma2_file() if arch == "gemma2" else gemma_file() if arch == "gemma" else olmo2_file(WINDOW) if arch == "olmo3" else olmo2_file(WINDOW, yarn=True) if arch == "olmo3-yarn" else granite_file(arch) if arch in ("granite", "granitemoe", "smollm3") else olmo2_file() if arch == "olmo2" else qwen2moe_file() if arch == "qwen2moe" else glm4_file() if arch == "glm4"
                     else phi3_file(original if arch == "phi3-longrope" else None))
     infos, offset = [], 0
     for name, ne in tensors:
@@ -332,6 +340,6 @@ def main(arch, path, original=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "gemma", "olmo3", "olmo3-yarn", "granite", "granitemoe", "smollm3", "olmo2", "qwen2moe", "glm4", "phi3", "phi3-longrope") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("gemma3", "gemma2", "gemma", "olmo3", "olmo3-yarn", "granite", "granitemoe", "smollm3", "olmo2", "qwen2moe", "glm4", "phi3", "phi3-longrope", "llama512") or (len(sys.argv) == 4 and sys.argv[1] != "phi3-longrope"):
         sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 64)
