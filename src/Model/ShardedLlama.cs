@@ -552,25 +552,30 @@ public sealed partial class ShardedLlama : IDisposable
         LoadLinear(reader, quantize: true, parts);
 
     /// <summary>
-    /// A linear layer's weight in the format it will run in: Q8_0/Q4_0 blocks of a GGUF file as they are
-    /// stored; other quantized GGUF types (K-quants) dequantized and requantized to Q8_0; float weights
-    /// quantized to <see cref="ModelLoadOptions.Quant"/> when asked and the width allows, else in the compute dtype.
+    /// A linear layer's weight in the format it will run in: Q8_0/Q4_0/Q4_1/Q5_1 blocks of a GGUF file as they are
+    /// stored; Q4_K and Q5_K as Q4_1 and Q5_1 blocks (<see cref="KQuantConversion"/>), unless
+    /// <see cref="ModelLoadOptions.Quant"/> names a format for them; other quantized types (Q6_K) dequantized and
+    /// requantized to that format, or Q8_0; float weights quantized to <see cref="ModelLoadOptions.Quant"/> when
+    /// asked and the width allows, else in the compute dtype.
     /// </summary>
     private SplitMatrix LoadLinear(ICheckpointReader reader, bool quantize, params (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts)
     {
         string what = string.Join("+", parts.Select(x => System.Text.RegularExpressions.Regex.Replace(x.Name, @"^model\.layers\.\d+\.|\.weight$", "")).Distinct());
         var types = parts.Select(x => reader.StoredType(x.Name)).Distinct().ToArray();
         if (types.Length == 1 && BlockFormat.OfType(types[0]) is { } stored) return LoadNative(reader, stored, parts);
-        if (types is [GgmlType.Q4_K])
+        // --quant given: K-quants too run in that format (Q5_1's fifth bits cost integer work that makes it slower
+        // than Q8_0 on CPUs where the dot products, not the memory, bound decode). Without it they keep their size.
+        var requested = quantize ? _quant : null;
+        if (types.Length == 1 && requested is null && KQuantConversion.Target(types[0]) is var (converted, _))
         {
-            LogOnce($"{what}: stored as Q4_K, which runs as q4_1 (each 32-weight sub-block's scale and minimum rounded to fp16)");
-            return LoadNative(reader, BlockFormat.Q4_1, parts, fromQ4K: true);
+            LogOnce($"{what}: stored as {types[0]}, which runs as {converted.Name} (each 32-weight sub-block's scale and minimum rounded to fp16; --quant q8_0 requantizes instead)");
+            return LoadNative(reader, converted, parts, fromKQuant: types[0]);
         }
         BlockFormat target;
         if (types.Any(t => t is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16)))
         {
-            target = BlockFormat.Q8_0;
-            LogOnce($"{what}: stored as {string.Join("/", types)}, which runs as q8_0 (dequantized and requantized at load)");
+            target = requested ?? BlockFormat.Q8_0;
+            LogOnce($"{what}: stored as {string.Join("/", types)}, which runs as {target.Name} (dequantized and requantized at load)");
         }
         else if (!quantize || _quant is null || !QuantizableWidth(parts[0].Cols, what))
         {
@@ -586,12 +591,12 @@ public sealed partial class ShardedLlama : IDisposable
     }
 
     /// <summary>
-    /// Q8_0/Q4_0/Q4_1 blocks read straight from a quantized checkpoint into the panel layout: ggml's bytes are ours,
-    /// so nothing is converted, and a rank reads only its rows and (block-aligned) columns. With
-    /// <paramref name="fromQ4K"/> the stored blocks are Q4_K, each super-block turned into eight Q4_1 blocks
-    /// (<see cref="KQuantConversion"/>) as it is read.
+    /// Q8_0/Q4_0/Q4_1/Q5_1 blocks read straight from a quantized checkpoint into the panel layout: ggml's bytes are
+    /// ours, so nothing is converted, and a rank reads only its rows and (block-aligned) columns. With
+    /// <paramref name="fromKQuant"/> the stored blocks are Q4_K or Q5_K, each super-block turned into eight Q4_1 or
+    /// Q5_1 blocks (<see cref="KQuantConversion"/>) as it is read.
     /// </summary>
-    private unsafe SplitMatrix LoadNative(ICheckpointReader reader, BlockFormat format, (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts, bool fromQ4K = false)
+    private unsafe SplitMatrix LoadNative(ICheckpointReader reader, BlockFormat format, (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts, GgmlType? fromKQuant = null)
     {
         long cols = parts[0].Cols, outDim = parts.Sum(x => x.Rows), blocks = cols / BlockFormat.BlockSize, rowBytes = format.RowBytes(cols);
         int panelRows = BlockFormat.PanelRowsFor(outDim);
@@ -600,8 +605,9 @@ public sealed partial class ShardedLlama : IDisposable
         HugePages.Advise(to, outDim * rowBytes);
         long chunkRows = Math.Max(1, (8L << 20) / rowBytes), at = 0;
         var buffer = new byte[chunkRows * rowBytes];
-        long superBlocks = cols / GgmlTypeTraits.KBlock, storedRowBytes = fromQ4K ? superBlocks * KQuantConversion.Q4KBytes : rowBytes;
-        var stored = fromQ4K ? new byte[chunkRows * storedRowBytes] : buffer;
+        long superBlocks = cols / GgmlTypeTraits.KBlock;
+        long storedRowBytes = fromKQuant is { } k ? superBlocks * KQuantConversion.Target(k)!.Value.SuperBlockBytes : rowBytes;
+        var stored = fromKQuant is null ? buffer : new byte[chunkRows * storedRowBytes];
         foreach (var (name, diskRows, diskCols, row0, rows, col0, width) in parts)
         {
             if (width != cols) throw new InvalidOperationException($"{name}: block width {width} != {cols}");
@@ -612,7 +618,7 @@ public sealed partial class ShardedLlama : IDisposable
                 reader.ReadRaw(name, row0 + r, n, col0, cols, stored.AsSpan(0, (int)(n * storedRowBytes)));
                 fixed (byte* from = buffer, raw = stored)
                 {
-                    if (fromQ4K) KQuantConversion.Q4KToQ4_1(raw, n * superBlocks, from);
+                    if (fromKQuant is { } kquant) KQuantConversion.Convert(kquant, raw, n * superBlocks, from);
                     format.PackRows(from, at + r, n, blocks, panelRows, to);
                 }
             }

@@ -35,9 +35,9 @@ public sealed class CommandLineTests
     [InlineData("error: unexpected argument 'now'; actorring secret takes options only ('actorring secret --help' lists them)", "secret", "now")]
     [InlineData("error: unknown command 'fly' for 'actorring'; available: generate, serve, tokenize, secret, bench", "fly")]
     [InlineData("error: 'actorring bench' needs one of: allreduce, decode, scaling, serve, tokenize", "bench")]
-    [InlineData("error: --quant-lm-head quantizes the LM head to the --quant format; give --quant q8_0, q4_0 or q4_1 too", "generate", "--quant-lm-head")]
-    [InlineData("error: --quant-lm-head quantizes the LM head to the --quant format; give --quant q8_0, q4_0 or q4_1 too", "bench", "serve", "--preset", "llama-160m", "--quant-lm-head")]
-    [InlineData("error: option --quant expects none, q8_0, q4_0 or q4_1, got 'q2_k'", "bench", "serve", "--preset", "llama-160m", "--quant", "q2_k")]
+    [InlineData("error: --quant-lm-head quantizes the LM head to the --quant format; give --quant q8_0, q4_0, q4_1 or q5_1 too", "generate", "--quant-lm-head")]
+    [InlineData("error: --quant-lm-head quantizes the LM head to the --quant format; give --quant q8_0, q4_0, q4_1 or q5_1 too", "bench", "serve", "--preset", "llama-160m", "--quant-lm-head")]
+    [InlineData("error: option --quant expects none, q8_0, q4_0, q4_1 or q5_1, got 'q2_k'", "bench", "serve", "--preset", "llama-160m", "--quant", "q2_k")]
     [InlineData("error: give either --prompt or --prompt-ids, not both", "serve", "--prompt", "x", "--prompt-ids", "1")]
     public async Task A_bad_command_line_is_one_error_line_naming_the_option_and_exit_code_2(string expected, params string[] args)
     {

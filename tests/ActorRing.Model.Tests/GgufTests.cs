@@ -63,6 +63,7 @@ public sealed class GgufTests : IDisposable
     [InlineData("llama", GgmlType.Q8_0, WeightQuantization.Q8_0)]
     [InlineData("qwen2", GgmlType.Q4_0, WeightQuantization.Q4_0)]
     [InlineData("llama", GgmlType.Q4_1, WeightQuantization.Q4_1)]
+    [InlineData("qwen2", GgmlType.Q5_1, WeightQuantization.Q5_1)]
     // qwen3 (q/k norms), and the mixtures of experts as llama.cpp writes them: qwen3moe, and Mixtral as llama with
     // expert_count (q/k permuted), each layer's experts stacked in 3-D ffn_*_exps tensors beside an ffn_gate_inp router.
     [InlineData("qwen3", GgmlType.F32, WeightQuantization.None)]
@@ -194,7 +195,7 @@ public sealed class GgufTests : IDisposable
     }
 
     [Fact]
-    public void A_q4_k_m_file_runs_q4_k_as_q4_1_and_q5_k_and_q6_k_as_q8_0_at_world_sizes_1_and_2()
+    public void A_k_quant_file_runs_q4_k_and_q5_k_as_q4_1_and_q5_1_and_q6_k_as_q8_0_at_world_sizes_1_and_2()
     {
         // Q4_K_M's mix: Q4_K for most matrices, Q6_K for down_proj and the head, and Q5_K (as in Q5_K_M) for
         // o_proj. Blocks of 256 values, so every row-parallel share at world size 2 must be 256 columns wide.
@@ -205,7 +206,8 @@ public sealed class GgufTests : IDisposable
         }.Build(seed: 5);
         var tensors = GgufWriter.Tensors(model, GgmlType.F32);
         // The reference file holds what each matrix must run as, built independently of the loader's conversion:
-        // the Q4_K matrices' sub-blocks written out as Q4_1 blocks, and the Q5_K/Q6_K values quantized to Q8_0.
+        // the Q4_K and Q5_K matrices' sub-blocks written out as Q4_1 and Q5_1 blocks, and the Q6_K values quantized
+        // to Q8_0.
         var reference = tensors.ToList();
         var rng = new Random(6);
         for (int i = 0; i < tensors.Count; i++)
@@ -215,16 +217,18 @@ public sealed class GgufTests : IDisposable
             var type = t.Name.Contains("ffn_down") || t.Name == "output.weight" ? GgmlType.Q6_K
                 : t.Name.Contains("attn_output") ? GgmlType.Q5_K : GgmlType.Q4_K;
             long count = t.Shape[0] * t.Shape[1];
-            if (type == GgmlType.Q4_K)
+            if (type is GgmlType.Q4_K or GgmlType.Q5_K)
             {
-                var (q4k, q41) = RandomQ4K(count, rng);
-                tensors[i] = t with { Type = type, Data = q4k };
-                reference[i] = t with { Type = GgmlType.Q4_1, Data = q41 };
+                var (kquant, scaled) = RandomScaleMinimumKQuant(type, count, rng);
+                tensors[i] = t with { Type = type, Data = kquant };
+                reference[i] = t with { Type = type == GgmlType.Q4_K ? GgmlType.Q4_1 : GgmlType.Q5_1, Data = scaled };
+                Dequantized(type, kquant, count).CopyTo(model.W.First(kv => GgufWriter.GgufName(kv.Key) == t.Name).Value, 0);
                 continue;
             }
             byte[] blocks = RandomKBlocks(type, count, rng);
             tensors[i] = t with { Type = type, Data = blocks };
             var values = Dequantized(type, blocks, count);
+            values.CopyTo(model.W.First(kv => GgufWriter.GgufName(kv.Key) == t.Name).Value, 0);
             long cols = t.Shape[^1], rowBytes = BlockFormat.Q8_0.RowBytes(cols);
             var q8 = new byte[count / cols * rowBytes];
             for (long r = 0; r < count / cols; r++)
@@ -246,21 +250,33 @@ public sealed class GgufTests : IDisposable
             SyntheticModelTests.AssertClose(expected[step], fromFile[step], 0f, $"N=1, step {step}");
             SyntheticModelTests.AssertClose(expected[step], split[step], 1e-4f, $"N=2, step {step}");
         }
+
+        // With --quant q8_0 (and the head) every K-quant matrix is requantized instead: the file then gives the logits
+        // of a checkpoint holding the very values its blocks stand for, quantized to Q8_0 at load.
+        var asQ8 = new ModelLoadOptions { ContextLength = 32, Threads = 1, Quant = WeightQuantization.Q8_0, QuantizeLmHead = true };
+        var expectedQ8 = Run(model.WriteTo(Path.Combine(_root, "hf")), 1, asQ8);
+        var fromFileQ8 = Run(gguf, 1, asQ8);
+        for (int step = 0; step < expectedQ8.Count; step++)
+            SyntheticModelTests.AssertClose(expectedQ8[step], fromFileQ8[step], 0f, $"--quant q8_0, step {step}");
+        Assert.NotEqual(fromFile[0], fromFileQ8[0]); // the two runs did hold different blocks
     }
 
     /// <summary>
-    /// Random Q4_K super-blocks and the same weights as Q4_1 blocks, both written from one draw of every field: d =
-    /// 2^-12 and dmin = 2^-13, so each sub-block's d·sc and -dmin·m are exact in fp16 and the two hold the very same
-    /// values; the 6-bit scales and minimums packed as ggml's get_scale_min_k4 unpacks them.
+    /// Random Q4_K or Q5_K super-blocks and the same weights as Q4_1 or Q5_1 blocks, both written from one draw of
+    /// every field: d = 2^-12 and dmin = 2^-13, so each sub-block's d·sc and -dmin·m are exact in fp16 and the two
+    /// hold the very same values; the 6-bit scales and minimums packed as ggml's get_scale_min_k4 unpacks them, a
+    /// Q5_K value's fifth bit as bit j (its sub-block) of qh's byte l (its place in the sub-block).
     /// </summary>
-    private static (byte[] Q4K, byte[] Q41) RandomQ4K(long count, Random rng)
+    private static (byte[] KQuant, byte[] Scaled) RandomScaleMinimumKQuant(GgmlType type, long count, Random rng)
     {
+        bool q5 = type == GgmlType.Q5_K;
+        int superBytes = q5 ? 176 : 144, blockBytes = q5 ? 24 : 20, low = q5 ? 48 : 16;
         long superBlocks = count / 256;
-        var q4k = new byte[superBlocks * 144];
-        var q41 = new byte[superBlocks * 8 * 20];
+        var kquant = new byte[superBlocks * superBytes];
+        var scaled = new byte[superBlocks * 8 * blockBytes];
         for (long s = 0; s < superBlocks; s++)
         {
-            var k = q4k.AsSpan((int)(s * 144), 144);
+            var k = kquant.AsSpan((int)(s * superBytes), superBytes);
             BitConverter.TryWriteBytes(k, (Half)MathF.Pow(2, -12));
             BitConverter.TryWriteBytes(k[2..], (Half)MathF.Pow(2, -13));
             var sc = Enumerable.Range(0, 8).Select(_ => rng.Next(64)).ToArray();
@@ -273,15 +289,25 @@ public sealed class GgufTests : IDisposable
             }
             for (int j = 0; j < 8; j++)
             {
-                var q = Enumerable.Range(0, 32).Select(_ => rng.Next(16)).ToArray();
-                for (int l = 0; l < 32; l++) k[16 + 32 * (j / 2) + l] |= (byte)(q[l] << (4 * (j & 1)));
-                var block = q41.AsSpan((int)((s * 8 + j) * 20), 20);
+                var q = Enumerable.Range(0, 32).Select(_ => rng.Next(q5 ? 32 : 16)).ToArray();
+                for (int l = 0; l < 32; l++)
+                {
+                    k[low + 32 * (j / 2) + l] |= (byte)((q[l] & 0xF) << (4 * (j & 1)));
+                    if (q5) k[16 + l] |= (byte)((q[l] >> 4) << j);
+                }
+                var block = scaled.AsSpan((int)((s * 8 + j) * blockBytes), blockBytes);
                 BitConverter.TryWriteBytes(block, (Half)(sc[j] * MathF.Pow(2, -12)));
                 BitConverter.TryWriteBytes(block[2..], (Half)(-mins[j] * MathF.Pow(2, -13)));
-                for (int l = 0; l < 16; l++) block[4 + l] = (byte)(q[l] | (q[l + 16] << 4));
+                uint qh = 0;
+                for (int l = 0; l < 16; l++)
+                {
+                    block[(q5 ? 8 : 4) + l] = (byte)((q[l] & 0xF) | ((q[l + 16] & 0xF) << 4));
+                    qh |= (uint)(q[l] >> 4) << l | (uint)(q[l + 16] >> 4) << (l + 16);
+                }
+                if (q5) BitConverter.TryWriteBytes(block[4..], qh);
             }
         }
-        return (q4k, q41);
+        return (kquant, scaled);
     }
 
     /// <summary>

@@ -4,12 +4,12 @@ using ActorRing.Model.Quantization;
 namespace ActorRing.Model.Tests;
 
 /// <summary>
-/// Q8_0, Q4_0 and Q4_1 against ggml itself (blocks its reference quantizers wrote, kept in Data/), and the integer
+/// Q8_0, Q4_0, Q4_1 and Q5_1 against ggml itself (blocks its reference quantizers wrote, kept in Data/), and the integer
 /// decode kernels against each other and against plain double-precision loops over the dequantized values.
 /// </summary>
 public sealed unsafe class QuantizationTests
 {
-    private static readonly BlockFormat[] Formats = [BlockFormat.Q8_0, BlockFormat.Q4_0, BlockFormat.Q4_1];
+    private static readonly BlockFormat[] Formats = [BlockFormat.Q8_0, BlockFormat.Q4_0, BlockFormat.Q4_1, BlockFormat.Q5_1];
 
     /// <summary>The rows the golden file was made from, built the way its C generator builds them.</summary>
     private static IEnumerable<(string Name, float[] Row)> GoldenRows()
@@ -63,7 +63,7 @@ public sealed unsafe class QuantizationTests
                 compared++;
             }
         }
-        Assert.Equal(24, compared);
+        Assert.Equal(32, compared);
     }
 
     [Fact]
@@ -91,40 +91,38 @@ public sealed unsafe class QuantizationTests
     }
 
     /// <summary>
-    /// Q4_K super-blocks (ggml's own, from the golden file) as Q4_1 blocks: the dequantized values are ggml's
-    /// dequantize_row_q4_K values within the fp16 rounding of each sub-block's scale and minimum, and the quants
-    /// are carried over unchanged (a value whose sub-block scale is exact in fp16 is exact).
+    /// Q4_K and Q5_K super-blocks (ggml's own, from the golden file) as Q4_1 and Q5_1 blocks: the dequantized values
+    /// are ggml's dequantize_row_q4_K/_q5_K values within the fp16 rounding of each sub-block's scale and minimum,
+    /// and the quants are carried over unchanged.
     /// </summary>
-    [Fact]
-    public unsafe void Q4_k_blocks_become_q4_1_blocks_of_the_same_values()
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 15)]
+    [InlineData(GgmlType.Q5_K, 31)]
+    public unsafe void K_quant_blocks_become_scale_and_minimum_blocks_of_the_same_values(GgmlType type, int levels)
     {
-        var line = File.ReadAllLines(Path.Combine(AppContext.BaseDirectory, "Data", "ggml_kquants_golden.txt")).Single(l => l.StartsWith("q4_K "));
+        var line = File.ReadAllLines(Path.Combine(AppContext.BaseDirectory, "Data", "ggml_kquants_golden.txt")).Single(l => l.StartsWith($"q{type.ToString()[1]}_K "));
         var blocks = Convert.FromHexString(line.Split(' ')[1]);
         var want = Convert.FromHexString(line.Split(' ')[2]);
-        var q41 = new byte[2 * KQuantConversion.Q4_1BytesPerSuperBlock];
+        var format = KQuantConversion.Target(type)!.Value.Format;
+        var converted = new byte[16 * format.BytesPerBlock];
         var got = new float[512];
-        fixed (byte* k = blocks, q = q41) KQuantConversion.Q4KToQ4_1(k, 2, q);
-        BlockFormat.Q4_1.DequantizeRow(q41, got);
+        fixed (byte* k = blocks, q = converted) KQuantConversion.Convert(type, k, 2, q);
+        format.DequantizeRow(converted, got);
         int exact = 0;
         for (int i = 0; i < 512; i++)
         {
             float ggml = BitConverter.UInt32BitsToSingle(System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(want.AsSpan(4 * i)));
             int block = i / 32;
-            float d = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(q41, block * 20));
-            float m = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(q41, block * 20 + 2));
-            float bound = (15 * MathF.Abs(d) + MathF.Abs(m)) / 2048 * 1.01f;
-            Assert.True(MathF.Abs(got[i] - ggml) <= bound, $"value {i}: {got[i]}, ggml {ggml} (bound {bound})");
+            float d = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(converted, block * format.BytesPerBlock));
+            float m = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(converted, block * format.BytesPerBlock + 2));
+            float bound = (levels * MathF.Abs(d) + MathF.Abs(m)) / 2048 * 1.01f;
+            Assert.True(MathF.Abs(got[i] - ggml) <= bound, $"{type} value {i}: {got[i]}, ggml {ggml} (bound {bound})");
             if (got[i] == ggml) exact++;
+            // The quant itself is carried over: the value's step count above the minimum is a whole number.
+            double steps = (got[i] - (double)m) / d;
+            Assert.True(Math.Abs(steps - Math.Round(steps)) < 1e-3 && Math.Round(steps) is >= 0 && Math.Round(steps) <= levels, $"{type} value {i}: {steps} steps");
         }
         Assert.True(exact < 512, "the golden row's scales are not all exact in fp16, so some values must move");
-        // Raw quants carried over: the super-block's nibbles, in Q4_1's order.
-        for (int j = 0; j < 8; j++)
-        for (int l = 0; l < 32; l++)
-        {
-            int fromK = (blocks[16 + 32 * (j / 2) + l] >> (4 * (j & 1))) & 0x0F;
-            int fromQ41 = l < 16 ? q41[j * 20 + 4 + l] & 0x0F : q41[j * 20 + 4 + l - 16] >> 4;
-            Assert.Equal(fromK, fromQ41);
-        }
     }
 
     [Theory]
@@ -165,15 +163,15 @@ public sealed unsafe class QuantizationTests
             {
                 float d = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(blocks, b * format.BytesPerBlock));
                 // Q4_1's values are q·d + m: whole multiples of d above the block's minimum m.
-                float m = format == BlockFormat.Q4_1 ? (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(blocks, b * format.BytesPerBlock + 2)) : 0f;
+                float m = format.ScaleBytes == 4 ? (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(blocks, b * format.BytesPerBlock + 2)) : 0f;
                 for (int j = 0; j < 32; j++)
                 {
                     int i = b * 32 + j;
                     // Q8_0 rounds to the nearest step; Q4_0 too, except that its 16 levels stop one short of
                     // the far end (-8d..7d), so a value opposite the block's largest can be a whole step off. The
                     // quants come from the float32 scale, dequantizing uses its fp16 rounding: 2^-11 relative more.
-                    // Q4_1 rounds to the nearest of its 16 levels from the minimum up (half a step), its fp16
-                    // minimum off the true one by 2^-11 of it.
+                    // Q4_1 and Q5_1 round to the nearest of their 16 or 32 levels from the minimum up (half a
+                    // step), their fp16 minimum off the true one by 2^-11 of it.
                     float step = format == BlockFormat.Q4_0 ? 1f : 0.5f;
                     Assert.True(MathF.Abs(back[i] - row[i]) <= MathF.Abs(d) * step + (MathF.Abs(row[i]) + MathF.Abs(m)) / 1024, $"{format} {i}: {row[i]} -> {back[i]} (d {d})");
                     double multiple = (back[i] - (double)m) / d;
@@ -290,7 +288,7 @@ public sealed unsafe class QuantizationTests
     {
         if (format == BlockFormat.Q8_0) return Q8_0Format.RowPortable(w, row, blocks, panelRows, xq, xs);
         if (format == BlockFormat.Q4_0) return Q4_0Format.RowPortable(w, row, blocks, panelRows, xq, xs);
-        // Q4_1's minimum multiplies each activation block's sum, summed here from the quants.
+        // Q4_1's and Q5_1's minimum multiplies each activation block's sum, summed here from the quants.
         float* sums = stackalloc float[(int)blocks];
         for (long b = 0; b < blocks; b++)
         {
@@ -298,7 +296,8 @@ public sealed unsafe class QuantizationTests
             for (int k = 0; k < 32; k++) sum += xq[b * 32 + k];
             sums[b] = sum;
         }
-        return Q4_1Format.RowPortable(w, row, blocks, panelRows, xq, xs, sums);
+        return format == BlockFormat.Q4_1 ? Q4_1Format.RowPortable(w, row, blocks, panelRows, xq, xs, sums)
+            : Q5_1Format.RowPortable(w, row, blocks, panelRows, xq, xs, sums);
     }
 
     [Fact]
@@ -383,6 +382,8 @@ public sealed unsafe class QuantizationTests
                                         else if (format == BlockFormat.Q8_0) Q8_0Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, y, 8);
                                         else if (format == BlockFormat.Q4_1 && vnni) Q4_1Format.Panel4Rows2<VnniDot>(panel, blocks, xq, xs, sums, y, 8);
                                         else if (format == BlockFormat.Q4_1) Q4_1Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, sums, y, 8);
+                                        else if (format == BlockFormat.Q5_1 && vnni) Q5_1Format.Panel4Rows2<VnniDot>(panel, blocks, xq, xs, sums, y, 8);
+                                        else if (format == BlockFormat.Q5_1) Q5_1Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, sums, y, 8);
                                         else if (vnni) Q4_0Format.Panel4Rows2<VnniDot>(panel, blocks, xq, xs, bias, y, 8);
                                         else Q4_0Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, bias, y, 8);
                                     }
@@ -411,6 +412,11 @@ public sealed unsafe class QuantizationTests
                             {
                                 if (Avx2.IsSupported) Check("AVX2", y => Q4_1Format.Panel4<Avx2Dot>(panel, blocks, xq, xs, sums, y));
                                 if (AvxVnni.IsSupported) Check("AVX-VNNI", y => Q4_1Format.Panel4<VnniDot>(panel, blocks, xq, xs, sums, y));
+                            }
+                            else if (format == BlockFormat.Q5_1)
+                            {
+                                if (Avx2.IsSupported) Check("AVX2", y => Q5_1Format.Panel4<Avx2Dot>(panel, blocks, xq, xs, sums, y));
+                                if (AvxVnni.IsSupported) Check("AVX-VNNI", y => Q5_1Format.Panel4<VnniDot>(panel, blocks, xq, xs, sums, y));
                             }
                             else
                             {

@@ -78,7 +78,7 @@ public sealed class QuantizedModelTests(ITestOutputHelper output) : IDisposable
         foreach (var (name, dir, tokens) in models)
         {
             var f32 = TeacherForced(dir, tokens, 1, Options(WeightQuantization.None));
-            foreach (var (quant, head) in new[] { (WeightQuantization.Q8_0, false), (WeightQuantization.Q4_0, false), (WeightQuantization.Q4_1, false), (WeightQuantization.Q8_0, true) })
+            foreach (var (quant, head) in new[] { (WeightQuantization.Q8_0, false), (WeightQuantization.Q4_0, false), (WeightQuantization.Q4_1, false), (WeightQuantization.Q5_1, false), (WeightQuantization.Q8_0, true) })
             {
                 var (kl, top1) = Compare(f32, TeacherForced(dir, tokens, 1, Options(quant, head)));
                 output.WriteLine($"{name} {quant.Name()}{(head ? " +lm_head" : "")}: mean KL {kl:G3}, top-1 agreement {top1:P1}");
@@ -101,6 +101,7 @@ public sealed class QuantizedModelTests(ITestOutputHelper output) : IDisposable
     [InlineData(WeightQuantization.Q8_0)]
     [InlineData(WeightQuantization.Q4_0)]
     [InlineData(WeightQuantization.Q4_1)]
+    [InlineData(WeightQuantization.Q5_1)]
     public void World_sizes_2_and_4_equal_world_size_1(WeightQuantization quant)
     {
         string dir = Larger();

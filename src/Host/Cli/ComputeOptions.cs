@@ -29,9 +29,9 @@ internal static class ComputeOptions
     /// <summary>How <see cref="DType"/> is spelled on the command line and in JSON output.</summary>
     public static string DTypeName(ComputeDType dtype) => dtype == ComputeDType.F32 ? "f32" : "bf16";
 
-    public static ChoiceOption<WeightQuantization> Quant() => Opt.Choice("--quant", "none|q8_0|q4_0|q4_1",
+    public static ChoiceOption<WeightQuantization> Quant() => Opt.Choice("--quant", "none|q8_0|q4_0|q4_1|q5_1",
         "Quantize the linear layers' weights to this ggml block format", "none", text =>
-            WeightQuantizationNames.Parse(text) ?? throw new UsageException($"option --quant expects none, q8_0, q4_0 or q4_1, got '{text}'"));
+            WeightQuantizationNames.Parse(text) ?? throw new UsageException($"option --quant expects none, q8_0, q4_0, q4_1 or q5_1, got '{text}'"));
 
     public static System.CommandLine.Option<bool> QuantLmHead() => Opt.Flag("--quant-lm-head",
         "Quantize the LM head too, to the --quant format");
@@ -43,7 +43,7 @@ internal static class ComputeOptions
         var format = quant.Get(result);
         bool head = result.GetValue(lmHead);
         if (head && format == WeightQuantization.None)
-            throw new UsageException("--quant-lm-head quantizes the LM head to the --quant format; give --quant q8_0, q4_0 or q4_1 too");
+            throw new UsageException("--quant-lm-head quantizes the LM head to the --quant format; give --quant q8_0, q4_0, q4_1 or q5_1 too");
         return (format, head);
     }
 

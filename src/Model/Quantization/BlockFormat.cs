@@ -39,13 +39,15 @@ internal abstract unsafe class BlockFormat
     public static readonly BlockFormat Q8_0 = new Q8_0Format();
     public static readonly BlockFormat Q4_0 = new Q4_0Format();
     public static readonly BlockFormat Q4_1 = new Q4_1Format();
+    public static readonly BlockFormat Q5_1 = new Q5_1Format();
 
-    /// <summary>The format named by a <c>--quant</c> value (<c>q8_0</c>, <c>q4_0</c>, <c>q4_1</c>), or null.</summary>
+    /// <summary>The format named by a <c>--quant</c> value (<c>q8_0</c>, <c>q4_0</c>, <c>q4_1</c>, <c>q5_1</c>), or null.</summary>
     public static BlockFormat? Named(string name) => name.ToLowerInvariant() switch
     {
         "q8_0" => Q8_0,
         "q4_0" => Q4_0,
         "q4_1" => Q4_1,
+        "q5_1" => Q5_1,
         _ => null,
     };
 
@@ -54,6 +56,7 @@ internal abstract unsafe class BlockFormat
         GgmlType.Q8_0 => Q8_0,
         GgmlType.Q4_0 => Q4_0,
         GgmlType.Q4_1 => Q4_1,
+        GgmlType.Q5_1 => Q5_1,
         _ => null,
     };
 
@@ -65,8 +68,8 @@ internal abstract unsafe class BlockFormat
     /// <summary>Bytes of one block: the fp16 scale(s) and the quants.</summary>
     public abstract int BytesPerBlock { get; }
 
-    /// <summary>Bytes at the start of a block that a panel keeps in its scale area: one fp16 scale, or Q4_1's
-    /// scale and minimum (two fp16 values).</summary>
+    /// <summary>Bytes at the start of a block that a panel keeps in its scale area: one fp16 scale, or Q4_1's and
+    /// Q5_1's scale and minimum (two fp16 values).</summary>
     public virtual int ScaleBytes => sizeof(ushort);
 
     /// <summary>Bytes of one block's quants (after its scales).</summary>

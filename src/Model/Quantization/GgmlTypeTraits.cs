@@ -19,6 +19,7 @@ internal static unsafe class GgmlTypeTraits
         GgmlType.Q8_0 => (32, 34),
         GgmlType.Q4_0 => (32, 18),
         GgmlType.Q4_1 => (32, 20),
+        GgmlType.Q5_1 => (32, 24),
         GgmlType.Q4_K => (KBlock, 144),
         GgmlType.Q5_K => (KBlock, 176),
         GgmlType.Q6_K => (KBlock, 210),
@@ -41,7 +42,7 @@ internal static unsafe class GgmlTypeTraits
             case GgmlType.BF16:
                 for (long i = 0; i < count; i++) destination[i] = BitConverter.UInt32BitsToSingle((uint)((ushort*)source)[i] << 16);
                 return;
-            case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1:
+            case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_1:
                 var format = BlockFormat.OfType(type)!;
                 for (long b = 0; b < count / BlockFormat.BlockSize; b++, source += format.BytesPerBlock)
                     format.DequantizeBlock(source, source + format.ScaleBytes, destination + b * BlockFormat.BlockSize);

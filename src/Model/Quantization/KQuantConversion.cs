@@ -1,36 +1,55 @@
 namespace ActorRing.Model.Quantization;
 
 /// <summary>
-/// Q4_K super-blocks as Q4_1 blocks, so a Q4_K tensor (most of a Q4_K_M file) runs on the Q4_1 kernels at 5 bits
-/// per weight instead of being requantized to Q8_0 at 8.5. A Q4_K super-block is eight 32-weight sub-blocks, each
-/// with the value d·sc·q - dmin·m (d, dmin fp16; sc, m 6-bit): exactly Q4_1's q·d' + m' with d' = d·sc and
-/// m' = -dmin·m. The quants are kept as they are; only d' and m' are rounded to fp16 (a relative error of at most
-/// 2^-11 in each, against Q4_K's 4-bit steps of 1/15 of a sub-block's range).
+/// Q4_K and Q5_K super-blocks as Q4_1 and Q5_1 blocks, so those tensors (most of a Q4_K_M or Q5_K_M file) run on
+/// the scale-and-minimum kernels at 5 and 6 bits per weight instead of being requantized to Q8_0 at 8.5. A K-quant
+/// super-block is eight 32-weight sub-blocks, each with the value d·sc·q - dmin·m (d, dmin fp16; sc, m 6-bit):
+/// exactly Q4_1's/Q5_1's q·d' + m' with d' = d·sc and m' = -dmin·m. The quants are kept as they are; only d' and
+/// m' are rounded to fp16 (a relative error of at most 2^-11 in each, against 4-bit steps of 1/15 of a
+/// sub-block's range, or 5-bit ones of 1/31).
 /// </summary>
 internal static unsafe class KQuantConversion
 {
-    /// <summary>Q4_K bytes per 256-value super-block, and the Q4_1 bytes its eight sub-blocks become.</summary>
-    public const int Q4KBytes = 144, Q4_1BytesPerSuperBlock = 8 * 20;
-
-    /// <summary><paramref name="superBlocks"/> Q4_K super-blocks at <paramref name="q4k"/> into Q4_1 blocks in
-    /// ggml's row layout at <paramref name="q41"/>.</summary>
-    public static void Q4KToQ4_1(byte* q4k, long superBlocks, byte* q41)
+    /// <summary>The formats a K-quant type runs as, with the bytes of one stored super-block, or null for a type
+    /// that is requantized instead (Q6_K: one scale per 16 weights and no minimum).</summary>
+    public static (BlockFormat Format, int SuperBlockBytes)? Target(GgmlType type) => type switch
     {
-        for (long s = 0; s < superBlocks; s++, q4k += Q4KBytes)
+        GgmlType.Q4_K => (BlockFormat.Q4_1, 144),
+        GgmlType.Q5_K => (BlockFormat.Q5_1, 176),
+        _ => null,
+    };
+
+    /// <summary><paramref name="superBlocks"/> super-blocks of <paramref name="type"/> (Q4_K or Q5_K) at
+    /// <paramref name="source"/> into Q4_1 or Q5_1 blocks in ggml's row layout at <paramref name="destination"/>.</summary>
+    public static void Convert(GgmlType type, byte* source, long superBlocks, byte* destination)
+    {
+        bool q5 = type == GgmlType.Q5_K;
+        int superBlockBytes = Target(type)!.Value.SuperBlockBytes, blockBytes = Target(type)!.Value.Format.BytesPerBlock;
+        Span<int> values = stackalloc int[32];
+        for (long s = 0; s < superBlocks; s++, source += superBlockBytes)
         {
-            float d = Fp16.ToSingle(*(ushort*)q4k), dmin = Fp16.ToSingle(*(ushort*)(q4k + 2));
-            byte* scales = q4k + 4, quants = q4k + 16;
-            for (int j = 0; j < 8; j++, q41 += 20)
+            float d = Fp16.ToSingle(*(ushort*)source), dmin = Fp16.ToSingle(*(ushort*)(source + 2));
+            byte* scales = source + 4, high = source + 16, low = source + (q5 ? 48 : 16);
+            for (int j = 0; j < 8; j++, destination += blockBytes)
             {
                 var (sc, m) = GgmlTypeTraits.ScaleMin(j, scales);
-                *(ushort*)q41 = Fp16.FromSingle(d * sc);
-                *(ushort*)(q41 + 2) = Fp16.FromSingle(-(dmin * m));
+                *(ushort*)destination = Fp16.FromSingle(d * sc);
+                *(ushort*)(destination + 2) = Fp16.FromSingle(-(dmin * m));
                 // Sub-block j is the low (even j) or high (odd j) nibbles of the 32 bytes of pair j/2, value l in
-                // byte l; Q4_1 keeps value l in byte l's low nibble and value l+16 in its high one.
-                byte* pair = quants + 32 * (j / 2);
+                // byte l; Q5_K's fifth bit of value l is bit j of its 32-byte qh's byte l (as dequantize_row_q5_K).
+                byte* pair = low + 32 * (j / 2);
                 int shift = (j & 1) * 4;
+                for (int l = 0; l < 32; l++)
+                    values[l] = ((pair[l] >> shift) & 0x0F) | (q5 ? ((high[l] >> j) & 1) << 4 : 0);
+                // Q4_1/Q5_1 keep value l in byte l's low nibble and value l+16 in its high one, Q5_1's fifth bits in qh.
+                byte* nibbles = destination + (q5 ? 8 : 4);
+                uint qh = 0;
                 for (int l = 0; l < 16; l++)
-                    q41[4 + l] = (byte)(((pair[l] >> shift) & 0x0F) | (((pair[l + 16] >> shift) & 0x0F) << 4));
+                {
+                    nibbles[l] = (byte)((values[l] & 0x0F) | ((values[l + 16] & 0x0F) << 4));
+                    qh |= (uint)(values[l] >> 4) << l | (uint)(values[l + 16] >> 4) << (l + 16);
+                }
+                if (q5) *(uint*)(destination + 4) = qh;
             }
         }
     }
