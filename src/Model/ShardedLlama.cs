@@ -568,7 +568,7 @@ public sealed partial class ShardedLlama : IDisposable
         var requested = quantize ? _quant : null;
         if (types.Length == 1 && requested is null && KQuantConversion.Target(types[0]) is var (converted, _))
         {
-            LogOnce($"{what}: stored as {types[0]}, which runs as {converted.Name} (each 32-weight sub-block's scale and minimum rounded to fp16; --quant q8_0 requantizes instead)");
+            LogOnce($"{what}: stored as {types[0]}, which runs as {converted.Name} (each 32-weight sub-block's scale{(converted.ScaleBytes > 2 ? " and minimum" : "")} rounded to fp16; --quant q8_0 requantizes instead)");
             return LoadNative(reader, converted, parts, fromKQuant: types[0]);
         }
         BlockFormat target;

@@ -262,6 +262,85 @@ public sealed class GgufTests : IDisposable
     }
 
     /// <summary>
+    /// IQ4_NL files run natively and IQ4_XS files as IQ4_NL: each gives exactly the logits of a reference file holding
+    /// the Q8_0 blocks of the very same values (a block's scale, and its table values as int8; the IQ4_XS sub-block
+    /// scales d·(ls-32) exact in fp16 with d = 2^-12), at one rank and at two.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.IQ4_NL)]
+    [InlineData(GgmlType.IQ4_XS)]
+    public void An_iq4_file_gives_the_logits_of_the_q8_0_blocks_of_its_values(GgmlType type)
+    {
+        var model = new SyntheticModel
+        {
+            ModelType = "qwen2", Hidden = 256, Intermediate = 512, Layers = 2, Heads = 8, KvHeads = 4, HeadDim = 64, Vocab = 300,
+            Tied = false,
+        }.Build(seed: 7);
+        var tensors = GgufWriter.Tensors(model, GgmlType.F32);
+        var reference = tensors.ToList();
+        var rng = new Random(8);
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            var t = tensors[i];
+            if (t.Shape.Length != 2 || t.Name == "token_embd.weight") continue;
+            long blocks = t.Shape[0] * t.Shape[1] / 32;
+            var q8 = new byte[blocks * 34];
+            byte[] data;
+            if (type == GgmlType.IQ4_NL)
+            {
+                data = new byte[blocks * 18];
+                rng.NextBytes(data);
+                for (long b = 0; b < blocks; b++)
+                {
+                    BitConverter.TryWriteBytes(data.AsSpan((int)(b * 18)), (Half)((rng.NextDouble() * 2 - 1) * 0.002));
+                    ToQ8_0(data.AsSpan((int)(b * 18), 2), data.AsSpan((int)(b * 18 + 2), 16), q8.AsSpan((int)(b * 34), 34));
+                }
+            }
+            else
+            {
+                data = new byte[blocks / 8 * 136];
+                rng.NextBytes(data);
+                for (long s = 0; s < blocks / 8; s++)
+                {
+                    var super = data.AsSpan((int)(s * 136), 136);
+                    BitConverter.TryWriteBytes(super, (Half)MathF.Pow(2, -12));
+                    for (int j = 0; j < 8; j++)
+                    {
+                        // ls: four bits in scales_l, two in scales_h (ggml's dequantize_row_iq4_xs).
+                        int ls = ((super[4 + j / 2] >> (4 * (j % 2))) & 0xF) | (((BitConverter.ToUInt16(super[2..]) >> (2 * j)) & 3) << 4);
+                        ToQ8_0(BitConverter.GetBytes((Half)((ls - 32) * MathF.Pow(2, -12))), super.Slice(8 + 16 * j, 16), q8.AsSpan((int)((s * 8 + j) * 34), 34));
+                    }
+                }
+            }
+            tensors[i] = t with { Type = type, Data = data };
+            reference[i] = t with { Type = GgmlType.Q8_0, Data = q8 };
+        }
+        string gguf = Path.Combine(_root, "iq4.gguf");
+        GgufWriter.Write(gguf, GgufWriter.Metadata(model), tensors);
+        Directory.CreateDirectory(Path.Combine(_root, "ref"));
+        string referenceGguf = Path.Combine(_root, "ref", "q8_0.gguf");
+        GgufWriter.Write(referenceGguf, GgufWriter.Metadata(model), reference);
+        var options = new ModelLoadOptions { ContextLength = 32, Threads = 1 };
+        // At each world size exactly: across world sizes a quantized model may differ more than a float one (the
+        // all-reduce's order can flip a rounding of the activations' 8-bit blocks; 0.03 on one logit here).
+        var expected = Run(referenceGguf, 1, options);
+        var fromFile = Run(gguf, 1, options);
+        var expectedSplit = Run(referenceGguf, 2, options);
+        var split = Run(gguf, 2, options);
+        for (int step = 0; step < expected.Count; step++)
+        {
+            SyntheticModelTests.AssertClose(expected[step], fromFile[step], 0f, $"{type} N=1, step {step}");
+            SyntheticModelTests.AssertClose(expectedSplit[step], split[step], 0f, $"{type} N=2, step {step}");
+        }
+
+        static void ToQ8_0(ReadOnlySpan<byte> scale, ReadOnlySpan<byte> indices, Span<byte> q8)
+        {
+            scale.CopyTo(q8);
+            for (int k = 0; k < 32; k++) q8[2 + k] = (byte)Iq4NlFormat.Table[k < 16 ? indices[k] & 0x0F : indices[k - 16] >> 4];
+        }
+    }
+
+    /// <summary>
     /// Random Q4_K or Q5_K super-blocks and the same weights as Q4_1 or Q5_1 blocks, both written from one draw of
     /// every field: d = 2^-12 and dmin = 2^-13, so each sub-block's d·sc and -dmin·m are exact in fp16 and the two
     /// hold the very same values; the 6-bit scales and minimums packed as ggml's get_scale_min_k4 unpacks them, a

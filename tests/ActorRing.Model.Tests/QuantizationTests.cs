@@ -11,6 +11,9 @@ public sealed unsafe class QuantizationTests
 {
     private static readonly BlockFormat[] Formats = [BlockFormat.Q8_0, BlockFormat.Q4_0, BlockFormat.Q4_1, BlockFormat.Q5_1];
 
+    /// <summary>With IQ4_NL, which is read from files only (no quantizer).</summary>
+    private static readonly BlockFormat[] KernelFormats = [.. Formats, BlockFormat.Iq4Nl];
+
     /// <summary>The rows the golden file was made from, built the way its C generator builds them.</summary>
     private static IEnumerable<(string Name, float[] Row)> GoldenRows()
     {
@@ -123,6 +126,71 @@ public sealed unsafe class QuantizationTests
             Assert.True(Math.Abs(steps - Math.Round(steps)) < 1e-3 && Math.Round(steps) is >= 0 && Math.Round(steps) <= levels, $"{type} value {i}: {steps} steps");
         }
         Assert.True(exact < 512, "the golden row's scales are not all exact in fp16, so some values must move");
+    }
+
+    [Fact]
+    public unsafe void Iq4_blocks_dequantize_to_the_values_ggml_gives_and_iq4_xs_becomes_iq4_nl()
+    {
+        var golden = File.ReadAllLines(Path.Combine(AppContext.BaseDirectory, "Data", "ggml_iq4_golden.txt")).Where(l => !l.StartsWith('#'))
+            .Select(l => l.Split(' ')).ToDictionary(p => p[0], p => (Blocks: Convert.FromHexString(p[1]), Values: Convert.FromHexString(p[2])));
+        float Want(string type, int i) => BitConverter.UInt32BitsToSingle(System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(golden[type].Values.AsSpan(4 * i)));
+        foreach (var (name, type) in new[] { ("iq4_nl", GgmlType.IQ4_NL), ("iq4_xs", GgmlType.IQ4_XS) })
+        {
+            var got = new float[512];
+            fixed (byte* b = golden[name].Blocks)
+            fixed (float* g = got) GgmlTypeTraits.Dequantize(type, b, 512, g);
+            for (int i = 0; i < 512; i++)
+                Assert.True(BitConverter.SingleToUInt32Bits(Want(name, i)) == BitConverter.SingleToUInt32Bits(got[i]), $"{name} value {i}: {got[i]}, ggml {Want(name, i)}");
+        }
+        // IQ4_XS as IQ4_NL: each sub-block's d·(ls-32) rounded to fp16, the indices unchanged.
+        var nl = new byte[16 * 18];
+        var back = new float[512];
+        fixed (byte* xs = golden["iq4_xs"].Blocks, to = nl) KQuantConversion.Convert(GgmlType.IQ4_XS, xs, 2, to);
+        BlockFormat.Iq4Nl.DequantizeRow(nl, back);
+        for (int i = 0; i < 512; i++)
+        {
+            float d = (float)BitConverter.UInt16BitsToHalf(BitConverter.ToUInt16(nl, i / 32 * 18));
+            Assert.True(MathF.Abs(back[i] - Want("iq4_xs", i)) <= 127 * MathF.Abs(d) / 2048 * 1.01f, $"iq4_xs as iq4_nl, value {i}: {back[i]}, ggml {Want("iq4_xs", i)}");
+        }
+        Assert.Equal(golden["iq4_xs"].Blocks.AsSpan(8, 16).ToArray(), nl.AsSpan(2, 16).ToArray());
+    }
+
+    /// <summary>
+    /// An IQ4_NL matrix and the Q8_0 matrix of its very values (each block's scale, and its table values as int8) give
+    /// the same bits for one and several activation rows: the IQ4_NL kernels are Q8_0's over looked-up weights.
+    /// </summary>
+    [Fact]
+    public unsafe void Iq4_nl_gives_the_bits_of_the_q8_0_blocks_of_its_values()
+    {
+        const int rows = 12, cols = 288, blocks = cols / 32, batch = 3;
+        var random = new Random(5);
+        var nl = new byte[rows * blocks * 18];
+        random.NextBytes(nl);
+        var q8 = new byte[rows * blocks * 34];
+        for (int b = 0; b < rows * blocks; b++)
+        {
+            BitConverter.TryWriteBytes(nl.AsSpan(b * 18), Fp16.FromSingle((float)(random.NextDouble() * 2 - 1) * 0.01f));
+            nl.AsSpan(b * 18, 2).CopyTo(q8.AsSpan(b * 34));
+            for (int k = 0; k < 32; k++)
+                q8[b * 34 + 2 + k] = (byte)Iq4NlFormat.Table[k < 16 ? nl[b * 18 + 2 + k] & 0x0F : nl[b * 18 + 2 + k - 16] >> 4];
+        }
+        var x = Enumerable.Range(0, batch * cols).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
+        var acts = new QuantizedActivations();
+        var fromNl = new float[batch * rows];
+        var fromQ8 = new float[batch * rows];
+        var nlPacked = new byte[nl.Length];
+        var q8Packed = new byte[q8.Length];
+        fixed (byte* n = nl, q = q8, np = nlPacked, qp = q8Packed)
+        fixed (float* px = x, a = fromNl, c = fromQ8)
+        {
+            BlockFormat.Iq4Nl.PackRows(n, 0, rows, blocks, 4, np);
+            BlockFormat.Q8_0.PackRows(q, 0, rows, blocks, 4, qp);
+            acts.Quantize(px, cols, batch, cols);
+            BlockFormat.Iq4Nl.Dot(np, 0, rows, blocks, 4, acts, a, rows);
+            BlockFormat.Q8_0.Dot(qp, 0, rows, blocks, 4, acts, c, rows);
+        }
+        Assert.Equal(fromQ8.Select(BitConverter.SingleToInt32Bits), fromNl.Select(BitConverter.SingleToInt32Bits));
+        Assert.Contains(fromNl, v => v != 0);
     }
 
     [Theory]
@@ -288,6 +356,7 @@ public sealed unsafe class QuantizationTests
     {
         if (format == BlockFormat.Q8_0) return Q8_0Format.RowPortable(w, row, blocks, panelRows, xq, xs);
         if (format == BlockFormat.Q4_0) return Q4_0Format.RowPortable(w, row, blocks, panelRows, xq, xs);
+        if (format == BlockFormat.Iq4Nl) return SignedQuantKernels<Iq4NlFormat.Quants>.RowPortable(w, row, blocks, panelRows, xq, xs);
         // Q4_1's and Q5_1's minimum multiplies each activation block's sum, summed here from the quants.
         float* sums = stackalloc float[(int)blocks];
         for (long b = 0; b < blocks; b++)
@@ -338,7 +407,7 @@ public sealed unsafe class QuantizationTests
     {
         const int rows = 8;
         int blocks = cols / 32;
-        foreach (var format in Formats)
+        foreach (var format in KernelFormats)
         {
             var random = new Random(11);
             var packed = new byte[rows * format.RowBytes(cols)];
@@ -384,6 +453,8 @@ public sealed unsafe class QuantizationTests
                                         else if (format == BlockFormat.Q4_1) Q4_1Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, sums, y, 8);
                                         else if (format == BlockFormat.Q5_1 && vnni) Q5_1Format.Panel4Rows2<VnniDot>(panel, blocks, xq, xs, sums, y, 8);
                                         else if (format == BlockFormat.Q5_1) Q5_1Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, sums, y, 8);
+                                        else if (format == BlockFormat.Iq4Nl && vnni) SignedQuantKernels<Iq4NlFormat.Quants>.Panel4Rows2<VnniDot>(panel, blocks, xq, xs, y, 8);
+                                        else if (format == BlockFormat.Iq4Nl) SignedQuantKernels<Iq4NlFormat.Quants>.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, y, 8);
                                         else if (vnni) Q4_0Format.Panel4Rows2<VnniDot>(panel, blocks, xq, xs, bias, y, 8);
                                         else Q4_0Format.Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, bias, y, 8);
                                     }
@@ -412,6 +483,11 @@ public sealed unsafe class QuantizationTests
                             {
                                 if (Avx2.IsSupported) Check("AVX2", y => Q4_1Format.Panel4<Avx2Dot>(panel, blocks, xq, xs, sums, y));
                                 if (AvxVnni.IsSupported) Check("AVX-VNNI", y => Q4_1Format.Panel4<VnniDot>(panel, blocks, xq, xs, sums, y));
+                            }
+                            else if (format == BlockFormat.Iq4Nl)
+                            {
+                                if (Avx2.IsSupported) Check("AVX2", y => SignedQuantKernels<Iq4NlFormat.Quants>.Panel4<Avx2Dot>(panel, blocks, xq, xs, y));
+                                if (AvxVnni.IsSupported) Check("AVX-VNNI", y => SignedQuantKernels<Iq4NlFormat.Quants>.Panel4<VnniDot>(panel, blocks, xq, xs, y));
                             }
                             else if (format == BlockFormat.Q5_1)
                             {

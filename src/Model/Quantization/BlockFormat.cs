@@ -40,6 +40,7 @@ internal abstract unsafe class BlockFormat
     public static readonly BlockFormat Q4_0 = new Q4_0Format();
     public static readonly BlockFormat Q4_1 = new Q4_1Format();
     public static readonly BlockFormat Q5_1 = new Q5_1Format();
+    public static readonly BlockFormat Iq4Nl = new Iq4NlFormat();
 
     /// <summary>The format named by a <c>--quant</c> value (<c>q8_0</c>, <c>q4_0</c>, <c>q4_1</c>, <c>q5_1</c>), or null.</summary>
     public static BlockFormat? Named(string name) => name.ToLowerInvariant() switch
@@ -57,6 +58,7 @@ internal abstract unsafe class BlockFormat
         GgmlType.Q4_0 => Q4_0,
         GgmlType.Q4_1 => Q4_1,
         GgmlType.Q5_1 => Q5_1,
+        GgmlType.IQ4_NL => Iq4Nl,
         _ => null,
     };
 

@@ -20,6 +20,8 @@ internal static unsafe class GgmlTypeTraits
         GgmlType.Q4_0 => (32, 18),
         GgmlType.Q4_1 => (32, 20),
         GgmlType.Q5_1 => (32, 24),
+        GgmlType.IQ4_NL => (32, 18),
+        GgmlType.IQ4_XS => (KBlock, 136),
         GgmlType.Q4_K => (KBlock, 144),
         GgmlType.Q5_K => (KBlock, 176),
         GgmlType.Q6_K => (KBlock, 210),
@@ -42,7 +44,7 @@ internal static unsafe class GgmlTypeTraits
             case GgmlType.BF16:
                 for (long i = 0; i < count; i++) destination[i] = BitConverter.UInt32BitsToSingle((uint)((ushort*)source)[i] << 16);
                 return;
-            case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_1:
+            case GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_1 or GgmlType.IQ4_NL:
                 var format = BlockFormat.OfType(type)!;
                 for (long b = 0; b < count / BlockFormat.BlockSize; b++, source += format.BytesPerBlock)
                     format.DequantizeBlock(source, source + format.ScaleBytes, destination + b * BlockFormat.BlockSize);
@@ -55,6 +57,9 @@ internal static unsafe class GgmlTypeTraits
                 return;
             case GgmlType.Q6_K:
                 for (long b = 0; b < count / KBlock; b++, source += 210) DequantizeQ6K(source, destination + b * KBlock);
+                return;
+            case GgmlType.IQ4_XS:
+                for (long b = 0; b < count / KBlock; b++, source += 136) DequantizeIq4Xs(source, destination + b * KBlock);
                 return;
             default:
                 throw new ArgumentOutOfRangeException(nameof(type), type, "not a type this loader reads");
@@ -94,6 +99,26 @@ internal static unsafe class GgmlTypeTraits
             float d1 = d * sc1, min1 = min * m1, d2 = d * sc2, min2 = min * m2;
             for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0xF) + ((qh[l] & u1) != 0 ? 16 : 0)) - min1;
             for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) + ((qh[l] & u2) != 0 ? 16 : 0)) - min2;
+        }
+    }
+
+    /// <summary>IQ4_XS's 6-bit scale of sub-block <paramref name="ib"/>, stored minus 32: four bits in scales_l, two in scales_h.</summary>
+    internal static int Iq4XsScale(byte* block, int ib) =>
+        ((block[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | (((*(ushort*)(block + 2) >> (2 * ib)) & 3) << 4);
+
+    /// <summary>IQ4_XS: d (fp16), scales_h (16 bits), scales_l (4 bytes), 128 bytes of IQ4_NL table indices.</summary>
+    private static void DequantizeIq4Xs(byte* block, float* y)
+    {
+        float d = Fp16.ToSingle(*(ushort*)block);
+        byte* qs = block + 8;
+        for (int ib = 0; ib < 8; ib++, y += 32, qs += 16)
+        {
+            float dl = d * (Iq4XsScale(block, ib) - 32);
+            for (int j = 0; j < 16; j++)
+            {
+                y[j] = dl * Iq4NlFormat.Table[qs[j] & 0xF];
+                y[j + 16] = dl * Iq4NlFormat.Table[qs[j] >> 4];
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 namespace ActorRing.Model.Quantization;
 
 /// <summary>
-/// Q4_K and Q5_K super-blocks as Q4_1 and Q5_1 blocks, so those tensors (most of a Q4_K_M or Q5_K_M file) run on
+/// Q4_K and Q5_K super-blocks as Q4_1 and Q5_1 blocks (and IQ4_XS as IQ4_NL, below), so those tensors (most of a Q4_K_M or Q5_K_M file) run on
 /// the scale-and-minimum kernels at 5 and 6 bits per weight instead of being requantized to Q8_0 at 8.5. A K-quant
 /// super-block is eight 32-weight sub-blocks, each with the value d·sc·q - dmin·m (d, dmin fp16; sc, m 6-bit):
 /// exactly Q4_1's/Q5_1's q·d' + m' with d' = d·sc and m' = -dmin·m. The quants are kept as they are; only d' and
@@ -16,6 +16,7 @@ internal static unsafe class KQuantConversion
     {
         GgmlType.Q4_K => (BlockFormat.Q4_1, 144),
         GgmlType.Q5_K => (BlockFormat.Q5_1, 176),
+        GgmlType.IQ4_XS => (BlockFormat.Iq4Nl, 136),
         _ => null,
     };
 
@@ -23,6 +24,11 @@ internal static unsafe class KQuantConversion
     /// <paramref name="source"/> into Q4_1 or Q5_1 blocks in ggml's row layout at <paramref name="destination"/>.</summary>
     public static void Convert(GgmlType type, byte* source, long superBlocks, byte* destination)
     {
+        if (type == GgmlType.IQ4_XS)
+        {
+            Iq4XsToIq4Nl(source, superBlocks, destination);
+            return;
+        }
         bool q5 = type == GgmlType.Q5_K;
         int superBlockBytes = Target(type)!.Value.SuperBlockBytes, blockBytes = Target(type)!.Value.Format.BytesPerBlock;
         Span<int> values = stackalloc int[32];
@@ -50,6 +56,23 @@ internal static unsafe class KQuantConversion
                     qh |= (uint)(values[l] >> 4) << l | (uint)(values[l + 16] >> 4) << (l + 16);
                 }
                 if (q5) *(uint*)(destination + 4) = qh;
+            }
+        }
+    }
+
+    /// <summary>
+    /// IQ4_XS super-blocks as IQ4_NL blocks: sub-block j's value d·(ls_j - 32)·table[q] is IQ4_NL's d'·table[q] with
+    /// d' = d·(ls_j - 32) rounded to fp16; the indices are the same bytes in the same order.
+    /// </summary>
+    private static void Iq4XsToIq4Nl(byte* source, long superBlocks, byte* destination)
+    {
+        for (long s = 0; s < superBlocks; s++, source += 136)
+        {
+            float d = Fp16.ToSingle(*(ushort*)source);
+            for (int j = 0; j < 8; j++, destination += 18)
+            {
+                *(ushort*)destination = Fp16.FromSingle(d * (GgmlTypeTraits.Iq4XsScale(source, j) - 32));
+                Buffer.MemoryCopy(source + 8 + 16 * j, destination + 2, 16, 16);
             }
         }
     }

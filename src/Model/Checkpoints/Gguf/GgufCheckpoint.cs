@@ -46,7 +46,7 @@ internal sealed partial class GgufCheckpoint : ICheckpointReader
             foreach (var t in _tensors.Values)
             {
                 if (GgmlTypeTraits.Geometry(t.Type) is null && used.Contains(t))
-                    throw new ModelLoadException($"{path}: tensor {t.Name} is {t.Type}, which this loader does not read; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1 (natively), Q4_K and Q5_K (as Q4_1 and Q5_1) and Q6_K (requantized to Q8_0)");
+                    throw new ModelLoadException($"{path}: tensor {t.Name} is {t.Type}, which this loader does not read; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_1, IQ4_NL (natively), Q4_K, Q5_K and IQ4_XS (as Q4_1, Q5_1 and IQ4_NL) and Q6_K (requantized to Q8_0)");
             }
         }
         catch
