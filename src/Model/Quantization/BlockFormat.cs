@@ -199,10 +199,48 @@ internal abstract unsafe class BlockFormat
     }
 
     /// <summary>
+    /// The loop every format's <see cref="Dot"/> runs, with its own kernels (<typeparamref name="TKernels"/>). With
+    /// many activation rows their quantized blocks outgrow L1 and would be read from L2 for every panel: rows go in
+    /// groups of <see cref="RowGroup"/>, each group over a chunk of <see cref="PanelChunk"/> panels (which stays in
+    /// L2 for the next group); within a group the multi-row kernels take what they can and the one-row kernel the
+    /// rest, while the panel stays in L1. Each output is one kernel call's, so the bits do not depend on the batch.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    protected void DotPanels<TKernels>(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride)
+        where TKernels : struct, IPanelKernels
+    {
+        int blocks = (int)blocksPerRow;
+        for (long chunk = row0; chunk < row1; chunk += PanelChunk * panelRows)
+        for (int group = 0; group < x.Batch; group += RowGroup)
+        for (long r = chunk, chunkEnd = Math.Min(row1, chunk + PanelChunk * panelRows); r < chunkEnd; r += panelRows)
+        {
+            int groupEnd = Math.Min(x.Batch, group + RowGroup);
+            byte* panel = packed + ScaleOffset(r, 0, blocksPerRow, panelRows);
+            int b = panelRows == PanelRows ? TKernels.Batched(panel, blocks, x, group, groupEnd, y + r, yStride) : group;
+            for (; b < groupEnd; b++) TKernels.Single(packed, panel, r, blocksPerRow, panelRows, x, b, y + b * yStride + r);
+        }
+    }
+
+    /// <summary>
     /// The decode product for rows [row0, row1) of a panel-packed matrix against each of the
     /// <see cref="QuantizedActivations.Batch"/> activation rows: y[b·yStride + r] = Σ w[r]·x[b]. Row bounds are
     /// multiples of <paramref name="panelRows"/>. Each output row is computed the same way whatever the batch,
     /// so results are bit-identical for B = 1 and B &gt; 1.
     /// </summary>
     public abstract void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride);
+}
+
+/// <summary>A format's kernels over one panel, for <see cref="BlockFormat.DotPanels{TKernels}"/>.</summary>
+internal unsafe interface IPanelKernels
+{
+    /// <summary>
+    /// Activation rows <paramref name="b"/>.. of a group against a four-row panel, as many as the format's
+    /// multi-row kernels take (several rows share each weight load and unpacking); returns the first row left.
+    /// Row b's outputs go to y + b·yStride.
+    /// </summary>
+    static abstract int Batched(byte* panel, int blocks, QuantizedActivations x, int b, int groupEnd, float* y, long yStride);
+
+    /// <summary>Activation row <paramref name="b"/> against the panel at row <paramref name="r"/> (four rows, or one
+    /// in ggml's row layout), its outputs at <paramref name="y"/>; the portable kernel where AVX2 is missing.</summary>
+    static abstract void Single(byte* packed, byte* panel, long r, long blocksPerRow, int panelRows, QuantizedActivations x, int b, float* y);
 }

@@ -32,44 +32,41 @@ internal sealed unsafe class Iq4NlFormat : BlockFormat
         for (int k = 0; k < BlockSize; k++) values[k] = d * Quants.Value(quants, k);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride)
+    public override void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride) =>
+        DotPanels<Kernels>(packed, row0, row1, blocksPerRow, panelRows, x, y, yStride);
+
+    private readonly struct Kernels : IPanelKernels
     {
-        int blocks = (int)blocksPerRow;
-        // Row groups over chunks of panels, as Q4_0 (see there); the 256-bit kernels on every AVX2 CPU.
-        for (long chunk = row0; chunk < row1; chunk += PanelChunk * panelRows)
-        for (int group = 0; group < x.Batch; group += RowGroup)
-        for (long r = chunk, chunkEnd = Math.Min(row1, chunk + PanelChunk * panelRows); r < chunkEnd; r += panelRows)
+        public static int Batched(byte* panel, int blocks, QuantizedActivations x, int b, int groupEnd, float* y, long yStride)
         {
-            int groupEnd = Math.Min(x.Batch, group + RowGroup);
-            byte* panel = packed + ScaleOffset(r, 0, blocksPerRow, panelRows);
-            int b = group;
+            // The 256-bit kernels on every AVX2 CPU (no 512-bit ones for IQ4_NL; the same bits).
+            if (!Avx2.IsSupported) return b;
+            for (; b + 2 <= groupEnd; b += 2)
+            {
+                if (AvxVnni.IsSupported) SignedQuantKernels<Quants>.Panel4Rows2<VnniDot>(panel, blocks, x.Quants + (long)b * blocks * BlockSize, x.Scales + (long)b * blocks, y + b * yStride, yStride);
+                else SignedQuantKernels<Quants>.Panel4Rows2<Avx2Dot>(panel, blocks, x.Quants + (long)b * blocks * BlockSize, x.Scales + (long)b * blocks, y + b * yStride, yStride);
+            }
+            return b;
+        }
+
+        public static void Single(byte* packed, byte* panel, long r, long blocksPerRow, int panelRows, QuantizedActivations x, int b, float* y)
+        {
+            int blocks = (int)blocksPerRow;
+            sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
+            float* xs = x.Scales + (long)b * blocks;
             if (panelRows == PanelRows && Avx2.IsSupported)
             {
-                for (; b + 2 <= groupEnd; b += 2)
-                {
-                    if (AvxVnni.IsSupported) SignedQuantKernels<Quants>.Panel4Rows2<VnniDot>(panel, blocks, x.Quants + (long)b * blocks * BlockSize, x.Scales + (long)b * blocks, y + b * yStride + r, yStride);
-                    else SignedQuantKernels<Quants>.Panel4Rows2<Avx2Dot>(panel, blocks, x.Quants + (long)b * blocks * BlockSize, x.Scales + (long)b * blocks, y + b * yStride + r, yStride);
-                }
+                if (AvxVnni.IsSupported) SignedQuantKernels<Quants>.Panel4<VnniDot>(panel, blocks, xq, xs, y);
+                else SignedQuantKernels<Quants>.Panel4<Avx2Dot>(panel, blocks, xq, xs, y);
             }
-            for (; b < groupEnd; b++)
+            else if (panelRows == 1 && Avx2.IsSupported) *y = SignedQuantKernels<Quants>.Row<Avx2Dot>(panel, blocks, xq, xs);
+            else
             {
-                sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
-                float* xs = x.Scales + (long)b * blocks;
-                float* yb = y + b * yStride + r;
-                if (panelRows == PanelRows && Avx2.IsSupported)
-                {
-                    if (AvxVnni.IsSupported) SignedQuantKernels<Quants>.Panel4<VnniDot>(panel, blocks, xq, xs, yb);
-                    else SignedQuantKernels<Quants>.Panel4<Avx2Dot>(panel, blocks, xq, xs, yb);
-                }
-                else if (panelRows == 1 && Avx2.IsSupported) *yb = SignedQuantKernels<Quants>.Row<Avx2Dot>(panel, blocks, xq, xs);
-                else
-                {
-                    for (int i = 0; i < panelRows; i++) yb[i] = SignedQuantKernels<Quants>.RowPortable(packed, r + i, blocksPerRow, panelRows, xq, xs);
-                }
+                for (int i = 0; i < panelRows; i++) y[i] = SignedQuantKernels<Quants>.RowPortable(packed, r + i, blocksPerRow, panelRows, xq, xs);
             }
         }
     }
+
 
     /// <summary>IQ4_NL's quants: 16 bytes of table indices, looked up with one in-lane byte shuffle.</summary>
     internal readonly struct Quants : ISignedQuants

@@ -55,28 +55,21 @@ internal sealed unsafe class Q4_0Format : BlockFormat
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride)
+    public override void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride) =>
+        DotPanels<Kernels>(packed, row0, row1, blocksPerRow, panelRows, x, y, yStride);
+
+    private readonly struct Kernels : IPanelKernels
     {
-        int blocks = (int)blocksPerRow;
-        // With many activation rows their quantized blocks (and Q4_0's lane biases) outgrow L1 and would be read
-        // from L2 for every panel: rows go in groups of RowGroup, each group over a chunk of PanelChunk panels
-        // (which stays in L2 for the next group). Each output is still one kernel call's, so the bits do not change.
-        for (long chunk = row0; chunk < row1; chunk += PanelChunk * panelRows)
-        for (int group = 0; group < x.Batch; group += RowGroup)
-        for (long r = chunk, chunkEnd = Math.Min(row1, chunk + PanelChunk * panelRows); r < chunkEnd; r += panelRows)
+        public static int Batched(byte* panel, int blocks, QuantizedActivations x, int b, int groupEnd, float* y, long yStride)
         {
-            int groupEnd = Math.Min(x.Batch, group + RowGroup);
-            byte* panel = packed + ScaleOffset(r, 0, blocksPerRow, panelRows);
-            int b = group;
-            if (panelRows == PanelRows && Avx512BW.IsSupported)
+            if (Avx512BW.IsSupported)
             {
                 // Four activation rows share each column's nibble unpacking and weight-scale widening.
                 for (; b + 4 <= groupEnd; b += 4)
                     Panel4x512Rows4(panel, blocks, x.Quants + (long)b * blocks * BlockSize, x.Scales + (long)b * blocks,
-                        x.LaneBias + (long)b * blocks * 8, y + b * yStride + r, yStride);
+                        x.LaneBias + (long)b * blocks * 8, y + b * yStride, yStride);
             }
-            else if (panelRows == PanelRows && Avx2.IsSupported)
+            else if (Avx2.IsSupported)
             {
                 // Two activation rows share each weight row's nibble unpacking and the column's scale widening.
                 for (; b + 2 <= groupEnd; b += 2)
@@ -84,30 +77,33 @@ internal sealed unsafe class Q4_0Format : BlockFormat
                     sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
                     float* xs = x.Scales + (long)b * blocks;
                     int* bias = x.LaneBias + (long)b * blocks * 8;
-                    if (AvxVnni.IsSupported) Panel4Rows2<VnniDot>(panel, blocks, xq, xs, bias, y + b * yStride + r, yStride);
-                    else Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, bias, y + b * yStride + r, yStride);
+                    if (AvxVnni.IsSupported) Panel4Rows2<VnniDot>(panel, blocks, xq, xs, bias, y + b * yStride, yStride);
+                    else Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, bias, y + b * yStride, yStride);
                 }
             }
-            for (; b < groupEnd; b++) // the panel stays in L1 while the group's activation rows pass over it
+            return b;
+        }
+
+        public static void Single(byte* packed, byte* panel, long r, long blocksPerRow, int panelRows, QuantizedActivations x, int b, float* y)
+        {
+            int blocks = (int)blocksPerRow;
+            sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
+            float* xs = x.Scales + (long)b * blocks;
+            int* bias = x.LaneBias + (long)b * blocks * 8;
+            if (panelRows == PanelRows && Avx512BW.IsSupported) Panel4x512(panel, blocks, xq, xs, bias, y);
+            else if (panelRows == PanelRows && Avx2.IsSupported)
             {
-                sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
-                float* xs = x.Scales + (long)b * blocks;
-                int* bias = x.LaneBias + (long)b * blocks * 8;
-                float* yb = y + b * yStride + r;
-                if (panelRows == PanelRows && Avx512BW.IsSupported) Panel4x512(panel, blocks, xq, xs, bias, yb);
-                else if (panelRows == PanelRows && Avx2.IsSupported)
-                {
-                    if (AvxVnni.IsSupported) Panel4<VnniDot>(panel, blocks, xq, xs, bias, yb);
-                    else Panel4<Avx2Dot>(panel, blocks, xq, xs, bias, yb);
-                }
-                else if (panelRows == 1 && Avx2.IsSupported) *yb = Row<Avx2Dot>(panel, blocks, xq, xs, bias);
-                else
-                {
-                    for (int i = 0; i < panelRows; i++) yb[i] = RowPortable(packed, r + i, blocksPerRow, panelRows, xq, xs);
-                }
+                if (AvxVnni.IsSupported) Panel4<VnniDot>(panel, blocks, xq, xs, bias, y);
+                else Panel4<Avx2Dot>(panel, blocks, xq, xs, bias, y);
+            }
+            else if (panelRows == 1 && Avx2.IsSupported) *y = Row<Avx2Dot>(panel, blocks, xq, xs, bias);
+            else
+            {
+                for (int i = 0; i < panelRows; i++) y[i] = RowPortable(packed, r + i, blocksPerRow, panelRows, xq, xs);
             }
         }
     }
+
 
     /// <summary>
     /// Four rows of a panel: each row's 16 bytes unpacked to 32 nibbles in weight order, multiplied as

@@ -55,47 +55,43 @@ internal abstract unsafe class ScaledMinimumFormat<TQuants> : BlockFormat where 
         for (int j = 0; j < BlockSize; j++) quants[j] = Math.Min(levels, (int)(byte)((values[j] - min) * id + 0.5f));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public override void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride)
+    public override void Dot(byte* packed, long row0, long row1, long blocksPerRow, int panelRows, QuantizedActivations x, float* y, long yStride) =>
+        DotPanels<Kernels>(packed, row0, row1, blocksPerRow, panelRows, x, y, yStride);
+
+    private readonly struct Kernels : IPanelKernels
     {
-        int blocks = (int)blocksPerRow;
-        // Row groups over chunks of panels, as Q4_0 (see there). There are no 512-bit kernels for these formats:
-        // CPUs with AVX-512 run the 256-bit ones, which give the same bits.
-        for (long chunk = row0; chunk < row1; chunk += PanelChunk * panelRows)
-        for (int group = 0; group < x.Batch; group += RowGroup)
-        for (long r = chunk, chunkEnd = Math.Min(row1, chunk + PanelChunk * panelRows); r < chunkEnd; r += panelRows)
+        public static int Batched(byte* panel, int blocks, QuantizedActivations x, int b, int groupEnd, float* y, long yStride)
         {
-            int groupEnd = Math.Min(x.Batch, group + RowGroup);
-            byte* panel = packed + ScaleOffset(r, 0, blocksPerRow, panelRows);
-            int b = group;
-            if (panelRows == PanelRows && Avx2.IsSupported)
-            {
-                for (; b + 2 <= groupEnd; b += 2)
-                {
-                    sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
-                    float* xs = x.Scales + (long)b * blocks, sums = x.Sums + (long)b * blocks;
-                    if (AvxVnni.IsSupported) Panel4Rows2<VnniDot>(panel, blocks, xq, xs, sums, y + b * yStride + r, yStride);
-                    else Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, sums, y + b * yStride + r, yStride);
-                }
-            }
-            for (; b < groupEnd; b++)
+            // No 512-bit kernels for these formats: CPUs with AVX-512 run the 256-bit ones, which give the same bits.
+            if (!Avx2.IsSupported) return b;
+            for (; b + 2 <= groupEnd; b += 2)
             {
                 sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
                 float* xs = x.Scales + (long)b * blocks, sums = x.Sums + (long)b * blocks;
-                float* yb = y + b * yStride + r;
-                if (panelRows == PanelRows && Avx2.IsSupported)
-                {
-                    if (AvxVnni.IsSupported) Panel4<VnniDot>(panel, blocks, xq, xs, sums, yb);
-                    else Panel4<Avx2Dot>(panel, blocks, xq, xs, sums, yb);
-                }
-                else if (panelRows == 1 && Avx2.IsSupported) *yb = Row<Avx2Dot>(panel, blocks, xq, xs, sums);
-                else
-                {
-                    for (int i = 0; i < panelRows; i++) yb[i] = RowPortable(packed, r + i, blocksPerRow, panelRows, xq, xs, sums);
-                }
+                if (AvxVnni.IsSupported) Panel4Rows2<VnniDot>(panel, blocks, xq, xs, sums, y + b * yStride, yStride);
+                else Panel4Rows2<Avx2Dot>(panel, blocks, xq, xs, sums, y + b * yStride, yStride);
+            }
+            return b;
+        }
+
+        public static void Single(byte* packed, byte* panel, long r, long blocksPerRow, int panelRows, QuantizedActivations x, int b, float* y)
+        {
+            int blocks = (int)blocksPerRow;
+            sbyte* xq = x.Quants + (long)b * blocks * BlockSize;
+            float* xs = x.Scales + (long)b * blocks, sums = x.Sums + (long)b * blocks;
+            if (panelRows == PanelRows && Avx2.IsSupported)
+            {
+                if (AvxVnni.IsSupported) Panel4<VnniDot>(panel, blocks, xq, xs, sums, y);
+                else Panel4<Avx2Dot>(panel, blocks, xq, xs, sums, y);
+            }
+            else if (panelRows == 1 && Avx2.IsSupported) *y = Row<Avx2Dot>(panel, blocks, xq, xs, sums);
+            else
+            {
+                for (int i = 0; i < panelRows; i++) y[i] = RowPortable(packed, r + i, blocksPerRow, panelRows, xq, xs, sums);
             }
         }
     }
+
 
     /// <summary>
     /// Four rows of a panel. ggml's Σ(q·d + m)·x is split as its <c>vec_dot_q4_1_q8_1</c> splits it: per block, the
