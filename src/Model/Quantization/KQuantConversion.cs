@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics;
+
 namespace ActorRing.Model.Quantization;
 
 /// <summary>
@@ -31,31 +33,39 @@ internal static unsafe class KQuantConversion
         }
         bool q5 = type == GgmlType.Q5_K;
         int superBlockBytes = Target(type)!.Value.SuperBlockBytes, blockBytes = Target(type)!.Value.Format.BytesPerBlock;
-        Span<int> values = stackalloc int[32];
+        var lowNibbles = Vector128.Create((byte)0x0F);
         for (long s = 0; s < superBlocks; s++, source += superBlockBytes)
         {
             float d = Fp16.ToSingle(*(ushort*)source), dmin = Fp16.ToSingle(*(ushort*)(source + 2));
-            byte* scales = source + 4, high = source + 16, low = source + (q5 ? 48 : 16);
+            byte* scales = source + 4, low = source + (q5 ? 48 : 16);
+            // Q5_K's fifth bits: bit j of byte l is value l's of sub-block j. Shifting each 16-bit lane left by 7 - j
+            // puts bit j of both its bytes at their top, which ExtractMostSignificantBits gathers: Q5_1's qh, bit l
+            // for value l.
+            var high = q5 ? Vector256.Load(source + 16).AsUInt16() : default;
             for (int j = 0; j < 8; j++, destination += blockBytes)
             {
                 var (sc, m) = GgmlTypeTraits.ScaleMin(j, scales);
                 *(ushort*)destination = Fp16.FromSingle(d * sc);
                 *(ushort*)(destination + 2) = Fp16.FromSingle(-(dmin * m));
                 // Sub-block j is the low (even j) or high (odd j) nibbles of the 32 bytes of pair j/2, value l in
-                // byte l; Q5_K's fifth bit of value l is bit j of its 32-byte qh's byte l (as dequantize_row_q5_K).
-                byte* pair = low + 32 * (j / 2);
-                int shift = (j & 1) * 4;
-                for (int l = 0; l < 32; l++)
-                    values[l] = ((pair[l] >> shift) & 0x0F) | (q5 ? ((high[l] >> j) & 1) << 4 : 0);
-                // Q4_1/Q5_1 keep value l in byte l's low nibble and value l+16 in its high one, Q5_1's fifth bits in qh.
-                byte* nibbles = destination + (q5 ? 8 : 4);
-                uint qh = 0;
-                for (int l = 0; l < 16; l++)
+                // byte l; Q4_1/Q5_1 keep value l in byte l's low nibble and value l+16 in its high one.
+                var first = Vector128.Load(low + 32 * (j / 2));       // values 0..15
+                var second = Vector128.Load(low + 32 * (j / 2) + 16); // values 16..31
+                if ((j & 1) == 1)
                 {
-                    nibbles[l] = (byte)((values[l] & 0x0F) | ((values[l + 16] & 0x0F) << 4));
-                    qh |= (uint)(values[l] >> 4) << l | (uint)(values[l + 16] >> 4) << (l + 16);
+                    first = Vector128.ShiftRightLogical(first.AsUInt16(), 4).AsByte();
+                    second = Vector128.ShiftRightLogical(second.AsUInt16(), 4).AsByte();
                 }
-                if (q5) *(uint*)(destination + 4) = qh;
+                var nibbles = (first & lowNibbles) | Vector128.ShiftLeft((second & lowNibbles).AsUInt16(), 4).AsByte();
+                if (q5)
+                {
+                    *(uint*)(destination + 4) = Vector256.ExtractMostSignificantBits(Vector256.ShiftLeft(high, 7 - j).AsByte());
+                    nibbles.Store(destination + 8);
+                }
+                else
+                {
+                    nibbles.Store(destination + 4);
+                }
             }
         }
     }
