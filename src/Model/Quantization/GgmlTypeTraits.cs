@@ -3,8 +3,9 @@ namespace ActorRing.Model.Quantization;
 /// <summary>
 /// The tensor types a GGUF file may hold that this loader reads, with their block geometry (ggml's
 /// <c>type_traits</c> blck_size and type_size), and dequantization to float32 for every one of them. F32, F16,
-/// BF16, Q8_0 and Q4_0 run natively; the K-quants inside the common Q4_K_M and Q5_K_M files are dequantized
-/// (and the loader requantizes them to Q8_0).
+/// BF16, Q8_0, Q4_0, Q4_1, Q5_1 and IQ4_NL run natively; Q4_K, Q5_K and IQ4_XS are converted to Q4_1, Q5_1 and
+/// IQ4_NL blocks as they are read (<see cref="KQuantConversion"/>); Q6_K, and any of them under --quant, are
+/// dequantized here and requantized by the loader.
 /// </summary>
 internal static unsafe class GgmlTypeTraits
 {
@@ -27,8 +28,6 @@ internal static unsafe class GgmlTypeTraits
         GgmlType.Q6_K => (KBlock, 210),
         _ => null,
     };
-
-    public static bool IsKQuant(GgmlType type) => type is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
     /// <summary><paramref name="count"/> values (whole blocks) of <paramref name="type"/> at <paramref name="source"/> into float32.</summary>
     public static void Dequantize(GgmlType type, byte* source, long count, float* destination)
