@@ -28,8 +28,8 @@ public static partial class CorePinning
     /// Those threads also go to SCHED_BATCH (no privilege needed), and threads they create inherit it: a batch
     /// thread gets its fair share of the core but does not preempt the running thread when it wakes. Before, the
     /// actor dispatcher woken by a step's tokens preempted the compute thread on the one core they share, for
-    /// 1-10 ms at a time: `generate --world-size 2` on the bundled model had a control share above 10% in most
-    /// runs, and under 10% in 26 of 29 runs with this (README "Serving engine", round 24). Compute threads set
+    /// 3-10 ms at a time: `generate --world-size 2` on the bundled model had a control share under 10% in 10 of 19
+    /// runs, and in 44 of 48 with this (README "Serving engine", round 24). Compute threads set
     /// the normal policy back when they pin themselves (<see cref="PinCurrentThread"/>). Thread-pool threads the
     /// runtime starts later keep the normal policy.
     /// Returns false when nothing could be set (not Linux, or no /proc).
