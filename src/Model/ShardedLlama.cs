@@ -552,8 +552,8 @@ public sealed partial class ShardedLlama : IDisposable
         LoadLinear(reader, quantize: true, parts);
 
     /// <summary>
-    /// A linear layer's weight in the format it will run in: Q8_0/Q4_0/Q4_1/Q5_1 blocks of a GGUF file as they are
-    /// stored; Q4_K and Q5_K as Q4_1 and Q5_1 blocks (<see cref="KQuantConversion"/>), unless
+    /// A linear layer's weight in the format it will run in: Q8_0/Q4_0/Q4_1/Q5_1/IQ4_NL blocks of a GGUF file as they
+    /// are stored; Q4_K, Q5_K and IQ4_XS as Q4_1, Q5_1 and IQ4_NL blocks (<see cref="KQuantConversion"/>), unless
     /// <see cref="ModelLoadOptions.Quant"/> names a format for them; other quantized types (Q6_K) dequantized and
     /// requantized to that format, or Q8_0; float weights quantized to <see cref="ModelLoadOptions.Quant"/> when
     /// asked and the width allows, else in the compute dtype.
@@ -591,10 +591,10 @@ public sealed partial class ShardedLlama : IDisposable
     }
 
     /// <summary>
-    /// Q8_0/Q4_0/Q4_1/Q5_1 blocks read straight from a quantized checkpoint into the panel layout: ggml's bytes are
-    /// ours, so nothing is converted, and a rank reads only its rows and (block-aligned) columns. With
-    /// <paramref name="fromKQuant"/> the stored blocks are Q4_K or Q5_K, each super-block turned into eight Q4_1 or
-    /// Q5_1 blocks (<see cref="KQuantConversion"/>) as it is read.
+    /// Q8_0/Q4_0/Q4_1/Q5_1/IQ4_NL blocks read straight from a quantized checkpoint into the panel layout: ggml's bytes
+    /// are ours, so nothing is converted, and a rank reads only its rows and (block-aligned) columns. With
+    /// <paramref name="fromKQuant"/> the stored blocks are Q4_K, Q5_K or IQ4_XS, each super-block turned into eight
+    /// Q4_1, Q5_1 or IQ4_NL blocks (<see cref="KQuantConversion"/>) as it is read.
     /// </summary>
     private unsafe SplitMatrix LoadNative(ICheckpointReader reader, BlockFormat format, (string Name, long DiskRows, long DiskCols, long Row0, long Rows, long Col0, long Cols)[] parts, GgmlType? fromKQuant = null)
     {

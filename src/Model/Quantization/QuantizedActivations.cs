@@ -29,7 +29,7 @@ internal sealed unsafe class QuantizedActivations
     /// <summary>Per block, eight ints: -8 times the sum of quants 4i..4i+3.</summary>
     public int* LaneBias { get; private set; }
 
-    /// <summary>Per block, the sum of its 32 quants as a float (exact): the factor of Q4_1's minimum.</summary>
+    /// <summary>Per block, the sum of its 32 quants as a float (exact): the factor of Q4_1's and Q5_1's minimum.</summary>
     public float* Sums { get; private set; }
 
     /// <summary>

@@ -36,8 +36,9 @@ internal abstract unsafe class ScaledMinimumFormat<TQuants> : BlockFormat where 
 
     /// <summary>
     /// ggml's <c>quantize_row_q4_1_ref</c>/<c>_q5_1_ref</c> up to the quants' packing: d = (max-min)/levels from
-    /// the float32 extremes, both stored as fp16, and each value's (x-min)/d + 0.5 truncated to
-    /// <paramref name="levels"/> at most. Returns the float32 minimum and reciprocal scale in <paramref name="quants"/>.
+    /// the float32 extremes, d and the minimum written to the block's first four bytes as fp16, and each value's
+    /// quant, (x-min)/d + 0.5 truncated and capped at <paramref name="levels"/>, to <paramref name="quants"/> (the
+    /// caller packs them).
     /// </summary>
     protected static void ScaleAndMinimum(ReadOnlySpan<float> values, Span<byte> block, int levels, Span<int> quants)
     {
