@@ -199,11 +199,7 @@ public sealed class GgufTests : IDisposable
     {
         // Q4_K_M's mix: Q4_K for most matrices, Q6_K for down_proj and the head, and Q5_K (as in Q5_K_M) for
         // o_proj. Blocks of 256 values, so every row-parallel share at world size 2 must be 256 columns wide.
-        var model = new SyntheticModel
-        {
-            ModelType = "qwen2", Hidden = 256, Intermediate = 512, Layers = 2, Heads = 8, KvHeads = 4, HeadDim = 64, Vocab = 300,
-            Tied = false,
-        }.Build(seed: 5);
+        var model = SuperBlockModel(seed: 5);
         var tensors = GgufWriter.Tensors(model, GgmlType.F32);
         // The reference file holds what each matrix must run as, built independently of the loader's conversion:
         // the Q4_K and Q5_K matrices' sub-blocks written out as Q4_1 and Q5_1 blocks, and the Q6_K values quantized
@@ -235,11 +231,7 @@ public sealed class GgufTests : IDisposable
                 BlockFormat.Q8_0.QuantizeRow(values.AsSpan((int)(r * cols), (int)cols), q8.AsSpan((int)(r * rowBytes), (int)rowBytes));
             reference[i] = t with { Type = GgmlType.Q8_0, Data = q8 };
         }
-        string gguf = Path.Combine(_root, "k.gguf");
-        GgufWriter.Write(gguf, GgufWriter.Metadata(model), tensors);
-        Directory.CreateDirectory(Path.Combine(_root, "ref"));
-        string referenceGguf = Path.Combine(_root, "ref", "q4_1-q8_0.gguf");
-        GgufWriter.Write(referenceGguf, GgufWriter.Metadata(model), reference);
+        var (gguf, referenceGguf) = WriteWithReference(model, tensors, reference);
 
         var options = new ModelLoadOptions { ContextLength = 32, Threads = 1 };
         var expected = Run(referenceGguf, 1, options);
@@ -271,11 +263,7 @@ public sealed class GgufTests : IDisposable
     [InlineData(GgmlType.IQ4_XS)]
     public void An_iq4_file_gives_the_logits_of_the_q8_0_blocks_of_its_values(GgmlType type)
     {
-        var model = new SyntheticModel
-        {
-            ModelType = "qwen2", Hidden = 256, Intermediate = 512, Layers = 2, Heads = 8, KvHeads = 4, HeadDim = 64, Vocab = 300,
-            Tied = false,
-        }.Build(seed: 7);
+        var model = SuperBlockModel(seed: 7);
         var tensors = GgufWriter.Tensors(model, GgmlType.F32);
         var reference = tensors.ToList();
         var rng = new Random(8);
@@ -315,11 +303,7 @@ public sealed class GgufTests : IDisposable
             tensors[i] = t with { Type = type, Data = data };
             reference[i] = t with { Type = GgmlType.Q8_0, Data = q8 };
         }
-        string gguf = Path.Combine(_root, "iq4.gguf");
-        GgufWriter.Write(gguf, GgufWriter.Metadata(model), tensors);
-        Directory.CreateDirectory(Path.Combine(_root, "ref"));
-        string referenceGguf = Path.Combine(_root, "ref", "q8_0.gguf");
-        GgufWriter.Write(referenceGguf, GgufWriter.Metadata(model), reference);
+        var (gguf, referenceGguf) = WriteWithReference(model, tensors, reference);
         var options = new ModelLoadOptions { ContextLength = 32, Threads = 1 };
         // At each world size exactly: across world sizes a quantized model may differ more than a float one (the
         // all-reduce's order can flip a rounding of the activations' 8-bit blocks; 0.03 on one logit here).
@@ -338,6 +322,25 @@ public sealed class GgufTests : IDisposable
             scale.CopyTo(q8);
             for (int k = 0; k < 32; k++) q8[2 + k] = (byte)Iq4NlFormat.Table[k < 16 ? indices[k] & 0x0F : indices[k - 16] >> 4];
         }
+    }
+
+    /// <summary>A small qwen2 model whose every matrix, and every rank's share of it at two ranks, is whole
+    /// 256-value super-blocks (the K-quant and IQ4_XS tests).</summary>
+    private static SyntheticModel SuperBlockModel(int seed) => new SyntheticModel
+    {
+        ModelType = "qwen2", Hidden = 256, Intermediate = 512, Layers = 2, Heads = 8, KvHeads = 4, HeadDim = 64, Vocab = 300,
+        Tied = false,
+    }.Build(seed);
+
+    /// <summary>The file under test and, in a directory of its own, the reference file holding what it must run as.</summary>
+    private (string File, string Reference) WriteWithReference(SyntheticModel model, List<GgufWriter.Tensor> tensors, List<GgufWriter.Tensor> reference)
+    {
+        string file = Path.Combine(_root, "under-test.gguf");
+        GgufWriter.Write(file, GgufWriter.Metadata(model), tensors);
+        Directory.CreateDirectory(Path.Combine(_root, "ref"));
+        string referenceFile = Path.Combine(_root, "ref", "reference.gguf");
+        GgufWriter.Write(referenceFile, GgufWriter.Metadata(model), reference);
+        return (file, referenceFile);
     }
 
     /// <summary>
