@@ -5,110 +5,128 @@ using System.Runtime.Intrinsics.X86;
 namespace ActorRing.Model;
 
 /// <summary>
-/// The dot product that decode's matrix-vector products are made of: one weight row against the activation
-/// vector. Measured on the 2-core reference VM (AMD EPYC with AVX-512), one thread over 450 MB of llama-160m
-/// weights on huge pages: this 256-bit loop with four accumulators streams 27 GB/s, as fast as a plain
-/// vectorized sum over the same memory, while <see cref="System.Numerics.Tensors.TensorPrimitives.Dot(ReadOnlySpan{float}, ReadOnlySpan{float})"/>
-/// (512-bit here) streams 20–21 GB/s and a hand-written 512-bit loop 19–22. Reading several rows at once
-/// (2 or 4 interleaved streams) was slower still, 13–16 GB/s: this CPU prefers one sequential stream.
+/// The decode products of packed float32/bf16 matrices, in one of two panel layouts chosen by the CPU when the
+/// weights are packed (<see cref="PanelRows"/>):
+/// <list type="bullet">
+/// <item>With AVX-512, panels of 16 output rows stored column-major (<c>[out / 16][in][16]</c>): one 512-bit load
+/// holds 16 outputs' weights at one input column, so every activation row needs one accumulator per panel, fed by a
+/// broadcast of its activation value, and 16 activation rows (a decode step at concurrency 16) take ONE pass over a
+/// panel. The 4-row panels took two passes of 8 rows, the second from L2: in a scratch comparison
+/// (docs/bench/panel_layouts.c, both vCPUs of the Zen 5 VM at once over 128 MB of n = 768 panels) 145-194 against
+/// 113-154 GFLOP/s for 16 rows, about the same for 1 and 8. Each output is one chain of FMAs over k ascending.</item>
+/// <item>Otherwise, panels of 4 rows, 8 columns of each row in turn (<c>[out / 4][in / 8][4][8]</c>): one sequential
+/// stream, each output in 8 lanes then <see cref="Vector256.Sum{T}(Vector256{T})"/>. On 256-bit registers the
+/// 16-row layout's few accumulators per panel made batched steps 25-40% slower than these kernels.</item>
+/// </list>
+/// Batch invariance holds in both: an output's summation order depends on neither the batch size nor where its row
+/// falls in a group, so a sequence's products are bit-identical in any batch.
 /// </summary>
 internal static class DotKernel
 {
-    public const int PanelRows = 4, PanelColumns = 8;
+    /// <summary>Output rows per panel of the 16-row layout: one 512-bit register of float32.</summary>
+    public const int Panel16Rows = 16;
 
-    /// <summary>Whether an [out, in] matrix fits the panel layout exactly.</summary>
-    public static bool CanPack(long outDim, long inDim) => Vector256.IsHardwareAccelerated && outDim % PanelRows == 0 && inDim % PanelColumns == 0;
+    /// <summary>Output rows per panel of the 4-row layout.</summary>
+    public const int Panel4Rows = 4, PanelColumns = 8;
+
+    /// <summary>Whether this CPU packs float matrices in the 16-row layout (else the 4-row one).</summary>
+    public static bool WidePanels => DotKernel512.IsSupported;
+
+    /// <summary>Output rows per panel on this CPU: whole panels are what split helpers claim.</summary>
+    public static int PanelRows => WidePanels ? Panel16Rows : Panel4Rows;
+
+    /// <summary>Whether an [out, in] matrix fits this CPU's panel layout.</summary>
+    public static bool CanPack(long outDim, long inDim) => WidePanels
+        ? outDim % Panel16Rows == 0 && inDim > 0
+        : Vector256.IsHardwareAccelerated && outDim % Panel4Rows == 0 && inDim % PanelColumns == 0;
+
+    /// <summary>The activation rows one transposed group holds (see <see cref="Transpose"/>).</summary>
+    public const int GroupRows = 16;
 
     /// <summary>
-    /// Four rows' dot products from one panel: <paramref name="panel"/> holds the rows' columns interleaved
-    /// in blocks of 8 (row 0's first 8, row 1's first 8, …, row 0's next 8, …), so the weights are one
-    /// sequential stream and each 8 floats of x are loaded once for four rows. Measured like
-    /// <see cref="Dot{TWeights}"/> in float32: 25–26 GB/s on llama-160m and tinyllama-1.1b shapes, against 21–25
-    /// row by row, where rows of 2048–5632 floats streamed slowest. Weights are stored as
-    /// <typeparamref name="TWeights"/>; the arithmetic is float32.
+    /// Activation rows [0, rows) (row b at x + b·xStride, n floats) into the kernels' transposed groups: the group of
+    /// rows g..g+s-1 (s = 16, or what is left for the last) is <c>[n][s]</c> at <c>xt + g·n</c>, so one k's values of
+    /// a group's rows sit side by side and a kernel reaches row r's value at a constant offset. One row is its own
+    /// copy (a stride of 16 for it made the one-row step 20% slower: a 64-byte line of activations per k crowded
+    /// the weights out of L1). Done once per product and shared by every panel and split helper.
     /// </summary>
-    // Optimized from the first call: a server's first request would otherwise run ~30 decode steps on
-    // unoptimized (tier-0) code, 2–5× slower, before tiered compilation catches up.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe void Panel4<TWeights>(byte* panel, float* x, int n, float* y) where TWeights : struct, IWeightFormat
+    public static unsafe void Transpose(float* x, long xStride, int rows, int n, float* xt)
     {
-        int step = PanelColumns * TWeights.Bytes;
-        var s0 = Vector256<float>.Zero;
-        var s1 = s0;
-        var s2 = s0;
-        var s3 = s0;
-        for (int k = 0; k < n; k += PanelColumns)
+        for (int g = 0; g < rows; g += GroupRows)
         {
-            var xv = Vector256.Load(x + k);
-            s0 = Vector256.FusedMultiplyAdd(TWeights.Load8(panel), xv, s0);
-            s1 = Vector256.FusedMultiplyAdd(TWeights.Load8(panel + step), xv, s1);
-            s2 = Vector256.FusedMultiplyAdd(TWeights.Load8(panel + 2 * step), xv, s2);
-            s3 = Vector256.FusedMultiplyAdd(TWeights.Load8(panel + 3 * step), xv, s3);
-            panel += PanelRows * step;
+            int size = Math.Min(GroupRows, rows - g);
+            float* to = xt + (long)g * n;
+            for (int r = 0; r < size; r++)
+            {
+                float* from = x + (g + r) * xStride;
+                for (int k = 0; k < n; k++) to[k * size + r] = from[k];
+            }
         }
-        y[0] = Vector256.Sum(s0);
-        y[1] = Vector256.Sum(s1);
-        y[2] = Vector256.Sum(s2);
-        y[3] = Vector256.Sum(s3);
+    }
+
+    /// <summary>Floats <see cref="Transpose"/> writes for <paramref name="rows"/> rows of width n.</summary>
+    public static long TransposedFloats(int rows, int n) => (long)rows * n;
+
+    /// <summary>
+    /// Panels [0, <paramref name="panelCount"/>) of a matrix packed for this CPU (panel p's outputs at
+    /// y + p·<see cref="PanelRows"/>) against activation rows [0, rows): row b at x + b·xStride, and (for the 16-row
+    /// layout) the same rows transposed by <see cref="Transpose"/> into <paramref name="xt"/>. Row b's outputs at
+    /// y + b·yStride.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void PanelsRows<TWeights>(byte* panels, long panelCount, float* x, long xStride, float* xt, int rows, int n, float* y, long yStride)
+        where TWeights : struct, IWeightFormat
+    {
+        if (WidePanels) Panels16Rows<TWeights>(panels, panelCount, xt, rows, n, y, yStride);
+        else Panels4Rows<TWeights>(panels, panelCount, x, xStride, rows, n, y, yStride);
     }
 
     /// <summary>
-    /// The batched decode product, the entry point every weight format implements: one panel of 4 weight rows
-    /// against <paramref name="rows"/> activation vectors (row b at <c>x + b·xStride</c>, n floats), writing
-    /// the panel's 4 outputs of row b to <c>y + b·yStride</c>. The panel is streamed from memory once and
-    /// re-read from cache for each group of activation rows, which is why a step over B sequences costs far
-    /// less than B steps. Batch invariance: every output element is accumulated exactly as
-    /// <see cref="Panel4{TWeights}"/> accumulates it (one 8-lane accumulator, k ascending, then a horizontal
-    /// sum), whatever <paramref name="rows"/> is and whichever group a row falls in, so a sequence's result is
-    /// bit-identical in any batch.
+    /// The 16-row layout: up to 16 rows stream every panel once; more rows (a prefill chunk) go in groups of 16 over
+    /// chunks of panels small enough to stay in L2 for the next group.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe void Panel4Rows<TWeights>(byte* panel, float* x, long xStride, int rows, int n, float* y, long yStride)
+    internal static unsafe void Panels16Rows<TWeights>(byte* panels, long panelCount, float* xt, int rows, int n, float* y, long yStride)
         where TWeights : struct, IWeightFormat
     {
-        // More than one row: the panel is re-read from cache, so the product is bound by FMA throughput, which
-        // 512-bit registers double on the reference CPU (bit-identical, see DotKernel512). One row streams
-        // memory, and one 256-bit stream is fastest for that.
-        if (rows > 1 && DotKernel512.IsSupported)
+        const int PanelRows = Panel16Rows;
+        long panelBytes = (long)PanelRows * n * TWeights.Bytes;
+        long chunkPanels = rows <= GroupRows ? panelCount : Math.Max(1, ChunkBytes / panelBytes);
+        for (long first = 0; first < panelCount; first += chunkPanels)
         {
-            DotKernel512.PanelRows<TWeights>(panel, x, xStride, rows, n, y, yStride);
-            return;
+            long last = Math.Min(panelCount, first + chunkPanels);
+            for (int g = 0; g < rows; g += GroupRows)
+            {
+                int size = Math.Min(GroupRows, rows - g);
+                float* group = xt + (long)g * n;
+                long p = first;
+                if (size <= PairRows)
+                    for (; p + 1 < last; p += 2)
+                        DotKernel512.Panel16Pair<TWeights>(panels + p * panelBytes, panels + (p + 1) * panelBytes, group, size, size, n, y + g * yStride + p * PanelRows, yStride);
+                for (; p < last; p++)
+                    DotKernel512.Panel16<TWeights>(panels + p * panelBytes, group, size, size, n, y + g * yStride + p * PanelRows, yStride);
+            }
         }
-        Panel4Rows256<TWeights>(panel, x, xStride, rows, n, y, yStride);
     }
 
-    /// <summary><see cref="Panel4Rows{TWeights}"/> in 256-bit registers (CPUs without AVX-512, and one row); the same bits.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static unsafe void Panel4Rows256<TWeights>(byte* panel, float* x, long xStride, int rows, int n, float* y, long yStride)
-        where TWeights : struct, IWeightFormat
-    {
-        int b = 0;
-        // Two activation rows at a time: 8 accumulators (enough independent FMAs to cover their latency on two
-        // pipes), 4 weight and 1 activation register fit AVX2's 16. Four rows at a time needed 21, and the JIT kept 5
-        // accumulators on the stack, each FMA then waiting on a store and a reload.
-        for (; b + 2 <= rows; b += 2)
-            Panel4x2<TWeights>(panel, x + b * xStride, xStride, n, y + b * yStride, yStride, panel + DotKernel512.PrefetchBytes, PanelRows * PanelColumns * TWeights.Bytes);
-        if (b < rows) Panel4<TWeights>(panel, x + b * xStride, n, y + b * yStride);
-    }
+    /// <summary>Up to this many rows, two panels go through the 512-bit kernel at once (<see cref="DotKernel512.Panel16Pair{TWeights}"/>).</summary>
+    private const int PairRows = 8;
+
+    /// <summary>Panels a group of rows takes in turn before the next group (256 KB: a quarter of a 1 MB L2).</summary>
+    private const long ChunkBytes = 256 * 1024;
 
     /// <summary>
-    /// Panels [0, <paramref name="panelCount"/>) of a packed matrix (panel p's outputs at y + 4p) against activation
-    /// rows [0, rows): with several rows on AVX-512, k-blocked so the activation rows stay in L1
-    /// (<see cref="DotKernel512.PanelsRows{TWeights}"/>); otherwise panel by panel. Bits as <see cref="Panel4Rows{TWeights}"/>.
+    /// The 4-row layout, panel by panel (CPUs without AVX-512).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe void PanelsRows<TWeights>(byte* panels, long panelCount, float* x, long xStride, int rows, int n, float* y, long yStride)
+    internal static unsafe void Panels4Rows<TWeights>(byte* panels, long panelCount, float* x, long xStride, int rows, int n, float* y, long yStride)
         where TWeights : struct, IWeightFormat
     {
-        if (rows > 1 && DotKernel512.IsSupported)
-        {
-            DotKernel512.PanelsRows<TWeights>(panels, panelCount, x, xStride, rows, n, y, yStride);
-            return;
-        }
+        const int PanelRows = Panel4Rows;
         long panelBytes = (long)PanelRows * n * TWeights.Bytes;
         if (rows <= 2)
         {
-            for (long p = 0; p < panelCount; p++) Panel4Rows<TWeights>(panels + p * panelBytes, x, xStride, rows, n, y + p * PanelRows, yStride);
+            for (long p = 0; p < panelCount; p++) Panel4Rows256<TWeights>(panels + p * panelBytes, x, xStride, rows, n, y + p * PanelRows, yStride);
             return;
         }
         // Several passes over each panel (a pair of activation rows each): only the first reads the panel from
@@ -162,11 +180,59 @@ internal static class DotKernel
             a11 = Vector256.FusedMultiplyAdd(w1, v, a11);
             a12 = Vector256.FusedMultiplyAdd(w2, v, a12);
             a13 = Vector256.FusedMultiplyAdd(w3, v, a13);
-            panel += PanelRows * step;
+            panel += Panel4Rows * step;
         }
         float* y0 = y, y1 = y + yStride;
         y0[0] = Vector256.Sum(a00); y0[1] = Vector256.Sum(a01); y0[2] = Vector256.Sum(a02); y0[3] = Vector256.Sum(a03);
         y1[0] = Vector256.Sum(a10); y1[1] = Vector256.Sum(a11); y1[2] = Vector256.Sum(a12); y1[3] = Vector256.Sum(a13);
+    }
+
+    /// <summary>
+    /// Four rows' dot products from one panel: <paramref name="panel"/> holds the rows' columns interleaved
+    /// in blocks of 8 (row 0's first 8, row 1's first 8, …, row 0's next 8, …), so the weights are one
+    /// sequential stream and each 8 floats of x are loaded once for four rows. Measured like
+    /// <see cref="Dot{TWeights}"/> in float32: 25–26 GB/s on llama-160m and tinyllama-1.1b shapes, against 21–25
+    /// row by row, where rows of 2048–5632 floats streamed slowest. Weights are stored as
+    /// <typeparamref name="TWeights"/>; the arithmetic is float32.
+    /// </summary>
+    // Optimized from the first call: a server's first request would otherwise run ~30 decode steps on
+    // unoptimized (tier-0) code, 2–5× slower, before tiered compilation catches up.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static unsafe void Panel4<TWeights>(byte* panel, float* x, int n, float* y) where TWeights : struct, IWeightFormat
+    {
+        int step = PanelColumns * TWeights.Bytes;
+        var s0 = Vector256<float>.Zero;
+        var s1 = s0;
+        var s2 = s0;
+        var s3 = s0;
+        for (int k = 0; k < n; k += PanelColumns)
+        {
+            var xv = Vector256.Load(x + k);
+            s0 = Vector256.FusedMultiplyAdd(TWeights.Load8(panel), xv, s0);
+            s1 = Vector256.FusedMultiplyAdd(TWeights.Load8(panel + step), xv, s1);
+            s2 = Vector256.FusedMultiplyAdd(TWeights.Load8(panel + 2 * step), xv, s2);
+            s3 = Vector256.FusedMultiplyAdd(TWeights.Load8(panel + 3 * step), xv, s3);
+            panel += Panel4Rows * step;
+        }
+        y[0] = Vector256.Sum(s0);
+        y[1] = Vector256.Sum(s1);
+        y[2] = Vector256.Sum(s2);
+        y[3] = Vector256.Sum(s3);
+    }
+
+    /// <summary>Activation rows [0, rows) against one panel of the 4-row layout: pairs of rows, then a last one alone,
+    /// every output with the bits of <see cref="Panel4{TWeights}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static unsafe void Panel4Rows256<TWeights>(byte* panel, float* x, long xStride, int rows, int n, float* y, long yStride)
+        where TWeights : struct, IWeightFormat
+    {
+        int b = 0;
+        // Two activation rows at a time: 8 accumulators (enough independent FMAs to cover their latency on two
+        // pipes), 4 weight and 1 activation register fit AVX2's 16. Four rows at a time needed 21, and the JIT kept 5
+        // accumulators on the stack, each FMA then waiting on a store and a reload.
+        for (; b + 2 <= rows; b += 2)
+            Panel4x2<TWeights>(panel, x + b * xStride, xStride, n, y + b * yStride, yStride, panel + DotKernel512.PrefetchBytes, Panel4Rows * PanelColumns * TWeights.Bytes);
+        if (b < rows) Panel4<TWeights>(panel, x + b * xStride, n, y + b * yStride);
     }
 
     /// <summary>One row's dot product with x (row-major weights: shapes that do not fill whole panels).</summary>

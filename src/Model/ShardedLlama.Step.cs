@@ -8,7 +8,7 @@ namespace ActorRing.Model;
 /// <summary>
 /// The batched step (<see cref="Execute"/>): every token of the plan, prefill chunks and decodes of different
 /// sequences alike, is one row of the step's activations, and each weight panel is streamed from memory once
-/// per step for all rows (<see cref="DotKernel.Panel4Rows{TWeights}"/>). That is the lever on a memory-bound
+/// per step for all rows (<see cref="DotKernel.PanelsRows{TWeights}"/>). That is the lever on a memory-bound
 /// CPU: a step over 8 sequences reads the same bytes as a step over one. The step runs over the raw memory of
 /// the weight and KV-cache tensors in plain vectorized loops (through TorchSharp each of a layer's ~35 small
 /// operations cost 5–20 µs of dispatch, 6–8 ms of a 25 ms llama-160m step). Its arithmetic is float32 whether

@@ -22,8 +22,8 @@ public sealed partial class ShardedLlama : IDisposable
     /// <summary>
     /// An [out, in] weight and how its output rows are shared among the rank's split workers: part i computes
     /// rows [RowStart[i], RowStart[i+1]). Stored either in PyTorch's row-major layout, or (when the shape
-    /// allows, in either compute dtype) packed in panels for decode (see <see cref="DotKernel.Panel4{TWeights}"/>): tensor shape
-    /// [out/4, in/8, 4, 8], i.e. for each group of 4 rows, their first 8 columns row after row, then the next 8.
+    /// allows, in either compute dtype) packed in panels for decode (see <see cref="DotKernel"/>): tensor shape
+    /// [out/16, in, 16, 1] with AVX-512 (each column's 16 weights side by side), else [out/4, in/8, 4, 8].
     /// Or quantized: blocks of <see cref="Format"/> in its panel layout (see <see cref="BlockFormat"/>), held
     /// in a byte tensor.
     /// </summary>
@@ -673,11 +673,14 @@ public sealed partial class ShardedLlama : IDisposable
         return new SplitMatrix(panels, outDim, inDim, true, rowStart);
     }
 
-    /// <summary>An [out, in] matrix copied into the decode panel layout (see <see cref="SplitMatrix"/>), same dtype.</summary>
+    /// <summary>An [out, in] matrix copied into this CPU's decode panel layout (see <see cref="DotKernel"/>), same
+    /// dtype: per panel of 16 rows each column's 16 weights side by side, or per panel of 4 rows 8 columns of each
+    /// row in turn.</summary>
     private static unsafe Tensor Pack(Tensor w)
     {
         long outDim = w.shape[0], inDim = w.shape[1];
-        const int R = DotKernel.PanelRows, C = DotKernel.PanelColumns;
+        bool wide = DotKernel.WidePanels;
+        int R = DotKernel.PanelRows, C = wide ? 1 : DotKernel.PanelColumns;
         var packed = torch.empty(new long[] { outDim / R, inDim / C, R, C }, w.dtype);
         int e = (int)w.ElementSize, piece = C * e;
         byte* to = (byte*)DataPointer(packed);
@@ -880,7 +883,7 @@ public sealed partial class ShardedLlama : IDisposable
 
     /// <summary>
     /// The step's products, y[rows, out] = x[rows, in] · Wᵀ: each weight panel is streamed once for all rows
-    /// (<see cref="DotKernel.Panel4Rows{TWeights}"/>, the per-format batched entry point), the panels shared
+    /// (<see cref="DotKernel.PanelsRows{TWeights}"/>, or the block formats' <see cref="BlockFormat.Dot"/>), the panels shared
     /// among the split workers. Why not libtorch: its matrix-vector product goes to MKL's sgemv, which on the
     /// reference AMD CPU takes MKL's generic code path (perf shows <c>mkl_blas_def_xsgemv</c>) and streams
     /// about 14 GB/s, and its batched products accumulate in an order that depends on the batch size.
@@ -893,7 +896,17 @@ public sealed partial class ShardedLlama : IDisposable
         // (BlockFormat.Dot, batched like the float panels: each panel streamed once for all rows, each row's result
         // the same in any batch).
         if (kind == ProductKind.Quantized) _quantizedX.Quantize(x, (int)w.In, rows, w.In);
-        _product = new Product(x, rows, w, y, kind);
+        float* xt = x; // one row is its own transpose
+        if (kind != ProductKind.Quantized && w.Packed && rows > 1 && DotKernel.WidePanels)
+        {
+            // The 16-row panels read each k's activation values of a group of rows side by side (DotKernel.Transpose),
+            // transposed once per product for every panel and split helper.
+            long floats = DotKernel.TransposedFloats(rows, (int)w.In);
+            if (_transposedX.Length < floats) _transposedX = GC.AllocateArray<float>((int)floats, pinned: true);
+            xt = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_transposedX));
+            DotKernel.Transpose(x, w.In, rows, (int)w.In, xt);
+        }
+        _product = new Product(x, xt, rows, w, y, kind);
         if (w.RowStart.Length == 2)
         {
             ProductRows(0, w.Out);
@@ -908,9 +921,9 @@ public sealed partial class ShardedLlama : IDisposable
     /// <summary>The product being computed, held in a field (not captured by a lambda) so that handing it to the
     /// split workers allocates nothing: a closure and two delegates per product were most of the 5–7 KB of garbage
     /// a step made on rank 0, whose gen0 collections (3–6 ms) stalled a step every few hundred.</summary>
-    private readonly unsafe struct Product(float* x, int rows, SplitMatrix w, float* y, ProductKind kind)
+    private readonly unsafe struct Product(float* x, float* xt, int rows, SplitMatrix w, float* y, ProductKind kind)
     {
-        public readonly float* X = x, Y = y;
+        public readonly float* X = x, XT = xt, Y = y;
         public readonly int Rows = rows;
         public readonly SplitMatrix W = w;
         public readonly ProductKind Kind = kind;
@@ -920,6 +933,9 @@ public sealed partial class ShardedLlama : IDisposable
     }
 
     private Product _product;
+
+    /// <summary>The current product's activations transposed for the float panels (reused; pinned).</summary>
+    private float[] _transposedX = [];
 
     /// <summary>Activations quantized to Q8_0 for the integer kernels, once per product and shared by the split workers.</summary>
     private readonly QuantizedActivations _quantizedX = new();
@@ -942,7 +958,7 @@ public sealed partial class ShardedLlama : IDisposable
         {
             long r = Volatile.Read(ref _nextRow);
             if (r >= total) return;
-            long size = Math.Clamp((total - r) / (2 * parts), MinBlockRows, MaxBlockRows) / unit * unit;
+            long size = Math.Max(unit, Math.Clamp((total - r) / (2 * parts), MinBlockRows, MaxBlockRows) / unit * unit);
             long end = Math.Min(total, r + size);
             if (Interlocked.CompareExchange(ref _nextRow, end, r) != r) continue;
             ProductRows(r, end);
@@ -956,10 +972,10 @@ public sealed partial class ShardedLlama : IDisposable
         switch (p.Kind)
         {
             case ProductKind.F32:
-                MatMulRows<F32Weights>(p.X, p.Rows, p.W, p.Y, r, end);
+                MatMulRows<F32Weights>(p.X, p.XT, p.Rows, p.W, p.Y, r, end);
                 break;
             case ProductKind.BF16:
-                MatMulRows<BF16Weights>(p.X, p.Rows, p.W, p.Y, r, end);
+                MatMulRows<BF16Weights>(p.X, p.XT, p.Rows, p.W, p.Y, r, end);
                 break;
             default:
                 p.W.Format!.Dot(p.W.Data, r, end, p.W.In / BlockFormat.BlockSize, p.W.PanelRows, _quantizedX, p.Y, p.W.Out);
@@ -968,14 +984,14 @@ public sealed partial class ShardedLlama : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void MatMulRows<TWeights>(float* x, int rows, SplitMatrix w, float* y, long r, long end) where TWeights : struct, IWeightFormat
+    private static unsafe void MatMulRows<TWeights>(float* x, float* xt, int rows, SplitMatrix w, float* y, long r, long end) where TWeights : struct, IWeightFormat
     {
         byte* ws = w.Data;
         int n = (int)w.In;
         long rowBytes = (long)n * TWeights.Bytes, outDim = w.Out;
         if (w.Packed)
         {
-            DotKernel.PanelsRows<TWeights>(ws + r * rowBytes, (end - r) / DotKernel.PanelRows, x, n, rows, n, y + r, outDim);
+            DotKernel.PanelsRows<TWeights>(ws + r * rowBytes, (end - r) / DotKernel.PanelRows, x, n, xt, rows, n, y + r, outDim);
             return;
         }
         for (; r < end; r++)
@@ -984,7 +1000,7 @@ public sealed partial class ShardedLlama : IDisposable
 
     /// <summary>Bounds of a claimed block of rows (multiples of the panel height): large enough that claiming
     /// costs nothing against streaming it, small enough that the last one does not keep the others waiting.</summary>
-    private const long MinBlockRows = 8, MaxBlockRows = 64;
+    private const long MinBlockRows = 16, MaxBlockRows = 64;
 
     /// <summary>Next unclaimed row of the product the split workers are sharing (see <see cref="MatVec"/>).</summary>
     private long _nextRow;

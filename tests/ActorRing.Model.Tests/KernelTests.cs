@@ -27,20 +27,17 @@ public sealed unsafe class KernelTests
     }
 
     [Theory]
-    [InlineData(4, 8)]
-    [InlineData(12, 64)]
+    [InlineData(16, 8)]
+    [InlineData(48, 64)]
     [InlineData(128, 768)]
-    public void Panel4_computes_four_rows_of_a_packed_matrix(int rows, int cols)
+    [InlineData(32, 264)]
+    public void Panels_compute_the_rows_of_a_packed_matrix(int rows, int cols)
     {
         Assert.True(DotKernel.CanPack(rows, cols));
         var rng = new Random(rows * 31 + cols);
         float[] w = Random(rng, rows * cols), x = Random(rng, cols);
-        var packed = PackPanels(w, rows, cols);
         var y = new float[rows];
-        fixed (float* pw = packed, px = x, py = y)
-        {
-            for (int p = 0; p < rows / 4; p++) DotKernel.Panel4<F32Weights>((byte*)(pw + p * 4 * cols), px, cols, py + p * 4);
-        }
+        Product(PackPanels(w, rows, cols, DotKernel.WidePanels), DotKernel.WidePanels, x, 1, rows, cols, y);
         for (int r = 0; r < rows; r++)
         {
             double want = 0;
@@ -109,20 +106,19 @@ public sealed unsafe class KernelTests
     }
 
     [Theory]
-    [InlineData(12, 64)]
+    [InlineData(16, 64)]
     [InlineData(128, 768)]
     public void Bf16_panels_and_rows_compute_the_products_of_the_rounded_weights(int rows, int cols)
     {
         var rng = new Random(rows + cols);
         float[] w = Random(rng, rows * cols).Select(RoundToBf16).ToArray(), x = Random(rng, cols);
         ushort[] bits = ToBf16Bits(w);
-        var packed = PackPanels(bits, rows, cols);
         var fromPanels = new float[rows];
         var fromRows = new float[rows];
-        fixed (ushort* pp = packed, pr = bits)
-        fixed (float* px = x, py = fromPanels, pz = fromRows)
+        Product(PackPanels(bits, rows, cols, DotKernel.WidePanels), DotKernel.WidePanels, x, 1, rows, cols, fromPanels);
+        fixed (ushort* pr = bits)
+        fixed (float* px = x, pz = fromRows)
         {
-            for (int p = 0; p < rows / 4; p++) DotKernel.Panel4<BF16Weights>((byte*)(pp + p * 4 * cols), px, cols, py + p * 4);
             for (int r = 0; r < rows; r++) pz[r] = DotKernel.Dot<BF16Weights>((byte*)(pr + r * cols), px, cols);
         }
         for (int r = 0; r < rows; r++)
@@ -144,48 +140,28 @@ public sealed unsafe class KernelTests
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Batched_panels_give_each_row_the_bits_of_its_own_one_row_product(bool bf16)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    public void Batched_panels_give_each_row_the_bits_of_its_own_one_row_product(bool bf16, bool wide)
     {
-        // Batch invariance at the kernel: whatever the batch size and wherever a row falls in the groups of
-        // four, its outputs are bit-identical to the one-row kernel's.
-        const int rows = 12, cols = 264, batch = 11;
+        // Batch invariance at the kernel, in both layouts: whatever the batch size and wherever a row falls in the
+        // groups, its outputs are bit-identical to its product alone.
+        if (wide && !DotKernel.WidePanels) wide = false; // the 16-row kernels need AVX-512; this CPU packs 4-row panels
+        const int rows = 32, cols = 264, batch = 37;
         var rng = new Random(bf16 ? 5 : 6);
         float[] w = Random(rng, rows * cols).Select(RoundToBf16).ToArray(), x = Random(rng, batch * cols);
-        ushort[] bits = ToBf16Bits(w);
-        var packedF = PackPanels(w, rows, cols);
-        var packedB = PackPanels(bits, rows, cols);
-        fixed (float* pf = packedF, px = x)
-        fixed (ushort* pb = packedB)
+        object packed = bf16 ? PackPanels(ToBf16Bits(w), rows, cols, wide) : PackPanels(w, rows, cols, wide);
+        var solo = new float[batch * rows];
+        for (int b = 0; b < batch; b++) Product(packed, wide, x.AsSpan(b * cols, cols).ToArray(), 1, rows, cols, solo.AsSpan(b * rows, rows));
+        for (int size = 1; size <= batch; size++)
         {
-            byte* panels = bf16 ? (byte*)pb : (byte*)pf;
-            int panelBytes = 4 * cols * (bf16 ? 2 : 4);
-            var solo = new float[batch * rows];
-            fixed (float* ps = solo)
-            {
-                for (int b = 0; b < batch; b++)
-                    for (int p = 0; p < rows / 4; p++)
-                    {
-                        if (bf16) DotKernel.Panel4<BF16Weights>(panels + p * panelBytes, px + b * cols, cols, ps + b * rows + p * 4);
-                        else DotKernel.Panel4<F32Weights>(panels + p * panelBytes, px + b * cols, cols, ps + b * rows + p * 4);
-                    }
-            }
-            for (int size = 1; size <= batch; size++)
-            {
-                var y = new float[size * rows];
-                fixed (float* py = y)
-                {
-                    for (int p = 0; p < rows / 4; p++)
-                    {
-                        if (bf16) DotKernel.Panel4Rows<BF16Weights>(panels + p * panelBytes, px, cols, size, cols, py + p * 4, rows);
-                        else DotKernel.Panel4Rows<F32Weights>(panels + p * panelBytes, px, cols, size, cols, py + p * 4, rows);
-                    }
-                }
-                for (int i = 0; i < y.Length; i++)
-                    Assert.True(BitConverter.SingleToInt32Bits(solo[i]) == BitConverter.SingleToInt32Bits(y[i]),
-                        $"batch {size}, row {i / rows}, output {i % rows}: {y[i]} != solo {solo[i]}");
-            }
+            var y = new float[size * rows];
+            Product(packed, wide, x.AsSpan(0, size * cols).ToArray(), size, rows, cols, y);
+            for (int i = 0; i < y.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(solo[i]) == BitConverter.SingleToInt32Bits(y[i]),
+                    $"{(wide ? 16 : 4)}-row panels, batch {size}, row {i / rows}, output {i % rows}: {y[i]} != solo {solo[i]}");
         }
     }
 
@@ -198,72 +174,88 @@ public sealed unsafe class KernelTests
     [InlineData(true, 776)]
     [InlineData(false, 3080)]
     [InlineData(true, 3080)]
-    [InlineData(false, 3072)] // rows 12 KB apart: PanelsRows packs each k block's activations side by side
-    [InlineData(true, 3072)]
     public void Batched_panels_accumulate_every_output_in_the_one_row_order(bool bf16, int cols)
     {
-        // The order that defines batch invariance, spelled out lane by lane: 8 lane accumulators, k ascending
-        // in blocks of 8, one fused multiply-add per product, then Vector256.Sum. Whichever kernel
-        // Panel4Rows picks (512-bit calls of up to 11 rows on AVX-512, 256-bit pairs of rows elsewhere), every
-        // output must have exactly these bits, for batch sizes that leave every kind of remainder. PanelsRows
-        // over the whole matrix must give them too: with 3080 columns it cuts k into blocks (carrying the lanes
-        // between them) and takes 18 panels in chunks of 16; with 3072, rows a multiple of 4 KB apart, it also
-        // copies each block's activation rows side by side first.
-        int rows = cols > 1000 ? 72 : 8;
+        // The orders that define batch invariance, spelled out. 4-row panels (every CPU with 256-bit vectors runs
+        // them, so they are checked here whichever layout this CPU packs): 8 lane accumulators, k ascending in
+        // blocks of 8, one fused multiply-add per product, then Vector256.Sum. 16-row panels (AVX-512): one fused
+        // multiply-add per product, k ascending, from +0. Every output must have exactly these bits, for batch sizes
+        // that leave every kind of remainder (pairs of rows and a last one; groups of 16, pairs of panels up to 8
+        // rows, and with 3080 columns, a 197 KB panel, groups past 16 rows taking turns over chunks of one panel).
+        int rows = cols > 1000 ? 48 : 16;
         var rng = new Random(cols + (bf16 ? 1 : 0));
         float[] w = Random(rng, rows * cols).Select(RoundToBf16).ToArray();
-        var packedF = PackPanels(w, rows, cols);
-        var packedB = PackPanels(ToBf16Bits(w), rows, cols);
-        foreach (int batch in new[] { 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 25, 37 }) // one kernel call for each of 2-11 rows; above 16 (and 9-16 when 8 rows fit in L1 whole): groups of 8 rows take turns over chunks of panels
+        foreach (bool wide in DotKernel.WidePanels ? new[] { false, true } : new[] { false })
         {
-            float[] x = Random(rng, batch * cols);
-            var y = new float[batch * rows];
-            var whole = new float[batch * rows];
-            var narrow = new float[batch * rows];
-            fixed (float* pf = packedF, px = x, py = y, pn = narrow)
-            fixed (ushort* pb = packedB)
+            object packed = bf16 ? PackPanels(ToBf16Bits(w), rows, cols, wide) : PackPanels(w, rows, cols, wide);
+            foreach (int batch in new[] { 1, 2, 3, 5, 7, 8, 9, 11, 13, 16, 17, 19, 25, 37 })
             {
-                byte* panels = bf16 ? (byte*)pb : (byte*)pf;
-                int panelBytes = 4 * cols * (bf16 ? 2 : 4);
-                for (int p = 0; p < rows / 4; p++)
-                {
-                    if (bf16) DotKernel.Panel4Rows<BF16Weights>(panels + p * panelBytes, px, cols, batch, cols, py + p * 4, rows);
-                    else DotKernel.Panel4Rows<F32Weights>(panels + p * panelBytes, px, cols, batch, cols, py + p * 4, rows);
-                    // The 256-bit kernels of CPUs without AVX-512 (pairs of rows, then one), which this CPU may not pick.
-                    if (bf16) DotKernel.Panel4Rows256<BF16Weights>(panels + p * panelBytes, px, cols, batch, cols, pn + p * 4, rows);
-                    else DotKernel.Panel4Rows256<F32Weights>(panels + p * panelBytes, px, cols, batch, cols, pn + p * 4, rows);
-                }
-                fixed (float* pw = whole)
-                {
-                    if (bf16) DotKernel.PanelsRows<BF16Weights>(panels, rows / 4, px, cols, batch, cols, pw, rows);
-                    else DotKernel.PanelsRows<F32Weights>(panels, rows / 4, px, cols, batch, cols, pw, rows);
-                }
+                float[] x = Random(rng, batch * cols);
+                var y = new float[batch * rows];
+                Product(packed, wide, x, batch, rows, cols, y);
+                for (int b = 0; b < batch; b++)
+                    for (int r = 0; r < rows; r++)
+                    {
+                        float want;
+                        if (wide)
+                        {
+                            want = 0;
+                            for (int k = 0; k < cols; k++) want = MathF.FusedMultiplyAdd(w[r * cols + k], x[b * cols + k], want);
+                        }
+                        else
+                        {
+                            var lanes = new float[8];
+                            for (int k = 0; k < cols; k += 8)
+                                for (int l = 0; l < 8; l++) lanes[l] = MathF.FusedMultiplyAdd(w[r * cols + k + l], x[b * cols + k + l], lanes[l]);
+                            want = System.Runtime.Intrinsics.Vector256.Sum(System.Runtime.Intrinsics.Vector256.Create(lanes));
+                        }
+                        float got = y[b * rows + r];
+                        Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(got),
+                            $"{(wide ? 16 : 4)}-row panels, {(bf16 ? "bf16" : "f32")} n={cols} batch {batch}, row {b}, output {r}: {got} != {want} (the one-row order)");
+                    }
             }
-            for (int b = 0; b < batch; b++)
-                for (int r = 0; r < rows; r++)
-                {
-                    var lanes = new float[8];
-                    for (int k = 0; k < cols; k += 8)
-                        for (int l = 0; l < 8; l++) lanes[l] = MathF.FusedMultiplyAdd(w[r * cols + k + l], x[b * cols + k + l], lanes[l]);
-                    float want = System.Runtime.Intrinsics.Vector256.Sum(System.Runtime.Intrinsics.Vector256.Create(lanes));
-                    float got = y[b * rows + r];
-                    Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(got),
-                        $"{(bf16 ? "bf16" : "f32")} n={cols} batch {batch}, row {b}, output {r}: {got} != {want} (the one-row order)");
-                    float twoRows = narrow[b * rows + r];
-                    Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(twoRows),
-                        $"{(bf16 ? "bf16" : "f32")} n={cols} batch {batch}, row {b}, output {r}: the 256-bit kernels gave {twoRows} != {want} (the one-row order)");
-                    float blocked = whole[b * rows + r];
-                    Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(blocked),
-                        $"{(bf16 ? "bf16" : "f32")} n={cols} batch {batch}, row {b}, output {r}: PanelsRows gave {blocked} != {want} (the one-row order)");
-                }
         }
     }
 
-    /// <summary>Packs as the model does: per 4-row panel, 8 columns of row 0, of row 1, ..., then the next 8.</summary>
-    private static T[] PackPanels<T>(T[] w, int rows, int cols)
+    /// <summary>y[b·rows + r] for a matrix packed as <see cref="PackPanels{T}"/> (float[] f32 or ushort[] bf16), as
+    /// the model computes it: the 16-row layout through transposed activation groups, the 4-row one directly.</summary>
+    private static void Product(object packed, bool wide, float[] x, int batch, int rows, int cols, Span<float> y)
+    {
+        var xt = new float[DotKernel.TransposedFloats(batch, cols)];
+        var result = new float[batch * rows];
+        fixed (float* px = x, pt = xt, py = result)
+        {
+            DotKernel.Transpose(px, cols, batch, cols, pt);
+            if (packed is ushort[] bits)
+                fixed (ushort* pb = bits)
+                {
+                    if (wide) DotKernel.Panels16Rows<BF16Weights>((byte*)pb, rows / 16, pt, batch, cols, py, rows);
+                    else DotKernel.Panels4Rows<BF16Weights>((byte*)pb, rows / 4, px, cols, batch, cols, py, rows);
+                }
+            else
+                fixed (float* pf = (float[])packed)
+                {
+                    if (wide) DotKernel.Panels16Rows<F32Weights>((byte*)pf, rows / 16, pt, batch, cols, py, rows);
+                    else DotKernel.Panels4Rows<F32Weights>((byte*)pf, rows / 4, px, cols, batch, cols, py, rows);
+                }
+        }
+        result.CopyTo(y);
+    }
+
+    /// <summary>Packs as the model does: per 16-row panel each column's 16 weights side by side (wide), or per
+    /// 4-row panel 8 columns of row 0, of row 1, ..., then the next 8.</summary>
+    private static T[] PackPanels<T>(T[] w, int rows, int cols, bool wide)
     {
         var packed = new T[w.Length];
         int at = 0;
+        if (wide)
+        {
+            for (int p = 0; p < rows / 16; p++)
+                for (int k = 0; k < cols; k++)
+                    for (int r = 0; r < 16; r++)
+                        packed[at++] = w[(p * 16 + r) * cols + k];
+            return packed;
+        }
         for (int p = 0; p < rows / 4; p++)
             for (int c = 0; c < cols; c += 8)
                 for (int r = 0; r < 4; r++)
@@ -280,7 +272,10 @@ public sealed unsafe class KernelTests
     public void Shapes_that_do_not_fill_whole_panels_stay_row_major()
     {
         Assert.False(DotKernel.CanPack(6, 8));
-        Assert.False(DotKernel.CanPack(8, 172)); // stories260K's FFN width
+        // stories260K's FFN width: as the output it fills 4-row panels, not 16-row ones; as the input any width
+        // fits the 16-row panels, while the 4-row ones need whole blocks of 8 columns.
+        Assert.Equal(!DotKernel.WidePanels, DotKernel.CanPack(172, 64));
+        Assert.Equal(DotKernel.WidePanels, DotKernel.CanPack(64, 172));
     }
 
     [Theory]
