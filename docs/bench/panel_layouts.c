@@ -4,14 +4,16 @@
 //   for s in rows4 outer16; do taskset -c 0 ./panel_layouts $s 16 & taskset -c 1 ./panel_layouts $s 16; wait; done
 // Each process streams 128 MB of f32 weights (n = 768 columns, llama-160m at two ranks) against R activation rows
 // (1, 8 or 16) and prints its best pass of 12 in ms, GFLOP/s and GB/s.
-//   rows4:   today's layout (DotKernel512): panels of 4 output rows, 8 columns of each row in turn; a kernel call
+//   rows4:   the 4-row layout (the 512-bit kernels before round 25; CPUs without AVX-512 keep it with 256-bit
+//            kernels): panels of 4 output rows, 8 columns of each row in turn; a kernel call
 //            takes 8 activation rows (two 512-bit accumulators each, the 8 activation floats broadcast to both
 //            halves), so 16 rows are two groups over each chunk of 16 panels, the second from L2. One row: the
 //            256-bit one-stream kernel (DotKernel.Panel4).
 //   outer16: panels of 16 outputs stored k-major (one 512-bit load holds the 16 outputs' weights of one column),
 //            every activation row one accumulator fed by an embedded scalar broadcast, so 16 rows take one pass and
 //            the panel is read once. Each output is then one FMA chain over k, a different summation order from
-//            today's 8 lanes per output, so adopting it changes the last bits of every f32/bf16 product.
+//            the 4-row layout's 8 lanes per output. Adopted for AVX-512 CPUs in round 25 (DotKernel512.Panel16,
+//            which also takes two panels at once for up to 8 rows).
 #include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
