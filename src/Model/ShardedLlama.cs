@@ -903,7 +903,7 @@ public sealed partial class ShardedLlama : IDisposable
             // transposed once per product for every panel and split helper.
             long floats = DotKernel.TransposedFloats(rows, (int)w.In);
             if (_transposedX.Length < floats) _transposedX = GC.AllocateArray<float>((int)floats, pinned: true);
-            xt = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_transposedX));
+            xt = (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_transposedX));
             DotKernel.Transpose(x, w.In, rows, (int)w.In, xt);
         }
         _product = new Product(x, xt, rows, w, y, kind);
@@ -958,7 +958,7 @@ public sealed partial class ShardedLlama : IDisposable
         {
             long r = Volatile.Read(ref _nextRow);
             if (r >= total) return;
-            long size = Math.Max(unit, Math.Clamp((total - r) / (2 * parts), MinBlockRows, MaxBlockRows) / unit * unit);
+            long size = Math.Clamp((total - r) / (2 * parts), MinBlockRows, MaxBlockRows) / unit * unit;
             long end = Math.Min(total, r + size);
             if (Interlocked.CompareExchange(ref _nextRow, end, r) != r) continue;
             ProductRows(r, end);
@@ -998,8 +998,9 @@ public sealed partial class ShardedLlama : IDisposable
             for (int b = 0; b < rows; b++) y[b * outDim + r] = DotKernel.Dot<TWeights>(ws + r * rowBytes, x + (long)b * n, n);
     }
 
-    /// <summary>Bounds of a claimed block of rows (multiples of the panel height): large enough that claiming
-    /// costs nothing against streaming it, small enough that the last one does not keep the others waiting.</summary>
+    /// <summary>Bounds of a claimed block of rows (multiples of the panel height, so at least one 16-row panel):
+    /// large enough that claiming costs nothing against streaming it, small enough that the last one does not keep
+    /// the others waiting.</summary>
     private const long MinBlockRows = 16, MaxBlockRows = 64;
 
     /// <summary>Next unclaimed row of the product the split workers are sharing (see <see cref="MatVec"/>).</summary>
