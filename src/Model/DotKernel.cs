@@ -102,9 +102,9 @@ internal static class DotKernel
                 long p = first;
                 if (size <= PairRows)
                     for (; p + 1 < last; p += 2)
-                        DotKernel512.Panel16Pair<TWeights>(panels + p * panelBytes, panels + (p + 1) * panelBytes, group, size, size, n, y + g * yStride + p * PanelRows, yStride);
+                        DotKernel512.Panel16Pair<TWeights>(panels + p * panelBytes, panels + (p + 1) * panelBytes, group, size, n, y + g * yStride + p * PanelRows, yStride);
                 for (; p < last; p++)
-                    DotKernel512.Panel16<TWeights>(panels + p * panelBytes, group, size, size, n, y + g * yStride + p * PanelRows, yStride);
+                    DotKernel512.Panel16<TWeights>(panels + p * panelBytes, group, size, n, y + g * yStride + p * PanelRows, yStride);
             }
         }
     }

@@ -24,29 +24,29 @@ internal static class DotKernel512
     /// </summary>
     internal const int PrefetchBytes = 8 * 1024;
 
-    /// <summary>One panel against <paramref name="rows"/> (1-16) transposed activation rows.</summary>
+    /// <summary>One panel against a transposed group of <paramref name="rows"/> (1-16) activation rows, whose k values are <paramref name="rows"/> floats apart.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe void Panel16<TWeights>(byte* panel, float* group, int rows, int stride, int n, float* y, long yStride)
+    public static unsafe void Panel16<TWeights>(byte* panel, float* group, int rows, int n, float* y, long yStride)
         where TWeights : struct, IWeightFormat
     {
         switch (rows)
         {
-            case 1: Panel16xR<TWeights, R1>(panel, group, stride, n, y, yStride); break;
-            case 2: Panel16xR<TWeights, R2>(panel, group, stride, n, y, yStride); break;
-            case 3: Panel16xR<TWeights, R3>(panel, group, stride, n, y, yStride); break;
-            case 4: Panel16xR<TWeights, R4>(panel, group, stride, n, y, yStride); break;
-            case 5: Panel16xR<TWeights, R5>(panel, group, stride, n, y, yStride); break;
-            case 6: Panel16xR<TWeights, R6>(panel, group, stride, n, y, yStride); break;
-            case 7: Panel16xR<TWeights, R7>(panel, group, stride, n, y, yStride); break;
-            case 8: Panel16xR<TWeights, R8>(panel, group, stride, n, y, yStride); break;
-            case 9: Panel16xR<TWeights, R9>(panel, group, stride, n, y, yStride); break;
-            case 10: Panel16xR<TWeights, R10>(panel, group, stride, n, y, yStride); break;
-            case 11: Panel16xR<TWeights, R11>(panel, group, stride, n, y, yStride); break;
-            case 12: Panel16xR<TWeights, R12>(panel, group, stride, n, y, yStride); break;
-            case 13: Panel16xR<TWeights, R13>(panel, group, stride, n, y, yStride); break;
-            case 14: Panel16xR<TWeights, R14>(panel, group, stride, n, y, yStride); break;
-            case 15: Panel16xR<TWeights, R15>(panel, group, stride, n, y, yStride); break;
-            default: Panel16xR<TWeights, R16>(panel, group, stride, n, y, yStride); break;
+            case 1: Panel16xR<TWeights, R1>(panel, group, n, y, yStride); break;
+            case 2: Panel16xR<TWeights, R2>(panel, group, n, y, yStride); break;
+            case 3: Panel16xR<TWeights, R3>(panel, group, n, y, yStride); break;
+            case 4: Panel16xR<TWeights, R4>(panel, group, n, y, yStride); break;
+            case 5: Panel16xR<TWeights, R5>(panel, group, n, y, yStride); break;
+            case 6: Panel16xR<TWeights, R6>(panel, group, n, y, yStride); break;
+            case 7: Panel16xR<TWeights, R7>(panel, group, n, y, yStride); break;
+            case 8: Panel16xR<TWeights, R8>(panel, group, n, y, yStride); break;
+            case 9: Panel16xR<TWeights, R9>(panel, group, n, y, yStride); break;
+            case 10: Panel16xR<TWeights, R10>(panel, group, n, y, yStride); break;
+            case 11: Panel16xR<TWeights, R11>(panel, group, n, y, yStride); break;
+            case 12: Panel16xR<TWeights, R12>(panel, group, n, y, yStride); break;
+            case 13: Panel16xR<TWeights, R13>(panel, group, n, y, yStride); break;
+            case 14: Panel16xR<TWeights, R14>(panel, group, n, y, yStride); break;
+            case 15: Panel16xR<TWeights, R15>(panel, group, n, y, yStride); break;
+            default: Panel16xR<TWeights, R16>(panel, group, n, y, yStride); break;
         }
     }
 
@@ -55,12 +55,12 @@ internal static class DotKernel512
     /// instantiation, so each row count compiles to its own registers and FMAs only.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Panel16xR<TWeights, TRows>(byte* panel, float* x, int stride, int n, float* y, long yStride)
+    private static unsafe void Panel16xR<TWeights, TRows>(byte* panel, float* x, int n, float* y, long yStride)
         where TWeights : struct, IWeightFormat where TRows : struct, IRowCount
     {
         int R = TRows.Count, step = DotKernel.Panel16Rows * TWeights.Bytes;
         Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero, a4 = Vector512<float>.Zero, a5 = Vector512<float>.Zero, a6 = Vector512<float>.Zero, a7 = Vector512<float>.Zero, a8 = Vector512<float>.Zero, a9 = Vector512<float>.Zero, a10 = Vector512<float>.Zero, a11 = Vector512<float>.Zero, a12 = Vector512<float>.Zero, a13 = Vector512<float>.Zero, a14 = Vector512<float>.Zero, a15 = Vector512<float>.Zero;
-        for (int k = 0; k < n; k++, panel += step, x += stride)
+        for (int k = 0; k < n; k++, panel += step, x += R)
         {
             Sse.Prefetch0(panel + PrefetchBytes);
             var w = TWeights.Load16(panel);
@@ -106,29 +106,29 @@ internal static class DotKernel512
     /// two panels at once double the chains. Each output's chain is the same, so are its bits.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static unsafe void Panel16Pair<TWeights>(byte* panel, byte* next, float* group, int rows, int stride, int n, float* y, long yStride)
+    public static unsafe void Panel16Pair<TWeights>(byte* panel, byte* next, float* group, int rows, int n, float* y, long yStride)
         where TWeights : struct, IWeightFormat
     {
         switch (rows)
         {
-            case 1: Panel16PairR<TWeights, R1>(panel, next, group, stride, n, y, yStride); break;
-            case 2: Panel16PairR<TWeights, R2>(panel, next, group, stride, n, y, yStride); break;
-            case 3: Panel16PairR<TWeights, R3>(panel, next, group, stride, n, y, yStride); break;
-            case 4: Panel16PairR<TWeights, R4>(panel, next, group, stride, n, y, yStride); break;
-            case 5: Panel16PairR<TWeights, R5>(panel, next, group, stride, n, y, yStride); break;
-            case 6: Panel16PairR<TWeights, R6>(panel, next, group, stride, n, y, yStride); break;
-            case 7: Panel16PairR<TWeights, R7>(panel, next, group, stride, n, y, yStride); break;
-            default: Panel16PairR<TWeights, R8>(panel, next, group, stride, n, y, yStride); break;
+            case 1: Panel16PairR<TWeights, R1>(panel, next, group, n, y, yStride); break;
+            case 2: Panel16PairR<TWeights, R2>(panel, next, group, n, y, yStride); break;
+            case 3: Panel16PairR<TWeights, R3>(panel, next, group, n, y, yStride); break;
+            case 4: Panel16PairR<TWeights, R4>(panel, next, group, n, y, yStride); break;
+            case 5: Panel16PairR<TWeights, R5>(panel, next, group, n, y, yStride); break;
+            case 6: Panel16PairR<TWeights, R6>(panel, next, group, n, y, yStride); break;
+            case 7: Panel16PairR<TWeights, R7>(panel, next, group, n, y, yStride); break;
+            default: Panel16PairR<TWeights, R8>(panel, next, group, n, y, yStride); break;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Panel16PairR<TWeights, TRows>(byte* panel, byte* next, float* x, int stride, int n, float* y, long yStride)
+    private static unsafe void Panel16PairR<TWeights, TRows>(byte* panel, byte* next, float* x, int n, float* y, long yStride)
         where TWeights : struct, IWeightFormat where TRows : struct, IRowCount
     {
         int R = TRows.Count, step = DotKernel.Panel16Rows * TWeights.Bytes;
         Vector512<float> a0 = Vector512<float>.Zero, a1 = Vector512<float>.Zero, a2 = Vector512<float>.Zero, a3 = Vector512<float>.Zero, a4 = Vector512<float>.Zero, a5 = Vector512<float>.Zero, a6 = Vector512<float>.Zero, a7 = Vector512<float>.Zero, b0 = Vector512<float>.Zero, b1 = Vector512<float>.Zero, b2 = Vector512<float>.Zero, b3 = Vector512<float>.Zero, b4 = Vector512<float>.Zero, b5 = Vector512<float>.Zero, b6 = Vector512<float>.Zero, b7 = Vector512<float>.Zero;
-        for (int k = 0; k < n; k++, panel += step, next += step, x += stride)
+        for (int k = 0; k < n; k++, panel += step, next += step, x += R)
         {
             Sse.Prefetch0(panel + PrefetchBytes);
             Sse.Prefetch0(next + PrefetchBytes);
